@@ -1,0 +1,33 @@
+"""Helpers shared by CLI commands: settings, engines and console output."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from sqlalchemy import Engine
+
+from reasonmed.config import get_settings, reset_settings
+from reasonmed.db.engine import get_engine
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def override_database(database_url: str | None) -> None:
+    """A ``--database-url`` option wins over ``REASONMED_DATABASE_URL``."""
+    if database_url:
+        import os
+
+        os.environ["REASONMED_DATABASE_URL"] = database_url
+        reset_settings()
+
+
+def engine_from_settings(database_url: str | None = None) -> tuple[str, Engine]:
+    override_database(database_url)
+    url = get_settings().database_url
+    return url, get_engine(url)
+
+
+def redact_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,48 @@
+"""``reasonmed config``: print and check configuration before a long run starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from reasonmed.cli.app import config_app
+from reasonmed.cli.common import console, redact_url
+from reasonmed.config import get_settings, load_pipeline_config
+
+ConfigPath = Annotated[Path | None, typer.Option("--config", "-c", help="pipeline YAML (default: REASONMED_PIPELINE_CONFIG or the simulator default)")]
+
+
+@config_app.command("check")
+def check(config: ConfigPath = None) -> None:
+    """Validate the settings and the pipeline file; print the agents and endpoints they name."""
+    settings = get_settings()
+    cfg = load_pipeline_config(config or settings.pipeline_config)
+    table = Table(title=f"pipeline config {cfg.config_hash[:12]}")
+    for col in ("agent", "endpoint", "model", "temperatures"):
+        table.add_column(col)
+    for g in cfg.agents.generators:
+        ep = cfg.endpoints[g.endpoint]
+        table.add_row("generator", g.endpoint, ep.model, ", ".join(f"{t:g}" for t in g.temperatures) + f" x{g.paths_per_temperature}")
+    for role in ("verifier", "ranker", "refiner", "regenerator", "summarizer"):
+        a = getattr(cfg.agents, role)
+        table.add_row(role, a.endpoint, cfg.endpoints[a.endpoint].model, f"{a.temperature:g}")
+    console.print(table)
+    t = cfg.tiers
+    console.print(
+        f"{cfg.paths_per_question} paths per question; easy >= {t.easy_min_correct} correct, "
+        f"medium {t.medium_min_correct}-{t.easy_min_correct - 1}, difficult < {t.medium_min_correct}; keep top {t.keep_top}"
+    )
+    console.print("config OK")
+
+
+@config_app.command("show")
+def show() -> None:
+    """Print the effective REASONMED_* settings (passwords hidden)."""
+    settings = get_settings()
+    for name, value in settings.model_dump().items():
+        if name == "database_url":
+            value = redact_url(value)
+        console.print(f"REASONMED_{name.upper()}={value if value is not None else ''}")

@@ -1,0 +1,1 @@
+"""``reasonmed ingest`` (filled in by the ingestion work)."""

@@ -1,0 +1,1 @@
+"""``reasonmed sim-server`` (filled in by the LLM-layer work)."""

@@ -1,0 +1,305 @@
+"""Configuration: one settings object from the environment, one pipeline file for endpoints and agents.
+
+Everything is validated up front so a typo fails at start-up with one line that names the key,
+not half-way through a night of generation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the person who has to fix it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+class EndpointConfig(_Strict):
+    """One served model: an OpenAI-compatible server (vLLM first) or an in-process vLLM engine."""
+
+    kind: Literal["openai", "vllm"] = "openai"
+    base_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:8000/v1 (kind=openai)")
+    model: str = Field(min_length=1, description="model name the server expects")
+    api_key_env: str | None = Field(default=None, description="name of the env var that holds the API key")
+    api_key_secret: str | None = Field(default=None, description="name of a Prefect Secret block with the key")
+    max_in_flight: int = Field(default=64, ge=1, le=100_000)
+    timeout_s: float = Field(default=600.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    max_retries: int = Field(default=6, ge=0, le=50)
+    backoff_base_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=60.0, ge=0)
+    supports_n: bool = Field(default=True, description="engine accepts n>1 (vLLM does)")
+    price_input_per_mtok: float | None = Field(default=None, ge=0)
+    price_output_per_mtok: float | None = Field(default=None, ge=0)
+    engine_args: dict[str, Any] = Field(default_factory=dict, description="AsyncEngineArgs for kind=vllm")
+
+    @model_validator(mode="after")
+    def _url_for_http(self) -> EndpointConfig:
+        if self.kind == "openai":
+            if not self.base_url:
+                raise ValueError("base_url is required when kind is 'openai'")
+            if not re.match(r"^https?://", self.base_url):
+                raise ValueError(f"base_url must start with http:// or https:// (got {self.base_url!r})")
+        return self
+
+
+# --------------------------------------------------------------------------- agents
+
+class _AgentBase(_Strict):
+    endpoint: str = Field(min_length=1)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=1024, ge=1, le=262_144)
+
+
+class GeneratorConfig(_Strict):
+    """One generator model; the paper runs three of these at temperatures 0.7, 0.9, 1.0."""
+
+    endpoint: str = Field(min_length=1)
+    temperatures: list[float] = Field(default=[0.7, 0.9, 1.0], min_length=1)
+    paths_per_temperature: int = Field(default=1, ge=1, le=64)
+    top_p: float = Field(default=0.9, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=8192, ge=1, le=262_144)
+
+    @model_validator(mode="after")
+    def _temperatures_in_range(self) -> GeneratorConfig:
+        for i, t in enumerate(self.temperatures):
+            if not 0.0 <= t <= 2.0:
+                raise ValueError(f"temperatures[{i}] = {t} is out of range (0.0 to 2.0)")
+        if len(set(self.temperatures)) != len(self.temperatures):
+            raise ValueError("temperatures must not repeat (use paths_per_temperature for more samples)")
+        return self
+
+
+class VerifierConfig(_AgentBase):
+    max_tokens: int = Field(default=512, ge=1, le=262_144)
+    parse_attempts: int = Field(default=3, ge=1, le=10, description="asks again when the verdict does not parse")
+
+
+class RankerConfig(_AgentBase):
+    max_tokens: int = Field(default=256, ge=1, le=262_144)
+    parse_attempts: int = Field(default=2, ge=1, le=10)
+
+
+class RefinerConfig(_AgentBase):
+    temperature: float = Field(default=0.8, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=8192, ge=1, le=262_144)
+    max_paths: int = Field(default=2, ge=1, le=16, description="best correct paths refined per medium question")
+
+
+class RegeneratorConfig(_AgentBase):
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=8192, ge=1, le=262_144)
+    paths: int = Field(default=2, ge=1, le=16, description="new paths written per difficult question")
+
+
+class SummarizerConfig(_AgentBase):
+    temperature: float = Field(default=0.5, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=1024, ge=1, le=262_144)
+
+
+class AgentsConfig(_Strict):
+    generators: list[GeneratorConfig] = Field(min_length=1)
+    verifier: VerifierConfig
+    ranker: RankerConfig
+    refiner: RefinerConfig
+    regenerator: RegeneratorConfig
+    summarizer: SummarizerConfig
+
+
+class TierConfig(_Strict):
+    """Difficulty tiers by number of generated paths judged Correct (paper: 9 paths, easy >= 5, medium 2-4)."""
+
+    easy_min_correct: int = Field(default=5, ge=1)
+    medium_min_correct: int = Field(default=2, ge=1)
+    keep_top: int = Field(default=2, ge=1, le=16, description="paths kept per question")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TierConfig:
+        if self.medium_min_correct > self.easy_min_correct:
+            raise ValueError(
+                f"medium_min_correct ({self.medium_min_correct}) must not exceed easy_min_correct ({self.easy_min_correct})"
+            )
+        return self
+
+
+class PipelineConfig(_Strict):
+    """The pipeline file: which servers exist and which agent uses which."""
+
+    endpoints: dict[str, EndpointConfig] = Field(min_length=1)
+    agents: AgentsConfig
+    tiers: TierConfig = TierConfig()
+    output_retries: int = Field(
+        default=2, ge=0, le=10, description="re-asks when a path is truncated or has no parseable answer"
+    )
+    seed: int = Field(default=0, description="base of every per-request seed, for reproducible runs")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> PipelineConfig:
+        known = sorted(self.endpoints)
+        refs: list[tuple[str, str]] = [(f"agents.generators[{i}].endpoint", g.endpoint) for i, g in enumerate(self.agents.generators)]
+        for role in ("verifier", "ranker", "refiner", "regenerator", "summarizer"):
+            refs.append((f"agents.{role}.endpoint", getattr(self.agents, role).endpoint))
+        for key, name in refs:
+            if name not in self.endpoints:
+                raise ValueError(f"{key}: unknown endpoint {name!r} (known: {', '.join(known)})")
+        total = self.paths_per_question
+        if self.tiers.easy_min_correct > total:
+            raise ValueError(
+                f"tiers.easy_min_correct: {self.tiers.easy_min_correct} exceeds the {total} paths generated per question"
+            )
+        return self
+
+    @property
+    def paths_per_question(self) -> int:
+        return sum(len(g.temperatures) * g.paths_per_temperature for g in self.agents.generators)
+
+    @cached_property
+    def config_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.snapshot(), sort_keys=True).encode()).hexdigest()
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-safe copy stored with every run (API keys are never in here: only env var names)."""
+        return self.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------- loading
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(text: str, source: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        value = os.environ.get(name)
+        if value is None:
+            if default is None:
+                raise ConfigError(f"{source}: environment variable {name} is not set (referenced as ${{{name}}})")
+            return default
+        return value
+
+    return _ENV_REF.sub(sub, text)
+
+
+def _format_location(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem, each naming the key, e.g. ``deploy/x.yaml: agents.verifier.endpoint: ...``."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if p not in ("function-after",))
+        key = _format_location(loc)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see deploy/pipeline.paper.yaml for every key)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        lines.append(f"{source}: {key}: {msg}" if key else f"{source}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_pipeline_config(data: dict[str, Any], source: str = "pipeline config") -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def load_pipeline_config(path: Path | str | None = None) -> PipelineConfig:
+    """Load a pipeline YAML file; ``None`` means the packaged default that targets the simulator."""
+    if path is None:
+        text = resources.files("reasonmed").joinpath("default_pipeline.yaml").read_text()
+        source = "default pipeline (simulator)"
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"pipeline config {p}: file not found")
+        text = p.read_text()
+        source = str(p)
+    try:
+        data = yaml.safe_load(_expand_env(text, source))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    return parse_pipeline_config(data, source)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+class Settings(BaseSettings):
+    """Process-wide settings from ``REASONMED_*`` environment variables (and a ``.env`` file if present)."""
+
+    model_config = SettingsConfigDict(env_prefix="REASONMED_", env_file=".env", extra="ignore", frozen=True)
+
+    database_url: str = Field(
+        default="sqlite:///reasonmed.db",
+        description="SQLAlchemy URL; production: postgresql+psycopg://user@host/db",
+    )
+    pipeline_config: Path | None = Field(default=None, description="pipeline YAML; unset = simulator default")
+    shard_size: int = Field(default=200, ge=1, le=100_000, description="questions per child flow run")
+    questions_in_flight: int | None = Field(
+        default=None, ge=1, description="questions processed at once; unset = enough to fill every endpoint cap"
+    )
+    export_dir: Path = Field(default=Path("exports"))
+    s3_endpoint_url: str | None = Field(default=None, description="for MinIO and other S3-compatible stores")
+    log_level: str = Field(default="INFO")
+
+    @model_validator(mode="after")
+    def _db_url(self) -> Settings:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", self.database_url):
+            raise ValueError(
+                "database_url must be a sqlite:/// or postgresql+psycopg:// URL "
+                f"(got {self.database_url.split('@')[-1]!r})"
+            )
+        return self
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """Read the environment once per process."""
+    global _settings
+    if _settings is None:
+        try:
+            _settings = Settings()
+        except ValidationError as exc:
+            lines = []
+            for err in exc.errors():
+                key = "REASONMED_" + _format_location(err["loc"]).upper() if err["loc"] else "settings"
+                lines.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
+            raise ConfigError("\n".join(lines)) from None
+    return _settings
+
+
+def reset_settings() -> None:
+    """For tests and CLI options that override the environment."""
+    global _settings
+    _settings = None

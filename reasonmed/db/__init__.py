@@ -1,0 +1,1 @@
+"""Database layer: the ORM schema, engines, migrations and every SQL statement the project runs."""

@@ -1,0 +1,49 @@
+"""Schema changes through Alembic only; these wrappers let the CLI and tests run them programmatically."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+from reasonmed.db.engine import normalise_url
+
+
+def alembic_config(database_url: str) -> Config:
+    location = Path(str(resources.files("migrations")))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(location))
+    cfg.set_main_option("sqlalchemy.url", normalise_url(database_url).replace("%", "%%"))
+    return cfg
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str, revision: str) -> None:
+    command.downgrade(alembic_config(database_url), revision)
+
+
+def head_revision(database_url: str) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def require_current(engine: Engine, database_url: str) -> None:
+    """Fail early, with the fix, when the database is behind the code."""
+    current, head = current_revision(engine), head_revision(database_url)
+    if current != head:
+        raise RuntimeError(
+            f"database schema is at revision {current or 'none'}, the code needs {head}: "
+            "run `reasonmed db upgrade` first"
+        )

@@ -1,0 +1,314 @@
+"""The schema: every question, call, path, verdict, score, summary and outcome, with provenance.
+
+One set of typed models serves Postgres (production, JSONB) and SQLite (embedded default).
+Natural unique keys on every table make writes idempotent: a retried task that inserts the same
+logical row hits the constraint and is skipped (``ON CONFLICT DO NOTHING``), never duplicated.
+The schema is created only by Alembic migrations (``migrations/``), never ``create_all``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# BIGINT identity on Postgres; INTEGER PRIMARY KEY (rowid alias, autoincrementing) on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: Json, list[Any]: Json}
+
+
+Timestamp = DateTime(timezone=True)
+
+
+class IngestFile(Base):
+    """One ingested file, identified by the sha256 of its bytes: the same file twice is a no-op."""
+
+    __tablename__ = "ingest_files"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32))
+    split: Mapped[str] = mapped_column(String(32))
+    n_read: Mapped[int] = mapped_column(Integer, default=0)
+    n_inserted: Mapped[int] = mapped_column(Integer, default=0)
+    n_duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    n_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running | done
+    started_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class Question(Base):
+    __tablename__ = "questions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    source: Mapped[str] = mapped_column(String(32), index=True)
+    source_id: Mapped[str] = mapped_column(String(200))
+    split: Mapped[str] = mapped_column(String(32), default="train")
+    is_benchmark_test: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    question: Mapped[str] = mapped_column(Text)
+    context: Mapped[str | None] = mapped_column(Text)
+    options: Mapped[list[Any]] = mapped_column(Json)  # [[label, text], ...]: a list, since JSONB reorders object keys
+    answer: Mapped[str] = mapped_column(String(32))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", Json, default=dict)
+    ingest_file_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_files.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    # Claim lease: lets several workers share one pending set without processing a question twice.
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claim_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (Index("ix_questions_source_source_id", "source", "source_id"),)
+
+
+class IngestError(Base):
+    __tablename__ = "ingest_errors"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ingest_file_id: Mapped[int] = mapped_column(ForeignKey("ingest_files.id", ondelete="CASCADE"))
+    file_path: Mapped[str] = mapped_column(Text)
+    record_ref: Mapped[str] = mapped_column(String(200))  # "line 17" / "record 12345678"
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[str | None] = mapped_column(Text)  # first few hundred characters of the bad record
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("ingest_file_id", "record_ref"),)
+
+
+class PipelineRun(Base):
+    __tablename__ = "pipeline_runs"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # build | ingest | export | nightly | eval | score
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running | completed | failed
+    config_hash: Mapped[str | None] = mapped_column(String(64))
+    config_snapshot: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    parameters: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    stats: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    prefect_flow_run_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    host: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class PromptTemplateRow(Base):
+    __tablename__ = "prompt_templates"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class LLMCall(Base):
+    """Every request the pipeline made to a model, with its provenance; one row per logical request.
+
+    ``call_key`` names the logical request (e.g. ``q42/gen/qwen/0.7/0``); retries of the same request
+    update ``attempts`` on the same row instead of adding rows.
+    """
+
+    __tablename__ = "llm_calls"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    call_key: Mapped[str] = mapped_column(String(300), unique=True)
+    question_id: Mapped[int | None] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"), index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"), index=True)
+    role: Mapped[str] = mapped_column(String(32))  # generator | verifier | ranker | refiner | regenerator | summarizer | ...
+    endpoint: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str] = mapped_column(String(200))
+    temperature: Mapped[float] = mapped_column(Float)
+    top_p: Mapped[float | None] = mapped_column(Float)
+    max_tokens: Mapped[int | None] = mapped_column(Integer)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    n: Mapped[int] = mapped_column(Integer, default=1)
+    prompt_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    request_id: Mapped[str | None] = mapped_column(String(200))
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="ok")  # ok | error
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    prefect_flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    prefect_task_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, index=True)
+
+    __table_args__ = (Index("ix_llm_calls_role_model", "role", "model"),)
+
+
+class ReasoningPath(Base):
+    """A chain of thought: generated, refined from a parent, or regenerated for a difficult question."""
+
+    __tablename__ = "reasoning_paths"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"))
+    path_key: Mapped[str] = mapped_column(String(200))  # gen/<endpoint>/<temp>/<i> | ref/<parent>/<i> | regen/<i>
+    origin: Mapped[str] = mapped_column(String(16))  # generated | refined | regenerated
+    role: Mapped[str] = mapped_column(String(32))
+    parent_path_id: Mapped[int | None] = mapped_column(ForeignKey("reasoning_paths.id", ondelete="SET NULL"))
+    llm_call_id: Mapped[int | None] = mapped_column(ForeignKey("llm_calls.id", ondelete="SET NULL"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"))
+    endpoint: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str] = mapped_column(String(200), index=True)
+    temperature: Mapped[float] = mapped_column(Float)
+    sample_index: Mapped[int] = mapped_column(Integer, default=0)
+    generation_order: Mapped[int] = mapped_column(Integer, default=0)  # model order, then temperature order
+    prompt_sha256: Mapped[str] = mapped_column(String(64))
+    raw_text: Mapped[str] = mapped_column(Text)
+    clean_text: Mapped[str] = mapped_column(Text)
+    extracted_answer: Mapped[str | None] = mapped_column(String(32))
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("question_id", "path_key"),
+        Index("ix_reasoning_paths_question_origin", "question_id", "origin"),
+        CheckConstraint("origin IN ('generated', 'refined', 'regenerated')", name="origin"),
+    )
+
+
+class Verdict(Base):
+    __tablename__ = "verdicts"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    path_id: Mapped[int] = mapped_column(ForeignKey("reasoning_paths.id", ondelete="CASCADE"))
+    question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"), index=True)
+    llm_call_id: Mapped[int | None] = mapped_column(ForeignKey("llm_calls.id", ondelete="SET NULL"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"))
+    verifier_model: Mapped[str] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(16))  # correct | error | unparseable
+    reason: Mapped[str | None] = mapped_column(Text)  # the verifier's error analysis
+    raw_output: Mapped[str | None] = mapped_column(Text)
+    parse_attempts: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("path_id", "verifier_model"),
+        Index("ix_verdicts_outcome", "outcome"),
+        CheckConstraint("outcome IN ('correct', 'error', 'unparseable')", name="outcome"),
+    )
+
+
+class PathScore(Base):
+    __tablename__ = "path_scores"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    path_id: Mapped[int] = mapped_column(ForeignKey("reasoning_paths.id", ondelete="CASCADE"))
+    question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"), index=True)
+    llm_call_id: Mapped[int | None] = mapped_column(ForeignKey("llm_calls.id", ondelete="SET NULL"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"))
+    ranker_model: Mapped[str] = mapped_column(String(200))
+    score: Mapped[int | None] = mapped_column(Integer)  # 0-5; NULL when the ranker's output did not parse
+    justification: Mapped[str | None] = mapped_column(Text)
+    raw_output: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("path_id", "ranker_model"),)
+
+
+class AcceptedPath(Base):
+    """The paths a question's tier pipeline kept; each becomes one dataset row once summarised."""
+
+    __tablename__ = "accepted_paths"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"), index=True)
+    path_id: Mapped[int] = mapped_column(ForeignKey("reasoning_paths.id", ondelete="CASCADE"), unique=True)
+    verdict_id: Mapped[int] = mapped_column(ForeignKey("verdicts.id", ondelete="CASCADE"))
+    rank: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class Summary(Base):
+    __tablename__ = "summaries"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    path_id: Mapped[int] = mapped_column(ForeignKey("reasoning_paths.id", ondelete="CASCADE"))
+    question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"), index=True)
+    llm_call_id: Mapped[int | None] = mapped_column(ForeignKey("llm_calls.id", ondelete="SET NULL"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"))
+    summarizer_model: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("path_id", "summarizer_model"),)
+
+
+class QuestionOutcome(Base):
+    """Where a question stands: its tier, and whether it was accepted or rejected (and why)."""
+
+    __tablename__ = "question_outcomes"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"), unique=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"), index=True)
+    tier: Mapped[str | None] = mapped_column(String(16))  # easy | medium | difficult
+    n_paths: Mapped[int] = mapped_column(Integer, default=0)
+    n_correct: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # resolved | accepted | rejected
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
+    n_accepted: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("status IN ('resolved', 'accepted', 'rejected')", name="status"),
+        CheckConstraint("tier IS NULL OR tier IN ('easy', 'medium', 'difficult')", name="tier"),
+    )
+
+
+class DatasetVersion(Base):
+    __tablename__ = "dataset_versions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"))
+    location: Mapped[str] = mapped_column(Text)
+    config_hash: Mapped[str | None] = mapped_column(String(64))
+    manifest: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    n_samples: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class DatasetSample(Base):
+    __tablename__ = "dataset_samples"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dataset_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id", ondelete="CASCADE"))
+    question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"), index=True)
+    path_id: Mapped[int] = mapped_column(ForeignKey("reasoning_paths.id", ondelete="CASCADE"))
+    verdict_id: Mapped[int | None] = mapped_column(ForeignKey("verdicts.id", ondelete="SET NULL"))
+    summary_id: Mapped[int | None] = mapped_column(ForeignKey("summaries.id", ondelete="SET NULL"))
+
+    __table_args__ = (UniqueConstraint("dataset_version_id", "path_id"),)
