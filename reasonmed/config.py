@@ -230,8 +230,8 @@ def parse_pipeline_config(data: dict[str, Any], source: str = "pipeline config")
         raise ConfigError(format_validation_error(exc, source)) from None
 
 
-def load_pipeline_config(path: Path | str | None = None) -> PipelineConfig:
-    """Load a pipeline YAML file; ``None`` means the packaged default that targets the simulator."""
+def read_pipeline_data(path: Path | str | None = None) -> tuple[dict[str, Any], str]:
+    """The pipeline file as a dict with ``${VAR:-default}`` references expanded, and its display name."""
     if path is None:
         text = resources.files("reasonmed").joinpath("default_pipeline.yaml").read_text()
         source = "default pipeline (simulator)"
@@ -247,6 +247,12 @@ def load_pipeline_config(path: Path | str | None = None) -> PipelineConfig:
         raise ConfigError(f"{source}: not valid YAML: {exc}".replace("\n", " ")) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
+    return data, source
+
+
+def load_pipeline_config(path: Path | str | None = None) -> PipelineConfig:
+    """Load a pipeline YAML file; ``None`` means the packaged default that targets the simulator."""
+    data, source = read_pipeline_data(path)
     return parse_pipeline_config(data, source)
 
 

@@ -8,13 +8,17 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
-import pytest
-from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
+from reasonmed.privacy import apply_offline_defaults
 
-from reasonmed.db import migrate
-from reasonmed.db.engine import make_engine
+apply_offline_defaults()
+
+import psycopg  # noqa: E402
+import pytest  # noqa: E402
+from sqlalchemy import Engine  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from reasonmed.db import migrate  # noqa: E402
+from reasonmed.db.engine import make_engine  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from reasonmed.cli import config_cmd, db, ingest, sim  # noqa: F401  (registers commands)
-from reasonmed.cli.app import app
-from reasonmed.config import ConfigError
+from reasonmed.privacy import apply_offline_defaults
+
+apply_offline_defaults()
+
+from reasonmed.cli import config_cmd, db, ingest, sim  # noqa: E402, F401  (registers commands)
+from reasonmed.cli.app import app  # noqa: E402
+from reasonmed.config import ConfigError  # noqa: E402
 
 
 def main() -> None:

@@ -8,8 +8,8 @@ from sqlalchemy import Engine
 from reasonmed.config import get_settings, reset_settings
 from reasonmed.db.engine import get_engine
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def override_database(database_url: str | None) -> None:

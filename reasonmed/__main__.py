@@ -1,0 +1,3 @@
+from reasonmed.cli import main
+
+main()

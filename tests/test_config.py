@@ -1,0 +1,137 @@
+"""Configuration is validated up front; each problem is one line that names the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reasonmed.config import ConfigError, Settings, load_pipeline_config, parse_pipeline_config, read_pipeline_data
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _paper_like() -> dict:
+    return read_pipeline_data(REPO / "deploy" / "pipeline.paper.yaml")[0]
+
+
+def test_shipped_configs_load_with_paper_values() -> None:
+    cfg = load_pipeline_config(REPO / "deploy" / "pipeline.paper.yaml")
+    assert cfg.paths_per_question == 9
+    assert [g.temperatures for g in cfg.agents.generators] == [[0.7, 0.9, 1.0]] * 3
+    assert all(g.top_p == 0.9 and g.max_tokens == 8192 for g in cfg.agents.generators)
+    assert (cfg.tiers.easy_min_correct, cfg.tiers.medium_min_correct, cfg.tiers.keep_top) == (5, 2, 2)
+    assert cfg.agents.refiner.temperature == 0.8 and cfg.agents.summarizer.temperature == 0.5
+    default = load_pipeline_config(None)
+    assert default.paths_per_question == 9
+    assert all(ep.model.startswith("sim/") for ep in default.endpoints.values())
+
+
+def test_env_references_are_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REASONMED_SIM_URL", "http://127.0.0.1:9999/v1")
+    cfg = load_pipeline_config(None)
+    assert {ep.base_url for ep in cfg.endpoints.values()} == {"http://127.0.0.1:9999/v1"}
+
+
+def _one_line_error(data: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_pipeline_config(data, "x.yaml")
+    msg = str(info.value)
+    assert "\n" not in msg, msg
+    return msg
+
+
+def test_unknown_key_is_named() -> None:
+    data = _paper_like()
+    data["agents"]["verifier"]["temprature"] = 0.1
+    assert _one_line_error(data).startswith("x.yaml: agents.verifier.temprature: unknown key")
+
+
+def test_unknown_endpoint_is_named() -> None:
+    data = _paper_like()
+    data["agents"]["summarizer"]["endpoint"] = "nope"
+    msg = _one_line_error(data)
+    assert "agents.summarizer.endpoint: unknown endpoint 'nope'" in msg
+    data = _paper_like()
+    data["agents"]["generators"][1]["endpoint"] = "gone"
+    assert "agents.generators[1].endpoint: unknown endpoint 'gone'" in _one_line_error(data)
+
+
+def test_temperature_out_of_range_is_named() -> None:
+    data = _paper_like()
+    data["agents"]["refiner"]["temperature"] = 3.5
+    assert "agents.refiner.temperature" in _one_line_error(data)
+    data = _paper_like()
+    data["agents"]["generators"][2]["temperatures"] = [0.7, 2.5]
+    assert "agents.generators[2]" in (msg := _one_line_error(data)) and "temperatures[1] = 2.5" in msg
+
+
+def test_tier_thresholds_checked_against_paths() -> None:
+    data = _paper_like()
+    data["tiers"]["easy_min_correct"] = 10
+    assert "tiers.easy_min_correct: 10 exceeds the 9 paths" in _one_line_error(data)
+    data = _paper_like()
+    data["tiers"]["medium_min_correct"] = 6
+    assert "tiers" in _one_line_error(data)
+
+
+def test_endpoint_needs_http_url() -> None:
+    data = _paper_like()
+    first = next(iter(data["endpoints"]))
+    data["endpoints"][first]["base_url"] = "localhost:8000"
+    assert f"endpoints.{first}: base_url must start with http" in _one_line_error(data)
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_pipeline_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("endpoints: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_pipeline_config(bad)
+
+
+def test_unset_env_reference_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REASONMED_NOT_SET_ANYWHERE", raising=False)
+    f = tmp_path / "p.yaml"
+    f.write_text("endpoints:\n  a:\n    base_url: ${REASONMED_NOT_SET_ANYWHERE}\n")
+    with pytest.raises(ConfigError, match="REASONMED_NOT_SET_ANYWHERE is not set"):
+        load_pipeline_config(f)
+
+
+def test_config_hash_changes_with_content() -> None:
+    a = parse_pipeline_config(_paper_like())
+    data = _paper_like()
+    data["seed"] = 7
+    b = parse_pipeline_config(data)
+    assert a.config_hash == parse_pipeline_config(_paper_like()).config_hash
+    assert a.config_hash != b.config_hash
+
+
+def test_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REASONMED_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1/x")
+    monkeypatch.setenv("REASONMED_SHARD_SIZE", "50")
+    s = Settings()
+    assert s.database_url.endswith("/x") and s.shard_size == 50
+    monkeypatch.setenv("REASONMED_DATABASE_URL", "mysql://x")
+    with pytest.raises(Exception, match="database_url must be"):
+        Settings()
+
+
+def test_cli_config_check_reports_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from reasonmed.cli import app
+
+    data = _paper_like()
+    data["agents"]["ranker"]["endpoint"] = "missing"
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(app, ["config", "check", "--config", str(f)])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ConfigError)
+    assert "agents.ranker.endpoint: unknown endpoint 'missing'" in str(result.exception)
+    ok = CliRunner().invoke(app, ["config", "check", "--config", str(REPO / "deploy" / "pipeline.paper.yaml")])
+    assert ok.exit_code == 0, ok.output
+    assert "config OK" in ok.output
