@@ -1,0 +1,488 @@
+"""Tolerant parsers for LLM outputs: reasoning paths, verdicts, ranker scores and summaries.
+
+Models never follow an output format exactly, so every parser here accepts the common deviations and
+returns ``None`` instead of guessing when the text does not say something explicit.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "ParsedScore",
+    "ParsedVerdict",
+    "clean_reasoning",
+    "extract_answer",
+    "parse_score",
+    "parse_summary",
+    "parse_verdict",
+]
+
+# --------------------------------------------------------------------------------------------------
+# clean_reasoning
+# --------------------------------------------------------------------------------------------------
+
+# Chat-template special tokens: ASCII bars (<|im_end|>, <|eot_id|>) and DeepSeek's full-width bars
+# (<｜end▁of▁sentence｜>), plus Llama-2/Mistral <s></s> and Gemma turn markers.
+_SPECIAL_TOKEN = re.compile(r"<\|[^|<>\n]{1,40}\|>|<｜[^｜<>\n]{1,40}｜>|</?s>|<(?:start|end)_of_turn>")
+_SCAFFOLD_TAG = re.compile(r"</?\s*(?:think|thinking|answer)\s*/?>", re.IGNORECASE)
+# HuatuoGPT-o1 section headings; the sections' content is kept.
+_SCAFFOLD_HEADING = re.compile(
+    r"^[ \t]*#{1,6}[ \t]*(?:thinking|final[ \t]+response)[ \t]*:?[ \t]*$", re.IGNORECASE | re.MULTILINE
+)
+# A leftover role name on its own line (or "assistant:") at the very start of the text.
+_LEADING_ROLE = re.compile(r"\A\s*(?:assistant|model)[ \t]*(?::[ \t]*|\n)", re.IGNORECASE)
+_TRAILING_SPACE = re.compile(r"[ \t\f\v]+$", re.MULTILINE)
+_MANY_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def clean_reasoning(raw: str) -> str:
+    """Strip model scaffolding but keep the reasoning content, so cleaned paths read uniformly.
+
+    Think-block text is kept (it *is* the reasoning); only tags, special tokens, HuatuoGPT headings and
+    a leading role name go. Runs of two or more blank lines collapse to one blank line.
+    """
+    text = raw.replace("\r\n", "\n").replace("\r", "\n")
+    text = _SPECIAL_TOKEN.sub("\n", text)
+    text = _SCAFFOLD_TAG.sub("\n", text)
+    text = _SCAFFOLD_HEADING.sub("", text)
+    while True:
+        stripped = _LEADING_ROLE.sub("", text, count=1)
+        if stripped == text:
+            break
+        text = stripped
+    text = _TRAILING_SPACE.sub("", text)
+    text = _MANY_BLANK_LINES.sub("\n\n", text)
+    return text.strip()
+
+
+# --------------------------------------------------------------------------------------------------
+# extract_answer
+# --------------------------------------------------------------------------------------------------
+
+_QUALIFIER = r"(?:correct|right|best|final|most\s+(?:likely|appropriate|accurate|plausible|correct))"
+_COPULA = r"(?:is|would\s+be|should\s+be|must\s+be|will\s+be|remains)"
+_BOLD = r"(?:\s*(?:\*\*|__))?"
+
+# Each pattern marks an explicit answer statement; the payload starts where the match ends.
+_STATEMENT_PATTERNS: tuple[re.Pattern[str], ...] = (
+    re.compile(rf"\bfinal\s+answer\b{_BOLD}\s*(?:{_COPULA}\b)?{_BOLD}\s*[:：=\-–—]?", re.IGNORECASE),
+    re.compile(rf"\banswer\b{_BOLD}\s*[:：]", re.IGNORECASE),
+    re.compile(rf"\banswer\s+{_COPULA}\b\s*[:：]?", re.IGNORECASE),
+    re.compile(rf"\b{_QUALIFIER}\s+(?:answer|option|choice|response)\s+{_COPULA}\b\s*[:：]?", re.IGNORECASE),
+    re.compile(r"<answer>", re.IGNORECASE),
+)
+# "Option C is the correct answer": the label comes before the statement.
+_REVERSED_STATEMENT = re.compile(
+    # The label must open a sentence or follow "option"/"choice", so "Vitamin D is the correct answer"
+    # is not read as label D.
+    r"(?:\b(?:option|choice)\s+|^[ \t>*_-]*|(?<=[.!?:;,]\s)|(?<=\*\*))"
+    rf"(\(?[A-Ja-j]\)?)(?:\*\*)?(?!\w)\s+is\s+(?:the\s+|definitely\s+the\s+)?"
+    rf"{_QUALIFIER}\s+(?:answer|option|choice|response)\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+_BOXED = re.compile(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}")
+
+_LATEX_WRAPPER = re.compile(r"\\(?:boxed|text|textbf|mathrm|mathbf)\s*\{")
+_MARKUP = re.compile(r"<[^>\n]{1,20}>|[*`$\\{}]")
+_LEADING_FILLER = re.compile(
+    r"^(?:[\s:：=\-–—>.,]+|(?:option|choice|letter|likely|probably|most\s+likely|clearly|definitely|"
+    r"indeed|therefore|thus|so|then)\b)",
+    re.IGNORECASE,
+)
+# Words that may follow a bare label without making it ambiguous ("The answer is a because" is fine,
+# "the answer is a beta-blocker" is not a label).
+_CONNECTORS = frozenset(
+    {"because", "since", "as", "given", "based", "due", "which", "this", "it", "for", "with", "is"}
+)
+# "B or C" hedges between options; it is not an answer.
+_HEDGES = frozenset({"or", "and", "nor", "vs", "versus"})
+_LABEL_END_PUNCT = frozenset(".,:;!?)]-–—\"'")
+_SENTENCE_CUT = re.compile(r"[.;!?](?:\s|$)|,|\(|\s+(?:because|since|as|which|given|due)\b", re.IGNORECASE)
+
+
+def _norm_text(text: str) -> str:
+    """Case- and punctuation-insensitive key for exact option-text comparison."""
+    return " ".join(re.sub(r"[^\w]+", " ", text.casefold()).split())
+
+
+def _clean_payload(payload: str) -> str:
+    payload = _LATEX_WRAPPER.sub("", payload)
+    payload = _MARKUP.sub("", payload).strip()
+    while True:
+        trimmed = _LEADING_FILLER.sub("", payload, count=1).strip()
+        if trimmed == payload:
+            return payload
+        payload = trimmed
+
+
+def _label_lookup(options: Mapping[str, str]) -> dict[str, str]:
+    return {label.casefold(): label for label in options}
+
+
+def _label_at_start(payload: str, options: Mapping[str, str], labels: Mapping[str, str]) -> str | None:
+    """The option label that opens the payload, if it is unambiguously a label and not a word."""
+    wrapped = re.match(r"[(\[]\s*(\w+)\s*[)\]]", payload)
+    if wrapped:
+        return labels.get(wrapped.group(1).casefold())
+    m = re.match(r"(\w+)(.*)", payload, re.DOTALL)
+    if not m:
+        return None
+    token, rest = m.group(1), m.group(2)
+    label = labels.get(token.casefold())
+    if label is None:
+        return None
+    if not rest or rest[0] in _LABEL_END_PUNCT:
+        return label
+    if not rest[0].isspace():
+        return None
+    following = rest.lstrip()
+    if not following or following[0] in "([-–—:":
+        return label
+    first_word = re.match(r"\w+", following)
+    word = first_word.group(0).casefold() if first_word else ""
+    if word in _HEDGES:
+        return None
+    if word in _CONNECTORS:
+        return label
+    # "C Aspirin": the label followed by its own option text.
+    option_key = _norm_text(options[label])
+    if option_key and _norm_text(following).startswith(option_key):
+        return label
+    # A bare capital letter is a label unless it reads as an article or pronoun ("A 45-year-old").
+    if len(token) == 1 and token.isupper() and token not in {"A", "I"}:
+        return label
+    return None
+
+
+def _label_from_text(payload: str, options: Mapping[str, str]) -> str | None:
+    """Map a stated option text back to its label by exact (normalised) match; never fuzzy."""
+    by_text: dict[str, str] = {}
+    for label, option_text in options.items():
+        by_text.setdefault(_norm_text(option_text), label)
+    candidates = [payload]
+    cut = _SENTENCE_CUT.search(payload)
+    if cut:
+        candidates.append(payload[: cut.start()])
+    for candidate in candidates:
+        key = _norm_text(candidate)
+        if key and key in by_text:
+            return by_text[key]
+    return None
+
+
+def _resolve(payload: str, options: Mapping[str, str], labels: Mapping[str, str]) -> str | None:
+    payload = _clean_payload(payload)
+    if not payload:
+        return None
+    return _label_at_start(payload, options, labels) or _label_from_text(payload, options)
+
+
+def _payload_after(text: str, pos: int) -> str:
+    """Rest of the line after a statement; the next non-blank line when the statement is a heading."""
+    line_end = text.find("\n", pos)
+    line = text[pos:] if line_end == -1 else text[pos:line_end]
+    if _clean_payload(line) or line_end == -1:
+        return line
+    for following in text[line_end + 1 :].split("\n", 3)[:3]:
+        if following.strip():
+            return following
+    return ""
+
+
+def extract_answer(text: str, options: Mapping[str, str]) -> str | None:
+    """Return the option label of the last explicit answer statement, or None.
+
+    Only explicit statements count ("Final answer: C", "the answer is (B)", "\\boxed{C}", "Option C
+    is the correct answer"); a statement naming no valid option is skipped in favour of an earlier
+    one. The label is returned exactly as spelled in ``options``.
+    """
+    if not text or not options:
+        return None
+    labels = _label_lookup(options)
+    statements: list[tuple[int, str]] = []
+    for pattern in _STATEMENT_PATTERNS:
+        for m in pattern.finditer(text):
+            statements.append((m.start(), _payload_after(text, m.end())))
+    for m in _BOXED.finditer(text):
+        statements.append((m.start(), m.group(1)))
+    for m in _REVERSED_STATEMENT.finditer(text):
+        statements.append((m.start(), m.group(1)))
+    statements.sort(key=lambda item: item[0])
+    for _, payload in reversed(statements):
+        label = _resolve(payload, options, labels)
+        if label is not None:
+            return label
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Embedded JSON objects (shared by the verdict and score parsers)
+# --------------------------------------------------------------------------------------------------
+
+_MAX_OBJECT_CHARS = 20_000
+_PARSE_BUDGET_CHARS = 1_000_000  # bounds the work on pathological nesting; real outputs use far less
+_TRAILING_COMMA = re.compile(r",\s*([}\]])")
+# Curly double quotes only: a curly apostrophe ("patient\u2019s") must not end a single-quoted string.
+_SMART_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"'})
+_JSON_LITERALS = {"true": "True", "false": "False", "null": "None"}
+
+
+def _brace_pairs(text: str) -> dict[int, int]:
+    """Map each ``{`` to the index just past its matching ``}`` in one linear pass.
+
+    Double-quoted strings inside braces are skipped so a brace in a reason does not end the object;
+    a newline ends a string too (JSON forbids raw newlines), which limits damage from a stray quote.
+    """
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    in_string = escaped = False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch in '"\n':
+                in_string = False
+        elif ch == '"' and stack:
+            in_string = True
+        elif ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            pairs[stack.pop()] = i + 1
+    return pairs
+
+
+def _loads_lenient(snippet: str) -> Any:
+    """Parse strict JSON, then JSON with trailing commas, then a Python-dict literal (single quotes)."""
+    attempts = [snippet, _TRAILING_COMMA.sub(r"\1", snippet)]
+    for attempt in attempts:
+        try:
+            return json.loads(attempt)
+        except (ValueError, RecursionError):
+            pass
+    pythonic = re.sub(r"\b(true|false|null)\b", lambda m: _JSON_LITERALS[m.group(1)], attempts[1])
+    for attempt in (attempts[1], pythonic):
+        try:
+            return ast.literal_eval(attempt)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            pass
+    return None
+
+
+def _json_objects(text: str) -> Iterator[dict[Any, Any]]:
+    """Yield every outermost dict literal embedded in ``text`` (prose, code fences, Python style)."""
+    text = text.translate(_SMART_QUOTES)
+    pairs = _brace_pairs(text)
+    pos = 0
+    budget = _PARSE_BUDGET_CHARS
+    for start in sorted(pairs):
+        end = pairs[start]
+        snippet = text[start:end]
+        if start < pos or len(snippet) > _MAX_OBJECT_CHARS or ":" not in snippet:
+            continue
+        budget -= len(snippet)
+        if budget < 0:
+            return
+        obj = _loads_lenient(snippet)
+        if isinstance(obj, dict):
+            yield obj
+            pos = end
+
+
+def _get_key(obj: Mapping[Any, Any], *names: str) -> tuple[bool, Any]:
+    """Case- and whitespace-insensitive key lookup; the first matching name wins."""
+    folded = {str(key).strip().casefold(): value for key, value in obj.items()}
+    for name in names:
+        if name in folded:
+            return True, folded[name]
+    return False, None
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return " ".join(_as_text(item) for item in value).strip()
+    return str(value).strip()
+
+
+# --------------------------------------------------------------------------------------------------
+# parse_verdict
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParsedVerdict:
+    outcome: Literal["correct", "error"]
+    reason: str
+
+
+_CORRECT_WORDS = frozenset({"correct", "right", "valid", "pass", "passed", "true", "yes"})
+_ERROR_WORDS = frozenset(
+    {"error", "errors", "incorrect", "wrong", "invalid", "fail", "failed", "false", "no", "not correct"}
+)
+_VERDICT_LINE = re.compile(
+    r"\bverdict\b[\"'*_\s]*(?:[:=\-–—]|\bis\b)[\s\"'*_]*(not\s+correct|incorrect|correct|error|wrong)\b"
+    r"(?![\"'*_\s]*\|)",  # not the echoed template "Correct" | "Error"
+    re.IGNORECASE,
+)
+_REASON_LINE = re.compile(r"\breason\b[\"'*_\s]*[:=\-–—][\s\"'*_]*(.+)", re.IGNORECASE)
+_NO_REASON = "(no reason given)"
+
+
+def _verdict_outcome(value: Any) -> Literal["correct", "error"] | None:
+    if isinstance(value, bool):
+        return "correct" if value else "error"
+    if not isinstance(value, str):
+        return None
+    word = " ".join(re.sub(r"[^\w\s]", " ", value.casefold()).split())
+    if word in _CORRECT_WORDS:
+        return "correct"
+    if word in _ERROR_WORDS:
+        return "error"
+    return None
+
+
+def _make_verdict(outcome: Literal["correct", "error"], reason: str) -> ParsedVerdict:
+    if not reason and outcome == "error":
+        reason = _NO_REASON
+    return ParsedVerdict(outcome=outcome, reason=reason)
+
+
+def parse_verdict(text: str) -> ParsedVerdict | None:
+    """Read the verifier's verdict; None when the text carries none, so the caller can ask again.
+
+    The last JSON object holding a recognisable verdict wins; ``verdict: Error`` lines are the fallback.
+    """
+    if not text:
+        return None
+    found: ParsedVerdict | None = None
+    for obj in _json_objects(text):
+        has_verdict, value = _get_key(obj, "verdict")
+        outcome = _verdict_outcome(value) if has_verdict else None
+        if outcome is not None:
+            _, reason = _get_key(obj, "reason", "reasons", "explanation", "rationale")
+            found = _make_verdict(outcome, _as_text(reason))
+    if found is not None:
+        return found
+    matches = list(_VERDICT_LINE.finditer(text))
+    if not matches:
+        return None
+    last = matches[-1]
+    outcome: Literal["correct", "error"] = "correct" if last.group(1).casefold() == "correct" else "error"
+    reason_match = _REASON_LINE.search(text, last.end()) or _REASON_LINE.search(text)
+    reason = reason_match.group(1).strip().strip("\"'*_,").strip() if reason_match else ""
+    return _make_verdict(outcome, reason)
+
+
+# --------------------------------------------------------------------------------------------------
+# parse_score
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParsedScore:
+    score: int  # 0..5
+    justification: str
+
+
+_MAX_SCORE = 5
+_NUMBER = r"(-?\d+(?:\.\d+)?)"
+_SCORE_LINE = re.compile(
+    rf"\bscore\b[\"'*_\s]*(?:[:=\-–—]|\bis\b)[\s\"'*_]*{_NUMBER}(?:\s*(?:/|out\s+of)\s*{_NUMBER})?",
+    re.IGNORECASE,
+)
+_JUSTIFICATION_LINE = re.compile(
+    r"\b(?:justification|reason|rationale)\b[\"'*_\s]*[:=\-–—][\s\"'*_]*(.+)", re.IGNORECASE
+)
+
+
+def _score_value(value: Any) -> int | None:
+    """An integer 0..5; integral floats ("4.0") pass, "4/5" passes, anything else is rejected."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        m = re.fullmatch(rf"\s*{_NUMBER}\s*(?:(?:/|out\s+of)\s*{_NUMBER})?\s*", value, re.IGNORECASE)
+        if not m or (m.group(2) is not None and float(m.group(2)) != _MAX_SCORE):
+            return None
+        value = float(m.group(1))
+    if isinstance(value, float):
+        if not value.is_integer():
+            return None
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= _MAX_SCORE:
+        return value
+    return None
+
+
+def parse_score(text: str) -> ParsedScore | None:
+    """Read the ranker's 0-5 score; None rather than a guess when no valid score is present.
+
+    If any JSON object has a score key, the last one with a valid score wins and prose is ignored;
+    otherwise the last ``Score: 4/5`` line decides. Scores on another scale ("8/10") are rejected.
+    """
+    if not text:
+        return None
+    saw_json_score = False
+    found: ParsedScore | None = None
+    for obj in _json_objects(text):
+        has_score, value = _get_key(obj, "score")
+        if not has_score:
+            continue
+        saw_json_score = True
+        score = _score_value(value)
+        if score is not None:
+            _, justification = _get_key(obj, "justification", "reason", "rationale", "explanation")
+            found = ParsedScore(score=score, justification=_as_text(justification))
+    if found is not None or saw_json_score:
+        return found
+    matches = list(_SCORE_LINE.finditer(text))
+    if not matches:
+        return None
+    last = matches[-1]
+    denominator = last.group(2)
+    if denominator is not None and float(denominator) != _MAX_SCORE:
+        return None
+    score = _score_value(float(last.group(1)))
+    if score is None:
+        return None
+    just_match = _JUSTIFICATION_LINE.search(text)
+    justification = just_match.group(1).strip().strip("\"'*_,").strip() if just_match else ""
+    return ParsedScore(score=score, justification=justification)
+
+
+# --------------------------------------------------------------------------------------------------
+# parse_summary
+# --------------------------------------------------------------------------------------------------
+
+_THINK_CLOSE = re.compile(r"</\s*(?:think|thinking)\s*>", re.IGNORECASE)
+_FINAL_RESPONSE = re.compile(
+    r"^[ \t]*#{1,6}[ \t]*final[ \t]+response[ \t]*:?[ \t]*$", re.IGNORECASE | re.MULTILINE
+)
+_SUMMARY_LABEL = re.compile(
+    r"\A(?:#{1,6}[ \t]*)?[*_]{0,2}summary[*_]{0,2}[ \t]*:?[*_]{0,2}[ \t]*\n?", re.IGNORECASE
+)
+
+
+def parse_summary(text: str) -> str | None:
+    """Cleaned summary text, or None when the model produced nothing but scaffolding.
+
+    A summariser that thinks first is judged by what follows its reasoning: text after a closed
+    ``</think>`` or a ``## Final Response`` heading is preferred when it is not empty.
+    """
+    if not text:
+        return None
+    for marker in (_THINK_CLOSE, _FINAL_RESPONSE):
+        parts = marker.split(text)
+        if len(parts) > 1 and clean_reasoning(parts[-1]):
+            text = parts[-1]
+    cleaned = clean_reasoning(text)
+    cleaned = _SUMMARY_LABEL.sub("", cleaned, count=1).strip()
+    return cleaned or None
