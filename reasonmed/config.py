@@ -273,6 +273,9 @@ class Settings(BaseSettings):
     questions_in_flight: int | None = Field(
         default=None, ge=1, description="questions processed at once; unset = enough to fill every endpoint cap"
     )
+    claim_lease_s: float = Field(
+        default=600.0, gt=0, description="a worker's hold on claimed questions; renewed while it works"
+    )
     export_dir: Path = Field(default=Path("exports"))
     s3_endpoint_url: str | None = Field(default=None, description="for MinIO and other S3-compatible stores")
     log_level: str = Field(default="INFO")

@@ -1,0 +1,146 @@
+"""What every agent shares: the question as the prompts see it, and asking again when output is unusable."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from reasonmed.llm.types import ChatBackend, Completion, LLMError
+from reasonmed.prompts import PromptTemplate, context_block, format_options
+
+
+@dataclass(frozen=True)
+class QuestionView:
+    """A stored question in the shape the prompts need."""
+
+    id: int
+    content_hash: str
+    source: str
+    question: str
+    context: str | None
+    options: dict[str, str]
+    answer: str
+
+    def prompt_fields(self) -> dict[str, str]:
+        return {
+            "question": self.question,
+            "context_block": context_block(self.context),
+            "options": format_options(self.options),
+            "answer": self._answer_line(),
+        }
+
+
+    def _answer_line(self) -> str:
+        text = self.options.get(self.answer)
+        return self.answer if text is None or text.casefold() == self.answer.casefold() else f"{self.answer}. {text}"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float
+    top_p: float
+    max_tokens: int
+
+
+@dataclass
+class CallOutcome:
+    """One logical request after transport retries and re-asks: what the call log records.
+
+    ``completions`` holds the last completion per choice (accepted or not); ``accepted[i]`` says
+    whether choice i passed the agent's check. Tokens add up every attempt, since every attempt cost.
+    """
+
+    role: str
+    endpoint: str
+    model: str
+    sampling: Sampling
+    seed: int | None
+    n: int
+    prompt_sha256: str
+    completions: list[Completion] = field(default_factory=list)
+    accepted: list[bool] = field(default_factory=list)
+    attempts: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: float = 0.0
+    error: LLMError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and len(self.completions) == self.n
+
+
+def derive_seed(base: int, *parts: object) -> int:
+    """A stable per-request seed from the run's base seed and what the request is for.
+
+    Leaves room below 2**31 for ``+ sample_index`` so vLLM (int32 seeds in some versions) accepts it.
+    """
+    digest = hashlib.sha256("|".join([str(base), *map(str, parts)]).encode()).digest()
+    return int.from_bytes(digest[:4], "big") % (2**31 - 1024)
+
+
+def usable(completion: Completion, check: Callable[[str], object | None]) -> bool:
+    """Truncated output, or output the role's parser rejects, is not usable."""
+    return completion.finish_reason != "length" and check(completion.text) is not None
+
+
+async def ask(
+    backend: ChatBackend,
+    template: PromptTemplate,
+    fields: dict[str, str],
+    *,
+    role: str,
+    sampling: Sampling,
+    seed: int | None,
+    n: int = 1,
+    check: Callable[[str], object | None],
+    reasks: int,
+) -> CallOutcome:
+    """Ask for ``n`` choices; re-ask (same seed, so a healthy engine gives the same answer) for each
+    choice that is truncated or unparseable, at most ``reasks`` times. Transport errors that survive the
+    backend's own retries are returned in ``outcome.error``, never raised: the caller records them.
+    """
+    messages = template.render(**fields)
+    out = CallOutcome(
+        role=role, endpoint=backend.name, model=backend.model, sampling=sampling, seed=seed, n=n,
+        prompt_sha256=template.sha256,
+    )
+
+    async def once(count: int, s: int | None) -> list[Completion]:
+        try:
+            got = await backend.complete(
+                messages, temperature=sampling.temperature, max_tokens=sampling.max_tokens,
+                top_p=sampling.top_p, n=count, seed=s,
+            )
+        except LLMError as exc:
+            out.attempts += exc.attempts
+            raise
+        out.attempts += 1
+        for c in got:
+            out.prompt_tokens += c.prompt_tokens or 0
+            out.completion_tokens += c.completion_tokens or 0
+        return got
+
+    try:
+        first = sorted(await once(n, seed), key=lambda c: c.index)
+        out.completions = first
+        out.accepted = [usable(c, check) for c in first]
+        for _ in range(reasks):
+            retry = [i for i, ok in enumerate(out.accepted) if not ok]
+            if not retry:
+                break
+            again = await asyncio.gather(*(once(1, None if seed is None else seed + i) for i in retry))
+            for i, got in zip(retry, again, strict=True):
+                out.completions[i] = got[0]
+                out.accepted[i] = usable(got[0], check)
+    except LLMError as exc:
+        out.error = exc
+    if out.completions:
+        out.latency_ms = max(c.latency_ms for c in out.completions)
+    return out
+
+
+def choice_texts(outcome: CallOutcome) -> Sequence[str]:
+    return [c.text for c in outcome.completions]

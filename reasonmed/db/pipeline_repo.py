@@ -1,0 +1,362 @@
+"""Every SQL statement the build pipeline runs: runs, claims, per-question state, and stage writes.
+
+Stage writes take plain dicts and run in one transaction each; the unique keys (call_key, question +
+path_key, path + model) make a replay of the same write a no-op, which is what makes retries and
+resumed runs safe.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, bindparam, func, or_, select, text, update
+
+from reasonmed.agents.base import QuestionView
+from reasonmed.db.engine import transaction
+from reasonmed.db.models import (
+    AcceptedPath,
+    LLMCall,
+    PathScore,
+    PipelineRun,
+    PromptTemplateRow,
+    Question,
+    QuestionOutcome,
+    ReasoningPath,
+    Summary,
+    Verdict,
+)
+from reasonmed.db.upsert import insert_ignore, upsert
+from reasonmed.prompts import PromptTemplate
+
+FINISHED = ("accepted", "rejected")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- runs and templates
+
+
+def create_run(
+    engine: Engine, *, kind: str, config_hash: str | None, config_snapshot: dict[str, Any] | None,
+    parameters: dict[str, Any], prefect_flow_run_id: str | None,
+) -> int:
+    with transaction(engine) as s:
+        run = PipelineRun(
+            kind=kind, status="running", config_hash=config_hash, config_snapshot=config_snapshot,
+            parameters=parameters, stats={}, prefect_flow_run_id=prefect_flow_run_id,
+            host=socket.gethostname(), started_at=now(), heartbeat_at=now(),
+        )
+        s.add(run)
+        s.flush()
+        return run.id
+
+
+def finish_run(engine: Engine, run_id: int, *, status: str, stats: dict[str, Any], error: str | None = None) -> None:
+    with transaction(engine) as s:
+        s.execute(
+            update(PipelineRun).where(PipelineRun.id == run_id)
+            .values(status=status, stats=stats, error=error, finished_at=now(), heartbeat_at=now())
+        )
+
+
+def ensure_prompt_templates(engine: Engine, templates: Iterable[PromptTemplate]) -> None:
+    rows = [{"name": t.name, "version": t.version, "sha256": t.sha256, "text": t.text, "created_at": now()} for t in templates]
+    with transaction(engine) as s:
+        insert_ignore(s, PromptTemplateRow.__table__, rows, ["sha256"])
+
+
+# --------------------------------------------------------------------------- claiming work
+
+
+def _pending_filter(sources: Sequence[str] | None):  # type: ignore[no-untyped-def]
+    finished = select(QuestionOutcome.question_id).where(QuestionOutcome.status.in_(FINISHED))
+    conds = [Question.is_benchmark_test.is_(False), Question.id.not_in(finished)]
+    if sources:
+        conds.append(Question.source.in_(list(sources)))
+    return and_(*conds)
+
+
+def count_pending(engine: Engine, sources: Sequence[str] | None = None) -> int:
+    with engine.connect() as c:
+        return c.execute(select(func.count()).select_from(Question).where(_pending_filter(sources))).scalar_one()
+
+
+def claim_questions(
+    engine: Engine, *, worker: str, limit: int, lease_s: float, sources: Sequence[str] | None = None,
+) -> list[int]:
+    """Take up to ``limit`` unfinished, unclaimed (or lease-expired) questions for ``worker``.
+
+    One UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) on Postgres, so concurrent workers
+    never take the same question; on SQLite the single statement is atomic under its write lock.
+    A dead worker's questions come back when its lease expires.
+    """
+    if limit <= 0:
+        return []
+    t = now()
+    free = or_(Question.claimed_by.is_(None), Question.claim_expires_at < t, Question.claimed_by == worker)
+    pick = select(Question.id).where(_pending_filter(sources), free).order_by(Question.id).limit(limit)
+    if engine.dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    stmt = (
+        update(Question).where(Question.id.in_(pick.scalar_subquery()))
+        .values(claimed_by=worker, claim_expires_at=t + timedelta(seconds=lease_s))
+        .returning(Question.id)
+    )
+    with transaction(engine) as s:
+        return sorted(s.execute(stmt, execution_options={"synchronize_session": False}).scalars())
+
+
+def renew_claims(engine: Engine, *, worker: str, question_ids: Sequence[int], lease_s: float) -> None:
+    if not question_ids:
+        return
+    with transaction(engine) as s:
+        s.execute(
+            update(Question).where(Question.claimed_by == worker, Question.id.in_(list(question_ids)))
+            .values(claim_expires_at=now() + timedelta(seconds=lease_s)),
+            execution_options={"synchronize_session": False},
+        )
+
+
+def release_claims(engine: Engine, *, worker: str, question_ids: Sequence[int]) -> None:
+    if not question_ids:
+        return
+    with transaction(engine) as s:
+        s.execute(
+            update(Question).where(Question.claimed_by == worker, Question.id.in_(list(question_ids)))
+            .values(claimed_by=None, claim_expires_at=None),
+            execution_options={"synchronize_session": False},
+        )
+
+
+# --------------------------------------------------------------------------- per-question state
+
+
+def load_question(engine: Engine, question_id: int) -> QuestionView:
+    with engine.connect() as c:
+        row = c.execute(select(Question).where(Question.id == question_id)).mappings().one()
+    return QuestionView(
+        id=row["id"], content_hash=row["content_hash"], source=row["source"], question=row["question"],
+        context=row["context"], options={label: text for label, text in row["options"]}, answer=row["answer"],
+    )
+
+
+@dataclass(frozen=True)
+class PathRow:
+    id: int
+    path_key: str
+    origin: str
+    parent_path_id: int | None
+    endpoint: str
+    model: str
+    temperature: float
+    sample_index: int
+    generation_order: int
+    clean_text: str
+    extracted_answer: str | None
+
+
+@dataclass
+class QuestionState:
+    """Everything stored for one question, so each stage can do exactly what is missing."""
+
+    paths: list[PathRow] = field(default_factory=list)
+    verdicts: dict[int, tuple[int, str, str | None]] = field(default_factory=dict)  # path -> (verdict id, outcome, reason)
+    scores: dict[int, int | None] = field(default_factory=dict)  # path -> score
+    accepted: list[tuple[int, int]] = field(default_factory=list)  # (path id, verdict id) in rank order
+    summaries: set[int] = field(default_factory=set)  # path ids with a summary
+    outcome: dict[str, Any] | None = None
+
+    def by_origin(self, origin: str) -> list[PathRow]:
+        return sorted((p for p in self.paths if p.origin == origin), key=lambda p: (p.generation_order, p.id))
+
+    def path(self, path_id: int) -> PathRow:
+        return next(p for p in self.paths if p.id == path_id)
+
+
+def load_state(engine: Engine, question_id: int, *, verifier_model: str, ranker_model: str, summarizer_model: str) -> QuestionState:
+    st = QuestionState()
+    with engine.connect() as c:
+        for r in c.execute(
+            select(
+                ReasoningPath.id, ReasoningPath.path_key, ReasoningPath.origin, ReasoningPath.parent_path_id,
+                ReasoningPath.endpoint, ReasoningPath.model, ReasoningPath.temperature, ReasoningPath.sample_index,
+                ReasoningPath.generation_order, ReasoningPath.clean_text, ReasoningPath.extracted_answer,
+            ).where(ReasoningPath.question_id == question_id)
+        ):
+            st.paths.append(PathRow(*r))
+        for vid, pid, outcome, reason in c.execute(
+            select(Verdict.id, Verdict.path_id, Verdict.outcome, Verdict.reason)
+            .where(Verdict.question_id == question_id, Verdict.verifier_model == verifier_model)
+        ):
+            st.verdicts[pid] = (vid, outcome, reason)
+        for pid, score in c.execute(
+            select(PathScore.path_id, PathScore.score)
+            .where(PathScore.question_id == question_id, PathScore.ranker_model == ranker_model)
+        ):
+            st.scores[pid] = score
+        st.accepted = [
+            (pid, vid) for pid, vid in c.execute(
+                select(AcceptedPath.path_id, AcceptedPath.verdict_id)
+                .where(AcceptedPath.question_id == question_id).order_by(AcceptedPath.rank)
+            )
+        ]
+        st.summaries = set(
+            c.execute(
+                select(Summary.path_id).where(Summary.question_id == question_id, Summary.summarizer_model == summarizer_model)
+            ).scalars()
+        )
+        row = c.execute(select(QuestionOutcome).where(QuestionOutcome.question_id == question_id)).mappings().first()
+        st.outcome = dict(row) if row else None
+    return st
+
+
+# --------------------------------------------------------------------------- stage writes
+
+_CALL_UPDATE = [
+    "run_id", "request_id", "prompt_tokens", "completion_tokens", "latency_ms", "finish_reason", "status",
+    "error_kind", "error", "attempts", "prefect_flow_run_id", "prefect_task_run_id", "created_at",
+]
+
+
+def _save_calls(s, calls: Sequence[Mapping[str, Any]]) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Upsert call records by call_key (a retry completes the same row) and return their ids."""
+    if not calls:
+        return {}
+    # A successful record is never overwritten by a later failure of the same logical call.
+    ok = [c for c in calls if c["status"] == "ok"]
+    failed = [c for c in calls if c["status"] != "ok"]
+    if ok:
+        upsert(s, LLMCall.__table__, ok, ["call_key"], _CALL_UPDATE)
+    if failed:
+        # Insert with zero attempts, then add this try's attempts, whether the row is new or not.
+        insert_ignore(s, LLMCall.__table__, [{**c, "attempts": 0} for c in failed], ["call_key"])
+        s.execute(
+            update(LLMCall).where(LLMCall.call_key == bindparam("k"), LLMCall.status != "ok")
+            .values(attempts=LLMCall.attempts + bindparam("a"), error_kind=bindparam("ek"), error=bindparam("e")),
+            [{"k": c["call_key"], "a": c["attempts"], "ek": c["error_kind"], "e": c["error"]} for c in failed],
+            execution_options={"synchronize_session": False},
+        )
+    keys = [c["call_key"] for c in calls]
+    return dict(s.execute(select(LLMCall.call_key, LLMCall.id).where(LLMCall.call_key.in_(keys))).all())
+
+
+def _resolve(rows: Sequence[Mapping[str, Any]], ids: Mapping[str, int]) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        r = dict(r)
+        key = r.pop("call_key", None)
+        r["llm_call_id"] = ids.get(key) if key else None
+        out.append(r)
+    return out
+
+
+def save_calls(engine: Engine, calls: Sequence[Mapping[str, Any]]) -> None:
+    """Record calls on their own (e.g. failures), so the audit trail survives a task that then fails."""
+    with transaction(engine) as s:
+        _save_calls(s, calls)
+
+
+def save_paths(engine: Engine, calls: Sequence[Mapping[str, Any]], paths: Sequence[Mapping[str, Any]]) -> None:
+    with transaction(engine) as s:
+        ids = _save_calls(s, calls)
+        if paths:
+            insert_ignore(s, ReasoningPath.__table__, _resolve(paths, ids), ["question_id", "path_key"])
+
+
+def save_verdicts(engine: Engine, calls: Sequence[Mapping[str, Any]], verdicts: Sequence[Mapping[str, Any]]) -> None:
+    with transaction(engine) as s:
+        ids = _save_calls(s, calls)
+        if verdicts:
+            insert_ignore(s, Verdict.__table__, _resolve(verdicts, ids), ["path_id", "verifier_model"])
+
+
+def save_scores(engine: Engine, calls: Sequence[Mapping[str, Any]], scores: Sequence[Mapping[str, Any]]) -> None:
+    with transaction(engine) as s:
+        ids = _save_calls(s, calls)
+        if scores:
+            insert_ignore(s, PathScore.__table__, _resolve(scores, ids), ["path_id", "ranker_model"])
+
+
+def save_resolution(
+    engine: Engine, *, question_id: int, run_id: int | None, tier: str, n_paths: int, n_correct: int,
+    accepted: Sequence[tuple[int, int]], rejection_reason: str | None,
+) -> None:
+    """The tier decision: accepted paths (ranked) and the outcome row, in one transaction."""
+    with transaction(engine) as s:
+        if accepted:
+            insert_ignore(
+                s, AcceptedPath.__table__,
+                [
+                    {"question_id": question_id, "path_id": pid, "verdict_id": vid, "rank": i, "run_id": run_id, "created_at": now()}
+                    for i, (pid, vid) in enumerate(accepted)
+                ],
+                ["path_id"],
+            )
+        status = "resolved" if accepted else "rejected"
+        row = {
+            "question_id": question_id, "run_id": run_id, "tier": tier, "n_paths": n_paths, "n_correct": n_correct,
+            "status": status, "rejection_reason": rejection_reason, "n_accepted": len(accepted), "updated_at": now(),
+        }
+        upsert(s, QuestionOutcome.__table__, [row], ["question_id"], [k for k in row if k != "question_id"])
+
+
+def save_summaries(
+    engine: Engine, calls: Sequence[Mapping[str, Any]], summaries: Sequence[Mapping[str, Any]], *,
+    question_id: int, complete: bool,
+) -> None:
+    """Summaries, and — when every accepted path has one — the question becomes accepted."""
+    with transaction(engine) as s:
+        ids = _save_calls(s, calls)
+        if summaries:
+            insert_ignore(s, Summary.__table__, _resolve(summaries, ids), ["path_id", "summarizer_model"])
+        if complete:
+            s.execute(
+                update(QuestionOutcome).where(QuestionOutcome.question_id == question_id)
+                .values(status="accepted", updated_at=now())
+            )
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def run_report(engine: Engine, run_id: int | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The tables a run's artifacts and the CLI show; ``run_id=None`` covers the whole database."""
+    params = {} if run_id is None else {"run_id": run_id}
+    o_run = "" if run_id is None else "AND o.run_id = :run_id"
+    p_run = "" if run_id is None else "AND p.run_id = :run_id"
+    c_run = "" if run_id is None else "AND c.run_id = :run_id"
+    queries = {
+        "tiers": f"""
+            SELECT coalesce(o.tier, '-') AS tier, o.status, count(*) AS questions, sum(o.n_accepted) AS accepted_paths
+            FROM question_outcomes o WHERE 1 = 1 {o_run} GROUP BY o.tier, o.status ORDER BY o.tier, o.status""",
+        "rejections": f"""
+            SELECT o.tier, o.rejection_reason AS reason, count(*) AS questions
+            FROM question_outcomes o WHERE o.status = 'rejected' {o_run}
+            GROUP BY o.tier, o.rejection_reason ORDER BY count(*) DESC""",
+        "verifier_accuracy": f"""
+            SELECT p.model, p.temperature, count(*) AS paths,
+                   sum(CASE WHEN v.outcome = 'correct' THEN 1 ELSE 0 END) AS correct,
+                   round(cast(avg(CASE WHEN v.outcome = 'correct' THEN 1.0 ELSE 0.0 END) AS numeric), 3) AS accuracy
+            FROM reasoning_paths p JOIN verdicts v ON v.path_id = p.id
+            WHERE p.origin = 'generated' {p_run}
+            GROUP BY p.model, p.temperature ORDER BY p.model, p.temperature""",
+        "tokens": f"""
+            SELECT c.role AS stage, c.model, count(*) AS calls, sum(c.prompt_tokens) AS prompt_tokens,
+                   sum(c.completion_tokens) AS completion_tokens,
+                   sum(CASE WHEN c.status = 'ok' THEN 0 ELSE 1 END) AS failed_calls
+            FROM llm_calls c WHERE 1 = 1 {c_run} GROUP BY c.role, c.model ORDER BY c.role, c.model""",
+    }
+    out: dict[str, list[dict[str, Any]]] = {}
+    with engine.connect() as c:
+        for name, sql in queries.items():
+            out[name] = [
+                {k: (float(v) if hasattr(v, "as_tuple") else v) for k, v in row.items()}
+                for row in c.execute(text(sql), params).mappings()
+            ]
+    return out

@@ -1,0 +1,51 @@
+"""Idempotent bulk writes that work on both Postgres and SQLite.
+
+Every pipeline write goes through these: a retried task re-sends the same rows and the unique keys
+turn the second copy into a no-op (or, for call records, into an update of the same row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+# SQLite allows 32,766 bound parameters per statement; stay well below on both engines.
+_MAX_PARAMS = 30_000
+
+
+def _insert(session: Session, table: Table):  # type: ignore[no-untyped-def]
+    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def _chunks(rows: Sequence[Mapping[str, Any]]) -> list[Sequence[Mapping[str, Any]]]:
+    if not rows:
+        return []
+    per = max(1, _MAX_PARAMS // max(1, len(rows[0])))
+    return [rows[i : i + per] for i in range(0, len(rows), per)]
+
+
+def insert_ignore(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], conflict: Sequence[str]) -> int:
+    """INSERT ... ON CONFLICT DO NOTHING; returns how many rows were new."""
+    new = 0
+    for chunk in _chunks(rows):
+        stmt = _insert(session, table).values(list(chunk)).on_conflict_do_nothing(index_elements=list(conflict))
+        new += session.execute(stmt.returning(table.c[conflict[0]])).all().__len__()
+    return new
+
+
+def upsert(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    conflict: Sequence[str],
+    update: Sequence[str],
+) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE of the named columns (for records that a retry completes)."""
+    for chunk in _chunks(rows):
+        ins = _insert(session, table).values(list(chunk))
+        stmt = ins.on_conflict_do_update(index_elements=list(conflict), set_={c: ins.excluded[c] for c in update})
+        session.execute(stmt)

@@ -1,0 +1,404 @@
+"""The four per-question stages. Each reads what the database already holds for the question and does
+only what is missing, then writes its results in one transaction; so a stage that is retried, or a run
+that is killed and started again, recomputes nothing that finished and writes no second copy.
+
+An endpoint failure that outlives the HTTP layer's retries is recorded as a failed call, the stage's
+successful results are still saved, and ``StageIncomplete`` is raised so the scheduler retries the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import Engine
+
+from reasonmed.agents.base import CallOutcome, QuestionView, Sampling, derive_seed
+from reasonmed.agents.generator import generate_paths
+from reasonmed.agents.ranker import score_path
+from reasonmed.agents.refiner import refine_path
+from reasonmed.agents.regenerator import regenerate_path
+from reasonmed.agents.summarizer import summarize_path
+from reasonmed.agents.verifier import verify_path
+from reasonmed.config import PipelineConfig
+from reasonmed.db import pipeline_repo as repo
+from reasonmed.db.pipeline_repo import FINISHED, PathRow, QuestionState, now
+from reasonmed.llm.types import ChatBackend
+from reasonmed.parsing import clean_reasoning, extract_answer, parse_summary
+from reasonmed.tiers import RankCandidate, Tier, assign_tier, select_top
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class StageIncomplete(RuntimeError):
+    """Some requests of a stage failed after every retry; what succeeded is saved. Retry the stage."""
+
+
+class BackendSource:
+    """Anything that hands out a backend per endpoint name (the LLM registry)."""
+
+    def get(self, name: str) -> ChatBackend:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+@dataclass
+class StageContext:
+    engine: Engine
+    cfg: PipelineConfig
+    backends: BackendSource
+    run_id: int | None = None
+
+    def model_of(self, endpoint: str) -> str:
+        return self.cfg.endpoints[endpoint].model
+
+    @property
+    def verifier_model(self) -> str:
+        return self.model_of(self.cfg.agents.verifier.endpoint)
+
+    async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Database work runs in a worker thread so the event loop keeps every endpoint busy."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def state(self, question_id: int) -> QuestionState:
+        a = self.cfg.agents
+        return await self.db(
+            repo.load_state, self.engine, question_id, verifier_model=self.verifier_model,
+            ranker_model=self.model_of(a.ranker.endpoint), summarizer_model=self.model_of(a.summarizer.endpoint),
+        )
+
+
+Provenance = dict[str, Any]  # run_id, prefect_flow_run_id, prefect_task_run_id
+
+
+def gen_path_key(endpoint: str, temperature: float, sample: int) -> str:
+    return f"gen/{endpoint}/{temperature:g}/{sample}"
+
+
+def _call_row(q: QuestionView, call_key: str, out: CallOutcome, prov: Provenance) -> dict[str, Any]:
+    first = out.completions[0] if out.completions else None
+    finish = None
+    if out.completions:
+        finish = "length" if any(c.finish_reason == "length" for c in out.completions) else first.finish_reason  # type: ignore[union-attr]
+    return {
+        "call_key": call_key, "question_id": q.id, "run_id": prov.get("run_id"), "role": out.role,
+        "endpoint": out.endpoint, "model": out.model, "temperature": out.sampling.temperature,
+        "top_p": out.sampling.top_p, "max_tokens": out.sampling.max_tokens, "seed": out.seed, "n": out.n,
+        "prompt_sha256": out.prompt_sha256, "request_id": first.request_id if first else None,
+        "prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens,
+        "latency_ms": out.latency_ms, "finish_reason": finish,
+        "status": "ok" if out.error is None else "error",
+        "error_kind": out.error.kind if out.error else None,
+        "error": str(out.error)[:2000] if out.error else None,
+        "attempts": max(out.attempts, 1),
+        "prefect_flow_run_id": prov.get("prefect_flow_run_id"),
+        "prefect_task_run_id": prov.get("prefect_task_run_id"),
+        "created_at": now(),
+    }
+
+
+def _path_row(
+    q: QuestionView, out: CallOutcome, i: int, call_key: str, prov: Provenance, *, path_key: str, origin: str,
+    parent: int | None, sample_index: int, generation_order: int,
+) -> dict[str, Any]:
+    c = out.completions[i]
+    clean = clean_reasoning(c.text)
+    return {
+        "question_id": q.id, "path_key": path_key, "origin": origin, "role": out.role, "parent_path_id": parent,
+        "call_key": call_key, "run_id": prov.get("run_id"), "endpoint": out.endpoint, "model": out.model,
+        "temperature": out.sampling.temperature, "sample_index": sample_index, "generation_order": generation_order,
+        "prompt_sha256": out.prompt_sha256, "raw_text": c.text, "clean_text": clean,
+        "extracted_answer": extract_answer(clean, q.options), "finish_reason": c.finish_reason,
+        "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "latency_ms": c.latency_ms,
+        "created_at": now(),
+    }
+
+
+def _failures(outcomes: Sequence[CallOutcome]) -> list[str]:
+    return [f"{o.role} on {o.endpoint}: {o.error.kind}: {o.error}" for o in outcomes if o.error is not None]
+
+
+def _raise_if_failed(stage: str, q: QuestionView, outcomes: Sequence[CallOutcome]) -> None:
+    failed = _failures(outcomes)
+    if failed:
+        raise StageIncomplete(f"{stage} of question {q.id}: {len(failed)} request(s) failed; first: {failed[0]}")
+
+
+# --------------------------------------------------------------------------- stage 1: generation
+
+
+async def generate(ctx: StageContext, question_id: int, prov: Provenance) -> int:
+    """Write every missing generated path (models x temperatures x samples). Returns paths written."""
+    q = await ctx.db(repo.load_question, ctx.engine, question_id)
+    st = await ctx.state(question_id)
+    if st.outcome and st.outcome["status"] in FINISHED:
+        return 0
+    have = {p.path_key for p in st.paths}
+    jobs: list[tuple[str, Any, int, int, int]] = []  # (call_key, coroutine, first sample, count, order base)
+    order = 0
+    for g in ctx.cfg.agents.generators:
+        backend = ctx.backends.get(g.endpoint)
+        for t in g.temperatures:
+            base_seed = derive_seed(ctx.cfg.seed, q.content_hash, "gen", g.endpoint, f"{t:g}")
+            missing = [s for s in range(g.paths_per_temperature) if gen_path_key(g.endpoint, t, s) not in have]
+            # Contiguous runs of missing samples go out as one n-request (one prefill on vLLM).
+            runs: list[list[int]] = []
+            for s in missing:
+                if runs and runs[-1][-1] == s - 1:
+                    runs[-1].append(s)
+                else:
+                    runs.append([s])
+            for run in runs:
+                key = f"q{q.id}/gen/{g.endpoint}/{t:g}/{run[0]}" + (f"+{len(run)}" if len(run) > 1 else "")
+                coro = generate_paths(
+                    backend, q, sampling=Sampling(t, g.top_p, g.max_tokens), seed=base_seed + run[0], n=len(run),
+                    reasks=ctx.cfg.output_retries,
+                )
+                jobs.append((key, coro, run[0], len(run), order))
+            order += g.paths_per_temperature
+    if not jobs:
+        return 0
+    outcomes = await asyncio.gather(*(j[1] for j in jobs))
+    calls, paths = [], []
+    for (key, _, first, _count, order_base), out in zip(jobs, outcomes, strict=True):
+        calls.append(_call_row(q, key, out, prov))
+        if out.error is None:
+            for i in range(len(out.completions)):
+                s = first + i
+                paths.append(
+                    _path_row(
+                        q, out, i, key, prov, path_key=gen_path_key(out.endpoint, out.sampling.temperature, s),
+                        origin="generated", parent=None, sample_index=s, generation_order=order_base + s,
+                    )
+                )
+    await ctx.db(repo.save_paths, ctx.engine, calls, paths)
+    _raise_if_failed("generation", q, outcomes)
+    return len(paths)
+
+
+# --------------------------------------------------------------------------- stage 2: verification
+
+
+async def _verify_missing(ctx: StageContext, q: QuestionView, st: QuestionState, paths: Sequence[PathRow], prov: Provenance) -> None:
+    todo = [p for p in paths if p.id not in st.verdicts]
+    if not todo:
+        return
+    v = ctx.cfg.agents.verifier
+    backend = ctx.backends.get(v.endpoint)
+    sampling = Sampling(v.temperature, v.top_p, v.max_tokens)
+    results = await asyncio.gather(
+        *(
+            verify_path(
+                backend, q, p.clean_text, sampling=sampling,
+                seed=derive_seed(ctx.cfg.seed, q.content_hash, "verify", p.path_key), attempts=v.parse_attempts,
+            )
+            for p in todo
+        )
+    )
+    calls, verdicts = [], []
+    for p, (call, verdict) in zip(todo, results, strict=True):
+        key = f"q{q.id}/verify/p{p.id}/{call.model}"
+        calls.append(_call_row(q, key, call, prov))
+        if verdict is not None:
+            verdicts.append({
+                "path_id": p.id, "question_id": q.id, "call_key": key, "run_id": prov.get("run_id"),
+                "verifier_model": call.model, "outcome": verdict.outcome, "reason": verdict.reason,
+                "raw_output": verdict.raw_output, "parse_attempts": max(call.attempts, 1), "created_at": now(),
+            })
+    await ctx.db(repo.save_verdicts, ctx.engine, calls, verdicts)
+    _raise_if_failed("verification", q, [c for c, _ in results])
+    for vrow in verdicts:  # keep the in-memory state current for the caller
+        st.verdicts[vrow["path_id"]] = (-1, vrow["outcome"], vrow["reason"])
+
+
+async def verify(ctx: StageContext, question_id: int, prov: Provenance) -> None:
+    """Verify every generated path that has no verdict from the configured verifier yet."""
+    q = await ctx.db(repo.load_question, ctx.engine, question_id)
+    st = await ctx.state(question_id)
+    if st.outcome and st.outcome["status"] in FINISHED:
+        return
+    await _verify_missing(ctx, q, st, st.by_origin("generated"), prov)
+
+
+# --------------------------------------------------------------------------- stage 3: tiered resolution
+
+
+async def _score_missing(ctx: StageContext, q: QuestionView, st: QuestionState, paths: Sequence[PathRow], prov: Provenance) -> None:
+    todo = [p for p in paths if p.id not in st.scores]
+    if not todo:
+        return
+    r = ctx.cfg.agents.ranker
+    backend = ctx.backends.get(r.endpoint)
+    sampling = Sampling(r.temperature, r.top_p, r.max_tokens)
+    results = await asyncio.gather(
+        *(
+            score_path(backend, q, p.clean_text, sampling=sampling,
+                       seed=derive_seed(ctx.cfg.seed, q.content_hash, "rank", p.path_key), attempts=r.parse_attempts)
+            for p in todo
+        )
+    )
+    calls, scores = [], []
+    for p, (call, parsed) in zip(todo, results, strict=True):
+        key = f"q{q.id}/rank/p{p.id}/{call.model}"
+        calls.append(_call_row(q, key, call, prov))
+        if call.error is None:
+            scores.append({
+                "path_id": p.id, "question_id": q.id, "call_key": key, "run_id": prov.get("run_id"),
+                "ranker_model": call.model, "score": parsed.score if parsed else None,
+                "justification": parsed.justification if parsed else None,
+                "raw_output": call.completions[0].text if call.completions else None, "created_at": now(),
+            })
+    await ctx.db(repo.save_scores, ctx.engine, calls, scores)
+    _raise_if_failed("ranking", q, [c for c, _ in results])
+    for srow in scores:
+        st.scores[srow["path_id"]] = srow["score"]
+
+
+def _ranked(st: QuestionState, paths: Sequence[PathRow], k: int) -> list[PathRow]:
+    cands = [RankCandidate(p.id, p.generation_order, st.scores.get(p.id)) for p in paths]
+    return [st.path(c.path_id) for c in select_top(cands, k)]
+
+
+async def _write_new_paths(
+    ctx: StageContext, q: QuestionView, prov: Provenance,
+    jobs: Sequence[tuple[str, str, int | None, int, Any]],  # (call_key, path_key, parent, sample, coroutine)
+) -> None:
+    if not jobs:
+        return
+    outcomes = await asyncio.gather(*(j[4] for j in jobs))
+    calls, paths = [], []
+    for (key, path_key, parent, sample, _), out in zip(jobs, outcomes, strict=True):
+        calls.append(_call_row(q, key, out, prov))
+        if out.error is None:
+            origin = "refined" if out.role == "refiner" else "regenerated"
+            paths.append(_path_row(q, out, 0, key, prov, path_key=path_key, origin=origin, parent=parent,
+                                   sample_index=sample, generation_order=1000 + sample))
+    await ctx.db(repo.save_paths, ctx.engine, calls, paths)
+    _raise_if_failed(outcomes[0].role, q, outcomes)
+
+
+def _error_reasons(st: QuestionState, paths: Sequence[PathRow]) -> list[str]:
+    """The verifier's analyses of the failed attempts, de-duplicated, in generation order."""
+    seen: dict[str, None] = {}
+    for p in paths:
+        v = st.verdicts.get(p.id)
+        if v and v[1] != "correct" and v[2]:
+            seen.setdefault(v[2].strip(), None)
+    return list(seen)
+
+
+def _verdict_id(st: QuestionState, path_id: int) -> int:
+    return st.verdicts[path_id][0]
+
+
+async def resolve(ctx: StageContext, question_id: int, prov: Provenance) -> str:
+    """Route the question by tier and decide its accepted paths (or reject it, with the reason)."""
+    q = await ctx.db(repo.load_question, ctx.engine, question_id)
+    st = await ctx.state(question_id)
+    if st.outcome is not None:
+        return st.outcome["status"]
+    cfg, tiers = ctx.cfg, ctx.cfg.tiers
+    gen = st.by_origin("generated")
+    if len(gen) < cfg.paths_per_question or any(p.id not in st.verdicts for p in gen):
+        raise StageIncomplete(f"question {q.id}: generation or verification is incomplete; run those stages first")
+    correct = [p for p in gen if st.verdicts[p.id][1] == "correct"]
+    tier = assign_tier(len(correct), easy_min_correct=tiers.easy_min_correct, medium_min_correct=tiers.medium_min_correct)
+    errors = _error_reasons(st, gen)
+    accepted: list[tuple[int, int]] = []
+    reason: str | None = None
+
+    if tier is Tier.EASY:
+        await _score_missing(ctx, q, st, correct, prov)
+        accepted = [(p.id, _verdict_id(st, p.id)) for p in _ranked(st, correct, tiers.keep_top)]
+    elif tier is Tier.MEDIUM:
+        rf = cfg.agents.refiner
+        await _score_missing(ctx, q, st, correct, prov)
+        best = _ranked(st, correct, rf.max_paths)
+        have = {p.path_key for p in st.paths}
+        backend = ctx.backends.get(rf.endpoint)
+        jobs = [
+            (f"q{q.id}/refine/p{p.id}", f"ref/p{p.id}", p.id, i,
+             refine_path(backend, q, p.clean_text, errors, sampling=Sampling(rf.temperature, rf.top_p, rf.max_tokens),
+                         seed=derive_seed(cfg.seed, q.content_hash, "refine", p.path_key), reasks=cfg.output_retries))
+            for i, p in enumerate(best) if f"ref/p{p.id}" not in have
+        ]
+        await _write_new_paths(ctx, q, prov, jobs)
+        st = await ctx.state(question_id)
+        refined = {p.parent_path_id: p for p in st.by_origin("refined")}
+        await _verify_missing(ctx, q, st, list(refined.values()), prov)
+        st = await ctx.state(question_id)
+        # A refined path that passes re-verification replaces its parent; one that fails falls back to
+        # the parent, which the verifier already judged Correct, so no sound path is lost.
+        for parent in best:
+            child = refined.get(parent.id)
+            if child is not None and st.verdicts[child.id][1] == "correct":
+                accepted.append((child.id, _verdict_id(st, child.id)))
+            else:
+                accepted.append((parent.id, _verdict_id(st, parent.id)))
+        accepted = accepted[: tiers.keep_top]
+    else:
+        rg = cfg.agents.regenerator
+        failed = [p for p in gen if st.verdicts[p.id][1] != "correct"]
+        attempt = next((p for p in failed if p.extracted_answer is not None), failed[0] if failed else gen[0])
+        have = {p.path_key for p in st.paths}
+        backend = ctx.backends.get(rg.endpoint)
+        jobs = [
+            (f"q{q.id}/regen/{i}", f"regen/{i}", attempt.id, i,
+             regenerate_path(backend, q, attempt.clean_text, errors,
+                             sampling=Sampling(rg.temperature, rg.top_p, rg.max_tokens),
+                             seed=derive_seed(cfg.seed, q.content_hash, "regen", i), reasks=cfg.output_retries))
+            for i in range(rg.paths) if f"regen/{i}" not in have
+        ]
+        await _write_new_paths(ctx, q, prov, jobs)
+        st = await ctx.state(question_id)
+        regen = st.by_origin("regenerated")
+        await _verify_missing(ctx, q, st, regen, prov)
+        st = await ctx.state(question_id)
+        accepted = [(p.id, _verdict_id(st, p.id)) for p in regen if st.verdicts[p.id][1] == "correct"][: tiers.keep_top]
+        if not accepted:
+            reason = f"difficult tier: none of the {len(regen)} regenerated paths was verified correct"
+
+    await ctx.db(
+        repo.save_resolution, ctx.engine, question_id=q.id, run_id=prov.get("run_id"), tier=tier.value,
+        n_paths=len(gen), n_correct=len(correct), accepted=accepted, rejection_reason=reason,
+    )
+    return "resolved" if accepted else "rejected"
+
+
+# --------------------------------------------------------------------------- stage 4: summarisation
+
+
+async def summarize(ctx: StageContext, question_id: int, prov: Provenance) -> str | None:
+    """Summarise each accepted path; the question is accepted once every one has its summary."""
+    q = await ctx.db(repo.load_question, ctx.engine, question_id)
+    st = await ctx.state(question_id)
+    if st.outcome is None or st.outcome["status"] != "resolved":
+        return st.outcome["status"] if st.outcome else None
+    sm = ctx.cfg.agents.summarizer
+    backend = ctx.backends.get(sm.endpoint)
+    todo = [st.path(pid) for pid, _ in st.accepted if pid not in st.summaries]
+    outcomes = await asyncio.gather(
+        *(
+            summarize_path(backend, q, p.clean_text, sampling=Sampling(sm.temperature, sm.top_p, sm.max_tokens),
+                           seed=derive_seed(ctx.cfg.seed, q.content_hash, "summarize", p.path_key), reasks=ctx.cfg.output_retries)
+            for p in todo
+        )
+    )
+    calls, rows = [], []
+    for p, out in zip(todo, outcomes, strict=True):
+        key = f"q{q.id}/summarize/p{p.id}/{out.model}"
+        calls.append(_call_row(q, key, out, prov))
+        text = parse_summary(out.completions[0].text) if out.error is None and out.accepted and out.accepted[0] else None
+        if text is not None:
+            rows.append({
+                "path_id": p.id, "question_id": q.id, "call_key": key, "run_id": prov.get("run_id"),
+                "summarizer_model": out.model, "text": text, "created_at": now(),
+            })
+    complete = len(rows) == len(todo)
+    await ctx.db(repo.save_summaries, ctx.engine, calls, rows, question_id=q.id, complete=complete)
+    _raise_if_failed("summarisation", q, outcomes)
+    if not complete:
+        raise StageIncomplete(f"summarisation of question {q.id}: a summary was empty or truncated after every re-ask")
+    return "accepted"
