@@ -160,6 +160,14 @@ class PipelineConfig(_Strict):
         for key, name in refs:
             if name not in self.endpoints:
                 raise ValueError(f"{key}: unknown endpoint {name!r} (known: {', '.join(known)})")
+        seen: dict[str, int] = {}
+        for i, g in enumerate(self.agents.generators):
+            if g.endpoint in seen:
+                raise ValueError(
+                    f"agents.generators[{i}].endpoint: {g.endpoint!r} is already used by agents.generators[{seen[g.endpoint]}] "
+                    "(one generator per endpoint; use paths_per_temperature for more samples from one model)"
+                )
+            seen[g.endpoint] = i
         total = self.paths_per_question
         if self.tiers.easy_min_correct > total:
             raise ValueError(
@@ -274,7 +282,9 @@ class Settings(BaseSettings):
         default=None, ge=1, description="questions processed at once; unset = enough to fill every endpoint cap"
     )
     claim_lease_s: float = Field(
-        default=600.0, gt=0, description="a worker's hold on claimed questions; renewed while it works"
+        default=120.0, gt=0,
+        description="a worker's hold on claimed questions, renewed every third of it while the worker lives; "
+        "a killed run's questions are free again this long after it died",
     )
     export_dir: Path = Field(default=Path("exports"))
     s3_endpoint_url: str | None = Field(default=None, description="for MinIO and other S3-compatible stores")

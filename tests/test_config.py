@@ -135,3 +135,10 @@ def test_cli_config_check_reports_error(tmp_path: Path) -> None:
     ok = CliRunner().invoke(app, ["config", "check", "--config", str(REPO / "deploy" / "pipeline.paper.yaml")])
     assert ok.exit_code == 0, ok.output
     assert "config OK" in ok.output
+
+
+def test_generators_need_distinct_endpoints() -> None:
+    data = _paper_like()
+    data["agents"]["generators"][2]["endpoint"] = data["agents"]["generators"][0]["endpoint"]
+    msg = _one_line_error(data)
+    assert "agents.generators[2].endpoint" in msg and "already used by agents.generators[0]" in msg

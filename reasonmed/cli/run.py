@@ -1,0 +1,129 @@
+"""``reasonmed run``: the main job — ingest (if given files), build, and leave the database export-ready."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from reasonmed.cli.app import app
+from reasonmed.cli.common import console, engine_from_settings, err_console, redact_url
+from reasonmed.cli.ingest import ingest as ingest_command
+from reasonmed.config import get_settings, load_pipeline_config
+from reasonmed.db import migrate
+
+
+def _progress_table(snap: dict[str, Any]) -> Table:
+    t = Table(title="build progress", title_justify="left", show_header=False, box=None)
+    t.add_column(justify="right", style="bold")
+    t.add_column()
+    t.add_row("questions", f"{snap['done']:,} done / {snap['total']:,}  ({snap['in_flight']:,} in flight, "
+                           f"{snap['failed']:,} failed)")
+    t.add_row("outcomes", f"{snap['accepted']:,} accepted, {snap['rejected']:,} rejected")
+    t.add_row("LLM calls", f"{snap['calls']:,}  ({snap['calls_per_s']:.1f}/s, {snap['retries']:,} retried)")
+    t.add_row("tokens", f"{snap['prompt_tokens']:,} in, {snap['completion_tokens']:,} out")
+    t.add_row("elapsed", f"{snap['elapsed_s']:.0f} s")
+    return t
+
+
+def _tier_table(rows: list[dict[str, Any]], title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("tier", "status", "questions", "accepted paths"):
+        t.add_column(col, justify="right" if col in ("questions", "accepted paths") else "left")
+    for r in rows:
+        t.add_row(str(r["tier"]), str(r["status"]), f"{r['questions']:,}", f"{r['accepted_paths'] or 0:,}")
+    return t
+
+
+async def _build_with_display(params: dict[str, Any]) -> dict[str, Any]:
+    from flows.build import build_dataset
+    from reasonmed.pipeline import progress as progress_mod
+
+    flow_task = asyncio.ensure_future(build_dataset(**params))
+    if not console.is_terminal:
+        return await flow_task
+    with Live(console=console, refresh_per_second=2, transient=False) as live:
+        while not flow_task.done():
+            snap = progress_mod.current()
+            if snap is not None:
+                live.update(_progress_table(snap.snapshot()))
+            await asyncio.sleep(0.5)
+    return await flow_task
+
+
+@app.command("run")
+def run(
+    files: Annotated[list[Path] | None, typer.Argument(help="Question files to ingest first (optional).", metavar="[FILE...]")] = None,
+    source: Annotated[str | None, typer.Option("--source", "-s", help="Format of FILE (see `reasonmed ingest --help`).")] = None,
+    benchmark_test_ids: Annotated[
+        Path | None, typer.Option("--benchmark-test-ids", metavar="FILE", help="Ids of benchmark test items in FILE: never used for training.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Pipeline YAML naming real LLM endpoints (e.g. deploy/pipeline.paper.yaml). "
+                                  "Without it (and without REASONMED_PIPELINE_CONFIG) the bundled simulator is started and used.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Process at most this many questions.")] = None,
+    sources: Annotated[list[str] | None, typer.Option("--only-source", help="Only questions from this source (repeatable).")] = None,
+    shard_size: Annotated[int | None, typer.Option(min=1, help="Questions per child flow run (default REASONMED_SHARD_SIZE).")] = None,
+    questions_in_flight: Annotated[int | None, typer.Option(min=1, help="Questions processed at once.")] = None,
+    sim_accuracy: Annotated[float, typer.Option(min=0.0, max=1.0, help="Simulator only: probability a simulated generator answers correctly.")] = 0.6,
+    sim_latency_ms: Annotated[float, typer.Option(min=0.0, help="Simulator only: simulated base latency per request.")] = 20.0,
+    database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")] = None,
+) -> None:
+    """Ingest FILEs (if given), then run every unfinished question through generation, verification,
+    tiered resolution and summarisation. Safe to re-run: finished work is never redone."""
+    url, engine = engine_from_settings(database_url)
+    try:
+        migrate.require_current(engine, url)
+    except RuntimeError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if files:
+        if not source:
+            err_console.print("[red]error:[/red] --source is required with FILE (e.g. --source pubmedqa)")
+            raise typer.Exit(1)
+        ingest_command(files=files, source=source, benchmark_test_ids=benchmark_test_ids, database_url=database_url)
+
+    settings = get_settings()
+    config_path = config or settings.pipeline_config
+    load_pipeline_config(config_path)  # fail on a bad file before anything starts
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # the live display replaces per-task log lines
+    if not os.environ.get("PREFECT_API_URL"):
+        # No Prefect server configured: Prefect starts a temporary one on SQLite, which records task events
+        # several times slower than a Postgres-backed server. Spare it log shipping and child-flow churn.
+        os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+        if shard_size is None:
+            shard_size = max(settings.shard_size, 1000)
+    params: dict[str, Any] = {
+        "limit": limit, "sources": sources, "config": str(config_path) if config_path else None,
+        "shard_size": shard_size, "questions_in_flight": questions_in_flight,
+    }
+    console.print(f"database: {redact_url(url)}")
+    if config_path is None:
+        from reasonmed.sim.launcher import SimServer
+
+        console.print(
+            "[bold yellow]No pipeline config given: starting the bundled SIMULATOR.[/bold yellow] "
+            "Its output is simulated text, not real model output (model names start with 'sim/'). "
+            "Use --config deploy/pipeline.paper.yaml for real vLLM servers."
+        )
+        with SimServer(questions_db=url, default_accuracy=sim_accuracy, base_latency_ms=sim_latency_ms, per_token_ms=0.0) as sim:
+            console.print(f"simulator: {sim.base_url} (pid {sim.pid}); it stops when this command ends")
+            os.environ["REASONMED_SIM_URL"] = sim.base_url
+            result = asyncio.run(_build_with_display(params))
+        console.print("simulator stopped")
+    else:
+        console.print(f"pipeline config: {config_path}")
+        result = asyncio.run(_build_with_display(params))
+
+    console.print(_progress_table(result))
+    console.print(_tier_table(result["report"]["tiers"], f"run {result['run_id']}: questions by tier and status"))
+    for r in result["report"]["rejections"]:
+        console.print(f"rejected: {r['questions']} x {r['reason']}")
+    if result.get("failed"):
+        err_console.print(f"[yellow]{result['failed']} question(s) left unfinished after retries; re-run to resume them.[/yellow]")

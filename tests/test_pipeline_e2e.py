@@ -1,0 +1,114 @@
+"""End to end: a real build (Prefect flow -> simulator over HTTP -> Postgres) stores exactly what the
+simulator's deterministic answers imply, and every accepted sample traces back through SQL."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlalchemy import text
+
+from reasonmed.config import load_pipeline_config
+from reasonmed.db.engine import get_engine
+from reasonmed.tiers import Tier
+from tests.sim_expectations import expected_for
+
+# tests/fixtures_pipeline.py builds with these simulator settings.
+ACCURACY, REFINE_ACCURACY = 0.4, 0.55
+
+
+def _rows(engine, sql: str, **params):  # type: ignore[no-untyped-def]
+    with engine.connect() as c:
+        return c.execute(text(sql), params).all()
+
+
+def test_counts_match_what_the_simulator_implies(built_pg_db) -> None:
+    engine = get_engine(built_pg_db.url)
+    cfg = load_pipeline_config(built_pg_db.config_path)
+    outcomes = {qid: (tier, status, n_correct) for qid, tier, status, n_correct in _rows(
+        engine, "select question_id, tier, status, n_correct from question_outcomes")}
+    assert len(outcomes) == 60
+    tiers_seen: Counter[str] = Counter()
+    expected_paths = expected_verdicts = expected_summaries = 0
+    for qid, (tier, status, n_correct) in outcomes.items():
+        exp = expected_for(engine, cfg, qid, accuracy=ACCURACY, refine_accuracy=REFINE_ACCURACY)
+        assert (n_correct, tier, status) == (exp.n_correct, exp.tier.value, exp.status), f"question {qid}"
+        accepted = [k for (k,) in _rows(engine, """
+            select p.path_key from accepted_paths a join reasoning_paths p on p.id = a.path_id
+            where a.question_id = :q order by a.rank""", q=qid)]
+        assert accepted == exp.accepted_keys, f"question {qid}"
+        tiers_seen[tier] += 1
+        extra = {Tier.EASY: 0, Tier.MEDIUM: min(cfg.agents.refiner.max_paths, exp.n_correct),
+                 Tier.DIFFICULT: cfg.agents.regenerator.paths}[exp.tier]
+        expected_paths += cfg.paths_per_question + extra
+        expected_verdicts += cfg.paths_per_question + extra
+        expected_summaries += len(exp.accepted_keys)
+    # The fixture's low accuracy exercises every tier, refinement and rejection.
+    assert set(tiers_seen) == {"easy", "medium", "difficult"}, tiers_seen
+    assert _rows(engine, "select count(*) from reasoning_paths")[0][0] == expected_paths
+    assert _rows(engine, "select count(*) from verdicts")[0][0] == expected_verdicts
+    assert _rows(engine, "select count(*) from summaries")[0][0] == expected_summaries
+    # One call row per logical request; nothing failed in a fault-free run.
+    n_calls, n_failed = _rows(engine, "select count(*), sum(case when status = 'ok' then 0 else 1 end) from llm_calls")[0]
+    assert n_failed == 0
+    assert n_calls == built_pg_db.sim_metrics['requests_total{outcome="ok"}']
+
+
+def test_no_benchmark_test_item_was_processed(built_pg_db) -> None:
+    engine = get_engine(built_pg_db.url)
+    assert _rows(engine, "select count(*) from questions where is_benchmark_test")[0][0] == 500
+    leaked = _rows(engine, """select count(*) from questions q where q.is_benchmark_test and
+        (exists (select 1 from reasoning_paths p where p.question_id = q.id)
+         or exists (select 1 from question_outcomes o where o.question_id = q.id))""")
+    assert leaked[0][0] == 0
+
+
+def test_every_sample_traces_back_to_paths_verdicts_calls_and_prompts(built_pg_db) -> None:
+    engine = get_engine(built_pg_db.url)
+    rows = _rows(engine, """
+        select a.path_id, v.outcome, p.origin, c.prompt_sha256 = p.prompt_sha256, t.name, s.text, cs.role,
+               r.kind, r.status, c.prefect_task_run_id is not null, c.prefect_flow_run_id is not null
+        from accepted_paths a
+        join question_outcomes o on o.question_id = a.question_id and o.status = 'accepted'
+        join reasoning_paths p on p.id = a.path_id
+        join verdicts v on v.id = a.verdict_id and v.path_id = p.id
+        join llm_calls c on c.id = p.llm_call_id
+        join prompt_templates t on t.sha256 = p.prompt_sha256
+        join summaries s on s.path_id = p.id
+        join llm_calls cs on cs.id = s.llm_call_id
+        join pipeline_runs r on r.id = p.run_id""")
+    n_accepted = _rows(engine, """select count(*) from accepted_paths a join question_outcomes o
+        on o.question_id = a.question_id where o.status = 'accepted'""")[0][0]
+    assert n_accepted > 0 and len(rows) == n_accepted  # every sample joins all the way through
+    for _pid, outcome, origin, same_sha, template, summary, summary_role, kind, run_status, has_task, has_flow in rows:
+        assert outcome == "correct"
+        assert same_sha
+        assert template == {"generated": "generate", "refined": "refine", "regenerated": "regenerate"}[origin]
+        assert summary.strip() and summary_role == "summarizer"
+        assert (kind, run_status) == ("build", "completed")
+        assert has_task and has_flow
+    # Rejected questions carry their reason; no summaries are written for them.
+    for reason, n_summaries in _rows(engine, """select o.rejection_reason, (select count(*) from summaries s
+        where s.question_id = o.question_id) from question_outcomes o where o.status = 'rejected'"""):
+        assert reason and reason.startswith("difficult tier:") and n_summaries == 0
+
+
+def test_refinement_uses_other_attempts_errors_and_regeneration_a_failed_attempt(built_pg_db) -> None:
+    engine = get_engine(built_pg_db.url)
+    for origin, parent_origin, parent_outcome in _rows(engine, """
+        select p.origin, parent.origin, v.outcome from reasoning_paths p
+        join reasoning_paths parent on parent.id = p.parent_path_id
+        join verdicts v on v.path_id = parent.id
+        where p.origin in ('refined', 'regenerated')"""):
+        assert parent_origin == "generated"
+        assert parent_outcome == ("correct" if origin == "refined" else "error")
+    # Refiner and regenerator prompts carried the verifier's error analyses.
+    assert _rows(engine, "select count(*) from llm_calls where role in ('refiner', 'regenerator')")[0][0] > 0
+
+
+def test_run_report_and_artifact_tables(built_pg_db) -> None:
+    report = built_pg_db.result["report"]
+    assert sum(r["questions"] for r in report["tiers"]) == 60
+    generators = {r["model"] for r in report["verifier_accuracy"]}
+    assert generators == {"sim/Qwen2.5-72B-Instruct", "sim/DeepSeek-R1-Distill-Llama-70B", "sim/HuatuoGPT-o1-70B"}
+    assert {r["stage"] for r in report["tokens"]} >= {"generator", "verifier", "summarizer"}
+    assert built_pg_db.result["done"] == 60 and built_pg_db.result["failed"] == 0
