@@ -95,7 +95,7 @@ class VerifierConfig(_AgentBase):
 
 class RankerConfig(_AgentBase):
     max_tokens: int = Field(default=256, ge=1, le=262_144)
-    parse_attempts: int = Field(default=2, ge=1, le=10)
+    parse_attempts: int = Field(default=3, ge=1, le=10, description="asks again when the score does not parse")
 
 
 class RefinerConfig(_AgentBase):

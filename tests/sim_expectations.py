@@ -60,13 +60,11 @@ def expected_for(engine: Engine, cfg: PipelineConfig, qid: int, *, accuracy: flo
         rf = cfg.agents.refiner
         model = cfg.endpoints[rf.endpoint].model
         kept = []
-        with engine.connect() as c:
-            ids = dict(c.execute(text("select path_key, id from reasoning_paths where question_id = :q"), {"q": qid}).all())
         for key in ranked(rf.max_paths):
             label = choose_label(model=model, temperature=rf.temperature, seed=derive_seed(seed, content_hash, "refine", key),
                                  question=question, options=labels, correct=answer, accuracy=refine_accuracy,
                                  salt=f"refine/{texts[key]}")
-            kept.append(f"ref/p{ids[key]}" if label == answer else key)
+            kept.append(f"ref/{key}" if label == answer else key)
         return Expected(len(correct_keys), tier, "accepted", kept[: tiers.keep_top])
     rg = cfg.agents.regenerator
     model = cfg.endpoints[rg.endpoint].model

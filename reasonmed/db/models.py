@@ -177,7 +177,7 @@ class ReasoningPath(Base):
     __tablename__ = "reasoning_paths"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"))
-    path_key: Mapped[str] = mapped_column(String(200))  # gen/<endpoint>/<temp>/<i> | ref/<parent>/<i> | regen/<i>
+    path_key: Mapped[str] = mapped_column(String(200))  # gen/<endpoint>/<temp>/<i> | ref/<parent path_key> | regen/<i>
     origin: Mapped[str] = mapped_column(String(16))  # generated | refined | regenerated
     role: Mapped[str] = mapped_column(String(32))
     parent_path_id: Mapped[int | None] = mapped_column(ForeignKey("reasoning_paths.id", ondelete="SET NULL"))

@@ -319,10 +319,10 @@ async def resolve(ctx: StageContext, question_id: int, prov: Provenance) -> str:
         have = {p.path_key for p in st.paths}
         backend = ctx.backends.get(rf.endpoint)
         jobs = [
-            (f"q{q.id}/refine/p{p.id}", f"ref/p{p.id}", p.id, i,
+            (f"q{q.id}/refine/{p.path_key}", f"ref/{p.path_key}", p.id, i,
              refine_path(backend, q, p.clean_text, errors, sampling=Sampling(rf.temperature, rf.top_p, rf.max_tokens),
                          seed=derive_seed(cfg.seed, q.content_hash, "refine", p.path_key), reasks=cfg.output_retries))
-            for i, p in enumerate(best) if f"ref/p{p.id}" not in have
+            for i, p in enumerate(best) if f"ref/{p.path_key}" not in have
         ]
         await _write_new_paths(ctx, q, prov, jobs)
         st = await ctx.state(question_id)
