@@ -87,29 +87,60 @@ def count_pending(engine: Engine, sources: Sequence[str] | None = None) -> int:
         return c.execute(select(func.count()).select_from(Question).where(_pending_filter(sources))).scalar_one()
 
 
+PRIORITIES = ("fifo", "round-robin")
+
+
 def claim_questions(
     engine: Engine, *, worker: str, limit: int, lease_s: float, sources: Sequence[str] | None = None,
+    priority: str = "fifo",
 ) -> list[int]:
     """Take up to ``limit`` unfinished, unclaimed (or lease-expired) questions for ``worker``.
 
     One UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) on Postgres, so concurrent workers
     never take the same question; on SQLite the single statement is atomic under its write lock.
     A dead worker's questions come back when its lease expires.
+
+    ``priority``: "fifo" takes the lowest ids first; "round-robin" takes them in turn from each source
+    (lowest ids of every source first), so a nightly budget advances every source evenly instead of
+    finishing one source before starting the next. A round-robin pick whose rows another worker locked
+    meanwhile is topped up first-in-first-out, so a claim never comes back empty while work is free.
     """
+    if priority not in PRIORITIES:
+        raise ValueError(f"priority must be one of {', '.join(PRIORITIES)} (got {priority!r})")
     if limit <= 0:
         return []
     t = now()
-    free = or_(Question.claimed_by.is_(None), Question.claim_expires_at < t, Question.claimed_by == worker)
-    pick = select(Question.id).where(_pending_filter(sources), free).order_by(Question.id).limit(limit)
+    # Held questions are never free, not even to their holder: a run's concurrent shard workers share one
+    # worker id and must not take each other's questions.
+    free = or_(Question.claimed_by.is_(None), Question.claim_expires_at < t)
+    values = {"claimed_by": worker, "claim_expires_at": t + timedelta(seconds=lease_s)}
+    ids: list[int] = []
+    with transaction(engine) as s:
+        if priority == "round-robin":
+            ids += _claim(s, engine, _round_robin_pick(sources, free, limit), values)
+        if len(ids) < limit:
+            conds = [_pending_filter(sources), free] + ([Question.id.not_in(ids)] if ids else [])
+            pick = select(Question.id).where(*conds).order_by(Question.id).limit(limit - len(ids))
+            ids += _claim(s, engine, pick, values)
+    return sorted(ids)
+
+
+def _round_robin_pick(sources: Sequence[str] | None, free, limit: int):  # type: ignore[no-untyped-def]
+    """Ids ordered by their rank within their source, then by source; ``free`` is checked again in the
+    outer (locking) select, so Postgres re-tests it on the newest row version of a row it had to wait for."""
+    rank = func.row_number().over(partition_by=Question.source, order_by=Question.id)
+    ranked = select(Question.id.label("id"), Question.source.label("source"), rank.label("rn")).where(
+        _pending_filter(sources), free
+    ).subquery()
+    ordered = select(ranked.c.id).order_by(ranked.c.rn, ranked.c.source).limit(limit)
+    return select(Question.id).where(Question.id.in_(ordered.scalar_subquery()), free)
+
+
+def _claim(s, engine: Engine, pick, values: dict[str, Any]) -> list[int]:  # type: ignore[no-untyped-def]
     if engine.dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
-    stmt = (
-        update(Question).where(Question.id.in_(pick.scalar_subquery()))
-        .values(claimed_by=worker, claim_expires_at=t + timedelta(seconds=lease_s))
-        .returning(Question.id)
-    )
-    with transaction(engine) as s:
-        return sorted(s.execute(stmt, execution_options={"synchronize_session": False}).scalars())
+    stmt = update(Question).where(Question.id.in_(pick.scalar_subquery())).values(**values).returning(Question.id)
+    return list(s.execute(stmt, execution_options={"synchronize_session": False}).scalars())
 
 
 def renew_claims(engine: Engine, *, worker: str, question_ids: Sequence[int], lease_s: float) -> None:
