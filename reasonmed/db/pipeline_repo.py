@@ -267,11 +267,11 @@ def _save_calls(s, calls: Sequence[Mapping[str, Any]]) -> dict[str, int]:  # typ
     if failed:
         # Insert with zero attempts, then add this try's attempts, whether the row is new or not.
         insert_ignore(s, LLMCall.__table__, [{**c, "attempts": 0} for c in failed], ["call_key"])
+        tbl = LLMCall.__table__
         s.execute(
-            update(LLMCall).where(LLMCall.call_key == bindparam("k"), LLMCall.status != "ok")
-            .values(attempts=LLMCall.attempts + bindparam("a"), error_kind=bindparam("ek"), error=bindparam("e")),
+            update(tbl).where(tbl.c.call_key == bindparam("k"), tbl.c.status != "ok")
+            .values(attempts=tbl.c.attempts + bindparam("a"), error_kind=bindparam("ek"), error=bindparam("e")),
             [{"k": c["call_key"], "a": c["attempts"], "ek": c["error_kind"], "e": c["error"]} for c in failed],
-            execution_options={"synchronize_session": False},
         )
     keys = [c["call_key"] for c in calls]
     return dict(s.execute(select(LLMCall.call_key, LLMCall.id).where(LLMCall.call_key.in_(keys))).all())

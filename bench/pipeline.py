@@ -1,0 +1,216 @@
+"""Pipeline throughput: N questions x 9 paths through the real build flow, endpoint cap 256, latency 1 s.
+
+    python bench/pipeline.py                 # 500 and 2,000 questions, one child process each
+    python bench/pipeline.py --sizes 200 --latency-ms 500
+
+Everything is real except the model: a Prefect server on its own Postgres database (the set-up deploy/
+documents for large runs), the pipeline's Postgres database, and the project's simulator over HTTP
+emulating an engine with 1 s latency. All agents share one endpoint "sim" with a cap of 256 requests in
+flight; the generator asks 9 paths per question (3 temperatures x 3 samples, one request each).
+
+Printed, measured in one run:
+- utilisation = the simulator's time-averaged requests in flight / cap (from its /metrics);
+- wall / ideal, ideal = LLM calls x latency / cap;
+- CPU ms per LLM call of the client process (Prefect client, orchestration, HTTP, database driver), and
+  separately of the Prefect server and Postgres processes;
+- peak RSS of the client, 500 vs 2,000 questions (flat = memory does not grow with the run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import psycopg
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+WORDS = ("cardiac hepatic renal acute chronic lesion biopsy serum enzyme marker infarct ischemia fever rash "
+         "neuropathy valve murmur dyspnea edema anemia platelet thrombosis embolism insulin cortisol").split()
+
+
+def _admin(sql: str) -> None:
+    with psycopg.connect(ADMIN, autocommit=True) as c:
+        c.execute(sql)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _questions(path: Path, n: int, seed: int) -> None:
+    rng = random.Random(seed)
+    with path.open("w") as f:
+        for i in range(n):
+            opts = {k: " ".join(rng.choices(WORDS, k=3)) + f" {k}{i}" for k in "ABCD"}
+            stem = f"Case {i}: a patient presents with " + " ".join(rng.choices(WORDS, k=40)) + ". What is the best next step?"
+            f.write(json.dumps({"id": f"b{i}", "question": stem, "options": opts, "answer_idx": rng.choice("ABCD")}) + "\n")
+
+
+def _config(path: Path, sim_url: str, cap: int, timeout_s: float) -> Path:
+    ep = {"base_url": sim_url, "model": "sim/bench-model", "max_in_flight": cap, "timeout_s": timeout_s, "supports_n": False}
+    data = {
+        "endpoints": {"sim": ep},
+        "agents": {
+            "generators": [{"endpoint": "sim", "temperatures": [0.7, 0.9, 1.0], "paths_per_temperature": 3}],
+            "verifier": {"endpoint": "sim"}, "ranker": {"endpoint": "sim"}, "refiner": {"endpoint": "sim"},
+            "regenerator": {"endpoint": "sim"}, "summarizer": {"endpoint": "sim"},
+        },
+    }
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _postgres_cpu() -> float:
+    total = 0.0
+    for p in psutil.process_iter(["name"]):
+        if p.info["name"] and p.info["name"].startswith("postgres"):
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+    return total
+
+
+def child(n: int, cap: int, latency_ms: float, work: Path) -> None:
+    """One measured run in a fresh process, so its peak RSS is its own."""
+    from reasonmed.config import reset_settings
+    from reasonmed.db import migrate
+    from reasonmed.db.engine import get_engine
+    from reasonmed.ingest.service import ingest_file
+    from reasonmed.sim.launcher import SimServer
+
+    db = f"reasonmed_bench_{uuid.uuid4().hex[:8]}"
+    _admin(f'CREATE DATABASE "{db}"')
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
+    os.environ["REASONMED_DATABASE_URL"] = url
+    os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+    reset_settings()
+    try:
+        migrate.upgrade(url)
+        qfile = work / f"questions_{n}.jsonl"
+        _questions(qfile, n, seed=n)
+        ingest_file(get_engine(url), qfile, "medqa")
+        with SimServer(questions_db=url, base_latency_ms=latency_ms, per_token_ms=0.0, max_num_seqs=cap * 4) as sim:
+            cfg = _config(work / "pipeline.yaml", sim.base_url, cap, timeout_s=max(30.0, latency_ms / 100))
+            from flows.build import build_dataset
+
+            sim_proc = psutil.Process(sim.pid)
+            server = psutil.Process(int(os.environ["BENCH_PREFECT_SERVER_PID"]))
+            sim.reset_metrics()
+            c0, s0, p0, sim0 = time.process_time(), sum(server.cpu_times()[:2]), _postgres_cpu(), sum(sim_proc.cpu_times()[:2])
+            w0 = time.monotonic()
+            result = asyncio.run(build_dataset(config=str(cfg), questions_in_flight=cap, shard_size=200))
+            wall = time.monotonic() - w0
+            client_cpu = time.process_time() - c0
+            server_cpu = sum(server.cpu_times()[:2]) - s0
+            pg_cpu = _postgres_cpu() - p0
+            sim_cpu = sum(sim_proc.cpu_times()[:2]) - sim0
+            m = sim.metrics()
+        calls = m['requests_total{outcome="ok"}']
+        ideal = calls * (latency_ms / 1000) / cap
+        out = {
+            "questions": n, "done": result["done"], "failed": result["failed"], "llm_calls": calls,
+            "calls_per_question": calls / n, "wall_s": wall, "ideal_s": ideal, "wall_over_ideal": wall / ideal,
+            "utilisation": m["in_flight_time_avg"] / cap, "peak_in_flight": m["in_flight_peak"],
+            "client_cpu_ms_per_call": 1000 * client_cpu / calls, "prefect_server_cpu_ms_per_call": 1000 * server_cpu / calls,
+            "postgres_cpu_ms_per_call": 1000 * pg_cpu / calls, "simulator_cpu_ms_per_call": 1000 * sim_cpu / calls,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+        print("RESULT " + json.dumps(out), flush=True)
+    finally:
+        get_engine(url).dispose()
+        _admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="500,2000", help="question counts, one child process each")
+    ap.add_argument("--cap", type=int, default=256)
+    ap.add_argument("--latency-ms", type=float, default=1000.0)
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.cap, args.latency_ms, Path(os.environ["BENCH_WORK"]))
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="reasonmed-bench-"))
+    prefect_db = f"prefect_bench_{uuid.uuid4().hex[:8]}"
+    _admin(f'CREATE DATABASE "{prefect_db}"')
+    port = _free_port()
+    env = {
+        **os.environ, "PREFECT_HOME": str(work / "prefect"), "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{prefect_db}",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=(work / "server.log").open("w"), stderr=subprocess.STDOUT,
+    )
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("Prefect server did not start: " + (work / "server.log").read_text()[-2000:])
+            time.sleep(1)
+        print(f"Prefect server on Postgres at :{port}; cap {args.cap}, simulated latency {args.latency_ms:.0f} ms", flush=True)
+        results = []
+        for n in (int(s) for s in args.sizes.split(",")):
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", str(n), "--cap", str(args.cap), "--latency-ms", str(args.latency_ms)],
+                env={**env, "BENCH_WORK": str(work), "BENCH_PREFECT_SERVER_PID": str(server.pid)},
+                capture_output=True, text=True,
+            )
+            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            if line is None:
+                raise SystemExit(f"run of {n} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+            r = json.loads(line[7:])
+            results.append(r)
+            print(
+                f"{n:>6} questions: {r['llm_calls']:,.0f} calls ({r['calls_per_question']:.1f}/question), "
+                f"wall {r['wall_s']:.0f} s vs ideal {r['ideal_s']:.0f} s -> wall/ideal {r['wall_over_ideal']:.3f}; "
+                f"utilisation {r['utilisation']:.3f} (peak in flight {r['peak_in_flight']:.0f}/{args.cap}); "
+                f"CPU ms/call: client {r['client_cpu_ms_per_call']:.2f}, Prefect server {r['prefect_server_cpu_ms_per_call']:.2f}, "
+                f"Postgres {r['postgres_cpu_ms_per_call']:.2f}, simulator {r['simulator_cpu_ms_per_call']:.2f}; "
+                f"peak RSS {r['peak_rss_mb']:.0f} MB; failed {r['failed']}",
+                flush=True,
+            )
+        if len(results) >= 2:
+            print(f"peak RSS ratio {results[-1]['questions']} vs {results[0]['questions']} questions: "
+                  f"{results[-1]['peak_rss_mb'] / results[0]['peak_rss_mb']:.2f}")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        _admin(f'DROP DATABASE IF EXISTS "{prefect_db}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
