@@ -112,3 +112,24 @@ def test_run_report_and_artifact_tables(built_pg_db) -> None:
     assert generators == {"sim/Qwen2.5-72B-Instruct", "sim/DeepSeek-R1-Distill-Llama-70B", "sim/HuatuoGPT-o1-70B"}
     assert {r["stage"] for r in report["tokens"]} >= {"generator", "verifier", "summarizer"}
     assert built_pg_db.result["done"] == 60 and built_pg_db.result["failed"] == 0
+
+
+def test_run_artifacts_are_published_with_keys(built_pg_db) -> None:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def read(key: str):  # type: ignore[no-untyped-def]
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+
+    flow_run_id = _rows(get_engine(built_pg_db.url), "select prefect_flow_run_id from pipeline_runs where kind = 'build'")[0][0]
+    for key in ("build-tiers", "build-verifier-accuracy", "build-tokens", "build-rejections", "build-progress"):
+        artifacts = asyncio.run(read(key))
+        mine = [a for a in artifacts if str(a.flow_run_id) == flow_run_id]
+        assert mine, f"artifact {key} missing for the build's flow run"
+    tiers = [a for a in asyncio.run(read("build-tiers")) if str(a.flow_run_id) == flow_run_id][0]
+    assert "easy" in str(tiers.data) and "difficult" in str(tiers.data)
+    progress = [a for a in asyncio.run(read("build-progress")) if str(a.flow_run_id) == flow_run_id][0]
+    assert float(progress.data) == 100.0
