@@ -118,9 +118,9 @@ async def ask(
             out.attempts += exc.attempts
             raise
         out.attempts += 1
-        for c in got:
-            out.prompt_tokens += c.prompt_tokens or 0
-            out.completion_tokens += c.completion_tokens or 0
+        # Every choice reports the request's prompt; it was processed once (vLLM shares the prefill).
+        out.prompt_tokens += max((c.prompt_tokens or 0 for c in got), default=0)
+        out.completion_tokens += sum(c.completion_tokens or 0 for c in got)
         return got
 
     try:

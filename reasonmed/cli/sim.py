@@ -1,1 +1,8 @@
-"""``reasonmed sim-server`` (filled in by the LLM-layer work)."""
+"""``reasonmed sim-server``: the simulation server (the command itself lives in ``reasonmed.sim.cli``)."""
+
+from __future__ import annotations
+
+from reasonmed.cli.app import app
+from reasonmed.sim.cli import HELP, sim_server
+
+app.command("sim-server", help=HELP)(sim_server)

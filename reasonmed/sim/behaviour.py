@@ -14,7 +14,7 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from typing import Literal
 
 from reasonmed.models import normalise_text
@@ -124,9 +124,14 @@ _USER_KEYWORDS: tuple[tuple[str, Role], ...] = (
 )
 
 
+@lru_cache(maxsize=64)
+def _role_of_system(system: str) -> Role | None:
+    return _template_systems().get(normalise_text(system))
+
+
 def detect_role(system: str, user: str = "") -> Role:
     """The template whose system text the request carries; keywords when the text was edited."""
-    role = _template_systems().get(normalise_text(system))
+    role = _role_of_system(system)
     if role:
         return role
     low = system.lower()
@@ -158,8 +163,12 @@ _SECTION = re.compile(
 _OPTION_LINE = re.compile(r"^\s*([^\s.]{1,12})\.\s+(.+?)\s*$")
 
 
+@lru_cache(maxsize=4096)  # the 9 generation requests of a question share one prompt
 def parse_prompt(user: str) -> ParsedPrompt:
-    """Sections of a user message rendered from the project's templates (tolerant of extra text)."""
+    """Sections of a user message rendered from the project's templates (tolerant of extra text).
+
+    Cached, so the result is shared: treat it as read-only.
+    """
     path = None
     start, end = user.find("<<<"), user.rfind(">>>")
     if start != -1 and end > start:
@@ -208,12 +217,12 @@ def parse_prompt(user: str) -> ParsedPrompt:
     )
 
 
-def answer_key(question: str, options: Mapping[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """What a question is known by in the simulator's answer key: normalised text and options."""
-    return (
-        normalise_text(question).casefold(),
-        tuple((label, normalise_text(text).casefold()) for label, text in options.items()),
-    )
+def answer_key(question: str, options: Mapping[str, str]) -> bytes:
+    """What a question is known by in the answer key: a digest of its normalised text and options
+    (16 bytes a question, so the 195k-question corpus costs megabytes, not the corpus twice over)."""
+    parts = [normalise_text(question).casefold()]
+    parts += [f"{label}\x1e{normalise_text(text).casefold()}" for label, text in options.items()]
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).digest()
 
 
 # --------------------------------------------------------------------------- decisions

@@ -1,0 +1,101 @@
+"""One backend per configured endpoint, created on first use inside the running event loop.
+
+Backends own a connection pool and a semaphore, both bound to an event loop, so they are made lazily
+(where the pipeline's loop runs) and shared by every task that names the endpoint: the per-endpoint
+cap then holds across all of a run's questions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+
+from reasonmed.config import ConfigError, EndpointConfig, PipelineConfig
+from reasonmed.llm.types import ChatBackend
+from reasonmed.llm.usage import Price, UsageRow, UsageTracker
+
+
+def resolve_api_key(cfg: EndpointConfig, endpoint: str = "endpoint") -> str | None:
+    """The endpoint's API key from the environment (or a Prefect Secret block); None if none is configured.
+
+    A configured source that yields nothing is a configuration error: better to stop at start-up than
+    to send unauthenticated requests all night.
+    """
+    if cfg.api_key_env:
+        value = os.environ.get(cfg.api_key_env)
+        if value:
+            return value
+        if not cfg.api_key_secret:
+            raise ConfigError(
+                f"endpoints.{endpoint}.api_key_env: environment variable {cfg.api_key_env} is not set or empty"
+            )
+    if cfg.api_key_secret:
+        from tasks.secrets import load_prefect_secret  # Prefect only when a secret is configured
+
+        return load_prefect_secret(cfg.api_key_secret)
+    return None
+
+
+def make_backend(
+    name: str, cfg: EndpointConfig, api_key: str | None, usage: UsageTracker | None = None
+) -> ChatBackend:
+    if cfg.kind == "vllm":
+        from reasonmed.llm.vllm_backend import VLLMEngineBackend
+
+        return VLLMEngineBackend(name, cfg, usage=usage)
+    from reasonmed.llm.openai_backend import OpenAICompatibleBackend
+
+    return OpenAICompatibleBackend(name, cfg, api_key, usage=usage)
+
+
+class LLMRegistry:
+    """``registry.get("qwen")`` -> the endpoint's backend; ``await registry.aclose()`` when the run ends."""
+
+    def __init__(self, pipeline_config: PipelineConfig, api_keys: Mapping[str, str] | None = None) -> None:
+        self._config = pipeline_config
+        self._api_keys = dict(api_keys or {})
+        self._backends: dict[str, tuple[ChatBackend, asyncio.AbstractEventLoop]] = {}
+        prices = {
+            name: Price(cfg.price_input_per_mtok, cfg.price_output_per_mtok)
+            for name, cfg in pipeline_config.endpoints.items()
+        }
+        self.tracker = UsageTracker(prices)
+
+    def get(self, endpoint_name: str) -> ChatBackend:
+        """The endpoint's backend, made on first use; must be called with an event loop running."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError("LLMRegistry.get() must be called from a running event loop") from None
+        entry = self._backends.get(endpoint_name)
+        if entry is not None:
+            backend, owner = entry
+            if owner is loop:
+                return backend
+            if not owner.is_closed():
+                raise RuntimeError(
+                    f"endpoint {endpoint_name}: its backend belongs to another running event loop; "
+                    "use one registry per event loop"
+                )
+            # The loop it was made in has ended (e.g. a previous asyncio.run): its pool is unusable.
+        cfg = self._config.endpoints.get(endpoint_name)
+        if cfg is None:
+            known = ", ".join(sorted(self._config.endpoints))
+            raise KeyError(f"unknown endpoint {endpoint_name!r} (known: {known})")
+        key = self._api_keys.get(endpoint_name) or resolve_api_key(cfg, endpoint_name)
+        backend = make_backend(endpoint_name, cfg, key, self.tracker)
+        self._backends[endpoint_name] = (backend, loop)
+        return backend
+
+    @property
+    def usage(self) -> list[UsageRow]:
+        """Calls, tokens, retries, failures and cost per (endpoint, model) so far."""
+        return self.tracker.snapshot()
+
+    async def aclose(self) -> None:
+        backends, self._backends = self._backends, {}
+        loop = asyncio.get_running_loop()
+        for backend, owner in backends.values():
+            if owner is loop:
+                await backend.aclose()

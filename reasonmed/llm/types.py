@@ -1,0 +1,88 @@
+"""What every chat backend returns and raises, so the pipeline never sees transport details."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+ErrorKind = Literal["rate_limited", "server_error", "timeout", "connection", "bad_response", "client_error"]
+
+# Kinds worth another attempt: the same request may well succeed later. A client error will not.
+RETRYABLE_KINDS: frozenset[str] = frozenset(
+    {"rate_limited", "server_error", "timeout", "connection", "bad_response"}
+)
+
+Message = Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One choice of one chat request, with the provenance the pipeline stores beside the text."""
+
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_ms: float
+    model: str
+    endpoint: str
+    request_id: str | None
+    index: int
+
+
+class LLMError(Exception):
+    """A request that did not produce a usable completion, classified so callers can decide what next.
+
+    The message is built by the backend from the endpoint name, the kind and a short detail; it never
+    includes request headers, so it cannot carry the API key.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: ErrorKind,
+        attempts: int = 1,
+        status_code: int | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind: ErrorKind = kind
+        self.retryable: bool = kind in RETRYABLE_KINDS
+        self.attempts = attempts
+        self.status_code = status_code
+        self.endpoint = endpoint
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments need help to survive pickling (Prefect may pickle task exceptions).
+        return (_rebuild_error, (str(self), self.kind, self.attempts, self.status_code, self.endpoint))
+
+
+def _rebuild_error(
+    message: str, kind: ErrorKind, attempts: int, status_code: int | None, endpoint: str | None
+) -> LLMError:
+    return LLMError(message, kind=kind, attempts=attempts, status_code=status_code, endpoint=endpoint)
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    """A served model the pipeline can ask for chat completions; implementations own retries and caps."""
+
+    name: str
+    model: str
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: float,
+        max_tokens: int,
+        top_p: float = 1.0,
+        n: int = 1,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        response_format: Mapping[str, Any] | None = None,
+    ) -> list[Completion]: ...
+
+    async def aclose(self) -> None: ...

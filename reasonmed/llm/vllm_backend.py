@@ -1,0 +1,154 @@
+"""Chat completions from an in-process vLLM engine (``kind: vllm``), for a GPU box without a server.
+
+vLLM is imported inside the constructor, so the base install never needs it (``pip install
+'reasonmed[vllm]'`` adds it). No semaphore here: many per-question tasks submit at once and vLLM's
+scheduler batches them continuously, which is the whole point of running the engine in-process.
+There is no HTTP, so nothing to retry: engine failures are classified and raised once.
+
+Configuration example (pipeline YAML)::
+
+    endpoints:
+      qwen-local:
+        kind: vllm
+        model: Qwen/Qwen2.5-72B-Instruct        # HF id or a local path
+        max_in_flight: 256                      # informational for kind=vllm; vLLM batches itself
+        engine_args:                            # passed to vllm.AsyncEngineArgs
+          tensor_parallel_size: 8
+          max_model_len: 16384
+          gpu_memory_utilization: 0.92
+          max_num_seqs: 256
+          enable_prefix_caching: true           # the 9 paths of a question share their prompt
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from reasonmed.config import EndpointConfig
+from reasonmed.llm.types import Completion, LLMError, Message
+from reasonmed.llm.usage import UsageTracker
+
+
+class VLLMEngineBackend:
+    """``AsyncLLMEngine`` (vLLM's async engine; ``AsyncLLM`` in V1) behind the ChatBackend protocol."""
+
+    def __init__(self, name: str, cfg: EndpointConfig, *, usage: UsageTracker | None = None) -> None:
+        try:
+            from vllm import AsyncEngineArgs, AsyncLLMEngine, SamplingParams
+        except ImportError as exc:  # pragma: no cover - depends on the optional extra
+            raise ImportError(
+                f"endpoint {name}: kind 'vllm' needs vLLM installed (pip install 'reasonmed[vllm]'): {exc}"
+            ) from exc
+        self.name = name
+        self.model = cfg.model
+        self._cfg = cfg
+        self._usage = usage
+        self._sampling_params = SamplingParams
+        args = {"model": cfg.model, **cfg.engine_args}
+        self._engine: Any = AsyncLLMEngine.from_engine_args(AsyncEngineArgs(**args))
+        self._tokenizer: Any = None
+        self._ids = itertools.count()
+        self._prefix = f"{name}-{uuid.uuid4().hex[:8]}"
+
+    def __repr__(self) -> str:
+        return f"VLLMEngineBackend(name={self.name!r}, model={self.model!r})"
+
+    async def _get_tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            tok = self._engine.get_tokenizer()  # a coroutine in vLLM < 0.10, a plain call since
+            self._tokenizer = await tok if inspect.isawaitable(tok) else tok
+        return self._tokenizer
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: float,
+        max_tokens: int,
+        top_p: float = 1.0,
+        n: int = 1,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        response_format: Mapping[str, Any] | None = None,
+    ) -> list[Completion]:
+        if n < 1:
+            raise ValueError(f"n must be >= 1 (got {n})")
+        if response_format is not None and response_format.get("type") not in (None, "text"):
+            raise LLMError(
+                f"endpoint {self.name}: response_format is not supported by the in-process backend",
+                kind="client_error",
+                endpoint=self.name,
+            )
+        tokenizer = await self._get_tokenizer()
+        prompt = tokenizer.apply_chat_template(
+            [dict(m) for m in messages], tokenize=False, add_generation_prompt=True
+        )
+        stops = None if stop is None else [stop] if isinstance(stop, str) else list(stop)
+        try:
+            params = self._sampling_params(
+                n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, stop=stops
+            )
+        except (ValueError, TypeError) as exc:
+            raise LLMError(
+                f"endpoint {self.name}: invalid sampling parameters: {exc}",
+                kind="client_error",
+                endpoint=self.name,
+            ) from None
+        request_id = f"{self._prefix}-{next(self._ids)}"
+        started = time.perf_counter()
+        final: Any = None
+        try:
+            async for output in self._engine.generate(prompt, params, request_id):
+                final = output
+        except ValueError as exc:  # vLLM's validation errors (prompt too long, bad params)
+            raise LLMError(
+                f"endpoint {self.name}: rejected by the engine: {exc}",
+                kind="client_error",
+                endpoint=self.name,
+            ) from None
+        except Exception as exc:  # engine dead or generate failed: a server-side failure
+            raise LLMError(
+                f"endpoint {self.name}: engine error: {type(exc).__name__}: {exc}",
+                kind="server_error",
+                endpoint=self.name,
+            ) from None
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        if final is None or not final.outputs:
+            raise LLMError(
+                f"endpoint {self.name}: engine returned no output", kind="bad_response", endpoint=self.name
+            )
+        prompt_tokens = (
+            len(final.prompt_token_ids) if getattr(final, "prompt_token_ids", None) is not None else None
+        )
+        completions = [
+            Completion(
+                text=out.text,
+                finish_reason=out.finish_reason,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=len(out.token_ids),
+                latency_ms=latency_ms,
+                model=self.model,
+                endpoint=self.name,
+                request_id=request_id,
+                index=out.index,
+            )
+            for out in final.outputs
+        ]
+        completions.sort(key=lambda c: c.index)
+        if self._usage is not None:
+            self._usage.record(
+                self.name, self.model, prompt_tokens, sum(c.completion_tokens or 0 for c in completions)
+            )
+        return completions
+
+    async def aclose(self) -> None:
+        shutdown = getattr(self._engine, "shutdown", None)
+        if callable(shutdown):
+            result = shutdown()
+            if inspect.isawaitable(result):
+                await result

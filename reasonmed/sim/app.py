@@ -1,0 +1,245 @@
+"""The simulator's routes: an OpenAI-compatible chat API with engine emulation and fault injection.
+
+Everything it serves is labelled as simulated (header, fingerprint, ``owned_by``, text prefix) so no
+row it produces can pass for a real model's output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from reasonmed.sim.answer_keys import AnswerKeys
+from reasonmed.sim.behaviour import Behaviour, SimRequest, detect_role, parse_prompt, prompt_tokens, respond
+from reasonmed.sim.engine import EngineEmulator
+from reasonmed.sim.faults import FaultPlan
+from reasonmed.sim.http import DROP, Drop, Request, Response
+from reasonmed.sim.metrics import SimMetrics
+from reasonmed.sim.settings import SimSettings
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT = "reasonmed-simulator"
+SERVER_HEADERS = (("x-reasonmed-simulator", "1"), ("server", FINGERPRINT))
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def _error(
+    status: int, message: str, kind: str = "invalid_request_error", headers: tuple[tuple[str, str], ...] = ()
+) -> Response:
+    body = json.dumps({"object": "error", "error": {"message": message, "type": kind, "code": status}})
+    return Response(status, body.encode(), headers=headers)
+
+
+def _ok(payload: Mapping[str, Any]) -> Response:
+    return Response(200, json.dumps(payload).encode())
+
+
+class SimApp:
+    def __init__(self, settings: SimSettings) -> None:
+        self.settings = settings
+        self.metrics = SimMetrics()
+        self.faults = FaultPlan(
+            settings.fault_rate,
+            settings.fault_kinds,
+            settings.faults,
+            settings.fault_seed,
+            settings.fault_script,
+        )
+        self.engine = EngineEmulator(
+            max_num_seqs=settings.max_num_seqs,
+            base_latency_ms=settings.base_latency_ms,
+            per_token_ms=settings.per_token_ms,
+            metrics=self.metrics,
+        )
+        self.behaviour = Behaviour(
+            accuracy=dict(settings.accuracy),
+            default_accuracy=settings.default_accuracy,
+            refine_accuracy=settings.refine_accuracy,
+            verifier_error_rate=settings.verifier_error_rate,
+        )
+        self.keys = AnswerKeys(settings.questions_db) if settings.questions_db else None
+        self._ids = itertools.count(1)
+        self._id_prefix = os.urandom(4).hex()
+
+    async def handle(self, req: Request) -> Response | Drop:
+        route = (req.method, req.path.rstrip("/") or "/")
+        if route == ("POST", "/v1/chat/completions"):
+            return await self.chat(req)
+        if route == ("GET", "/health"):
+            return _ok({"status": "ok", "simulator": True})
+        if route == ("GET", "/v1/models"):
+            return self.models()
+        if route == ("GET", "/metrics"):
+            return Response(200, self.metrics.render().encode(), content_type="text/plain; version=0.0.4")
+        if route == ("POST", "/admin/reset"):
+            self.metrics.reset()
+            return _ok({"status": "reset"})
+        known = {"/v1/chat/completions", "/health", "/v1/models", "/metrics", "/admin/reset"}
+        if route[1] in known:
+            return _error(405, f"method {req.method} not allowed on {req.path}")
+        return _error(
+            404, f"no route {req.method} {req.path} (this is the reasonmed simulator)", "not_found_error"
+        )
+
+    def models(self) -> Response:
+        names = sorted({*self.behaviour.accuracy, *self.metrics.models}) or [FINGERPRINT]
+        created = int(time.time())
+        data = [{"id": m, "object": "model", "created": created, "owned_by": FINGERPRINT} for m in names]
+        return _ok({"object": "list", "data": data})
+
+    async def chat(self, req: Request) -> Response | Drop:
+        try:
+            sim = parse_chat_request(req.body)
+        except BadRequest as exc:
+            self.metrics.outcomes["invalid"] += 1
+            return _error(400, str(exc))
+        role = detect_role(sim.system, sim.user)
+        self.metrics.enter(role=role, model=sim.model, authorized="authorization" in req.headers)
+        try:
+            fault = self.faults.draw()
+            self.metrics.outcomes[fault or "ok"] += 1
+            if fault == "429":
+                return _error(
+                    429,
+                    "simulated rate limit",
+                    "rate_limit_error",
+                    headers=(("retry-after", f"{self.settings.retry_after:g}"),),
+                )
+            if fault == "hang":
+                await asyncio.sleep(self.settings.hang_seconds)
+                return _error(504, "simulated hang ended", "server_error")
+            prompt = parse_prompt(sim.user)
+            correct = None
+            if role == "generate" and self.keys is not None and prompt.options:
+                correct = await self.keys.find(prompt.question, prompt.options)
+            variant = fault if fault in ("truncate", "noanswer") else "ok"
+            _, choices = respond(
+                sim, self.behaviour, correct=correct, variant=variant, role=role, prompt=prompt
+            )
+            await self.engine.generate(max(c.completion_tokens for c in choices))
+            if fault == "500":
+                return _error(500, "simulated internal server error", "server_error")
+            if fault == "drop":
+                return DROP
+            p_tokens = prompt_tokens(sim.messages)
+            c_tokens = sum(c.completion_tokens for c in choices)
+            payload = {
+                "id": f"chatcmpl-sim-{self._id_prefix}-{next(self._ids):x}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": sim.model,
+                "system_fingerprint": FINGERPRINT,
+                "choices": [
+                    {
+                        "index": i,
+                        "message": {"role": "assistant", "content": c.text},
+                        "logprobs": None,
+                        "finish_reason": c.finish_reason,
+                    }
+                    for i, c in enumerate(choices)
+                ],
+                "usage": {
+                    "prompt_tokens": p_tokens,
+                    "completion_tokens": c_tokens,
+                    "total_tokens": p_tokens + c_tokens,
+                },
+            }
+            body = json.dumps(payload).encode()
+            if fault == "malformed":
+                return Response(200, body[: len(body) // 2])  # a 200 whose JSON stops half-way
+            self.metrics.prompt_tokens += p_tokens
+            self.metrics.completion_tokens += c_tokens
+            return Response(200, body)
+        except asyncio.CancelledError:
+            self.metrics.client_disconnects += 1
+            raise
+        finally:
+            self.metrics.leave()
+
+    def close(self) -> None:
+        if self.keys is not None:
+            self.keys.close()
+
+
+def _content(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):  # OpenAI content parts
+        parts = [p.get("text", "") for p in value if isinstance(p, dict) and p.get("type") == "text"]
+        if len(parts) == len(value):
+            return "".join(str(p) for p in parts)
+    raise BadRequest(f"{where}: content must be a string or a list of text parts")
+
+
+def _number(body: Mapping[str, Any], key: str, default: float, lo: float, hi: float) -> float:
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise BadRequest(f"{key} must be a number between {lo:g} and {hi:g}")
+    return float(value)
+
+
+def _int(body: Mapping[str, Any], key: str, lo: int, hi: int) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise BadRequest(f"{key} must be an integer between {lo} and {hi}")
+    return value
+
+
+def parse_chat_request(raw: bytes) -> SimRequest:
+    """Validate a chat-completions body the way vLLM does (400 on anything it would reject)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("model is required")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("messages must be a non-empty list")
+    parsed: list[tuple[str, str]] = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise BadRequest(f"messages[{i}] must be an object with a role")
+        parsed.append((m["role"], _content(m.get("content"), f"messages[{i}]")))
+    stop = body.get("stop")
+    if stop is None:
+        stops: tuple[str, ...] = ()
+    elif isinstance(stop, str):
+        stops = (stop,)
+    elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        stops = tuple(stop)
+    else:
+        raise BadRequest("stop must be a string or a list of strings")
+    max_tokens = _int(body, "max_tokens", 1, 10_000_000)
+    if max_tokens is None:
+        max_tokens = _int(body, "max_completion_tokens", 1, 10_000_000)
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise BadRequest("seed must be an integer")
+    return SimRequest(
+        model=model,
+        messages=tuple(parsed),
+        temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
+        top_p=_number(body, "top_p", 1.0, 0.0, 1.0),
+        max_tokens=max_tokens,
+        n=_int(body, "n", 1, 128) or 1,
+        seed=seed,
+        stop=stops,
+    )

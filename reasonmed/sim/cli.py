@@ -1,0 +1,126 @@
+"""The ``sim-server`` command, shared by ``reasonmed sim-server`` and ``python -m reasonmed.sim``.
+
+It lives here, not in ``reasonmed.cli``, so starting the simulator never imports the rest of the CLI.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from reasonmed.sim.faults import FAULT_KINDS
+from reasonmed.sim.settings import SimSettings, parse_assignments
+
+HELP = (
+    "Run the reasonmed SIMULATION server: an OpenAI-compatible chat API that imitates vLLM-served models "
+    "for tests, demos and benchmarks. Its replies are SIMULATED text (prefixed '(simulated)', header "
+    "x-reasonmed-simulator: 1), never real model output. It answers each pipeline role deterministically, "
+    "emulates an engine's latency and batch limit, and injects faults at configurable rates."
+)
+_DEFAULTS = SimSettings()
+
+
+def sim_server(
+    host: Annotated[str, typer.Option(help="address to bind (keep it on loopback)")] = _DEFAULTS.host,
+    port: Annotated[
+        int, typer.Option(help="port to bind; 0 picks a free one (printed on stdout)")
+    ] = _DEFAULTS.port,
+    accuracy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--accuracy",
+            metavar="MODEL=P",
+            help="per-model probability that a generated path picks the correct option (repeatable)",
+        ),
+    ] = None,
+    default_accuracy: Annotated[
+        float, typer.Option(help="accuracy of models not named by --accuracy")
+    ] = _DEFAULTS.default_accuracy,
+    refine_accuracy: Annotated[
+        float, typer.Option(help="accuracy of the refine/regenerate roles (their prompt holds the answer)")
+    ] = _DEFAULTS.refine_accuracy,
+    verifier_error_rate: Annotated[
+        float, typer.Option(help="fraction of verdicts flipped (deterministically by hash)")
+    ] = _DEFAULTS.verifier_error_rate,
+    questions_db: Annotated[
+        str | None,
+        typer.Option(help="database URL whose questions table supplies answer keys for generation prompts"),
+    ] = None,
+    base_latency_ms: Annotated[
+        float, typer.Option(help="fixed latency of every request")
+    ] = _DEFAULTS.base_latency_ms,
+    per_token_ms: Annotated[
+        float, typer.Option(help="extra latency per completion token")
+    ] = _DEFAULTS.per_token_ms,
+    max_num_seqs: Annotated[
+        int, typer.Option(help="requests generated at once; the rest queue (FIFO)")
+    ] = _DEFAULTS.max_num_seqs,
+    fault_rate: Annotated[
+        float, typer.Option(help="fraction of requests that fail, spread over --fault-kinds")
+    ] = 0.0,
+    fault_kinds: Annotated[
+        str, typer.Option(help="comma-separated kinds the --fault-rate is spread over")
+    ] = ",".join(FAULT_KINDS),
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault",
+            metavar="KIND=RATE",
+            help=f"extra rate for one fault kind (repeatable; kinds: {', '.join(FAULT_KINDS)})",
+        ),
+    ] = None,
+    fault_seed: Annotated[int, typer.Option(help="seed of the fault draws")] = 0,
+    fault_script: Annotated[
+        str,
+        typer.Option(
+            help="comma-separated outcomes forced on the first requests in arrival order, e.g. 500,ok,drop (for tests)"
+        ),
+    ] = "",
+    retry_after: Annotated[
+        float, typer.Option(help="Retry-After seconds sent with simulated 429s")
+    ] = _DEFAULTS.retry_after,
+    hang_seconds: Annotated[
+        float, typer.Option(help="how long a 'hang' fault holds a request")
+    ] = _DEFAULTS.hang_seconds,
+    log_level: Annotated[str, typer.Option(help="log level (stderr)")] = _DEFAULTS.log_level,
+) -> None:
+    """Run the reasonmed SIMULATION server (simulated completions, not a real model)."""
+    from reasonmed.sim.server import main
+
+    try:
+        settings = SimSettings(
+            host=host,
+            port=port,
+            accuracy=parse_assignments(accuracy or [], "--accuracy"),
+            default_accuracy=default_accuracy,
+            refine_accuracy=refine_accuracy,
+            verifier_error_rate=verifier_error_rate,
+            questions_db=questions_db,
+            base_latency_ms=base_latency_ms,
+            per_token_ms=per_token_ms,
+            max_num_seqs=max_num_seqs,
+            fault_rate=fault_rate,
+            fault_kinds=tuple(k.strip() for k in fault_kinds.split(",") if k.strip()),
+            faults=parse_assignments(fault or [], "--fault"),
+            fault_seed=fault_seed,
+            fault_script=tuple(k.strip() for k in fault_script.split(",") if k.strip()),
+            retry_after=retry_after,
+            hang_seconds=hang_seconds,
+            log_level=log_level,
+        )
+        from reasonmed.sim.faults import FaultPlan
+
+        FaultPlan(
+            settings.fault_rate, settings.fault_kinds, settings.faults, script=settings.fault_script
+        )  # validate
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    main(settings)
+
+
+def run() -> None:
+    """Entry point of ``python -m reasonmed.sim``."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=HELP)
+    app.command(help=HELP)(sim_server)
+    app()

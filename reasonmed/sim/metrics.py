@@ -1,0 +1,179 @@
+"""The simulator's counters in Prometheus text format (like vLLM's /metrics), and a reader for them.
+
+Tests and benchmarks read what the server saw (peak in-flight, outcomes per fault) instead of
+trusting the client's own account.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+
+PREFIX = "reasonmed_sim_"
+OUTCOMES = ("ok", "429", "500", "hang", "drop", "malformed", "truncate", "noanswer", "invalid")
+
+
+class SimMetrics:
+    """Counters plus the time-averaged number of requests in flight since start (or the last reset)."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.in_flight = 0
+        self.running = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero the counters; gauges (in flight, running) keep their current values."""
+        now = time.monotonic()
+        self.outcomes: Counter[str] = Counter()
+        self.roles: Counter[str] = Counter()
+        self.models: Counter[str] = Counter()
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.with_authorization = 0
+        self.client_disconnects = 0
+        self.peak = self.in_flight
+        self._area = 0.0
+        self._since = now
+        self._last = now
+
+    def _advance(self) -> None:
+        now = time.monotonic()
+        self._area += self.in_flight * (now - self._last)
+        self._last = now
+
+    def enter(self, *, role: str, model: str, authorized: bool) -> None:
+        self._advance()
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        self.roles[role] += 1
+        self.models[model] += 1
+        if authorized:
+            self.with_authorization += 1
+
+    def leave(self) -> None:
+        self._advance()
+        self.in_flight -= 1
+
+    def time_avg_in_flight(self) -> float:
+        self._advance()
+        elapsed = self._last - self._since
+        return self._area / elapsed if elapsed > 0 else float(self.in_flight)
+
+    def render(self) -> str:
+        out: list[str] = []
+
+        def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+            out.append(f"# HELP {PREFIX}{name} {help_text}")
+            out.append(f"# TYPE {PREFIX}{name} {kind}")
+            out.extend(f"{PREFIX}{name}{labels} {_fmt(value)}" for labels, value in samples)
+
+        metric(
+            "requests_total",
+            "counter",
+            "Chat requests by outcome (simulated faults included).",
+            [(f'{{outcome="{o}"}}', self.outcomes.get(o, 0)) for o in OUTCOMES],
+        )
+        metric(
+            "requests_by_role_total",
+            "counter",
+            "Chat requests by detected prompt role.",
+            [(f'{{role="{_esc(r)}"}}', v) for r, v in sorted(self.roles.items())],
+        )
+        metric(
+            "requests_by_model_total",
+            "counter",
+            "Chat requests by requested model.",
+            [(f'{{model="{_esc(m)}"}}', v) for m, v in sorted(self.models.items())],
+        )
+        metric(
+            "requests_with_authorization_total",
+            "counter",
+            "Chat requests that carried an Authorization header (the value is never recorded).",
+            [("", self.with_authorization)],
+        )
+        metric(
+            "client_disconnects_total",
+            "counter",
+            "Requests whose client went away before the reply.",
+            [("", self.client_disconnects)],
+        )
+        metric(
+            "in_flight",
+            "gauge",
+            "Requests received and not yet answered (queued included).",
+            [("", self.in_flight)],
+        )
+        metric("running", "gauge", "Requests holding an emulated engine slot.", [("", self.running)])
+        metric("in_flight_peak", "gauge", "Highest in-flight count since start or reset.", [("", self.peak)])
+        metric(
+            "in_flight_time_avg",
+            "gauge",
+            "Time-averaged in-flight count since start or reset.",
+            [("", self.time_avg_in_flight())],
+        )
+        metric(
+            "prompt_tokens_total",
+            "counter",
+            "Prompt tokens of answered requests (words x 1.3).",
+            [("", self.prompt_tokens)],
+        )
+        metric(
+            "completion_tokens_total",
+            "counter",
+            "Completion tokens of answered requests (words x 1.3).",
+            [("", self.completion_tokens)],
+        )
+        metric(
+            "uptime_seconds",
+            "gauge",
+            "Seconds since the simulator started.",
+            [("", time.monotonic() - self.started)],
+        )
+        return "\n".join(out) + "\n"
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.6f}"
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)")
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """``{'requests_total{outcome="ok"}': 12.0, 'in_flight_peak': 16.0, ...}`` (prefix dropped)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        if m:
+            out[m.group(1).removeprefix(PREFIX)] = float(m.group(2))
+    return out
+
+
+def server_root(base_url: str) -> str:
+    """``http://host:port`` from a base URL that may end in ``/v1``."""
+    return re.sub(r"/v1/?$", "", base_url.rstrip("/"))
+
+
+def fetch_metrics(base_url: str, timeout: float = 10.0) -> dict[str, float]:
+    import httpx  # not at module level: the server process never needs a client
+
+    response = httpx.get(server_root(base_url) + "/metrics", timeout=timeout)
+    response.raise_for_status()
+    return parse_metrics(response.text)
+
+
+async def afetch_metrics(base_url: str, timeout: float = 10.0) -> dict[str, float]:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        response = await client.get(server_root(base_url) + "/metrics")
+    response.raise_for_status()
+    return parse_metrics(response.text)

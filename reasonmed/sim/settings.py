@@ -1,0 +1,102 @@
+"""The simulator's settings: one object that the CLI fills and the launcher turns back into flags."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from reasonmed.sim.faults import FAULT_KINDS
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    # answers
+    accuracy: Mapping[str, float] = field(default_factory=dict)
+    default_accuracy: float = 0.6
+    refine_accuracy: float = 0.9
+    verifier_error_rate: float = 0.0
+    questions_db: str | None = None
+    # engine emulation
+    base_latency_ms: float = 50.0
+    per_token_ms: float = 0.05
+    max_num_seqs: int = 256
+    # faults
+    fault_rate: float = 0.0
+    fault_kinds: tuple[str, ...] = FAULT_KINDS
+    faults: Mapping[str, float] = field(default_factory=dict)
+    fault_seed: int = 0
+    fault_script: tuple[str, ...] = ()
+    retry_after: float = 1.0
+    hang_seconds: float = 3600.0
+    log_level: str = "WARNING"
+
+    def __post_init__(self) -> None:
+        for name in ("default_accuracy", "refine_accuracy", "verifier_error_rate", "fault_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name.replace('_', '-')} must be between 0 and 1 (got {value})")
+        for model, value in self.accuracy.items():
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"accuracy for {model} must be between 0 and 1 (got {value})")
+        if self.max_num_seqs < 1:
+            raise ValueError("max-num-seqs must be >= 1")
+        if min(self.base_latency_ms, self.per_token_ms, self.retry_after, self.hang_seconds) < 0:
+            raise ValueError("latencies, retry-after and hang-seconds must not be negative")
+
+    def to_argv(self) -> list[str]:
+        """Flags for ``python -m reasonmed.sim`` that reproduce these settings."""
+        argv = [
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--default-accuracy",
+            repr(self.default_accuracy),
+            "--refine-accuracy",
+            repr(self.refine_accuracy),
+            "--verifier-error-rate",
+            repr(self.verifier_error_rate),
+            "--base-latency-ms",
+            repr(self.base_latency_ms),
+            "--per-token-ms",
+            repr(self.per_token_ms),
+            "--max-num-seqs",
+            str(self.max_num_seqs),
+            "--fault-rate",
+            repr(self.fault_rate),
+            "--fault-kinds",
+            ",".join(self.fault_kinds),
+            "--fault-seed",
+            str(self.fault_seed),
+            "--retry-after",
+            repr(self.retry_after),
+            "--hang-seconds",
+            repr(self.hang_seconds),
+            "--log-level",
+            self.log_level,
+        ]
+        for model, value in self.accuracy.items():
+            argv += ["--accuracy", f"{model}={value!r}"]
+        for kind, value in self.faults.items():
+            argv += ["--fault", f"{kind}={value!r}"]
+        if self.fault_script:
+            argv += ["--fault-script", ",".join(self.fault_script)]
+        if self.questions_db:
+            argv += ["--questions-db", self.questions_db]
+        return argv
+
+
+def parse_assignments(items: Iterable[str], what: str) -> dict[str, float]:
+    """``["a=0.7", "b=0.5"]`` -> ``{"a": 0.7, "b": 0.5}``; the last '=' splits (model names may contain '=')."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        if not sep or not name:
+            raise ValueError(f"{what}: expected NAME=VALUE, got {item!r}")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise ValueError(f"{what}: {value!r} in {item!r} is not a number") from None
+    return out
