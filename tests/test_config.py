@@ -142,3 +142,10 @@ def test_generators_need_distinct_endpoints() -> None:
     data["agents"]["generators"][2]["endpoint"] = data["agents"]["generators"][0]["endpoint"]
     msg = _one_line_error(data)
     assert "agents.generators[2].endpoint" in msg and "already used by agents.generators[0]" in msg
+
+
+def test_in_process_vllm_example_is_valid() -> None:
+    cfg = load_pipeline_config(REPO / "deploy" / "pipeline.vllm-inprocess.yaml")
+    assert cfg.endpoints["qwen-local"].kind == "vllm"
+    assert cfg.endpoints["qwen-local"].engine_args["enable_prefix_caching"] is True
+    assert cfg.paths_per_question == 9
