@@ -1,1 +1,206 @@
-"""``reasonmed ingest`` (filled in by the ingestion work)."""
+"""``reasonmed ingest``: load question files into the database, with a summary of what happened."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.exc import OperationalError
+
+from reasonmed.cli.app import app
+from reasonmed.cli.common import console, engine_from_settings, err_console, redact_url
+from reasonmed.db import migrate
+from reasonmed.ingest.loaders import FORMATS, CopBase, FileFormatError, parse_mapping
+from reasonmed.ingest.service import IngestSummary, ingest_file, load_id_list
+
+_SOURCE_HELP = (
+    "File format: medqa (JSONL), medmcqa (JSON lines), pubmedqa (PQA-L JSON object), mmlu (header-less CSV), "
+    "or the generic jsonl, csv, parquet (columns named by --map)."
+)
+_MAP_HELP = (
+    "Generic formats: FIELD=COLUMN, repeatable. Fields: id, question, context, answer, options (one column "
+    "holding an object or a list), or option:A=COLUMN per option. Unmapped fields use a column of the same name."
+)
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
+    return typer.Exit(1)
+
+
+def _parse_map(items: list[str] | None) -> dict[str, str] | None:
+    if not items:
+        return None
+    mapping: dict[str, str] = {}
+    for item in items:
+        field, sep, column = item.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise _fail(f"--map {item!r}: expected FIELD=COLUMN, e.g. --map question=stem")
+        mapping[field.strip()] = column.strip()
+    try:
+        parse_mapping(mapping)
+    except FileFormatError as exc:
+        raise _fail(f"--map: {exc}") from None
+    return mapping
+
+
+def _parse_cop_base(value: str) -> CopBase:
+    if value == "auto":
+        return "auto"
+    if value in ("0", "1"):
+        return 0 if value == "0" else 1
+    raise _fail(f"--cop-base {value!r}: expected auto, 0 or 1")
+
+
+def _summary_table(summaries: list[IngestSummary]) -> Table:
+    table = Table(title="ingest summary", title_justify="left")
+    table.add_column("file", overflow="fold")
+    for name in ("read", "inserted", "duplicates", "rejected", "benchmark test"):
+        table.add_column(name, justify="right")
+    table.add_column("status")
+    for s in summaries:
+        status = "already ingested" if s.already_ingested else "done"
+        table.add_row(
+            Path(s.file).name,
+            f"{s.read:,}",
+            f"{s.inserted:,}",
+            f"{s.duplicates:,}",
+            f"{s.rejected:,}",
+            f"{s.benchmark_test:,}",
+            status,
+        )
+    return table
+
+
+def _report(s: IngestSummary) -> None:
+    name = Path(s.file).name
+    if s.already_ingested:
+        console.print(f"{name}: already ingested (sha256 {s.sha256[:12]}…), nothing added")
+    if s.newly_marked:
+        console.print(f"{name}: {s.newly_marked:,} stored question(s) now flagged as benchmark test")
+    for warning in s.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    if s.rejected_by_reason:
+        console.print(f"{name}: rejected records by reason (details in table ingest_errors):")
+        for kind, n in s.rejected_by_reason.items():
+            console.print(f"  {n:>8,}  {kind}", markup=False)
+
+
+@app.command("ingest")
+def ingest(
+    files: Annotated[
+        list[Path], typer.Argument(help="Question files to ingest.", show_default=False, metavar="FILE...")
+    ],
+    source: Annotated[
+        str, typer.Option("--source", "-s", help=_SOURCE_HELP, show_default=False, metavar="FORMAT")
+    ],
+    split: Annotated[
+        str,
+        typer.Option(
+            metavar="SPLIT",
+            help="Split recorded for the questions; 'test' marks them all as benchmark test. "
+            "MMLU takes the split from names like anatomy_dev.csv.",
+        ),
+    ] = "train",
+    benchmark_test_ids: Annotated[
+        Path | None,
+        typer.Option(
+            "--benchmark-test-ids",
+            metavar="FILE",
+            help="File of benchmark test ids (JSON object keys, JSON list, or one id per line): matching "
+            "questions are flagged and never used for training, including ones stored earlier.",
+        ),
+    ] = None,
+    map_: Annotated[list[str] | None, typer.Option("--map", help=_MAP_HELP, metavar="FIELD=COLUMN")] = None,
+    cop_base: Annotated[
+        str,
+        typer.Option(
+            metavar="auto|0|1",
+            help="MedMCQA: whether cop counts from 0 or 1; auto decides from the file (0 seen: 0, 4 seen: 1).",
+        ),
+    ] = "auto",
+    answer_index_base: Annotated[
+        int | None,
+        typer.Option(
+            metavar="0|1", help="Generic formats: the answer column is a 0- or 1-based option index."
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=50_000, help="Rows per database transaction.")] = 2000,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")
+    ] = None,
+) -> None:
+    """Ingest question files. Re-running is safe: a file already ingested is skipped, known questions are
+    counted as duplicates, and bad records are kept in table ingest_errors with the reason."""
+    if source not in FORMATS:
+        raise _fail(f"unknown --source {source!r} (choose one of: {', '.join(FORMATS)})")
+    cop = _parse_cop_base(cop_base)
+    mapping = _parse_map(map_)
+    if answer_index_base not in (None, 0, 1):
+        raise _fail("--answer-index-base must be 0 or 1")
+    for f in files:
+        if not f.is_file():
+            raise _fail(f"file not found: {f}")
+    test_ids: set[str] | None = None
+    if benchmark_test_ids is not None:
+        try:
+            test_ids = load_id_list(benchmark_test_ids)
+        except (FileNotFoundError, FileFormatError, UnicodeDecodeError) as exc:
+            raise _fail(f"--benchmark-test-ids: {exc}") from None
+    url, engine = engine_from_settings(database_url)
+    try:
+        migrate.require_current(engine, url)
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from None
+    except OperationalError as exc:
+        raise _fail(
+            f"cannot reach database {redact_url(url)}: {str(exc.orig).strip().splitlines()[0]}"
+        ) from None
+
+    summaries: list[IngestSummary] = []
+    failed = False
+    for f in files:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        ) as bar:
+            task = bar.add_task(f.name, total=None, rate="")
+
+            def progress(done: int, total: int | None, task: TaskID = task) -> None:
+                elapsed = bar.tasks[task].elapsed or 0.0
+                rate = f"{done / elapsed:,.0f} records/s" if elapsed > 0 else ""
+                bar.update(task, completed=done, total=max(total, done) if total else None, rate=rate)
+
+            try:
+                summaries.append(
+                    ingest_file(
+                        engine,
+                        f,
+                        source,
+                        split=split,
+                        benchmark_test_ids=test_ids,
+                        mapping=mapping,
+                        cop_base=cop,
+                        answer_index_base=answer_index_base,
+                        batch_size=batch_size,
+                        progress=progress,
+                    )
+                )
+            except FileFormatError as exc:
+                failed = True
+                err_console.print(f"[red]error:[/red] {f}: {exc}", soft_wrap=True)
+    if summaries:
+        console.print(_summary_table(summaries))
+        for s in summaries:
+            _report(s)
+    if failed:
+        raise typer.Exit(1)

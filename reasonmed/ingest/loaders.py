@@ -1,0 +1,562 @@
+"""Streaming loaders: each public question format in, one ``LoadedRecord`` per record out.
+
+A record is either a normalised ``Question`` or a one-line reason why it is not one; a bad record never
+stops the file. Only problems with the file as a whole (wrong format, a mapped column the file lacks,
+ambiguous MedMCQA answer base) raise ``FileFormatError``, before anything is stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from reasonmed.ingest.readers import (
+    FileFormatError,
+    RawRecord,
+    clip,
+    iter_csv_rows,
+    iter_json_lines,
+    iter_json_object,
+    iter_parquet_rows,
+    parquet_columns,
+)
+from reasonmed.models import PUBMEDQA_OPTIONS, Question, normalise_text
+
+FORMATS = ("medqa", "medmcqa", "pubmedqa", "mmlu", "jsonl", "csv", "parquet")
+GENERIC_FORMATS = ("jsonl", "csv", "parquet")
+CopBase = Literal["auto", 0, 1]
+Warn = Callable[[str], None]
+
+MAX_SOURCE_ID = 200  # questions.source_id is VARCHAR(200)
+MAX_LABEL = 32  # questions.answer is VARCHAR(32)
+MAPPING_FIELDS = ("id", "question", "context", "answer", "options")
+
+__all__ = [
+    "FORMATS",
+    "CopBase",
+    "FileFormatError",
+    "LoadedRecord",
+    "detect_cop_base",
+    "load",
+    "parse_mapping",
+    "reason_kind",
+]
+
+
+@dataclass(slots=True, frozen=True)
+class LoadedRecord:
+    """What a loader yields: ``question`` for a good record, ``error`` (one line) for a bad one."""
+
+    ref: str  # "line 17" / "record 21645374" / "row 5"
+    question: Question | None
+    error: str | None
+    raw: str | None
+
+
+class RecordError(ValueError):
+    """A problem with one record; its message is the stored reason."""
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """A pydantic error as the short reason a person reads, e.g. ``answer 'E' is not among the options (A, B)``."""
+    parts = []
+    for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(msg if err["type"] == "value_error" or not loc else f"{loc}: {msg}")
+    return "; ".join(dict.fromkeys(parts))
+
+
+_VARIABLE = re.compile(r"'[^']*'|\"[^\"]*\"|\s*\([^)]*\)")
+
+
+def reason_kind(reason: str) -> str:
+    """Groups reasons for counting: quoted values and parenthesised details are dropped."""
+    return " ".join(_VARIABLE.sub("", reason).split()) or reason
+
+
+def _build(ref: str, raw: str | None, *, options: Mapping[Any, Any], **fields: Any) -> LoadedRecord:
+    try:
+        # Option texts may arrive as numbers (JSON, Parquet); the question model wants text.
+        q = Question(options={str(k): _text(v) for k, v in options.items()}, **fields)
+    except ValidationError as exc:
+        return LoadedRecord(ref, None, describe_validation_error(exc), clip(raw) if raw else None)
+    if len(q.source_id) > MAX_SOURCE_ID:
+        return LoadedRecord(
+            ref, None, f"id is longer than {MAX_SOURCE_ID} characters", clip(raw) if raw else None
+        )
+    if len(q.answer) > MAX_LABEL:
+        return LoadedRecord(
+            ref, None, f"answer label is longer than {MAX_LABEL} characters", clip(raw) if raw else None
+        )
+    return LoadedRecord(ref, q, None, None)
+
+
+def _error(rec: RawRecord, reason: str) -> LoadedRecord:
+    return LoadedRecord(rec.ref, None, reason, clip(rec.raw) if rec.raw else None)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def _same_text(a: Any, b: Any) -> bool:
+    return normalise_text(_text(a)).casefold() == normalise_text(_text(b)).casefold()
+
+
+def _short(value: Any, n: int = 40) -> str:
+    s = str(value)
+    return repr(s if len(s) <= n else s[: n - 1] + "…")
+
+
+def resolve_answer(value: Any, options: Mapping[str, Any], index_base: int | None = None) -> str:
+    """The option label an answer names: a label, an option's text, or (only if asked) an index."""
+    if _blank(value):
+        raise RecordError("no answer")
+    labels = [str(k).strip() for k in options]
+    if index_base is not None and (
+        isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())
+    ):
+        idx = int(value) - index_base
+        if not 0 <= idx < len(labels):
+            raise RecordError(
+                f"answer index out of range (got {int(value)}, expected {index_base}-{index_base + len(labels) - 1})"
+            )
+        return labels[idx]
+    s = str(value).strip()
+    if s in labels:
+        return s
+    if len(s) == 1 and s.upper() in labels:
+        return s.upper()
+    wanted = normalise_text(s).casefold()
+    matches = [
+        lab
+        for lab, text in zip(labels, options.values(), strict=True)
+        if normalise_text(_text(text)).casefold() == wanted
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    hint = "; pass an answer index base if it is an index" if s.isdigit() and index_base is None else ""
+    raise RecordError(f"answer {_short(s)} is not among the options ({', '.join(labels)}{hint})")
+
+
+def _source_id(value: Any, ref: str) -> str:
+    return ref.replace(" ", "-") if _blank(value) else str(value).strip()
+
+
+def _rest(value: Mapping[str, Any], used: set[str] | frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if k not in used}
+
+
+# --------------------------------------------------------------------------- MedQA
+
+_MEDQA_USED = frozenset({"id", "question", "options", "answer_idx", "answer"})
+
+
+def _medqa(rec: RawRecord, split: str) -> LoadedRecord:
+    v = rec.value
+    options = v.get("options")
+    if not isinstance(options, dict):
+        return _error(rec, "options missing or not an object of label: text")
+    idx, text = v.get("answer_idx"), v.get("answer")
+    try:
+        if _blank(idx):
+            label = resolve_answer(text, options)
+        else:
+            label = str(idx).strip()
+            named = options.get(label)
+            if not _blank(text) and named is not None and text != named and not _same_text(text, named):
+                raise RecordError(f"answer_idx {label!r} and answer text {_short(text)} disagree")
+    except RecordError as exc:
+        return _error(rec, str(exc))
+    return _build(
+        rec.ref,
+        rec.raw,
+        source="medqa",
+        source_id=_source_id(v.get("id"), rec.ref),
+        question=_text(v.get("question")),
+        options=options,
+        answer=label,
+        split=split,
+        metadata=_rest(v, _MEDQA_USED),
+    )
+
+
+def load_medqa(path: Path, split: str = "train") -> Iterator[LoadedRecord]:
+    for rec in iter_json_lines(path):
+        yield _error(rec, rec.error) if rec.error else _medqa(rec, split)
+
+
+# --------------------------------------------------------------------------- MedMCQA
+
+_MEDMCQA_OPTS = (("A", "opa"), ("B", "opb"), ("C", "opc"), ("D", "opd"))
+_MEDMCQA_META = ("exp", "subject_name", "topic_name", "choice_type")
+_COP = re.compile(rb'"cop"\s*:\s*"?(-?\d+)')
+
+
+def detect_cop_base(path: Path) -> tuple[Literal[0, 1], str | None]:
+    """Whether ``cop`` counts from 0 or 1, by a streaming pre-scan: returns (base, warning or None)."""
+    zero = four = False
+    with path.open("rb") as f:
+        for line in f:
+            m = _COP.search(line)
+            if m:
+                zero |= m.group(1) == b"0"
+                four |= m.group(1) == b"4"
+                if zero and four:
+                    raise FileFormatError(
+                        f"{path.name}: cop values include both 0 and 4, so the answer base cannot be told: "
+                        "pass --cop-base 0 or --cop-base 1"
+                    )
+    if zero:
+        return 0, None
+    if four:
+        return 1, None
+    return (
+        1,
+        f"{path.name}: no cop value is 0 or 4, so the base cannot be told; assumed 1-based (original release)",
+    )
+
+
+def _medmcqa(rec: RawRecord, split: str, base: int) -> LoadedRecord:
+    v = rec.value
+    cop = v.get("cop")
+    if _blank(cop):
+        return _error(rec, "no answer")
+    try:
+        idx = int(cop) - base
+    except (TypeError, ValueError):
+        return _error(rec, f"cop is not an integer (got {_short(cop)})")
+    if not 0 <= idx < len(_MEDMCQA_OPTS):
+        return _error(rec, f"cop out of range (got {cop}, expected {base}-{base + 3})")
+    options = {label: _text(v.get(key)) for label, key in _MEDMCQA_OPTS}
+    return _build(
+        rec.ref,
+        rec.raw,
+        source="medmcqa",
+        source_id=_source_id(v.get("id"), rec.ref),
+        question=_text(v.get("question")),
+        options=options,
+        answer=_MEDMCQA_OPTS[idx][0],
+        split=split,
+        metadata={k: v[k] for k in _MEDMCQA_META if k in v},
+    )
+
+
+def load_medmcqa(
+    path: Path, split: str = "train", cop_base: CopBase = "auto", warn: Warn | None = None
+) -> Iterator[LoadedRecord]:
+    if cop_base == "auto":
+        base, warning = detect_cop_base(path)
+        if warning and warn:
+            warn(warning)
+    elif cop_base in (0, 1):
+        base = cop_base
+    else:
+        raise FileFormatError(f"cop_base must be auto, 0 or 1 (got {cop_base!r})")
+    for rec in iter_json_lines(path):
+        yield _error(rec, rec.error) if rec.error else _medmcqa(rec, split, base)
+
+
+# --------------------------------------------------------------------------- PubMedQA
+
+_PUBMEDQA_USED = frozenset({"QUESTION", "CONTEXTS", "LABELS", "final_decision"})
+
+
+def _pubmedqa(key: str, rec: RawRecord, split: str) -> LoadedRecord:
+    v = rec.value
+    decision = v.get("final_decision")
+    if _blank(decision):
+        return _error(rec, "no answer")
+    contexts = v.get("CONTEXTS") or []
+    labels = v.get("LABELS") or []
+    if isinstance(contexts, str):
+        contexts = [contexts]
+    parts = []
+    for i, section in enumerate(contexts):
+        label = labels[i] if i < len(labels) and not _blank(labels[i]) else None
+        parts.append(f"{label}: {_text(section).strip()}" if label else _text(section).strip())
+    return _build(
+        rec.ref,
+        rec.raw,
+        source="pubmedqa",
+        source_id=key,
+        question=_text(v.get("QUESTION")),
+        context="\n".join(parts) or None,
+        options=PUBMEDQA_OPTIONS,
+        answer=str(decision).strip().lower(),
+        split=split,
+        metadata=_rest(v, _PUBMEDQA_USED),
+    )
+
+
+def load_pubmedqa(path: Path, split: str = "train") -> Iterator[LoadedRecord]:
+    for key, rec in iter_json_object(path):
+        yield _error(rec, rec.error) if rec.error else _pubmedqa(key, rec, split)
+
+
+# --------------------------------------------------------------------------- MMLU
+
+_MMLU_NAME = re.compile(r"(?P<subset>.+?)_(?P<split>dev|val|validation|test|train|auxiliary_train)")
+_MMLU_LABELS = ("A", "B", "C", "D")
+
+
+def mmlu_name(path: Path) -> tuple[str, str | None]:
+    """(subset, split) from names like ``clinical_knowledge_val.csv``; split None if the name has none."""
+    m = _MMLU_NAME.fullmatch(path.stem)
+    return (m["subset"], m["split"]) if m else (path.stem, None)
+
+
+def load_mmlu(path: Path, split: str = "train") -> Iterator[LoadedRecord]:
+    """Header-less CSV rows ``question, A, B, C, D, answer``; a ``*_test.csv`` file is benchmark test data."""
+    subset, file_split = mmlu_name(path)
+    q_split = "test" if "test" in (split, file_split) else (file_split or split)
+    id_prefix = f"{subset}-{file_split or split}"
+    for _, rec in iter_csv_rows(path, header=False):
+        if rec.error:
+            yield _error(rec, rec.error)
+            continue
+        row = rec.value
+        if len(row) != 6:
+            yield _error(
+                rec, f"wrong number of columns (expected 6: question, A, B, C, D, answer; got {len(row)})"
+            )
+            continue
+        options = dict(zip(_MMLU_LABELS, row[1:5], strict=True))
+        try:
+            answer = resolve_answer(row[5], options)
+        except RecordError as exc:
+            yield _error(rec, str(exc))
+            continue
+        yield _build(
+            rec.ref,
+            rec.raw,
+            source="mmlu",
+            source_id=f"{id_prefix}-{rec.ref.split()[-1]}",
+            question=row[0],
+            options=options,
+            answer=answer,
+            split=q_split,
+            metadata={"subset": subset},
+        )
+
+
+# --------------------------------------------------------------------------- generic (jsonl / csv / parquet)
+
+
+@dataclass(slots=True, frozen=True)
+class ColumnMap:
+    """Which column feeds which field; options come from one column or from one column per label."""
+
+    fields: dict[str, str]  # field -> column
+    option_columns: dict[str, str]  # label -> column
+
+    @property
+    def required(self) -> list[str]:
+        cols = [self.fields["question"], self.fields["answer"]]
+        return cols + (
+            list(self.option_columns.values()) if self.option_columns else [self.fields["options"]]
+        )
+
+    @property
+    def columns(self) -> list[str]:
+        return list(dict.fromkeys([*self.fields.values(), *self.option_columns.values()]))
+
+
+def parse_mapping(mapping: Mapping[str, str] | None) -> ColumnMap:
+    """Validate ``{field: column}`` (fields: id, question, context, answer, options, option:<label>).
+
+    Unmapped fields default to a column of the same name.
+    """
+    fields = {f: f for f in MAPPING_FIELDS}
+    option_columns: dict[str, str] = {}
+    for key, column in (mapping or {}).items():
+        key, column = key.strip(), str(column).strip()
+        if not column:
+            raise FileFormatError(f"mapping for {key!r} names no column")
+        if key.startswith("option:"):
+            label = key.removeprefix("option:").strip()
+            if not label:
+                raise FileFormatError(f"mapping {key!r} names no option label (use option:A=column)")
+            option_columns[label] = column
+        elif key in fields:
+            fields[key] = column
+        else:
+            raise FileFormatError(
+                f"unknown mapping field {key!r} (known: {', '.join(MAPPING_FIELDS)}, option:<label>)"
+            )
+    if option_columns and mapping and "options" in mapping:
+        raise FileFormatError("map either 'options' (one column) or option:<label> columns, not both")
+    if option_columns and len(option_columns) < 2:
+        raise FileFormatError("option:<label> mapping needs at least 2 option columns")
+    return ColumnMap(fields, option_columns)
+
+
+def _label(i: int) -> str:
+    return chr(ord("A") + i) if i < 26 else str(i + 1)
+
+
+def options_from_value(value: Any) -> dict[str, Any]:
+    """Options held in one cell: an object, a list of texts, a list of [label, text] pairs, or JSON text of those."""
+    if isinstance(value, str) and value.strip()[:1] in ("{", "["):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise RecordError("options cell is not valid JSON") from None
+    if isinstance(value, dict):
+        return {str(k): v for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        if value and all(isinstance(p, list | tuple) and len(p) == 2 for p in value):
+            return {str(k): v for k, v in value}
+        return {_label(i): v for i, v in enumerate(value)}
+    if _blank(value):
+        raise RecordError("fewer than 2 options (0)")
+    raise RecordError(f"options cell holds a {type(value).__name__}, not an object or a list")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dt.date | dt.datetime | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _generic(
+    rec: RawRecord, row: Mapping[str, Any], m: ColumnMap, fmt: str, split: str, index_base: int | None
+) -> LoadedRecord:
+    for col in m.required:
+        if col not in row:
+            return _error(rec, f"missing required column {col!r}")
+    try:
+        if m.option_columns:
+            options = {label: row.get(col) for label, col in m.option_columns.items()}
+        else:
+            options = options_from_value(row[m.fields["options"]])
+        answer = resolve_answer(row[m.fields["answer"]], options, index_base)
+    except RecordError as exc:
+        return _error(rec, str(exc))
+    context = row.get(m.fields["context"])
+    used = set(m.columns)
+    metadata = {"format": fmt, **{k: _jsonable(v) for k, v in row.items() if k not in used}}
+    return _build(
+        rec.ref,
+        rec.raw,
+        source="custom",
+        source_id=_source_id(row.get(m.fields["id"]), rec.ref),
+        question=_text(row[m.fields["question"]]),
+        context=None if _blank(context) else _text(context),
+        options=options,
+        answer=answer,
+        split=split,
+        metadata=metadata,
+    )
+
+
+def _check_header(path: Path, columns: list[str], m: ColumnMap) -> None:
+    missing = [c for c in m.required if c not in columns]
+    if missing:
+        raise FileFormatError(
+            f"{path.name}: required column(s) {', '.join(map(repr, missing))} not in the file "
+            f"(columns: {', '.join(columns) or 'none'}); map them with --map field=column"
+        )
+
+
+def load_generic(
+    path: Path,
+    fmt: str,
+    split: str = "train",
+    mapping: Mapping[str, str] | None = None,
+    answer_index_base: int | None = None,
+) -> Iterator[LoadedRecord]:
+    m = parse_mapping(mapping)
+    if answer_index_base not in (None, 0, 1):
+        raise FileFormatError(f"answer_index_base must be 0 or 1 (got {answer_index_base!r})")
+    if fmt == "jsonl":
+        for rec in iter_json_lines(path):
+            yield (
+                _error(rec, rec.error)
+                if rec.error
+                else _generic(rec, rec.value, m, fmt, split, answer_index_base)
+            )
+    elif fmt == "csv":
+        checked = False
+        for names, rec in iter_csv_rows(path, header=True):
+            assert names is not None
+            if not checked:
+                _check_header(path, names, m)
+                checked = True
+            if rec.error:
+                yield _error(rec, rec.error)
+            elif len(rec.value) != len(names):
+                yield _error(
+                    rec, f"wrong number of cells (header has {len(names)}, row has {len(rec.value)})"
+                )
+            else:
+                yield _generic(
+                    rec, dict(zip(names, rec.value, strict=True)), m, fmt, split, answer_index_base
+                )
+    elif fmt == "parquet":
+        _check_header(path, parquet_columns(path), m)
+        for rec in iter_parquet_rows(path, columns=None):
+            yield _generic(rec, rec.value, m, fmt, split, answer_index_base)
+    else:
+        raise FileFormatError(f"unknown generic format {fmt!r} (known: {', '.join(GENERIC_FORMATS)})")
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def load(
+    path: Path | str,
+    source: str,
+    *,
+    split: str = "train",
+    mapping: Mapping[str, str] | None = None,
+    cop_base: CopBase = "auto",
+    answer_index_base: int | None = None,
+    warn: Warn | None = None,
+) -> Iterator[LoadedRecord]:
+    """Stream the records of one file in format ``source``; ``warn`` receives file-level warnings."""
+    path = Path(path)
+    if source not in FORMATS:
+        raise FileFormatError(f"unknown source {source!r} (known: {', '.join(FORMATS)})")
+    if mapping and source not in GENERIC_FORMATS:
+        raise FileFormatError(
+            f"--map applies to the generic formats ({', '.join(GENERIC_FORMATS)}), not {source}"
+        )
+    if source == "medqa":
+        return load_medqa(path, split)
+    if source == "medmcqa":
+        return load_medmcqa(path, split, cop_base, warn)
+    if source == "pubmedqa":
+        return load_pubmedqa(path, split)
+    if source == "mmlu":
+        return load_mmlu(path, split)
+    return load_generic(path, source, split, mapping, answer_index_base)
