@@ -1,0 +1,88 @@
+"""The deployments of ``deploy/prefect.yaml`` as Python objects, and serving them from one process.
+
+``prefect deploy --all --prefect-file deploy/prefect.yaml`` registers them for a work pool and its
+workers; a single-machine install can instead run ``reasonmed serve``, which reads the same file, so
+the two never drift apart: same names, schedules, parameters and concurrency limits.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import Flow, serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig
+from prefect.deployments.runner import EntrypointType, RunnerDeployment
+from prefect.flows import load_flow_from_entrypoint
+from prefect.schedules import Cron, Interval, Schedule
+
+REPO = Path(__file__).resolve().parent.parent
+PREFECT_FILE = REPO / "deploy" / "prefect.yaml"
+
+
+def load_specs(path: Path = PREFECT_FILE) -> list[dict[str, Any]]:
+    """The ``deployments`` entries of a prefect.yaml (YAML anchors resolved)."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    specs = data.get("deployments") or []
+    for spec in specs:
+        if not spec.get("name") or not spec.get("entrypoint"):
+            raise ValueError(f"{path}: every deployment needs a name and an entrypoint (got {spec!r})")
+    return specs
+
+
+def load_flow(entrypoint: str) -> Flow[..., Any]:
+    """``flows/nightly.py:nightly_growth`` -> the flow, imported as a module of the package when it is one
+    (so served runs load it by module path, wherever the process was started)."""
+    file, _, name = entrypoint.partition(":")
+    module = file.removesuffix(".py").replace("/", ".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError:
+        return load_flow_from_entrypoint(str(REPO / file) + ":" + name)
+
+
+def _schedules(spec: dict[str, Any]) -> list[Schedule]:
+    out: list[Schedule] = []
+    for s in spec.get("schedules") or []:
+        active = s.get("active", True)
+        if s.get("cron"):
+            out.append(Cron(s["cron"], timezone=s.get("timezone"), active=active, parameters=s.get("parameters") or {}))
+        elif s.get("interval"):
+            out.append(Interval(s["interval"], timezone=s.get("timezone"), active=active, parameters=s.get("parameters") or {}))
+        else:
+            raise ValueError(f"deployment {spec['name']}: only cron and interval schedules are supported here")
+    return out
+
+
+def _concurrency(spec: dict[str, Any]) -> int | ConcurrencyLimitConfig | None:
+    limit = spec.get("concurrency_limit")
+    if isinstance(limit, dict):
+        return ConcurrencyLimitConfig(limit=limit["limit"], collision_strategy=limit.get("collision_strategy", "ENQUEUE"))
+    return limit
+
+
+def runner_deployments(path: Path = PREFECT_FILE, names: list[str] | None = None) -> list[RunnerDeployment]:
+    """One RunnerDeployment per entry of the file (or only those named), for ``serve``."""
+    out = []
+    for spec in load_specs(path):
+        if names and spec["name"] not in names:
+            continue
+        flow = load_flow(spec["entrypoint"])
+        out.append(
+            flow.to_deployment(
+                name=spec["name"], schedules=_schedules(spec), concurrency_limit=_concurrency(spec),
+                parameters=spec.get("parameters") or {}, description=spec.get("description"),
+                tags=spec.get("tags"), entrypoint_type=EntrypointType.MODULE_PATH,
+            )
+        )
+    if names and len(out) != len(names):
+        known = ", ".join(s["name"] for s in load_specs(path))
+        raise ValueError(f"unknown deployment name(s) in {names} (known: {known})")
+    return out
+
+
+def serve_all(path: Path = PREFECT_FILE, *, names: list[str] | None = None, limit: int | None = None) -> None:
+    """Serve the deployments from this process until it is stopped: runs execute as subprocesses here."""
+    serve(*runner_deployments(path, names), limit=limit)

@@ -1,0 +1,220 @@
+"""The nightly growth flow: ingest what is new, process the next questions within a budget, export a
+new dataset version, and report the growth as a keyed artifact that versions night after night.
+
+Why it is safe to run every night, and to kill:
+- one night at a time: the deployment has a concurrency limit of 1 (CANCEL_NEW), and the flow takes a
+  lock row in the database first, so a manual run cannot collide either (it ends Cancelled, saying who
+  holds the lock);
+- a night that dies is resumed by the next one: ingestion skips files it already has (by sha256), the
+  build's stages are idempotent per question and its claim leases expire, so the next night picks up
+  the unfinished questions and only does what is missing for each;
+- the budget (questions and/or tokens per night) bounds what a night spends; "round-robin" priority
+  advances every source evenly, "fifo" takes the oldest questions first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.context import FlowRunContext
+from prefect.states import Cancelled, State
+
+from flows.build import build_dataset
+from flows.export import export_dataset
+from reasonmed.config import get_settings
+from reasonmed.db import nightly_repo
+from reasonmed.db import pipeline_repo as repo
+from reasonmed.db.engine import get_engine
+from reasonmed.db.migrate import require_current
+from reasonmed.ingest.loaders import FileFormatError
+from reasonmed.ingest.service import load_id_list
+from reasonmed.nightly import guard, inputs
+from reasonmed.nightly.report import Growth, render_markdown
+from tasks.ingest import ingest_file_task
+
+GROWTH_ARTIFACT_KEY = "dataset-growth"
+
+
+@flow(name="nightly-growth", persist_result=False)
+async def nightly_growth(
+    input_location: str | None = None,
+    source: str = "pubmedqa",
+    max_questions: int | None = None,
+    max_tokens: int | None = None,
+    priority: str = "round-robin",
+    export_out: str | None = None,
+    config: str | None = None,
+    pattern: str | None = None,
+    split: str = "train",
+    benchmark_test_ids: str | None = None,
+    sources: list[str] | None = None,
+    shard_size: int | None = None,
+    questions_in_flight: int | None = None,
+    export: bool = True,
+    export_formats: list[str] | None = None,
+    export_layout: str = "instruction",
+    lock_ttl_s: float | None = None,
+) -> dict[str, Any] | State:
+    """One night of growth.
+
+    ``input_location``: a folder (or file) or ``s3://bucket/prefix`` holding ``source``-format files
+    (``pattern`` filters names; default by source, e.g. ``*.jsonl`` for medqa); None skips ingestion.
+    ``benchmark_test_ids``: id list (path or s3 URI) whose questions are held out; it is never ingested.
+    ``max_questions`` / ``max_tokens``: the night's budget (None = unbounded). ``priority``:
+    "round-robin" over sources or "fifo" by id. ``export_out``: where the new dataset version goes
+    (default: the exporter's, under REASONMED_EXPORT_DIR). ``lock_ttl_s``: how long a dead night's lock
+    blocks (default REASONMED_CLAIM_LEASE_S).
+    """
+    logger = get_run_logger()
+    settings = get_settings()
+    if priority not in repo.PRIORITIES:
+        raise ValueError(f"priority must be one of {', '.join(repo.PRIORITIES)} (got {priority!r})")
+    for name, value in (("max_questions", max_questions), ("max_tokens", max_tokens)):
+        if value is not None and value < 0:
+            raise ValueError(f"{name} must be >= 0 or unset (got {value})")
+    engine = get_engine(settings.database_url)
+    await asyncio.to_thread(require_current, engine, settings.database_url)
+    ttl = lock_ttl_s or settings.claim_lease_s
+    flow_ctx = FlowRunContext.get()
+    flow_run_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else None
+    params = {
+        "input_location": input_location, "source": source, "max_questions": max_questions, "max_tokens": max_tokens,
+        "priority": priority, "export_out": export_out, "config": config, "sources": sources,
+    }
+    lock = await asyncio.to_thread(
+        guard.acquire, engine, kind="nightly", ttl_s=ttl, parameters=params, prefect_flow_run_id=flow_run_id
+    )
+    if not isinstance(lock, guard.RunLock):
+        message = guard.refusal_message("nightly growth", lock, ttl)
+        logger.warning(message)
+        return Cancelled(message=message)
+
+    status, error, stats = "failed", None, {}
+    try:
+        growth = await _grow(
+            lock.run_id, params, engine=engine, pattern=pattern, split=split, benchmark_test_ids=benchmark_test_ids,
+            shard_size=shard_size, questions_in_flight=questions_in_flight, export=export,
+            export_formats=export_formats, export_layout=export_layout,
+        )
+        stats = growth.summary()
+        status, error = ("failed", growth.export_error) if growth.export_error else ("completed", None)
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        lock.stop()
+        await asyncio.to_thread(repo.finish_run, engine, lock.run_id, status=status, stats=stats, error=error)
+    # Published even when the export failed: the night's generation is in the database either way.
+    await acreate_markdown_artifact(
+        key=GROWTH_ARTIFACT_KEY, markdown=render_markdown(growth),
+        description=f"Nightly growth: +{stats['samples_added']} samples, +{stats['questions_accepted']} questions",
+    )
+    logger.info(
+        "night %s: %s questions accepted, %s rejected, %s samples added, %s tokens; export version %s",
+        lock.run_id, stats["questions_accepted"], stats["questions_rejected"], stats["samples_added"],
+        stats["tokens"]["total"], stats["export_version"],
+    )
+    if growth.export_error:
+        raise RuntimeError(f"night {lock.run_id}: the export failed ({growth.export_error}); rerun the export deployment")
+    return {"nightly_run_id": lock.run_id, **stats, "export": growth.export, "ingest": growth.ingest}
+
+
+async def _grow(
+    nightly_run_id: int, params: dict[str, Any], *, engine: Any, pattern: str | None, split: str,
+    benchmark_test_ids: str | None, shard_size: int | None, questions_in_flight: int | None, export: bool,
+    export_formats: list[str] | None, export_layout: str,
+) -> Growth:
+    settings = get_settings()
+    started = repo.now()
+    before = await asyncio.to_thread(nightly_repo.dataset_totals, engine)
+    growth = Growth(nightly_run_id=nightly_run_id, started_at=started.strftime("%Y-%m-%d %H:%M UTC"),
+                    parameters=params, before=before, after=before)
+    if params["input_location"]:
+        growth.ingest = await _ingest_new(
+            params["input_location"], params["source"], pattern=pattern, split=split,
+            benchmark_test_ids=benchmark_test_ids, database_url=settings.database_url,
+            endpoint_url=settings.s3_endpoint_url,
+        )
+    if params["max_questions"] != 0:
+        growth.build = await build_dataset(
+            limit=params["max_questions"], sources=params["sources"], config=params["config"], shard_size=shard_size,
+            questions_in_flight=questions_in_flight, max_tokens=params["max_tokens"], priority=params["priority"],
+        )
+    if export:
+        try:
+            growth.export = await _export(params["export_out"], export_formats, export_layout)
+        except Exception as exc:  # reported, and the night fails, once the growth figures are recorded
+            growth.export_error = f"{type(exc).__name__}: {exc}"
+            get_run_logger().error("export failed: %s", growth.export_error)
+    growth.after = await asyncio.to_thread(nightly_repo.dataset_totals, engine)
+    growth.finished = await asyncio.to_thread(nightly_repo.finished_since, engine, started)
+    return growth
+
+
+async def _ingest_new(
+    location: str, source: str, *, pattern: str | None, split: str, benchmark_test_ids: str | None,
+    database_url: str, endpoint_url: str | None,
+) -> list[dict[str, Any]]:
+    """Every matching file goes to the ingestion task; files it has seen (same sha256) are skipped there.
+
+    A file that cannot be read as ``source`` is reported and skipped: one bad upload must not cost the
+    night's generation.
+    """
+    with tempfile.TemporaryDirectory(prefix="reasonmed-nightly-") as staging:  # S3 downloads, gone afterwards
+        return await _ingest_files(
+            location, source, staging_dir=Path(staging), pattern=pattern, split=split,
+            benchmark_test_ids=benchmark_test_ids, database_url=database_url, endpoint_url=endpoint_url,
+        )
+
+
+async def _ingest_files(
+    location: str, source: str, *, staging_dir: Path, pattern: str | None, split: str,
+    benchmark_test_ids: str | None, database_url: str, endpoint_url: str | None,
+) -> list[dict[str, Any]]:
+    logger = get_run_logger()
+    test_ids: set[str] | None = None
+    exclude: list[str] = []
+    if benchmark_test_ids:
+        exclude.append(benchmark_test_ids)
+        local_ids = await asyncio.to_thread(inputs.fetch, benchmark_test_ids, staging_dir=staging_dir, endpoint_url=endpoint_url)
+        test_ids = load_id_list(local_ids)
+    files = await asyncio.to_thread(
+        inputs.list_inputs, location, pattern=inputs.pattern_for(source, pattern), staging_dir=staging_dir,
+        exclude=exclude, endpoint_url=endpoint_url,
+    )
+    logger.info("%s: %s input file(s) matching %s", location, len(files), inputs.pattern_for(source, pattern))
+    rows: list[dict[str, Any]] = []
+    for f in files:
+        try:
+            s = await asyncio.to_thread(
+                ingest_file_task, str(f.local), source, database_url, split=split, benchmark_test_ids=test_ids
+            )
+        except (FileFormatError, FileNotFoundError, UnicodeDecodeError) as exc:
+            logger.warning("%s: not ingested: %s", f.uri, exc)
+            rows.append({"file": f.uri, "status": f"error: {exc}", "inserted": 0, "duplicates": 0, "rejected": 0})
+            continue
+        rows.append({
+            "file": f.uri, "status": "already ingested" if s.already_ingested else "new", "inserted": s.inserted,
+            "duplicates": s.duplicates, "rejected": s.rejected, "sha256": s.sha256,
+        })
+    return rows
+
+
+async def _export(out: str | None, formats: list[str] | None, layout: str) -> dict[str, Any]:
+    """A new dataset version through the export flow (a child run with its own manifest and artifacts).
+
+    The export flow is synchronous; it runs in a thread (its flow-run context travels with it) so this
+    event loop stays free.
+    """
+    kwargs: dict[str, Any] = {"out": out, "layout": layout}
+    if formats:
+        kwargs["formats"] = formats
+    if inspect.iscoroutinefunction(export_dataset.fn):
+        return dict(await export_dataset(**kwargs))
+    return dict(await asyncio.to_thread(export_dataset, **kwargs))

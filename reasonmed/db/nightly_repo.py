@@ -1,0 +1,138 @@
+"""SQL for nightly growth: the one-run-at-a-time guard, and the totals its growth report compares.
+
+The guard is a ``pipeline_runs`` row (kind ``nightly``, status ``running``) whose ``heartbeat_at`` the
+holder renews: a lock row with an expiry, so it works on Postgres and SQLite alike, needs no schema
+change, leaves an audit record of every night, and a night that died (no more heartbeats) stops
+blocking once its lease has run out. Taking it is serialised: by a transaction-scoped advisory lock on
+Postgres, and on SQLite by making the first statement a write (SQLite then holds its single write lock
+for the rest of the transaction).
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, select, text, update
+
+from reasonmed.db.engine import transaction
+from reasonmed.db.models import AcceptedPath, PipelineRun, Question, QuestionOutcome
+from reasonmed.db.pipeline_repo import count_pending, now
+
+# Any fixed 64-bit key: only this lock uses it (pg_advisory_xact_lock's namespace is per database).
+_ADVISORY_KEY = 0x7265_6173_6F6E_6D64  # "reasonmd"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds the lock: enough for a clear refusal message."""
+
+    run_id: int
+    host: str | None
+    prefect_flow_run_id: str | None
+    started_at: datetime
+    heartbeat_at: datetime | None
+
+
+def acquire_run_lock(
+    engine: Engine, *, kind: str, ttl_s: float, parameters: dict[str, Any], prefect_flow_run_id: str | None,
+) -> tuple[int | None, Holder | None]:
+    """Start a ``kind`` run if no live one exists: ``(run_id, None)``, else ``(None, the holder)``.
+
+    A ``running`` row whose heartbeat is older than ``ttl_s`` belongs to a run that died: it is marked
+    failed (with the reason) and no longer blocks.
+    """
+    t = now()
+    cutoff = t - timedelta(seconds=ttl_s)
+    with transaction(engine) as s:
+        if engine.dialect.name == "postgresql":
+            s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
+        # First statement is a write: on SQLite it takes the write lock before anything is read.
+        s.execute(
+            update(PipelineRun)
+            .where(PipelineRun.kind == kind, PipelineRun.status == "running", PipelineRun.heartbeat_at < cutoff)
+            .values(status="failed", finished_at=t, error=f"abandoned: no heartbeat for {ttl_s:g}s (the run died)"),
+            execution_options={"synchronize_session": False},
+        )
+        live = s.execute(
+            select(PipelineRun.id, PipelineRun.host, PipelineRun.prefect_flow_run_id, PipelineRun.started_at,
+                   PipelineRun.heartbeat_at)
+            .where(PipelineRun.kind == kind, PipelineRun.status == "running").order_by(PipelineRun.id).limit(1)
+        ).first()
+        if live is not None:
+            return None, Holder(*live)
+        run = PipelineRun(
+            kind=kind, status="running", parameters=parameters, stats={}, prefect_flow_run_id=prefect_flow_run_id,
+            host=socket.gethostname(), started_at=t, heartbeat_at=t,
+        )
+        s.add(run)
+        s.flush()
+        return run.id, None
+
+
+def renew_run_lock(engine: Engine, run_id: int) -> bool:
+    """Push the heartbeat forward; False if the row is no longer ``running`` (another run took over)."""
+    with transaction(engine) as s:
+        res = s.execute(
+            update(PipelineRun).where(PipelineRun.id == run_id, PipelineRun.status == "running")
+            .values(heartbeat_at=now()),
+            execution_options={"synchronize_session": False},
+        )
+        return bool(res.rowcount)
+
+
+# --------------------------------------------------------------------------- growth figures
+
+
+def dataset_totals(engine: Engine) -> dict[str, int]:
+    """Where the whole dataset stands: compared before and after a night to tell what it added."""
+    with engine.connect() as c:
+        questions = c.execute(
+            select(func.count()).select_from(Question).where(Question.is_benchmark_test.is_(False))
+        ).scalar_one()
+        held_out = c.execute(
+            select(func.count()).select_from(Question).where(Question.is_benchmark_test.is_(True))
+        ).scalar_one()
+        by_status = dict(
+            c.execute(select(QuestionOutcome.status, func.count()).group_by(QuestionOutcome.status)).all()
+        )
+        samples = c.execute(
+            select(func.count()).select_from(AcceptedPath)
+            .join(QuestionOutcome, QuestionOutcome.question_id == AcceptedPath.question_id)
+            .where(QuestionOutcome.status == "accepted")
+        ).scalar_one()
+    return {
+        "questions": questions, "benchmark_test_held_out": held_out, "accepted": by_status.get("accepted", 0),
+        "rejected": by_status.get("rejected", 0), "in_progress": by_status.get("resolved", 0),
+        "pending": count_pending(engine), "samples": samples,
+    }
+
+
+def finished_since(engine: Engine, since: datetime) -> dict[str, list[dict[str, Any]]]:
+    """Questions that reached a final state since ``since``: tier mix and rejection reasons.
+
+    By time rather than by run id, so questions a dead night left half-done and this night finished
+    count for this night.
+    """
+    recent = and_(QuestionOutcome.updated_at >= since, QuestionOutcome.status.in_(("accepted", "rejected")))
+    with engine.connect() as c:
+        tiers = [
+            {"tier": tier or "-", "status": status, "questions": n, "samples": int(paths or 0)}
+            for tier, status, n, paths in c.execute(
+                select(QuestionOutcome.tier, QuestionOutcome.status, func.count(), func.sum(QuestionOutcome.n_accepted))
+                .where(recent).group_by(QuestionOutcome.tier, QuestionOutcome.status)
+                .order_by(QuestionOutcome.tier, QuestionOutcome.status)
+            )
+        ]
+        rejections = [
+            {"tier": tier or "-", "reason": reason or "-", "questions": n}
+            for tier, reason, n in c.execute(
+                select(QuestionOutcome.tier, QuestionOutcome.rejection_reason, func.count())
+                .where(recent, QuestionOutcome.status == "rejected")
+                .group_by(QuestionOutcome.tier, QuestionOutcome.rejection_reason)
+                .order_by(func.count().desc())
+            )
+        ]
+    return {"tiers": tiers, "rejections": rejections}

@@ -1,0 +1,77 @@
+"""One nightly run at a time, whoever starts it: a lock row in the database, kept alive by a thread.
+
+Prefect's deployment concurrency limit (1, CANCEL_NEW) stops a second *scheduled or deployment* run,
+but not someone running the flow by hand, from another server, or from a test; the database is the one
+thing every run shares, so the guard lives there (see ``reasonmed.db.nightly_repo``). The heartbeat runs
+in its own thread so a long blocking step (an ingest, an export) cannot let the lease lapse, and a run
+that dies simply stops renewing: its lock expires after the lease and the next night proceeds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from reasonmed.db import nightly_repo
+from reasonmed.db.nightly_repo import Holder
+
+log = logging.getLogger(__name__)
+
+
+class RunLock:
+    """A held lock: ``run_id`` is its ``pipeline_runs`` row; ``stop()`` ends the heartbeat."""
+
+    def __init__(self, engine: Engine, run_id: int, ttl_s: float) -> None:
+        self.engine, self.run_id, self.ttl_s = engine, run_id, ttl_s
+        self.lost = False  # set when a renewal found the row taken away (e.g. the process was frozen too long)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"run-lock-{run_id}", daemon=True)
+
+    def start(self) -> RunLock:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.ttl_s / 3):
+            try:
+                if not nightly_repo.renew_run_lock(self.engine, self.run_id):
+                    self.lost = True
+                    log.error("run lock %s was taken over: another run may now be active", self.run_id)
+                    return
+            except Exception as exc:  # a database blip: try again at the next beat, well inside the lease
+                log.warning("run lock %s: heartbeat failed (%s), retrying", self.run_id, exc)
+
+
+def acquire(
+    engine: Engine, *, kind: str, ttl_s: float, parameters: dict[str, Any], prefect_flow_run_id: str | None,
+) -> RunLock | Holder:
+    """The started lock, or the holder of the live one."""
+    run_id, holder = nightly_repo.acquire_run_lock(
+        engine, kind=kind, ttl_s=ttl_s, parameters=parameters, prefect_flow_run_id=prefect_flow_run_id
+    )
+    if run_id is None:
+        assert holder is not None
+        return holder
+    return RunLock(engine, run_id, ttl_s).start()
+
+
+def refusal_message(kind: str, holder: Holder, ttl_s: float) -> str:
+    """What the refused run says: who holds the lock, and when it would expire if that run has died."""
+    beat = holder.heartbeat_at or holder.started_at
+    if beat.tzinfo is None:  # SQLite returns naive UTC
+        beat = beat.replace(tzinfo=UTC)
+    age = (datetime.now(UTC) - beat).total_seconds()
+    where = f" (Prefect flow run {holder.prefect_flow_run_id})" if holder.prefect_flow_run_id else ""
+    return (
+        f"another {kind} run is already running: pipeline run {holder.run_id} on {holder.host or 'an unknown host'}"
+        f"{where}, last heartbeat {age:.0f}s ago. This run exits without doing anything. If that run has died, "
+        f"its lock expires {max(0.0, ttl_s - age):.0f}s from now (lease {ttl_s:g}s, REASONMED_CLAIM_LEASE_S)."
+    )

@@ -1,0 +1,128 @@
+"""The "dataset-growth" report: what one night added, as markdown for a keyed Prefect artifact.
+
+Published under one key every night, so the UI's artifact page shows the nights as versions of one
+report; the same figures are returned by the flow and stored in the night's ``pipeline_runs.stats``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Growth:
+    """Everything a night did, gathered by the flow."""
+
+    nightly_run_id: int
+    started_at: str
+    parameters: dict[str, Any]
+    before: dict[str, int]
+    after: dict[str, int]
+    ingest: list[dict[str, Any]] = field(default_factory=list)
+    build: dict[str, Any] = field(default_factory=dict)
+    finished: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    export: dict[str, Any] | None = None
+    export_error: str | None = None
+
+    def added(self, key: str) -> int:
+        return self.after.get(key, 0) - self.before.get(key, 0)
+
+    @property
+    def tokens(self) -> dict[str, int]:
+        p, c = int(self.build.get("prompt_tokens", 0)), int(self.build.get("completion_tokens", 0))
+        return {"prompt": p, "completion": c, "total": p + c}
+
+    def summary(self) -> dict[str, Any]:
+        """The figures as plain data (flow result, run stats, tests)."""
+        return {
+            "questions_ingested": sum(int(f.get("inserted", 0)) for f in self.ingest),
+            "questions_accepted": self.added("accepted"),
+            "questions_rejected": self.added("rejected"),
+            "samples_added": self.added("samples"),
+            "questions_processed": int(self.build.get("done", 0)),
+            "questions_claimed": int(self.build.get("claimed", 0)),
+            "tokens": self.tokens,
+            "token_budget_reached": bool(self.build.get("token_budget_reached", False)),
+            "totals": self.after,
+            "tiers": self.finished.get("tiers", []),
+            "rejections": self.finished.get("rejections", []),
+            "export_version": (self.export or {}).get("version"),
+        }
+
+
+def _n(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], empty: str) -> str:
+    if not rows:
+        return f"_{empty}_"
+    head = "| " + " | ".join(columns) + " |\n|" + "|".join("---" for _ in columns) + "|\n"
+    return head + "\n".join("| " + " | ".join(_n(r.get(c)) for c in columns) + " |" for r in rows)
+
+
+def _tier_mix(tiers: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    mix: dict[str, dict[str, Any]] = {}
+    for row in tiers:
+        entry = mix.setdefault(row["tier"], {"tier": row["tier"], "accepted": 0, "rejected": 0, "samples": 0})
+        entry[row["status"]] = entry.get(row["status"], 0) + int(row["questions"])
+        entry["samples"] += int(row.get("samples") or 0)
+    order = {"easy": 0, "medium": 1, "difficult": 2}
+    return sorted(mix.values(), key=lambda r: order.get(r["tier"], 9))
+
+
+def render_markdown(g: Growth) -> str:
+    p = g.parameters
+    t = g.tokens
+    budget = (
+        f"max questions **{_n(p.get('max_questions'))}**, max tokens **{_n(p.get('max_tokens'))}**, "
+        f"priority **{p.get('priority')}**"
+    )
+    stopped = " — stopped by the token budget" if g.build.get("token_budget_reached") else ""
+    lines = [
+        f"# Dataset growth — {g.started_at}",
+        "",
+        "| | this night | total |",
+        "|---|---:|---:|",
+        f"| questions added (accepted) | {_n(g.added('accepted'))} | {_n(g.after.get('accepted'))} |",
+        f"| samples added | {_n(g.added('samples'))} | {_n(g.after.get('samples'))} |",
+        f"| questions rejected | {_n(g.added('rejected'))} | {_n(g.after.get('rejected'))} |",
+        f"| questions ingested | {_n(sum(int(f.get('inserted', 0)) for f in g.ingest))} | {_n(g.after.get('questions'))} |",
+        f"| questions pending | | {_n(g.after.get('pending'))} |",
+        f"| benchmark test items held out | | {_n(g.after.get('benchmark_test_held_out'))} |",
+        f"| tokens (prompt + completion) | {_n(t['total'])} | |",
+        "",
+        f"Nightly run: pipeline run {g.nightly_run_id}. Budget: {budget}. Claimed {_n(int(g.build.get('claimed', 0)))} questions, finished "
+        f"{_n(int(g.build.get('done', 0)))}, left {_n(int(g.build.get('failed', 0)))} unfinished for the next night{stopped}.",
+        "",
+        "## Tier mix (questions finished this night)",
+        _table(_tier_mix(g.finished.get("tiers", [])), ["tier", "accepted", "rejected", "samples"], "none"),
+        "",
+        f"## Tokens: {_n(t['prompt'])} prompt + {_n(t['completion'])} completion",
+        _table((g.build.get("report") or {}).get("tokens", []),
+               ["stage", "model", "calls", "prompt_tokens", "completion_tokens", "failed_calls"], "no calls"),
+        "",
+        "## Rejected",
+        _table(g.finished.get("rejections", []), ["tier", "reason", "questions"], "none"),
+        "",
+        "## Ingest",
+        _table(g.ingest, ["file", "status", "inserted", "duplicates", "rejected"], "no input files"),
+        "",
+        "## Export",
+    ]
+    if g.export:
+        lines.append(f"Version **{g.export.get('version')}** at `{g.export.get('location')}`")
+        counts = g.export.get("counts") or {}
+        if isinstance(counts, Mapping) and counts:
+            lines += ["", _table([{"dataset": k, "rows": v} for k, v in counts.items()], ["dataset", "rows"], "")]
+    elif g.export_error:
+        lines.append(f"**Export failed:** {g.export_error}")
+    else:
+        lines.append("_not exported_")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,345 @@
+"""Nightly growth: the one-night-at-a-time guard, the budget, claim priority, S3 input, and a night that
+dies being resumed by the next one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text, update
+
+from reasonmed.config import reset_settings
+from reasonmed.db import nightly_repo
+from reasonmed.db import pipeline_repo as repo
+from reasonmed.db.engine import get_engine, make_engine
+from reasonmed.db.models import LLMCall, PipelineRun, Question, QuestionOutcome, ReasoningPath
+from reasonmed.ingest.service import ingest_file
+from reasonmed.nightly import guard
+from reasonmed.sim.launcher import SimServer
+from tests.fixtures_ops import PYTHON, base_env, stop_process, write_medqa, write_pubmedqa
+from tests.fixtures_pipeline import PUBMEDQA_TEST_IDS, write_sim_config
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Point the settings at a database for one test, and put them back afterwards."""
+
+    def use(url: str, **settings: str) -> None:
+        monkeypatch.setenv("REASONMED_DATABASE_URL", url)
+        for key, value in settings.items():
+            monkeypatch.setenv(key, value)
+        reset_settings()
+
+    yield use
+    reset_settings()
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def _outcomes(engine: Any) -> dict[int, str]:
+    with engine.connect() as c:
+        return dict(c.execute(select(QuestionOutcome.question_id, QuestionOutcome.status)).all())
+
+
+def _final(engine: Any) -> set[int]:
+    return {q for q, s in _outcomes(engine).items() if s in ("accepted", "rejected")}
+
+
+# --------------------------------------------------------------------------- claim priority
+
+
+def test_round_robin_claims_alternate_sources_and_fifo_takes_lowest_ids(engine: Any, tmp_path: Path) -> None:
+    ingest_file(engine, write_pubmedqa(tmp_path / "pq.json", 8), "pubmedqa")
+    ingest_file(engine, write_medqa(tmp_path / "mq.jsonl", 3), "medqa")
+    with engine.connect() as c:
+        source = dict(c.execute(select(Question.id, Question.source)).all())
+
+    fifo = repo.claim_questions(engine, worker="w-fifo", limit=4, lease_s=60, priority="fifo")
+    assert fifo == sorted(source)[:4] and {source[i] for i in fifo} == {"pubmedqa"}
+    repo.release_claims(engine, worker="w-fifo", question_ids=fifo)
+
+    rr = repo.claim_questions(engine, worker="w-rr", limit=4, lease_s=60, priority="round-robin")
+    assert sorted(source[i] for i in rr) == ["medqa", "medqa", "pubmedqa", "pubmedqa"]
+    # the lowest ids of each source, and once a source runs dry the others fill the claim
+    rest = repo.claim_questions(engine, worker="w-rr2", limit=5, lease_s=60, priority="round-robin")
+    assert sorted(source[i] for i in rest) == ["medqa"] + ["pubmedqa"] * 4
+    assert not set(rr) & set(rest)
+    with pytest.raises(ValueError, match="priority"):
+        repo.claim_questions(engine, worker="w", limit=1, lease_s=60, priority="random")
+
+
+# --------------------------------------------------------------------------- the guard
+
+
+def test_run_lock_admits_one_of_many_simultaneous_starts(engine: Any) -> None:
+    def start(barrier: threading.Barrier, won: list[int | None]) -> None:
+        barrier.wait()
+        run_id, _holder = nightly_repo.acquire_run_lock(engine, kind="nightly", ttl_s=60, parameters={}, prefect_flow_run_id=None)
+        won.append(run_id)
+
+    for _round in range(3):
+        barrier = threading.Barrier(4)
+        won: list[int | None] = []
+        threads = [threading.Thread(target=start, args=(barrier, won)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners = [r for r in won if r is not None]
+        assert len(won) == 4 and len(winners) == 1
+        repo.finish_run(engine, winners[0], status="completed", stats={})
+
+
+def test_a_dead_runs_lock_expires_and_is_recorded_as_abandoned(engine: Any) -> None:
+    run_id, _ = nightly_repo.acquire_run_lock(engine, kind="nightly", ttl_s=60, parameters={}, prefect_flow_run_id="x")
+    assert run_id is not None
+    refused, holder = nightly_repo.acquire_run_lock(engine, kind="nightly", ttl_s=60, parameters={}, prefect_flow_run_id=None)
+    assert refused is None and holder is not None and holder.run_id == run_id
+    assert "already running" in guard.refusal_message("nightly growth", holder, 60)
+    # the holder stops beating (it died): once the lease has passed, the next run proceeds
+    with engine.begin() as c:
+        c.execute(update(PipelineRun).where(PipelineRun.id == run_id).values(heartbeat_at=repo.now() - timedelta(seconds=61)))
+    taken, _ = nightly_repo.acquire_run_lock(engine, kind="nightly", ttl_s=60, parameters={}, prefect_flow_run_id=None)
+    assert taken is not None and taken != run_id
+    with engine.connect() as c:
+        status, error = c.execute(select(PipelineRun.status, PipelineRun.error).where(PipelineRun.id == run_id)).one()
+    assert status == "failed" and "abandoned" in error
+
+
+def test_heartbeat_keeps_a_live_lock(engine: Any) -> None:
+    lock = guard.acquire(engine, kind="nightly", ttl_s=0.6, parameters={}, prefect_flow_run_id=None)
+    assert isinstance(lock, guard.RunLock)
+    try:
+        time.sleep(1.5)  # well past the lease: only the heartbeat keeps it
+        assert not isinstance(guard.acquire(engine, kind="nightly", ttl_s=0.6, parameters={}, prefect_flow_run_id=None), guard.RunLock)
+    finally:
+        lock.stop()
+        repo.finish_run(engine, lock.run_id, status="completed", stats={})
+    assert not lock.lost
+
+
+def test_a_second_nightly_run_is_refused_while_one_holds_the_lock(pg_url: str, prefect_harness: None, env: Any, tmp_path: Path) -> None:
+    from flows.nightly import nightly_growth
+
+    env(pg_url)
+    engine = get_engine(pg_url)
+    write_pubmedqa(tmp_path / "in" / "pq.json", 5)
+    holder = guard.acquire(engine, kind="nightly", ttl_s=600, parameters={}, prefect_flow_run_id="another-run")
+    assert isinstance(holder, guard.RunLock)
+    try:
+        state = _run(nightly_growth(input_location=str(tmp_path / "in"), max_questions=5, export=False, return_state=True))
+        assert state.is_cancelled()
+        assert "already running" in state.message and f"pipeline run {holder.run_id}" in state.message
+        with engine.connect() as c:  # it did nothing: no ingest, no build
+            assert c.execute(select(func.count()).select_from(Question)).scalar_one() == 0
+            assert c.execute(select(func.count()).select_from(PipelineRun).where(PipelineRun.kind == "build")).scalar_one() == 0
+    finally:
+        holder.stop()
+        repo.finish_run(engine, holder.run_id, status="completed", stats={})
+
+
+# --------------------------------------------------------------------------- budget
+
+
+@pytest.fixture
+def sim_pipeline(pg_url: str, tmp_path: Path) -> Iterator[tuple[SimServer, Path]]:
+    with SimServer(questions_db=pg_url, base_latency_ms=1, per_token_ms=0) as sim:
+        yield sim, write_sim_config(tmp_path / "pipeline.yaml", sim.base_url)
+
+
+def test_nightly_respects_the_question_budget_and_the_next_night_takes_the_next_questions(
+    pg_url: str, prefect_harness: None, env: Any, tmp_path: Path, sim_pipeline: tuple[SimServer, Path],
+) -> None:
+    from flows.nightly import nightly_growth
+
+    env(pg_url)
+    engine = get_engine(pg_url)
+    _sim, cfg = sim_pipeline
+    folder = tmp_path / "in"
+    write_pubmedqa(folder / "part1.json", 6)
+    (folder / "notes.txt").write_text("not a question file")  # ignored: the pattern for pubmedqa is *.json
+    (folder / "broken.json").write_text("[1, 2, 3]")  # matches, cannot be read: reported, the night goes on
+    ids_file = folder / "test_ground_truth.json"
+    ids_file.write_text(PUBMEDQA_TEST_IDS.read_text())
+
+    night = {"input_location": str(folder), "source": "pubmedqa", "max_questions": 4, "config": str(cfg),
+             "benchmark_test_ids": str(ids_file), "shard_size": 2, "questions_in_flight": 2,
+             "export_out": str(tmp_path / "exports"), "export_formats": ["jsonl"]}
+    night1 = _run(nightly_growth(**night))
+    statuses = [f["status"] for f in night1["ingest"]]
+    assert statuses[0].startswith("error: ") and statuses[1:] == ["new"] and night1["questions_ingested"] == 6
+    assert night1["questions_processed"] == 4 and night1["questions_claimed"] == 4
+    assert night1["questions_accepted"] + night1["questions_rejected"] == 4
+    assert night1["samples_added"] >= 1 and night1["tokens"]["total"] > 0
+    assert night1["totals"]["pending"] == 2
+    done1 = _final(engine)
+
+    write_pubmedqa(folder / "part2.json", 3, skip=6)  # new overnight upload
+    night2 = _run(nightly_growth(**night))
+    assert [f["status"] for f in night2["ingest"]][1:] == ["already ingested", "new"] and night2["questions_ingested"] == 3
+    assert night2["questions_processed"] == 4
+    done2 = _final(engine)
+    assert len(done2) == 8 and done1 < done2
+    with engine.connect() as c:
+        kinds = c.execute(select(PipelineRun.kind, PipelineRun.status).where(PipelineRun.kind == "nightly")).all()
+    assert kinds == [("nightly", "completed")] * 2
+    # each night exports a new version holding everything accepted so far
+    assert (night1["export_version"], night2["export_version"]) == (1, 2)
+    assert night2["export"]["counts"]["ReasonMed"] == night2["totals"]["samples"]
+    assert Path(night2["export"]["manifest_path"]).is_file()
+    # the growth report is one keyed artifact with a version per night
+    markdowns = _run(_artifacts("dataset-growth"))
+    assert len(markdowns) == 2 and all("Dataset growth" in m and "Tier mix" in m for m in markdowns)
+
+
+async def _artifacts(key: str) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async with get_client() as client:
+        found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    return [str(a.data) for a in found]
+
+
+def test_token_budget_stops_claiming_new_shards(
+    pg_url: str, prefect_harness: None, env: Any, tmp_path: Path, sim_pipeline: tuple[SimServer, Path],
+) -> None:
+    from flows.build import build_dataset
+
+    env(pg_url)
+    engine = get_engine(pg_url)
+    ingest_file(engine, write_pubmedqa(tmp_path / "pq.json", 20), "pubmedqa")
+    _sim, cfg = sim_pipeline
+    # 3 in flight, shards of 3: two shard workers claim one shard each, finish, see the budget spent, stop.
+    result = _run(build_dataset(config=str(cfg), shard_size=3, questions_in_flight=3, max_tokens=1))
+    assert result["token_budget_reached"] is True
+    assert result["claimed"] == 6 and result["done"] == 6 and result["shards"] == 2
+    assert repo.count_pending(engine) == 14
+    # a budget not reached leaves the build to its question limit
+    result = _run(build_dataset(config=str(cfg), shard_size=3, questions_in_flight=3, max_tokens=10**9, limit=4))
+    assert result["token_budget_reached"] is False and result["done"] == 4
+
+
+# --------------------------------------------------------------------------- S3 input
+
+
+def test_s3_input_is_ingested_once(pg_url: str, prefect_harness: None, env: Any, tmp_path: Path) -> None:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from flows.nightly import nightly_growth
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        creds = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+        env(pg_url, REASONMED_S3_ENDPOINT_URL=endpoint, **creds)
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="questions")
+        s3.upload_file(str(write_pubmedqa(tmp_path / "a.json", 5)), "questions", "incoming/pubmedqa/a.json")
+        s3.put_object(Bucket="questions", Key="incoming/pubmedqa/ids.json", Body=PUBMEDQA_TEST_IDS.read_bytes())
+        s3.put_object(Bucket="questions", Key="elsewhere/b.json", Body=b"{}")
+
+        kwargs = {"input_location": "s3://questions/incoming/pubmedqa", "max_questions": 0, "export": False,
+                  "benchmark_test_ids": "s3://questions/incoming/pubmedqa/ids.json"}
+        first = _run(nightly_growth(**kwargs))
+        assert [(f["file"], f["status"], f["inserted"]) for f in first["ingest"]] == [
+            ("s3://questions/incoming/pubmedqa/a.json", "new", 5)
+        ]
+        second = _run(nightly_growth(**kwargs))
+        assert [f["status"] for f in second["ingest"]] == ["already ingested"]
+        assert second["totals"]["questions"] == 5
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------- a night that dies
+
+
+_NIGHT = """
+import asyncio, sys
+from flows.nightly import nightly_growth
+asyncio.run(nightly_growth(max_questions=int(sys.argv[1]), config=sys.argv[2], shard_size=3, questions_in_flight=3,
+                           priority="fifo", export=False))
+"""
+
+
+def test_a_night_that_dies_is_resumed_by_the_next_without_repeating_work(
+    pg_url: str, prefect_harness: None, env: Any, tmp_path: Path,
+) -> None:
+    """Kill a night mid-build: while it runs a second night is refused; after its leases expire the next
+    night finishes what it left, and no question is generated twice (the simulator counts every call)."""
+    import prefect.settings
+
+    from flows.nightly import nightly_growth
+
+    lease = "3"
+    env(pg_url, REASONMED_CLAIM_LEASE_S=lease)
+    engine = make_engine(pg_url)
+    ingest_file(engine, write_pubmedqa(tmp_path / "pq.json", 30), "pubmedqa")
+    with SimServer(questions_db=pg_url, base_latency_ms=40, per_token_ms=0) as sim:
+        cfg = write_sim_config(tmp_path / "pipeline.yaml", sim.base_url)
+        proc = subprocess.Popen(
+            [PYTHON, "-c", _NIGHT, "12", str(cfg)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=base_env(PREFECT_API_URL=prefect.settings.PREFECT_API_URL.value(), REASONMED_DATABASE_URL=pg_url,
+                         REASONMED_CLAIM_LEASE_S=lease),
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while len(_final(engine)) < 3:
+                assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+                assert time.monotonic() < deadline, "the first night made no progress"
+                time.sleep(0.2)
+            # a manual run while the night is alive is refused
+            state = _run(nightly_growth(max_questions=12, config=str(cfg), export=False, return_state=True))
+            assert state.is_cancelled() and "already running" in state.message
+            os.killpg(proc.pid, signal.SIGKILL)  # the night dies mid-shard
+            proc.wait(timeout=30)
+        finally:
+            stop_process(proc)
+        done_by_dead_night = _final(engine)
+        with engine.connect() as c:
+            claimed = set(c.execute(select(Question.id).where(Question.claimed_by.is_not(None))).scalars())
+            started = set(c.execute(select(ReasoningPath.question_id).distinct()).scalars())
+        assert 3 <= len(done_by_dead_night) < 12 and claimed - done_by_dead_night, "kill landed between shards"
+        half_done = started - done_by_dead_night
+
+        time.sleep(float(lease) + 0.5)  # the dead night's lock and claims expire
+        night = _run(nightly_growth(max_questions=12, config=str(cfg), shard_size=3, questions_in_flight=3,
+                                    priority="fifo", export=False))
+        metrics = sim.metrics()
+
+    done = _final(engine)
+    assert done_by_dead_night < done and half_done <= done  # the unfinished questions were finished
+    assert night["questions_processed"] == 12
+    assert len(done) == len(done_by_dead_night) + 12
+    with engine.connect() as c:
+        gen = dict(c.execute(
+            select(ReasoningPath.question_id, func.count()).where(ReasoningPath.origin == "generated")
+            .group_by(ReasoningPath.question_id)
+        ).all())
+        gen_calls = c.execute(select(func.count()).select_from(LLMCall).where(LLMCall.role == "generator")).scalar_one()
+        nights = dict(c.execute(select(PipelineRun.status, func.count()).where(PipelineRun.kind == "nightly")
+                                .group_by(PipelineRun.status)).all())
+        abandoned = c.execute(text("SELECT error FROM pipeline_runs WHERE kind = 'nightly' AND status = 'failed'")).scalar_one()
+    assert set(gen.values()) == {9}  # every started question has exactly one set of 9 generated paths
+    # the simulator saw each generation request once: nothing was generated twice across the two nights
+    assert metrics['requests_by_role_total{role="generate"}'] == sum(gen.values()) == gen_calls
+    assert nights == {"failed": 1, "completed": 1} and "abandoned" in abandoned
+    engine.dispose()
