@@ -39,8 +39,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-WORDS = ("cardiac hepatic renal acute chronic lesion biopsy serum enzyme marker infarct ischemia fever rash "
-         "neuropathy valve murmur dyspnea edema anemia platelet thrombosis embolism insulin cortisol").split()
+WORDS = ["cardiac", "hepatic", "renal", "acute", "chronic", "lesion", "biopsy", "serum", "enzyme", "marker", "infarct", "ischemia", "fever", "rash", "neuropathy", "valve", "murmur", "dyspnea", "edema", "anemia", "platelet", "thrombosis", "embolism", "insulin", "cortisol"]
 
 
 def _admin(sql: str) -> None:

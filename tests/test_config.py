@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reasonmed.config import ConfigError, Settings, load_pipeline_config, parse_pipeline_config, read_pipeline_data
+from reasonmed.config import (
+    ConfigError,
+    Settings,
+    load_pipeline_config,
+    parse_pipeline_config,
+    read_pipeline_data,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 

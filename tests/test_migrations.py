@@ -23,7 +23,7 @@ def _tables(url: str) -> set[str]:
 def test_upgrade_downgrade_postgres(empty_pg_url: str) -> None:
     assert _tables(empty_pg_url) == set()
     migrate.upgrade(empty_pg_url)
-    assert EXPECTED <= _tables(empty_pg_url)
+    assert _tables(empty_pg_url) >= EXPECTED
     eng = make_engine(empty_pg_url)
     assert migrate.current_revision(eng) == migrate.head_revision(empty_pg_url)
     migrate.require_current(eng, empty_pg_url)
@@ -37,13 +37,13 @@ def test_upgrade_downgrade_postgres(empty_pg_url: str) -> None:
     migrate.downgrade(empty_pg_url, "base")
     assert _tables(empty_pg_url) == set()
     migrate.upgrade(empty_pg_url)
-    assert EXPECTED <= _tables(empty_pg_url)
+    assert _tables(empty_pg_url) >= EXPECTED
 
 
 def test_upgrade_downgrade_sqlite(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'm.db'}"
     migrate.upgrade(url)
-    assert EXPECTED <= _tables(url)
+    assert _tables(url) >= EXPECTED
     migrate.downgrade(url, "base")
     assert _tables(url) == set()
 
@@ -94,4 +94,4 @@ def test_cli_db_upgrade(tmp_path) -> None:
         capture_output=True, text=True, check=True,
     )
     assert "is at revision" in out.stdout
-    assert EXPECTED <= _tables(url)
+    assert _tables(url) >= EXPECTED

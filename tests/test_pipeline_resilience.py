@@ -18,7 +18,13 @@ from reasonmed.db import migrate
 from reasonmed.db.engine import get_engine
 from reasonmed.ingest.service import ingest_file
 from reasonmed.sim.launcher import SimServer
-from tests.fixtures_pipeline import PUBMEDQA_FILE, PUBMEDQA_TEST_IDS, run_build, use_database, write_sim_config
+from tests.fixtures_pipeline import (
+    PUBMEDQA_FILE,
+    PUBMEDQA_TEST_IDS,
+    run_build,
+    use_database,
+    write_sim_config,
+)
 from tests.sim_expectations import expected_for
 
 REPO = Path(__file__).resolve().parent.parent
