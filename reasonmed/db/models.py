@@ -312,3 +312,115 @@ class DatasetSample(Base):
     summary_id: Mapped[int | None] = mapped_column(ForeignKey("summaries.id", ondelete="SET NULL"))
 
     __table_args__ = (UniqueConstraint("dataset_version_id", "path_id"),)
+
+
+# --------------------------------------------------------------------------- evaluation and contamination
+
+
+class ContaminationMatch(Base):
+    """A training question that copies, or nearly copies, a benchmark test item: it must never be exported.
+
+    One row per (question, test item) pair found by the contamination guard; a new scan updates the
+    row, so the table always says how the latest scan saw the pair.
+    """
+
+    __tablename__ = "contamination_matches"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"))
+    test_question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # exact | near
+    jaccard: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    ngram: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(Text)
+    detected_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("question_id", "test_question_id"),
+        CheckConstraint("kind IN ('exact', 'near')", name="kind"),
+    )
+
+
+class EvalPrediction(Base):
+    """One served model's answer to one benchmark test item: the auditable unit of every accuracy figure.
+
+    Unique per (model, prompt version, question), so a rerun asks only for what is missing and two
+    models (or two prompt versions) are compared on exactly the stored rows.
+    """
+
+    __tablename__ = "eval_predictions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"), index=True)
+    endpoint: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str] = mapped_column(String(200))
+    benchmark: Mapped[str] = mapped_column(String(32))  # medqa | medmcqa | pubmedqa | mmlu-med
+    subset: Mapped[str | None] = mapped_column(String(64))  # MMLU subset
+    question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"), index=True)
+    prompt_sha256: Mapped[str] = mapped_column(String(64))
+    temperature: Mapped[float] = mapped_column(Float)
+    top_p: Mapped[float | None] = mapped_column(Float)
+    max_tokens: Mapped[int | None] = mapped_column(Integer)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    raw_output: Mapped[str] = mapped_column(Text)
+    extracted_answer: Mapped[str | None] = mapped_column(String(32))
+    gold_answer: Mapped[str] = mapped_column(String(32))
+    correct: Mapped[bool] = mapped_column(Boolean)
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    request_id: Mapped[str | None] = mapped_column(String(200))
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    prefect_flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("model", "prompt_sha256", "question_id"),
+        Index("ix_eval_predictions_model_benchmark", "model", "benchmark"),
+    )
+
+
+class DatasetQualityScore(Base):
+    """A judge model's 1-10 ratings of one sampled dataset row, with its justification and raw output.
+
+    Unique per (dataset version, variant, sample seed, judge model, prompt version, path): rerunning the
+    same scoring skips rows already rated, and different seeds or judges never overwrite each other.
+    Scores are NULL when the judge's output never parsed (status 'unparseable').
+    """
+
+    __tablename__ = "dataset_quality_scores"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"), index=True)
+    dataset_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id", ondelete="CASCADE"))
+    dataset_version: Mapped[int] = mapped_column(Integer)
+    variant: Mapped[str] = mapped_column(String(16))  # reasonmed | cotmed | responsemed
+    sample_seed: Mapped[int] = mapped_column(BigInteger)
+    dataset_sample_id: Mapped[int] = mapped_column(ForeignKey("dataset_samples.id", ondelete="CASCADE"))
+    question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"), index=True)
+    path_id: Mapped[int] = mapped_column(ForeignKey("reasoning_paths.id", ondelete="CASCADE"))
+    judge_endpoint: Mapped[str] = mapped_column(String(100))
+    judge_model: Mapped[str] = mapped_column(String(200))
+    prompt_sha256: Mapped[str] = mapped_column(String(64))
+    clinical_accuracy: Mapped[float | None] = mapped_column(Float)
+    logical_reasoning: Mapped[float | None] = mapped_column(Float)
+    factual_correctness: Mapped[float | None] = mapped_column(Float)
+    completeness: Mapped[float | None] = mapped_column(Float)
+    overall: Mapped[float | None] = mapped_column(Float)
+    justification: Mapped[str | None] = mapped_column(Text)
+    raw_output: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # ok | unparseable
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint(
+            "dataset_version_id", "variant", "sample_seed", "judge_model", "prompt_sha256", "path_id",
+            name="uq_dataset_quality_scores_sample_key",
+        ),
+        Index("ix_dataset_quality_scores_version_variant", "dataset_version", "variant"),
+        CheckConstraint("variant IN ('reasonmed', 'cotmed', 'responsemed')", name="variant"),
+        CheckConstraint("status IN ('ok', 'unparseable')", name="status"),
+    )

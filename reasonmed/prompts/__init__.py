@@ -12,7 +12,7 @@ from functools import cache
 from importlib import resources
 from string import Template
 
-ROLES = ("generate", "verify", "rank", "refine", "regenerate", "summarize")
+ROLES = ("generate", "verify", "rank", "refine", "regenerate", "summarize", "evaluate", "judge")
 _SPLIT = "\n---user---\n"
 
 

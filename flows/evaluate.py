@@ -1,0 +1,126 @@
+"""The evaluation flow: a served model's accuracy on the benchmark test items stored in the database.
+
+Zero-shot chain of thought with the ``evaluate`` prompt (which never carries the answer), answers read
+by ``reasonmed.parsing.extract_answer``, every prediction stored with its model, prompt version, raw
+output and verdict. Accuracy per benchmark and per MMLU subset, with 95% Wilson intervals, is
+computed from the stored rows and published as a keyed table artifact (and optionally a CSV).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import uuid
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_table_artifact
+from prefect.context import FlowRunContext
+
+from reasonmed.agents.base import Sampling
+from reasonmed.config import ConfigError, get_settings, load_pipeline_config
+from reasonmed.db import pipeline_repo as repo
+from reasonmed.db.engine import get_engine
+from reasonmed.db.migrate import require_current
+from reasonmed.evaluation import report
+from reasonmed.evaluation.benchmarks import parse_benchmarks
+from reasonmed.evaluation.runner import EvalContext, benchmark_accuracy, select_questions
+from reasonmed.llm.registry import LLMRegistry
+from reasonmed.prompts import get_template
+from tasks.evaluate import EVAL_RUNTIMES, evaluate_benchmark_task
+
+
+def artifact_key(prefix: str, name: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return f"{prefix}-" + (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model")
+
+
+@flow(name="evaluate-model", persist_result=False)
+async def evaluate_model(
+    model_endpoint: str,
+    benchmarks: list[str] | None = None,
+    limit: int | None = None,
+    config: str | None = None,
+    out: str | None = None,
+    temperature: float = 0.0,
+    max_tokens: int = 4096,
+) -> dict[str, Any]:
+    """Evaluate the model behind ``model_endpoint`` (a name in the pipeline config's endpoints).
+
+    ``benchmarks``: any of medqa, medmcqa, pubmedqa, mmlu-med (default all); ``limit``: first N test
+    items per benchmark (id order, so repeated runs cover the same items); ``out``: CSV path.
+    Predictions already stored for this model and prompt version are not asked again.
+    """
+    logger = get_run_logger()
+    settings = get_settings()
+    cfg = load_pipeline_config(config or settings.pipeline_config)
+    if model_endpoint not in cfg.endpoints:
+        raise ConfigError(f"--model-endpoint: unknown endpoint {model_endpoint!r} (known: {', '.join(sorted(cfg.endpoints))})")
+    chosen = parse_benchmarks(benchmarks)
+    engine = get_engine(settings.database_url)
+    await asyncio.to_thread(require_current, engine, settings.database_url)
+    template = get_template("evaluate")
+    model = cfg.endpoints[model_endpoint].model
+    flow_ctx = FlowRunContext.get()
+    flow_run_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else None
+    params = {"model_endpoint": model_endpoint, "model": model, "benchmarks": [b.name for b in chosen], "limit": limit,
+              "temperature": temperature, "max_tokens": max_tokens, "prompt_sha256": template.sha256}
+    run_id = await asyncio.to_thread(
+        repo.create_run, engine, kind="eval", config_hash=cfg.config_hash, config_snapshot=cfg.snapshot(),
+        parameters=params, prefect_flow_run_id=flow_run_id,
+    )
+    await asyncio.to_thread(repo.ensure_prompt_templates, engine, [template])
+    registry = LLMRegistry(cfg)
+    ctx = EvalContext(
+        engine=engine, backends=registry, endpoint=model_endpoint, model=model,
+        sampling=Sampling(temperature=temperature, top_p=1.0, max_tokens=max_tokens),
+        base_seed=cfg.seed, limit=limit, run_id=run_id, template=template,
+    )
+    key = f"eval{run_id}-{uuid.uuid4().hex[:6]}"
+    EVAL_RUNTIMES[key] = ctx
+    logger.info("eval run %s: %s (%s) on %s, prompt %s", run_id, model_endpoint, model,
+                ", ".join(b.name for b in chosen), template.version)
+    counts: dict[str, dict[str, int]] = {}
+    failures: dict[str, str] = {}
+    status, error = "completed", None
+    try:
+        results = await asyncio.gather(
+            *(evaluate_benchmark_task(key, b.name) for b in chosen), return_exceptions=True
+        )
+        for b, res in zip(chosen, results, strict=True):
+            if isinstance(res, BaseException):
+                if not isinstance(res, Exception):
+                    raise res
+                failures[b.name] = f"{type(res).__name__}: {res}"
+                logger.warning("%s incomplete: %s", b.name, res)
+            else:
+                counts[b.name] = res
+        rows: list[report.AccuracyRow] = []
+        for b in chosen:
+            selected = await asyncio.to_thread(select_questions, ctx, b.name)
+            rows.extend(await asyncio.to_thread(benchmark_accuracy, ctx, b.name, selected))
+        if failures:
+            status, error = "failed", "; ".join(f"{k}: {v}" for k, v in failures.items())
+    except BaseException as exc:
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        await registry.aclose()
+        EVAL_RUNTIMES.pop(key, None)
+        stats = {"benchmarks": counts, "failures": failures, "usage": [r.as_dict() for r in registry.usage]}
+        await asyncio.to_thread(repo.finish_run, engine, run_id, status=status, stats=stats, error=error)
+    table = [r.as_dict() for r in rows]
+    csv_path = str(report.write_csv(out, rows)) if out else None
+    with contextlib.suppress(Exception):
+        await acreate_table_artifact(
+            table=report.artifact_rows(rows), key=artifact_key("eval", model),
+            description=f"eval run {run_id}: accuracy of {model} (endpoint {model_endpoint}, prompt "
+                        f"{template.version}) with 95% Wilson intervals",
+        )
+    for r in rows:
+        if r.subset == report.ALL:
+            acc = "n/a" if r.accuracy is None else f"{100 * r.accuracy:.2f}%"
+            logger.info("%s: %s (%s/%s, %s selected)", r.benchmark, acc, r.correct, r.n, r.selected)
+    return {"run_id": run_id, "model": model, "endpoint": model_endpoint, "prompt_sha256": template.sha256,
+            "rows": table, "counts": counts, "failures": failures, "csv": csv_path}

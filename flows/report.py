@@ -1,0 +1,63 @@
+"""Prefect flow: the audit report, attached to the run as keyed artifacts (and written to a folder).
+
+Figures are embedded in a markdown artifact as base64 data URIs: the images stay inside the Prefect
+database like every other artifact, with no hosted image viewer or upload involved.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from sqlalchemy import Engine
+
+from reasonmed.config import get_settings
+from reasonmed.db.engine import get_engine
+from reasonmed.db.migrate import require_current
+from reasonmed.report.data import load_report_data
+from reasonmed.report.figures import render_all
+from reasonmed.report.service import figures_markdown, report_tables, write_report
+
+TABLE_KEYS = {
+    "Tier distribution per run": "audit-tier-distribution",
+    "Verifier accuracy per generator model and temperature": "audit-verifier-accuracy",
+    "Refinement and regeneration success": "audit-refinement-success",
+    "Rejected questions by reason": "audit-rejected-questions",
+    "Paths not kept, by why": "audit-rejected-paths",
+    "Token usage per model, stage and day": "audit-token-usage",
+}
+
+
+def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return json.loads(json.dumps(rows, default=str)) or [{"note": "none"}]
+
+
+def publish_report_artifacts(engine: Engine) -> list[str]:
+    """Attach the report's figures and tables to the current flow run; returns the artifact keys."""
+    data = load_report_data(engine)
+    create_markdown_artifact(key="audit-report-figures", markdown=figures_markdown(render_all(data)),
+                             description="audit report figures (embedded PNG data)")
+    keys = ["audit-report-figures"]
+    for title, rows in report_tables(data).items():
+        key = TABLE_KEYS[title]
+        create_table_artifact(key=key, table=_jsonable(rows), description=title)
+        keys.append(key)
+    return keys
+
+
+@flow(name="audit-report", persist_result=False)
+def audit_report(out: str | None = None) -> dict[str, Any]:
+    """Attach the audit report to this run; with ``out``, also write index.html and the PNGs there."""
+    settings = get_settings()
+    engine = get_engine(settings.database_url)
+    require_current(engine, settings.database_url)
+    keys = publish_report_artifacts(engine)
+    result: dict[str, Any] = {"artifacts": keys}
+    if out:
+        written = write_report(engine, Path(out))
+        result["index"] = str(written.index)
+        get_run_logger().info("audit report written to %s", written.index)
+    return result

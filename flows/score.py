@@ -1,0 +1,133 @@
+"""The dataset-quality flow: a judge model rates a seeded sample of an exported dataset version.
+
+One task per variant (ReasonMed, CoTMed, ResponseMed); every rating is stored with its justification,
+and the mean overall score with a 95% interval is published per variant as a keyed table artifact,
+so two versions (or two pipeline configs) can be compared on the same footing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_table_artifact
+from prefect.context import FlowRunContext
+
+from reasonmed.agents.base import Sampling
+from reasonmed.config import ConfigError, get_settings, load_pipeline_config
+from reasonmed.db import eval_repo
+from reasonmed.db import pipeline_repo as repo
+from reasonmed.db.engine import get_engine
+from reasonmed.db.migrate import require_current
+from reasonmed.evaluation import scoring
+from reasonmed.evaluation.scoring import ScoreContext
+from reasonmed.llm.registry import LLMRegistry
+from reasonmed.prompts import get_template
+from tasks.evaluate import SCORE_RUNTIMES, score_variant_task
+
+
+class UnknownDatasetVersion(LookupError):
+    pass
+
+
+def _summary_rows(summaries: list[scoring.VariantSummary]) -> list[dict[str, Any]]:
+    def r2(x: float | None) -> float | None:
+        return None if x is None else round(x, 3)
+
+    return [
+        {"version": s.version, "variant": s.variant, "sampled": s.sampled, "scored": s.scored,
+         "unparseable": s.unparseable, "mean_overall": r2(s.overall.mean), "ci95_low": r2(s.overall.low),
+         "ci95_high": r2(s.overall.high), **{c: r2(v) for c, v in s.criteria.items()},
+         "judge_model": s.judge_model, "seed": s.sample_seed, "prompt_version": s.prompt_sha256[:12]}
+        for s in summaries
+    ]
+
+
+@flow(name="score-dataset", persist_result=False)
+async def score_dataset(
+    dataset_version: int,
+    sample: int = 3000,
+    variants: list[str] | None = None,
+    judge_endpoint: str | None = None,
+    seed: int = 0,
+    config: str | None = None,
+    max_tokens: int = 512,
+) -> dict[str, Any]:
+    """Rate ``sample`` rows of ``dataset_version`` (default judge: the verifier's endpoint).
+
+    The same ``seed`` always picks the same rows; ratings already stored for this version, variant,
+    seed, judge and prompt version are reused, not asked for again.
+    """
+    logger = get_run_logger()
+    settings = get_settings()
+    cfg = load_pipeline_config(config or settings.pipeline_config)
+    judge = judge_endpoint or cfg.agents.verifier.endpoint
+    if judge not in cfg.endpoints:
+        raise ConfigError(f"--judge-endpoint: unknown endpoint {judge!r} (known: {', '.join(sorted(cfg.endpoints))})")
+    chosen = scoring.parse_variants(variants)
+    engine = get_engine(settings.database_url)
+    await asyncio.to_thread(require_current, engine, settings.database_url)
+    version = await asyncio.to_thread(eval_repo.find_dataset_version, engine, dataset_version)
+    if version is None:
+        raise UnknownDatasetVersion(f"dataset version {dataset_version} does not exist (table dataset_versions; `reasonmed export` writes one)")
+    keys = await asyncio.to_thread(eval_repo.dataset_sample_keys, engine, version.id)
+    picked = scoring.select_sample(keys, sample, seed) if keys else []
+    template = get_template("judge")
+    judge_model = cfg.endpoints[judge].model
+    flow_ctx = FlowRunContext.get()
+    flow_run_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else None
+    params = {"dataset_version": dataset_version, "sample": sample, "variants": chosen, "judge_endpoint": judge,
+              "judge_model": judge_model, "seed": seed, "prompt_sha256": template.sha256}
+    run_id = await asyncio.to_thread(
+        repo.create_run, engine, kind="score", config_hash=cfg.config_hash, config_snapshot=cfg.snapshot(),
+        parameters=params, prefect_flow_run_id=flow_run_id,
+    )
+    await asyncio.to_thread(repo.ensure_prompt_templates, engine, [template])
+    registry = LLMRegistry(cfg)
+    ctx = ScoreContext(
+        engine=engine, backends=registry, judge_endpoint=judge, judge_model=judge_model, version=version,
+        sample_seed=seed, sample=picked, sampling=Sampling(temperature=0.0, top_p=1.0, max_tokens=max_tokens),
+        parse_attempts=cfg.agents.ranker.parse_attempts, base_seed=cfg.seed, run_id=run_id, template=template,
+    )
+    key = f"score{run_id}-{uuid.uuid4().hex[:6]}"
+    SCORE_RUNTIMES[key] = ctx
+    logger.info("score run %s: version %s, %s of %s rows, variants %s, judge %s (%s)", run_id, dataset_version,
+                len(picked), len(keys), ", ".join(chosen), judge, judge_model)
+    counts: dict[str, dict[str, int]] = {}
+    failures: dict[str, str] = {}
+    status, error = "completed", None
+    try:
+        results = await asyncio.gather(*(score_variant_task(key, v) for v in chosen), return_exceptions=True)
+        for v, res in zip(chosen, results, strict=True):
+            if isinstance(res, BaseException):
+                if not isinstance(res, Exception):
+                    raise res
+                failures[v] = f"{type(res).__name__}: {res}"
+            else:
+                counts[v] = res
+        summaries = [await asyncio.to_thread(scoring.variant_summary, ctx, v) for v in chosen]
+        if failures:
+            status, error = "failed", "; ".join(f"{k}: {v}" for k, v in failures.items())
+    except BaseException as exc:
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        await registry.aclose()
+        SCORE_RUNTIMES.pop(key, None)
+        stats = {"variants": counts, "failures": failures, "usage": [r.as_dict() for r in registry.usage]}
+        await asyncio.to_thread(repo.finish_run, engine, run_id, status=status, stats=stats, error=error)
+    rows = _summary_rows(summaries)
+    with contextlib.suppress(Exception):
+        await acreate_table_artifact(
+            table=rows, key=f"dataset-quality-v{dataset_version}",
+            description=f"score run {run_id}: judge {judge_model}, seed {seed}, {len(picked)} sampled rows; "
+                        "mean overall 1-10 with 95% interval",
+        )
+    for s in summaries:
+        logger.info("v%s %s: mean %.3f over %s rated rows", s.version, s.variant, s.overall.mean or float("nan"), s.scored)
+    return {"run_id": run_id, "version": dataset_version, "judge_endpoint": judge, "judge_model": judge_model,
+            "seed": seed, "sample": [pid for _, pid in picked], "counts": counts, "failures": failures,
+            "summaries": [s.as_dict() for s in summaries], "rows": rows}

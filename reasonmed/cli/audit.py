@@ -1,0 +1,77 @@
+"""``reasonmed audit`` (the audit views as tables) and ``reasonmed report`` (HTML + PNG figures)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from reasonmed.cli.app import app
+from reasonmed.cli.common import console, engine_from_settings
+from reasonmed.db import audit_repo, migrate
+
+# The views `reasonmed audit` shows by default, with the columns worth a terminal's width.
+KEY_VIEWS: dict[str, list[str]] = {
+    "audit_tier_distribution": ["run_id", "tier", "questions", "accepted", "resolved", "rejected", "accepted_paths", "share"],
+    "audit_verifier_accuracy": ["model", "temperature", "source", "origin", "paths", "correct", "accuracy"],
+    "audit_refinement_success": ["stage", "model", "paths_written", "verified", "reverified_correct", "success_rate", "kept"],
+    "audit_rejected_questions": ["question_id", "source", "source_id", "tier", "n_correct", "rejection_reason"],
+    "audit_token_usage": ["day", "stage", "model", "calls", "failed_calls", "total_tokens", "mean_latency_ms", "p95_latency_ms"],
+}
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def rich_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None, *, total: int | None = None) -> Table:
+    cols = columns or (list(rows[0]) if rows else [])
+    shown = f"{len(rows)} of {total}" if total is not None and total > len(rows) else str(len(rows))
+    table = Table(title=f"{title} ({shown} rows)", title_justify="left")
+    for c in cols:
+        table.add_column(c, overflow="fold", justify="right" if rows and isinstance(rows[0].get(c), int | float) else "left")
+    for r in rows:
+        table.add_row(*(_fmt(r.get(c)) for c in cols))
+    return table
+
+
+@app.command("audit")
+def audit(
+    view: Annotated[str | None, typer.Option("--view", help=f"one view, all columns: {', '.join(audit_repo.AUDIT_VIEWS)}")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="rows per view")] = 50,
+    database_url: Annotated[str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")] = None,
+) -> None:
+    """Print the audit views (tiers, verifier accuracy, refinement, rejections, tokens) as tables."""
+    url, engine = engine_from_settings(database_url)
+    migrate.require_current(engine, url)
+    if view is not None:
+        if view not in audit_repo.AUDIT_VIEWS:
+            raise typer.BadParameter(f"{view!r}: choose from {', '.join(audit_repo.AUDIT_VIEWS)}", param_hint="--view")
+        rows = audit_repo.view_rows(engine, view, limit=limit)
+        console.print(rich_table(view, rows, total=audit_repo.count_rows(engine, view)))
+        return
+    for name, cols in KEY_VIEWS.items():
+        rows = audit_repo.view_rows(engine, name, limit=limit)
+        console.print(rich_table(name, rows, cols, total=audit_repo.count_rows(engine, name)))
+    why = audit_repo.rejections_by_reason(engine)["paths"]
+    console.print(rich_table("audit_rejected_paths by why (see --view audit_rejected_paths)", why))
+
+
+@app.command("report")
+def report(
+    out: Annotated[Path, typer.Option("--out", help="folder for index.html and the PNG figures")] = Path("report"),
+    database_url: Annotated[str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")] = None,
+) -> None:
+    """Write the audit report: index.html with tier, accuracy, path-length, rejection and token figures."""
+    from reasonmed.report.service import write_report
+
+    url, engine = engine_from_settings(database_url)
+    migrate.require_current(engine, url)
+    result = write_report(engine, out)
+    console.print(f"report written to {result.index} ({len(result.figures)} figures)")

@@ -1,0 +1,171 @@
+"""``reasonmed eval`` (benchmark accuracy of a served model) and ``reasonmed score`` (dataset quality)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from reasonmed.cli.app import app
+from reasonmed.cli.common import console, engine_from_settings, err_console
+from reasonmed.config import get_settings, load_pipeline_config
+from reasonmed.db import migrate
+from reasonmed.evaluation import report, scoring
+from reasonmed.evaluation.benchmarks import BENCHMARKS, parse_benchmarks
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
+    return typer.Exit(1)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}"
+
+
+def accuracy_table(rows: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name, justify in (("benchmark", "left"), ("subset", "left"), ("n", "right"), ("correct", "right"),
+                          ("accuracy %", "right"), ("95% CI", "right"), ("unanswered", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        n = f"{r['n']}" if r["n"] == r["selected"] else f"{r['n']} of {r['selected']}"
+        ci = "-" if r["ci_low"] is None else f"{_pct(r['ci_low'])}–{_pct(r['ci_high'])}"
+        table.add_row(r["benchmark"], r["subset"], n, str(r["correct"]), _pct(r["accuracy"]), ci, str(r["unanswered"]))
+    return table
+
+
+def reference_table(rows: list[dict[str, Any]], model: str) -> Table:
+    """The shape of docs/evaluation.md: the paper's reported figures beside this model's accuracy."""
+    acc = [report.AccuracyRow(**r) for r in rows]
+    table = Table(title="paper vs this model (docs/evaluation.md)", title_justify="left")
+    table.add_column("benchmark")
+    table.add_column("paper: ReasonMed-7B", overflow="fold")
+    table.add_column(f"this model: {model}", overflow="fold")
+    for r in report.reference_rows(acc):
+        table.add_row(*r.values())
+    return table
+
+
+@app.command("eval")
+def evaluate(
+    model_endpoint: Annotated[str, typer.Option("--model-endpoint", metavar="NAME", help="An endpoint of the pipeline config: the served model to evaluate.")],
+    benchmarks: Annotated[str, typer.Option(metavar="LIST", help=f"Comma-separated: {', '.join(BENCHMARKS)}.")] = ",".join(BENCHMARKS),
+    limit: Annotated[int | None, typer.Option(min=1, help="First N test items per benchmark (id order: reruns cover the same items).")] = None,
+    config: Annotated[Path | None, typer.Option(metavar="FILE", help="Pipeline YAML (default REASONMED_PIPELINE_CONFIG, else the simulator default).")] = None,
+    out: Annotated[Path | None, typer.Option(metavar="CSV", help="Also write the accuracy table as CSV.")] = None,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="Sampling temperature (0 = greedy).")] = 0.0,
+    max_tokens: Annotated[int, typer.Option(min=16, help="Token budget for each chain of thought.")] = 4096,
+    database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")] = None,
+) -> None:
+    """Accuracy of a served model on the benchmark TEST items stored in the database (flagged at ingest),
+    zero-shot chain of thought, with 95% Wilson intervals per benchmark and per MMLU medical subset.
+
+    Every prediction is stored (model, prompt version, raw output, extracted answer, correct); running
+    again asks the model only for predictions not stored yet.
+    """
+    try:
+        chosen = parse_benchmarks(benchmarks)
+    except ValueError as exc:
+        raise _fail(f"--benchmarks: {exc}") from None
+    cfg = load_pipeline_config(config or get_settings().pipeline_config)
+    if model_endpoint not in cfg.endpoints:
+        raise _fail(f"--model-endpoint: unknown endpoint {model_endpoint!r} (known: {', '.join(sorted(cfg.endpoints))})")
+    url, engine = engine_from_settings(database_url)
+    try:
+        migrate.require_current(engine, url)
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from None
+    from flows.evaluate import evaluate_model
+
+    result = asyncio.run(evaluate_model(
+        model_endpoint=model_endpoint, benchmarks=[b.name for b in chosen], limit=limit,
+        config=str(config) if config else None, out=str(out) if out else None, temperature=temperature,
+        max_tokens=max_tokens,
+    ))
+    model = result["model"]
+    console.print(accuracy_table(result["rows"], f"eval run {result['run_id']}: {model} (prompt {result['prompt_sha256'][:12]})"))
+    console.print(reference_table(result["rows"], model))
+    if result["csv"]:
+        console.print(f"CSV: {result['csv']}")
+    for name, why in result["failures"].items():
+        err_console.print(f"[yellow]incomplete:[/yellow] {name}: {why}", markup=True, soft_wrap=True)
+    if result["failures"]:
+        raise typer.Exit(1)
+
+
+def _score_table(rows: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    cols = ("version", "variant", "scored", "mean_overall", "ci95_low", "ci95_high", "clinical_accuracy",
+            "logical_reasoning", "factual_correctness", "completeness", "unparseable")
+    for c in cols:
+        table.add_column(c.replace("_", " "), justify="left" if c == "variant" else "right")
+    for r in rows:
+        table.add_row(*("-" if r[c] is None else str(r[c]) for c in cols))
+    return table
+
+
+def _run_score(version: int, **params: Any) -> dict[str, Any]:
+    from flows.score import UnknownDatasetVersion, score_dataset
+
+    try:
+        return asyncio.run(score_dataset(dataset_version=version, **params))
+    except UnknownDatasetVersion as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command("score")
+def score(
+    dataset: Annotated[int | None, typer.Option("--dataset", metavar="VERSION", help="Dataset version to rate.")] = None,
+    compare: Annotated[tuple[int, int] | None, typer.Option("--compare", metavar="V1 V2", help="Rate two versions on the same terms and compare them.")] = None,
+    sample: Annotated[int, typer.Option(min=1, help="Rows sampled per version (the paper: 3,000).")] = 3000,
+    variant: Annotated[str, typer.Option(metavar="LIST", help="reasonmed, cotmed, responsemed (comma-separated) or all.")] = "reasonmed",
+    judge_endpoint: Annotated[str | None, typer.Option(metavar="NAME", help="Judge endpoint (default: the verifier's).")] = None,
+    seed: Annotated[int, typer.Option(help="Sample seed: the same seed rates the same rows.")] = 0,
+    config: Annotated[Path | None, typer.Option(metavar="FILE", help="Pipeline YAML (default REASONMED_PIPELINE_CONFIG, else the simulator default).")] = None,
+    database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")] = None,
+) -> None:
+    """Judge-rated quality of an exported dataset version: 1-10 on clinical accuracy, logical reasoning,
+    factual correctness and completeness; mean overall with a 95% interval per variant."""
+    if (dataset is None) == (compare is None):
+        raise _fail("give either --dataset VERSION or --compare V1 V2")
+    try:
+        variants = scoring.parse_variants(variant)
+    except ValueError as exc:
+        raise _fail(f"--variant: {exc}") from None
+    cfg = load_pipeline_config(config or get_settings().pipeline_config)
+    if judge_endpoint is not None and judge_endpoint not in cfg.endpoints:
+        raise _fail(f"--judge-endpoint: unknown endpoint {judge_endpoint!r} (known: {', '.join(sorted(cfg.endpoints))})")
+    url, engine = engine_from_settings(database_url)
+    try:
+        migrate.require_current(engine, url)
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from None
+    params = {"sample": sample, "variants": variants, "judge_endpoint": judge_endpoint, "seed": seed,
+              "config": str(config) if config else None}
+    versions = [dataset] if dataset is not None else list(compare)  # type: ignore[arg-type]
+    results = [_run_score(v, **params) for v in versions]
+    for res in results:
+        console.print(_score_table(res["rows"], f"dataset version {res['version']}: judge {res['judge_model']}, seed {res['seed']}"))
+        for name, why in res["failures"].items():
+            err_console.print(f"[yellow]incomplete:[/yellow] {name}: {why}", markup=True, soft_wrap=True)
+    if compare is not None:
+        table = Table(title=f"version {compare[1]} minus version {compare[0]} (mean overall, 95% interval)", title_justify="left")
+        for c in ("variant", "mean a", "mean b", "difference", "95% CI", "significant"):
+            table.add_column(c)
+        a_sum = {s["variant"]: s for s in results[0]["summaries"]}
+        for s_b in results[1]["summaries"]:
+            s_a = a_sum.get(s_b["variant"])
+            if s_a is None:
+                continue
+            cmp = scoring.compare(scoring.VariantSummary.from_dict(s_a), scoring.VariantSummary.from_dict(s_b))
+            fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+            table.add_row(cmp["variant"], fmt(cmp["mean_a"]), fmt(cmp["mean_b"]), fmt(cmp["difference"]),
+                          f"{fmt(cmp['ci95_low'])} to {fmt(cmp['ci95_high'])}", "yes" if cmp["significant"] else "no")
+        console.print(table)
+    if any(res["failures"] for res in results):
+        raise typer.Exit(1)
+

@@ -1,0 +1,67 @@
+"""``reasonmed export``: write ReasonMed, CoTMed and ResponseMed as the next dataset version."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from reasonmed.cli.app import app
+from reasonmed.cli.common import console, engine_from_settings, err_console
+from reasonmed.config import get_settings
+from reasonmed.db import migrate
+from reasonmed.export.assemble import LAYOUTS, BenchmarkLeakError
+from reasonmed.export.service import ExportOptions, export_dataset
+from reasonmed.export.targets import ExportTargetError
+
+
+def _formats(value: str) -> list[str]:
+    formats = [f.strip().lower() for f in value.split(",") if f.strip()]
+    bad = [f for f in formats if f not in ("parquet", "jsonl")]
+    if bad or not formats:
+        raise typer.BadParameter(f"{value!r}: expected a comma-separated list of parquet, jsonl")
+    return list(dict.fromkeys(formats))
+
+
+@app.command("export")
+def export(
+    out: Annotated[str | None, typer.Option("--out", help="folder or s3://bucket/prefix (default REASONMED_EXPORT_DIR)")] = None,
+    formats: Annotated[str, typer.Option("--format", help="comma-separated: parquet, jsonl")] = "parquet,jsonl",
+    layout: Annotated[str, typer.Option("--layout", help="instruction (instruction/input/output) or chat (messages)")] = "instruction",
+    s3_endpoint_url: Annotated[str | None, typer.Option("--s3-endpoint-url", help="MinIO or another S3-compatible store")] = None,
+    shard_rows: Annotated[int, typer.Option("--shard-rows", min=1, help="rows per Parquet shard")] = 250_000,
+    database_url: Annotated[str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")] = None,
+) -> None:
+    """Export every accepted path of every accepted question (never a benchmark-test item) as a new version.
+
+    Writes Parquet in the Hugging Face folder layout and/or JSONL, a dataset card per dataset and a
+    manifest.json with row counts and sha256 of every file. S3 credentials come from the usual AWS chain.
+    """
+    if layout not in LAYOUTS:
+        raise typer.BadParameter(f"{layout!r}: choose from {', '.join(LAYOUTS)}", param_hint="--layout")
+    url, engine = engine_from_settings(database_url)
+    migrate.require_current(engine, url)
+    settings = get_settings()
+    try:
+        options = ExportOptions(
+            out=out or str(settings.export_dir), formats=_formats(formats), layout=layout,  # type: ignore[arg-type]
+            s3_endpoint_url=s3_endpoint_url or settings.s3_endpoint_url, shard_rows=shard_rows,
+        )
+        result = export_dataset(engine, options)
+    except (ValidationError, ExportTargetError, BenchmarkLeakError) as exc:
+        err_console.print(f"[red]export failed:[/red] {exc}", markup=True)
+        raise typer.Exit(1) from None
+    m = result.manifest
+    table = Table(title=f"dataset version {result.version}", title_justify="left")
+    table.add_column("dataset")
+    table.add_column("rows", justify="right")
+    for source in m["by_source"]:
+        table.add_column(source, justify="right")
+    for name, n in result.counts.items():
+        table.add_row(name, str(n), *(str(c) for c in m["by_source"].values()))
+    console.print(table)
+    c = m["contamination"]
+    console.print(f"contamination: {c['count']} question(s), {c['rows_excluded']} row(s) excluded")
+    console.print(f"written to {result.location}\nmanifest: {result.manifest_path}")

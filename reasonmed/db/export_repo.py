@@ -1,0 +1,160 @@
+"""Every SQL statement the dataset export runs: the accepted rows, the version records, the samples.
+
+Rows stream through a server-side cursor (``yield_per``) in the dataset's stable order (question id,
+then accepted rank), so an export's memory does not grow with the database and re-exporting an
+unchanged database yields the same rows in the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, Select, Text, and_, cast, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from reasonmed.db.models import (
+    AcceptedPath,
+    DatasetSample,
+    DatasetVersion,
+    PipelineRun,
+    Question,
+    QuestionOutcome,
+    ReasoningPath,
+    Summary,
+)
+
+# The columns one exported row is built from, in this order (see ``reasonmed.export.assemble.SourceRow``).
+ROW_COLUMNS = (
+    "question_id", "source", "source_id", "question", "context", "options", "answer", "is_benchmark_test",
+    "rank", "path_id", "verdict_id", "summary_id", "run_id", "model", "temperature", "origin", "cot", "summary",
+)
+
+
+def eligible_filter() -> Any:
+    """Questions that may become training rows: accepted and never a benchmark-test item."""
+    return and_(QuestionOutcome.status == "accepted", Question.is_benchmark_test.is_(False))
+
+
+def accepted_rows_query() -> Select[Any]:
+    # One summary per path, chosen deterministically (the first written) when several summarisers ran.
+    first_summary = (
+        select(Summary.path_id, func.min(Summary.id).label("summary_id")).group_by(Summary.path_id).subquery()
+    )
+    return (
+        select(
+            Question.id, Question.source, Question.source_id, Question.question, Question.context,
+            # As text: the writer parses each question's options once, not the driver once per row.
+            cast(Question.options, Text), Question.answer, Question.is_benchmark_test, AcceptedPath.rank,
+            ReasoningPath.id, AcceptedPath.verdict_id, Summary.id,
+            func.coalesce(AcceptedPath.run_id, ReasoningPath.run_id), ReasoningPath.model,
+            ReasoningPath.temperature, ReasoningPath.origin, ReasoningPath.clean_text, Summary.text,
+        )
+        .select_from(AcceptedPath)
+        .join(QuestionOutcome, QuestionOutcome.question_id == AcceptedPath.question_id)
+        .join(Question, Question.id == AcceptedPath.question_id)
+        .join(ReasoningPath, ReasoningPath.id == AcceptedPath.path_id)
+        .join(first_summary, first_summary.c.path_id == AcceptedPath.path_id)
+        .join(Summary, Summary.id == first_summary.c.summary_id)
+        .where(eligible_filter())
+        .order_by(Question.id, AcceptedPath.rank, AcceptedPath.path_id)
+    )
+
+
+def stream_accepted_rows(engine: Engine, *, batch_rows: int = 5_000) -> Iterator[Sequence[tuple[Any, ...]]]:
+    """Batches of accepted rows (``ROW_COLUMNS``), read through a server-side cursor in one snapshot."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            # One consistent snapshot for the whole read, even while the pipeline keeps writing.
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            result = conn.execution_options(yield_per=batch_rows).execute(accepted_rows_query())
+            yield from result.partitions(batch_rows)
+
+
+def benchmark_test_ids(engine: Engine) -> set[int]:
+    """Every benchmark-test question id: the write-time guard checks each row against this set."""
+    with engine.connect() as conn:
+        return set(conn.execute(select(Question.id).where(Question.is_benchmark_test.is_(True))).scalars())
+
+
+def run_config_hashes(engine: Engine, run_ids: Iterable[int]) -> dict[int, str | None]:
+    ids = sorted(set(run_ids))
+    if not ids:
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(select(PipelineRun.id, PipelineRun.config_hash).where(PipelineRun.id.in_(ids)))
+        return {rid: h for rid, h in rows}
+
+
+def next_version(session: Session) -> int:
+    return (session.execute(select(func.max(DatasetVersion.version))).scalar_one_or_none() or 0) + 1
+
+
+def create_version(
+    session: Session, *, version: int, run_id: int | None, location: str, config_hash: str | None,
+    manifest: dict[str, Any], n_samples: int, created_at: datetime,
+) -> int:
+    """The dataset_versions row; its unique version number makes a concurrent export fail here."""
+    row = DatasetVersion(
+        version=version, run_id=run_id, location=location, config_hash=config_hash, manifest=manifest,
+        n_samples=n_samples, created_at=created_at,
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def update_version(
+    session: Session, version_id: int, *, location: str, manifest: dict[str, Any], n_samples: int,
+    config_hash: str | None,
+) -> None:
+    session.execute(
+        update(DatasetVersion).where(DatasetVersion.id == version_id)
+        .values(location=location, manifest=manifest, n_samples=n_samples, config_hash=config_hash)
+    )
+
+
+@contextmanager
+def copy_samples(session: Session, version_id: int) -> Iterator[Callable[[Iterable[tuple[int, int, int, int]]], None]]:
+    """Postgres: stream (question_id, path_id, verdict_id, summary_id) rows into dataset_samples by COPY.
+
+    Runs on the session's own connection, so the rows belong to its transaction; the server checks the
+    foreign keys while the caller keeps writing files, instead of all at the end.
+    """
+    raw = session.connection().connection.driver_connection
+    with raw.cursor() as cur, cur.copy(  # type: ignore[union-attr]
+        "COPY dataset_samples (dataset_version_id, question_id, path_id, verdict_id, summary_id) FROM STDIN"
+    ) as copy:
+
+        def write(rows: Iterable[tuple[int, int, int, int]]) -> None:
+            for q, p, v, s in rows:
+                copy.write_row((version_id, q, p, v, s))
+
+        yield write
+
+
+def insert_samples(session: Session, version_id: int, samples: Iterable[Sequence[tuple[int, int, int, int]]]) -> int:
+    """Bulk-insert (question_id, path_id, verdict_id, summary_id) batches; returns the row count."""
+    n = 0
+    stmt = insert(DatasetSample)
+    for batch in samples:
+        if batch:
+            session.execute(stmt, [
+                {"dataset_version_id": version_id, "question_id": q, "path_id": p, "verdict_id": v, "summary_id": s}
+                for q, p, v, s in batch
+            ])
+            n += len(batch)
+    return n
+
+
+def sample_path_ids(engine: Engine, version: int) -> list[int]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(DatasetSample.path_id).join(DatasetVersion, DatasetVersion.id == DatasetSample.dataset_version_id)
+                .where(DatasetVersion.version == version).order_by(DatasetSample.path_id)
+            ).scalars()
+        )

@@ -1,0 +1,71 @@
+"""The manifest every export writes: what is in it, where it came from, and how to check its files."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from reasonmed.export.writers import sha256_file
+
+
+class FileEntry(BaseModel):
+    path: str = Field(description="relative to the version folder")
+    sha256: str
+    bytes: int
+
+
+class DatasetEntry(BaseModel):
+    rows: int
+    by_source: dict[str, int]
+    files: list[str]
+
+
+class ContaminationReport(BaseModel):
+    """Questions excluded because they match a benchmark-test item (exactly or as a near-duplicate)."""
+
+    checked: bool
+    flagged: int = Field(description="questions the detector flagged anywhere in the database")
+    count: int = Field(description="flagged questions that would otherwise have been exported")
+    rows_excluded: int
+    question_ids: list[int]
+    matches: dict[str, str] = Field(description="question id -> the benchmark-test item it matches")
+
+
+class Manifest(BaseModel):
+    version: int
+    created_at: str
+    location: str
+    layout: str
+    formats: list[str]
+    counts: dict[str, int] = Field(description="rows per dataset")
+    by_source: dict[str, int] = Field(description="rows per source (the same in every dataset)")
+    questions: int
+    datasets: dict[str, DatasetEntry]
+    files: list[FileEntry]
+    run_ids: list[int] = Field(description="pipeline runs whose accepted paths the export covers")
+    config_hashes: list[str]
+    config_hash_by_run: dict[str, str | None]
+    contamination: ContaminationReport
+    benchmark_test_questions_in_db: int = Field(description="never exported; checked again at write time")
+    export_run_id: int | None
+    writer: dict[str, Any]
+
+
+def file_entries(root: Path, paths: list[Path]) -> list[FileEntry]:
+    return [
+        FileEntry(path=p.relative_to(root).as_posix(), sha256=sha256_file(p), bytes=p.stat().st_size)
+        for p in sorted(paths)
+    ]
+
+
+def combined_config_hash(hashes: list[str]) -> str | None:
+    """One hash for dataset_versions.config_hash: the run's own when all runs share it, else a digest."""
+    unique = sorted(set(hashes))
+    if not unique:
+        return None
+    if len(unique) == 1:
+        return unique[0]
+    return hashlib.sha256(",".join(unique).encode()).hexdigest()

@@ -1,0 +1,252 @@
+"""Export the three datasets from the database as a new numbered version, with its manifest.
+
+One streaming pass over the accepted rows feeds every writer (three datasets x each format) batch by
+batch, so memory stays flat: a reader thread fetches ahead, the main thread builds Arrow tables, and one
+writer thread per dataset compresses and writes. The version's database record (``record.py``) commits
+only after the files are published, so a failed export leaves no version behind, and a benchmark-test
+row anywhere in the stream stops the export before anything is published.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine
+
+from reasonmed.db import export_repo
+from reasonmed.db import pipeline_repo as runs
+from reasonmed.export.assemble import (
+    DATASETS,
+    Layout,
+    SourceRow,
+    build_tables,
+    check_no_benchmark,
+    drop_excluded,
+    schema,
+)
+from reasonmed.export.card import render_card
+from reasonmed.export.manifest import (
+    ContaminationReport,
+    DatasetEntry,
+    Manifest,
+    combined_config_hash,
+    file_entries,
+)
+from reasonmed.export.record import VersionRecord
+from reasonmed.export.streaming import prefetch
+from reasonmed.export.targets import MANIFEST, parse_target
+from reasonmed.export.writers import PARQUET_OPTIONS, JsonLines, ParquetShards
+
+Format = Literal["parquet", "jsonl"]
+ContaminationCheck = Callable[[Engine], Mapping[int, str]]
+
+
+class ExportOptions(BaseModel):
+    out: str = Field(description="local folder or s3://bucket/prefix")
+    formats: list[Format] = Field(default_factory=lambda: ["parquet", "jsonl"], min_length=1)
+    layout: Layout = "instruction"
+    batch_rows: int = Field(default=5_000, ge=1, description="rows per database fetch and Parquet row group")
+    shard_rows: int = Field(default=250_000, ge=1, description="rows per Parquet shard file")
+    s3_endpoint_url: str | None = None
+    multipart_threshold: int = Field(default=64 * 1024 * 1024, ge=1)
+    multipart_chunksize: int = Field(default=64 * 1024 * 1024, ge=5 * 1024 * 1024)
+    prefect_flow_run_id: str | None = None
+
+
+class ExportResult(BaseModel):
+    version: int
+    location: str
+    counts: dict[str, int]
+    manifest_path: str
+    manifest: dict[str, Any]
+
+
+def default_contamination_check(engine: Engine) -> Mapping[int, str]:
+    """Exact and near-duplicate copies of benchmark-test items, among the questions an export can hold."""
+    from reasonmed.contamination import find_contaminated
+
+    return find_contaminated(engine, only_accepted=True)
+
+
+class _Tally:
+    """Counts, sources and runs of the rows written, gathered while streaming."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.by_source: Counter[str] = Counter()
+        self.run_ids: set[int] = set()
+        self.questions = 0
+        self._last_q: int | None = None
+        self.dropped_rows = 0
+        self.dropped_questions: set[int] = set()
+
+    def add(self, rows: list[SourceRow], dropped: list[SourceRow]) -> None:
+        for r in rows:
+            self.rows += 1
+            self.by_source[r.source] += 1
+            if r.run_id is not None:
+                self.run_ids.add(r.run_id)
+            if r.question_id != self._last_q:
+                self.questions += 1
+                self._last_q = r.question_id
+        self.dropped_rows += len(dropped)
+        self.dropped_questions.update(r.question_id for r in dropped)
+
+
+def export_dataset(
+    engine: Engine, options: ExportOptions, *, contamination: ContaminationCheck | None = None,
+) -> ExportResult:
+    """Write the next dataset version to ``options.out`` and record it; returns what was written."""
+    created_at = datetime.now(UTC)
+    run_id = runs.create_run(
+        engine, kind="export", config_hash=None, config_snapshot=None,
+        parameters=options.model_dump(mode="json"), prefect_flow_run_id=options.prefect_flow_run_id,
+    )
+    try:
+        result = _export(engine, options, created_at, run_id, contamination or default_contamination_check)
+    except BaseException as exc:
+        runs.finish_run(engine, run_id, status="failed", stats={}, error=f"{type(exc).__name__}: {exc}")
+        raise
+    runs.finish_run(engine, run_id, status="completed", stats={"version": result.version, "counts": result.counts})
+    return result
+
+
+def _export(
+    engine: Engine, options: ExportOptions, created_at: datetime, run_id: int, contamination: ContaminationCheck,
+) -> ExportResult:
+    target = parse_target(
+        options.out, s3_endpoint_url=options.s3_endpoint_url, multipart_threshold=options.multipart_threshold,
+        multipart_chunksize=options.multipart_chunksize,
+    )
+    benchmark_ids = frozenset(export_repo.benchmark_test_ids(engine))
+    flagged = dict(contamination(engine))
+    staging = target.staging()
+    published: str | None = None
+    version_dir = ""
+    try:
+        with VersionRecord(engine, run_id=run_id, created_at=created_at) as record:
+            tally = _Tally()
+            data_files = _write_files(engine, options, staging, record, tally, benchmark_ids, flagged)
+            version = record.reserve()
+            version_dir = f"v{version:04d}"
+            location = target.location(version_dir)
+            cards = _write_cards(staging, options, version, tally, data_files)
+            manifest = _manifest(
+                version=version, location=location, options=options, staging=staging, tally=tally,
+                data_files=data_files, cards=cards, hashes=export_repo.run_config_hashes(engine, tally.run_ids),
+                flagged=flagged, benchmark_ids=benchmark_ids, created_at=created_at, run_id=run_id,
+            )
+            payload = manifest.model_dump(mode="json")
+            (staging / MANIFEST).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+            record.finish(location=location, manifest=payload, config_hash=combined_config_hash(manifest.config_hashes))
+            # Published last, inside the transaction: the version commits only once its files are out.
+            published = target.publish(staging, version_dir)
+    except BaseException:
+        target.discard(staging)
+        if published is not None:  # the commit failed after publication: take the files back
+            target.unpublish(version_dir)
+        raise
+    return ExportResult(version=version, location=published, counts=dict(manifest.counts),
+                        manifest_path=f"{published.rstrip('/')}/{MANIFEST}", manifest=payload)
+
+
+def _write_files(
+    engine: Engine, options: ExportOptions, staging: Path, record: VersionRecord, tally: _Tally,
+    benchmark_ids: frozenset[int], flagged: dict[int, str],
+) -> dict[str, list[Path]]:
+    """The streaming pass: every eligible row, checked, into every writer and the version record."""
+    writers = _open_writers(staging, options)
+    with ThreadPoolExecutor(max_workers=len(DATASETS), thread_name_prefix="export-writer") as pool:
+        pending: list[Future[None]] = []
+        try:
+            for batch in prefetch(export_repo.stream_accepted_rows(engine, batch_rows=options.batch_rows)):
+                rows = [SourceRow._make(r) for r in batch]
+                check_no_benchmark(rows, benchmark_ids)
+                kept, dropped = drop_excluded(rows, flagged)
+                tally.add(kept, dropped)
+                if not kept:
+                    continue
+                tables = build_tables(kept, options.layout)  # overlaps the previous batch's writes
+                _wait(pending)
+                pending = [pool.submit(_write, writers[name], table) for name, table in tables.items()]
+                record.add(kept)
+            _wait(pending)
+        finally:
+            wait(pending)  # never leave a writer running; its error, if any, surfaced above
+    return {name: [p for w in ws for p in w.close()] for name, ws in writers.items()}
+
+
+def _write(writers: list[ParquetShards | JsonLines], table: pa.Table) -> None:
+    for w in writers:
+        w.write(table)
+
+
+def _wait(futures: list[Future[None]]) -> None:
+    for f in futures:
+        f.result()  # re-raises a writer's error here
+
+
+def _open_writers(staging: Path, options: ExportOptions) -> dict[str, list[ParquetShards | JsonLines]]:
+    sch: pa.Schema = schema(options.layout)
+    writers: dict[str, list[ParquetShards | JsonLines]] = {}
+    for name in DATASETS:
+        ws: list[ParquetShards | JsonLines] = []
+        if "parquet" in options.formats:
+            ws.append(ParquetShards(staging / name / "data", sch, shard_rows=options.shard_rows,
+                                    row_group_rows=options.batch_rows))
+        if "jsonl" in options.formats:
+            ws.append(JsonLines(staging / name / f"{name}.jsonl"))
+        writers[name] = ws
+    return writers
+
+
+def _write_cards(staging: Path, options: ExportOptions, version: int, tally: _Tally,
+                 data_files: dict[str, list[Path]]) -> list[Path]:
+    cards = []
+    for name in DATASETS:
+        card = staging / name / "README.md"
+        card.write_text(render_card(
+            name, version=version, rows=tally.rows, by_source=dict(tally.by_source), layout=options.layout,
+            formats=list(options.formats), files=[p.relative_to(staging / name).as_posix() for p in data_files[name]],
+        ))
+        cards.append(card)
+    return cards
+
+
+def _manifest(
+    *, version: int, location: str, options: ExportOptions, staging: Path, tally: _Tally,
+    data_files: dict[str, list[Path]], cards: list[Path], hashes: dict[int, str | None], flagged: dict[int, str],
+    benchmark_ids: frozenset[int], created_at: datetime, run_id: int,
+) -> Manifest:
+    by_source = dict(sorted(tally.by_source.items()))
+    excluded = sorted(tally.dropped_questions)
+    return Manifest(
+        version=version, created_at=created_at.isoformat(), location=location, layout=options.layout,
+        formats=list(options.formats), counts={name: tally.rows for name in DATASETS}, by_source=by_source,
+        questions=tally.questions,
+        datasets={
+            name: DatasetEntry(rows=tally.rows, by_source=by_source,
+                               files=[p.relative_to(staging).as_posix() for p in data_files[name]])
+            for name in DATASETS
+        },
+        files=file_entries(staging, [p for ps in data_files.values() for p in ps] + cards),
+        run_ids=sorted(tally.run_ids),
+        config_hashes=sorted({h for h in hashes.values() if h}),
+        config_hash_by_run={str(k): v for k, v in sorted(hashes.items())},
+        contamination=ContaminationReport(
+            checked=True, flagged=len(flagged), count=len(excluded), rows_excluded=tally.dropped_rows,
+            question_ids=excluded, matches={str(q): flagged[q] for q in excluded},
+        ),
+        benchmark_test_questions_in_db=len(benchmark_ids),
+        export_run_id=run_id,
+        writer={"pyarrow": pa.__version__, "parquet": PARQUET_OPTIONS, "batch_rows": options.batch_rows,
+                "shard_rows": options.shard_rows, "order": "question_id, accepted rank"},
+    )

@@ -1,0 +1,142 @@
+"""Where a finished export goes: a local folder or an S3(-compatible) bucket.
+
+Every export is written to a staging folder first and published whole: a local folder by one rename,
+S3 by uploading each file and the manifest last, so a reader that finds ``manifest.json`` finds every
+file it lists. Credentials come from boto3's standard chain and are never written anywhere.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+MANIFEST = "manifest.json"
+
+
+class ExportTargetError(RuntimeError):
+    """The target refuses the export (e.g. the version folder exists already)."""
+
+
+class Target(Protocol):
+    def staging(self) -> Path: ...
+
+    def location(self, version_dir: str) -> str: ...
+
+    def publish(self, staging: Path, version_dir: str) -> str: ...
+
+    def discard(self, staging: Path) -> None: ...
+
+
+def _files(staging: Path) -> list[Path]:
+    """Every file in the staging folder, manifest last."""
+    files = sorted(p for p in staging.rglob("*") if p.is_file())
+    return [p for p in files if p.name != MANIFEST or p.parent != staging] + [
+        p for p in files if p.name == MANIFEST and p.parent == staging
+    ]
+
+
+@dataclass
+class LocalTarget:
+    root: Path
+
+    def staging(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / f".staging-{uuid.uuid4().hex[:12]}"
+        path.mkdir()
+        return path
+
+    def location(self, version_dir: str) -> str:
+        return str((self.root / version_dir).resolve())
+
+    def publish(self, staging: Path, version_dir: str) -> str:
+        final = self.root / version_dir
+        if final.exists():
+            raise ExportTargetError(f"{final} exists already; refusing to overwrite a published version")
+        staging.rename(final)
+        return str(final.resolve())
+
+    def discard(self, staging: Path) -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def unpublish(self, version_dir: str) -> None:
+        shutil.rmtree(self.root / version_dir, ignore_errors=True)
+
+
+@dataclass
+class S3Target:
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    multipart_threshold: int = 64 * 1024 * 1024
+    multipart_chunksize: int = 64 * 1024 * 1024
+    max_concurrency: int = 4
+    _client: Any = field(default=None, repr=False)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("s3", endpoint_url=self.endpoint_url)
+        return self._client
+
+    def _key(self, version_dir: str, rel: str = "") -> str:
+        parts = [p for p in (self.prefix.strip("/"), version_dir, rel) if p]
+        return "/".join(parts)
+
+    def staging(self) -> Path:
+        return Path(tempfile.mkdtemp(prefix="reasonmed-export-"))
+
+    def location(self, version_dir: str) -> str:
+        return f"s3://{self.bucket}/{self._key(version_dir)}"
+
+    def publish(self, staging: Path, version_dir: str) -> str:
+        from boto3.s3.transfer import TransferConfig
+
+        existing = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(version_dir) + "/", MaxKeys=1)
+        if existing.get("KeyCount", 0):
+            raise ExportTargetError(f"{self.location(version_dir)} exists already; refusing to overwrite it")
+        config = TransferConfig(
+            multipart_threshold=self.multipart_threshold, multipart_chunksize=self.multipart_chunksize,
+            max_concurrency=self.max_concurrency, use_threads=self.max_concurrency > 1,
+        )
+        try:
+            for path in _files(staging):
+                rel = path.relative_to(staging).as_posix()
+                self.client.upload_file(str(path), self.bucket, self._key(version_dir, rel), Config=config)
+        except BaseException:
+            self.unpublish(version_dir)  # no half-published version: the next export can take the number
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+        return self.location(version_dir)
+
+    def discard(self, staging: Path) -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def unpublish(self, version_dir: str) -> None:
+        prefix = self._key(version_dir) + "/"
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
+
+
+def parse_target(
+    out: str | Path, *, s3_endpoint_url: str | None = None, multipart_threshold: int = 64 * 1024 * 1024,
+    multipart_chunksize: int = 64 * 1024 * 1024,
+) -> LocalTarget | S3Target:
+    """``s3://bucket/prefix`` becomes an S3 target (the multipart sizes apply there); else a local folder."""
+    text = str(out)
+    if text.startswith("s3://"):
+        bucket, _, prefix = text[len("s3://"):].partition("/")
+        if not bucket:
+            raise ExportTargetError(f"{text}: no bucket name (expected s3://bucket/prefix)")
+        return S3Target(bucket=bucket, prefix=prefix.strip("/"), endpoint_url=s3_endpoint_url,
+                        multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize)
+    if "://" in text:
+        raise ExportTargetError(f"{text}: unsupported target (use a local folder or s3://bucket/prefix)")
+    return LocalTarget(Path(text))

@@ -1,0 +1,285 @@
+"""The audit views (migration 0002) on a small hand-built database, exact output on Postgres and SQLite;
+the read-only audit role, enforced by Postgres itself."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from reasonmed.db import audit_repo, migrate
+from reasonmed.db.engine import make_engine
+from reasonmed.db.models import (
+    AcceptedPath,
+    LLMCall,
+    PipelineRun,
+    Question,
+    QuestionOutcome,
+    ReasoningPath,
+    Verdict,
+)
+from tests.conftest import _admin_conninfo
+
+REPO = Path(__file__).resolve().parent.parent
+VIEWS = list(audit_repo.AUDIT_VIEWS)
+T0 = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)  # late in the UTC day: a local-time bug would shift it
+PUB = [["yes", "yes"], ["no", "no"], ["maybe", "maybe"]]
+MCQ = [["A", "a"], ["B", "b"]]
+
+# (id, question, origin, role, model, temperature, verdict outcome or None, reason)
+PATHS = [
+    (1, 1, "generated", "generator", "mA", 0.7, "correct", None),
+    (2, 1, "generated", "generator", "mB", 0.7, "correct", None),
+    (3, 1, "generated", "generator", "mA", 1.0, "error", "misses the key finding"),
+    (4, 2, "generated", "generator", "mA", 0.7, "error", "wrong drug"),
+    (5, 2, "generated", "generator", "mB", 0.7, "unparseable", "unparseable"),
+    (6, 2, "regenerated", "regenerator", "R", 0.7, "error", "still wrong"),
+    (7, 3, "generated", "generator", "mA", 0.7, "error", "bad anatomy"),
+    (8, 3, "generated", "generator", "mB", 0.7, "correct", None),
+    (9, 3, "generated", "generator", "mB", 1.0, None, None),
+    (10, 4, "generated", "generator", "mA", 0.7, "correct", None),
+    (11, 4, "refined", "refiner", "F", 0.8, "correct", None),
+    (12, 4, "refined", "refiner", "F", 0.8, "error", "refined but wrong"),
+]
+
+
+def build_fixture(engine: Engine) -> None:
+    """Four questions: accepted (easy), rejected (difficult), in progress, accepted after refinement."""
+    with Session(engine) as s, s.begin():
+        s.add_all([
+            PipelineRun(id=1, kind="build", status="completed", parameters={}, stats={}, started_at=T0),
+            PipelineRun(id=2, kind="build", status="completed", parameters={}, stats={}, started_at=T0),
+        ])
+        s.flush()
+        for qid, src, sid, opts, ans in [(1, "pubmedqa", "p1", PUB, "yes"), (2, "medqa", "m1", MCQ, "A"),
+                                         (3, "medqa", "m2", MCQ, "B"), (4, "pubmedqa", "p2", PUB, "no")]:
+            s.add(Question(id=qid, content_hash=f"h{qid}", source=src, source_id=sid, split="train",
+                           is_benchmark_test=False, question=f"Question {qid}?", context=None, options=opts,
+                           answer=ans, meta={}, created_at=T0))
+        s.flush()
+        for pid, qid, origin, role, model, temp, _, _ in PATHS:
+            s.add(ReasoningPath(id=pid, question_id=qid, path_key=f"k{pid}", origin=origin, role=role,
+                                run_id=1 if qid < 4 else 2, endpoint=model, model=model, temperature=temp,
+                                prompt_sha256="x", raw_text=f"path {pid}", clean_text=f"path {pid}", created_at=T0))
+        s.flush()
+        for pid, qid, *_, outcome, reason in PATHS:
+            if outcome:
+                s.add(Verdict(id=100 + pid, path_id=pid, question_id=qid, verifier_model="V", outcome=outcome,
+                              reason=reason, created_at=T0))
+        s.flush()
+        s.add_all([
+            AcceptedPath(question_id=1, path_id=1, verdict_id=101, rank=0, run_id=1, created_at=T0),
+            AcceptedPath(question_id=4, path_id=11, verdict_id=111, rank=0, run_id=2, created_at=T0),
+            QuestionOutcome(question_id=1, run_id=1, tier="easy", n_paths=3, n_correct=2, status="accepted",
+                            n_accepted=1, updated_at=T0),
+            QuestionOutcome(question_id=2, run_id=1, tier="difficult", n_paths=3, n_correct=0, status="rejected",
+                            rejection_reason="no path verified correct after regeneration", n_accepted=0,
+                            updated_at=T0),
+            QuestionOutcome(question_id=4, run_id=2, tier="medium", n_paths=1, n_correct=1, status="accepted",
+                            n_accepted=1, updated_at=T0),
+        ])
+        calls = []
+        for i in range(20):  # verifier, day 1: latencies 10..200; one failed call that took 3 attempts
+            calls.append(dict(role="verifier", model="V", prompt_tokens=100, completion_tokens=10,
+                              latency_ms=10.0 * (i + 1), status="error" if i == 0 else "ok",
+                              attempts=3 if i == 0 else 1, created_at=T0))
+        for lat, pt, ct in [(None, None, 1), (30.0, 5, 2), (10.0, 7, None)]:  # generator, day 2
+            calls.append(dict(role="generator", model="mA", prompt_tokens=pt, completion_tokens=ct, latency_ms=lat,
+                              status="ok", attempts=1, created_at=T0 + timedelta(hours=1)))
+        calls.append(dict(role="generator", model="mA", prompt_tokens=None, completion_tokens=None, latency_ms=42.5,
+                          status="ok", attempts=1, created_at=T0))
+        for i, c in enumerate(calls):
+            s.add(LLMCall(call_key=f"c{i}", endpoint=c["model"], temperature=0.0, n=1, **c))
+
+
+EXPECTED: dict[str, list[dict]] = {
+    "audit_rejected_paths": [
+        # (path_id, question_id, why, verdict_outcome, error_analysis, tier, question_status)
+        dict(path_id=2, question_id=1, why="correct but not kept", verdict_outcome="correct", error_analysis=None, tier="easy", question_status="accepted"),
+        dict(path_id=3, question_id=1, why="judged error", verdict_outcome="error", error_analysis="misses the key finding", tier="easy", question_status="accepted"),
+        dict(path_id=4, question_id=2, why="judged error", verdict_outcome="error", error_analysis="wrong drug", tier="difficult", question_status="rejected"),
+        dict(path_id=5, question_id=2, why="judged unparseable", verdict_outcome="unparseable", error_analysis="unparseable", tier="difficult", question_status="rejected"),
+        dict(path_id=6, question_id=2, why="judged error", verdict_outcome="error", error_analysis="still wrong", tier="difficult", question_status="rejected"),
+        dict(path_id=7, question_id=3, why="judged error", verdict_outcome="error", error_analysis="bad anatomy", tier=None, question_status=None),
+        dict(path_id=9, question_id=3, why="not verified", verdict_outcome="unverified", error_analysis=None, tier=None, question_status=None),
+        dict(path_id=10, question_id=4, why="correct but not kept", verdict_outcome="correct", error_analysis=None, tier="medium", question_status="accepted"),
+        dict(path_id=12, question_id=4, why="judged error", verdict_outcome="error", error_analysis="refined but wrong", tier="medium", question_status="accepted"),
+    ],
+    "audit_verifier_accuracy": [
+        dict(model="F", temperature=0.8, source="pubmedqa", origin="refined", verifier_model="V", paths=2, correct=1, errors=1, unparseable=0, accuracy=0.5),
+        dict(model="R", temperature=0.7, source="medqa", origin="regenerated", verifier_model="V", paths=1, correct=0, errors=1, unparseable=0, accuracy=0.0),
+        dict(model="mA", temperature=0.7, source="medqa", origin="generated", verifier_model="V", paths=2, correct=0, errors=2, unparseable=0, accuracy=0.0),
+        dict(model="mA", temperature=0.7, source="pubmedqa", origin="generated", verifier_model="V", paths=2, correct=2, errors=0, unparseable=0, accuracy=1.0),
+        dict(model="mA", temperature=1.0, source="pubmedqa", origin="generated", verifier_model="V", paths=1, correct=0, errors=1, unparseable=0, accuracy=0.0),
+        dict(model="mB", temperature=0.7, source="medqa", origin="generated", verifier_model="V", paths=2, correct=1, errors=0, unparseable=1, accuracy=0.5),
+        dict(model="mB", temperature=0.7, source="pubmedqa", origin="generated", verifier_model="V", paths=1, correct=1, errors=0, unparseable=0, accuracy=1.0),
+    ],
+    "audit_tier_distribution": [
+        dict(run_id=1, tier="difficult", questions=1, accepted=0, resolved=0, rejected=1, accepted_paths=0, share=0.5),
+        dict(run_id=1, tier="easy", questions=1, accepted=1, resolved=0, rejected=0, accepted_paths=1, share=0.5),
+        dict(run_id=2, tier="medium", questions=1, accepted=1, resolved=0, rejected=0, accepted_paths=1, share=1.0),
+    ],
+    "audit_refinement_success": [
+        dict(stage="refiner", model="F", paths_written=2, verified=2, reverified_correct=1, success_rate=0.5, kept=1),
+        dict(stage="regenerator", model="R", paths_written=1, verified=1, reverified_correct=0, success_rate=0.0, kept=0),
+    ],
+    "audit_rejected_questions": [
+        dict(question_id=2, source="medqa", source_id="m1", question="Question 2?", tier="difficult", n_paths=3,
+             n_correct=0, rejection_reason="no path verified correct after regeneration", run_id=1),
+    ],
+    "audit_token_usage": [
+        dict(model="V", stage="verifier", day="2026-11-20", calls=20, failed_calls=1, attempts=22, prompt_tokens=2000,
+             completion_tokens=200, total_tokens=2200, mean_latency_ms=105.0, p95_latency_ms=190.0),
+        dict(model="mA", stage="generator", day="2026-11-20", calls=1, failed_calls=0, attempts=1, prompt_tokens=0,
+             completion_tokens=0, total_tokens=0, mean_latency_ms=42.5, p95_latency_ms=42.5),
+        dict(model="mA", stage="generator", day="2026-11-21", calls=3, failed_calls=0, attempts=3, prompt_tokens=12,
+             completion_tokens=3, total_tokens=15, mean_latency_ms=20.0, p95_latency_ms=30.0),
+    ],
+}
+
+
+@pytest.fixture
+def audit_engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    build_fixture(eng)
+    yield eng
+    eng.dispose()
+
+
+def _key(row: dict) -> str:
+    return json.dumps(row, sort_keys=True, default=str)
+
+
+def _project(rows: list[dict], like: list[dict]) -> list[dict]:
+    keys = list(like[0]) if like else []
+    return [{k: r[k] for k in keys} for r in rows]
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_view_output_is_exact(audit_engine: Engine, view: str) -> None:
+    """The same hand-built rows give the same view output on Postgres and on SQLite."""
+    with audit_engine.connect() as conn:
+        order = audit_repo.AUDIT_VIEWS[view]
+        rows = [dict(r) for r in conn.execute(text(f"SELECT * FROM {view} ORDER BY {order}")).mappings()]
+    # Sorted in Python: text collation differs between the engines ('R' < 'mA' in C, not in en_US).
+    expected = sorted(EXPECTED[view], key=_key)
+    got = sorted(_project(rows, expected), key=_key)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert g == pytest.approx(e), (g, e)
+    if view == "audit_rejected_paths":
+        assert {r["verifier_model"] for r in rows if r["path_id"] != 9} == {"V"} and rows[6]["verdict_id"] is None
+        assert rows[0]["source"] == "pubmedqa" and rows[0]["model"] == "mB" and rows[0]["temperature"] == pytest.approx(0.7)
+    if view == "audit_rejected_questions":
+        assert rows[0]["updated_at"] is not None
+
+
+def test_audit_repo_summaries(audit_engine: Engine) -> None:
+    assert audit_repo.rejections_by_reason(audit_engine) == {
+        "questions": [{"reason": "no path verified correct after regeneration", "n": 1}],
+        "paths": [{"reason": "judged error", "n": 5}, {"reason": "correct but not kept", "n": 2},
+                  {"reason": "judged unparseable", "n": 1}, {"reason": "not verified", "n": 1}],
+    }
+    acc = {(r["model"], r["temperature"]): r["accuracy"] for r in audit_repo.generator_accuracy(audit_engine)}
+    assert acc == pytest.approx({("mA", 0.7): 0.5, ("mA", 1.0): 0.0, ("mB", 0.7): 2 / 3})
+    words = audit_repo.path_word_counts(audit_engine)
+    assert words[0] == ("generated", True, 2) and len(words) == len(PATHS)
+    assert {r["stage"]: r["total_tokens"] for r in audit_repo.tokens_by_stage(audit_engine)} == {
+        "generator": 15, "verifier": 2200}
+
+
+def test_views_query_on_sqlite_and_are_dropped_by_downgrade(sqlite_url: str) -> None:
+    eng = make_engine(sqlite_url)
+    try:
+        assert set(VIEWS) <= set(inspect(eng).get_view_names())
+        for view in VIEWS:
+            assert audit_repo.view_rows(eng, view) == []
+        migrate.downgrade(sqlite_url, "0001")
+        eng.dispose()
+        assert not set(VIEWS) & set(inspect(eng).get_view_names())
+        assert "questions" in inspect(eng).get_table_names()
+    finally:
+        eng.dispose()
+
+
+@pytest.mark.postgres
+def test_downgrade_drops_the_views_on_postgres(empty_pg_url: str) -> None:
+    migrate.upgrade(empty_pg_url, "0002")
+    eng = make_engine(empty_pg_url)
+    try:
+        assert set(VIEWS) <= set(inspect(eng).get_view_names())
+        migrate.downgrade(empty_pg_url, "0001")
+        assert not set(VIEWS) & set(inspect(eng).get_view_names())
+        migrate.upgrade(empty_pg_url, "0002")
+        assert set(VIEWS) <= set(inspect(eng).get_view_names())
+    finally:
+        eng.dispose()
+
+
+# --------------------------------------------------------------------------- the read-only role
+
+
+@pytest.fixture
+def audit_role(pg_url: str) -> Iterator[tuple[str, str]]:
+    """deploy/create_audit_role.sql run with psql, as the docs say; the role is dropped afterwards."""
+    if shutil.which("psql") is None:
+        pytest.skip("psql is not installed")
+    role = f"reasonmed_audit_{uuid.uuid4().hex[:8]}"
+    db = make_url(pg_url).database
+    u = make_url(pg_url)
+    admin = f"host={u.host} port={u.port or 5432} user={u.username or 'postgres'} dbname={db}"
+    eng = make_engine(pg_url)
+    build_fixture(eng)
+    eng.dispose()
+    try:
+        for _ in range(2):  # idempotent: a second run re-applies the grants without error
+            done = subprocess.run(
+                ["psql", "-X", "-q", "-v", f"role={role}", "-f", str(REPO / "deploy" / "create_audit_role.sql"), admin],
+                capture_output=True, text=True, timeout=60,
+            )
+            assert done.returncode == 0, done.stderr
+        yield role, f"host={u.host} port={u.port or 5432} user={role} dbname={db}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP OWNED BY "{role}"')
+        with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+@pytest.mark.postgres
+def test_audit_role_reads_views_and_cannot_write(audit_role: tuple[str, str]) -> None:
+    role, conninfo = audit_role
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == role
+        for view in VIEWS:
+            conn.execute(f"SELECT * FROM {view}").fetchall()
+        assert conn.execute("SELECT count(*) FROM audit_rejected_paths").fetchone()[0] == 9
+        assert conn.execute("SELECT count(*) FROM questions").fetchone()[0] == 4
+        assert conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
+        # Lift the read-only default: the privileges themselves must refuse every write.
+        conn.execute("SET default_transaction_read_only = off")
+        writes = [
+            "INSERT INTO pipeline_runs (kind, status, parameters, stats, started_at) VALUES ('x', 'y', '{}', '{}', now())",
+            "UPDATE questions SET answer = 'no' WHERE id = 1",
+            "DELETE FROM verdicts",
+            "DELETE FROM question_outcomes WHERE question_id = 2",
+            "TRUNCATE llm_calls",
+            "CREATE TABLE sneaky (a int)",
+            "CREATE VIEW sneaky_v AS SELECT 1",
+        ]
+        for sql in writes:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(sql)
+    with psycopg.connect(conninfo.replace(f"user={role}", "user=postgres")) as admin:
+        assert admin.execute("SELECT count(*) FROM verdicts").fetchone()[0] == 11
+        assert admin.execute("SELECT answer FROM questions WHERE id = 1").fetchone()[0] == "yes"

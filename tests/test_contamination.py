@@ -1,0 +1,126 @@
+"""The contamination guard: benchmark test items are flagged at ingest, and training questions that
+copy one (exactly, or reworded with one word changed) are caught; genuinely different ones are not."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+
+from reasonmed.contamination import (
+    DEFAULT_THRESHOLD,
+    exact_key,
+    find_contaminated,
+    jaccard,
+    match_text,
+    scan,
+    shingles,
+)
+from reasonmed.db.eval_repo import QuestionText, audit_contamination
+from reasonmed.db.models import ContaminationMatch, Question
+from reasonmed.ingest.service import ingest_file, load_id_list
+from tests.conftest import PUBMEDQA_FILE, PUBMEDQA_TEST_IDS
+
+YES_NO = [("yes", "yes"), ("no", "no"), ("maybe", "maybe")]
+VIGNETTE = (
+    "A 45-year-old man presents to the emergency department with crushing substernal chest pain radiating to "
+    "the left arm for 40 minutes. He is diaphoretic. His blood pressure is 150/90 mm Hg and pulse is 104/min. "
+    "An electrocardiogram shows ST elevation in leads II, III and aVF. Which of the following arteries is most "
+    "likely occluded?"
+)
+VIGNETTE_OPTIONS = [("A", "Left anterior descending"), ("B", "Left circumflex"), ("C", "Right coronary"),
+                    ("D", "Left main"), ("E", "Posterior descending")]
+
+
+def _one_word_changed(question: str, replacement: str = "notably") -> str:
+    """Reworded punctuation and case plus one word replaced: the copy the guard must still catch."""
+    words = question.rstrip("?").split()
+    words[len(words) // 2] = replacement
+    return " ".join(words).upper().replace(",", " ,") + " !"
+
+
+# --------------------------------------------------------------------------- pure functions
+
+
+def test_normalisation_ignores_case_punctuation_and_option_order() -> None:
+    assert match_text("Is  ÄSPIRIN (ASA) effective?!") == match_text("is äspirin asa effective")
+    shuffled = [VIGNETTE_OPTIONS[i] for i in (3, 0, 4, 1, 2)]
+    assert exact_key(VIGNETTE, VIGNETTE_OPTIONS) == exact_key(VIGNETTE.upper().replace(".", ""), shuffled)
+    assert exact_key(VIGNETTE, VIGNETTE_OPTIONS) != exact_key(VIGNETTE, VIGNETTE_OPTIONS[:4])
+
+
+def test_jaccard_of_shingles() -> None:
+    a = shingles("one two three four", [], ngram=3)  # {one two three, two three four}
+    b = shingles("one two three five", [], ngram=3)  # {one two three, two three five}
+    assert len(a) == 2 and jaccard(a, b) == pytest.approx(1 / 3)
+    assert jaccard(a, a) == 1.0 and jaccard(a, frozenset()) == 0.0
+    assert len(shingles("two words", [], ngram=3)) == 1  # shorter than n: one shingle, not none
+
+
+def test_scan_catches_a_reworded_vignette_and_respects_the_threshold() -> None:
+    test = [QuestionText(1, "medqa", "test-7", VIGNETTE, VIGNETTE_OPTIONS)]
+    copy = QuestionText(10, "medqa", "train-1", _one_word_changed(VIGNETTE), VIGNETTE_OPTIONS)
+    other = QuestionText(11, "medqa", "train-2", "Which vitamin deficiency causes scurvy in sailors?",
+                         [("A", "Vitamin C"), ("B", "Vitamin D"), ("C", "Niacin"), ("D", "Thiamine")])
+    [m] = scan(test, [copy, other])
+    assert (m.question_id, m.test_question_id, m.kind) == (10, 1, "near")
+    assert m.jaccard == pytest.approx(jaccard(shingles(copy.question, copy.options), shingles(VIGNETTE, VIGNETTE_OPTIONS)), abs=1e-4)
+    assert 0.8 < m.jaccard < 1.0
+    assert m.description == f"near-duplicate of benchmark test item medqa:test-7 (jaccard {m.jaccard:.2f})"
+    assert scan(test, [copy], threshold=0.99) == []
+
+
+# --------------------------------------------------------------------------- over the database
+
+
+def _plant(tmp_path: Path, test_question: str) -> Path:
+    """A PubMedQA-format training file: a near-duplicate and an exact copy of one test question, and an
+    unrelated question. No CONTEXTS, so their content hashes differ from the test item's."""
+    records = {
+        "planted-near": {"QUESTION": _one_word_changed(test_question), "final_decision": "yes"},
+        "planted-exact": {"QUESTION": test_question.lower().rstrip("?"), "final_decision": "no"},
+        "planted-unrelated": {"QUESTION": "Does daily aspirin prevent migraine attacks in adolescents?", "final_decision": "maybe"},
+    }
+    path = tmp_path / "planted.json"
+    path.write_text(json.dumps(records))
+    return path
+
+
+def test_pubmedqa_test_split_is_flagged_and_planted_copies_are_caught(engine: Engine, tmp_path: Path) -> None:
+    summary = ingest_file(engine, PUBMEDQA_FILE, "pubmedqa", benchmark_test_ids=load_id_list(PUBMEDQA_TEST_IDS))
+    assert (summary.inserted, summary.benchmark_test) == (1000, 500)
+    with engine.connect() as c:
+        flagged = c.execute(select(func.count()).where(Question.is_benchmark_test.is_(True))).scalar_one()
+        assert flagged == 500
+        # a test question long enough that one changed word is a small part of it
+        test_id, source_id, question = c.execute(
+            select(Question.id, Question.source_id, Question.question)
+            .where(Question.is_benchmark_test.is_(True), func.length(Question.question) > 90).order_by(Question.id)
+        ).first()
+
+    # the 500 real training questions are genuinely different from the 500 test questions
+    assert find_contaminated(engine) == {}
+
+    assert ingest_file(engine, _plant(tmp_path, question), "pubmedqa").inserted == 3
+    with engine.connect() as c:
+        ids = dict(c.execute(select(Question.source_id, Question.id).where(Question.source_id.like("planted-%"))).all())
+    found = find_contaminated(engine)
+    assert set(found) == {ids["planted-near"], ids["planted-exact"]}
+    assert found[ids["planted-exact"]] == f"exact copy of benchmark test item pubmedqa:{source_id}"
+    near = found[ids["planted-near"]]
+    assert near.startswith(f"near-duplicate of benchmark test item pubmedqa:{source_id} (jaccard 0.")
+    assert float(near.rsplit(" ", 1)[1].rstrip(")")) >= DEFAULT_THRESHOLD
+
+    # persisted, once per pair even after a second scan, and readable through the audit view
+    assert find_contaminated(engine) == found
+    with engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(ContaminationMatch)).scalar_one() == 2
+        view = c.execute(text("select question_id, test_question_id, kind from audit_contamination order by kind")).all()
+    assert [tuple(r) for r in view] == [(ids["planted-exact"], test_id, "exact"), (ids["planted-near"], test_id, "near")]
+    audit = audit_contamination(engine)
+    assert {r["source_id"] for r in audit} == {"planted-near", "planted-exact"}
+    assert all(r["test_source_id"] == source_id and r["has_accepted_paths"] is False for r in audit)
+
+    assert find_contaminated(engine, only_accepted=True, persist=False) == {}  # nothing planted was built

@@ -1,0 +1,405 @@
+"""Dataset export over a database filled by a real pipeline run (``built_pg_db``), on writable copies."""
+# ruff: noqa: F811  (fixtures imported from tests.export_helpers)
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from pathlib import Path
+
+import boto3
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from reasonmed.config import reset_settings
+from reasonmed.db import export_repo
+from reasonmed.db.engine import make_engine
+from reasonmed.export.assemble import DATASETS, BenchmarkLeakError, format_instruction
+from reasonmed.export.service import ExportOptions, export_dataset
+from reasonmed.export.targets import S3Target
+from tests.export_helpers import (  # noqa: F401  (fixtures)
+    built_copy,
+    expected_rows,
+    fake_aws,
+    moto_server,
+    no_contamination,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def engine(built_copy: str):  # type: ignore[no-untyped-def]
+    eng = make_engine(built_copy)
+    yield eng
+    eng.dispose()
+
+
+def _export(engine, out: Path | str, **kw):  # type: ignore[no-untyped-def]
+    contamination = kw.pop("contamination", no_contamination)
+    return export_dataset(engine, ExportOptions(out=str(out), **kw), contamination=contamination)
+
+
+def _parquet(location: str, name: str) -> pd.DataFrame:
+    return pd.read_parquet(Path(location) / name / "data")
+
+
+def _jsonl(location: str, name: str) -> list[dict]:
+    return [json.loads(line) for line in (Path(location) / name / f"{name}.jsonl").read_text().splitlines()]
+
+
+def test_three_datasets_match_the_database(engine, tmp_path: Path) -> None:
+    expected = expected_rows(engine)
+    assert len(expected) > 50  # the fixture's build accepted most of its 60 questions
+    result = _export(engine, tmp_path)
+    assert result.counts == {name: len(expected) for name in DATASETS}
+    by_source: dict[str, int] = {}
+    for r in expected:
+        by_source[r["source"]] = by_source.get(r["source"], 0) + 1
+    assert result.manifest["by_source"] == by_source
+    assert result.manifest["questions"] == len({r["question_id"] for r in expected})
+
+    with engine.connect() as conn:
+        q = dict(conn.execute(text("SELECT id, question FROM questions")).all())
+    for name in DATASETS:
+        df = _parquet(result.location, name)  # pandas
+        table = pq.read_table(Path(result.location) / name / "data")  # pyarrow
+        assert table.num_rows == len(df) == len(expected)
+        assert list(df.columns[:3]) == ["instruction", "input", "output"]
+        assert {"answer", "question_id", "source", "source_id", "path_id", "verdict_id", "summary_id", "run_id",
+                "model", "temperature", "origin"} <= set(df.columns)
+        # Stable order (question id, then accepted rank) and exactly the expected paths.
+        assert df["path_id"].tolist() == [r["path_id"] for r in expected]
+        assert df["answer"].tolist() == [r["answer"] for r in expected]
+        assert (df["input"] == "").all()
+        for row, exp in zip(df.itertuples(), expected, strict=True):
+            assert row.instruction.startswith(q[exp["question_id"]].strip())
+            assert row.instruction.endswith("Options: yes / no / maybe")  # PubMedQA's choices
+            want = {
+                "ReasonMed": f"{exp['clean_text'].strip()}\n\n{exp['summary'].strip()}",
+                "CoTMed": exp["clean_text"].strip(),
+                "ResponseMed": exp["summary"].strip(),
+            }[name]
+            assert row.output == want
+        rows = _jsonl(result.location, name)
+        assert [r["path_id"] for r in rows] == df["path_id"].tolist()
+        assert rows[0]["output"] == df["output"].iloc[0]
+
+
+def test_manifest_hashes_versions_and_samples(engine, tmp_path: Path) -> None:
+    result = _export(engine, tmp_path)
+    root = Path(result.location)
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest == result.manifest
+    on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {"manifest.json"}
+    assert {f["path"] for f in manifest["files"]} == on_disk
+    for f in manifest["files"]:
+        data = (root / f["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == f["sha256"] and len(data) == f["bytes"]
+    assert manifest["version"] == result.version and root.name == f"v{result.version:04d}"
+    assert manifest["run_ids"] and manifest["config_hashes"]
+    with engine.connect() as conn:
+        run_hashes = dict(conn.execute(text("SELECT id, config_hash FROM pipeline_runs WHERE kind = 'build'")).all())
+        version_row = conn.execute(
+            text("SELECT version, n_samples, location, manifest, run_id FROM dataset_versions WHERE version = :v"),
+            {"v": result.version},
+        ).mappings().one()
+        export_run = conn.execute(text("SELECT kind, status FROM pipeline_runs WHERE id = :i"),
+                                  {"i": version_row["run_id"]}).one()
+    assert set(manifest["run_ids"]) <= set(run_hashes)
+    assert manifest["config_hashes"] == sorted({run_hashes[r] for r in manifest["run_ids"]})
+    assert tuple(export_run) == ("export", "completed")
+    assert version_row["n_samples"] == result.counts["ReasonMed"]
+    assert version_row["location"] == result.location
+    assert version_row["manifest"]["files"] == manifest["files"]
+    df = _parquet(result.location, "CoTMed")
+    assert export_repo.sample_path_ids(engine, result.version) == sorted(df["path_id"].tolist())
+    card = (root / "ReasonMed" / "README.md").read_text()
+    assert card.startswith("---\n") and f"num_examples: {len(df)}" in card and "path: data/train-*" in card
+
+
+def test_reexport_of_unchanged_database_is_byte_identical(engine, tmp_path: Path) -> None:
+    first = _export(engine, tmp_path)
+    second = _export(engine, tmp_path)
+    assert second.version == first.version + 1
+    data_files = [f["path"] for f in first.manifest["files"] if not f["path"].endswith("README.md")]
+    assert len(data_files) == 2 * len(DATASETS)
+    for rel in data_files:
+        assert (Path(first.location) / rel).read_bytes() == (Path(second.location) / rel).read_bytes(), rel
+    assert {f["path"]: f["sha256"] for f in first.manifest["files"] if f["path"] in data_files} == {
+        f["path"]: f["sha256"] for f in second.manifest["files"] if f["path"] in data_files
+    }
+
+
+def test_chat_layout_has_system_user_assistant_messages(engine, tmp_path: Path) -> None:
+    result = _export(engine, tmp_path, layout="chat")
+    reasonmed = _parquet(result.location, "ReasonMed")
+    cot = pq.read_table(Path(result.location) / "CoTMed" / "data").to_pylist()
+    expected = expected_rows(engine)
+    assert "messages" in reasonmed.columns and "instruction" not in reasonmed.columns
+    for messages, exp, cot_row in zip(reasonmed["messages"], expected, cot, strict=True):
+        assert [m["role"] for m in messages] == ["system", "user", "assistant"]
+        assert all(isinstance(m["content"], str) and m["content"] for m in messages)
+        assert messages[2]["content"] == f"{exp['clean_text'].strip()}\n\n{exp['summary'].strip()}"
+        assert cot_row["messages"][2]["content"] == exp["clean_text"].strip()
+        assert cot_row["messages"][1]["content"] == messages[1]["content"]
+    lines = _jsonl(result.location, "ResponseMed")
+    assert [m["role"] for m in lines[0]["messages"]] == ["system", "user", "assistant"]
+    assert lines[0]["messages"][2]["content"] == expected[0]["summary"].strip()
+    assert "sharegpt" in (Path(result.location) / "ReasonMed" / "README.md").read_text()
+
+
+def test_next_version_contains_the_previous_plus_new_rows(engine, tmp_path: Path) -> None:
+    with engine.connect() as conn:
+        held = list(conn.execute(text(
+            "SELECT question_id FROM question_outcomes WHERE status = 'accepted' ORDER BY question_id LIMIT 3"
+        )).scalars())
+    with engine.begin() as conn:  # those questions have not finished yet
+        conn.execute(text("UPDATE question_outcomes SET status = 'resolved' WHERE question_id = ANY(:ids)"), {"ids": held})
+    try:
+        before = _export(engine, tmp_path)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE question_outcomes SET status = 'accepted' WHERE question_id = ANY(:ids)"), {"ids": held})
+    after = _export(engine, tmp_path)
+    old = _parquet(before.location, "ReasonMed")
+    new = _parquet(after.location, "ReasonMed")
+    assert not set(held) & set(old["question_id"])
+    assert set(old["path_id"]) < set(new["path_id"])
+    added = new[~new["path_id"].isin(old["path_id"])]
+    assert set(added["question_id"]) == set(held)
+    kept = new[new["path_id"].isin(old["path_id"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, old)  # the old rows are unchanged, in the same order
+    assert after.version == before.version + 1
+
+
+def test_benchmark_test_questions_never_exported(engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bench_ids = export_repo.benchmark_test_ids(engine)
+    assert len(bench_ids) == 500  # PubMedQA's test split, ingested and flagged
+    result = _export(engine, tmp_path / "clean")
+    exported = set(_parquet(result.location, "ReasonMed")["question_id"])
+    assert exported and not exported & bench_ids
+
+    victim = min(exported)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE questions SET is_benchmark_test = true WHERE id = :i"), {"i": victim})
+    try:
+        filtered = _export(engine, tmp_path / "filtered")  # the SQL filter drops it
+        assert victim not in set(_parquet(filtered.location, "ReasonMed")["question_id"])
+        # A regression that loses the SQL filter: the write-time guard still stops the export.
+        monkeypatch.setattr(export_repo, "eligible_filter", lambda: text("question_outcomes.status = 'accepted'"))
+        with engine.connect() as conn:
+            versions_before = conn.execute(text("SELECT count(*) FROM dataset_versions")).scalar_one()
+        out = tmp_path / "forced"
+        with pytest.raises(BenchmarkLeakError, match=f"question {victim} "):
+            _export(engine, out)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM dataset_versions")).scalar_one() == versions_before
+            failed = conn.execute(text(
+                "SELECT status, error FROM pipeline_runs WHERE kind = 'export' ORDER BY id DESC LIMIT 1"
+            )).one()
+        assert failed.status == "failed" and "BenchmarkLeakError" in failed.error
+        assert not out.exists() or not any(out.iterdir())  # nothing published, no staging left behind
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE questions SET is_benchmark_test = false WHERE id = :i"), {"i": victim})
+
+
+def test_contaminated_questions_are_excluded_and_reported(engine, tmp_path: Path) -> None:
+    expected = expected_rows(engine)
+    target = expected[10]["question_id"]
+    n_target = sum(1 for r in expected if r["question_id"] == target)
+    flagged = {target: "near-duplicate of pubmedqa test item 12345", 999_999_999: "exact match, not accepted"}
+    result = _export(engine, tmp_path, contamination=lambda _e: flagged)
+    report = result.manifest["contamination"]
+    assert report["checked"] and report["flagged"] == 2
+    assert report["count"] == 1 and report["question_ids"] == [target]
+    assert report["rows_excluded"] == n_target
+    assert report["matches"] == {str(target): flagged[target]}
+    assert result.counts["ReasonMed"] == len(expected) - n_target
+    for name in DATASETS:
+        assert target not in set(_parquet(result.location, name)["question_id"])
+
+
+def test_parquet_is_sharded_and_streamed_in_row_groups(engine, tmp_path: Path) -> None:
+    n = len(expected_rows(engine))
+    result = _export(engine, tmp_path, formats=["parquet"], shard_rows=40, batch_rows=16)
+    data = Path(result.location) / "ReasonMed" / "data"
+    shards = sorted(p.name for p in data.iterdir())
+    total = math.ceil(n / 40)
+    assert shards == [f"train-{i:05d}-of-{total:05d}.parquet" for i in range(total)]
+    sizes = [pq.ParquetFile(data / s).metadata for s in shards]
+    assert [m.num_rows for m in sizes] == [40] * (total - 1) + [n - 40 * (total - 1)]
+    assert max(m.row_group(i).num_rows for m in sizes for i in range(m.num_row_groups)) <= 16
+    assert not list((Path(result.location) / "ReasonMed").glob("*.jsonl"))
+    whole = pd.read_parquet(data)
+    assert whole["path_id"].tolist() == [r["path_id"] for r in expected_rows(engine)]
+
+
+def test_s3_export_to_a_real_moto_server(engine, fake_aws, tmp_path: Path) -> None:
+    with moto_server() as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="datasets")
+        result = _export(engine, "s3://datasets/reasonmed/", s3_endpoint_url=endpoint, multipart_threshold=1024)
+        assert result.location == f"s3://datasets/reasonmed/v{result.version:04d}"
+        prefix = f"reasonmed/v{result.version:04d}/"
+        manifest = json.loads(s3.get_object(Bucket="datasets", Key=prefix + "manifest.json")["Body"].read())
+        assert manifest["location"] == result.location and manifest["counts"] == result.counts
+        keys = {o["Key"] for o in s3.list_objects_v2(Bucket="datasets", Prefix=prefix)["Contents"]}
+        assert keys == {prefix + f["path"] for f in manifest["files"]} | {prefix + "manifest.json"}
+        for f in manifest["files"]:
+            obj = s3.get_object(Bucket="datasets", Key=prefix + f["path"])
+            body = obj["Body"].read()
+            assert hashlib.sha256(body).hexdigest() == f["sha256"]
+            if f["bytes"] > 1024:  # above the threshold: a multipart upload (its ETag ends in -<parts>)
+                assert obj["ETag"].strip('"').endswith("-1"), f["path"]
+        table = pq.read_table(io.BytesIO(s3.get_object(
+            Bucket="datasets", Key=prefix + "ReasonMed/data/train-00000-of-00001.parquet")["Body"].read()))
+        assert table.num_rows == result.counts["ReasonMed"]
+        # Credentials come from the environment chain and are written nowhere.
+        assert "testing" not in json.dumps(manifest)
+
+
+def test_s3_multipart_upload_of_a_large_file(fake_aws, tmp_path: Path) -> None:
+    staging = tmp_path / "staging"
+    (staging / "big").mkdir(parents=True)
+    payload = hashlib.sha256(b"seed").digest() * (11 * 1024 * 1024 // 32)  # 11 MiB
+    (staging / "big" / "blob.bin").write_bytes(payload)
+    (staging / "manifest.json").write_text("{}")
+    with moto_server() as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="bulk")
+        target = S3Target(bucket="bulk", prefix="p", endpoint_url=endpoint, multipart_threshold=1024,
+                          multipart_chunksize=5 * 1024 * 1024)
+        assert target.publish(staging, "v0007") == "s3://bulk/p/v0007"
+        obj = s3.get_object(Bucket="bulk", Key="p/v0007/big/blob.bin")
+        assert obj["ETag"].strip('"').endswith("-3")  # 5 + 5 + 1 MiB parts
+        assert obj["Body"].read() == payload
+        with pytest.raises(Exception, match="exists already"):
+            (tmp_path / "again").mkdir()
+            target.publish(tmp_path / "again", "v0007")
+
+
+def test_export_flow_under_prefect(built_copy: str, prefect_harness, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.export import export_dataset as export_flow
+
+    monkeypatch.setenv("REASONMED_DATABASE_URL", built_copy)
+    reset_settings()
+    try:
+        out = export_flow(out=str(tmp_path), formats=["parquet"], layout="chat")
+    finally:
+        reset_settings()
+    assert {"version", "location", "counts", "manifest_path", "contamination"} <= set(out)
+    manifest = json.loads(Path(out["manifest_path"]).read_text())
+    assert manifest["version"] == out["version"] and manifest["layout"] == "chat"
+    expected = len(expected_rows(make_engine(built_copy)))
+    assert out["counts"]["ReasonMed"] == expected - manifest["contamination"]["rows_excluded"]
+    assert not list(Path(out["location"]).rglob("*.jsonl"))
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["dataset-export-counts", "dataset-export-manifest", "audit-report-figures"])))
+    assert {a.key for a in arts} == {"dataset-export-counts", "dataset-export-manifest", "audit-report-figures"}
+    figures = next(a for a in arts if a.key == "audit-report-figures")
+    assert "data:image/png;base64," in str(figures.data)
+
+
+def test_cli_export(built_copy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reasonmed.cli import app
+
+    monkeypatch.setenv("REASONMED_DATABASE_URL", built_copy)
+    reset_settings()
+    try:
+        res = CliRunner().invoke(app, ["export", "--out", str(tmp_path), "--format", "jsonl", "--layout", "chat"])
+        bad = CliRunner().invoke(app, ["export", "--out", str(tmp_path), "--format", "csv"])
+    finally:
+        reset_settings()
+    assert res.exit_code == 0, res.output
+    assert "ReasonMed" in res.output and "manifest:" in res.output
+    (version_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("v")]
+    assert sorted(p.name for p in version_dir.rglob("*.jsonl")) == ["CoTMed.jsonl", "ReasonMed.jsonl", "ResponseMed.jsonl"]
+    assert not list(version_dir.rglob("*.parquet"))
+    assert bad.exit_code != 0
+
+
+def test_instruction_formatting() -> None:
+    opts = [["A", "Aspirin"], ["B", "Heparin "]]
+    assert format_instruction(" Which drug? ", None, opts) == "Which drug?\n\nOptions:\nA. Aspirin\nB. Heparin"
+    assert format_instruction("Q", "  ctx ", [["yes", "yes"], ["no", "no"]]) == "Q\n\nContext:\nctx\n\nOptions: yes / no"
+
+
+def test_default_contamination_guard_excludes_a_copied_test_item(engine, tmp_path: Path) -> None:
+    """The real guard (reasonmed.contamination): an accepted question reworded into a test item's copy."""
+    victim = expected_rows(engine)[0]["question_id"]
+    with engine.connect() as conn:
+        original = conn.execute(text("SELECT question, options FROM questions WHERE id = :i"), {"i": victim}).one()
+        test_item = conn.execute(text(
+            "SELECT source_id, question, options FROM questions WHERE is_benchmark_test ORDER BY id LIMIT 1")).one()
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE questions SET question = :q WHERE id = :i"),
+                     {"q": test_item.question.upper() + "  ", "i": victim})  # case and spacing do not hide it
+    try:
+        result = export_dataset(engine, ExportOptions(out=str(tmp_path)))  # default contamination check
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE questions SET question = :q WHERE id = :i"), {"q": original.question, "i": victim})
+    report = result.manifest["contamination"]
+    assert victim in report["question_ids"]
+    assert f"pubmedqa:{test_item.source_id}" in report["matches"][str(victim)]
+    assert victim not in set(_parquet(result.location, "ReasonMed")["question_id"])
+    assert result.counts["ReasonMed"] == len(expected_rows(engine)) - report["rows_excluded"]
+
+
+def test_export_on_sqlite(sqlite_url: str, tmp_path: Path) -> None:
+    """The embedded default works too: same query, INSERT-based samples instead of COPY."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy.orm import Session
+
+    from reasonmed.db.models import (
+        AcceptedPath,
+        Question,
+        QuestionOutcome,
+        ReasoningPath,
+        Summary,
+        Verdict,
+    )
+
+    eng = make_engine(sqlite_url)
+    now = datetime.now(UTC)
+    with Session(eng) as s, s.begin():
+        for qid, bench in ((1, False), (2, True)):
+            s.add(Question(id=qid, content_hash=f"h{qid}", source="medqa", source_id=f"m{qid}", split="train",
+                           is_benchmark_test=bench, question=f"Which drug {qid}?", context=None,
+                           options=[["A", "Aspirin"], ["B", "Heparin"]], answer="B", meta={}, created_at=now))
+            s.flush()
+            for k in range(2):
+                pid = qid * 10 + k
+                s.add(ReasoningPath(id=pid, question_id=qid, path_key=f"k{k}", origin="generated", role="generator",
+                                    endpoint="e", model="m", temperature=0.7, prompt_sha256="x", raw_text="r",
+                                    clean_text=f"cot {pid}", created_at=now))
+                s.flush()
+                s.add(Verdict(id=pid, path_id=pid, question_id=qid, verifier_model="V", outcome="correct", created_at=now))
+                s.add(Summary(id=pid, path_id=pid, question_id=qid, summarizer_model="S", text=f"sum {pid}", created_at=now))
+                s.flush()
+                s.add(AcceptedPath(question_id=qid, path_id=pid, verdict_id=pid, rank=1 - k, created_at=now))
+            s.add(QuestionOutcome(question_id=qid, tier="easy", n_paths=2, n_correct=2, status="accepted",
+                                  n_accepted=2, updated_at=now))
+    try:
+        result = export_dataset(eng, ExportOptions(out=str(tmp_path)), contamination=no_contamination)
+        df = _parquet(result.location, "ReasonMed")
+        assert df["path_id"].tolist() == [11, 10]  # question 2 is a benchmark-test item; rank order
+        assert df["instruction"].iloc[0] == "Which drug 1?\n\nOptions:\nA. Aspirin\nB. Heparin"
+        assert df["output"].tolist() == ["cot 11\n\nsum 11", "cot 10\n\nsum 10"]
+        assert export_repo.sample_path_ids(eng, result.version) == [10, 11]
+    finally:
+        eng.dispose()
