@@ -120,7 +120,7 @@ class SimApp:
                 return _error(504, "simulated hang ended", "server_error")
             prompt = parse_prompt(sim.user)
             correct = None
-            if role == "generate" and self.keys is not None and prompt.options:
+            if role in ("generate", "evaluate") and self.keys is not None and prompt.options:
                 correct = await self.keys.find(prompt.question, prompt.options)
             variant = fault if fault in ("truncate", "noanswer") else "ok"
             _, choices = respond(

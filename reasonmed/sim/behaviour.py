@@ -22,7 +22,7 @@ from reasonmed.parsing import extract_answer
 from reasonmed.prompts import all_templates
 from reasonmed.sim import prose
 
-Role = Literal["generate", "verify", "rank", "refine", "regenerate", "summarize"]
+Role = Literal["generate", "verify", "rank", "refine", "regenerate", "summarize", "evaluate", "judge"]
 Variant = Literal["ok", "truncate", "noanswer"]
 
 # --------------------------------------------------------------------------- hashing
@@ -107,6 +107,8 @@ def _template_systems() -> dict[str, Role]:
 
 
 _SYSTEM_KEYWORDS: tuple[tuple[str, Role], ...] = (
+    ("rates the quality", "judge"),
+    ("licensing examination", "evaluate"),
     ("verif", "verify"),
     ("grade", "rank"),
     ("score the path", "rank"),
@@ -121,6 +123,7 @@ _USER_KEYWORDS: tuple[tuple[str, Role], ...] = (
     ("Original reasoning:", "refine"),
     ("Failed attempt:", "regenerate"),
     ("Reasoning to summarise:", "summarize"),
+    ("Response to rate:", "judge"),
 )
 
 
@@ -279,6 +282,19 @@ def rank_score(*, model: str, question: str, path: str) -> int:
     return 2 + h64("rank", model, normalise_text(question), path) % 4
 
 
+JUDGE_CRITERIA = ("clinical_accuracy", "logical_reasoning", "factual_correctness", "completeness")
+
+
+def judge_scores(*, model: str, question: str, response: str, options: Mapping[str, str], answer: str | None) -> dict[str, int]:
+    """Ratings 1..10 per criterion and overall, by hash of the response: 6..10 when the response's
+    conclusion is the keyed answer (or names no option, as a summary may not), 1..5 when it is another."""
+    chosen = extract_answer(response, options) if options else None
+    low = 6 if chosen is None or answer is None or chosen == answer else 1
+    scores = {c: low + h64("judge", c, model, normalise_text(question), response) % 5 for c in JUDGE_CRITERIA}
+    scores["overall"] = round(sum(scores.values()) / len(JUDGE_CRITERIA))
+    return scores
+
+
 # --------------------------------------------------------------------------- replies
 
 
@@ -315,11 +331,11 @@ def reply_text(
     key = sample_key(req.model, req.temperature, req.seed, prompt.question, choice_index)
     options = prompt.options
     r1 = "r1" in req.model.lower()
-    if role in ("generate", "refine", "regenerate"):
+    if role in ("generate", "refine", "regenerate", "evaluate"):
         if not options:
             return f"{prose.SIM_PREFIX}The question has no lettered options to evaluate."
-        if role == "generate":
-            accuracy, salt, known = behaviour.accuracy_for(req.model), "generate", correct
+        if role in ("generate", "evaluate"):
+            accuracy, salt, known = behaviour.accuracy_for(req.model), role, correct
         else:
             accuracy, salt, known = behaviour.refine_accuracy, f"{role}/{prompt.path or ''}", prompt.answer
         chosen = choose_label(
@@ -339,7 +355,7 @@ def reply_text(
             chosen=chosen,
             rng=rng_for("text", salt, *key),
             r1=r1,
-            mode=role,
+            mode="generate" if role == "evaluate" else role,
             errors=prompt.errors,
             with_answer=variant != "noanswer",
         )
@@ -368,6 +384,12 @@ def reply_text(
             return prose.NO_SCORE
         score = rank_score(model=req.model, question=prompt.question, path=prompt.path or "")
         return json.dumps({"score": score, "justification": prose.justification(score)})
+    if role == "judge":
+        if variant == "noanswer":
+            return prose.NO_SCORE
+        scores = judge_scores(model=req.model, question=prompt.question, response=prompt.path or "",
+                              options=options, answer=prompt.answer)
+        return json.dumps({**scores, "justification": prose.judge_justification(scores["overall"])})
     # summarize
     if variant == "noanswer":
         return ""

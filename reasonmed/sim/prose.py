@@ -196,6 +196,14 @@ def justification(score: int) -> str:
     return f"{SIM_PREFIX}{_JUSTIFY[score]}"
 
 
+def judge_justification(overall: int) -> str:
+    if overall >= 8:
+        return f"{SIM_PREFIX}Accurate and well reasoned; the key findings are tied to the right conclusion."
+    if overall >= 6:
+        return f"{SIM_PREFIX}Reaches the right conclusion, with gaps in how the alternatives are excluded."
+    return f"{SIM_PREFIX}The conclusion does not match the key findings, so the clinical reasoning is unsound."
+
+
 def summary(*, chosen: str | None, options: Mapping[str, str], rng: random.Random) -> str:
     """ "The answer is X (option text). ..." from the path's own conclusion."""
     if chosen is None:
