@@ -24,6 +24,7 @@ from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact,
 from prefect.context import FlowRunContext
 from prefect.exceptions import PrefectHTTPStatusError
 
+from flows.best_effort import best_effort
 from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config
 from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.engine import get_engine
@@ -188,13 +189,13 @@ async def build_dataset(
         lease = settings.claim_lease_s
         while True:
             await asyncio.sleep(lease / 3)
-            with contextlib.suppress(Exception):
+            with best_effort("claim heartbeat"):
                 await asyncio.to_thread(repo.renew_claims, engine, worker=worker, question_ids=sorted(held), lease_s=lease)
 
     async def report_progress() -> None:
         while True:
             await asyncio.sleep(5)
-            with contextlib.suppress(Exception):
+            with best_effort("progress artifact"):
                 await aupdate_progress_artifact(artifact_id=artifact_id, progress=100.0 * progress.fraction)
 
     reporter = asyncio.create_task(report_progress())
@@ -220,7 +221,7 @@ async def build_dataset(
         RUNTIMES.pop(key, None)
         _PROGRESS.pop(key, None)
         _SLOTS.pop(key, None)
-    with contextlib.suppress(Exception):
+    with best_effort("progress artifact"):
         await aupdate_progress_artifact(artifact_id=artifact_id, progress=100.0)
     report = await asyncio.to_thread(repo.run_report, engine, run_id)
     await _publish_report(run_id, report)
@@ -254,5 +255,5 @@ async def _publish_report(run_id: int, report: dict[str, list[dict[str, Any]]]) 
     }
     for name, (key, title) in titles.items():
         rows = report.get(name) or [{"note": "none"}]
-        with contextlib.suppress(Exception):
+        with best_effort(f"artifact {key}"):
             await acreate_table_artifact(table=_jsonable(rows), key=key, description=f"run {run_id}: {title}")

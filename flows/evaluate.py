@@ -9,15 +9,15 @@ computed from the stored rows and published as a keyed table artifact (and optio
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import uuid
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import acreate_table_artifact
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.context import FlowRunContext
 
+from flows.best_effort import best_effort
 from reasonmed.agents.base import Sampling
 from reasonmed.config import ConfigError, get_settings, load_pipeline_config
 from reasonmed.db import pipeline_repo as repo
@@ -111,8 +111,17 @@ async def evaluate_model(
         stats = {"benchmarks": counts, "failures": failures, "usage": [r.as_dict() for r in registry.usage]}
         await asyncio.to_thread(repo.finish_run, engine, run_id, status=status, stats=stats, error=error)
     table = [r.as_dict() for r in rows]
+    reference = report.reference_markdown(rows, model)
     csv_path = str(report.write_csv(out, rows)) if out else None
-    with contextlib.suppress(Exception):
+    if out:
+        report.reference_path(out).write_text(reference, encoding="utf-8")
+    with best_effort("eval reference artifact"):
+        await acreate_markdown_artifact(
+            markdown=f"## {model}: the paper vs this model (eval run {run_id})\n\n{reference}",
+            key=artifact_key("eval-reference", model),
+            description=f"docs/evaluation.md's reference table, filled for {model}",
+        )
+    with best_effort("eval table artifact"):
         await acreate_table_artifact(
             table=report.artifact_rows(rows), key=artifact_key("eval", model),
             description=f"eval run {run_id}: accuracy of {model} (endpoint {model_endpoint}, prompt "
@@ -123,4 +132,4 @@ async def evaluate_model(
             acc = "n/a" if r.accuracy is None else f"{100 * r.accuracy:.2f}%"
             logger.info("%s: %s (%s/%s, %s selected)", r.benchmark, acc, r.correct, r.n, r.selected)
     return {"run_id": run_id, "model": model, "endpoint": model_endpoint, "prompt_sha256": template.sha256,
-            "rows": table, "counts": counts, "failures": failures, "csv": csv_path}
+            "rows": table, "counts": counts, "failures": failures, "csv": csv_path, "reference": reference}

@@ -8,7 +8,6 @@ so two versions (or two pipeline configs) can be compared on the same footing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from typing import Any
 
@@ -16,6 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
 from prefect.context import FlowRunContext
 
+from flows.best_effort import best_effort
 from reasonmed.agents.base import Sampling
 from reasonmed.config import ConfigError, get_settings, load_pipeline_config
 from reasonmed.db import eval_repo
@@ -120,7 +120,7 @@ async def score_dataset(
         stats = {"variants": counts, "failures": failures, "usage": [r.as_dict() for r in registry.usage]}
         await asyncio.to_thread(repo.finish_run, engine, run_id, status=status, stats=stats, error=error)
     rows = _summary_rows(summaries)
-    with contextlib.suppress(Exception):
+    with best_effort("dataset quality artifact"):
         await acreate_table_artifact(
             table=rows, key=f"dataset-quality-v{dataset_version}",
             description=f"score run {run_id}: judge {judge_model}, seed {seed}, {len(picked)} sampled rows; "

@@ -66,17 +66,26 @@ def expected_for(engine: Engine, cfg: PipelineConfig, qid: int, *, accuracy: flo
                                  salt=f"refine/{texts[key]}")
             kept.append(f"ref/{key}" if label == answer else key)
         return Expected(len(correct_keys), tier, "accepted", kept[: tiers.keep_top])
+    # Difficult: the refiner corrects the lone Correct path (else the first failed attempt), and the
+    # regenerator writes from the first failed attempt; both with every error reason.
+    gen_keys = [f"gen/{g.endpoint}/{t:g}/{s}" for g in cfg.agents.generators for t in g.temperatures
+                for s in range(g.paths_per_temperature)]
+    correct_set = {key for _, key in correct_keys}
+    attempt_key = next(key for key in gen_keys if key not in correct_set)
+    base_key = correct_keys[0][1] if correct_keys else attempt_key
+    rf = cfg.agents.refiner
+    refined_ok = choose_label(
+        model=cfg.endpoints[rf.endpoint].model, temperature=rf.temperature,
+        seed=derive_seed(seed, content_hash, "refine", base_key), question=question, options=labels, correct=answer,
+        accuracy=refine_accuracy, salt=f"refine/{texts[base_key]}") == answer
+    first = [f"ref/{base_key}"] if refined_ok else ([base_key] if correct_keys else [])
     rg = cfg.agents.regenerator
     model = cfg.endpoints[rg.endpoint].model
-    with engine.connect() as c:
-        attempt_text = c.execute(
-            text("select p.clean_text from reasoning_paths p where p.id = (select parent_path_id from reasoning_paths "
-                 "where question_id = :q and origin = 'regenerated' limit 1)"), {"q": qid}
-        ).scalar_one()
-    kept = [
+    kept = first + [
         f"regen/{i}" for i in range(rg.paths)
         if choose_label(model=model, temperature=rg.temperature, seed=derive_seed(seed, content_hash, "regen", i),
                         question=question, options=labels, correct=answer, accuracy=refine_accuracy,
-                        salt=f"regenerate/{attempt_text}") == answer
-    ][: tiers.keep_top]
+                        salt=f"regenerate/{texts[attempt_key]}") == answer
+    ]
+    kept = kept[: tiers.keep_top]
     return Expected(len(correct_keys), tier, "accepted" if kept else "rejected", kept)

@@ -21,6 +21,7 @@ from reasonmed.db import audit_repo, migrate
 from reasonmed.db.engine import make_engine
 from reasonmed.db.models import (
     AcceptedPath,
+    ContaminationMatch,
     LLMCall,
     PipelineRun,
     Question,
@@ -77,6 +78,9 @@ def build_fixture(engine: Engine) -> None:
                 s.add(Verdict(id=100 + pid, path_id=pid, question_id=qid, verifier_model="V", outcome=outcome,
                               reason=reason, created_at=T0))
         s.flush()
+        # Question 1 (accepted) nearly copies question 3, standing in for a benchmark test item.
+        s.add(ContaminationMatch(question_id=1, test_question_id=3, kind="near", jaccard=0.875, threshold=0.8,
+                                 ngram=3, description="near duplicate (word 3-gram Jaccard 0.875)", detected_at=T0))
         s.add_all([
             AcceptedPath(question_id=1, path_id=1, verdict_id=101, rank=0, run_id=1, created_at=T0),
             AcceptedPath(question_id=4, path_id=11, verdict_id=111, rank=0, run_id=2, created_at=T0),
@@ -137,6 +141,10 @@ EXPECTED: dict[str, list[dict]] = {
         dict(question_id=2, source="medqa", source_id="m1", question="Question 2?", tier="difficult", n_paths=3,
              n_correct=0, rejection_reason="no path verified correct after regeneration", run_id=1),
     ],
+    "audit_contamination": [
+        dict(question_id=1, source="pubmedqa", source_id="p1", kind="near", jaccard=0.875, test_question_id=3,
+             test_source="medqa", test_source_id="m2", threshold=0.8, ngram=3),
+    ],
     "audit_token_usage": [
         dict(model="V", stage="verifier", day="2026-11-20", calls=20, failed_calls=1, attempts=22, prompt_tokens=2000,
              completion_tokens=200, total_tokens=2200, mean_latency_ms=105.0, p95_latency_ms=190.0),
@@ -182,6 +190,8 @@ def test_view_output_is_exact(audit_engine: Engine, view: str) -> None:
         assert rows[0]["source"] == "pubmedqa" and rows[0]["model"] == "mB" and rows[0]["temperature"] == pytest.approx(0.7)
     if view == "audit_rejected_questions":
         assert rows[0]["updated_at"] is not None
+    if view == "audit_contamination":  # EXISTS is 0/1 on SQLite, a boolean on Postgres
+        assert (bool(rows[0]["has_accepted_paths"]), bool(rows[0]["in_dataset"])) == (True, False)
 
 
 def test_audit_repo_summaries(audit_engine: Engine) -> None:
@@ -201,7 +211,7 @@ def test_audit_repo_summaries(audit_engine: Engine) -> None:
 def test_views_query_on_sqlite_and_are_dropped_by_downgrade(sqlite_url: str) -> None:
     eng = make_engine(sqlite_url)
     try:
-        assert set(VIEWS) <= set(inspect(eng).get_view_names())
+        assert set(VIEWS) - {"audit_contamination"} <= set(inspect(eng).get_view_names())  # 0003 adds that one
         for view in VIEWS:
             assert audit_repo.view_rows(eng, view) == []
         migrate.downgrade(sqlite_url, "0001")
@@ -217,11 +227,11 @@ def test_downgrade_drops_the_views_on_postgres(empty_pg_url: str) -> None:
     migrate.upgrade(empty_pg_url, "0002")
     eng = make_engine(empty_pg_url)
     try:
-        assert set(VIEWS) <= set(inspect(eng).get_view_names())
+        assert set(VIEWS) - {"audit_contamination"} <= set(inspect(eng).get_view_names())  # 0003 adds that one
         migrate.downgrade(empty_pg_url, "0001")
         assert not set(VIEWS) & set(inspect(eng).get_view_names())
         migrate.upgrade(empty_pg_url, "0002")
-        assert set(VIEWS) <= set(inspect(eng).get_view_names())
+        assert set(VIEWS) - {"audit_contamination"} <= set(inspect(eng).get_view_names())  # 0003 adds that one
     finally:
         eng.dispose()
 

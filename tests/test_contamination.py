@@ -124,3 +124,61 @@ def test_pubmedqa_test_split_is_flagged_and_planted_copies_are_caught(engine: En
     assert all(r["test_source_id"] == source_id and r["has_accepted_paths"] is False for r in audit)
 
     assert find_contaminated(engine, only_accepted=True, persist=False) == {}  # nothing planted was built
+
+
+# --------------------------------------------------------------------------- end to end: build + export
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_build_and_export_of_the_whole_pqal_file_hold_no_test_item(pg_url: str, prefect_harness, tmp_path: Path) -> None:
+    """The issue's acceptance: the whole PQA-L file built and exported yields zero samples from its 500
+    test ids, and planted copies of a test question (exact, and reworded with one word changed) are
+    built like any training item but excluded by the export's guard, reported in manifest and view."""
+    import pandas as pd
+
+    from reasonmed.db.engine import get_engine
+    from reasonmed.export.assemble import DATASETS
+    from reasonmed.export.service import ExportOptions, export_dataset
+    from reasonmed.sim.launcher import SimServer
+    from tests.fixtures_pipeline import run_build, use_database, write_sim_config
+
+    use_database(pg_url)
+    engine = get_engine(pg_url)
+    test_source_ids = load_id_list(PUBMEDQA_TEST_IDS)
+    assert len(test_source_ids) == 500
+    ingest_file(engine, PUBMEDQA_FILE, "pubmedqa", benchmark_test_ids=test_source_ids)
+    with engine.connect() as c:
+        _, source_id, question = c.execute(
+            select(Question.id, Question.source_id, Question.question)
+            .where(Question.is_benchmark_test.is_(True), func.length(Question.question) > 90).order_by(Question.id)
+        ).first()
+    assert ingest_file(engine, _plant(tmp_path, question), "pubmedqa").inserted == 3
+    with SimServer(questions_db=pg_url, base_latency_ms=0, per_token_ms=0, default_accuracy=0.9) as sim:
+        cfg = write_sim_config(tmp_path / "pipeline.yaml", sim.base_url)
+        result = run_build(config=str(cfg), shard_size=256)
+    assert (result["done"], result["failed"]) == (503, 0)  # every training question, planted ones included
+
+    out = export_dataset(engine, ExportOptions(out=str(tmp_path / "out"), formats=["parquet", "jsonl"]))
+    with engine.connect() as c:
+        planted = dict(c.execute(select(Question.source_id, Question.id).where(Question.source_id.like("planted-%"))).all())
+        in_samples = set(c.execute(text("""select q.source_id from dataset_samples d join questions q on q.id = d.question_id
+            where q.is_benchmark_test""")).scalars())
+        view = c.execute(text("select source_id, kind, has_accepted_paths, in_dataset from audit_contamination order by kind")).all()
+    copies = {planted["planted-exact"], planted["planted-near"]}
+    assert in_samples == set()
+    exported_ids: set[str] = set()
+    for name in DATASETS:
+        frame = pd.read_parquet(Path(out.location) / name / "data")
+        lines = (Path(out.location) / name / f"{name}.jsonl").read_text().splitlines()
+        assert len(frame) == len(lines) == out.counts[name] > 400
+        ids = set(frame["source_id"]) | {json.loads(line)["source_id"] for line in lines}
+        assert not ids & test_source_ids, name
+        assert not set(frame["question_id"]) & copies, name
+        exported_ids |= ids
+    assert "planted-unrelated" in exported_ids  # the guard excludes copies, not every planted question
+    report = out.manifest["contamination"]
+    assert report["checked"] and set(report["question_ids"]) == copies and report["count"] == 2
+    assert report["rows_excluded"] >= 2
+    assert [(s, k, bool(a), bool(d)) for s, k, a, d in view] == [
+        ("planted-exact", "exact", True, False), ("planted-near", "near", True, False)]

@@ -129,7 +129,14 @@ def test_nightly_deployment_runs_on_a_worker_within_budget_and_grows_night_after
         finished1 = _finished(engine)
         assert len(finished1) == 10  # the budget
         artifacts = growth_artifacts(server)
-        assert [a.flow_run_id for a in artifacts] == [run1.id] and "Dataset growth" in str(artifacts[0].data)
+        assert [a.flow_run_id for a in artifacts] == [run1.id] and artifacts[0].type == "markdown"
+        night1 = str(artifacts[0].data)
+        with engine.connect() as c:
+            accepted1 = c.execute(select(func.count()).select_from(QuestionOutcome)
+                                  .where(QuestionOutcome.status == "accepted")).scalar_one()
+        # The figures in the artifact are the database's: questions added, the budget, the new version.
+        assert night1.startswith("# Dataset growth") and f"| questions added (accepted) | {accepted1} | {accepted1} |" in night1
+        assert "max questions **10**" in night1 and "Version **1**" in night1
 
         # night 2: 8 more arrive; the 2 left over and the 8 new are processed, nothing from night 1 again
         write_pubmedqa(pipeline["inbox"] / "part2.json", 8, skip=12)
@@ -149,6 +156,7 @@ def test_nightly_deployment_runs_on_a_worker_within_budget_and_grows_night_after
     assert all(Path(loc).exists() for _v, loc in versions)
     artifacts = sorted(growth_artifacts(server), key=lambda a: a.created)
     assert [a.flow_run_id for a in artifacts] == [run1.id, run2.id]  # one keyed artifact, versioned per night
+    assert "Version **2**" in str(artifacts[1].data) and "| questions ingested | 8 |" in str(artifacts[1].data)
     engine.dispose()
 
     # the deployment's own guard: a second run while one holds the slot is cancelled, not queued

@@ -153,6 +153,25 @@ def test_accuracy_is_what_the_simulator_implies_and_rerun_asks_nothing(eval_db: 
         csv_rows = list(csv.DictReader(f))
     assert {(r["benchmark"], r["subset"]) for r in csv_rows} == set(rows)
 
+    # The paper-vs-model reference table is filled with this model's measured figures.
+    pub = rows[("pubmedqa", "all")]
+    cell = f"{100 * pub['accuracy']:.2f}% [{100 * pub['ci_low']:.1f}, {100 * pub['ci_high']:.1f}] (n={PUBMEDQA_LIMIT})"
+    reference = (tmp_path / "acc.reference.md").read_text()
+    assert reference == first["reference"]
+    pub_line = next(line for line in reference.splitlines() if line.startswith("| pubmedqa |"))
+    assert pub_line.endswith(f"| {cell} |") and "+4.60% over LLaMA3.1-70B" in pub_line
+    assert "| medqa | not given | not run |" in reference
+    assert "| mmlu-med | anatomy |" in reference and "| mmlu-med | college_medicine |" in reference
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
+            any_=["eval-reference-sim-reasonmed-7b", "eval-sim-reasonmed-7b"])))
+    assert {a.key for a in arts} == {"eval-reference-sim-reasonmed-7b", "eval-sim-reasonmed-7b"}
+    assert any(cell in str(a.data) for a in arts if a.key == "eval-reference-sim-reasonmed-7b")
+
 
 def test_training_items_are_never_evaluated(eval_db: str, prefect_harness, tmp_path: Path) -> None:
     """Only items flagged as benchmark test at ingest are evaluated: never PubMedQA's 500 training items."""
@@ -179,7 +198,8 @@ def test_cli_eval_prints_the_table_and_rejects_an_unknown_endpoint(eval_db: str,
         bad_bench = CliRunner().invoke(app, ["eval", "--model-endpoint", "candidate", "--benchmarks", "medqa,usmle",
                                              "--config", str(cfg_path)])
     assert res.exit_code == 0, res.output
-    assert "mmlu-med" in res.output and "anatomy" in res.output and "ReasonMed-7B" in res.output
-    assert (tmp_path / "mmlu.csv").exists()
+    assert "mmlu-med" in res.output and "anatomy" in res.output and "paper vs this model" in res.output
+    assert CANDIDATE in res.output  # the model column of the reference table
+    assert (tmp_path / "mmlu.csv").exists() and (tmp_path / "mmlu.reference.md").exists()
     assert bad.exit_code == 1 and "unknown endpoint 'nope'" in bad.output
     assert bad_bench.exit_code == 1 and "usmle" in bad_bench.output

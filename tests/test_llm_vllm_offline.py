@@ -3,6 +3,7 @@ against a stand-in ``vllm`` module: the real engine needs a GPU and weights (see
 
 from __future__ import annotations
 
+import enum
 import sys
 import types
 from collections.abc import AsyncIterator
@@ -34,9 +35,10 @@ class _RequestOutput:
 class _Tokenizer:
     def apply_chat_template(
         self, messages: list[dict[str, str]], *, tokenize: bool, add_generation_prompt: bool
-    ) -> str:
-        assert tokenize is False and add_generation_prompt is True
-        return "".join(f"<|{m['role']}|>{m['content']}" for m in messages) + "<|assistant|>"
+    ) -> list[int]:
+        """Token ids of ``<|role|>content...<|assistant|>`` (one id per character, for the test)."""
+        assert tokenize is True and add_generation_prompt is True
+        return [ord(c) for c in "".join(f"<|{m['role']}|>{m['content']}" for m in messages) + "<|assistant|>"]
 
 
 @dataclass
@@ -49,15 +51,18 @@ class _Engine:
     def get_tokenizer(self) -> _Tokenizer:
         return _Tokenizer()
 
-    async def generate(self, prompt: str, params: Any, request_id: str) -> AsyncIterator[_RequestOutput]:
+    async def generate(self, prompt: Any, params: Any, request_id: str) -> AsyncIterator[_RequestOutput]:
+        """Like vLLM V1 with n > 1: each output carries ONE child's cumulative completion, children
+        interleaved and finishing out of order; the last output holds only the last child to finish."""
         self.seen.append((prompt, params, request_id))
         if self.fail_with is not None:
             raise self.fail_with
         n = params.kwargs["n"]
-        yield _RequestOutput([_Out(i, "par", [1], "length") for i in range(n)], [1, 2, 3], finished=False)
-        yield _RequestOutput(
-            [_Out(i, f"choice {i} text", [1] * (4 + i), "stop") for i in reversed(range(n))], [1, 2, 3]
-        )
+        prompt_ids = [1, 2, 3]
+        for i in range(n):
+            yield _RequestOutput([_Out(i, "par", [1], None)], prompt_ids, finished=False)  # type: ignore[arg-type]
+        for i in reversed(range(n)):
+            yield _RequestOutput([_Out(i, f"choice {i} text", [1] * (4 + i), "stop")], prompt_ids, finished=i == 0)
 
     def shutdown(self) -> None:
         self.shut_down = True
@@ -83,6 +88,10 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
                 raise ValueError("temperature must be non-negative")
             self.kwargs = kwargs
 
+    sampling = types.ModuleType("vllm.sampling_params")
+    sampling.RequestOutputKind = enum.Enum("RequestOutputKind", ["CUMULATIVE", "DELTA", "FINAL_ONLY"])  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", sampling)
+    module.sampling_params = sampling  # type: ignore[attr-defined]
     module.AsyncEngineArgs = AsyncEngineArgs  # type: ignore[attr-defined]
     module.AsyncLLMEngine = AsyncLLMEngine  # type: ignore[attr-defined]
     module.SamplingParams = SamplingParams  # type: ignore[attr-defined]
@@ -105,7 +114,8 @@ async def test_request_is_templated_sampled_and_mapped(fake_vllm: types.ModuleTy
     messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
     out = await backend.complete(messages, temperature=0.7, max_tokens=64, top_p=0.9, n=3, seed=5, stop="END")
     prompt, params, request_id = engine.seen[0]
-    assert prompt == "<|system|>S<|user|>U<|assistant|>"
+    # Token ids straight from the chat template: the engine must not tokenise (and add BOS) again.
+    assert prompt == {"prompt_token_ids": [ord(c) for c in "<|system|>S<|user|>U<|assistant|>"]}
     assert params.kwargs == {
         "n": 3,
         "temperature": 0.7,
@@ -113,6 +123,7 @@ async def test_request_is_templated_sampled_and_mapped(fake_vllm: types.ModuleTy
         "max_tokens": 64,
         "seed": 5,
         "stop": ["END"],
+        "output_kind": fake_vllm.sampling_params.RequestOutputKind.FINAL_ONLY,
     }
     assert [c.index for c in out] == [0, 1, 2] and out[2].text == "choice 2 text"
     assert {c.request_id for c in out} == {request_id}
@@ -144,3 +155,15 @@ async def test_invalid_sampling_parameters_are_client_errors(fake_vllm: types.Mo
     with pytest.raises(LLMError) as info:
         await _backend().complete([{"role": "user", "content": "x"}], temperature=-1.0, max_tokens=4)
     assert info.value.kind == "client_error"
+
+
+async def test_an_engine_answer_short_of_n_choices_is_a_bad_response(fake_vllm: types.ModuleType) -> None:
+    backend = _backend()
+
+    async def one_choice(prompt: Any, params: Any, request_id: str) -> AsyncIterator[_RequestOutput]:
+        yield _RequestOutput([_Out(0, "only one", [1, 2], "stop")], [1])
+
+    fake_vllm.engine.generate = one_choice
+    with pytest.raises(LLMError) as info:
+        await backend.complete([{"role": "user", "content": "x"}], temperature=0.7, max_tokens=4, n=3)
+    assert info.value.kind == "bad_response" and "1 of 3" in str(info.value)

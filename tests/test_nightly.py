@@ -292,23 +292,35 @@ def test_a_night_that_dies_is_resumed_by_the_next_without_repeating_work(
     env(pg_url, REASONMED_CLAIM_LEASE_S=lease)
     engine = make_engine(pg_url)
     ingest_file(engine, write_pubmedqa(tmp_path / "pq.json", 30), "pubmedqa")
-    with SimServer(questions_db=pg_url, base_latency_ms=40, per_token_ms=0) as sim:
+    # 100 ms a call: 4 waves of 3 questions take seconds, so the kill lands mid-night. The night's log
+    # goes to a file: Prefect logs every task run, and an unread pipe would fill and stall the night.
+    night_log = tmp_path / "night.log"
+    with SimServer(questions_db=pg_url, base_latency_ms=100, per_token_ms=0) as sim, night_log.open("wb") as log_out:
         cfg = write_sim_config(tmp_path / "pipeline.yaml", sim.base_url)
         proc = subprocess.Popen(
-            [PYTHON, "-c", _NIGHT, "12", str(cfg)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [PYTHON, "-c", _NIGHT, "12", str(cfg)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log_out,
             env=base_env(PREFECT_API_URL=prefect.settings.PREFECT_API_URL.value(), REASONMED_DATABASE_URL=pg_url,
                          REASONMED_CLAIM_LEASE_S=lease),
             start_new_session=True,
         )
-        try:
+        def wait_for(done: Any, what: str) -> None:
             deadline = time.monotonic() + 120
-            while len(_final(engine)) < 3:
-                assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
-                assert time.monotonic() < deadline, "the first night made no progress"
-                time.sleep(0.2)
-            # a manual run while the night is alive is refused
+            while not done():
+                assert proc.poll() is None, night_log.read_text(errors="replace")[-3000:]
+                assert time.monotonic() < deadline, what
+                time.sleep(0.1)
+
+        def generating() -> bool:
+            with engine.connect() as c:
+                return c.execute(select(func.count()).select_from(ReasoningPath)).scalar_one() > 0
+
+        try:
+            # a manual run while the night is alive (it holds the lock and is generating) is refused
+            wait_for(generating, "the first night never started generating")
             state = _run(nightly_growth(max_questions=12, config=str(cfg), export=False, return_state=True))
+            assert proc.poll() is None, "the first night ended before the second was tried"
             assert state.is_cancelled() and "already running" in state.message
+            wait_for(lambda: len(_final(engine)) >= 3, "the first night made no progress")
             os.killpg(proc.pid, signal.SIGKILL)  # the night dies mid-shard
             proc.wait(timeout=30)
         finally:

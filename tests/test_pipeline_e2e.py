@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from reasonmed.config import load_pipeline_config
 from reasonmed.db.engine import get_engine
+from reasonmed.sim.prose import clip_words, defuse
 from reasonmed.tiers import Tier
 from tests.sim_expectations import expected_for
 
@@ -38,7 +39,7 @@ def test_counts_match_what_the_simulator_implies(built_pg_db) -> None:
         assert accepted == exp.accepted_keys, f"question {qid}"
         tiers_seen[tier] += 1
         extra = {Tier.EASY: 0, Tier.MEDIUM: min(cfg.agents.refiner.max_paths, exp.n_correct),
-                 Tier.DIFFICULT: cfg.agents.regenerator.paths}[exp.tier]
+                 Tier.DIFFICULT: 1 + cfg.agents.regenerator.paths}[exp.tier]
         expected_paths += cfg.paths_per_question + extra
         expected_verdicts += cfg.paths_per_question + extra
         expected_summaries += len(exp.accepted_keys)
@@ -94,15 +95,29 @@ def test_every_sample_traces_back_to_paths_verdicts_calls_and_prompts(built_pg_d
 
 def test_refinement_uses_other_attempts_errors_and_regeneration_a_failed_attempt(built_pg_db) -> None:
     engine = get_engine(built_pg_db.url)
-    for origin, parent_origin, parent_outcome in _rows(engine, """
-        select p.origin, parent.origin, v.outcome from reasoning_paths p
+    rows = _rows(engine, """
+        select p.question_id, p.origin, p.clean_text, parent.origin, v.outcome, o.tier, o.n_correct
+        from reasoning_paths p
         join reasoning_paths parent on parent.id = p.parent_path_id
         join verdicts v on v.path_id = parent.id
-        where p.origin in ('refined', 'regenerated')"""):
+        join question_outcomes o on o.question_id = p.question_id
+        where p.origin in ('refined', 'regenerated')""")
+    assert {(r[1], r[5]) for r in rows} == {("refined", "medium"), ("refined", "difficult"), ("regenerated", "difficult")}
+    for qid, origin, clean_text, parent_origin, parent_outcome, tier, n_correct in rows:
         assert parent_origin == "generated"
-        assert parent_outcome == ("correct" if origin == "refined" else "error")
-    # Refiner and regenerator prompts carried the verifier's error analyses.
-    assert _rows(engine, "select count(*) from llm_calls where role in ('refiner', 'regenerator')")[0][0] > 0
+        if origin == "regenerated" or (tier == "difficult" and n_correct == 0):
+            assert parent_outcome == "error"  # a failed attempt
+        else:
+            assert parent_outcome == "correct"  # the best (medium) or the lone (difficult) Correct path
+        # The prompt carried the verifier's analyses of the question's failed attempts, in generation
+        # order (the simulator quotes the first four back): they are what the rewrite corrects.
+        reasons = list(dict.fromkeys(r for (r,) in _rows(engine, """
+            select v.reason from reasoning_paths g join verdicts v on v.path_id = g.id
+            where g.question_id = :q and g.origin = 'generated' and v.outcome <> 'correct'
+            order by g.generation_order, g.id""", q=qid)))
+        assert reasons, qid
+        for reason in reasons[:4]:
+            assert defuse(clip_words(reason.strip(), 30)) in clean_text, (qid, origin)
 
 
 def test_run_report_and_artifact_tables(built_pg_db) -> None:

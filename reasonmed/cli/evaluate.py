@@ -56,7 +56,7 @@ def evaluate(
     benchmarks: Annotated[str, typer.Option(metavar="LIST", help=f"Comma-separated: {', '.join(BENCHMARKS)}.")] = ",".join(BENCHMARKS),
     limit: Annotated[int | None, typer.Option(min=1, help="First N test items per benchmark (id order: reruns cover the same items).")] = None,
     config: Annotated[Path | None, typer.Option(metavar="FILE", help="Pipeline YAML (default REASONMED_PIPELINE_CONFIG, else the simulator default).")] = None,
-    out: Annotated[Path | None, typer.Option(metavar="CSV", help="Also write the accuracy table as CSV.")] = None,
+    out: Annotated[Path | None, typer.Option(metavar="CSV", help="Also write the accuracy table as CSV, and the filled paper-vs-model table beside it (NAME.reference.md).")] = None,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="Sampling temperature (0 = greedy).")] = 0.0,
     max_tokens: Annotated[int, typer.Option(min=16, help="Token budget for each chain of thought.")] = 4096,
     database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")] = None,
@@ -90,7 +90,7 @@ def evaluate(
     console.print(accuracy_table(result["rows"], f"eval run {result['run_id']}: {model} (prompt {result['prompt_sha256'][:12]})"))
     console.print(reference_table(result["rows"], model))
     if result["csv"]:
-        console.print(f"CSV: {result['csv']}")
+        console.print(f"CSV: {result['csv']}; reference table (markdown): {report.reference_path(result['csv'])}")
     for name, why in result["failures"].items():
         err_console.print(f"[yellow]incomplete:[/yellow] {name}: {why}", markup=True, soft_wrap=True)
     if result["failures"]:

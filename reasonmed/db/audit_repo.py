@@ -1,4 +1,4 @@
-"""Every SQL statement the audits and the report run: reads of the ``audit_*`` views (migration 0002)
+"""Every SQL statement the audits and the report run: reads of the ``audit_*`` views (migrations 0002 and 0003)
 and the few aggregates the figures need. Read-only, on Postgres and SQLite alike."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ AUDIT_VIEWS: dict[str, str] = {
     "audit_rejected_questions": "question_id",
     "audit_rejected_paths": "question_id, path_id, verifier_model",
     "audit_token_usage": "day, stage, model",
+    "audit_contamination": "question_id, test_question_id",  # migration 0003
 }
 
 

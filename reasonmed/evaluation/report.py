@@ -95,6 +95,24 @@ def reference_rows(rows: Sequence[AccuracyRow]) -> list[dict[str, str]]:
     return out
 
 
+def reference_markdown(rows: Sequence[AccuracyRow], model: str) -> str:
+    """docs/evaluation.md's reference table with this model's column filled, ready to paste there."""
+    lines = [f"| benchmark | paper: ReasonMed-7B (as stated in the spec) | this model: `{model}` |", "|---|---|---|"]
+    lines += [f"| {r['benchmark']} | {r['paper (ReasonMed-7B)']} | {r['this model']} |" for r in reference_rows(rows)]
+    subsets = [r for r in rows if r.subset != ALL and r.accuracy is not None]
+    if subsets:
+        lines += ["", "| benchmark | subset | accuracy [95% CI] (n) |", "|---|---|---|"]
+        lines += [f"| {r.benchmark} | {r.subset} | {100 * r.accuracy:.2f}% [{100 * r.ci_low:.1f}, "  # type: ignore[operator]
+                  f"{100 * r.ci_high:.1f}] (n={r.n}) |" for r in subsets]
+    return "\n".join(lines) + "\n"
+
+
+def reference_path(csv_path: Path | str) -> Path:
+    """Where the filled reference table goes beside ``--out``'s CSV: ``acc.csv`` -> ``acc.reference.md``."""
+    p = Path(csv_path)
+    return p.with_name(p.stem + ".reference.md")
+
+
 CSV_FIELDS = tuple(f.name for f in fields(AccuracyRow))
 
 

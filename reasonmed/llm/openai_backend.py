@@ -80,8 +80,11 @@ class OpenAICompatibleBackend:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers=self._headers,
+                # sock_read cuts a silent server; total also cuts one that trickles bytes forever.
                 timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=self._cfg.connect_timeout_s, sock_read=self._cfg.timeout_s
+                    total=self._cfg.connect_timeout_s + self._cfg.timeout_s,
+                    sock_connect=self._cfg.connect_timeout_s,
+                    sock_read=self._cfg.timeout_s,
                 ),
                 raise_for_status=False,
             )

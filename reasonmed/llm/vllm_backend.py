@@ -5,6 +5,11 @@ vLLM is imported inside the constructor, so the base install never needs it (``p
 scheduler batches them continuously, which is the whole point of running the engine in-process.
 There is no HTTP, so nothing to retry: engine failures are classified and raised once.
 
+Two details of the engine shape the code: the prompt goes in as token ids from the chat template
+(a templated *string* would be tokenised again with special tokens, doubling the BOS of Llama-family
+models), and choices are collected by index over every output the engine yields, since a streamed
+V1 request with ``n > 1`` carries one child's completion per output (only ``FINAL_ONLY`` aggregates).
+
 Configuration example (pipeline YAML)::
 
     endpoints:
@@ -49,6 +54,12 @@ class VLLMEngineBackend:
         self._cfg = cfg
         self._usage = usage
         self._sampling_params = SamplingParams
+        try:  # ask for the finished choices only: no per-token outputs to build and discard
+            from vllm.sampling_params import RequestOutputKind
+
+            self._final_only: dict[str, Any] = {"output_kind": RequestOutputKind.FINAL_ONLY}
+        except ImportError:  # pragma: no cover - vLLM releases before RequestOutputKind
+            self._final_only = {}
         args = {"model": cfg.model, **cfg.engine_args}
         self._engine: Any = AsyncLLMEngine.from_engine_args(AsyncEngineArgs(**args))
         self._tokenizer: Any = None
@@ -85,13 +96,14 @@ class VLLMEngineBackend:
                 endpoint=self.name,
             )
         tokenizer = await self._get_tokenizer()
-        prompt = tokenizer.apply_chat_template(
-            [dict(m) for m in messages], tokenize=False, add_generation_prompt=True
-        )
+        prompt = {"prompt_token_ids": list(tokenizer.apply_chat_template(
+            [dict(m) for m in messages], tokenize=True, add_generation_prompt=True
+        ))}
         stops = None if stop is None else [stop] if isinstance(stop, str) else list(stop)
         try:
             params = self._sampling_params(
-                n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, stop=stops
+                n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, stop=stops,
+                **self._final_only,
             )
         except (ValueError, TypeError) as exc:
             raise LLMError(
@@ -102,9 +114,12 @@ class VLLMEngineBackend:
         request_id = f"{self._prefix}-{next(self._ids)}"
         started = time.perf_counter()
         final: Any = None
+        choices: dict[int, Any] = {}  # index -> that choice's latest (cumulative) output
         try:
             async for output in self._engine.generate(prompt, params, request_id):
                 final = output
+                for out in output.outputs:
+                    choices[out.index] = out
         except ValueError as exc:  # vLLM's validation errors (prompt too long, bad params)
             raise LLMError(
                 f"endpoint {self.name}: rejected by the engine: {exc}",
@@ -118,9 +133,10 @@ class VLLMEngineBackend:
                 endpoint=self.name,
             ) from None
         latency_ms = (time.perf_counter() - started) * 1000.0
-        if final is None or not final.outputs:
+        if final is None or len(choices) < n:
             raise LLMError(
-                f"endpoint {self.name}: engine returned no output", kind="bad_response", endpoint=self.name
+                f"endpoint {self.name}: engine returned {len(choices)} of {n} choice(s)", kind="bad_response",
+                endpoint=self.name,
             )
         prompt_tokens = (
             len(final.prompt_token_ids) if getattr(final, "prompt_token_ids", None) is not None else None
@@ -137,9 +153,8 @@ class VLLMEngineBackend:
                 request_id=request_id,
                 index=out.index,
             )
-            for out in final.outputs
+            for _, out in sorted(choices.items())
         ]
-        completions.sort(key=lambda c: c.index)
         if self._usage is not None:
             self._usage.record(
                 self.name, self.model, prompt_tokens, sum(c.completion_tokens or 0 for c in completions)

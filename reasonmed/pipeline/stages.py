@@ -339,26 +339,42 @@ async def resolve(ctx: StageContext, question_id: int, prov: Provenance) -> str:
                 accepted.append((parent.id, _verdict_id(st, parent.id)))
         accepted = accepted[: tiers.keep_top]
     else:
-        rg = cfg.agents.regenerator
+        # Difficult: the refiner, then a stronger reasoning model (spec, stage 3). The refiner corrects the
+        # question's best attempt (its one Correct path if it has one, else a failed attempt) with every
+        # error reason; the regenerator writes deeper paths from a failed attempt and the same reasons.
+        # Both are independent of each other, so they run at once; every new path is verified again.
+        rf, rg = cfg.agents.refiner, cfg.agents.regenerator
         failed = [p for p in gen if st.verdicts[p.id][1] != "correct"]
         attempt = next((p for p in failed if p.extracted_answer is not None), failed[0] if failed else gen[0])
+        base = correct[0] if correct else attempt
         have = {p.path_key for p in st.paths}
-        backend = ctx.backends.get(rg.endpoint)
+        refine_backend, regen_backend = ctx.backends.get(rf.endpoint), ctx.backends.get(rg.endpoint)
         jobs = [
+            (f"q{q.id}/refine/{base.path_key}", f"ref/{base.path_key}", base.id, 0,
+             refine_path(refine_backend, q, base.clean_text, errors,
+                         sampling=Sampling(rf.temperature, rf.top_p, rf.max_tokens),
+                         seed=derive_seed(cfg.seed, q.content_hash, "refine", base.path_key), reasks=cfg.output_retries))
+        ] if f"ref/{base.path_key}" not in have else []
+        jobs += [
             (f"q{q.id}/regen/{i}", f"regen/{i}", attempt.id, i,
-             regenerate_path(backend, q, attempt.clean_text, errors,
+             regenerate_path(regen_backend, q, attempt.clean_text, errors,
                              sampling=Sampling(rg.temperature, rg.top_p, rg.max_tokens),
                              seed=derive_seed(cfg.seed, q.content_hash, "regen", i), reasks=cfg.output_retries))
             for i in range(rg.paths) if f"regen/{i}" not in have
         ]
         await _write_new_paths(ctx, q, prov, jobs)
         st = await ctx.state(question_id)
+        refined = [p for p in st.by_origin("refined") if p.parent_path_id == base.id]
         regen = st.by_origin("regenerated")
-        await _verify_missing(ctx, q, st, regen, prov)
+        await _verify_missing(ctx, q, st, [*refined, *regen], prov)
         st = await ctx.state(question_id)
-        accepted = [(p.id, _verdict_id(st, p.id)) for p in regen if st.verdicts[p.id][1] == "correct"][: tiers.keep_top]
+        # A refined path that fails re-verification falls back to its parent only if that was Correct.
+        first = [p for p in refined if st.verdicts[p.id][1] == "correct"] or [p for p in correct if p.id == base.id]
+        chosen = first + [p for p in regen if st.verdicts[p.id][1] == "correct"]
+        accepted = [(p.id, _verdict_id(st, p.id)) for p in chosen][: tiers.keep_top]
         if not accepted:
-            reason = f"difficult tier: none of the {len(regen)} regenerated paths was verified correct"
+            reason = (f"difficult tier: neither the refined path nor any of the {len(regen)} regenerated paths "
+                      "was verified correct")
 
     await ctx.db(
         repo.save_resolution, ctx.engine, question_id=q.id, run_id=prov.get("run_id"), tier=tier.value,
