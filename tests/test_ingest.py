@@ -494,6 +494,25 @@ def test_reingest_is_a_noop_and_other_file_counts_duplicates(tmp_path: Path, eng
         assert conn.execute(select(func.count()).select_from(IngestFile)).scalar_one() == 2
 
 
+def test_reingest_with_other_read_options_reads_the_file_again(tmp_path: Path, engine: Engine) -> None:
+    """A first ingest with a wrong --map rejects every row; the corrected one must not be skipped."""
+    recs = [{"qid": f"g{i}", "stem": f"Which option is number {i}?", "choices": {"A": "one", "B": "two"},
+             "gold": "B", "wrong": "Z"} for i in range(3)]
+    path = write_jsonl(tmp_path / "g.jsonl", recs)
+    good_map = {"id": "qid", "question": "stem", "options": "choices", "answer": "gold"}
+    wrong = ingest_file(engine, path, "jsonl", mapping={**good_map, "answer": "wrong"})
+    assert (wrong.inserted, wrong.rejected, wrong.reread) == (0, 3, False)
+    assert len(errors(engine)) == 3
+    fixed = ingest_file(engine, path, "jsonl", mapping=good_map)
+    assert not fixed.already_ingested and fixed.reread and (fixed.read, fixed.inserted, fixed.rejected) == (3, 3, 0)
+    assert errors(engine) == []  # the stale reasons of the wrong read are gone
+    again = ingest_file(engine, path, "jsonl", mapping=dict(reversed(list(good_map.items()))))  # same map, other order
+    assert again.already_ingested and (again.read, again.inserted) == (0, 0)
+    assert count(engine) == 3
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(IngestFile)).scalar_one() == 1
+
+
 def test_killed_ingest_resumes_safely(tmp_path: Path, engine: Engine) -> None:
     recs = [{**MEDQA_4, "question": f"Question number {i}?"} for i in range(10)]
     path = write_jsonl(tmp_path / "big.jsonl", recs)

@@ -62,7 +62,7 @@ def _summary_table(summaries: list[IngestSummary]) -> Table:
         table.add_column(name, justify="right")
     table.add_column("status")
     for s in summaries:
-        status = "already ingested" if s.already_ingested else "done"
+        status = "already ingested" if s.already_ingested else "read again (new options)" if s.reread else "done"
         table.add_row(
             Path(s.file).name,
             f"{s.read:,}",
@@ -79,6 +79,9 @@ def _report(s: IngestSummary) -> None:
     name = Path(s.file).name
     if s.already_ingested:
         console.print(f"{name}: already ingested (sha256 {s.sha256[:12]}…), nothing added")
+    if s.reread:
+        console.print(f"{name}: ingested before with other options (--source, --map, --cop-base or --answer-index-base); read again, "
+                      "known questions count as duplicates and its bad records were judged afresh")
     if s.newly_marked:
         console.print(f"{name}: {s.newly_marked:,} stored question(s) now flagged as benchmark test")
     for warning in s.warnings:

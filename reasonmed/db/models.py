@@ -63,6 +63,8 @@ class IngestFile(Base):
     path: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(32))
     split: Mapped[str] = mapped_column(String(32))
+    # The options it was read with (JSON: source, mapping, bases): other options read it again.
+    read_options: Mapped[str | None] = mapped_column(Text)
     n_read: Mapped[int] = mapped_column(Integer, default=0)
     n_inserted: Mapped[int] = mapped_column(Integer, default=0)
     n_duplicates: Mapped[int] = mapped_column(Integer, default=0)
@@ -222,6 +224,7 @@ class Verdict(Base):
     __table_args__ = (
         UniqueConstraint("path_id", "verifier_model"),
         Index("ix_verdicts_outcome", "outcome"),
+        Index("ix_verdicts_verifier_model_outcome", "verifier_model", "outcome"),
         CheckConstraint("outcome IN ('correct', 'error', 'unparseable')", name="outcome"),
     )
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    delete,
     func,
     select,
     update,
@@ -72,6 +73,9 @@ class ErrorRow(NamedTuple):
 class IngestFileState(NamedTuple):
     id: int
     status: str
+    source: str
+    split: str
+    read_options: str | None  # NULL for files ingested before migration 0004
 
 
 # --------------------------------------------------------------------------- ingest_files
@@ -79,9 +83,10 @@ class IngestFileState(NamedTuple):
 
 def find_ingest_file(conn: Connection, sha256: str) -> IngestFileState | None:
     row = conn.execute(
-        select(IngestFile.id, IngestFile.status).where(IngestFile.sha256 == sha256)
+        select(IngestFile.id, IngestFile.status, IngestFile.source, IngestFile.split, IngestFile.read_options)
+        .where(IngestFile.sha256 == sha256)
     ).one_or_none()
-    return None if row is None else IngestFileState(row.id, row.status)
+    return None if row is None else IngestFileState(*row)
 
 
 def get_or_create_ingest_file(
@@ -104,12 +109,21 @@ def get_or_create_ingest_file(
             started_at=utcnow(),
         ).on_conflict_do_nothing(index_elements=["sha256"])
     )
-    row = conn.execute(select(IngestFile.id, IngestFile.status).where(IngestFile.sha256 == sha256)).one()
-    return IngestFileState(row.id, row.status)
+    state = find_ingest_file(conn, sha256)
+    assert state is not None  # inserted just above, or already there
+    return state
 
 
-def restart_ingest_file(conn: Connection, file_id: int, path: str, source: str, split: str) -> None:
-    """A (re)scan begins: counters restart, since this scan re-reads the whole file."""
+def restart_ingest_file(
+    conn: Connection, file_id: int, path: str, source: str, split: str, read_options: str, *, clear_errors: bool = False,
+) -> None:
+    """A (re)scan begins: counters restart, since this scan re-reads the whole file.
+
+    ``clear_errors`` drops the file's recorded bad records first: a scan with other read options judges
+    every record afresh, so the old reasons would be stale.
+    """
+    if clear_errors:
+        conn.execute(delete(IngestError).where(IngestError.ingest_file_id == file_id))
     conn.execute(
         update(IngestFile)
         .where(IngestFile.id == file_id)
@@ -117,6 +131,7 @@ def restart_ingest_file(conn: Connection, file_id: int, path: str, source: str, 
             path=path,
             source=source,
             split=split,
+            read_options=read_options,
             n_read=0,
             n_inserted=0,
             n_duplicates=0,

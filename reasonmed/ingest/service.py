@@ -1,8 +1,11 @@
 """Ingest one question file into the database: idempotent, resumable, and clean of benchmark test items.
 
-A file is identified by the sha256 of its bytes. A file ingested to completion is skipped; one whose
-ingest was killed (status still 'running') is simply scanned again, and the unique keys turn the rows
-already stored into duplicates. Benchmark test items are flagged on the way in, and flags also reach
+A file is identified by the sha256 of its bytes. A file ingested to completion with the same read
+options (source, column mapping, MedMCQA cop base, answer index base: what decides whether a record
+is valid and what it says) is skipped; with other
+options it is read again (a first ingest with a wrong ``--map`` must be correctable), and one whose
+ingest was killed (status still 'running') is simply scanned again; either way the unique keys turn
+the rows already stored into duplicates. Benchmark test items are flagged on the way in, and flags also reach
 questions stored by earlier ingests, so a test item can never become a training sample.
 """
 
@@ -48,9 +51,27 @@ class IngestSummary(BaseModel):
     benchmark_test: int = Field(default=0, description="good records of this file flagged as benchmark test")
     newly_marked: int = Field(default=0, description="questions already stored that this run flagged as test")
     already_ingested: bool = False
+    reread: bool = Field(default=False, description="ingested before with other read options, so read again")
     rejected_by_reason: dict[str, int] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     seconds: float = 0.0
+
+
+def read_options_key(
+    source: str, mapping: Mapping[str, str] | None, cop_base: CopBase, answer_index_base: int | None,
+) -> str:
+    """The options that decide how a file's records are read, as the canonical JSON stored with the file.
+
+    The split is not one: it labels new rows but changes no record's validity, and stored rows keep theirs.
+    """
+    return json.dumps({"source": source, "mapping": dict(sorted((mapping or {}).items())),
+                       "cop_base": cop_base, "answer_index_base": answer_index_base}, sort_keys=True)
+
+
+def _read_alike(state: db.IngestFileState, options: str, source: str) -> bool:
+    if state.read_options is None:  # ingested before the options were recorded: only the source is known
+        return state.source == source
+    return state.read_options == options
 
 
 def load_id_list(path: Path | str) -> set[str]:
@@ -272,9 +293,10 @@ def ingest_file(
     def is_test(q: Question) -> bool:
         return q.split == "test" or q.source_id in test_ids
 
+    options = read_options_key(source, mapping, cop_base, answer_index_base)
     with engine.connect() as conn:
         state = db.find_ingest_file(conn, sha)
-    if state is not None and state.status == "done":
+    if state is not None and state.status == "done" and _read_alike(state, options, source):
         summary.already_ingested = True
         if marking:  # an earlier ingest may have stored these as training items: flag them now
             records = _records(p, source, split, mapping, cop_base, answer_index_base, summary.warnings)
@@ -284,10 +306,11 @@ def ingest_file(
         summary.seconds = time.perf_counter() - started
         return summary
 
+    summary.reread = state is not None and state.status == "done"
     records = _records(p, source, split, mapping, cop_base, answer_index_base, summary.warnings)
     with engine.begin() as conn:
         state = db.get_or_create_ingest_file(conn, sha, str(p), source, split)
-        db.restart_ingest_file(conn, state.id, str(p), source, split)
+        db.restart_ingest_file(conn, state.id, str(p), source, split, options, clear_errors=summary.reread)
     file_id, path_s = state.id, str(p)
     kinds: Counter[str] = Counter()
     writer = _Writer(engine, file_id, summary)
