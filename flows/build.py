@@ -250,6 +250,7 @@ async def _publish_report(run_id: int, report: dict[str, list[dict[str, Any]]]) 
     titles = {
         "tiers": ("build-tiers", "Questions by tier and status (accepted paths per tier)"),
         "rejections": ("build-rejections", "Rejected questions by reason"),
+        "rejected_paths": ("build-rejected-paths", "Paths not accepted, by origin and reason (audit_rejected_paths)"),
         "verifier_accuracy": ("build-verifier-accuracy", "Verifier accuracy per generator model and temperature"),
         "tokens": ("build-tokens", "Calls and tokens per stage and model"),
     }

@@ -126,6 +126,11 @@ def test_run_report_and_artifact_tables(built_pg_db) -> None:
     generators = {r["model"] for r in report["verifier_accuracy"]}
     assert generators == {"sim/Qwen2.5-72B-Instruct", "sim/DeepSeek-R1-Distill-Llama-70B", "sim/HuatuoGPT-o1-70B"}
     assert {r["stage"] for r in report["tokens"]} >= {"generator", "verifier", "summarizer"}
+    # Every path not accepted is counted once, by origin and why (judged error, correct but not kept...).
+    engine = get_engine(built_pg_db.url)
+    n_paths, n_accepted = _rows(engine, "select (select count(*) from reasoning_paths), (select count(*) from accepted_paths)")[0]
+    assert sum(r["paths"] for r in report["rejected_paths"]) == n_paths - n_accepted
+    assert {r["reason"] for r in report["rejected_paths"]} >= {"judged error", "correct but not kept"}
     assert built_pg_db.result["done"] == 60 and built_pg_db.result["failed"] == 0
 
 
@@ -140,7 +145,8 @@ def test_run_artifacts_are_published_with_keys(built_pg_db) -> None:
             return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
 
     flow_run_id = _rows(get_engine(built_pg_db.url), "select prefect_flow_run_id from pipeline_runs where kind = 'build'")[0][0]
-    for key in ("build-tiers", "build-verifier-accuracy", "build-tokens", "build-rejections", "build-progress"):
+    for key in ("build-tiers", "build-verifier-accuracy", "build-tokens", "build-rejections", "build-rejected-paths",
+                "build-progress"):
         artifacts = asyncio.run(read(key))
         mine = [a for a in artifacts if str(a.flow_run_id) == flow_run_id]
         assert mine, f"artifact {key} missing for the build's flow run"

@@ -362,6 +362,7 @@ def run_report(engine: Engine, run_id: int | None = None) -> dict[str, list[dict
     o_run = "" if run_id is None else "AND o.run_id = :run_id"
     p_run = "" if run_id is None else "AND p.run_id = :run_id"
     c_run = "" if run_id is None else "AND c.run_id = :run_id"
+    r_run = "" if run_id is None else "AND r.run_id = :run_id"
     queries = {
         "tiers": f"""
             SELECT coalesce(o.tier, '-') AS tier, o.status, count(*) AS questions, sum(o.n_accepted) AS accepted_paths
@@ -370,6 +371,10 @@ def run_report(engine: Engine, run_id: int | None = None) -> dict[str, list[dict
             SELECT o.tier, o.rejection_reason AS reason, count(*) AS questions
             FROM question_outcomes o WHERE o.status = 'rejected' {o_run}
             GROUP BY o.tier, o.rejection_reason ORDER BY count(*) DESC""",
+        "rejected_paths": f"""
+            SELECT r.origin, r.why AS reason, count(*) AS paths
+            FROM audit_rejected_paths r WHERE 1 = 1 {r_run}
+            GROUP BY r.origin, r.why ORDER BY count(*) DESC, r.origin, r.why""",
         "verifier_accuracy": f"""
             SELECT p.model, p.temperature, count(*) AS paths,
                    sum(CASE WHEN v.outcome = 'correct' THEN 1 ELSE 0 END) AS correct,
