@@ -17,12 +17,14 @@ from prefect.tasks import exponential_backoff
 from reasonmed.evaluation import runner, scoring
 from reasonmed.evaluation.runner import EvalContext
 from reasonmed.evaluation.scoring import ScoreContext
+from tasks.retry import retry_transient
 
 EVAL_RUNTIMES: dict[str, EvalContext] = {}
 SCORE_RUNTIMES: dict[str, ScoreContext] = {}
 
 _TASK_OPTIONS: dict[str, Any] = {
     "retries": 2,
+    "retry_condition_fn": retry_transient,
     "retry_delay_seconds": exponential_backoff(backoff_factor=2),
     "retry_jitter_factor": 0.5,
     "persist_result": False,

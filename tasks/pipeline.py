@@ -17,11 +17,13 @@ from prefect.tasks import exponential_backoff
 
 from reasonmed.pipeline import stages
 from reasonmed.pipeline.stages import StageContext
+from tasks.retry import retry_transient
 
 RUNTIMES: dict[str, StageContext] = {}
 
 _TASK_OPTIONS: dict[str, Any] = {
     "retries": 3,
+    "retry_condition_fn": retry_transient,
     "retry_delay_seconds": exponential_backoff(backoff_factor=2),
     "retry_jitter_factor": 0.5,
     "persist_result": False,

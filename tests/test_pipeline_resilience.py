@@ -145,3 +145,32 @@ def test_ten_percent_faults_of_every_kind_leave_the_dataset_unchanged(
     # The faults were absorbed by retries, which the call log records.
     assert _count(b, "select sum(attempts) from llm_calls") > _count(b, "select count(*) from llm_calls")
     get_engine(empty_pg_url).dispose()
+
+
+def test_tasks_retry_transient_failures_only(prefect_harness: None) -> None:
+    """The pipeline's task options under Prefect: a stage left incomplete by failed requests is retried,
+    a programming or data error fails at once instead of being repeated three times."""
+    import asyncio
+
+    from prefect import flow, task
+
+    from reasonmed.pipeline.stages import StageIncomplete
+    from tasks.pipeline import _TASK_OPTIONS
+
+    attempts: dict[str, int] = {}
+
+    @task(**{**_TASK_OPTIONS, "retry_delay_seconds": 0, "retry_jitter_factor": None})
+    async def flaky(kind: str) -> str:
+        attempts[kind] = attempts.get(kind, 0) + 1
+        if kind == "transient" and attempts[kind] < 3:
+            raise StageIncomplete("generation of question 1: 2 request(s) failed")
+        if kind == "bug":
+            raise ValueError("a bug, not a blip")
+        return "done"
+
+    @flow
+    async def run(kind: str) -> str:
+        return (await flaky(kind, return_state=True)).type.value
+
+    assert asyncio.run(run("transient")) == "COMPLETED" and attempts["transient"] == 3
+    assert asyncio.run(run("bug")) == "FAILED" and attempts["bug"] == 1
