@@ -113,7 +113,7 @@ def test_refinement_uses_other_attempts_errors_and_regeneration_a_failed_attempt
         # order (the simulator quotes the first four back): they are what the rewrite corrects.
         reasons = list(dict.fromkeys(r for (r,) in _rows(engine, """
             select v.reason from reasoning_paths g join verdicts v on v.path_id = g.id
-            where g.question_id = :q and g.origin = 'generated' and v.outcome <> 'correct'
+            where g.question_id = :q and g.origin = 'generated' and v.outcome = 'error'
             order by g.generation_order, g.id""", q=qid)))
         assert reasons, qid
         for reason in reasons[:4]:

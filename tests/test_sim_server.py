@@ -200,6 +200,7 @@ def test_verifier_checks_the_paths_answer_against_the_key(sim: SimServer) -> Non
     assert right is not None and right.outcome == "correct"
     assert wrong is not None and wrong.outcome == "error"
     assert "option A (Aspirin)" in wrong.reason and "option C (Warfarin)" in wrong.reason
+    assert wrong.reason.startswith("(simulated) ") and right.reason.startswith("(simulated) ")  # labelled
     no_answer = "(simulated) I considered the options but did not decide."
     silent = parse_verdict(texts(chat(sim, render("verify", path=no_answer, answer="A")))[0])
     assert silent is not None and silent.outcome == "error" and "never states" in silent.reason

@@ -9,7 +9,8 @@ app = typer.Typer(
     help=(
         "Grow verified medical chain-of-thought datasets (the ReasonMed algorithm).\n\n"
         "Typical first run on the embedded default (SQLite + the bundled simulator):\n\n"
-        "  reasonmed db upgrade && reasonmed run ../shared/data/pubmedqa/ori_pqal.json --source pubmedqa\n\n"
+        "  reasonmed db upgrade && reasonmed run ../shared/data/pubmedqa/ori_pqal.json --source pubmedqa"
+        " --benchmark-test-ids ../shared/data/pubmedqa/test_ground_truth.json\n\n"
         "Settings come from REASONMED_* environment variables (see `reasonmed config show`)."
     ),
     no_args_is_help=True,

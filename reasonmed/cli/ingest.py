@@ -136,7 +136,8 @@ def ingest(
         str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")
     ] = None,
 ) -> None:
-    """Ingest question files. Re-running is safe: a file already ingested is skipped, known questions are
+    """Ingest question files. Re-running is safe: a file already ingested with the same --source, --map and
+    bases is skipped (with other ones it is read again), known questions are
     counted as duplicates, and bad records are kept in table ingest_errors with the reason."""
     if source not in FORMATS:
         raise _fail(f"unknown --source {source!r} (choose one of: {', '.join(FORMATS)})")

@@ -22,7 +22,7 @@ from reasonmed.db.eval_repo import EvalQuestion
 from reasonmed.evaluation.benchmarks import BENCHMARKS, Benchmark
 from reasonmed.evaluation.report import AccuracyRow, accuracy_rows
 from reasonmed.llm.types import ChatBackend
-from reasonmed.parsing import extract_answer
+from reasonmed.parsing import clean_reasoning, extract_answer
 from reasonmed.prompts import PromptTemplate, get_template
 
 SAVE_BATCH = 200
@@ -85,7 +85,7 @@ def prediction_row(
     request_id: str | None, seed: int, prompt_tokens: int, completion_tokens: int, latency_ms: float,
     attempts: int, prompt_sha256: str, provenance: Mapping[str, Any],
 ) -> dict[str, Any]:
-    extracted = extract_answer(text, dict(q.options))
+    extracted = extract_answer(clean_reasoning(text), dict(q.options))  # exactly as the pipeline reads a path
     return {
         "run_id": ctx.run_id, "endpoint": ctx.endpoint, "model": ctx.model, "benchmark": benchmark,
         "subset": q.subset, "question_id": q.id, "prompt_sha256": prompt_sha256,

@@ -280,11 +280,14 @@ async def _write_new_paths(
 
 
 def _error_reasons(st: QuestionState, paths: Sequence[PathRow]) -> list[str]:
-    """The verifier's analyses of the failed attempts, de-duplicated, in generation order."""
+    """The verifier's analyses of the failed attempts, de-duplicated, in generation order.
+
+    Only Error verdicts carry an analysis: an unparseable verdict's reason is a placeholder, not advice.
+    """
     seen: dict[str, None] = {}
     for p in paths:
         v = st.verdicts.get(p.id)
-        if v and v[1] != "correct" and v[2]:
+        if v and v[1] == "error" and v[2]:
             seen.setdefault(v[2].strip(), None)
     return list(seen)
 

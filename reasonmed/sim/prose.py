@@ -145,7 +145,15 @@ def verdict_reason(
     flipped: bool,
     rng: random.Random,
 ) -> str:
-    """One or two sentences naming the option the path reached and the correct one."""
+    """One or two sentences naming the option the path reached and the correct one (labelled simulated)."""
+    return SIM_PREFIX + _verdict_reason(correct_verdict=correct_verdict, chosen=chosen, answer=answer,
+                                        options=options, flipped=flipped, rng=rng)
+
+
+def _verdict_reason(
+    *, correct_verdict: bool, chosen: str | None, answer: str, options: Mapping[str, str], flipped: bool,
+    rng: random.Random,
+) -> str:
     right = _opt(answer, options) if answer in options else f"option {answer}"
     if chosen is None:
         base = f"The reasoning never states a final choice; the correct one is {right}."
