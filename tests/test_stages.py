@@ -125,3 +125,37 @@ def test_unparseable_output_is_recorded_not_fatal(sqlite_url: str, tmp_path: Pat
     engine = make_engine(sqlite_url)
     st = repo.load_state(engine, qid, verifier_model="sim/Qwen2.5-72B-Instruct", ranker_model="x", summarizer_model="y")
     assert st.outcome["tier"] == "difficult" and "regenerated" in st.outcome["rejection_reason"]
+
+
+async def test_a_reask_says_what_was_wrong_and_keeps_the_seed(sim_factory) -> None:  # type: ignore[no-untyped-def]
+    """An unparseable reply is asked again with the same seed and a note appended to the request: a real
+    engine at temperature 0 would repeat the same text for the same prompt, so the prompt must change.
+    Over real HTTP: the simulator's first reply carries no verdict, the second is a normal one."""
+    from reasonmed.agents.base import REASK_NOTES, QuestionView, Sampling
+    from reasonmed.agents.verifier import verify_path
+    from reasonmed.llm.openai_backend import OpenAICompatibleBackend
+    from tests.fixtures_sim import sim_endpoint
+
+    server = sim_factory(fault_script=["noanswer", "ok"])
+    http = OpenAICompatibleBackend("sim", sim_endpoint(server))
+    sent: list[tuple[list[dict[str, str]], int | None]] = []
+
+    class Recording:
+        name, model = http.name, http.model
+
+        async def complete(self, messages, **kw):  # type: ignore[no-untyped-def]
+            sent.append(([dict(m) for m in messages], kw.get("seed")))
+            return await http.complete(messages, **kw)
+
+    q = QuestionView(id=1, content_hash="h", source="medqa", question="Which drug reverses heparin?", context=None,
+                     options={"A": "Vitamin K", "B": "Protamine sulfate", "C": "Naloxone"}, answer="B")
+    try:
+        call, verdict = await verify_path(Recording(), q, "Protamine binds heparin.\nFinal answer: B",  # type: ignore[arg-type]
+                                          sampling=Sampling(0.0, 1.0, 256), seed=42, attempts=2)
+    finally:
+        await http.aclose()
+    assert verdict is not None and verdict.outcome == "correct" and call.attempts == 2
+    (first, seed1), (second, seed2) = sent
+    assert seed1 == seed2 == 42
+    assert second[0] == first[0]  # the same system prompt
+    assert second[1]["content"] == first[1]["content"].rstrip("\n") + "\n\n" + REASK_NOTES["unparseable"] + "\n"

@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from reasonmed.llm.types import ChatBackend, Completion, LLMError
+from reasonmed.llm.types import ChatBackend, Completion, LLMError, Message
 from reasonmed.prompts import PromptTemplate, context_block, format_options
 
 
@@ -81,6 +81,26 @@ def derive_seed(base: int, *parts: object) -> int:
     return int.from_bytes(digest[:4], "big") % (2**31 - 1024)
 
 
+# Appended to the user message of a re-ask. Same seed, other prompt: a transient glitch gets the answer
+# the first ask would have had, and an engine that really produced unusable text (it would repeat it
+# exactly at temperature 0) is told what was wrong.
+REASK_NOTES: dict[str, str] = {
+    "truncated": "Your previous reply to this request was cut off at the length limit. Reply again, more "
+                 "concisely, and end exactly in the format asked for above.",
+    "unparseable": "Your previous reply to this request could not be read. Reply again and end exactly in the "
+                   "format asked for above.",
+}
+
+
+def reask_messages(messages: Sequence[Message], failed: Completion) -> list[dict[str, str]]:
+    """The request again with a note on what was wrong with ``failed`` added to its last user message."""
+    note = REASK_NOTES["truncated" if failed.finish_reason == "length" else "unparseable"]
+    out = [dict(m) for m in messages]
+    last_user = max(i for i, m in enumerate(out) if m["role"] == "user")
+    out[last_user]["content"] = out[last_user]["content"].rstrip("\n") + "\n\n" + note + "\n"
+    return out
+
+
 def usable(completion: Completion, check: Callable[[str], object | None]) -> bool:
     """Truncated output, or output the role's parser rejects, is not usable."""
     return completion.finish_reason != "length" and check(completion.text) is not None
@@ -98,9 +118,9 @@ async def ask(
     check: Callable[[str], object | None],
     reasks: int,
 ) -> CallOutcome:
-    """Ask for ``n`` choices; re-ask (same seed, so a healthy engine gives the same answer) for each
-    choice that is truncated or unparseable, at most ``reasks`` times. Transport errors that survive the
-    backend's own retries are returned in ``outcome.error``, never raised: the caller records them.
+    """Ask for ``n`` choices; re-ask each choice that is truncated or unparseable, at most ``reasks``
+    times, with the same seed and a note on what was wrong (``reask_messages``). Transport errors that
+    survive the backend's own retries are returned in ``outcome.error``, never raised: the caller records them.
     """
     messages = template.render(**fields)
     out = CallOutcome(
@@ -108,10 +128,10 @@ async def ask(
         prompt_sha256=template.sha256,
     )
 
-    async def once(count: int, s: int | None) -> list[Completion]:
+    async def once(count: int, s: int | None, request: Sequence[Message] = messages) -> list[Completion]:
         try:
             got = await backend.complete(
-                messages, temperature=sampling.temperature, max_tokens=sampling.max_tokens,
+                request, temperature=sampling.temperature, max_tokens=sampling.max_tokens,
                 top_p=sampling.top_p, n=count, seed=s,
             )
         except LLMError as exc:
@@ -131,7 +151,9 @@ async def ask(
             retry = [i for i, ok in enumerate(out.accepted) if not ok]
             if not retry:
                 break
-            again = await asyncio.gather(*(once(1, None if seed is None else seed + i) for i in retry))
+            again = await asyncio.gather(*(
+                once(1, None if seed is None else seed + i, reask_messages(messages, out.completions[i])) for i in retry
+            ))
             for i, got in zip(retry, again, strict=True):
                 out.completions[i] = got[0]
                 out.accepted[i] = usable(got[0], check)
