@@ -97,6 +97,9 @@ def run(
         # No Prefect server configured: Prefect starts a temporary one on SQLite, which records task events
         # several times slower than a Postgres-backed server. Spare it log shipping and child-flow churn.
         os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+        # Prefect 3.9's temporary server cancels its task-run recorder mid-flush when it is stopped at exit
+        # and prints tracebacks about its own bookkeeping (the pipeline's rows are in its database by then).
+        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
         if shard_size is None:
             shard_size = max(settings.shard_size, 1000)
     params: dict[str, Any] = {
@@ -122,7 +125,11 @@ def run(
         result = asyncio.run(_build_with_display(params))
 
     console.print(_progress_table(result))
-    console.print(_tier_table(result["report"]["tiers"], f"run {result['run_id']}: questions by tier and status"))
+    if result["report"]["tiers"]:
+        console.print(_tier_table(result["report"]["tiers"], f"run {result['run_id']}: questions by tier and status"))
+    else:
+        console.print("nothing left to do: every training question in the database is finished "
+                      "(ingest more files to grow the dataset; `reasonmed audit` shows the totals)")
     for r in result["report"]["rejections"]:
         console.print(f"rejected: {r['questions']} x {r['reason']}")
     if result.get("failed"):
