@@ -3,9 +3,10 @@
     python deploy/screenshot.py --ui http://127.0.0.1:4200 --out docs/img/prefect-nightly.png
 
 Finds the nightly deployment, its latest completed flow run and that run's ``dataset-growth`` artifact
-through the REST API, lets Debian's ``chromium`` render two pages, and stacks them into one PNG: the
-run's page (state, deployment, work pool, and the run graph with its ingest, build and export children
-and the artifact marker) above the artifact's page (the rendered growth report). Chromium runs with a
+through the REST API, lets Debian's ``chromium`` render three pages, and stacks them into one PNG: the
+deployment's page (its cron schedule and timezone, concurrency limit, work pool and runs), the run's page
+(state, deployment, work pool, and the run graph with its ingest, build and export children and the
+artifact marker), and the artifact's page (the rendered growth report). Chromium runs with a
 throwaway profile and every background service off, so its only traffic is to the Prefect server.
 Not part of CI: it needs a browser and a server with runs.
 """
@@ -25,6 +26,12 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
 ]
+
+
+def deployment_id(api: str, deployment: str) -> str:
+    dep = httpx.get(f"{api}/deployments/name/{deployment}", timeout=30)
+    dep.raise_for_status()
+    return str(dep.json()["id"])
 
 
 def latest_completed_run(api: str, deployment: str) -> dict:
@@ -88,18 +95,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--flow-run", help="this flow run instead of the deployment's latest completed one")
     parser.add_argument("--out", type=Path, default=Path("docs/img/prefect-nightly.png"))
     parser.add_argument("--width", type=int, default=1600)
+    parser.add_argument("--deployment-height", type=int, default=760, help="pixels of the deployment page to keep")
     parser.add_argument("--run-height", type=int, default=820, help="pixels of the run page to keep")
     parser.add_argument("--report-height", type=int, default=1950, help="pixels of the report page to keep")
     args = parser.parse_args(argv)
     ui, api = args.ui.rstrip("/"), args.ui.rstrip("/") + "/api"
     run_id = args.flow_run or latest_completed_run(api, args.deployment)["id"]
     with tempfile.TemporaryDirectory(prefix="reasonmed-shots-") as tmp:
-        shots = [Path(tmp) / "run.png"]
-        screenshot(f"{ui}/runs/flow-run/{run_id}", shots[0], width=args.width, height=args.run_height)
+        shots = [Path(tmp) / "deployment.png", Path(tmp) / "run.png"]
+        screenshot(f"{ui}/deployments/deployment/{deployment_id(api, args.deployment)}", shots[0], width=args.width,
+                   height=args.deployment_height)
+        screenshot(f"{ui}/runs/flow-run/{run_id}", shots[1], width=args.width, height=args.run_height)
         artifact = growth_artifact(api, run_id)
         if artifact is not None:
             shots.append(Path(tmp) / "report.png")
-            screenshot(f"{ui}/artifacts/artifact/{artifact['id']}", shots[1], width=args.width, height=args.report_height)
+            screenshot(f"{ui}/artifacts/artifact/{artifact['id']}", shots[-1], width=args.width, height=args.report_height)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         stack(shots, args.out)
     print(f"{args.out}: flow run {run_id}" + ("" if artifact else " (it posted no dataset-growth artifact)"), file=sys.stderr)

@@ -156,7 +156,7 @@ def test_nightly_deployment_runs_on_a_worker_within_budget_and_grows_night_after
     assert all(Path(loc).exists() for _v, loc in versions)
     artifacts = sorted(growth_artifacts(server), key=lambda a: a.created)
     assert [a.flow_run_id for a in artifacts] == [run1.id, run2.id]  # one keyed artifact, versioned per night
-    assert "Version **2**" in str(artifacts[1].data) and "| questions ingested | 8 |" in str(artifacts[1].data)
+    assert "Version **2**" in str(artifacts[1].data) and "| training questions ingested | 8 | 20 |" in str(artifacts[1].data)
     engine.dispose()
 
     # the deployment's own guard: a second run while one holds the slot is cancelled, not queued

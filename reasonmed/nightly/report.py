@@ -93,9 +93,10 @@ def render_markdown(g: Growth) -> str:
         f"| questions added (accepted) | {_n(g.added('accepted'))} | {_n(g.after.get('accepted'))} |",
         f"| samples added | {_n(g.added('samples'))} | {_n(g.after.get('samples'))} |",
         f"| questions rejected | {_n(g.added('rejected'))} | {_n(g.after.get('rejected'))} |",
-        f"| questions ingested | {_n(sum(int(f.get('inserted', 0)) for f in g.ingest))} | {_n(g.after.get('questions'))} |",
+        # Both columns from the same totals: new training questions, and new test items held out of them.
+        f"| training questions ingested | {_n(g.added('questions'))} | {_n(g.after.get('questions'))} |",
         f"| questions pending | | {_n(g.after.get('pending'))} |",
-        f"| benchmark test items held out | | {_n(g.after.get('benchmark_test_held_out'))} |",
+        f"| benchmark test items held out | {_n(g.added('benchmark_test_held_out'))} | {_n(g.after.get('benchmark_test_held_out'))} |",
         f"| tokens (prompt + completion) | {_n(t['total'])} | |",
         "",
         f"Nightly run: pipeline run {g.nightly_run_id}. Budget: {budget}. Claimed {_n(int(g.build.get('claimed', 0)))} questions, finished "
