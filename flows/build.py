@@ -34,6 +34,7 @@ from reasonmed.pipeline.progress import BuildProgress, set_current
 from reasonmed.pipeline.stages import StageContext
 from reasonmed.prompts import all_templates
 from tasks.pipeline import RUNTIMES, generate_task, resolve_task, summarize_task, verify_task
+from tasks.secrets import load_prefect_secret
 
 # Per-run state shared by the run's shards and questions in this process, keyed by runtime key.
 _PROGRESS: dict[str, BuildProgress] = {}
@@ -135,7 +136,7 @@ async def build_dataset(
         parameters=params, prefect_flow_run_id=flow_run_id,
     )
     await asyncio.to_thread(repo.ensure_prompt_templates, engine, all_templates())
-    registry = LLMRegistry(cfg)
+    registry = LLMRegistry(cfg, secret_loader=load_prefect_secret)
     ctx = StageContext(engine=engine, cfg=cfg, backends=registry, run_id=run_id)
     key = f"run{run_id}-{uuid.uuid4().hex[:6]}"
     RUNTIMES[key] = ctx

@@ -29,6 +29,7 @@ from reasonmed.evaluation.runner import EvalContext, benchmark_accuracy, select_
 from reasonmed.llm.registry import LLMRegistry
 from reasonmed.prompts import get_template
 from tasks.evaluate import EVAL_RUNTIMES, evaluate_benchmark_task
+from tasks.secrets import load_prefect_secret
 
 
 def artifact_key(prefix: str, name: str) -> str:
@@ -71,7 +72,7 @@ async def evaluate_model(
         parameters=params, prefect_flow_run_id=flow_run_id,
     )
     await asyncio.to_thread(repo.ensure_prompt_templates, engine, [template])
-    registry = LLMRegistry(cfg)
+    registry = LLMRegistry(cfg, secret_loader=load_prefect_secret)
     ctx = EvalContext(
         engine=engine, backends=registry, endpoint=model_endpoint, model=model,
         sampling=Sampling(temperature=temperature, top_p=1.0, max_tokens=max_tokens),

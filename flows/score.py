@@ -27,6 +27,7 @@ from reasonmed.evaluation.scoring import ScoreContext
 from reasonmed.llm.registry import LLMRegistry
 from reasonmed.prompts import get_template
 from tasks.evaluate import SCORE_RUNTIMES, score_variant_task
+from tasks.secrets import load_prefect_secret
 
 
 class UnknownDatasetVersion(LookupError):
@@ -86,7 +87,7 @@ async def score_dataset(
         parameters=params, prefect_flow_run_id=flow_run_id,
     )
     await asyncio.to_thread(repo.ensure_prompt_templates, engine, [template])
-    registry = LLMRegistry(cfg)
+    registry = LLMRegistry(cfg, secret_loader=load_prefect_secret)
     ctx = ScoreContext(
         engine=engine, backends=registry, judge_endpoint=judge, judge_model=judge_model, version=version,
         sample_seed=seed, sample=picked, sampling=Sampling(temperature=0.0, top_p=1.0, max_tokens=max_tokens),

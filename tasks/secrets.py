@@ -1,6 +1,7 @@
 """Secrets from Prefect Secret blocks, for endpoints configured with ``api_key_secret``.
 
-Imported only when such an endpoint is used, so nothing else pays for Prefect's import.
+The flows hand this loader to the LLM registry (``reasonmed`` itself never imports Prefect); Prefect's
+blocks module is imported only when an endpoint actually names a secret.
 """
 
 from __future__ import annotations

@@ -369,6 +369,34 @@ async def test_registry_sends_the_key_from_the_environment(
     assert server.metrics()["requests_with_authorization_total"] == 1
 
 
+def test_registry_reads_the_key_from_a_prefect_secret_and_never_logs_it(
+    sim_factory, prefect_harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    from prefect.blocks.system import Secret
+
+    from tasks.secrets import load_prefect_secret
+
+    Secret(value="sk-from-prefect-secret").save("reasonmed-test-sim-key", overwrite=True)
+    server = sim_factory()
+    cfg = _pipeline(server.base_url, api_key_secret="reasonmed-test-sim-key")
+
+    async def call() -> None:
+        registry = LLMRegistry(cfg, secret_loader=load_prefect_secret)
+        try:
+            await registry.get("sim").complete(MESSAGES, temperature=0.7, max_tokens=4096)
+        finally:
+            await registry.aclose()
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(call())
+    assert server.metrics()["requests_with_authorization_total"] == 1
+    assert "sk-from-prefect-secret" not in caplog.text
+    with pytest.raises(ConfigError, match="api_key_secret: secrets are read by the Prefect flows"):
+        resolve_api_key(cfg.endpoints["sim"], "sim")  # no loader outside the flows: said up front
+    with pytest.raises(RuntimeError, match="'reasonmed-test-missing' could not be loaded"):
+        load_prefect_secret("reasonmed-test-missing")
+
+
 def test_missing_key_variable_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REASONMED_TEST_UNSET_KEY", raising=False)
     cfg = _pipeline("http://127.0.0.1:9/v1", api_key_env="REASONMED_TEST_UNSET_KEY").endpoints["sim"]

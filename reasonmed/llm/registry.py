@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from reasonmed.config import ConfigError, EndpointConfig, PipelineConfig
 from reasonmed.llm.types import ChatBackend
 from reasonmed.llm.usage import Price, UsageRow, UsageTracker
 
+SecretLoader = Callable[[str], str]
 
-def resolve_api_key(cfg: EndpointConfig, endpoint: str = "endpoint") -> str | None:
-    """The endpoint's API key from the environment (or a Prefect Secret block); None if none is configured.
+
+def resolve_api_key(
+    cfg: EndpointConfig, endpoint: str = "endpoint", secret_loader: SecretLoader | None = None,
+) -> str | None:
+    """The endpoint's API key from the environment (or a secret store, e.g. a Prefect Secret block, read by
+    ``secret_loader``); None if none is configured.
 
     A configured source that yields nothing is a configuration error: better to stop at start-up than
     to send unauthenticated requests all night.
@@ -31,9 +36,12 @@ def resolve_api_key(cfg: EndpointConfig, endpoint: str = "endpoint") -> str | No
                 f"endpoints.{endpoint}.api_key_env: environment variable {cfg.api_key_env} is not set or empty"
             )
     if cfg.api_key_secret:
-        from tasks.secrets import load_prefect_secret  # Prefect only when a secret is configured
-
-        return load_prefect_secret(cfg.api_key_secret)
+        if secret_loader is None:
+            raise ConfigError(
+                f"endpoints.{endpoint}.api_key_secret: secrets are read by the Prefect flows; outside them "
+                "use api_key_env"
+            )
+        return secret_loader(cfg.api_key_secret)
     return None
 
 
@@ -52,9 +60,13 @@ def make_backend(
 class LLMRegistry:
     """``registry.get("qwen")`` -> the endpoint's backend; ``await registry.aclose()`` when the run ends."""
 
-    def __init__(self, pipeline_config: PipelineConfig, api_keys: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, pipeline_config: PipelineConfig, api_keys: Mapping[str, str] | None = None,
+        secret_loader: SecretLoader | None = None,
+    ) -> None:
         self._config = pipeline_config
         self._api_keys = dict(api_keys or {})
+        self._secret_loader = secret_loader
         self._backends: dict[str, tuple[ChatBackend, asyncio.AbstractEventLoop]] = {}
         prices = {
             name: Price(cfg.price_input_per_mtok, cfg.price_output_per_mtok)
@@ -83,7 +95,7 @@ class LLMRegistry:
         if cfg is None:
             known = ", ".join(sorted(self._config.endpoints))
             raise KeyError(f"unknown endpoint {endpoint_name!r} (known: {known})")
-        key = self._api_keys.get(endpoint_name) or resolve_api_key(cfg, endpoint_name)
+        key = self._api_keys.get(endpoint_name) or resolve_api_key(cfg, endpoint_name, self._secret_loader)
         backend = make_backend(endpoint_name, cfg, key, self.tracker)
         self._backends[endpoint_name] = (backend, loop)
         return backend
