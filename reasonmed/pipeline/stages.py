@@ -1,6 +1,10 @@
 """The four per-question stages. Each reads what the database already holds for the question and does
 only what is missing, then writes its results in one transaction; so a stage that is retried, or a run
 that is killed and started again, recomputes nothing that finished and writes no second copy.
+Resolution has LLM waits between its steps (scores, then rewrites, then their verdicts, then the
+outcome), so it commits once per step rather than holding a transaction open across model calls; each
+step's write is itself one transaction keyed by unique constraints, and the outcome row, written last,
+is what marks the question resolved.
 
 An endpoint failure that outlives the HTTP layer's retries is recorded as a failed call, the stage's
 successful results are still saved, and ``StageIncomplete`` is raised so the scheduler retries the rest.
