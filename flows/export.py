@@ -77,7 +77,9 @@ def _publish_artifacts(result: ExportResult) -> None:
             f"- questions: {m['questions']}, rows per dataset: {next(iter(result.counts.values()), 0)}\n"
             f"- runs covered: {', '.join(map(str, m['run_ids'])) or 'none'}\n"
             f"- contamination: {contamination['count']} question(s) excluded "
-            f"({contamination['rows_excluded']} rows): {contamination['question_ids']}\n\n"
+            f"({contamination['rows_excluded']} rows): {contamination['question_ids']}\n"
+            f"- held back for the next version (accepted after the contamination scan): "
+            f"{contamination.get('rows_deferred', 0)} rows\n\n"
             f"| file | bytes | sha256 |\n|---|---|---|\n{files}\n"
         ),
         description=f"manifest of dataset version {result.version}",

@@ -169,20 +169,34 @@ def scan(
     return [m for c in candidates if (m := index.check(c)) is not None]
 
 
-def find_contaminated(
+@dataclass(frozen=True)
+class ContaminationScan:
+    """What an export needs from the guard: the copies to exclude, and the questions the scan looked at.
+
+    ``checked`` is None when there is nothing to copy (no test items): every question is then clean.
+    A question accepted after the scan is in neither, and the export holds it back for the next version.
+    """
+
+    flagged: dict[int, str]
+    checked: frozenset[int] | None
+
+
+def scan_database(
     engine: Engine, *, threshold: float = DEFAULT_THRESHOLD, ngram: int = DEFAULT_NGRAM,
     only_accepted: bool = False, persist: bool = True,
-) -> dict[int, str]:
-    """question_id -> why it must not be exported, for every non-test question that copies a test item.
-
-    ``only_accepted`` limits the scan to questions with accepted paths (what an export can contain);
-    by default every non-test question is checked. Matches are stored in ``contamination_matches``
-    (see the ``audit_contamination`` view) unless ``persist`` is False.
-    """
+) -> ContaminationScan:
+    """The guard over the stored questions; see ``find_contaminated``."""
     tests = eval_repo.load_benchmark_test_items(engine)
     if not tests:
-        return {}
-    matches = scan(tests, eval_repo.iter_training_items(engine, only_accepted=only_accepted),
+        return ContaminationScan({}, None)
+    checked: set[int] = set()
+
+    def noted(items: Iterable[QuestionText]) -> Iterable[QuestionText]:
+        for item in items:
+            checked.add(item.id)
+            yield item
+
+    matches = scan(tests, noted(eval_repo.iter_training_items(engine, only_accepted=only_accepted)),
                    threshold=threshold, ngram=ngram)
     if persist and matches:
         detected = eval_repo.now()
@@ -194,7 +208,20 @@ def find_contaminated(
             }
             for m in matches
         ])
-    return {m.question_id: m.description for m in matches}
+    return ContaminationScan({m.question_id: m.description for m in matches}, frozenset(checked))
+
+
+def find_contaminated(
+    engine: Engine, *, threshold: float = DEFAULT_THRESHOLD, ngram: int = DEFAULT_NGRAM,
+    only_accepted: bool = False, persist: bool = True,
+) -> dict[int, str]:
+    """question_id -> why it must not be exported, for every non-test question that copies a test item.
+
+    ``only_accepted`` limits the scan to questions with accepted paths (what an export can contain);
+    by default every non-test question is checked. Matches are stored in ``contamination_matches``
+    (see the ``audit_contamination`` view) unless ``persist`` is False.
+    """
+    return scan_database(engine, threshold=threshold, ngram=ngram, only_accepted=only_accepted, persist=persist).flagged
 
 
 def audit_contamination(engine: Engine) -> list[dict[str, object]]:

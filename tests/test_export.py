@@ -226,6 +226,25 @@ def test_contaminated_questions_are_excluded_and_reported(engine, tmp_path: Path
         assert target not in set(_parquet(result.location, name)["question_id"])
 
 
+def test_questions_the_scan_never_saw_wait_for_the_next_version(engine, tmp_path: Path) -> None:
+    """A question accepted by another worker after the contamination scan began is not in the scan's
+    checked set: the export holds it back (and says so) rather than publish it unchecked."""
+    from reasonmed.contamination import ContaminationScan
+
+    expected = expected_rows(engine)
+    all_q = sorted({r["question_id"] for r in expected})
+    late = all_q[3]
+    n_late = sum(1 for r in expected if r["question_id"] == late)
+    first = _export(engine, tmp_path / "a", contamination=lambda _e: ContaminationScan({}, frozenset(all_q) - {late}))
+    report = first.manifest["contamination"]
+    assert (report["rows_deferred"], report["deferred_question_ids"]) == (n_late, [late])
+    assert first.counts["ReasonMed"] == len(expected) - n_late
+    assert late not in set(_parquet(first.location, "ReasonMed")["question_id"])
+    # The next export's scan has seen it: it is included.
+    second = _export(engine, tmp_path / "b", contamination=lambda _e: ContaminationScan({}, frozenset(all_q)))
+    assert second.manifest["contamination"]["rows_deferred"] == 0 and second.counts["ReasonMed"] == len(expected)
+
+
 def test_parquet_is_sharded_and_streamed_in_row_groups(engine, tmp_path: Path) -> None:
     n = len(expected_rows(engine))
     result = _export(engine, tmp_path, formats=["parquet"], shard_rows=40, batch_rows=16)

@@ -64,4 +64,7 @@ def export(
     console.print(table)
     c = m["contamination"]
     console.print(f"contamination: {c['count']} question(s), {c['rows_excluded']} row(s) excluded")
+    if c.get("rows_deferred"):
+        console.print(f"held back: {c['rows_deferred']} row(s) of {len(c['deferred_question_ids'])} question(s) accepted "
+                      "after the contamination scan began; the next export checks and includes them")
     console.print(f"written to {result.location}\nmanifest: {result.manifest_path}")

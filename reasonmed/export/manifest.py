@@ -32,6 +32,8 @@ class ContaminationReport(BaseModel):
     rows_excluded: int
     question_ids: list[int]
     matches: dict[str, str] = Field(description="question id -> the benchmark-test item it matches")
+    rows_deferred: int = Field(default=0, description="rows held back: accepted after the scan, for the next version")
+    deferred_question_ids: list[int] = Field(default_factory=list)
 
 
 class Manifest(BaseModel):

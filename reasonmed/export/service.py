@@ -46,7 +46,8 @@ from reasonmed.export.targets import MANIFEST, parse_target
 from reasonmed.export.writers import PARQUET_OPTIONS, JsonLines, ParquetShards
 
 Format = Literal["parquet", "jsonl"]
-ContaminationCheck = Callable[[Engine], Mapping[int, str]]
+# Either question id -> reason (every other question counts as checked), or a ``ContaminationScan``.
+ContaminationCheck = Callable[[Engine], Any]
 
 
 class ExportOptions(BaseModel):
@@ -69,11 +70,18 @@ class ExportResult(BaseModel):
     manifest: dict[str, Any]
 
 
-def default_contamination_check(engine: Engine) -> Mapping[int, str]:
+def default_contamination_check(engine: Engine) -> Any:
     """Exact and near-duplicate copies of benchmark-test items, among the questions an export can hold."""
-    from reasonmed.contamination import find_contaminated
+    from reasonmed.contamination import scan_database
 
-    return find_contaminated(engine, only_accepted=True)
+    return scan_database(engine, only_accepted=True)
+
+
+def _guard_result(found: Any) -> tuple[dict[int, str], frozenset[int] | None]:
+    """(flagged, checked) from a check's answer; a plain mapping means every question was checked."""
+    if isinstance(found, Mapping):
+        return dict(found), None
+    return dict(found.flagged), found.checked
 
 
 class _Tally:
@@ -87,6 +95,12 @@ class _Tally:
         self._last_q: int | None = None
         self.dropped_rows = 0
         self.dropped_questions: set[int] = set()
+        self.deferred_rows = 0
+        self.deferred_questions: set[int] = set()
+
+    def defer(self, rows: list[SourceRow]) -> None:
+        self.deferred_rows += len(rows)
+        self.deferred_questions.update(r.question_id for r in rows)
 
     def add(self, rows: list[SourceRow], dropped: list[SourceRow]) -> None:
         for r in rows:
@@ -127,14 +141,14 @@ def _export(
         multipart_chunksize=options.multipart_chunksize,
     )
     benchmark_ids = frozenset(export_repo.benchmark_test_ids(engine))
-    flagged = dict(contamination(engine))
+    flagged, checked = _guard_result(contamination(engine))
     staging = target.staging()
     published: str | None = None
     version_dir = ""
     try:
         with VersionRecord(engine, run_id=run_id, created_at=created_at) as record:
             tally = _Tally()
-            data_files = _write_files(engine, options, staging, record, tally, benchmark_ids, flagged)
+            data_files = _write_files(engine, options, staging, record, tally, benchmark_ids, flagged, checked)
             version = record.reserve()
             version_dir = f"v{version:04d}"
             location = target.location(version_dir)
@@ -160,9 +174,13 @@ def _export(
 
 def _write_files(
     engine: Engine, options: ExportOptions, staging: Path, record: VersionRecord, tally: _Tally,
-    benchmark_ids: frozenset[int], flagged: dict[int, str],
+    benchmark_ids: frozenset[int], flagged: dict[int, str], checked: frozenset[int] | None,
 ) -> dict[str, list[Path]]:
-    """The streaming pass: every eligible row, checked, into every writer and the version record."""
+    """The streaming pass: every eligible row, checked, into every writer and the version record.
+
+    A row of a question the contamination scan never saw (accepted by another worker after the scan
+    began) is held back: it goes into the next version, once a scan has checked it.
+    """
     writers = _open_writers(staging, options)
     with ThreadPoolExecutor(max_workers=len(DATASETS), thread_name_prefix="export-writer") as pool:
         pending: list[Future[None]] = []
@@ -171,6 +189,9 @@ def _write_files(
                 rows = [SourceRow._make(r) for r in batch]
                 check_no_benchmark(rows, benchmark_ids)
                 kept, dropped = drop_excluded(rows, flagged)
+                if checked is not None:
+                    tally.defer([r for r in kept if r.question_id not in checked])
+                    kept = [r for r in kept if r.question_id in checked]
                 tally.add(kept, dropped)
                 if not kept:
                     continue
@@ -244,6 +265,7 @@ def _manifest(
         contamination=ContaminationReport(
             checked=True, flagged=len(flagged), count=len(excluded), rows_excluded=tally.dropped_rows,
             question_ids=excluded, matches={str(q): flagged[q] for q in excluded},
+            rows_deferred=tally.deferred_rows, deferred_question_ids=sorted(tally.deferred_questions),
         ),
         benchmark_test_questions_in_db=len(benchmark_ids),
         export_run_id=run_id,
