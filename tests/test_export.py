@@ -120,7 +120,7 @@ def test_manifest_hashes_versions_and_samples(engine, tmp_path: Path) -> None:
     df = _parquet(result.location, "CoTMed")
     assert export_repo.sample_path_ids(engine, result.version) == sorted(df["path_id"].tolist())
     card = (root / "ReasonMed" / "README.md").read_text()
-    assert card.startswith("---\n") and f"num_examples: {len(df)}" in card and "path: data/train-*" in card
+    assert card.startswith("---\n") and f"Rows: **{len(df)}**" in card and "path: data/train-*" in card
 
 
 def test_reexport_of_unchanged_database_is_byte_identical(engine, tmp_path: Path) -> None:
@@ -243,6 +243,29 @@ def test_questions_the_scan_never_saw_wait_for_the_next_version(engine, tmp_path
     # The next export's scan has seen it: it is included.
     second = _export(engine, tmp_path / "b", contamination=lambda _e: ContaminationScan({}, frozenset(all_q)))
     assert second.manifest["contamination"]["rows_deferred"] == 0 and second.counts["ReasonMed"] == len(expected)
+
+
+@pytest.mark.parametrize("layout", ["instruction", "chat"])
+def test_hugging_face_datasets_loads_the_export_as_it_is(engine, tmp_path: Path, layout: str,
+                                                        monkeypatch: pytest.MonkeyPatch, capfd) -> None:  # type: ignore[no-untyped-def]
+    """The folder layout and card are what `datasets` expects (offline: nothing is fetched); the chat
+    layout arrives as TRL's conversational format, a `messages` list of role/content turns."""
+    for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.setenv(key, "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    import datasets
+
+    result = _export(engine, tmp_path / "out", formats=["parquet"], layout=layout)
+    for name in DATASETS:
+        ds = datasets.load_dataset(str(Path(result.location) / name), cache_dir=str(tmp_path / "hf-cache" / name))
+        assert list(ds) == ["train"] and ds["train"].num_rows == result.counts[name]
+        if layout == "chat":
+            assert ds["train"].features["messages"] == datasets.List(
+                {"role": datasets.Value("string"), "content": datasets.Value("string")})
+            assert [m["role"] for m in ds["train"][0]["messages"]] == ["system", "user", "assistant"]
+        else:
+            assert ds["train"].column_names[:3] == ["instruction", "input", "output"]
+    assert "malformed" not in capfd.readouterr().err  # the dataset card's metadata is read without complaint
 
 
 def test_parquet_is_sharded_and_streamed_in_row_groups(engine, tmp_path: Path) -> None:

@@ -30,7 +30,6 @@ def render_card(
         "tags": ["medical", "chain-of-thought", "reasonmed", "synthetic"],
         "size_categories": [size_category(rows)],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
-        "dataset_info": {"splits": [{"name": "train", "num_examples": rows}]},
     }
     data_file = f"{name}.jsonl" if "jsonl" in formats else "data"
     sources = "\n".join(f"| {s} | {n} |" for s, n in sorted(by_source.items())) or "| - | 0 |"
