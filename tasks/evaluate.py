@@ -10,26 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TaskRunContext
-from prefect.tasks import exponential_backoff
 
 from reasonmed.evaluation import runner, scoring
 from reasonmed.evaluation.runner import EvalContext
 from reasonmed.evaluation.scoring import ScoreContext
-from tasks.retry import retry_transient
+from tasks.retry import task_options
 
 EVAL_RUNTIMES: dict[str, EvalContext] = {}
 SCORE_RUNTIMES: dict[str, ScoreContext] = {}
 
-_TASK_OPTIONS: dict[str, Any] = {
-    "retries": 2,
-    "retry_condition_fn": retry_transient,
-    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
-    "retry_jitter_factor": 0.5,
-    "persist_result": False,
-    "cache_policy": NO_CACHE,
-}
+_TASK_OPTIONS: dict[str, Any] = task_options(retries=2)
 
 
 def _provenance() -> dict[str, Any]:

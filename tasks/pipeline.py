@@ -11,24 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TaskRunContext
-from prefect.tasks import exponential_backoff
 
 from reasonmed.pipeline import stages
 from reasonmed.pipeline.stages import StageContext
-from tasks.retry import retry_transient
+from tasks.retry import task_options
 
 RUNTIMES: dict[str, StageContext] = {}
 
-_TASK_OPTIONS: dict[str, Any] = {
-    "retries": 3,
-    "retry_condition_fn": retry_transient,
-    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
-    "retry_jitter_factor": 0.5,
-    "persist_result": False,
-    "cache_policy": NO_CACHE,
-}
+_TASK_OPTIONS: dict[str, Any] = task_options(retries=3)
 
 
 def _context(runtime_key: str) -> tuple[StageContext, dict[str, Any]]:

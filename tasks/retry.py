@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import Task
+from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
+from prefect.tasks import exponential_backoff
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from reasonmed.evaluation.runner import EvalIncomplete
@@ -23,3 +25,16 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 def retry_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
     """Retry what another attempt can fix; anything else fails at once, with its traceback."""
     return isinstance(state.data, TRANSIENT)
+
+
+def task_options(retries: int) -> dict[str, Any]:
+    """The options every per-item task shares: transient-only retries with backoff and jitter, and no
+    Prefect result persistence or caching (the database is the store; each task reads what is missing)."""
+    return {
+        "retries": retries,
+        "retry_condition_fn": retry_transient,
+        "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+        "retry_jitter_factor": 0.5,
+        "persist_result": False,
+        "cache_policy": NO_CACHE,
+    }
