@@ -18,6 +18,7 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.context import FlowRunContext
 
 from flows.best_effort import best_effort
+from flows.outcomes import split_results
 from reasonmed.agents.base import Sampling
 from reasonmed.config import ConfigError, get_settings, load_pipeline_config
 from reasonmed.db import pipeline_repo as repo
@@ -89,14 +90,9 @@ async def evaluate_model(
         results = await asyncio.gather(
             *(evaluate_benchmark_task(key, b.name) for b in chosen), return_exceptions=True
         )
-        for b, res in zip(chosen, results, strict=True):
-            if isinstance(res, BaseException):
-                if not isinstance(res, Exception):
-                    raise res
-                failures[b.name] = f"{type(res).__name__}: {res}"
-                logger.warning("%s incomplete: %s", b.name, res)
-            else:
-                counts[b.name] = res
+        counts, failures = split_results([b.name for b in chosen], results)
+        for name, why in failures.items():
+            logger.warning("%s incomplete: %s", name, why)
         rows: list[report.AccuracyRow] = []
         for b in chosen:
             selected = await asyncio.to_thread(select_questions, ctx, b.name)

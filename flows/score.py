@@ -16,6 +16,7 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.context import FlowRunContext
 
 from flows.best_effort import best_effort
+from flows.outcomes import split_results
 from reasonmed.agents.base import Sampling
 from reasonmed.config import ConfigError, get_settings, load_pipeline_config
 from reasonmed.db import eval_repo
@@ -102,13 +103,7 @@ async def score_dataset(
     status, error = "completed", None
     try:
         results = await asyncio.gather(*(score_variant_task(key, v) for v in chosen), return_exceptions=True)
-        for v, res in zip(chosen, results, strict=True):
-            if isinstance(res, BaseException):
-                if not isinstance(res, Exception):
-                    raise res
-                failures[v] = f"{type(res).__name__}: {res}"
-            else:
-                counts[v] = res
+        counts, failures = split_results(chosen, results)
         summaries = [await asyncio.to_thread(scoring.variant_summary, ctx, v) for v in chosen]
         if failures:
             status, error = "failed", "; ".join(f"{k}: {v}" for k, v in failures.items())

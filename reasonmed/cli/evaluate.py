@@ -22,6 +22,20 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _require_endpoint(cfg: Any, name: str, option: str) -> None:
+    if name not in cfg.endpoints:
+        raise _fail(f"{option}: unknown endpoint {name!r} (known: {', '.join(sorted(cfg.endpoints))})")
+
+
+def _migrated_engine(database_url: str | None) -> None:
+    """Fail with the migration hint unless the database is at the schema this code expects."""
+    url, engine = engine_from_settings(database_url)
+    try:
+        migrate.require_current(engine, url)
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from None
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}"
 
@@ -72,13 +86,8 @@ def evaluate(
     except ValueError as exc:
         raise _fail(f"--benchmarks: {exc}") from None
     cfg = load_pipeline_config(config or get_settings().pipeline_config)
-    if model_endpoint not in cfg.endpoints:
-        raise _fail(f"--model-endpoint: unknown endpoint {model_endpoint!r} (known: {', '.join(sorted(cfg.endpoints))})")
-    url, engine = engine_from_settings(database_url)
-    try:
-        migrate.require_current(engine, url)
-    except RuntimeError as exc:
-        raise _fail(str(exc)) from None
+    _require_endpoint(cfg, model_endpoint, "--model-endpoint")
+    _migrated_engine(database_url)
     from flows.evaluate import evaluate_model
 
     result = asyncio.run(evaluate_model(
@@ -137,13 +146,9 @@ def score(
     except ValueError as exc:
         raise _fail(f"--variant: {exc}") from None
     cfg = load_pipeline_config(config or get_settings().pipeline_config)
-    if judge_endpoint is not None and judge_endpoint not in cfg.endpoints:
-        raise _fail(f"--judge-endpoint: unknown endpoint {judge_endpoint!r} (known: {', '.join(sorted(cfg.endpoints))})")
-    url, engine = engine_from_settings(database_url)
-    try:
-        migrate.require_current(engine, url)
-    except RuntimeError as exc:
-        raise _fail(str(exc)) from None
+    if judge_endpoint is not None:
+        _require_endpoint(cfg, judge_endpoint, "--judge-endpoint")
+    _migrated_engine(database_url)
     params = {"sample": sample, "variants": variants, "judge_endpoint": judge_endpoint, "seed": seed,
               "config": str(config) if config else None}
     versions = [dataset] if dataset is not None else list(compare)  # type: ignore[arg-type]
