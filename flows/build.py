@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -25,20 +24,47 @@ from prefect.context import FlowRunContext
 from prefect.exceptions import PrefectHTTPStatusError
 
 from flows.best_effort import best_effort
+from flows.stopping import StopRequest, signals_stop, watch_cancellation
 from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config
+from reasonmed.db import failures_repo
 from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.engine import get_engine
 from reasonmed.db.migrate import require_current
 from reasonmed.llm.registry import LLMRegistry
+from reasonmed.pipeline import workers
+from reasonmed.pipeline.failures import classify
+from reasonmed.pipeline.outcome import BuildOutcome, HeldClaim, RunStatus
 from reasonmed.pipeline.progress import BuildProgress, set_current
 from reasonmed.pipeline.stages import StageContext
 from reasonmed.prompts import all_templates
 from tasks.pipeline import RUNTIMES, generate_task, resolve_task, summarize_task, verify_task
 from tasks.secrets import load_prefect_secret
 
+
+class BuildIncomplete(RuntimeError):
+    """The run ended without doing all its work (set-aside or failed questions, a stop); ``result`` is
+    what it did, with its ``outcome``. Raised so the Prefect flow run ends Failed, not Completed."""
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.result = result
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BuildIncomplete, (str(self), self.result))
+
+
+@dataclass
+class _RunState:
+    """What the run's questions share in this process."""
+
+    ctx: StageContext
+    progress: BuildProgress
+    slots: asyncio.Semaphore
+    question_attempts: int
+
+
 # Per-run state shared by the run's shards and questions in this process, keyed by runtime key.
-_PROGRESS: dict[str, BuildProgress] = {}
-_SLOTS: dict[str, asyncio.Semaphore] = {}
+_RUNS: dict[str, _RunState] = {}
 
 
 def default_questions_in_flight(cfg: PipelineConfig) -> int:
@@ -47,19 +73,40 @@ def default_questions_in_flight(cfg: PipelineConfig) -> int:
 
 
 async def _process_question(runtime_key: str, question_id: int) -> str:
-    progress = _PROGRESS[runtime_key]
-    async with _SLOTS[runtime_key]:
+    """The question's four stages; a failure is recorded against the question (and may set it aside)
+    and costs only this question: it is never claimed again by this run."""
+    run = _RUNS[runtime_key]
+    progress = run.progress
+    stage = "generate"
+    async with run.slots:
         progress.in_flight += 1
         try:
             await generate_task(runtime_key, question_id)
+            stage = "verify"
             await verify_task(runtime_key, question_id)
+            stage = "resolve"
             status = await resolve_task(runtime_key, question_id)
             if status != "rejected":
+                stage = "summarize"
                 status = await summarize_task(runtime_key, question_id) or status
-        except Exception as exc:  # the task already retried; leave the question for the next run
-            progress.failed += 1
-            get_run_logger().warning("question %s left unfinished: %s", question_id, exc)
-            return "failed"
+        except Exception as exc:
+            failure = classify(stage, exc)
+            if not failure.counts:  # the endpoint's outage, not the question's: it stays pending
+                return "endpoint_down"
+            recorded = await asyncio.to_thread(
+                failures_repo.record_failure, run.ctx.engine, question_id, failure, run_id=run.ctx.run_id,
+                budget=run.question_attempts,
+            )
+            if recorded.set_aside:
+                progress.set_aside += 1
+            else:
+                progress.failed += 1
+            get_run_logger().warning(
+                "question %s %s at %s (%s failure %s of %s): %s", question_id,
+                "set aside" if recorded.set_aside else "failed", stage, failure.cls, recorded.failures,
+                run.question_attempts, failure.message,
+            )
+            return "set_aside" if recorded.set_aside else "failed"
         finally:
             progress.in_flight -= 1
     progress.done += 1
@@ -99,6 +146,16 @@ async def _run_shard(runtime_key: str, index: int, ids: list[int], attempts: int
     raise AssertionError("unreachable")
 
 
+async def _take_back_dead_claims(engine: Any, sources: list[str] | None) -> None:
+    """Free at once the claims of holders that provably died (same host, process gone); the others'
+    claims run out with their lease, and the run's outcome reports them as held."""
+    holders = await asyncio.to_thread(repo.live_holders, engine, sources=sources)
+    dead = [h.worker for h in holders if workers.provably_dead(h.worker)]
+    if dead:
+        freed = await asyncio.to_thread(repo.release_holders, engine, dead)
+        get_run_logger().info("took back %s claim(s) of %s dead worker(s): %s", freed, len(dead), ", ".join(dead))
+
+
 @flow(name="build-dataset", persist_result=False)
 async def build_dataset(
     limit: int | None = None,
@@ -117,33 +174,41 @@ async def build_dataset(
     ``max_tokens``: stop claiming new shards once this run's prompt + completion tokens reach it (a
     nightly budget); shards already claimed finish, so a run can overshoot by the shards in flight.
     ``priority``: claim order, "fifo" (lowest ids first) or "round-robin" (in turn over sources).
+
+    Every endpoint is asked once before anything is claimed; the run stops early on SIGTERM/SIGINT, on
+    cancellation through the Prefect API, or when an endpoint's circuit breaker opens. It ends Failed
+    (``BuildIncomplete``, with the outcome) unless every question it took was finished.
     """
     logger = get_run_logger()
     settings = get_settings()
     cfg = load_pipeline_config(config or settings.pipeline_config)
     engine = get_engine(settings.database_url)
     await asyncio.to_thread(require_current, engine, settings.database_url)
+    if priority not in repo.PRIORITIES:
+        raise ValueError(f"priority must be one of {', '.join(repo.PRIORITIES)} (got {priority!r})")
+    registry = LLMRegistry(cfg, secret_loader=load_prefect_secret)
+    await registry.preflight()  # one line naming the endpoint, before any question is claimed
     flow_ctx = FlowRunContext.get()
     flow_run_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else None
     shard_size = shard_size or settings.shard_size
     in_flight = questions_in_flight or settings.questions_in_flight or default_questions_in_flight(cfg)
-    params = {"limit": limit, "sources": sources, "config": config, "shard_size": shard_size, "questions_in_flight": in_flight}
-    if priority not in repo.PRIORITIES:
-        raise ValueError(f"priority must be one of {', '.join(repo.PRIORITIES)} (got {priority!r})")
-    params.update(max_tokens=max_tokens, priority=priority)
+    params = {
+        "limit": limit, "sources": sources, "config": config, "shard_size": shard_size, "questions_in_flight": in_flight,
+        "max_tokens": max_tokens, "priority": priority,
+    }
     run_id = await asyncio.to_thread(
         repo.create_run, engine, kind="build", config_hash=cfg.config_hash, config_snapshot=cfg.snapshot(),
         parameters=params, prefect_flow_run_id=flow_run_id,
     )
     await asyncio.to_thread(repo.ensure_prompt_templates, engine, all_templates())
-    registry = LLMRegistry(cfg, secret_loader=load_prefect_secret)
     ctx = StageContext(engine=engine, cfg=cfg, backends=registry, run_id=run_id)
     key = f"run{run_id}-{uuid.uuid4().hex[:6]}"
     RUNTIMES[key] = ctx
-    worker = worker_id or f"{socket.gethostname()}:{os.getpid()}:run{run_id}"
+    worker = worker_id or workers.worker_id(run_id)
+    await _take_back_dead_claims(engine, sources)
     pending = await asyncio.to_thread(repo.count_pending, engine, sources)
     progress = BuildProgress(total=min(pending, limit) if limit is not None else pending, usage=lambda: registry.usage)
-    _PROGRESS[key], _SLOTS[key] = progress, asyncio.Semaphore(in_flight)
+    _RUNS[key] = _RunState(ctx, progress, asyncio.Semaphore(in_flight), settings.question_attempts)
     set_current(progress)
     logger.info(
         "run %s: %s questions to process (%s pending), %s in flight, shards of %s, %s paths per question",
@@ -151,6 +216,7 @@ async def build_dataset(
     )
     artifact_id = await acreate_progress_artifact(progress=0.0, key="build-progress", description=f"build run {run_id}")
 
+    stop = StopRequest()
     remaining = [limit if limit is not None else float("inf")]
     held: set[int] = set()
     shard_counter = [0]
@@ -162,13 +228,19 @@ async def build_dataset(
         snap = progress.snapshot()
         return snap["prompt_tokens"] + snap["completion_tokens"] >= max_tokens
 
+    def check_breakers() -> bool:
+        trips = registry.trips()
+        if trips:
+            stop.request("; ".join(t.describe() for t in trips), interrupted=False)
+        return stop.requested
+
     async def shard_worker() -> None:
-        while remaining[0] > 0 and not token_budget_spent():
+        while remaining[0] > 0 and not token_budget_spent() and not check_breakers():
             take = int(min(shard_size, remaining[0]))
             remaining[0] -= take  # reserve before awaiting, so concurrent shard workers never over-claim
             ids = await asyncio.to_thread(
                 repo.claim_questions, engine, worker=worker, limit=take, lease_s=settings.claim_lease_s, sources=sources,
-                priority=priority,
+                priority=priority, run_id=run_id,
             )
             remaining[0] += take - len(ids)
             if not ids:
@@ -178,7 +250,6 @@ async def build_dataset(
             index = shard_counter[0]
             shard_counter[0] += 1
             counts = await _run_shard(key, index, ids)
-            # Released once the shard got through; a failed shard's claims lapse after the lease.
             await asyncio.to_thread(repo.release_claims, engine, worker=worker, question_ids=ids)
             held.difference_update(ids)
             for k, v in counts.items():
@@ -186,12 +257,18 @@ async def build_dataset(
 
     async def heartbeat() -> None:
         """Renew every claim this run holds, from the moment it is taken (a child flow run can take a
-        while to start on a busy Prefect server) until it is released."""
+        while to start on a busy Prefect server) until it is released; watch the endpoints' breakers."""
         lease = settings.claim_lease_s
+        renew_every = lease / 3
+        waited = 0.0
         while True:
-            await asyncio.sleep(lease / 3)
-            with best_effort("claim heartbeat"):
-                await asyncio.to_thread(repo.renew_claims, engine, worker=worker, question_ids=sorted(held), lease_s=lease)
+            await asyncio.sleep(1.0)
+            check_breakers()
+            waited += 1.0
+            if waited >= renew_every:
+                waited = 0.0
+                with best_effort("claim heartbeat"):
+                    await asyncio.to_thread(repo.renew_claims, engine, worker=worker, question_ids=sorted(held), lease_s=lease)
 
     async def report_progress() -> None:
         while True:
@@ -199,41 +276,85 @@ async def build_dataset(
             with best_effort("progress artifact"):
                 await aupdate_progress_artifact(artifact_id=artifact_id, progress=100.0 * progress.fraction)
 
-    reporter = asyncio.create_task(report_progress())
-    beat = asyncio.create_task(heartbeat())
+    background = [
+        asyncio.create_task(report_progress()), asyncio.create_task(heartbeat()),
+        asyncio.create_task(watch_cancellation(flow_run_id, stop)),
+    ]
     # Enough shards at once that the question semaphore, not shard boundaries, limits concurrency.
     n_shard_workers = max(1, -(-in_flight // shard_size)) + 1
     status, error = "completed", None
     try:
-        await asyncio.gather(*(shard_worker() for _ in range(n_shard_workers)))
+        with signals_stop(stop):
+            work = asyncio.ensure_future(asyncio.gather(*(shard_worker() for _ in range(n_shard_workers))))
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():  # stop requested: cancel the in-flight questions (and their requests)
+                logger.warning("run %s: stopping: %s", run_id, stop.reason)
+                work.cancel()
+            stopper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            check_breakers()
     except BaseException as exc:
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        for background in (reporter, beat):
-            background.cancel()
+        for task in background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await background
+                await task
         progress.finished = True
+        # Whatever this run still holds goes back at once: a rerun needs no lease to run out.
+        await asyncio.to_thread(repo.release_claims, engine, worker=worker)
         await registry.aclose()
+        if stop.requested:
+            status, error = ("interrupted" if stop.interrupted else "failed"), stop.reason
         stats = {**progress.snapshot(), "statuses": totals, "shards": shard_counter[0]}
         stats["usage"] = [r.as_dict() for r in registry.usage]
         await asyncio.to_thread(repo.finish_run, engine, run_id, status=status, stats=_jsonable(stats), error=error)
         RUNTIMES.pop(key, None)
-        _PROGRESS.pop(key, None)
-        _SLOTS.pop(key, None)
+        _RUNS.pop(key, None)
     with best_effort("progress artifact"):
         await aupdate_progress_artifact(artifact_id=artifact_id, progress=100.0)
     report = await asyncio.to_thread(repo.run_report, engine, run_id)
+    report["set_aside"] = await asyncio.to_thread(failures_repo.list_set_aside, engine, run_id=run_id)
     await _publish_report(run_id, report)
     budget_stop = token_budget_spent()
     if budget_stop:
         logger.info("run %s: token budget of %s reached, no further shards claimed", run_id, max_tokens)
-    logger.info("run %s finished: %s", run_id, totals)
-    return {
+    outcome = await _outcome(engine, run_id, worker, sources, progress, stop, budget_stop)
+    result = {
         "run_id": run_id, "statuses": totals, "shards": shard_counter[0], "report": report,
-        "token_budget_reached": budget_stop, **progress.snapshot(),
+        "token_budget_reached": budget_stop, **progress.snapshot(), "outcome": outcome.as_dict(),
     }
+    for line in outcome.lines():
+        (logger.info if outcome.ok else logger.warning)("%s", line)
+    if status == "completed" and not outcome.ok:
+        await asyncio.to_thread(repo.finish_run, engine, run_id, status="failed", stats=_jsonable(stats), error=outcome.verdict())
+    if not outcome.ok:
+        raise BuildIncomplete(outcome.verdict(), result)
+    return result
+
+
+async def _outcome(
+    engine: Any, run_id: int, worker: str, sources: list[str] | None, progress: BuildProgress, stop: StopRequest,
+    budget_stop: bool,
+) -> BuildOutcome:
+    failures = await asyncio.to_thread(failures_repo.run_failures, engine, run_id)
+    pending = await asyncio.to_thread(repo.count_pending, engine, sources)
+    holders = await asyncio.to_thread(repo.live_holders, engine, except_worker=worker, sources=sources)
+    status: RunStatus
+    if stop.requested:
+        status = "interrupted" if stop.interrupted else "endpoint_down"
+    elif failures.set_aside or failures.failed:
+        status = "incomplete"
+    else:
+        status = "done"
+    return BuildOutcome(
+        run_id=run_id, status=status, done=progress.done, accepted=progress.accepted, rejected=progress.rejected,
+        set_aside=failures.set_aside, failed=failures.failed, pending=pending, held=[HeldClaim.of(h) for h in holders],
+        stop_reason=stop.reason, token_budget_reached=budget_stop,
+    )
 
 
 def _jsonable(value: Any) -> Any:
@@ -254,6 +375,7 @@ async def _publish_report(run_id: int, report: dict[str, list[dict[str, Any]]]) 
         "rejected_paths": ("build-rejected-paths", "Paths not accepted, by origin and reason (audit_rejected_paths)"),
         "verifier_accuracy": ("build-verifier-accuracy", "Verifier accuracy per generator model and temperature"),
         "tokens": ("build-tokens", "Calls and tokens per stage and model"),
+        "set_aside": ("build-set-aside", "Questions set aside by this run, with stage and reason (audit_set_aside)"),
     }
     for name, (key, title) in titles.items():
         rows = report.get(name) or [{"note": "none"}]

@@ -46,6 +46,11 @@ class EndpointConfig(_Strict):
     backoff_base_s: float = Field(default=0.5, ge=0)
     backoff_max_s: float = Field(default=60.0, ge=0)
     supports_n: bool = Field(default=True, description="engine accepts n>1 (vLLM does)")
+    breaker_window_s: float = Field(
+        default=60.0, gt=0,
+        description="circuit breaker: once every request has failed for this long, the endpoint counts as down",
+    )
+    breaker_min_failures: int = Field(default=5, ge=1, description="circuit breaker: failed attempts it takes at least")
     price_input_per_mtok: float | None = Field(default=None, ge=0)
     price_output_per_mtok: float | None = Field(default=None, ge=0)
     engine_args: dict[str, Any] = Field(default_factory=dict, description="AsyncEngineArgs for kind=vllm")
@@ -285,6 +290,11 @@ class Settings(BaseSettings):
         default=120.0, gt=0,
         description="a worker's hold on claimed questions, renewed every third of it while the worker lives; "
         "a killed run's questions are free again this long after it died",
+    )
+    question_attempts: int = Field(
+        default=3, ge=1, le=100,
+        description="failed attempts (one per run at most) after which a question is set aside until "
+        "`reasonmed retry`; a permanent failure sets it aside at once",
     )
     export_dir: Path = Field(default=Path("exports"))
     s3_endpoint_url: str | None = Field(default=None, description="for MinIO and other S3-compatible stores")

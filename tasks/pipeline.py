@@ -1,4 +1,4 @@
-"""Per-question Prefect tasks: one per stage, named after the question, retried with backoff.
+"""Per-question Prefect tasks: one per stage, named after the question.
 
 Tasks take only a runtime key and a question id: the heavy objects (engine, config, LLM clients with
 their per-endpoint caps) live once per process in ``RUNTIMES``, so task parameters stay tiny and every
@@ -19,7 +19,7 @@ from tasks.retry import task_options
 
 RUNTIMES: dict[str, StageContext] = {}
 
-_TASK_OPTIONS: dict[str, Any] = task_options(retries=3)
+_TASK_OPTIONS: dict[str, Any] = task_options(retries=2)  # database blips only (tasks/retry.py)
 
 
 def _context(runtime_key: str) -> tuple[StageContext, dict[str, Any]]:

@@ -1,4 +1,10 @@
-"""When a Prefect task may retry: failures another attempt can fix, never a programming or data error."""
+"""When a Prefect task may retry: a lost database connection, never an LLM failure, a bug or bad data.
+
+LLM request failures are retried by the HTTP client and unusable output by the agents' re-asks; a
+stage that still failed costs its question one attempt of its budget (``reasonmed/pipeline/failures.py``
+has the whole table). Retrying such a stage here as well would multiply the requests one question can
+cause, so ``StageIncomplete`` is not retried by Prefect.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +19,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from reasonmed.evaluation.runner import EvalIncomplete
 from reasonmed.evaluation.scoring import ScoreIncomplete
-from reasonmed.pipeline.stages import StageIncomplete
 
 TRANSIENT: tuple[type[BaseException], ...] = (
-    StageIncomplete, EvalIncomplete, ScoreIncomplete,  # LLM requests that failed after the client's own retries
+    EvalIncomplete, ScoreIncomplete,  # evaluation and scoring: items retried by their own flows' tasks
     OperationalError, InterfaceError,  # a lost, restarting or locked database
-    TimeoutError, ConnectionError,
 )
 
 

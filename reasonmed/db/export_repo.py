@@ -58,7 +58,7 @@ def accepted_rows_query() -> Select[Any]:
         .join(ReasoningPath, ReasoningPath.id == AcceptedPath.path_id)
         .join(first_summary, first_summary.c.path_id == AcceptedPath.path_id)
         .join(Summary, Summary.id == first_summary.c.summary_id)
-        .where(eligible_filter())
+        .where(eligible_filter(), AcceptedPath.dropped_reason.is_(None))
         .order_by(Question.id, AcceptedPath.rank, AcceptedPath.path_id)
     )
 

@@ -256,6 +256,8 @@ class AcceptedPath(Base):
     rank: Mapped[int] = mapped_column(Integer)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    # Set when the path's summary stayed unusable after every re-ask: the path is no longer accepted.
+    dropped_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class Summary(Base):
@@ -290,6 +292,33 @@ class QuestionOutcome(Base):
     __table_args__ = (
         CheckConstraint("status IN ('resolved', 'accepted', 'rejected')", name="status"),
         CheckConstraint("tier IS NULL OR tier IN ('easy', 'medium', 'difficult')", name="tier"),
+    )
+
+
+class QuestionFailure(Base):
+    """Failed attempts of one question at one stage, across runs; ``set_aside_at`` once it is given up on.
+
+    A set-aside question is claimed by no run until ``reasonmed retry`` clears ``set_aside_at``.
+    ``last_run_id`` keeps a run from claiming a question that already failed in it.
+    """
+
+    __tablename__ = "question_failures"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"))
+    stage: Mapped[str] = mapped_column(String(16))  # generate | verify | resolve | summarize
+    failures: Mapped[int] = mapped_column(Integer)
+    permanent: Mapped[bool] = mapped_column(Boolean)
+    last_error_kind: Mapped[str] = mapped_column(String(32))
+    last_error: Mapped[str] = mapped_column(Text)
+    last_run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"), index=True)
+    first_failed_at: Mapped[datetime] = mapped_column(Timestamp)
+    last_failed_at: Mapped[datetime] = mapped_column(Timestamp)
+    set_aside_at: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
+    retried_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        UniqueConstraint("question_id", "stage"),
+        CheckConstraint("stage IN ('generate', 'verify', 'resolve', 'summarize')", name="stage"),
     )
 
 

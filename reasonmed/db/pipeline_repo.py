@@ -24,6 +24,7 @@ from reasonmed.db.models import (
     PipelineRun,
     PromptTemplateRow,
     Question,
+    QuestionFailure,
     QuestionOutcome,
     ReasoningPath,
     Summary,
@@ -74,9 +75,13 @@ def ensure_prompt_templates(engine: Engine, templates: Iterable[PromptTemplate])
 # --------------------------------------------------------------------------- claiming work
 
 
-def _pending_filter(sources: Sequence[str] | None):  # type: ignore[no-untyped-def]
+def _pending_filter(sources: Sequence[str] | None, run_id: int | None = None):  # type: ignore[no-untyped-def]
+    """Training questions not finished and not set aside; with ``run_id``, also not failed in that run."""
     finished = select(QuestionOutcome.question_id).where(QuestionOutcome.status.in_(FINISHED))
-    conds = [Question.is_benchmark_test.is_(False), Question.id.not_in(finished)]
+    set_aside = select(QuestionFailure.question_id).where(QuestionFailure.set_aside_at.is_not(None))
+    conds = [Question.is_benchmark_test.is_(False), Question.id.not_in(finished), Question.id.not_in(set_aside)]
+    if run_id is not None:
+        conds.append(Question.id.not_in(select(QuestionFailure.question_id).where(QuestionFailure.last_run_id == run_id)))
     if sources:
         conds.append(Question.source.in_(list(sources)))
     return and_(*conds)
@@ -92,7 +97,7 @@ PRIORITIES = ("fifo", "round-robin")
 
 def claim_questions(
     engine: Engine, *, worker: str, limit: int, lease_s: float, sources: Sequence[str] | None = None,
-    priority: str = "fifo",
+    priority: str = "fifo", run_id: int | None = None,
 ) -> list[int]:
     """Take up to ``limit`` unfinished, unclaimed (or lease-expired) questions for ``worker``.
 
@@ -104,6 +109,8 @@ def claim_questions(
     (lowest ids of every source first), so a nightly budget advances every source evenly instead of
     finishing one source before starting the next. A round-robin pick whose rows another worker locked
     meanwhile is topped up first-in-first-out, so a claim never comes back empty while work is free.
+
+    Set-aside questions are never taken, nor (with ``run_id``) those that already failed in that run.
     """
     if priority not in PRIORITIES:
         raise ValueError(f"priority must be one of {', '.join(PRIORITIES)} (got {priority!r})")
@@ -117,20 +124,20 @@ def claim_questions(
     ids: list[int] = []
     with transaction(engine) as s:
         if priority == "round-robin":
-            ids += _claim(s, engine, _round_robin_pick(sources, free, limit), values)
+            ids += _claim(s, engine, _round_robin_pick(sources, free, limit, run_id), values)
         if len(ids) < limit:
-            conds = [_pending_filter(sources), free] + ([Question.id.not_in(ids)] if ids else [])
+            conds = [_pending_filter(sources, run_id), free] + ([Question.id.not_in(ids)] if ids else [])
             pick = select(Question.id).where(*conds).order_by(Question.id).limit(limit - len(ids))
             ids += _claim(s, engine, pick, values)
     return sorted(ids)
 
 
-def _round_robin_pick(sources: Sequence[str] | None, free, limit: int):  # type: ignore[no-untyped-def]
+def _round_robin_pick(sources: Sequence[str] | None, free, limit: int, run_id: int | None):  # type: ignore[no-untyped-def]
     """Ids ordered by their rank within their source, then by source; ``free`` is checked again in the
     outer (locking) select, so Postgres re-tests it on the newest row version of a row it had to wait for."""
     rank = func.row_number().over(partition_by=Question.source, order_by=Question.id)
     ranked = select(Question.id.label("id"), Question.source.label("source"), rank.label("rn")).where(
-        _pending_filter(sources), free
+        _pending_filter(sources, run_id), free
     ).subquery()
     ordered = select(ranked.c.id).order_by(ranked.c.rn, ranked.c.source).limit(limit)
     return select(Question.id).where(Question.id.in_(ordered.scalar_subquery()), free)
@@ -154,7 +161,15 @@ def renew_claims(engine: Engine, *, worker: str, question_ids: Sequence[int], le
         )
 
 
-def release_claims(engine: Engine, *, worker: str, question_ids: Sequence[int]) -> None:
+def release_claims(engine: Engine, *, worker: str, question_ids: Sequence[int] | None = None) -> None:
+    """Release the worker's claims on ``question_ids``, or on every question it holds (``None``)."""
+    if question_ids is None:
+        with transaction(engine) as s:
+            s.execute(
+                update(Question).where(Question.claimed_by == worker).values(claimed_by=None, claim_expires_at=None),
+                execution_options={"synchronize_session": False},
+            )
+        return
     if not question_ids:
         return
     with transaction(engine) as s:
@@ -163,6 +178,38 @@ def release_claims(engine: Engine, *, worker: str, question_ids: Sequence[int]) 
             .values(claimed_by=None, claim_expires_at=None),
             execution_options={"synchronize_session": False},
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    worker: str
+    questions: int
+    lease_ends: datetime
+
+
+def live_holders(engine: Engine, *, except_worker: str | None = None, sources: Sequence[str] | None = None) -> list[Holder]:
+    """Workers whose lease on pending questions has not run out, with how many they hold and until when."""
+    conds = [_pending_filter(sources), Question.claimed_by.is_not(None), Question.claim_expires_at >= now()]
+    if except_worker is not None:
+        conds.append(Question.claimed_by != except_worker)
+    with engine.connect() as c:
+        rows = c.execute(
+            select(Question.claimed_by, func.count(), func.max(Question.claim_expires_at))
+            .where(*conds).group_by(Question.claimed_by).order_by(Question.claimed_by)
+        ).all()
+    return [Holder(w, n, t if t.tzinfo else t.replace(tzinfo=UTC)) for w, n, t in rows]
+
+
+def release_holders(engine: Engine, workers: Sequence[str]) -> int:
+    """Take back every claim of these workers (known to be dead); returns the questions freed."""
+    if not workers:
+        return 0
+    with transaction(engine) as s:
+        result = s.execute(
+            update(Question).where(Question.claimed_by.in_(list(workers))).values(claimed_by=None, claim_expires_at=None),
+            execution_options={"synchronize_session": False},
+        )
+        return result.rowcount or 0
 
 
 # --------------------------------------------------------------------------- per-question state
@@ -234,7 +281,8 @@ def load_state(engine: Engine, question_id: int, *, verifier_model: str, ranker_
         st.accepted = [
             (pid, vid) for pid, vid in c.execute(
                 select(AcceptedPath.path_id, AcceptedPath.verdict_id)
-                .where(AcceptedPath.question_id == question_id).order_by(AcceptedPath.rank)
+                .where(AcceptedPath.question_id == question_id, AcceptedPath.dropped_reason.is_(None))
+                .order_by(AcceptedPath.rank)
             )
         ]
         st.summaries = set(
@@ -339,17 +387,28 @@ def save_resolution(
 
 def save_summaries(
     engine: Engine, calls: Sequence[Mapping[str, Any]], summaries: Sequence[Mapping[str, Any]], *,
-    question_id: int, complete: bool,
+    question_id: int, complete: bool, dropped: Mapping[int, str] | None = None,
 ) -> None:
-    """Summaries, and — when every accepted path has one — the question becomes accepted."""
+    """Summaries; accepted paths ``dropped`` (path id -> reason) for an unusable summary; and, when every
+    kept path has its summary (``complete``), the question becomes accepted with that many paths."""
     with transaction(engine) as s:
         ids = _save_calls(s, calls)
         if summaries:
             insert_ignore(s, Summary.__table__, _resolve(summaries, ids), ["path_id", "summarizer_model"])
+        for path_id, reason in (dropped or {}).items():
+            s.execute(
+                update(AcceptedPath).where(AcceptedPath.path_id == path_id).values(dropped_reason=reason),
+                execution_options={"synchronize_session": False},
+            )
         if complete:
+            kept = (
+                select(func.count()).select_from(AcceptedPath)
+                .where(AcceptedPath.question_id == question_id, AcceptedPath.dropped_reason.is_(None))
+                .scalar_subquery()
+            )
             s.execute(
                 update(QuestionOutcome).where(QuestionOutcome.question_id == question_id)
-                .values(status="accepted", updated_at=now())
+                .values(status="accepted", n_accepted=kept, updated_at=now())
             )
 
 

@@ -3,8 +3,9 @@
 One pooled keep-alive session per endpoint, and a semaphore that keeps at most ``max_in_flight``
 requests on the wire: enough to keep vLLM's continuous batching full, never enough to flood it.
 Retries live here and only here: 429, 5xx, timeouts, connection failures and unusable bodies are
-retried with exponential backoff and full jitter (honouring ``Retry-After``); any other 4xx is the
-caller's mistake and is raised at once. A slot is released while a request sleeps before its retry,
+retried with exponential backoff and full jitter (honouring ``Retry-After``); any other 4xx is final
+and raised at once (``client_error`` for a refused request, ``endpoint_refused`` for a wrong key, URL or
+route). A circuit breaker (``llm/breaker.py``) ends the retrying when the whole endpoint is down. A slot is released while a request sleeps before its retry,
 so one struggling request never holds capacity the others could use.
 
 The HTTP client is aiohttp, not httpx, by measurement (bench/llm_client.py, 2 cores, loopback): at
@@ -28,12 +29,15 @@ from typing import Any
 import aiohttp
 
 from reasonmed.config import EndpointConfig
+from reasonmed.llm.breaker import CircuitBreaker
 from reasonmed.llm.types import Completion, ErrorKind, LLMError, Message
 from reasonmed.llm.usage import UsageTracker
 
 log = logging.getLogger(__name__)
 
 _RETRY_AFTER_STATUSES = (429, 503)
+# Answers that refuse every request, whatever it asks: a wrong key, URL or route (see llm/types.py).
+_ENDPOINT_REFUSALS = frozenset({401, 403, 404, 405})
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
 
@@ -58,6 +62,7 @@ class OpenAICompatibleBackend:
         self._usage = usage
         self._rng = rng or random.Random()
         self._slots = asyncio.Semaphore(cfg.max_in_flight)
+        self.breaker = CircuitBreaker(name, window_s=cfg.breaker_window_s, min_failures=cfg.breaker_min_failures)
         self._headers = {"Accept": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
@@ -149,6 +154,7 @@ class OpenAICompatibleBackend:
             attempt += 1
             retry_after: float | None = None
             status: int | None = None
+            self.breaker.check()  # an endpoint known to be down gets no more requests
             async with self._slots:
                 session = self._client()
                 started = time.perf_counter()
@@ -166,13 +172,15 @@ class OpenAICompatibleBackend:
                         else:
                             if self._usage is not None:
                                 self._usage.record(self.name, self.model, *usage)
+                            self.breaker.record(None)
                             return completions
                 except TimeoutError as exc:  # aiohttp's socket timeouts subclass TimeoutError too
                     kind, detail = "timeout", self._timeout_detail(exc)
                 except aiohttp.InvalidURL as exc:
-                    kind, detail = "client_error", f"invalid URL: {exc}"
+                    kind, detail = "endpoint_refused", f"invalid URL: {exc}"
                 except (aiohttp.ClientError, OSError) as exc:
                     kind, detail = "connection", f"{type(exc).__name__}: {exc}"
+            self.breaker.record(kind, self._scrub(f"{kind} ({detail})"))
 
             error = LLMError(
                 self._scrub(f"endpoint {self.name}: {kind} ({detail}) after {attempt} attempt(s)"),
@@ -219,6 +227,10 @@ class OpenAICompatibleBackend:
             return "rate_limited", f"HTTP 429 {snippet}".strip(), retry_after
         if code >= 500:
             return "server_error", f"HTTP {code} {snippet}".strip(), retry_after
+        if code == 408:
+            return "timeout", f"HTTP 408 {snippet}".strip(), None
+        if code in _ENDPOINT_REFUSALS:
+            return "endpoint_refused", f"HTTP {code} {snippet}".strip(), None
         return "client_error", f"HTTP {code} {snippet}".strip(), None
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:

@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable, Mapping
 
 from reasonmed.config import ConfigError, EndpointConfig, PipelineConfig
+from reasonmed.llm.breaker import BreakerTrip
+from reasonmed.llm.preflight import EndpointCheck, check_endpoints, require_available
 from reasonmed.llm.types import ChatBackend
 from reasonmed.llm.usage import Price, UsageRow, UsageTracker
 
@@ -95,10 +97,31 @@ class LLMRegistry:
         if cfg is None:
             known = ", ".join(sorted(self._config.endpoints))
             raise KeyError(f"unknown endpoint {endpoint_name!r} (known: {known})")
-        key = self._api_keys.get(endpoint_name) or resolve_api_key(cfg, endpoint_name, self._secret_loader)
+        key = self._api_key(endpoint_name)
         backend = make_backend(endpoint_name, cfg, key, self.tracker)
         self._backends[endpoint_name] = (backend, loop)
         return backend
+
+    def _api_key(self, name: str) -> str | None:
+        return self._api_keys.get(name) or resolve_api_key(self._config.endpoints[name], name, self._secret_loader)
+
+    async def check(self, timeout_s: float = 10.0) -> list[EndpointCheck]:
+        """Ask every configured server once whether it is up and serves the configured model."""
+        keys = {name: self._api_key(name) for name in self._config.endpoints}
+        return await check_endpoints(self._config.endpoints, keys, timeout_s=timeout_s)
+
+    async def preflight(self, timeout_s: float = 10.0) -> None:
+        """``check``, raising ``EndpointUnavailable`` (one line per failed endpoint) if any is not usable."""
+        require_available(await self.check(timeout_s))
+
+    def trips(self) -> list[BreakerTrip]:
+        """The endpoints whose circuit breaker opened during this run."""
+        out = []
+        for backend, _ in self._backends.values():
+            breaker = getattr(backend, "breaker", None)
+            if breaker is not None and breaker.trip is not None:
+                out.append(breaker.trip)
+        return out
 
     @property
     def usage(self) -> list[UsageRow]:

@@ -6,12 +6,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
-ErrorKind = Literal["rate_limited", "server_error", "timeout", "connection", "bad_response", "client_error"]
+ErrorKind = Literal[
+    "rate_limited", "server_error", "timeout", "connection", "bad_response", "client_error", "endpoint_refused",
+    "endpoint_down",
+]
 
-# Kinds worth another attempt: the same request may well succeed later. A client error will not.
+# Kinds worth another attempt: the same request may well succeed later.
 RETRYABLE_KINDS: frozenset[str] = frozenset(
     {"rate_limited", "server_error", "timeout", "connection", "bad_response"}
 )
+# The rest are final for the request:
+# - client_error (400, 413, 422, ...): this request is refused (e.g. its prompt exceeds the context), and the
+#   same request will be refused again: a permanent failure of the question that sent it;
+# - endpoint_refused (401, 403, 404, 405): the endpoint refuses every request (key, URL or route is wrong):
+#   a configuration problem, not the question's fault; it opens the endpoint's circuit breaker at once;
+# - endpoint_down: the endpoint's circuit breaker is open, so the request was not sent at all.
+ENDPOINT_KINDS: frozenset[str] = frozenset({"endpoint_refused", "endpoint_down"})
 
 Message = Mapping[str, str]
 

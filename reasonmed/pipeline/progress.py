@@ -16,7 +16,8 @@ class BuildProgress:
     done: int = 0  # finished this run: accepted or rejected
     accepted: int = 0
     rejected: int = 0
-    failed: int = 0  # gave up after the task retries; left unfinished for the next run
+    failed: int = 0  # failed in this run; a later run tries again
+    set_aside: int = 0  # failed for good (or out of attempts): skipped until `reasonmed retry`
     started: float = field(default_factory=time.monotonic)
     usage: Callable[[], list[Any]] = field(default=lambda: [])
     finished: bool = False
@@ -27,7 +28,8 @@ class BuildProgress:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         return {
             "total": self.total, "claimed": self.claimed, "in_flight": self.in_flight, "done": self.done,
-            "accepted": self.accepted, "rejected": self.rejected, "failed": self.failed, "calls": calls,
+            "accepted": self.accepted, "rejected": self.rejected, "failed": self.failed,
+            "set_aside": self.set_aside, "calls": calls,
             "calls_per_s": calls / elapsed, "prompt_tokens": sum(r.prompt_tokens for r in rows),
             "completion_tokens": sum(r.completion_tokens for r in rows), "retries": sum(r.retries for r in rows),
             "elapsed_s": elapsed,
@@ -35,7 +37,7 @@ class BuildProgress:
 
     @property
     def fraction(self) -> float:
-        return 0.0 if not self.total else min(1.0, (self.done + self.failed) / self.total)
+        return 0.0 if not self.total else min(1.0, (self.done + self.failed + self.set_aside) / self.total)
 
 
 _current: BuildProgress | None = None

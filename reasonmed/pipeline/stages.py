@@ -7,7 +7,10 @@ step's write is itself one transaction keyed by unique constraints, and the outc
 is what marks the question resolved.
 
 An endpoint failure that outlives the HTTP layer's retries is recorded as a failed call, the stage's
-successful results are still saved, and ``StageIncomplete`` is raised so the scheduler retries the rest.
+successful results are still saved, and ``StageIncomplete`` is raised with the failed requests' error
+kinds, which ``pipeline/failures.py`` turns into the question's outcome. Content that stays unusable for
+one path is decided for that path (its verdict is ``unparseable``, its score is empty, an accepted path
+whose summary stays unusable is dropped with its reason) so it never holds the question back.
 """
 
 from __future__ import annotations
@@ -31,14 +34,11 @@ from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.pipeline_repo import FINISHED, PathRow, QuestionState, now
 from reasonmed.llm.types import ChatBackend
 from reasonmed.parsing import clean_reasoning, extract_answer, parse_summary
+from reasonmed.pipeline.failures import StageIncomplete
 from reasonmed.tiers import RankCandidate, Tier, assign_tier, select_top
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class StageIncomplete(RuntimeError):
-    """Some requests of a stage failed after every retry; what succeeded is saved. Retry the stage."""
 
 
 class BackendSource:
@@ -127,7 +127,10 @@ def _failures(outcomes: Sequence[CallOutcome]) -> list[str]:
 def _raise_if_failed(stage: str, q: QuestionView, outcomes: Sequence[CallOutcome]) -> None:
     failed = _failures(outcomes)
     if failed:
-        raise StageIncomplete(f"{stage} of question {q.id}: {len(failed)} request(s) failed; first: {failed[0]}")
+        raise StageIncomplete(
+            f"{stage} of question {q.id}: {len(failed)} request(s) failed; first: {failed[0]}",
+            error_kinds=[o.error.kind for o in outcomes if o.error is not None],
+        )
 
 
 # --------------------------------------------------------------------------- stage 1: generation
@@ -394,7 +397,12 @@ async def resolve(ctx: StageContext, question_id: int, prov: Provenance) -> str:
 
 
 async def summarize(ctx: StageContext, question_id: int, prov: Provenance) -> str | None:
-    """Summarise each accepted path; the question is accepted once every one has its summary."""
+    """Summarise each accepted path; the question is accepted once every kept path has its summary.
+
+    A path whose summary stays unusable (truncated, empty) after every re-ask is dropped from the
+    accepted paths with that reason; the question goes on with the others. Only when no accepted path
+    is left does the stage fail, permanently (``unusable``): its question is set aside with the reason.
+    """
     q = await ctx.db(repo.load_question, ctx.engine, question_id)
     st = await ctx.state(question_id)
     if st.outcome is None or st.outcome["status"] != "resolved":
@@ -409,19 +417,30 @@ async def summarize(ctx: StageContext, question_id: int, prov: Provenance) -> st
             for p in todo
         )
     )
-    calls, rows = [], []
+    calls, rows, dropped = [], [], {}
     for p, out in zip(todo, outcomes, strict=True):
         key = f"q{q.id}/summarize/p{p.id}/{out.model}"
         calls.append(_call_row(q, key, out, prov))
-        text = parse_summary(out.completions[0].text) if out.error is None and out.accepted and out.accepted[0] else None
+        if out.error is not None:
+            continue
+        text = parse_summary(out.completions[0].text) if out.accepted and out.accepted[0] else None
         if text is not None:
             rows.append({
                 "path_id": p.id, "question_id": q.id, "call_key": key, "run_id": prov.get("run_id"),
                 "summarizer_model": out.model, "text": text, "created_at": now(),
             })
-    complete = len(rows) == len(todo)
-    await ctx.db(repo.save_summaries, ctx.engine, calls, rows, question_id=q.id, complete=complete)
+        else:
+            why = "truncated" if out.completions and out.completions[0].finish_reason == "length" else "unparseable"
+            dropped[p.id] = f"summary {why} after {ctx.cfg.output_retries} re-ask(s)"
+    transport_failed = any(out.error is not None for out in outcomes)
+    kept = len(st.summaries) + len(rows)
+    complete = not transport_failed and kept > 0
+    await ctx.db(repo.save_summaries, ctx.engine, calls, rows, question_id=q.id, complete=complete, dropped=dropped)
     _raise_if_failed("summarisation", q, outcomes)
     if not complete:
-        raise StageIncomplete(f"summarisation of question {q.id}: a summary was empty or truncated after every re-ask")
+        raise StageIncomplete(
+            f"summarisation of question {q.id}: no accepted path has a usable summary "
+            f"({'; '.join(sorted(set(dropped.values())))})",
+            unusable=True,
+        )
     return "accepted"

@@ -1,0 +1,89 @@
+"""What a failed stage means for its question, in one place: who retries what, and when to give up.
+
+Retry layers, one per kind of failure (each bounded; none multiplies another):
+
+| failure | owner | bound |
+|---|---|---|
+| transient request failure (timeout, connection, 429, 5xx, unreadable body) | the HTTP client (``llm/openai_backend.py``) | ``max_retries`` + 1 attempts per request, backoff with jitter |
+| a whole endpoint down | the circuit breaker (``llm/breaker.py``) | ``breaker_window_s``; then no request is sent and the run ends |
+| unusable content (truncated, unparseable) | the agent's re-ask (``agents/base.py``) | ``output_retries`` / ``parse_attempts`` |
+| lost or locked database connection | the Prefect task retry (``tasks/retry.py``) | 2 retries |
+| a stage that still failed | the question's attempt budget (here) | ``question_attempts`` per stage across runs; one attempt per run |
+
+So the requests one question can cause are bounded by
+``question_attempts x sum over its logical requests of (max_retries + 1) x (1 + re-asks)``, and a
+permanent failure (the endpoint refused this request, e.g. HTTP 400 "maximum context length exceeded";
+content that stayed unusable after every re-ask; a bug) costs exactly one attempt: another would meet
+the same answer, so the question is set aside at once. A failure that is the endpoint's fault (its
+breaker is open, or it refuses every request) does not count against the question at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from reasonmed.llm.types import ENDPOINT_KINDS, RETRYABLE_KINDS
+
+STAGES = ("generate", "verify", "resolve", "summarize")
+FailureClass = Literal["transient", "permanent", "endpoint"]
+
+
+class StageIncomplete(RuntimeError):
+    """A stage could not finish for its question; what succeeded is saved.
+
+    ``error_kinds`` are the LLM error kinds of the requests that failed (after the client's retries);
+    ``unusable`` says the stage's content stayed unusable after every re-ask.
+    """
+
+    def __init__(self, message: str, *, error_kinds: Iterable[str] = (), unusable: bool = False) -> None:
+        super().__init__(message)
+        self.error_kinds = tuple(error_kinds)
+        self.unusable = unusable
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (str(self), self.error_kinds, self.unusable))
+
+
+def _rebuild(message: str, error_kinds: tuple[str, ...], unusable: bool) -> StageIncomplete:
+    return StageIncomplete(message, error_kinds=error_kinds, unusable=unusable)
+
+
+@dataclass(frozen=True, slots=True)
+class StageFailure:
+    """One failed attempt of one question at one stage, as the database records it."""
+
+    stage: str
+    cls: FailureClass
+    kind: str  # an LLM error kind, "unusable_output", "database" or the exception's class name
+    message: str
+
+    @property
+    def counts(self) -> bool:
+        """Whether it spends the question's attempt budget (an endpoint's outage is not the question's)."""
+        return self.cls != "endpoint"
+
+
+def classify(stage: str, exc: BaseException) -> StageFailure:
+    message = f"{type(exc).__name__}: {exc}"[:2000]
+    if isinstance(exc, StageIncomplete):
+        kinds = set(exc.error_kinds)
+        if kinds & ENDPOINT_KINDS:
+            return StageFailure(stage, "endpoint", sorted(kinds & ENDPOINT_KINDS)[0], message)
+        if kinds - RETRYABLE_KINDS:
+            return StageFailure(stage, "permanent", sorted(kinds - RETRYABLE_KINDS)[0], message)
+        if exc.unusable and not kinds:
+            return StageFailure(stage, "permanent", "unusable_output", message)
+        return StageFailure(stage, "transient", sorted(kinds)[0] if kinds else "incomplete", message)
+    if isinstance(exc, OperationalError | InterfaceError | TimeoutError | ConnectionError):
+        return StageFailure(stage, "transient", "database" if isinstance(exc, OperationalError | InterfaceError) else type(exc).__name__, message)
+    # Anything else is a bug or bad data: the next attempt would fail the same way.
+    return StageFailure(stage, "permanent", type(exc).__name__[:32], message)
+
+
+def sets_aside(failure: StageFailure, failures_so_far: int, budget: int) -> bool:
+    """Whether the question is given up on after this failure (``failures_so_far`` includes it)."""
+    return failure.counts and (failure.cls == "permanent" or failures_so_far >= budget)
