@@ -196,7 +196,7 @@ async def test_truncate_and_noanswer_are_returned_not_retried(sim_factory) -> No
 # --------------------------------------------------------------------------- client errors: never retried
 
 
-async def test_unknown_route_is_a_client_error_without_retry(sim) -> None:
+async def test_unknown_route_refuses_the_endpoint_without_retry_and_opens_its_breaker(sim) -> None:
     b = OpenAICompatibleBackend("sim", sim_endpoint(sim, base_url=sim.root_url + "/no-such-api"))
     try:
         with pytest.raises(LLMError) as info:
@@ -204,7 +204,12 @@ async def test_unknown_route_is_a_client_error_without_retry(sim) -> None:
     finally:
         await b.aclose()
     err = info.value
-    assert (err.kind, err.retryable, err.attempts, err.status_code) == ("client_error", False, 1, 404)
+    assert (err.kind, err.retryable, err.attempts, err.status_code) == ("endpoint_refused", False, 1, 404)
+    # A wrong route refuses every request: the breaker opens at once and nothing more is sent.
+    assert b.breaker.is_open
+    with pytest.raises(LLMError) as again:
+        b.breaker.check()
+    assert again.value.kind == "endpoint_down" and "HTTP 404" in str(again.value)
 
 
 async def test_invalid_body_is_a_client_error_without_retry(sim) -> None:

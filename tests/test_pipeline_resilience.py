@@ -147,12 +147,14 @@ def test_ten_percent_faults_of_every_kind_leave_the_dataset_unchanged(
     get_engine(empty_pg_url).dispose()
 
 
-def test_tasks_retry_transient_failures_only(prefect_harness: None) -> None:
-    """The pipeline's task options under Prefect: a stage left incomplete by failed requests is retried,
-    a programming or data error fails at once instead of being repeated three times."""
+def test_tasks_retry_database_blips_only(prefect_harness: None) -> None:
+    """The pipeline's task options under Prefect: a lost database connection is retried; a stage left
+    incomplete by failed LLM requests is not (the HTTP client already retried them, and the question's
+    attempt budget owns what is left), and neither is a programming or data error."""
     import asyncio
 
     from prefect import flow, task
+    from sqlalchemy.exc import OperationalError
 
     from reasonmed.pipeline.stages import StageIncomplete
     from tasks.pipeline import _TASK_OPTIONS
@@ -162,8 +164,10 @@ def test_tasks_retry_transient_failures_only(prefect_harness: None) -> None:
     @task(**{**_TASK_OPTIONS, "retry_delay_seconds": 0, "retry_jitter_factor": None})
     async def flaky(kind: str) -> str:
         attempts[kind] = attempts.get(kind, 0) + 1
-        if kind == "transient" and attempts[kind] < 3:
-            raise StageIncomplete("generation of question 1: 2 request(s) failed")
+        if kind == "database" and attempts[kind] < 3:
+            raise OperationalError("SELECT 1", {}, ConnectionError("server closed the connection"))
+        if kind == "llm":
+            raise StageIncomplete("generation of question 1: 2 request(s) failed", error_kinds=["timeout"])
         if kind == "bug":
             raise ValueError("a bug, not a blip")
         return "done"
@@ -172,5 +176,6 @@ def test_tasks_retry_transient_failures_only(prefect_harness: None) -> None:
     async def run(kind: str) -> str:
         return (await flaky(kind, return_state=True)).type.value
 
-    assert asyncio.run(run("transient")) == "COMPLETED" and attempts["transient"] == 3
+    assert asyncio.run(run("database")) == "COMPLETED" and attempts["database"] == 3
+    assert asyncio.run(run("llm")) == "FAILED" and attempts["llm"] == 1
     assert asyncio.run(run("bug")) == "FAILED" and attempts["bug"] == 1

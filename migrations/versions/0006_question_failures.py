@@ -89,8 +89,8 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_question_failures_set_aside_at'), 'question_failures', ['set_aside_at'], unique=False)
     op.create_index(op.f('ix_question_failures_last_run_id'), 'question_failures', ['last_run_id'], unique=False)
-    with op.batch_alter_table('accepted_paths') as batch:
-        batch.add_column(sa.Column('dropped_reason', sa.Text(), nullable=True))
+    # Plain ALTERs (SQLite 3.35+ drops columns too): a batch rebuild would trip over the views on the table.
+    op.add_column('accepted_paths', sa.Column('dropped_reason', sa.Text(), nullable=True))
     op.execute("DROP VIEW IF EXISTS audit_rejected_paths")
     op.execute(f"CREATE VIEW audit_rejected_paths AS {REJECTED_PATHS.strip()}")
     op.execute(f"CREATE VIEW audit_set_aside AS {SET_ASIDE.strip()}")
@@ -100,8 +100,7 @@ def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS audit_set_aside")
     op.execute("DROP VIEW IF EXISTS audit_rejected_paths")
     op.execute(f"CREATE VIEW audit_rejected_paths AS {OLD_REJECTED_PATHS.strip()}")
-    with op.batch_alter_table('accepted_paths') as batch:
-        batch.drop_column('dropped_reason')
+    op.execute("ALTER TABLE accepted_paths DROP COLUMN dropped_reason")
     op.drop_index('ix_question_failures_last_run_id', table_name='question_failures')
     op.drop_index('ix_question_failures_set_aside_at', table_name='question_failures')
     op.drop_table('question_failures')

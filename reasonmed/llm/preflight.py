@@ -18,6 +18,9 @@ import aiohttp
 from reasonmed.config import EndpointConfig
 
 
+ANY_MODEL = "*"
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointCheck:
     endpoint: str
@@ -56,12 +59,14 @@ async def _fetch_models(
         ids = [m["id"] for m in data["data"] if isinstance(m, dict) and isinstance(m.get("id"), str)]
     except (ValueError, KeyError, TypeError):
         return 200, None, "answered /models with something that is not a model list"
+    if data.get("serves_any_model") is True:  # the project's simulator answers every model name
+        return 200, [ANY_MODEL], ""
     return 200, ids, ""
 
 
 def _judge(name: str, cfg: EndpointConfig, url: str, status: int | None, ids: list[str] | None, problem: str) -> EndpointCheck:
     if status == 200 and ids is not None:
-        if cfg.model in ids:
+        if cfg.model in ids or ids == [ANY_MODEL]:
             return EndpointCheck(name, url, True, f"serves {cfg.model}")
         served = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "") or "nothing"
         return EndpointCheck(name, url, False, f"serves {served}, not {cfg.model} (fix `model:` or the server's model name)")

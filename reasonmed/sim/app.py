@@ -18,7 +18,7 @@ from typing import Any
 from reasonmed.sim.answer_keys import AnswerKeys
 from reasonmed.sim.behaviour import Behaviour, SimRequest, detect_role, parse_prompt, prompt_tokens, respond
 from reasonmed.sim.engine import EngineEmulator
-from reasonmed.sim.faults import FaultPlan
+from reasonmed.sim.faults import FaultPlan, TargetedFault
 from reasonmed.sim.http import DROP, Drop, Request, Response
 from reasonmed.sim.metrics import SimMetrics
 from reasonmed.sim.settings import SimSettings
@@ -55,6 +55,7 @@ class SimApp:
             settings.fault_seed,
             settings.fault_script,
         )
+        self.targeted = [TargetedFault.parse(rule) for rule in settings.targeted_faults]
         self.engine = EngineEmulator(
             max_num_seqs=settings.max_num_seqs,
             base_latency_ms=settings.base_latency_ms,
@@ -95,7 +96,8 @@ class SimApp:
         names = sorted({*self.behaviour.accuracy, *self.metrics.models}) or [FINGERPRINT]
         created = int(time.time())
         data = [{"id": m, "object": "model", "created": created, "owned_by": FINGERPRINT} for m in names]
-        return _ok({"object": "list", "data": data})
+        # The simulator answers any model name; it says so, so an endpoint preflight does not reject it.
+        return _ok({"object": "list", "data": data, "serves_any_model": True})
 
     async def chat(self, req: Request) -> Response | Drop:
         try:
@@ -106,8 +108,15 @@ class SimApp:
         role = detect_role(sim.system, sim.user)
         self.metrics.enter(role=role, model=sim.model, authorized="authorization" in req.headers)
         try:
-            fault = self.faults.draw()
+            rule = next((t for t in self.targeted if t.matches(role, sim.user)), None)
+            fault = rule.kind if rule is not None else self.faults.draw()
             self.metrics.outcomes[fault or "ok"] += 1
+            if fault == "400":
+                return _error(
+                    400,
+                    "This model's maximum context length is 4096 tokens. However, you requested more (simulated)",
+                    "BadRequestError",
+                )
             if fault == "429":
                 return _error(
                     429,

@@ -77,6 +77,15 @@ def sim_server(
             help="comma-separated outcomes forced on the first requests in arrival order, e.g. 500,ok,drop (for tests)"
         ),
     ] = "",
+    fault_when: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault-when",
+            metavar="ROLE:MARKER=KIND",
+            help="always KIND for requests of ROLE (or *) whose prompt contains MARKER (or *), e.g. "
+            "'*:POISON=400' or 'summarize:*=truncate' (repeatable)",
+        ),
+    ] = None,
     retry_after: Annotated[
         float, typer.Option(help="Retry-After seconds sent with simulated 429s")
     ] = _DEFAULTS.retry_after,
@@ -105,6 +114,7 @@ def sim_server(
             faults=parse_assignments(fault or [], "--fault"),
             fault_seed=fault_seed,
             fault_script=tuple(k.strip() for k in fault_script.split(",") if k.strip()),
+            targeted_faults=tuple(fault_when or ()),
             retry_after=retry_after,
             hang_seconds=hang_seconds,
             log_level=log_level,

@@ -5,8 +5,34 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
-FAULT_KINDS = ("429", "500", "hang", "drop", "malformed", "truncate", "noanswer")
+FAULT_KINDS = ("429", "500", "hang", "drop", "malformed", "truncate", "noanswer")  # drawn at random
+# "400": the request is refused for good (as vLLM answers an over-long prompt); only by a targeted rule.
+TARGETED_KINDS = (*FAULT_KINDS, "400")
+
+
+@dataclass(frozen=True)
+class TargetedFault:
+    """``ROLE:MARKER=KIND``: every request of ROLE (``*`` = any) whose user message contains MARKER
+    (``*`` = any) gets KIND, always: a question that is refused for good, a stage that is always truncated."""
+
+    role: str
+    marker: str
+    kind: str
+
+    @classmethod
+    def parse(cls, rule: str) -> TargetedFault:
+        target, sep, kind = rule.rpartition("=")
+        role, colon, marker = target.partition(":")
+        if not sep or not colon or not role or not marker:
+            raise ValueError(f"targeted fault {rule!r}: expected ROLE:MARKER=KIND (ROLE or MARKER may be *)")
+        if kind not in TARGETED_KINDS:
+            raise ValueError(f"targeted fault {rule!r}: unknown kind {kind!r} (known: {', '.join(TARGETED_KINDS)})")
+        return cls(role, marker, kind)
+
+    def matches(self, role: str, user: str) -> bool:
+        return self.role in ("*", role) and (self.marker == "*" or self.marker in user)
 
 
 class FaultPlan:

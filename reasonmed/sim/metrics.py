@@ -11,7 +11,7 @@ import time
 from collections import Counter
 
 PREFIX = "reasonmed_sim_"
-OUTCOMES = ("ok", "429", "500", "hang", "drop", "malformed", "truncate", "noanswer", "invalid")
+OUTCOMES = ("ok", "429", "500", "hang", "drop", "malformed", "truncate", "noanswer", "400", "invalid")
 
 
 class SimMetrics:

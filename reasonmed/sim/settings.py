@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from reasonmed.sim.faults import FAULT_KINDS
+from reasonmed.sim.faults import FAULT_KINDS, TargetedFault
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class SimSettings:
     faults: Mapping[str, float] = field(default_factory=dict)
     fault_seed: int = 0
     fault_script: tuple[str, ...] = ()
+    targeted_faults: tuple[str, ...] = ()  # ROLE:MARKER=KIND rules (faults.TargetedFault), checked first
     retry_after: float = 1.0
     hang_seconds: float = 3600.0
     log_level: str = "WARNING"
@@ -40,6 +41,8 @@ class SimSettings:
         for model, value in self.accuracy.items():
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"accuracy for {model} must be between 0 and 1 (got {value})")
+        for rule in self.targeted_faults:
+            TargetedFault.parse(rule)
         if self.max_num_seqs < 1:
             raise ValueError("max-num-seqs must be >= 1")
         if min(self.base_latency_ms, self.per_token_ms, self.retry_after, self.hang_seconds) < 0:
@@ -83,6 +86,8 @@ class SimSettings:
             argv += ["--fault", f"{kind}={value!r}"]
         if self.fault_script:
             argv += ["--fault-script", ",".join(self.fault_script)]
+        for rule in self.targeted_faults:
+            argv += ["--fault-when", rule]
         if self.questions_db:
             argv += ["--questions-db", self.questions_db]
         return argv
