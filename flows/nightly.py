@@ -25,7 +25,7 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.context import FlowRunContext
 from prefect.states import Cancelled, State
 
-from flows.build import build_dataset
+from flows.build import BuildIncomplete, build_dataset
 from flows.export import export_dataset
 from reasonmed.config import get_settings
 from reasonmed.db import nightly_repo
@@ -103,7 +103,8 @@ async def nightly_growth(
             export_formats=export_formats, export_layout=export_layout,
         )
         stats = growth.summary()
-        status, error = ("failed", growth.export_error) if growth.export_error else ("completed", None)
+        problem = growth.export_error or growth.build_error
+        status, error = ("failed", problem) if problem else ("completed", None)
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"
         raise
@@ -122,6 +123,8 @@ async def nightly_growth(
     )
     if growth.export_error:
         raise RuntimeError(f"night {lock.run_id}: the export failed ({growth.export_error}); rerun the export deployment")
+    if growth.build_error:
+        raise RuntimeError(f"night {lock.run_id}: {growth.build_error}")
     return {"nightly_run_id": lock.run_id, **stats, "export": growth.export, "ingest": growth.ingest}
 
 
@@ -142,10 +145,14 @@ async def _grow(
             endpoint_url=settings.s3_endpoint_url,
         )
     if params["max_questions"] != 0:
-        growth.build = await build_dataset(
-            limit=params["max_questions"], sources=params["sources"], config=params["config"], shard_size=shard_size,
-            questions_in_flight=questions_in_flight, max_tokens=params["max_tokens"], priority=params["priority"],
-        )
+        try:
+            growth.build = await build_dataset(
+                limit=params["max_questions"], sources=params["sources"], config=params["config"], shard_size=shard_size,
+                questions_in_flight=questions_in_flight, max_tokens=params["max_tokens"], priority=params["priority"],
+            )
+        except BuildIncomplete as exc:  # what it did is exported all the same; the night then ends Failed
+            growth.build, growth.build_error = exc.result, str(exc)
+            get_run_logger().error("build did not finish its work: %s", exc)
     if export:
         try:
             growth.export = await _export(params["export_out"], export_formats, export_layout)

@@ -25,6 +25,7 @@ from reasonmed.db.models import (
     LLMCall,
     PipelineRun,
     Question,
+    QuestionFailure,
     QuestionOutcome,
     ReasoningPath,
     Verdict,
@@ -83,6 +84,15 @@ def build_fixture(engine: Engine) -> None:
                                  ngram=3, description="near duplicate (word 3-gram Jaccard 0.875)", detected_at=T0))
         s.add_all([
             AcceptedPath(question_id=1, path_id=1, verdict_id=101, rank=0, run_id=1, created_at=T0),
+            # Kept by the ranker, then dropped: its summary stayed truncated (migration 0006).
+            AcceptedPath(question_id=1, path_id=2, verdict_id=102, rank=1, run_id=1, created_at=T0,
+                         dropped_reason="summary truncated after 2 re-ask(s)"),
+            # Question 3: refused for good at verification (set aside); question 2 failed once, not set aside.
+            QuestionFailure(question_id=3, stage="verify", failures=1, permanent=True, last_error_kind="client_error",
+                            last_error="HTTP 400 maximum context length", last_run_id=2, first_failed_at=T0,
+                            last_failed_at=T0, set_aside_at=T0),
+            QuestionFailure(question_id=2, stage="generate", failures=1, permanent=False, last_error_kind="timeout",
+                            last_error="no complete response", last_run_id=1, first_failed_at=T0, last_failed_at=T0),
             AcceptedPath(question_id=4, path_id=11, verdict_id=111, rank=0, run_id=2, created_at=T0),
             QuestionOutcome(question_id=1, run_id=1, tier="easy", n_paths=3, n_correct=2, status="accepted",
                             n_accepted=1, updated_at=T0),
@@ -109,7 +119,7 @@ def build_fixture(engine: Engine) -> None:
 EXPECTED: dict[str, list[dict]] = {
     "audit_rejected_paths": [
         # (path_id, question_id, why, verdict_outcome, error_analysis, tier, question_status)
-        dict(path_id=2, question_id=1, why="correct but not kept", verdict_outcome="correct", error_analysis=None, tier="easy", question_status="accepted"),
+        dict(path_id=2, question_id=1, why="summary truncated after 2 re-ask(s)", verdict_outcome="correct", error_analysis=None, tier="easy", question_status="accepted"),
         dict(path_id=3, question_id=1, why="judged error", verdict_outcome="error", error_analysis="misses the key finding", tier="easy", question_status="accepted"),
         dict(path_id=4, question_id=2, why="judged error", verdict_outcome="error", error_analysis="wrong drug", tier="difficult", question_status="rejected"),
         dict(path_id=5, question_id=2, why="judged unparseable", verdict_outcome="unparseable", error_analysis="unparseable", tier="difficult", question_status="rejected"),
@@ -140,6 +150,10 @@ EXPECTED: dict[str, list[dict]] = {
     "audit_rejected_questions": [
         dict(question_id=2, source="medqa", source_id="m1", question="Question 2?", tier="difficult", n_paths=3,
              n_correct=0, rejection_reason="no path verified correct after regeneration", run_id=1),
+    ],
+    "audit_set_aside": [
+        dict(question_id=3, source="medqa", source_id="m2", stage="verify", failures=1, last_error_kind="client_error",
+             last_error="HTTP 400 maximum context length", last_run_id=2),
     ],
     "audit_contamination": [
         dict(question_id=1, source="pubmedqa", source_id="p1", kind="near", jaccard=0.875, test_question_id=3,
@@ -197,8 +211,9 @@ def test_view_output_is_exact(audit_engine: Engine, view: str) -> None:
 def test_audit_repo_summaries(audit_engine: Engine) -> None:
     assert audit_repo.rejections_by_reason(audit_engine) == {
         "questions": [{"reason": "no path verified correct after regeneration", "n": 1}],
-        "paths": [{"reason": "judged error", "n": 5}, {"reason": "correct but not kept", "n": 2},
-                  {"reason": "judged unparseable", "n": 1}, {"reason": "not verified", "n": 1}],
+        "paths": [{"reason": "judged error", "n": 5}, {"reason": "correct but not kept", "n": 1},
+                  {"reason": "judged unparseable", "n": 1}, {"reason": "not verified", "n": 1},
+                  {"reason": "summary truncated after 2 re-ask(s)", "n": 1}],
     }
     acc = {(r["model"], r["temperature"]): r["accuracy"] for r in audit_repo.generator_accuracy(audit_engine)}
     assert acc == pytest.approx({("mA", 0.7): 0.5, ("mA", 1.0): 0.0, ("mB", 0.7): 2 / 3})
@@ -211,7 +226,7 @@ def test_audit_repo_summaries(audit_engine: Engine) -> None:
 def test_views_query_on_sqlite_and_are_dropped_by_downgrade(sqlite_url: str) -> None:
     eng = make_engine(sqlite_url)
     try:
-        assert set(VIEWS) - {"audit_contamination"} <= set(inspect(eng).get_view_names())  # 0003 adds that one
+        assert set(VIEWS) - {"audit_contamination", "audit_set_aside"} <= set(inspect(eng).get_view_names())  # 0003 and 0006 add those
         for view in VIEWS:
             assert audit_repo.view_rows(eng, view) == []
         migrate.downgrade(sqlite_url, "0001")
@@ -227,11 +242,11 @@ def test_downgrade_drops_the_views_on_postgres(empty_pg_url: str) -> None:
     migrate.upgrade(empty_pg_url, "0002")
     eng = make_engine(empty_pg_url)
     try:
-        assert set(VIEWS) - {"audit_contamination"} <= set(inspect(eng).get_view_names())  # 0003 adds that one
+        assert set(VIEWS) - {"audit_contamination", "audit_set_aside"} <= set(inspect(eng).get_view_names())  # 0003 and 0006 add those
         migrate.downgrade(empty_pg_url, "0001")
         assert not set(VIEWS) & set(inspect(eng).get_view_names())
         migrate.upgrade(empty_pg_url, "0002")
-        assert set(VIEWS) - {"audit_contamination"} <= set(inspect(eng).get_view_names())  # 0003 adds that one
+        assert set(VIEWS) - {"audit_contamination", "audit_set_aside"} <= set(inspect(eng).get_view_names())  # 0003 and 0006 add those
     finally:
         eng.dispose()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -9,14 +10,18 @@ import typer
 from rich.table import Table
 
 from reasonmed.cli.app import config_app
-from reasonmed.cli.common import console, redact_url
-from reasonmed.config import get_settings, load_pipeline_config
+from reasonmed.cli.common import console, err_console, redact_url
+from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config
 
 ConfigPath = Annotated[Path | None, typer.Option("--config", "-c", help="pipeline YAML (default: REASONMED_PIPELINE_CONFIG or the simulator default)")]
 
 
 @config_app.command("check")
-def check(config: ConfigPath = None) -> None:
+def check(
+    config: ConfigPath = None,
+    ping: Annotated[bool, typer.Option("--ping", help="Also ask every endpoint once (GET /models) whether it is up "
+                                       "and serves the configured model, as every run does before it claims work.")] = False,
+) -> None:
     """Validate the settings and the pipeline file; print the agents and endpoints they name."""
     settings = get_settings()
     cfg = load_pipeline_config(config or settings.pipeline_config)
@@ -35,7 +40,21 @@ def check(config: ConfigPath = None) -> None:
         f"{cfg.paths_per_question} paths per question; easy >= {t.easy_min_correct} correct, "
         f"medium {t.medium_min_correct}-{t.easy_min_correct - 1}, difficult < {t.medium_min_correct}; keep top {t.keep_top}"
     )
+    if ping:
+        _ping(cfg)
     console.print("config OK")
+
+
+def _ping(cfg: PipelineConfig) -> None:
+    from reasonmed.llm.registry import LLMRegistry
+
+    checks = asyncio.run(LLMRegistry(cfg).check())
+    for c in checks:
+        (console if c.ok else err_console).print(c.line(), markup=False, highlight=False)
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        err_console.print(f"error: {len(failed)} endpoint(s) cannot serve a run (see above)", markup=False)
+        raise typer.Exit(1)
 
 
 @config_app.command("show")

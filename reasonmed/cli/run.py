@@ -23,7 +23,7 @@ def _progress_table(snap: dict[str, Any]) -> Table:
     t.add_column(justify="right", style="bold")
     t.add_column()
     t.add_row("questions", f"{snap['done']:,} done / {snap['total']:,}  ({snap['in_flight']:,} in flight, "
-                           f"{snap['failed']:,} failed)")
+                           f"{snap['failed']:,} failed, {snap.get('set_aside', 0):,} set aside)")
     t.add_row("outcomes", f"{snap['accepted']:,} accepted, {snap['rejected']:,} rejected")
     t.add_row("LLM calls", f"{snap['calls']:,}  ({snap['calls_per_s']:.1f}/s, {snap['retries']:,} retried)")
     t.add_row("tokens", f"{snap['prompt_tokens']:,} in, {snap['completion_tokens']:,} out")
@@ -76,7 +76,15 @@ def run(
     database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")] = None,
 ) -> None:
     """Ingest FILEs (if given), then run every unfinished question through generation, verification,
-    tiered resolution and summarisation. Safe to re-run: finished work is never redone."""
+    tiered resolution and summarisation. Safe to re-run: finished work is never redone.
+
+    Every endpoint is asked once before any question is claimed. SIGTERM or Ctrl-C stops the run within
+    seconds: claims are released and a rerun resumes exactly where it stopped. A question that fails for
+    good (or too often) is set aside and skipped until `reasonmed retry`.
+
+    Exit codes: 0 all claimed work done; 1 questions failed or were set aside; 3 an endpoint is down or
+    misconfigured; 4 Prefect's temporary server did not start; 130 interrupted.
+    """
     url, engine = engine_from_settings(database_url)
     try:
         migrate.require_current(engine, url)
@@ -118,19 +126,58 @@ def run(
         with SimServer(questions_db=url, default_accuracy=sim_accuracy, base_latency_ms=sim_latency_ms, per_token_ms=0.0) as sim:
             console.print(f"simulator: {sim.base_url} (pid {sim.pid}); it stops when this command ends")
             os.environ["REASONMED_SIM_URL"] = sim.base_url
-            result = asyncio.run(_build_with_display(params))
+            result = _run_build(params)
         console.print("simulator stopped")
     else:
         console.print(f"pipeline config: {config_path}")
-        result = asyncio.run(_build_with_display(params))
+        result = _run_build(params)
+    _print_result(result)
+
+
+def _run_build(params: dict[str, Any]) -> dict[str, Any]:
+    """The build's result; a run that did not finish its work still has one (its outcome says why).
+    Problems that stop a run before it starts end the command here, in one line each."""
+    from flows.build import BuildIncomplete
+    from reasonmed.llm.preflight import EndpointUnavailable
+
+    try:
+        return asyncio.run(_build_with_display(params))
+    except BuildIncomplete as exc:
+        return exc.result
+    except EndpointUnavailable as exc:
+        for check in exc.checks:
+            err_console.print(f"error: {check.line()}", markup=False, highlight=False)
+        err_console.print("error: no question was claimed; fix the endpoint(s) above "
+                          "(`reasonmed config check --ping` asks them again)", markup=False)
+        raise typer.Exit(3) from None
+    except RuntimeError as exc:
+        if "ephemeral Prefect API server" in str(exc) or "temporary server" in str(exc):
+            err_console.print(
+                "error: Prefect's temporary server did not start in time "
+                f"({os.environ.get('PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS')} s); the machine is busy: "
+                "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS or point PREFECT_API_URL at a running "
+                "`prefect server start`", markup=False)
+            raise typer.Exit(4) from None
+        raise
+
+
+def _print_result(result: dict[str, Any]) -> None:
+    from reasonmed.pipeline.outcome import BuildOutcome, HeldClaim
 
     console.print(_progress_table(result))
     if result["report"]["tiers"]:
         console.print(_tier_table(result["report"]["tiers"], f"run {result['run_id']}: questions by tier and status"))
-    else:
-        console.print("nothing left to do: every training question in the database is finished "
-                      "(ingest more files to grow the dataset; `reasonmed audit` shows the totals)")
     for r in result["report"]["rejections"]:
         console.print(f"rejected: {r['questions']} x {r['reason']}")
-    if result.get("failed"):
-        err_console.print(f"[yellow]{result['failed']} question(s) left unfinished after retries; re-run to resume them.[/yellow]")
+    for r in result["report"].get("set_aside", [])[:20]:
+        err_console.print(f"set aside: question {r['question_id']} at {r['stage']} ({r['last_error_kind']}): "
+                          f"{str(r['last_error'])[:200]}", markup=False, highlight=False)
+    raw = dict(result["outcome"])
+    outcome = BuildOutcome(**{**raw, "held": [HeldClaim(**h) for h in raw.get("held", [])]})
+    lines = outcome.lines()
+    for line in lines[:-1]:
+        console.print(line, markup=False, highlight=False)
+    # The last line is the verdict, on stdout and true to the exit code.
+    console.print(lines[-1], markup=False, highlight=False)
+    if not outcome.ok:
+        raise typer.Exit(outcome.exit_code)

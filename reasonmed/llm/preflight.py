@@ -17,7 +17,6 @@ import aiohttp
 
 from reasonmed.config import EndpointConfig
 
-
 ANY_MODEL = "*"
 
 

@@ -25,6 +25,7 @@ class Growth:
     finished: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     export: dict[str, Any] | None = None
     export_error: str | None = None
+    build_error: str | None = None  # the build's verdict when it did not finish its work
 
     def added(self, key: str) -> int:
         return self.after.get(key, 0) - self.before.get(key, 0)
@@ -100,7 +101,9 @@ def render_markdown(g: Growth) -> str:
         f"| tokens (prompt + completion) | {_n(t['total'])} | |",
         "",
         f"Nightly run: pipeline run {g.nightly_run_id}. Budget: {budget}. Claimed {_n(int(g.build.get('claimed', 0)))} questions, finished "
-        f"{_n(int(g.build.get('done', 0)))}, left {_n(int(g.build.get('failed', 0)))} unfinished for the next night{stopped}.",
+        f"{_n(int(g.build.get('done', 0)))}, left {_n(int(g.build.get('failed', 0)))} unfinished for the next night, "
+        f"set aside {_n(int(g.build.get('set_aside', 0)))}{stopped}."
+        + (f" **Build: {g.build_error}**" if g.build_error else ""),
         "",
         "## Tier mix (questions finished this night)",
         _table(_tier_mix(g.finished.get("tiers", [])), ["tier", "accepted", "rejected", "samples"], "none"),
@@ -111,6 +114,10 @@ def render_markdown(g: Growth) -> str:
         "",
         "## Rejected",
         _table(g.finished.get("rejections", []), ["tier", "reason", "questions"], "none"),
+        "",
+        "## Set aside this night (skipped until `reasonmed retry`)",
+        _table((g.build.get("report") or {}).get("set_aside", []),
+               ["question_id", "source_id", "stage", "failures", "last_error_kind", "last_error"], "none"),
         "",
         "## Ingest",
         _table(g.ingest, ["file", "status", "inserted", "duplicates", "rejected"], "no input files"),
