@@ -21,10 +21,11 @@ import httpx
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
 from prefect.context import FlowRunContext
-from prefect.exceptions import PrefectHTTPStatusError
+from prefect.exceptions import PrefectHTTPStatusError, TerminationSignal
+from prefect.states import Cancelled, Failed, State
 
 from flows.best_effort import best_effort
-from flows.stopping import StopRequest, signals_stop, watch_cancellation
+from flows.stopping import CANCELLED_VIA_API, StopRequest, current_stop, watch_cancellation
 from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config
 from reasonmed.db import failures_repo
 from reasonmed.db import pipeline_repo as repo
@@ -33,24 +34,12 @@ from reasonmed.db.migrate import require_current
 from reasonmed.llm.registry import LLMRegistry
 from reasonmed.pipeline import workers
 from reasonmed.pipeline.failures import classify
-from reasonmed.pipeline.outcome import BuildOutcome, HeldClaim, RunStatus
+from reasonmed.pipeline.outcome import BuildOutcome, HeldClaim, RunStatus, alarms_of
 from reasonmed.pipeline.progress import BuildProgress, set_current
 from reasonmed.pipeline.stages import StageContext
 from reasonmed.prompts import all_templates
 from tasks.pipeline import RUNTIMES, generate_task, resolve_task, summarize_task, verify_task
 from tasks.secrets import load_prefect_secret
-
-
-class BuildIncomplete(RuntimeError):
-    """The run ended without doing all its work (set-aside or failed questions, a stop); ``result`` is
-    what it did, with its ``outcome``. Raised so the Prefect flow run ends Failed, not Completed."""
-
-    def __init__(self, message: str, result: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.result = result
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (BuildIncomplete, (str(self), self.result))
 
 
 @dataclass
@@ -157,7 +146,7 @@ async def _take_back_dead_claims(engine: Any, sources: list[str] | None) -> None
 
 
 @flow(name="build-dataset", persist_result=False)
-async def build_dataset(
+async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, kept together
     limit: int | None = None,
     sources: list[str] | None = None,
     config: str | None = None,
@@ -166,7 +155,7 @@ async def build_dataset(
     worker_id: str | None = None,
     max_tokens: int | None = None,
     priority: str = "fifo",
-) -> dict[str, Any]:
+) -> dict[str, Any] | State[Any]:
     """Process up to ``limit`` unfinished questions (all of them if unset), never benchmark-test items.
 
     ``config`` is a pipeline YAML path (default: REASONMED_PIPELINE_CONFIG, else the simulator default);
@@ -177,7 +166,7 @@ async def build_dataset(
 
     Every endpoint is asked once before anything is claimed; the run stops early on SIGTERM/SIGINT, on
     cancellation through the Prefect API, or when an endpoint's circuit breaker opens. It ends Failed
-    (``BuildIncomplete``, with the outcome) unless every question it took was finished.
+    (or Cancelled), with its result as the state's data, unless every question it took was finished.
     """
     logger = get_run_logger()
     settings = get_settings()
@@ -216,7 +205,8 @@ async def build_dataset(
     )
     artifact_id = await acreate_progress_artifact(progress=0.0, key="build-progress", description=f"build run {run_id}")
 
-    stop = StopRequest()
+    stop = current_stop.get() or StopRequest()
+    stop.bind()
     remaining = [limit if limit is not None else float("inf")]
     held: set[int] = set()
     shard_counter = [0]
@@ -283,18 +273,24 @@ async def build_dataset(
     # Enough shards at once that the question semaphore, not shard boundaries, limits concurrency.
     n_shard_workers = max(1, -(-in_flight // shard_size)) + 1
     status, error = "completed", None
+    work = asyncio.ensure_future(asyncio.gather(*(shard_worker() for _ in range(n_shard_workers))))
     try:
-        with signals_stop(stop):
-            work = asyncio.ensure_future(asyncio.gather(*(shard_worker() for _ in range(n_shard_workers))))
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if not work.done():  # stop requested: cancel the in-flight questions (and their requests)
-                logger.warning("run %s: stopping: %s", run_id, stop.reason)
-                work.cancel()
-            stopper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await work
-            check_breakers()
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not work.done():  # stop requested: cancel the in-flight questions (and their requests)
+            logger.warning("run %s: stopping: %s", run_id, stop.reason)
+            work.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+        check_breakers()
+    except (asyncio.CancelledError, TerminationSignal) as exc:
+        # Stopped from outside (a deployment's process signalled, the loop shut down): the same stop.
+        stop.request(f"{type(exc).__name__} (the process is being stopped)", interrupted=True)
+        work.cancel()
+        with contextlib.suppress(BaseException):
+            await work
+        raise
     except BaseException as exc:
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         raise
@@ -331,9 +327,25 @@ async def build_dataset(
         (logger.info if outcome.ok else logger.warning)("%s", line)
     if status == "completed" and not outcome.ok:
         await asyncio.to_thread(repo.finish_run, engine, run_id, status="failed", stats=_jsonable(stats), error=outcome.verdict())
-    if not outcome.ok:
-        raise BuildIncomplete(outcome.verdict(), result)
-    return result
+    if outcome.ok:
+        return result
+    # Not all its work got done: the flow run ends Failed (Cancelled when the UI or API asked), with the
+    # verdict as its message and the result as its data (``build_result``).
+    if stop.reason == CANCELLED_VIA_API:
+        return Cancelled(message=outcome.verdict(), data=result)
+    return Failed(message=outcome.verdict(), data=result)
+
+
+async def build_result(state: State[Any]) -> dict[str, Any]:
+    """A build's result from its final state (``build_dataset(..., return_state=True)``), also when it
+    ended Failed or Cancelled with its work not done (``result["outcome"]`` says why); a run that could
+    not start or crashed raises its exception."""
+    data = await state.aresult(raise_on_failure=False)
+    if isinstance(data, dict) and "outcome" in data:
+        return data
+    if isinstance(data, BaseException):
+        raise data
+    raise RuntimeError(f"the build ended {state.type.value}: {state.message}")
 
 
 async def _outcome(
@@ -343,17 +355,23 @@ async def _outcome(
     failures = await asyncio.to_thread(failures_repo.run_failures, engine, run_id)
     pending = await asyncio.to_thread(repo.count_pending, engine, sources)
     holders = await asyncio.to_thread(repo.live_holders, engine, except_worker=worker, sources=sources)
+    aside_total = await asyncio.to_thread(failures_repo.count_set_aside, engine)
+    unusable = {u.role: [u.outputs, u.unusable] for u in await asyncio.to_thread(repo.unusable_outputs, engine, run_id)}
+    alarms = alarms_of(unusable, get_settings().unusable_alarm_rate)
     status: RunStatus
     if stop.requested:
         status = "interrupted" if stop.interrupted else "endpoint_down"
     elif failures.set_aside or failures.failed:
         status = "incomplete"
+    elif alarms:
+        status = "degraded"
     else:
         status = "done"
     return BuildOutcome(
         run_id=run_id, status=status, done=progress.done, accepted=progress.accepted, rejected=progress.rejected,
         set_aside=failures.set_aside, failed=failures.failed, pending=pending, held=[HeldClaim.of(h) for h in holders],
-        stop_reason=stop.reason, token_budget_reached=budget_stop,
+        stop_reason=stop.reason, token_budget_reached=budget_stop, set_aside_total=aside_total, unusable=unusable,
+        alarms=alarms,
     )
 
 

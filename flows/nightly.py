@@ -25,7 +25,7 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.context import FlowRunContext
 from prefect.states import Cancelled, State
 
-from flows.build import BuildIncomplete, build_dataset
+from flows.build import build_dataset, build_result
 from flows.export import export_dataset
 from reasonmed.config import get_settings
 from reasonmed.db import nightly_repo
@@ -145,14 +145,15 @@ async def _grow(
             endpoint_url=settings.s3_endpoint_url,
         )
     if params["max_questions"] != 0:
-        try:
-            growth.build = await build_dataset(
-                limit=params["max_questions"], sources=params["sources"], config=params["config"], shard_size=shard_size,
-                questions_in_flight=questions_in_flight, max_tokens=params["max_tokens"], priority=params["priority"],
-            )
-        except BuildIncomplete as exc:  # what it did is exported all the same; the night then ends Failed
-            growth.build, growth.build_error = exc.result, str(exc)
-            get_run_logger().error("build did not finish its work: %s", exc)
+        state = await build_dataset(
+            limit=params["max_questions"], sources=params["sources"], config=params["config"], shard_size=shard_size,
+            questions_in_flight=questions_in_flight, max_tokens=params["max_tokens"], priority=params["priority"],
+            return_state=True,
+        )
+        growth.build = await build_result(state)
+        if not state.is_completed():  # what it did is exported all the same; the night then ends Failed
+            growth.build_error = state.message
+            get_run_logger().error("build did not finish its work: %s", state.message)
     if export:
         try:
             growth.export = await _export(params["export_out"], export_formats, export_layout)

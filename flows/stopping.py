@@ -1,18 +1,28 @@
 """Why a run stops early: a signal, a cancellation in the Prefect UI/API, or an endpoint that went down.
 
 One ``StopRequest`` per run collects the first reason; the run stops claiming, cancels its in-flight
-work, releases its claims and ends saying why. SIGTERM and SIGINT are taken over while the flow body
-runs (Prefect's own SIGTERM bridge would otherwise raise inside whichever coroutine happens to run) and
-handed back when it ends. A second signal of the same kind is not caught: it ends the process at once.
+work, releases its claims and ends saying why.
+
+Signals: Prefect's flow engine turns SIGTERM into an exception raised wherever the main thread happens
+to be (inside the event loop's poll, or any coroutine), and every subflow re-installs that bridge, so a
+handler the flow installs cannot hold. ``run_stoppable`` therefore runs the event loop in a worker
+thread, where Prefect installs no handler, and keeps the signals in the main thread: the first SIGTERM
+or SIGINT requests the stop, a second one ends the process the usual way. The run finds its
+``StopRequest`` through ``current_stop`` (a context variable, as Prefect passes its own run context).
+Where the flow runs in the main thread anyway (a deployment's process), a ``TerminationSignal`` or a
+cancellation that reaches the flow is treated as the same stop, and ``watch_cancellation`` sees a
+cancellation requested through the API.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import contextvars
+import functools
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
@@ -20,6 +30,8 @@ from prefect.client.schemas.objects import StateType
 
 from flows.best_effort import best_effort
 
+T = TypeVar("T")
+CANCELLED_VIA_API = "cancelled through the Prefect API"
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -27,43 +39,75 @@ class StopRequest:
     def __init__(self) -> None:
         self.reason: str | None = None
         self.interrupted = False  # by a signal or a cancellation (as opposed to an endpoint going down)
-        self._event = asyncio.Event()
+        self._event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def requested(self) -> bool:
         return self.reason is not None
 
-    def request(self, reason: str, *, interrupted: bool) -> None:
-        if self.reason is None:
-            self.reason, self.interrupted = reason, interrupted
+    def bind(self) -> None:
+        """Attach to the running loop (the run's), so other threads can wake it."""
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+        if self.reason is not None:
             self._event.set()
 
+    def request(self, reason: str, *, interrupted: bool) -> None:
+        """From the run's own loop."""
+        if self.reason is None:
+            self.reason, self.interrupted = reason, interrupted
+        if self._event is not None:
+            self._event.set()
+
+    def request_threadsafe(self, reason: str, *, interrupted: bool) -> None:
+        """From another thread (a signal handler in the main thread)."""
+        if self._loop is None or self._loop.is_closed():
+            if self.reason is None:  # not started yet: the run sees it as soon as it binds
+                self.reason, self.interrupted = reason, interrupted
+            return
+        self._loop.call_soon_threadsafe(functools.partial(self.request, reason, interrupted=interrupted))
+
     async def wait(self) -> None:
+        assert self._event is not None, "bind() first"
         await self._event.wait()
 
 
-@contextlib.contextmanager
-def signals_stop(stop: StopRequest) -> Iterator[None]:
-    """While the block runs, SIGTERM/SIGINT request a stop (main thread only; elsewhere a no-op)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    loop = asyncio.get_running_loop()
+current_stop: contextvars.ContextVar[StopRequest | None] = contextvars.ContextVar("reasonmed_stop", default=None)
+
+
+def run_stoppable(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(main())`` in a worker thread, with SIGTERM/SIGINT requesting a graceful stop."""
+    stop = StopRequest()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        current_stop.set(stop)
+        try:
+            box["value"] = asyncio.run(main())
+        except BaseException as exc:  # handed to the main thread as it is
+            box["error"] = exc
+
     previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
 
-    def on_signal(sig: signal.Signals) -> None:
-        stop.request(f"{sig.name} received", interrupted=True)
-        loop.remove_signal_handler(sig)  # a second one ends the process the usual way
+    def on_signal(signum: int, _frame: object) -> None:
+        sig = signal.Signals(signum)
+        signal.signal(sig, signal.SIG_DFL if sig is signal.SIGTERM else signal.default_int_handler)
+        stop.request_threadsafe(f"{sig.name} received", interrupted=True)
 
+    worker = threading.Thread(target=target, name="reasonmed-run", daemon=True)
     for sig in SIGNALS:
-        loop.add_signal_handler(sig, on_signal, sig)
+        signal.signal(sig, on_signal)
     try:
-        yield
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.2)
     finally:
-        for sig in SIGNALS:
-            loop.remove_signal_handler(sig)
-            with contextlib.suppress(TypeError, ValueError):
-                signal.signal(sig, previous[sig])
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 async def watch_cancellation(flow_run_id: str | None, stop: StopRequest, every_s: float = 3.0) -> None:
@@ -76,4 +120,5 @@ async def watch_cancellation(flow_run_id: str | None, stop: StopRequest, every_s
             with best_effort("cancellation check"):
                 run = await client.read_flow_run(UUID(flow_run_id))
                 if run.state is not None and run.state.type in (StateType.CANCELLING, StateType.CANCELLED):
-                    stop.request("cancelled through the Prefect API", interrupted=True)
+                    stop.request(CANCELLED_VIA_API, interrupted=True)
+

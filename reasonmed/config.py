@@ -296,6 +296,11 @@ class Settings(BaseSettings):
         description="failed attempts (one per run at most) after which a question is set aside until "
         "`reasonmed retry`; a permanent failure sets it aside at once",
     )
+    unusable_alarm_rate: float = Field(
+        default=0.5, gt=0, le=1,
+        description="a run whose outputs of one role (generator, verifier, ranker) were unusable at this rate or "
+        "more (over at least 10 outputs) ends as degraded, non-zero: the model or prompt needs attention",
+    )
     export_dir: Path = Field(default=Path("exports"))
     s3_endpoint_url: str | None = Field(default=None, description="for MinIO and other S3-compatible stores")
     log_level: str = Field(default="INFO")

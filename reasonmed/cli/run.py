@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,19 +42,19 @@ def _tier_table(rows: list[dict[str, Any]], title: str) -> Table:
 
 
 async def _build_with_display(params: dict[str, Any]) -> dict[str, Any]:
-    from flows.build import build_dataset
+    from flows.build import build_dataset, build_result
     from reasonmed.pipeline import progress as progress_mod
 
-    flow_task = asyncio.ensure_future(build_dataset(**params))
+    flow_task = asyncio.ensure_future(build_dataset(**params, return_state=True))
     if not console.is_terminal:
-        return await flow_task
+        return await build_result(await flow_task)
     with Live(console=console, refresh_per_second=2, transient=False) as live:
         while not flow_task.done():
             snap = progress_mod.current()
             if snap is not None:
                 live.update(_progress_table(snap.snapshot()))
             await asyncio.sleep(0.5)
-    return await flow_task
+    return await build_result(await flow_task)
 
 
 @app.command("run")
@@ -83,7 +84,8 @@ def run(
     good (or too often) is set aside and skipped until `reasonmed retry`.
 
     Exit codes: 0 all claimed work done; 1 questions failed or were set aside; 3 an endpoint is down or
-    misconfigured; 4 Prefect's temporary server did not start; 130 interrupted.
+    misconfigured; 4 Prefect's temporary server did not start; 5 a role's output was mostly unusable
+    (degraded); 130 interrupted.
     """
     url, engine = engine_from_settings(database_url)
     try:
@@ -134,16 +136,26 @@ def run(
     _print_result(result)
 
 
+class _ReportedHere(logging.Filter):
+    """Drops Prefect's traceback for the ends this command reports itself, in plain lines."""
+
+    NAMES = ("EndpointUnavailable",)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and type(record.exc_info[1]).__name__ in self.NAMES:
+            return False
+        return not any(name in record.getMessage() for name in self.NAMES)
+
+
 def _run_build(params: dict[str, Any]) -> dict[str, Any]:
     """The build's result; a run that did not finish its work still has one (its outcome says why).
     Problems that stop a run before it starts end the command here, in one line each."""
-    from flows.build import BuildIncomplete
+    from flows.stopping import run_stoppable
     from reasonmed.llm.preflight import EndpointUnavailable
 
+    logging.getLogger("prefect.flow_runs").addFilter(_ReportedHere())
     try:
-        return asyncio.run(_build_with_display(params))
-    except BuildIncomplete as exc:
-        return exc.result
+        return run_stoppable(lambda: _build_with_display(params))
     except EndpointUnavailable as exc:
         for check in exc.checks:
             err_console.print(f"error: {check.line()}", markup=False, highlight=False)

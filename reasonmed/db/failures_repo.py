@@ -107,3 +107,10 @@ def put_back(
                 execution_options={"synchronize_session": False},
             )
     return sorted({q for q, _ in rows})
+
+
+def count_set_aside(engine: Engine) -> int:
+    with engine.connect() as c:
+        return c.execute(
+            select(func.count(func.distinct(QuestionFailure.question_id))).where(QuestionFailure.set_aside_at.is_not(None))
+        ).scalar_one()

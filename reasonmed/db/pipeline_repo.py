@@ -415,6 +415,27 @@ def save_summaries(
 # --------------------------------------------------------------------------- reports
 
 
+@dataclass(frozen=True, slots=True)
+class UnusableShare:
+    role: str
+    outputs: int
+    unusable: int
+
+
+def unusable_outputs(engine: Engine, run_id: int) -> list[UnusableShare]:
+    """Per role, this run's outputs and how many were unusable after every re-ask: generated paths with
+    no extractable answer, unparseable verdicts, rank scores that did not parse."""
+    probes = {
+        "generator": select(func.count(), func.count().filter(ReasoningPath.extracted_answer.is_(None)))
+        .where(ReasoningPath.run_id == run_id, ReasoningPath.origin == "generated"),
+        "verifier": select(func.count(), func.count().filter(Verdict.outcome == "unparseable")).where(Verdict.run_id == run_id),
+        "ranker": select(func.count(), func.count().filter(PathScore.score.is_(None))).where(PathScore.run_id == run_id),
+    }
+    with engine.connect() as c:
+        return [UnusableShare(role, *c.execute(stmt).one()) for role, stmt in probes.items()]
+
+
+
 def run_report(engine: Engine, run_id: int | None = None) -> dict[str, list[dict[str, Any]]]:
     """The tables a run's artifacts and the CLI show; ``run_id=None`` covers the whole database."""
     params = {} if run_id is None else {"run_id": run_id}

@@ -9,8 +9,10 @@ from typing import Any, Literal
 from reasonmed.db.pipeline_repo import Holder
 
 # done: every claimable question was processed; incomplete: some failed or were set aside;
+# degraded: processed, but one role's output was mostly unusable (the model or prompt needs attention);
 # interrupted: a signal or a cancellation stopped it; endpoint_down: a circuit breaker opened.
-RunStatus = Literal["done", "incomplete", "interrupted", "endpoint_down"]
+RunStatus = Literal["done", "incomplete", "degraded", "interrupted", "endpoint_down"]
+ALARM_MIN_OUTPUTS = 10  # fewer outputs than this say too little about a role's health
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,9 @@ class BuildOutcome:
     held: list[HeldClaim] = field(default_factory=list)  # claims of other live workers
     stop_reason: str | None = None
     token_budget_reached: bool = False
+    set_aside_total: int = 0  # set aside in the database, by this run or earlier ones
+    unusable: dict[str, list[int]] = field(default_factory=dict)  # role -> [outputs, unusable] this run
+    alarms: list[str] = field(default_factory=list)  # roles whose output was mostly unusable
 
     @property
     def ok(self) -> bool:
@@ -48,8 +53,8 @@ class BuildOutcome:
 
     @property
     def exit_code(self) -> int:
-        """0 done; 1 questions failed or set aside; 3 an endpoint went down; 130 interrupted."""
-        return {"done": 0, "incomplete": 1, "endpoint_down": 3, "interrupted": 130}[self.status]
+        """0 done; 1 questions failed or set aside; 3 an endpoint went down; 5 degraded output; 130 interrupted."""
+        return {"done": 0, "incomplete": 1, "endpoint_down": 3, "degraded": 5, "interrupted": 130}[self.status]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,6 +70,9 @@ class BuildOutcome:
         if self.set_aside:
             out.append("set-aside questions and their reasons: `reasonmed audit --view audit_set_aside`; "
                        "put them back with `reasonmed retry --all-failed`")
+        for role, (outputs, bad) in self.unusable.items():
+            if outputs:
+                out.append(f"{role} output unusable after every re-ask: {bad} of {outputs} ({bad / outputs:.0%})")
         if self.token_budget_reached:
             out.append("the token budget was reached: no further questions were claimed")
         out.append(self.verdict())
@@ -78,8 +86,18 @@ class BuildOutcome:
         if self.status == "incomplete":
             return (f"INCOMPLETE: {self.set_aside} question(s) set aside and {self.failed} failed in this run "
                     f"({self.pending} still pending)")
+        if self.status == "degraded":
+            return (f"DEGRADED: {', '.join(self.alarms)} output mostly unusable this run; check that model and its "
+                    "prompt (`reasonmed audit`) before trusting these results")
+        aside = f" ({self.set_aside_total} set aside: `reasonmed retry`)" if self.set_aside_total else ""
         if self.pending == 0 and not self.held:
             if self.done == 0:
-                return "nothing left to do: every training question in the database is finished or set aside"
-            return "done: every training question in the database is finished or set aside"
-        return f"done: {self.done} question(s) processed; {self.pending} still pending for a later run"
+                return f"nothing left to do: every training question in the database is finished or set aside{aside}"
+            return f"done: every training question in the database is finished or set aside{aside}"
+        held = f", {sum(h.questions for h in self.held)} held by other workers" if self.held else ""
+        return f"done: {self.done} question(s) processed; {self.pending} still pending for a later run{held}{aside}"
+
+
+def alarms_of(unusable: dict[str, list[int]], rate: float) -> list[str]:
+    """Roles whose unusable share reached ``rate`` over enough outputs to mean something."""
+    return [role for role, (n, bad) in unusable.items() if n >= ALARM_MIN_OUTPUTS and bad / n >= rate]

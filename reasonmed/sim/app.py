@@ -85,12 +85,23 @@ class SimApp:
         if route == ("POST", "/admin/reset"):
             self.metrics.reset()
             return _ok({"status": "reset"})
-        known = {"/v1/chat/completions", "/health", "/v1/models", "/metrics", "/admin/reset"}
+        if route == ("POST", "/admin/faults"):
+            return self.set_targeted(req.body)
+        known = {"/v1/chat/completions", "/health", "/v1/models", "/metrics", "/admin/reset", "/admin/faults"}
         if route[1] in known:
             return _error(405, f"method {req.method} not allowed on {req.path}")
         return _error(
             404, f"no route {req.method} {req.path} (this is the reasonmed simulator)", "not_found_error"
         )
+
+    def set_targeted(self, body: bytes) -> Response:
+        """``{"rules": ["*:*=500"]}`` replaces the targeted faults: an endpoint that dies mid-run, in tests."""
+        try:
+            rules = json.loads(body or b"{}").get("rules", [])
+            self.targeted = [TargetedFault.parse(str(r)) for r in rules]
+        except (ValueError, AttributeError) as exc:
+            return _error(400, f"faults: {exc}")
+        return _ok({"rules": [f"{t.role}:{t.marker}={t.kind}" for t in self.targeted]})
 
     def models(self) -> Response:
         names = sorted({*self.behaviour.accuracy, *self.metrics.models}) or [FINGERPRINT]

@@ -148,6 +148,10 @@ class SimServer:
     def reset_metrics(self) -> None:
         httpx.post(f"{self.root_url}/admin/reset", timeout=10.0).raise_for_status()
 
+    def set_faults(self, *rules: str) -> None:
+        """Replace the targeted fault rules (``ROLE:MARKER=KIND``) of the running server."""
+        httpx.post(f"{self.root_url}/admin/faults", json={"rules": list(rules)}, timeout=10.0).raise_for_status()
+
     # ------------------------------------------------------------------ context managers
 
     def __enter__(self) -> SimServer:
