@@ -84,7 +84,7 @@ def build_fixture(engine: Engine) -> None:
                                  ngram=3, description="near duplicate (word 3-gram Jaccard 0.875)", detected_at=T0))
         s.add_all([
             AcceptedPath(question_id=1, path_id=1, verdict_id=101, rank=0, run_id=1, created_at=T0),
-            # Kept by the ranker, then dropped: its summary stayed truncated (migration 0006).
+            # Kept by the ranker, then dropped: its summary stayed truncated (migration 0005).
             AcceptedPath(question_id=1, path_id=2, verdict_id=102, rank=1, run_id=1, created_at=T0,
                          dropped_reason="summary truncated after 2 re-ask(s)"),
             # Question 3: refused for good at verification (set aside); question 2 failed once, not set aside.
@@ -226,7 +226,7 @@ def test_audit_repo_summaries(audit_engine: Engine) -> None:
 def test_views_query_on_sqlite_and_are_dropped_by_downgrade(sqlite_url: str) -> None:
     eng = make_engine(sqlite_url)
     try:
-        assert set(VIEWS) - {"audit_contamination", "audit_set_aside"} <= set(inspect(eng).get_view_names())  # 0003 and 0006 add those
+        assert set(VIEWS) - {"audit_contamination", "audit_set_aside"} <= set(inspect(eng).get_view_names())  # 0003 and 0005 add those
         for view in VIEWS:
             assert audit_repo.view_rows(eng, view) == []
         migrate.downgrade(sqlite_url, "0001")
@@ -242,11 +242,11 @@ def test_downgrade_drops_the_views_on_postgres(empty_pg_url: str) -> None:
     migrate.upgrade(empty_pg_url, "0002")
     eng = make_engine(empty_pg_url)
     try:
-        assert set(VIEWS) - {"audit_contamination", "audit_set_aside"} <= set(inspect(eng).get_view_names())  # 0003 and 0006 add those
+        assert set(VIEWS) - {"audit_contamination", "audit_set_aside"} <= set(inspect(eng).get_view_names())  # 0003 and 0005 add those
         migrate.downgrade(empty_pg_url, "0001")
         assert not set(VIEWS) & set(inspect(eng).get_view_names())
         migrate.upgrade(empty_pg_url, "0002")
-        assert set(VIEWS) - {"audit_contamination", "audit_set_aside"} <= set(inspect(eng).get_view_names())  # 0003 and 0006 add those
+        assert set(VIEWS) - {"audit_contamination", "audit_set_aside"} <= set(inspect(eng).get_view_names())  # 0003 and 0005 add those
     finally:
         eng.dispose()
 

@@ -17,7 +17,7 @@ AUDIT_VIEWS: dict[str, str] = {
     "audit_rejected_paths": "question_id, path_id, verifier_model",
     "audit_token_usage": "day, stage, model",
     "audit_contamination": "question_id, test_question_id",  # migration 0003
-    "audit_set_aside": "question_id, stage",  # migration 0006
+    "audit_set_aside": "question_id, stage",  # migration 0005
 }
 
 

@@ -6,7 +6,7 @@ question is skipped by every run until ``reasonmed retry`` puts it back. accepte
 an accepted path whose summary stayed unusable after every re-ask is dropped with its reason rather
 than holding its question back. New view audit_set_aside; audit_rejected_paths also lists dropped paths.
 
-Revision ID: 0006
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-02 07:00:00
 """
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0006'
+revision: str = '0005'
 down_revision: str | None = '0004'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
