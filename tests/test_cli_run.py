@@ -27,7 +27,7 @@ def test_reasonmed_run_on_the_embedded_default(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "starting the bundled SIMULATOR" in out.stdout and "simulator stopped" in out.stdout
     assert "questions by tier and status" in out.stdout
-    assert "Traceback" not in out.stdout + out.stderr and "ERROR" not in out.stderr  # a clean finish reads as one
+    assert "Traceback" not in out.stdout + out.stderr and "ERROR" not in out.stderr, out.stderr[-6000:]  # a clean finish reads as one
     engine = create_engine(f"sqlite:///{tmp_path / 'reasonmed.db'}")
     with engine.connect() as c:
         assert c.execute(text("select count(*) from questions")).scalar_one() == 1000
