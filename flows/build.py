@@ -195,7 +195,16 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
     RUNTIMES[key] = ctx
     worker = worker_id or workers.worker_id(run_id)
     await _take_back_dead_claims(engine, sources)
-    pending = await asyncio.to_thread(repo.count_pending, engine, sources)
+    real_models = not cfg.simulated
+    pending = await asyncio.to_thread(repo.count_pending, engine, sources, real_models=real_models)
+    if real_models:
+        redo = await asyncio.to_thread(repo.count_simulated_finished, engine, sources)
+        if redo:
+            logger.warning(
+                "%s questions in this database were finished only by SIMULATED models: they are not counted as "
+                "done and are redone with the real models of this run (their simulated paths are kept for audit, "
+                "never exported as real)", redo,
+            )
     progress = BuildProgress(total=min(pending, limit) if limit is not None else pending, usage=lambda: registry.usage)
     _RUNS[key] = _RunState(ctx, progress, asyncio.Semaphore(in_flight), settings.question_attempts)
     set_current(progress)
@@ -230,7 +239,7 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
             remaining[0] -= take  # reserve before awaiting, so concurrent shard workers never over-claim
             ids = await asyncio.to_thread(
                 repo.claim_questions, engine, worker=worker, limit=take, lease_s=settings.claim_lease_s, sources=sources,
-                priority=priority, run_id=run_id,
+                priority=priority, run_id=run_id, real_models=real_models,
             )
             remaining[0] += take - len(ids)
             if not ids:
@@ -318,7 +327,7 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
     budget_stop = token_budget_spent()
     if budget_stop:
         logger.info("run %s: token budget of %s reached, no further shards claimed", run_id, max_tokens)
-    outcome = await _outcome(engine, run_id, worker, sources, progress, stop, budget_stop)
+    outcome = await _outcome(engine, run_id, worker, sources, progress, stop, budget_stop, real_models)
     result = {
         "run_id": run_id, "statuses": totals, "shards": shard_counter[0], "report": report,
         "token_budget_reached": budget_stop, **progress.snapshot(), "outcome": outcome.as_dict(),
@@ -350,10 +359,10 @@ async def build_result(state: State[Any]) -> dict[str, Any]:
 
 async def _outcome(
     engine: Any, run_id: int, worker: str, sources: list[str] | None, progress: BuildProgress, stop: StopRequest,
-    budget_stop: bool,
+    budget_stop: bool, real_models: bool,
 ) -> BuildOutcome:
     failures = await asyncio.to_thread(failures_repo.run_failures, engine, run_id)
-    pending = await asyncio.to_thread(repo.count_pending, engine, sources)
+    pending = await asyncio.to_thread(repo.count_pending, engine, sources, real_models=real_models)
     holders = await asyncio.to_thread(repo.live_holders, engine, except_worker=worker, sources=sources)
     aside_total = await asyncio.to_thread(failures_repo.count_set_aside, engine)
     unusable = {u.role: [u.outputs, u.unusable] for u in await asyncio.to_thread(repo.unusable_outputs, engine, run_id)}

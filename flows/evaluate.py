@@ -29,6 +29,7 @@ from reasonmed.evaluation.benchmarks import parse_benchmarks
 from reasonmed.evaluation.runner import EvalContext, benchmark_accuracy, select_questions
 from reasonmed.llm.registry import LLMRegistry
 from reasonmed.prompts import get_template
+from reasonmed.structured_output import ANSWER_SCHEMA, constrained_template, format_for
 from tasks.evaluate import EVAL_RUNTIMES, evaluate_benchmark_task
 from tasks.secrets import load_prefect_secret
 
@@ -47,11 +48,14 @@ async def evaluate_model(
     out: str | None = None,
     temperature: float = 0.0,
     max_tokens: int = 4096,
+    structured_output: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the model behind ``model_endpoint`` (a name in the pipeline config's endpoints).
 
     ``benchmarks``: any of medqa, medmcqa, pubmedqa, mmlu-med (default all); ``limit``: first N test
     items per benchmark (id order, so repeated runs cover the same items); ``out``: CSV path.
+    ``structured_output``: ask the engine for a JSON reply held to a schema (reasoning, answer), in the
+    endpoint's ``structured_dialect``; stored apart from free predictions (its prompt sha differs).
     Predictions already stored for this model and prompt version are not asked again.
     """
     logger = get_run_logger()
@@ -62,12 +66,15 @@ async def evaluate_model(
     chosen = parse_benchmarks(benchmarks)
     engine = get_engine(settings.database_url)
     await asyncio.to_thread(require_current, engine, settings.database_url)
-    template = get_template("evaluate")
-    model = cfg.endpoints[model_endpoint].model
+    endpoint_cfg = cfg.endpoints[model_endpoint]
+    fmt = format_for(structured_output, endpoint_cfg.structured_dialect, "answer", ANSWER_SCHEMA)
+    template = constrained_template(get_template("evaluate"), ANSWER_SCHEMA) if fmt else get_template("evaluate")
+    model = endpoint_cfg.model
     flow_ctx = FlowRunContext.get()
     flow_run_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else None
     params = {"model_endpoint": model_endpoint, "model": model, "benchmarks": [b.name for b in chosen], "limit": limit,
-              "temperature": temperature, "max_tokens": max_tokens, "prompt_sha256": template.sha256}
+              "temperature": temperature, "max_tokens": max_tokens, "prompt_sha256": template.sha256,
+              "structured_output": structured_output}
     run_id = await asyncio.to_thread(
         repo.create_run, engine, kind="eval", config_hash=cfg.config_hash, config_snapshot=cfg.snapshot(),
         parameters=params, prefect_flow_run_id=flow_run_id,
@@ -76,7 +83,7 @@ async def evaluate_model(
     registry = LLMRegistry(cfg, secret_loader=load_prefect_secret)
     ctx = EvalContext(
         engine=engine, backends=registry, endpoint=model_endpoint, model=model,
-        sampling=Sampling(temperature=temperature, top_p=1.0, max_tokens=max_tokens),
+        sampling=Sampling(temperature=temperature, top_p=1.0, max_tokens=max_tokens, response_format=fmt),
         base_seed=cfg.seed, limit=limit, run_id=run_id, template=template,
     )
     key = f"eval{run_id}-{uuid.uuid4().hex[:6]}"

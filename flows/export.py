@@ -28,8 +28,11 @@ def export_dataset(
     s3_endpoint_url: str | None = None,
     shard_rows: int | None = None,
     with_report: bool = True,
+    allow_simulated: bool = False,
 ) -> dict[str, Any]:
     """Export to ``out`` (a folder or s3://bucket/prefix; default REASONMED_EXPORT_DIR).
+
+    ``allow_simulated`` also exports rows of simulated models (sim/...), flagged in card and manifest.
 
     ``with_report`` also attaches the audit report's figures and tables to this run.
     """
@@ -41,6 +44,7 @@ def export_dataset(
         out=out or str(settings.export_dir), formats=formats, layout=layout,  # type: ignore[arg-type]
         s3_endpoint_url=s3_endpoint_url or settings.s3_endpoint_url,
         prefect_flow_run_id=str(ctx.flow_run.id) if ctx and ctx.flow_run else None,
+        allow_simulated=allow_simulated,
         **({"shard_rows": shard_rows} if shard_rows else {}),
     )
     result = export_task(settings.database_url, options)

@@ -27,7 +27,7 @@ from prefect.states import Cancelled, State
 
 from flows.build import build_dataset, build_result
 from flows.export import export_dataset
-from reasonmed.config import get_settings
+from reasonmed.config import get_settings, load_pipeline_config
 from reasonmed.db import nightly_repo
 from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.engine import get_engine
@@ -156,7 +156,9 @@ async def _grow(
             get_run_logger().error("build did not finish its work: %s", state.message)
     if export:
         try:
-            growth.export = await _export(params["export_out"], export_formats, export_layout)
+            # A night on the simulator exports its own (simulated) rows, flagged as such in card and manifest.
+            simulated = load_pipeline_config(params["config"] or settings.pipeline_config).simulated
+            growth.export = await _export(params["export_out"], export_formats, export_layout, simulated)
         except Exception as exc:  # reported, and the night fails, once the growth figures are recorded
             growth.export_error = f"{type(exc).__name__}: {exc}"
             get_run_logger().error("export failed: %s", growth.export_error)
@@ -214,13 +216,13 @@ async def _ingest_files(
     return rows
 
 
-async def _export(out: str | None, formats: list[str] | None, layout: str) -> dict[str, Any]:
+async def _export(out: str | None, formats: list[str] | None, layout: str, allow_simulated: bool) -> dict[str, Any]:
     """A new dataset version through the export flow (a child run with its own manifest and artifacts).
 
     The export flow is synchronous; it runs in a thread (its flow-run context travels with it) so this
     event loop stays free.
     """
-    kwargs: dict[str, Any] = {"out": out, "layout": layout}
+    kwargs: dict[str, Any] = {"out": out, "layout": layout, "allow_simulated": allow_simulated}
     if formats:
         kwargs["formats"] = formats
     if inspect.iscoroutinefunction(export_dataset.fn):

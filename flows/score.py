@@ -27,6 +27,7 @@ from reasonmed.evaluation import scoring
 from reasonmed.evaluation.scoring import ScoreContext
 from reasonmed.llm.registry import LLMRegistry
 from reasonmed.prompts import get_template
+from reasonmed.structured_output import JUDGE_SCHEMA, constrained_template, format_for
 from tasks.evaluate import SCORE_RUNTIMES, score_variant_task
 from tasks.secrets import load_prefect_secret
 
@@ -57,11 +58,13 @@ async def score_dataset(
     seed: int = 0,
     config: str | None = None,
     max_tokens: int = 512,
+    structured_output: bool = False,
 ) -> dict[str, Any]:
     """Rate ``sample`` rows of ``dataset_version`` (default judge: the verifier's endpoint).
 
     The same ``seed`` always picks the same rows; ratings already stored for this version, variant,
-    seed, judge and prompt version are reused, not asked for again.
+    seed, judge and prompt version are reused, not asked for again. ``structured_output``: ratings held to
+    a JSON schema in the judge endpoint's ``structured_dialect`` (stored apart: the prompt sha differs).
     """
     logger = get_run_logger()
     settings = get_settings()
@@ -77,12 +80,14 @@ async def score_dataset(
         raise UnknownDatasetVersion(f"dataset version {dataset_version} does not exist (table dataset_versions; `reasonmed export` writes one)")
     keys = await asyncio.to_thread(eval_repo.dataset_sample_keys, engine, version.id)
     picked = scoring.select_sample(keys, sample, seed) if keys else []
-    template = get_template("judge")
+    fmt = format_for(structured_output, cfg.endpoints[judge].structured_dialect, "ratings", JUDGE_SCHEMA)
+    template = constrained_template(get_template("judge"), JUDGE_SCHEMA) if fmt else get_template("judge")
     judge_model = cfg.endpoints[judge].model
     flow_ctx = FlowRunContext.get()
     flow_run_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else None
     params = {"dataset_version": dataset_version, "sample": sample, "variants": chosen, "judge_endpoint": judge,
-              "judge_model": judge_model, "seed": seed, "prompt_sha256": template.sha256}
+              "judge_model": judge_model, "seed": seed, "prompt_sha256": template.sha256,
+              "structured_output": structured_output}
     run_id = await asyncio.to_thread(
         repo.create_run, engine, kind="score", config_hash=cfg.config_hash, config_snapshot=cfg.snapshot(),
         parameters=params, prefect_flow_run_id=flow_run_id,
@@ -91,7 +96,7 @@ async def score_dataset(
     registry = LLMRegistry(cfg, secret_loader=load_prefect_secret)
     ctx = ScoreContext(
         engine=engine, backends=registry, judge_endpoint=judge, judge_model=judge_model, version=version,
-        sample_seed=seed, sample=picked, sampling=Sampling(temperature=0.0, top_p=1.0, max_tokens=max_tokens),
+        sample_seed=seed, sample=picked, sampling=Sampling(temperature=0.0, top_p=1.0, max_tokens=max_tokens, response_format=fmt),
         parse_attempts=cfg.agents.ranker.parse_attempts, base_seed=cfg.seed, run_id=run_id, template=template,
     )
     key = f"score{run_id}-{uuid.uuid4().hex[:6]}"

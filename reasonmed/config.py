@@ -19,6 +19,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
+from reasonmed.structured_output import StructuredDialect
+
 
 class ConfigError(ValueError):
     """A configuration problem, phrased for the person who has to fix it."""
@@ -45,7 +48,12 @@ class EndpointConfig(_Strict):
     max_retries: int = Field(default=6, ge=0, le=50)
     backoff_base_s: float = Field(default=0.5, ge=0)
     backoff_max_s: float = Field(default=60.0, ge=0)
-    supports_n: bool = Field(default=True, description="engine accepts n>1 (vLLM does)")
+    supports_n: bool = Field(default=True, description="engine accepts n>1 (vLLM does; llama.cpp's server does not)")
+    structured_dialect: StructuredDialect = Field(
+        default="json_schema",
+        description="how this engine takes a JSON schema for agents with structured_output: "
+        "json_schema (OpenAI, vLLM) or llamacpp (llama.cpp's json_object + schema)",
+    )
     breaker_window_s: float = Field(
         default=60.0, gt=0,
         description="circuit breaker: once every request has failed for this long, the endpoint counts as down",
@@ -93,14 +101,19 @@ class GeneratorConfig(_Strict):
         return self
 
 
+_STRUCTURED = "ask the engine for schema-constrained JSON (in its endpoint's structured_dialect); off by default"
+
+
 class VerifierConfig(_AgentBase):
     max_tokens: int = Field(default=512, ge=1, le=262_144)
     parse_attempts: int = Field(default=3, ge=1, le=10, description="asks again when the verdict does not parse")
+    structured_output: bool = Field(default=False, description=_STRUCTURED)
 
 
 class RankerConfig(_AgentBase):
     max_tokens: int = Field(default=256, ge=1, le=262_144)
     parse_attempts: int = Field(default=3, ge=1, le=10, description="asks again when the score does not parse")
+    structured_output: bool = Field(default=False, description=_STRUCTURED)
 
 
 class RefinerConfig(_AgentBase):
@@ -173,12 +186,24 @@ class PipelineConfig(_Strict):
                     "(one generator per endpoint; use paths_per_temperature for more samples from one model)"
                 )
             seen[g.endpoint] = i
+        simulated = sorted(n for n, e in self.endpoints.items() if is_simulated_model(e.model))
+        if simulated and len(simulated) != len(self.endpoints):
+            real = sorted(set(self.endpoints) - set(simulated))
+            raise ValueError(
+                f"endpoints mix simulated models ({', '.join(simulated)}: model names starting with "
+                f"{SIM_MODEL_PREFIX!r}) with real ones ({', '.join(real)}); simulated work must never pass for real"
+            )
         total = self.paths_per_question
         if self.tiers.easy_min_correct > total:
             raise ValueError(
                 f"tiers.easy_min_correct: {self.tiers.easy_min_correct} exceeds the {total} paths generated per question"
             )
         return self
+
+    @property
+    def simulated(self) -> bool:
+        """Every model is the simulator's (names start with ``sim/``): see ``reasonmed/simulated.py``."""
+        return all(is_simulated_model(e.model) for e in self.endpoints.values())
 
     @property
     def paths_per_question(self) -> int:

@@ -201,10 +201,20 @@ def extract_answer(text: str, options: Mapping[str, str]) -> str | None:
     Only explicit statements count ("Final answer: C", "the answer is (B)", "\\boxed{C}", "Option C
     is the correct answer"); a statement naming no valid option is skipped in favour of an earlier
     one. The label is returned exactly as spelled in ``options``.
+
+    A JSON object with an ``answer`` key (a schema-constrained reply) is the answer itself: the last
+    one that names an option wins over any statement inside its reasoning.
     """
     if not text or not options:
         return None
     labels = _label_lookup(options)
+    from_json: str | None = None
+    for obj in _json_objects(text):
+        has_answer, value = _get_key(obj, "answer", "final_answer", "final answer")
+        if has_answer and isinstance(value, str | int) and not isinstance(value, bool):
+            from_json = _resolve(str(value), options, labels) or from_json
+    if from_json is not None:
+        return from_json
     statements: list[tuple[int, str]] = []
     for pattern in _STATEMENT_PATTERNS:
         for m in pattern.finditer(text):

@@ -159,7 +159,7 @@ def test_build_and_export_of_the_whole_pqal_file_hold_no_test_item(pg_url: str, 
         result = run_build(config=str(cfg), shard_size=256)
     assert (result["done"], result["failed"]) == (503, 0)  # every training question, planted ones included
 
-    out = export_dataset(engine, ExportOptions(out=str(tmp_path / "out"), formats=["parquet", "jsonl"]))
+    out = export_dataset(engine, ExportOptions(out=str(tmp_path / "out"), formats=["parquet", "jsonl"], allow_simulated=True))
     with engine.connect() as c:
         planted = dict(c.execute(select(Question.source_id, Question.id).where(Question.source_id.like("planted-%"))).all())
         in_samples = set(c.execute(text("""select q.source_id from dataset_samples d join questions q on q.id = d.question_id

@@ -41,7 +41,9 @@ def engine(built_copy: str):  # type: ignore[no-untyped-def]
 
 
 def _export(engine, out: Path | str, **kw):  # type: ignore[no-untyped-def]
+    """The database was built on the simulator: its rows are exported only when allowed (as here)."""
     contamination = kw.pop("contamination", no_contamination)
+    kw.setdefault("allow_simulated", True)
     return export_dataset(engine, ExportOptions(out=str(out), **kw), contamination=contamination)
 
 
@@ -334,7 +336,7 @@ def test_export_flow_under_prefect(built_copy: str, prefect_harness, tmp_path: P
     monkeypatch.setenv("REASONMED_DATABASE_URL", built_copy)
     reset_settings()
     try:
-        out = export_flow(out=str(tmp_path), formats=["parquet"], layout="chat")
+        out = export_flow(out=str(tmp_path), formats=["parquet"], layout="chat", allow_simulated=True)
     finally:
         reset_settings()
     assert {"version", "location", "counts", "manifest_path", "contamination"} <= set(out)
@@ -361,12 +363,16 @@ def test_cli_export(built_copy: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("REASONMED_DATABASE_URL", built_copy)
     reset_settings()
     try:
-        res = CliRunner().invoke(app, ["export", "--out", str(tmp_path), "--format", "jsonl", "--layout", "chat"])
+        refused = CliRunner().invoke(app, ["export", "--out", str(tmp_path), "--format", "jsonl"])
+        res = CliRunner().invoke(app, ["export", "--out", str(tmp_path), "--format", "jsonl", "--layout", "chat",
+                                       "--allow-simulated"])
         bad = CliRunner().invoke(app, ["export", "--out", str(tmp_path), "--format", "csv"])
     finally:
         reset_settings()
+    # Every row of this database is the simulator's: without --allow-simulated nothing is written.
+    assert refused.exit_code == 1 and "SIMULATED" in refused.output and "--allow-simulated" in refused.output
     assert res.exit_code == 0, res.output
-    assert "ReasonMed" in res.output and "manifest:" in res.output
+    assert "ReasonMed" in res.output and "manifest:" in res.output and "SIMULATED:" in res.output
     (version_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("v")]
     assert sorted(p.name for p in version_dir.rglob("*.jsonl")) == ["CoTMed.jsonl", "ReasonMed.jsonl", "ResponseMed.jsonl"]
     assert not list(version_dir.rglob("*.parquet"))
@@ -390,7 +396,7 @@ def test_default_contamination_guard_excludes_a_copied_test_item(engine, tmp_pat
         conn.execute(text("UPDATE questions SET question = :q WHERE id = :i"),
                      {"q": test_item.question.upper() + "  ", "i": victim})  # case and spacing do not hide it
     try:
-        result = export_dataset(engine, ExportOptions(out=str(tmp_path)))  # default contamination check
+        result = export_dataset(engine, ExportOptions(out=str(tmp_path), allow_simulated=True))  # default contamination check
     finally:
         with engine.begin() as conn:
             conn.execute(text("UPDATE questions SET question = :q WHERE id = :i"), {"q": original.question, "i": victim})
@@ -445,3 +451,20 @@ def test_export_on_sqlite(sqlite_url: str, tmp_path: Path) -> None:
         assert export_repo.sample_path_ids(eng, result.version) == [10, 11]
     finally:
         eng.dispose()
+
+
+def test_simulated_rows_are_refused_unless_allowed_and_then_flagged(engine, tmp_path: Path) -> None:
+    """A database the simulator filled exports nothing by default; allowed, card and manifest say so."""
+    from reasonmed.export.service import SimulatedOnly
+
+    simulated, real = export_repo.count_simulated_rows(engine)
+    assert simulated > 0 and real == 0
+    with pytest.raises(SimulatedOnly, match="--allow-simulated"):
+        _export(engine, tmp_path / "refused", allow_simulated=False)
+    assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
+    res = _export(engine, tmp_path / "allowed", allow_simulated=True)
+    assert res.manifest["simulated"] is True and res.manifest["simulated_rows"] == res.counts["ReasonMed"] == simulated
+    card = (Path(res.location) / "ReasonMed" / "README.md").read_text()
+    assert "simulated: true" in card and f"SIMULATED: {simulated} of {simulated} rows" in card
+    assert all(r["model"].startswith("sim/") for r in _jsonl(res.location, "ReasonMed"))
+

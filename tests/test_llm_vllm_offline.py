@@ -15,6 +15,7 @@ import pytest
 from reasonmed.config import EndpointConfig
 from reasonmed.llm import LLMError
 from reasonmed.llm.usage import UsageTracker
+from reasonmed.structured_output import SCORE_SCHEMA, VERDICT_SCHEMA, response_format
 
 
 @dataclass
@@ -167,3 +168,35 @@ async def test_an_engine_answer_short_of_n_choices_is_a_bad_response(fake_vllm: 
     with pytest.raises(LLMError) as info:
         await backend.complete([{"role": "user", "content": "x"}], temperature=0.7, max_tokens=4, n=3)
     assert info.value.kind == "bad_response" and "1 of 3" in str(info.value)
+
+
+async def test_json_schema_response_format_becomes_vllm_structured_outputs(
+    fake_vllm: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class StructuredOutputsParams:
+        def __init__(self, **kwargs: Any) -> None:
+            self.kwargs = kwargs
+
+    monkeypatch.setattr(fake_vllm.sampling_params, "StructuredOutputsParams", StructuredOutputsParams, raising=False)
+    backend = _backend()
+    fmt = response_format("json_schema", "verdict", VERDICT_SCHEMA)
+    await backend.complete([{"role": "user", "content": "U"}], temperature=0.0, max_tokens=8, response_format=fmt)
+    _, params, _ = fake_vllm.engine.seen[-1]
+    assert params.kwargs["structured_outputs"].kwargs == {"json": VERDICT_SCHEMA}
+
+
+async def test_older_vllm_gets_guided_decoding_and_a_schemaless_format_is_refused(fake_vllm: types.ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    class GuidedDecodingParams:
+        def __init__(self, **kwargs: Any) -> None:
+            self.kwargs = kwargs
+
+    monkeypatch.setattr(fake_vllm.sampling_params, "GuidedDecodingParams", GuidedDecodingParams, raising=False)
+    backend = _backend()
+    fmt = response_format("llamacpp", "score", SCORE_SCHEMA)  # either dialect carries the schema
+    await backend.complete([{"role": "user", "content": "U"}], temperature=0.0, max_tokens=8, response_format=fmt)
+    _, params, _ = fake_vllm.engine.seen[-1]
+    assert params.kwargs["guided_decoding"].kwargs == {"json": SCORE_SCHEMA}
+    with pytest.raises(LLMError) as err:
+        await backend.complete([{"role": "user", "content": "U"}], temperature=0.0, max_tokens=8,
+                               response_format={"type": "json_object"})
+    assert err.value.kind == "client_error" and "JSON-schema" in str(err.value)

@@ -222,6 +222,13 @@ EXTRACT_CASES = [
     pytest.param("$\\boxed{No}$", PQA, "no", id="pqa-boxed"),
     pytest.param("The answer is no longer debated in the literature.", PQA, None, id="pqa-no-as-word"),
     pytest.param("Answer: B", PQA, None, id="pqa-letter-not-an-option"),
+    # Schema-constrained replies (structured output): the JSON answer is the answer
+    pytest.param('{"reasoning": "The abstract says yes.", "answer": "no"}', PQA, "no", id="json-answer-beats-reasoning"),
+    pytest.param('{"reasoning": "x", "answer": "Maybe"}', PQA, "maybe", id="json-answer-label-case"),
+    pytest.param('{"reasoning": "x", "answer": "B"}', ANTICOAG, "B", id="json-answer-letter"),
+    pytest.param('{"answer": "Z"}\nFinal answer: C', ANTICOAG, "C", id="json-answer-unknown-falls-back"),
+    pytest.param('{"reasoning": "x", "answer": true}', PQA, None, id="json-answer-not-text"),
+    pytest.param('{"reasoning": "the answer is yes"', PQA, "yes", id="json-cut-off-reads-statement"),
 ]
 
 

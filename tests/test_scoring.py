@@ -32,7 +32,7 @@ def exported(built_copy: str, tmp_path_factory: pytest.TempPathFactory):  # type
     """The built copy exported once as JSONL: (database url, version, {dataset: {path_id: row}})."""
     engine = make_engine(built_copy)
     out = tmp_path_factory.mktemp("export")
-    result = export_dataset(engine, ExportOptions(out=str(out), formats=["jsonl"]), contamination=no_contamination)
+    result = export_dataset(engine, ExportOptions(out=str(out), formats=["jsonl"], allow_simulated=True), contamination=no_contamination)
     rows = {}
     for name in ("ReasonMed", "CoTMed", "ResponseMed"):
         lines = (Path(result.location) / name / f"{name}.jsonl").read_text().splitlines()
@@ -114,7 +114,7 @@ def test_cli_score_compares_two_versions_and_names_a_missing_one(exported, tmp_p
     url, version, _ = exported
     use_database(url)
     engine = make_engine(url)
-    second = export_dataset(engine, ExportOptions(out=str(tmp_path / "v2"), formats=["jsonl"]), contamination=no_contamination)
+    second = export_dataset(engine, ExportOptions(out=str(tmp_path / "v2"), formats=["jsonl"], allow_simulated=True), contamination=no_contamination)
     with SimServer(base_latency_ms=0, per_token_ms=0) as sim:
         cfg = write_sim_config(tmp_path / "pipeline.yaml", sim.base_url)
         res = CliRunner().invoke(app, ["score", "--compare", str(version), str(second.version), "--sample", "6",

@@ -123,7 +123,8 @@ def test_unparseable_output_is_recorded_not_fatal(sqlite_url: str, tmp_path: Pat
     # Nothing counted as correct: the question goes to the difficult tier and is rejected with a reason.
     assert status == "rejected"
     engine = make_engine(sqlite_url)
-    st = repo.load_state(engine, qid, verifier_model="sim/Qwen2.5-72B-Instruct", ranker_model="x", summarizer_model="y")
+    st = repo.load_state(engine, qid, verifier_model="sim/Qwen2.5-72B-Instruct", ranker_model="x", summarizer_model="y",
+                         simulated=True)
     assert st.outcome["tier"] == "difficult" and "regenerated" in st.outcome["rejection_reason"]
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from reasonmed.llm.types import ChatBackend, Completion, LLMError, Message
 from reasonmed.prompts import PromptTemplate, context_block, format_options
@@ -39,9 +40,13 @@ class QuestionView:
 
 @dataclass(frozen=True)
 class Sampling:
+    """How to decode: ``response_format`` constrains the reply to a JSON schema in the engine's dialect
+    (``reasonmed/structured_output.py``); None leaves the model free."""
+
     temperature: float
     top_p: float
     max_tokens: int
+    response_format: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -132,7 +137,7 @@ async def ask(
         try:
             got = await backend.complete(
                 request, temperature=sampling.temperature, max_tokens=sampling.max_tokens,
-                top_p=sampling.top_p, n=count, seed=s,
+                top_p=sampling.top_p, n=count, seed=s, response_format=sampling.response_format,
             )
         except LLMError as exc:
             out.attempts += exc.attempts

@@ -11,7 +11,7 @@ from functools import partial
 from reasonmed.agents.base import CallOutcome, QuestionView, Sampling, ask
 from reasonmed.llm.types import ChatBackend
 from reasonmed.parsing import extract_answer
-from reasonmed.prompts import get_template
+from reasonmed.prompts import PromptTemplate, get_template
 
 
 def evaluate_fields(q: QuestionView) -> dict[str, str]:
@@ -19,8 +19,11 @@ def evaluate_fields(q: QuestionView) -> dict[str, str]:
     return {k: v for k, v in q.prompt_fields().items() if k != "answer"}
 
 
-async def answer_question(backend: ChatBackend, q: QuestionView, *, sampling: Sampling, seed: int) -> CallOutcome:
+async def answer_question(
+    backend: ChatBackend, q: QuestionView, *, sampling: Sampling, seed: int, template: PromptTemplate | None = None
+) -> CallOutcome:
+    """``template``: the evaluate prompt or a variant of it (a schema-constrained one)."""
     return await ask(
-        backend, get_template("evaluate"), evaluate_fields(q), role="evaluator", sampling=sampling, seed=seed,
+        backend, template or get_template("evaluate"), evaluate_fields(q), role="evaluator", sampling=sampling, seed=seed,
         check=partial(extract_answer, options=q.options), reasks=0,
     )

@@ -73,6 +73,7 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(metavar="CSV", help="Also write the accuracy table as CSV, and the filled paper-vs-model table beside it (NAME.reference.md).")] = None,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="Sampling temperature (0 = greedy).")] = 0.0,
     max_tokens: Annotated[int, typer.Option(min=16, help="Token budget for each chain of thought.")] = 4096,
+    structured_output: Annotated[bool, typer.Option("--structured-output", help="Ask for a JSON reply held to a schema (reasoning, answer) in the endpoint's structured_dialect.")] = False,
     database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")] = None,
 ) -> None:
     """Accuracy of a served model on the benchmark TEST items stored in the database (flagged at ingest),
@@ -93,7 +94,7 @@ def evaluate(
     result = asyncio.run(evaluate_model(
         model_endpoint=model_endpoint, benchmarks=[b.name for b in chosen], limit=limit,
         config=str(config) if config else None, out=str(out) if out else None, temperature=temperature,
-        max_tokens=max_tokens,
+        max_tokens=max_tokens, structured_output=structured_output,
     ))
     model = result["model"]
     console.print(accuracy_table(result["rows"], f"eval run {result['run_id']}: {model} (prompt {result['prompt_sha256'][:12]})"))
@@ -134,6 +135,7 @@ def score(
     variant: Annotated[str, typer.Option(metavar="LIST", help="reasonmed, cotmed, responsemed (comma-separated) or all.")] = "reasonmed",
     judge_endpoint: Annotated[str | None, typer.Option(metavar="NAME", help="Judge endpoint (default: the verifier's).")] = None,
     seed: Annotated[int, typer.Option(help="Sample seed: the same seed rates the same rows.")] = 0,
+    structured_output: Annotated[bool, typer.Option("--structured-output", help="Ask the judge for ratings held to a JSON schema in its endpoint's structured_dialect.")] = False,
     config: Annotated[Path | None, typer.Option(metavar="FILE", help="Pipeline YAML (default REASONMED_PIPELINE_CONFIG, else the simulator default).")] = None,
     database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")] = None,
 ) -> None:
@@ -150,7 +152,7 @@ def score(
         _require_endpoint(cfg, judge_endpoint, "--judge-endpoint")
     _migrated_engine(database_url)
     params = {"sample": sample, "variants": variants, "judge_endpoint": judge_endpoint, "seed": seed,
-              "config": str(config) if config else None}
+              "config": str(config) if config else None, "structured_output": structured_output}
     versions = [dataset] if dataset is not None else list(compare)  # type: ignore[arg-type]
     results = [_run_score(v, **params) for v in versions]
     for res in results:

@@ -13,7 +13,7 @@ from reasonmed.cli.common import console, engine_from_settings, err_console
 from reasonmed.config import get_settings
 from reasonmed.db import migrate
 from reasonmed.export.assemble import LAYOUTS, BenchmarkLeakError
-from reasonmed.export.service import ExportOptions, export_dataset
+from reasonmed.export.service import ExportOptions, SimulatedOnly, export_dataset
 from reasonmed.export.targets import ExportTargetError
 
 
@@ -33,6 +33,7 @@ def export(
     s3_endpoint_url: Annotated[str | None, typer.Option("--s3-endpoint-url", help="MinIO or another S3-compatible store")] = None,
     shard_rows: Annotated[int, typer.Option("--shard-rows", min=1, help="rows per Parquet shard")] = 250_000,
     database_url: Annotated[str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")] = None,
+    allow_simulated: Annotated[bool, typer.Option("--allow-simulated", help="also export rows written by the simulator (sim/... models); the card and manifest then say simulated: true")] = False,
 ) -> None:
     """Export every accepted path of every accepted question (never a benchmark-test item) as a new version.
 
@@ -48,9 +49,10 @@ def export(
         options = ExportOptions(
             out=out or str(settings.export_dir), formats=_formats(formats), layout=layout,  # type: ignore[arg-type]
             s3_endpoint_url=s3_endpoint_url or settings.s3_endpoint_url, shard_rows=shard_rows,
+            allow_simulated=allow_simulated,
         )
         result = export_dataset(engine, options)
-    except (ValidationError, ExportTargetError, BenchmarkLeakError) as exc:
+    except (ValidationError, ExportTargetError, BenchmarkLeakError, SimulatedOnly) as exc:
         err_console.print(f"[red]export failed:[/red] {exc}", markup=True)
         raise typer.Exit(1) from None
     m = result.manifest
@@ -67,4 +69,10 @@ def export(
     if c.get("rows_deferred"):
         console.print(f"held back: {c['rows_deferred']} row(s) of {len(c['deferred_question_ids'])} question(s) accepted "
                       "after the contamination scan began; the next export checks and includes them")
+    if m.get("simulated"):
+        console.print(f"SIMULATED: {m['simulated_rows']} row(s) were written by the simulator (card and manifest say so)",
+                      markup=False)
+    elif m.get("simulated_rows_left_out"):
+        console.print(f"left out: {m['simulated_rows_left_out']} row(s) of simulated models (--allow-simulated exports them)",
+                      markup=False)
     console.print(f"written to {result.location}\nmanifest: {result.manifest_path}")

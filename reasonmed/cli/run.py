@@ -17,6 +17,7 @@ from reasonmed.cli.common import console, engine_from_settings, err_console, red
 from reasonmed.cli.ingest import ingest as ingest_command
 from reasonmed.config import get_settings, load_pipeline_config
 from reasonmed.db import migrate
+from reasonmed.simulated import SIM_DATABASE_URL
 
 
 def _progress_table(snap: dict[str, Any]) -> Table:
@@ -87,7 +88,14 @@ def run(
     misconfigured; 4 Prefect's temporary server did not start; 5 a role's output was mostly unusable
     (degraded); 130 interrupted.
     """
+    on_simulator = (config or get_settings().pipeline_config) is None
+    own_sim_db = on_simulator and database_url is None and "database_url" not in get_settings().model_fields_set
+    if own_sim_db:
+        database_url = SIM_DATABASE_URL  # simulated work never lands in the database real runs use
     url, engine = engine_from_settings(database_url)
+    if own_sim_db and migrate.current_revision(engine) is None:
+        migrate.upgrade(url)
+        console.print(f"simulator database {redact_url(url)}: created and migrated")
     try:
         migrate.require_current(engine, url)
     except RuntimeError as exc:
@@ -125,6 +133,11 @@ def run(
             "Its output is simulated text, not real model output (model names start with 'sim/'). "
             "Use --config deploy/pipeline.paper.yaml for real vLLM servers."
         )
+        if own_sim_db:
+            console.print(
+                f"Simulated work goes to its own database, {redact_url(url)}, never to the one real runs use; "
+                f"look at it with --database-url {url} (export needs --allow-simulated)."
+            )
         with SimServer(questions_db=url, default_accuracy=sim_accuracy, base_latency_ms=sim_latency_ms, per_token_ms=0.0) as sim:
             console.print(f"simulator: {sim.base_url} (pid {sim.pid}); it stops when this command ends")
             os.environ["REASONMED_SIM_URL"] = sim.base_url

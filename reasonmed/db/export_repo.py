@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, Text, and_, cast, func, insert, select, update
+from sqlalchemy import Engine, Select, Text, and_, cast, func, insert, select, true, update
 from sqlalchemy.orm import Session
 
 from reasonmed.db.models import (
@@ -25,6 +25,7 @@ from reasonmed.db.models import (
     ReasoningPath,
     Summary,
 )
+from reasonmed.simulated import SIM_MODEL_LIKE
 
 # The columns one exported row is built from, in this order (see ``reasonmed.export.assemble.SourceRow``).
 ROW_COLUMNS = (
@@ -38,7 +39,12 @@ def eligible_filter() -> Any:
     return and_(QuestionOutcome.status == "accepted", Question.is_benchmark_test.is_(False))
 
 
-def accepted_rows_query() -> Select[Any]:
+def _kind_filter(include_simulated: bool) -> Any:
+    """Rows of simulated models (``sim/``) only when asked for (reasonmed/simulated.py)."""
+    return true() if include_simulated else ReasoningPath.model.not_like(SIM_MODEL_LIKE)
+
+
+def accepted_rows_query(include_simulated: bool = False) -> Select[Any]:
     # One summary per path, chosen deterministically (the first written) when several summarisers ran.
     first_summary = (
         select(Summary.path_id, func.min(Summary.id).label("summary_id")).group_by(Summary.path_id).subquery()
@@ -58,19 +64,37 @@ def accepted_rows_query() -> Select[Any]:
         .join(ReasoningPath, ReasoningPath.id == AcceptedPath.path_id)
         .join(first_summary, first_summary.c.path_id == AcceptedPath.path_id)
         .join(Summary, Summary.id == first_summary.c.summary_id)
-        .where(eligible_filter(), AcceptedPath.dropped_reason.is_(None))
+        .where(eligible_filter(), AcceptedPath.dropped_reason.is_(None), _kind_filter(include_simulated))
         .order_by(Question.id, AcceptedPath.rank, AcceptedPath.path_id)
     )
 
 
-def stream_accepted_rows(engine: Engine, *, batch_rows: int = 5_000) -> Iterator[Sequence[tuple[Any, ...]]]:
+def count_simulated_rows(engine: Engine) -> tuple[int, int]:
+    """(simulated, real) eligible accepted rows: what the export leaves out unless told to keep it."""
+    sim = ReasoningPath.model.like(SIM_MODEL_LIKE)
+    q = (
+        select(func.count().filter(sim), func.count().filter(~sim))
+        .select_from(AcceptedPath)
+        .join(QuestionOutcome, QuestionOutcome.question_id == AcceptedPath.question_id)
+        .join(Question, Question.id == AcceptedPath.question_id)
+        .join(ReasoningPath, ReasoningPath.id == AcceptedPath.path_id)
+        .where(eligible_filter(), AcceptedPath.dropped_reason.is_(None))
+    )
+    with engine.connect() as conn:
+        simulated, real = conn.execute(q).one()
+    return int(simulated or 0), int(real or 0)
+
+
+def stream_accepted_rows(
+    engine: Engine, *, batch_rows: int = 5_000, include_simulated: bool = False,
+) -> Iterator[Sequence[tuple[Any, ...]]]:
     """Batches of accepted rows (``ROW_COLUMNS``), read through a server-side cursor in one snapshot."""
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             # One consistent snapshot for the whole read, even while the pipeline keeps writing.
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
-            result = conn.execution_options(yield_per=batch_rows).execute(accepted_rows_query())
+            result = conn.execution_options(yield_per=batch_rows).execute(accepted_rows_query(include_simulated))
             yield from result.partitions(batch_rows)
 
 

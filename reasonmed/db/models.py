@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -288,6 +289,8 @@ class QuestionOutcome(Base):
     rejection_reason: Mapped[str | None] = mapped_column(Text)
     n_accepted: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+    # Finished by simulated models (reasonmed/simulated.py): a run with real models redoes the question.
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         CheckConstraint("status IN ('resolved', 'accepted', 'rejected')", name="status"),

@@ -32,6 +32,7 @@ from reasonmed.db.models import (
 )
 from reasonmed.db.upsert import insert_ignore, upsert
 from reasonmed.prompts import PromptTemplate
+from reasonmed.simulated import SIM_MODEL_LIKE, SUPERSEDED_REASON
 
 FINISHED = ("accepted", "rejected")
 
@@ -75,9 +76,11 @@ def ensure_prompt_templates(engine: Engine, templates: Iterable[PromptTemplate])
 # --------------------------------------------------------------------------- claiming work
 
 
-def _pending_filter(sources: Sequence[str] | None, run_id: int | None = None):  # type: ignore[no-untyped-def]
-    """Training questions not finished and not set aside; with ``run_id``, also not failed in that run."""
-    finished = select(QuestionOutcome.question_id).where(QuestionOutcome.status.in_(FINISHED))
+def _pending_filter(sources: Sequence[str] | None, run_id: int | None = None, *, real_models: bool = False):  # type: ignore[no-untyped-def]
+    """Training questions not finished and not set aside; with ``run_id``, also not failed in that run.
+    With ``real_models``, a question finished only by simulated models is not finished (it is redone)."""
+    done = [QuestionOutcome.status.in_(FINISHED)] + ([QuestionOutcome.simulated.is_(False)] if real_models else [])
+    finished = select(QuestionOutcome.question_id).where(*done)
     set_aside = select(QuestionFailure.question_id).where(QuestionFailure.set_aside_at.is_not(None))
     conds = [Question.is_benchmark_test.is_(False), Question.id.not_in(finished), Question.id.not_in(set_aside)]
     if run_id is not None:
@@ -87,9 +90,24 @@ def _pending_filter(sources: Sequence[str] | None, run_id: int | None = None):  
     return and_(*conds)
 
 
-def count_pending(engine: Engine, sources: Sequence[str] | None = None) -> int:
+def count_pending(engine: Engine, sources: Sequence[str] | None = None, *, real_models: bool = False) -> int:
     with engine.connect() as c:
-        return c.execute(select(func.count()).select_from(Question).where(_pending_filter(sources))).scalar_one()
+        return c.execute(
+            select(func.count()).select_from(Question).where(_pending_filter(sources, real_models=real_models))
+        ).scalar_one()
+
+
+def count_simulated_finished(engine: Engine, sources: Sequence[str] | None = None) -> int:
+    """Training questions finished only by simulated models: what a run with real models will redo."""
+    q = (
+        select(func.count()).select_from(QuestionOutcome).join(Question, Question.id == QuestionOutcome.question_id)
+        .where(QuestionOutcome.simulated.is_(True), QuestionOutcome.status.in_(FINISHED),
+               Question.is_benchmark_test.is_(False))
+    )
+    if sources:
+        q = q.where(Question.source.in_(list(sources)))
+    with engine.connect() as c:
+        return c.execute(q).scalar_one()
 
 
 PRIORITIES = ("fifo", "round-robin")
@@ -97,7 +115,7 @@ PRIORITIES = ("fifo", "round-robin")
 
 def claim_questions(
     engine: Engine, *, worker: str, limit: int, lease_s: float, sources: Sequence[str] | None = None,
-    priority: str = "fifo", run_id: int | None = None,
+    priority: str = "fifo", run_id: int | None = None, real_models: bool = False,
 ) -> list[int]:
     """Take up to ``limit`` unfinished, unclaimed (or lease-expired) questions for ``worker``.
 
@@ -111,6 +129,7 @@ def claim_questions(
     meanwhile is topped up first-in-first-out, so a claim never comes back empty while work is free.
 
     Set-aside questions are never taken, nor (with ``run_id``) those that already failed in that run.
+    ``real_models``: the run's models are real, so questions finished only by simulated ones are taken.
     """
     if priority not in PRIORITIES:
         raise ValueError(f"priority must be one of {', '.join(PRIORITIES)} (got {priority!r})")
@@ -124,20 +143,20 @@ def claim_questions(
     ids: list[int] = []
     with transaction(engine) as s:
         if priority == "round-robin":
-            ids += _claim(s, engine, _round_robin_pick(sources, free, limit, run_id), values)
+            ids += _claim(s, engine, _round_robin_pick(sources, free, limit, run_id, real_models), values)
         if len(ids) < limit:
-            conds = [_pending_filter(sources, run_id), free] + ([Question.id.not_in(ids)] if ids else [])
+            conds = [_pending_filter(sources, run_id, real_models=real_models), free] + ([Question.id.not_in(ids)] if ids else [])
             pick = select(Question.id).where(*conds).order_by(Question.id).limit(limit - len(ids))
             ids += _claim(s, engine, pick, values)
     return sorted(ids)
 
 
-def _round_robin_pick(sources: Sequence[str] | None, free, limit: int, run_id: int | None):  # type: ignore[no-untyped-def]
+def _round_robin_pick(sources: Sequence[str] | None, free, limit: int, run_id: int | None, real_models: bool):  # type: ignore[no-untyped-def]
     """Ids ordered by their rank within their source, then by source; ``free`` is checked again in the
     outer (locking) select, so Postgres re-tests it on the newest row version of a row it had to wait for."""
     rank = func.row_number().over(partition_by=Question.source, order_by=Question.id)
     ranked = select(Question.id.label("id"), Question.source.label("source"), rank.label("rn")).where(
-        _pending_filter(sources, run_id), free
+        _pending_filter(sources, run_id, real_models=real_models), free
     ).subquery()
     ordered = select(ranked.c.id).order_by(ranked.c.rn, ranked.c.source).limit(limit)
     return select(Question.id).where(Question.id.in_(ordered.scalar_subquery()), free)
@@ -257,7 +276,16 @@ class QuestionState:
         return next(p for p in self.paths if p.id == path_id)
 
 
-def load_state(engine: Engine, question_id: int, *, verifier_model: str, ranker_model: str, summarizer_model: str) -> QuestionState:
+def _same_kind(simulated: bool):  # type: ignore[no-untyped-def]
+    """Paths of the run's kind only: simulated work and real work never mix (reasonmed/simulated.py)."""
+    return ReasoningPath.model.like(SIM_MODEL_LIKE) if simulated else ReasoningPath.model.not_like(SIM_MODEL_LIKE)
+
+
+def load_state(
+    engine: Engine, question_id: int, *, verifier_model: str, ranker_model: str, summarizer_model: str,
+    simulated: bool,
+) -> QuestionState:
+    """``simulated``: the run's models are the simulator's; the state holds only work of that kind."""
     st = QuestionState()
     with engine.connect() as c:
         for r in c.execute(
@@ -265,7 +293,7 @@ def load_state(engine: Engine, question_id: int, *, verifier_model: str, ranker_
                 ReasoningPath.id, ReasoningPath.path_key, ReasoningPath.origin, ReasoningPath.parent_path_id,
                 ReasoningPath.endpoint, ReasoningPath.model, ReasoningPath.temperature, ReasoningPath.sample_index,
                 ReasoningPath.generation_order, ReasoningPath.clean_text, ReasoningPath.extracted_answer,
-            ).where(ReasoningPath.question_id == question_id)
+            ).where(ReasoningPath.question_id == question_id, _same_kind(simulated))
         ):
             st.paths.append(PathRow(*r))
         for vid, pid, outcome, reason in c.execute(
@@ -281,7 +309,8 @@ def load_state(engine: Engine, question_id: int, *, verifier_model: str, ranker_
         st.accepted = [
             (pid, vid) for pid, vid in c.execute(
                 select(AcceptedPath.path_id, AcceptedPath.verdict_id)
-                .where(AcceptedPath.question_id == question_id, AcceptedPath.dropped_reason.is_(None))
+                .join(ReasoningPath, ReasoningPath.id == AcceptedPath.path_id)
+                .where(AcceptedPath.question_id == question_id, AcceptedPath.dropped_reason.is_(None), _same_kind(simulated))
                 .order_by(AcceptedPath.rank)
             )
         ]
@@ -291,7 +320,7 @@ def load_state(engine: Engine, question_id: int, *, verifier_model: str, ranker_
             ).scalars()
         )
         row = c.execute(select(QuestionOutcome).where(QuestionOutcome.question_id == question_id)).mappings().first()
-        st.outcome = dict(row) if row else None
+        st.outcome = dict(row) if row and bool(row["simulated"]) == simulated else None
     return st
 
 
@@ -364,10 +393,24 @@ def save_scores(engine: Engine, calls: Sequence[Mapping[str, Any]], scores: Sequ
 
 def save_resolution(
     engine: Engine, *, question_id: int, run_id: int | None, tier: str, n_paths: int, n_correct: int,
-    accepted: Sequence[tuple[int, int]], rejection_reason: str | None,
+    accepted: Sequence[tuple[int, int]], rejection_reason: str | None, simulated: bool = False,
 ) -> None:
-    """The tier decision: accepted paths (ranked) and the outcome row, in one transaction."""
+    """The tier decision: accepted paths (ranked) and the outcome row, in one transaction.
+
+    A decision by real models supersedes simulated work on the question: its simulated accepted paths
+    are dropped with the reason, so they are neither counted nor exported."""
     with transaction(engine) as s:
+        if not simulated:
+            sim_paths = select(ReasoningPath.id).where(
+                ReasoningPath.question_id == question_id, ReasoningPath.model.like(SIM_MODEL_LIKE)
+            )
+            s.execute(
+                update(AcceptedPath)
+                .where(AcceptedPath.question_id == question_id, AcceptedPath.dropped_reason.is_(None),
+                       AcceptedPath.path_id.in_(sim_paths))
+                .values(dropped_reason=SUPERSEDED_REASON.format(run_id=run_id)),
+                execution_options={"synchronize_session": False},
+            )
         if accepted:
             insert_ignore(
                 s, AcceptedPath.__table__,
@@ -381,6 +424,7 @@ def save_resolution(
         row = {
             "question_id": question_id, "run_id": run_id, "tier": tier, "n_paths": n_paths, "n_correct": n_correct,
             "status": status, "rejection_reason": rejection_reason, "n_accepted": len(accepted), "updated_at": now(),
+            "simulated": simulated,
         }
         upsert(s, QuestionOutcome.__table__, [row], ["question_id"], [k for k in row if k != "question_id"])
 

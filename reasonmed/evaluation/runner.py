@@ -122,7 +122,7 @@ class BatchWriter:
 async def _predict(ctx: EvalContext, backend: ChatBackend, benchmark: str, q: EvalQuestion,
                    writer: BatchWriter, run: BenchmarkRun, provenance: Mapping[str, Any]) -> None:
     seed = eval_seed(ctx.base_seed, q.content_hash)
-    call = await answer_question(backend, question_view(q), sampling=ctx.sampling, seed=seed)
+    call = await answer_question(backend, question_view(q), sampling=ctx.sampling, seed=seed, template=ctx.template)
     if call.error is not None or not call.completions:
         run.failed += 1
         if len(run.errors) < 5:

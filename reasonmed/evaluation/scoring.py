@@ -107,6 +107,7 @@ async def _judge_row(ctx: ScoreContext, backend: ChatBackend, variant: str, row:
     seed = judge_seed(ctx.base_seed, variant, row.path_id)
     call, scores = await judge_response(
         backend, sample_view(row), text, sampling=ctx.sampling, seed=seed, attempts=ctx.parse_attempts,
+        template=ctx.template,
     )
     if call.error is not None or not call.completions:
         failures.append(f"path {row.path_id}: {call.error}")

@@ -20,17 +20,19 @@ def size_category(n: int) -> str:
 
 def render_card(
     name: str, *, version: int, rows: int, by_source: dict[str, int], layout: str, formats: list[str],
-    files: list[str],
+    files: list[str], simulated_rows: int = 0,
 ) -> str:
     front = {
         "pretty_name": name,
         "language": ["en"],
         "license": "other",
         "task_categories": ["question-answering", "text-generation"],
-        "tags": ["medical", "chain-of-thought", "reasonmed", "synthetic"],
+        "tags": ["medical", "chain-of-thought", "reasonmed", "synthetic"] + (["simulated"] if simulated_rows else []),
         "size_categories": [size_category(rows)],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
     }
+    if simulated_rows:
+        front["simulated"] = True
     data_file = f"{name}.jsonl" if "jsonl" in formats else "data"
     sources = "\n".join(f"| {s} | {n} |" for s, n in sorted(by_source.items())) or "| - | 0 |"
     if layout == "chat":
@@ -55,9 +57,14 @@ def render_card(
             f'{{"{name.lower()}": {{"file_name": "{data_file}", "columns": '
             '{"prompt": "instruction", "query": "input", "response": "output"}}}\n```'
         )
+    warning = (
+        f"> **SIMULATED: {simulated_rows} of {rows} rows were written by the project's simulator (model names "
+        "`sim/...`), not by language models. They test the machinery; they are not medical data and must not "
+        "be used to train or evaluate a model.**\n\n" if simulated_rows else ""
+    )
     body = f"""# {name} (export v{version:04d})
 
-Verified medical chain-of-thought data grown by the ReasonMed pipeline: each row is one question and one
+{warning}Verified medical chain-of-thought data grown by the ReasonMed pipeline: each row is one question and one
 accepted reasoning path; `output` is {DESCRIPTIONS.get(name, '')}. Benchmark-test questions and questions
 that match them are excluded.
 

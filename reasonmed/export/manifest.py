@@ -53,6 +53,9 @@ class Manifest(BaseModel):
     contamination: ContaminationReport
     benchmark_test_questions_in_db: int = Field(description="never exported; checked again at write time")
     export_run_id: int | None
+    simulated: bool = Field(default=False, description="rows of simulated models (sim/...) are in this version")
+    simulated_rows: int = 0
+    simulated_rows_left_out: int = Field(default=0, description="rows of simulated models not exported")
     writer: dict[str, Any]
 
 

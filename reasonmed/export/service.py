@@ -44,6 +44,7 @@ from reasonmed.export.record import VersionRecord
 from reasonmed.export.streaming import prefetch
 from reasonmed.export.targets import MANIFEST, parse_target
 from reasonmed.export.writers import PARQUET_OPTIONS, JsonLines, ParquetShards
+from reasonmed.simulated import is_simulated_model
 
 Format = Literal["parquet", "jsonl"]
 # Either question id -> reason (every other question counts as checked), or a ``ContaminationScan``.
@@ -60,6 +61,13 @@ class ExportOptions(BaseModel):
     multipart_threshold: int = Field(default=64 * 1024 * 1024, ge=1)
     multipart_chunksize: int = Field(default=64 * 1024 * 1024, ge=5 * 1024 * 1024)
     prefect_flow_run_id: str | None = None
+    allow_simulated: bool = Field(
+        default=False, description="also export rows of simulated models (sim/...); the card and manifest then say so",
+    )
+
+
+class SimulatedOnly(ValueError):
+    """Every exportable row came from simulated models and the export was not told to allow them."""
 
 
 class ExportResult(BaseModel):
@@ -97,6 +105,7 @@ class _Tally:
         self.dropped_questions: set[int] = set()
         self.deferred_rows = 0
         self.deferred_questions: set[int] = set()
+        self.simulated_rows = 0
 
     def defer(self, rows: list[SourceRow]) -> None:
         self.deferred_rows += len(rows)
@@ -105,6 +114,7 @@ class _Tally:
     def add(self, rows: list[SourceRow], dropped: list[SourceRow]) -> None:
         for r in rows:
             self.rows += 1
+            self.simulated_rows += is_simulated_model(r.model)
             self.by_source[r.source] += 1
             if r.run_id is not None:
                 self.run_ids.add(r.run_id)
@@ -140,6 +150,12 @@ def _export(
         options.out, s3_endpoint_url=options.s3_endpoint_url, multipart_threshold=options.multipart_threshold,
         multipart_chunksize=options.multipart_chunksize,
     )
+    simulated_rows, real_rows = export_repo.count_simulated_rows(engine)
+    if simulated_rows and not real_rows and not options.allow_simulated:
+        raise SimulatedOnly(
+            f"all {simulated_rows} accepted rows come from SIMULATED models (sim/...), not real ones: nothing to "
+            "export; pass --allow-simulated to export them anyway (the card and manifest will say simulated: true)"
+        )
     benchmark_ids = frozenset(export_repo.benchmark_test_ids(engine))
     flagged, checked = _guard_result(contamination(engine))
     staging = target.staging()
@@ -157,6 +173,7 @@ def _export(
                 version=version, location=location, options=options, staging=staging, tally=tally,
                 data_files=data_files, cards=cards, hashes=export_repo.run_config_hashes(engine, tally.run_ids),
                 flagged=flagged, benchmark_ids=benchmark_ids, created_at=created_at, run_id=run_id,
+                simulated_left_out=0 if options.allow_simulated else simulated_rows,
             )
             payload = manifest.model_dump(mode="json")
             (staging / MANIFEST).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
@@ -185,7 +202,10 @@ def _write_files(
     with ThreadPoolExecutor(max_workers=len(DATASETS), thread_name_prefix="export-writer") as pool:
         pending: list[Future[None]] = []
         try:
-            for batch in prefetch(export_repo.stream_accepted_rows(engine, batch_rows=options.batch_rows)):
+            batches = export_repo.stream_accepted_rows(
+                engine, batch_rows=options.batch_rows, include_simulated=options.allow_simulated,
+            )
+            for batch in prefetch(batches):
                 rows = [SourceRow._make(r) for r in batch]
                 check_no_benchmark(rows, benchmark_ids)
                 kept, dropped = drop_excluded(rows, flagged)
@@ -237,6 +257,7 @@ def _write_cards(staging: Path, options: ExportOptions, version: int, tally: _Ta
         card.write_text(render_card(
             name, version=version, rows=tally.rows, by_source=dict(tally.by_source), layout=options.layout,
             formats=list(options.formats), files=[p.relative_to(staging / name).as_posix() for p in data_files[name]],
+            simulated_rows=tally.simulated_rows,
         ))
         cards.append(card)
     return cards
@@ -245,7 +266,7 @@ def _write_cards(staging: Path, options: ExportOptions, version: int, tally: _Ta
 def _manifest(
     *, version: int, location: str, options: ExportOptions, staging: Path, tally: _Tally,
     data_files: dict[str, list[Path]], cards: list[Path], hashes: dict[int, str | None], flagged: dict[int, str],
-    benchmark_ids: frozenset[int], created_at: datetime, run_id: int,
+    benchmark_ids: frozenset[int], created_at: datetime, run_id: int, simulated_left_out: int,
 ) -> Manifest:
     by_source = dict(sorted(tally.by_source.items()))
     excluded = sorted(tally.dropped_questions)
@@ -269,6 +290,8 @@ def _manifest(
         ),
         benchmark_test_questions_in_db=len(benchmark_ids),
         export_run_id=run_id,
+        simulated=tally.simulated_rows > 0, simulated_rows=tally.simulated_rows,
+        simulated_rows_left_out=simulated_left_out,
         writer={"pyarrow": pa.__version__, "parquet": PARQUET_OPTIONS, "batch_rows": options.batch_rows,
                 "shard_rows": options.shard_rows, "order": "question_id, accepted rank"},
     )

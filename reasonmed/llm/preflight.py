@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from reasonmed.config import EndpointConfig
+from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
 
 ANY_MODEL = "*"
 
@@ -65,6 +66,12 @@ async def _fetch_models(
 
 def _judge(name: str, cfg: EndpointConfig, url: str, status: int | None, ids: list[str] | None, problem: str) -> EndpointCheck:
     if status == 200 and ids is not None:
+        if ids == [ANY_MODEL] and not is_simulated_model(cfg.model):
+            return EndpointCheck(
+                name, url, False,
+                f"is the project's simulator, which serves only models named {SIM_MODEL_PREFIX}..., not {cfg.model} "
+                "(point base_url at the real server)",
+            )
         if cfg.model in ids or ids == [ANY_MODEL]:
             return EndpointCheck(name, url, True, f"serves {cfg.model}")
         served = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "") or "nothing"

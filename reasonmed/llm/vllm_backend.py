@@ -37,6 +37,20 @@ from typing import Any
 from reasonmed.config import EndpointConfig
 from reasonmed.llm.types import Completion, LLMError, Message
 from reasonmed.llm.usage import UsageTracker
+from reasonmed.structured_output import schema_of
+
+
+def _structured_params(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """vLLM's own guided decoding for a JSON schema: ``structured_outputs`` since 0.10.2 (the only form
+    from 0.12), ``guided_decoding`` before."""
+    try:
+        from vllm.sampling_params import StructuredOutputsParams
+
+        return {"structured_outputs": StructuredOutputsParams(json=dict(schema))}
+    except ImportError:
+        from vllm.sampling_params import GuidedDecodingParams
+
+        return {"guided_decoding": GuidedDecodingParams(json=dict(schema))}
 
 
 class VLLMEngineBackend:
@@ -89,12 +103,16 @@ class VLLMEngineBackend:
     ) -> list[Completion]:
         if n < 1:
             raise ValueError(f"n must be >= 1 (got {n})")
+        constraint: dict[str, Any] = {}
         if response_format is not None and response_format.get("type") not in (None, "text"):
-            raise LLMError(
-                f"endpoint {self.name}: response_format is not supported by the in-process backend",
-                kind="client_error",
-                endpoint=self.name,
-            )
+            schema = schema_of(response_format)
+            if schema is None:
+                raise LLMError(
+                    f"endpoint {self.name}: the in-process backend takes a JSON-schema response_format only",
+                    kind="client_error",
+                    endpoint=self.name,
+                )
+            constraint = _structured_params(schema)
         tokenizer = await self._get_tokenizer()
         prompt = {"prompt_token_ids": list(tokenizer.apply_chat_template(
             [dict(m) for m in messages], tokenize=True, add_generation_prompt=True
@@ -103,7 +121,7 @@ class VLLMEngineBackend:
         try:
             params = self._sampling_params(
                 n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, stop=stops,
-                **self._final_only,
+                **self._final_only, **constraint,
             )
         except (ValueError, TypeError) as exc:
             raise LLMError(

@@ -29,6 +29,7 @@ from reasonmed.agents.refiner import refine_path
 from reasonmed.agents.regenerator import regenerate_path
 from reasonmed.agents.summarizer import summarize_path
 from reasonmed.agents.verifier import verify_path
+from reasonmed.structured_output import SCORE_SCHEMA, VERDICT_SCHEMA, format_for
 from reasonmed.config import PipelineConfig
 from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.pipeline_repo import FINISHED, PathRow, QuestionState, now
@@ -71,6 +72,7 @@ class StageContext:
         return await self.db(
             repo.load_state, self.engine, question_id, verifier_model=self.verifier_model,
             ranker_model=self.model_of(a.ranker.endpoint), summarizer_model=self.model_of(a.summarizer.endpoint),
+            simulated=self.cfg.simulated,
         )
 
 
@@ -194,7 +196,8 @@ async def _verify_missing(ctx: StageContext, q: QuestionView, st: QuestionState,
         return
     v = ctx.cfg.agents.verifier
     backend = ctx.backends.get(v.endpoint)
-    sampling = Sampling(v.temperature, v.top_p, v.max_tokens)
+    fmt = format_for(v.structured_output, ctx.cfg.endpoints[v.endpoint].structured_dialect, "verdict", VERDICT_SCHEMA)
+    sampling = Sampling(v.temperature, v.top_p, v.max_tokens, fmt)
     results = await asyncio.gather(
         *(
             verify_path(
@@ -238,7 +241,8 @@ async def _score_missing(ctx: StageContext, q: QuestionView, st: QuestionState, 
         return
     r = ctx.cfg.agents.ranker
     backend = ctx.backends.get(r.endpoint)
-    sampling = Sampling(r.temperature, r.top_p, r.max_tokens)
+    fmt = format_for(r.structured_output, ctx.cfg.endpoints[r.endpoint].structured_dialect, "score", SCORE_SCHEMA)
+    sampling = Sampling(r.temperature, r.top_p, r.max_tokens, fmt)
     results = await asyncio.gather(
         *(
             score_path(backend, q, p.clean_text, sampling=sampling,
@@ -389,6 +393,7 @@ async def resolve(ctx: StageContext, question_id: int, prov: Provenance) -> str:
     await ctx.db(
         repo.save_resolution, ctx.engine, question_id=q.id, run_id=prov.get("run_id"), tier=tier.value,
         n_paths=len(gen), n_correct=len(correct), accepted=accepted, rejection_reason=reason,
+        simulated=ctx.cfg.simulated,
     )
     return "resolved" if accepted else "rejected"
 

@@ -13,7 +13,7 @@ from importlib import resources
 from string import Template
 
 ROLES = ("generate", "verify", "rank", "refine", "regenerate", "summarize", "evaluate", "judge")
-_SPLIT = "\n---user---\n"
+PROMPT_SPLIT = "\n---user---\n"  # between the system and the user message in a template file
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,11 @@ class PromptTemplate:
 
     @property
     def system(self) -> str:
-        return self.text.split(_SPLIT, 1)[0].strip()
+        return self.text.split(PROMPT_SPLIT, 1)[0].strip()
 
     @property
     def user(self) -> Template:
-        return Template(self.text.split(_SPLIT, 1)[1])
+        return Template(self.text.split(PROMPT_SPLIT, 1)[1])
 
     def render(self, **fields: str) -> list[dict[str, str]]:
         """Chat messages; a missing field raises KeyError rather than sending a half-filled prompt."""
@@ -51,7 +51,7 @@ def get_template(name: str) -> PromptTemplate:
     if name not in ROLES:
         raise KeyError(f"unknown prompt template {name!r} (known: {', '.join(ROLES)})")
     text = resources.files(__package__).joinpath(f"{name}.txt").read_text(encoding="utf-8")
-    if _SPLIT not in text:
+    if PROMPT_SPLIT not in text:
         raise ValueError(f"prompt template {name}.txt has no '---user---' separator line")
     return PromptTemplate(name=name, text=text)
 

@@ -64,7 +64,8 @@ def verifier_accuracy(data: ReportData) -> bytes:
             xs = [i + j * width for i in range(len(models))]
             ax.bar(xs, [acc.get(m, 0.0) or 0.0 for m in models], width=width, label=f"T={t:g}")
         ax.set_xticks([i + width * (len(temps) - 1) / 2 for i in range(len(models))])
-        ax.set_xticklabels([m.split("/")[-1] for m in models], rotation=15, ha="right")
+        # Whole names: the organisation part tells sim/... apart from a real model of the same name.
+        ax.set_xticklabels([m.replace("/", "/\n", 1) for m in models], rotation=15, ha="right", fontsize=8)
         ax.set_ylim(0, 1)
         ax.set_ylabel("judged correct")
         ax.legend(frameon=False, ncols=max(1, len(temps)))

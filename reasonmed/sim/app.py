@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
 from reasonmed.sim.answer_keys import AnswerKeys
 from reasonmed.sim.behaviour import Behaviour, SimRequest, detect_role, parse_prompt, prompt_tokens, respond
 from reasonmed.sim.engine import EngineEmulator
@@ -116,6 +117,12 @@ class SimApp:
         except BadRequest as exc:
             self.metrics.outcomes["invalid"] += 1
             return _error(400, str(exc))
+        if not is_simulated_model(sim.model):
+            self.metrics.outcomes["invalid"] += 1
+            return _error(
+                404, f"the simulator serves only simulated models, named {SIM_MODEL_PREFIX}... (asked for {sim.model!r}): "
+                "its output must never pass for a real model's", "not_found_error",
+            )
         role = detect_role(sim.system, sim.user)
         self.metrics.enter(role=role, model=sim.model, authorized="authorization" in req.headers)
         try:

@@ -1,0 +1,156 @@
+"""The real engine, measured: parse rates per role, structured vs free verdicts, throughput.
+
+Starts llama.cpp's server with SmolLM2-135M-Instruct (extra ``[llamacpp]``) and, for the first N PubMedQA
+training questions, asks every role the project's own prompts:
+- generator: one path per temperature (0.7, 0.9, 1.0), no re-ask;
+- verifier and ranker: each path twice, free and schema-constrained (the engine's ``llamacpp`` dialect),
+  at temperature 0, no re-ask: the first answer's parse rate;
+- summarizer: each path once.
+It prints per role how often the project's parser got a usable answer, the unparseable verdict rate with
+and without structured output on the same paths, and tokens/s. ``--record DIR`` also writes every output
+(with model, prompt sha, sampling and the question) to ``DIR/<role>.jsonl``: the parser corpus that
+``tests/test_parsing_real.py`` reads.
+
+    python bench/real_engine.py --questions 20 --record tests/fixtures/real_outputs
+
+Not a test: one run's figures, for the record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from reasonmed.agents.base import CallOutcome, QuestionView, Sampling, ask  # noqa: E402
+from reasonmed.config import EndpointConfig  # noqa: E402
+from reasonmed.ingest.loaders import load_pubmedqa  # noqa: E402
+from reasonmed.ingest.service import load_id_list  # noqa: E402
+from reasonmed.llm.llamacpp_server import LlamaCppServer  # noqa: E402
+from reasonmed.llm.openai_backend import OpenAICompatibleBackend  # noqa: E402
+from reasonmed.parsing import extract_answer, parse_score, parse_summary, parse_verdict  # noqa: E402
+from reasonmed.prompts import get_template  # noqa: E402
+from reasonmed.structured_output import SCORE_SCHEMA, VERDICT_SCHEMA, response_format  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "data" / "pubmedqa"
+if not DATA.is_dir():
+    DATA = REPO.parent / "shared" / "data" / "pubmedqa"
+
+
+def questions(n: int) -> list[QuestionView]:
+    test_ids = load_id_list(DATA / "test_ground_truth.json")
+    out: list[QuestionView] = []
+    for rec in load_pubmedqa(DATA / "ori_pqal.json"):
+        q = rec.question
+        if q is None or q.source_id in test_ids:
+            continue
+        out.append(QuestionView(id=len(out) + 1, content_hash=q.source_id, source=q.source, question=q.question,
+                                context=q.context, options=dict(q.options), answer=q.answer))
+        if len(out) == n:
+            break
+    return out
+
+
+@dataclass
+class Tally:
+    outputs: int = 0
+    usable: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def _ask(backend: OpenAICompatibleBackend, role: str, template: str, q: QuestionView, fields: dict[str, str],
+               sampling: Sampling, check: Any, tally: Tally, *, structured: bool, seed: int) -> str:
+    started = time.perf_counter()
+    call: CallOutcome = await ask(backend, get_template(template), fields, role=role, sampling=sampling, seed=seed,
+                                  check=check, reasks=0)
+    tally.seconds += time.perf_counter() - started
+    if call.error is not None:
+        raise RuntimeError(f"{role}: {call.error}")
+    c = call.completions[0]
+    tally.outputs += 1
+    tally.usable += bool(call.accepted[0])
+    tally.completion_tokens += c.completion_tokens or 0
+    tally.records.append({
+        "role": role, "model": backend.model, "prompt_sha256": call.prompt_sha256, "structured": structured,
+        "sampling": {"temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": sampling.max_tokens,
+                     "seed": seed},
+        "question": {"source_id": q.content_hash, "options": q.options, "answer": q.answer},
+        "finish_reason": c.finish_reason, "output": c.text,
+    })
+    return c.text
+
+
+async def measure(base_url: str, alias: str, n: int, gen_tokens: int) -> dict[str, Tally]:
+    cfg = EndpointConfig(base_url=base_url, model=alias, max_in_flight=1, timeout_s=600, max_retries=1,
+                         supports_n=False, structured_dialect="llamacpp")
+    backend = OpenAICompatibleBackend("local", cfg)
+    roles = {k: Tally() for k in ("generator", "verifier", "verifier+schema", "ranker", "ranker+schema", "summarizer")}
+    verdict_fmt = response_format("llamacpp", "verdict", VERDICT_SCHEMA)
+    score_fmt = response_format("llamacpp", "score", SCORE_SCHEMA)
+    try:
+        for i, q in enumerate(questions(n), 1):
+            for t in (0.7, 0.9, 1.0):
+                seed = 1000 * i + int(t * 10)
+                path = await _ask(backend, "generator", "generate", q, q.prompt_fields(), Sampling(t, 0.9, gen_tokens),
+                                  lambda s, q=q: extract_answer(s, q.options), roles["generator"], structured=False, seed=seed)
+                fields = q.prompt_fields() | {"path": path}
+                for name, template, check, fmt, tokens in (
+                    ("verifier", "verify", parse_verdict, None, 160),
+                    ("verifier+schema", "verify", parse_verdict, verdict_fmt, 160),
+                    ("ranker", "rank", parse_score, None, 96),
+                    ("ranker+schema", "rank", parse_score, score_fmt, 96),
+                ):
+                    await _ask(backend, name.split("+")[0], template, q, fields, Sampling(0.0, 1.0, tokens, fmt), check,
+                               roles[name], structured=fmt is not None, seed=seed)
+                await _ask(backend, "summarizer", "summarize", q, fields, Sampling(0.5, 1.0, 128), parse_summary,
+                           roles["summarizer"], structured=False, seed=seed)
+            print(f"  question {i}/{n} done", file=sys.stderr, flush=True)
+    finally:
+        await backend.aclose()
+    return roles
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--questions", type=int, default=20, help="PubMedQA training questions (3 paths each)")
+    ap.add_argument("--gen-tokens", type=int, default=256, help="max_tokens of a generated path")
+    ap.add_argument("--record", type=Path, help="write every output to DIR/<role>.jsonl (the parser corpus)")
+    args = ap.parse_args()
+    with LlamaCppServer(n_ctx=4096) as srv:
+        started = time.perf_counter()
+        roles = asyncio.run(measure(srv.base_url, srv.alias, args.questions, args.gen_tokens))
+        wall = time.perf_counter() - started
+    print(f"\nSmolLM2-135M-Instruct on llama.cpp, {args.questions} PubMedQA questions, wall {wall:.0f} s")
+    print(f"{'role':<18}{'outputs':>8}{'usable':>8}{'rate':>8}{'tok/s':>8}")
+    for name, t in roles.items():
+        rate = t.usable / t.outputs if t.outputs else 0.0
+        tps = t.completion_tokens / t.seconds if t.seconds else 0.0
+        print(f"{name:<18}{t.outputs:>8}{t.usable:>8}{rate:>8.0%}{tps:>8.1f}")
+    free, schema = roles["verifier"], roles["verifier+schema"]
+    print(f"unparseable verdicts on the same paths: free {free.outputs - free.usable}/{free.outputs}, "
+          f"structured {schema.outputs - schema.usable}/{schema.outputs}")
+    if args.record:
+        args.record.mkdir(parents=True, exist_ok=True)
+        by_role: dict[str, list[dict[str, Any]]] = {}
+        for t in roles.values():
+            for r in t.records:
+                by_role.setdefault(r["role"], []).append(r)
+        for role, recs in by_role.items():
+            with (args.record / f"{role}.jsonl").open("w") as fh:
+                for r in recs:
+                    fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        print(f"recorded {sum(len(v) for v in by_role.values())} outputs under {args.record}")
+
+
+if __name__ == "__main__":
+    main()
