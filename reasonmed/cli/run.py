@@ -15,6 +15,7 @@ from rich.table import Table
 from reasonmed.cli.app import app
 from reasonmed.cli.common import console, engine_from_settings, err_console, redact_url
 from reasonmed.cli.ingest import ingest as ingest_command
+from reasonmed.cli.temporary_server import quiet_temporary_server_logging
 from reasonmed.config import get_settings, load_pipeline_config
 from reasonmed.db import migrate
 from reasonmed.simulated import SIM_DATABASE_URL
@@ -118,6 +119,7 @@ def run(
         # Prefect 3.9's temporary server cancels its task-run recorder mid-flush when it is stopped at exit
         # and prints tracebacks about its own bookkeeping (the pipeline's rows are in its database by then).
         os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+        quiet_temporary_server_logging(Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect"))
         if shard_size is None:
             shard_size = max(settings.shard_size, 1000)
     params: dict[str, Any] = {
