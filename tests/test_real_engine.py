@@ -9,7 +9,7 @@ exported row traces back to the calls that wrote it; questions that only the sim
 done again with the real model.
 
 Wall time: one server answers one request at a time at about 45 tokens/s on 2 cores, so the budgets are
-short (generation 160 tokens, verdicts 128, summaries 96, one re-ask) and the tier runs 8 questions.
+short (generation 128 tokens, verdicts 128, summaries 80, one re-ask) and the tier runs 8 questions.
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ pytestmark = [pytest.mark.real_engine, pytest.mark.slow, pytest.mark.postgres, p
 QUESTIONS = 8
 SIM_FIRST = 2  # finished by the simulator first: the real run must redo them
 BUDGETS = {
-    "generators": {"max_tokens": 160},
+    "generators": {"max_tokens": 128},
     "verifier": {"max_tokens": 128, "parse_attempts": 2},
     "ranker": {"max_tokens": 64, "parse_attempts": 2},
     "refiner": {"max_tokens": 160},
     "regenerator": {"max_tokens": 160},
-    "summarizer": {"max_tokens": 96},
+    "summarizer": {"max_tokens": 80},
 }
 VERDICT_PREFIX = {0: ("done", "nothing left"), 1: ("INCOMPLETE",), 5: ("DEGRADED",)}
 

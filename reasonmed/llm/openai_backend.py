@@ -41,6 +41,11 @@ _ENDPOINT_REFUSALS = frozenset({401, 403, 404, 405})
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
 
+class ChoicesIgnored(ValueError):
+    """The engine answered one choice to a request for several: it ignores ``n`` (a configuration
+    problem of the endpoint, final for every such request, not a glitch worth retrying)."""
+
+
 class OpenAICompatibleBackend:
     """``POST {base_url}/chat/completions`` with pooling, a concurrency cap and classified retries."""
 
@@ -167,6 +172,8 @@ class OpenAICompatibleBackend:
                     if kind is None:
                         try:
                             completions, usage = self._parse(raw, expected, index, latency_ms)
+                        except ChoicesIgnored as exc:  # every n > 1 request will fail the same way
+                            kind, detail = "endpoint_refused", str(exc)
                         except ValueError as exc:
                             kind, detail = "bad_response", str(exc)
                         else:
@@ -261,6 +268,11 @@ class OpenAICompatibleBackend:
         if not isinstance(data, dict):
             raise ValueError("body is not a JSON object")
         choices = data.get("choices")
+        if isinstance(choices, list) and len(choices) == 1 and expected > 1:
+            raise ChoicesIgnored(
+                f"asked for n={expected} choices, got 1: this engine samples one choice per request "
+                "(llama.cpp, Ollama); set supports_n: false for this endpoint"
+            )
         if not isinstance(choices, list) or len(choices) != expected:
             got = len(choices) if isinstance(choices, list) else "no"
             raise ValueError(f"expected {expected} choice(s), got {got}")

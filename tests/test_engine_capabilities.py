@@ -1,0 +1,90 @@
+"""Engines differ: some sample one choice per request, some have no /models route, the simulator serves only
+simulated model names. Each difference is handled the same way everywhere, over real HTTP: the preflight
+names the problem before any question is claimed, and the client turns a capability mismatch into one
+final, explained error instead of retries."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import web
+
+from reasonmed.config import EndpointConfig
+from reasonmed.llm.llamacpp_server import LlamaCppServer
+from reasonmed.llm.openai_backend import OpenAICompatibleBackend
+from reasonmed.llm.preflight import check_endpoints
+from reasonmed.llm.types import LLMError
+from reasonmed.sim.launcher import SimServer
+from tests.fixtures_sim import sim_endpoint
+
+MESSAGES = [{"role": "user", "content": "Is aspirin an antiplatelet drug? Answer yes or no."}]
+
+
+def _endpoint(base_url: str, model: str, **kw: object) -> EndpointConfig:
+    return EndpointConfig(base_url=base_url, model=model, timeout_s=120, max_retries=3, backoff_base_s=0.01, **kw)
+
+
+async def test_preflight_on_a_server_without_a_models_route_checks_reachability_only(unused_tcp_port: int) -> None:
+    async def chat(_: web.Request) -> web.Response:
+        return web.json_response({"choices": []})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    try:
+        ep = _endpoint(f"http://127.0.0.1:{unused_tcp_port}/v1", "any/model")
+        (check,) = await check_endpoints({"bare": ep}, {})
+    finally:
+        await runner.cleanup()
+    assert check.ok and "no /models route" in check.detail
+
+
+async def test_the_simulator_serves_only_simulated_model_names(sim: SimServer) -> None:
+    real_name = _endpoint(sim.base_url, "Qwen/Qwen2.5-72B-Instruct")
+    (check,) = await check_endpoints({"looks-real": real_name}, {})
+    assert not check.ok and "simulator" in check.detail and "sim/" in check.detail
+    backend = OpenAICompatibleBackend("looks-real", real_name)
+    try:
+        with pytest.raises(LLMError) as err:
+            await backend.complete(MESSAGES, temperature=0.0, max_tokens=8)
+    finally:
+        await backend.aclose()
+    assert err.value.kind == "endpoint_refused" and err.value.status_code == 404 and err.value.attempts == 1
+    (ok,) = await check_endpoints({"sim": sim_endpoint(sim)}, {})
+    assert ok.ok
+
+
+@pytest.mark.real_engine
+@pytest.mark.slow
+async def test_an_engine_that_ignores_n_gets_one_request_per_choice(llamacpp: LlamaCppServer) -> None:
+    """llama.cpp answers one choice whatever ``n`` says. Declared (supports_n: false), the client sends one
+    request per choice, seeded seed + i; undeclared, the first answer is a final, explained error."""
+    fan_out = OpenAICompatibleBackend("local", _endpoint(llamacpp.base_url, llamacpp.alias, supports_n=False))
+    naive = OpenAICompatibleBackend("local", _endpoint(llamacpp.base_url, llamacpp.alias, supports_n=True))
+    try:
+        before = sum(llamacpp.requests_served().values())
+        got = await fan_out.complete(MESSAGES, temperature=0.9, max_tokens=12, n=3, seed=7)
+        assert [c.index for c in got] == [0, 1, 2]
+        assert sum(llamacpp.requests_served().values()) - before == 3
+        # The engine honours the seed: choice 1 is what a single request with seed 8 gives.
+        (again,) = await fan_out.complete(MESSAGES, temperature=0.9, max_tokens=12, n=1, seed=8)
+        assert again.text == got[1].text
+        before = sum(llamacpp.requests_served().values())
+        with pytest.raises(LLMError) as err:
+            await naive.complete(MESSAGES, temperature=0.9, max_tokens=12, n=3, seed=7)
+        assert err.value.kind == "endpoint_refused" and "supports_n: false" in str(err.value)
+        assert sum(llamacpp.requests_served().values()) - before == 1  # not retried
+    finally:
+        await fan_out.aclose()
+        await naive.aclose()
+
+
+@pytest.mark.real_engine
+@pytest.mark.slow
+async def test_preflight_names_the_model_a_real_engine_serves(llamacpp: LlamaCppServer) -> None:
+    good = _endpoint(llamacpp.base_url, llamacpp.alias)
+    wrong = _endpoint(llamacpp.base_url, "Qwen/Qwen2.5-72B-Instruct")
+    checks = await check_endpoints({"local": good, "typo": wrong}, {})
+    assert checks[0].ok and llamacpp.alias in checks[0].detail
+    assert not checks[1].ok and f"serves {llamacpp.alias}, not Qwen/Qwen2.5-72B-Instruct" in checks[1].detail
