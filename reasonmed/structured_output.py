@@ -17,7 +17,7 @@ one go through the same parser (``reasonmed/parsing.py``, ``reasonmed/evaluation
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from reasonmed.prompts import PROMPT_SPLIT, PromptTemplate

@@ -137,6 +137,13 @@ def _no_claims_held(engine: Any) -> bool:
     return _q(engine, "select count(*) from questions where claimed_by is not null") == 0
 
 
+def _figure(row: str, **figures: float | int) -> None:
+    """One line of the fault matrix's figures (``pytest -s tests/test_fault_matrix.py`` shows them)."""
+    print("FAULT MATRIX | " + row + " | " + ", ".join(
+        f"{k.replace('_', ' ')} {v:.1f}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}" for k, v in figures.items()
+    ))
+
+
 # --------------------------------------------------------------------------- rows
 
 
@@ -157,6 +164,7 @@ def test_a_question_refused_for_good_is_set_aside_after_one_attempt(
         assert run.last_line.startswith("INCOMPLETE: 1 question(s) set aside and 0 failed"), run.last_line
         assert run.seconds < 90
         assert _metric(sim, "400") == 9  # 3 generators x 3 temperatures, none retried
+        _figure("4xx for one question", requests_for_it=9, seconds_to_end=run.seconds, exit=run.returncode)
         row = _rows(engine, "select stage, failures, permanent, last_error_kind, last_error, set_aside_at "
                             "from question_failures where question_id = :q", q=poison_id)
         assert len(row) == 1
@@ -197,6 +205,7 @@ def test_an_endpoint_down_from_the_start_stops_the_run_before_any_claim(
         assert "endpoint sim-summarizer" in run.stderr and "unreachable" in run.stderr
         assert "Traceback" not in run.stderr and run.seconds < 45
         assert _requests(sim) == 0  # not one chat request to the live endpoints either
+        _figure("endpoint down from the start", requests=0, seconds_to_end=run.seconds, exit=run.returncode)
     assert _q(engine, "select count(*) from pipeline_runs where kind = 'build'") == 0
     assert _no_claims_held(engine)
 
@@ -221,6 +230,8 @@ def test_an_endpoint_dying_mid_run_opens_its_breaker_and_ends_the_run(
         assert run.last_line.startswith("STOPPED: endpoint ") and "failed every request since" in run.last_line
         assert ended - died < 15
         errors_at_end = _metric(sim, "500")
+        _figure("endpoint dying mid-run", failed_requests=int(errors_at_end), seconds_from_death_to_end=ended - died,
+                exit=run.returncode)
         # The breaker, not the retries, ended it: retries alone would send each of the up to 8 x 9
         # requests in flight 51 times.
         assert 3 <= errors_at_end < 8 * 9 * 51 / 4
@@ -251,6 +262,8 @@ def test_output_that_never_parses_ends_degraded(pg_url: str, prefect_harness: No
     assert _q(engine, "select count(*) from verdicts") == 3 * 12
     assert _q(engine, "select count(*) from verdicts where outcome = 'unparseable'") == 3 * 12
     assert noanswer == 3 * 12 * attempts
+    _figure("output that never parses", verifier_requests_per_question=int(noanswer) // 3, seconds_to_end=run.seconds,
+            exit=run.returncode)
     assert _q(engine, "select count(*) from question_outcomes where status = 'rejected'") == 3
     assert _q(engine, "select count(*) from accepted_paths") == 0
     assert _no_claims_held(engine)
@@ -272,6 +285,8 @@ def test_a_stage_that_is_always_truncated_sets_its_questions_aside(
     kept = _q(engine, "select count(*) from accepted_paths")
     assert kept == 4 * 2  # easy tier: the top 2 paths of each question
     assert truncated == kept * (1 + retries)  # each summary asked once and re-asked `retries` times
+    _figure("stage always truncated", summary_requests_per_question=int(truncated) // 4, seconds_to_end=run.seconds,
+            exit=run.returncode)
     assert _q(engine, "select count(*) from accepted_paths where dropped_reason = :r",
               r=f"summary truncated after {retries} re-ask(s)") == kept
     assert [tuple(r) for r in _rows(engine, "select stage, count(*) from question_failures "
@@ -295,6 +310,7 @@ def test_a_question_that_fails_only_in_summarization_costs_only_itself(
     assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
     assert run.last_line.startswith("INCOMPLETE: 1 question(s) set aside"), run.last_line
     assert refused == 2  # its two accepted paths' summaries, each refused once, never retried
+    _figure("fails only in summarization", refused_requests=int(refused), seconds_to_end=run.seconds, exit=run.returncode)
     assert _rows(engine, "select question_id, stage from question_failures where set_aside_at is not null") == [
         (poison_id, "summarize")]
     assert _q(engine, "select count(*) from question_outcomes where status = 'accepted'") == 4
@@ -316,7 +332,8 @@ def test_sigterm_mid_run_stops_within_seconds_and_a_rerun_does_exactly_the_rest(
         proc.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         run = _finish(proc, handles, started, timeout=60)
-        assert time.monotonic() - signalled < 30
+        stopped_in = time.monotonic() - signalled
+        assert stopped_in < 30
         assert run.returncode == 130, run.stdout[-2000:] + run.stderr[-2000:]
         assert run.last_line.startswith("INTERRUPTED: SIGTERM received"), run.last_line
         assert _no_claims_held(engine)  # released at once: the rerun needs no lease to run out
@@ -331,6 +348,8 @@ def test_sigterm_mid_run_stops_within_seconds_and_a_rerun_does_exactly_the_rest(
         rerun_requests = _requests(sim)
     # Exactly what was missing: every request of the rerun made a new call row, none repeated a stored one.
     assert rerun_requests == _q(engine, "select count(*) from llm_calls") - calls_at_stop
+    _figure("SIGTERM mid-run", seconds_from_signal_to_exit=stopped_in, exit=run.returncode,
+            rerun_requests=int(rerun_requests), calls_before_stop=calls_at_stop)
     assert _q(engine, "select count(*) from question_outcomes where status in ('accepted', 'rejected')") == 30
     assert _q(engine, """select count(*) from (select question_id from reasoning_paths where origin = 'generated'
                          group by question_id having count(*) <> 9) bad""") == 0
@@ -359,7 +378,9 @@ def test_a_flow_run_cancelled_through_the_prefect_api_stops_and_releases_its_cla
         asyncio.run(cancel())
         cancelled = time.monotonic()
         run = _finish(proc, handles, started, timeout=60)
-        assert time.monotonic() - cancelled < 30
+        stopped_in = time.monotonic() - cancelled
+        assert stopped_in < 30
+    _figure("cancelled through the Prefect API", seconds_from_cancel_to_exit=stopped_in, exit=run.returncode)
     assert run.returncode == 130, run.stdout[-2000:] + run.stderr[-2000:]
     assert run.last_line.startswith("INTERRUPTED: cancelled through the Prefect API"), run.last_line
     assert _no_claims_held(engine)

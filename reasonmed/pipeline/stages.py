@@ -29,13 +29,13 @@ from reasonmed.agents.refiner import refine_path
 from reasonmed.agents.regenerator import regenerate_path
 from reasonmed.agents.summarizer import summarize_path
 from reasonmed.agents.verifier import verify_path
-from reasonmed.structured_output import SCORE_SCHEMA, VERDICT_SCHEMA, format_for
 from reasonmed.config import PipelineConfig
 from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.pipeline_repo import FINISHED, PathRow, QuestionState, now
 from reasonmed.llm.types import ChatBackend
 from reasonmed.parsing import clean_reasoning, extract_answer, parse_summary
 from reasonmed.pipeline.failures import StageIncomplete
+from reasonmed.structured_output import SCORE_SCHEMA, VERDICT_SCHEMA, format_for
 from reasonmed.tiers import RankCandidate, Tier, assign_tier, select_top
 
 P = ParamSpec("P")

@@ -15,7 +15,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
 from reasonmed.sim.answer_keys import AnswerKeys
 from reasonmed.sim.behaviour import Behaviour, SimRequest, detect_role, parse_prompt, prompt_tokens, respond
 from reasonmed.sim.engine import EngineEmulator
@@ -23,6 +22,7 @@ from reasonmed.sim.faults import FaultPlan, TargetedFault
 from reasonmed.sim.http import DROP, Drop, Request, Response
 from reasonmed.sim.metrics import SimMetrics
 from reasonmed.sim.settings import SimSettings
+from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
 
 log = logging.getLogger(__name__)
 
