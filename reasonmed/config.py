@@ -19,6 +19,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reasonmed.ingest.readers import (
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_FIELD_CHARS,
+    DEFAULT_MAX_RECORD_BYTES,
+    Limits,
+)
+
 
 class ConfigError(ValueError):
     """A configuration problem, phrased for the person who has to fix it."""
@@ -301,9 +308,24 @@ class Settings(BaseSettings):
         description="a run whose outputs of one role (generator, verifier, ranker) were unusable at this rate or "
         "more (over at least 10 outputs) ends as degraded, non-zero: the model or prompt needs attention",
     )
+    ingest_max_record_bytes: int = Field(
+        default=DEFAULT_MAX_RECORD_BYTES, ge=1024,
+        description="one input record (JSON line, CSV row, PubMedQA member) larger than this is rejected unread",
+    )
+    ingest_max_field_chars: int = Field(
+        default=DEFAULT_MAX_FIELD_CHARS, ge=100,
+        description="one question, context or option text longer than this rejects its record",
+    )
+    ingest_max_depth: int = Field(
+        default=DEFAULT_MAX_DEPTH, ge=2, le=500, description="JSON nesting deeper than this rejects its record"
+    )
     export_dir: Path = Field(default=Path("exports"))
     s3_endpoint_url: str | None = Field(default=None, description="for MinIO and other S3-compatible stores")
     log_level: str = Field(default="INFO")
+
+    @property
+    def ingest_limits(self) -> Limits:
+        return Limits(self.ingest_max_record_bytes, self.ingest_max_field_chars, self.ingest_max_depth)
 
     @model_validator(mode="after")
     def _db_url(self) -> Settings:

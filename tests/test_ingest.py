@@ -142,7 +142,7 @@ def test_pubmedqa_real_file_with_test_ids(engine: Engine) -> None:
     assert q.meta["YEAR"] == "2011" and "LONG_ANSWER" in q.meta and "Mitochondria" in q.meta["MESHES"]
     with engine.connect() as conn:
         f = conn.execute(select(IngestFile)).one()
-    assert f.status == "done" and f.n_read == 10 and f.error is None00 and f.n_inserted == 1000
+    assert f.status == "done" and f.n_read == 1000 and f.n_inserted == 1000 and f.error is None
 
 
 def test_pubmedqa_later_marking_flags_existing_rows(engine: Engine) -> None:

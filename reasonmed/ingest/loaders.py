@@ -24,6 +24,7 @@ from reasonmed.ingest.readers import (
     FileFormatError,
     Limits,
     RawRecord,
+    bounded_lines,
     clip,
     iter_csv_rows,
     iter_json_lines,
@@ -325,8 +326,8 @@ def detect_cop_base(path: Path) -> tuple[Literal[0, 1], str | None]:
     """Whether ``cop`` counts from 0 or 1, by a streaming pre-scan: returns (base, warning or None)."""
     zero = four = False
     with path.open("rb") as f:
-        for line in f:
-            m = _COP.search(line)
+        for line in bounded_lines(f, Limits()):  # type: ignore[arg-type]
+            m = _COP.search(line.data)
             if m:
                 zero |= m.group(1) == b"0"
                 four |= m.group(1) == b"4"

@@ -66,6 +66,13 @@ def _utf8_problem(exc: UnicodeDecodeError) -> str:
     return f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at position {exc.start})"
 
 
+def json_kind(value: Any) -> str:
+    """A parsed value's JSON type, as a person reading the file names it."""
+    return {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
@@ -169,7 +176,7 @@ def iter_json_lines(path: Path, limits: Limits | None = None) -> Iterator[RawRec
                 continue
             if not isinstance(value, dict):
                 yield RawRecord(
-                    ref, None, f"line is a JSON {type(value).__name__}, not an object", clip(text)
+                    ref, None, f"line is a JSON {json_kind(value)}, not an object", clip(text)
                 )
                 continue
             yield RawRecord(ref, value, None, text)
@@ -227,8 +234,8 @@ class _ObjectStream:
             except json.JSONDecodeError as exc:
                 if len(self.buf) - start > limit:
                     raise _Undecodable(f"larger than the record limit ({limit:,} characters) or not valid JSON") from None
-                if not self.fill():
-                    raise FileFormatError(f"not valid JSON ({exc.msg}); the file ends inside it (truncated?)") from None
+                if not self.fill():  # broken, or cut short: skip_value tells which
+                    raise _Undecodable(f"not valid JSON ({exc.msg})") from None
                 continue
             except RecursionError:
                 raise _Undecodable(f"JSON nested too deeply (limit {self._limits.max_depth} levels)") from None
@@ -294,6 +301,8 @@ def iter_json_object(path: Path, limits: Limits | None = None) -> Iterator[tuple
             if n and ch == ",":
                 s.pos += 1
                 ch = s.skip_ws()
+            elif n and ch == '"':  # a missing comma: reported, and the next record read all the same
+                yield "", RawRecord(f"after record {n}", None, f"expected ',' after record {n}", None)
             elif n:
                 problem = (
                     f"expected ',' or '}}' after record {n}"
@@ -321,8 +330,13 @@ def iter_json_object(path: Path, limits: Limits | None = None) -> Iterator[tuple
                 except _Undecodable as exc:
                     head = _printable(clip(s.buf[s.pos :]))
                     n += 1
-                    s.skip_value()
-                    yield str(key), RawRecord(f"record {_printable(str(key))}", None, f"record is {exc}", head)
+                    ref = f"record {_printable(str(key))}"
+                    try:
+                        s.skip_value()
+                    except FileFormatError as end:
+                        yield str(key), RawRecord(ref, None, str(end), head)
+                        return
+                    yield str(key), RawRecord(ref, None, f"record is {exc}", head)
                     continue
             except (FileFormatError, _Undecodable) as exc:
                 yield "", RawRecord(f"record {n + 1}", None, str(exc), _printable(clip(s.buf[s.pos :])) or None)
@@ -338,7 +352,7 @@ def iter_json_object(path: Path, limits: Limits | None = None) -> Iterator[tuple
                 yield (
                     key,
                     RawRecord(
-                        ref, None, f"record is a JSON {type(value).__name__}, not an object", clip(text)
+                        ref, None, f"record is a JSON {json_kind(value)}, not an object", clip(text)
                     ),
                 )
             elif too_deep(value, limits.max_depth):
@@ -367,8 +381,8 @@ def iter_csv_rows(
     def lines() -> Iterator[str]:
         with path.open("rb") as fb:
             for line in bounded_lines(fb, limits):  # type: ignore[arg-type]
-                if line.whole:
-                    yield line.data.decode("utf-8", "surrogateescape")
+                if line.whole:  # a byte-order mark mid-file comes from joining files: dropped
+                    yield line.data.removeprefix(codecs.BOM_UTF8).decode("utf-8", "surrogateescape")
                 else:
                     oversized.append(line)
 
