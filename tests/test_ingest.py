@@ -298,7 +298,7 @@ def test_mmlu_subset_and_split_from_file_name(tmp_path: Path, engine: Engine) ->
     a, b = rows(engine)
     assert a.meta == {"subset": "clinical_knowledge"} and a.split == "dev"
     assert a.source_id == "clinical_knowledge-dev-1" and b.source_id == "clinical_knowledge-dev-2"
-    assert b.question == "What is the first sign of shock? Choose one."
+    assert b.question == "What is the first sign of shock?\nChoose one."  # stored as given
     assert (
         errors(engine)[0].reason
         == "wrong number of columns (expected 6: question, A, B, C, D, answer; got 4)"

@@ -99,7 +99,9 @@ def _build(
     try:
         # Option texts may arrive as numbers (JSON, Parquet); the question model wants text.
         texts = {str(k): _option_text(k, v) for k, v in options.items()}
-        _check_sizes(limits, texts, question=fields.get("question"), context=fields.get("context"))
+        _check_sizes(
+            limits, texts, question=fields.get("question"), context=fields.get("context"), id=fields.get("source_id")
+        )
     except RecordError as exc:
         return LoadedRecord(ref, None, str(exc), clip(raw) if raw else None)
     try:
@@ -166,7 +168,14 @@ def _field_text(name: str, value: Any, *, optional: bool = False) -> str | None:
     raise RecordError(f"{name} is {_kind(value)}, not text")
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _check_sizes(limits: Limits, options: Mapping[str, str], **texts: Any) -> None:
+    """Field limits, and text that is valid Unicode (a JSON ``\\ud800`` escape decodes to a lone surrogate)."""
+    for text in (*texts.values(), *options.keys(), *options.values()):
+        if isinstance(text, str) and _LONE_SURROGATE.search(text):
+            raise RecordError("text contains an unpaired surrogate (not valid Unicode)")
     cap = limits.max_field_chars
     for name, text in texts.items():
         if isinstance(text, str) and len(text) > cap:
@@ -557,7 +566,7 @@ def options_from_value(value: Any) -> dict[str, Any]:
         return {_label(i): v for i, v in enumerate(value)}
     if _blank(value):
         raise RecordError("fewer than 2 options (0)")
-    raise RecordError(f"options cell holds a {type(value).__name__}, not an object or a list")
+    raise RecordError(f"options cell holds {_kind(value)}, not an object or a list")
 
 
 def _jsonable(value: Any) -> Any:

@@ -171,10 +171,11 @@ _JSON = json.JSONEncoder(
 )  # one encoder: json.dumps(**kw) builds one per call
 
 
-def _to_row(
-    q: Question, content_hash: str, is_test: bool, file_id: int, now: datetime
-) -> db.QuestionRow | str:
-    """The row to store, or the reason it cannot be stored."""
+def _to_row(q: Question, is_test: bool, file_id: int, now: datetime) -> db.QuestionRow | str:
+    """The row to store, or the reason it cannot be stored (checked before hashing, which needs valid text)."""
+    problem = _unstorable(q.source_id, q.question, q.context, q.answer, *q.options)
+    if problem:
+        return problem
     try:
         options = _JSON.encode(list(q.options.items()))
         metadata = _JSON.encode(q.metadata)
@@ -184,7 +185,7 @@ def _to_row(
     if problem:
         return problem
     return db.QuestionRow(
-        content_hash,
+        q.content_hash,
         q.source,
         q.source_id,
         "test" if is_test else q.split,
@@ -495,9 +496,8 @@ def _fill(
         q = rec.question
         if q is not None:
             try:
-                h = q.content_hash
                 test = is_test(q)
-                row = _to_row(q, h, test, file_id, now)
+                row = _to_row(q, test, file_id, now)
             except Exception as exc:
                 row = f"record cannot be stored ({_first_line(exc)})"
             if isinstance(row, db.QuestionRow):
@@ -505,7 +505,7 @@ def _fill(
                 batch.own_ids.append(not synthetic_id(q.source_id, rec.ref))
                 batch.refs.append(_printable(rec.ref, 200) or "?")
                 if test:
-                    batch.test_hashes.append(h)
+                    batch.test_hashes.append(row.content_hash)
                 reason = None
             else:
                 reason, raw = row, None
