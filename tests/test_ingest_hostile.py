@@ -495,3 +495,131 @@ def test_stored_text_is_kept_and_the_dedup_hash_is_unchanged(text: str) -> None:
     old_row = Question(source="custom", source_id="t", question=normalise_text(text), context=normalise_text(text),
                        options={k: normalise_text(v) for k, v in opts.items()}, answer="A")
     assert old_row.content_hash == q.content_hash  # a re-ingest of old data deduplicates against old rows
+
+
+# --------------------------------------------------------------------------- bounded memory
+
+
+@pytest.mark.parametrize("fmt", ["medqa", "pubmedqa", "mmlu"])
+def test_a_huge_record_costs_bounded_memory(fmt: str, tmp_path: Path) -> None:
+    """A 40 MB record with the default limits: rejected with its size, read in chunks (peak far below
+    its size), and the records after it are read."""
+    import tracemalloc
+
+    from reasonmed.ingest.loaders import load
+
+    huge = "z" * (40 << 20)
+    path = tmp_path / {"medqa": "h.jsonl", "pubmedqa": "h.json", "mmlu": "h_dev.csv"}[fmt]
+    if fmt == "medqa":
+        path.write_bytes(j(medqa_good(0)) + b"\n" + j({**medqa_good(1), "question": huge}) + b"\n" + j(medqa_good(2)))
+    elif fmt == "pubmedqa":
+        path.write_bytes(b"{" + pubmedqa_good(0) + b',\n"h": {"QUESTION": "' + huge.encode() + b'"},\n'
+                         + pubmedqa_good(2) + b"}")
+    else:
+        path.write_bytes(mmlu_row(0) + b"\n" + huge.encode() + b",a,b,c,d,A\n" + mmlu_row(2) + b"\n")
+    del huge
+    tracemalloc.start()
+    try:
+        out = list(load(path, fmt))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [r.question is not None for r in out] == [True, False, True]
+    assert "larger than the record limit" in (out[1].error or "")
+    assert peak < 8 << 20, f"peak {peak / 2**20:.1f} MiB while reading a 40 MiB record"
+
+
+# --------------------------------------------------------------------------- files end done or failed
+
+
+def test_a_row_the_database_refuses_costs_only_itself(tmp_path: Path, pg_engine: Engine) -> None:
+    """The database itself refuses one row (a trigger): the batch is written again row by row, the row
+    becomes an error with the database's reason, every other row is stored."""
+    from sqlalchemy import text
+
+    with pg_engine.begin() as conn:
+        conn.execute(text(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.source_id = 'poison' THEN RAISE EXCEPTION 'poisoned row'; END IF; RETURN NEW; END $$"
+        ))
+        conn.execute(text("CREATE TRIGGER refuse_poison BEFORE INSERT ON questions FOR EACH ROW "
+                          "EXECUTE FUNCTION refuse_poison()"))
+    recs = [medqa_good(i) for i in range(5)]
+    recs[2] = {**recs[2], "id": "poison"}
+    path = tmp_path / "poison.jsonl"
+    path.write_bytes(b"\n".join(j(r) for r in recs))
+    s = ingest_file(pg_engine, path, "medqa")
+    with Session(pg_engine) as ses:
+        assert set(ses.scalars(select(QRow.source_id))) == {"g0", "g1", "g3", "g4"}
+        errs = [(e.record_ref, e.reason) for e in ses.scalars(select(IngestError))]
+        f = ses.scalars(select(IngestFile)).one()
+    assert len(errs) == 1 and errs[0][0] == "line 3"
+    assert errs[0][1].startswith("the database refused this record (") and "poisoned row" in errs[0][1]
+    assert (s.status, s.inserted, s.rejected) == ("done", 4, 1)
+    assert (f.status, f.n_inserted, f.n_rejected) == ("done", 4, 1)
+
+
+def test_a_failure_mid_file_ends_it_failed_with_the_reason_and_a_rerun_finishes_it(
+    tmp_path: Path, engine: Engine
+) -> None:
+    path = tmp_path / "stops.jsonl"
+    path.write_bytes(b"\n".join(j(medqa_good(i)) for i in range(10)))
+
+    calls = []
+
+    def explode(done: int, total: int | None) -> None:
+        calls.append(done)
+        if done >= 4 and len(calls) == 2:
+            raise OSError("disk went away")
+
+    s = ingest_file(engine, path, "medqa", batch_size=2, progress=explode)
+    assert s.status == "failed" and "OSError: disk went away" in (s.error or "")
+    with Session(engine) as ses:
+        f = ses.scalars(select(IngestFile)).one()
+        stored = ses.scalars(select(QRow.source_id)).all()
+    assert f.status == "failed" and f.error == s.error and "stopped after" in f.error
+    assert 4 <= len(stored) < 10  # the records read before the failure are kept
+    again = ingest_file(engine, path, "medqa", batch_size=2)
+    assert (again.status, again.read, again.inserted + again.duplicates) == ("done", 10, 10)
+    with Session(engine) as ses:
+        f = ses.scalars(select(IngestFile)).one()
+        assert (f.status, f.error) == ("done", None) and len(ses.scalars(select(QRow.id)).all()) == 10
+
+
+def test_a_file_with_no_valid_record_fails_the_command_and_names_the_source_that_reads_it(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from reasonmed.cli import app
+    from reasonmed.config import reset_settings
+
+    monkeypatch.setenv("REASONMED_DATABASE_URL", sqlite_url)
+    reset_settings()
+    try:
+        path = tmp_path / "really_medmcqa.jsonl"
+        path.write_bytes(b"\n".join(j(medmcqa_good(i)) for i in range(3)))
+        r = CliRunner().invoke(app, ["ingest", str(path), "--source", "medqa", "--database-url", sqlite_url])
+    finally:
+        reset_settings()
+    assert r.exit_code == 1, r.output
+    out = " ".join(r.output.split())
+    assert "none of its 3 record(s) is a valid medqa question; --source medmcqa reads 3 of its first 3" in out
+
+
+# --------------------------------------------------------------------------- ingest semantics
+
+
+def test_same_id_with_other_content_is_counted_and_reported(tmp_path: Path, engine: Engine) -> None:
+    a = tmp_path / "a.jsonl"
+    a.write_bytes(b"\n".join([j(medqa_good(1)), j({**medqa_good(1), "question": "Same id, other text?"}),
+                              j(medqa_good(2)), j(medqa_good(2))]))  # an exact repeat is a duplicate, not a clash
+    s = ingest_file(engine, a, "medqa")
+    assert (s.inserted, s.duplicates, s.id_conflicts) == (3, 1, 1)
+    assert any("1 record(s) reuse an id held by a question with other content (e.g. 'g1')" in w for w in s.warnings)
+    b = tmp_path / "b.jsonl"
+    b.write_bytes(j({**medqa_good(2), "answer_idx": "C", "answer": "gamma"}))  # another file, same id, other answer
+    s2 = ingest_file(engine, b, "medqa")
+    assert (s2.inserted, s2.id_conflicts) == (1, 1)
+    with Session(engine) as ses:
+        assert sorted(ses.scalars(select(IngestFile.n_id_conflicts))) == [1, 1]

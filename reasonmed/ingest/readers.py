@@ -250,22 +250,27 @@ class _ObjectStream:
     def skip_value(self) -> None:
         """Move past the JSON value at pos by matching brackets and strings, in bounded memory, so one
         undecodable record does not hide the ones after it. Raises FileFormatError at end of file."""
-        depth, in_str, esc = 0, False, False
+        depth, in_str = 0, False
         while True:
-            if self.pos >= len(self.buf) and not self.fill():
-                raise FileFormatError("the file ends inside this record (truncated?)")
-            ch = self.buf[self.pos]
+            m = (_IN_STRING if in_str else _STRUCTURE).search(self.buf, self.pos)
+            if m is None:
+                self.pos = len(self.buf)
+                if not self.fill():
+                    raise FileFormatError("the file ends inside this record (truncated?)")
+                continue
+            ch, self.pos = m.group(), m.start()
             if in_str:
-                if esc:
-                    esc = False
-                elif ch == "\\":
-                    esc = True
-                elif ch == '"':
-                    in_str = False
-                    if depth == 0:
-                        self.pos += 1
-                        return
-            elif ch == '"':
+                if ch == "\\":
+                    if self.pos + 1 >= len(self.buf) and not self.fill():
+                        raise FileFormatError("the file ends inside this record (truncated?)")
+                    self.pos += 2  # the escaped character, whatever it is
+                    continue
+                in_str = False
+                self.pos += 1
+                if depth == 0:
+                    return
+                continue
+            if ch == '"':
                 in_str = True
             elif ch in "[{":
                 depth += 1
@@ -274,9 +279,13 @@ class _ObjectStream:
                 if depth <= 0:
                     self.pos += depth == 0
                     return
-            elif depth == 0 and ch == ",":
+            elif depth == 0:  # ',' after a bare scalar
                 return
             self.pos += 1
+
+
+_IN_STRING = re.compile(r'["\\]')
+_STRUCTURE = re.compile(r'["\[\]{},]')
 
 
 def iter_json_object(path: Path, limits: Limits | None = None) -> Iterator[tuple[str, RawRecord]]:
