@@ -53,6 +53,11 @@ class EndpointConfig(_Strict):
     backoff_base_s: float = Field(default=0.5, ge=0)
     backoff_max_s: float = Field(default=60.0, ge=0)
     supports_n: bool = Field(default=True, description="engine accepts n>1 (vLLM does)")
+    max_response_bytes: int = Field(
+        default=32 << 20, ge=1024,
+        description="a response body larger than this is refused unread (bad_response): a hostile or broken "
+        "server cannot exhaust memory; 32 MiB holds n=64 answers of 32k tokens",
+    )
     breaker_window_s: float = Field(
         default=60.0, gt=0,
         description="circuit breaker: once every request has failed for this long, the endpoint counts as down",
