@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 import yarl
 
-from reasonmed.config import EndpointConfig
+from reasonmed.config import ConfigError, EndpointConfig
 from reasonmed.llm.breaker import CircuitBreaker
 from reasonmed.llm.types import (
     FINISH_REASON_CHARS,
@@ -44,7 +44,9 @@ from reasonmed.llm.types import (
     LLMError,
     Message,
 )
+from reasonmed.llm.urls import split_credentials
 from reasonmed.llm.usage import UsageTracker
+from reasonmed.redact import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +101,14 @@ class OpenAICompatibleBackend:
         self.name = name
         self.model = cfg.model
         self._cfg = cfg
-        self._url = cfg.base_url.rstrip("/") + "/chat/completions"
+        # Credentials in the URL's userinfo become a Basic auth header, and the URL kept (for requests, repr
+        # and messages) holds none; with an API key as well there would be two Authorization headers.
+        base, self._basic = split_credentials(cfg.base_url.rstrip("/"))
+        if self._basic is not None and api_key:
+            raise ConfigError(
+                f"endpoints.{name}.base_url carries credentials and an API key is configured: use one of them"
+            )
+        self._url = base + "/chat/completions"
         self._usage = usage
         self._rng = rng or random.Random()
         self._slots = asyncio.Semaphore(cfg.max_in_flight)
@@ -112,7 +121,7 @@ class OpenAICompatibleBackend:
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
-        return f"OpenAICompatibleBackend(name={self.name!r}, model={self.model!r}, url={self._url!r})"
+        return f"OpenAICompatibleBackend(name={self.name!r}, model={self.model!r}, url={mask_url(self._url)!r})"
 
     def _client(self) -> aiohttp.ClientSession:
         """The endpoint's one session, made on first use inside the running loop (aiohttp requires it)."""
@@ -126,6 +135,7 @@ class OpenAICompatibleBackend:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers=self._headers,
+                auth=self._basic,
                 # sock_read cuts a silent server; total also cuts one that trickles bytes forever.
                 timeout=aiohttp.ClientTimeout(
                     total=self._cfg.connect_timeout_s + self._cfg.timeout_s,
