@@ -421,7 +421,9 @@ def mmlu_cases() -> list[Case]:
     ]
 
 
-def plant_rows(good: Callable[[int], bytes], cases: list[Case], first_row: int = 1) -> Planted:
+def plant_rows(
+    good: Callable[[int], bytes], cases: list[Case], id_of: Callable[[int], str] = "anatomy-dev-{}".format
+) -> Planted:
     lines = [good(0)]
     goods = [1]
     expect = []
@@ -437,7 +439,7 @@ def plant_rows(good: Callable[[int], bytes], cases: list[Case], first_row: int =
         if c.last:
             data += c.data
             expect.append((c, f"row {len(lines) + 1}"))
-    return Planted(data, expect, [f"anatomy-dev-{n}" for n in goods])
+    return Planted(data, expect, [id_of(n) for n in goods])
 
 
 def test_mmlu_loader_table(tmp_path: Path, engine: Engine) -> None:
@@ -623,3 +625,168 @@ def test_same_id_with_other_content_is_counted_and_reported(tmp_path: Path, engi
     assert (s2.inserted, s2.id_conflicts) == (1, 1)
     with Session(engine) as ses:
         assert sorted(ses.scalars(select(IngestFile.n_id_conflicts))) == [1, 1]
+
+
+# --------------------------------------------------------------------------- Parquet (typed columns)
+
+
+def _parquet_table(engine: Engine, tmp_path: Path, name: str, good: dict[str, Any],
+                   cases: list[tuple[str, dict[str, Any], str | None]], schema: Any, **kw: Any) -> None:
+    """Rows good, case, good, case, ...; a case's outcome is an error reason prefix, or None (stored)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows, expect, goods = [], [], []
+    for k, (label, row, reason) in enumerate(cases):
+        rows.append({**good, "id": f"g{k}", "question": f"Good parquet question {k}?"})
+        goods.append(f"g{k}")
+        rows.append({**good, "id": f"c{k}", "question": f"Parquet case {k}?", **row})
+        stored = (row.get("id", f"c{k}") or f"row-{2 * k + 2}") if reason is None else None  # no id: its position
+        expect.append((Case(label, b"", reason, stored), f"row {2 * k + 2}"))
+    rows.append({**good, "id": "last", "question": "Last good parquet question?"})
+    goods.append("last")
+    path = tmp_path / name
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, row_group_size=7)  # cases span row groups
+    s = ingest_file(engine, path, "parquet", limits=LIMITS, **kw)
+    with Session(engine) as ses:
+        ids = set(ses.scalars(select(QRow.source_id)))
+        errs = {e.record_ref: e.reason for e in ses.scalars(select(IngestError).join(IngestFile).where(IngestFile.path == str(path)))}
+    assert set(goods) <= ids
+    problems = []
+    for case, ref in expect:
+        if case.reason is None:
+            if case.stored_id not in ids:
+                problems.append(f"{case.name}: expected stored, got {errs.get(ref)!r}")
+        elif not (errs.get(ref) or "").startswith(case.reason):
+            problems.append(f"{case.name} ({ref}): expected {case.reason!r}, got {errs.get(ref)!r}")
+    assert not problems, "\n".join(problems)
+    assert s.rejected == len([c for c, _ in expect if c.reason is not None]) == len(errs)
+
+
+def test_parquet_loader_table(tmp_path: Path, engine: Engine) -> None:
+    import pyarrow as pa
+
+    text_schema = pa.schema([("id", pa.string()), ("question", pa.string()), ("context", pa.string()),
+                             ("options", pa.string()), ("answer", pa.string())])
+    good = {"context": None, "options": '["alpha", "beta", "gamma"]', "answer": "B"}
+    text_cases: list[tuple[str, dict[str, Any], str | None]] = [
+        ("question null", {"question": None}, "empty question text"),
+        ("question blank", {"question": "  \u3000 "}, "empty question text"),
+        ("question huge", {"question": "q" * 2000}, "question is longer than the field limit (2,000"),
+        ("question with NUL", {"question": "N\u0000UL?"}, "text contains a NUL character"),
+        ("id too long", {"id": "i" * 300}, "id is longer than 200 characters"),
+        ("id null", {"id": None}, None),
+        ("options JSON broken", {"options": '["a", "b"'}, "options cell is not valid JSON"),
+        ("options JSON with NaN", {"options": "[NaN, 2]"}, "option A is nan (NaN or Infinity), not text"),
+        ("options JSON with Infinity", {"options": '["a", Infinity]'}, "option B is inf (NaN or Infinity), not text"),
+        ("options JSON holding an object", {"options": '["a", {"b": 1}]'}, "option B is an object, not text"),
+        ("options JSON holding a boolean", {"options": '["a", true]'}, "option B is a boolean, not text"),
+        ("one option", {"options": '["only"]', "answer": "A"}, "fewer than 2 options (1)"),
+        ("options null", {"options": None}, "fewer than 2 options (0)"),
+        ("options a bare word", {"options": "alpha"}, "options cell holds a string, not an object or a list"),
+        ("option huge", {"options": json.dumps(["o" * 2000, "b"])}, "option A is longer than the field limit"),
+        ("option empty", {"options": '["a", ""]'}, "option B has empty text"),
+        ("answer null", {"answer": None}, "no answer"),
+        ("answer not an option", {"answer": "Z"}, "answer 'Z' is not among the options (A, B, C)"),
+        ("answer fractional text", {"answer": "1.5"}, "answer '1.5' is not among the options"),
+        ("context huge", {"context": "c" * 2000}, "context is longer than the field limit"),
+        ("context with NUL", {"context": "ctx \u0000"}, "text contains a NUL character"),
+        ("options as an object", {"options": '{"X": "x", "Y": "y"}', "answer": "Y"}, None),
+        ("superscripts", {"question": "Ca\u00b2\u207a of 2.1 mmol/L?"}, None),
+    ]
+    _parquet_table(engine, tmp_path, "text.parquet", good, text_cases, text_schema)
+
+    num_schema = pa.schema([("id", pa.string()), ("question", pa.string()), ("options", pa.list_(pa.float64())),
+                            ("answer", pa.float64())])
+    num_good = {"options": [1.5, 2.5, 3.5], "answer": 1.0}
+    num_cases: list[tuple[str, dict[str, Any], str | None]] = [
+        ("NaN option", {"options": [1.0, float("nan")]}, "option B is nan (NaN or Infinity), not text"),
+        ("Infinity option", {"options": [float("inf"), 2.0]}, "option A is inf (NaN or Infinity), not text"),
+        ("-Infinity option", {"options": [1.0, float("-inf")]}, "option B is -inf (NaN or Infinity), not text"),
+        ("null option", {"options": [1.0, None]}, "option B has empty text"),
+        ("fractional answer index", {"answer": 1.5}, "answer 1.5 is not a whole number, so it names no option"),
+        ("answer index out of range", {"answer": 7.0}, "answer index out of range (got 7, expected 0-2)"),
+        ("NaN answer", {"answer": float("nan")}, "answer nan is not a whole number, so it names no option"),
+        ("integral float answer", {"answer": 2.0}, None),
+    ]
+    _parquet_table(engine, tmp_path, "numbers.parquet", num_good, num_cases, num_schema, answer_index_base=0)
+    assert len(text_cases) + len(num_cases) - 4 >= 25  # malformed ones, besides the stored edge cases
+
+
+def test_a_parquet_file_cut_short_is_refused_before_anything_is_written(tmp_path: Path, engine: Engine) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from reasonmed.ingest.loaders import FileFormatError
+
+    path = tmp_path / "cut.parquet"
+    pq.write_table(pa.Table.from_pylist([generic_good(i) for i in range(50)]), path)
+    path.write_bytes(path.read_bytes()[:-40])  # the footer is gone
+    with pytest.raises(FileFormatError, match="not a Parquet file"):
+        ingest_file(engine, path, "parquet")
+    with Session(engine) as ses:
+        assert ses.scalars(select(IngestFile)).all() == []  # never left 'running': nothing was started
+
+
+# --------------------------------------------------------------------------- CSV (generic, with a header)
+
+CSV_HEADER = b"id,question,context,A,B,C,answer"
+CSV_MAP = {"option:A": "A", "option:B": "B", "option:C": "C"}
+
+
+def csv_row(i: int) -> bytes:
+    return f'r{i + 1},"Good CSV question number {i}?",,alpha,beta,gamma,B'.encode()
+
+
+def csv_cases() -> list[Case]:
+    def row(id_: str, q: str, *cells: str) -> bytes:
+        cells = cells or ("", "alpha", "beta", "gamma", "B")
+        return ",".join([id_, f'"{q}"', *cells]).encode()
+
+    def opts(answer: str, a: str = "alpha", b: str = "beta", c: str = "gamma", ctx: str = "") -> tuple[str, ...]:
+        return (ctx, a, b, c, answer)
+
+    return [
+        Case("too few cells", row("x1", "Few?", "", "a", "b", "c"), "wrong number of cells (header has 7, row has 6)"),
+        Case("too many cells", row("x2", "Many?", "", "a", "b", "c", "B", "extra"), "wrong number of cells (header has 7, row has 8)"),
+        Case("a thousand cells", row("x3", "Wide?", *["x"] * 998), "wrong number of cells (header has 7, row has 1000)"),
+        Case("invalid UTF-8", row("u1", "Bad PLACEHOLDER byte?").replace(b"PLACEHOLDER", b"\xff"), "row is not valid UTF-8"),
+        Case("latin-1", row("u2", "caf PLACEHOLDER?").replace(b"PLACEHOLDER", b"\xe9"), "row is not valid UTF-8"),
+        Case("overlong UTF-8", row("u3", "slash PLACEHOLDER?").replace(b"PLACEHOLDER", b"\xc0\xaf"), "row is not valid UTF-8"),
+        Case("NUL byte in the question", row("n1", "NUL PLACEHOLDER here?").replace(b"PLACEHOLDER", b"\x00"),
+             "text contains a NUL character"),
+        Case("NUL byte in the context", row("n2", "Context NUL?", *opts("B", ctx="c\x00d")), "text contains a NUL character"),
+        Case("huge row", row("h1", "x" * 100_000), "row is larger than the record limit (100,"),
+        Case("huge question", row("h2", "y" * 2000), "question is longer than the field limit (2,000 characters > 1,000"),
+        Case("huge context", row("h3", "Big context?", *opts("B", ctx="c" * 2000)), "context is longer than the field limit"),
+        Case("huge option", row("h4", "Big option?", *opts("B", a="o" * 2000)), "option A is longer than the field limit"),
+        Case("answer empty", row("a1", "No answer?", *opts("")), "no answer"),
+        Case("answer not an option", row("a2", "Answer Z?", *opts("Z")), "answer 'Z' is not among the options (A, B, C)"),
+        Case("answer an index without a base", row("a3", "Index?", *opts("2")),
+             "answer '2' is not among the options (A, B, C; pass an answer index base"),
+        Case("answer a fraction", row("a4", "Fraction?", *opts("1.5")), "answer '1.5' is not among the options"),
+        Case("answer two labels", row("a5", "Two?", *opts("AB")), "answer 'AB' is not among the options"),
+        Case("empty option", row("o1", "Empty option?", *opts("B", c="")), "option C has empty text"),
+        Case("blank option", row("o2", "Blank option?", *opts("A", b="   ")), "option B has empty text"),
+        Case("empty question", row("q1", ""), "empty question text"),
+        Case("blank question", row("q2", "   "), "empty question text"),
+        Case("id too long", row("i" * 300, "Long id?"), "id is longer than 200 characters"),
+        Case("id empty", row("", "No id?"), STORED, "row-{n}"),
+        Case("stray quote", b'x4,"Stray "quote" here?",,a,b,c,B', STORED, "x4"),
+        Case("BOM mid-file", b"\xef\xbb\xbf" + row("x5", "After a BOM?"), STORED, "x5"),
+        Case("CRLF", row("x6", "CRLF?") + b"\r", STORED, "x6"),
+        Case("multi-line quoted question", b'x7,"First line\nsecond line?",,a,b,c,A', STORED, "x7"),
+        Case("answer as option text", row("x8", "By text?", *opts("gamma")), STORED, "x8"),
+        Case("answer in lower case", row("x9", "Lower?", *opts("b")), STORED, "x9"),
+        Case("answer with spaces", row("x10", "Spaces?", *opts(" C ")), STORED, "x10"),
+        Case("only commas", b",,,,,,", SKIPPED),
+        Case("unterminated quote at the end", b'x11,"Cut short,a,b', "wrong number of cells (header has 7, row has 2)", last=True),
+    ]
+
+
+def test_generic_csv_loader_table(tmp_path: Path, engine: Engine) -> None:
+    table = csv_cases()
+    assert len([c for c in table if c.reason is not STORED and c.reason != SKIPPED]) >= 23
+    planted = plant_rows(csv_row, table, id_of="r{}".format)
+    planted.data = CSV_HEADER + b"\n" + planted.data
+    run_table(engine, tmp_path, "csv", planted, "hostile.csv", mapping=CSV_MAP)

@@ -138,7 +138,7 @@ def _safely(rec: RawRecord, convert: Callable[[RawRecord], LoadedRecord]) -> Loa
 
 
 def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", bool: "a boolean", float: "a number", int: "a number"}.get(
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", float: "a number", int: "a number"}.get(
         type(value), f"a {type(value).__name__}"
     )
 
