@@ -118,7 +118,7 @@ async def test_a_body_under_the_cap_is_read(hostile: tuple[Hostile, Any]) -> Non
 
 
 async def test_server_strings_are_cut_to_their_columns(hostile: tuple[Hostile, Any]) -> None:
-    from reasonmed.db.models import EvalPrediction, LLMCall, ReasoningPath
+    from reasonmed.db.models import EvalPrediction, LLMCall
 
     _h, backend = hostile
     [c] = await backend("long_strings").complete(PROMPT, temperature=0.0, max_tokens=8)
