@@ -3,8 +3,8 @@
 A file is identified by the sha256 of its bytes. A file ingested to completion with the same read
 options (source, column mapping, MedMCQA cop base, answer index base: what decides whether a record is
 valid and what it says) is skipped; with other options it is read again, so a first ingest with a
-wrong ``--map`` can be corrected; one whose ingest was killed (status still 'running') is simply
-scanned again. Either way the unique keys turn the rows already stored into duplicates. Benchmark test
+wrong ``--map`` can be corrected; one whose ingest failed, was interrupted (status 'failed', with the
+reason) or was killed (status still 'running') is simply scanned again. Either way the unique keys turn the rows already stored into duplicates. Benchmark test
 items are flagged on the way in, and flags also reach questions stored by earlier ingests, so a test
 item can never become a training sample.
 """
