@@ -33,7 +33,8 @@ def ingest(
 ) -> list[IngestSummary]:
     """Files run one after another: they share one database, and each ingest already overlaps its
     parsing with its writes."""
-    url = get_settings().database_url
+    settings = get_settings()
+    url = settings.database_url
     require_current(get_engine(url), url)
     test_ids = load_id_list(benchmark_test_ids) if benchmark_test_ids else None
     cop = _cop_base(cop_base)
@@ -47,6 +48,7 @@ def ingest(
             mapping=mapping,
             cop_base=cop,
             answer_index_base=answer_index_base,
+            limits=settings.ingest_limits,
         )
         for p in paths
     ]
@@ -61,7 +63,11 @@ def ingest(
                 "rejected": s.rejected,
                 "benchmark_test": s.benchmark_test,
                 "newly_marked": s.newly_marked,
+                "id_conflicts": s.id_conflicts,
                 "already_ingested": s.already_ingested,
+                "status": s.status,
+                "error": s.error,
+                "suggestion": s.suggestion,
             }
             for s in summaries
         ],
@@ -69,6 +75,15 @@ def ingest(
     )
     for s in summaries:
         print(
-            f"{s.file}: read {s.read}, inserted {s.inserted}, duplicates {s.duplicates}, rejected {s.rejected}"
+            f"{s.file}: {s.status}, read {s.read}, inserted {s.inserted}, duplicates {s.duplicates}, "
+            f"rejected {s.rejected}" + (f" ({s.error})" if s.error else "")
+        )
+    bad = [s for s in summaries if s.status == "failed" or s.no_valid_records]
+    if bad:  # after the artifact: what was stored is reported either way
+        raise RuntimeError(
+            "; ".join(
+                f"{s.file}: {s.error or 'no valid record'}" + (f" ({s.suggestion})" if s.suggestion else "")
+                for s in bad
+            )
         )
     return summaries

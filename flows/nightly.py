@@ -194,23 +194,38 @@ async def _ingest_files(
         exclude.append(benchmark_test_ids)
         local_ids = await asyncio.to_thread(inputs.fetch, benchmark_test_ids, staging_dir=staging_dir, endpoint_url=endpoint_url)
         test_ids = load_id_list(local_ids)
+    skipped: list[tuple[str, str]] = []
     files = await asyncio.to_thread(
         inputs.list_inputs, location, pattern=inputs.pattern_for(source, pattern), staging_dir=staging_dir,
-        exclude=exclude, endpoint_url=endpoint_url,
+        exclude=exclude, endpoint_url=endpoint_url, on_skip=lambda uri, why: skipped.append((uri, why)),
     )
     logger.info("%s: %s input file(s) matching %s", location, len(files), inputs.pattern_for(source, pattern))
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = [
+        {"file": uri, "status": f"error: {why}", "inserted": 0, "duplicates": 0, "rejected": 0} for uri, why in skipped
+    ]
+    for uri, why in skipped:
+        logger.warning("%s: not ingested: %s", uri, why)
+    limits = get_settings().ingest_limits
     for f in files:
         try:
             s = await asyncio.to_thread(
-                ingest_file_task, str(f.local), source, database_url, split=split, benchmark_test_ids=test_ids
+                ingest_file_task, str(f.local), source, database_url, split=split, benchmark_test_ids=test_ids,
+                limits=limits,
             )
-        except (FileFormatError, FileNotFoundError, UnicodeDecodeError) as exc:
-            logger.warning("%s: not ingested: %s", f.uri, exc)
-            rows.append({"file": f.uri, "status": f"error: {exc}", "inserted": 0, "duplicates": 0, "rejected": 0})
+        except Exception as exc:  # whatever one file does, the night goes on to build and export
+            why = str(exc) if isinstance(exc, FileFormatError | FileNotFoundError) else f"{type(exc).__name__}: {exc}"
+            logger.warning("%s: not ingested: %s", f.uri, why)
+            rows.append({"file": f.uri, "status": f"error: {why}", "inserted": 0, "duplicates": 0, "rejected": 0})
             continue
+        status = "already ingested" if s.already_ingested else "new"
+        if s.status == "failed":
+            status = f"error: {s.error}"
+        elif s.no_valid_records:
+            status = "error: no valid record" + (f" ({s.suggestion})" if s.suggestion else "")
+        if status.startswith("error"):
+            logger.warning("%s: %s", f.uri, status)
         rows.append({
-            "file": f.uri, "status": "already ingested" if s.already_ingested else "new", "inserted": s.inserted,
+            "file": f.uri, "status": status, "inserted": s.inserted,
             "duplicates": s.duplicates, "rejected": s.rejected, "sha256": s.sha256,
         })
     return rows

@@ -16,11 +16,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
 from reasonmed.structured_output import StructuredDialect
+from reasonmed.ingest.readers import (
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_FIELD_CHARS,
+    DEFAULT_MAX_RECORD_BYTES,
+    Limits,
+)
+from reasonmed.redact import mask_secrets
 
 
 class ConfigError(ValueError):
@@ -53,6 +60,11 @@ class EndpointConfig(_Strict):
         default="json_schema",
         description="how this engine takes a JSON schema for agents with structured_output: "
         "json_schema (OpenAI, vLLM) or llamacpp (llama.cpp's json_object + schema)",
+    )
+    max_response_bytes: int = Field(
+        default=32 << 20, ge=1024,
+        description="a response body larger than this is refused unread (bad_response): a hostile or broken "
+        "server cannot exhaust memory; 32 MiB holds n=64 answers of 32k tokens",
     )
     breaker_window_s: float = Field(
         default=60.0, gt=0,
@@ -209,18 +221,38 @@ class PipelineConfig(_Strict):
     def paths_per_question(self) -> int:
         return sum(len(g.temperatures) * g.paths_per_temperature for g in self.agents.generators)
 
+    _unexpanded: dict[str, Any] | None = PrivateAttr(default=None)  # the file before ${VAR} expansion
+
     @cached_property
     def config_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.snapshot(), sort_keys=True).encode()).hexdigest()
 
     def snapshot(self) -> dict[str, Any]:
-        """JSON-safe copy stored with every run (API keys are never in here: only env var names)."""
-        return self.model_dump(mode="json")
+        """JSON-safe copy stored with every run: values given as ``${VAR}`` appear as ``${VAR}``, never
+        expanded, and any credential written in the file itself (URL password, a token in engine_args)
+        is masked. API keys are never in here anyway: only env var or Secret block names."""
+        data = self.model_dump(mode="json")
+        if self._unexpanded is not None:
+            data = _restore_refs(data, self._unexpanded)
+        return mask_secrets(data)
 
 
 # --------------------------------------------------------------------------- loading
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_MISSING = object()
+
+
+def _restore_refs(dumped: Any, raw: Any) -> Any:
+    """``dumped`` (the validated, expanded config) with every value the file gave as a ``${VAR}`` reference
+    put back as that reference: the snapshot records where a value comes from, never the value."""
+    if isinstance(raw, str) and _ENV_REF.search(raw):
+        return raw
+    if isinstance(dumped, dict) and isinstance(raw, dict):
+        return {k: _restore_refs(v, raw.get(k, _MISSING)) for k, v in dumped.items()}
+    if isinstance(dumped, list) and isinstance(raw, list) and len(raw) == len(dumped):
+        return [_restore_refs(d, r) for d, r in zip(dumped, raw, strict=True)]
+    return dumped
 
 
 def _expand_env(text: str, source: str) -> str:
@@ -268,30 +300,40 @@ def parse_pipeline_config(data: dict[str, Any], source: str = "pipeline config")
         raise ConfigError(format_validation_error(exc, source)) from None
 
 
-def read_pipeline_data(path: Path | str | None = None) -> tuple[dict[str, Any], str]:
-    """The pipeline file as a dict with ``${VAR:-default}`` references expanded, and its display name."""
+def _pipeline_text(path: Path | str | None) -> tuple[str, str]:
     if path is None:
-        text = resources.files("reasonmed").joinpath("default_pipeline.yaml").read_text()
-        source = "default pipeline (simulator)"
-    else:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"pipeline config {p}: file not found")
-        text = p.read_text()
-        source = str(p)
+        return resources.files("reasonmed").joinpath("default_pipeline.yaml").read_text(), "default pipeline (simulator)"
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"pipeline config {p}: file not found")
+    return p.read_text(), str(p)
+
+
+def _yaml_mapping(text: str, source: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(_expand_env(text, source))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}".replace("\n", " ")) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
-    return data, source
+    return data
+
+
+def read_pipeline_data(path: Path | str | None = None) -> tuple[dict[str, Any], str]:
+    """The pipeline file as a dict with ``${VAR:-default}`` references expanded, and its display name."""
+    text, source = _pipeline_text(path)
+    return _yaml_mapping(_expand_env(text, source), source), source
 
 
 def load_pipeline_config(path: Path | str | None = None) -> PipelineConfig:
     """Load a pipeline YAML file; ``None`` means the packaged default that targets the simulator."""
-    data, source = read_pipeline_data(path)
-    return parse_pipeline_config(data, source)
+    text, source = _pipeline_text(path)
+    cfg = parse_pipeline_config(_yaml_mapping(_expand_env(text, source), source), source)
+    try:
+        cfg._unexpanded = yaml.safe_load(text)  # what the snapshot shows for values from the environment
+    except yaml.YAMLError:
+        cfg._unexpanded = None  # the expanded file parsed, so masking still protects the snapshot
+    return cfg
 
 
 # --------------------------------------------------------------------------- settings
@@ -326,9 +368,24 @@ class Settings(BaseSettings):
         description="a run whose outputs of one role (generator, verifier, ranker) were unusable at this rate or "
         "more (over at least 10 outputs) ends as degraded, non-zero: the model or prompt needs attention",
     )
+    ingest_max_record_bytes: int = Field(
+        default=DEFAULT_MAX_RECORD_BYTES, ge=1024,
+        description="one input record (JSON line, CSV row, PubMedQA member) larger than this is rejected unread",
+    )
+    ingest_max_field_chars: int = Field(
+        default=DEFAULT_MAX_FIELD_CHARS, ge=100,
+        description="one question, context or option text longer than this rejects its record",
+    )
+    ingest_max_depth: int = Field(
+        default=DEFAULT_MAX_DEPTH, ge=2, le=500, description="JSON nesting deeper than this rejects its record"
+    )
     export_dir: Path = Field(default=Path("exports"))
     s3_endpoint_url: str | None = Field(default=None, description="for MinIO and other S3-compatible stores")
     log_level: str = Field(default="INFO")
+
+    @property
+    def ingest_limits(self) -> Limits:
+        return Limits(self.ingest_max_record_bytes, self.ingest_max_field_chars, self.ingest_max_depth)
 
     @model_validator(mode="after")
     def _db_url(self) -> Settings:

@@ -13,8 +13,18 @@ SOURCES = ("medqa", "medmcqa", "pubmedqa", "mmlu", "custom")
 PUBMEDQA_OPTIONS = {"yes": "yes", "no": "no", "maybe": "maybe"}
 
 def normalise_text(text: str) -> str:
-    """Unicode NFKC, collapsed white space, trimmed: what two copies of one question share."""
+    """Unicode NFKC, collapsed white space, trimmed: what two copies of one question share.
+
+    For comparing and hashing only: NFKC turns ``10⁹/L`` into ``109/L`` and ``Ca²⁺`` into ``Ca2+``, so
+    stored text never goes through it (see ``keep_text``).
+    """
     return " ".join(unicodedata.normalize("NFKC", text).split())  # str.split: every Unicode space, 4x a regex
+
+
+def keep_text(text: str) -> str:
+    """Text as stored: as given, in NFC (canonically equivalent: same characters, same meaning), without
+    surrounding white space."""
+    return unicodedata.normalize("NFC", text).strip()
 
 
 class Question(BaseModel):
@@ -35,18 +45,16 @@ class Question(BaseModel):
     @field_validator("question")
     @classmethod
     def _question_text(cls, v: str) -> str:
-        v = normalise_text(v)
-        if not v:
+        if not normalise_text(v):
             raise ValueError("empty question text")
-        return v
+        return keep_text(v)
 
     @field_validator("context")
     @classmethod
     def _context_text(cls, v: str | None) -> str | None:
         if v is None:
             return None
-        v = v.strip()
-        return v or None
+        return keep_text(v) or None
 
     @field_validator("options")
     @classmethod
@@ -54,10 +62,10 @@ class Question(BaseModel):
         cleaned = {}
         for label, text in v.items():
             label = str(label).strip()
-            text = normalise_text(str(text)) if text is not None else ""
+            text = keep_text(str(text)) if text is not None else ""
             if not label:
                 raise ValueError("an option has an empty label")
-            if not text:
+            if not normalise_text(text):
                 raise ValueError(f"option {label} has empty text")
             cleaned[label] = text
         if len(cleaned) < 2:
@@ -75,10 +83,12 @@ class Question(BaseModel):
     @property
     def content_hash(self) -> str:
         """Identity for deduplication: source-independent, so one question reached twice is stored once."""
+        # Hashed from the NFKC form of the stored (NFC) text: equal to the hash of rows stored as NFKC before
+        # revision 0006, since NFKC(NFC(x)) == NFKC(x) and NFKC is idempotent, so no row needs rehashing.
         payload = {
-            "q": self.question.casefold(),
+            "q": normalise_text(self.question).casefold(),
             "c": normalise_text(self.context).casefold() if self.context else None,
-            "o": [[k, t.casefold()] for k, t in self.options.items()],
+            "o": [[k, normalise_text(t).casefold()] for k, t in self.options.items()],
             "a": self.answer,
         }
         return hashlib.sha256(json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()).hexdigest()

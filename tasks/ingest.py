@@ -8,7 +8,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from reasonmed.db.engine import get_engine
-from reasonmed.ingest.loaders import CopBase
+from reasonmed.ingest.loaders import CopBase, Limits
 from reasonmed.ingest.service import IngestSummary, ingest_file
 
 
@@ -22,6 +22,7 @@ def ingest_file_task(
     mapping: Mapping[str, str] | None = None,
     cop_base: CopBase = "auto",
     answer_index_base: int | None = None,
+    limits: Limits | None = None,
 ) -> IngestSummary:
     """No result caching: the database is the record, and a rerun is already a cheap no-op there."""
     return ingest_file(
@@ -33,4 +34,5 @@ def ingest_file_task(
         mapping=mapping,
         cop_base=cop_base,
         answer_index_base=answer_index_base,
+        limits=limits,
     )

@@ -142,7 +142,7 @@ def test_pubmedqa_real_file_with_test_ids(engine: Engine) -> None:
     assert q.meta["YEAR"] == "2011" and "LONG_ANSWER" in q.meta and "Mitochondria" in q.meta["MESHES"]
     with engine.connect() as conn:
         f = conn.execute(select(IngestFile)).one()
-    assert f.status == "done" and f.n_read == 1000 and f.n_inserted == 1000
+    assert f.status == "done" and f.n_read == 1000 and f.n_inserted == 1000 and f.error is None
 
 
 def test_pubmedqa_later_marking_flags_existing_rows(engine: Engine) -> None:
@@ -221,7 +221,7 @@ def test_medqa_answer_from_text_when_no_answer_idx(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "a.jsonl", [rec, {**MEDQA_4, "answer": "Proteus mirabilis"}])
     ok, mismatch = list(load(path, "medqa"))
     assert ok.question is not None and ok.question.answer == "B"
-    assert mismatch.error == "answer_idx 'B' and answer text 'Proteus mirabilis' disagree"
+    assert mismatch.error == "answer_idx 'B' and answer text 'Proteus mirabilis' disagree (the text names option C)"
 
 
 # --------------------------------------------------------------------------- MedMCQA
@@ -260,7 +260,9 @@ def test_medmcqa_cop_base_ambiguity(tmp_path: Path, engine: Engine) -> None:
 
     neither = write_jsonl(tmp_path / "neither.json", medmcqa_records(1)[1:3])
     s2 = ingest_file(engine, neither, "medmcqa")
-    assert s2.inserted == 2 and len(s2.warnings) == 1 and "assumed 1-based" in s2.warnings[0]
+    assert s2.inserted == 2 and "assumed 1-based" in s2.warnings[0]
+    # cop read 1-based here, 0/1-based before: the same ids now hold other answers, which is reported
+    assert s2.id_conflicts == 2 and "reuse an id held by a question with other content" in s2.warnings[1]
 
 
 # --------------------------------------------------------------------------- MMLU
@@ -296,7 +298,7 @@ def test_mmlu_subset_and_split_from_file_name(tmp_path: Path, engine: Engine) ->
     a, b = rows(engine)
     assert a.meta == {"subset": "clinical_knowledge"} and a.split == "dev"
     assert a.source_id == "clinical_knowledge-dev-1" and b.source_id == "clinical_knowledge-dev-2"
-    assert b.question == "What is the first sign of shock? Choose one."
+    assert b.question == "What is the first sign of shock?\nChoose one."  # stored as given
     assert (
         errors(engine)[0].reason
         == "wrong number of columns (expected 6: question, A, B, C, D, answer; got 4)"
@@ -524,16 +526,18 @@ def test_killed_ingest_resumes_safely(tmp_path: Path, engine: Engine) -> None:
     with pytest.raises(KeyboardInterrupt):
         ingest_file(engine, path, "medqa", batch_size=2, progress=die)
     with engine.connect() as conn:
-        status = conn.execute(select(IngestFile.status)).scalar_one()
+        status, error = conn.execute(select(IngestFile.status, IngestFile.error)).one()
     partial = count(engine)
-    assert status == "running" and 2 <= partial < 10
+    # never left 'running': the interruption is the file's recorded outcome until a rerun finishes it
+    assert status == "failed" and error.startswith("interrupted after") and "KeyboardInterrupt" in error
+    assert 2 <= partial < 10
     s = ingest_file(engine, path, "medqa", batch_size=2)
     assert not s.already_ingested and s.read == 10
     assert s.inserted == 10 - partial and s.duplicates == partial
     assert count(engine) == 10
     with engine.connect() as conn:
         f = conn.execute(select(IngestFile)).one()
-    assert f.status == "done" and f.n_read == 10
+    assert f.status == "done" and f.n_read == 10 and f.error is None
 
 
 def test_test_split_and_later_marking(tmp_path: Path, engine: Engine) -> None:

@@ -362,3 +362,36 @@ def test_a_night_that_dies_is_resumed_by_the_next_without_repeating_work(
     assert metrics['requests_by_role_total{role="generate"}'] == gen_calls - gen_calls_dead > 0
     assert nights == {"failed": 1, "completed": 1} and "abandoned" in abandoned
     engine.dispose()
+
+
+def test_a_night_with_hostile_inputs_reports_each_file_and_still_builds_and_exports(
+    pg_url: str, prefect_harness: None, env: Any, tmp_path: Path, sim_pipeline: tuple[SimServer, Path],
+) -> None:
+    """Bad uploads are file outcomes in the night's report, never the night's end: it builds and exports."""
+    import json as _json
+
+    from flows.nightly import nightly_growth
+
+    env(pg_url)
+    _sim, cfg = sim_pipeline
+    folder = tmp_path / "in"
+    good = write_pubmedqa(folder / "a_good.json", 4)
+    (folder / "b_not_an_object.json").write_text("[1, 2, 3]")
+    (folder / "c_no_valid_record.json").write_text(_json.dumps({"1": {"QUESTION": "?"}, "2": {"QUESTION": 3}}))
+    items = _json.loads(write_pubmedqa(tmp_path / "more.json", 2, skip=4).read_text())
+    hostile = "{" + ",".join(f'"{k}": {_json.dumps(v)}' for k, v in items.items()) + ', "deep": ' + "[" * 5000 + "]" * 5000
+    (folder / "d_deep_then_truncated.json").write_text(hostile + ', "cut": {"QUESTION": "trunc')
+    (tmp_path / "secret.json").write_text(good.read_text())
+    os.symlink(tmp_path / "secret.json", folder / "e_link_out.json")
+
+    night = _run(nightly_growth(input_location=str(folder), source="pubmedqa", max_questions=2, config=str(cfg),
+                                shard_size=2, questions_in_flight=2, export_out=str(tmp_path / "exports"),
+                                export_formats=["jsonl"]))
+    status = {Path(f["file"]).name: (f["status"], f["inserted"]) for f in night["ingest"]}
+    assert status["a_good.json"] == ("new", 4)
+    assert status["b_not_an_object.json"][0].startswith("error: expected one JSON object")
+    assert status["c_no_valid_record.json"][0].startswith("error: no valid record")
+    assert status["d_deep_then_truncated.json"] == ("new", 2)  # its good records kept, the rest reported
+    assert status["e_link_out.json"] == ("error: links outside the input folder; not read", 0)
+    assert night["questions_processed"] == 2 and night["export_version"] == 1
+    assert Path(night["export"]["manifest_path"]).is_file()

@@ -28,6 +28,6 @@ def engine_from_settings(database_url: str | None = None) -> tuple[str, Engine]:
 
 
 def redact_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
+    from reasonmed.redact import mask_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    return mask_url(url)

@@ -10,8 +10,9 @@ import typer
 from rich.table import Table
 
 from reasonmed.cli.app import config_app
-from reasonmed.cli.common import console, err_console, redact_url
+from reasonmed.cli.common import console, err_console
 from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config
+from reasonmed.redact import mask_secrets
 
 ConfigPath = Annotated[Path | None, typer.Option("--config", "-c", help="pipeline YAML (default: REASONMED_PIPELINE_CONFIG or the simulator default)")]
 
@@ -59,9 +60,8 @@ def _ping(cfg: PipelineConfig) -> None:
 
 @config_app.command("show")
 def show() -> None:
-    """Print the effective REASONMED_* settings (passwords hidden)."""
+    """Print the effective REASONMED_* settings (every credential hidden: URL passwords in the userinfo or
+    the query string, tokens, and any setting whose name says it holds a secret)."""
     settings = get_settings()
-    for name, value in settings.model_dump().items():
-        if name == "database_url":
-            value = redact_url(value)
-        console.print(f"REASONMED_{name.upper()}={value if value is not None else ''}")
+    for name, value in mask_secrets(settings.model_dump(mode="json")).items():
+        console.print(f"REASONMED_{name.upper()}={value if value is not None else ''}", markup=False, highlight=False)

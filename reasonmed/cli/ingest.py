@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from reasonmed.cli.app import app
 from reasonmed.cli.common import console, engine_from_settings, err_console, redact_url
+from reasonmed.config import get_settings
 from reasonmed.db import migrate
 from reasonmed.ingest.loaders import FORMATS, CopBase, FileFormatError, parse_mapping
 from reasonmed.ingest.service import IngestSummary, ingest_file, load_id_list
@@ -62,7 +63,13 @@ def _summary_table(summaries: list[IngestSummary]) -> Table:
         table.add_column(name, justify="right")
     table.add_column("status")
     for s in summaries:
-        status = "already ingested" if s.already_ingested else "read again (new options)" if s.reread else "done"
+        status = (
+            "already ingested" if s.already_ingested
+            else "FAILED" if s.status == "failed"
+            else "NO VALID RECORD" if s.no_valid_records
+            else "read again (new options)" if s.reread
+            else "done"
+        )
         table.add_row(
             Path(s.file).name,
             f"{s.read:,}",
@@ -86,6 +93,17 @@ def _report(s: IngestSummary) -> None:
         console.print(f"{name}: {s.newly_marked:,} stored question(s) now flagged as benchmark test")
     for warning in s.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
+    if s.status == "failed":
+        err_console.print(
+            f"[red]error:[/red] {name}: {s.error}; the records before it are stored and the next "
+            "ingest of the file reads it again", soft_wrap=True,
+        )
+    if s.no_valid_records:
+        hint = f"; {s.suggestion}" if s.suggestion else "; check --source and --map"
+        err_console.print(
+            f"[red]error:[/red] {name}: none of its {s.read:,} record(s) is a valid {s.source} question{hint}",
+            soft_wrap=True,
+        )
     if s.rejected_by_reason:
         console.print(f"{name}: rejected records by reason (details in table ingest_errors):")
         for kind, n in s.rejected_by_reason.items():
@@ -164,6 +182,7 @@ def ingest(
             f"cannot reach database {redact_url(url)}: {str(exc.orig).strip().splitlines()[0]}"
         ) from None
 
+    limits = get_settings().ingest_limits
     summaries: list[IngestSummary] = []
     failed = False
     for f in files:
@@ -197,6 +216,7 @@ def ingest(
                         answer_index_base=answer_index_base,
                         batch_size=batch_size,
                         progress=progress,
+                        limits=limits,
                     )
                 )
             except FileFormatError as exc:
@@ -206,5 +226,6 @@ def ingest(
         console.print(_summary_table(summaries))
         for s in summaries:
             _report(s)
+    failed = failed or any(s.status == "failed" or s.no_valid_records for s in summaries)
     if failed:
         raise typer.Exit(1)

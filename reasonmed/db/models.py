@@ -70,7 +70,10 @@ class IngestFile(Base):
     n_inserted: Mapped[int] = mapped_column(Integer, default=0)
     n_duplicates: Mapped[int] = mapped_column(Integer, default=0)
     n_rejected: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(16), default="running")  # running | done
+    # Records whose (source, id) another question with other content already held: kept, and counted.
+    n_id_conflicts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running | done | failed
+    error: Mapped[str | None] = mapped_column(Text)  # why the file ended 'failed'
     started_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
 

@@ -33,6 +33,7 @@ from reasonmed.db.models import (
 from reasonmed.db.upsert import insert_ignore, upsert
 from reasonmed.prompts import PromptTemplate
 from reasonmed.simulated import SIM_MODEL_LIKE, SUPERSEDED_REASON
+from reasonmed.redact import mask_secrets, mask_text
 
 FINISHED = ("accepted", "rejected")
 
@@ -48,10 +49,11 @@ def create_run(
     engine: Engine, *, kind: str, config_hash: str | None, config_snapshot: dict[str, Any] | None,
     parameters: dict[str, Any], prefect_flow_run_id: str | None,
 ) -> int:
+    # Credentials never reach the table (the audit role reads it): masked here, the one way in.
     with transaction(engine) as s:
         run = PipelineRun(
-            kind=kind, status="running", config_hash=config_hash, config_snapshot=config_snapshot,
-            parameters=parameters, stats={}, prefect_flow_run_id=prefect_flow_run_id,
+            kind=kind, status="running", config_hash=config_hash, config_snapshot=mask_secrets(config_snapshot),
+            parameters=mask_secrets(parameters), stats={}, prefect_flow_run_id=prefect_flow_run_id,
             host=socket.gethostname(), started_at=now(), heartbeat_at=now(),
         )
         s.add(run)
@@ -63,7 +65,8 @@ def finish_run(engine: Engine, run_id: int, *, status: str, stats: dict[str, Any
     with transaction(engine) as s:
         s.execute(
             update(PipelineRun).where(PipelineRun.id == run_id)
-            .values(status=status, stats=stats, error=error, finished_at=now(), heartbeat_at=now())
+            .values(status=status, stats=mask_secrets(stats), error=mask_text(error) if error else error,
+                    finished_at=now(), heartbeat_at=now())
         )
 
 

@@ -136,7 +136,9 @@ def restart_ingest_file(
             n_inserted=0,
             n_duplicates=0,
             n_rejected=0,
+            n_id_conflicts=0,
             status="running",
+            error=None,
             started_at=utcnow(),
             finished_at=None,
         )
@@ -144,7 +146,14 @@ def restart_ingest_file(
 
 
 def add_ingest_counts(
-    conn: Connection, file_id: int, *, read: int, inserted: int, duplicates: int, rejected: int
+    conn: Connection,
+    file_id: int,
+    *,
+    read: int,
+    inserted: int,
+    duplicates: int,
+    rejected: int,
+    id_conflicts: int = 0,
 ) -> None:
     """Counters move with each committed batch, so a killed ingest shows how far it got."""
     conn.execute(
@@ -155,14 +164,39 @@ def add_ingest_counts(
             n_inserted=IngestFile.n_inserted + inserted,
             n_duplicates=IngestFile.n_duplicates + duplicates,
             n_rejected=IngestFile.n_rejected + rejected,
+            n_id_conflicts=IngestFile.n_id_conflicts + id_conflicts,
         )
     )
 
 
-def finish_ingest_file(conn: Connection, file_id: int) -> None:
+def finish_ingest_file(conn: Connection, file_id: int, *, error: str | None = None) -> None:
+    """The file's last word: 'done', or 'failed' with the reason (a failed file is read again next time)."""
     conn.execute(
-        update(IngestFile).where(IngestFile.id == file_id).values(status="done", finished_at=utcnow())
+        update(IngestFile)
+        .where(IngestFile.id == file_id)
+        .values(status="failed" if error else "done", error=error, finished_at=utcnow())
     )
+
+
+def ingest_file_outcome(conn: Connection, file_id: int) -> tuple[str, str | None]:
+    return tuple(  # type: ignore[return-value]
+        conn.execute(select(IngestFile.status, IngestFile.error).where(IngestFile.id == file_id)).one()
+    )
+
+
+def stored_hashes(conn: Connection, source: str, source_ids: Iterable[str]) -> dict[str, set[str]]:
+    """Content hashes stored under each (source, id): more than one means one id, several questions."""
+    ids = list(dict.fromkeys(source_ids))
+    found: dict[str, set[str]] = {}
+    for i in range(0, len(ids), IN_CHUNK):
+        rows = conn.execute(
+            select(QUESTIONS.c.source_id, QUESTIONS.c.content_hash).where(
+                QUESTIONS.c.source == source, QUESTIONS.c.source_id.in_(ids[i : i + IN_CHUNK])
+            )
+        )
+        for sid, h in rows:
+            found.setdefault(sid, set()).add(h)
+    return found
 
 
 # --------------------------------------------------------------------------- questions
@@ -275,7 +309,9 @@ __all__ = [
     "finish_ingest_file",
     "get_or_create_ingest_file",
     "insert_ingest_errors",
+    "ingest_file_outcome",
     "insert_questions",
     "mark_benchmark_test",
     "restart_ingest_file",
+    "stored_hashes",
 ]

@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +22,9 @@ from pydantic import ValidationError
 
 from reasonmed.ingest.readers import (
     FileFormatError,
+    Limits,
     RawRecord,
+    bounded_lines,
     clip,
     iter_csv_rows,
     iter_json_lines,
@@ -44,11 +47,14 @@ __all__ = [
     "FORMATS",
     "CopBase",
     "FileFormatError",
+    "Limits",
     "LoadedRecord",
     "detect_cop_base",
     "load",
     "parse_mapping",
     "reason_kind",
+    "suggest_source",
+    "synthetic_id",
 ]
 
 
@@ -87,10 +93,19 @@ def reason_kind(reason: str) -> str:
     return " ".join(_VARIABLE.sub("", reason).split()) or reason
 
 
-def _build(ref: str, raw: str | None, *, options: Mapping[Any, Any], **fields: Any) -> LoadedRecord:
+def _build(
+    ref: str, raw: str | None, limits: Limits, *, options: Mapping[Any, Any], **fields: Any
+) -> LoadedRecord:
     try:
         # Option texts may arrive as numbers (JSON, Parquet); the question model wants text.
-        q = Question(options={str(k): _text(v) for k, v in options.items()}, **fields)
+        texts = {str(k): _option_text(k, v) for k, v in options.items()}
+        _check_sizes(
+            limits, texts, question=fields.get("question"), context=fields.get("context"), id=fields.get("source_id")
+        )
+    except RecordError as exc:
+        return LoadedRecord(ref, None, str(exc), clip(raw) if raw else None)
+    try:
+        q = Question(options=texts, **fields)
     except ValidationError as exc:
         return LoadedRecord(ref, None, describe_validation_error(exc), clip(raw) if raw else None)
     if len(q.source_id) > MAX_SOURCE_ID:
@@ -108,6 +123,85 @@ def _error(rec: RawRecord, reason: str) -> LoadedRecord:
     return LoadedRecord(rec.ref, None, reason, clip(rec.raw) if rec.raw else None)
 
 
+def _safely(rec: RawRecord, convert: Callable[[RawRecord], LoadedRecord]) -> LoadedRecord:
+    """One record's outcome, whatever it holds: any failure becomes its reason, never the file's end."""
+    if rec.error:
+        return _error(rec, rec.error)
+    try:
+        return convert(rec)
+    except RecordError as exc:
+        return _error(rec, str(exc))
+    except RecursionError:
+        return _error(rec, "record is nested too deeply")
+    except Exception as exc:  # a shape no rule foresaw: this record is lost, not the file
+        return _error(rec, f"record cannot be read ({type(exc).__name__}: {clip(str(exc))[:200]})")
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", float: "a number", int: "a number"}.get(
+        type(value), f"a {type(value).__name__}"
+    )
+
+
+def _option_text(label: Any, value: Any) -> str:
+    """An option's text: text as given, a finite number as its digits; NaN, Infinity, booleans and
+    containers are not option texts."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    if isinstance(value, bool):
+        raise RecordError(f"option {label} is a boolean, not text")
+    if isinstance(value, int | decimal.Decimal):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise RecordError(f"option {label} is {value} (NaN or Infinity), not text")
+        return str(value)
+    raise RecordError(f"option {label} is {_kind(value)}, not text")
+
+
+def _field_text(name: str, value: Any, *, optional: bool = False) -> str | None:
+    """A text field exactly as given; None stays None (the model then says what is missing)."""
+    if value is None:
+        return None if optional else ""
+    if isinstance(value, str):
+        return value
+    raise RecordError(f"{name} is {_kind(value)}, not text")
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_sizes(limits: Limits, options: Mapping[str, str], **texts: Any) -> None:
+    """Field limits, and text that is valid Unicode (a JSON ``\\ud800`` escape decodes to a lone surrogate)."""
+    for text in (*texts.values(), *options.keys(), *options.values()):
+        if isinstance(text, str) and _LONE_SURROGATE.search(text):
+            raise RecordError("text contains an unpaired surrogate (not valid Unicode)")
+    cap = limits.max_field_chars
+    for name, text in texts.items():
+        if isinstance(text, str) and len(text) > cap:
+            raise RecordError(
+                f"{name} is longer than the field limit ({len(text):,} characters > {cap:,}; "
+                "raise REASONMED_INGEST_MAX_FIELD_CHARS if it is genuine)"
+            )
+    for label, text in options.items():
+        if len(text) > cap:
+            raise RecordError(f"option {label} is longer than the field limit ({len(text):,} characters > {cap:,})")
+
+
+def whole_number(value: Any) -> int | None:
+    """An index as an int: an integer, an integral float (2.0) or digits; None for anything else
+    (1.5, NaN, True, "two"), which must never be read as an answer."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,9}\s*", value):
+        return int(value)
+    return None
+
+
 def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
@@ -120,6 +214,13 @@ def _same_text(a: Any, b: Any) -> bool:
     return normalise_text(_text(a)).casefold() == normalise_text(_text(b)).casefold()
 
 
+def _names(answer: str, option: Any) -> bool:
+    """Whether an answer text names an option: equal after normalisation, or a prefix of it
+    (``Thiamine`` names ``Thiamine (B1)``)."""
+    a, o = normalise_text(answer).casefold(), normalise_text(_text(option)).casefold()
+    return bool(a) and (a == o or o.startswith(a))
+
+
 def _short(value: Any, n: int = 40) -> str:
     s = str(value)
     return repr(s if len(s) <= n else s[: n - 1] + "…")
@@ -129,14 +230,17 @@ def resolve_answer(value: Any, options: Mapping[str, Any], index_base: int | Non
     """The option label an answer names: a label, an option's text, or (only if asked) an index."""
     if _blank(value):
         raise RecordError("no answer")
+    if isinstance(value, bool | dict | list):
+        raise RecordError(f"answer is {_kind(value)}, not a label, an option text or an index")
+    if isinstance(value, float) and not value.is_integer():
+        raise RecordError(f"answer {value!r} is not a whole number, so it names no option")
     labels = [str(k).strip() for k in options]
-    if index_base is not None and (
-        isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())
-    ):
-        idx = int(value) - index_base
+    number = whole_number(value)
+    if index_base is not None and number is not None:
+        idx = number - index_base
         if not 0 <= idx < len(labels):
             raise RecordError(
-                f"answer index out of range (got {int(value)}, expected {index_base}-{index_base + len(labels) - 1})"
+                f"answer index out of range (got {number}, expected {index_base}-{index_base + len(labels) - 1})"
             )
         return labels[idx]
     s = str(value).strip()
@@ -157,7 +261,18 @@ def resolve_answer(value: Any, options: Mapping[str, Any], index_base: int | Non
 
 
 def _source_id(value: Any, ref: str) -> str:
-    return ref.replace(" ", "-") if _blank(value) else str(value).strip()
+    if _blank(value):
+        return ref.replace(" ", "-")
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise RecordError(f"id is {_kind(value)}, not text or a whole number")
+
+
+def synthetic_id(source_id: str, ref: str) -> bool:
+    """Whether an id was made from the record's position (the record had none)."""
+    return source_id == ref.replace(" ", "-")
 
 
 def _rest(value: Mapping[str, Any], used: set[str] | frozenset[str]) -> dict[str, Any]:
@@ -169,28 +284,33 @@ def _rest(value: Mapping[str, Any], used: set[str] | frozenset[str]) -> dict[str
 _MEDQA_USED = frozenset({"id", "question", "options", "answer_idx", "answer"})
 
 
-def _medqa(rec: RawRecord, split: str) -> LoadedRecord:
+def _medqa(rec: RawRecord, split: str, limits: Limits) -> LoadedRecord:
     v = rec.value
     options = v.get("options")
     if not isinstance(options, dict):
         return _error(rec, "options missing or not an object of label: text")
-    idx, text = v.get("answer_idx"), v.get("answer")
-    try:
-        if _blank(idx):
-            label = resolve_answer(text, options)
-        else:
-            label = str(idx).strip()
-            named = options.get(label)
-            if not _blank(text) and named is not None and text != named and not _same_text(text, named):
-                raise RecordError(f"answer_idx {label!r} and answer text {_short(text)} disagree")
-    except RecordError as exc:
-        return _error(rec, str(exc))
+    idx, text = v.get("answer_idx"), _field_text("answer", v.get("answer"), optional=True)
+    if idx is not None and not isinstance(idx, str) and whole_number(idx) is None:
+        raise RecordError(f"answer_idx is {_kind(idx)}, not an option label")
+    if _blank(idx):
+        label = resolve_answer(text, options)
+    else:
+        label = str(idx).strip()
+        named = options.get(label)
+        if text and named is not None and not _names(text, named):
+            # The label decides; the text only vetoes it when it clearly names another option.
+            other = next((lab for lab, t in options.items() if lab != label and _names(text, t)), None)
+            if other is not None:
+                raise RecordError(
+                    f"answer_idx {label!r} and answer text {_short(text)} disagree (the text names option {other})"
+                )
     return _build(
         rec.ref,
         rec.raw,
+        limits,
         source="medqa",
         source_id=_source_id(v.get("id"), rec.ref),
-        question=_text(v.get("question")),
+        question=_field_text("question", v.get("question")),
         options=options,
         answer=label,
         split=split,
@@ -198,9 +318,10 @@ def _medqa(rec: RawRecord, split: str) -> LoadedRecord:
     )
 
 
-def load_medqa(path: Path, split: str = "train") -> Iterator[LoadedRecord]:
-    for rec in iter_json_lines(path):
-        yield _error(rec, rec.error) if rec.error else _medqa(rec, split)
+def load_medqa(path: Path, split: str = "train", limits: Limits | None = None) -> Iterator[LoadedRecord]:
+    limits = limits or Limits()
+    for rec in iter_json_lines(path, limits):
+        yield _safely(rec, lambda r: _medqa(r, split, limits))
 
 
 # --------------------------------------------------------------------------- MedMCQA
@@ -214,8 +335,8 @@ def detect_cop_base(path: Path) -> tuple[Literal[0, 1], str | None]:
     """Whether ``cop`` counts from 0 or 1, by a streaming pre-scan: returns (base, warning or None)."""
     zero = four = False
     with path.open("rb") as f:
-        for line in f:
-            m = _COP.search(line)
+        for line in bounded_lines(f, Limits()):  # type: ignore[arg-type]
+            m = _COP.search(line.data)
             if m:
                 zero |= m.group(1) == b"0"
                 four |= m.group(1) == b"4"
@@ -234,24 +355,25 @@ def detect_cop_base(path: Path) -> tuple[Literal[0, 1], str | None]:
     )
 
 
-def _medmcqa(rec: RawRecord, split: str, base: int) -> LoadedRecord:
+def _medmcqa(rec: RawRecord, split: str, base: int, limits: Limits) -> LoadedRecord:
     v = rec.value
     cop = v.get("cop")
     if _blank(cop):
         return _error(rec, "no answer")
-    try:
-        idx = int(cop) - base
-    except (TypeError, ValueError):
-        return _error(rec, f"cop is not an integer (got {_short(cop)})")
+    number = whole_number(cop)
+    if number is None:
+        return _error(rec, f"cop is not a whole number (got {_short(cop)})")
+    idx = number - base
     if not 0 <= idx < len(_MEDMCQA_OPTS):
         return _error(rec, f"cop out of range (got {cop}, expected {base}-{base + 3})")
-    options = {label: _text(v.get(key)) for label, key in _MEDMCQA_OPTS}
+    options = {label: v.get(key) for label, key in _MEDMCQA_OPTS}
     return _build(
         rec.ref,
         rec.raw,
+        limits,
         source="medmcqa",
         source_id=_source_id(v.get("id"), rec.ref),
-        question=_text(v.get("question")),
+        question=_field_text("question", v.get("question")),
         options=options,
         answer=_MEDMCQA_OPTS[idx][0],
         split=split,
@@ -260,8 +382,13 @@ def _medmcqa(rec: RawRecord, split: str, base: int) -> LoadedRecord:
 
 
 def load_medmcqa(
-    path: Path, split: str = "train", cop_base: CopBase = "auto", warn: Warn | None = None
+    path: Path,
+    split: str = "train",
+    cop_base: CopBase = "auto",
+    warn: Warn | None = None,
+    limits: Limits | None = None,
 ) -> Iterator[LoadedRecord]:
+    limits = limits or Limits()
     if cop_base == "auto":
         base, warning = detect_cop_base(path)
         if warning and warn:
@@ -270,8 +397,8 @@ def load_medmcqa(
         base = cop_base
     else:
         raise FileFormatError(f"cop_base must be auto, 0 or 1 (got {cop_base!r})")
-    for rec in iter_json_lines(path):
-        yield _error(rec, rec.error) if rec.error else _medmcqa(rec, split, base)
+    for rec in iter_json_lines(path, limits):
+        yield _safely(rec, lambda r: _medmcqa(r, split, base, limits))
 
 
 # --------------------------------------------------------------------------- PubMedQA
@@ -279,15 +406,27 @@ def load_medmcqa(
 _PUBMEDQA_USED = frozenset({"QUESTION", "CONTEXTS", "LABELS", "final_decision"})
 
 
-def _pubmedqa(key: str, rec: RawRecord, split: str) -> LoadedRecord:
+def _text_list(name: str, value: Any) -> list[str | None]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise RecordError(f"{name} is {_kind(value)}, not a list of texts")
+    for item in value:
+        if item is not None and not isinstance(item, str):
+            raise RecordError(f"{name} holds {_kind(item)}, not only texts")
+    return value
+
+
+def _pubmedqa(key: str, rec: RawRecord, split: str, limits: Limits) -> LoadedRecord:
     v = rec.value
-    decision = v.get("final_decision")
+    decision = _field_text("final_decision", v.get("final_decision"), optional=True)
     if _blank(decision):
         return _error(rec, "no answer")
-    contexts = v.get("CONTEXTS") or []
-    labels = v.get("LABELS") or []
-    if isinstance(contexts, str):
-        contexts = [contexts]
+    assert decision is not None
+    contexts = _text_list("CONTEXTS", v.get("CONTEXTS"))
+    labels = _text_list("LABELS", v.get("LABELS"))
     parts = []
     for i, section in enumerate(contexts):
         label = labels[i] if i < len(labels) and not _blank(labels[i]) else None
@@ -295,20 +434,22 @@ def _pubmedqa(key: str, rec: RawRecord, split: str) -> LoadedRecord:
     return _build(
         rec.ref,
         rec.raw,
+        limits,
         source="pubmedqa",
         source_id=key,
-        question=_text(v.get("QUESTION")),
+        question=_field_text("QUESTION", v.get("QUESTION")),
         context="\n".join(parts) or None,
         options=PUBMEDQA_OPTIONS,
-        answer=str(decision).strip().lower(),
+        answer=decision.strip().lower(),
         split=split,
         metadata=_rest(v, _PUBMEDQA_USED),
     )
 
 
-def load_pubmedqa(path: Path, split: str = "train") -> Iterator[LoadedRecord]:
-    for key, rec in iter_json_object(path):
-        yield _error(rec, rec.error) if rec.error else _pubmedqa(key, rec, split)
+def load_pubmedqa(path: Path, split: str = "train", limits: Limits | None = None) -> Iterator[LoadedRecord]:
+    limits = limits or Limits()
+    for key, rec in iter_json_object(path, limits):
+        yield _safely(rec, lambda r, key=key: _pubmedqa(key, r, split, limits))  # type: ignore[misc]
 
 
 # --------------------------------------------------------------------------- MMLU
@@ -323,30 +464,25 @@ def mmlu_name(path: Path) -> tuple[str, str | None]:
     return (m["subset"], m["split"]) if m else (path.stem, None)
 
 
-def load_mmlu(path: Path, split: str = "train") -> Iterator[LoadedRecord]:
+def load_mmlu(path: Path, split: str = "train", limits: Limits | None = None) -> Iterator[LoadedRecord]:
     """Header-less CSV rows ``question, A, B, C, D, answer``; a ``*_test.csv`` file is benchmark test data."""
     subset, file_split = mmlu_name(path)
     q_split = "test" if "test" in (split, file_split) else (file_split or split)
     id_prefix = f"{subset}-{file_split or split}"
-    for _, rec in iter_csv_rows(path, header=False):
-        if rec.error:
-            yield _error(rec, rec.error)
-            continue
+    lim = limits or Limits()
+
+    def convert(rec: RawRecord) -> LoadedRecord:
         row = rec.value
         if len(row) != 6:
-            yield _error(
+            return _error(
                 rec, f"wrong number of columns (expected 6: question, A, B, C, D, answer; got {len(row)})"
             )
-            continue
         options = dict(zip(_MMLU_LABELS, row[1:5], strict=True))
-        try:
-            answer = resolve_answer(row[5], options)
-        except RecordError as exc:
-            yield _error(rec, str(exc))
-            continue
-        yield _build(
+        answer = resolve_answer(row[5], options)
+        return _build(
             rec.ref,
             rec.raw,
+            lim,
             source="mmlu",
             source_id=f"{id_prefix}-{rec.ref.split()[-1]}",
             question=row[0],
@@ -355,6 +491,9 @@ def load_mmlu(path: Path, split: str = "train") -> Iterator[LoadedRecord]:
             split=q_split,
             metadata={"subset": subset},
         )
+
+    for _, rec in iter_csv_rows(path, header=False, limits=lim):
+        yield _safely(rec, convert)
 
 
 # --------------------------------------------------------------------------- generic (jsonl / csv / parquet)
@@ -427,7 +566,7 @@ def options_from_value(value: Any) -> dict[str, Any]:
         return {_label(i): v for i, v in enumerate(value)}
     if _blank(value):
         raise RecordError("fewer than 2 options (0)")
-    raise RecordError(f"options cell holds a {type(value).__name__}, not an object or a list")
+    raise RecordError(f"options cell holds {_kind(value)}, not an object or a list")
 
 
 def _jsonable(value: Any) -> Any:
@@ -449,29 +588,33 @@ def _jsonable(value: Any) -> Any:
 
 
 def _generic(
-    rec: RawRecord, row: Mapping[str, Any], m: ColumnMap, fmt: str, split: str, index_base: int | None
+    rec: RawRecord,
+    row: Mapping[str, Any],
+    m: ColumnMap,
+    fmt: str,
+    split: str,
+    index_base: int | None,
+    limits: Limits,
 ) -> LoadedRecord:
     for col in m.required:
         if col not in row:
             return _error(rec, f"missing required column {col!r}")
-    try:
-        if m.option_columns:
-            options = {label: row.get(col) for label, col in m.option_columns.items()}
-        else:
-            options = options_from_value(row[m.fields["options"]])
-        answer = resolve_answer(row[m.fields["answer"]], options, index_base)
-    except RecordError as exc:
-        return _error(rec, str(exc))
-    context = row.get(m.fields["context"])
+    if m.option_columns:
+        options = {label: row.get(col) for label, col in m.option_columns.items()}
+    else:
+        options = options_from_value(row[m.fields["options"]])
+    answer = resolve_answer(row[m.fields["answer"]], options, index_base)
+    context = _field_text("context", row.get(m.fields["context"]), optional=True)
     used = set(m.columns)
     metadata = {"format": fmt, **{k: _jsonable(v) for k, v in row.items() if k not in used}}
     return _build(
         rec.ref,
         rec.raw,
+        limits,
         source="custom",
         source_id=_source_id(row.get(m.fields["id"]), rec.ref),
-        question=_text(row[m.fields["question"]]),
-        context=None if _blank(context) else _text(context),
+        question=_field_text("question", row[m.fields["question"]]),
+        context=None if _blank(context) else context,
         options=options,
         answer=answer,
         split=split,
@@ -494,43 +637,63 @@ def load_generic(
     split: str = "train",
     mapping: Mapping[str, str] | None = None,
     answer_index_base: int | None = None,
+    limits: Limits | None = None,
 ) -> Iterator[LoadedRecord]:
     m = parse_mapping(mapping)
+    lim = limits or Limits()
     if answer_index_base not in (None, 0, 1):
         raise FileFormatError(f"answer_index_base must be 0 or 1 (got {answer_index_base!r})")
     if fmt == "jsonl":
-        for rec in iter_json_lines(path):
-            yield (
-                _error(rec, rec.error)
-                if rec.error
-                else _generic(rec, rec.value, m, fmt, split, answer_index_base)
-            )
+        for rec in iter_json_lines(path, lim):
+            yield _safely(rec, lambda r: _generic(r, r.value, m, fmt, split, answer_index_base, lim))
     elif fmt == "csv":
         checked = False
-        for names, rec in iter_csv_rows(path, header=True):
+        for names, rec in iter_csv_rows(path, header=True, limits=lim):
             assert names is not None
             if not checked:
                 _check_header(path, names, m)
                 checked = True
-            if rec.error:
-                yield _error(rec, rec.error)
-            elif len(rec.value) != len(names):
+            if not rec.error and len(rec.value) != len(names):
                 yield _error(
                     rec, f"wrong number of cells (header has {len(names)}, row has {len(rec.value)})"
                 )
             else:
-                yield _generic(
-                    rec, dict(zip(names, rec.value, strict=True)), m, fmt, split, answer_index_base
+                yield _safely(
+                    rec,
+                    lambda r, names=names: _generic(  # type: ignore[misc]
+                        r, dict(zip(names, r.value, strict=True)), m, fmt, split, answer_index_base, lim
+                    ),
                 )
     elif fmt == "parquet":
         _check_header(path, parquet_columns(path), m)
         for rec in iter_parquet_rows(path, columns=None):
-            yield _generic(rec, rec.value, m, fmt, split, answer_index_base)
+            yield _safely(rec, lambda r: _generic(r, r.value, m, fmt, split, answer_index_base, lim))
     else:
         raise FileFormatError(f"unknown generic format {fmt!r} (known: {', '.join(GENERIC_FORMATS)})")
 
 
 # --------------------------------------------------------------------------- dispatch
+
+
+def suggest_source(path: Path, tried: str, limits: Limits | None = None, sample: int = 20) -> str | None:
+    """For a file none of whose records was valid as ``tried``: the format that reads most of its first
+    ``sample`` records, phrased as the option to pass, or None when no format reads any."""
+    best: tuple[str, int, int] | None = None
+    for fmt in FORMATS:
+        if fmt == tried:
+            continue
+        good = seen = 0
+        try:
+            for rec in islice(load(path, fmt, limits=limits), sample):
+                seen += 1
+                good += rec.question is not None
+        except Exception:  # this format cannot read the file at all
+            continue
+        if good and (best is None or good > best[1]):
+            best = (fmt, good, seen)
+    if best is None:
+        return None
+    return f"--source {best[0]} reads {best[1]} of its first {best[2]} record(s)"
 
 
 def load(
@@ -542,6 +705,7 @@ def load(
     cop_base: CopBase = "auto",
     answer_index_base: int | None = None,
     warn: Warn | None = None,
+    limits: Limits | None = None,
 ) -> Iterator[LoadedRecord]:
     """Stream the records of one file in format ``source``; ``warn`` receives file-level warnings."""
     path = Path(path)
@@ -552,11 +716,11 @@ def load(
             f"--map applies to the generic formats ({', '.join(GENERIC_FORMATS)}), not {source}"
         )
     if source == "medqa":
-        return load_medqa(path, split)
+        return load_medqa(path, split, limits)
     if source == "medmcqa":
-        return load_medmcqa(path, split, cop_base, warn)
+        return load_medmcqa(path, split, cop_base, warn, limits)
     if source == "pubmedqa":
-        return load_pubmedqa(path, split)
+        return load_pubmedqa(path, split, limits)
     if source == "mmlu":
-        return load_mmlu(path, split)
-    return load_generic(path, source, split, mapping, answer_index_base)
+        return load_mmlu(path, split, limits)
+    return load_generic(path, source, split, mapping, answer_index_base, limits)

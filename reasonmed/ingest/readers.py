@@ -14,16 +14,34 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 RAW_CHARS = 500  # how much of a bad record is kept for the error table
 _CHUNK = 1 << 20
-_MAX_RECORD = 64 << 20  # a JSON value larger than this is treated as corrupt, not read on forever
 _SURROGATE = re.compile("[\udc80-\udcff]")  # what `surrogateescape` turns invalid UTF-8 bytes into
+
+# Documented defaults (settings REASONMED_INGEST_MAX_RECORD_BYTES / _MAX_FIELD_CHARS / _MAX_DEPTH).
+DEFAULT_MAX_RECORD_BYTES = 1 << 20  # 1 MiB: the longest public record (PubMedQA) is ~20 KB
+DEFAULT_MAX_FIELD_CHARS = 100_000  # one question, context or option; below csv's own 131,072 field limit
+DEFAULT_MAX_DEPTH = 32  # JSON nesting: questions are at most 3 deep
 
 
 class FileFormatError(ValueError):
     """The file as a whole cannot be read in the requested format (wrong format, missing columns)."""
+
+
+@dataclass(slots=True, frozen=True)
+class Limits:
+    """Bounds on one record, so one hostile record costs bounded memory and only itself."""
+
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
+    max_depth: int = DEFAULT_MAX_DEPTH
+
+    def __post_init__(self) -> None:
+        for name in ("max_record_bytes", "max_field_chars", "max_depth"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
 
 
 @dataclass(slots=True)
@@ -40,17 +58,109 @@ def clip(text: str) -> str:
     return text[:RAW_CHARS]
 
 
+def _lossy(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
 def _utf8_problem(exc: UnicodeDecodeError) -> str:
     return f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at position {exc.start})"
 
 
-def iter_json_lines(path: Path) -> Iterator[RawRecord]:
-    """JSON Lines: blank lines are skipped; refs are 1-based line numbers."""
+def json_kind(value: Any) -> str:
+    """A parsed value's JSON type, as a person reading the file names it."""
+    return {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+# One decoder (json.loads(**kw) builds one per call); NaN/Infinity are rejected, not read as floats.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def too_deep(value: Any, max_depth: int) -> bool:
+    """Whether containers nest deeper than ``max_depth`` (iterative: a hostile depth cannot recurse)."""
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = v.values()
+        elif not isinstance(v, list):
+            continue
+        if d > max_depth:
+            return True
+        stack.extend((c, d + 1) for c in v if isinstance(c, dict | list))
+    return False
+
+
+def parse_json(text: str, limits: Limits) -> tuple[Any, str | None]:
+    """(value, None) or (None, the reason the text is not one acceptable JSON value)."""
+    try:
+        value = _DECODER.decode(text)
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})"
+    except RecursionError:
+        return None, f"JSON nested too deeply (limit {limits.max_depth} levels)"
+    except ValueError as exc:  # NaN / Infinity
+        return None, f"not valid JSON ({exc})"
+    if too_deep(value, limits.max_depth):
+        return None, f"JSON nested too deeply (limit {limits.max_depth} levels)"
+    return value, None
+
+
+def _too_big(size: int, limits: Limits) -> str:
+    return (
+        f"larger than the record limit ({size:,} bytes > {limits.max_record_bytes:,}; "
+        "raise REASONMED_INGEST_MAX_RECORD_BYTES if it is genuine)"
+    )
+
+
+class Line(NamedTuple):
+    number: int
+    data: bytes  # the whole line, or only its first bytes when ``whole`` is False
+    size: int
+    whole: bool
+
+
+def bounded_lines(f: io.BufferedReader, limits: Limits) -> Iterator[Line]:
+    """Lines of a binary file, never one longer than the record limit in memory: an over-long line
+    comes with ``whole=False`` and its first bytes only, the rest read in chunks and dropped."""
+    n = 0
+    limit = limits.max_record_bytes
+    while True:
+        line = f.readline(limit + 1)
+        if not line:
+            return
+        n += 1
+        if n == 1 and line.startswith(codecs.BOM_UTF8):
+            line = line[len(codecs.BOM_UTF8) :]
+        if len(line) > limit and not line.endswith(b"\n"):
+            head, size = line[: RAW_CHARS * 4], len(line)
+            while line and not line.endswith(b"\n"):
+                line = f.readline(_CHUNK)
+                size += len(line)
+            yield Line(n, head, size, False)
+            continue
+        yield Line(n, line, len(line), True)
+
+
+def iter_json_lines(path: Path, limits: Limits | None = None) -> Iterator[RawRecord]:
+    """JSON Lines: blank lines are skipped; refs are 1-based line numbers.
+
+    A byte-order mark at the start of any line is dropped (files joined with ``cat`` carry one per part).
+    """
+    limits = limits or Limits()
     with path.open("rb") as f:
-        for n, line in enumerate(f, 1):
-            if n == 1 and line.startswith(codecs.BOM_UTF8):
-                line = line[len(codecs.BOM_UTF8) :]
+        for n, line, size, whole in bounded_lines(f, limits):  # type: ignore[arg-type]
             ref = f"line {n}"
+            if not whole:
+                yield RawRecord(ref, None, f"line is {_too_big(size, limits)}", clip(_lossy(line)))
+                continue
+            if line.startswith(codecs.BOM_UTF8):
+                line = line[len(codecs.BOM_UTF8) :]
             try:
                 text = line.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as exc:
@@ -60,37 +170,36 @@ def iter_json_lines(path: Path) -> Iterator[RawRecord]:
                 continue
             if not text or text.isspace():
                 continue
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield RawRecord(
-                    ref,
-                    None,
-                    f"line is not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})",
-                    clip(text),
-                )
+            value, problem = parse_json(text, limits)
+            if problem:
+                yield RawRecord(ref, None, f"line is {problem}", clip(text))
                 continue
             if not isinstance(value, dict):
                 yield RawRecord(
-                    ref, None, f"line is a JSON {type(value).__name__}, not an object", clip(text)
+                    ref, None, f"line is a JSON {json_kind(value)}, not an object", clip(text)
                 )
                 continue
             yield RawRecord(ref, value, None, text)
 
 
+class _Undecodable(Exception):
+    """The value at the stream position cannot be decoded (too big, too deep, broken); skip it."""
+
+
 class _ObjectStream:
     """Incremental reader of one top-level JSON object, yielding its members without loading the file."""
 
-    def __init__(self, f: io.BufferedReader) -> None:
+    def __init__(self, f: io.BufferedReader, limits: Limits) -> None:
         self._f = f
         self._decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
-        self._json = json.JSONDecoder()
+        self._json = _DECODER
+        self._limits = limits
         self.buf = ""
         self.pos = 0
         self.eof = False
 
     def fill(self) -> bool:
-        """Append one chunk; False at end of file."""
+        """Append one chunk (dropping what was consumed); False at end of file."""
         if self.eof:
             return False
         data = self._f.read(_CHUNK)
@@ -112,30 +221,82 @@ class _ObjectStream:
                 return ""
 
     def decode(self) -> tuple[Any, int]:
-        """Decode the JSON value at pos, reading more until it is complete; returns (value, start)."""
+        """Decode the JSON value at pos, reading more until it is complete; returns (value, start).
+
+        Raises _Undecodable (pos left at the value's start) for a value over the record limit, nested
+        too deeply, or not valid JSON; FileFormatError when the file ends inside it.
+        """
+        limit = self._limits.max_record_bytes
         while True:
             start = self.pos
             try:
                 value, end = self._json.raw_decode(self.buf, start)
             except json.JSONDecodeError as exc:
-                if len(self.buf) - start > _MAX_RECORD or not self.fill():
-                    raise FileFormatError(f"not valid JSON ({exc.msg})") from None
+                if len(self.buf) - start > limit:
+                    raise _Undecodable(f"larger than the record limit ({limit:,} characters) or not valid JSON") from None
+                if not self.fill():  # broken, or cut short: skip_value tells which
+                    raise _Undecodable(f"not valid JSON ({exc.msg})") from None
                 continue
+            except RecursionError:
+                raise _Undecodable(f"JSON nested too deeply (limit {self._limits.max_depth} levels)") from None
+            except ValueError as exc:  # NaN / Infinity
+                raise _Undecodable(f"not valid JSON ({exc})") from None
             # A number (or literal) that ends exactly at the buffer end may continue in the next chunk.
             if end == len(self.buf) and not self.eof and self.fill():
                 continue
             self.pos = end
             return value, start
 
+    def skip_value(self) -> None:
+        """Move past the JSON value at pos by matching brackets and strings, in bounded memory, so one
+        undecodable record does not hide the ones after it. Raises FileFormatError at end of file."""
+        depth, in_str = 0, False
+        while True:
+            m = (_IN_STRING if in_str else _STRUCTURE).search(self.buf, self.pos)
+            if m is None:
+                self.pos = len(self.buf)
+                if not self.fill():
+                    raise FileFormatError("the file ends inside this record (truncated?)")
+                continue
+            ch, self.pos = m.group(), m.start()
+            if in_str:
+                if ch == "\\":
+                    if self.pos + 1 >= len(self.buf) and not self.fill():
+                        raise FileFormatError("the file ends inside this record (truncated?)")
+                    self.pos += 2  # the escaped character, whatever it is
+                    continue
+                in_str = False
+                self.pos += 1
+                if depth == 0:
+                    return
+                continue
+            if ch == '"':
+                in_str = True
+            elif ch in "[{":
+                depth += 1
+            elif ch in "]}":
+                depth -= 1
+                if depth <= 0:
+                    self.pos += depth == 0
+                    return
+            elif depth == 0:  # ',' after a bare scalar
+                return
+            self.pos += 1
 
-def iter_json_object(path: Path) -> Iterator[tuple[str, RawRecord]]:
+
+_IN_STRING = re.compile(r'["\\]')
+_STRUCTURE = re.compile(r'["\[\]{},]')
+
+
+def iter_json_object(path: Path, limits: Limits | None = None) -> Iterator[tuple[str, RawRecord]]:
     """Members of a file holding ONE JSON object ``{key: record, ...}`` (PubMedQA), streamed.
 
-    Yields (key, record). A member whose text holds invalid UTF-8 is an error record; broken JSON
-    mid-file ends the stream with one error record, since nothing after it can be located reliably.
+    Yields (key, record). A member that is not valid UTF-8, too big, too deep or not valid JSON is an
+    error record and reading goes on after it; a file cut short ends with one error record.
     """
+    limits = limits or Limits()
     with path.open("rb") as f:
-        s = _ObjectStream(f)  # type: ignore[arg-type]
+        s = _ObjectStream(f, limits)  # type: ignore[arg-type]
         if s.skip_ws() != "{":
             raise FileFormatError(
                 "expected one JSON object keyed by record id (the file does not start with '{')"
@@ -149,13 +310,15 @@ def iter_json_object(path: Path) -> Iterator[tuple[str, RawRecord]]:
             if n and ch == ",":
                 s.pos += 1
                 ch = s.skip_ws()
+            elif n and ch == '"':  # a missing comma: reported, and the next record read all the same
+                yield "", RawRecord(f"after record {n}", None, f"expected ',' after record {n}", None)
             elif n:
                 problem = (
                     f"expected ',' or '}}' after record {n}"
                     if ch
                     else "file ends before the closing '}' (truncated?)"
                 )
-                yield "", RawRecord(f"after record {n}", None, problem, None)
+                yield "", RawRecord(f"after record {n}", None, problem, clip(s.buf[s.pos :]) or None)
                 return
             if ch != '"':
                 ref = f"record {n + 1}" if ch else f"after record {n}"
@@ -164,28 +327,47 @@ def iter_json_object(path: Path) -> Iterator[tuple[str, RawRecord]]:
                     RawRecord(ref, None, "truncated file or not valid JSON (expected a quoted key)", None),
                 )
                 return
+            key = f"#{n + 1}"
             try:
                 key, _ = s.decode()
                 if s.skip_ws() != ":":
-                    raise FileFormatError(f"expected ':' after key {key!r}")
+                    raise FileFormatError(f"expected ':' after key {_printable(str(key))[:80]!r}")
                 s.pos += 1
                 s.skip_ws()
-                value, start = s.decode()
-            except FileFormatError as exc:
-                yield "", RawRecord(f"record {n + 1}", None, str(exc), clip(s.buf[s.pos :]))
+                try:
+                    value, start = s.decode()
+                except _Undecodable as exc:
+                    head = _printable(clip(s.buf[s.pos :]))
+                    n += 1
+                    ref = f"record {_printable(str(key))}"
+                    try:
+                        s.skip_value()
+                    except FileFormatError as end:
+                        yield str(key), RawRecord(ref, None, str(end), head)
+                        return
+                    yield str(key), RawRecord(ref, None, f"record is {exc}", head)
+                    continue
+            except (FileFormatError, _Undecodable) as exc:
+                yield "", RawRecord(f"record {n + 1}", None, str(exc), _printable(clip(s.buf[s.pos :])) or None)
                 return
             n += 1
             ref = f"record {key}"
             text = s.buf[start : s.pos]
             if _SURROGATE.search(text) or _SURROGATE.search(key):
-                yield key, RawRecord(ref, None, "record is not valid UTF-8", clip(_printable(text)))
+                yield key, RawRecord(
+                    f"record {_printable(key)}", None, "record is not valid UTF-8", clip(_printable(text))
+                )
             elif not isinstance(value, dict):
                 yield (
                     key,
                     RawRecord(
-                        ref, None, f"record is a JSON {type(value).__name__}, not an object", clip(text)
+                        ref, None, f"record is a JSON {json_kind(value)}, not an object", clip(text)
                     ),
                 )
+            elif too_deep(value, limits.max_depth):
+                yield key, RawRecord(ref, None, f"record is JSON nested too deeply (limit {limits.max_depth} levels)", clip(text))
+            elif len(text) > limits.max_record_bytes:
+                yield key, RawRecord(ref, None, f"record is {_too_big(len(text), limits)}", clip(text))
             else:
                 yield key, RawRecord(ref, value, None, text)
 
@@ -194,43 +376,69 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def iter_csv_rows(path: Path, *, header: bool) -> Iterator[tuple[list[str] | None, RawRecord]]:
+def iter_csv_rows(
+    path: Path, *, header: bool, limits: Limits | None = None
+) -> Iterator[tuple[list[str] | None, RawRecord]]:
     """CSV rows (quoted fields may span lines); refs count data rows from 1.
 
     With ``header`` the first row is returned as the first item's header and never as a record.
+    A line over the record limit is dropped unread (bounded memory) and reported as its row.
     """
-    with path.open("rb") as fb:
-        text = io.TextIOWrapper(fb, encoding="utf-8-sig", errors="surrogateescape", newline="")
-        reader = csv.reader(text)
-        names: list[str] | None = None
-        if header:
-            try:
-                names = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                raise FileFormatError(f"header row is not valid CSV ({exc})") from None
-            if any(_SURROGATE.search(h) for h in names):
-                raise FileFormatError("header row is not valid UTF-8")
-            names = [h.strip() for h in names]
-        n = 0
-        while True:
+    limits = limits or Limits()
+    oversized: list[Line] = []
+
+    def lines() -> Iterator[str]:
+        with path.open("rb") as fb:
+            for line in bounded_lines(fb, limits):  # type: ignore[arg-type]
+                if line.whole:  # a byte-order mark mid-file comes from joining files: dropped
+                    yield line.data.removeprefix(codecs.BOM_UTF8).decode("utf-8", "surrogateescape")
+                else:
+                    oversized.append(line)
+
+    reader = csv.reader(lines())
+    names: list[str] | None = None
+    if header:
+        try:
+            names = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise FileFormatError(f"header row is not valid CSV ({exc})") from None
+        if oversized:
+            raise FileFormatError("header row is larger than the record limit")
+        if any(_SURROGATE.search(h) for h in names):
+            raise FileFormatError("header row is not valid UTF-8")
+        names = [h.strip() for h in names]
+    n = 0
+    while True:
+        try:
+            row = next(reader)
+            problem = None
+        except StopIteration:
+            row, problem = None, ""
+        except csv.Error as exc:
+            row, problem = [], f"row is not valid CSV ({exc})"
+        while oversized:  # dropped lines come before the row the reader found after them
             n += 1
-            ref = f"row {n}"
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                yield names, RawRecord(ref, None, f"row is not valid CSV ({exc})", None)
-                continue
-            if not row or not any(cell.strip() for cell in row):
-                continue
-            joined = ",".join(row)
-            if _SURROGATE.search(joined):
-                yield names, RawRecord(ref, None, "row is not valid UTF-8", clip(_printable(joined)))
-                continue
-            yield names, RawRecord(ref, row, None, joined)
+            big = oversized.pop(0)
+            yield names, RawRecord(f"row {n}", None, f"row is {_too_big(big.size, limits)}", clip(_lossy(big.data)))
+        if row is None:
+            return
+        n += 1
+        ref = f"row {n}"
+        if problem:
+            yield names, RawRecord(ref, None, problem, None)
+            continue
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        joined = ",".join(row)
+        if _SURROGATE.search(joined):
+            yield names, RawRecord(ref, None, "row is not valid UTF-8", clip(_printable(joined)))
+            continue
+        if len(joined) > limits.max_record_bytes:
+            yield names, RawRecord(ref, None, f"row is {_too_big(len(joined.encode('utf-8', 'surrogateescape')), limits)}", clip(joined))
+            continue
+        yield names, RawRecord(ref, row, None, joined)
 
 
 def iter_parquet_rows(path: Path, columns: list[str] | None, batch_size: int = 4096) -> Iterator[RawRecord]:
@@ -244,8 +452,18 @@ def iter_parquet_rows(path: Path, columns: list[str] | None, batch_size: int = 4
     present = set(pf.schema_arrow.names)
     wanted = [c for c in columns if c in present] if columns is not None else None
     n = 0
-    for batch in pf.iter_batches(batch_size=batch_size, columns=wanted):
-        for row in batch.to_pylist():
+    batches = pf.iter_batches(batch_size=batch_size, columns=wanted)
+    while True:
+        try:
+            batch = next(batches, None)
+            rows = [] if batch is None else batch.to_pylist()
+        except Exception as exc:  # a corrupt or cut-short row group: nothing after it can be read
+            problem = f"the file cannot be read past row {n} ({type(exc).__name__}: {clip(str(exc))})"
+            yield RawRecord(f"row {n + 1}", None, problem, None)
+            return
+        if batch is None:
+            return
+        for row in rows:
             n += 1
             yield RawRecord(f"row {n}", row, None, None)
 

@@ -8,6 +8,10 @@ and raised at once (``client_error`` for a refused request, ``endpoint_refused``
 route). A circuit breaker (``llm/breaker.py``) ends the retrying when the whole endpoint is down. A slot is released while a request sleeps before its retry,
 so one struggling request never holds capacity the others could use.
 
+Redirects are never followed: a 307/308 would re-send the prompt (medical text) and the key's request to
+whatever origin the server names, so any 3xx is ``endpoint_refused`` (fix base_url). A body larger than
+``max_response_bytes`` is refused unread, and server strings are cut to the columns that store them.
+
 The HTTP client is aiohttp, not httpx, by measurement (bench/llm_client.py, 2 cores, loopback): at
 cap 256 httpx/httpcore 1.0.9 spent 79 ms of client CPU per request and reached 5% of the ideal
 throughput, because its pool recounts idle connections for every idle connection on each request
@@ -27,11 +31,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import yarl
 
-from reasonmed.config import EndpointConfig
+from reasonmed.config import ConfigError, EndpointConfig
 from reasonmed.llm.breaker import CircuitBreaker
-from reasonmed.llm.types import Completion, ErrorKind, LLMError, Message
+from reasonmed.llm.types import (
+    FINISH_REASON_CHARS,
+    MODEL_CHARS,
+    REQUEST_ID_CHARS,
+    Completion,
+    ErrorKind,
+    LLMError,
+    Message,
+)
+from reasonmed.llm.urls import split_credentials
 from reasonmed.llm.usage import UsageTracker
+from reasonmed.redact import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +54,34 @@ _RETRY_AFTER_STATUSES = (429, 503)
 # Answers that refuse every request, whatever it asks: a wrong key, URL or route (see llm/types.py).
 _ENDPOINT_REFUSALS = frozenset({401, 403, 404, 405})
 _JSON_HEADERS = {"Content-Type": "application/json"}
+_READ_CHUNK = 1 << 16
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
+    """The body, read in chunks and abandoned (connection closed) once it passes ``cap`` bytes."""
+    if response.content_length is not None and response.content_length > cap:
+        raise _TooLarge(f"response of {response.content_length:,} bytes exceeds max_response_bytes ({cap:,})")
+    buf = bytearray()
+    async for chunk in response.content.iter_chunked(_READ_CHUNK):
+        buf += chunk
+        if len(buf) > cap:
+            raise _TooLarge(f"response exceeds max_response_bytes ({cap:,})")
+    return bytes(buf)
+
+
+def _origin(location: str | None) -> str:
+    """Only scheme and host of a redirect target: its path or query may carry anything."""
+    if not location:
+        return "no location"
+    try:
+        url = yarl.URL(location)
+    except ValueError:
+        return "an unreadable location"
+    return f"{url.scheme}://{url.host}" if url.host else "a relative location"
 
 
 class ChoicesIgnored(ValueError):
@@ -63,7 +106,14 @@ class OpenAICompatibleBackend:
         self.name = name
         self.model = cfg.model
         self._cfg = cfg
-        self._url = cfg.base_url.rstrip("/") + "/chat/completions"
+        # Credentials in the URL's userinfo become a Basic auth header, and the URL kept (for requests, repr
+        # and messages) holds none; with an API key as well there would be two Authorization headers.
+        base, self._basic = split_credentials(cfg.base_url.rstrip("/"))
+        if self._basic is not None and api_key:
+            raise ConfigError(
+                f"endpoints.{name}.base_url carries credentials and an API key is configured: use one of them"
+            )
+        self._url = base + "/chat/completions"
         self._usage = usage
         self._rng = rng or random.Random()
         self._slots = asyncio.Semaphore(cfg.max_in_flight)
@@ -76,7 +126,7 @@ class OpenAICompatibleBackend:
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
-        return f"OpenAICompatibleBackend(name={self.name!r}, model={self.model!r}, url={self._url!r})"
+        return f"OpenAICompatibleBackend(name={self.name!r}, model={self.model!r}, url={mask_url(self._url)!r})"
 
     def _client(self) -> aiohttp.ClientSession:
         """The endpoint's one session, made on first use inside the running loop (aiohttp requires it)."""
@@ -90,6 +140,7 @@ class OpenAICompatibleBackend:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers=self._headers,
+                auth=self._basic,
                 # sock_read cuts a silent server; total also cuts one that trickles bytes forever.
                 timeout=aiohttp.ClientTimeout(
                     total=self._cfg.connect_timeout_s + self._cfg.timeout_s,
@@ -164,9 +215,11 @@ class OpenAICompatibleBackend:
                 session = self._client()
                 started = time.perf_counter()
                 try:
-                    async with session.post(self._url, data=payload, headers=_JSON_HEADERS) as response:
-                        raw = await response.read()
+                    async with session.post(
+                        self._url, data=payload, headers=_JSON_HEADERS, allow_redirects=False
+                    ) as response:
                         status = response.status
+                        raw = await _read_capped(response, self._cfg.max_response_bytes)
                         latency_ms = (time.perf_counter() - started) * 1000.0
                         kind, detail, retry_after = self._status_problem(status, response.headers, raw)
                     if kind is None:
@@ -181,6 +234,8 @@ class OpenAICompatibleBackend:
                                 self._usage.record(self.name, self.model, *usage)
                             self.breaker.record(None)
                             return completions
+                except _TooLarge as exc:
+                    kind, detail = "bad_response", str(exc)
                 except TimeoutError as exc:  # aiohttp's socket timeouts subclass TimeoutError too
                     kind, detail = "timeout", self._timeout_detail(exc)
                 except aiohttp.InvalidURL as exc:
@@ -228,6 +283,8 @@ class OpenAICompatibleBackend:
     ) -> tuple[ErrorKind | None, str, float | None]:
         if 200 <= code < 300:
             return None, "", None
+        if 300 <= code < 400:  # never followed: the prompt must not be re-sent where the server points
+            return "endpoint_refused", f"HTTP {code} redirect to {_origin(headers.get('Location'))} not followed; set base_url to the final URL", None
         retry_after = parse_retry_after(headers.get("Retry-After")) if code in _RETRY_AFTER_STATUSES else None
         snippet = " ".join(raw[:300].decode("utf-8", "replace").split())
         if code == 429:
@@ -294,12 +351,16 @@ class OpenAICompatibleBackend:
                 raise ValueError(f"choice {pos}: index is not an integer")
             finish = choice.get("finish_reason")
             texts.append(
-                (choice_index if index is None else index, text, finish if isinstance(finish, str) else None)
+                (
+                    choice_index if index is None else index,
+                    text,
+                    finish[:FINISH_REASON_CHARS] if isinstance(finish, str) else None,
+                )
             )
         prompt_tokens, completion_total = _usage_of(data)
         per_choice = _apportion(completion_total, [len(t) for _, t, _ in texts])
-        model = data.get("model") if isinstance(data.get("model"), str) else self.model
-        request_id = data.get("id") if isinstance(data.get("id"), str) else None
+        model = (data.get("model") if isinstance(data.get("model"), str) else self.model)[:MODEL_CHARS]
+        request_id = data.get("id")[:REQUEST_ID_CHARS] if isinstance(data.get("id"), str) else None
         out = [
             Completion(
                 text=text,

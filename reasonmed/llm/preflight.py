@@ -17,6 +17,7 @@ import aiohttp
 
 from reasonmed.config import EndpointConfig
 from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
+from reasonmed.llm.urls import split_credentials
 
 ANY_MODEL = "*"
 
@@ -45,8 +46,9 @@ async def _fetch_models(
 ) -> tuple[int | None, list[str] | None, str]:
     """(HTTP status, served model ids or None, problem text) for one server."""
     headers = {"Accept": "application/json"} | ({"Authorization": f"Bearer {api_key}"} if api_key else {})
+    url, basic = split_credentials(url)
     try:
-        async with session.get(url, headers=headers, allow_redirects=False) as response:
+        async with session.get(url, headers=headers, allow_redirects=False, auth=None if api_key else basic) as response:
             raw = await response.content.read(1 << 20)
             if response.status != 200:
                 return response.status, None, f"HTTP {response.status}"
@@ -107,7 +109,7 @@ async def check_endpoints(
             continue
         url = cfg.base_url.rstrip("/") + "/models"
         status, ids, problem = asked[(url, api_keys.get(name))].result()
-        checks.append(_judge(name, cfg, url, status, ids, problem))
+        checks.append(_judge(name, cfg, split_credentials(url)[0], status, ids, problem))  # shown without userinfo
     return checks
 
 

@@ -25,6 +25,12 @@ ENDPOINT_KINDS: frozenset[str] = frozenset({"endpoint_refused", "endpoint_down"}
 
 Message = Mapping[str, str]
 
+# Widths of the columns server-supplied strings are stored in (llm_calls / eval_results): longer values are
+# cut to them, so a server's long id or finish reason cannot fail the insert.
+FINISH_REASON_CHARS = 32
+REQUEST_ID_CHARS = 200
+MODEL_CHARS = 200
+
 
 @dataclass(frozen=True, slots=True)
 class Completion:

@@ -4,12 +4,17 @@ Every matching file is handed to the ingestion service, which knows files by the
 and skips one it has ingested before; so this module does not track what is new, it only lists and
 fetches. S3 objects are copied to a local staging folder first (the loaders read local files); with a
 persistent staging folder an object whose ETag and size have not changed is not downloaded again.
+
+Whoever can write to the input location must not be able to write or read elsewhere on the worker: an
+S3 key that is absolute or has a ``..`` segment, and a local file (or symlink) whose real path leaves the
+input folder, is skipped and reported through ``on_skip``, never downloaded or read.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,18 @@ DEFAULT_PATTERNS = {
     "csv": "*.csv",
     "parquet": "*.parquet",
 }
+
+
+OnSkip = Callable[[str, str], None]  # (uri, why it was not taken)
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
+
+
+class UnsafeInput(ValueError):
+    """An input name that would reach outside its folder."""
+
+
+def _ignore(uri: str, why: str) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -42,7 +59,23 @@ def split_s3(uri: str) -> tuple[str, str]:
     bucket, _, key = rest.partition("/")
     if not bucket:
         raise ValueError(f"{uri!r}: expected s3://bucket/prefix")
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise UnsafeInput(f"{uri!r}: {bucket!r} is not a valid S3 bucket name")
     return bucket, key
+
+
+def staged_path(staging_dir: Path, bucket: str, key: str) -> Path:
+    """Where an object is copied, guaranteed inside ``staging_dir/bucket``; UnsafeInput for a key that
+    is absolute, has an empty, ``.`` or ``..`` segment, or a NUL, or resolves outside it."""
+    if not key or key.startswith("/") or "\x00" in key:
+        raise UnsafeInput("key is empty, absolute or holds a NUL")
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        raise UnsafeInput("key has an empty, '.' or '..' path segment")
+    base = (staging_dir / bucket).resolve()
+    local = staging_dir / bucket / key
+    if not local.resolve().is_relative_to(base):
+        raise UnsafeInput("key resolves outside the staging folder")
+    return local
 
 
 def pattern_for(source: str, pattern: str | None) -> str:
@@ -51,12 +84,15 @@ def pattern_for(source: str, pattern: str | None) -> str:
 
 def list_inputs(
     location: str, *, pattern: str, staging_dir: Path, exclude: Iterable[str] = (), endpoint_url: str | None = None,
+    on_skip: OnSkip | None = None,
 ) -> list[InputFile]:
     """The files under ``location`` whose name matches ``pattern``, in name order, hidden files and
-    ``exclude`` (e.g. the benchmark test-id list living in the same folder) left out."""
+    ``exclude`` (e.g. the benchmark test-id list living in the same folder) left out; names that reach
+    outside the location are left out and passed to ``on_skip`` with the reason."""
+    skip = on_skip or _ignore
     if is_s3(location):
-        return _list_s3(location, pattern, staging_dir, set(exclude), endpoint_url)
-    return _list_local(Path(location), pattern, {_norm(e) for e in exclude if not is_s3(e)})
+        return _list_s3(location, pattern, staging_dir, set(exclude), endpoint_url, skip)
+    return _list_local(Path(location), pattern, {_norm(e) for e in exclude if not is_s3(e)}, skip)
 
 
 def fetch(uri: str, *, staging_dir: Path, endpoint_url: str | None = None) -> Path:
@@ -64,6 +100,7 @@ def fetch(uri: str, *, staging_dir: Path, endpoint_url: str | None = None) -> Pa
     if not is_s3(uri):
         return Path(uri)
     bucket, key = split_s3(uri)
+    staged_path(staging_dir, bucket, key)  # refused before any request
     client = _s3_client(endpoint_url)
     head = client.head_object(Bucket=bucket, Key=key)
     return _download(client, bucket, key, head["ETag"], head["ContentLength"], staging_dir)
@@ -73,17 +110,22 @@ def _norm(path: str | Path) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def _list_local(root: Path, pattern: str, exclude: set[Path]) -> list[InputFile]:
+def _list_local(root: Path, pattern: str, exclude: set[Path], on_skip: OnSkip) -> list[InputFile]:
     if root.is_file():  # named explicitly: taken whatever its name
         return [] if _norm(root) in exclude else [InputFile(uri=str(root), local=root)]
     if not root.is_dir():
         raise FileNotFoundError(f"input location {root}: no such file or folder")
+    real_root = _norm(root)
     out = []
     for p in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = p.relative_to(root)
         if any(part.startswith(".") for part in rel.parts) or not fnmatch.fnmatch(p.name, pattern):
             continue
-        if _norm(p) in exclude:
+        real = _norm(p)
+        if not real.is_relative_to(real_root):  # a symlink (or a linked folder) pointing elsewhere
+            on_skip(str(p), "links outside the input folder; not read")
+            continue
+        if real in exclude:
             continue
         out.append(InputFile(uri=str(p), local=p))
     return out
@@ -95,7 +137,9 @@ def _s3_client(endpoint_url: str | None) -> Any:
     return boto3.client("s3", endpoint_url=endpoint_url)
 
 
-def _list_s3(location: str, pattern: str, staging_dir: Path, exclude: set[str], endpoint_url: str | None) -> list[InputFile]:
+def _list_s3(
+    location: str, pattern: str, staging_dir: Path, exclude: set[str], endpoint_url: str | None, on_skip: OnSkip
+) -> list[InputFile]:
     bucket, prefix = split_s3(location)
     client = _s3_client(endpoint_url)
     objects = []
@@ -107,6 +151,11 @@ def _list_s3(location: str, pattern: str, staging_dir: Path, exclude: set[str], 
                 continue
             if f"s3://{bucket}/{key}" in exclude:
                 continue
+            try:
+                staged_path(staging_dir, bucket, key)
+            except UnsafeInput as exc:
+                on_skip(f"s3://{bucket}/{key}", f"{exc}; not downloaded")
+                continue
             objects.append(obj)
     out = []
     for obj in sorted(objects, key=lambda o: o["Key"]):
@@ -116,7 +165,7 @@ def _list_s3(location: str, pattern: str, staging_dir: Path, exclude: set[str], 
 
 
 def _download(client: Any, bucket: str, key: str, etag: str, size: int, staging_dir: Path) -> Path:
-    local = staging_dir / bucket / key
+    local = staged_path(staging_dir, bucket, key)
     marker = local.with_name(local.name + ".etag")
     if local.is_file() and marker.is_file() and marker.read_text() == etag and local.stat().st_size == size:
         return local

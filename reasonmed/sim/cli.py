@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from reasonmed.sim.faults import FAULT_KINDS
-from reasonmed.sim.settings import SimSettings, parse_assignments
+from reasonmed.sim.settings import QUESTIONS_DB_ENV, SimSettings, parse_assignments
 
 HELP = (
     "Run the reasonmed SIMULATION server: an OpenAI-compatible chat API that imitates vLLM-served models "
@@ -45,7 +45,12 @@ def sim_server(
     ] = _DEFAULTS.verifier_error_rate,
     questions_db: Annotated[
         str | None,
-        typer.Option(help="database URL whose questions table supplies answer keys for generation prompts"),
+        typer.Option(
+            envvar=QUESTIONS_DB_ENV,
+            show_envvar=True,
+            help="database URL whose questions table supplies answer keys for generation prompts; prefer the "
+            "environment variable, since a command line is visible to every user of the machine",
+        ),
     ] = None,
     base_latency_ms: Annotated[
         float, typer.Option(help="fixed latency of every request")

@@ -62,7 +62,8 @@ class SimServer:
             return self
         self._stderr = tempfile.NamedTemporaryFile(prefix="reasonmed-sim-", suffix=".log", delete=False)  # noqa: SIM115
         cmd = [sys.executable, "-m", "reasonmed.sim", *self.settings.to_argv()]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # The database URL travels in the child's environment, never on its (world-readable) command line.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.settings.to_env()}
         self._proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL, text=True, env=env
         )

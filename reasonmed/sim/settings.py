@@ -88,9 +88,14 @@ class SimSettings:
             argv += ["--fault-script", ",".join(self.fault_script)]
         for rule in self.targeted_faults:
             argv += ["--fault-when", rule]
-        if self.questions_db:
-            argv += ["--questions-db", self.questions_db]
-        return argv
+        return argv  # questions_db is not here: a URL may hold a password, and argv is public (ps, /proc)
+
+    def to_env(self) -> dict[str, str]:
+        """What the child process gets through its environment rather than its command line."""
+        return {QUESTIONS_DB_ENV: self.questions_db} if self.questions_db else {}
+
+
+QUESTIONS_DB_ENV = "REASONMED_SIM_QUESTIONS_DB"
 
 
 def parse_assignments(items: Iterable[str], what: str) -> dict[str, float]:
