@@ -331,7 +331,7 @@ def pubmedqa_cases() -> list[Case]:
         Case("lone surrogate", m("sur").replace(b"case sur", b"case \\udc00"), "text contains an unpaired surrogate"),
         Case("syntax error inside", m("syn", raw=b'{"QUESTION": "a" "b", "final_decision": "yes"}'),
              "record is not valid JSON (Expecting ',' delimiter)"),
-        Case("empty key", m("", QUESTION="Empty key?"), "source_id: String should have at least 1 character"),
+        Case("empty key", m("", QUESTION="Empty key?"), "record has an empty key, so it has no id"),
         Case("key too long", m("k" * 300), "id is longer than 200 characters"),
         Case("BOM between records", b"\xef\xbb\xbf" + m("bom"), STORED, "bom"),
         Case("truncated file", m("cut")[:25], "the file ends inside this record (truncated?)", last=True),
