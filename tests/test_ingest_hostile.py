@@ -331,7 +331,7 @@ def pubmedqa_cases() -> list[Case]:
         Case("lone surrogate", m("sur").replace(b"case sur", b"case \\udc00"), "text contains an unpaired surrogate"),
         Case("syntax error inside", m("syn", raw=b'{"QUESTION": "a" "b", "final_decision": "yes"}'),
              "record is not valid JSON (Expecting ',' delimiter)"),
-        Case("empty key", m("", QUESTION="Empty key?"), "source_id: String should have at least 1 character"),
+        Case("empty key", m("", QUESTION="Empty key?"), "record has an empty key, so it has no id"),
         Case("key too long", m("k" * 300), "id is longer than 200 characters"),
         Case("BOM between records", b"\xef\xbb\xbf" + m("bom"), STORED, "bom"),
         Case("truncated file", m("cut")[:25], "the file ends inside this record (truncated?)", last=True),
@@ -790,3 +790,37 @@ def test_generic_csv_loader_table(tmp_path: Path, engine: Engine) -> None:
     planted = plant_rows(csv_row, table, id_of="r{}".format)
     planted.data = CSV_HEADER + b"\n" + planted.data
     run_table(engine, tmp_path, "csv", planted, "hostile.csv", mapping=CSV_MAP)
+
+
+def test_the_limits_are_settings_the_command_uses(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from reasonmed.cli import app
+    from reasonmed.config import get_settings, reset_settings
+    from reasonmed.db.engine import make_engine
+
+    monkeypatch.setenv("REASONMED_INGEST_MAX_FIELD_CHARS", "150")
+    monkeypatch.setenv("REASONMED_INGEST_MAX_RECORD_BYTES", "2048")
+    monkeypatch.setenv("REASONMED_INGEST_MAX_DEPTH", "4")
+    reset_settings()
+    try:
+        assert get_settings().ingest_limits == Limits(2048, 150, 4)
+        path = tmp_path / "limits.jsonl"
+        path.write_bytes(b"\n".join([
+            j(medqa_good(1)), j({**medqa_good(2), "question": "w" * 200}), j({**medqa_good(3), "x": "z" * 3000}),
+            j({**medqa_good(4), "x": nest(5)}), j(medqa_good(5)),
+        ]))
+        r = CliRunner().invoke(app, ["ingest", str(path), "--source", "medqa", "--database-url", sqlite_url])
+    finally:
+        reset_settings()
+    assert r.exit_code == 0, r.output
+    engine = make_engine(sqlite_url)
+    with Session(engine) as ses:
+        errs = {e.record_ref: e.reason for e in ses.scalars(select(IngestError))}
+        assert set(ses.scalars(select(QRow.source_id))) == {"g1", "g5"}
+    engine.dispose()
+    assert errs["line 2"].startswith("question is longer than the field limit (200 characters > 150")
+    assert errs["line 3"].startswith("line is larger than the record limit (3,")
+    assert errs["line 4"] == "line is JSON nested too deeply (limit 4 levels)"

@@ -421,6 +421,8 @@ def _text_list(name: str, value: Any) -> list[str | None]:
 
 def _pubmedqa(key: str, rec: RawRecord, split: str, limits: Limits) -> LoadedRecord:
     v = rec.value
+    if not key.strip():
+        raise RecordError("record has an empty key, so it has no id")
     decision = _field_text("final_decision", v.get("final_decision"), optional=True)
     if _blank(decision):
         return _error(rec, "no answer")
