@@ -83,7 +83,7 @@ def test_canary_secrets_reach_no_database_log_artifact_export_or_argv(
             ingest_pubmedqa(url)
             result = run_build(limit=4, config=str(cfg), shard_size=2, questions_in_flight=2)
             assert result["done"] == 4
-            export_dataset(out=str(tmp_path / "exports"), formats=["jsonl"])
+            export_dataset(out=str(tmp_path / "exports"), formats=["jsonl"], allow_simulated=True)
 
         from reasonmed.cli import app
 
