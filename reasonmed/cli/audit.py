@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from reasonmed.cli.app import app
+from reasonmed.cli.app import INSPECT, app
 from reasonmed.cli.common import console, engine_from_settings
 from reasonmed.db import audit_repo, migrate
 
@@ -42,7 +42,7 @@ def rich_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None
     return table
 
 
-@app.command("audit")
+@app.command("audit", rich_help_panel=INSPECT)
 def audit(
     view: Annotated[str | None, typer.Option("--view", help=f"one view, all columns: {', '.join(audit_repo.AUDIT_VIEWS)}")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="rows per view")] = 50,
@@ -64,7 +64,7 @@ def audit(
     console.print(rich_table("audit_rejected_paths by why (see --view audit_rejected_paths)", why))
 
 
-@app.command("report")
+@app.command("report", rich_help_panel=INSPECT)
 def report(
     out: Annotated[Path, typer.Option("--out", help="folder for index.html and the PNG figures")] = Path("report"),
     database_url: Annotated[str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")] = None,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from reasonmed.cli.app import app
+from reasonmed.cli.app import INSPECT, app
 from reasonmed.cli.common import console, engine_from_settings, err_console
 from reasonmed.config import get_settings, load_pipeline_config
 from reasonmed.db import migrate
@@ -64,7 +64,7 @@ def reference_table(rows: list[dict[str, Any]], model: str) -> Table:
     return table
 
 
-@app.command("eval")
+@app.command("eval", rich_help_panel=INSPECT)
 def evaluate(
     model_endpoint: Annotated[str, typer.Option("--model-endpoint", metavar="NAME", help="An endpoint of the pipeline config: the served model to evaluate.")],
     benchmarks: Annotated[str, typer.Option(metavar="LIST", help=f"Comma-separated: {', '.join(BENCHMARKS)}.")] = ",".join(BENCHMARKS),
@@ -126,7 +126,7 @@ def _run_score(version: int, **params: Any) -> dict[str, Any]:
         raise _fail(str(exc)) from None
 
 
-@app.command("score")
+@app.command("score", rich_help_panel=INSPECT)
 def score(
     dataset: Annotated[int | None, typer.Option("--dataset", metavar="VERSION", help="Dataset version to rate.")] = None,
     compare: Annotated[tuple[int, int] | None, typer.Option("--compare", metavar="V1 V2", help="Rate two versions on the same terms and compare them.")] = None,

@@ -8,7 +8,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from reasonmed.cli.app import app
+from reasonmed.cli.app import PIPELINE, app
 from reasonmed.cli.common import console, engine_from_settings, err_console
 from reasonmed.config import get_settings
 from reasonmed.db import migrate
@@ -25,7 +25,7 @@ def _formats(value: str) -> list[str]:
     return list(dict.fromkeys(formats))
 
 
-@app.command("export")
+@app.command("export", rich_help_panel=PIPELINE)
 def export(
     out: Annotated[str | None, typer.Option("--out", help="folder or s3://bucket/prefix (default REASONMED_EXPORT_DIR)")] = None,
     formats: Annotated[str, typer.Option("--format", help="comma-separated: parquet, jsonl")] = "parquet,jsonl",

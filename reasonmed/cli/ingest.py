@@ -8,12 +8,13 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy.exc import OperationalError
 
-from reasonmed.cli.app import app
-from reasonmed.cli.common import console, engine_from_settings, err_console, redact_url
+from reasonmed.cli.app import PIPELINE, app
+from reasonmed.cli.common import console, engine_from_settings, err_console
+from reasonmed.cli.errors import Mistake
 from reasonmed.db import migrate
 from reasonmed.ingest.loaders import FORMATS, CopBase, FileFormatError, parse_mapping
+from reasonmed.ingest.sniff import guess_format
 from reasonmed.ingest.service import IngestSummary, ingest_file, load_id_list
 
 _SOURCE_HELP = (
@@ -26,9 +27,18 @@ _MAP_HELP = (
 )
 
 
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
-    return typer.Exit(1)
+def _fail(message: str) -> Mistake:
+    return Mistake(message)
+
+
+def _all_rejected(s: IngestSummary, source: str) -> Mistake | None:
+    """Every record rejected almost always means the wrong --format: say which one the file looks like."""
+    if s.already_ingested or not s.read or s.rejected < s.read:
+        return None
+    guess = guess_format(Path(s.file), besides=source)
+    hint = (f"it looks like {guess}: run again with --format {guess}" if guess
+            else "check --format (and --map for the generic formats)")
+    return Mistake(f"{Path(s.file).name}: all {s.read:,} records were rejected as --format {source}; {hint}", exit_code=1)
 
 
 def _parse_map(items: list[str] | None) -> dict[str, str] | None:
@@ -92,13 +102,13 @@ def _report(s: IngestSummary) -> None:
             console.print(f"  {n:>8,}  {kind}", markup=False)
 
 
-@app.command("ingest")
+@app.command("ingest", rich_help_panel=PIPELINE)
 def ingest(
     files: Annotated[
         list[Path], typer.Argument(help="Question files to ingest.", show_default=False, metavar="FILE...")
     ],
     source: Annotated[
-        str, typer.Option("--source", "-s", help=_SOURCE_HELP, show_default=False, metavar="FORMAT")
+        str, typer.Option("--format", "--source", "-s", help=_SOURCE_HELP + " --source is the old name.", show_default=False, metavar="FORMAT")
     ],
     split: Annotated[
         str,
@@ -140,7 +150,7 @@ def ingest(
     bases is skipped (with other ones it is read again), known questions are
     counted as duplicates, and bad records are kept in table ingest_errors with the reason."""
     if source not in FORMATS:
-        raise _fail(f"unknown --source {source!r} (choose one of: {', '.join(FORMATS)})")
+        raise _fail(f"unknown --format {source!r} (choose one of: {', '.join(FORMATS)})")
     cop = _parse_cop_base(cop_base)
     mapping = _parse_map(map_)
     if answer_index_base not in (None, 0, 1):
@@ -155,14 +165,7 @@ def ingest(
         except (FileNotFoundError, FileFormatError, UnicodeDecodeError) as exc:
             raise _fail(f"--benchmark-test-ids: {exc}") from None
     url, engine = engine_from_settings(database_url)
-    try:
-        migrate.require_current(engine, url)
-    except RuntimeError as exc:
-        raise _fail(str(exc)) from None
-    except OperationalError as exc:
-        raise _fail(
-            f"cannot reach database {redact_url(url)}: {str(exc.orig).strip().splitlines()[0]}"
-        ) from None
+    migrate.require_current(engine, url)
 
     summaries: list[IngestSummary] = []
     failed = False
@@ -206,5 +209,9 @@ def ingest(
         console.print(_summary_table(summaries))
         for s in summaries:
             _report(s)
+    for s in summaries:
+        wrong = _all_rejected(s, source)
+        if wrong is not None:
+            raise wrong
     if failed:
         raise typer.Exit(1)

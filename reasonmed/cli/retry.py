@@ -6,13 +6,13 @@ from typing import Annotated
 
 import typer
 
-from reasonmed.cli.app import app
+from reasonmed.cli.app import PIPELINE, app
 from reasonmed.cli.common import console, engine_from_settings, err_console
 from reasonmed.db import failures_repo, migrate
 from reasonmed.pipeline.failures import STAGES
 
 
-@app.command("retry")
+@app.command("retry", rich_help_panel=PIPELINE)
 def retry(
     question: Annotated[list[int] | None, typer.Option("--question", metavar="ID", help="A set-aside question's id (repeatable).")] = None,
     stage: Annotated[str | None, typer.Option("--stage", help=f"Only questions set aside at this stage: {', '.join(STAGES)}.")] = None,

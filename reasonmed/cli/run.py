@@ -13,10 +13,12 @@ from rich.live import Live
 from rich.table import Table
 
 from reasonmed.cli.app import app
-from reasonmed.cli.common import console, engine_from_settings, err_console, redact_url
+from reasonmed.cli import startup
+from reasonmed.cli.app import PIPELINE
+from reasonmed.cli.common import console, engine_from_settings, err_console
+from reasonmed.cli.errors import Mistake
 from reasonmed.cli.ingest import ingest as ingest_command
 from reasonmed.config import get_settings, load_pipeline_config
-from reasonmed.db import migrate
 
 
 def _progress_table(snap: dict[str, Any]) -> Table:
@@ -57,10 +59,11 @@ async def _build_with_display(params: dict[str, Any]) -> dict[str, Any]:
     return await build_result(await flow_task)
 
 
-@app.command("run")
+@app.command("run", rich_help_panel=PIPELINE)
 def run(
     files: Annotated[list[Path] | None, typer.Argument(help="Question files to ingest first (optional).", metavar="[FILE...]")] = None,
-    source: Annotated[str | None, typer.Option("--source", "-s", help="Format of FILE (see `reasonmed ingest --help`).")] = None,
+    source: Annotated[str | None, typer.Option("--format", "--source", "-s", metavar="FORMAT",
+                                               help="Format of FILE (see `reasonmed ingest --help`); --source is the old name.")] = None,
     benchmark_test_ids: Annotated[
         Path | None, typer.Option("--benchmark-test-ids", metavar="FILE", help="Ids of benchmark test items in FILE: never used for training.")
     ] = None,
@@ -88,16 +91,14 @@ def run(
     (degraded); 130 interrupted.
     """
     url, engine = engine_from_settings(database_url)
-    try:
-        migrate.require_current(engine, url)
-    except RuntimeError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    created = startup.ensure_schema(engine, url)
+    if created:
+        console.print(created)
     if files:
         if not source:
-            err_console.print("[red]error:[/red] --source is required with FILE (e.g. --source pubmedqa)")
-            raise typer.Exit(1)
+            raise Mistake("--format is required with FILE (e.g. --format pubmedqa)")
         ingest_command(files=files, source=source, benchmark_test_ids=benchmark_test_ids, database_url=database_url)
+    startup.require_questions(engine, sources)
 
     settings = get_settings()
     config_path = config or settings.pipeline_config
@@ -116,7 +117,7 @@ def run(
         "limit": limit, "sources": sources, "config": str(config_path) if config_path else None,
         "shard_size": shard_size, "questions_in_flight": questions_in_flight,
     }
-    console.print(f"database: {redact_url(url)}")
+    console.print(f"database: {startup.database_label(url)}")
     if config_path is None:
         from reasonmed.sim.launcher import SimServer
 
@@ -133,7 +134,7 @@ def run(
     else:
         console.print(f"pipeline config: {config_path}")
         result = _run_build(params)
-    _print_result(result)
+    _print_result(result, startup.database_label(url))
 
 
 class _ReportedHere(logging.Filter):
@@ -173,7 +174,7 @@ def _run_build(params: dict[str, Any]) -> dict[str, Any]:
         raise
 
 
-def _print_result(result: dict[str, Any]) -> None:
+def _print_result(result: dict[str, Any], database: str) -> None:
     from reasonmed.pipeline.outcome import BuildOutcome, HeldClaim
 
     console.print(_progress_table(result))
@@ -189,6 +190,10 @@ def _print_result(result: dict[str, Any]) -> None:
     lines = outcome.lines()
     for line in lines[:-1]:
         console.print(line, markup=False, highlight=False)
+    console.print(f"database: {database}", markup=False, highlight=False)
+    if outcome.accepted:
+        console.print("next: `reasonmed audit` (what happened), `reasonmed show QUESTION_ID` (one question), "
+                      "`reasonmed export --out DIR` (the datasets)", markup=False, highlight=False)
     # The last line is the verdict, on stdout and true to the exit code.
     console.print(lines[-1], markup=False, highlight=False)
     if not outcome.ok:
