@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ from rich.table import Table
 
 from reasonmed.cli.app import PIPELINE, app
 from reasonmed.cli.common import console, engine_from_settings, err_console
+from reasonmed.cli.errors import Mistake
 from reasonmed.config import get_settings
 from reasonmed.db import migrate
 from reasonmed.export.assemble import LAYOUTS, BenchmarkLeakError
@@ -41,6 +43,10 @@ def export(
     """
     if layout not in LAYOUTS:
         raise typer.BadParameter(f"{layout!r}: choose from {', '.join(LAYOUTS)}", param_hint="--layout")
+    target = out or str(get_settings().export_dir)
+    if "://" not in target and Path(target).exists() and not Path(target).is_dir():
+        raise Mistake(f"--out {target} is an existing file; give a folder (new or existing): "
+                      "each export adds a version folder inside it")
     url, engine = engine_from_settings(database_url)
     migrate.require_current(engine, url)
     settings = get_settings()
