@@ -78,6 +78,8 @@ def run(
     sim_accuracy: Annotated[float, typer.Option(min=0.0, max=1.0, help="Simulator only: probability a simulated generator answers correctly.")] = 0.6,
     sim_latency_ms: Annotated[float, typer.Option(min=0.0, help="Simulator only: simulated base latency per request.")] = 20.0,
     database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the pending questions and, per stage, the calls, tokens, "
+                                          "wall time and cost a run would take; claim, call and write nothing (FILEs are not ingested).")] = False,
 ) -> None:
     """Ingest FILEs (if given), then run every unfinished question through generation, verification,
     tiered resolution and summarisation. Safe to re-run: finished work is never redone.
@@ -94,6 +96,9 @@ def run(
     created = startup.ensure_schema(engine, url)
     if created:
         console.print(created)
+    if dry_run:
+        _dry_run(engine, config or get_settings().pipeline_config, limit, sources, files)
+        return
     if files:
         if not source:
             raise Mistake("--format is required with FILE (e.g. --format pubmedqa)")
@@ -135,6 +140,16 @@ def run(
         console.print(f"pipeline config: {config_path}")
         result = _run_build(params)
     _print_result(result, startup.database_label(url))
+
+
+def _dry_run(engine: Any, config_path: Path | None, limit: int | None, sources: list[str] | None,
+             files: list[Path] | None) -> None:
+    from reasonmed.cli.dry_run import print_estimate
+    from reasonmed.pipeline.dry_run import plan_run
+
+    if files:
+        console.print(f"dry run: {len(files)} FILE(s) not ingested; the estimate covers the questions already stored")
+    print_estimate(plan_run(engine, load_pipeline_config(config_path), limit=limit, sources=sources), console)
 
 
 class _ReportedHere(logging.Filter):

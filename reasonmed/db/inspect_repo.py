@@ -10,6 +10,7 @@ from sqlalchemy import Engine, func, select
 
 from reasonmed.db.models import (
     AcceptedPath,
+    LLMCall,
     DatasetSample,
     DatasetVersion,
     PathScore,
@@ -20,6 +21,8 @@ from reasonmed.db.models import (
     Summary,
     Verdict,
 )
+from reasonmed.db.pipeline_repo import _pending_filter
+from reasonmed.pipeline.estimate import CallHistory
 
 
 def count_training_questions(engine: Engine, sources: Sequence[str] | None = None) -> int:
@@ -145,3 +148,30 @@ def question_story(engine: Engine, question_id: int) -> QuestionStory | None:
         exported=[ExportedRow(version=r.version, location=r.location, path_id=r.path_id) for r in exported],
         failures=failures,
     )
+
+
+# --------------------------------------------------------------------------- before a run (--dry-run)
+
+
+def call_history(engine: Engine) -> tuple[int, list[CallHistory]]:
+    """Finished questions, and per (role, endpoint) their successful calls with mean tokens and latency."""
+    finished = select(QuestionOutcome.question_id).where(QuestionOutcome.status.in_(("accepted", "rejected")))
+    with engine.connect() as conn:
+        n = int(conn.execute(select(func.count()).select_from(finished.subquery())).scalar_one())
+        rows = conn.execute(
+            select(LLMCall.role, LLMCall.endpoint, func.count(), func.avg(LLMCall.prompt_tokens),
+                   func.avg(LLMCall.completion_tokens), func.avg(LLMCall.latency_ms))
+            .where(LLMCall.status == "ok", LLMCall.question_id.in_(finished))
+            .group_by(LLMCall.role, LLMCall.endpoint)).all()
+    return n, [CallHistory(role=r[0], endpoint=r[1], calls=int(r[2]), prompt_tokens=float(r[3] or 0),
+                           completion_tokens=float(r[4] or 0), latency_ms=None if r[5] is None else float(r[5]))
+               for r in rows]
+
+
+def pending_prompt_chars(engine: Engine, sources: Sequence[str] | None = None) -> float:
+    """Mean characters of question + context over the pending questions (prompt size without history)."""
+    with engine.connect() as conn:
+        value = conn.execute(
+            select(func.avg(func.length(Question.question) + func.coalesce(func.length(Question.context), 0)))
+            .where(_pending_filter(sources))).scalar_one()
+    return float(value or 0.0)
