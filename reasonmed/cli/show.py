@@ -49,7 +49,7 @@ def _paths_table(story: QuestionStory) -> Table:
     t.add_column("verifier's reason", no_wrap=True, overflow="ellipsis", ratio=1)
     for p in story.paths:
         origin = p.origin if p.parent_path_id is None else f"{p.origin[:3]}<-{p.parent_path_id}"
-        kept = "-" if p.accepted_rank is None else ("dropped" if p.dropped_reason else f"#{p.accepted_rank}")
+        kept = "-" if p.accepted_rank is None else ("dropped" if p.dropped_reason else f"#{p.accepted_rank + 1}")
         t.add_row(str(p.id), origin, p.model, f"{p.temperature:g}", p.extracted_answer or "-", p.verdict or "-",
                   "-" if p.rank_score is None else str(p.rank_score), kept, _short(p.verdict_reason, 200) or "-")
     return t
@@ -74,7 +74,7 @@ def render(story: QuestionStory) -> RenderableType:
         for p in sorted(kept, key=lambda p: p.accepted_rank or 0):
             state = f"dropped: {p.dropped_reason}" if p.dropped_reason else (
                 f"summary: {_short(p.summary, 400)}" if p.summary else "not summarised yet")
-            parts.append(Text(f"  #{p.accepted_rank} path {p.id} ({p.origin}, {p.model}): {state}"))
+            parts.append(Text(f"  #{(p.accepted_rank or 0) + 1} path {p.id} ({p.origin}, {p.model}): {state}"))
     for f in story.failures:
         aside = f", set aside {f['set_aside_at']}" if f["set_aside_at"] else ""
         parts.append(Text(f"failed at {f['stage']} x{f['failures']} ({f['last_error_kind']}{aside}): "
