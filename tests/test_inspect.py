@@ -166,3 +166,27 @@ def test_dry_run_without_history_uses_the_config_limits(tmp_path: Path) -> None:
     summ = next(s for s in est.stages if s.role == "summarizer")
     assert summ.calls == 40 * cfg.tiers.keep_top and summ.basis == "config"
     engine.dispose()
+
+
+def test_nightly_dry_run_parameter(finished: FinishedRun, prefect_harness: None) -> None:
+    """The nightly flow's ``dry_run`` parameter returns the same estimate as the CLI and writes nothing."""
+    import asyncio
+
+    from flows.nightly import nightly_growth
+    from reasonmed.config import load_pipeline_config
+    from reasonmed.pipeline.dry_run import plan_run
+    from tests.fixtures_pipeline import use_database
+
+    old = os.environ.get("REASONMED_DATABASE_URL")
+    use_database(finished.url)
+    try:
+        result = asyncio.run(nightly_growth(input_location=str(PUBMEDQA_FILE), max_questions=30, dry_run=True))
+    finally:
+        if old is None:
+            os.environ.pop("REASONMED_DATABASE_URL", None)
+        else:
+            os.environ["REASONMED_DATABASE_URL"] = old
+    expected = plan_run(finished.engine, load_pipeline_config(None), limit=30).as_dict()
+    assert result == {"dry_run": expected}
+    assert result["dry_run"]["pending"] == 30 and result["dry_run"]["finished_history"] == LIMIT
+    assert _rows(finished.engine, "select count(*) as n from pipeline_runs where kind = 'nightly'")[0]["n"] == 0
