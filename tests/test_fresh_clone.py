@@ -39,9 +39,9 @@ def test_fresh_clone_runs_the_readme_main_command(tmp_path: Path) -> None:
     started = time.monotonic()
     empty = tmp_path / "empty"
     empty.mkdir()
-    clone = empty / "reasonmed"
+    clone = empty / "reasonmed-pipeline"
     subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(REPO), str(clone)], check=True, timeout=120)
-    assert sorted(p.name for p in empty.iterdir()) == ["reasonmed"]  # nothing beside it
+    assert sorted(p.name for p in empty.iterdir()) == ["reasonmed-pipeline"]  # nothing beside it
     assert (clone / "data" / "pubmedqa" / "ori_pqal.json").is_file() and (clone / "data" / "pubmedqa" / "LICENSE").is_file()
 
     venv = empty / "venv"
@@ -51,7 +51,7 @@ def test_fresh_clone_runs_the_readme_main_command(tmp_path: Path) -> None:
                                     check=True, capture_output=True, text=True).stdout.strip())
     deps = [p for p in {sysconfig.get_paths()["purelib"], *site.getsitepackages()} if Path(p).is_dir()]
     (venv_site / "_reasonmed_test_deps.pth").write_text("\n".join(sorted(deps)) + "\n")
-    install = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "-e", "."],
+    install = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--no-deps", "-e", "."],
                              cwd=clone, capture_output=True, text=True, timeout=300)
     assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
     where = subprocess.run([str(py), "-c", "import reasonmed, migrations; print(reasonmed.__file__, migrations.__file__)"],
@@ -63,7 +63,7 @@ def test_fresh_clone_runs_the_readme_main_command(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("REASONMED_", "PREFECT_API", "PREFECT_SERVER_LOGGING", "PREFECT_LOGGING"))}
     env.update(PREFECT_HOME=str(empty / "prefect-home"), PATH=f"{venv / 'bin'}:{env.get('PATH', '')}")
-    out = subprocess.run([str(venv / "bin" / "reasonmed"), *command[2:], "--limit", LIMIT, "--sim-latency-ms", "1"],
+    out = subprocess.run([str(venv / "bin" / "reasonmed"), *command[1:], "--limit", LIMIT, "--sim-latency-ms", "1"],
                          cwd=clone, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "Traceback" not in out.stdout + out.stderr
