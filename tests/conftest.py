@@ -30,7 +30,7 @@ PUBMEDQA_TEST_IDS = DATA / "pubmedqa" / "test_ground_truth.json"
 ADMIN_URL = os.environ.get("REASONMED_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 _RUN_TAG = uuid.uuid4().hex[:8]
 
-pytest_plugins = ["tests.fixtures_sim", "tests.fixtures_prefect", "tests.fixtures_pipeline"]
+pytest_plugins = ["tests.fixtures_sim", "tests.fixtures_prefect", "tests.fixtures_pipeline", "tests.fixtures_finished"]
 
 
 def _admin_conninfo() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Annotated, Any
 
@@ -11,6 +12,8 @@ from typer.core import TyperGroup
 
 from reasonmed import __version__
 from reasonmed.cli.errors import explain
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # Help panels: the commands grouped by what a user is doing.
 PIPELINE = "Pipeline"
@@ -73,7 +76,13 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
-    pass
+    from reasonmed.config import ConfigError, get_settings
+
+    # REASONMED_LOG_LEVEL: the project's own loggers (Prefect's are set by PREFECT_LOGGING_LEVEL).
+    level = get_settings().log_level.upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"REASONMED_LOG_LEVEL={level.lower()}: expected one of {', '.join(LOG_LEVELS)}")
+    logging.getLogger("reasonmed").setLevel(level)
 
 
 db_app = typer.Typer(help="Create, upgrade or downgrade the database schema (Alembic migrations).", no_args_is_help=True)

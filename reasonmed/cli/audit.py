@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -47,7 +47,7 @@ def rich_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None
     return table
 
 
-class AuditFormat(str, Enum):
+class AuditFormat(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"

@@ -14,8 +14,8 @@ from reasonmed.cli.common import console, engine_from_settings, err_console
 from reasonmed.cli.errors import Mistake
 from reasonmed.db import migrate
 from reasonmed.ingest.loaders import FORMATS, CopBase, FileFormatError, parse_mapping
-from reasonmed.ingest.sniff import guess_format
 from reasonmed.ingest.service import IngestSummary, ingest_file, load_id_list
+from reasonmed.ingest.sniff import guess_format
 
 _SOURCE_HELP = (
     "File format: medqa (JSONL), medmcqa (JSON lines), pubmedqa (PQA-L JSON object), mmlu (header-less CSV), "

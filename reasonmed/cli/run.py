@@ -12,9 +12,8 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from reasonmed.cli.app import app
 from reasonmed.cli import startup
-from reasonmed.cli.app import PIPELINE
+from reasonmed.cli.app import PIPELINE, app
 from reasonmed.cli.common import console, engine_from_settings, err_console
 from reasonmed.cli.errors import Mistake
 from reasonmed.cli.ingest import ingest as ingest_command

@@ -10,9 +10,9 @@ from sqlalchemy import Engine, func, select
 
 from reasonmed.db.models import (
     AcceptedPath,
-    LLMCall,
     DatasetSample,
     DatasetVersion,
+    LLMCall,
     PathScore,
     Question,
     QuestionFailure,
