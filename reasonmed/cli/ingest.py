@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from reasonmed.cli.app import PIPELINE, app
+from reasonmed.cli.choices import FileFormat
 from reasonmed.cli.common import console, engine_from_settings, err_console
 from reasonmed.cli.errors import Mistake
 from reasonmed.db import migrate
@@ -105,10 +106,10 @@ def _report(s: IngestSummary) -> None:
 @app.command("ingest", rich_help_panel=PIPELINE)
 def ingest(
     files: Annotated[
-        list[Path], typer.Argument(help="Question files to ingest.", show_default=False, metavar="FILE...")
+        list[Path], typer.Argument(help="Question files to ingest.", show_default=False, metavar="FILE")
     ],
     source: Annotated[
-        str, typer.Option("--format", "--source", "-s", help=_SOURCE_HELP + " --source is the old name.", show_default=False, metavar="FORMAT")
+        FileFormat, typer.Option("--format", "--source", "-s", help=_SOURCE_HELP + " --source is the old name.", show_default=False)
     ],
     split: Annotated[
         str,
@@ -149,6 +150,7 @@ def ingest(
     """Ingest question files. Re-running is safe: a file already ingested with the same --source, --map and
     bases is skipped (with other ones it is read again), known questions are
     counted as duplicates, and bad records are kept in table ingest_errors with the reason."""
+    source = str(source)  # the enum's value (also called with a plain string by `reasonmed run`)
     if source not in FORMATS:
         raise _fail(f"unknown --format {source!r} (choose one of: {', '.join(FORMATS)})")
     cop = _parse_cop_base(cop_base)

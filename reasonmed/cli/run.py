@@ -14,6 +14,7 @@ from rich.table import Table
 
 from reasonmed.cli import startup
 from reasonmed.cli.app import PIPELINE, app
+from reasonmed.cli.choices import FileFormat
 from reasonmed.cli.common import console, engine_from_settings, err_console
 from reasonmed.cli.errors import Mistake
 from reasonmed.cli.ingest import ingest as ingest_command
@@ -60,8 +61,8 @@ async def _build_with_display(params: dict[str, Any]) -> dict[str, Any]:
 
 @app.command("run", rich_help_panel=PIPELINE)
 def run(
-    files: Annotated[list[Path] | None, typer.Argument(help="Question files to ingest first (optional).", metavar="[FILE...]")] = None,
-    source: Annotated[str | None, typer.Option("--format", "--source", "-s", metavar="FORMAT",
+    files: Annotated[list[Path] | None, typer.Argument(help="Question files to ingest first (optional).", metavar="FILE")] = None,
+    source: Annotated[FileFormat | None, typer.Option("--format", "--source", "-s",
                                                help="Format of FILE (see `reasonmed ingest --help`); --source is the old name.")] = None,
     benchmark_test_ids: Annotated[
         Path | None, typer.Option("--benchmark-test-ids", metavar="FILE", help="Ids of benchmark test items in FILE: never used for training.")
