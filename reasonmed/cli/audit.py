@@ -24,7 +24,7 @@ KEY_VIEWS: dict[str, list[str]] = {
     "audit_verifier_accuracy": ["model", "temperature", "source", "origin", "paths", "correct", "accuracy"],
     "audit_refinement_success": ["stage", "model", "paths_written", "verified", "reverified_correct", "success_rate", "kept"],
     "audit_rejected_questions": ["question_id", "source", "source_id", "tier", "n_correct", "rejection_reason"],
-    "audit_token_usage": ["day", "stage", "model", "calls", "failed_calls", "total_tokens", "mean_latency_ms", "p95_latency_ms"],
+    "audit_token_usage": ["day", "stage", "model", "calls", "failed_calls", "total_tokens", "cost_usd", "mean_latency_ms", "p95_latency_ms"],
     "audit_set_aside": ["question_id", "source", "source_id", "stage", "failures", "last_error_kind", "last_error", "set_aside_at"],
 }
 

@@ -1,8 +1,8 @@
 """What a run will cost before it starts: calls, tokens, wall time and money per stage (``--dry-run``).
 
 Per question and per (role, endpoint), the figures come from the stored history of finished questions
-when there is one (calls per finished question, mean tokens and latency per call), else from the
-pipeline file's limits: an upper bound (every path ranked, the larger of the medium and difficult
+when there is one (calls per finished question, mean tokens and latency per call; a role no finished
+question needed counts zero calls), else from the pipeline file's limits: an upper bound (every path ranked, the larger of the medium and difficult
 branches taken, every completion at ``max_tokens``). Wall time is each endpoint's calls x mean latency
 spread over its ``max_in_flight`` slots, the busiest endpoint setting the pace; it needs stored
 latencies. Money comes from the endpoint prices in the pipeline file (``price_input_per_mtok``,
@@ -97,6 +97,7 @@ def estimate(
 ) -> RunEstimate:
     """The run's expected calls, tokens, wall time and cost for ``pending`` questions."""
     by_key = {(h.role, h.endpoint): h for h in history} if finished else {}
+    seen_roles = {role for role, _ in by_key}
     stages: list[StageEstimate] = []
     for role, endpoint, cpq, p_tok, c_tok in _config_rows(cfg, prompt_chars):
         h = by_key.get((role, endpoint))
@@ -104,6 +105,9 @@ def estimate(
         latency = None
         if h is not None:
             basis, cpq, p_tok, c_tok, latency = "history", h.calls / finished, h.prompt_tokens, h.completion_tokens, h.latency_ms
+        elif by_key and role not in seen_roles:
+            # No finished question needed this role (e.g. no difficult one: no regeneration): none expected.
+            basis, cpq, latency = "history", 0.0, 0.0
         calls = round(cpq * pending)
         prompt_total, completion_total = round(calls * p_tok), round(calls * c_tok)
         ep = cfg.endpoints[endpoint]
