@@ -91,3 +91,21 @@ def test_cost_in_the_run_the_audit_view_and_the_dry_run(tmp_path: Path) -> None:
     assert as_json.returncode == 0, as_json.stderr
     rows = json.loads(as_json.stdout)["audit_token_usage"]
     assert abs(sum(r["cost_usd"] for r in rows) - spent) < 1e-9
+
+
+def test_growth_report_shows_cost_per_sample() -> None:
+    from reasonmed.nightly.report import Growth, render_markdown
+
+    def night(cost: float | None, before: int, after: int) -> Growth:
+        build = {"prompt_tokens": 1000, "completion_tokens": 500, **({"cost_usd": cost} if cost is not None else {})}
+        return Growth(nightly_run_id=1, started_at="2026-12-02", parameters={}, before={"samples": before},
+                      after={"samples": after}, build=build)
+
+    priced = night(1.5, 10, 40)
+    assert priced.summary()["cost_usd"] == 1.5 and priced.summary()["cost_per_sample_usd"] == 0.05
+    assert "| cost per sample added | $0.0500 | |" in render_markdown(priced)
+    nothing_added = night(1.5, 40, 40)
+    assert nothing_added.cost_per_sample_usd is None
+    unpriced = night(None, 10, 40)
+    assert unpriced.summary()["cost_usd"] is None
+    assert "| cost at the pipeline file's prices | — (no prices in the pipeline file) | |" in render_markdown(unpriced)
