@@ -604,7 +604,7 @@ def test_cli_errors(tmp_path: Path, db_url: str, cli: CliRunner) -> None:
 
     path = write_jsonl(tmp_path / "q.jsonl", [MEDQA_4])
     r = cli.invoke(app, ["ingest", str(path), "--source", "medqaa", "--database-url", db_url])
-    assert r.exit_code == 2 and "'medqaa'" in r.output and "is not one of" in r.output and "medmcqa" in r.output
+    assert r.exit_code == 2 and "Invalid value for '--format'" in r.output and "'medqaa'" in r.output and "'medmcqa'" in r.output
     r = cli.invoke(
         app, ["ingest", str(tmp_path / "nope.jsonl"), "--source", "medqa", "--database-url", db_url]
     )
