@@ -91,7 +91,7 @@ def _report(s: IngestSummary) -> None:
     if s.already_ingested:
         console.print(f"{name}: already ingested (sha256 {s.sha256[:12]}…), nothing added")
     if s.reread:
-        console.print(f"{name}: ingested before with other options (--source, --map, --cop-base or --answer-index-base); read again, "
+        console.print(f"{name}: ingested before with other options (--format, --map, --cop-base or --answer-index-base); read again, "
                       "known questions count as duplicates and its bad records were judged afresh")
     if s.newly_marked:
         console.print(f"{name}: {s.newly_marked:,} stored question(s) now flagged as benchmark test")
@@ -147,7 +147,7 @@ def ingest(
         str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")
     ] = None,
 ) -> None:
-    """Ingest question files. Re-running is safe: a file already ingested with the same --source, --map and
+    """Ingest question files. Re-running is safe: a file already ingested with the same --format, --map and
     bases is skipped (with other ones it is read again), known questions are
     counted as duplicates, and bad records are kept in table ingest_errors with the reason."""
     source = str(source)  # the enum's value (also called with a plain string by `reasonmed run`)
