@@ -36,6 +36,7 @@ from reasonmed.ingest.loaders import FileFormatError
 from reasonmed.ingest.service import load_id_list
 from reasonmed.nightly import guard, inputs
 from reasonmed.nightly.report import Growth, render_markdown
+from reasonmed.pipeline.dry_run import plan_run
 from tasks.ingest import ingest_file_task
 
 GROWTH_ARTIFACT_KEY = "dataset-growth"
@@ -60,6 +61,7 @@ async def nightly_growth(
     export_formats: list[str] | None = None,
     export_layout: str = "instruction",
     lock_ttl_s: float | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any] | State:
     """One night of growth.
 
@@ -69,7 +71,9 @@ async def nightly_growth(
     ``max_questions`` / ``max_tokens``: the night's budget (None = unbounded). ``priority``:
     "round-robin" over sources or "fifo" by id. ``export_out``: where the new dataset version goes
     (default: the exporter's, under REASONMED_EXPORT_DIR). ``lock_ttl_s``: how long a dead night's lock
-    blocks (default REASONMED_CLAIM_LEASE_S).
+    blocks (default REASONMED_CLAIM_LEASE_S). ``dry_run``: only estimate the night over the questions
+    already stored (calls, tokens, wall time and cost per stage, ``reasonmed run --dry-run``); nothing is
+    ingested, claimed or written.
     """
     logger = get_run_logger()
     settings = get_settings()
@@ -80,6 +84,11 @@ async def nightly_growth(
             raise ValueError(f"{name} must be >= 0 or unset (got {value})")
     engine = get_engine(settings.database_url)
     await asyncio.to_thread(require_current, engine, settings.database_url)
+    if dry_run:
+        est = await asyncio.to_thread(plan_run, engine, load_pipeline_config(config), limit=max_questions, sources=sources)
+        logger.info("dry run: %s pending question(s), %s calls, %s tokens, wall time %s s, cost %s",
+                    est.pending, est.calls, est.tokens, est.wall_s, est.cost_usd)
+        return {"dry_run": est.as_dict()}
     ttl = lock_ttl_s or settings.claim_lease_s
     flow_ctx = FlowRunContext.get()
     flow_run_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else None

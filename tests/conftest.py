@@ -21,15 +21,19 @@ from reasonmed.db import migrate  # noqa: E402
 from reasonmed.db.engine import make_engine  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
-PUBMEDQA_FILE = SHARED_DATA / "pubmedqa" / "ori_pqal.json"
-PUBMEDQA_TEST_IDS = SHARED_DATA / "pubmedqa" / "test_ground_truth.json"
+# The PubMedQA PQA-L file and its test-split ids ship with the repository (data/pubmedqa/, MIT).
+DATA = REPO / "data"
+PUBMEDQA_FILE = DATA / "pubmedqa" / "ori_pqal.json"
+PUBMEDQA_TEST_IDS = DATA / "pubmedqa" / "test_ground_truth.json"
 
 # The server CI and developers have: trust auth on loopback, database `test`.
 ADMIN_URL = os.environ.get("REASONMED_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 _RUN_TAG = uuid.uuid4().hex[:8]
 
-pytest_plugins = ["tests.fixtures_sim", "tests.fixtures_prefect", "tests.fixtures_pipeline", "tests.fixtures_llamacpp"]
+pytest_plugins = [
+    "tests.fixtures_sim", "tests.fixtures_prefect", "tests.fixtures_pipeline", "tests.fixtures_finished",
+    "tests.fixtures_llamacpp",
+]
 
 
 def _admin_conninfo() -> str:

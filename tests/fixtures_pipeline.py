@@ -19,8 +19,8 @@ from reasonmed.ingest.service import ingest_file, load_id_list
 from reasonmed.sim.launcher import SimServer
 
 REPO = Path(__file__).resolve().parent.parent
-PUBMEDQA_FILE = REPO.parent / "shared" / "data" / "pubmedqa" / "ori_pqal.json"
-PUBMEDQA_TEST_IDS = REPO.parent / "shared" / "data" / "pubmedqa" / "test_ground_truth.json"
+PUBMEDQA_FILE = REPO / "data" / "pubmedqa" / "ori_pqal.json"
+PUBMEDQA_TEST_IDS = REPO / "data" / "pubmedqa" / "test_ground_truth.json"
 
 
 def write_sim_config(path: Path, sim_url: str, *, timeout_s: float = 5.0, max_in_flight: int = 32, **overrides: Any) -> Path:

@@ -135,9 +135,10 @@ def test_cli_config_check_reports_error(tmp_path: Path) -> None:
     f = tmp_path / "p.yaml"
     f.write_text(yaml.safe_dump(data))
     result = CliRunner().invoke(app, ["config", "check", "--config", str(f)])
-    assert result.exit_code != 0
-    assert isinstance(result.exception, ConfigError)
-    assert "agents.ranker.endpoint: unknown endpoint 'missing'" in str(result.exception)
+    # One line through the CLI's error handler (reasonmed.cli.errors), exit 2, no traceback.
+    assert result.exit_code == 2
+    assert "configuration error:" in result.output
+    assert "agents.ranker.endpoint: unknown endpoint 'missing'" in result.output
     ok = CliRunner().invoke(app, ["config", "check", "--config", str(REPO / "deploy" / "pipeline.paper.yaml")])
     assert ok.exit_code == 0, ok.output
     assert "config OK" in ok.output

@@ -201,5 +201,5 @@ def test_cli_eval_prints_the_table_and_rejects_an_unknown_endpoint(eval_db: str,
     assert "mmlu-med" in res.output and "anatomy" in res.output and "paper vs this model" in res.output
     assert CANDIDATE in res.output  # the model column of the reference table
     assert (tmp_path / "mmlu.csv").exists() and (tmp_path / "mmlu.reference.md").exists()
-    assert bad.exit_code == 1 and "unknown endpoint 'nope'" in bad.output
-    assert bad_bench.exit_code == 1 and "usmle" in bad_bench.output
+    assert bad.exit_code == 2 and "unknown endpoint 'nope'" in bad.output
+    assert bad_bench.exit_code == 2 and "usmle" in bad_bench.output

@@ -608,18 +608,18 @@ def test_cli_errors(tmp_path: Path, db_url: str, cli: CliRunner) -> None:
 
     path = write_jsonl(tmp_path / "q.jsonl", [MEDQA_4])
     r = cli.invoke(app, ["ingest", str(path), "--source", "medqaa", "--database-url", db_url])
-    assert r.exit_code == 1 and "unknown --source 'medqaa'" in r.output and "medmcqa" in r.output
+    assert r.exit_code == 2 and "Invalid value for '--format'" in r.output and "'medqaa'" in r.output and "'medmcqa'" in r.output
     r = cli.invoke(
         app, ["ingest", str(tmp_path / "nope.jsonl"), "--source", "medqa", "--database-url", db_url]
     )
-    assert r.exit_code == 1 and "file not found" in r.output
+    assert r.exit_code == 2 and "file not found" in r.output
     r = cli.invoke(
         app, ["ingest", str(path), "--source", "jsonl", "--map", "question", "--database-url", db_url]
     )
-    assert r.exit_code == 1 and "expected FIELD=COLUMN" in r.output
+    assert r.exit_code == 2 and "expected FIELD=COLUMN" in r.output
     unmigrated = f"sqlite:///{tmp_path / 'empty.db'}"
     r = cli.invoke(app, ["ingest", str(path), "--source", "medqa", "--database-url", unmigrated])
-    assert r.exit_code == 1 and "reasonmed db upgrade" in r.output
+    assert r.exit_code == 2 and "reasonmed db upgrade" in r.output
 
 
 # --------------------------------------------------------------------------- Prefect flow

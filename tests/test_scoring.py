@@ -125,5 +125,5 @@ def test_cli_score_compares_two_versions_and_names_a_missing_one(exported, tmp_p
     assert "cotmed" in res.output and f"version {second.version} minus version {version}" in res.output
     # The two versions hold the same rows, so the same seed rates the same paths with the same scores.
     assert "0.000" in res.output
-    assert missing.exit_code == 1 and "dataset version 999 does not exist" in missing.output
-    assert both.exit_code == 1 and "--dataset VERSION or --compare" in both.output
+    assert missing.exit_code == 2 and "dataset version 999 does not exist" in missing.output
+    assert both.exit_code == 2 and "--dataset VERSION or --compare" in both.output

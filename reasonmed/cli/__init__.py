@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-
 from reasonmed.privacy import apply_offline_defaults
 
 apply_offline_defaults()
 
-from reasonmed.cli import audit, config_cmd, db, evaluate, export, ingest, retry, run, serve, sim  # noqa: E402, F401  (registers commands)
+from reasonmed.cli import audit, config_cmd, db, evaluate, export, ingest, retry, run, serve, show, sim  # noqa: E402, F401  (registers commands)
 from reasonmed.cli.app import app  # noqa: E402
-from reasonmed.config import ConfigError  # noqa: E402
 
 
 def main() -> None:
-    try:
-        app()
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    """Run the command; a recognised mistake ends in one line on stderr (see ``reasonmed.cli.errors``)."""
+    app()
 
 
 __all__ = ["app", "main"]

@@ -2,23 +2,90 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+from typing import Annotated, Any
+
+import click
 import typer
+from typer.core import TyperGroup
+
+from reasonmed import __version__
+from reasonmed.cli.errors import explain
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# Help panels: the commands grouped by what a user is doing.
+PIPELINE = "Pipeline"
+INSPECT = "Inspect"
+OPERATE = "Operate"
+
+MAIN_COMMAND = (
+    "reasonmed run data/pubmedqa/ori_pqal.json --format pubmedqa"
+    " --benchmark-test-ids data/pubmedqa/test_ground_truth.json"
+)
+
+
+# The order `reasonmed --help` lists them in: a workflow, not the order of imports.
+ORDER = ("run", "ingest", "export", "retry", "show", "audit", "report", "eval", "score", "serve", "sim-server", "db", "config")
+
+
+class _Group(TyperGroup):
+    """Every command runs through here: a recognised mistake becomes one line (``reasonmed.cli.errors``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            explained = explain(exc)
+            if explained is None:
+                raise
+            click.echo(explained.line, err=True)
+            raise typer.Exit(explained.exit_code) from None
+
 
 app = typer.Typer(
     name="reasonmed",
+    cls=_Group,
     help=(
         "Grow verified medical chain-of-thought datasets (the ReasonMed algorithm).\n\n"
-        "Typical first run on the embedded default (SQLite + the bundled simulator):\n\n"
-        "  reasonmed db upgrade && reasonmed run ../shared/data/pubmedqa/ori_pqal.json --source pubmedqa"
-        " --benchmark-test-ids ../shared/data/pubmedqa/test_ground_truth.json\n\n"
+        "First run on the embedded default (SQLite + the bundled simulator), from the repository folder:\n\n"
+        f"  {MAIN_COMMAND}\n\n"
         "Settings come from REASONMED_* environment variables (see `reasonmed config show`)."
     ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"reasonmed {__version__} (Python {sys.version.split()[0]})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    from reasonmed.config import ConfigError, get_settings
+
+    # REASONMED_LOG_LEVEL: the project's own loggers (Prefect's are set by PREFECT_LOGGING_LEVEL).
+    level = get_settings().log_level.upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"REASONMED_LOG_LEVEL={level.lower()}: expected one of {', '.join(LOG_LEVELS)}")
+    logging.getLogger("reasonmed").setLevel(level)
+
+
 db_app = typer.Typer(help="Create, upgrade or downgrade the database schema (Alembic migrations).", no_args_is_help=True)
 config_app = typer.Typer(help="Show and validate settings and the pipeline file.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db", rich_help_panel=OPERATE)
+app.add_typer(config_app, name="config", rich_help_panel=OPERATE)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from reasonmed.cli.app import app
+from reasonmed.cli.app import INSPECT, app
+from reasonmed.cli.choices import AuditView
 from reasonmed.cli.common import console, engine_from_settings
+from reasonmed.cli.errors import Mistake
 from reasonmed.db import audit_repo, migrate
 
 # The views `reasonmed audit` shows by default, with the columns worth a terminal's width.
@@ -18,7 +24,7 @@ KEY_VIEWS: dict[str, list[str]] = {
     "audit_verifier_accuracy": ["model", "temperature", "source", "origin", "paths", "correct", "accuracy"],
     "audit_refinement_success": ["stage", "model", "paths_written", "verified", "reverified_correct", "success_rate", "kept"],
     "audit_rejected_questions": ["question_id", "source", "source_id", "tier", "n_correct", "rejection_reason"],
-    "audit_token_usage": ["day", "stage", "model", "calls", "failed_calls", "total_tokens", "mean_latency_ms", "p95_latency_ms"],
+    "audit_token_usage": ["day", "stage", "model", "calls", "failed_calls", "total_tokens", "cost_usd", "mean_latency_ms", "p95_latency_ms"],
     "audit_set_aside": ["question_id", "source", "source_id", "stage", "failures", "last_error_kind", "last_error", "set_aside_at"],
 }
 
@@ -42,18 +48,42 @@ def rich_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None
     return table
 
 
-@app.command("audit")
+class AuditFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return buf.getvalue()
+
+
+@app.command("audit", rich_help_panel=INSPECT)
 def audit(
-    view: Annotated[str | None, typer.Option("--view", help=f"one view, all columns: {', '.join(audit_repo.AUDIT_VIEWS)}")] = None,
+    view: Annotated[AuditView | None, typer.Option("--view", help="one view, all columns")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="rows per view")] = 50,
+    fmt: Annotated[AuditFormat, typer.Option("--format", help="table (terminal), csv (one view: needs --view) or json")] = AuditFormat.table,
     database_url: Annotated[str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")] = None,
 ) -> None:
     """Print the audit views (tiers, verifier accuracy, refinement, rejections, tokens, set-aside questions) as tables."""
+    view = None if view is None else str(view)
+    if fmt is AuditFormat.csv and view is None:
+        raise Mistake(f"--format csv writes one view: add --view NAME ({', '.join(audit_repo.AUDIT_VIEWS)})")
     url, engine = engine_from_settings(database_url)
     migrate.require_current(engine, url)
+    if fmt is not AuditFormat.table:
+        names = [view] if view is not None else list(KEY_VIEWS)
+        data = {name: audit_repo.view_rows(engine, name, limit=limit) for name in names}
+        typer.echo(_csv(data[names[0]]) if fmt is AuditFormat.csv else json.dumps(data, indent=2, default=str), nl=False)
+        if fmt is AuditFormat.json:
+            typer.echo("")
+        return
     if view is not None:
-        if view not in audit_repo.AUDIT_VIEWS:
-            raise typer.BadParameter(f"{view!r}: choose from {', '.join(audit_repo.AUDIT_VIEWS)}", param_hint="--view")
         rows = audit_repo.view_rows(engine, view, limit=limit)
         console.print(rich_table(view, rows, total=audit_repo.count_rows(engine, view)))
         return
@@ -64,7 +94,7 @@ def audit(
     console.print(rich_table("audit_rejected_paths by why (see --view audit_rejected_paths)", why))
 
 
-@app.command("report")
+@app.command("report", rich_help_panel=INSPECT)
 def report(
     out: Annotated[Path, typer.Option("--out", help="folder for index.html and the PNG figures")] = Path("report"),
     database_url: Annotated[str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")] = None,
@@ -72,6 +102,8 @@ def report(
     """Write the audit report: index.html with tier, accuracy, path-length, rejection and token figures."""
     from reasonmed.report.service import write_report
 
+    if out.exists() and not out.is_dir():
+        raise Mistake(f"--out {out} is an existing file; give a folder for index.html and the figures")
     url, engine = engine_from_settings(database_url)
     migrate.require_current(engine, url)
     result = write_report(engine, out)

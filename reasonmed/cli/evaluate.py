@@ -8,18 +8,34 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from sqlalchemy import Engine
 
-from reasonmed.cli.app import app
+from reasonmed.cli.app import INSPECT, app
 from reasonmed.cli.common import console, engine_from_settings, err_console
-from reasonmed.config import get_settings, load_pipeline_config
-from reasonmed.db import migrate
+from reasonmed.cli.errors import Mistake
+from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config
+from reasonmed.db import eval_repo, migrate
 from reasonmed.evaluation import report, scoring
 from reasonmed.evaluation.benchmarks import BENCHMARKS, parse_benchmarks
 
 
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
-    return typer.Exit(1)
+def _fail(message: str) -> Mistake:
+    return Mistake(message)
+
+
+def _require_reachable(cfg: PipelineConfig, name: str, config: Path | None) -> None:
+    """Ask the endpoint once before a flow starts: a server that is not there is a one-line mistake,
+    not minutes of retries (the default config's simulator is started only by `reasonmed run`)."""
+    from reasonmed.llm.registry import LLMRegistry
+
+    checks = [c for c in asyncio.run(LLMRegistry(cfg).check(timeout_s=5.0)) if c.endpoint == name]
+    for c in checks:
+        if not c.ok:
+            fix = ("the default config talks to the bundled simulator, which only `reasonmed run` starts by itself: "
+                   "start `reasonmed sim-server` in another terminal, or pass --config FILE naming a served model"
+                   if config is None and not get_settings().pipeline_config
+                   else "start the server, or fix its base_url/model in the pipeline config (`reasonmed config check --ping`)")
+            raise Mistake(f"{c.line()}; {fix}")
 
 
 def _require_endpoint(cfg: Any, name: str, option: str) -> None:
@@ -27,13 +43,11 @@ def _require_endpoint(cfg: Any, name: str, option: str) -> None:
         raise _fail(f"{option}: unknown endpoint {name!r} (known: {', '.join(sorted(cfg.endpoints))})")
 
 
-def _migrated_engine(database_url: str | None) -> None:
-    """Fail with the migration hint unless the database is at the schema this code expects."""
+def _migrated_engine(database_url: str | None) -> Engine:
+    """The database's engine; a database behind the code is a mistake (``reasonmed.cli.errors``)."""
     url, engine = engine_from_settings(database_url)
-    try:
-        migrate.require_current(engine, url)
-    except RuntimeError as exc:
-        raise _fail(str(exc)) from None
+    migrate.require_current(engine, url)
+    return engine
 
 
 def _pct(x: float | None) -> str:
@@ -64,7 +78,7 @@ def reference_table(rows: list[dict[str, Any]], model: str) -> Table:
     return table
 
 
-@app.command("eval")
+@app.command("eval", rich_help_panel=INSPECT)
 def evaluate(
     model_endpoint: Annotated[str, typer.Option("--model-endpoint", metavar="NAME", help="An endpoint of the pipeline config: the served model to evaluate.")],
     benchmarks: Annotated[str, typer.Option(metavar="LIST", help=f"Comma-separated: {', '.join(BENCHMARKS)}.")] = ",".join(BENCHMARKS),
@@ -89,6 +103,7 @@ def evaluate(
     cfg = load_pipeline_config(config or get_settings().pipeline_config)
     _require_endpoint(cfg, model_endpoint, "--model-endpoint")
     _migrated_engine(database_url)
+    _require_reachable(cfg, model_endpoint, config)
     from flows.evaluate import evaluate_model
 
     result = asyncio.run(evaluate_model(
@@ -127,7 +142,7 @@ def _run_score(version: int, **params: Any) -> dict[str, Any]:
         raise _fail(str(exc)) from None
 
 
-@app.command("score")
+@app.command("score", rich_help_panel=INSPECT)
 def score(
     dataset: Annotated[int | None, typer.Option("--dataset", metavar="VERSION", help="Dataset version to rate.")] = None,
     compare: Annotated[tuple[int, int] | None, typer.Option("--compare", metavar="V1 V2", help="Rate two versions on the same terms and compare them.")] = None,
@@ -150,10 +165,14 @@ def score(
     cfg = load_pipeline_config(config or get_settings().pipeline_config)
     if judge_endpoint is not None:
         _require_endpoint(cfg, judge_endpoint, "--judge-endpoint")
-    _migrated_engine(database_url)
+    engine = _migrated_engine(database_url)
+    versions = [dataset] if dataset is not None else list(compare)  # type: ignore[arg-type]
+    for v in versions:
+        if eval_repo.find_dataset_version(engine, v) is None:
+            raise Mistake(f"dataset version {v} does not exist (table dataset_versions; `reasonmed export` writes one)")
+    _require_reachable(cfg, judge_endpoint or cfg.agents.verifier.endpoint, config)
     params = {"sample": sample, "variants": variants, "judge_endpoint": judge_endpoint, "seed": seed,
               "config": str(config) if config else None, "structured_output": structured_output}
-    versions = [dataset] if dataset is not None else list(compare)  # type: ignore[arg-type]
     results = [_run_score(v, **params) for v in versions]
     for res in results:
         console.print(_score_table(res["rows"], f"dataset version {res['version']}: judge {res['judge_model']}, seed {res['seed']}"))

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from reasonmed.cli.app import app
+from reasonmed.cli.app import PIPELINE, app
+from reasonmed.cli.choices import Layout
 from reasonmed.cli.common import console, engine_from_settings, err_console
+from reasonmed.cli.errors import Mistake
 from reasonmed.config import get_settings
 from reasonmed.db import migrate
-from reasonmed.export.assemble import LAYOUTS, BenchmarkLeakError
+from reasonmed.export.assemble import BenchmarkLeakError
 from reasonmed.export.service import ExportOptions, SimulatedOnly, export_dataset
 from reasonmed.export.targets import ExportTargetError
 
@@ -25,11 +28,14 @@ def _formats(value: str) -> list[str]:
     return list(dict.fromkeys(formats))
 
 
-@app.command("export")
+INSTRUCTION = Layout("instruction")
+
+
+@app.command("export", rich_help_panel=PIPELINE)
 def export(
     out: Annotated[str | None, typer.Option("--out", help="folder or s3://bucket/prefix (default REASONMED_EXPORT_DIR)")] = None,
     formats: Annotated[str, typer.Option("--format", help="comma-separated: parquet, jsonl")] = "parquet,jsonl",
-    layout: Annotated[str, typer.Option("--layout", help="instruction (instruction/input/output) or chat (messages)")] = "instruction",
+    layout: Annotated[Layout, typer.Option("--layout", help="instruction (instruction/input/output) or chat (messages)")] = INSTRUCTION,
     s3_endpoint_url: Annotated[str | None, typer.Option("--s3-endpoint-url", help="MinIO or another S3-compatible store")] = None,
     shard_rows: Annotated[int, typer.Option("--shard-rows", min=1, help="rows per Parquet shard")] = 250_000,
     database_url: Annotated[str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")] = None,
@@ -40,14 +46,16 @@ def export(
     Writes Parquet in the Hugging Face folder layout and/or JSONL, a dataset card per dataset and a
     manifest.json with row counts and sha256 of every file. S3 credentials come from the usual AWS chain.
     """
-    if layout not in LAYOUTS:
-        raise typer.BadParameter(f"{layout!r}: choose from {', '.join(LAYOUTS)}", param_hint="--layout")
+    target = out or str(get_settings().export_dir)
+    if "://" not in target and Path(target).exists() and not Path(target).is_dir():
+        raise Mistake(f"--out {target} is an existing file; give a folder (new or existing): "
+                      "each export adds a version folder inside it")
     url, engine = engine_from_settings(database_url)
     migrate.require_current(engine, url)
     settings = get_settings()
     try:
         options = ExportOptions(
-            out=out or str(settings.export_dir), formats=_formats(formats), layout=layout,  # type: ignore[arg-type]
+            out=out or str(settings.export_dir), formats=_formats(formats), layout=str(layout),  # type: ignore[arg-type]
             s3_endpoint_url=s3_endpoint_url or settings.s3_endpoint_url, shard_rows=shard_rows,
             allow_simulated=allow_simulated,
         )

@@ -8,14 +8,16 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy.exc import OperationalError
 
-from reasonmed.cli.app import app
-from reasonmed.cli.common import console, engine_from_settings, err_console, redact_url
+from reasonmed.cli.app import PIPELINE, app
+from reasonmed.cli.choices import FileFormat
+from reasonmed.cli.common import console, engine_from_settings, err_console
+from reasonmed.cli.errors import Mistake
 from reasonmed.config import get_settings
 from reasonmed.db import migrate
 from reasonmed.ingest.loaders import FORMATS, CopBase, FileFormatError, parse_mapping
 from reasonmed.ingest.service import IngestSummary, ingest_file, load_id_list
+from reasonmed.ingest.sniff import guess_format
 
 _SOURCE_HELP = (
     "File format: medqa (JSONL), medmcqa (JSON lines), pubmedqa (PQA-L JSON object), mmlu (header-less CSV), "
@@ -27,9 +29,18 @@ _MAP_HELP = (
 )
 
 
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
-    return typer.Exit(1)
+def _fail(message: str) -> Mistake:
+    return Mistake(message)
+
+
+def _all_rejected(s: IngestSummary, source: str) -> Mistake | None:
+    """Every record rejected almost always means the wrong --format: say which one the file looks like."""
+    if s.already_ingested or not s.read or s.rejected < s.read:
+        return None
+    guess = guess_format(Path(s.file), besides=source)
+    hint = (f"it looks like {guess}: run again with --format {guess}" if guess
+            else "check --format (and --map for the generic formats)")
+    return Mistake(f"{Path(s.file).name}: all {s.read:,} records were rejected as --format {source}; {hint}", exit_code=1)
 
 
 def _parse_map(items: list[str] | None) -> dict[str, str] | None:
@@ -87,7 +98,7 @@ def _report(s: IngestSummary) -> None:
     if s.already_ingested:
         console.print(f"{name}: already ingested (sha256 {s.sha256[:12]}…), nothing added")
     if s.reread:
-        console.print(f"{name}: ingested before with other options (--source, --map, --cop-base or --answer-index-base); read again, "
+        console.print(f"{name}: ingested before with other options (--format, --map, --cop-base or --answer-index-base); read again, "
                       "known questions count as duplicates and its bad records were judged afresh")
     if s.newly_marked:
         console.print(f"{name}: {s.newly_marked:,} stored question(s) now flagged as benchmark test")
@@ -110,13 +121,13 @@ def _report(s: IngestSummary) -> None:
             console.print(f"  {n:>8,}  {kind}", markup=False)
 
 
-@app.command("ingest")
+@app.command("ingest", rich_help_panel=PIPELINE)
 def ingest(
     files: Annotated[
-        list[Path], typer.Argument(help="Question files to ingest.", show_default=False, metavar="FILE...")
+        list[Path], typer.Argument(help="Question files to ingest.", show_default=False, metavar="FILE")
     ],
     source: Annotated[
-        str, typer.Option("--source", "-s", help=_SOURCE_HELP, show_default=False, metavar="FORMAT")
+        FileFormat, typer.Option("--format", "--source", "-s", help=_SOURCE_HELP + " --source is the old name.", show_default=False)
     ],
     split: Annotated[
         str,
@@ -154,11 +165,12 @@ def ingest(
         str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")
     ] = None,
 ) -> None:
-    """Ingest question files. Re-running is safe: a file already ingested with the same --source, --map and
+    """Ingest question files. Re-running is safe: a file already ingested with the same --format, --map and
     bases is skipped (with other ones it is read again), known questions are
     counted as duplicates, and bad records are kept in table ingest_errors with the reason."""
+    source = str(source)  # the enum's value (also called with a plain string by `reasonmed run`)
     if source not in FORMATS:
-        raise _fail(f"unknown --source {source!r} (choose one of: {', '.join(FORMATS)})")
+        raise _fail(f"unknown --format {source!r} (choose one of: {', '.join(FORMATS)})")
     cop = _parse_cop_base(cop_base)
     mapping = _parse_map(map_)
     if answer_index_base not in (None, 0, 1):
@@ -173,14 +185,7 @@ def ingest(
         except (FileNotFoundError, FileFormatError, UnicodeDecodeError) as exc:
             raise _fail(f"--benchmark-test-ids: {exc}") from None
     url, engine = engine_from_settings(database_url)
-    try:
-        migrate.require_current(engine, url)
-    except RuntimeError as exc:
-        raise _fail(str(exc)) from None
-    except OperationalError as exc:
-        raise _fail(
-            f"cannot reach database {redact_url(url)}: {str(exc.orig).strip().splitlines()[0]}"
-        ) from None
+    migrate.require_current(engine, url)
 
     limits = get_settings().ingest_limits
     summaries: list[IngestSummary] = []
@@ -226,6 +231,10 @@ def ingest(
         console.print(_summary_table(summaries))
         for s in summaries:
             _report(s)
+    for s in summaries:
+        wrong = _all_rejected(s, source)
+        if wrong is not None:
+            raise wrong
     failed = failed or any(s.status == "failed" or s.no_valid_records for s in summaries)
     if failed:
         raise typer.Exit(1)

@@ -6,16 +6,16 @@ from typing import Annotated
 
 import typer
 
-from reasonmed.cli.app import app
+from reasonmed.cli.app import PIPELINE, app
+from reasonmed.cli.choices import Stage
 from reasonmed.cli.common import console, engine_from_settings, err_console
 from reasonmed.db import failures_repo, migrate
-from reasonmed.pipeline.failures import STAGES
 
 
-@app.command("retry")
+@app.command("retry", rich_help_panel=PIPELINE)
 def retry(
     question: Annotated[list[int] | None, typer.Option("--question", metavar="ID", help="A set-aside question's id (repeatable).")] = None,
-    stage: Annotated[str | None, typer.Option("--stage", help=f"Only questions set aside at this stage: {', '.join(STAGES)}.")] = None,
+    stage: Annotated[Stage | None, typer.Option("--stage", help="Only questions set aside at this stage.")] = None,
     all_failed: Annotated[bool, typer.Option("--all-failed", help="Every set-aside question (with --stage: every one set aside there).")] = False,
     database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")] = None,
 ) -> None:
@@ -25,8 +25,6 @@ def retry(
     failed REASONMED_QUESTION_ATTEMPTS times; `reasonmed audit --view audit_set_aside` lists them with
     the stage and the last error. Fix the cause (config, endpoint), then put them back.
     """
-    if stage is not None and stage not in STAGES:
-        raise typer.BadParameter(f"{stage!r}: choose from {', '.join(STAGES)}", param_hint="--stage")
     if not question and not all_failed:
         err_console.print("error: say which questions: --question ID (repeatable) or --all-failed", markup=False)
         raise typer.Exit(2)

@@ -12,12 +12,14 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from reasonmed.cli.app import app
-from reasonmed.cli.common import console, engine_from_settings, err_console, redact_url
+from reasonmed.cli import startup
+from reasonmed.cli.app import PIPELINE, app
+from reasonmed.cli.choices import FileFormat
+from reasonmed.cli.common import console, engine_from_settings, err_console
+from reasonmed.cli.errors import Mistake
 from reasonmed.cli.ingest import ingest as ingest_command
 from reasonmed.cli.temporary_server import quiet_temporary_server_logging
 from reasonmed.config import get_settings, load_pipeline_config
-from reasonmed.db import migrate
 from reasonmed.simulated import SIM_DATABASE_URL
 
 
@@ -31,6 +33,10 @@ def _progress_table(snap: dict[str, Any]) -> Table:
     t.add_row("LLM calls", f"{snap['calls']:,}  ({snap['calls_per_s']:.1f}/s, {snap['retries']:,} retried)")
     t.add_row("tokens", f"{snap['prompt_tokens']:,} in, {snap['completion_tokens']:,} out")
     t.add_row("elapsed", f"{snap['elapsed_s']:.0f} s")
+    if snap.get("cost_usd") is not None:
+        projected = snap.get("projected_cost_usd")
+        t.add_row("cost", f"${snap['cost_usd']:,.4f} spent" + (
+            f", ~${projected:,.4f} projected for {snap['total']:,} questions" if projected is not None else ""))
     return t
 
 
@@ -59,10 +65,11 @@ async def _build_with_display(params: dict[str, Any]) -> dict[str, Any]:
     return await build_result(await flow_task)
 
 
-@app.command("run")
+@app.command("run", rich_help_panel=PIPELINE)
 def run(
-    files: Annotated[list[Path] | None, typer.Argument(help="Question files to ingest first (optional).", metavar="[FILE...]")] = None,
-    source: Annotated[str | None, typer.Option("--source", "-s", help="Format of FILE (see `reasonmed ingest --help`).")] = None,
+    files: Annotated[list[Path] | None, typer.Argument(help="Question files to ingest first (optional).", metavar="FILE")] = None,
+    source: Annotated[FileFormat | None, typer.Option("--format", "--source", "-s",
+                                               help="Format of FILE (see `reasonmed ingest --help`); --source is the old name.")] = None,
     benchmark_test_ids: Annotated[
         Path | None, typer.Option("--benchmark-test-ids", metavar="FILE", help="Ids of benchmark test items in FILE: never used for training.")
     ] = None,
@@ -77,6 +84,8 @@ def run(
     sim_accuracy: Annotated[float, typer.Option(min=0.0, max=1.0, help="Simulator only: probability a simulated generator answers correctly.")] = 0.6,
     sim_latency_ms: Annotated[float, typer.Option(min=0.0, help="Simulator only: simulated base latency per request.")] = 20.0,
     database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the pending questions and, per stage, the calls, tokens, "
+                                          "wall time and cost a run would take; claim, call and write nothing (FILEs are not ingested).")] = False,
 ) -> None:
     """Ingest FILEs (if given), then run every unfinished question through generation, verification,
     tiered resolution and summarisation. Safe to re-run: finished work is never redone.
@@ -94,19 +103,17 @@ def run(
     if own_sim_db:
         database_url = SIM_DATABASE_URL  # simulated work never lands in the database real runs use
     url, engine = engine_from_settings(database_url)
-    if own_sim_db and migrate.current_revision(engine) is None:
-        migrate.upgrade(url)
-        console.print(f"simulator database {redact_url(url)}: created and migrated")
-    try:
-        migrate.require_current(engine, url)
-    except RuntimeError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    created = startup.ensure_schema(engine, url)
+    if created:
+        console.print(created)
+    if dry_run:
+        _dry_run(engine, config or get_settings().pipeline_config, limit, sources, files)
+        return
     if files:
         if not source:
-            err_console.print("[red]error:[/red] --source is required with FILE (e.g. --source pubmedqa)")
-            raise typer.Exit(1)
+            raise Mistake("--format is required with FILE (e.g. --format pubmedqa)")
         ingest_command(files=files, source=source, benchmark_test_ids=benchmark_test_ids, database_url=database_url)
+    startup.require_questions(engine, sources)
 
     settings = get_settings()
     config_path = config or settings.pipeline_config
@@ -126,7 +133,7 @@ def run(
         "limit": limit, "sources": sources, "config": str(config_path) if config_path else None,
         "shard_size": shard_size, "questions_in_flight": questions_in_flight,
     }
-    console.print(f"database: {redact_url(url)}")
+    console.print(f"database: {startup.database_label(url)}")
     if config_path is None:
         from reasonmed.sim.launcher import SimServer
 
@@ -137,7 +144,7 @@ def run(
         )
         if own_sim_db:
             console.print(
-                f"Simulated work goes to its own database, {redact_url(url)}, never to the one real runs use; "
+                f"Simulated work goes to its own database, {startup.database_label(url)}, never to the one real runs use; "
                 f"look at it with --database-url {url} (export needs --allow-simulated)."
             )
         with SimServer(questions_db=url, default_accuracy=sim_accuracy, base_latency_ms=sim_latency_ms, per_token_ms=0.0) as sim:
@@ -148,7 +155,17 @@ def run(
     else:
         console.print(f"pipeline config: {config_path}")
         result = _run_build(params)
-    _print_result(result)
+    _print_result(result, startup.database_label(url), url if own_sim_db else None)
+
+
+def _dry_run(engine: Any, config_path: Path | None, limit: int | None, sources: list[str] | None,
+             files: list[Path] | None) -> None:
+    from reasonmed.cli.dry_run import print_estimate
+    from reasonmed.pipeline.dry_run import plan_run
+
+    if files:
+        console.print(f"dry run: {len(files)} FILE(s) not ingested; the estimate covers the questions already stored")
+    print_estimate(plan_run(engine, load_pipeline_config(config_path), limit=limit, sources=sources), console)
 
 
 class _ReportedHere(logging.Filter):
@@ -188,7 +205,8 @@ def _run_build(params: dict[str, Any]) -> dict[str, Any]:
         raise
 
 
-def _print_result(result: dict[str, Any]) -> None:
+def _print_result(result: dict[str, Any], database: str, sim_db: str | None = None) -> None:
+    """``sim_db``: the simulator's own database URL, which the next-step commands must name."""
     from reasonmed.pipeline.outcome import BuildOutcome, HeldClaim
 
     console.print(_progress_table(result))
@@ -204,6 +222,11 @@ def _print_result(result: dict[str, Any]) -> None:
     lines = outcome.lines()
     for line in lines[:-1]:
         console.print(line, markup=False, highlight=False)
+    console.print(f"database: {database}", markup=False, highlight=False)
+    if outcome.accepted:
+        db, allow = (f" --database-url {sim_db}", " --allow-simulated") if sim_db else ("", "")
+        console.print(f"next: `reasonmed audit{db}` (what happened), `reasonmed show{db} QUESTION_ID` (one question), "
+                      f"`reasonmed export{db}{allow} --out DIR` (the datasets)", markup=False, highlight=False)
     # The last line is the verdict, on stdout and true to the exit code.
     console.print(lines[-1], markup=False, highlight=False)
     if not outcome.ok:

@@ -12,13 +12,13 @@ from typing import Annotated
 
 import typer
 
-from reasonmed.cli.app import app
+from reasonmed.cli.app import OPERATE, app
 from reasonmed.cli.common import err_console
 
 _DEFAULT_FILE = Path(__file__).resolve().parents[2] / "deploy" / "prefect.yaml"
 
 
-@app.command("serve")
+@app.command("serve", rich_help_panel=OPERATE)
 def serve(
     prefect_file: Annotated[
         Path, typer.Option("--prefect-file", metavar="FILE", help="Deployments to serve (the file `prefect deploy` reads).")

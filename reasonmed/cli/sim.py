@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reasonmed.cli.app import app
+from reasonmed.cli.app import OPERATE, app
 from reasonmed.sim.cli import HELP, sim_server
 
-app.command("sim-server", help=HELP)(sim_server)
+app.command("sim-server", help=HELP, rich_help_panel=OPERATE)(sim_server)

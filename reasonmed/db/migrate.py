@@ -9,9 +9,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 
 from reasonmed.db.engine import normalise_url
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The database is behind (or ahead of) the code; the message says how to fix it."""
 
 
 def alembic_config(database_url: str) -> Config:
@@ -39,11 +43,16 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def is_blank(engine: Engine) -> bool:
+    """No migration applied and no table at all: a database nobody has used yet (safe to create)."""
+    return current_revision(engine) is None and not inspect(engine).get_table_names()
+
+
 def require_current(engine: Engine, database_url: str) -> None:
     """Fail early, with the fix, when the database is behind the code."""
     current, head = current_revision(engine), head_revision(database_url)
     if current != head:
-        raise RuntimeError(
+        raise SchemaNotCurrent(
             f"database schema is at revision {current or 'none'}, the code needs {head}: "
             "run `reasonmed db upgrade` first"
         )

@@ -130,6 +130,20 @@ class PipelineRun(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
+class EndpointPrice(Base):
+    """The prices a run's pipeline file gave an endpoint ($ per million tokens): the audit's cost column."""
+
+    __tablename__ = "endpoint_prices"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"))
+    endpoint: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str] = mapped_column(String(200))
+    price_input_per_mtok: Mapped[float | None] = mapped_column(Float)
+    price_output_per_mtok: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (UniqueConstraint("run_id", "endpoint"),)
+
+
 class PromptTemplateRow(Base):
     __tablename__ = "prompt_templates"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

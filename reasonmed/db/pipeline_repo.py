@@ -19,6 +19,7 @@ from reasonmed.agents.base import QuestionView
 from reasonmed.db.engine import transaction
 from reasonmed.db.models import (
     AcceptedPath,
+    EndpointPrice,
     LLMCall,
     PathScore,
     PipelineRun,
@@ -58,6 +59,10 @@ def create_run(
         )
         s.add(run)
         s.flush()
+        s.add_all(EndpointPrice(run_id=run.id, endpoint=name, model=ep.get("model", ""),
+                                price_input_per_mtok=ep.get("price_input_per_mtok"),
+                                price_output_per_mtok=ep.get("price_output_per_mtok"))
+                  for name, ep in (config_snapshot or {}).get("endpoints", {}).items())
         return run.id
 
 

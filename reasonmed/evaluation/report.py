@@ -17,7 +17,8 @@ from reasonmed.evaluation.stats import wilson_interval
 
 ALL = "all"  # the subset label of a benchmark's overall row
 
-# What the spec (docs: shared/reasonmed-spec.md, Stage 5) states about the paper's results. It gives
+# What the project specification (a summary of the ReasonMed paper, kept outside this repository, Stage 5)
+# states about the paper's results. It gives
 # only relative PubMedQA figures; every absolute accuracy is "not given" rather than guessed.
 PAPER_REFERENCE: dict[str, str] = {
     "medqa": "not given",

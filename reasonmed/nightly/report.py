@@ -35,6 +35,17 @@ class Growth:
         p, c = int(self.build.get("prompt_tokens", 0)), int(self.build.get("completion_tokens", 0))
         return {"prompt": p, "completion": c, "total": p + c}
 
+    @property
+    def cost_usd(self) -> float | None:
+        """What the night's calls cost at the pipeline file's prices (None: no price configured)."""
+        value = self.build.get("cost_usd")
+        return None if value is None else float(value)
+
+    @property
+    def cost_per_sample_usd(self) -> float | None:
+        samples = self.added("samples")
+        return None if self.cost_usd is None or samples <= 0 else self.cost_usd / samples
+
     def summary(self) -> dict[str, Any]:
         """The figures as plain data (flow result, run stats, tests)."""
         return {
@@ -45,6 +56,8 @@ class Growth:
             "questions_processed": int(self.build.get("done", 0)),
             "questions_claimed": int(self.build.get("claimed", 0)),
             "tokens": self.tokens,
+            "cost_usd": self.cost_usd,
+            "cost_per_sample_usd": self.cost_per_sample_usd,
             "token_budget_reached": bool(self.build.get("token_budget_reached", False)),
             "totals": self.after,
             "tiers": self.finished.get("tiers", []),
@@ -59,6 +72,10 @@ def _n(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def _usd(value: float | None) -> str:
+    return "— (no prices in the pipeline file)" if value is None else f"${value:,.4f}"
 
 
 def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], empty: str) -> str:
@@ -99,6 +116,8 @@ def render_markdown(g: Growth) -> str:
         f"| questions pending | | {_n(g.after.get('pending'))} |",
         f"| benchmark test items held out | {_n(g.added('benchmark_test_held_out'))} | {_n(g.after.get('benchmark_test_held_out'))} |",
         f"| tokens (prompt + completion) | {_n(t['total'])} | |",
+        f"| cost at the pipeline file's prices | {_usd(g.cost_usd)} | |",
+        f"| cost per sample added | {_usd(g.cost_per_sample_usd)} | |",
         "",
         f"Nightly run: pipeline run {g.nightly_run_id}. Budget: {budget}. Claimed {_n(int(g.build.get('claimed', 0)))} questions, finished "
         f"{_n(int(g.build.get('done', 0)))}, left {_n(int(g.build.get('failed', 0)))} unfinished for the next night, "

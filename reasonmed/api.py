@@ -1,0 +1,97 @@
+"""The Python entry points for notebooks: ``reasonmed.build(...)`` and ``reasonmed.show(question_id)``.
+
+They run exactly what the CLI runs (``reasonmed run`` and ``reasonmed show``; the same flows, the same
+checks, the same one-line mistakes as ``reasonmed.cli.errors.Mistake``) and hand back Python objects.
+
+    import reasonmed
+    samples = reasonmed.build(questions="data/pubmedqa/ori_pqal.json", format="pubmedqa",
+                              benchmark_test_ids="data/pubmedqa/test_ground_truth.json",
+                              database="demo.db", limit=20)
+    samples[["question_id", "model", "origin", "summary"]].head()
+    reasonmed.show(int(samples.question_id[0]), database="demo.db")
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import typer
+
+from reasonmed.db.inspect_repo import QuestionStory
+
+
+def database_url(database: str | Path | None) -> str | None:
+    """A SQLAlchemy URL as given, or a path to a SQLite file; ``None``: REASONMED_DATABASE_URL (or the default)."""
+    if database is None:
+        return None
+    text = str(database)
+    return text if "://" in text else f"sqlite:///{Path(text).resolve()}"
+
+
+def _paths(questions: str | Path | Sequence[str | Path] | None) -> list[Path] | None:
+    if questions is None:
+        return None
+    items = [questions] if isinstance(questions, str | Path) else list(questions)
+    return [Path(p) for p in items]
+
+
+def build(
+    config: str | Path | None = None,
+    questions: str | Path | Sequence[str | Path] | None = None,
+    database: str | Path | None = None,
+    *,
+    format: str | None = None,  # noqa: A002 - the CLI's --format
+    benchmark_test_ids: str | Path | None = None,
+    limit: int | None = None,
+    sim_accuracy: float = 0.6,
+    sim_latency_ms: float = 20.0,
+) -> pd.DataFrame:
+    """Ingest ``questions`` (if given), run the build (``reasonmed run``) and return every accepted sample
+    in the database: one row per accepted path, with its question, chain of thought and summary.
+
+    ``config``: pipeline YAML; ``None`` starts the bundled simulator (simulated output, ``sim/`` models).
+    ``format``: the question file's format (guessed from the file when omitted). ``database``: a URL or a
+    SQLite path; a new SQLite file is created and migrated. Raises ``reasonmed.cli.errors.Mistake`` (with
+    the fix in its message) for a mistake, and ``RuntimeError`` when the run left work undone.
+    """
+    from reasonmed.cli.run import run
+
+    files = _paths(questions)
+    if files and format is None:
+        from reasonmed.ingest.sniff import guess_format
+
+        format = guess_format(files[0])  # noqa: A001
+    try:
+        run(files=files, source=format, benchmark_test_ids=Path(benchmark_test_ids) if benchmark_test_ids else None,
+            config=Path(config) if config else None, limit=limit, sources=None, shard_size=None,
+            questions_in_flight=None, sim_accuracy=sim_accuracy, sim_latency_ms=sim_latency_ms,
+            database_url=database_url(database), dry_run=False)
+    except typer.Exit as exc:
+        if exc.exit_code:
+            raise RuntimeError(f"the run ended with exit code {exc.exit_code} (see the lines printed above)") from None
+    return samples(database)
+
+
+def samples(database: str | Path | None = None) -> pd.DataFrame:
+    """Every accepted sample in the database (what ``reasonmed export`` writes, before its contamination check)."""
+    from reasonmed.cli.common import engine_from_settings
+    from reasonmed.db import export_repo, migrate
+
+    url, engine = engine_from_settings(database_url(database))
+    migrate.require_current(engine, url)
+    rows = [r for batch in export_repo.stream_accepted_rows(engine) for r in batch]
+    frame = pd.DataFrame(rows, columns=list(export_repo.ROW_COLUMNS))
+    frame["options"] = [json.loads(o) if isinstance(o, str) else o for o in frame["options"]]
+    return frame
+
+
+def show(question_id: int, database: str | Path | None = None) -> QuestionStory:
+    """Print one question's story (``reasonmed show``) and return it (``.as_dict()`` for the raw data)."""
+    from reasonmed.cli.show import load_story, print_story
+
+    story = load_story(question_id, database_url(database))
+    print_story(story)
+    return story

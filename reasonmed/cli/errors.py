@@ -1,0 +1,68 @@
+"""The one place where the CLI turns a common mistake into one line that says what to do.
+
+Commands raise (or let through) the exception; ``reasonmed.cli.main`` asks ``explain`` for the line and
+the exit code, prints it to stderr and exits. Anything not recognised here keeps its traceback: that is
+a bug to report, not a mistake to fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+
+from reasonmed.config import ConfigError
+from reasonmed.db.migrate import SchemaNotCurrent
+
+MISTAKE_EXIT = 2  # the command did not start: nothing was changed
+
+
+class Mistake(Exception):
+    """Something the user can fix; the message is the whole story, phrased as what to do."""
+
+    def __init__(self, message: str, exit_code: int = MISTAKE_EXIT) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True, slots=True)
+class Explained:
+    line: str
+    exit_code: int
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _current_database() -> str:
+    from reasonmed.cli.common import redact_url
+    from reasonmed.config import get_settings
+
+    try:
+        return redact_url(get_settings().database_url)
+    except Exception:  # noqa: BLE001 - only used to decorate a message
+        return "the configured database"
+
+
+_MISSING_TABLE = ("no such table", "does not exist", "undefinedtable")
+
+
+def explain(exc: BaseException) -> Explained | None:
+    """The one-line account of a recognised mistake, or ``None`` (then the traceback stands)."""
+    if isinstance(exc, Mistake):
+        return Explained(f"error: {exc}", exc.exit_code)
+    if isinstance(exc, ConfigError):
+        return Explained(f"configuration error: {exc}", MISTAKE_EXIT)
+    if isinstance(exc, SchemaNotCurrent):
+        return Explained(f"error: {exc}", MISTAKE_EXIT)
+    if isinstance(exc, DBAPIError):
+        detail = _first_line(exc)
+        if isinstance(exc, OperationalError | ProgrammingError) and any(m in detail.lower() for m in _MISSING_TABLE):
+            return Explained(f"error: database {_current_database()} has no ReasonMed tables ({detail}): "
+                             "run `reasonmed db upgrade` first", MISTAKE_EXIT)
+        if isinstance(exc, OperationalError):
+            return Explained(f"error: cannot reach database {_current_database()}: {detail}; start it, or point "
+                             "REASONMED_DATABASE_URL (or --database-url) at a running one", MISTAKE_EXIT)
+    return None
