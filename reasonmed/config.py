@@ -19,8 +19,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
-from reasonmed.structured_output import StructuredDialect
 from reasonmed.ingest.readers import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_FIELD_CHARS,
@@ -28,6 +26,8 @@ from reasonmed.ingest.readers import (
     Limits,
 )
 from reasonmed.redact import mask_secrets
+from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
+from reasonmed.structured_output import StructuredDialect
 
 
 class ConfigError(ValueError):

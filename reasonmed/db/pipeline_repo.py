@@ -33,8 +33,8 @@ from reasonmed.db.models import (
 )
 from reasonmed.db.upsert import insert_ignore, upsert
 from reasonmed.prompts import PromptTemplate
-from reasonmed.simulated import SIM_MODEL_LIKE, SUPERSEDED_REASON
 from reasonmed.redact import mask_secrets, mask_text
+from reasonmed.simulated import SIM_MODEL_LIKE, SUPERSEDED_REASON
 
 FINISHED = ("accepted", "rejected")
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import aiohttp
 
 from reasonmed.config import EndpointConfig
-from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
 from reasonmed.llm.urls import split_credentials
+from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
 
 ANY_MODEL = "*"
 
