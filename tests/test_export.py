@@ -430,8 +430,8 @@ def test_export_on_sqlite(sqlite_url: str, tmp_path: Path) -> None:
                                     endpoint="e", model="m", temperature=0.7, prompt_sha256="x", raw_text="r",
                                     clean_text=f"cot {pid}", created_at=now))
                 s.flush()
-                s.add(Verdict(id=pid, path_id=pid, question_id=qid, verifier_model="V", outcome="correct", created_at=now))
-                s.add(Summary(id=pid, path_id=pid, question_id=qid, summarizer_model="S", text=f"sum {pid}", created_at=now))
+                s.add(Verdict(id=pid, path_id=pid, question_id=qid, verifier_model="V", prompt_sha256="x", outcome="correct", created_at=now))
+                s.add(Summary(id=pid, path_id=pid, question_id=qid, summarizer_model="S", prompt_sha256="x", text=f"sum {pid}", created_at=now))
                 s.flush()
                 s.add(AcceptedPath(question_id=qid, path_id=pid, verdict_id=pid, rank=1 - k, created_at=now))
             s.add(QuestionOutcome(question_id=qid, tier="easy", n_paths=2, n_correct=2, status="accepted",

@@ -6,15 +6,14 @@ from __future__ import annotations
 from reasonmed.agents.base import CallOutcome, QuestionView, Sampling, ask
 from reasonmed.evaluation.judge_output import JudgeScores, parse_judge
 from reasonmed.llm.types import ChatBackend
-from reasonmed.prompts import get_template
+from reasonmed.prompts import PromptTemplate, get_template
 
 
 async def judge_response(
-    backend: ChatBackend, q: QuestionView, response: str, *, sampling: Sampling, seed: int, attempts: int
-) -> tuple[CallOutcome, JudgeScores | None]:
+    backend: ChatBackend, q: QuestionView, response: str, *, sampling: Sampling, seed: int, attempts: int, template: PromptTemplate | None = None) -> tuple[CallOutcome, JudgeScores | None]:
     """``None`` scores with a successful call means the judge never produced parseable ratings."""
     call = await ask(
-        backend, get_template("judge"), q.prompt_fields() | {"path": response}, role="judge",
+        backend, template or get_template("judge"), q.prompt_fields() | {"path": response}, role="judge",
         sampling=sampling, seed=seed, check=parse_judge, reasks=attempts - 1,
     )
     if call.error is not None or not call.accepted[0]:

@@ -19,6 +19,8 @@ KEY_VIEWS: dict[str, list[str]] = {
     "audit_refinement_success": ["stage", "model", "paths_written", "verified", "reverified_correct", "success_rate", "kept"],
     "audit_rejected_questions": ["question_id", "source", "source_id", "tier", "n_correct", "rejection_reason"],
     "audit_token_usage": ["day", "stage", "model", "calls", "failed_calls", "total_tokens", "mean_latency_ms", "p95_latency_ms"],
+    "audit_verifier_disagreements": ["question_id", "path_id", "model", "verifier_model", "answer_key", "extracted_answer",
+                                     "disagreement", "current_verdict"],
     "audit_set_aside": ["question_id", "source", "source_id", "stage", "failures", "last_error_kind", "last_error", "set_aside_at"],
 }
 
@@ -48,7 +50,7 @@ def audit(
     limit: Annotated[int, typer.Option("--limit", min=1, help="rows per view")] = 50,
     database_url: Annotated[str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")] = None,
 ) -> None:
-    """Print the audit views (tiers, verifier accuracy, refinement, rejections, tokens, set-aside questions) as tables."""
+    """Print the audit views (tiers, verifier accuracy and disagreements, refinement, rejections, tokens, set-aside) as tables."""
     url, engine = engine_from_settings(database_url)
     migrate.require_current(engine, url)
     if view is not None:

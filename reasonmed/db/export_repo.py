@@ -41,7 +41,8 @@ def eligible_filter() -> Any:
 def accepted_rows_query() -> Select[Any]:
     # One summary per path, chosen deterministically (the first written) when several summarisers ran.
     first_summary = (
-        select(Summary.path_id, func.min(Summary.id).label("summary_id")).group_by(Summary.path_id).subquery()
+        select(Summary.path_id, func.min(Summary.id).label("summary_id"))
+        .where(Summary.superseded_at.is_(None)).group_by(Summary.path_id).subquery()
     )
     return (
         select(
@@ -58,7 +59,7 @@ def accepted_rows_query() -> Select[Any]:
         .join(ReasoningPath, ReasoningPath.id == AcceptedPath.path_id)
         .join(first_summary, first_summary.c.path_id == AcceptedPath.path_id)
         .join(Summary, Summary.id == first_summary.c.summary_id)
-        .where(eligible_filter(), AcceptedPath.dropped_reason.is_(None))
+        .where(eligible_filter(), AcceptedPath.dropped_reason.is_(None), AcceptedPath.superseded_at.is_(None))
         .order_by(Question.id, AcceptedPath.rank, AcceptedPath.path_id)
     )
 
