@@ -8,7 +8,7 @@ from reasonmed.privacy import apply_offline_defaults
 
 apply_offline_defaults()
 
-from reasonmed.cli import audit, config_cmd, db, evaluate, export, ingest, retry, run, serve, sim  # noqa: E402, F401  (registers commands)
+from reasonmed.cli import audit, config_cmd, db, evaluate, export, ingest, rejudge, retry, run, serve, sim  # noqa: E402, F401  (registers commands)
 from reasonmed.cli.app import app  # noqa: E402
 from reasonmed.config import ConfigError  # noqa: E402
 

@@ -108,10 +108,28 @@ def _stale_conditions(keys: StageKeys, stages: Sequence[str]) -> list[Any]:
     return conds
 
 
+@dataclass(frozen=True)
+class Reopened:
+    stale: dict[str, int]  # per stage: finished questions its changed key made stale
+    question_ids: list[int]  # the questions reopened (now ``resolved``)
+    prior_status: dict[int, str] = field(default_factory=dict)  # what each was before (accepted | rejected)
+
+
+@dataclass(frozen=True)
+class QuestionFilter:
+    """Which finished questions a re-judging pass may touch; values are bound parameters, never SQL text."""
+
+    question_ids: tuple[int, ...] | None = None
+    sources: tuple[str, ...] | None = None
+    tiers: tuple[str, ...] | None = None
+    statuses: tuple[str, ...] | None = None  # accepted | rejected
+    run_ids: tuple[int, ...] | None = None  # the run that decided the outcome
+
+
 def reopen_stale(
-    engine: Engine, keys: StageKeys, *, stages: Sequence[str] = STALE_STAGES, question_ids: Sequence[int] | None = None,
-    sources: Sequence[str] | None = None, tiers: Sequence[str] | None = None,
-) -> dict[str, int]:
+    engine: Engine, keys: StageKeys, *, stages: Sequence[str] = STALE_STAGES, where: QuestionFilter | None = None,
+    sources: Sequence[str] | None = None,
+) -> Reopened:
     """Finished questions whose verdicts, scores or summaries are not those of the current models and
     prompts go back to ``resolved``, so the next pass re-judges what their keys lack and decides again.
 
@@ -121,29 +139,52 @@ def reopen_stale(
     unknown = set(stages) - set(STALE_STAGES)
     if unknown:
         raise ValueError(f"unknown stage(s) {', '.join(sorted(unknown))} (known: {', '.join(STALE_STAGES)})")
+    w = where or QuestionFilter()
     base = [QuestionOutcome.status.in_(FINISHED), Question.is_benchmark_test.is_(False)]
-    if question_ids is not None:
-        base.append(Question.id.in_(list(question_ids)))
-    if sources:
-        base.append(Question.source.in_(list(sources)))
-    if tiers:
-        base.append(QuestionOutcome.tier.in_(list(tiers)))
+    for column, values in ((Question.id, w.question_ids), (Question.source, w.sources or sources),
+                           (QuestionOutcome.tier, w.tiers), (QuestionOutcome.status, w.statuses),
+                           (QuestionOutcome.run_id, w.run_ids)):
+        if values:
+            base.append(column.in_(list(values)))
     joined = select(Question.id).join(QuestionOutcome, QuestionOutcome.question_id == Question.id).where(*base)
     counts: dict[str, int] = {}
     with transaction(engine) as s:
-        for stage, cond in zip(stages, _stale_conditions(keys, stages), strict=True):
-            counts[stage] = s.execute(select(func.count()).select_from(joined.where(cond).subquery())).scalar_one()
         conds = _stale_conditions(keys, stages)
+        for stage, cond in zip(stages, conds, strict=True):
+            counts[stage] = s.execute(select(func.count()).select_from(joined.where(cond).subquery())).scalar_one()
         if not conds:
-            return counts | {"reopened": 0}
-        stale = joined.where(or_(*conds))
-        result = s.execute(
-            update(QuestionOutcome).where(QuestionOutcome.question_id.in_(stale.scalar_subquery()))
-            .values(status="resolved", updated_at=now()),
-            execution_options={"synchronize_session": False},
-        )
-        counts["reopened"] = result.rowcount or 0
-    return counts
+            return Reopened(counts, [])
+        prior: dict[int, str] = {q: st for q, st in s.execute(joined.add_columns(QuestionOutcome.status).where(or_(*conds)))}
+        ids = sorted(prior)
+        for chunk in range(0, len(ids), 5000):
+            s.execute(
+                update(QuestionOutcome).where(QuestionOutcome.question_id.in_(ids[chunk:chunk + 5000]))
+                .values(status="resolved", updated_at=now()),
+                execution_options={"synchronize_session": False},
+            )
+    return Reopened(counts, ids, prior)
+
+
+def outcome_snapshot(engine: Engine, question_ids: Sequence[int]) -> dict[int, tuple[str | None, str, tuple[int, ...]]]:
+    """(tier, status, current accepted path ids in rank order) per question: what a re-judging pass may change."""
+    out: dict[int, tuple[str | None, str, tuple[int, ...]]] = {}
+    with engine.connect() as c:
+        for i in range(0, len(question_ids), 5000):
+            chunk = list(question_ids[i:i + 5000])
+            accepted: dict[int, list[int]] = {}
+            for qid, pid in c.execute(
+                select(AcceptedPath.question_id, AcceptedPath.path_id)
+                .where(AcceptedPath.question_id.in_(chunk), AcceptedPath.superseded_at.is_(None),
+                       AcceptedPath.dropped_reason.is_(None))
+                .order_by(AcceptedPath.question_id, AcceptedPath.rank)
+            ):
+                accepted.setdefault(qid, []).append(pid)
+            for qid, tier, status in c.execute(
+                select(QuestionOutcome.question_id, QuestionOutcome.tier, QuestionOutcome.status)
+                .where(QuestionOutcome.question_id.in_(chunk))
+            ):
+                out[qid] = (tier, status, tuple(accepted.get(qid, ())))
+    return out
 
 
 # --------------------------------------------------------------------------- claiming work
