@@ -400,7 +400,10 @@ def reply_text(
             return prose.NO_SCORE
         scores = judge_scores(model=req.model, question=prompt.question, response=prompt.path or "",
                               options=options, answer=prompt.answer)
-        return json.dumps({**scores, "justification": prose.judge_justification(scores["overall"])})
+        justification = prose.judge_justification(scores["overall"])
+        if "clinical_accuracy" not in req.system + req.user:  # the paper's judge asks for one holistic score
+            return json.dumps({"score": scores["overall"], "justification": justification})
+        return json.dumps({**scores, "justification": justification})
     # summarize
     if variant == "noanswer":
         return ""
