@@ -90,7 +90,8 @@ async def score_dataset(
         repo.create_run, engine, kind="score", config_hash=cfg.config_hash, config_snapshot=cfg.snapshot(),
         parameters=params, prefect_flow_run_id=flow_run_id,
     )
-    await asyncio.to_thread(repo.ensure_prompt_templates, engine, [template])
+    await asyncio.to_thread(repo.ensure_prompt_templates, engine,
+                            [template, template.reask("truncated"), template.reask("unparseable")])
     registry = LLMRegistry(cfg, secret_loader=load_prefect_secret)
     ctx = ScoreContext(
         engine=engine, backends=registry, judge_endpoint=judge, judge_model=judge_model, version=version,
