@@ -147,6 +147,32 @@ def test_changed_prompts_rerun_only_the_affected_stages_for_affected_questions(b
             new = set(c.execute(text("select id from summaries where superseded_at is null and prompt_sha256 = :s"),
                                 {"s": _sha(tmp_path / "s2.yaml.summarizer.txt")}).scalars())
         assert len(rows) == accepted_paths and {r["summary_id"] for r in rows} <= new
+        # 4. A new refiner prompt: only questions that had refinements (medium, difficult) are touched; each
+        #    refinement is written again and verified; no generation, ranking or regeneration.
+        with engine.connect() as c:
+            refined_before = c.execute(text("select count(*) from reasoning_paths where origin = 'refined'")).scalar_one()
+            refined_questions = set(c.execute(text(
+                "select distinct question_id from reasoning_paths where origin = 'refined'")).scalars())
+            last_call = c.execute(text("select max(id) from llm_calls")).scalar_one()
+        assert 0 < len(refined_questions) < N_QUESTIONS
+        sim.reset_metrics()
+        f2 = _config(tmp_path, sim.base_url, "f2.yaml", verifier=_edited("verify", "You verify medical reasoning, strictly."),
+                     ranker=_edited("rank", "You grade reasoning quality, tersely."),
+                     summarizer=_edited("summarize", "You condense reasoning into a short summary."),
+                     refiner=_edited("refine", "You are a senior medical expert who corrects and strengthens reasoning, "
+                                               "carefully."))
+        run_build(config=str(f2), shard_size=8)
+        calls = _roles(sim)
+        assert (calls["generate"], calls["rank"], calls["regenerate"]) == (0, 0, 0)
+        assert calls["refine"] == refined_before and calls["verify"] == refined_before
+        with engine.connect() as c:
+            touched = set(c.execute(text("select distinct question_id from llm_calls where id > :i"), {"i": last_call}).scalars())
+            assert c.execute(text("select count(*) from reasoning_paths where origin = 'refined'")).scalar_one() == 2 * refined_before
+        assert touched == refined_questions
+        # Run again: the new refinements are current, nothing is stale.
+        sim.reset_metrics()
+        run_build(config=str(f2), shard_size=8)
+        assert sum(_roles(sim).values()) == 0
     # Every sha a row records resolves to its exact text, once.
     assert _one(engine, """select count(*) from (select prompt_sha256 from verdicts union select prompt_sha256 from path_scores
                            union select prompt_sha256 from summaries union select prompt_sha256 from llm_calls

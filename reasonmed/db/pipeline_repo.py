@@ -76,7 +76,7 @@ def ensure_prompt_templates(engine: Engine, templates: Iterable[PromptTemplate])
 
 # --------------------------------------------------------------------------- prompt-aware resume
 
-STALE_STAGES = ("verify", "rank", "summarize")
+STALE_STAGES = ("verify", "rank", "refine", "regenerate", "summarize")
 
 
 def _stale_conditions(keys: StageKeys, stages: Sequence[str]) -> list[Any]:
@@ -97,6 +97,17 @@ def _stale_conditions(keys: StageKeys, stages: Sequence[str]) -> list[Any]:
             ~select(PathScore.id).where(PathScore.path_id == scored.c.path_id, PathScore.ranker_model == m,
                                         PathScore.prompt_sha256 == sha).exists(),
         ).exists())
+    for stage, origin in (("refine", "refined"), ("regenerate", "regenerated")):
+        if stage in stages:
+            m, shas = keys.writes(origin)
+            written = ReasoningPath.__table__.alias(f"written_{origin}")
+            conds.append(and_(
+                select(written.c.id).where(written.c.question_id == Question.id, written.c.origin == origin).exists(),
+                ~select(ReasoningPath.id).where(
+                    ReasoningPath.question_id == Question.id, ReasoningPath.origin == origin, ReasoningPath.model == m,
+                    ReasoningPath.prompt_sha256.in_(list(shas) or [""]),
+                ).exists(),
+            ))
     if "summarize" in stages:
         m, sha = keys.summarizer
         conds.append(select(AcceptedPath.id).where(
@@ -352,6 +363,7 @@ class PathRow:
     generation_order: int
     clean_text: str
     extracted_answer: str | None
+    prompt_sha256: str = ""  # the exact variant its call sent
 
 
 @dataclass
@@ -379,6 +391,12 @@ class StageKeys:
     verifier: tuple[str, str]
     ranker: tuple[str, str]
     summarizer: tuple[str, str]
+    # Writers: (model, the shas of the template and its re-ask variants), any of which the path may record.
+    refiner: tuple[str, tuple[str, ...]] = ("", ())
+    regenerator: tuple[str, tuple[str, ...]] = ("", ())
+
+    def writes(self, origin: str) -> tuple[str, tuple[str, ...]]:
+        return self.refiner if origin == "refined" else self.regenerator
 
 
 def load_state(engine: Engine, question_id: int, keys: StageKeys) -> QuestionState:
@@ -389,6 +407,7 @@ def load_state(engine: Engine, question_id: int, keys: StageKeys) -> QuestionSta
                 ReasoningPath.id, ReasoningPath.path_key, ReasoningPath.origin, ReasoningPath.parent_path_id,
                 ReasoningPath.endpoint, ReasoningPath.model, ReasoningPath.temperature, ReasoningPath.sample_index,
                 ReasoningPath.generation_order, ReasoningPath.clean_text, ReasoningPath.extracted_answer,
+                ReasoningPath.prompt_sha256,
             ).where(ReasoningPath.question_id == question_id)
         ):
             st.paths.append(PathRow(*r))

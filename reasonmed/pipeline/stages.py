@@ -16,6 +16,7 @@ whose summary stays unusable is dropped with its reason) so it never holds the q
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
@@ -36,6 +37,7 @@ from reasonmed.db.pipeline_repo import FINISHED, PathRow, QuestionState, StageKe
 from reasonmed.llm.types import ChatBackend
 from reasonmed.parsing import clean_reasoning, extract_answer, parse_summary
 from reasonmed.pipeline.failures import StageIncomplete
+from reasonmed.prompts import PromptTemplate
 from reasonmed.tiers import RankCandidate, Tier, assign_tier, select_top
 
 P = ParamSpec("P")
@@ -49,7 +51,28 @@ def stage_keys(cfg: PipelineConfig) -> StageKeys:
         verifier=(model(a.verifier.endpoint), cfg.prompt("verify").sha256),
         ranker=(model(a.ranker.endpoint), cfg.prompt("rank").sha256),
         summarizer=(model(a.summarizer.endpoint), cfg.prompt("summarize").sha256),
+        refiner=(model(a.refiner.endpoint), _family(cfg.prompt("refine"))),
+        regenerator=(model(a.regenerator.endpoint), _family(cfg.prompt("regenerate"))),
     )
+
+
+def _family(t: PromptTemplate) -> tuple[str, ...]:
+    return (t.sha256, t.reask("truncated").sha256, t.reask("unparseable").sha256)
+
+
+def _written_now(ctx: StageContext, paths: Sequence[PathRow], origin: str) -> list[PathRow]:
+    """The refined or regenerated paths the configured writer (model and prompt) produced; paths an earlier
+    refiner or regenerator wrote stay stored but no longer count."""
+    model, shas = ctx.keys.writes(origin)
+    return [p for p in paths if p.origin == origin and p.model == model and p.prompt_sha256 in shas]
+
+
+def _write_key(have: set[str], base: str, ctx: StageContext, origin: str) -> str:
+    """``base`` (e.g. ``ref/<parent>``) unless an earlier writer's path holds it; then base@<model+prompt>."""
+    if base not in have:
+        return base
+    model, shas = ctx.keys.writes(origin)
+    return f"{base}@{hashlib.sha256(f'{model}|{shas[0]}'.encode()).hexdigest()[:12]}"
 
 
 class BackendSource:
@@ -353,17 +376,19 @@ async def resolve(ctx: StageContext, question_id: int, prov: Provenance) -> str:
         await _score_missing(ctx, q, st, correct, prov)
         best = _ranked(st, correct, rf.max_paths)
         have = {p.path_key for p in st.paths}
+        done = {p.parent_path_id for p in _written_now(ctx, st.paths, "refined")}
         backend = ctx.backends.get(rf.endpoint)
+        keys = {p.id: _write_key(have, f"ref/{p.path_key}", ctx, "refined") for p in best}
         jobs = [
-            (f"q{q.id}/refine/{p.path_key}", f"ref/{p.path_key}", p.id, i,
+            (f"q{q.id}/refine/{keys[p.id].removeprefix('ref/')}", keys[p.id], p.id, i,
              refine_path(backend, q, p.clean_text, errors, sampling=Sampling(rf.temperature, rf.top_p, rf.max_tokens),
                          seed=derive_seed(cfg.seed, q.content_hash, "refine", p.path_key), reasks=cfg.output_retries,
                          template=cfg.prompt("refine")))
-            for i, p in enumerate(best) if f"ref/{p.path_key}" not in have
+            for i, p in enumerate(best) if p.id not in done
         ]
         await _write_new_paths(ctx, q, prov, jobs)
         st = await ctx.state(question_id)
-        refined = {p.parent_path_id: p for p in st.by_origin("refined")}
+        refined = {p.parent_path_id: p for p in _written_now(ctx, st.by_origin("refined"), "refined")}
         await _verify_missing(ctx, q, st, list(refined.values()), prov)
         st = await ctx.state(question_id)
         # A refined path that passes re-verification replaces its parent; one that fails falls back to
@@ -385,26 +410,30 @@ async def resolve(ctx: StageContext, question_id: int, prov: Provenance) -> str:
         attempt = next((p for p in failed if p.extracted_answer is not None), failed[0] if failed else gen[0])
         base = correct[0] if correct else attempt
         have = {p.path_key for p in st.paths}
+        refined_now = {p.parent_path_id for p in _written_now(ctx, st.paths, "refined")}
+        regen_now = {p.sample_index for p in _written_now(ctx, st.paths, "regenerated")}
         refine_backend, regen_backend = ctx.backends.get(rf.endpoint), ctx.backends.get(rg.endpoint)
+        ref_key = _write_key(have, f"ref/{base.path_key}", ctx, "refined")
         jobs = [
-            (f"q{q.id}/refine/{base.path_key}", f"ref/{base.path_key}", base.id, 0,
+            (f"q{q.id}/refine/{ref_key.removeprefix('ref/')}", ref_key, base.id, 0,
              refine_path(refine_backend, q, base.clean_text, errors,
                          sampling=Sampling(rf.temperature, rf.top_p, rf.max_tokens),
                          seed=derive_seed(cfg.seed, q.content_hash, "refine", base.path_key), reasks=cfg.output_retries,
                          template=cfg.prompt("refine")))
-        ] if f"ref/{base.path_key}" not in have else []
+        ] if base.id not in refined_now else []
+        regen_keys = {i: _write_key(have, f"regen/{i}", ctx, "regenerated") for i in range(rg.paths)}
         jobs += [
-            (f"q{q.id}/regen/{i}", f"regen/{i}", attempt.id, i,
+            (f"q{q.id}/{regen_keys[i]}", regen_keys[i], attempt.id, i,
              regenerate_path(regen_backend, q, attempt.clean_text, errors,
                              sampling=Sampling(rg.temperature, rg.top_p, rg.max_tokens),
                              seed=derive_seed(cfg.seed, q.content_hash, "regen", i), reasks=cfg.output_retries,
                              template=cfg.prompt("regenerate")))
-            for i in range(rg.paths) if f"regen/{i}" not in have
+            for i in range(rg.paths) if i not in regen_now
         ]
         await _write_new_paths(ctx, q, prov, jobs)
         st = await ctx.state(question_id)
-        refined = [p for p in st.by_origin("refined") if p.parent_path_id == base.id]
-        regen = st.by_origin("regenerated")
+        refined = [p for p in _written_now(ctx, st.by_origin("refined"), "refined") if p.parent_path_id == base.id]
+        regen = _written_now(ctx, st.by_origin("regenerated"), "regenerated")
         await _verify_missing(ctx, q, st, [*refined, *regen], prov)
         st = await ctx.state(question_id)
         # A refined path that fails re-verification falls back to its parent only if that was Correct.
