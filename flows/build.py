@@ -189,8 +189,14 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
         repo.create_run, engine, kind="build", config_hash=cfg.config_hash, config_snapshot=cfg.snapshot(),
         parameters=params, prefect_flow_run_id=flow_run_id,
     )
-    await asyncio.to_thread(repo.ensure_prompt_templates, engine, all_templates())
+    await asyncio.to_thread(repo.ensure_prompt_templates, engine, [*all_templates(), *cfg.prompt_variants()])
     ctx = StageContext(engine=engine, cfg=cfg, backends=registry, run_id=run_id)
+    # Prompt-aware resume: finished questions judged under another verifier, ranker or summariser
+    # (model or prompt) are reopened, so this run re-judges exactly what the new keys lack.
+    reopened = await asyncio.to_thread(repo.reopen_stale, engine, ctx.keys, sources=sources)
+    if reopened.question_ids:
+        logger.info("run %s: reopened %s finished question(s) whose judged stages changed (%s)", run_id,
+                    len(reopened.question_ids), ", ".join(f"{k} {v}" for k, v in reopened.stale.items()))
     key = f"run{run_id}-{uuid.uuid4().hex[:6]}"
     RUNTIMES[key] = ctx
     worker = worker_id or workers.worker_id(run_id)

@@ -79,7 +79,8 @@ async def evaluate_model(
         repo.create_run, engine, kind="eval", config_hash=cfg.config_hash, config_snapshot=cfg.snapshot(),
         parameters=params, prefect_flow_run_id=flow_run_id,
     )
-    await asyncio.to_thread(repo.ensure_prompt_templates, engine, [template])
+    await asyncio.to_thread(repo.ensure_prompt_templates, engine,
+                            [template, template.reask("truncated"), template.reask("unparseable")])
     registry = LLMRegistry(cfg, secret_loader=load_prefect_secret)
     ctx = EvalContext(
         engine=engine, backends=registry, endpoint=model_endpoint, model=model,

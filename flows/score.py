@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -24,9 +25,9 @@ from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.engine import get_engine
 from reasonmed.db.migrate import require_current
 from reasonmed.evaluation import scoring
+from reasonmed.evaluation.judge_modes import judge_spec
 from reasonmed.evaluation.scoring import ScoreContext
 from reasonmed.llm.registry import LLMRegistry
-from reasonmed.prompts import get_template
 from reasonmed.structured_output import JUDGE_SCHEMA, constrained_template, format_for
 from tasks.evaluate import SCORE_RUNTIMES, score_variant_task
 from tasks.secrets import load_prefect_secret
@@ -44,7 +45,8 @@ def _summary_rows(summaries: list[scoring.VariantSummary]) -> list[dict[str, Any
         {"version": s.version, "variant": s.variant, "sampled": s.sampled, "scored": s.scored,
          "unparseable": s.unparseable, "mean_overall": r2(s.overall.mean), "ci95_low": r2(s.overall.low),
          "ci95_high": r2(s.overall.high), **{c: r2(v) for c, v in s.criteria.items()},
-         "judge_model": s.judge_model, "seed": s.sample_seed, "prompt_version": s.prompt_sha256[:12]}
+         "judge_model": s.judge_model, "judge_mode": s.judge_mode, "seed": s.sample_seed,
+         "prompt_version": s.prompt_sha256[:12]}
         for s in summaries
     ]
 
@@ -58,6 +60,7 @@ async def score_dataset(
     seed: int = 0,
     config: str | None = None,
     max_tokens: int = 512,
+    judge_mode: str = "rubric",
     structured_output: bool = False,
 ) -> dict[str, Any]:
     """Rate ``sample`` rows of ``dataset_version`` (default judge: the verifier's endpoint).
@@ -80,24 +83,33 @@ async def score_dataset(
         raise UnknownDatasetVersion(f"dataset version {dataset_version} does not exist (table dataset_versions; `reasonmed export` writes one)")
     keys = await asyncio.to_thread(eval_repo.dataset_sample_keys, engine, version.id)
     picked = scoring.select_sample(keys, sample, seed) if keys else []
-    fmt = format_for(structured_output, cfg.endpoints[judge].structured_dialect, "ratings", JUDGE_SCHEMA)
-    template = constrained_template(get_template("judge"), JUDGE_SCHEMA) if fmt else get_template("judge")
+    spec = judge_spec(judge_mode)
+    fmt = None
+    if structured_output:
+        if spec.mode != "rubric":
+            raise ConfigError("--structured-output holds the rubric judge's ratings to a schema; "
+                              "the paper judge mode gives one free-form score")
+        fmt = format_for(True, cfg.endpoints[judge].structured_dialect, "ratings", JUDGE_SCHEMA)
+        spec = replace(spec, template=constrained_template(spec.template, JUDGE_SCHEMA))
+    template = spec.template
     judge_model = cfg.endpoints[judge].model
     flow_ctx = FlowRunContext.get()
     flow_run_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else None
     params = {"dataset_version": dataset_version, "sample": sample, "variants": chosen, "judge_endpoint": judge,
-              "judge_model": judge_model, "seed": seed, "prompt_sha256": template.sha256,
+              "judge_model": judge_model, "seed": seed, "prompt_sha256": template.sha256, "judge_mode": spec.mode,
               "structured_output": structured_output}
     run_id = await asyncio.to_thread(
         repo.create_run, engine, kind="score", config_hash=cfg.config_hash, config_snapshot=cfg.snapshot(),
         parameters=params, prefect_flow_run_id=flow_run_id,
     )
-    await asyncio.to_thread(repo.ensure_prompt_templates, engine, [template])
+    await asyncio.to_thread(repo.ensure_prompt_templates, engine,
+                            [template, template.reask("truncated"), template.reask("unparseable")])
     registry = LLMRegistry(cfg, secret_loader=load_prefect_secret)
     ctx = ScoreContext(
         engine=engine, backends=registry, judge_endpoint=judge, judge_model=judge_model, version=version,
-        sample_seed=seed, sample=picked, sampling=Sampling(temperature=0.0, top_p=1.0, max_tokens=max_tokens, response_format=fmt),
-        parse_attempts=cfg.agents.ranker.parse_attempts, base_seed=cfg.seed, run_id=run_id, template=template,
+        sample_seed=seed, sample=picked,
+        sampling=Sampling(temperature=spec.temperature, top_p=spec.top_p, max_tokens=max_tokens, response_format=fmt),
+        parse_attempts=cfg.agents.ranker.parse_attempts, base_seed=cfg.seed, run_id=run_id, spec=spec,
     )
     key = f"score{run_id}-{uuid.uuid4().hex[:6]}"
     SCORE_RUNTIMES[key] = ctx
@@ -124,11 +136,12 @@ async def score_dataset(
     with best_effort("dataset quality artifact"):
         await acreate_table_artifact(
             table=rows, key=f"dataset-quality-v{dataset_version}",
-            description=f"score run {run_id}: judge {judge_model}, seed {seed}, {len(picked)} sampled rows; "
+            description=f"score run {run_id}: judge {judge_model} ({spec.mode} mode), seed {seed}, {len(picked)} sampled rows; "
                         "mean overall 1-10 with 95% interval",
         )
     for s in summaries:
         logger.info("v%s %s: mean %.3f over %s rated rows", s.version, s.variant, s.overall.mean or float("nan"), s.scored)
     return {"run_id": run_id, "version": dataset_version, "judge_endpoint": judge, "judge_model": judge_model,
+            "judge_mode": spec.mode,
             "seed": seed, "sample": [pid for _, pid in picked], "counts": counts, "failures": failures,
             "summaries": [s.as_dict() for s in summaries], "rows": rows}

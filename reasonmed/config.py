@@ -13,10 +13,19 @@ import re
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reasonmed.ingest.readers import (
@@ -25,6 +34,7 @@ from reasonmed.ingest.readers import (
     DEFAULT_MAX_RECORD_BYTES,
     Limits,
 )
+from reasonmed.prompts import PromptError, PromptTemplate, check_template, get_template
 from reasonmed.redact import mask_secrets
 from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
 from reasonmed.structured_output import StructuredDialect
@@ -85,6 +95,37 @@ class EndpointConfig(_Strict):
         return self
 
 
+# --------------------------------------------------------------------------- prompts
+
+
+class PromptFile(_Strict):
+    """An agent's own template, read from ``path`` when the pipeline file is loaded (its text is part of
+    the config snapshot and hash, so editing the file changes both)."""
+
+    path: str
+    text: str
+
+
+def _read_prompt_file(value: Any, info: ValidationInfo) -> Any:
+    """``prompt: path/to/file.txt`` (relative to the pipeline file) -> its PromptFile."""
+    if not isinstance(value, str):
+        return value
+    base = (info.context or {}).get("base_dir") or Path.cwd()
+    p = Path(value) if Path(value).is_absolute() else Path(base) / value
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read prompt file {p} ({exc.strerror or exc})") from None
+    return {"path": value, "text": text}
+
+
+AgentPrompt = Annotated[
+    PromptFile | None,
+    BeforeValidator(_read_prompt_file),
+    Field(description="file holding this role's own template (system, ---user---, user); default: the profile's"),
+]
+
+
 # --------------------------------------------------------------------------- agents
 
 class _AgentBase(_Strict):
@@ -92,6 +133,7 @@ class _AgentBase(_Strict):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     max_tokens: int = Field(default=1024, ge=1, le=262_144)
+    prompt: AgentPrompt = None
 
 
 class GeneratorConfig(_Strict):
@@ -102,6 +144,7 @@ class GeneratorConfig(_Strict):
     paths_per_temperature: int = Field(default=1, ge=1, le=64)
     top_p: float = Field(default=0.9, gt=0.0, le=1.0)
     max_tokens: int = Field(default=8192, ge=1, le=262_144)
+    prompt: AgentPrompt = None
 
     @model_validator(mode="after")
     def _temperatures_in_range(self) -> GeneratorConfig:
@@ -180,6 +223,9 @@ class PipelineConfig(_Strict):
         default=2, ge=0, le=10, description="re-asks when a path is truncated or has no parseable answer"
     )
     seed: int = Field(default=0, description="base of every per-request seed, for reproducible runs")
+    prompts: Literal["reasonmed", "paper"] = Field(
+        default="reasonmed", description="prompt profile: the project's own prompts, or the paper's released ones restated"
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> PipelineConfig:
@@ -205,12 +251,44 @@ class PipelineConfig(_Strict):
                 f"endpoints mix simulated models ({', '.join(simulated)}: model names starting with "
                 f"{SIM_MODEL_PREFIX!r}) with real ones ({', '.join(real)}); simulated work must never pass for real"
             )
+        for key, role, agent in self._prompted_agents():
+            if agent.prompt is not None:
+                try:
+                    check_template(PromptTemplate(role, agent.prompt.text, origin=agent.prompt.path))
+                except PromptError as exc:
+                    raise ValueError(f"{key}.prompt: {exc}") from None
         total = self.paths_per_question
         if self.tiers.easy_min_correct > total:
             raise ValueError(
                 f"tiers.easy_min_correct: {self.tiers.easy_min_correct} exceeds the {total} paths generated per question"
             )
         return self
+
+    def _prompted_agents(self) -> list[tuple[str, str, Any]]:
+        a = self.agents
+        out: list[tuple[str, str, Any]] = [(f"agents.generators[{i}]", "generate", g) for i, g in enumerate(a.generators)]
+        for key, role in (("verifier", "verify"), ("ranker", "rank"), ("refiner", "refine"),
+                          ("regenerator", "regenerate"), ("summarizer", "summarize")):
+            out.append((f"agents.{key}", role, getattr(a, key)))
+        return out
+
+    def prompt(self, role: str, generator: int = 0) -> PromptTemplate:
+        """The template ``role`` uses: the agent's own file, else the profile's (``generator`` picks the generator)."""
+        agents = {r: ag for _, r, ag in self._prompted_agents() if r != "generate"}
+        agent = self.agents.generators[generator] if role == "generate" else agents.get(role)
+        if agent is not None and agent.prompt is not None:
+            return PromptTemplate(role, agent.prompt.text, origin=agent.prompt.path)
+        return get_template(role, self.prompts)
+
+    def prompt_variants(self) -> list[PromptTemplate]:
+        """Every template this pipeline can send, with its re-ask variants (for the prompt_templates table)."""
+        bases = [self.prompt("generate", i) for i in range(len(self.agents.generators))]
+        bases += [self.prompt(r) for r in ("verify", "rank", "refine", "regenerate", "summarize")]
+        out: dict[str, PromptTemplate] = {}
+        for t in bases:
+            for v in (t, t.reask("truncated"), t.reask("unparseable")):
+                out.setdefault(v.sha256, v)
+        return list(out.values())
 
     @property
     def simulated(self) -> bool:
@@ -293,9 +371,12 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def parse_pipeline_config(data: dict[str, Any], source: str = "pipeline config") -> PipelineConfig:
+def parse_pipeline_config(
+    data: dict[str, Any], source: str = "pipeline config", base_dir: Path | None = None
+) -> PipelineConfig:
+    """Validate a pipeline mapping; ``base_dir`` is where relative ``prompt:`` files are looked up."""
     try:
-        return PipelineConfig.model_validate(data)
+        return PipelineConfig.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
 
@@ -328,7 +409,8 @@ def read_pipeline_data(path: Path | str | None = None) -> tuple[dict[str, Any], 
 def load_pipeline_config(path: Path | str | None = None) -> PipelineConfig:
     """Load a pipeline YAML file; ``None`` means the packaged default that targets the simulator."""
     text, source = _pipeline_text(path)
-    cfg = parse_pipeline_config(_yaml_mapping(_expand_env(text, source), source), source)
+    base_dir = Path(path).resolve().parent if path is not None else None
+    cfg = parse_pipeline_config(_yaml_mapping(_expand_env(text, source), source), source, base_dir=base_dir)
     try:
         cfg._unexpanded = yaml.safe_load(text)  # what the snapshot shows for values from the environment
     except yaml.YAMLError:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
 from reasonmed.prompts import PROMPT_SPLIT, PromptTemplate
@@ -108,4 +109,4 @@ def constrained_template(template: PromptTemplate, schema: Mapping[str, Any]) ->
         + json.dumps(schema, sort_keys=True, separators=(",", ":"))
     )
     system, user = template.text.split(PROMPT_SPLIT, 1)
-    return PromptTemplate(name=template.name, text=system.rstrip("\n") + note + PROMPT_SPLIT + user)
+    return replace(template, text=system.rstrip("\n") + note + PROMPT_SPLIT + user)

@@ -34,6 +34,8 @@ from tests.conftest import _admin_conninfo
 
 REPO = Path(__file__).resolve().parent.parent
 VIEWS = list(audit_repo.AUDIT_VIEWS)
+# Views added after 0002 (by 0003, 0005 and 0007).
+LATER_VIEWS = {"audit_contamination", "audit_set_aside", "audit_verifier_disagreements", "audit_verifier_versions"}
 T0 = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)  # late in the UTC day: a local-time bug would shift it
 PUB = [["yes", "yes"], ["no", "no"], ["maybe", "maybe"]]
 MCQ = [["A", "a"], ["B", "b"]]
@@ -69,15 +71,25 @@ def build_fixture(engine: Engine) -> None:
                            is_benchmark_test=False, question=f"Question {qid}?", context=None, options=opts,
                            answer=ans, meta={}, created_at=T0))
         s.flush()
-        for pid, qid, origin, role, model, temp, _, _ in PATHS:
+        keys = {1: "yes", 2: "A", 3: "B", 4: "no"}
+        for pid, qid, origin, role, model, temp, outcome, _ in PATHS:
+            # Paths judged correct conclude with the key (else the answer guard would overrule them).
             s.add(ReasoningPath(id=pid, question_id=qid, path_key=f"k{pid}", origin=origin, role=role,
                                 run_id=1 if qid < 4 else 2, endpoint=model, model=model, temperature=temp,
-                                prompt_sha256="x", raw_text=f"path {pid}", clean_text=f"path {pid}", created_at=T0))
+                                prompt_sha256="x", raw_text=f"path {pid}", clean_text=f"path {pid}",
+                                extracted_answer=keys[qid] if outcome == "correct" and pid != 8 else None,
+                                created_at=T0))
+        # Path 8 was judged correct but concludes with another option: a verifier disagreement.
+        s.flush()
+        s.execute(text("UPDATE reasoning_paths SET extracted_answer = 'A' WHERE id = 8"))
         s.flush()
         for pid, qid, *_, outcome, reason in PATHS:
             if outcome:
-                s.add(Verdict(id=100 + pid, path_id=pid, question_id=qid, verifier_model="V", outcome=outcome,
+                s.add(Verdict(id=100 + pid, path_id=pid, question_id=qid, verifier_model="V", prompt_sha256="x", outcome=outcome,
                               reason=reason, created_at=T0))
+        # An earlier verifier version judged path 3 correct; the current one (V, prompt x) replaced it.
+        s.add(Verdict(id=90, path_id=3, question_id=1, verifier_model="V0", prompt_sha256="old", outcome="correct",
+                      reason=None, created_at=T0, superseded_at=T0))
         s.flush()
         # Question 1 (accepted) nearly copies question 3, standing in for a benchmark test item.
         s.add(ContaminationMatch(question_id=1, test_question_id=3, kind="near", jaccard=0.875, threshold=0.8,
@@ -125,6 +137,7 @@ EXPECTED: dict[str, list[dict]] = {
         dict(path_id=5, question_id=2, why="judged unparseable", verdict_outcome="unparseable", error_analysis="unparseable", tier="difficult", question_status="rejected"),
         dict(path_id=6, question_id=2, why="judged error", verdict_outcome="error", error_analysis="still wrong", tier="difficult", question_status="rejected"),
         dict(path_id=7, question_id=3, why="judged error", verdict_outcome="error", error_analysis="bad anatomy", tier=None, question_status=None),
+        dict(path_id=8, question_id=3, why="judged correct but its answer is not the key", verdict_outcome="correct", error_analysis=None, tier=None, question_status=None),
         dict(path_id=9, question_id=3, why="not verified", verdict_outcome="unverified", error_analysis=None, tier=None, question_status=None),
         dict(path_id=10, question_id=4, why="correct but not kept", verdict_outcome="correct", error_analysis=None, tier="medium", question_status="accepted"),
         dict(path_id=12, question_id=4, why="judged error", verdict_outcome="error", error_analysis="refined but wrong", tier="medium", question_status="accepted"),
@@ -158,6 +171,16 @@ EXPECTED: dict[str, list[dict]] = {
     "audit_contamination": [
         dict(question_id=1, source="pubmedqa", source_id="p1", kind="near", jaccard=0.875, test_question_id=3,
              test_source="medqa", test_source_id="m2", threshold=0.8, ngram=3),
+    ],
+    "audit_verifier_disagreements": [
+        dict(path_id=3, question_id=1, verdict_id=90, verifier_model="V0", answer_key="yes", extracted_answer=None,
+             disagreement="no final answer", current_verdict=0),
+        dict(path_id=8, question_id=3, verdict_id=108, verifier_model="V", answer_key="B", extracted_answer="A",
+             disagreement="other option", current_verdict=1),
+    ],
+    "audit_verifier_versions": [
+        dict(a_model="V0", a_prompt_sha256="old", b_model="V", b_prompt_sha256="x", path_model="mA", temperature=1.0,
+             origin="generated", paths=1, agree=0, agreement=0.0, flips_from_correct=1, flips_to_correct=0),
     ],
     "audit_token_usage": [
         dict(model="V", stage="verifier", day="2026-11-20", calls=20, failed_calls=1, attempts=22, prompt_tokens=2000,
@@ -200,7 +223,7 @@ def test_view_output_is_exact(audit_engine: Engine, view: str) -> None:
     for g, e in zip(got, expected, strict=True):
         assert g == pytest.approx(e), (g, e)
     if view == "audit_rejected_paths":
-        assert {r["verifier_model"] for r in rows if r["path_id"] != 9} == {"V"} and rows[6]["verdict_id"] is None
+        assert {r["verifier_model"] for r in rows if r["path_id"] != 9} == {"V"} and next(r for r in rows if r["path_id"] == 9)["verdict_id"] is None
         assert rows[0]["source"] == "pubmedqa" and rows[0]["model"] == "mB" and rows[0]["temperature"] == pytest.approx(0.7)
     if view == "audit_rejected_questions":
         assert rows[0]["updated_at"] is not None
@@ -212,7 +235,7 @@ def test_audit_repo_summaries(audit_engine: Engine) -> None:
     assert audit_repo.rejections_by_reason(audit_engine) == {
         "questions": [{"reason": "no path verified correct after regeneration", "n": 1}],
         "paths": [{"reason": "judged error", "n": 5}, {"reason": "correct but not kept", "n": 1},
-                  {"reason": "judged unparseable", "n": 1}, {"reason": "not verified", "n": 1},
+                  {"reason": "judged correct but its answer is not the key", "n": 1}, {"reason": "judged unparseable", "n": 1}, {"reason": "not verified", "n": 1},
                   {"reason": "summary truncated after 2 re-ask(s)", "n": 1}],
     }
     acc = {(r["model"], r["temperature"]): r["accuracy"] for r in audit_repo.generator_accuracy(audit_engine)}
@@ -226,7 +249,7 @@ def test_audit_repo_summaries(audit_engine: Engine) -> None:
 def test_views_query_on_sqlite_and_are_dropped_by_downgrade(sqlite_url: str) -> None:
     eng = make_engine(sqlite_url)
     try:
-        assert set(VIEWS) - {"audit_contamination", "audit_set_aside"} <= set(inspect(eng).get_view_names())  # 0003 and 0005 add those
+        assert set(VIEWS) - LATER_VIEWS <= set(inspect(eng).get_view_names())
         for view in VIEWS:
             assert audit_repo.view_rows(eng, view) == []
         migrate.downgrade(sqlite_url, "0001")
@@ -242,11 +265,11 @@ def test_downgrade_drops_the_views_on_postgres(empty_pg_url: str) -> None:
     migrate.upgrade(empty_pg_url, "0002")
     eng = make_engine(empty_pg_url)
     try:
-        assert set(VIEWS) - {"audit_contamination", "audit_set_aside"} <= set(inspect(eng).get_view_names())  # 0003 and 0005 add those
+        assert set(VIEWS) - LATER_VIEWS <= set(inspect(eng).get_view_names())
         migrate.downgrade(empty_pg_url, "0001")
         assert not set(VIEWS) & set(inspect(eng).get_view_names())
         migrate.upgrade(empty_pg_url, "0002")
-        assert set(VIEWS) - {"audit_contamination", "audit_set_aside"} <= set(inspect(eng).get_view_names())  # 0003 and 0005 add those
+        assert set(VIEWS) - LATER_VIEWS <= set(inspect(eng).get_view_names())
     finally:
         eng.dispose()
 
@@ -288,7 +311,7 @@ def test_audit_role_reads_views_and_cannot_write(audit_role: tuple[str, str]) ->
         assert conn.execute("SELECT current_user").fetchone()[0] == role
         for view in VIEWS:
             conn.execute(f"SELECT * FROM {view}").fetchall()
-        assert conn.execute("SELECT count(*) FROM audit_rejected_paths").fetchone()[0] == 9
+        assert conn.execute("SELECT count(*) FROM audit_rejected_paths").fetchone()[0] == 10
         assert conn.execute("SELECT count(*) FROM questions").fetchone()[0] == 4
         assert conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
         # Lift the read-only default: the privileges themselves must refuse every write.
@@ -306,5 +329,5 @@ def test_audit_role_reads_views_and_cannot_write(audit_role: tuple[str, str]) ->
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(sql)
     with psycopg.connect(conninfo.replace(f"user={role}", "user=postgres")) as admin:
-        assert admin.execute("SELECT count(*) FROM verdicts").fetchone()[0] == 11
+        assert admin.execute("SELECT count(*) FROM verdicts").fetchone()[0] == 12
         assert admin.execute("SELECT answer FROM questions WHERE id = 1").fetchone()[0] == "yes"

@@ -34,6 +34,28 @@ def test_shipped_configs_load_with_paper_values() -> None:
     assert all(ep.model.startswith("sim/") for ep in default.endpoints.values())
 
 
+@pytest.mark.parametrize("name", ["pipeline.paper.yaml", "pipeline.local.yaml"])
+def test_paper_roles_and_budgets(name: str) -> None:
+    """Both paper files: paper prompts, the released budgets, no re-asks, and a difficult-tier model that is
+    none of the generators; the paper file sends the refiner, regenerator and summariser to a hosted API
+    (key named, never written), the local file keeps every endpoint on the network's own servers."""
+    cfg = load_pipeline_config(REPO / "deploy" / name)
+    a, ep = cfg.agents, cfg.endpoints
+    assert cfg.prompts == "paper" and cfg.output_retries == 0
+    generators = {ep[g.endpoint].model for g in a.generators}
+    assert len(generators) == 3 and ep[a.regenerator.endpoint].model not in generators
+    assert ep[a.verifier.endpoint].model == "Qwen/Qwen2.5-72B-Instruct"
+    assert (a.refiner.max_tokens, a.regenerator.max_tokens, a.summarizer.max_tokens, a.verifier.max_tokens) == (
+        15000, 20000, 1000, 10000)
+    hosted = {r: ep[getattr(a, r).endpoint] for r in ("refiner", "regenerator", "summarizer")}
+    if name == "pipeline.paper.yaml":
+        assert {r: e.model for r, e in hosted.items()} == {
+            "refiner": "gpt-4o", "regenerator": "o1-mini", "summarizer": "gpt-4o-mini"}
+        assert all(e.base_url.startswith("https://") and e.api_key_env for e in hosted.values())
+    else:
+        assert all(e.api_key_env is None and e.base_url.startswith("http://127.0.0.1") for e in ep.values())
+
+
 def test_env_references_are_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REASONMED_SIM_URL", "http://127.0.0.1:9999/v1")
     cfg = load_pipeline_config(None)

@@ -436,8 +436,8 @@ def test_export_on_sqlite(sqlite_url: str, tmp_path: Path) -> None:
                                     endpoint="e", model="m", temperature=0.7, prompt_sha256="x", raw_text="r",
                                     clean_text=f"cot {pid}", created_at=now))
                 s.flush()
-                s.add(Verdict(id=pid, path_id=pid, question_id=qid, verifier_model="V", outcome="correct", created_at=now))
-                s.add(Summary(id=pid, path_id=pid, question_id=qid, summarizer_model="S", text=f"sum {pid}", created_at=now))
+                s.add(Verdict(id=pid, path_id=pid, question_id=qid, verifier_model="V", prompt_sha256="x", outcome="correct", created_at=now))
+                s.add(Summary(id=pid, path_id=pid, question_id=qid, summarizer_model="S", prompt_sha256="x", text=f"sum {pid}", created_at=now))
                 s.flush()
                 s.add(AcceptedPath(question_id=qid, path_id=pid, verdict_id=pid, rank=1 - k, created_at=now))
             s.add(QuestionOutcome(question_id=qid, tier="easy", n_paths=2, n_correct=2, status="accepted",
@@ -468,3 +468,43 @@ def test_simulated_rows_are_refused_unless_allowed_and_then_flagged(engine, tmp_
     assert "simulated: true" in card and f"SIMULATED: {simulated} of {simulated} rows" in card
     assert all(r["model"].startswith("sim/") for r in _jsonl(res.location, "ReasonMed"))
 
+
+def test_hub_layout_and_card_say_what_made_the_rows(engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One Hub-style repository per version: the root card declares the three datasets as configs, which
+    `datasets` loads by name; every card names the generating models per role with their prompt sha256s
+    (each resolvable in prompt_templates), the prompt profile, the runs' config hashes, the paper, the
+    sources' licences, the intended use and a medical disclaimer."""
+    for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.setenv(key, "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    import datasets
+    import yaml
+
+    result = _export(engine, tmp_path / "out", formats=["parquet"])
+    root = Path(result.location)
+    card = (root / "README.md").read_text()
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert [c["config_name"] for c in front["configs"]] == list(DATASETS)
+    assert [c.get("default", False) for c in front["configs"]] == [True, False, False]
+    for name in DATASETS:
+        ds = datasets.load_dataset(str(root), name, split="train", cache_dir=str(tmp_path / "hf-cache" / name))
+        assert ds.num_rows == result.counts[name]
+    with engine.connect() as c:
+        models = {r: set(ms) for r, ms in (
+            ("generator", c.execute(text("""select distinct p.model from accepted_paths a join reasoning_paths p
+                on p.id = a.path_id join question_outcomes o on o.question_id = a.question_id
+                where o.status = 'accepted' and p.role = 'generator'""")).scalars()),
+            ("summarizer", c.execute(text("select distinct summarizer_model from summaries")).scalars()),
+        )}
+        shas = set(c.execute(text("select sha256 from prompt_templates")).scalars())
+    for text_ in (card, (root / "CoTMed" / "README.md").read_text()):
+        for model in models["generator"] | models["summarizer"]:
+            assert f"| {model} |" in text_
+        listed = {line.split("`")[1] for line in text_.splitlines() if line.startswith("| ") and "`" in line
+                  and len(line.split("`")[1]) == 64}
+        assert listed and listed <= shas  # every prompt sha named resolves to its text
+        assert "Prompt profile: `reasonmed`" in text_
+        assert all(f"`{h}`" in text_ for h in result.manifest["config_hashes"])
+        assert "arXiv" in text_ and "2506.09513" in text_ and "MedMCQA" in text_ and "MIT" in text_
+        assert "## Intended use" in text_ and "Nothing here is medical advice" in text_
+    assert "README.md" in {f["path"] for f in result.manifest["files"]}

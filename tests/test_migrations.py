@@ -109,3 +109,78 @@ def test_models_and_migrations_agree(db_url: str) -> None:
     finally:
         eng.dispose()
     assert diffs == []
+
+
+# A database at 0005 with one question, one path, its call, verdict, score and summary, as the old code wrote them.
+_AT_0005 = [
+    """INSERT INTO questions (id, content_hash, source, source_id, split, is_benchmark_test, question, options, answer,
+       metadata, created_at) VALUES (1, 'h', 'medqa', 'q1', 'train', false, 'Q?', '[["A", "a"], ["B", "b"]]', 'A', '{}',
+       '2026-12-01 00:00:00+00')""",
+    """INSERT INTO llm_calls (id, call_key, question_id, role, endpoint, model, temperature, n, prompt_sha256, status,
+       attempts, created_at) VALUES (1, 'c1', 1, 'verifier', 'e', 'V', 0, 1, 'sha-verify', 'ok', 1,
+       '2026-12-01 00:00:00+00'), (2, 'c2', 1, 'summarizer', 'e', 'S', 0, 1, 'sha-summary', 'ok', 1,
+       '2026-12-01 00:00:00+00')""",
+    """INSERT INTO reasoning_paths (id, question_id, path_key, origin, role, endpoint, model, temperature, sample_index,
+       generation_order, prompt_sha256, raw_text, clean_text, extracted_answer, created_at) VALUES (1, 1, 'gen/e/0.7/0',
+       'generated', 'generator', 'e', 'G', 0.7, 0, 0, 'sha-gen', 'r', 'c', 'B', '2026-12-01 00:00:00+00')""",
+    """INSERT INTO verdicts (id, path_id, question_id, llm_call_id, verifier_model, outcome, parse_attempts, created_at)
+       VALUES (1, 1, 1, 1, 'V', 'correct', 1, '2026-12-01 00:00:00+00')""",
+    """INSERT INTO summaries (id, path_id, question_id, llm_call_id, summarizer_model, text, created_at)
+       VALUES (1, 1, 1, 2, 'S', 's', '2026-12-01 00:00:00+00')""",
+]
+
+
+def _migrate_0005_data(url: str) -> None:
+    migrate.upgrade(url, "0005")
+    eng = make_engine(url)
+    try:
+        with eng.begin() as c:
+            for sql in _AT_0005:
+                c.execute(text(sql))
+    finally:
+        eng.dispose()
+    migrate.upgrade(url)
+    eng = make_engine(url)
+    try:
+        with eng.connect() as c:
+            # Backfilled from each row's call: the stage keys of rows written before prompt keys existed.
+            assert c.execute(text("select prompt_sha256 from verdicts")).scalar_one() == "sha-verify"
+            assert c.execute(text("select prompt_sha256 from summaries")).scalar_one() == "sha-summary"
+            assert c.execute(text("select variant from prompt_templates")).all() == []
+            # The path judged Correct concludes with B, the key is A: a verifier disagreement.
+            row = c.execute(text("select path_id, disagreement, current_verdict from audit_verifier_disagreements")).one()
+            assert tuple(row) == (1, "other option", 1)
+            assert c.execute(text("select why from audit_rejected_paths")).scalar_one() == \
+                "judged correct but its answer is not the key"
+        with eng.begin() as c:  # a new verifier prompt writes a second verdict beside the first
+            c.execute(text("""INSERT INTO verdicts (id, path_id, question_id, verifier_model, prompt_sha256, outcome,
+                              parse_attempts, created_at) VALUES (2, 1, 1, 'V', 'sha-verify-2', 'error', 1, '2026-12-02 00:00:00+00')"""))
+            c.execute(text("UPDATE verdicts SET superseded_at = '2026-12-02 00:00:00+00' WHERE prompt_sha256 = 'sha-verify'"))
+        with eng.connect() as c:
+            assert c.execute(text("select agree, flips_from_correct from audit_verifier_versions")).one() == (0, 1)
+        try:
+            with eng.begin() as c:  # the same key twice is still refused
+                c.execute(text("""INSERT INTO verdicts (id, path_id, question_id, verifier_model, prompt_sha256, outcome,
+                                  parse_attempts, created_at) VALUES (3, 1, 1, 'V', 'sha-verify-2', 'error', 1, '2026-12-02 00:00:00+00')"""))
+        except IntegrityError:
+            pass
+        else:
+            raise AssertionError("a second verdict under the same (path, model, prompt) must be refused")
+    finally:
+        eng.dispose()
+    migrate.downgrade(url, "0005")  # back: one verdict per (path, model), the current one
+    eng = make_engine(url)
+    try:
+        with eng.connect() as c:
+            assert c.execute(text("select outcome from verdicts")).all() == [("error",)]
+            assert "prompt_sha256" not in {col["name"] for col in inspect(eng).get_columns("verdicts")}
+    finally:
+        eng.dispose()
+
+
+def test_0007_keeps_old_rows_as_keyed_rows_postgres(empty_pg_url: str) -> None:
+    _migrate_0005_data(empty_pg_url)
+
+
+def test_0007_keeps_old_rows_as_keyed_rows_sqlite(tmp_path) -> None:
+    _migrate_0005_data(f"sqlite:///{tmp_path / 'm.db'}")

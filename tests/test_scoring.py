@@ -127,3 +127,45 @@ def test_cli_score_compares_two_versions_and_names_a_missing_one(exported, tmp_p
     assert "0.000" in res.output
     assert missing.exit_code == 2 and "dataset version 999 does not exist" in missing.output
     assert both.exit_code == 2 and "--dataset VERSION or --compare" in both.output
+
+
+def test_paper_judge_mode_sees_no_answer_and_gives_one_score(exported, prefect_harness, tmp_path: Path) -> None:
+    """--judge-mode paper: the judge gets question + response (no key), answers one 1-10 score at
+    temperature 0.7; rows and summaries say which mode rated them, and the rubric's rows are untouched."""
+    from reasonmed.cli import app
+    from reasonmed.prompts import get_template
+
+    url, version, rows = exported
+    use_database(url)
+    engine = make_engine(url)
+    paper = get_template("judge", "paper")
+    assert "$answer" not in paper.text and "Correct answer" not in paper.text
+    with SimServer(base_latency_ms=0, per_token_ms=0) as sim:
+        cfg = write_sim_config(tmp_path / "pipeline.yaml", sim.base_url)
+        judge_model = load_pipeline_config(cfg).endpoints["sim-qwen"].model
+        res = _score(version, cfg, sample=8, variants=["reasonmed"], seed=11, judge_mode="paper")
+        out = CliRunner().invoke(app, ["score", "--dataset", str(version), "--sample", "8", "--seed", "11",
+                                       "--judge-mode", "paper", "--config", str(cfg)])
+        bad = CliRunner().invoke(app, ["score", "--dataset", str(version), "--judge-mode", "vibes", "--config", str(cfg)])
+    assert out.exit_code == 0, out.output
+    assert "(paper mode)" in out.output
+    assert bad.exit_code == 1 and "--judge-mode" in bad.output
+    assert res["judge_mode"] == "paper" and res["rows"][0]["judge_mode"] == "paper"
+    summary = res["summaries"][0]
+    assert summary["judge_mode"] == "paper" and summary["scored"] == 8
+    assert all(v is None for v in summary["criteria"].values())  # no criteria in the paper's mode
+    with engine.connect() as c:
+        stored = c.execute(text("""select path_id, judge_mode, prompt_sha256, clinical_accuracy, overall, status
+            from dataset_quality_scores where sample_seed = 11 and variant = 'reasonmed'""")).all()
+        params = c.execute(text("""select parameters from pipeline_runs where kind = 'score'
+            order by id desc limit 1""")).scalar_one()
+    assert len(stored) == 8 and {s.judge_mode for s in stored} == {"paper"} and {s.prompt_sha256 for s in stored} == {paper.sha256}
+    assert (params if isinstance(params, dict) else json.loads(params))["judge_mode"] == "paper"
+    with engine.connect() as c:
+        with_questions = {qid: (q, dict((lab, t) for lab, t in opts)) for qid, q, opts in
+                          c.execute(text("select id, question, options from questions")).all()}
+    for s in stored:
+        row = rows["ReasonMed"][s.path_id]
+        question, options = with_questions[row["question_id"]]
+        want = judge_scores(model=judge_model, question=question, response=row["output"], options=options, answer=None)
+        assert s.status == "ok" and s.clinical_accuracy is None and s.overall == want["overall"]

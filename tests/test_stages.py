@@ -123,8 +123,7 @@ def test_unparseable_output_is_recorded_not_fatal(sqlite_url: str, tmp_path: Pat
     # Nothing counted as correct: the question goes to the difficult tier and is rejected with a reason.
     assert status == "rejected"
     engine = make_engine(sqlite_url)
-    st = repo.load_state(engine, qid, verifier_model="sim/Qwen2.5-72B-Instruct", ranker_model="x", summarizer_model="y",
-                         simulated=True)
+    st = repo.load_state(engine, qid, stages.stage_keys(cfg), simulated=True)
     assert st.outcome["tier"] == "difficult" and "regenerated" in st.outcome["rejection_reason"]
 
 
@@ -135,6 +134,7 @@ async def test_a_reask_says_what_was_wrong_and_keeps_the_seed(sim_factory) -> No
     from reasonmed.agents.base import REASK_NOTES, QuestionView, Sampling
     from reasonmed.agents.verifier import verify_path
     from reasonmed.llm.openai_backend import OpenAICompatibleBackend
+    from reasonmed.prompts import get_template
     from tests.fixtures_sim import sim_endpoint
 
     server = sim_factory(fault_script=["noanswer", "ok"])
@@ -160,3 +160,9 @@ async def test_a_reask_says_what_was_wrong_and_keeps_the_seed(sim_factory) -> No
     assert seed1 == seed2 == 42
     assert second[0] == first[0]  # the same system prompt
     assert second[1]["content"] == first[1]["content"].rstrip("\n") + "\n\n" + REASK_NOTES["unparseable"] + "\n"
+    # The call records the sha of the variant it last sent (the re-ask), whose rendering is exactly that text.
+    template = get_template("verify")
+    variant = template.reask("unparseable")
+    assert call.template_sha256 == template.sha256 and call.prompt_sha256 == variant.sha256 != template.sha256
+    fields = q.prompt_fields() | {"path": "Protamine binds heparin.\nFinal answer: B"}
+    assert variant.render(**fields) == second

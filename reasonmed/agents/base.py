@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reasonmed.llm.types import ChatBackend, Completion, LLMError, Message
-from reasonmed.prompts import PromptTemplate, context_block, format_options
+from reasonmed.prompts import REASK_NOTES as REASK_NOTES  # re-exported for callers of ask()
+from reasonmed.prompts import PromptTemplate, ReaskKind, context_block, format_options
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class CallOutcome:
     sampling: Sampling
     seed: int | None
     n: int
-    prompt_sha256: str
+    template: PromptTemplate  # as configured: its sha is the stage key
     completions: list[Completion] = field(default_factory=list)
     accepted: list[bool] = field(default_factory=list)
     attempts: int = 0
@@ -71,6 +72,21 @@ class CallOutcome:
     completion_tokens: int = 0
     latency_ms: float = 0.0
     error: LLMError | None = None
+    # Per choice, the template variant whose rendering produced its final completion (re-asks included).
+    variants: list[PromptTemplate] = field(default_factory=list)
+    last_sent: PromptTemplate | None = None  # the variant of the last request made
+
+    @property
+    def template_sha256(self) -> str:
+        return self.template.sha256
+
+    @property
+    def prompt_sha256(self) -> str:
+        """The sha of the exact template variant the call's last request sent."""
+        return (self.last_sent or self.template).sha256
+
+    def variant_sha256(self, i: int) -> str:
+        return (self.variants[i] if i < len(self.variants) else self.template).sha256
 
     @property
     def ok(self) -> bool:
@@ -86,24 +102,15 @@ def derive_seed(base: int, *parts: object) -> int:
     return int.from_bytes(digest[:4], "big") % (2**31 - 1024)
 
 
-# Appended to the user message of a re-ask. Same seed, other prompt: a transient glitch gets the answer
-# the first ask would have had, and an engine that really produced unusable text (it would repeat it
-# exactly at temperature 0) is told what was wrong.
-REASK_NOTES: dict[str, str] = {
-    "truncated": "Your previous reply to this request was cut off at the length limit. Reply again, more "
-                 "concisely, and end exactly in the format asked for above.",
-    "unparseable": "Your previous reply to this request could not be read. Reply again and end exactly in the "
-                   "format asked for above.",
-}
+def reask_kind(failed: Completion) -> ReaskKind:
+    """Which re-ask note fits an unusable completion."""
+    return "truncated" if failed.finish_reason == "length" else "unparseable"
 
 
-def reask_messages(messages: Sequence[Message], failed: Completion) -> list[dict[str, str]]:
-    """The request again with a note on what was wrong with ``failed`` added to its last user message."""
-    note = REASK_NOTES["truncated" if failed.finish_reason == "length" else "unparseable"]
-    out = [dict(m) for m in messages]
-    last_user = max(i for i, m in enumerate(out) if m["role"] == "user")
-    out[last_user]["content"] = out[last_user]["content"].rstrip("\n") + "\n\n" + note + "\n"
-    return out
+def reask_messages(template: PromptTemplate, fields: dict[str, str], failed: Completion) -> list[dict[str, str]]:
+    """The request again with a note on what was wrong with ``failed`` added to its user message: the
+    rendering of the template's re-ask variant, so the sha recorded for it is the sha of what was sent."""
+    return template.reask(reask_kind(failed)).render(**fields)
 
 
 def usable(completion: Completion, check: Callable[[str], object | None]) -> bool:
@@ -129,8 +136,7 @@ async def ask(
     """
     messages = template.render(**fields)
     out = CallOutcome(
-        role=role, endpoint=backend.name, model=backend.model, sampling=sampling, seed=seed, n=n,
-        prompt_sha256=template.sha256,
+        role=role, endpoint=backend.name, model=backend.model, sampling=sampling, seed=seed, n=n, template=template,
     )
 
     async def once(count: int, s: int | None, request: Sequence[Message] = messages) -> list[Completion]:
@@ -149,18 +155,23 @@ async def ask(
         return got
 
     try:
+        out.last_sent = template
         first = sorted(await once(n, seed), key=lambda c: c.index)
         out.completions = first
+        out.variants = [template] * len(first)
         out.accepted = [usable(c, check) for c in first]
         for _ in range(reasks):
             retry = [i for i, ok in enumerate(out.accepted) if not ok]
             if not retry:
                 break
+            variants = [template.reask(reask_kind(out.completions[i])) for i in retry]
+            out.last_sent = variants[-1]
             again = await asyncio.gather(*(
-                once(1, None if seed is None else seed + i, reask_messages(messages, out.completions[i])) for i in retry
+                once(1, None if seed is None else seed + i, v.render(**fields)) for i, v in zip(retry, variants, strict=True)
             ))
-            for i, got in zip(retry, again, strict=True):
+            for i, v, got in zip(retry, variants, again, strict=True):
                 out.completions[i] = got[0]
+                out.variants[i] = v
                 out.accepted[i] = usable(got[0], check)
     except LLMError as exc:
         out.error = exc

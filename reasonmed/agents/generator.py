@@ -7,14 +7,13 @@ from functools import partial
 from reasonmed.agents.base import CallOutcome, QuestionView, Sampling, ask
 from reasonmed.llm.types import ChatBackend
 from reasonmed.parsing import extract_answer
-from reasonmed.prompts import get_template
+from reasonmed.prompts import PromptTemplate, get_template
 
 
 async def generate_paths(
-    backend: ChatBackend, q: QuestionView, *, sampling: Sampling, seed: int, n: int, reasks: int
-) -> CallOutcome:
+    backend: ChatBackend, q: QuestionView, *, sampling: Sampling, seed: int, n: int, reasks: int, template: PromptTemplate | None = None) -> CallOutcome:
     """``n`` paths at one temperature in one request (one prefill); choice i uses seed + i."""
     return await ask(
-        backend, get_template("generate"), q.prompt_fields(), role="generator", sampling=sampling,
+        backend, template or get_template("generate"), q.prompt_fields(), role="generator", sampling=sampling,
         seed=seed, n=n, check=partial(extract_answer, options=q.options), reasks=reasks,
     )

@@ -3,6 +3,8 @@ completeness (the paper's score evaluator), asked again when its JSON does not p
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from reasonmed.agents.base import CallOutcome, QuestionView, Sampling, ask
 from reasonmed.evaluation.judge_output import JudgeScores, parse_judge
 from reasonmed.llm.types import ChatBackend
@@ -11,14 +13,13 @@ from reasonmed.prompts import PromptTemplate, get_template
 
 async def judge_response(
     backend: ChatBackend, q: QuestionView, response: str, *, sampling: Sampling, seed: int, attempts: int,
-    template: PromptTemplate | None = None,
+    template: PromptTemplate | None = None, parse: Callable[[str], JudgeScores | None] = parse_judge,
 ) -> tuple[CallOutcome, JudgeScores | None]:
     """``None`` scores with a successful call means the judge never produced parseable ratings.
-    ``template``: the judge prompt or a variant of it (a schema-constrained one)."""
-    call = await ask(
-        backend, template or get_template("judge"), q.prompt_fields() | {"path": response}, role="judge",
-        sampling=sampling, seed=seed, check=parse_judge, reasks=attempts - 1,
-    )
+    ``template``/``parse`` choose the judge mode (``evaluation/judge_modes.py``); default: the rubric."""
+    t = template or get_template("judge")
+    fields = {k: v for k, v in (q.prompt_fields() | {"path": response}).items() if k in t.placeholders()}
+    call = await ask(backend, t, fields, role="judge", sampling=sampling, seed=seed, check=parse, reasks=attempts - 1)
     if call.error is not None or not call.accepted[0]:
         return call, None
-    return call, parse_judge(call.completions[0].text)
+    return call, parse(call.completions[0].text)

@@ -6,7 +6,20 @@ from reasonmed.privacy import apply_offline_defaults
 
 apply_offline_defaults()
 
-from reasonmed.cli import audit, config_cmd, db, evaluate, export, ingest, retry, run, serve, show, sim  # noqa: E402, F401  (registers commands)
+from reasonmed.cli import (  # noqa: E402, F401  (registers commands)
+    audit,
+    config_cmd,
+    db,
+    evaluate,
+    export,
+    ingest,
+    rejudge,
+    retry,
+    run,
+    serve,
+    show,
+    sim,
+)
 from reasonmed.cli.app import app  # noqa: E402
 
 

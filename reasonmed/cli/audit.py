@@ -25,6 +25,8 @@ KEY_VIEWS: dict[str, list[str]] = {
     "audit_refinement_success": ["stage", "model", "paths_written", "verified", "reverified_correct", "success_rate", "kept"],
     "audit_rejected_questions": ["question_id", "source", "source_id", "tier", "n_correct", "rejection_reason"],
     "audit_token_usage": ["day", "stage", "model", "calls", "failed_calls", "total_tokens", "cost_usd", "mean_latency_ms", "p95_latency_ms"],
+    "audit_verifier_disagreements": ["question_id", "path_id", "model", "verifier_model", "answer_key", "extracted_answer",
+                                     "disagreement", "current_verdict"],
     "audit_set_aside": ["question_id", "source", "source_id", "stage", "failures", "last_error_kind", "last_error", "set_aside_at"],
 }
 
@@ -70,7 +72,7 @@ def audit(
     fmt: Annotated[AuditFormat, typer.Option("--format", help="table (terminal), csv (one view: needs --view) or json")] = AuditFormat.table,
     database_url: Annotated[str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")] = None,
 ) -> None:
-    """Print the audit views (tiers, verifier accuracy, refinement, rejections, tokens, set-aside questions) as tables."""
+    """Print the audit views (tiers, verifier accuracy and disagreements, refinement, rejections, tokens, set-aside) as tables."""
     view = None if view is None else str(view)
     if fmt is AuditFormat.csv and view is None:
         raise Mistake(f"--format csv writes one view: add --view NAME ({', '.join(audit_repo.AUDIT_VIEWS)})")

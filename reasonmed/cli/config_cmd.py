@@ -27,15 +27,20 @@ def check(
     settings = get_settings()
     cfg = load_pipeline_config(config or settings.pipeline_config)
     table = Table(title=f"pipeline config {cfg.config_hash[:12]}")
-    for col in ("agent", "endpoint", "model", "temperatures"):
+    for col in ("agent", "endpoint", "model", "temperatures", "prompt"):
         table.add_column(col)
-    for g in cfg.agents.generators:
+    for i, g in enumerate(cfg.agents.generators):
         ep = cfg.endpoints[g.endpoint]
-        table.add_row("generator", g.endpoint, ep.model, ", ".join(f"{t:g}" for t in g.temperatures) + f" x{g.paths_per_temperature}")
-    for role in ("verifier", "ranker", "refiner", "regenerator", "summarizer"):
+        p = cfg.prompt("generate", i)
+        table.add_row("generator", g.endpoint, ep.model, ", ".join(f"{t:g}" for t in g.temperatures) + f" x{g.paths_per_temperature}",
+                      f"{p.version} ({p.origin})")
+    for role, prompt_role in (("verifier", "verify"), ("ranker", "rank"), ("refiner", "refine"),
+                              ("regenerator", "regenerate"), ("summarizer", "summarize")):
         a = getattr(cfg.agents, role)
-        table.add_row(role, a.endpoint, cfg.endpoints[a.endpoint].model, f"{a.temperature:g}")
+        p = cfg.prompt(prompt_role)
+        table.add_row(role, a.endpoint, cfg.endpoints[a.endpoint].model, f"{a.temperature:g}", f"{p.version} ({p.origin})")
     console.print(table)
+    console.print(f"prompt profile: {cfg.prompts}; re-asks of unusable output: {cfg.output_retries}")
     t = cfg.tiers
     console.print(
         f"{cfg.paths_per_question} paths per question; easy >= {t.easy_min_correct} correct, "

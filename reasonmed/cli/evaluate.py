@@ -17,6 +17,7 @@ from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config
 from reasonmed.db import eval_repo, migrate
 from reasonmed.evaluation import report, scoring
 from reasonmed.evaluation.benchmarks import BENCHMARKS, parse_benchmarks
+from reasonmed.evaluation.judge_modes import JUDGE_MODES
 
 
 def _fail(message: str) -> Mistake:
@@ -151,11 +152,16 @@ def score(
     judge_endpoint: Annotated[str | None, typer.Option(metavar="NAME", help="Judge endpoint (default: the verifier's).")] = None,
     seed: Annotated[int, typer.Option(help="Sample seed: the same seed rates the same rows.")] = 0,
     structured_output: Annotated[bool, typer.Option("--structured-output", help="Ask the judge for ratings held to a JSON schema in its endpoint's structured_dialect.")] = False,
+    judge_mode: Annotated[str, typer.Option("--judge-mode", help="rubric: four criteria + overall, the judge sees the key, "
+                                            "temperature 0; paper: question + response only, one holistic score, temperature 0.7.")] = "rubric",
     config: Annotated[Path | None, typer.Option(metavar="FILE", help="Pipeline YAML (default REASONMED_PIPELINE_CONFIG, else the simulator default).")] = None,
     database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")] = None,
 ) -> None:
-    """Judge-rated quality of an exported dataset version: 1-10 on clinical accuracy, logical reasoning,
-    factual correctness and completeness; mean overall with a 95% interval per variant."""
+    """Judge-rated quality of an exported dataset version, 1-10: the project's rubric (clinical accuracy,
+    logical reasoning, factual correctness, completeness, overall) or the paper's one holistic score
+    (--judge-mode paper); mean overall with a 95% interval per variant. The output names the mode."""
+    if judge_mode not in JUDGE_MODES:
+        raise _fail(f"--judge-mode: choose from {', '.join(JUDGE_MODES)} (got {judge_mode!r})")
     if (dataset is None) == (compare is None):
         raise _fail("give either --dataset VERSION or --compare V1 V2")
     try:
@@ -172,10 +178,11 @@ def score(
             raise Mistake(f"dataset version {v} does not exist (table dataset_versions; `reasonmed export` writes one)")
     _require_reachable(cfg, judge_endpoint or cfg.agents.verifier.endpoint, config)
     params = {"sample": sample, "variants": variants, "judge_endpoint": judge_endpoint, "seed": seed,
-              "config": str(config) if config else None, "structured_output": structured_output}
+              "config": str(config) if config else None, "structured_output": structured_output,
+              "judge_mode": judge_mode}
     results = [_run_score(v, **params) for v in versions]
     for res in results:
-        console.print(_score_table(res["rows"], f"dataset version {res['version']}: judge {res['judge_model']}, seed {res['seed']}"))
+        console.print(_score_table(res["rows"], f"dataset version {res['version']}: judge {res['judge_model']} ({res['judge_mode']} mode), seed {res['seed']}"))
         for name, why in res["failures"].items():
             err_console.print(f"[yellow]incomplete:[/yellow] {name}: {why}", markup=True, soft_wrap=True)
     if compare is not None:

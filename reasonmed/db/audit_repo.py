@@ -1,4 +1,4 @@
-"""Every SQL statement the audits and the report run: reads of the ``audit_*`` views (migrations 0002 and 0003)
+"""Every SQL statement the audits and the report run: reads of the ``audit_*`` views (migrations 0002-0007)
 and the few aggregates the figures need. Read-only, on Postgres and SQLite alike."""
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ AUDIT_VIEWS: dict[str, str] = {
     "audit_token_usage": "day, stage, model",
     "audit_contamination": "question_id, test_question_id",  # migration 0003
     "audit_set_aside": "question_id, stage",  # migration 0005
+    "audit_verifier_disagreements": "question_id, path_id, verdict_id",  # migration 0007
+    "audit_verifier_versions": "a_model, a_prompt_sha256, b_model, b_prompt_sha256, path_model, temperature, origin",
 }
 
 

@@ -12,18 +12,21 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, Text, and_, cast, func, insert, select, true, update
+from sqlalchemy import Engine, Select, Text, and_, cast, func, insert, literal, select, true, update
 from sqlalchemy.orm import Session
 
 from reasonmed.db.models import (
     AcceptedPath,
     DatasetSample,
     DatasetVersion,
+    PathScore,
     PipelineRun,
+    PromptTemplateRow,
     Question,
     QuestionOutcome,
     ReasoningPath,
     Summary,
+    Verdict,
 )
 from reasonmed.simulated import SIM_MODEL_LIKE
 
@@ -47,7 +50,8 @@ def _kind_filter(include_simulated: bool) -> Any:
 def accepted_rows_query(include_simulated: bool = False) -> Select[Any]:
     # One summary per path, chosen deterministically (the first written) when several summarisers ran.
     first_summary = (
-        select(Summary.path_id, func.min(Summary.id).label("summary_id")).group_by(Summary.path_id).subquery()
+        select(Summary.path_id, func.min(Summary.id).label("summary_id"))
+        .where(Summary.superseded_at.is_(None)).group_by(Summary.path_id).subquery()
     )
     return (
         select(
@@ -64,7 +68,8 @@ def accepted_rows_query(include_simulated: bool = False) -> Select[Any]:
         .join(ReasoningPath, ReasoningPath.id == AcceptedPath.path_id)
         .join(first_summary, first_summary.c.path_id == AcceptedPath.path_id)
         .join(Summary, Summary.id == first_summary.c.summary_id)
-        .where(eligible_filter(), AcceptedPath.dropped_reason.is_(None), _kind_filter(include_simulated))
+        .where(eligible_filter(), AcceptedPath.dropped_reason.is_(None), AcceptedPath.superseded_at.is_(None),
+               _kind_filter(include_simulated))
         .order_by(Question.id, AcceptedPath.rank, AcceptedPath.path_id)
     )
 
@@ -78,7 +83,7 @@ def count_simulated_rows(engine: Engine) -> tuple[int, int]:
         .join(QuestionOutcome, QuestionOutcome.question_id == AcceptedPath.question_id)
         .join(Question, Question.id == AcceptedPath.question_id)
         .join(ReasoningPath, ReasoningPath.id == AcceptedPath.path_id)
-        .where(eligible_filter(), AcceptedPath.dropped_reason.is_(None))
+        .where(eligible_filter(), AcceptedPath.dropped_reason.is_(None), AcceptedPath.superseded_at.is_(None))
     )
     with engine.connect() as conn:
         simulated, real = conn.execute(q).one()
@@ -111,6 +116,43 @@ def run_config_hashes(engine: Engine, run_ids: Iterable[int]) -> dict[int, str |
     with engine.connect() as conn:
         rows = conn.execute(select(PipelineRun.id, PipelineRun.config_hash).where(PipelineRun.id.in_(ids)))
         return {rid: h for rid, h in rows}
+
+
+def card_provenance(engine: Engine, path_ids: Sequence[int], run_ids: Iterable[int]) -> dict[str, Any]:
+    """What the dataset card states about the exported rows: per role, the models and prompt shas that
+    produced them (with row counts), and the prompt profile of the runs that built them."""
+    roles: dict[tuple[str, str, str], int] = {}
+    probes = [
+        ("path", ReasoningPath.role, ReasoningPath.model, ReasoningPath.prompt_sha256, ReasoningPath.id, None),
+        ("verifier", None, Verdict.verifier_model, Verdict.prompt_sha256, Verdict.path_id, Verdict.superseded_at),
+        ("ranker", None, PathScore.ranker_model, PathScore.prompt_sha256, PathScore.path_id, PathScore.superseded_at),
+        ("summarizer", None, Summary.summarizer_model, Summary.prompt_sha256, Summary.path_id, Summary.superseded_at),
+    ]
+    ids = sorted(set(path_ids))
+    with engine.connect() as conn:
+        for i in range(0, len(ids), 5000):
+            chunk = ids[i:i + 5000]
+            for label, role_col, model_col, sha_col, path_col, superseded in probes:
+                cols = [role_col if role_col is not None else literal(label), model_col, sha_col]
+                stmt = select(*cols, func.count()).where(path_col.in_(chunk))
+                if superseded is not None:
+                    stmt = stmt.where(superseded.is_(None))
+                for role, model, sha, n in conn.execute(stmt.group_by(*cols)):
+                    roles[(role, model, sha)] = roles.get((role, model, sha), 0) + n
+        shas = sorted({k[2] for k in roles})
+        names = dict(conn.execute(select(PromptTemplateRow.sha256, PromptTemplateRow.variant)
+                                  .where(PromptTemplateRow.sha256.in_(shas))).all()) if shas else {}
+        profiles: dict[str, int] = {}
+        run_list = sorted(set(run_ids))
+        if run_list:
+            for (snapshot,) in conn.execute(select(PipelineRun.config_snapshot).where(PipelineRun.id.in_(run_list))):
+                profile = (snapshot or {}).get("prompts", "reasonmed") if isinstance(snapshot, dict) else "reasonmed"
+                profiles[profile] = profiles.get(profile, 0) + 1
+    by_role: dict[str, list[dict[str, Any]]] = {}
+    for (role, model, sha), n in sorted(roles.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1])):
+        by_role.setdefault(role, []).append(
+            {"model": model, "prompt_sha256": sha, "prompt_variant": names.get(sha, "unknown"), "rows": n})
+    return {"roles": by_role, "prompt_profiles": profiles}
 
 
 def next_version(session: Session) -> int:

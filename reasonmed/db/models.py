@@ -152,6 +152,8 @@ class PromptTemplateRow(Base):
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    # 'template' (as configured) or the re-ask variant actually sent ('reask-truncated', 'reask-unparseable').
+    variant: Mapped[str] = mapped_column(String(32), default="template", server_default="template")
 
 
 class LLMCall(Base):
@@ -233,6 +235,10 @@ class Verdict(Base):
     llm_call_id: Mapped[int | None] = mapped_column(ForeignKey("llm_calls.id", ondelete="SET NULL"))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"))
     verifier_model: Mapped[str] = mapped_column(String(200))
+    # The configured template's sha: with the model, the stage key (a changed prompt writes a new row).
+    prompt_sha256: Mapped[str] = mapped_column(String(64))
+    # Set when a row under another key replaced this one as the current result; kept for audit.
+    superseded_at: Mapped[datetime | None] = mapped_column(Timestamp)
     outcome: Mapped[str] = mapped_column(String(16))  # correct | error | unparseable
     reason: Mapped[str | None] = mapped_column(Text)  # the verifier's error analysis
     raw_output: Mapped[str | None] = mapped_column(Text)
@@ -240,7 +246,7 @@ class Verdict(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
     __table_args__ = (
-        UniqueConstraint("path_id", "verifier_model"),
+        UniqueConstraint("path_id", "verifier_model", "prompt_sha256"),
         Index("ix_verdicts_outcome", "outcome"),
         Index("ix_verdicts_verifier_model_outcome", "verifier_model", "outcome"),
         CheckConstraint("outcome IN ('correct', 'error', 'unparseable')", name="outcome"),
@@ -255,12 +261,16 @@ class PathScore(Base):
     llm_call_id: Mapped[int | None] = mapped_column(ForeignKey("llm_calls.id", ondelete="SET NULL"))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"))
     ranker_model: Mapped[str] = mapped_column(String(200))
+    # The configured template's sha: with the model, the stage key (a changed prompt writes a new row).
+    prompt_sha256: Mapped[str] = mapped_column(String(64))
+    # Set when a row under another key replaced this one as the current result; kept for audit.
+    superseded_at: Mapped[datetime | None] = mapped_column(Timestamp)
     score: Mapped[int | None] = mapped_column(Integer)  # 0-5; NULL when the ranker's output did not parse
     justification: Mapped[str | None] = mapped_column(Text)
     raw_output: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
-    __table_args__ = (UniqueConstraint("path_id", "ranker_model"),)
+    __table_args__ = (UniqueConstraint("path_id", "ranker_model", "prompt_sha256"),)
 
 
 class AcceptedPath(Base):
@@ -276,6 +286,8 @@ class AcceptedPath(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     # Set when the path's summary stayed unusable after every re-ask: the path is no longer accepted.
     dropped_reason: Mapped[str | None] = mapped_column(Text)
+    # Set when a re-derived resolution (new verdicts, scores or prompts) no longer keeps the path.
+    superseded_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class Summary(Base):
@@ -286,10 +298,14 @@ class Summary(Base):
     llm_call_id: Mapped[int | None] = mapped_column(ForeignKey("llm_calls.id", ondelete="SET NULL"))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"))
     summarizer_model: Mapped[str] = mapped_column(String(200))
+    # The configured template's sha: with the model, the stage key (a changed prompt writes a new row).
+    prompt_sha256: Mapped[str] = mapped_column(String(64))
+    # Set when a row under another key replaced this one as the current result; kept for audit.
+    superseded_at: Mapped[datetime | None] = mapped_column(Timestamp)
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
-    __table_args__ = (UniqueConstraint("path_id", "summarizer_model"),)
+    __table_args__ = (UniqueConstraint("path_id", "summarizer_model", "prompt_sha256"),)
 
 
 class QuestionOutcome(Base):
@@ -453,6 +469,7 @@ class DatasetQualityScore(Base):
     judge_endpoint: Mapped[str] = mapped_column(String(100))
     judge_model: Mapped[str] = mapped_column(String(200))
     prompt_sha256: Mapped[str] = mapped_column(String(64))
+    judge_mode: Mapped[str] = mapped_column(String(16), default="rubric", server_default="rubric")  # rubric | paper
     clinical_accuracy: Mapped[float | None] = mapped_column(Float)
     logical_reasoning: Mapped[float | None] = mapped_column(Float)
     factual_correctness: Mapped[float | None] = mapped_column(Float)

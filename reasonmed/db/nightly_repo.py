@@ -101,7 +101,8 @@ def dataset_totals(engine: Engine) -> dict[str, int]:
         samples = c.execute(
             select(func.count()).select_from(AcceptedPath)
             .join(QuestionOutcome, QuestionOutcome.question_id == AcceptedPath.question_id)
-            .where(QuestionOutcome.status == "accepted", AcceptedPath.dropped_reason.is_(None))
+            .where(QuestionOutcome.status == "accepted", AcceptedPath.dropped_reason.is_(None),
+                   AcceptedPath.superseded_at.is_(None))
         ).scalar_one()
     return {
         "questions": questions, "benchmark_test_held_out": held_out, "accepted": by_status.get("accepted", 0),

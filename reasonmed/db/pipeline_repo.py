@@ -76,9 +76,135 @@ def finish_run(engine: Engine, run_id: int, *, status: str, stats: dict[str, Any
 
 
 def ensure_prompt_templates(engine: Engine, templates: Iterable[PromptTemplate]) -> None:
-    rows = [{"name": t.name, "version": t.version, "sha256": t.sha256, "text": t.text, "created_at": now()} for t in templates]
+    """Each template text once (by sha256), re-ask variants included, so every recorded sha resolves to its text."""
+    rows = [{"name": t.name, "version": t.version, "sha256": t.sha256, "text": t.text, "variant": t.variant,
+             "created_at": now()} for t in templates]
     with transaction(engine) as s:
         insert_ignore(s, PromptTemplateRow.__table__, rows, ["sha256"])
+
+
+# --------------------------------------------------------------------------- prompt-aware resume
+
+STALE_STAGES = ("verify", "rank", "refine", "regenerate", "summarize")
+
+
+def _stale_conditions(keys: StageKeys, stages: Sequence[str]) -> list[Any]:
+    """Per stage, "this finished question holds results its current (model, prompt) key lacks"."""
+    conds = []
+    if "verify" in stages:
+        m, sha = keys.verifier
+        conds.append(select(ReasoningPath.id).where(
+            ReasoningPath.question_id == Question.id, ReasoningPath.origin == "generated",
+            ~select(Verdict.id).where(Verdict.path_id == ReasoningPath.id, Verdict.verifier_model == m,
+                                      Verdict.prompt_sha256 == sha).exists(),
+        ).exists())
+    if "rank" in stages:
+        m, sha = keys.ranker
+        scored = PathScore.__table__.alias("scored")
+        conds.append(select(scored.c.id).where(
+            scored.c.question_id == Question.id,
+            ~select(PathScore.id).where(PathScore.path_id == scored.c.path_id, PathScore.ranker_model == m,
+                                        PathScore.prompt_sha256 == sha).exists(),
+        ).exists())
+    for stage, origin in (("refine", "refined"), ("regenerate", "regenerated")):
+        if stage in stages:
+            m, shas = keys.writes(origin)
+            written = ReasoningPath.__table__.alias(f"written_{origin}")
+            conds.append(and_(
+                select(written.c.id).where(written.c.question_id == Question.id, written.c.origin == origin).exists(),
+                ~select(ReasoningPath.id).where(
+                    ReasoningPath.question_id == Question.id, ReasoningPath.origin == origin, ReasoningPath.model == m,
+                    ReasoningPath.prompt_sha256.in_(list(shas) or [""]),
+                ).exists(),
+            ))
+    if "summarize" in stages:
+        m, sha = keys.summarizer
+        conds.append(select(AcceptedPath.id).where(
+            AcceptedPath.question_id == Question.id, AcceptedPath.superseded_at.is_(None),
+            AcceptedPath.dropped_reason.is_(None),
+            ~select(Summary.id).where(Summary.path_id == AcceptedPath.path_id, Summary.summarizer_model == m,
+                                      Summary.prompt_sha256 == sha).exists(),
+        ).exists())
+    return conds
+
+
+@dataclass(frozen=True)
+class Reopened:
+    stale: dict[str, int]  # per stage: finished questions its changed key made stale
+    question_ids: list[int]  # the questions reopened (now ``resolved``)
+    prior_status: dict[int, str] = field(default_factory=dict)  # what each was before (accepted | rejected)
+
+
+@dataclass(frozen=True)
+class QuestionFilter:
+    """Which finished questions a re-judging pass may touch; values are bound parameters, never SQL text."""
+
+    question_ids: tuple[int, ...] | None = None
+    sources: tuple[str, ...] | None = None
+    tiers: tuple[str, ...] | None = None
+    statuses: tuple[str, ...] | None = None  # accepted | rejected
+    run_ids: tuple[int, ...] | None = None  # the run that decided the outcome
+
+
+def reopen_stale(
+    engine: Engine, keys: StageKeys, *, stages: Sequence[str] = STALE_STAGES, where: QuestionFilter | None = None,
+    sources: Sequence[str] | None = None,
+) -> Reopened:
+    """Finished questions whose verdicts, scores or summaries are not those of the current models and
+    prompts go back to ``resolved``, so the next pass re-judges what their keys lack and decides again.
+
+    Only finished questions (accepted or rejected) move; nothing is deleted. Returns, per stage, how many
+    finished questions that stage made stale (a question can count for several), and ``reopened``.
+    """
+    unknown = set(stages) - set(STALE_STAGES)
+    if unknown:
+        raise ValueError(f"unknown stage(s) {', '.join(sorted(unknown))} (known: {', '.join(STALE_STAGES)})")
+    w = where or QuestionFilter()
+    base = [QuestionOutcome.status.in_(FINISHED), Question.is_benchmark_test.is_(False)]
+    for column, values in ((Question.id, w.question_ids), (Question.source, w.sources or sources),
+                           (QuestionOutcome.tier, w.tiers), (QuestionOutcome.status, w.statuses),
+                           (QuestionOutcome.run_id, w.run_ids)):
+        if values:
+            base.append(column.in_(list(values)))
+    joined = select(Question.id).join(QuestionOutcome, QuestionOutcome.question_id == Question.id).where(*base)
+    counts: dict[str, int] = {}
+    with transaction(engine) as s:
+        conds = _stale_conditions(keys, stages)
+        for stage, cond in zip(stages, conds, strict=True):
+            counts[stage] = s.execute(select(func.count()).select_from(joined.where(cond).subquery())).scalar_one()
+        if not conds:
+            return Reopened(counts, [])
+        prior: dict[int, str] = {q: st for q, st in s.execute(joined.add_columns(QuestionOutcome.status).where(or_(*conds)))}
+        ids = sorted(prior)
+        for chunk in range(0, len(ids), 5000):
+            s.execute(
+                update(QuestionOutcome).where(QuestionOutcome.question_id.in_(ids[chunk:chunk + 5000]))
+                .values(status="resolved", updated_at=now()),
+                execution_options={"synchronize_session": False},
+            )
+    return Reopened(counts, ids, prior)
+
+
+def outcome_snapshot(engine: Engine, question_ids: Sequence[int]) -> dict[int, tuple[str | None, str, tuple[int, ...]]]:
+    """(tier, status, current accepted path ids in rank order) per question: what a re-judging pass may change."""
+    out: dict[int, tuple[str | None, str, tuple[int, ...]]] = {}
+    with engine.connect() as c:
+        for i in range(0, len(question_ids), 5000):
+            chunk = list(question_ids[i:i + 5000])
+            accepted: dict[int, list[int]] = {}
+            for qid, pid in c.execute(
+                select(AcceptedPath.question_id, AcceptedPath.path_id)
+                .where(AcceptedPath.question_id.in_(chunk), AcceptedPath.superseded_at.is_(None),
+                       AcceptedPath.dropped_reason.is_(None))
+                .order_by(AcceptedPath.question_id, AcceptedPath.rank)
+            ):
+                accepted.setdefault(qid, []).append(pid)
+            for qid, tier, status in c.execute(
+                select(QuestionOutcome.question_id, QuestionOutcome.tier, QuestionOutcome.status)
+                .where(QuestionOutcome.question_id.in_(chunk))
+            ):
+                out[qid] = (tier, status, tuple(accepted.get(qid, ())))
+    return out
 
 
 # --------------------------------------------------------------------------- claiming work
@@ -264,6 +390,7 @@ class PathRow:
     generation_order: int
     clean_text: str
     extracted_answer: str | None
+    prompt_sha256: str = ""  # the exact variant its call sent
 
 
 @dataclass
@@ -284,15 +411,27 @@ class QuestionState:
         return next(p for p in self.paths if p.id == path_id)
 
 
+@dataclass(frozen=True)
+class StageKeys:
+    """(model, prompt sha256) of each judged stage: the rows of that key are the current ones."""
+
+    verifier: tuple[str, str]
+    ranker: tuple[str, str]
+    summarizer: tuple[str, str]
+    # Writers: (model, the shas of the template and its re-ask variants), any of which the path may record.
+    refiner: tuple[str, tuple[str, ...]] = ("", ())
+    regenerator: tuple[str, tuple[str, ...]] = ("", ())
+
+    def writes(self, origin: str) -> tuple[str, tuple[str, ...]]:
+        return self.refiner if origin == "refined" else self.regenerator
+
+
 def _same_kind(simulated: bool):  # type: ignore[no-untyped-def]
     """Paths of the run's kind only: simulated work and real work never mix (reasonmed/simulated.py)."""
     return ReasoningPath.model.like(SIM_MODEL_LIKE) if simulated else ReasoningPath.model.not_like(SIM_MODEL_LIKE)
 
 
-def load_state(
-    engine: Engine, question_id: int, *, verifier_model: str, ranker_model: str, summarizer_model: str,
-    simulated: bool,
-) -> QuestionState:
+def load_state(engine: Engine, question_id: int, keys: StageKeys, *, simulated: bool) -> QuestionState:
     """``simulated``: the run's models are the simulator's; the state holds only work of that kind."""
     st = QuestionState()
     with engine.connect() as c:
@@ -301,30 +440,37 @@ def load_state(
                 ReasoningPath.id, ReasoningPath.path_key, ReasoningPath.origin, ReasoningPath.parent_path_id,
                 ReasoningPath.endpoint, ReasoningPath.model, ReasoningPath.temperature, ReasoningPath.sample_index,
                 ReasoningPath.generation_order, ReasoningPath.clean_text, ReasoningPath.extracted_answer,
+                ReasoningPath.prompt_sha256,
             ).where(ReasoningPath.question_id == question_id, _same_kind(simulated))
         ):
             st.paths.append(PathRow(*r))
         for vid, pid, outcome, reason in c.execute(
             select(Verdict.id, Verdict.path_id, Verdict.outcome, Verdict.reason)
-            .where(Verdict.question_id == question_id, Verdict.verifier_model == verifier_model)
+            .where(Verdict.question_id == question_id, Verdict.verifier_model == keys.verifier[0],
+                   Verdict.prompt_sha256 == keys.verifier[1])
         ):
             st.verdicts[pid] = (vid, outcome, reason)
         for pid, score in c.execute(
             select(PathScore.path_id, PathScore.score)
-            .where(PathScore.question_id == question_id, PathScore.ranker_model == ranker_model)
+            .where(PathScore.question_id == question_id, PathScore.ranker_model == keys.ranker[0],
+                   PathScore.prompt_sha256 == keys.ranker[1])
         ):
             st.scores[pid] = score
         st.accepted = [
             (pid, vid) for pid, vid in c.execute(
                 select(AcceptedPath.path_id, AcceptedPath.verdict_id)
                 .join(ReasoningPath, ReasoningPath.id == AcceptedPath.path_id)
-                .where(AcceptedPath.question_id == question_id, AcceptedPath.dropped_reason.is_(None), _same_kind(simulated))
+                .where(AcceptedPath.question_id == question_id, AcceptedPath.dropped_reason.is_(None),
+                       AcceptedPath.superseded_at.is_(None), _same_kind(simulated))
                 .order_by(AcceptedPath.rank)
             )
         ]
         st.summaries = set(
             c.execute(
-                select(Summary.path_id).where(Summary.question_id == question_id, Summary.summarizer_model == summarizer_model)
+                select(Summary.path_id).where(
+                    Summary.question_id == question_id, Summary.summarizer_model == keys.summarizer[0],
+                    Summary.prompt_sha256 == keys.summarizer[1],
+                )
             ).scalars()
         )
         row = c.execute(select(QuestionOutcome).where(QuestionOutcome.question_id == question_id)).mappings().first()
@@ -385,18 +531,39 @@ def save_paths(engine: Engine, calls: Sequence[Mapping[str, Any]], paths: Sequen
             insert_ignore(s, ReasoningPath.__table__, _resolve(paths, ids), ["question_id", "path_key"])
 
 
+def _supersede(s, model, model_col: str, rows: Sequence[Mapping[str, Any]]) -> None:  # type: ignore[no-untyped-def]
+    """The rows just written are the current ones for their paths: older rows under another
+    (model, prompt) key are marked superseded (kept for audit), and a key written again is current again."""
+    by_key: dict[tuple[str, str], list[int]] = {}
+    for r in rows:
+        by_key.setdefault((r[model_col], r["prompt_sha256"]), []).append(r["path_id"])
+    col = getattr(model, model_col)
+    for (m, sha), paths in by_key.items():
+        same = and_(col == m, model.prompt_sha256 == sha)
+        s.execute(
+            update(model).where(model.path_id.in_(paths), model.superseded_at.is_(None), ~same)
+            .values(superseded_at=now()), execution_options={"synchronize_session": False},
+        )
+        s.execute(
+            update(model).where(model.path_id.in_(paths), model.superseded_at.is_not(None), same)
+            .values(superseded_at=None), execution_options={"synchronize_session": False},
+        )
+
+
 def save_verdicts(engine: Engine, calls: Sequence[Mapping[str, Any]], verdicts: Sequence[Mapping[str, Any]]) -> None:
     with transaction(engine) as s:
         ids = _save_calls(s, calls)
         if verdicts:
-            insert_ignore(s, Verdict.__table__, _resolve(verdicts, ids), ["path_id", "verifier_model"])
+            insert_ignore(s, Verdict.__table__, _resolve(verdicts, ids), ["path_id", "verifier_model", "prompt_sha256"])
+            _supersede(s, Verdict, "verifier_model", verdicts)
 
 
 def save_scores(engine: Engine, calls: Sequence[Mapping[str, Any]], scores: Sequence[Mapping[str, Any]]) -> None:
     with transaction(engine) as s:
         ids = _save_calls(s, calls)
         if scores:
-            insert_ignore(s, PathScore.__table__, _resolve(scores, ids), ["path_id", "ranker_model"])
+            insert_ignore(s, PathScore.__table__, _resolve(scores, ids), ["path_id", "ranker_model", "prompt_sha256"])
+            _supersede(s, PathScore, "ranker_model", scores)
 
 
 def save_resolution(
@@ -405,9 +572,20 @@ def save_resolution(
 ) -> None:
     """The tier decision: accepted paths (ranked) and the outcome row, in one transaction.
 
-    A decision by real models supersedes simulated work on the question: its simulated accepted paths
-    are dropped with the reason, so they are neither counted nor exported."""
+    Deciding again (new verdicts, scores or prompts) keeps the history: a path no longer kept is marked
+    superseded, a path kept again is current again with its new verdict and rank. A decision by real models
+    also drops the question's simulated accepted paths with the reason, so they are neither counted nor
+    exported.
+    """
     with transaction(engine) as s:
+        keep = [pid for pid, _ in accepted]
+        s.execute(
+            update(AcceptedPath).where(
+                AcceptedPath.question_id == question_id, AcceptedPath.superseded_at.is_(None),
+                *([AcceptedPath.path_id.not_in(keep)] if keep else []),
+            ).values(superseded_at=now()),
+            execution_options={"synchronize_session": False},
+        )
         if not simulated:
             sim_paths = select(ReasoningPath.id).where(
                 ReasoningPath.question_id == question_id, ReasoningPath.model.like(SIM_MODEL_LIKE)
@@ -420,13 +598,14 @@ def save_resolution(
                 execution_options={"synchronize_session": False},
             )
         if accepted:
-            insert_ignore(
+            upsert(
                 s, AcceptedPath.__table__,
                 [
-                    {"question_id": question_id, "path_id": pid, "verdict_id": vid, "rank": i, "run_id": run_id, "created_at": now()}
+                    {"question_id": question_id, "path_id": pid, "verdict_id": vid, "rank": i, "run_id": run_id,
+                     "created_at": now(), "superseded_at": None}
                     for i, (pid, vid) in enumerate(accepted)
                 ],
-                ["path_id"],
+                ["path_id"], ["verdict_id", "rank", "superseded_at"],
             )
         status = "resolved" if accepted else "rejected"
         row = {
@@ -446,7 +625,8 @@ def save_summaries(
     with transaction(engine) as s:
         ids = _save_calls(s, calls)
         if summaries:
-            insert_ignore(s, Summary.__table__, _resolve(summaries, ids), ["path_id", "summarizer_model"])
+            insert_ignore(s, Summary.__table__, _resolve(summaries, ids), ["path_id", "summarizer_model", "prompt_sha256"])
+            _supersede(s, Summary, "summarizer_model", summaries)
         for path_id, reason in (dropped or {}).items():
             s.execute(
                 update(AcceptedPath).where(AcceptedPath.path_id == path_id).values(dropped_reason=reason),
@@ -455,7 +635,8 @@ def save_summaries(
         if complete:
             kept = (
                 select(func.count()).select_from(AcceptedPath)
-                .where(AcceptedPath.question_id == question_id, AcceptedPath.dropped_reason.is_(None))
+                .where(AcceptedPath.question_id == question_id, AcceptedPath.dropped_reason.is_(None),
+                       AcceptedPath.superseded_at.is_(None))
                 .scalar_subquery()
             )
             s.execute(
@@ -507,11 +688,15 @@ def run_report(engine: Engine, run_id: int | None = None) -> dict[str, list[dict
             SELECT r.origin, r.why AS reason, count(*) AS paths
             FROM audit_rejected_paths r WHERE 1 = 1 {r_run}
             GROUP BY r.origin, r.why ORDER BY count(*) DESC, r.origin, r.why""",
+        "verifier_disagreements": f"""
+            SELECT d.model, d.disagreement, count(*) AS paths
+            FROM audit_verifier_disagreements d WHERE d.current_verdict = 1 {r_run.replace("r.", "d.")}
+            GROUP BY d.model, d.disagreement ORDER BY d.model, d.disagreement""",
         "verifier_accuracy": f"""
             SELECT p.model, p.temperature, count(*) AS paths,
                    sum(CASE WHEN v.outcome = 'correct' THEN 1 ELSE 0 END) AS correct,
                    round(cast(avg(CASE WHEN v.outcome = 'correct' THEN 1.0 ELSE 0.0 END) AS numeric), 3) AS accuracy
-            FROM reasoning_paths p JOIN verdicts v ON v.path_id = p.id
+            FROM reasoning_paths p JOIN verdicts v ON v.path_id = p.id AND v.superseded_at IS NULL
             WHERE p.origin = 'generated' {p_run}
             GROUP BY p.model, p.temperature ORDER BY p.model, p.temperature""",
         "tokens": f"""

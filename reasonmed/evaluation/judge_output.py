@@ -39,10 +39,11 @@ _JUSTIFICATION_LINE = re.compile(r"\b(?:justification|rationale)\b[\"'*_\s]*[:=\
 
 @dataclass(frozen=True)
 class JudgeScores:
-    clinical_accuracy: float
-    logical_reasoning: float
-    factual_correctness: float
-    completeness: float
+    # None in the paper's mode, which asks for one holistic score only.
+    clinical_accuracy: float | None
+    logical_reasoning: float | None
+    factual_correctness: float | None
+    completeness: float | None
     overall: float
     justification: str
 
@@ -123,3 +124,23 @@ def parse_judge(text: str) -> JudgeScores | None:
         values[field] = None if m.group(2) is not None and float(m.group(2)) != 10 else _rating(float(m.group(1)))
     jm = _JUSTIFICATION_LINE.search(text)
     return _from_values(values, jm.group(1).strip().strip("\"'*_,").strip() if jm else "")
+
+
+_HOLISTIC = ("score", "overall", "overall_score", "rating")
+
+
+def parse_paper_judge(text: str) -> JudgeScores | None:
+    """The paper-mode judge's one holistic 1-10 score (``{"score": 8, "justification": ...}``); the four
+    criteria stay empty. The last JSON object with a score on the 1-10 scale wins; nothing else is guessed."""
+    found: JudgeScores | None = None
+    for raw in _json_objects(text or ""):
+        obj = {_fold(k): v for k, v in raw.items()}
+        key = next((k for k in _HOLISTIC if _fold(k) in obj), None)
+        if key is None:
+            continue
+        value = _rating(obj[_fold(key)])
+        if value is None:
+            continue
+        just = next((obj[_fold(k)] for k in ("justification", "reason", "explanation") if _fold(k) in obj), "")
+        found = JudgeScores(None, None, None, None, overall=value, justification=str(just or "").strip())
+    return found

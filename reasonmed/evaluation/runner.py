@@ -132,7 +132,7 @@ async def _predict(ctx: EvalContext, backend: ChatBackend, benchmark: str, q: Ev
     await writer.add(prediction_row(
         ctx, benchmark, q, text=c.text, finish_reason=c.finish_reason, request_id=c.request_id, seed=seed,
         prompt_tokens=call.prompt_tokens, completion_tokens=call.completion_tokens, latency_ms=call.latency_ms,
-        attempts=call.attempts, prompt_sha256=call.prompt_sha256, provenance=provenance,
+        attempts=call.attempts, prompt_sha256=call.template_sha256, provenance=provenance,
     ))
 
 

@@ -22,12 +22,13 @@ from reasonmed.agents.base import QuestionView, Sampling, derive_seed
 from reasonmed.agents.judge import judge_response
 from reasonmed.db import eval_repo
 from reasonmed.db.eval_repo import SampleRow, VersionRef
+from reasonmed.evaluation.judge_modes import JudgeSpec, judge_spec
 from reasonmed.evaluation.judge_output import CRITERIA
 from reasonmed.evaluation.runner import BatchWriter
 from reasonmed.evaluation.stats import MeanCI, difference_interval, mean_interval
 from reasonmed.export.assemble import dataset_output
 from reasonmed.llm.types import ChatBackend
-from reasonmed.prompts import PromptTemplate, get_template
+from reasonmed.prompts import PromptTemplate
 
 VARIANTS: tuple[str, ...] = ("reasonmed", "cotmed", "responsemed")
 _DATASET_NAME = {"reasonmed": "ReasonMed", "cotmed": "CoTMed", "responsemed": "ResponseMed"}
@@ -95,7 +96,11 @@ class ScoreContext:
     parse_attempts: int = 2
     base_seed: int = 0
     run_id: int | None = None
-    template: PromptTemplate = field(default_factory=lambda: get_template("judge"))
+    spec: JudgeSpec = field(default_factory=lambda: judge_spec("rubric"))
+
+    @property
+    def template(self) -> PromptTemplate:
+        return self.spec.template
 
     def key(self, variant: str) -> dict[str, Any]:
         return {"dataset_version_id": self.version.id, "variant": variant, "sample_seed": self.sample_seed,
@@ -107,7 +112,7 @@ async def _judge_row(ctx: ScoreContext, backend: ChatBackend, variant: str, row:
     seed = judge_seed(ctx.base_seed, variant, row.path_id)
     call, scores = await judge_response(
         backend, sample_view(row), text, sampling=ctx.sampling, seed=seed, attempts=ctx.parse_attempts,
-        template=ctx.template,
+        template=ctx.spec.template, parse=ctx.spec.parse,
     )
     if call.error is not None or not call.completions:
         failures.append(f"path {row.path_id}: {call.error}")
@@ -116,7 +121,7 @@ async def _judge_row(ctx: ScoreContext, backend: ChatBackend, variant: str, row:
     await writer.add({
         **ctx.key(variant), "run_id": ctx.run_id, "dataset_version": ctx.version.version,
         "dataset_sample_id": row.dataset_sample_id, "question_id": row.question_id, "path_id": row.path_id,
-        "judge_endpoint": ctx.judge_endpoint, **ratings, "raw_output": call.completions[0].text,
+        "judge_endpoint": ctx.judge_endpoint, "judge_mode": ctx.spec.mode, **ratings, "raw_output": call.completions[0].text,
         "status": "ok" if scores else "unparseable", "seed": seed, "prompt_tokens": call.prompt_tokens,
         "completion_tokens": call.completion_tokens, "latency_ms": call.latency_ms, "created_at": eval_repo.now(),
     })
@@ -158,6 +163,7 @@ class VariantSummary:
     unparseable: int
     overall: MeanCI
     criteria: dict[str, float | None]
+    judge_mode: str = "rubric"  # rubric | paper (evaluation/judge_modes.py)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> VariantSummary:
@@ -173,13 +179,15 @@ class VariantSummary:
 
 def summarise(
     rows: Sequence[Mapping[str, Any]], *, version: int, variant: str, sample_seed: int, judge_model: str,
-    prompt_sha256: str, sampled: int,
+    prompt_sha256: str, sampled: int, judge_mode: str = "rubric",
 ) -> VariantSummary:
     ok = [r for r in rows if r["status"] == "ok" and r["overall"] is not None]
-    criteria = {c: mean_interval([float(r[c]) for r in ok]).mean for c in CRITERIA}
+    # The paper's mode rates no criteria: their means stay None.
+    criteria = {c: mean_interval([float(r[c]) for r in ok if r[c] is not None]).mean for c in CRITERIA}
     return VariantSummary(
         version=version, variant=variant, sample_seed=sample_seed, judge_model=judge_model,
-        prompt_sha256=prompt_sha256, sampled=sampled, scored=len(ok), unparseable=len(rows) - len(ok),
+        prompt_sha256=prompt_sha256, sampled=sampled, scored=len(ok), judge_mode=judge_mode,
+        unparseable=len(rows) - len(ok),
         overall=mean_interval([float(r["overall"]) for r in ok]), criteria=criteria,
     )
 
@@ -187,7 +195,8 @@ def summarise(
 def variant_summary(ctx: ScoreContext, variant: str) -> VariantSummary:
     rows = eval_repo.load_scores(ctx.engine, **ctx.key(variant), path_ids=[p for _, p in ctx.sample])
     return summarise(rows, version=ctx.version.version, variant=variant, sample_seed=ctx.sample_seed,
-                     judge_model=ctx.judge_model, prompt_sha256=ctx.template.sha256, sampled=len(ctx.sample))
+                     judge_model=ctx.judge_model, prompt_sha256=ctx.template.sha256, sampled=len(ctx.sample),
+                     judge_mode=ctx.spec.mode)
 
 
 def compare(a: VariantSummary, b: VariantSummary) -> dict[str, Any]:

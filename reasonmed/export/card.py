@@ -1,8 +1,50 @@
-"""The dataset card (``README.md`` with YAML front matter) the Hugging Face Hub and ``datasets`` read."""
+"""The dataset cards (``README.md`` with YAML front matter) the Hugging Face Hub and ``datasets`` read.
+
+Each dataset folder has its own card, and the version folder is one Hub-style repository whose root card
+declares the three datasets as configs (``load_dataset(path, "CoTMed")``). Every card states what made
+the rows: the models and prompt sha256s per role, the prompt profile, the config hashes of the runs, the
+paper, the source datasets' licences, the intended use and a medical-use disclaimer.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import yaml
+
+PAPER_CITATION = """@misc{sun2025reasonmed,
+  title         = {ReasonMed: A 370K Multi-Agent Generated Dataset for Advancing Medical Reasoning},
+  author        = {Sun, Yu and Qian, Xingyu and Xu, Weiwen and Zhang, Hao and Xiao, Chenghao and Li, Long and
+                   Rong, Yu and Huang, Wenbing and Bai, Qifeng and Xu, Tingyang},
+  year          = {2025},
+  eprint        = {2506.09513},
+  archivePrefix = {arXiv},
+  primaryClass  = {cs.CL}
+}"""
+
+# Licences as published by each source's authors; check them before redistributing.
+SOURCE_LICENCES: dict[str, tuple[str, str]] = {
+    "medqa": ("MedQA (USMLE)", "MIT (github.com/jind11/MedQA)"),
+    "medmcqa": ("MedMCQA", "MIT (github.com/medmcqa/medmcqa)"),
+    "pubmedqa": ("PubMedQA (PQA-L)", "MIT (github.com/pubmedqa/pubmedqa)"),
+    "mmlu": ("MMLU medical subsets", "MIT (github.com/hendrycks/test)"),
+}
+ROLE_NAMES = {
+    "generator": "generation (chain of thought)", "refiner": "error refiner", "regenerator": "difficult tier",
+    "verifier": "verifier (kept paths' verdicts)", "ranker": "quality ranker", "summarizer": "summariser",
+}
+INTENDED_USE = (
+    "Supervised fine-tuning and evaluation of language models on medical question answering with explicit "
+    "reasoning; research on reasoning-data pipelines. Not for clinical decision making, patient care, or as a "
+    "source of medical advice."
+)
+DISCLAIMER = (
+    "**Medical disclaimer.** Every row was written by language models and checked by another language model "
+    "against an exam answer key; the reasoning can still contain factual errors, outdated guidance or unsafe "
+    "statements. Nothing here is medical advice. Do not use it to diagnose or treat anyone; consult a "
+    "qualified clinician."
+)
 
 DESCRIPTIONS = {
     "ReasonMed": "the full verified chain of thought, a blank line, then the concise summary (the paper's best set)",
@@ -18,9 +60,82 @@ def size_category(n: int) -> str:
     return "1M<n<10M"
 
 
+def provenance_section(provenance: Mapping[str, Any] | None, config_hashes: Sequence[str]) -> str:
+    """Markdown: models and prompt shas per role, prompt profile, config hashes, citation, licences, use."""
+    lines = ["## How the rows were made", ""]
+    if provenance:
+        models = {e["model"] for es in provenance.get("roles", {}).values() for e in es}
+        if any(m.startswith("sim/") for m in models):
+            lines += ["**Simulated:** models named `sim/...` are the project's simulator, not real models; "
+                      "these rows are test data, not a dataset.", ""]
+        profiles = provenance.get("prompt_profiles") or {}
+        shown = ", ".join(f"`{p}` ({n} run{'s' if n != 1 else ''})" for p, n in sorted(profiles.items())) or "-"
+        lines += [f"Prompt profile: {shown}.", "", "| role | model | prompt sha256 | variant | rows |", "|---|---|---|---|---|"]
+        for role in ("generator", "refiner", "regenerator", "verifier", "ranker", "summarizer"):
+            for e in provenance.get("roles", {}).get(role, []):
+                lines.append(f"| {ROLE_NAMES.get(role, role)} | {e['model']} | `{e['prompt_sha256']}` | "
+                             f"{e['prompt_variant']} | {e['rows']} |")
+        lines += ["", "Each prompt's exact text is stored by sha256 in the `prompt_templates` table of the "
+                  "building database; a re-ask variant is the template with a note appended."]
+    lines += ["", "Config hashes of the runs: " + (", ".join(f"`{h}`" for h in config_hashes) or "-"), ""]
+    lines += ["## Sources and licences", "", "| source | licence |", "|---|---|"]
+    lines += [f"| {label} | {lic} |" for label, lic in SOURCE_LICENCES.values()]
+    lines += ["", "Only training, development and validation items are used; benchmark test items, and "
+              "questions that copy them, are never exported.", "",
+              "## Intended use", "", INTENDED_USE, "", DISCLAIMER, "",
+              "## Citation", "", "The method reproduces ReasonMed (Sun et al., 2025):", "", "```bibtex",
+              PAPER_CITATION, "```", ""]
+    return "\n".join(lines)
+
+
+def render_hub_card(
+    *, version: int, rows: int, by_source: dict[str, int], layout: str, formats: list[str],
+    provenance: Mapping[str, Any] | None = None, config_hashes: Sequence[str] = (),
+) -> str:
+    """The version folder's root card: one Hub repository, the three datasets as configs (ReasonMed default)."""
+    front = {
+        "pretty_name": "ReasonMed pipeline export",
+        "language": ["en"],
+        "license": "other",
+        "task_categories": ["question-answering", "text-generation"],
+        "tags": ["medical", "chain-of-thought", "reasonmed", "synthetic"],
+        "size_categories": [size_category(rows)],
+        "configs": [
+            {"config_name": name, "data_files": [{"split": "train", "path": (
+                f"{name}/data/train-*" if "parquet" in formats else f"{name}/{name}.jsonl")}],
+             **({"default": True} if name == "ReasonMed" else {})}
+            for name in DESCRIPTIONS
+        ],
+    }
+    sources = "\n".join(f"| {s} | {n} |" for s, n in sorted(by_source.items())) or "| - | 0 |"
+    configs = "\n".join(f"| `{n}` | {d} |" for n, d in DESCRIPTIONS.items())
+    body = f"""# ReasonMed pipeline export v{version:04d}
+
+Verified medical chain-of-thought data: each row is one exam question and one accepted reasoning path.
+Three datasets hold the same {rows} rows (layout `{layout}`, formats: {", ".join(formats)}) and differ only in
+`output`:
+
+| config | `output` |
+|---|---|
+{configs}
+
+| source | rows |
+|---|---|
+{sources}
+
+```python
+from datasets import load_dataset
+ds = load_dataset("path/to/v{version:04d}", "CoTMed", split="train")   # or "ReasonMed" (default), "ResponseMed"
+```
+
+{provenance_section(provenance, config_hashes)}"""
+    return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n\n" + body
+
+
 def render_card(
     name: str, *, version: int, rows: int, by_source: dict[str, int], layout: str, formats: list[str],
-    files: list[str], simulated_rows: int = 0,
+    files: list[str], simulated_rows: int = 0, provenance: Mapping[str, Any] | None = None,
+    config_hashes: Sequence[str] = (),
 ) -> str:
     front = {
         "pretty_name": name,
@@ -90,5 +205,6 @@ ds = load_dataset("parquet", data_files="{name}/data/train-*.parquet", split="tr
 {loader}
 
 Files: {", ".join(f"`{f}`" for f in files)}
-"""
+
+{provenance_section(provenance, config_hashes)}"""
     return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n\n" + body

@@ -32,7 +32,7 @@ from reasonmed.export.assemble import (
     drop_excluded,
     schema,
 )
-from reasonmed.export.card import render_card
+from reasonmed.export.card import render_card, render_hub_card
 from reasonmed.export.manifest import (
     ContaminationReport,
     DatasetEntry,
@@ -99,6 +99,7 @@ class _Tally:
         self.rows = 0
         self.by_source: Counter[str] = Counter()
         self.run_ids: set[int] = set()
+        self.path_ids: list[int] = []  # for the card's provenance
         self.questions = 0
         self._last_q: int | None = None
         self.dropped_rows = 0
@@ -116,6 +117,7 @@ class _Tally:
             self.rows += 1
             self.simulated_rows += is_simulated_model(r.model)
             self.by_source[r.source] += 1
+            self.path_ids.append(r.path_id)
             if r.run_id is not None:
                 self.run_ids.add(r.run_id)
             if r.question_id != self._last_q:
@@ -168,10 +170,13 @@ def _export(
             version = record.reserve()
             version_dir = f"v{version:04d}"
             location = target.location(version_dir)
-            cards = _write_cards(staging, options, version, tally, data_files)
+            hashes = export_repo.run_config_hashes(engine, tally.run_ids)
+            provenance = export_repo.card_provenance(engine, tally.path_ids, tally.run_ids)
+            cards = _write_cards(staging, options, version, tally, data_files, provenance,
+                                 sorted({h for h in hashes.values() if h}))
             manifest = _manifest(
                 version=version, location=location, options=options, staging=staging, tally=tally,
-                data_files=data_files, cards=cards, hashes=export_repo.run_config_hashes(engine, tally.run_ids),
+                data_files=data_files, cards=cards, hashes=hashes,
                 flagged=flagged, benchmark_ids=benchmark_ids, created_at=created_at, run_id=run_id,
                 simulated_left_out=0 if options.allow_simulated else simulated_rows,
             )
@@ -250,16 +255,23 @@ def _open_writers(staging: Path, options: ExportOptions) -> dict[str, list[Parqu
 
 
 def _write_cards(staging: Path, options: ExportOptions, version: int, tally: _Tally,
-                 data_files: dict[str, list[Path]]) -> list[Path]:
+                 data_files: dict[str, list[Path]], provenance: dict[str, Any], config_hashes: list[str]) -> list[Path]:
+    """A card per dataset folder, and the root card that makes the version one Hub repository of three configs."""
     cards = []
     for name in DATASETS:
         card = staging / name / "README.md"
         card.write_text(render_card(
             name, version=version, rows=tally.rows, by_source=dict(tally.by_source), layout=options.layout,
             formats=list(options.formats), files=[p.relative_to(staging / name).as_posix() for p in data_files[name]],
-            simulated_rows=tally.simulated_rows,
+            simulated_rows=tally.simulated_rows, provenance=provenance, config_hashes=config_hashes,
         ))
         cards.append(card)
+    root = staging / "README.md"
+    root.write_text(render_hub_card(
+        version=version, rows=tally.rows, by_source=dict(tally.by_source), layout=options.layout,
+        formats=list(options.formats), provenance=provenance, config_hashes=config_hashes,
+    ))
+    cards.append(root)
     return cards
 
 

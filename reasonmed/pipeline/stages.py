@@ -16,6 +16,7 @@ whose summary stays unusable is dropped with its reason) so it never holds the q
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
@@ -29,17 +30,50 @@ from reasonmed.agents.refiner import refine_path
 from reasonmed.agents.regenerator import regenerate_path
 from reasonmed.agents.summarizer import summarize_path
 from reasonmed.agents.verifier import verify_path
+from reasonmed.answer_guard import passes
 from reasonmed.config import PipelineConfig
 from reasonmed.db import pipeline_repo as repo
-from reasonmed.db.pipeline_repo import FINISHED, PathRow, QuestionState, now
+from reasonmed.db.pipeline_repo import FINISHED, PathRow, QuestionState, StageKeys, now
 from reasonmed.llm.types import ChatBackend
 from reasonmed.parsing import clean_reasoning, extract_answer, parse_summary
 from reasonmed.pipeline.failures import StageIncomplete
+from reasonmed.prompts import PromptTemplate
 from reasonmed.structured_output import SCORE_SCHEMA, VERDICT_SCHEMA, format_for
 from reasonmed.tiers import RankCandidate, Tier, assign_tier, select_top
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+def stage_keys(cfg: PipelineConfig) -> StageKeys:
+    a = cfg.agents
+    model = lambda ep: cfg.endpoints[ep].model  # noqa: E731
+    return StageKeys(
+        verifier=(model(a.verifier.endpoint), cfg.prompt("verify").sha256),
+        ranker=(model(a.ranker.endpoint), cfg.prompt("rank").sha256),
+        summarizer=(model(a.summarizer.endpoint), cfg.prompt("summarize").sha256),
+        refiner=(model(a.refiner.endpoint), _family(cfg.prompt("refine"))),
+        regenerator=(model(a.regenerator.endpoint), _family(cfg.prompt("regenerate"))),
+    )
+
+
+def _family(t: PromptTemplate) -> tuple[str, ...]:
+    return (t.sha256, t.reask("truncated").sha256, t.reask("unparseable").sha256)
+
+
+def _written_now(ctx: StageContext, paths: Sequence[PathRow], origin: str) -> list[PathRow]:
+    """The refined or regenerated paths the configured writer (model and prompt) produced; paths an earlier
+    refiner or regenerator wrote stay stored but no longer count."""
+    model, shas = ctx.keys.writes(origin)
+    return [p for p in paths if p.origin == origin and p.model == model and p.prompt_sha256 in shas]
+
+
+def _write_key(have: set[str], base: str, ctx: StageContext, origin: str) -> str:
+    """``base`` (e.g. ``ref/<parent>``) unless an earlier writer's path holds it; then base@<model+prompt>."""
+    if base not in have:
+        return base
+    model, shas = ctx.keys.writes(origin)
+    return f"{base}@{hashlib.sha256(f'{model}|{shas[0]}'.encode()).hexdigest()[:12]}"
 
 
 class BackendSource:
@@ -67,13 +101,13 @@ class StageContext:
         """Database work runs in a worker thread so the event loop keeps every endpoint busy."""
         return await asyncio.to_thread(fn, *args, **kwargs)
 
+    @property
+    def keys(self) -> StageKeys:
+        """(model, prompt sha) per judged stage: which stored verdicts, scores and summaries are current."""
+        return stage_keys(self.cfg)
+
     async def state(self, question_id: int) -> QuestionState:
-        a = self.cfg.agents
-        return await self.db(
-            repo.load_state, self.engine, question_id, verifier_model=self.verifier_model,
-            ranker_model=self.model_of(a.ranker.endpoint), summarizer_model=self.model_of(a.summarizer.endpoint),
-            simulated=self.cfg.simulated,
-        )
+        return await self.db(repo.load_state, self.engine, question_id, self.keys, simulated=self.cfg.simulated)
 
 
 Provenance = dict[str, Any]  # run_id, prefect_flow_run_id, prefect_task_run_id
@@ -115,7 +149,7 @@ def _path_row(
         "question_id": q.id, "path_key": path_key, "origin": origin, "role": out.role, "parent_path_id": parent,
         "call_key": call_key, "run_id": prov.get("run_id"), "endpoint": out.endpoint, "model": out.model,
         "temperature": out.sampling.temperature, "sample_index": sample_index, "generation_order": generation_order,
-        "prompt_sha256": out.prompt_sha256, "raw_text": c.text, "clean_text": clean,
+        "prompt_sha256": out.variant_sha256(i), "raw_text": c.text, "clean_text": clean,
         "extracted_answer": extract_answer(clean, q.options), "finish_reason": c.finish_reason,
         "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "latency_ms": c.latency_ms,
         "created_at": now(),
@@ -147,8 +181,9 @@ async def generate(ctx: StageContext, question_id: int, prov: Provenance) -> int
     have = {p.path_key for p in st.paths}
     jobs: list[tuple[str, Any, int, int, int]] = []  # (call_key, coroutine, first sample, count, order base)
     order = 0
-    for g in ctx.cfg.agents.generators:
+    for gi, g in enumerate(ctx.cfg.agents.generators):
         backend = ctx.backends.get(g.endpoint)
+        template = ctx.cfg.prompt("generate", gi)
         for t in g.temperatures:
             base_seed = derive_seed(ctx.cfg.seed, q.content_hash, "gen", g.endpoint, f"{t:g}")
             missing = [s for s in range(g.paths_per_temperature) if gen_path_key(g.endpoint, t, s) not in have]
@@ -163,7 +198,7 @@ async def generate(ctx: StageContext, question_id: int, prov: Provenance) -> int
                 key = f"q{q.id}/gen/{g.endpoint}/{t:g}/{run[0]}" + (f"+{len(run)}" if len(run) > 1 else "")
                 coro = generate_paths(
                     backend, q, sampling=Sampling(t, g.top_p, g.max_tokens), seed=base_seed + run[0], n=len(run),
-                    reasks=ctx.cfg.output_retries,
+                    reasks=ctx.cfg.output_retries, template=template,
                 )
                 jobs.append((key, coro, run[0], len(run), order))
             order += g.paths_per_temperature
@@ -198,23 +233,25 @@ async def _verify_missing(ctx: StageContext, q: QuestionView, st: QuestionState,
     backend = ctx.backends.get(v.endpoint)
     fmt = format_for(v.structured_output, ctx.cfg.endpoints[v.endpoint].structured_dialect, "verdict", VERDICT_SCHEMA)
     sampling = Sampling(v.temperature, v.top_p, v.max_tokens, fmt)
+    template = ctx.cfg.prompt("verify")
     results = await asyncio.gather(
         *(
             verify_path(
                 backend, q, p.clean_text, sampling=sampling,
                 seed=derive_seed(ctx.cfg.seed, q.content_hash, "verify", p.path_key), attempts=v.parse_attempts,
+                template=template,
             )
             for p in todo
         )
     )
     calls, verdicts = [], []
     for p, (call, verdict) in zip(todo, results, strict=True):
-        key = f"q{q.id}/verify/p{p.id}/{call.model}"
+        key = f"q{q.id}/verify/p{p.id}/{call.model}/{template.version}"
         calls.append(_call_row(q, key, call, prov))
         if verdict is not None:
             verdicts.append({
                 "path_id": p.id, "question_id": q.id, "call_key": key, "run_id": prov.get("run_id"),
-                "verifier_model": call.model, "outcome": verdict.outcome, "reason": verdict.reason,
+                "verifier_model": call.model, "prompt_sha256": template.sha256, "outcome": verdict.outcome, "reason": verdict.reason,
                 "raw_output": verdict.raw_output, "parse_attempts": max(call.attempts, 1), "created_at": now(),
             })
     await ctx.db(repo.save_verdicts, ctx.engine, calls, verdicts)
@@ -243,21 +280,23 @@ async def _score_missing(ctx: StageContext, q: QuestionView, st: QuestionState, 
     backend = ctx.backends.get(r.endpoint)
     fmt = format_for(r.structured_output, ctx.cfg.endpoints[r.endpoint].structured_dialect, "score", SCORE_SCHEMA)
     sampling = Sampling(r.temperature, r.top_p, r.max_tokens, fmt)
+    template = ctx.cfg.prompt("rank")
     results = await asyncio.gather(
         *(
             score_path(backend, q, p.clean_text, sampling=sampling,
-                       seed=derive_seed(ctx.cfg.seed, q.content_hash, "rank", p.path_key), attempts=r.parse_attempts)
+                       seed=derive_seed(ctx.cfg.seed, q.content_hash, "rank", p.path_key), attempts=r.parse_attempts,
+                       template=template)
             for p in todo
         )
     )
     calls, scores = [], []
     for p, (call, parsed) in zip(todo, results, strict=True):
-        key = f"q{q.id}/rank/p{p.id}/{call.model}"
+        key = f"q{q.id}/rank/p{p.id}/{call.model}/{template.version}"
         calls.append(_call_row(q, key, call, prov))
         if call.error is None:
             scores.append({
                 "path_id": p.id, "question_id": q.id, "call_key": key, "run_id": prov.get("run_id"),
-                "ranker_model": call.model, "score": parsed.score if parsed else None,
+                "ranker_model": call.model, "prompt_sha256": template.sha256, "score": parsed.score if parsed else None,
                 "justification": parsed.justification if parsed else None,
                 "raw_output": call.completions[0].text if call.completions else None, "created_at": now(),
             })
@@ -308,16 +347,25 @@ def _verdict_id(st: QuestionState, path_id: int) -> int:
 
 
 async def resolve(ctx: StageContext, question_id: int, prov: Provenance) -> str:
-    """Route the question by tier and decide its accepted paths (or reject it, with the reason)."""
+    """Route the question by tier and decide its accepted paths (or reject it, with the reason).
+
+    A question still ``resolved`` (not yet summarised, or reopened because a stage's model or prompt
+    changed) is decided again: every step is keyed, so only what the new keys lack is asked for, and an
+    unchanged decision is written back unchanged.
+    """
     q = await ctx.db(repo.load_question, ctx.engine, question_id)
     st = await ctx.state(question_id)
-    if st.outcome is not None:
+    if st.outcome is not None and st.outcome["status"] in FINISHED:
         return st.outcome["status"]
     cfg, tiers = ctx.cfg, ctx.cfg.tiers
     gen = st.by_origin("generated")
     if len(gen) < cfg.paths_per_question or any(p.id not in st.verdicts for p in gen):
         raise StageIncomplete(f"question {q.id}: generation or verification is incomplete; run those stages first")
-    correct = [p for p in gen if st.verdicts[p.id][1] == "correct"]
+    # The answer guard: "correct" below always means judged Correct AND concluding with the keyed option.
+    def ok(p: PathRow) -> bool:
+        return passes(st.verdicts[p.id][1], p.extracted_answer, q.answer)
+
+    correct = [p for p in gen if ok(p)]
     tier = assign_tier(len(correct), easy_min_correct=tiers.easy_min_correct, medium_min_correct=tiers.medium_min_correct)
     errors = _error_reasons(st, gen)
     accepted: list[tuple[int, int]] = []
@@ -331,23 +379,26 @@ async def resolve(ctx: StageContext, question_id: int, prov: Provenance) -> str:
         await _score_missing(ctx, q, st, correct, prov)
         best = _ranked(st, correct, rf.max_paths)
         have = {p.path_key for p in st.paths}
+        done = {p.parent_path_id for p in _written_now(ctx, st.paths, "refined")}
         backend = ctx.backends.get(rf.endpoint)
+        keys = {p.id: _write_key(have, f"ref/{p.path_key}", ctx, "refined") for p in best}
         jobs = [
-            (f"q{q.id}/refine/{p.path_key}", f"ref/{p.path_key}", p.id, i,
+            (f"q{q.id}/refine/{keys[p.id].removeprefix('ref/')}", keys[p.id], p.id, i,
              refine_path(backend, q, p.clean_text, errors, sampling=Sampling(rf.temperature, rf.top_p, rf.max_tokens),
-                         seed=derive_seed(cfg.seed, q.content_hash, "refine", p.path_key), reasks=cfg.output_retries))
-            for i, p in enumerate(best) if f"ref/{p.path_key}" not in have
+                         seed=derive_seed(cfg.seed, q.content_hash, "refine", p.path_key), reasks=cfg.output_retries,
+                         template=cfg.prompt("refine")))
+            for i, p in enumerate(best) if p.id not in done
         ]
         await _write_new_paths(ctx, q, prov, jobs)
         st = await ctx.state(question_id)
-        refined = {p.parent_path_id: p for p in st.by_origin("refined")}
+        refined = {p.parent_path_id: p for p in _written_now(ctx, st.by_origin("refined"), "refined")}
         await _verify_missing(ctx, q, st, list(refined.values()), prov)
         st = await ctx.state(question_id)
         # A refined path that passes re-verification replaces its parent; one that fails falls back to
         # the parent, which the verifier already judged Correct, so no sound path is lost.
         for parent in best:
             child = refined.get(parent.id)
-            if child is not None and st.verdicts[child.id][1] == "correct":
+            if child is not None and ok(child):
                 accepted.append((child.id, _verdict_id(st, child.id)))
             else:
                 accepted.append((parent.id, _verdict_id(st, parent.id)))
@@ -358,33 +409,39 @@ async def resolve(ctx: StageContext, question_id: int, prov: Provenance) -> str:
         # error reason; the regenerator writes deeper paths from a failed attempt and the same reasons.
         # Both are independent of each other, so they run at once; every new path is verified again.
         rf, rg = cfg.agents.refiner, cfg.agents.regenerator
-        failed = [p for p in gen if st.verdicts[p.id][1] != "correct"]
+        failed = [p for p in gen if not ok(p)]
         attempt = next((p for p in failed if p.extracted_answer is not None), failed[0] if failed else gen[0])
         base = correct[0] if correct else attempt
         have = {p.path_key for p in st.paths}
+        refined_now = {p.parent_path_id for p in _written_now(ctx, st.paths, "refined")}
+        regen_now = {p.sample_index for p in _written_now(ctx, st.paths, "regenerated")}
         refine_backend, regen_backend = ctx.backends.get(rf.endpoint), ctx.backends.get(rg.endpoint)
+        ref_key = _write_key(have, f"ref/{base.path_key}", ctx, "refined")
         jobs = [
-            (f"q{q.id}/refine/{base.path_key}", f"ref/{base.path_key}", base.id, 0,
+            (f"q{q.id}/refine/{ref_key.removeprefix('ref/')}", ref_key, base.id, 0,
              refine_path(refine_backend, q, base.clean_text, errors,
                          sampling=Sampling(rf.temperature, rf.top_p, rf.max_tokens),
-                         seed=derive_seed(cfg.seed, q.content_hash, "refine", base.path_key), reasks=cfg.output_retries))
-        ] if f"ref/{base.path_key}" not in have else []
+                         seed=derive_seed(cfg.seed, q.content_hash, "refine", base.path_key), reasks=cfg.output_retries,
+                         template=cfg.prompt("refine")))
+        ] if base.id not in refined_now else []
+        regen_keys = {i: _write_key(have, f"regen/{i}", ctx, "regenerated") for i in range(rg.paths)}
         jobs += [
-            (f"q{q.id}/regen/{i}", f"regen/{i}", attempt.id, i,
+            (f"q{q.id}/{regen_keys[i]}", regen_keys[i], attempt.id, i,
              regenerate_path(regen_backend, q, attempt.clean_text, errors,
                              sampling=Sampling(rg.temperature, rg.top_p, rg.max_tokens),
-                             seed=derive_seed(cfg.seed, q.content_hash, "regen", i), reasks=cfg.output_retries))
-            for i in range(rg.paths) if f"regen/{i}" not in have
+                             seed=derive_seed(cfg.seed, q.content_hash, "regen", i), reasks=cfg.output_retries,
+                             template=cfg.prompt("regenerate")))
+            for i in range(rg.paths) if i not in regen_now
         ]
         await _write_new_paths(ctx, q, prov, jobs)
         st = await ctx.state(question_id)
-        refined = [p for p in st.by_origin("refined") if p.parent_path_id == base.id]
-        regen = st.by_origin("regenerated")
+        refined = [p for p in _written_now(ctx, st.by_origin("refined"), "refined") if p.parent_path_id == base.id]
+        regen = _written_now(ctx, st.by_origin("regenerated"), "regenerated")
         await _verify_missing(ctx, q, st, [*refined, *regen], prov)
         st = await ctx.state(question_id)
         # A refined path that fails re-verification falls back to its parent only if that was Correct.
-        first = [p for p in refined if st.verdicts[p.id][1] == "correct"] or [p for p in correct if p.id == base.id]
-        chosen = first + [p for p in regen if st.verdicts[p.id][1] == "correct"]
+        first = [p for p in refined if ok(p)] or [p for p in correct if p.id == base.id]
+        chosen = first + [p for p in regen if ok(p)]
         accepted = [(p.id, _verdict_id(st, p.id)) for p in chosen][: tiers.keep_top]
         if not accepted:
             reason = (f"difficult tier: neither the refined path nor any of the {len(regen)} regenerated paths "
@@ -414,17 +471,19 @@ async def summarize(ctx: StageContext, question_id: int, prov: Provenance) -> st
         return st.outcome["status"] if st.outcome else None
     sm = ctx.cfg.agents.summarizer
     backend = ctx.backends.get(sm.endpoint)
+    template = ctx.cfg.prompt("summarize")
     todo = [st.path(pid) for pid, _ in st.accepted if pid not in st.summaries]
     outcomes = await asyncio.gather(
         *(
             summarize_path(backend, q, p.clean_text, sampling=Sampling(sm.temperature, sm.top_p, sm.max_tokens),
-                           seed=derive_seed(ctx.cfg.seed, q.content_hash, "summarize", p.path_key), reasks=ctx.cfg.output_retries)
+                           seed=derive_seed(ctx.cfg.seed, q.content_hash, "summarize", p.path_key),
+                           reasks=ctx.cfg.output_retries, template=template)
             for p in todo
         )
     )
     calls, rows, dropped = [], [], {}
     for p, out in zip(todo, outcomes, strict=True):
-        key = f"q{q.id}/summarize/p{p.id}/{out.model}"
+        key = f"q{q.id}/summarize/p{p.id}/{out.model}/{template.version}"
         calls.append(_call_row(q, key, out, prov))
         if out.error is not None:
             continue
@@ -432,7 +491,7 @@ async def summarize(ctx: StageContext, question_id: int, prov: Provenance) -> st
         if text is not None:
             rows.append({
                 "path_id": p.id, "question_id": q.id, "call_key": key, "run_id": prov.get("run_id"),
-                "summarizer_model": out.model, "text": text, "created_at": now(),
+                "summarizer_model": out.model, "prompt_sha256": template.sha256, "text": text, "created_at": now(),
             })
         else:
             why = "truncated" if out.completions and out.completions[0].finish_reason == "length" else "unparseable"

@@ -103,7 +103,18 @@ def prompt_tokens(messages: Sequence[tuple[str, str]]) -> int:
 
 @cache
 def _template_systems() -> dict[str, Role]:
-    return {normalise_text(t.system): t.name for t in all_templates()}  # type: ignore[misc]
+    """System text -> role, over every prompt profile (a template with no system message is not here)."""
+    return {normalise_text(t.system): t.name for t in all_templates() if t.system}  # type: ignore[misc]
+
+
+@cache
+def _template_openings() -> dict[str, Role]:
+    """First user line -> role, for the templates that send no system message (the paper's raw prompts)."""
+    return {_opening(t.user.template): t.name for t in all_templates() if not t.system}  # type: ignore[misc]
+
+
+def _opening(user: str) -> str:
+    return normalise_text(next((line for line in user.strip().splitlines() if line.strip()), ""))
 
 
 _SYSTEM_KEYWORDS: tuple[tuple[str, Role], ...] = (
@@ -134,7 +145,7 @@ def _role_of_system(system: str) -> Role | None:
 
 def detect_role(system: str, user: str = "") -> Role:
     """The template whose system text the request carries; keywords when the text was edited."""
-    role = _role_of_system(system)
+    role = _role_of_system(system) if system.strip() else _template_openings().get(_opening(user))
     if role:
         return role
     low = system.lower()
@@ -389,7 +400,10 @@ def reply_text(
             return prose.NO_SCORE
         scores = judge_scores(model=req.model, question=prompt.question, response=prompt.path or "",
                               options=options, answer=prompt.answer)
-        return json.dumps({**scores, "justification": prose.judge_justification(scores["overall"])})
+        justification = prose.judge_justification(scores["overall"])
+        if "clinical_accuracy" not in req.system + req.user:  # the paper's judge asks for one holistic score
+            return json.dumps({"score": scores["overall"], "justification": justification})
+        return json.dumps({**scores, "justification": justification})
     # summarize
     if variant == "noanswer":
         return ""

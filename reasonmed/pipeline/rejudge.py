@@ -1,0 +1,99 @@
+"""Re-judging stored paths under the current configuration, without generating anything.
+
+``reasonmed rejudge --stage verify|rank|summarize`` reopens the finished questions whose stored verdicts,
+scores or summaries are not those of the configured (model, prompt) key, then runs the stages that follow
+from that stage for them: verify -> resolve -> summarize, rank -> resolve -> summarize, or summarize. Every
+step asks only for what the new key lacks, so tiers, acceptances and summaries change exactly where the
+new judgments imply; rows of the old key stay, marked superseded. Generation never runs: a re-decided
+question whose tier now needs a refinement or regeneration it never had gets it (that is resolution, not
+generation of the nine paths).
+
+A question whose stage fails stays reopened (``resolved``) with the failure counted in the result; the next
+``reasonmed run`` or ``rejudge`` picks it up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from reasonmed.db import pipeline_repo as repo
+from reasonmed.db.pipeline_repo import QuestionFilter
+from reasonmed.pipeline import stages
+from reasonmed.pipeline.failures import StageIncomplete
+from reasonmed.pipeline.stages import StageContext
+
+REJUDGE_STAGES = ("verify", "rank", "summarize")
+_FOLLOW: dict[str, tuple[str, ...]] = {
+    "verify": ("verify", "resolve", "summarize"),
+    "rank": ("resolve", "summarize"),
+    "summarize": ("summarize",),
+}
+
+
+@dataclass
+class RejudgeResult:
+    stage: str
+    stale: dict[str, int]
+    reopened: int = 0
+    finished: int = 0
+    failed: dict[int, str] = field(default_factory=dict)  # question -> one-line reason
+    tier_changes: Counter[tuple[str | None, str | None]] = field(default_factory=Counter)
+    status_changes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    acceptance_changed: int = 0  # questions whose accepted paths differ
+
+    def lines(self) -> list[str]:
+        out = [f"rejudge {self.stage}: {self.reopened} question(s) reopened, {self.finished} finished again, "
+               f"{len(self.failed)} failed (left for the next run)",
+               f"accepted paths changed for {self.acceptance_changed} question(s)"]
+        out += [f"tier {a} -> {b}: {n}" for (a, b), n in sorted(self.tier_changes.items(), key=str)]
+        out += [f"status {a} -> {b}: {n}" for (a, b), n in sorted(self.status_changes.items())]
+        out += [f"question {q}: {why}" for q, why in list(self.failed.items())[:10]]
+        return out
+
+
+async def rejudge(
+    ctx: StageContext, *, stage: str, where: QuestionFilter | None = None, concurrency: int = 16,
+    on_done: Callable[[int], Awaitable[None] | None] | None = None,
+) -> RejudgeResult:
+    """Re-run ``stage`` (and what follows from it) for the matching finished questions it made stale."""
+    if stage not in REJUDGE_STAGES:
+        raise ValueError(f"stage must be one of {', '.join(REJUDGE_STAGES)} (got {stage!r})")
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1 (got {concurrency})")
+    await ctx.db(repo.ensure_prompt_templates, ctx.engine, ctx.cfg.prompt_variants())
+    reopened = await ctx.db(repo.reopen_stale, ctx.engine, ctx.keys, stages=[stage], where=where)
+    result = RejudgeResult(stage=stage, stale=reopened.stale, reopened=len(reopened.question_ids))
+    before = await ctx.db(repo.outcome_snapshot, ctx.engine, reopened.question_ids)
+    prov = {"run_id": ctx.run_id}
+    gate = asyncio.Semaphore(concurrency)
+    steps = {"verify": stages.verify, "resolve": stages.resolve, "summarize": stages.summarize}
+
+    async def one(qid: int) -> None:
+        async with gate:
+            try:
+                for name in _FOLLOW[stage]:
+                    await steps[name](ctx, qid, prov)
+            except StageIncomplete as exc:
+                result.failed[qid] = str(exc).splitlines()[0][:300]
+            if on_done is not None:
+                maybe = on_done(qid)
+                if maybe is not None:
+                    await maybe
+
+    await asyncio.gather(*(one(q) for q in reopened.question_ids))
+    after = await ctx.db(repo.outcome_snapshot, ctx.engine, reopened.question_ids)
+    for qid, (tier0, status0, acc0) in before.items():
+        tier1, status1, acc1 = after.get(qid, (None, "missing", ()))
+        if status1 in repo.FINISHED:
+            result.finished += 1
+        if tier1 != tier0:
+            result.tier_changes[(tier0, tier1)] += 1
+        old_status = reopened.prior_status.get(qid, status0)
+        if status1 in repo.FINISHED and status1 != old_status:
+            result.status_changes[(old_status, status1)] += 1
+        if acc1 != acc0:
+            result.acceptance_changed += 1
+    return result
