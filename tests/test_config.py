@@ -53,7 +53,8 @@ def test_paper_roles_and_budgets(name: str) -> None:
             "refiner": "gpt-4o", "regenerator": "o1-mini", "summarizer": "gpt-4o-mini"}
         assert all(e.base_url.startswith("https://") and e.api_key_env for e in hosted.values())
     else:
-        assert all(e.api_key_env is None and e.base_url.startswith("http://127.0.0.1") for e in ep.values())
+        # Own servers only, each behind vLLM's --api-key (the same key for all, from VLLM_API_KEY).
+        assert all(e.api_key_env == "VLLM_API_KEY" and e.base_url.startswith("http://127.0.0.1") for e in ep.values())
 
 
 def test_env_references_are_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
