@@ -12,7 +12,7 @@ Printed, measured in one run:
 - utilisation = the simulator's time-averaged requests in flight / cap (from its /metrics);
 - wall / ideal, ideal = LLM calls x latency / cap;
 - CPU ms per LLM call of the client process (Prefect client, orchestration, HTTP, database driver), and
-  separately of the Prefect server and Postgres processes;
+  separately of the Prefect server and of the Postgres backends serving the two bench databases;
 - peak RSS of the client, 500 vs 2,000 questions (flat = memory does not grow with the run);
 - a plain-client baseline in the same child, against the same simulator: as many chat calls as the project
   made, from one aiohttp session behind an asyncio.Semaphore at the same cap (generation prompts of the same
@@ -81,15 +81,31 @@ def _config(path: Path, sim_url: str, cap: int, timeout_s: float) -> Path:
     return path
 
 
-def _postgres_cpu() -> float:
+def _postgres_cpu(databases: tuple[str, ...]) -> dict[int, float]:
+    """CPU seconds so far of each Postgres backend serving ``databases`` (other databases on a shared server
+    are left out); a backend that exits between two readings loses its share, so this is a lower bound."""
+    with psycopg.connect(ADMIN, autocommit=True) as c:
+        pids = [r[0] for r in c.execute("SELECT pid FROM pg_stat_activity WHERE datname = ANY(%s)", (list(databases),))]
+    out: dict[int, float] = {}
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            out[pid] = t.user + t.system
+        except psutil.Error:
+            pass
+    return out
+
+
+def _postgres_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def _tree_cpu(proc: psutil.Process) -> float:
+    """CPU seconds of a process and its children (the Prefect server runs uvicorn in-process today)."""
     total = 0.0
-    for p in psutil.process_iter(["name"]):
-        if p.info["name"] and p.info["name"].startswith("postgres"):
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += sum(p.cpu_times()[:2])
     return total
 
 
@@ -147,27 +163,31 @@ def child(n: int, cap: int, latency_ms: float, work: Path, plain: bool = True) -
             sim_proc = psutil.Process(sim.pid)
             server = psutil.Process(int(os.environ["BENCH_PREFECT_SERVER_PID"]))
             sim.reset_metrics()
-            c0, s0, p0, sim0 = time.process_time(), sum(server.cpu_times()[:2]), _postgres_cpu(), sum(sim_proc.cpu_times()[:2])
+            dbs = (db, os.environ["BENCH_PREFECT_DB"])
+            c0, s0, p0, sim0 = time.process_time(), _tree_cpu(server), _postgres_cpu(dbs), sum(sim_proc.cpu_times()[:2])
             w0 = time.monotonic()
             result = asyncio.run(build_dataset(config=str(cfg), questions_in_flight=cap, shard_size=200))
             wall = time.monotonic() - w0
             client_cpu = time.process_time() - c0
-            server_cpu = sum(server.cpu_times()[:2]) - s0
-            pg_cpu = _postgres_cpu() - p0
+            server_cpu = _tree_cpu(server) - s0
+            pg_cpu = _postgres_delta(p0, _postgres_cpu(dbs))
             sim_cpu = sum(sim_proc.cpu_times()[:2]) - sim0
             m = sim.metrics()
             calls = m['requests_total{outcome="ok"}']
             baseline: dict[str, float] = {}
             if plain:
                 sim.reset_metrics()
-                c0, p0, sim0, w0 = time.process_time(), _postgres_cpu(), sum(sim_proc.cpu_times()[:2]), time.monotonic()
+                c0, s0, p0 = time.process_time(), _tree_cpu(server), _postgres_cpu(dbs)
+                sim0, w0 = sum(sim_proc.cpu_times()[:2]), time.monotonic()
                 asyncio.run(plain_client(sim.base_url, cap, int(calls), qfile))
                 pw = time.monotonic() - w0
                 pm = sim.metrics()
                 baseline = {
                     "plain_calls": pm['requests_total{outcome="ok"}'], "plain_wall_s": pw,
                     "plain_client_cpu_ms_per_call": 1000 * (time.process_time() - c0) / calls,
-                    "plain_postgres_cpu_ms_per_call": 1000 * (_postgres_cpu() - p0) / calls,
+                    "plain_postgres_cpu_ms_per_call": 1000 * _postgres_delta(p0, _postgres_cpu(dbs)) / calls,
+                    # The idle Prefect server meanwhile (its services): background, not part of the baseline.
+                    "plain_idle_prefect_server_cpu_ms_per_call": 1000 * (_tree_cpu(server) - s0) / calls,
                     "plain_simulator_cpu_ms_per_call": 1000 * (sum(sim_proc.cpu_times()[:2]) - sim0) / calls,
                     "plain_utilisation": pm["in_flight_time_avg"] / cap, "project_over_plain": wall / pw,
                 }
@@ -193,7 +213,7 @@ def _profiled(cmd: list[str], profile: Path | None, name: str) -> list[str]:
         return cmd
     profile.mkdir(parents=True, exist_ok=True)
     spy = Path(sys.executable).with_name("py-spy")
-    return [str(spy), "record", "--rate", "100", "--format", "speedscope", "-o", str(profile / f"{name}.speedscope.json"), "--", *cmd]
+    return [str(spy), "record", "--rate", "100", "--nonblocking", "--format", "speedscope", "-o", str(profile / f"{name}.speedscope.json"), "--", *cmd]
 
 
 def _python_pid(pid: int, profile: Path | None) -> int | None:
@@ -254,7 +274,7 @@ def main() -> None:
             child_cmd = [sys.executable, __file__, "--child", str(n), "--cap", str(args.cap), "--latency-ms", str(args.latency_ms)]
             proc = subprocess.run(
                 _profiled(child_cmd + (["--no-plain"] if args.no_plain else []), args.profile, f"client_{n}"),
-                env={**env, "BENCH_WORK": str(work), "BENCH_PREFECT_SERVER_PID": str(server_pid)},
+                env={**env, "BENCH_WORK": str(work), "BENCH_PREFECT_SERVER_PID": str(server_pid), "BENCH_PREFECT_DB": prefect_db},
                 capture_output=True, text=True,
             )
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -276,6 +296,7 @@ def main() -> None:
                     f"{'':>6} plain client, same {r['plain_calls']:,.0f} calls: wall {r['plain_wall_s']:.0f} s, "
                     f"utilisation {r['plain_utilisation']:.3f}, CPU ms/call: client {r['plain_client_cpu_ms_per_call']:.2f}, "
                     f"Postgres {r['plain_postgres_cpu_ms_per_call']:.2f}, simulator {r['plain_simulator_cpu_ms_per_call']:.2f} "
+                    f"(idle Prefect server meanwhile {r['plain_idle_prefect_server_cpu_ms_per_call']:.2f}) "
                     f"-> project / plain wall {r['project_over_plain']:.2f}; "
                     f"project CPU ms/call (client + server + Postgres) "
                     f"{r['client_cpu_ms_per_call'] + r['prefect_server_cpu_ms_per_call'] + r['postgres_cpu_ms_per_call']:.2f} "
