@@ -152,7 +152,7 @@ def child(n: int, cap: int, latency_ms: float, work: Path, plain: bool = True) -
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
     reset_settings()
     try:
-        migrate.upgrade(url)
+        migrate.upgrade(url, "heads")  # every branch, also before the lead chains a new migration
         qfile = work / f"questions_{n}.jsonl"
         _questions(qfile, n, seed=n)
         ingest_file(get_engine(url), qfile, "medqa")

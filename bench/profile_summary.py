@@ -20,6 +20,11 @@ import re
 from collections import Counter
 from pathlib import Path
 
+# Leaves where a thread blocks (socket poll, selector, lock, queue, child wait). A sample there means the thread
+# was woken and runnable but had no core yet: on a loaded machine the OS still reports it running. Such samples
+# are shown apart, and the layer shares are given over the rest (the computing samples).
+WAITS = {"wait", "select", "_worker", "_wait", "poll", "acquire", "get"}
+
 SITE = re.compile(r"site-packages/([A-Za-z0-9_]+)")
 PROJECT = re.compile(r"/(reasonmed|flows|tasks|bench)/")
 
@@ -48,6 +53,7 @@ def summarise(path: Path, cpu_ms_per_call: float | None, rate: float, top: int) 
     data = json.loads(path.read_text())
     frames = data["shared"]["frames"]
     owners = [owner(f.get("file", "")) for f in frames]
+    waiting = 0.0
     by_owner: Counter[str] = Counter()
     by_layer: Counter[str] = Counter()
     self_time: Counter[str] = Counter()
@@ -56,8 +62,11 @@ def summarise(path: Path, cpu_ms_per_call: float | None, rate: float, top: int) 
         for stack, weight in zip(prof["samples"], prof["weights"], strict=True):
             if not stack:
                 continue
-            total += weight
             leaf = frames[stack[-1]]
+            if leaf["name"].split(".")[-1] in WAITS:
+                waiting += weight
+                continue
+            total += weight
             self_time[f"{leaf['name']} ({Path(leaf.get('file', '?')).name}:{leaf.get('line', '?')})"] += weight
             o, f = "stdlib/other", leaf.get("file", "")
             for idx in reversed(stack):
@@ -71,7 +80,8 @@ def summarise(path: Path, cpu_ms_per_call: float | None, rate: float, top: int) 
         per = f"  {cpu_ms_per_call * w / total:6.2f} ms/call" if cpu_ms_per_call else ""
         return f"{w / rate:8.1f} s  {100 * w / total:5.1f}%{per}"
 
-    print(f"{path.name}: {total / rate:.1f} s sampled" +
+    print(f"{path.name}: {(total + waiting) / rate:.1f} s sampled, {100 * waiting / (total + waiting):.0f}% of it in "
+          f"blocking calls (runnable, waiting for a core; left out below)" +
           (f"; shares applied to {cpu_ms_per_call:.2f} CPU ms per LLM call (process accounting)" if cpu_ms_per_call else ""))
     print("  by layer:")
     for name, w in by_layer.most_common():

@@ -87,33 +87,28 @@ class Texts:
 
 
 class Copies:
-    """One COPY in progress per table, each on its own connection, fed as rows are generated (no temp files)."""
+    """Rows spooled to one temporary file per table, then COPYed table by table, each stream fed without pause.
+
+    Not one COPY per table held open while rows are generated: a backend idle inside COPY FROM STDIN does
+    not absorb ProcSignalBarriers, so every DROP DATABASE on the server would wait for the whole build.
+    """
 
     def __init__(self, url_pg: str, columns: dict[str, str]) -> None:
-        self.stack = contextlib.ExitStack()
-        self.copies: dict[str, Any] = {}
-        self.buffers: dict[str, list[str]] = {t: [] for t in columns}
-        self.counts: dict[str, int] = dict.fromkeys(columns, 0)
-        for table, cols in columns.items():
-            conn = self.stack.enter_context(psycopg.connect(url_pg, autocommit=True))
-            conn.execute("SET session_replication_role = replica")
-            cur = self.stack.enter_context(conn.cursor())
-            self.copies[table] = self.stack.enter_context(cur.copy(f"COPY {table} ({cols}) FROM STDIN"))
+        self.url_pg, self.columns = url_pg, columns
+        self.files = {t: tempfile.TemporaryFile("w+", buffering=1 << 20) for t in columns}  # noqa: SIM115 (closed in close)
 
     def write(self, table: str, line: str) -> None:
-        buf = self.buffers[table]
-        buf.append(line)
-        self.counts[table] += 1
-        if len(buf) >= 2_000:
-            self.copies[table].write("".join(buf))
-            buf.clear()
+        self.files[table].write(line)
 
     def close(self) -> dict[str, int]:
-        for table, buf in self.buffers.items():
-            if buf:
-                self.copies[table].write("".join(buf))
-        self.stack.close()
-        return self.counts
+        counts: dict[str, int] = {}
+        with psycopg.connect(self.url_pg, autocommit=True) as conn:
+            conn.execute("SET session_replication_role = replica")
+            for table, f in self.files.items():
+                f.seek(0)
+                counts[table] = _copy(conn, table, self.columns[table], iter(f))
+                f.close()
+        return counts
 
 
 def _copy(conn: psycopg.Connection, table: str, columns: str, rows: Iterator[str]) -> int:
@@ -344,6 +339,17 @@ def measure_views(engine: Any, url_pg: str, repeat: int) -> dict[str, dict[str, 
     return out
 
 
+def view_contents(engine: Any) -> dict[str, list[dict[str, Any]]]:
+    """Each view's first 1,000 rows, floats to 9 significant digits (a mean's last digits depend on the order
+    the rows were summed in)."""
+    from reasonmed.db.audit_repo import AUDIT_VIEWS, view_rows
+
+    def norm(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: float(f"{v:.9g}") if isinstance(v, float) else v for k, v in row.items()}
+
+    return {v: [norm(r) for r in view_rows(engine, v, limit=1000)] for v in AUDIT_VIEWS}
+
+
 def measure_claims(engine: Any, repeat: int) -> dict[str, float]:
     from reasonmed.db.pipeline_repo import claim_questions, count_pending
 
@@ -394,6 +400,12 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
     ap.add_argument("--no-scan", action="store_true", help="time the export without its contamination scan (slow at scale)")
     ap.add_argument("--database", help="measure this existing database (built earlier with --keep) instead of building one")
+    ap.add_argument("--then-upgrade", metavar="REV",
+                    help="after the figures, upgrade the database to REV (a migration it does not have yet), time the "
+                         "views again and check each view returns the same rows: a before/after in one run")
+    ap.add_argument("--only-views", action="store_true", help="skip claims and export (with --database)")
+    ap.add_argument("--revision", default="heads", help="build the schema at this migration (default: all heads)")
+    ap.add_argument("--no-compare", action="store_true", help="with --then-upgrade: skip the row comparison")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
 
@@ -410,7 +422,7 @@ def main() -> None:
     engine = make_engine(url)
     try:
         if not args.database:
-            migrate.upgrade(url, "heads")
+            migrate.upgrade(url, args.revision)
             t0 = time.perf_counter()
             rng, text = random.Random(args.seed), Texts(args.seed)
             nq, nt, runs = int(QUESTIONS * args.scale), max(10, int(TEST_ITEMS * args.scale)), max(2, int(20 * args.scale))
@@ -434,11 +446,23 @@ def main() -> None:
         s = figures["size"]
         print(f"database {s['database_bytes'] / 2**20:,.0f} MiB = {s['bytes_per_question'] / 1024:,.1f} KiB per question; "
               + ", ".join(f"{t} {b / 2**20:,.0f} MiB" for t, b in list(s["tables"].items())[:6]), flush=True)
-        c = figures["claim_late"] = measure_claims(engine, args.repeat)
-        print(f"claim 200 with {c['pending']:,} pending behind finished questions: {c['claim_200_ms']:.1f} ms "
-              f"(peak RSS {c['peak_rss_mb']:.0f} MB)", flush=True)
+        if not args.only_views:
+            c = figures["claim_late"] = measure_claims(engine, args.repeat)
+            print(f"claim 200 with {c['pending']:,} pending behind finished questions: {c['claim_200_ms']:.1f} ms "
+                  f"(peak RSS {c['peak_rss_mb']:.0f} MB)", flush=True)
         print("audit views:", flush=True)
         figures["views"] = measure_views(engine, url_pg, args.repeat)
+        if args.then_upgrade:
+            before = {} if args.no_compare else view_contents(engine)
+            migrate.upgrade(url, args.then_upgrade)
+            print(f"audit views after upgrading to {args.then_upgrade}:", flush=True)
+            figures["views_after_upgrade"] = measure_views(engine, url_pg, args.repeat)
+            if before:
+                after = view_contents(engine)
+                figures["views_changed"] = changed = [v for v in before if before[v] != after[v]]
+                print(f"views whose rows changed: {', '.join(changed) or 'none'}", flush=True)
+        if args.only_views:
+            return
         e = figures["export"] = measure_export(engine, scan=not args.no_scan)
         print(f"contamination scan {e['contamination_scan_s']:.1f} s (peak RSS {e['contamination_scan_peak_rss_mb']:.0f} MB); export of {e['counts']} in {e['export_s']:.1f} s "
               f"({e['bytes_written'] / 2**20:,.0f} MiB written, peak RSS {e['peak_rss_mb']:.0f} MB)", flush=True)
