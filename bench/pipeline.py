@@ -12,14 +12,19 @@ Printed, measured in one run:
 - utilisation = the simulator's time-averaged requests in flight / cap (from its /metrics);
 - wall / ideal, ideal = LLM calls x latency / cap;
 - CPU ms per LLM call of the client process (Prefect client, orchestration, HTTP, database driver), and
-  separately of the Prefect server and Postgres processes;
-- peak RSS of the client, 500 vs 2,000 questions (flat = memory does not grow with the run).
+  separately of the Prefect server and of the Postgres backends serving the two bench databases;
+- peak RSS of the client, 500 vs 2,000 questions (flat = memory does not grow with the run);
+- a plain-client baseline in the same child, against the same simulator: as many chat calls as the project
+  made, from one aiohttp session behind an asyncio.Semaphore at the same cap (generation prompts of the same
+  questions), then project wall / plain wall and the CPU ms per call of both. The machine may be shared,
+  so only ratios measured within one run mean anything.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -76,19 +81,63 @@ def _config(path: Path, sim_url: str, cap: int, timeout_s: float) -> Path:
     return path
 
 
-def _postgres_cpu() -> float:
+def _postgres_cpu(databases: tuple[str, ...]) -> dict[int, float]:
+    """CPU seconds so far of each Postgres backend serving ``databases`` (other databases on a shared server
+    are left out); a backend that exits between two readings loses its share, so this is a lower bound."""
+    with psycopg.connect(ADMIN, autocommit=True) as c:
+        pids = [r[0] for r in c.execute("SELECT pid FROM pg_stat_activity WHERE datname = ANY(%s)", (list(databases),))]
+    out: dict[int, float] = {}
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            out[pid] = t.user + t.system
+        except psutil.Error:
+            pass
+    return out
+
+
+def _postgres_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def _tree_cpu(proc: psutil.Process) -> float:
+    """CPU seconds of a process and its children (the Prefect server runs uvicorn in-process today)."""
     total = 0.0
-    for p in psutil.process_iter(["name"]):
-        if p.info["name"] and p.info["name"].startswith("postgres"):
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += sum(p.cpu_times()[:2])
     return total
 
 
-def child(n: int, cap: int, latency_ms: float, work: Path) -> None:
+async def plain_client(base_url: str, cap: int, calls: int, qfile: Path) -> None:
+    """The baseline: ``calls`` chat requests from one aiohttp session, at most ``cap`` in flight, no orchestration."""
+    import aiohttp
+
+    from reasonmed.prompts import context_block, format_options, get_template
+
+    template = get_template("generate")
+    records = [json.loads(line) for line in qfile.read_text().splitlines()]
+    bodies = [
+        json.dumps({
+            "model": "sim/bench-model", "temperature": 0.7, "max_tokens": 8192,
+            "messages": template.render(question=r["question"], context_block=context_block(None), options=format_options(r["options"])),
+        }).encode()
+        for r in records
+    ]
+    slots = asyncio.Semaphore(cap)
+    url = base_url + "/chat/completions"
+    connector = aiohttp.TCPConnector(limit=cap)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
+
+        async def one(i: int) -> None:
+            async with slots, session.post(url, data=bodies[i % len(bodies)], headers={"Content-Type": "application/json"}) as r:
+                r.raise_for_status()
+                await r.json()
+
+        await asyncio.gather(*(one(i) for i in range(calls)))
+
+
+def child(n: int, cap: int, latency_ms: float, work: Path, plain: bool = True) -> None:
     """One measured run in a fresh process, so its peak RSS is its own."""
     from reasonmed.config import reset_settings
     from reasonmed.db import migrate
@@ -114,16 +163,35 @@ def child(n: int, cap: int, latency_ms: float, work: Path) -> None:
             sim_proc = psutil.Process(sim.pid)
             server = psutil.Process(int(os.environ["BENCH_PREFECT_SERVER_PID"]))
             sim.reset_metrics()
-            c0, s0, p0, sim0 = time.process_time(), sum(server.cpu_times()[:2]), _postgres_cpu(), sum(sim_proc.cpu_times()[:2])
+            dbs = (db, os.environ["BENCH_PREFECT_DB"])
+            c0, s0, p0, sim0 = time.process_time(), _tree_cpu(server), _postgres_cpu(dbs), sum(sim_proc.cpu_times()[:2])
             w0 = time.monotonic()
             result = asyncio.run(build_dataset(config=str(cfg), questions_in_flight=cap, shard_size=200))
             wall = time.monotonic() - w0
             client_cpu = time.process_time() - c0
-            server_cpu = sum(server.cpu_times()[:2]) - s0
-            pg_cpu = _postgres_cpu() - p0
+            server_cpu = _tree_cpu(server) - s0
+            pg_cpu = _postgres_delta(p0, _postgres_cpu(dbs))
             sim_cpu = sum(sim_proc.cpu_times()[:2]) - sim0
             m = sim.metrics()
-        calls = m['requests_total{outcome="ok"}']
+            calls = m['requests_total{outcome="ok"}']
+            baseline: dict[str, float] = {}
+            if plain:
+                sim.reset_metrics()
+                c0, s0, p0 = time.process_time(), _tree_cpu(server), _postgres_cpu(dbs)
+                sim0, w0 = sum(sim_proc.cpu_times()[:2]), time.monotonic()
+                asyncio.run(plain_client(sim.base_url, cap, int(calls), qfile))
+                pw = time.monotonic() - w0
+                pm = sim.metrics()
+                baseline = {
+                    "plain_calls": pm['requests_total{outcome="ok"}'], "plain_wall_s": pw,
+                    "plain_client_cpu_ms_per_call": 1000 * (time.process_time() - c0) / calls,
+                    "plain_postgres_cpu_ms_per_call": 1000 * _postgres_delta(p0, _postgres_cpu(dbs)) / calls,
+                    # The Prefect server meanwhile, no flow running: its services and the backlog of events the
+                    # project run left behind. Not part of the baseline.
+                    "plain_idle_prefect_server_cpu_ms_per_call": 1000 * (_tree_cpu(server) - s0) / calls,
+                    "plain_simulator_cpu_ms_per_call": 1000 * (sum(sim_proc.cpu_times()[:2]) - sim0) / calls,
+                    "plain_utilisation": pm["in_flight_time_avg"] / cap, "project_over_plain": wall / pw,
+                }
         ideal = calls * (latency_ms / 1000) / cap
         out = {
             "questions": n, "done": result["done"], "failed": result["failed"], "llm_calls": calls,
@@ -132,6 +200,7 @@ def child(n: int, cap: int, latency_ms: float, work: Path) -> None:
             "client_cpu_ms_per_call": 1000 * client_cpu / calls, "prefect_server_cpu_ms_per_call": 1000 * server_cpu / calls,
             "postgres_cpu_ms_per_call": 1000 * pg_cpu / calls, "simulator_cpu_ms_per_call": 1000 * sim_cpu / calls,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "load_avg_1m": os.getloadavg()[0], **baseline,
         }
         print("RESULT " + json.dumps(out), flush=True)
     finally:
@@ -139,15 +208,34 @@ def child(n: int, cap: int, latency_ms: float, work: Path) -> None:
         _admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
+def _profiled(cmd: list[str], profile: Path | None, name: str) -> list[str]:
+    """``cmd`` under ``py-spy record`` (100 samples/s, speedscope, idle frames left out) when profiling."""
+    if profile is None:
+        return cmd
+    profile.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    return [str(spy), "record", "--rate", "100", "--nonblocking", "--format", "speedscope", "-o", str(profile / f"{name}.speedscope.json"), "--", *cmd]
+
+
+def _python_pid(pid: int, profile: Path | None) -> int | None:
+    """The Python process itself: py-spy's child when profiling (None until it has started)."""
+    if profile is None:
+        return pid
+    kids = psutil.Process(pid).children()
+    return kids[0].pid if kids else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="500,2000", help="question counts, one child process each")
     ap.add_argument("--cap", type=int, default=256)
     ap.add_argument("--latency-ms", type=float, default=1000.0)
+    ap.add_argument("--no-plain", action="store_true", help="skip the plain-client baseline")
+    ap.add_argument("--profile", type=Path, help="record py-spy profiles (speedscope) of the client and the Prefect server here")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.child, args.cap, args.latency_ms, Path(os.environ["BENCH_WORK"]))
+        child(args.child, args.cap, args.latency_ms, Path(os.environ["BENCH_WORK"]), plain=not args.no_plain)
         return
 
     work = Path(tempfile.mkdtemp(prefix="reasonmed-bench-"))
@@ -160,17 +248,21 @@ def main() -> None:
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{prefect_db}",
         "PREFECT_LOGGING_LEVEL": "WARNING",
     }
+    server_cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        _profiled(server_cmd, args.profile, "prefect_server"),
         env=env, stdout=(work / "server.log").open("w"), stderr=subprocess.STDOUT,
     )
+    server_pid = _python_pid(server.pid, args.profile)
     try:
         import httpx
 
         deadline = time.monotonic() + 120
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
+                if server_pid is None:
+                    server_pid = _python_pid(server.pid, args.profile)
+                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200 and server_pid:
                     break
             except httpx.HTTPError:
                 pass
@@ -180,9 +272,10 @@ def main() -> None:
         print(f"Prefect server on Postgres at :{port}; cap {args.cap}, simulated latency {args.latency_ms:.0f} ms", flush=True)
         results = []
         for n in (int(s) for s in args.sizes.split(",")):
+            child_cmd = [sys.executable, __file__, "--child", str(n), "--cap", str(args.cap), "--latency-ms", str(args.latency_ms)]
             proc = subprocess.run(
-                [sys.executable, __file__, "--child", str(n), "--cap", str(args.cap), "--latency-ms", str(args.latency_ms)],
-                env={**env, "BENCH_WORK": str(work), "BENCH_PREFECT_SERVER_PID": str(server.pid)},
+                _profiled(child_cmd + (["--no-plain"] if args.no_plain else []), args.profile, f"client_{n}"),
+                env={**env, "BENCH_WORK": str(work), "BENCH_PREFECT_SERVER_PID": str(server_pid), "BENCH_PREFECT_DB": prefect_db},
                 capture_output=True, text=True,
             )
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -199,10 +292,28 @@ def main() -> None:
                 f"peak RSS {r['peak_rss_mb']:.0f} MB; failed {r['failed']}",
                 flush=True,
             )
+            if "plain_wall_s" in r:
+                print(
+                    f"{'':>6} plain client, same {r['plain_calls']:,.0f} calls: wall {r['plain_wall_s']:.0f} s, "
+                    f"utilisation {r['plain_utilisation']:.3f}, CPU ms/call: client {r['plain_client_cpu_ms_per_call']:.2f}, "
+                    f"Postgres {r['plain_postgres_cpu_ms_per_call']:.2f}, simulator {r['plain_simulator_cpu_ms_per_call']:.2f} "
+                    f"(idle Prefect server meanwhile {r['plain_idle_prefect_server_cpu_ms_per_call']:.2f}) "
+                    f"-> project / plain wall {r['project_over_plain']:.2f}; "
+                    f"project CPU ms/call (client + server + Postgres) "
+                    f"{r['client_cpu_ms_per_call'] + r['prefect_server_cpu_ms_per_call'] + r['postgres_cpu_ms_per_call']:.2f} "
+                    f"vs plain {r['plain_client_cpu_ms_per_call'] + r['plain_postgres_cpu_ms_per_call']:.2f}; "
+                    f"load average (1 min) {r['load_avg_1m']:.1f}",
+                    flush=True,
+                )
+            print("JSON " + json.dumps(r), flush=True)
         if len(results) >= 2:
             print(f"peak RSS ratio {results[-1]['questions']} vs {results[0]['questions']} questions: "
                   f"{results[-1]['peak_rss_mb'] / results[0]['peak_rss_mb']:.2f}")
     finally:
+        if args.profile and server_pid:  # py-spy writes its profile once its target has exited
+            psutil.Process(server_pid).send_signal(2)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.wait(timeout=60)
         server.terminate()
         try:
             server.wait(timeout=30)
