@@ -8,7 +8,7 @@ group's sorted non-null latencies) and sorts each group on its own. Same columns
 rows; SQLite keeps 0002's definition.
 
 Revision ID: 0010
-Revises: 0005
+Revises: 0009
 Create Date: 2026-12-02 12:30:00
 """
 import importlib
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = '0010'
-down_revision: str | None = '0005'
+down_revision: str | None = '0009'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
