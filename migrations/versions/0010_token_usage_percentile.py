@@ -1,6 +1,6 @@
 """audit_token_usage on Postgres: the p95 by an ordered-set aggregate, not by two window passes
 
-At the paper's scale (millions of call rows) the portable definition of 0002 sorts every call row by
+At the paper's scale (millions of call rows) the portable definition (0002, with 0008's cost) sorts every call row by
 (model, role, day, latency) for its window functions before grouping: 13 s for 533k rows on a loaded
 2-core machine (bench/scale_db.py --scale 0.1), minutes at full size. ``percentile_disc(0.95) WITHIN
 GROUP (ORDER BY latency_ms)`` is the same nearest-rank p95 (the value at position ceil(0.95 n) of the
@@ -21,18 +21,23 @@ down_revision: str | None = '0009'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-DAY = "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+DAY = "to_char(l.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+# 0008's columns (cost_usd from the prices of the call's run), in 0008's order.
 TOKEN_USAGE = f"""
-SELECT model, role AS stage, {DAY} AS day, count(*) AS calls,
-       sum(CASE WHEN status = 'ok' THEN 0 ELSE 1 END) AS failed_calls,
-       sum(attempts) AS attempts,
-       coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
-       coalesce(sum(completion_tokens), 0) AS completion_tokens,
-       coalesce(sum(prompt_tokens), 0) + coalesce(sum(completion_tokens), 0) AS total_tokens,
-       avg(latency_ms) AS mean_latency_ms,
-       percentile_disc(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_latency_ms
-FROM llm_calls
-GROUP BY model, role, {DAY}
+SELECT l.model, l.role AS stage, {DAY} AS day, count(*) AS calls,
+       sum(CASE WHEN l.status = 'ok' THEN 0 ELSE 1 END) AS failed_calls,
+       sum(l.attempts) AS attempts,
+       coalesce(sum(l.prompt_tokens), 0) AS prompt_tokens,
+       coalesce(sum(l.completion_tokens), 0) AS completion_tokens,
+       coalesce(sum(l.prompt_tokens), 0) + coalesce(sum(l.completion_tokens), 0) AS total_tokens,
+       sum(CASE WHEN p.price_input_per_mtok IS NULL AND p.price_output_per_mtok IS NULL THEN NULL
+                ELSE (coalesce(l.prompt_tokens, 0) * coalesce(p.price_input_per_mtok, 0)
+                      + coalesce(l.completion_tokens, 0) * coalesce(p.price_output_per_mtok, 0)) / 1000000.0 END) AS cost_usd,
+       avg(l.latency_ms) AS mean_latency_ms,
+       percentile_disc(0.95) WITHIN GROUP (ORDER BY l.latency_ms) AS p95_latency_ms
+FROM llm_calls l
+LEFT JOIN endpoint_prices p ON p.run_id = l.run_id AND p.endpoint = l.endpoint
+GROUP BY l.model, l.role, {DAY}
 """
 
 
@@ -43,6 +48,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        views = importlib.import_module("migrations.versions.0002_audit_views")
-        sql = views.TOKEN_USAGE.format(day=views._DAY["postgresql"]).strip()
+        prices = importlib.import_module("migrations.versions.0008_endpoint_prices")
+        sql = prices.TOKEN_USAGE.format(day=prices._DAY["postgresql"]).strip()
         op.execute(f"CREATE OR REPLACE VIEW audit_token_usage AS {sql}")
