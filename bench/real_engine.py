@@ -45,14 +45,19 @@ if not DATA.is_dir():
     DATA = REPO.parent / "shared" / "data" / "pubmedqa"
 
 
-def questions(n: int) -> list[QuestionView]:
+def questions(n: int, first: int = 1) -> list[QuestionView]:
+    """Training questions ``first`` .. ``first + n - 1`` (1-based, test split excluded), numbered globally."""
     test_ids = load_id_list(DATA / "test_ground_truth.json")
     out: list[QuestionView] = []
+    seen = 0
     for rec in load_pubmedqa(DATA / "ori_pqal.json"):
         q = rec.question
         if q is None or q.source_id in test_ids:
             continue
-        out.append(QuestionView(id=len(out) + 1, content_hash=q.source_id, source=q.source, question=q.question,
+        seen += 1
+        if seen < first:
+            continue
+        out.append(QuestionView(id=seen, content_hash=q.source_id, source=q.source, question=q.question,
                                 context=q.context, options=dict(q.options), answer=q.answer))
         if len(out) == n:
             break
@@ -113,7 +118,8 @@ async def _ask(backend: OpenAICompatibleBackend, role: str, template: str, q: Qu
     return c.text
 
 
-async def measure(base_url: str, alias: str, n: int, gen_tokens: int, recorder: Recorder) -> dict[str, Tally]:
+async def measure(base_url: str, alias: str, n: int, first: int, gen_tokens: int,
+                  recorder: Recorder) -> dict[str, Tally]:
     cfg = EndpointConfig(base_url=base_url, model=alias, max_in_flight=1, timeout_s=600, max_retries=1,
                          supports_n=False, structured_dialect="llamacpp")
     backend = OpenAICompatibleBackend("local", cfg)
@@ -121,7 +127,8 @@ async def measure(base_url: str, alias: str, n: int, gen_tokens: int, recorder: 
     verdict_fmt = response_format("llamacpp", "verdict", VERDICT_SCHEMA)
     score_fmt = response_format("llamacpp", "score", SCORE_SCHEMA)
     try:
-        for i, q in enumerate(questions(n), 1):
+        for q in questions(n, first):
+            i = q.id
             for t in (0.7, 0.9, 1.0):
                 seed = 1000 * i + int(t * 10)
                 path = await _ask(backend, "generator", "generate", q, q.prompt_fields(), Sampling(t, 0.9, gen_tokens),
@@ -140,7 +147,7 @@ async def measure(base_url: str, alias: str, n: int, gen_tokens: int, recorder: 
                                roles[name], recorder, structured=fmt is not None, seed=seed)
                 await _ask(backend, "summarizer", "summarize", q, fields, Sampling(0.5, 1.0, 128), parse_summary,
                            roles["summarizer"], recorder, structured=False, seed=seed)
-            print(f"  question {i}/{n} done", file=sys.stderr, flush=True)
+            print(f"  question {i} ({first}..{first + n - 1}) done", file=sys.stderr, flush=True)
     finally:
         await backend.aclose()
     return roles
@@ -149,15 +156,18 @@ async def measure(base_url: str, alias: str, n: int, gen_tokens: int, recorder: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--questions", type=int, default=20, help="PubMedQA training questions (3 paths each)")
+    ap.add_argument("--first", type=int, default=1,
+                    help="1-based index of the first training question (to split a corpus over parallel runs)")
     ap.add_argument("--gen-tokens", type=int, default=256, help="max_tokens of a generated path")
     ap.add_argument("--record", type=Path, help="write every output to DIR/<role>.jsonl (the parser corpus)")
     args = ap.parse_args()
     recorder = Recorder(args.record)
     with LlamaCppServer(n_ctx=4096) as srv:
         started = time.perf_counter()
-        roles = asyncio.run(measure(srv.base_url, srv.alias, args.questions, args.gen_tokens, recorder))
+        roles = asyncio.run(measure(srv.base_url, srv.alias, args.questions, args.first, args.gen_tokens, recorder))
         wall = time.perf_counter() - started
-    print(f"\nSmolLM2-135M-Instruct on llama.cpp, {args.questions} PubMedQA questions, wall {wall:.0f} s")
+    print(f"\nSmolLM2-135M-Instruct on llama.cpp, PubMedQA training questions {args.first}.."
+          f"{args.first + args.questions - 1}, wall {wall:.0f} s")
     print(f"{'role':<18}{'outputs':>8}{'usable':>8}{'rate':>8}{'failed':>8}{'tok/s':>8}")
     for name, t in roles.items():
         rate = t.usable / t.outputs if t.outputs else 0.0
