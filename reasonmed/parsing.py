@@ -340,7 +340,8 @@ _ERROR_WORDS = frozenset(
 )
 _VERDICT_LINE = re.compile(
     r"\bverdict\b[\"'*_\s]*(?:[:=\-–—]|\bis\b)[\s\"'*_]*(not\s+correct|incorrect|correct|error|wrong)\b"
-    r"(?![\"'*_\s]*\|)",  # not the echoed template "Correct" | "Error"
+    # not the echoed template ("Correct" | "Error", "Correct" or "Error") nor a hedge ("correct or not")
+    r"(?![\"'*_\s]*(?:\||\bor\b))",
     re.IGNORECASE,
 )
 _REASON_LINE = re.compile(r"\breason\b[\"'*_\s]*[:=\-–—][\s\"'*_]*(.+)", re.IGNORECASE)
@@ -406,7 +407,9 @@ class ParsedScore:
 _MAX_SCORE = 5
 _NUMBER = r"(-?\d+(?:\.\d+)?)"
 _SCORE_LINE = re.compile(
-    rf"\bscore\b[\"'*_\s]*(?:[:=\-–—]|\bis\b)[\s\"'*_]*{_NUMBER}(?:\s*(?:/|out\s+of)\s*{_NUMBER})?",
+    rf"\bscore\b[\"'*_\s]*(?:[:=\-–—]|\bis\b)[\s\"'*_]*{_NUMBER}"
+    r"(?!\.?\d|\s*(?:[-–—]|to\b)\s*\d)"  # a range ("5-10", "3 to 4") is not a score
+    rf"(?:\s*(?:/|out\s+of)\s*{_NUMBER})?",
     re.IGNORECASE,
 )
 _JUSTIFICATION_LINE = re.compile(

@@ -334,6 +334,9 @@ VERDICT_CASES = [
     pytest.param("The reasoning looks fine to me overall.", None, id="no-verdict"),
     pytest.param('{"verdict": "Partially correct", "reason": "hmm"}', None, id="unknown-verdict-value"),
     pytest.param('{"verdict": "Correct" | "Error", "reason": "<1-2 sentences>"}', None, id="template-echo"),
+    # SmolLM2-135M echoes the prompt's wording (tests/fixtures/real_outputs/verifier.jsonl)
+    pytest.param('{"verdict": "Correct" or "Error", "reason":"No"}', None, id="template-echo-or"),
+    pytest.param("Verdict: correct or not, hard to say.", None, id="hedged-verdict-line"),
     pytest.param('{"reason": "no verdict key"}', None, id="missing-verdict-key"),
     pytest.param("", None, id="empty"),
 ]
@@ -385,6 +388,10 @@ SCORE_CASES = [
     ),
     pytest.param("**Score:** 3", ParsedScore(3, ""), id="fallback-bold"),
     pytest.param("Score: 8/10", None, id="fallback-other-scale"),
+    # SmolLM2-135M answers with ranges (tests/fixtures/real_outputs/ranker.jsonl)
+    pytest.param('{"score": 5-10, "justification": "improved education"}', None, id="range-not-a-score"),
+    pytest.param("Score: 3 to 4", None, id="range-words"),
+    pytest.param("Score: 15-20", None, id="range-no-digit-backtracking"),
     pytest.param("I would rate this reasoning highly.", None, id="unparseable"),
     pytest.param("", None, id="empty"),
 ]
