@@ -118,12 +118,15 @@ async def _ask(backend: OpenAICompatibleBackend, role: str, template: str, q: Qu
     return c.text
 
 
-async def measure(base_url: str, alias: str, n: int, first: int, gen_tokens: int,
-                  recorder: Recorder) -> dict[str, Tally]:
+JUDGES = ("verifier", "ranker")
+
+
+async def measure(base_url: str, alias: str, n: int, first: int, gen_tokens: int, recorder: Recorder,
+                  roles: dict[str, Tally], *, judges: bool = True) -> None:
+    """Fill ``roles`` as calls complete, so an interrupted run still reports what it did."""
     cfg = EndpointConfig(base_url=base_url, model=alias, max_in_flight=1, timeout_s=600, max_retries=1,
                          supports_n=False, structured_dialect="llamacpp")
     backend = OpenAICompatibleBackend("local", cfg)
-    roles = {k: Tally() for k in ("generator", "verifier", "verifier+schema", "ranker", "ranker+schema", "summarizer")}
     verdict_fmt = response_format("llamacpp", "verdict", VERDICT_SCHEMA)
     score_fmt = response_format("llamacpp", "score", SCORE_SCHEMA)
     try:
@@ -142,7 +145,7 @@ async def measure(base_url: str, alias: str, n: int, first: int, gen_tokens: int
                     ("verifier+schema", "verify", parse_verdict, verdict_fmt, 160),
                     ("ranker", "rank", parse_score, None, 96),
                     ("ranker+schema", "rank", parse_score, score_fmt, 96),
-                ):
+                ) if judges else ():
                     await _ask(backend, name.split("+")[0], template, q, fields, Sampling(0.0, 1.0, tokens, fmt), check,
                                roles[name], recorder, structured=fmt is not None, seed=seed)
                 await _ask(backend, "summarizer", "summarize", q, fields, Sampling(0.5, 1.0, 128), parse_summary,
@@ -150,7 +153,6 @@ async def measure(base_url: str, alias: str, n: int, first: int, gen_tokens: int
             print(f"  question {i} ({first}..{first + n - 1}) done", file=sys.stderr, flush=True)
     finally:
         await backend.aclose()
-    return roles
 
 
 def main() -> None:
@@ -160,14 +162,22 @@ def main() -> None:
                     help="1-based index of the first training question (to split a corpus over parallel runs)")
     ap.add_argument("--gen-tokens", type=int, default=256, help="max_tokens of a generated path")
     ap.add_argument("--record", type=Path, help="write every output to DIR/<role>.jsonl (the parser corpus)")
+    ap.add_argument("--no-judges", action="store_true",
+                    help="generator and summarizer only (more paths per minute when a corpus lacks them)")
     args = ap.parse_args()
     recorder = Recorder(args.record)
+    roles = {k: Tally() for k in ("generator", "verifier", "verifier+schema", "ranker", "ranker+schema", "summarizer")}
+    stopped = ""
     with LlamaCppServer(n_ctx=4096) as srv:
         started = time.perf_counter()
-        roles = asyncio.run(measure(srv.base_url, srv.alias, args.questions, args.first, args.gen_tokens, recorder))
+        try:
+            asyncio.run(measure(srv.base_url, srv.alias, args.questions, args.first, args.gen_tokens, recorder, roles,
+                                judges=not args.no_judges))
+        except KeyboardInterrupt:
+            stopped = " (interrupted: partial figures)"
         wall = time.perf_counter() - started
     print(f"\nSmolLM2-135M-Instruct on llama.cpp, PubMedQA training questions {args.first}.."
-          f"{args.first + args.questions - 1}, wall {wall:.0f} s")
+          f"{args.first + args.questions - 1}, wall {wall:.0f} s{stopped}")
     print(f"{'role':<18}{'outputs':>8}{'usable':>8}{'rate':>8}{'failed':>8}{'tok/s':>8}")
     for name, t in roles.items():
         rate = t.usable / t.outputs if t.outputs else 0.0

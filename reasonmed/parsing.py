@@ -334,10 +334,10 @@ class ParsedVerdict:
     reason: str
 
 
-_CORRECT_WORDS = frozenset({"correct", "right", "valid", "pass", "passed", "true", "yes"})
-_ERROR_WORDS = frozenset(
-    {"error", "errors", "incorrect", "wrong", "invalid", "fail", "failed", "false", "no", "not correct"}
-)
+# "yes"/"no" are not verdicts: on yes/no/maybe questions (PubMedQA) a verifier that writes them is
+# repeating the answer label, not judging the reasoning (seen in tests/fixtures/real_outputs/verifier.jsonl).
+_CORRECT_WORDS = frozenset({"correct", "right", "valid", "pass", "passed", "true"})
+_ERROR_WORDS = frozenset({"error", "errors", "incorrect", "wrong", "invalid", "fail", "failed", "false", "not correct"})
 _VERDICT_LINE = re.compile(
     r"\bverdict\b[\"'*_\s]*(?:[:=\-–—]|\bis\b)[\s\"'*_]*(not\s+correct|incorrect|correct|error|wrong)\b"
     # not the echoed template ("Correct" | "Error", "Correct" or "Error") nor a hedge ("correct or not")

@@ -337,6 +337,9 @@ VERDICT_CASES = [
     # SmolLM2-135M echoes the prompt's wording (tests/fixtures/real_outputs/verifier.jsonl)
     pytest.param('{"verdict": "Correct" or "Error", "reason":"No"}', None, id="template-echo-or"),
     pytest.param("Verdict: correct or not, hard to say.", None, id="hedged-verdict-line"),
+    pytest.param('{"verdict": "No."}', None, id="answer-label-no-is-not-a-verdict"),
+    pytest.param('{"verdict": "Yes", "reason": "yes"}', None, id="answer-label-yes-is-not-a-verdict"),
+    pytest.param('{"verdict": "Pass", "reason": "Sound."}', ParsedVerdict("correct", "Sound."), id="pass"),
     pytest.param('{"reason": "no verdict key"}', None, id="missing-verdict-key"),
     pytest.param("", None, id="empty"),
 ]
