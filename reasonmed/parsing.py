@@ -199,8 +199,9 @@ def extract_answer(text: str, options: Mapping[str, str]) -> str | None:
     """Return the option label of the last explicit answer statement, or None.
 
     Only explicit statements count ("Final answer: C", "the answer is (B)", "\\boxed{C}", "Option C
-    is the correct answer"); a statement naming no valid option is skipped in favour of an earlier
-    one. The label is returned exactly as spelled in ``options``.
+    is the correct answer"), or a reply that is nothing but one option ("No."); a statement naming no
+    valid option is skipped in favour of an earlier one. The label is returned exactly as spelled in
+    ``options``.
 
     A JSON object with an ``answer`` key (a schema-constrained reply) is the answer itself: the last
     one that names an option wins over any statement inside its reasoning.
@@ -227,6 +228,20 @@ def extract_answer(text: str, options: Mapping[str, str]) -> str | None:
     for _, payload in reversed(statements):
         label = _resolve(payload, options, labels)
         if label is not None:
+            return label
+    return _bare_reply(text, options)
+
+
+def _bare_reply(text: str, options: Mapping[str, str]) -> str | None:
+    """A reply that is nothing but one option ("No.", "**C**", "Warfarin") answers with that option.
+
+    Small models often answer a yes/no/maybe question with the bare word; there is nothing else it can mean.
+    """
+    key = _norm_text(_MARKUP.sub("", clean_reasoning(text)))
+    if not key:
+        return None
+    for label, option_text in options.items():
+        if key in {_norm_text(label), _norm_text(option_text)}:
             return label
     return None
 

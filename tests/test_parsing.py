@@ -214,6 +214,13 @@ EXTRACT_CASES = [
     pytest.param("Option A is incorrect. A 45-year-old man presents.", ANTICOAG, None, id="prose-only"),
     pytest.param("Warfarin is the standard; I would go with C.", ANTICOAG, None, id="no-explicit-statement"),
     pytest.param("", ANTICOAG, None, id="empty"),
+    # a reply that is one option and nothing else (SmolLM2-135M, tests/fixtures/real_outputs/generator.jsonl)
+    pytest.param("No.", PQA, "no", id="bare-label-reply"),
+    pytest.param("**C**<|im_end|>", ANTICOAG, "C", id="bare-label-markup"),
+    pytest.param("Warfarin\n", ANTICOAG, "C", id="bare-option-text"),
+    pytest.param("Yes. no", PQA, None, id="two-bare-labels"),
+    pytest.param("No. no\nyes", PQA, None, id="bare-labels-contradict"),
+    pytest.param("1. Yes\n2. No", PQA, None, id="listed-options-only"),
     # PubMedQA yes/no/maybe
     pytest.param("Final answer: Yes", PQA, "yes", id="pqa-yes"),
     pytest.param("Based on the abstract, the final answer is: no", PQA, "no", id="pqa-final-answer-is"),
