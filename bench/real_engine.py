@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -162,13 +163,19 @@ def main() -> None:
                     help="1-based index of the first training question (to split a corpus over parallel runs)")
     ap.add_argument("--gen-tokens", type=int, default=256, help="max_tokens of a generated path")
     ap.add_argument("--record", type=Path, help="write every output to DIR/<role>.jsonl (the parser corpus)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="llama.cpp threads for generation and prompt processing (1 is fastest on a busy machine)")
     ap.add_argument("--no-judges", action="store_true",
                     help="generator and summarizer only (more paths per minute when a corpus lacks them)")
     args = ap.parse_args()
+    # Stop cleanly on SIGTERM too (and on SIGINT even when started in the background, where it is ignored):
+    # the partial figures are printed and the server is stopped.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     recorder = Recorder(args.record)
     roles = {k: Tally() for k in ("generator", "verifier", "verifier+schema", "ranker", "ranker+schema", "summarizer")}
     stopped = ""
-    with LlamaCppServer(n_ctx=4096) as srv:
+    with LlamaCppServer(n_ctx=4096, n_threads=args.threads, n_threads_batch=args.threads) as srv:
         started = time.perf_counter()
         try:
             asyncio.run(measure(srv.base_url, srv.alias, args.questions, args.first, args.gen_tokens, recorder, roles,
