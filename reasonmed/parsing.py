@@ -494,6 +494,8 @@ _THINK_CLOSE = re.compile(r"</\s*(?:think|thinking)\s*>", re.IGNORECASE)
 _FINAL_RESPONSE = re.compile(
     r"^[ \t]*#{1,6}[ \t]*final[ \t]+response[ \t]*:?[ \t]*$", re.IGNORECASE | re.MULTILINE
 )
+# The summarise prompt fences the path in <<< >>>; a model that echoes the fence has not written it.
+_PROMPT_FENCE = re.compile(r"^[ \t]*(?:<<<|>>>)[ \t]*$", re.MULTILINE)
 _SUMMARY_LABEL = re.compile(
     r"\A(?:#{1,6}[ \t]*)?[*_]{0,2}summary[*_]{0,2}[ \t]*:?[*_]{0,2}[ \t]*\n?", re.IGNORECASE
 )
@@ -511,6 +513,6 @@ def parse_summary(text: str) -> str | None:
         parts = marker.split(text)
         if len(parts) > 1 and clean_reasoning(parts[-1]):
             text = parts[-1]
-    cleaned = clean_reasoning(text)
+    cleaned = clean_reasoning(_PROMPT_FENCE.sub("", text))
     cleaned = _SUMMARY_LABEL.sub("", cleaned, count=1).strip()
     return cleaned or None

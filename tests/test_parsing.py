@@ -493,6 +493,9 @@ def test_clean_reasoning_is_idempotent() -> None:
             "<think>\nShort summary of the answer.", "Short summary of the answer.", id="unclosed-think"
         ),
         pytest.param("<think>\n</think>\n<|eot_id|>", None, id="only-scaffolding"),
+        pytest.param("<<<\nThe answer is yes.\n>>>", "The answer is yes.", id="echoed-prompt-fence"),
+        pytest.param("<<<\n>>>", None, id="only-prompt-fence"),
+        pytest.param("Compare a <<< b inline.", "Compare a <<< b inline.", id="inline-angles-kept"),
         pytest.param("   \n\n", None, id="blank"),
         pytest.param("", None, id="empty"),
     ],
