@@ -76,6 +76,9 @@ _STATEMENT_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(rf"\banswer\s+{_COPULA}\b\s*[:：]?", re.IGNORECASE),
     re.compile(rf"\b{_QUALIFIER}\s+(?:answer|option|choice|response)\s+{_COPULA}\b\s*[:：]?", re.IGNORECASE),
     re.compile(r"<answer>", re.IGNORECASE),
+    # "The answer, 3) maybe is indeed true"; "it is possible to conclude that yes" (SmolLM2-135M)
+    re.compile(r"\bthe\s+answer\s*,", re.IGNORECASE),
+    re.compile(r"\bconclude[sd]?\s+that\b", re.IGNORECASE),
 )
 # "Option C is the correct answer": the label comes before the statement.
 _REVERSED_STATEMENT = re.compile(
@@ -176,11 +179,18 @@ def _label_from_text(payload: str, options: Mapping[str, str]) -> str | None:
     return None
 
 
+_ENUMERATOR = re.compile(r"\(?\d{1,2}[.)]\s+")
+
+
 def _resolve(payload: str, options: Mapping[str, str], labels: Mapping[str, str]) -> str | None:
     payload = _clean_payload(payload)
     if not payload:
         return None
-    return _label_at_start(payload, options, labels) or _label_from_text(payload, options)
+    found = _label_at_start(payload, options, labels) or _label_from_text(payload, options)
+    if found is None and (numbered := _ENUMERATOR.match(payload)):
+        # "3) maybe": the model numbered the options itself; the label follows its number.
+        return _resolve(payload[numbered.end():], options, labels)
+    return found
 
 
 def _payload_after(text: str, pos: int) -> str:
