@@ -247,7 +247,24 @@ def _bare_reply(text: str, options: Mapping[str, str]) -> str | None:
 
     Small models often answer a yes/no/maybe question with the bare word; there is nothing else it can mean.
     """
-    key = _norm_text(_MARKUP.sub("", clean_reasoning(text)))
+    reply = _MARKUP.sub("", clean_reasoning(text)).strip()
+    found = _whole_option(reply, options)
+    if found is None and (numbered := _NUMBERED_REPLY.fullmatch(reply)):
+        number, rest = numbered.group(1), numbered.group(2)
+        by_number = _label_lookup(options).get(number.casefold())
+        if by_number is None:
+            # "A. Yes" on a yes/no/maybe question: the letter is the model's own numbering.
+            found = _whole_option(rest, options)
+        elif _norm_text(rest) == _norm_text(options[by_number]):
+            found = by_number  # "C. Warfarin": label and its own text agree
+    return found
+
+
+_NUMBERED_REPLY = re.compile(r"\(?([A-Za-z]|\d{1,2})[.):]\s+([^\n]+)")
+
+
+def _whole_option(reply: str, options: Mapping[str, str]) -> str | None:
+    key = _norm_text(reply)
     if not key:
         return None
     for label, option_text in options.items():
