@@ -37,7 +37,8 @@ def parser_usable(role: str, rec: dict[str, Any]) -> bool:
 def reviewed_usable(rec: dict[str, Any]) -> bool | None:
     if "expected" not in rec:
         return None
-    return rec["expected"] not in (None, False)
+    expected = rec["expected"]
+    return expected is not None and expected is not False  # a score of 0 is usable
 
 
 def main() -> None:
