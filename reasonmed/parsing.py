@@ -78,6 +78,7 @@ _STATEMENT_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"<answer>", re.IGNORECASE),
     # "The answer, 3) maybe is indeed true"; "it is possible to conclude that yes" (SmolLM2-135M)
     re.compile(r"\bthe\s+answer\s*,", re.IGNORECASE),
+    re.compile(rf"\banswer\s+to\s+(?:the|this)\s+(?:given\s+)?question\s+{_COPULA}\b\s*[:：]?", re.IGNORECASE),
     re.compile(r"\bconclude[sd]?\s+that\b", re.IGNORECASE),
 )
 # "Option C is the correct answer": the label comes before the statement.

@@ -232,6 +232,10 @@ EXTRACT_CASES = [
     pytest.param("The authors conclude that no significant difference exists.", PQA, None,
                  id="conclude-that-prose"),
     pytest.param("To find the answer, we weigh each option.", ANTICOAG, None, id="answer-comma-prose"),
+    pytest.param("The answer to the given question is yes.", PQA, "yes", id="answer-to-the-question"),
+    pytest.param("2. The answer to this question would be yes, as a treatment exists.", PQA, "yes",
+                 id="answer-to-this-question-would-be"),
+    pytest.param("The answer to the question about cost would be no.", PQA, None, id="answer-to-another-question"),
     pytest.param("Final answer: 2) No", PQA, "no", id="own-numbering-after-statement"),
     # PubMedQA yes/no/maybe
     pytest.param("Final answer: Yes", PQA, "yes", id="pqa-yes"),
