@@ -60,7 +60,11 @@ def main() -> None:
             by_parser = sum(parser_usable(role, r) for r in group)
             reviews = [reviewed_usable(r) for r in group]
             reviewed = [v for v in reviews if v is not None]
-            review_cell = f"{sum(reviewed):>8}{sum(reviewed) / len(reviewed):>7.0%}" if reviewed else f"{'-':>8}{'-':>7}"
+            review_cell = (
+                f"{sum(reviewed):>8}{sum(reviewed) / len(reviewed):>7.0%}"
+                if reviewed
+                else f"{'-':>8}{'-':>7}"
+            )
             print(f"{name:<18}{len(group):>8}{by_parser:>8}{by_parser / len(group):>7.0%}{review_cell}")
 
 

@@ -78,7 +78,9 @@ _STATEMENT_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"<answer>", re.IGNORECASE),
     # "The answer, 3) maybe is indeed true"; "it is possible to conclude that yes" (SmolLM2-135M)
     re.compile(r"\bthe\s+answer\s*,", re.IGNORECASE),
-    re.compile(rf"\banswer\s+to\s+(?:the|this)\s+(?:given\s+)?question\s+{_COPULA}\b\s*[:：]?", re.IGNORECASE),
+    re.compile(
+        rf"\banswer\s+to\s+(?:the|this)\s+(?:given\s+)?question\s+{_COPULA}\b\s*[:：]?", re.IGNORECASE
+    ),
     re.compile(r"\bconclude[sd]?\s+that\b", re.IGNORECASE),
 )
 # "Option C is the correct answer": the label comes before the statement.
@@ -190,7 +192,7 @@ def _resolve(payload: str, options: Mapping[str, str], labels: Mapping[str, str]
     found = _label_at_start(payload, options, labels) or _label_from_text(payload, options)
     if found is None and (numbered := _ENUMERATOR.match(payload)):
         # "3) maybe": the model numbered the options itself; the label follows its number.
-        return _resolve(payload[numbered.end():], options, labels)
+        return _resolve(payload[numbered.end() :], options, labels)
     return found
 
 
@@ -380,7 +382,9 @@ class ParsedVerdict:
 # "yes"/"no" are not verdicts: on yes/no/maybe questions (PubMedQA) a verifier that writes them is
 # repeating the answer label, not judging the reasoning (seen in tests/fixtures/real_outputs/verifier.jsonl).
 _CORRECT_WORDS = frozenset({"correct", "right", "valid", "pass", "passed", "true"})
-_ERROR_WORDS = frozenset({"error", "errors", "incorrect", "wrong", "invalid", "fail", "failed", "false", "not correct"})
+_ERROR_WORDS = frozenset(
+    {"error", "errors", "incorrect", "wrong", "invalid", "fail", "failed", "false", "not correct"}
+)
 _VERDICT_LINE = re.compile(
     r"\bverdict\b[\"'*_\s]*(?:[:=\-–—]|\bis\b)[\s\"'*_]*(not\s+correct|incorrect|correct|error|wrong)\b"
     # not the echoed template ("Correct" | "Error", "Correct" or "Error") nor a hedge ("correct or not")
