@@ -76,7 +76,8 @@ _STATEMENT_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(rf"\banswer\s+{_COPULA}\b\s*[:：]?", re.IGNORECASE),
     re.compile(rf"\b{_QUALIFIER}\s+(?:answer|option|choice|response)\s+{_COPULA}\b\s*[:：]?", re.IGNORECASE),
     re.compile(r"<answer>", re.IGNORECASE),
-    # "The answer, 3) maybe is indeed true"; "it is possible to conclude that yes" (SmolLM2-135M)
+    # SmolLM2-135M: "The answer, 3) maybe is indeed true"; "The answer to the given question is yes";
+    # "it is possible to conclude that yes"
     re.compile(r"\bthe\s+answer\s*,", re.IGNORECASE),
     re.compile(
         rf"\banswer\s+to\s+(?:the|this)\s+(?:given\s+)?question\s+{_COPULA}\b\s*[:：]?", re.IGNORECASE
