@@ -76,6 +76,13 @@ _STATEMENT_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(rf"\banswer\s+{_COPULA}\b\s*[:：]?", re.IGNORECASE),
     re.compile(rf"\b{_QUALIFIER}\s+(?:answer|option|choice|response)\s+{_COPULA}\b\s*[:：]?", re.IGNORECASE),
     re.compile(r"<answer>", re.IGNORECASE),
+    # SmolLM2-135M: "The answer, 3) maybe is indeed true"; "The answer to the given question is yes";
+    # "it is possible to conclude that yes"
+    re.compile(r"\bthe\s+answer\s*,", re.IGNORECASE),
+    re.compile(
+        rf"\banswer\s+to\s+(?:the|this)\s+(?:given\s+)?question\s+{_COPULA}\b\s*[:：]?", re.IGNORECASE
+    ),
+    re.compile(r"\bconclude[sd]?\s+that\b", re.IGNORECASE),
 )
 # "Option C is the correct answer": the label comes before the statement.
 _REVERSED_STATEMENT = re.compile(
@@ -176,11 +183,18 @@ def _label_from_text(payload: str, options: Mapping[str, str]) -> str | None:
     return None
 
 
+_ENUMERATOR = re.compile(r"\(?\d{1,2}[.)]\s+")
+
+
 def _resolve(payload: str, options: Mapping[str, str], labels: Mapping[str, str]) -> str | None:
     payload = _clean_payload(payload)
     if not payload:
         return None
-    return _label_at_start(payload, options, labels) or _label_from_text(payload, options)
+    found = _label_at_start(payload, options, labels) or _label_from_text(payload, options)
+    if found is None and (numbered := _ENUMERATOR.match(payload)):
+        # "3) maybe": the model numbered the options itself; the label follows its number.
+        return _resolve(payload[numbered.end() :], options, labels)
+    return found
 
 
 def _payload_after(text: str, pos: int) -> str:
@@ -199,8 +213,9 @@ def extract_answer(text: str, options: Mapping[str, str]) -> str | None:
     """Return the option label of the last explicit answer statement, or None.
 
     Only explicit statements count ("Final answer: C", "the answer is (B)", "\\boxed{C}", "Option C
-    is the correct answer"); a statement naming no valid option is skipped in favour of an earlier
-    one. The label is returned exactly as spelled in ``options``.
+    is the correct answer"), or a reply that is nothing but one option ("No."); a statement naming no
+    valid option is skipped in favour of an earlier one. The label is returned exactly as spelled in
+    ``options``.
 
     A JSON object with an ``answer`` key (a schema-constrained reply) is the answer itself: the last
     one that names an option wins over any statement inside its reasoning.
@@ -227,6 +242,37 @@ def extract_answer(text: str, options: Mapping[str, str]) -> str | None:
     for _, payload in reversed(statements):
         label = _resolve(payload, options, labels)
         if label is not None:
+            return label
+    return _bare_reply(text, options)
+
+
+def _bare_reply(text: str, options: Mapping[str, str]) -> str | None:
+    """A reply that is nothing but one option ("No.", "**C**", "Warfarin") answers with that option.
+
+    Small models often answer a yes/no/maybe question with the bare word; there is nothing else it can mean.
+    """
+    reply = _MARKUP.sub("", clean_reasoning(text)).strip()
+    found = _whole_option(reply, options)
+    if found is None and (numbered := _NUMBERED_REPLY.fullmatch(reply)):
+        number, rest = numbered.group(1), numbered.group(2)
+        by_number = _label_lookup(options).get(number.casefold())
+        if by_number is None:
+            # "A. Yes" on a yes/no/maybe question: the letter is the model's own numbering.
+            found = _whole_option(rest, options)
+        elif _norm_text(rest) == _norm_text(options[by_number]):
+            found = by_number  # "C. Warfarin": label and its own text agree
+    return found
+
+
+_NUMBERED_REPLY = re.compile(r"\(?([A-Za-z]|\d{1,2})[.):]\s+([^\n]+)")
+
+
+def _whole_option(reply: str, options: Mapping[str, str]) -> str | None:
+    key = _norm_text(reply)
+    if not key:
+        return None
+    for label, option_text in options.items():
+        if key in {_norm_text(label), _norm_text(option_text)}:
             return label
     return None
 
@@ -334,13 +380,16 @@ class ParsedVerdict:
     reason: str
 
 
-_CORRECT_WORDS = frozenset({"correct", "right", "valid", "pass", "passed", "true", "yes"})
+# "yes"/"no" are not verdicts: on yes/no/maybe questions (PubMedQA) a verifier that writes them is
+# repeating the answer label, not judging the reasoning (seen in tests/fixtures/real_outputs/verifier.jsonl).
+_CORRECT_WORDS = frozenset({"correct", "right", "valid", "pass", "passed", "true"})
 _ERROR_WORDS = frozenset(
-    {"error", "errors", "incorrect", "wrong", "invalid", "fail", "failed", "false", "no", "not correct"}
+    {"error", "errors", "incorrect", "wrong", "invalid", "fail", "failed", "false", "not correct"}
 )
 _VERDICT_LINE = re.compile(
     r"\bverdict\b[\"'*_\s]*(?:[:=\-–—]|\bis\b)[\s\"'*_]*(not\s+correct|incorrect|correct|error|wrong)\b"
-    r"(?![\"'*_\s]*\|)",  # not the echoed template "Correct" | "Error"
+    # not the echoed template ("Correct" | "Error", "Correct" or "Error") nor a hedge ("correct or not")
+    r"(?![\"'*_\s]*(?:\||\bor\b))",
     re.IGNORECASE,
 )
 _REASON_LINE = re.compile(r"\breason\b[\"'*_\s]*[:=\-–—][\s\"'*_]*(.+)", re.IGNORECASE)
@@ -406,7 +455,9 @@ class ParsedScore:
 _MAX_SCORE = 5
 _NUMBER = r"(-?\d+(?:\.\d+)?)"
 _SCORE_LINE = re.compile(
-    rf"\bscore\b[\"'*_\s]*(?:[:=\-–—]|\bis\b)[\s\"'*_]*{_NUMBER}(?:\s*(?:/|out\s+of)\s*{_NUMBER})?",
+    rf"\bscore\b[\"'*_\s]*(?:[:=\-–—]|\bis\b)[\s\"'*_]*{_NUMBER}"
+    r"(?!\.?\d|\s*(?:[-–—]|to\b)\s*\d)"  # a range ("5-10", "3 to 4") is not a score
+    rf"(?:\s*(?:/|out\s+of)\s*{_NUMBER})?",
     re.IGNORECASE,
 )
 _JUSTIFICATION_LINE = re.compile(
@@ -476,6 +527,8 @@ _THINK_CLOSE = re.compile(r"</\s*(?:think|thinking)\s*>", re.IGNORECASE)
 _FINAL_RESPONSE = re.compile(
     r"^[ \t]*#{1,6}[ \t]*final[ \t]+response[ \t]*:?[ \t]*$", re.IGNORECASE | re.MULTILINE
 )
+# The summarise prompt fences the path in <<< >>>; a model that echoes the fence has not written it.
+_PROMPT_FENCE = re.compile(r"^[ \t]*(?:<<<|>>>)[ \t]*$", re.MULTILINE)
 _SUMMARY_LABEL = re.compile(
     r"\A(?:#{1,6}[ \t]*)?[*_]{0,2}summary[*_]{0,2}[ \t]*:?[*_]{0,2}[ \t]*\n?", re.IGNORECASE
 )
@@ -493,6 +546,6 @@ def parse_summary(text: str) -> str | None:
         parts = marker.split(text)
         if len(parts) > 1 and clean_reasoning(parts[-1]):
             text = parts[-1]
-    cleaned = clean_reasoning(text)
+    cleaned = clean_reasoning(_PROMPT_FENCE.sub("", text))
     cleaned = _SUMMARY_LABEL.sub("", cleaned, count=1).strip()
     return cleaned or None

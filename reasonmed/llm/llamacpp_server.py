@@ -66,6 +66,8 @@ class LlamaCppServer:
     alias: str = DEFAULT_ALIAS
     n_ctx: int = 4096
     n_threads: int | None = None
+    # Threads for prompt processing; on a loaded machine one thread per server beats two that wait on each other.
+    n_threads_batch: int | None = None
     port: int = 0
     startup_timeout_s: float = 180.0
     python: str = sys.executable
@@ -92,6 +94,8 @@ class LlamaCppServer:
         ]
         if self.n_threads:
             cmd += ["--n_threads", str(self.n_threads)]
+        if self.n_threads_batch:
+            cmd += ["--n_threads_batch", str(self.n_threads_batch)]
         return cmd
 
     def start(self) -> LlamaCppServer:
