@@ -606,7 +606,7 @@ def test_a_file_with_no_valid_record_fails_the_command_and_names_the_source_that
         reset_settings()
     assert r.exit_code == 1, r.output
     out = " ".join(r.output.split())
-    assert "none of its 3 record(s) is a valid medqa question; --source medmcqa reads 3 of its first 3" in out
+    assert "all 3 records were rejected as --format medqa" in out and "medmcqa" in out
 
 
 # --------------------------------------------------------------------------- ingest semantics

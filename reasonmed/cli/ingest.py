@@ -35,11 +35,11 @@ def _fail(message: str) -> Mistake:
 
 def _all_rejected(s: IngestSummary, source: str) -> Mistake | None:
     """Every record rejected almost always means the wrong --format: say which one the file looks like."""
-    if s.already_ingested or not s.read or s.rejected < s.read:
+    if s.already_ingested or not s.read or not (s.no_valid_records or s.rejected >= s.read):
         return None
     guess = guess_format(Path(s.file), besides=source)
     hint = (f"it looks like {guess}: run again with --format {guess}" if guess
-            else "check --format (and --map for the generic formats)")
+            else s.suggestion or "check --format (and --map for the generic formats)")
     return Mistake(f"{Path(s.file).name}: all {s.read:,} records were rejected as --format {source}; {hint}", exit_code=1)
 
 
@@ -108,12 +108,6 @@ def _report(s: IngestSummary) -> None:
         err_console.print(
             f"[red]error:[/red] {name}: {s.error}; the records before it are stored and the next "
             "ingest of the file reads it again", soft_wrap=True,
-        )
-    if s.no_valid_records:
-        hint = f"; {s.suggestion}" if s.suggestion else "; check --source and --map"
-        err_console.print(
-            f"[red]error:[/red] {name}: none of its {s.read:,} record(s) is a valid {s.source} question{hint}",
-            soft_wrap=True,
         )
     if s.rejected_by_reason:
         console.print(f"{name}: rejected records by reason (details in table ingest_errors):")
