@@ -42,7 +42,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FinishedRun]:
     out = run.cli("run", str(PUBMEDQA_FILE), "--format", "pubmedqa", "--benchmark-test-ids", str(PUBMEDQA_TEST_IDS),
                   "--limit", str(LIMIT), "--sim-latency-ms", "1", "--sim-accuracy", "0.4")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    exported = run.cli("export", "--out", str(folder / "exports"), "--format", "jsonl")
+    exported = run.cli("export", "--out", str(folder / "exports"), "--format", "jsonl", "--allow-simulated")
     assert exported.returncode == 0, exported.stdout + exported.stderr
     run.run_stdout = out.stdout
     yield run
