@@ -71,6 +71,11 @@ class EndpointConfig(_Strict):
         description="how this engine takes a JSON schema for agents with structured_output: "
         "json_schema (OpenAI, vLLM) or llamacpp (llama.cpp's json_object + schema)",
     )
+    reasoning_model: bool = Field(
+        default=False,
+        description="an OpenAI o1/o3-class model: the budget goes as max_completion_tokens and no temperature or "
+        "top_p is sent (those models refuse them)",
+    )
     max_response_bytes: int = Field(
         default=32 << 20, ge=1024,
         description="a response body larger than this is refused unread (bad_response): a hostile or broken "

@@ -88,3 +88,31 @@ async def test_preflight_names_the_model_a_real_engine_serves(llamacpp: LlamaCpp
     checks = await check_endpoints({"local": good, "typo": wrong}, {})
     assert checks[0].ok and llamacpp.alias in checks[0].detail
     assert not checks[1].ok and f"serves {llamacpp.alias}, not Qwen/Qwen2.5-72B-Instruct" in checks[1].detail
+
+
+async def test_a_reasoning_model_gets_its_budget_as_max_completion_tokens_and_no_sampler(unused_tcp_port: int) -> None:
+    """o1-class endpoints refuse temperature/top_p and count their budget in max_completion_tokens."""
+    seen: list[dict[str, object]] = []
+
+    async def chat(request: web.Request) -> web.Response:
+        seen.append(await request.json())
+        return web.json_response({"id": "x", "choices": [{"index": 0, "message": {"content": "ok"}, "finish_reason": "stop"}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    url = f"http://127.0.0.1:{unused_tcp_port}/v1"
+    reasoning = OpenAICompatibleBackend("o1", _endpoint(url, "o1-mini", reasoning_model=True))
+    plain = OpenAICompatibleBackend("gpt", _endpoint(url, "gpt-4o"))
+    try:
+        await reasoning.complete(MESSAGES, temperature=0.7, max_tokens=20000, top_p=0.9, seed=3)
+        await plain.complete(MESSAGES, temperature=0.7, max_tokens=100, top_p=0.9)
+    finally:
+        await reasoning.aclose()
+        await plain.aclose()
+        await runner.cleanup()
+    assert seen[0]["max_completion_tokens"] == 20000 and seen[0]["seed"] == 3
+    assert not {"temperature", "top_p", "max_tokens"} & set(seen[0])
+    assert (seen[1]["temperature"], seen[1]["top_p"], seen[1]["max_tokens"]) == (0.7, 0.9, 100)

@@ -173,13 +173,11 @@ class OpenAICompatibleBackend:
         """``n`` choices, index ``i`` being the i-th; with a seed, choice i is reproducible as seed + i."""
         if n < 1:
             raise ValueError(f"n must be >= 1 (got {n})")
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [dict(m) for m in messages],
-            "temperature": temperature,
-            "top_p": top_p,
-            "max_tokens": max_tokens,
-        }
+        body: dict[str, Any] = {"model": self.model, "messages": [dict(m) for m in messages]}
+        if self._cfg.reasoning_model:  # o1-class: a fixed sampler, and a budget that covers its hidden reasoning
+            body["max_completion_tokens"] = max_tokens
+        else:
+            body |= {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
         if stop is not None:
             body["stop"] = stop if isinstance(stop, str) else list(stop)
         if response_format is not None:
