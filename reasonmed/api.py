@@ -76,13 +76,16 @@ def build(
 
 
 def samples(database: str | Path | None = None) -> pd.DataFrame:
-    """Every accepted sample in the database (what ``reasonmed export`` writes, before its contamination check)."""
+    """Every accepted sample in the database (what ``reasonmed export`` writes, before its contamination check).
+
+    Samples of simulated models are included (a notebook on the simulator wants them); their ``model``
+    column starts with ``sim/``, and ``reasonmed export`` still leaves them out unless told otherwise."""
     from reasonmed.cli.common import engine_from_settings
     from reasonmed.db import export_repo, migrate
 
     url, engine = engine_from_settings(database_url(database))
     migrate.require_current(engine, url)
-    rows = [r for batch in export_repo.stream_accepted_rows(engine) for r in batch]
+    rows = [r for batch in export_repo.stream_accepted_rows(engine, include_simulated=True) for r in batch]
     frame = pd.DataFrame(rows, columns=list(export_repo.ROW_COLUMNS))
     frame["options"] = [json.loads(o) if isinstance(o, str) else o for o in frame["options"]]
     return frame

@@ -143,7 +143,7 @@ def test_changed_prompts_rerun_only_the_affected_stages_for_affected_questions(b
         assert _outcomes(engine) == first
         # The exported rows carry the new summaries, one per accepted path.
         with engine.connect() as c:
-            rows = [dict(zip(ROW_COLUMNS, r, strict=True)) for r in c.execute(accepted_rows_query())]
+            rows = [dict(zip(ROW_COLUMNS, r, strict=True)) for r in c.execute(accepted_rows_query(include_simulated=True))]
             new = set(c.execute(text("select id from summaries where superseded_at is null and prompt_sha256 = :s"),
                                 {"s": _sha(tmp_path / "s2.yaml.summarizer.txt")}).scalars())
         assert len(rows) == accepted_paths and {r["summary_id"] for r in rows} <= new
@@ -182,7 +182,7 @@ def test_changed_prompts_rerun_only_the_affected_stages_for_affected_questions(b
 
 def _export_rows(c) -> set[tuple[int, int, int]]:  # type: ignore[no-untyped-def]
     """(question, path, summary) of every row the next export would write."""
-    rows = [dict(zip(ROW_COLUMNS, r, strict=True)) for r in c.execute(accepted_rows_query())]
+    rows = [dict(zip(ROW_COLUMNS, r, strict=True)) for r in c.execute(accepted_rows_query(include_simulated=True))]
     return {(r["question_id"], r["path_id"], r["summary_id"]) for r in rows}
 
 

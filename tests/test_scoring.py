@@ -149,7 +149,7 @@ def test_paper_judge_mode_sees_no_answer_and_gives_one_score(exported, prefect_h
         bad = CliRunner().invoke(app, ["score", "--dataset", str(version), "--judge-mode", "vibes", "--config", str(cfg)])
     assert out.exit_code == 0, out.output
     assert "(paper mode)" in out.output
-    assert bad.exit_code == 1 and "--judge-mode" in bad.output
+    assert bad.exit_code == 2 and "--judge-mode" in bad.output
     assert res["judge_mode"] == "paper" and res["rows"][0]["judge_mode"] == "paper"
     summary = res["summaries"][0]
     assert summary["judge_mode"] == "paper" and summary["scored"] == 8
