@@ -27,8 +27,8 @@ from reasonmed.db.models import (
     ReasoningPath,
     Summary,
     Verdict,
+    simulated_path,
 )
-from reasonmed.simulated import SIM_MODEL_LIKE
 
 # The columns one exported row is built from, in this order (see ``reasonmed.export.assemble.SourceRow``).
 ROW_COLUMNS = (
@@ -44,7 +44,7 @@ def eligible_filter() -> Any:
 
 def _kind_filter(include_simulated: bool) -> Any:
     """Rows of simulated models (``sim/``) only when asked for (reasonmed/simulated.py)."""
-    return true() if include_simulated else ReasoningPath.model.not_like(SIM_MODEL_LIKE)
+    return true() if include_simulated else ~simulated_path()
 
 
 def accepted_rows_query(include_simulated: bool = False) -> Select[Any]:
@@ -76,7 +76,7 @@ def accepted_rows_query(include_simulated: bool = False) -> Select[Any]:
 
 def count_simulated_rows(engine: Engine) -> tuple[int, int]:
     """(simulated, real) eligible accepted rows: what the export leaves out unless told to keep it."""
-    sim = ReasoningPath.model.like(SIM_MODEL_LIKE)
+    sim = simulated_path()
     q = (
         select(func.count().filter(sim), func.count().filter(~sim))
         .select_from(AcceptedPath)

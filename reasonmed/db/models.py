@@ -30,6 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from reasonmed.simulated import SIM_MODEL_LIKE
+
 # BIGINT identity on Postgres; INTEGER PRIMARY KEY (rowid alias, autoincrementing) on SQLite.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 Json = JSON().with_variant(JSONB(), "postgresql")
@@ -493,3 +495,8 @@ class DatasetQualityScore(Base):
         CheckConstraint("variant IN ('reasonmed', 'cotmed', 'responsemed')", name="variant"),
         CheckConstraint("status IN ('ok', 'unparseable')", name="status"),
     )
+
+
+def simulated_path() -> Any:
+    """The SQL form of reasonmed/simulated.py's rule: a path written by a simulated model (``sim/...``)."""
+    return ReasoningPath.model.like(SIM_MODEL_LIKE)

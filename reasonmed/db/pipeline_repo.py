@@ -30,11 +30,12 @@ from reasonmed.db.models import (
     ReasoningPath,
     Summary,
     Verdict,
+    simulated_path,
 )
 from reasonmed.db.upsert import insert_ignore, upsert
 from reasonmed.prompts import PromptTemplate
 from reasonmed.redact import mask_secrets, mask_text
-from reasonmed.simulated import SIM_MODEL_LIKE, SUPERSEDED_REASON
+from reasonmed.simulated import SUPERSEDED_REASON
 
 FINISHED = ("accepted", "rejected")
 
@@ -428,7 +429,7 @@ class StageKeys:
 
 def _same_kind(simulated: bool):  # type: ignore[no-untyped-def]
     """Paths of the run's kind only: simulated work and real work never mix (reasonmed/simulated.py)."""
-    return ReasoningPath.model.like(SIM_MODEL_LIKE) if simulated else ReasoningPath.model.not_like(SIM_MODEL_LIKE)
+    return simulated_path() if simulated else ~simulated_path()
 
 
 def load_state(engine: Engine, question_id: int, keys: StageKeys, *, simulated: bool) -> QuestionState:
@@ -588,7 +589,7 @@ def save_resolution(
         )
         if not simulated:
             sim_paths = select(ReasoningPath.id).where(
-                ReasoningPath.question_id == question_id, ReasoningPath.model.like(SIM_MODEL_LIKE)
+                ReasoningPath.question_id == question_id, simulated_path()
             )
             s.execute(
                 update(AcceptedPath)
