@@ -292,8 +292,9 @@ def test_a_night_that_dies_is_resumed_by_the_next_without_repeating_work(
     env(pg_url, REASONMED_CLAIM_LEASE_S=lease)
     engine = make_engine(pg_url)
     ingest_file(engine, write_pubmedqa(tmp_path / "pq.json", 30), "pubmedqa")
-    # 300 ms a call: 4 waves of 3 questions take several seconds, more than a second flow run needs to
-    # start and be refused even on a loaded machine, and the kill lands mid-night. The night's log
+    # 300 ms a call: 4 waves of 3 questions take several seconds, so the kill lands mid-night; while the
+    # second night is tried the simulator holds every request (a quiet machine once finished the first
+    # night before the second reached its lock). The night's log
     # goes to a file: Prefect logs every task run, and an unread pipe would fill and stall the night.
     night_log = tmp_path / "night.log"
     with SimServer(questions_db=pg_url, base_latency_ms=300, per_token_ms=0) as sim, night_log.open("wb") as log_out:
@@ -318,7 +319,11 @@ def test_a_night_that_dies_is_resumed_by_the_next_without_repeating_work(
         try:
             # a manual run while the night is alive (it holds the lock and is generating) is refused
             wait_for(generating, "the first night never started generating")
-            state = _run(nightly_growth(max_questions=12, config=str(cfg), export=False, return_state=True))
+            sim.pause()  # the engine stalls: the first night stays alive however fast this machine is
+            try:
+                state = _run(nightly_growth(max_questions=12, config=str(cfg), export=False, return_state=True))
+            finally:
+                sim.pause(False)
             assert proc.poll() is None, "the first night ended before the second was tried"
             assert state.is_cancelled() and "already running" in state.message
             wait_for(lambda: len(_final(engine)) >= 3, "the first night made no progress")

@@ -72,6 +72,8 @@ class SimApp:
         self.keys = AnswerKeys(settings.questions_db) if settings.questions_db else None
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
+        self.running = asyncio.Event()  # cleared by /admin/pause: the engine stalls, requests wait
+        self.running.set()
 
     async def handle(self, req: Request) -> Response | Drop:
         route = (req.method, req.path.rstrip("/") or "/")
@@ -88,7 +90,11 @@ class SimApp:
             return _ok({"status": "reset"})
         if route == ("POST", "/admin/faults"):
             return self.set_targeted(req.body)
-        known = {"/v1/chat/completions", "/health", "/v1/models", "/metrics", "/admin/reset", "/admin/faults"}
+        if route == ("POST", "/admin/pause"):
+            return self.set_paused(req.body)
+        known = {
+            "/v1/chat/completions", "/health", "/v1/models", "/metrics", "/admin/reset", "/admin/faults", "/admin/pause",
+        }
         if route[1] in known:
             return _error(405, f"method {req.method} not allowed on {req.path}")
         return _error(
@@ -103,6 +109,18 @@ class SimApp:
         except (ValueError, AttributeError) as exc:
             return _error(400, f"faults: {exc}")
         return _ok({"rules": [f"{t.role}:{t.marker}={t.kind}" for t in self.targeted]})
+
+    def set_paused(self, body: bytes) -> Response:
+        """``{"paused": true}`` holds every chat request until ``{"paused": false}``: a run that stays alive
+        at a known point however fast the machine is, in tests."""
+        try:
+            paused = json.loads(body or b"{}").get("paused")
+        except (ValueError, AttributeError) as exc:
+            return _error(400, f"pause: {exc}")
+        if not isinstance(paused, bool):
+            return _error(400, 'pause: expected {"paused": true|false}')
+        (self.running.clear if paused else self.running.set)()
+        return _ok({"paused": paused})
 
     def models(self) -> Response:
         names = sorted({*self.behaviour.accuracy, *self.metrics.models}) or [FINGERPRINT]
@@ -126,6 +144,7 @@ class SimApp:
         role = detect_role(sim.system, sim.user)
         self.metrics.enter(role=role, model=sim.model, authorized="authorization" in req.headers)
         try:
+            await self.running.wait()
             rule = next((t for t in self.targeted if t.matches(role, sim.user)), None)
             fault = rule.kind if rule is not None else self.faults.draw()
             self.metrics.outcomes[fault or "ok"] += 1

@@ -153,6 +153,10 @@ class SimServer:
         """Replace the targeted fault rules (``ROLE:MARKER=KIND``) of the running server."""
         httpx.post(f"{self.root_url}/admin/faults", json={"rules": list(rules)}, timeout=10.0).raise_for_status()
 
+    def pause(self, paused: bool = True) -> None:
+        """Hold every chat request (``False`` releases them): the engine stalls, the client waits."""
+        httpx.post(f"{self.root_url}/admin/pause", json={"paused": paused}, timeout=10.0).raise_for_status()
+
     # ------------------------------------------------------------------ context managers
 
     def __enter__(self) -> SimServer:
