@@ -5,9 +5,7 @@ from __future__ import annotations
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from reasonmed.config import get_settings
-from reasonmed.db.engine import get_engine
-from reasonmed.db.migrate import require_current
+from flows.run import RunContext
 from reasonmed.ingest.loaders import CopBase
 from reasonmed.ingest.service import IngestSummary, load_id_list
 from tasks.ingest import ingest_file_task
@@ -33,9 +31,9 @@ def ingest(
 ) -> list[IngestSummary]:
     """Files run one after another: they share one database, and each ingest already overlaps its
     parsing with its writes."""
-    settings = get_settings()
+    with RunContext() as run:
+        settings = run.settings
     url = settings.database_url
-    require_current(get_engine(url), url)
     test_ids = load_id_list(benchmark_test_ids) if benchmark_test_ids else None
     cop = _cop_base(cop_base)
     summaries = [

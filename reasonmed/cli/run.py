@@ -50,17 +50,17 @@ def _tier_table(rows: list[dict[str, Any]], title: str) -> Table:
 
 
 async def _build_with_display(params: dict[str, Any]) -> dict[str, Any]:
-    from flows.build import build_dataset, build_result
-    from reasonmed.pipeline import progress as progress_mod
+    from flows.build import build_dataset, build_result, current_progress
+    from reasonmed.pipeline.progress import BuildProgress
 
+    progress = BuildProgress()
+    current_progress.set(progress)  # this coroutine's context, which the flow's task copies
     flow_task = asyncio.ensure_future(build_dataset(**params, return_state=True))
     if not console.is_terminal:
         return await build_result(await flow_task)
     with Live(console=console, refresh_per_second=2, transient=False) as live:
         while not flow_task.done():
-            snap = progress_mod.current()
-            if snap is not None:
-                live.update(_progress_table(snap.snapshot()))
+            live.update(_progress_table(progress.snapshot()))
             await asyncio.sleep(0.5)
     return await build_result(await flow_task)
 
