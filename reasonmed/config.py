@@ -527,13 +527,26 @@ def get_settings() -> Settings:
 
 
 @contextmanager
+def settings_scope() -> Iterator[None]:
+    """Whatever ``override_settings`` sets inside the block ends with it (a CLI command is one scope)."""
+    token = _current.set(_current.get())
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def override_settings(**updates: Any) -> Settings:
+    """``updates`` win over the settings in force, until the enclosing ``settings_scope`` ends."""
+    base = get_settings()
+    settings = load_settings(**{k: getattr(base, k) for k in base.model_fields_set}, **updates)
+    _current.set(settings)
+    return settings
+
+
+@contextmanager
 def temporary_settings(**updates: Any) -> Iterator[Settings]:
     """Settings with ``updates`` in force inside the block (and in what it starts: threads started with
     its context, tasks, flows), the previous ones again after it."""
-    base = get_settings()
-    settings = load_settings(**{k: getattr(base, k) for k in base.model_fields_set}, **updates)
-    token = _current.set(settings)
-    try:
-        yield settings
-    finally:
-        _current.reset(token)
+    with settings_scope():
+        yield override_settings(**updates)

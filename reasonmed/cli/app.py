@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 
 from reasonmed import __version__
 from reasonmed.cli.errors import explain
+from reasonmed.config import settings_scope
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -38,16 +39,17 @@ class _Group(TyperGroup):
         return sorted(names, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
-        except Exception as exc:
-            explained = explain(exc)
-            if explained is None:
+        with settings_scope():  # what a command's options override ends with the command
+            try:
+                return super().invoke(ctx)
+            except (click.exceptions.Exit, click.ClickException, click.Abort):
                 raise
-            click.echo(explained.line, err=True)
-            raise typer.Exit(explained.exit_code) from None
+            except Exception as exc:
+                explained = explain(exc)
+                if explained is None:
+                    raise
+                click.echo(explained.line, err=True)
+                raise typer.Exit(explained.exit_code) from None
 
 
 app = typer.Typer(
