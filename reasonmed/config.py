@@ -539,7 +539,7 @@ def settings_scope() -> Iterator[None]:
 def override_settings(**updates: Any) -> Settings:
     """``updates`` win over the settings in force, until the enclosing ``settings_scope`` ends."""
     base = get_settings()
-    settings = load_settings(**{k: getattr(base, k) for k in base.model_fields_set}, **updates)
+    settings = load_settings(**({k: getattr(base, k) for k in base.model_fields_set} | updates))
     _current.set(settings)
     return settings
 
