@@ -442,7 +442,8 @@ def load_pipeline_config(path: Path | str | None = None) -> PipelineConfig:
 
 
 class Settings(BaseSettings):
-    """Process-wide settings from ``REASONMED_*`` environment variables (and a ``.env`` file if present)."""
+    """Settings from ``REASONMED_*`` environment variables (and a ``.env`` file if present); a command or a
+    test overrides them in a context (``temporary_settings``), never by writing the environment."""
 
     model_config = SettingsConfigDict(env_prefix="REASONMED_", env_file=".env", extra="ignore", frozen=True)
 
