@@ -186,9 +186,16 @@ def reopen_stale(
     return Reopened(counts, ids, prior)
 
 
-def outcome_snapshot(engine: Engine, question_ids: Sequence[int]) -> dict[int, tuple[str | None, str, tuple[int, ...]]]:
-    """(tier, status, current accepted path ids in rank order) per question: what a re-judging pass may change."""
-    out: dict[int, tuple[str | None, str, tuple[int, ...]]] = {}
+class OutcomeSnapshot(NamedTuple):
+    """What a re-judging pass may change of one question."""
+
+    tier: str | None
+    status: str
+    accepted: tuple[int, ...]  # current accepted path ids, in rank order
+
+
+def outcome_snapshot(engine: Engine, question_ids: Sequence[int]) -> dict[int, OutcomeSnapshot]:
+    out: dict[int, OutcomeSnapshot] = {}
     with engine.connect() as c:
         for i in range(0, len(question_ids), 5000):
             chunk = list(question_ids[i:i + 5000])
@@ -204,7 +211,7 @@ def outcome_snapshot(engine: Engine, question_ids: Sequence[int]) -> dict[int, t
                 select(QuestionOutcome.question_id, QuestionOutcome.tier, QuestionOutcome.status)
                 .where(QuestionOutcome.question_id.in_(chunk))
             ):
-                out[qid] = (tier, status, tuple(accepted.get(qid, ())))
+                out[qid] = OutcomeSnapshot(tier, status, tuple(accepted.get(qid, ())))
     return out
 
 
