@@ -38,63 +38,76 @@ class _Path:
     key: str
 
 
-def _paths(engine: Engine, qid: int) -> dict[str, str]:
+@dataclass(frozen=True)
+class _Question:
+    """One stored question and what the simulator answers for it."""
+
+    cfg: PipelineConfig
+    content_hash: str
+    question: str
+    labels: list[str]
+    answer: str
+    texts: dict[str, str]  # path_key -> stored clean text (what the later requests were sent)
+    refine_accuracy: float
+
+    def ok(self, p: _Path) -> bool:
+        return p.extracted_answer == self.answer
+
+    def generated(self, accuracy: float) -> list[_Path]:
+        out: list[_Path] = []
+        order = 0
+        for g in self.cfg.agents.generators:
+            model = self.cfg.endpoints[g.endpoint].model
+            for t in g.temperatures:
+                base = keys.generate_seed(self.cfg.seed, self.content_hash, g.endpoint, t)
+                for s in range(g.paths_per_temperature):
+                    label = choose_label(model=model, temperature=t, seed=base + s, question=self.question,
+                                         options=self.labels, correct=self.answer, accuracy=accuracy)
+                    out.append(_Path(len(out), order + s, label, keys.generated_path(g.endpoint, t, s)))
+                order += g.paths_per_temperature
+        return out
+
+    def refined(self, parent: _Path, n: int) -> _Path:
+        seed = keys.path_seed(self.cfg.seed, self.content_hash, "refine", parent.key)
+        return self._written("refine", seed, keys.refined_path(parent.key), parent, 1000 + n)
+
+    def regenerated(self, attempt: _Path, i: int) -> _Path:
+        seed = keys.regenerate_seed(self.cfg.seed, self.content_hash, i)
+        return self._written("regenerate", seed, keys.regenerated_path(i), attempt, 2000 + i)
+
+    def _written(self, role: str, seed: int, key: str, source: _Path, path_id: int) -> _Path:
+        agent = self.cfg.agents.refiner if role == "refine" else self.cfg.agents.regenerator
+        label = choose_label(model=self.cfg.endpoints[agent.endpoint].model, temperature=agent.temperature,
+                             seed=seed, question=self.question, options=self.labels, correct=self.answer,
+                             accuracy=self.refine_accuracy, salt=f"{role}/{self.texts[source.key]}")
+        return _Path(path_id, 1000, label, key)
+
+
+def _load(engine: Engine, cfg: PipelineConfig, qid: int, refine_accuracy: float) -> _Question:
     with engine.connect() as c:
-        return dict(c.execute(text("select path_key, clean_text from reasoning_paths where question_id = :q"), {"q": qid}).all())
+        content_hash, question, options, answer = c.execute(
+            text("select content_hash, question, options, answer from questions where id = :q"), {"q": qid}).one()
+        texts = dict(c.execute(text("select path_key, clean_text from reasoning_paths where question_id = :q"),
+                               {"q": qid}).all())
+    return _Question(cfg, content_hash, question, [label for label, _ in options], answer, texts, refine_accuracy)
 
 
 def expected_for(engine: Engine, cfg: PipelineConfig, qid: int, *, accuracy: float, refine_accuracy: float) -> Expected:
-    with engine.connect() as c:
-        row = c.execute(text("select content_hash, question, options, answer from questions where id = :q"), {"q": qid}).one()
-    content_hash, question, options_json, answer = row
-    labels = [label for label, _ in options_json]
-    texts = _paths(engine, qid)
-    ids = iter(range(1_000_000))
-
-    def written(role: str, seed: int, key: str, source_key: str, order: int) -> _Path:
-        agent = cfg.agents.refiner if role == "refine" else cfg.agents.regenerator
-        label = choose_label(model=cfg.endpoints[agent.endpoint].model, temperature=agent.temperature, seed=seed,
-                             question=question, options=labels, correct=answer, accuracy=refine_accuracy,
-                             salt=f"{role}/{texts[source_key]}")
-        return _Path(next(ids), order, label, key)
-
-    generated: list[_Path] = []
-    order = 0
-    for g in cfg.agents.generators:
-        model = cfg.endpoints[g.endpoint].model
-        for t in g.temperatures:
-            base = keys.generate_seed(cfg.seed, content_hash, g.endpoint, t)
-            for s in range(g.paths_per_temperature):
-                label = choose_label(model=model, temperature=t, seed=base + s, question=question, options=labels,
-                                     correct=answer, accuracy=accuracy)
-                generated.append(_Path(next(ids), order + s, label, keys.generated_path(g.endpoint, t, s)))
-            order += g.paths_per_temperature
-
-    def ok(p: _Path) -> bool:
-        return p.extracted_answer == answer
-
-    correct = [p for p in generated if ok(p)]
+    sim = _load(engine, cfg, qid, refine_accuracy)
+    generated = sim.generated(accuracy)
+    correct = [p for p in generated if sim.ok(p)]
     tiers = cfg.tiers
     tier = assign_tier(len(correct), easy_min_correct=tiers.easy_min_correct, medium_min_correct=tiers.medium_min_correct)
-    ranker_model = cfg.endpoints[cfg.agents.ranker.endpoint].model
-    scores = {p.id: rank_score(model=ranker_model, question=question, path=texts[p.key]) for p in correct}
-
+    ranker = cfg.endpoints[cfg.agents.ranker.endpoint].model
+    scores = {p.id: rank_score(model=ranker, question=sim.question, path=sim.texts[p.key]) for p in correct}
     if tier is Tier.EASY:
         kept = routing.ranked(correct, scores, tiers.keep_top)
     elif tier is Tier.MEDIUM:
         best = routing.ranked(correct, scores, cfg.agents.refiner.max_paths)
-        refined = {
-            p.id: written("refine", keys.path_seed(cfg.seed, content_hash, "refine", p.key), keys.refined_path(p.key), p.key, 1000 + i)
-            for i, p in enumerate(best)
-        }
-        kept = routing.medium_keep(best, refined, ok, tiers.keep_top)
+        refined = {p.id: sim.refined(p, i) for i, p in enumerate(best)}
+        kept = routing.medium_keep(best, refined, sim.ok, tiers.keep_top)
     else:
-        base, attempt = routing.difficult_sources(generated, ok)
-        refined_path = written("refine", keys.path_seed(cfg.seed, content_hash, "refine", base.key),
-                               keys.refined_path(base.key), base.key, 1000)
-        regenerated = [
-            written("regenerate", keys.regenerate_seed(cfg.seed, content_hash, i), keys.regenerated_path(i), attempt.key, 1000 + i)
-            for i in range(cfg.agents.regenerator.paths)
-        ]
-        kept = routing.difficult_keep([refined_path], base, regenerated, ok, tiers.keep_top)
+        base, attempt = routing.difficult_sources(generated, sim.ok)
+        regenerated = [sim.regenerated(attempt, i) for i in range(cfg.agents.regenerator.paths)]
+        kept = routing.difficult_keep([sim.refined(base, 0)], base, regenerated, sim.ok, tiers.keep_top)
     return Expected(len(correct), tier, "accepted" if kept else "rejected", [p.key for p in kept])
