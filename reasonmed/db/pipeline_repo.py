@@ -93,38 +93,38 @@ def _stale_conditions(keys: StageKeys, stages: Sequence[str]) -> list[Any]:
     """Per stage, "this finished question holds results its current (model, prompt) key lacks"."""
     conds = []
     if "verify" in stages:
-        m, sha = keys.verifier
+        v = keys.verifier
         conds.append(select(ReasoningPath.id).where(
             ReasoningPath.question_id == Question.id, ReasoningPath.origin == "generated",
-            ~select(Verdict.id).where(Verdict.path_id == ReasoningPath.id, Verdict.verifier_model == m,
-                                      Verdict.prompt_sha256 == sha).exists(),
+            ~select(Verdict.id).where(Verdict.path_id == ReasoningPath.id, Verdict.verifier_model == v.model,
+                                      Verdict.prompt_sha256 == v.prompt_sha256).exists(),
         ).exists())
     if "rank" in stages:
-        m, sha = keys.ranker
+        r = keys.ranker
         scored = PathScore.__table__.alias("scored")
         conds.append(select(scored.c.id).where(
             scored.c.question_id == Question.id,
-            ~select(PathScore.id).where(PathScore.path_id == scored.c.path_id, PathScore.ranker_model == m,
-                                        PathScore.prompt_sha256 == sha).exists(),
+            ~select(PathScore.id).where(PathScore.path_id == scored.c.path_id, PathScore.ranker_model == r.model,
+                                        PathScore.prompt_sha256 == r.prompt_sha256).exists(),
         ).exists())
     for stage, origin in (("refine", "refined"), ("regenerate", "regenerated")):
         if stage in stages:
-            m, shas = keys.writes(origin)
+            w = keys.writes(origin)
             written = ReasoningPath.__table__.alias(f"written_{origin}")
             conds.append(and_(
                 select(written.c.id).where(written.c.question_id == Question.id, written.c.origin == origin).exists(),
                 ~select(ReasoningPath.id).where(
-                    ReasoningPath.question_id == Question.id, ReasoningPath.origin == origin, ReasoningPath.model == m,
-                    ReasoningPath.prompt_sha256.in_(list(shas) or [""]),
+                    ReasoningPath.question_id == Question.id, ReasoningPath.origin == origin,
+                    ReasoningPath.model == w.model, ReasoningPath.prompt_sha256.in_(list(w.prompt_shas) or [""]),
                 ).exists(),
             ))
     if "summarize" in stages:
-        m, sha = keys.summarizer
+        sm = keys.summarizer
         conds.append(select(AcceptedPath.id).where(
             AcceptedPath.question_id == Question.id, AcceptedPath.superseded_at.is_(None),
             AcceptedPath.dropped_reason.is_(None),
-            ~select(Summary.id).where(Summary.path_id == AcceptedPath.path_id, Summary.summarizer_model == m,
-                                      Summary.prompt_sha256 == sha).exists(),
+            ~select(Summary.id).where(Summary.path_id == AcceptedPath.path_id, Summary.summarizer_model == sm.model,
+                                      Summary.prompt_sha256 == sm.prompt_sha256).exists(),
         ).exists())
     return conds
 
