@@ -519,12 +519,6 @@ def _resolve(rows: Sequence[Mapping[str, Any]], ids: Mapping[str, int]) -> list[
     return out
 
 
-def save_calls(engine: Engine, calls: Sequence[Mapping[str, Any]]) -> None:
-    """Record calls on their own (e.g. failures), so the audit trail survives a task that then fails."""
-    with transaction(engine) as s:
-        _save_calls(s, calls)
-
-
 def save_paths(engine: Engine, calls: Sequence[Mapping[str, Any]], paths: Sequence[Mapping[str, Any]]) -> None:
     with transaction(engine) as s:
         ids = _save_calls(s, calls)

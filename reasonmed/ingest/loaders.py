@@ -210,10 +210,6 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ("" if value is None else str(value))
 
 
-def _same_text(a: Any, b: Any) -> bool:
-    return normalise_text(_text(a)).casefold() == normalise_text(_text(b)).casefold()
-
-
 def _names(answer: str, option: Any) -> bool:
     """Whether an answer text names an option: equal after normalisation, or a prefix of it
     (``Thiamine`` names ``Thiamine (B1)``)."""
