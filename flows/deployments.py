@@ -3,6 +3,11 @@
 ``prefect deploy --all --prefect-file deploy/prefect.yaml`` registers them for a work pool and its
 workers; a single-machine install can instead run ``reasonmed serve``, which reads the same file, so
 the two never drift apart: same names, schedules, parameters and concurrency limits.
+
+Prefect 3 has no public reader of prefect.yaml: the one ``prefect deploy`` uses is private
+(``prefect.cli.deploy._config``), prints to its console and skips an invalid file rather than raising
+(PrefectHQ/prefect#19503 asks for a public one). So this module reads the few fields ``serve`` needs and
+builds them with Prefect's public types (``Cron``, ``Interval``, ``ConcurrencyLimitConfig``).
 """
 
 from __future__ import annotations
