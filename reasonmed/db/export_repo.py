@@ -47,7 +47,7 @@ def _kind_filter(include_simulated: bool) -> Any:
     return true() if include_simulated else ~simulated_path()
 
 
-def accepted_rows_query(include_simulated: bool = False) -> Select[Any]:
+def accepted_rows_query(include_simulated: bool = False) -> Select[*tuple[Any, ...]]:
     # One summary per path, chosen deterministically (the first written) when several summarisers ran.
     first_summary = (
         select(Summary.path_id, func.min(Summary.id).label("summary_id"))
@@ -137,8 +137,9 @@ def card_provenance(engine: Engine, path_ids: Sequence[int], run_ids: Iterable[i
                 stmt = select(*cols, func.count()).where(path_col.in_(chunk))
                 if superseded is not None:
                     stmt = stmt.where(superseded.is_(None))
-                for role, model, sha, n in conn.execute(stmt.group_by(*cols)):
-                    roles[(role, model, sha)] = roles.get((role, model, sha), 0) + n
+                for row in conn.execute(stmt.group_by(*cols)):  # (role, model, sha, count)
+                    key = (row[0], row[1], row[2])
+                    roles[key] = roles.get(key, 0) + int(row[3])
         shas = sorted({k[2] for k in roles})
         names = dict(conn.execute(select(PromptTemplateRow.sha256, PromptTemplateRow.variant)
                                   .where(PromptTemplateRow.sha256.in_(shas))).all()) if shas else {}
