@@ -331,7 +331,7 @@ def detect_cop_base(path: Path) -> tuple[Literal[0, 1], str | None]:
     """Whether ``cop`` counts from 0 or 1, by a streaming pre-scan: returns (base, warning or None)."""
     zero = four = False
     with path.open("rb") as f:
-        for line in bounded_lines(f, Limits()):  # type: ignore[arg-type]
+        for line in bounded_lines(f, Limits()):
             m = _COP.search(line.data)
             if m:
                 zero |= m.group(1) == b"0"

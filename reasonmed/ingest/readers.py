@@ -154,7 +154,7 @@ def iter_json_lines(path: Path, limits: Limits | None = None) -> Iterator[RawRec
     """
     limits = limits or Limits()
     with path.open("rb") as f:
-        for n, line, size, whole in bounded_lines(f, limits):  # type: ignore[arg-type]
+        for n, line, size, whole in bounded_lines(f, limits):
             ref = f"line {n}"
             if not whole:
                 yield RawRecord(ref, None, f"line is {_too_big(size, limits)}", clip(_lossy(line)))
@@ -296,7 +296,7 @@ def iter_json_object(path: Path, limits: Limits | None = None) -> Iterator[tuple
     """
     limits = limits or Limits()
     with path.open("rb") as f:
-        s = _ObjectStream(f, limits)  # type: ignore[arg-type]
+        s = _ObjectStream(f, limits)
         if s.skip_ws() != "{":
             raise FileFormatError(
                 "expected one JSON object keyed by record id (the file does not start with '{')"
@@ -385,7 +385,7 @@ def iter_csv_rows(
 
     def lines() -> Iterator[str]:
         with path.open("rb") as fb:
-            for line in bounded_lines(fb, limits):  # type: ignore[arg-type]
+            for line in bounded_lines(fb, limits):
                 if line.whole:  # a byte-order mark mid-file comes from joining files: dropped
                     yield line.data.removeprefix(codecs.BOM_UTF8).decode("utf-8", "surrogateescape")
                 else:

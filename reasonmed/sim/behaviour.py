@@ -342,6 +342,8 @@ def reply_text(
     key = sample_key(req.model, req.temperature, req.seed, prompt.question, choice_index)
     options = prompt.options
     r1 = "r1" in req.model.lower()
+    salt: str
+    chosen: str | None  # the option the reply settles on
     if role in ("generate", "refine", "regenerate", "evaluate"):
         if not options:
             return f"{prose.SIM_PREFIX}The question has no lettered options to evaluate."
