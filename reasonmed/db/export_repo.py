@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, Select, Text, and_, cast, func, insert, literal, select, true, update
 from sqlalchemy.orm import Session
 
@@ -192,7 +193,8 @@ def copy_samples(session: Session, version_id: int) -> Iterator[Callable[[Iterab
     foreign keys while the caller keeps writing files, instead of all at the end.
     """
     raw = session.connection().connection.driver_connection
-    with raw.cursor() as cur, cur.copy(  # type: ignore[union-attr]
+    assert isinstance(raw, psycopg.Connection)  # Postgres is always reached through psycopg 3 (db.engine)
+    with raw.cursor() as cur, cur.copy(
         "COPY dataset_samples (dataset_version_id, question_id, path_id, verdict_id, summary_id) FROM STDIN"
     ) as copy:
 

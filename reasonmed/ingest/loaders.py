@@ -12,8 +12,9 @@ import decimal
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
@@ -447,7 +448,7 @@ def _pubmedqa(key: str, rec: RawRecord, split: str, limits: Limits) -> LoadedRec
 def load_pubmedqa(path: Path, split: str = "train", limits: Limits | None = None) -> Iterator[LoadedRecord]:
     limits = limits or Limits()
     for key, rec in iter_json_object(path, limits):
-        yield _safely(rec, lambda r, key=key: _pubmedqa(key, r, split, limits))  # type: ignore[misc]
+        yield _safely(rec, partial(_pubmedqa, key, split=split, limits=limits))
 
 
 # --------------------------------------------------------------------------- MMLU
@@ -585,6 +586,13 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _generic_cells(
+    names: Sequence[str], rec: RawRecord, m: ColumnMap, fmt: str, split: str, index_base: int | None, limits: Limits
+) -> LoadedRecord:
+    """A CSV row: its cells named by the header row."""
+    return _generic(rec, dict(zip(names, rec.value, strict=True)), m, fmt, split, index_base, limits)
+
+
 def _generic(
     rec: RawRecord,
     row: Mapping[str, Any],
@@ -656,12 +664,8 @@ def load_generic(
                     rec, f"wrong number of cells (header has {len(names)}, row has {len(rec.value)})"
                 )
             else:
-                yield _safely(
-                    rec,
-                    lambda r, names=names: _generic(  # type: ignore[misc]
-                        r, dict(zip(names, r.value, strict=True)), m, fmt, split, answer_index_base, lim
-                    ),
-                )
+                yield _safely(rec, partial(_generic_cells, names, m=m, fmt=fmt, split=split,
+                                           index_base=answer_index_base, limits=lim))
     elif fmt == "parquet":
         _check_header(path, parquet_columns(path), m)
         for rec in iter_parquet_rows(path, columns=None):

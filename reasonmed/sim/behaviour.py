@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
-from typing import Literal
+from typing import Literal, TypeGuard, get_args
 
 from reasonmed.models import normalise_text
 from reasonmed.parsing import extract_answer
@@ -101,16 +101,20 @@ def prompt_tokens(messages: Sequence[tuple[str, str]]) -> int:
 # --------------------------------------------------------------------------- role detection
 
 
+def _is_role(name: str) -> TypeGuard[Role]:
+    return name in get_args(Role)
+
+
 @cache
 def _template_systems() -> dict[str, Role]:
     """System text -> role, over every prompt profile (a template with no system message is not here)."""
-    return {normalise_text(t.system): t.name for t in all_templates() if t.system}  # type: ignore[misc]
+    return {normalise_text(t.system): t.name for t in all_templates() if t.system and _is_role(t.name)}
 
 
 @cache
 def _template_openings() -> dict[str, Role]:
     """First user line -> role, for the templates that send no system message (the paper's raw prompts)."""
-    return {_opening(t.user.template): t.name for t in all_templates() if not t.system}  # type: ignore[misc]
+    return {_opening(t.user.template): t.name for t in all_templates() if not t.system and _is_role(t.name)}
 
 
 def _opening(user: str) -> str:
