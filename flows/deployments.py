@@ -75,13 +75,13 @@ def runner_deployments(path: Path = PREFECT_FILE, names: list[str] | None = None
         if names and spec["name"] not in names:
             continue
         flow = load_flow(spec["entrypoint"])
-        out.append(
-            flow.to_deployment(
-                name=spec["name"], schedules=_schedules(spec), concurrency_limit=_concurrency(spec),
-                parameters=spec.get("parameters") or {}, description=spec.get("description"),
-                tags=spec.get("tags"), entrypoint_type=EntrypointType.MODULE_PATH,
-            )
+        deployment = flow.to_deployment(
+            name=spec["name"], schedules=_schedules(spec), concurrency_limit=_concurrency(spec),
+            parameters=spec.get("parameters") or {}, description=spec.get("description"),
+            tags=spec.get("tags"), entrypoint_type=EntrypointType.MODULE_PATH,
         )
+        assert isinstance(deployment, RunnerDeployment)  # outside an event loop Prefect returns it, not a coroutine
+        out.append(deployment)
     if names and len(out) != len(names):
         known = ", ".join(s["name"] for s in load_specs(path))
         raise ValueError(f"unknown deployment name(s) in {names} (known: {known})")
