@@ -3,7 +3,9 @@ with one line naming the extra to install, and the rest of the package still imp
 
 from __future__ import annotations
 
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -48,7 +50,7 @@ def test_the_cli_prints_the_missing_extra_as_one_line() -> None:
 
 
 def test_a_missing_dependency_inside_an_installed_package_is_not_blamed_on_the_extra(
-    monkeypatch: pytest.MonkeyPatch, tmp_path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     (tmp_path / "pkg_with_broken_dep.py").write_text("import reasonmed_no_such_dependency\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -61,3 +63,18 @@ def test_installed_extras_load() -> None:
     """The [dev] install pulls both extras, so the suite exercises S3 and the report for real."""
     assert require("boto3", "s3").__name__ == "boto3"
     assert require("matplotlib.figure", "report").__name__ == "matplotlib.figure"
+
+
+def test_the_base_install_imports_without_either_extra() -> None:
+    """Every command module and flow imports with boto3 and matplotlib absent (in a fresh interpreter)."""
+    code = (
+        "import sys\n"
+        "for name in ('boto3', 'botocore', 'matplotlib'):\n"
+        "    sys.modules[name] = None\n"
+        "import reasonmed.cli, reasonmed.api, flows.export, flows.report, flows.nightly\n"
+        "print('imported')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("imported")
