@@ -11,9 +11,22 @@ import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Engine, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Engine,
+    Select,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.orm import Session
 
 from reasonmed.agents.base import QuestionView
 from reasonmed.db.engine import transaction
@@ -91,7 +104,7 @@ STALE_STAGES = ("verify", "rank", "refine", "regenerate", "summarize")
 
 def _stale_conditions(keys: StageKeys, stages: Sequence[str]) -> list[Any]:
     """Per stage, "this finished question holds results its current (model, prompt) key lacks"."""
-    conds = []
+    conds: list[ColumnElement[bool]] = []
     if "verify" in stages:
         v = keys.verifier
         conds.append(select(ReasoningPath.id).where(
@@ -218,7 +231,7 @@ def outcome_snapshot(engine: Engine, question_ids: Sequence[int]) -> dict[int, O
 # --------------------------------------------------------------------------- claiming work
 
 
-def _pending_filter(sources: Sequence[str] | None, run_id: int | None = None, *, real_models: bool = False):  # type: ignore[no-untyped-def]
+def _pending_filter(sources: Sequence[str] | None, run_id: int | None = None, *, real_models: bool = False) -> ColumnElement[bool]:
     """Training questions not finished and not set aside; with ``run_id``, also not failed in that run.
     With ``real_models``, a question finished only by simulated models is not finished (it is redone)."""
     done = [QuestionOutcome.status.in_(FINISHED)] + ([QuestionOutcome.simulated.is_(False)] if real_models else [])
@@ -293,7 +306,9 @@ def claim_questions(
     return sorted(ids)
 
 
-def _round_robin_pick(sources: Sequence[str] | None, free, limit: int, run_id: int | None, real_models: bool):  # type: ignore[no-untyped-def]
+def _round_robin_pick(
+    sources: Sequence[str] | None, free: ColumnElement[bool], limit: int, run_id: int | None, real_models: bool
+) -> Select[int]:
     """Ids ordered by their rank within their source, then by source; ``free`` is checked again in the
     outer (locking) select, so Postgres re-tests it on the newest row version of a row it had to wait for."""
     rank = func.row_number().over(partition_by=Question.source, order_by=Question.id)
@@ -304,7 +319,7 @@ def _round_robin_pick(sources: Sequence[str] | None, free, limit: int, run_id: i
     return select(Question.id).where(Question.id.in_(ordered.scalar_subquery()), free)
 
 
-def _claim(s, engine: Engine, pick, values: dict[str, Any]) -> list[int]:  # type: ignore[no-untyped-def]
+def _claim(s: Session, engine: Engine, pick: Select[int], values: dict[str, Any]) -> list[int]:
     if engine.dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     stmt = update(Question).where(Question.id.in_(pick.scalar_subquery())).values(**values).returning(Question.id)
@@ -358,7 +373,7 @@ def live_holders(engine: Engine, *, except_worker: str | None = None, sources: S
             select(Question.claimed_by, func.count(), func.max(Question.claim_expires_at))
             .where(*conds).group_by(Question.claimed_by).order_by(Question.claimed_by)
         ).all()
-    return [Holder(w, n, t if t.tzinfo else t.replace(tzinfo=UTC)) for w, n, t in rows]
+    return [Holder(w, n, t if t.tzinfo else t.replace(tzinfo=UTC)) for w, n, t in rows if w is not None and t is not None]
 
 
 def release_holders(engine: Engine, workers: Sequence[str]) -> int:
@@ -370,7 +385,7 @@ def release_holders(engine: Engine, workers: Sequence[str]) -> int:
             update(Question).where(Question.claimed_by.in_(list(workers))).values(claimed_by=None, claim_expires_at=None),
             execution_options={"synchronize_session": False},
         )
-        return result.rowcount or 0
+        return cast("CursorResult[Any]", result).rowcount or 0  # an UPDATE's result is a CursorResult
 
 
 # --------------------------------------------------------------------------- per-question state
@@ -485,7 +500,7 @@ class StageKeys:
         return self.refiner if origin == "refined" else self.regenerator
 
 
-def _same_kind(simulated: bool):  # type: ignore[no-untyped-def]
+def _same_kind(simulated: bool) -> ColumnElement[bool]:
     """Paths of the run's kind only: simulated work and real work never mix (reasonmed/simulated.py)."""
     return simulated_path() if simulated else ~simulated_path()
 
@@ -650,7 +665,7 @@ _CALL_UPDATE = [
 ]
 
 
-def _save_calls(s, records: Sequence[CallRecord]) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def _save_calls(s: Session, records: Sequence[CallRecord]) -> dict[str, int]:
     """Upsert call records by call_key (a retry completes the same row) and return their ids."""
     if not records:
         return {}
@@ -683,12 +698,6 @@ def _linked(records: Sequence[PathRecord | VerdictRecord | ScoreRecord | Summary
     return out
 
 
-def save_calls(engine: Engine, calls: Sequence[CallRecord]) -> None:
-    """Record calls on their own (e.g. failures), so the audit trail survives a task that then fails."""
-    with transaction(engine) as s:
-        _save_calls(s, calls)
-
-
 def save_paths(engine: Engine, calls: Sequence[CallRecord], paths: Sequence[PathRecord]) -> None:
     with transaction(engine) as s:
         ids = _save_calls(s, calls)
@@ -696,7 +705,10 @@ def save_paths(engine: Engine, calls: Sequence[CallRecord], paths: Sequence[Path
             insert_ignore(s, ReasoningPath.__table__, _linked(paths, ids), ["question_id", "path_key"])
 
 
-def _supersede(s, model, model_col: str, rows: Sequence[VerdictRecord | ScoreRecord | SummaryRecord]) -> None:  # type: ignore[no-untyped-def]
+def _supersede(
+    s: Session, model: type[Verdict | PathScore | Summary], model_col: str,
+    rows: Sequence[VerdictRecord | ScoreRecord | SummaryRecord],
+) -> None:
     """The rows just written are the current ones for their paths: older rows under another
     (model, prompt) key are marked superseded (kept for audit), and a key written again is current again."""
     by_key: dict[tuple[str, str], list[int]] = {}
