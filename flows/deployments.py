@@ -3,6 +3,11 @@
 ``prefect deploy --all --prefect-file deploy/prefect.yaml`` registers them for a work pool and its
 workers; a single-machine install can instead run ``reasonmed serve``, which reads the same file, so
 the two never drift apart: same names, schedules, parameters and concurrency limits.
+
+Prefect 3 has no public reader of prefect.yaml: the one ``prefect deploy`` uses is private
+(``prefect.cli.deploy._config``), prints to its console and skips an invalid file rather than raising
+(PrefectHQ/prefect#19503 asks for a public one). So this module reads the few fields ``serve`` needs and
+builds them with Prefect's public types (``Cron``, ``Interval``, ``ConcurrencyLimitConfig``).
 """
 
 from __future__ import annotations
@@ -70,13 +75,13 @@ def runner_deployments(path: Path = PREFECT_FILE, names: list[str] | None = None
         if names and spec["name"] not in names:
             continue
         flow = load_flow(spec["entrypoint"])
-        out.append(
-            flow.to_deployment(
-                name=spec["name"], schedules=_schedules(spec), concurrency_limit=_concurrency(spec),
-                parameters=spec.get("parameters") or {}, description=spec.get("description"),
-                tags=spec.get("tags"), entrypoint_type=EntrypointType.MODULE_PATH,
-            )
+        deployment = flow.to_deployment(
+            name=spec["name"], schedules=_schedules(spec), concurrency_limit=_concurrency(spec),
+            parameters=spec.get("parameters") or {}, description=spec.get("description"),
+            tags=spec.get("tags"), entrypoint_type=EntrypointType.MODULE_PATH,
         )
+        assert isinstance(deployment, RunnerDeployment)  # outside an event loop Prefect returns it, not a coroutine
+        out.append(deployment)
     if names and len(out) != len(names):
         known = ", ".join(s["name"] for s in load_specs(path))
         raise ValueError(f"unknown deployment name(s) in {names} (known: {known})")

@@ -1,5 +1,12 @@
-"""What the simulator's deterministic answers imply for a finished build, computed independently of the
-pipeline (from ``reasonmed.sim.behaviour``) so tests can compare it with what the pipeline stored."""
+"""What the simulator's deterministic answers imply for a finished build, so tests can compare it with what
+the pipeline stored.
+
+The judgments come from the simulator alone (``reasonmed.sim.behaviour``: which option each request picks,
+which score the ranker gives); the tier rules that turn judgments into a decision are the pipeline's own
+(``reasonmed.tiers`` and ``reasonmed.pipeline.routing``), and so are the keys (``reasonmed.pipeline.keys``),
+so the oracle cannot drift from the rules it checks. The simulator's verifier is exact here (no error
+rate), so a path passes when the option the simulator picked for it is the key.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +14,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, text
 
-from reasonmed.agents.base import derive_seed
 from reasonmed.config import PipelineConfig
+from reasonmed.pipeline import keys, routing
 from reasonmed.sim.behaviour import choose_label, rank_score
-from reasonmed.tiers import RankCandidate, Tier, assign_tier, select_top
+from reasonmed.tiers import Tier, assign_tier
 
 
 @dataclass
@@ -21,71 +28,86 @@ class Expected:
     accepted_keys: list[str] = field(default_factory=list)  # path_keys of the accepted paths, in rank order
 
 
-def _paths(engine: Engine, qid: int) -> dict[str, str]:
+@dataclass(frozen=True)
+class _Path:
+    """A path as the simulator answers it: the option it concludes with is its extracted answer."""
+
+    id: int
+    generation_order: int
+    extracted_answer: str
+    key: str
+
+
+@dataclass(frozen=True)
+class _Question:
+    """One stored question and what the simulator answers for it."""
+
+    cfg: PipelineConfig
+    content_hash: str
+    question: str
+    labels: list[str]
+    answer: str
+    texts: dict[str, str]  # path_key -> stored clean text (what the later requests were sent)
+    refine_accuracy: float
+
+    def ok(self, p: _Path) -> bool:
+        return p.extracted_answer == self.answer
+
+    def generated(self, accuracy: float) -> list[_Path]:
+        out: list[_Path] = []
+        order = 0
+        for g in self.cfg.agents.generators:
+            model = self.cfg.endpoints[g.endpoint].model
+            for t in g.temperatures:
+                base = keys.generate_seed(self.cfg.seed, self.content_hash, g.endpoint, t)
+                for s in range(g.paths_per_temperature):
+                    label = choose_label(model=model, temperature=t, seed=base + s, question=self.question,
+                                         options=self.labels, correct=self.answer, accuracy=accuracy)
+                    out.append(_Path(len(out), order + s, label, keys.generated_path(g.endpoint, t, s)))
+                order += g.paths_per_temperature
+        return out
+
+    def refined(self, parent: _Path, n: int) -> _Path:
+        seed = keys.path_seed(self.cfg.seed, self.content_hash, "refine", parent.key)
+        return self._written("refine", seed, keys.refined_path(parent.key), parent, 1000 + n)
+
+    def regenerated(self, attempt: _Path, i: int) -> _Path:
+        seed = keys.regenerate_seed(self.cfg.seed, self.content_hash, i)
+        return self._written("regenerate", seed, keys.regenerated_path(i), attempt, 2000 + i)
+
+    def _written(self, role: str, seed: int, key: str, source: _Path, path_id: int) -> _Path:
+        agent = self.cfg.agents.refiner if role == "refine" else self.cfg.agents.regenerator
+        label = choose_label(model=self.cfg.endpoints[agent.endpoint].model, temperature=agent.temperature,
+                             seed=seed, question=self.question, options=self.labels, correct=self.answer,
+                             accuracy=self.refine_accuracy, salt=f"{role}/{self.texts[source.key]}")
+        return _Path(path_id, 1000, label, key)
+
+
+def _load(engine: Engine, cfg: PipelineConfig, qid: int, refine_accuracy: float) -> _Question:
     with engine.connect() as c:
-        return dict(c.execute(text("select path_key, clean_text from reasoning_paths where question_id = :q"), {"q": qid}).all())
+        content_hash, question, options, answer = c.execute(
+            text("select content_hash, question, options, answer from questions where id = :q"), {"q": qid}).one()
+        texts = dict(c.execute(text("select path_key, clean_text from reasoning_paths where question_id = :q"),
+                               {"q": qid}).all())
+    return _Question(cfg, content_hash, question, [label for label, _ in options], answer, texts, refine_accuracy)
 
 
 def expected_for(engine: Engine, cfg: PipelineConfig, qid: int, *, accuracy: float, refine_accuracy: float) -> Expected:
-    with engine.connect() as c:
-        row = c.execute(text("select content_hash, question, options, answer from questions where id = :q"), {"q": qid}).one()
-    content_hash, question, options_json, answer = row
-    labels = [label for label, _ in options_json]
-    seed = cfg.seed
-    correct_keys: list[tuple[int, str]] = []
-    order = 0
-    for g in cfg.agents.generators:
-        model = cfg.endpoints[g.endpoint].model
-        for t in g.temperatures:
-            base = derive_seed(seed, content_hash, "gen", g.endpoint, f"{t:g}")
-            for s in range(g.paths_per_temperature):
-                label = choose_label(model=model, temperature=t, seed=base + s, question=question, options=labels,
-                                     correct=answer, accuracy=accuracy)
-                if label == answer:
-                    correct_keys.append((order + s, f"gen/{g.endpoint}/{t:g}/{s}"))
-            order += g.paths_per_temperature
+    sim = _load(engine, cfg, qid, refine_accuracy)
+    generated = sim.generated(accuracy)
+    correct = [p for p in generated if sim.ok(p)]
     tiers = cfg.tiers
-    tier = assign_tier(len(correct_keys), easy_min_correct=tiers.easy_min_correct, medium_min_correct=tiers.medium_min_correct)
-    texts = _paths(engine, qid)
-    ranker_model = cfg.endpoints[cfg.agents.ranker.endpoint].model
-
-    def ranked(k: int) -> list[str]:
-        cands = [RankCandidate(i, order_, rank_score(model=ranker_model, question=question, path=texts[key]))
-                 for i, (order_, key) in enumerate(correct_keys)]
-        return [correct_keys[c.path_id][1] for c in select_top(cands, k)]
-
+    tier = assign_tier(len(correct), easy_min_correct=tiers.easy_min_correct, medium_min_correct=tiers.medium_min_correct)
+    ranker = cfg.endpoints[cfg.agents.ranker.endpoint].model
+    scores = {p.id: rank_score(model=ranker, question=sim.question, path=sim.texts[p.key]) for p in correct}
     if tier is Tier.EASY:
-        return Expected(len(correct_keys), tier, "accepted", ranked(tiers.keep_top))
-    if tier is Tier.MEDIUM:
-        rf = cfg.agents.refiner
-        model = cfg.endpoints[rf.endpoint].model
-        kept = []
-        for key in ranked(rf.max_paths):
-            label = choose_label(model=model, temperature=rf.temperature, seed=derive_seed(seed, content_hash, "refine", key),
-                                 question=question, options=labels, correct=answer, accuracy=refine_accuracy,
-                                 salt=f"refine/{texts[key]}")
-            kept.append(f"ref/{key}" if label == answer else key)
-        return Expected(len(correct_keys), tier, "accepted", kept[: tiers.keep_top])
-    # Difficult: the refiner corrects the lone Correct path (else the first failed attempt), and the
-    # regenerator writes from the first failed attempt; both with every error reason.
-    gen_keys = [f"gen/{g.endpoint}/{t:g}/{s}" for g in cfg.agents.generators for t in g.temperatures
-                for s in range(g.paths_per_temperature)]
-    correct_set = {key for _, key in correct_keys}
-    attempt_key = next(key for key in gen_keys if key not in correct_set)
-    base_key = correct_keys[0][1] if correct_keys else attempt_key
-    rf = cfg.agents.refiner
-    refined_ok = choose_label(
-        model=cfg.endpoints[rf.endpoint].model, temperature=rf.temperature,
-        seed=derive_seed(seed, content_hash, "refine", base_key), question=question, options=labels, correct=answer,
-        accuracy=refine_accuracy, salt=f"refine/{texts[base_key]}") == answer
-    first = [f"ref/{base_key}"] if refined_ok else ([base_key] if correct_keys else [])
-    rg = cfg.agents.regenerator
-    model = cfg.endpoints[rg.endpoint].model
-    kept = first + [
-        f"regen/{i}" for i in range(rg.paths)
-        if choose_label(model=model, temperature=rg.temperature, seed=derive_seed(seed, content_hash, "regen", i),
-                        question=question, options=labels, correct=answer, accuracy=refine_accuracy,
-                        salt=f"regenerate/{texts[attempt_key]}") == answer
-    ]
-    kept = kept[: tiers.keep_top]
-    return Expected(len(correct_keys), tier, "accepted" if kept else "rejected", kept)
+        kept = routing.ranked(correct, scores, tiers.keep_top)
+    elif tier is Tier.MEDIUM:
+        best = routing.ranked(correct, scores, cfg.agents.refiner.max_paths)
+        refined = {p.id: sim.refined(p, i) for i, p in enumerate(best)}
+        kept = routing.medium_keep(best, refined, sim.ok, tiers.keep_top)
+    else:
+        base, attempt = routing.difficult_sources(generated, sim.ok)
+        regenerated = [sim.regenerated(attempt, i) for i in range(cfg.agents.regenerator.paths)]
+        kept = routing.difficult_keep([sim.refined(base, 0)], base, regenerated, sim.ok, tiers.keep_top)
+    return Expected(len(correct), tier, "accepted" if kept else "rejected", [p.key for p in kept])

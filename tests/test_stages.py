@@ -124,7 +124,7 @@ def test_unparseable_output_is_recorded_not_fatal(sqlite_url: str, tmp_path: Pat
     assert status == "rejected"
     engine = make_engine(sqlite_url)
     st = repo.load_state(engine, qid, stages.stage_keys(cfg), simulated=True)
-    assert st.outcome["tier"] == "difficult" and "regenerated" in st.outcome["rejection_reason"]
+    assert st.outcome.tier == "difficult" and "regenerated" in st.outcome.rejection_reason
 
 
 async def test_a_reask_says_what_was_wrong_and_keeps_the_seed(sim_factory) -> None:  # type: ignore[no-untyped-def]

@@ -107,12 +107,6 @@ def reask_kind(failed: Completion) -> ReaskKind:
     return "truncated" if failed.finish_reason == "length" else "unparseable"
 
 
-def reask_messages(template: PromptTemplate, fields: dict[str, str], failed: Completion) -> list[dict[str, str]]:
-    """The request again with a note on what was wrong with ``failed`` added to its user message: the
-    rendering of the template's re-ask variant, so the sha recorded for it is the sha of what was sent."""
-    return template.reask(reask_kind(failed)).render(**fields)
-
-
 def usable(completion: Completion, check: Callable[[str], object | None]) -> bool:
     """Truncated output, or output the role's parser rejects, is not usable."""
     return completion.finish_reason != "length" and check(completion.text) is not None
@@ -131,7 +125,7 @@ async def ask(
     reasks: int,
 ) -> CallOutcome:
     """Ask for ``n`` choices; re-ask each choice that is truncated or unparseable, at most ``reasks``
-    times, with the same seed and a note on what was wrong (``reask_messages``). Transport errors that
+    times, with the same seed and a note on what was wrong (the template's re-ask variant). Transport errors that
     survive the backend's own retries are returned in ``outcome.error``, never raised: the caller records them.
     """
     messages = template.render(**fields)
@@ -178,7 +172,3 @@ async def ask(
     if out.completions:
         out.latency_ms = max(c.latency_ms for c in out.completions)
     return out
-
-
-def choice_texts(outcome: CallOutcome) -> Sequence[str]:
-    return [c.text for c in outcome.completions]

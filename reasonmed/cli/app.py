@@ -6,7 +6,6 @@ import logging
 import sys
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -34,21 +33,20 @@ ORDER = ("run", "ingest", "export", "retry", "show", "audit", "report", "eval", 
 class _Group(TyperGroup):
     """Every command runs through here: a recognised mistake becomes one line (``reasonmed.cli.errors``)."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    # ``ctx`` is Typer's Context: since Typer 0.29 a class of its own vendored Click, not ``click.Context``.
+    def list_commands(self, ctx: Any) -> list[str]:
         names = super().list_commands(ctx)
         return sorted(names, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         with settings_scope():  # what a command's options override ends with the command
             try:
                 return super().invoke(ctx)
-            except (click.exceptions.Exit, click.ClickException, click.Abort):
-                raise
-            except Exception as exc:
+            except Exception as exc:  # Typer's own exits and usage errors are not recognised: they pass through
                 explained = explain(exc)
                 if explained is None:
                     raise
-                click.echo(explained.line, err=True)
+                typer.echo(explained.line, err=True)
                 raise typer.Exit(explained.exit_code) from None
 
 

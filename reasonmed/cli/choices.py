@@ -4,6 +4,7 @@ wrong value gets the same usage error everywhere)."""
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 from reasonmed.db.audit_repo import AUDIT_VIEWS
 from reasonmed.export.assemble import LAYOUTS
@@ -12,10 +13,17 @@ from reasonmed.pipeline.failures import STAGES
 
 
 def _choices(name: str, values: tuple[str, ...] | list[str]) -> type[StrEnum]:
-    return StrEnum(name, [(v.replace("-", "_"), v) for v in values])  # type: ignore[return-value]
+    # The functional API returns a class; typeshed types the call as it types any enum call, as a member.
+    return cast("type[StrEnum]", StrEnum(name, [(v.replace("-", "_"), v) for v in values]))
 
 
-FileFormat = _choices("FileFormat", FORMATS)
-Layout = _choices("Layout", list(LAYOUTS))
-Stage = _choices("Stage", STAGES)
-AuditView = _choices("AuditView", list(AUDIT_VIEWS))
+if TYPE_CHECKING:  # a type checker cannot see members made at run time: to it a choice is the str it is
+    FileFormat: TypeAlias = str
+    Layout: TypeAlias = str
+    Stage: TypeAlias = str
+    AuditView: TypeAlias = str
+else:
+    FileFormat = _choices("FileFormat", FORMATS)
+    Layout = _choices("Layout", list(LAYOUTS))
+    Stage = _choices("Stage", STAGES)
+    AuditView = _choices("AuditView", list(AUDIT_VIEWS))

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from reasonmed.config import ConfigError
 from reasonmed.db.migrate import SchemaNotCurrent
+from reasonmed.extras import MissingExtra
 
 MISTAKE_EXIT = 2  # the command did not start: nothing was changed
 
@@ -55,7 +56,7 @@ def explain(exc: BaseException) -> Explained | None:
         return Explained(f"error: {exc}", exc.exit_code)
     if isinstance(exc, ConfigError):
         return Explained(f"configuration error: {exc}", MISTAKE_EXIT)
-    if isinstance(exc, SchemaNotCurrent):
+    if isinstance(exc, SchemaNotCurrent | MissingExtra):
         return Explained(f"error: {exc}", MISTAKE_EXIT)
     if isinstance(exc, DBAPIError):
         detail = _first_line(exc)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import JustifyMethod
 from rich.table import Table
 from sqlalchemy import Engine
 
@@ -57,9 +58,11 @@ def _pct(x: float | None) -> str:
 
 def accuracy_table(rows: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for name, justify in (("benchmark", "left"), ("subset", "left"), ("n", "right"), ("correct", "right"),
-                          ("accuracy %", "right"), ("95% CI", "right"), ("unanswered", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("benchmark", "left"), ("subset", "left"), ("n", "right"), ("correct", "right"),
+        ("accuracy %", "right"), ("95% CI", "right"), ("unanswered", "right"))
+    for name, justify in columns:
+        table.add_column(name, justify=justify)
     for r in rows:
         n = f"{r['n']}" if r["n"] == r["selected"] else f"{r['n']} of {r['selected']}"
         ci = "-" if r["ci_low"] is None else f"{_pct(r['ci_low'])}–{_pct(r['ci_high'])}"
@@ -172,7 +175,7 @@ def score(
     if judge_endpoint is not None:
         _require_endpoint(cfg, judge_endpoint, "--judge-endpoint")
     engine = _migrated_engine(database_url)
-    versions = [dataset] if dataset is not None else list(compare)  # type: ignore[arg-type]
+    versions = [dataset] if dataset is not None else list(compare or ())
     for v in versions:
         if eval_repo.find_dataset_version(engine, v) is None:
             raise Mistake(f"dataset version {v} does not exist (table dataset_versions; `reasonmed export` writes one)")

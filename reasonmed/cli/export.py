@@ -54,11 +54,11 @@ def export(
     migrate.require_current(engine, url)
     settings = get_settings()
     try:
-        options = ExportOptions(
-            out=out or str(settings.export_dir), formats=_formats(formats), layout=str(layout),  # type: ignore[arg-type]
+        options = ExportOptions.model_validate(dict(
+            out=out or str(settings.export_dir), formats=_formats(formats), layout=str(layout),
             s3_endpoint_url=s3_endpoint_url or settings.s3_endpoint_url, shard_rows=shard_rows,
             allow_simulated=allow_simulated,
-        )
+        ))
         result = export_dataset(engine, options)
     except (ValidationError, ExportTargetError, BenchmarkLeakError, SimulatedOnly) as exc:
         err_console.print(f"[red]export failed:[/red] {exc}", markup=True)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from sqlalchemy import Engine
 
 from reasonmed.cli.app import app
 from reasonmed.cli.common import console, engine_from_settings
-from reasonmed.config import get_settings, load_pipeline_config, temporary_settings
+from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config, temporary_settings
 from reasonmed.db import migrate
 from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.pipeline_repo import QuestionFilter
@@ -41,7 +42,7 @@ def parse_where(items: list[str]) -> QuestionFilter:
             raise typer.BadParameter(f"{item!r}: {key} must be one of {', '.join(allowed)}", param_hint="--where")
         values.setdefault(key, []).append(value)
 
-    def get(k: str) -> tuple | None:  # type: ignore[type-arg]
+    def get(k: str) -> tuple[Any, ...] | None:  # each key's values have its WHERE_KEYS type
         return tuple(values[k]) if k in values else None
 
     return QuestionFilter(question_ids=get("question_id"), sources=get("source"), tiers=get("tier"),
@@ -87,7 +88,7 @@ def rejudge_cmd(
         raise typer.Exit(1)
 
 
-def _run(engine, cfg, stage: str, filters: QuestionFilter, concurrency: int) -> RejudgeResult:  # type: ignore[no-untyped-def]
+def _run(engine: Engine, cfg: PipelineConfig, stage: str, filters: QuestionFilter, concurrency: int) -> RejudgeResult:
     from reasonmed.llm.registry import LLMRegistry
 
     run_id = repo.create_run(engine, kind="rejudge", config_hash=cfg.config_hash, config_snapshot=cfg.snapshot(),

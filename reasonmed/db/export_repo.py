@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, Select, Text, and_, cast, func, insert, literal, select, true, update
 from sqlalchemy.orm import Session
 
@@ -47,7 +48,7 @@ def _kind_filter(include_simulated: bool) -> Any:
     return true() if include_simulated else ~simulated_path()
 
 
-def accepted_rows_query(include_simulated: bool = False) -> Select[Any]:
+def accepted_rows_query(include_simulated: bool = False) -> Select[*tuple[Any, ...]]:
     # One summary per path, chosen deterministically (the first written) when several summarisers ran.
     first_summary = (
         select(Summary.path_id, func.min(Summary.id).label("summary_id"))
@@ -137,8 +138,9 @@ def card_provenance(engine: Engine, path_ids: Sequence[int], run_ids: Iterable[i
                 stmt = select(*cols, func.count()).where(path_col.in_(chunk))
                 if superseded is not None:
                     stmt = stmt.where(superseded.is_(None))
-                for role, model, sha, n in conn.execute(stmt.group_by(*cols)):
-                    roles[(role, model, sha)] = roles.get((role, model, sha), 0) + n
+                for row in conn.execute(stmt.group_by(*cols)):  # (role, model, sha, count)
+                    key = (row[0], row[1], row[2])
+                    roles[key] = roles.get(key, 0) + int(row[3])
         shas = sorted({k[2] for k in roles})
         names = dict(conn.execute(select(PromptTemplateRow.sha256, PromptTemplateRow.variant)
                                   .where(PromptTemplateRow.sha256.in_(shas))).all()) if shas else {}
@@ -191,7 +193,8 @@ def copy_samples(session: Session, version_id: int) -> Iterator[Callable[[Iterab
     foreign keys while the caller keeps writing files, instead of all at the end.
     """
     raw = session.connection().connection.driver_connection
-    with raw.cursor() as cur, cur.copy(  # type: ignore[union-attr]
+    assert isinstance(raw, psycopg.Connection)  # Postgres is always reached through psycopg 3 (db.engine)
+    with raw.cursor() as cur, cur.copy(
         "COPY dataset_samples (dataset_version_id, question_id, path_id, verdict_id, summary_id) FROM STDIN"
     ) as copy:
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import ColumnElement, Engine, func, select, update
 
 from reasonmed.db.engine import transaction
 from reasonmed.db.models import AcceptedPath, Question, QuestionFailure
@@ -88,7 +88,7 @@ def put_back(
     ``question_ids=None`` means every set-aside question (optionally only those set aside at ``stage``).
     A question set aside at summarisation gets its dropped paths back, so their summaries are asked again.
     """
-    conds = [QuestionFailure.set_aside_at.is_not(None)]
+    conds: list[ColumnElement[bool]] = [QuestionFailure.set_aside_at.is_not(None)]
     if question_ids is not None:
         conds.append(QuestionFailure.question_id.in_(list(question_ids)))
     if stage is not None:

@@ -9,7 +9,7 @@ The schema is created only by Alembic migrations (``migrations/``), never ``crea
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -51,6 +52,7 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+    __table__: ClassVar[Table]  # every model here maps one Table (SQLAlchemy types it as any FromClause)
     type_annotation_map = {dict[str, Any]: Json, list[Any]: Json}
 
 

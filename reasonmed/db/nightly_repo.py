@@ -13,9 +13,9 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, and_, func, select, text, update
+from sqlalchemy import CursorResult, Engine, and_, func, select, text, update
 
 from reasonmed.db.engine import transaction
 from reasonmed.db.models import AcceptedPath, PipelineRun, Question, QuestionOutcome
@@ -80,7 +80,7 @@ def renew_run_lock(engine: Engine, run_id: int) -> bool:
             .values(heartbeat_at=now()),
             execution_options={"synchronize_session": False},
         )
-        return bool(res.rowcount)
+        return bool(cast("CursorResult[Any]", res).rowcount)  # an UPDATE's result is a CursorResult
 
 
 # --------------------------------------------------------------------------- growth figures

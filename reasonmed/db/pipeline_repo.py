@@ -1,19 +1,32 @@
 """Every SQL statement the build pipeline runs: runs, claims, per-question state, and stage writes.
 
-Stage writes take plain dicts and run in one transaction each; the unique keys (call_key, question +
-path_key, path + model) make a replay of the same write a no-op, which is what makes retries and
-resumed runs safe.
+Stage writes take typed records (``CallRecord``, ``PathRecord``, ...) and run in one transaction each; the
+unique keys (call_key, question + path_key, path + model) make a replay of the same write a no-op, which
+is what makes retries and resumed runs safe.
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Engine, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Engine,
+    Select,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.orm import Session
 
 from reasonmed.agents.base import QuestionView
 from reasonmed.db.engine import transaction
@@ -91,40 +104,40 @@ STALE_STAGES = ("verify", "rank", "refine", "regenerate", "summarize")
 
 def _stale_conditions(keys: StageKeys, stages: Sequence[str]) -> list[Any]:
     """Per stage, "this finished question holds results its current (model, prompt) key lacks"."""
-    conds = []
+    conds: list[ColumnElement[bool]] = []
     if "verify" in stages:
-        m, sha = keys.verifier
+        v = keys.verifier
         conds.append(select(ReasoningPath.id).where(
             ReasoningPath.question_id == Question.id, ReasoningPath.origin == "generated",
-            ~select(Verdict.id).where(Verdict.path_id == ReasoningPath.id, Verdict.verifier_model == m,
-                                      Verdict.prompt_sha256 == sha).exists(),
+            ~select(Verdict.id).where(Verdict.path_id == ReasoningPath.id, Verdict.verifier_model == v.model,
+                                      Verdict.prompt_sha256 == v.prompt_sha256).exists(),
         ).exists())
     if "rank" in stages:
-        m, sha = keys.ranker
+        r = keys.ranker
         scored = PathScore.__table__.alias("scored")
         conds.append(select(scored.c.id).where(
             scored.c.question_id == Question.id,
-            ~select(PathScore.id).where(PathScore.path_id == scored.c.path_id, PathScore.ranker_model == m,
-                                        PathScore.prompt_sha256 == sha).exists(),
+            ~select(PathScore.id).where(PathScore.path_id == scored.c.path_id, PathScore.ranker_model == r.model,
+                                        PathScore.prompt_sha256 == r.prompt_sha256).exists(),
         ).exists())
     for stage, origin in (("refine", "refined"), ("regenerate", "regenerated")):
         if stage in stages:
-            m, shas = keys.writes(origin)
+            w = keys.writes(origin)
             written = ReasoningPath.__table__.alias(f"written_{origin}")
             conds.append(and_(
                 select(written.c.id).where(written.c.question_id == Question.id, written.c.origin == origin).exists(),
                 ~select(ReasoningPath.id).where(
-                    ReasoningPath.question_id == Question.id, ReasoningPath.origin == origin, ReasoningPath.model == m,
-                    ReasoningPath.prompt_sha256.in_(list(shas) or [""]),
+                    ReasoningPath.question_id == Question.id, ReasoningPath.origin == origin,
+                    ReasoningPath.model == w.model, ReasoningPath.prompt_sha256.in_(list(w.prompt_shas) or [""]),
                 ).exists(),
             ))
     if "summarize" in stages:
-        m, sha = keys.summarizer
+        sm = keys.summarizer
         conds.append(select(AcceptedPath.id).where(
             AcceptedPath.question_id == Question.id, AcceptedPath.superseded_at.is_(None),
             AcceptedPath.dropped_reason.is_(None),
-            ~select(Summary.id).where(Summary.path_id == AcceptedPath.path_id, Summary.summarizer_model == m,
-                                      Summary.prompt_sha256 == sha).exists(),
+            ~select(Summary.id).where(Summary.path_id == AcceptedPath.path_id, Summary.summarizer_model == sm.model,
+                                      Summary.prompt_sha256 == sm.prompt_sha256).exists(),
         ).exists())
     return conds
 
@@ -186,9 +199,16 @@ def reopen_stale(
     return Reopened(counts, ids, prior)
 
 
-def outcome_snapshot(engine: Engine, question_ids: Sequence[int]) -> dict[int, tuple[str | None, str, tuple[int, ...]]]:
-    """(tier, status, current accepted path ids in rank order) per question: what a re-judging pass may change."""
-    out: dict[int, tuple[str | None, str, tuple[int, ...]]] = {}
+class OutcomeSnapshot(NamedTuple):
+    """What a re-judging pass may change of one question."""
+
+    tier: str | None
+    status: str
+    accepted: tuple[int, ...]  # current accepted path ids, in rank order
+
+
+def outcome_snapshot(engine: Engine, question_ids: Sequence[int]) -> dict[int, OutcomeSnapshot]:
+    out: dict[int, OutcomeSnapshot] = {}
     with engine.connect() as c:
         for i in range(0, len(question_ids), 5000):
             chunk = list(question_ids[i:i + 5000])
@@ -204,14 +224,14 @@ def outcome_snapshot(engine: Engine, question_ids: Sequence[int]) -> dict[int, t
                 select(QuestionOutcome.question_id, QuestionOutcome.tier, QuestionOutcome.status)
                 .where(QuestionOutcome.question_id.in_(chunk))
             ):
-                out[qid] = (tier, status, tuple(accepted.get(qid, ())))
+                out[qid] = OutcomeSnapshot(tier, status, tuple(accepted.get(qid, ())))
     return out
 
 
 # --------------------------------------------------------------------------- claiming work
 
 
-def _pending_filter(sources: Sequence[str] | None, run_id: int | None = None, *, real_models: bool = False):  # type: ignore[no-untyped-def]
+def _pending_filter(sources: Sequence[str] | None, run_id: int | None = None, *, real_models: bool = False) -> ColumnElement[bool]:
     """Training questions not finished and not set aside; with ``run_id``, also not failed in that run.
     With ``real_models``, a question finished only by simulated models is not finished (it is redone)."""
     done = [QuestionOutcome.status.in_(FINISHED)] + ([QuestionOutcome.simulated.is_(False)] if real_models else [])
@@ -286,7 +306,9 @@ def claim_questions(
     return sorted(ids)
 
 
-def _round_robin_pick(sources: Sequence[str] | None, free, limit: int, run_id: int | None, real_models: bool):  # type: ignore[no-untyped-def]
+def _round_robin_pick(
+    sources: Sequence[str] | None, free: ColumnElement[bool], limit: int, run_id: int | None, real_models: bool
+) -> Select[int]:
     """Ids ordered by their rank within their source, then by source; ``free`` is checked again in the
     outer (locking) select, so Postgres re-tests it on the newest row version of a row it had to wait for."""
     rank = func.row_number().over(partition_by=Question.source, order_by=Question.id)
@@ -297,7 +319,7 @@ def _round_robin_pick(sources: Sequence[str] | None, free, limit: int, run_id: i
     return select(Question.id).where(Question.id.in_(ordered.scalar_subquery()), free)
 
 
-def _claim(s, engine: Engine, pick, values: dict[str, Any]) -> list[int]:  # type: ignore[no-untyped-def]
+def _claim(s: Session, engine: Engine, pick: Select[int], values: dict[str, Any]) -> list[int]:
     if engine.dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     stmt = update(Question).where(Question.id.in_(pick.scalar_subquery())).values(**values).returning(Question.id)
@@ -351,7 +373,7 @@ def live_holders(engine: Engine, *, except_worker: str | None = None, sources: S
             select(Question.claimed_by, func.count(), func.max(Question.claim_expires_at))
             .where(*conds).group_by(Question.claimed_by).order_by(Question.claimed_by)
         ).all()
-    return [Holder(w, n, t if t.tzinfo else t.replace(tzinfo=UTC)) for w, n, t in rows]
+    return [Holder(w, n, t if t.tzinfo else t.replace(tzinfo=UTC)) for w, n, t in rows if w is not None and t is not None]
 
 
 def release_holders(engine: Engine, workers: Sequence[str]) -> int:
@@ -363,7 +385,7 @@ def release_holders(engine: Engine, workers: Sequence[str]) -> int:
             update(Question).where(Question.claimed_by.in_(list(workers))).values(claimed_by=None, claim_expires_at=None),
             execution_options={"synchronize_session": False},
         )
-        return result.rowcount or 0
+        return cast("CursorResult[Any]", result).rowcount or 0  # an UPDATE's result is a CursorResult
 
 
 # --------------------------------------------------------------------------- per-question state
@@ -394,16 +416,54 @@ class PathRow:
     prompt_sha256: str = ""  # the exact variant its call sent
 
 
+@dataclass(frozen=True, slots=True)
+class StoredVerdict:
+    """A path's verdict under the current verifier key."""
+
+    id: int
+    outcome: str  # correct | error | unparseable
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedRef:
+    """An accepted path and the verdict it was accepted on."""
+
+    path_id: int
+    verdict_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRow:
+    """Where a question stands (``question_outcomes``)."""
+
+    status: str  # resolved | accepted | rejected
+    tier: str | None
+    n_paths: int
+    n_correct: int
+    n_accepted: int
+    rejection_reason: str | None
+    run_id: int | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
 @dataclass
 class QuestionState:
     """Everything stored for one question, so each stage can do exactly what is missing."""
 
     paths: list[PathRow] = field(default_factory=list)
-    verdicts: dict[int, tuple[int, str, str | None]] = field(default_factory=dict)  # path -> (verdict id, outcome, reason)
-    scores: dict[int, int | None] = field(default_factory=dict)  # path -> score
-    accepted: list[tuple[int, int]] = field(default_factory=list)  # (path id, verdict id) in rank order
+    verdicts: dict[int, StoredVerdict] = field(default_factory=dict)  # by path id
+    scores: dict[int, int | None] = field(default_factory=dict)  # path id -> score (None: did not parse)
+    accepted: list[AcceptedRef] = field(default_factory=list)  # in rank order
     summaries: set[int] = field(default_factory=set)  # path ids with a summary
-    outcome: dict[str, Any] | None = None
+    outcome: OutcomeRow | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome is not None and self.outcome.finished
 
     def by_origin(self, origin: str) -> list[PathRow]:
         return sorted((p for p in self.paths if p.origin == origin), key=lambda p: (p.generation_order, p.id))
@@ -412,22 +472,35 @@ class QuestionState:
         return next(p for p in self.paths if p.id == path_id)
 
 
+class JudgeKey(NamedTuple):
+    """Which stored verdicts, scores or summaries are current: those of this model and prompt."""
+
+    model: str
+    prompt_sha256: str
+
+
+class WriterKey(NamedTuple):
+    """Which refined or regenerated paths count: this model's, with the template or one of its re-ask variants."""
+
+    model: str
+    prompt_shas: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class StageKeys:
-    """(model, prompt sha256) of each judged stage: the rows of that key are the current ones."""
+    """The current key of each judged and each writing stage."""
 
-    verifier: tuple[str, str]
-    ranker: tuple[str, str]
-    summarizer: tuple[str, str]
-    # Writers: (model, the shas of the template and its re-ask variants), any of which the path may record.
-    refiner: tuple[str, tuple[str, ...]] = ("", ())
-    regenerator: tuple[str, tuple[str, ...]] = ("", ())
+    verifier: JudgeKey
+    ranker: JudgeKey
+    summarizer: JudgeKey
+    refiner: WriterKey = WriterKey("", ())
+    regenerator: WriterKey = WriterKey("", ())
 
-    def writes(self, origin: str) -> tuple[str, tuple[str, ...]]:
+    def writes(self, origin: str) -> WriterKey:
         return self.refiner if origin == "refined" else self.regenerator
 
 
-def _same_kind(simulated: bool):  # type: ignore[no-untyped-def]
+def _same_kind(simulated: bool) -> ColumnElement[bool]:
     """Paths of the run's kind only: simulated work and real work never mix (reasonmed/simulated.py)."""
     return simulated_path() if simulated else ~simulated_path()
 
@@ -447,18 +520,18 @@ def load_state(engine: Engine, question_id: int, keys: StageKeys, *, simulated: 
             st.paths.append(PathRow(*r))
         for vid, pid, outcome, reason in c.execute(
             select(Verdict.id, Verdict.path_id, Verdict.outcome, Verdict.reason)
-            .where(Verdict.question_id == question_id, Verdict.verifier_model == keys.verifier[0],
-                   Verdict.prompt_sha256 == keys.verifier[1])
+            .where(Verdict.question_id == question_id, Verdict.verifier_model == keys.verifier.model,
+                   Verdict.prompt_sha256 == keys.verifier.prompt_sha256)
         ):
-            st.verdicts[pid] = (vid, outcome, reason)
+            st.verdicts[pid] = StoredVerdict(vid, outcome, reason)
         for pid, score in c.execute(
             select(PathScore.path_id, PathScore.score)
-            .where(PathScore.question_id == question_id, PathScore.ranker_model == keys.ranker[0],
-                   PathScore.prompt_sha256 == keys.ranker[1])
+            .where(PathScore.question_id == question_id, PathScore.ranker_model == keys.ranker.model,
+                   PathScore.prompt_sha256 == keys.ranker.prompt_sha256)
         ):
             st.scores[pid] = score
         st.accepted = [
-            (pid, vid) for pid, vid in c.execute(
+            AcceptedRef(pid, vid) for pid, vid in c.execute(
                 select(AcceptedPath.path_id, AcceptedPath.verdict_id)
                 .join(ReasoningPath, ReasoningPath.id == AcceptedPath.path_id)
                 .where(AcceptedPath.question_id == question_id, AcceptedPath.dropped_reason.is_(None),
@@ -469,17 +542,122 @@ def load_state(engine: Engine, question_id: int, keys: StageKeys, *, simulated: 
         st.summaries = set(
             c.execute(
                 select(Summary.path_id).where(
-                    Summary.question_id == question_id, Summary.summarizer_model == keys.summarizer[0],
-                    Summary.prompt_sha256 == keys.summarizer[1],
+                    Summary.question_id == question_id, Summary.summarizer_model == keys.summarizer.model,
+                    Summary.prompt_sha256 == keys.summarizer.prompt_sha256,
                 )
             ).scalars()
         )
-        row = c.execute(select(QuestionOutcome).where(QuestionOutcome.question_id == question_id)).mappings().first()
-        st.outcome = dict(row) if row and bool(row["simulated"]) == simulated else None
+        row = c.execute(
+            select(QuestionOutcome.status, QuestionOutcome.tier, QuestionOutcome.n_paths, QuestionOutcome.n_correct,
+                   QuestionOutcome.n_accepted, QuestionOutcome.rejection_reason, QuestionOutcome.run_id,
+                   QuestionOutcome.simulated)
+            .where(QuestionOutcome.question_id == question_id)
+        ).first()
+        if row is not None and bool(row.simulated) == simulated:
+            st.outcome = OutcomeRow(*row[:-1])
     return st
 
 
 # --------------------------------------------------------------------------- stage writes
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One logical LLM request (``llm_calls``): a retry of the same ``call_key`` completes the same row."""
+
+    call_key: str
+    question_id: int
+    run_id: int | None
+    role: str
+    endpoint: str
+    model: str
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed: int | None
+    n: int
+    prompt_sha256: str
+    request_id: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    finish_reason: str | None
+    status: str  # ok | error
+    error_kind: str | None
+    error: str | None
+    attempts: int
+    prefect_flow_run_id: str | None
+    prefect_task_run_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PathRecord:
+    """A reasoning path to store (``reasoning_paths``), linked to the call that wrote it by ``call_key``."""
+
+    question_id: int
+    path_key: str
+    origin: str  # generated | refined | regenerated
+    role: str
+    parent_path_id: int | None
+    call_key: str
+    run_id: int | None
+    endpoint: str
+    model: str
+    temperature: float
+    sample_index: int
+    generation_order: int
+    prompt_sha256: str
+    raw_text: str
+    clean_text: str
+    extracted_answer: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictRecord:
+    path_id: int
+    question_id: int
+    call_key: str
+    run_id: int | None
+    verifier_model: str
+    prompt_sha256: str
+    outcome: str
+    reason: str | None
+    raw_output: str | None
+    parse_attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRecord:
+    path_id: int
+    question_id: int
+    call_key: str
+    run_id: int | None
+    ranker_model: str
+    prompt_sha256: str
+    score: int | None  # None: the ranker's output did not parse
+    justification: str | None
+    raw_output: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryRecord:
+    path_id: int
+    question_id: int
+    call_key: str
+    run_id: int | None
+    summarizer_model: str
+    prompt_sha256: str
+    text: str
+    created_at: datetime
+
 
 _CALL_UPDATE = [
     "run_id", "request_id", "prompt_tokens", "completion_tokens", "latency_ms", "finish_reason", "status",
@@ -487,10 +665,11 @@ _CALL_UPDATE = [
 ]
 
 
-def _save_calls(s, calls: Sequence[Mapping[str, Any]]) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def _save_calls(s: Session, records: Sequence[CallRecord]) -> dict[str, int]:
     """Upsert call records by call_key (a retry completes the same row) and return their ids."""
-    if not calls:
+    if not records:
         return {}
+    calls = [asdict(c) for c in records]
     # A successful record is never overwritten by a later failure of the same logical call.
     ok = [c for c in calls if c["status"] == "ok"]
     failed = [c for c in calls if c["status"] != "ok"]
@@ -509,35 +688,32 @@ def _save_calls(s, calls: Sequence[Mapping[str, Any]]) -> dict[str, int]:  # typ
     return dict(s.execute(select(LLMCall.call_key, LLMCall.id).where(LLMCall.call_key.in_(keys))).all())
 
 
-def _resolve(rows: Sequence[Mapping[str, Any]], ids: Mapping[str, int]) -> list[dict[str, Any]]:
+def _linked(records: Sequence[PathRecord | VerdictRecord | ScoreRecord | SummaryRecord], ids: Mapping[str, int]) -> list[dict[str, Any]]:
+    """Table rows of ``records``, each linked to its call's row id in place of its call key."""
     out = []
-    for r in rows:
-        r = dict(r)
-        key = r.pop("call_key", None)
-        r["llm_call_id"] = ids.get(key) if key else None
+    for rec in records:
+        r = asdict(rec)
+        r["llm_call_id"] = ids.get(r.pop("call_key"))
         out.append(r)
     return out
 
 
-def save_calls(engine: Engine, calls: Sequence[Mapping[str, Any]]) -> None:
-    """Record calls on their own (e.g. failures), so the audit trail survives a task that then fails."""
-    with transaction(engine) as s:
-        _save_calls(s, calls)
-
-
-def save_paths(engine: Engine, calls: Sequence[Mapping[str, Any]], paths: Sequence[Mapping[str, Any]]) -> None:
+def save_paths(engine: Engine, calls: Sequence[CallRecord], paths: Sequence[PathRecord]) -> None:
     with transaction(engine) as s:
         ids = _save_calls(s, calls)
         if paths:
-            insert_ignore(s, ReasoningPath.__table__, _resolve(paths, ids), ["question_id", "path_key"])
+            insert_ignore(s, ReasoningPath.__table__, _linked(paths, ids), ["question_id", "path_key"])
 
 
-def _supersede(s, model, model_col: str, rows: Sequence[Mapping[str, Any]]) -> None:  # type: ignore[no-untyped-def]
+def _supersede(
+    s: Session, model: type[Verdict | PathScore | Summary], model_col: str,
+    rows: Sequence[VerdictRecord | ScoreRecord | SummaryRecord],
+) -> None:
     """The rows just written are the current ones for their paths: older rows under another
     (model, prompt) key are marked superseded (kept for audit), and a key written again is current again."""
     by_key: dict[tuple[str, str], list[int]] = {}
     for r in rows:
-        by_key.setdefault((r[model_col], r["prompt_sha256"]), []).append(r["path_id"])
+        by_key.setdefault((getattr(r, model_col), r.prompt_sha256), []).append(r.path_id)
     col = getattr(model, model_col)
     for (m, sha), paths in by_key.items():
         same = and_(col == m, model.prompt_sha256 == sha)
@@ -551,25 +727,25 @@ def _supersede(s, model, model_col: str, rows: Sequence[Mapping[str, Any]]) -> N
         )
 
 
-def save_verdicts(engine: Engine, calls: Sequence[Mapping[str, Any]], verdicts: Sequence[Mapping[str, Any]]) -> None:
+def save_verdicts(engine: Engine, calls: Sequence[CallRecord], verdicts: Sequence[VerdictRecord]) -> None:
     with transaction(engine) as s:
         ids = _save_calls(s, calls)
         if verdicts:
-            insert_ignore(s, Verdict.__table__, _resolve(verdicts, ids), ["path_id", "verifier_model", "prompt_sha256"])
+            insert_ignore(s, Verdict.__table__, _linked(verdicts, ids), ["path_id", "verifier_model", "prompt_sha256"])
             _supersede(s, Verdict, "verifier_model", verdicts)
 
 
-def save_scores(engine: Engine, calls: Sequence[Mapping[str, Any]], scores: Sequence[Mapping[str, Any]]) -> None:
+def save_scores(engine: Engine, calls: Sequence[CallRecord], scores: Sequence[ScoreRecord]) -> None:
     with transaction(engine) as s:
         ids = _save_calls(s, calls)
         if scores:
-            insert_ignore(s, PathScore.__table__, _resolve(scores, ids), ["path_id", "ranker_model", "prompt_sha256"])
+            insert_ignore(s, PathScore.__table__, _linked(scores, ids), ["path_id", "ranker_model", "prompt_sha256"])
             _supersede(s, PathScore, "ranker_model", scores)
 
 
 def save_resolution(
     engine: Engine, *, question_id: int, run_id: int | None, tier: str, n_paths: int, n_correct: int,
-    accepted: Sequence[tuple[int, int]], rejection_reason: str | None, simulated: bool = False,
+    accepted: Sequence[AcceptedRef], rejection_reason: str | None, simulated: bool = False,
 ) -> None:
     """The tier decision: accepted paths (ranked) and the outcome row, in one transaction.
 
@@ -579,7 +755,7 @@ def save_resolution(
     exported.
     """
     with transaction(engine) as s:
-        keep = [pid for pid, _ in accepted]
+        keep = [a.path_id for a in accepted]
         s.execute(
             update(AcceptedPath).where(
                 AcceptedPath.question_id == question_id, AcceptedPath.superseded_at.is_(None),
@@ -602,9 +778,9 @@ def save_resolution(
             upsert(
                 s, AcceptedPath.__table__,
                 [
-                    {"question_id": question_id, "path_id": pid, "verdict_id": vid, "rank": i, "run_id": run_id,
-                     "created_at": now(), "superseded_at": None}
-                    for i, (pid, vid) in enumerate(accepted)
+                    {"question_id": question_id, "path_id": a.path_id, "verdict_id": a.verdict_id, "rank": i,
+                     "run_id": run_id, "created_at": now(), "superseded_at": None}
+                    for i, a in enumerate(accepted)
                 ],
                 ["path_id"], ["verdict_id", "rank", "superseded_at"],
             )
@@ -618,7 +794,7 @@ def save_resolution(
 
 
 def save_summaries(
-    engine: Engine, calls: Sequence[Mapping[str, Any]], summaries: Sequence[Mapping[str, Any]], *,
+    engine: Engine, calls: Sequence[CallRecord], summaries: Sequence[SummaryRecord], *,
     question_id: int, complete: bool, dropped: Mapping[int, str] | None = None,
 ) -> None:
     """Summaries; accepted paths ``dropped`` (path id -> reason) for an unusable summary; and, when every
@@ -626,7 +802,7 @@ def save_summaries(
     with transaction(engine) as s:
         ids = _save_calls(s, calls)
         if summaries:
-            insert_ignore(s, Summary.__table__, _resolve(summaries, ids), ["path_id", "summarizer_model", "prompt_sha256"])
+            insert_ignore(s, Summary.__table__, _linked(summaries, ids), ["path_id", "summarizer_model", "prompt_sha256"])
             _supersede(s, Summary, "summarizer_model", summaries)
         for path_id, reason in (dropped or {}).items():
             s.execute(

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
+import psycopg
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -179,9 +180,8 @@ def finish_ingest_file(conn: Connection, file_id: int, *, error: str | None = No
 
 
 def ingest_file_outcome(conn: Connection, file_id: int) -> tuple[str, str | None]:
-    return tuple(  # type: ignore[return-value]
-        conn.execute(select(IngestFile.status, IngestFile.error).where(IngestFile.id == file_id)).one()
-    )
+    status, error = conn.execute(select(IngestFile.status, IngestFile.error).where(IngestFile.id == file_id)).one()
+    return status, error
 
 
 def stored_hashes(conn: Connection, source: str, source_ids: Iterable[str]) -> dict[str, set[str]]:
@@ -255,7 +255,8 @@ def _insert_questions_pg(conn: Connection, rows: Sequence[QuestionRow]) -> int:
     # Session-temporary and emptied at commit; IF NOT EXISTS each time survives rolled-back creations.
     conn.execute(CreateTable(_STAGE, if_not_exists=True))
     driver = conn.connection.driver_connection
-    with driver.cursor() as cur, cur.copy(_COPY_SQL) as copy:  # type: ignore[union-attr]
+    assert isinstance(driver, psycopg.Connection)  # Postgres is always reached through psycopg 3 (db.engine)
+    with driver.cursor() as cur, cur.copy(_COPY_SQL) as copy:
         for row in rows:
             copy.write_row(row)
     inserted = conn.execute(_FROM_STAGE).rowcount

@@ -77,12 +77,14 @@ def _pick(obj: Mapping[str, Any], field: str) -> tuple[bool, Any]:
 
 
 def _from_values(values: Mapping[str, float | None], justification: str) -> JudgeScores | None:
-    if any(values.get(c) is None for c in CRITERIA):
+    scores = [v for v in (values.get(c) for c in CRITERIA) if v is not None]
+    if len(scores) != len(CRITERIA):
         return None
     overall = values.get("overall")
     if overall is None:
-        overall = round(math.fsum(values[c] for c in CRITERIA) / len(CRITERIA), 2)  # type: ignore[misc]
-    return JudgeScores(*(values[c] for c in CRITERIA), overall=overall, justification=justification)  # type: ignore[arg-type]
+        overall = round(math.fsum(scores) / len(CRITERIA), 2)
+    clinical, logical, factual, complete = scores  # CRITERIA's order
+    return JudgeScores(clinical, logical, factual, complete, overall=overall, justification=justification)
 
 
 def parse_judge(text: str) -> JudgeScores | None:

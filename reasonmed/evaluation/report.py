@@ -82,16 +82,20 @@ def accuracy_rows(
     return rows
 
 
+def _accuracy_cell(r: AccuracyRow) -> str | None:
+    """``84.12% [80.1, 87.6] (n=500)``; ``None`` for a benchmark that was not run."""
+    if r.accuracy is None or r.ci_low is None or r.ci_high is None:
+        return None
+    return f"{100 * r.accuracy:.2f}% [{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}] (n={r.n})"
+
+
 def reference_rows(rows: Sequence[AccuracyRow]) -> list[dict[str, str]]:
     """docs/evaluation.md's table: the paper's reported figures beside this model's accuracy."""
     overall = {r.benchmark: r for r in rows if r.subset == ALL}
     out = []
     for name, paper in PAPER_REFERENCE.items():
         r = overall.get(name)
-        if r is None or r.accuracy is None:
-            ours = "not run"
-        else:
-            ours = f"{100 * r.accuracy:.2f}% [{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}] (n={r.n})"  # type: ignore[operator]
+        ours = (_accuracy_cell(r) if r is not None else None) or "not run"
         out.append({"benchmark": name, "paper (ReasonMed-7B)": paper, "this model": ours})
     return out
 
@@ -103,8 +107,7 @@ def reference_markdown(rows: Sequence[AccuracyRow], model: str) -> str:
     subsets = [r for r in rows if r.subset != ALL and r.accuracy is not None]
     if subsets:
         lines += ["", "| benchmark | subset | accuracy [95% CI] (n) |", "|---|---|---|"]
-        lines += [f"| {r.benchmark} | {r.subset} | {100 * r.accuracy:.2f}% [{100 * r.ci_low:.1f}, "  # type: ignore[operator]
-                  f"{100 * r.ci_high:.1f}] (n={r.n}) |" for r in subsets]
+        lines += [f"| {r.benchmark} | {r.subset} | {_accuracy_cell(r)} |" for r in subsets]
     return "\n".join(lines) + "\n"
 
 

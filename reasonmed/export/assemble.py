@@ -119,7 +119,8 @@ def drop_excluded(rows: Sequence[SourceRow], excluded: Mapping[int, Any]) -> tup
     """Split rows into (kept, dropped) by question id, e.g. for contaminated questions."""
     if not excluded:
         return list(rows), []
-    kept, dropped = [], []
+    kept: list[SourceRow] = []
+    dropped: list[SourceRow] = []
     for r in rows:
         (dropped if r.question_id in excluded else kept).append(r)
     return kept, dropped

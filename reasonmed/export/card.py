@@ -137,7 +137,7 @@ def render_card(
     files: list[str], simulated_rows: int = 0, provenance: Mapping[str, Any] | None = None,
     config_hashes: Sequence[str] = (),
 ) -> str:
-    front = {
+    front: dict[str, Any] = {
         "pretty_name": name,
         "language": ["en"],
         "license": "other",

@@ -51,7 +51,7 @@ class SampleSpool:
                 buf.fromfile(self._f, 4 * size)
             if not buf:
                 return
-            yield [tuple(buf[i : i + 4]) for i in range(0, len(buf), 4)]  # type: ignore[misc]
+            yield [(buf[i], buf[i + 1], buf[i + 2], buf[i + 3]) for i in range(0, len(buf), 4)]
 
     def close(self) -> None:
         self._f.close()
@@ -79,8 +79,9 @@ class VersionRecord:
         self._stack.enter_context(self._session.begin())
         if self.live:
             self.reserve()
+            assert self._version_id is not None  # reserve() wrote the version's row
             self._copy = ExitStack()
-            self._write = self._copy.enter_context(export_repo.copy_samples(self._session, self._version_id))  # type: ignore[arg-type]
+            self._write = self._copy.enter_context(export_repo.copy_samples(self._session, self._version_id))
         else:
             self._spool = self._stack.enter_context(contextlib.closing(SampleSpool()))
         return self

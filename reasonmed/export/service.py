@@ -47,13 +47,14 @@ from reasonmed.export.writers import PARQUET_OPTIONS, JsonLines, ParquetShards
 from reasonmed.simulated import is_simulated_model
 
 Format = Literal["parquet", "jsonl"]
+FORMATS: tuple[Format, ...] = ("parquet", "jsonl")
 # Either question id -> reason (every other question counts as checked), or a ``ContaminationScan``.
 ContaminationCheck = Callable[[Engine], Any]
 
 
 class ExportOptions(BaseModel):
     out: str = Field(description="local folder or s3://bucket/prefix")
-    formats: list[Format] = Field(default_factory=lambda: ["parquet", "jsonl"], min_length=1)
+    formats: list[Format] = Field(default_factory=lambda: list(FORMATS), min_length=1)
     layout: Layout = "instruction"
     batch_rows: int = Field(default=5_000, ge=1, description="rows per database fetch and Parquet row group")
     shard_rows: int = Field(default=250_000, ge=1, description="rows per Parquet shard file")

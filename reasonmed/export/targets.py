@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from reasonmed.extras import require
+
 MANIFEST = "manifest.json"
 
 
@@ -79,9 +81,7 @@ class S3Target:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-
-            self._client = boto3.client("s3", endpoint_url=self.endpoint_url)
+            self._client = require("boto3", "s3").client("s3", endpoint_url=self.endpoint_url)
         return self._client
 
     def _key(self, version_dir: str, rel: str = "") -> str:
@@ -95,12 +95,12 @@ class S3Target:
         return f"s3://{self.bucket}/{self._key(version_dir)}"
 
     def publish(self, staging: Path, version_dir: str) -> str:
-        from boto3.s3.transfer import TransferConfig
+        transfer = require("boto3.s3.transfer", "s3")
 
         existing = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(version_dir) + "/", MaxKeys=1)
         if existing.get("KeyCount", 0):
             raise ExportTargetError(f"{self.location(version_dir)} exists already; refusing to overwrite it")
-        config = TransferConfig(
+        config = transfer.TransferConfig(
             multipart_threshold=self.multipart_threshold, multipart_chunksize=self.multipart_chunksize,
             max_concurrency=self.max_concurrency, use_threads=self.max_concurrency > 1,
         )

@@ -12,8 +12,9 @@ import decimal
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
@@ -210,10 +211,6 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ("" if value is None else str(value))
 
 
-def _same_text(a: Any, b: Any) -> bool:
-    return normalise_text(_text(a)).casefold() == normalise_text(_text(b)).casefold()
-
-
 def _names(answer: str, option: Any) -> bool:
     """Whether an answer text names an option: equal after normalisation, or a prefix of it
     (``Thiamine`` names ``Thiamine (B1)``)."""
@@ -335,7 +332,7 @@ def detect_cop_base(path: Path) -> tuple[Literal[0, 1], str | None]:
     """Whether ``cop`` counts from 0 or 1, by a streaming pre-scan: returns (base, warning or None)."""
     zero = four = False
     with path.open("rb") as f:
-        for line in bounded_lines(f, Limits()):  # type: ignore[arg-type]
+        for line in bounded_lines(f, Limits()):
             m = _COP.search(line.data)
             if m:
                 zero |= m.group(1) == b"0"
@@ -451,7 +448,7 @@ def _pubmedqa(key: str, rec: RawRecord, split: str, limits: Limits) -> LoadedRec
 def load_pubmedqa(path: Path, split: str = "train", limits: Limits | None = None) -> Iterator[LoadedRecord]:
     limits = limits or Limits()
     for key, rec in iter_json_object(path, limits):
-        yield _safely(rec, lambda r, key=key: _pubmedqa(key, r, split, limits))  # type: ignore[misc]
+        yield _safely(rec, partial(_pubmedqa, key, split=split, limits=limits))
 
 
 # --------------------------------------------------------------------------- MMLU
@@ -589,6 +586,13 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _generic_cells(
+    names: Sequence[str], rec: RawRecord, m: ColumnMap, fmt: str, split: str, index_base: int | None, limits: Limits
+) -> LoadedRecord:
+    """A CSV row: its cells named by the header row."""
+    return _generic(rec, dict(zip(names, rec.value, strict=True)), m, fmt, split, index_base, limits)
+
+
 def _generic(
     rec: RawRecord,
     row: Mapping[str, Any],
@@ -660,12 +664,8 @@ def load_generic(
                     rec, f"wrong number of cells (header has {len(names)}, row has {len(rec.value)})"
                 )
             else:
-                yield _safely(
-                    rec,
-                    lambda r, names=names: _generic(  # type: ignore[misc]
-                        r, dict(zip(names, r.value, strict=True)), m, fmt, split, answer_index_base, lim
-                    ),
-                )
+                yield _safely(rec, partial(_generic_cells, names, m=m, fmt=fmt, split=split,
+                                           index_base=answer_index_base, limits=lim))
     elif fmt == "parquet":
         _check_header(path, parquet_columns(path), m)
         for rec in iter_parquet_rows(path, columns=None):

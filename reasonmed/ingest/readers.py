@@ -154,7 +154,7 @@ def iter_json_lines(path: Path, limits: Limits | None = None) -> Iterator[RawRec
     """
     limits = limits or Limits()
     with path.open("rb") as f:
-        for n, line, size, whole in bounded_lines(f, limits):  # type: ignore[arg-type]
+        for n, line, size, whole in bounded_lines(f, limits):
             ref = f"line {n}"
             if not whole:
                 yield RawRecord(ref, None, f"line is {_too_big(size, limits)}", clip(_lossy(line)))
@@ -296,7 +296,7 @@ def iter_json_object(path: Path, limits: Limits | None = None) -> Iterator[tuple
     """
     limits = limits or Limits()
     with path.open("rb") as f:
-        s = _ObjectStream(f, limits)  # type: ignore[arg-type]
+        s = _ObjectStream(f, limits)
         if s.skip_ws() != "{":
             raise FileFormatError(
                 "expected one JSON object keyed by record id (the file does not start with '{')"
@@ -351,25 +351,21 @@ def iter_json_object(path: Path, limits: Limits | None = None) -> Iterator[tuple
                 yield "", RawRecord(f"record {n + 1}", None, str(exc), _printable(clip(s.buf[s.pos :])) or None)
                 return
             n += 1
-            ref = f"record {key}"
-            text = s.buf[start : s.pos]
-            if _SURROGATE.search(text) or _SURROGATE.search(key):
-                yield key, RawRecord(
-                    f"record {_printable(key)}", None, "record is not valid UTF-8", clip(_printable(text))
-                )
-            elif not isinstance(value, dict):
-                yield (
-                    key,
-                    RawRecord(
-                        ref, None, f"record is a JSON {json_kind(value)}, not an object", clip(text)
-                    ),
-                )
-            elif too_deep(value, limits.max_depth):
-                yield key, RawRecord(ref, None, f"record is JSON nested too deeply (limit {limits.max_depth} levels)", clip(text))
-            elif len(text) > limits.max_record_bytes:
-                yield key, RawRecord(ref, None, f"record is {_too_big(len(text), limits)}", clip(text))
-            else:
-                yield key, RawRecord(ref, value, None, text)
+            yield key, _member(key, value, s.buf[start : s.pos], limits)
+
+
+def _member(key: str, value: Any, text: str, limits: Limits) -> RawRecord:
+    """One decoded member of the object as a record, or as the error record that says what is wrong."""
+    ref = f"record {key}"
+    if _SURROGATE.search(text) or _SURROGATE.search(key):
+        return RawRecord(f"record {_printable(key)}", None, "record is not valid UTF-8", clip(_printable(text)))
+    if not isinstance(value, dict):
+        return RawRecord(ref, None, f"record is a JSON {json_kind(value)}, not an object", clip(text))
+    if too_deep(value, limits.max_depth):
+        return RawRecord(ref, None, f"record is JSON nested too deeply (limit {limits.max_depth} levels)", clip(text))
+    if len(text) > limits.max_record_bytes:
+        return RawRecord(ref, None, f"record is {_too_big(len(text), limits)}", clip(text))
+    return RawRecord(ref, value, None, text)
 
 
 def _printable(text: str) -> str:
@@ -389,7 +385,7 @@ def iter_csv_rows(
 
     def lines() -> Iterator[str]:
         with path.open("rb") as fb:
-            for line in bounded_lines(fb, limits):  # type: ignore[arg-type]
+            for line in bounded_lines(fb, limits):
                 if line.whole:  # a byte-order mark mid-file comes from joining files: dropped
                     yield line.data.removeprefix(codecs.BOM_UTF8).decode("utf-8", "surrogateescape")
                 else:
@@ -398,17 +394,9 @@ def iter_csv_rows(
     reader = csv.reader(lines())
     names: list[str] | None = None
     if header:
-        try:
-            names = next(reader)
-        except StopIteration:
+        names = _csv_header(reader, oversized)
+        if names is None:
             return
-        except csv.Error as exc:
-            raise FileFormatError(f"header row is not valid CSV ({exc})") from None
-        if oversized:
-            raise FileFormatError("header row is larger than the record limit")
-        if any(_SURROGATE.search(h) for h in names):
-            raise FileFormatError("header row is not valid UTF-8")
-        names = [h.strip() for h in names]
     n = 0
     while True:
         try:
@@ -425,20 +413,38 @@ def iter_csv_rows(
         if row is None:
             return
         n += 1
-        ref = f"row {n}"
-        if problem:
-            yield names, RawRecord(ref, None, problem, None)
-            continue
-        if not row or not any(cell.strip() for cell in row):
-            continue
-        joined = ",".join(row)
-        if _SURROGATE.search(joined):
-            yield names, RawRecord(ref, None, "row is not valid UTF-8", clip(_printable(joined)))
-            continue
-        if len(joined) > limits.max_record_bytes:
-            yield names, RawRecord(ref, None, f"row is {_too_big(len(joined.encode('utf-8', 'surrogateescape')), limits)}", clip(joined))
-            continue
-        yield names, RawRecord(ref, row, None, joined)
+        record = _csv_record(f"row {n}", row, problem, limits)
+        if record is not None:
+            yield names, record
+
+
+def _csv_header(reader: Iterator[list[str]], oversized: list[Line]) -> list[str] | None:
+    """The header row's names, stripped; ``None`` for an empty file. A bad header stops the file."""
+    try:
+        names = next(reader)
+    except StopIteration:
+        return None
+    except csv.Error as exc:
+        raise FileFormatError(f"header row is not valid CSV ({exc})") from None
+    if oversized:
+        raise FileFormatError("header row is larger than the record limit")
+    if any(_SURROGATE.search(h) for h in names):
+        raise FileFormatError("header row is not valid UTF-8")
+    return [h.strip() for h in names]
+
+
+def _csv_record(ref: str, row: list[str], problem: str | None, limits: Limits) -> RawRecord | None:
+    """One data row as a record, or as the error record that says what is wrong; ``None`` for a blank row."""
+    if problem:
+        return RawRecord(ref, None, problem, None)
+    if not row or not any(cell.strip() for cell in row):
+        return None
+    joined = ",".join(row)
+    if _SURROGATE.search(joined):
+        return RawRecord(ref, None, "row is not valid UTF-8", clip(_printable(joined)))
+    if len(joined) > limits.max_record_bytes:
+        return RawRecord(ref, None, f"row is {_too_big(len(joined.encode('utf-8', 'surrogateescape')), limits)}", clip(joined))
+    return RawRecord(ref, row, None, joined)
 
 
 def iter_parquet_rows(path: Path, columns: list[str] | None, batch_size: int = 4096) -> Iterator[RawRecord]:

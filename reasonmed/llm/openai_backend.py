@@ -357,8 +357,9 @@ class OpenAICompatibleBackend:
             )
         prompt_tokens, completion_total = _usage_of(data)
         per_choice = _apportion(completion_total, [len(t) for _, t, _ in texts])
-        model = (data.get("model") if isinstance(data.get("model"), str) else self.model)[:MODEL_CHARS]
-        request_id = data.get("id")[:REQUEST_ID_CHARS] if isinstance(data.get("id"), str) else None
+        model_field, id_field = data.get("model"), data.get("id")
+        model = (model_field if isinstance(model_field, str) else self.model)[:MODEL_CHARS]
+        request_id = id_field[:REQUEST_ID_CHARS] if isinstance(id_field, str) else None
         out = [
             Completion(
                 text=text,

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reasonmed.extras import require
+
 # The usual file name of each source's public release; ``pattern`` overrides it.
 DEFAULT_PATTERNS = {
     "medqa": "*.jsonl",
@@ -132,9 +134,7 @@ def _list_local(root: Path, pattern: str, exclude: set[Path], on_skip: OnSkip) -
 
 
 def _s3_client(endpoint_url: str | None) -> Any:
-    import boto3  # only nights that read S3 need it loaded
-
-    return boto3.client("s3", endpoint_url=endpoint_url)
+    return require("boto3", "s3").client("s3", endpoint_url=endpoint_url)  # loaded only by nights that read S3
 
 
 def _list_s3(

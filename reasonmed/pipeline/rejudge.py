@@ -20,9 +20,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from reasonmed.db import pipeline_repo as repo
-from reasonmed.db.pipeline_repo import QuestionFilter
+from reasonmed.db.pipeline_repo import OutcomeSnapshot, QuestionFilter
 from reasonmed.pipeline import stages
 from reasonmed.pipeline.failures import StageIncomplete
+from reasonmed.pipeline.records import RunOrigin
 from reasonmed.pipeline.stages import StageContext
 
 REJUDGE_STAGES = ("verify", "rank", "summarize")
@@ -67,7 +68,7 @@ async def rejudge(
     reopened = await ctx.db(repo.reopen_stale, ctx.engine, ctx.keys, stages=[stage], where=where)
     result = RejudgeResult(stage=stage, stale=reopened.stale, reopened=len(reopened.question_ids))
     before = await ctx.db(repo.outcome_snapshot, ctx.engine, reopened.question_ids)
-    prov = {"run_id": ctx.run_id}
+    prov = RunOrigin(run_id=ctx.run_id)
     gate = asyncio.Semaphore(concurrency)
     steps = {"verify": stages.verify, "resolve": stages.resolve, "summarize": stages.summarize}
 
@@ -85,15 +86,15 @@ async def rejudge(
 
     await asyncio.gather(*(one(q) for q in reopened.question_ids))
     after = await ctx.db(repo.outcome_snapshot, ctx.engine, reopened.question_ids)
-    for qid, (tier0, status0, acc0) in before.items():
-        tier1, status1, acc1 = after.get(qid, (None, "missing", ()))
-        if status1 in repo.FINISHED:
+    for qid, old in before.items():
+        new = after.get(qid, OutcomeSnapshot(None, "missing", ()))
+        if new.status in repo.FINISHED:
             result.finished += 1
-        if tier1 != tier0:
-            result.tier_changes[(tier0, tier1)] += 1
-        old_status = reopened.prior_status.get(qid, status0)
-        if status1 in repo.FINISHED and status1 != old_status:
-            result.status_changes[(old_status, status1)] += 1
-        if acc1 != acc0:
+        if new.tier != old.tier:
+            result.tier_changes[(old.tier, new.tier)] += 1
+        old_status = reopened.prior_status.get(qid, old.status)
+        if new.status in repo.FINISHED and new.status != old_status:
+            result.status_changes[(old_status, new.status)] += 1
+        if new.accepted != old.accepted:
             result.acceptance_changed += 1
     return result

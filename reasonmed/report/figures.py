@@ -8,18 +8,25 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
+from reasonmed.extras import require
 from reasonmed.report.data import ReportData
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TIER_ORDER = ("easy", "medium", "difficult", "-")
 
 
+def _figure(figsize: tuple[float, float]) -> Figure:
+    """A new figure; matplotlib comes with the [report] extra, loaded only when a chart is drawn."""
+    figure: Figure = require("matplotlib.figure", "report").Figure(figsize=figsize)
+    return figure
+
+
 def _png(fig: Figure) -> bytes:
-    FigureCanvasAgg(fig)
+    require("matplotlib.backends.backend_agg", "report").FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
     return buf.getvalue()
@@ -32,7 +39,7 @@ def _empty(ax: Any, message: str = "no data yet") -> None:
 
 
 def tier_distribution(data: ReportData) -> bytes:
-    fig = Figure(figsize=(6, 3.5))
+    fig = _figure((6, 3.5))
     ax = fig.add_subplot()
     rows = sorted(data.tiers, key=lambda r: TIER_ORDER.index(r["tier"]) if r["tier"] in TIER_ORDER else 99)
     if not rows:
@@ -51,7 +58,7 @@ def tier_distribution(data: ReportData) -> bytes:
 
 
 def verifier_accuracy(data: ReportData) -> bytes:
-    fig = Figure(figsize=(7, 3.8))
+    fig = _figure((7, 3.8))
     ax = fig.add_subplot()
     if not data.accuracy:
         _empty(ax)
@@ -74,7 +81,7 @@ def verifier_accuracy(data: ReportData) -> bytes:
 
 
 def path_lengths(data: ReportData) -> bytes:
-    fig = Figure(figsize=(6, 3.5))
+    fig = _figure((6, 3.5))
     ax = fig.add_subplot()
     all_words = [w for _, _, w in data.word_counts]
     kept = [w for _, k, w in data.word_counts if k]
@@ -92,7 +99,7 @@ def path_lengths(data: ReportData) -> bytes:
 
 
 def rejections(data: ReportData) -> bytes:
-    fig = Figure(figsize=(7, 4.5))
+    fig = _figure((7, 4.5))
     top, bottom = fig.subplots(2, 1)
     for ax, key, title in ((top, "questions", "Rejected questions by reason"),
                            (bottom, "paths", "Paths not kept, by why")):
@@ -108,7 +115,7 @@ def rejections(data: ReportData) -> bytes:
 
 
 def tokens_per_stage(data: ReportData) -> bytes:
-    fig = Figure(figsize=(6, 3.5))
+    fig = _figure((6, 3.5))
     ax = fig.add_subplot()
     if not data.tokens:
         _empty(ax)

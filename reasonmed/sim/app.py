@@ -16,7 +16,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from reasonmed.sim.answer_keys import AnswerKeys
-from reasonmed.sim.behaviour import Behaviour, SimRequest, detect_role, parse_prompt, prompt_tokens, respond
+from reasonmed.sim.behaviour import (
+    Behaviour,
+    SimRequest,
+    Variant,
+    detect_role,
+    parse_prompt,
+    prompt_tokens,
+    respond,
+)
 from reasonmed.sim.engine import EngineEmulator
 from reasonmed.sim.faults import FaultPlan, TargetedFault
 from reasonmed.sim.http import DROP, Drop, Request, Response
@@ -168,7 +176,7 @@ class SimApp:
             correct = None
             if role in ("generate", "evaluate") and self.keys is not None and prompt.options:
                 correct = await self.keys.find(prompt.question, prompt.options)
-            variant = fault if fault in ("truncate", "noanswer") else "ok"
+            variant: Variant = "truncate" if fault == "truncate" else "noanswer" if fault == "noanswer" else "ok"
             _, choices = respond(
                 sim, self.behaviour, correct=correct, variant=variant, role=role, prompt=prompt
             )

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
-from typing import Literal
+from typing import Literal, TypeGuard, get_args
 
 from reasonmed.models import normalise_text
 from reasonmed.parsing import extract_answer
@@ -101,16 +101,20 @@ def prompt_tokens(messages: Sequence[tuple[str, str]]) -> int:
 # --------------------------------------------------------------------------- role detection
 
 
+def _is_role(name: str) -> TypeGuard[Role]:
+    return name in get_args(Role)
+
+
 @cache
 def _template_systems() -> dict[str, Role]:
     """System text -> role, over every prompt profile (a template with no system message is not here)."""
-    return {normalise_text(t.system): t.name for t in all_templates() if t.system}  # type: ignore[misc]
+    return {normalise_text(t.system): t.name for t in all_templates() if t.system and _is_role(t.name)}
 
 
 @cache
 def _template_openings() -> dict[str, Role]:
     """First user line -> role, for the templates that send no system message (the paper's raw prompts)."""
-    return {_opening(t.user.template): t.name for t in all_templates() if not t.system}  # type: ignore[misc]
+    return {_opening(t.user.template): t.name for t in all_templates() if not t.system and _is_role(t.name)}
 
 
 def _opening(user: str) -> str:
@@ -342,6 +346,8 @@ def reply_text(
     key = sample_key(req.model, req.temperature, req.seed, prompt.question, choice_index)
     options = prompt.options
     r1 = "r1" in req.model.lower()
+    salt: str
+    chosen: str | None  # the option the reply settles on
     if role in ("generate", "refine", "regenerate", "evaluate"):
         if not options:
             return f"{prose.SIM_PREFIX}The question has no lettered options to evaluate."

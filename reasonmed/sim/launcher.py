@@ -78,8 +78,9 @@ class SimServer:
     def _read_ready_line(self) -> str:
         """The server prints one ``REASONMED_SIM_READY url`` line once it is bound."""
         assert self._proc is not None and self._proc.stdout is not None
+        stdout = self._proc.stdout
         result: list[str] = []
-        reader = threading.Thread(target=lambda: result.append(self._proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
         reader.start()
         reader.join(self.startup_timeout_s)
         line = result[0].strip() if result else ""

@@ -168,12 +168,3 @@ def fetch_metrics(base_url: str, timeout: float = 10.0) -> dict[str, float]:
     response = httpx.get(server_root(base_url) + "/metrics", timeout=timeout)
     response.raise_for_status()
     return parse_metrics(response.text)
-
-
-async def afetch_metrics(base_url: str, timeout: float = 10.0) -> dict[str, float]:
-    import httpx
-
-    async with httpx.AsyncClient(timeout=timeout) as client:
-        response = await client.get(server_root(base_url) + "/metrics")
-    response.raise_for_status()
-    return parse_metrics(response.text)
