@@ -66,10 +66,10 @@ def serve(
     Needs a Prefect API (PREFECT_API_URL, see deploy/README.md); the nightly schedule is paused again
     when this process stops.
     """
+    require_prefect_api()
     if not prefect_file.is_file():
         err_console.print(f"[red]error:[/red] {prefect_file}: no such file")
         raise typer.Exit(1)
-    require_prefect_api()
     from prefect.settings import temporary_settings
 
     from flows.deployments import serve_all  # Prefect is imported only for this command
