@@ -32,8 +32,8 @@ from reasonmed.config import get_settings, load_pipeline_config
 from reasonmed.db import nightly_repo
 from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.engine import get_engine
-from reasonmed.db.pipeline_repo import Priority
 from reasonmed.db.migrate import require_current
+from reasonmed.db.pipeline_repo import Priority
 from reasonmed.export.assemble import Layout
 from reasonmed.export.service import Format
 from reasonmed.ingest.loaders import FileFormatError, QuestionSource, SourceFormat

@@ -13,7 +13,7 @@ The Prefect settings a worker's runs get from the work pool's ``job_variables.en
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -21,6 +21,9 @@ import yaml
 from reasonmed.cli.app import OPERATE, app
 from reasonmed.cli.common import err_console
 from reasonmed.cli.errors import Mistake
+
+if TYPE_CHECKING:
+    from prefect.settings import Setting
 
 NO_API = (
     "no Prefect API to serve on: start one (`prefect server start`) and set PREFECT_API_URL, e.g. "
@@ -38,7 +41,7 @@ def require_prefect_api() -> str:
     return str(url)
 
 
-def pool_settings(prefect_file: Path) -> dict[str, Any]:
+def pool_settings(prefect_file: Path) -> dict[Setting, Any]:
     """The Prefect settings among the deployments' ``job_variables.env`` (what workers give their runs)."""
     import prefect.settings
 
