@@ -88,7 +88,7 @@ async def nightly_growth(
         shard_size: Questions per claimed shard; empty means REASONMED_SHARD_SIZE.
         questions_in_flight: Questions processed at once; empty means REASONMED_QUESTIONS_IN_FLIGHT or a
             default from the endpoints' concurrency.
-        export: Export a new dataset version when the night added or finished anything.
+        export: Export a new dataset version, when the night added samples or accepted questions.
         export_formats: File formats of the export; empty means parquet and jsonl.
         export_layout: Row layout of the export: instruction (question / answer columns) or chat
             (messages).
