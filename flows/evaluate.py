@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.context import FlowRunContext
 
+from flows import run_names
 from flows.best_effort import best_effort
 from flows.outcomes import split_results
 from reasonmed.agents.base import Sampling
@@ -25,7 +26,7 @@ from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.engine import get_engine
 from reasonmed.db.migrate import require_current
 from reasonmed.evaluation import report
-from reasonmed.evaluation.benchmarks import parse_benchmarks
+from reasonmed.evaluation.benchmarks import BenchmarkName, parse_benchmarks
 from reasonmed.evaluation.runner import EvalContext, benchmark_accuracy, select_questions
 from reasonmed.llm.registry import LLMRegistry
 from reasonmed.prompts import get_template
@@ -39,10 +40,10 @@ def artifact_key(prefix: str, name: str) -> str:
     return f"{prefix}-" + (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model")
 
 
-@flow(name="evaluate-model", persist_result=False)
+@flow(name="evaluate-model", flow_run_name=run_names.eval_name, persist_result=False)
 async def evaluate_model(
     model_endpoint: str,
-    benchmarks: list[str] | None = None,
+    benchmarks: list[BenchmarkName] | None = None,
     limit: int | None = None,
     config: str | None = None,
     out: str | None = None,
@@ -50,13 +51,22 @@ async def evaluate_model(
     max_tokens: int = 4096,
     structured_output: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate the model behind ``model_endpoint`` (a name in the pipeline config's endpoints).
+    """Accuracy of a served model on the benchmark test items stored in the database.
 
-    ``benchmarks``: any of medqa, medmcqa, pubmedqa, mmlu-med (default all); ``limit``: first N test
-    items per benchmark (id order, so repeated runs cover the same items); ``out``: CSV path.
-    ``structured_output``: ask the engine for a JSON reply held to a schema (reasoning, answer), in the
-    endpoint's ``structured_dialect``; stored apart from free predictions (its prompt sha differs).
     Predictions already stored for this model and prompt version are not asked again.
+
+    Args:
+        model_endpoint: The endpoint (a name under endpoints in the pipeline config) serving the model
+            to evaluate.
+        benchmarks: Benchmarks to evaluate on; empty means all of them.
+        limit: First N test items per benchmark (id order, so repeated runs cover the same items);
+            empty means all.
+        config: Pipeline YAML on the worker; empty means REASONMED_PIPELINE_CONFIG.
+        out: Also write the accuracy table to this CSV path on the worker.
+        temperature: Sampling temperature (0 = greedy).
+        max_tokens: Most completion tokens per answer.
+        structured_output: Ask for a JSON reply held to a schema (reasoning, answer) in the endpoint's
+            structured_dialect; stored apart from free-form predictions.
     """
     logger = get_run_logger()
     settings = get_settings()

@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlalchemy import Engine
 
+from flows import run_names
 from reasonmed.config import get_settings
 from reasonmed.db.engine import get_engine
 from reasonmed.db.migrate import require_current
@@ -48,9 +49,13 @@ def publish_report_artifacts(engine: Engine) -> list[str]:
     return keys
 
 
-@flow(name="audit-report", persist_result=False)
+@flow(name="audit-report", flow_run_name=run_names.report_name, persist_result=False)
 def audit_report(out: str | None = None) -> dict[str, Any]:
-    """Attach the audit report to this run; with ``out``, also write index.html and the PNGs there."""
+    """Attach the audit report's figures and tables to this run as artifacts.
+
+    Args:
+        out: Also write index.html and the figures' PNG files to this folder on the worker.
+    """
     settings = get_settings()
     engine = get_engine(settings.database_url)
     require_current(engine, settings.database_url)

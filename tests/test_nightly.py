@@ -205,6 +205,48 @@ def test_nightly_respects_the_question_budget_and_the_next_night_takes_the_next_
     assert len(markdowns) == 2 and all("Dataset growth" in m and "Tier mix" in m for m in markdowns)
 
 
+def test_a_night_that_adds_nothing_exports_no_version_and_runs_are_named_by_what_they_are(
+    pg_url: str, prefect_harness: None, env: Any, tmp_path: Path, sim_pipeline: tuple[SimServer, Path],
+) -> None:
+    from datetime import UTC, datetime
+
+    from flows.nightly import nightly_growth
+    from reasonmed.db.models import DatasetVersion
+
+    env(pg_url)
+    engine = get_engine(pg_url)
+    _sim, cfg = sim_pipeline
+    ingest_file(engine, write_pubmedqa(tmp_path / "pq.json", 3), "pubmedqa")
+    night = {"max_questions": 10, "config": str(cfg), "shard_size": 3, "questions_in_flight": 3,
+             "export_out": str(tmp_path / "exports"), "export_formats": ["jsonl"]}
+    first = _run(nightly_growth(**night))
+    assert first["questions_processed"] == 3 and first["export_version"] == 1
+    second = _run(nightly_growth(**night))  # nothing pending, nothing ingested: the dataset is as it was
+    assert second["questions_processed"] == 0 and second["samples_added"] == 0
+    assert second["export_version"] is None and second["export_skipped"]
+    with engine.connect() as c:
+        assert c.execute(select(DatasetVersion.version)).scalars().all() == [1]
+        runs = c.execute(select(PipelineRun.id, PipelineRun.kind, PipelineRun.prefect_flow_run_id, PipelineRun.status)
+                         .order_by(PipelineRun.id)).all()
+    markdowns = _run(_artifacts("dataset-growth"))
+    assert any("no new version: the night added no sample" in m for m in markdowns)
+
+    # The runs' names say what they are: the night's date, the build's pipeline run id.
+    assert [kind for _id, kind, _fr, _status in runs] == ["nightly", "build", "export", "nightly", "build"]
+    assert {status for *_, status in runs} == {"completed"}
+    named = [(run_id, kind, fr) for run_id, kind, fr, _s in runs if kind != "export"]
+    names = _run(_flow_run_names([fr for *_, fr in named]))
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert names == [f"nightly-{today}" if kind == "nightly" else f"build-run-{run_id}" for run_id, kind, _fr in named]
+
+
+async def _flow_run_names(flow_run_ids: list[str]) -> list[str]:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return [(await client.read_flow_run(run_id)).name for run_id in flow_run_ids]
+
+
 async def _artifacts(key: str) -> list[str]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey

@@ -11,7 +11,7 @@ import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple, cast
+from typing import Any, Literal, NamedTuple, cast, get_args
 
 from sqlalchemy import (
     ColumnElement,
@@ -265,7 +265,8 @@ def count_simulated_finished(engine: Engine, sources: Sequence[str] | None = Non
         return c.execute(q).scalar_one()
 
 
-PRIORITIES = ("fifo", "round-robin")
+Priority = Literal["fifo", "round-robin"]
+PRIORITIES: tuple[Priority, ...] = get_args(Priority)
 
 
 def claim_questions(

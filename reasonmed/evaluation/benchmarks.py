@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 # MMLU's medical subsets, as used by the medical-LLM literature the paper compares against.
 MMLU_MEDICAL_SUBSETS: tuple[str, ...] = (
@@ -26,6 +27,7 @@ class Benchmark:
         return self.subsets is not None
 
 
+BenchmarkName = Literal["medqa", "medmcqa", "pubmedqa", "mmlu-med"]  # the keys of BENCHMARKS (a test holds them equal)
 BENCHMARKS: dict[str, Benchmark] = {
     "medqa": Benchmark("medqa", "medqa"),
     "medmcqa": Benchmark("medmcqa", "medmcqa"),
