@@ -54,6 +54,8 @@ GENERATORS = ["Qwen2.5-72B-Instruct", "HuatuoGPT-o1-70B", "DeepSeek-R1-Distill-L
 TEMPERATURES = [0.7, 0.9, 1.0]
 VERIFIER, RANKER, REFINER, SUMMARIZER = "Qwen2.5-72B-Instruct", "Qwen2.5-72B-Instruct", "gpt-4o-mini", "gpt-4o-mini"
 STAMP = "2026-11-20 10:00:00+00"
+# One prompt template per judged stage (the stage key is model + prompt sha, migration 0007).
+PROMPT_SHA = {stage: f"{i:064x}" for i, stage in enumerate(("verify", "rank", "summarize"), start=1)}
 WORDS = str.split(
     "patient presents with acute chronic pain fever cough dyspnea edema anemia platelet thrombosis embolism "
     "insulin cortisol cardiac hepatic renal lesion biopsy serum enzyme marker infarct ischemia rash neuropathy "
@@ -62,6 +64,11 @@ WORDS = str.split(
     "of and in to is a which most step next best answer correct incorrect rules out history examination shows "
     "mg/dL mmHg bpm years-old woman man child infant pregnancy hypertension diabetes sepsis antibiotic steroid"
 )
+
+
+def key_of(qid: int) -> str:
+    """The answer key of question ``qid`` (the build's paths know it without a lookup)."""
+    return "ABCD"[qid % 4]
 
 
 def _pool(rng: random.Random, chars: int) -> str:
@@ -137,10 +144,11 @@ WORK_COLUMNS = {
                        "temperature, sample_index, generation_order, prompt_sha256, raw_text, clean_text, "
                        "extracted_answer, finish_reason, prompt_tokens, completion_tokens, latency_ms, created_at",
     "verdicts": "id, path_id, question_id, llm_call_id, run_id, verifier_model, outcome, reason, raw_output, "
-                "parse_attempts, created_at",
-    "path_scores": "id, path_id, question_id, llm_call_id, run_id, ranker_model, score, justification, raw_output, created_at",
+                "parse_attempts, created_at, prompt_sha256",
+    "path_scores": "id, path_id, question_id, llm_call_id, run_id, ranker_model, score, justification, raw_output, created_at, "
+                   "prompt_sha256",
     "accepted_paths": "id, question_id, path_id, verdict_id, rank, run_id, created_at, dropped_reason",
-    "summaries": "id, path_id, question_id, llm_call_id, run_id, summarizer_model, text, created_at",
+    "summaries": "id, path_id, question_id, llm_call_id, run_id, summarizer_model, text, created_at, prompt_sha256",
     "question_outcomes": "id, question_id, run_id, tier, n_paths, n_correct, status, rejection_reason, n_accepted, "
                          "updated_at, simulated",
     "question_failures": "id, question_id, stage, failures, permanent, last_error_kind, last_error, last_run_id, "
@@ -165,7 +173,7 @@ def build_questions(url_pg: str, rng: random.Random, text: Texts, nq: int, nt: i
                 src = rng.choices(sources, weights)[0]
                 opts = json.dumps([[k, text(40)] for k in "ABCD"])
                 yield (f"{qid}\t{uuid.uuid4().hex}{uuid.uuid4().hex}\t{src}\t{src}-{qid}\t{'test' if test else 'train'}\t"
-                       f"{'t' if test else 'f'}\t{text(QUESTION_CHARS[src])}\t{N}\t{opts}\t{rng.choice('ABCD')}\t{{}}\t{STAMP}\n")
+                       f"{'t' if test else 'f'}\t{text(QUESTION_CHARS[src])}\t{N}\t{opts}\t{key_of(qid)}\t{{}}\t{STAMP}\n")
 
         counts["questions"] = _copy(conn, "questions", "id, content_hash, source, source_id, split, is_benchmark_test, "
                                     "question, context, options, answer, metadata, created_at", questions())
@@ -194,23 +202,24 @@ def build_work(url_pg: str, rng: random.Random, text: Texts, nq: int, runs: int)
         return cid
 
     def path(qid: int, run: int, key: str, origin: str, role: str, model: str, temp: float, parent: int | None,
-             i: int) -> int:
+             i: int, right: bool) -> int:
+        """``right``: its final answer is the key (a path judged correct almost always has it)."""
         body = text(3000)
+        answer = key_of(qid) if right else "ABCD"[(qid + 1 + i % 3) % 4]
         cid = call(qid, run, role, model, key, temp, len(body) // 4)
         pid = nid("path")
         files.write("reasoning_paths", 
             f"{pid}\t{qid}\t{key}\t{origin}\t{role}\t{N if parent is None else parent}\t{cid}\t{run}\tvllm\t{model}\t"
-            f"{temp}\t{i % 3}\t{i}\t{rng.getrandbits(256):064x}\t{body} The answer is B.\t{body}\tB\tstop\t"
+            f"{temp}\t{i % 3}\t{i}\t{rng.getrandbits(256):064x}\t{body} The answer is {answer}.\t{body}\t{answer}\tstop\t"
             f"{rng.randint(300, 900)}\t{len(body) // 4}\t{rng.uniform(2000, 40000):.1f}\t{STAMP}\n")
         return pid
 
-    def verdict(qid: int, run: int, pid: int, correct_p: float) -> tuple[int, str]:
-        roll = rng.random()
+    def verdict(qid: int, run: int, pid: int, correct_p: float, roll: float) -> tuple[int, str]:
         outcome = "correct" if roll < correct_p else ("unparseable" if roll > 0.985 else "error")
         cid = call(qid, run, "verifier", VERIFIER, f"verify/{pid}", 0.0, 120)
         vid = nid("verdict")
         reason = text(300) if outcome == "error" else text(100)
-        files.write("verdicts", f"{vid}\t{pid}\t{qid}\t{cid}\t{run}\t{VERIFIER}\t{outcome}\t{reason}\t{reason}\t1\t{STAMP}\n")
+        files.write("verdicts", f"{vid}\t{pid}\t{qid}\t{cid}\t{run}\t{VERIFIER}\t{outcome}\t{reason}\t{reason}\t1\t{STAMP}\t{PROMPT_SHA['verify']}\n")
         return vid, outcome
 
     for qid in range(1, nq + 1):
@@ -225,8 +234,9 @@ def build_work(url_pg: str, rng: random.Random, text: Texts, nq: int, runs: int)
         for model in GENERATORS:
             for temp in TEMPERATURES:
                 key = f"gen/{model}/{temp}/{i % 3}"
-                pid = path(qid, run, key, "generated", "generator", model, temp, None, i)
-                vid, outcome = verdict(qid, run, pid, correct_p)
+                roll = rng.random()
+                pid = path(qid, run, key, "generated", "generator", model, temp, None, i, roll < correct_p * 0.99)
+                vid, outcome = verdict(qid, run, pid, correct_p, roll)
                 if outcome == "correct":
                     kept.append((pid, vid))
                 else:
@@ -236,28 +246,30 @@ def build_work(url_pg: str, rng: random.Random, text: Texts, nq: int, runs: int)
         tier = "easy" if n_correct >= 7 else ("medium" if n_correct >= 2 else "difficult")
         if tier == "medium":  # the refiner rewrites up to two wrong paths
             for j in range(2):
-                pid = path(qid, run, f"ref/{j}", "refined", "refiner", REFINER, 0.7, wrong[j], i)
-                vid, outcome = verdict(qid, run, pid, 0.6)
+                roll = rng.random()
+                pid = path(qid, run, f"ref/{j}", "refined", "refiner", REFINER, 0.7, wrong[j], i, roll < 0.6 * 0.99)
+                vid, outcome = verdict(qid, run, pid, 0.6, roll)
                 if outcome == "correct":
                     kept.append((pid, vid))
                 i += 1
         elif tier == "difficult":  # the regenerator writes three new paths
             for j in range(3):
-                pid = path(qid, run, f"regen/{j}", "regenerated", "regenerator", REFINER, 0.7, None, i)
-                vid, outcome = verdict(qid, run, pid, 0.5)
+                roll = rng.random()
+                pid = path(qid, run, f"regen/{j}", "regenerated", "regenerator", REFINER, 0.7, None, i, roll < 0.5 * 0.99)
+                vid, outcome = verdict(qid, run, pid, 0.5, roll)
                 if outcome == "correct":
                     kept.append((pid, vid))
                 i += 1
         for pid, _ in kept:  # the ranker scores every correct path
             cid = call(qid, run, "ranker", RANKER, f"rank/{pid}", 0.0, 60)
             files.write("path_scores", 
-                f"{nid('score')}\t{pid}\t{qid}\t{cid}\t{run}\t{RANKER}\t{rng.randint(2, 5)}\t{text(150)}\t{text(200)}\t{STAMP}\n")
+                f"{nid('score')}\t{pid}\t{qid}\t{cid}\t{run}\t{RANKER}\t{rng.randint(2, 5)}\t{text(150)}\t{text(200)}\t{STAMP}\t{PROMPT_SHA['rank']}\n")
         take = kept[: 2 + (rng.random() < 0.2)]  # top two (sometimes three): ~1.9 rows per question, 370k in all
         status = "accepted" if take else "rejected"
         for rank, (pid, vid) in enumerate(take):
             files.write("accepted_paths", f"{nid('accepted')}\t{qid}\t{pid}\t{vid}\t{rank}\t{run}\t{STAMP}\t{N}\n")
             cid = call(qid, run, "summarizer", SUMMARIZER, f"sum/{pid}", 0.0, 200)
-            files.write("summaries", f"{nid('summary')}\t{pid}\t{qid}\t{cid}\t{run}\t{SUMMARIZER}\t{text(800)}\t{STAMP}\n")
+            files.write("summaries", f"{nid('summary')}\t{pid}\t{qid}\t{cid}\t{run}\t{SUMMARIZER}\t{text(800)}\t{STAMP}\t{PROMPT_SHA['summarize']}\n")
         reason = N if take else "no correct path after regeneration"
         files.write("question_outcomes", 
             f"{nid('outcome')}\t{qid}\t{run}\t{tier}\t{i}\t{n_correct}\t{status}\t{reason}\t{len(take)}\t{STAMP}\tf\n")
@@ -351,12 +363,47 @@ def view_contents(engine: Any) -> dict[str, list[dict[str, Any]]]:
 
 
 def measure_claims(engine: Any, repeat: int) -> dict[str, float]:
-    from reasonmed.db.pipeline_repo import claim_questions, count_pending
+    """Claim the next shard of 200 (fifo), ``repeat`` times; every claim is released again afterwards, so
+    a later measurement (after a migration) starts from the same state."""
+    from reasonmed.db.pipeline_repo import claim_questions, count_pending, release_claims
 
     _reset_peak()
     pending = count_pending(engine)
-    ms, ids = _timed(lambda: claim_questions(engine, worker=f"bench-{uuid.uuid4().hex[:6]}", limit=200, lease_s=600), repeat)
+    worker = f"bench-{uuid.uuid4().hex[:6]}"
+    ms, ids = _timed(lambda: claim_questions(engine, worker=worker, limit=200, lease_s=600), repeat)
+    release_claims(engine, worker=worker)
     return {"pending": pending, "claim_200_ms": ms, "claimed": len(ids), "peak_rss_mb": _peak_mb()}
+
+
+def measure_show(url: str, url_pg: str, repeat: int) -> dict[str, Any]:
+    """``reasonmed show`` of one question as the command runs it (engine, schema check, queries, rendering
+    to a terminal), for an accepted question with a refinement, a rejected one and a pending one."""
+    import io
+
+    from rich.console import Console
+
+    from reasonmed.cli.show import engine_from_settings, load_story, print_story
+    from reasonmed.db.inspect_repo import question_story
+    from reasonmed.db.migrate import SchemaNotCurrent
+
+    with psycopg.connect(url_pg) as conn:
+        picks = [r[0] for r in conn.execute(
+            "(SELECT question_id FROM question_outcomes WHERE status = 'accepted' AND tier = 'medium' ORDER BY question_id LIMIT 1) "
+            "UNION ALL (SELECT question_id FROM question_outcomes WHERE status = 'rejected' ORDER BY question_id LIMIT 1) "
+            "UNION ALL (SELECT max(id) FROM questions WHERE NOT is_benchmark_test)")]
+
+    def show(qid: int) -> int:
+        try:
+            story = load_story(qid, url)
+        except SchemaNotCurrent:  # built at an older revision (before --then-upgrade): the same reads, unchecked
+            story = question_story(engine_from_settings(url)[1], qid)
+        out = io.StringIO()
+        print_story(story, Console(file=out, width=120, highlight=False, soft_wrap=False))
+        return len(out.getvalue())
+
+    _reset_peak()
+    times = {qid: _timed(lambda q=qid: show(q), repeat)[0] for qid in picks}
+    return {"ms_by_question": times, "max_ms": max(times.values()), "peak_rss_mb": _peak_mb()}
 
 
 def measure_export(engine: Any, scan: bool) -> dict[str, Any]:
@@ -381,6 +428,11 @@ def measure_export(engine: Any, scan: bool) -> dict[str, Any]:
     return {"contamination_scan_s": scan_s, "export_s": export_s, "rows": result.counts.get("rows", result.counts),
             "counts": result.counts, "bytes_written": size, "peak_rss_mb": _peak_mb(),
             "contamination_scan_peak_rss_mb": scan_peak}
+
+
+def _show_line(sh: dict[str, Any]) -> str:
+    return (", ".join(f"question {q} {ms:.0f} ms" for q, ms in sh["ms_by_question"].items())
+            + f" (peak RSS {sh['peak_rss_mb']:.0f} MB)")
 
 
 def sizes(url_pg: str, questions: int) -> dict[str, Any]:
@@ -450,6 +502,8 @@ def main() -> None:
             c = figures["claim_late"] = measure_claims(engine, args.repeat)
             print(f"claim 200 with {c['pending']:,} pending behind finished questions: {c['claim_200_ms']:.1f} ms "
                   f"(peak RSS {c['peak_rss_mb']:.0f} MB)", flush=True)
+            sh = figures["show"] = measure_show(url, url_pg, args.repeat)
+            print(f"reasonmed show of one question: {_show_line(sh)}", flush=True)
         print("audit views:", flush=True)
         figures["views"] = measure_views(engine, url_pg, args.repeat)
         if args.then_upgrade:
@@ -457,6 +511,12 @@ def main() -> None:
             migrate.upgrade(url, args.then_upgrade)
             print(f"audit views after upgrading to {args.then_upgrade}:", flush=True)
             figures["views_after_upgrade"] = measure_views(engine, url_pg, args.repeat)
+            if not args.only_views:
+                c = figures["claim_late_after_upgrade"] = measure_claims(engine, args.repeat)
+                print(f"after {args.then_upgrade}: claim 200 with {c['pending']:,} pending behind finished questions: "
+                      f"{c['claim_200_ms']:.1f} ms (was {figures['claim_late']['claim_200_ms']:.1f} ms)", flush=True)
+                sh = figures["show_after_upgrade"] = measure_show(url, url_pg, args.repeat)
+                print(f"after {args.then_upgrade}: reasonmed show of one question: {_show_line(sh)}", flush=True)
             if before:
                 after = view_contents(engine)
                 figures["views_changed"] = changed = [v for v in before if before[v] != after[v]]
