@@ -289,6 +289,12 @@ def finish_load(url_pg: str) -> None:
         for t in tables:
             conn.execute(f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), coalesce((SELECT max(id) FROM {t}), 0) + 1, false) "
                          f"WHERE pg_get_serial_sequence('{t}', 'id') IS NOT NULL")
+        if conn.execute("SELECT 1 FROM information_schema.columns WHERE table_name = 'questions' "
+                        "AND column_name = 'finished_by'").fetchone():
+            # What the triggers on question_outcomes (0011) would have written, had COPY fired them.
+            conn.execute("UPDATE questions q SET finished_by = CASE WHEN o.simulated THEN 'simulated' ELSE 'real' END "
+                         "FROM question_outcomes o WHERE o.question_id = q.id AND o.status IN ('accepted', 'rejected') "
+                         "AND q.finished_by IS NULL")
         conn.execute("VACUUM ANALYZE")
 
 

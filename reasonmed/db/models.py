@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -98,8 +99,16 @@ class Question(Base):
     # Claim lease: lets several workers share one pending set without processing a question twice.
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     claim_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # 'real' | 'simulated' | NULL: who finished it (accepted or rejected). Kept by triggers on
+    # question_outcomes (migration 0011), never written by the code; the claim reads ix_questions_pending.
+    finished_by: Mapped[str | None] = mapped_column(String(16))
 
-    __table_args__ = (Index("ix_questions_source_source_id", "source", "source_id"),)
+    __table_args__ = (
+        Index("ix_questions_source_source_id", "source", "source_id"),
+        Index("ix_questions_pending", "id",
+              postgresql_where=text("is_benchmark_test IS false AND (finished_by IS NULL OR finished_by = 'simulated')"),
+              sqlite_where=text("is_benchmark_test IS 0 AND (finished_by IS NULL OR finished_by = 'simulated')")),
+    )
 
 
 class IngestError(Base):
