@@ -176,11 +176,18 @@ class JsonLines:
         self.path = path
         self.rows = 0
         self._f: IO[bytes] = path.open("wb")
+        self._sha = hashlib.sha256()  # hashed as written: the manifest need not read the file again
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows:
-            self._f.write(_joined(json_lines(table)))
+            data = _joined(json_lines(table))
+            self._f.write(data)
+            self._sha.update(data)
         self.rows += table.num_rows
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
 
     def close(self) -> list[Path]:
         self._f.close()
