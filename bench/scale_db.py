@@ -56,6 +56,7 @@ VERIFIER, RANKER, REFINER, SUMMARIZER = "Qwen2.5-72B-Instruct", "Qwen2.5-72B-Ins
 STAMP = "2026-11-20 10:00:00+00"
 # One prompt template per judged stage (the stage key is model + prompt sha, migration 0007).
 PROMPT_SHA = {stage: f"{i:064x}" for i, stage in enumerate(("verify", "rank", "summarize"), start=1)}
+PATH_SHA = {origin: f"{i:064x}" for i, origin in enumerate(("generated", "refined", "regenerated"), start=11)}
 WORDS = str.split(
     "patient presents with acute chronic pain fever cough dyspnea edema anemia platelet thrombosis embolism "
     "insulin cortisol cardiac hepatic renal lesion biopsy serum enzyme marker infarct ischemia rash neuropathy "
@@ -210,7 +211,7 @@ def build_work(url_pg: str, rng: random.Random, text: Texts, nq: int, runs: int)
         pid = nid("path")
         files.write("reasoning_paths", 
             f"{pid}\t{qid}\t{key}\t{origin}\t{role}\t{N if parent is None else parent}\t{cid}\t{run}\tvllm\t{model}\t"
-            f"{temp}\t{i % 3}\t{i}\t{rng.getrandbits(256):064x}\t{body} The answer is {answer}.\t{body}\t{answer}\tstop\t"
+            f"{temp}\t{i % 3}\t{i}\t{PATH_SHA[origin]}\t{body} The answer is {answer}.\t{body}\t{answer}\tstop\t"
             f"{rng.randint(300, 900)}\t{len(body) // 4}\t{rng.uniform(2000, 40000):.1f}\t{STAMP}\n")
         return pid
 
@@ -280,6 +281,13 @@ def build_work(url_pg: str, rng: random.Random, text: Texts, nq: int, runs: int)
     return files.close()
 
 
+def _has_finished_by(url_pg: str) -> bool:
+    """The schema has migration 0011 (questions.finished_by, which the code's claim reads)."""
+    with psycopg.connect(url_pg) as conn:
+        return conn.execute("SELECT 1 FROM information_schema.columns WHERE table_name = 'questions' "
+                            "AND column_name = 'finished_by'").fetchone() is not None
+
+
 def finish_load(url_pg: str) -> None:
     """Sequences past the copied ids, then VACUUM ANALYZE (statistics and visibility map, as autovacuum would)."""
     with psycopg.connect(url_pg, autocommit=True) as conn:
@@ -289,8 +297,7 @@ def finish_load(url_pg: str) -> None:
         for t in tables:
             conn.execute(f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), coalesce((SELECT max(id) FROM {t}), 0) + 1, false) "
                          f"WHERE pg_get_serial_sequence('{t}', 'id') IS NOT NULL")
-        if conn.execute("SELECT 1 FROM information_schema.columns WHERE table_name = 'questions' "
-                        "AND column_name = 'finished_by'").fetchone():
+        if _has_finished_by(url_pg):
             # What the triggers on question_outcomes (0011) would have written, had COPY fired them.
             conn.execute("UPDATE questions q SET finished_by = CASE WHEN o.simulated THEN 'simulated' ELSE 'real' END "
                          "FROM question_outcomes o WHERE o.question_id = q.id AND o.status IN ('accepted', 'rejected') "
@@ -368,7 +375,7 @@ def view_contents(engine: Any) -> dict[str, list[dict[str, Any]]]:
     return {v: [norm(r) for r in view_rows(engine, v, limit=1000)] for v in AUDIT_VIEWS}
 
 
-def measure_claims(engine: Any, repeat: int) -> dict[str, float]:
+def measure_claims(engine: Any, repeat: int, *, real_models: bool = False) -> dict[str, float]:
     """Claim the next shard of 200 (fifo), ``repeat`` times; every claim is released again afterwards, so
     a later measurement (after a migration) starts from the same state."""
     from reasonmed.db.pipeline_repo import claim_questions, count_pending, release_claims
@@ -376,9 +383,48 @@ def measure_claims(engine: Any, repeat: int) -> dict[str, float]:
     _reset_peak()
     pending = count_pending(engine)
     worker = f"bench-{uuid.uuid4().hex[:6]}"
-    ms, ids = _timed(lambda: claim_questions(engine, worker=worker, limit=200, lease_s=600), repeat)
+    ms, ids = _timed(lambda: claim_questions(engine, worker=worker, limit=200, lease_s=600, real_models=real_models),
+                     max(repeat, 3))
     release_claims(engine, worker=worker)
     return {"pending": pending, "claim_200_ms": ms, "claimed": len(ids), "peak_rss_mb": _peak_mb()}
+
+
+# The claim's pick before migration 0011: every training question in id order, finished ones dropped by an
+# anti-join against question_outcomes (O(finished questions) late in a run). Same lease, order and skips.
+LEGACY_CLAIM = """
+UPDATE questions SET claimed_by = %(worker)s, claim_expires_at = now() + interval '600 seconds'
+WHERE id IN (
+    SELECT id FROM questions
+    WHERE is_benchmark_test IS false
+      AND id NOT IN (SELECT question_id FROM question_outcomes WHERE status IN ('accepted', 'rejected'))
+      AND id NOT IN (SELECT question_id FROM question_failures WHERE set_aside_at IS NOT NULL)
+      AND (claimed_by IS NULL OR claim_expires_at < now())
+    ORDER BY id LIMIT 200 FOR UPDATE SKIP LOCKED)
+RETURNING id
+"""
+
+
+def measure_legacy_claim(url_pg: str, repeat: int) -> float:
+    """Median ms of the pre-0011 claim SQL (one transaction each, as the code's claim), claims released."""
+    worker = f"bench-legacy-{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(url_pg, autocommit=True) as conn:
+        def claim() -> int:
+            with conn.transaction():
+                return len(conn.execute(LEGACY_CLAIM, {"worker": worker}).fetchall())
+        ms, _ = _timed(claim, max(repeat, 3))
+        conn.execute("UPDATE questions SET claimed_by = NULL, claim_expires_at = NULL WHERE claimed_by = %s", (worker,))
+    return ms
+
+
+def measure_claims_and_show(engine: Any, url: str, url_pg: str, repeat: int, figures: dict[str, Any]) -> None:
+    c = figures["claim_late"] = measure_claims(engine, repeat)
+    c["legacy_claim_200_ms"] = legacy = measure_legacy_claim(url_pg, repeat)
+    c["real_models_claim_200_ms"] = measure_claims(engine, repeat, real_models=True)["claim_200_ms"]
+    print(f"claim 200 with {c['pending']:,} pending behind finished questions: {c['claim_200_ms']:.1f} ms "
+          f"(real models: {c['real_models_claim_200_ms']:.1f} ms; the pre-0011 claim SQL in this run: {legacy:.1f} ms; "
+          f"peak RSS {c['peak_rss_mb']:.0f} MB)", flush=True)
+    sh = figures["show"] = measure_show(url, url_pg, repeat)
+    print(f"reasonmed show of one question: {_show_line(sh)}", flush=True)
 
 
 def measure_show(url: str, url_pg: str, repeat: int) -> dict[str, Any]:
@@ -408,7 +454,7 @@ def measure_show(url: str, url_pg: str, repeat: int) -> dict[str, Any]:
         return len(out.getvalue())
 
     _reset_peak()
-    times = {qid: _timed(lambda q=qid: show(q), repeat)[0] for qid in picks}
+    times = {qid: _timed(lambda q=qid: show(q), max(repeat, 3))[0] for qid in picks}
     return {"ms_by_question": times, "max_ms": max(times.values()), "peak_rss_mb": _peak_mb()}
 
 
@@ -464,6 +510,7 @@ def main() -> None:
     ap.add_argument("--only-views", action="store_true", help="skip claims and export (with --database)")
     ap.add_argument("--revision", default="heads", help="build the schema at this migration (default: all heads)")
     ap.add_argument("--no-compare", action="store_true", help="with --then-upgrade: skip the row comparison")
+    ap.add_argument("--no-export", action="store_true", help="skip the export")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
 
@@ -487,7 +534,8 @@ def main() -> None:
             build_counts = build_questions(url_pg, rng, text, nq, nt, runs)
             finish_load(url_pg)
             # Every training question pending, before any outcome: the start of a run.
-            figures["claim_all_pending"] = measure_claims(engine, args.repeat)
+            figures["claim_all_pending"] = c = measure_claims(engine, args.repeat) if _has_finished_by(url_pg) else {}
+            c["legacy_claim_200_ms"] = measure_legacy_claim(url_pg, args.repeat)
             with psycopg.connect(url_pg, autocommit=True) as conn:
                 conn.execute("UPDATE questions SET claimed_by = NULL, claim_expires_at = NULL WHERE claimed_by IS NOT NULL")
             build_counts |= build_work(url_pg, rng, text, nq, runs)
@@ -496,20 +544,17 @@ def main() -> None:
             figures["rows"] = build_counts
             print(f"built {db} in {figures['load_s']:.0f} s: " + ", ".join(f"{k} {v:,}" for k, v in build_counts.items()), flush=True)
             c = figures["claim_all_pending"]
-            print(f"claim 200 with {c['pending']:,} pending (no outcomes yet): {c['claim_200_ms']:.1f} ms "
-                  f"(peak RSS {c['peak_rss_mb']:.0f} MB)", flush=True)
+            print(f"claim 200 with every training question pending (no outcomes yet): "
+                  f"{c.get('claim_200_ms', float('nan')):.1f} ms (the pre-0011 claim SQL in this run: "
+                  f"{c['legacy_claim_200_ms']:.1f} ms)", flush=True)
         with psycopg.connect(url_pg) as conn:
             questions = conn.execute("SELECT count(*) FROM questions").fetchone()[0]
         figures["size"] = sizes(url_pg, questions)
         s = figures["size"]
         print(f"database {s['database_bytes'] / 2**20:,.0f} MiB = {s['bytes_per_question'] / 1024:,.1f} KiB per question; "
               + ", ".join(f"{t} {b / 2**20:,.0f} MiB" for t, b in list(s["tables"].items())[:6]), flush=True)
-        if not args.only_views:
-            c = figures["claim_late"] = measure_claims(engine, args.repeat)
-            print(f"claim 200 with {c['pending']:,} pending behind finished questions: {c['claim_200_ms']:.1f} ms "
-                  f"(peak RSS {c['peak_rss_mb']:.0f} MB)", flush=True)
-            sh = figures["show"] = measure_show(url, url_pg, args.repeat)
-            print(f"reasonmed show of one question: {_show_line(sh)}", flush=True)
+        if not args.only_views and not args.then_upgrade:
+            measure_claims_and_show(engine, url, url_pg, args.repeat, figures)
         print("audit views:", flush=True)
         figures["views"] = measure_views(engine, url_pg, args.repeat)
         if args.then_upgrade:
@@ -517,17 +562,13 @@ def main() -> None:
             migrate.upgrade(url, args.then_upgrade)
             print(f"audit views after upgrading to {args.then_upgrade}:", flush=True)
             figures["views_after_upgrade"] = measure_views(engine, url_pg, args.repeat)
-            if not args.only_views:
-                c = figures["claim_late_after_upgrade"] = measure_claims(engine, args.repeat)
-                print(f"after {args.then_upgrade}: claim 200 with {c['pending']:,} pending behind finished questions: "
-                      f"{c['claim_200_ms']:.1f} ms (was {figures['claim_late']['claim_200_ms']:.1f} ms)", flush=True)
-                sh = figures["show_after_upgrade"] = measure_show(url, url_pg, args.repeat)
-                print(f"after {args.then_upgrade}: reasonmed show of one question: {_show_line(sh)}", flush=True)
             if before:
                 after = view_contents(engine)
                 figures["views_changed"] = changed = [v for v in before if before[v] != after[v]]
                 print(f"views whose rows changed: {', '.join(changed) or 'none'}", flush=True)
-        if args.only_views:
+            if not args.only_views:  # the code's claim needs the upgraded schema: timed beside the old SQL
+                measure_claims_and_show(engine, url, url_pg, args.repeat, figures)
+        if args.only_views or args.no_export:
             return
         e = figures["export"] = measure_export(engine, scan=not args.no_scan)
         print(f"contamination scan {e['contamination_scan_s']:.1f} s (peak RSS {e['contamination_scan_peak_rss_mb']:.0f} MB); export of {e['counts']} in {e['export_s']:.1f} s "

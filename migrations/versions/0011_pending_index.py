@@ -1,4 +1,5 @@
-"""questions.finished_by, kept by triggers on question_outcomes, and a partial index of pending questions
+"""questions.finished_by, kept by triggers on question_outcomes, and a partial index of pending questions;
+two indexes for audit_refinement_success
 
 Claiming the next shard picked the lowest pending ids by walking ``questions`` in id order and dropping
 every finished one (an anti-join against question_outcomes): late in a run that is O(finished questions),
@@ -6,6 +7,10 @@ every finished one (an anti-join against question_outcomes): late in a run that 
 'simulated' or NULL: the question has no accepted or rejected outcome) mirrors question_outcomes, row
 by row, through triggers, so no writer has to remember it; the partial index holds only the training
 questions a run with real models still has to do, and the claim reads the next shard from it.
+
+audit_refinement_success read every current verdict (a hash join over all 1.8M at the paper's size, 3 s)
+to judge the 6% of paths that are refinements or regenerations: ix_reasoning_paths_rewritten lists those
+paths, ix_verdicts_current_path answers each one's current verdict from the index alone (0.2-0.7 s).
 
 Revision ID: 0011
 Revises: 0010
@@ -28,6 +33,8 @@ PENDING_WHERE = {
     'postgresql': "is_benchmark_test IS false AND (finished_by IS NULL OR finished_by = 'simulated')",
     'sqlite': "is_benchmark_test IS 0 AND (finished_by IS NULL OR finished_by = 'simulated')",
 }
+REWRITTEN = "origin IN ('refined', 'regenerated')"  # as the view writes it, so the planner proves it
+CURRENT = "superseded_at IS NULL"
 
 PG_FUNCTION = f"""
 CREATE FUNCTION questions_finished_by() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -83,10 +90,17 @@ def upgrade() -> None:
     op.create_index('ix_questions_pending', 'questions', ['id'], unique=False,
                     postgresql_where=sa.text(PENDING_WHERE['postgresql']),
                     sqlite_where=sa.text(PENDING_WHERE['sqlite']))
+    op.create_index('ix_reasoning_paths_rewritten', 'reasoning_paths', ['role', 'model', 'id'], unique=False,
+                    postgresql_where=sa.text(REWRITTEN), sqlite_where=sa.text(REWRITTEN))
+    op.create_index('ix_verdicts_current_path', 'verdicts', ['path_id'], unique=False,
+                    postgresql_include=['outcome', 'verifier_model'],
+                    postgresql_where=sa.text(CURRENT), sqlite_where=sa.text(CURRENT))
 
 
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
+    op.drop_index('ix_verdicts_current_path', table_name='verdicts')
+    op.drop_index('ix_reasoning_paths_rewritten', table_name='reasoning_paths')
     op.drop_index('ix_questions_pending', table_name='questions')
     if dialect == 'postgresql':
         op.execute("DROP TRIGGER IF EXISTS question_outcomes_finished_by ON question_outcomes")

@@ -146,8 +146,8 @@ def card_provenance(engine: Engine, path_ids: Sequence[int], run_ids: Iterable[i
                 for role, model, sha, n in conn.execute(stmt.group_by(*cols)):
                     roles[(role, model, sha)] = roles.get((role, model, sha), 0) + n
         shas = sorted({k[2] for k in roles})
-        names = dict(conn.execute(select(PromptTemplateRow.sha256, PromptTemplateRow.variant)
-                                  .where(PromptTemplateRow.sha256.in_(shas))).all()) if shas else {}
+        known = PromptTemplateRow.sha256 == any_(literal(shas, ARRAY(Text))) if array else PromptTemplateRow.sha256.in_(shas)
+        names = dict(conn.execute(select(PromptTemplateRow.sha256, PromptTemplateRow.variant).where(known)).all()) if shas else {}
         profiles: dict[str, int] = {}
         run_list = sorted(set(run_ids))
         if run_list:

@@ -234,6 +234,10 @@ class ReasoningPath(Base):
     __table_args__ = (
         UniqueConstraint("question_id", "path_key"),
         Index("ix_reasoning_paths_question_origin", "question_id", "origin"),
+        # audit_refinement_success (migration 0011): only the refined and regenerated paths.
+        Index("ix_reasoning_paths_rewritten", "role", "model", "id",
+              postgresql_where=text("origin IN ('refined', 'regenerated')"),
+              sqlite_where=text("origin IN ('refined', 'regenerated')")),
         CheckConstraint("origin IN ('generated', 'refined', 'regenerated')", name="origin"),
     )
 
@@ -260,6 +264,9 @@ class Verdict(Base):
         UniqueConstraint("path_id", "verifier_model", "prompt_sha256"),
         Index("ix_verdicts_outcome", "outcome"),
         Index("ix_verdicts_verifier_model_outcome", "verifier_model", "outcome"),
+        # A path's current verdict from the index alone (migration 0011).
+        Index("ix_verdicts_current_path", "path_id", postgresql_include=["outcome", "verifier_model"],
+              postgresql_where=text("superseded_at IS NULL"), sqlite_where=text("superseded_at IS NULL")),
         CheckConstraint("outcome IN ('correct', 'error', 'unparseable')", name="outcome"),
     )
 
