@@ -16,7 +16,10 @@ Measured (one process, wall time, median of ``--repeat`` runs where repeated):
 - each audit view (reasonmed.db.audit_repo.AUDIT_VIEWS): its first page of 50 rows in its stable order, and
   its full count; the plan's sequential scans of large tables are listed;
 - claiming the next shard of 200 (reasonmed.db.pipeline_repo.claim_questions): with every training question
-  pending (before any outcome exists), and late in the run (5% pending behind 95% finished);
+  pending (before any outcome exists), and late in the run (5% pending behind 95% finished), each beside
+  the claim's SQL as it was before migration 0011 (LEGACY_CLAIM), in the same process;
+- ``reasonmed show`` of an accepted, a rejected and a pending question (engine, schema check, queries,
+  rendering to a terminal);
 - the contamination scan an export runs, and the export of the accepted rows (reasonmed.export.service.
   export_dataset, Parquet and JSON Lines into a temporary folder);
 - bytes on disk per question (pg_database_size) and per table;
