@@ -12,7 +12,21 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Engine, Select, Text, and_, any_, cast, func, insert, literal, select, true, update
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    Select,
+    Text,
+    and_,
+    any_,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
