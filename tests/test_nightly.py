@@ -81,6 +81,40 @@ def test_round_robin_claims_alternate_sources_and_fifo_takes_lowest_ids(engine: 
         repo.claim_questions(engine, worker="w", limit=1, lease_s=60, priority="random")
 
 
+def test_claims_follow_outcomes_however_they_are_written(engine: Any, tmp_path: Path) -> None:
+    """questions.finished_by (which the claim reads) is kept by the database from question_outcomes:
+    plain SQL inserts, updates and deletes move it, a simulated finish is redone only by real models,
+    and a question reopened to 'resolved' is claimable again."""
+    ingest_file(engine, write_medqa(tmp_path / "mq.jsonl", 4), "medqa")
+    with engine.connect() as c:
+        q1, q2, q3, q4 = sorted(c.execute(select(Question.id)).scalars())
+
+    def claim(real_models: bool) -> list[int]:
+        ids = repo.claim_questions(engine, worker="w", limit=10, lease_s=60, real_models=real_models)
+        repo.release_claims(engine, worker="w")
+        return ids
+
+    def sql(statement: str, **params: Any) -> None:
+        with engine.begin() as c:
+            c.execute(text(statement), params)
+
+    add = ("INSERT INTO question_outcomes (question_id, status, n_paths, n_correct, n_accepted, updated_at, simulated) "
+           "VALUES (:q, :status, 9, 9, 2, CURRENT_TIMESTAMP, :sim)")
+    sql(add, q=q1, status="accepted", sim=False)
+    sql(add, q=q2, status="rejected", sim=True)
+    sql(add, q=q3, status="resolved", sim=False)
+    assert claim(real_models=False) == [q3, q4]
+    assert claim(real_models=True) == [q2, q3, q4]
+    assert repo.count_pending(engine) == 2 and repo.count_pending(engine, real_models=True) == 3
+
+    sql("UPDATE question_outcomes SET status = 'accepted' WHERE question_id = :q", q=q3)
+    sql("UPDATE question_outcomes SET simulated = :f WHERE question_id = :q", q=q2, f=False)
+    assert claim(real_models=True) == [q4]
+    sql("UPDATE question_outcomes SET status = 'resolved' WHERE question_id = :q", q=q1)
+    sql("DELETE FROM question_outcomes WHERE question_id = :q", q=q3)
+    assert claim(real_models=True) == [q1, q3, q4]
+
+
 # --------------------------------------------------------------------------- the guard
 
 
