@@ -1,5 +1,4 @@
 """Dataset export over a database filled by a real pipeline run (``built_pg_db``), on writable copies."""
-# ruff: noqa: F811  (fixtures imported from tests.export_helpers)
 
 from __future__ import annotations
 
@@ -22,13 +21,7 @@ from reasonmed.db.engine import make_engine
 from reasonmed.export.assemble import DATASETS, BenchmarkLeakError, format_instruction
 from reasonmed.export.service import ExportOptions, export_dataset
 from reasonmed.export.targets import S3Target
-from tests.export_helpers import (  # noqa: F401  (fixtures)
-    built_copy,
-    expected_rows,
-    fake_aws,
-    moto_server,
-    no_contamination,
-)
+from tests.export_helpers import expected_rows, moto_server, no_contamination
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

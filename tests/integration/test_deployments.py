@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from reasonmed.db.engine import make_engine
 from reasonmed.db.models import DatasetVersion, PipelineRun, QuestionOutcome, ReasoningPath
 from reasonmed.sim.launcher import SimServer
-from tests.fixtures_ops import PREFECT, PYTHON, PrefectServer, prefect_server, stop_process, write_pubmedqa  # noqa: F401
+from tests.fixtures_ops import PREFECT, PYTHON, PrefectServer, stop_process, write_pubmedqa
 from tests.fixtures_pipeline import PUBMEDQA_TEST_IDS, REPO, write_sim_config
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -123,7 +123,7 @@ def _start(cmd: list[str], server: PrefectServer, pg_url: str, tmp_path: Path, n
 
 
 def test_nightly_deployment_runs_on_a_worker_within_budget_and_grows_night_after_night(
-    prefect_server: PrefectServer, pipeline: dict[str, Any], tmp_path: Path,  # noqa: F811
+    prefect_server: PrefectServer, pipeline: dict[str, Any], tmp_path: Path,
 ) -> None:
     server = prefect_server
     cli(server, "work-pool", "create", "reasonmed", "--type", "process", "--overwrite")
@@ -210,7 +210,7 @@ def _finished(engine: Any) -> set[int]:
 
 
 def test_reasonmed_serve_runs_the_deployments_from_one_process(
-    prefect_server: PrefectServer, pipeline: dict[str, Any], tmp_path: Path,  # noqa: F811
+    prefect_server: PrefectServer, pipeline: dict[str, Any], tmp_path: Path,
 ) -> None:
     """The single-machine install: `reasonmed serve` registers the file's deployments and runs them."""
     server = prefect_server
