@@ -138,7 +138,7 @@ def test_nightly_deployment_runs_on_a_worker_within_budget_and_grows_night_after
     # the code is found through the worker's REASONMED_CODE_DIR, resolved on the worker at run time
     assert nightly.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $REASONMED_CODE_DIR }}"}}]
     assert nightly.job_variables["env"]["PREFECT_LOGGING_EXTRA_LOGGERS"] == "reasonmed"
-    # the run form: choices and help (tests/test_flow_parameters.py checks every parameter of every flow)
+    # the run form: choices and help (tests/integration/test_flow_parameters.py checks every parameter of every flow)
     priority = nightly.parameter_openapi_schema["properties"]["priority"]
     assert priority["enum"] == ["fifo", "round-robin"] and "round-robin" in priority["description"]
     for name in ("build-dataset/build", "export-dataset/export", "ingest/ingest", "evaluate-model/eval",
