@@ -237,7 +237,7 @@ def _pending_filter(sources: Sequence[str] | None, run_id: int | None = None, *,
     With ``real_models``, a question finished only by simulated models is not finished (it is redone)."""
     # questions.finished_by mirrors the FINISHED outcomes (triggers, migration 0011). Written with the
     # literals of ix_questions_pending's predicate, so the planner reads the pending ids from that index.
-    unfinished = Question.finished_by.is_(None)
+    unfinished: ColumnElement[bool] = Question.finished_by.is_(None)
     if real_models:
         unfinished = or_(unfinished, Question.finished_by == literal_column("'simulated'"))
     set_aside = select(QuestionFailure.question_id).where(QuestionFailure.set_aside_at.is_not(None))
@@ -617,8 +617,8 @@ class PathRecord:
     clean_text: str
     extracted_answer: str | None
     finish_reason: str | None
-    prompt_tokens: int
-    completion_tokens: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
     latency_ms: float
     created_at: datetime
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,7 +19,7 @@ MMLU_MEDICAL_SUBSETS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Benchmark:
-    name: str
+    name: BenchmarkName
     source: str
     subsets: tuple[str, ...] | None = None  # restrict to questions whose metadata.subset is one of these
 
@@ -37,7 +38,7 @@ BENCHMARKS: dict[str, Benchmark] = {
 DEFAULT_BENCHMARKS: tuple[str, ...] = tuple(BENCHMARKS)
 
 
-def parse_benchmarks(spec: str | list[str] | tuple[str, ...] | None) -> list[Benchmark]:
+def parse_benchmarks(spec: str | Sequence[str] | None) -> list[Benchmark]:
     """``"medqa,pubmedqa"`` (or a list) -> benchmarks, in the order given, duplicates dropped."""
     if spec is None:
         names: list[str] = list(DEFAULT_BENCHMARKS)
