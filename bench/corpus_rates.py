@@ -2,7 +2,7 @@
 
 For each role (verifier and ranker split into free and schema-constrained output) it prints how many
 outputs the project's parser reads as usable today and how many the hand review says are usable (records
-with an ``expected`` field; see ``tests/test_parsing_real.py``). Re-run it after a parser change.
+with an ``expected`` field; see ``tests/unit/test_parsing_real.py``). Re-run it after a parser change.
 
     python bench/corpus_rates.py tests/fixtures/real_outputs
 """

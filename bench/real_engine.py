@@ -9,7 +9,7 @@ training questions, asks every role the project's own prompts:
 It prints per role how often the project's parser got a usable answer, the unparseable verdict rate with
 and without structured output on the same paths, and tokens/s. ``--record DIR`` also writes every output
 (with model, prompt sha, sampling and the question) to ``DIR/<role>.jsonl``: the parser corpus that
-``tests/test_parsing_real.py`` reads.
+``tests/unit/test_parsing_real.py`` reads.
 
     python bench/real_engine.py --questions 20 --record tests/fixtures/real_outputs
 

@@ -24,12 +24,15 @@ from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact,
 from prefect.exceptions import PrefectHTTPStatusError, TerminationSignal
 from prefect.states import Cancelled, Failed, State
 
+from flows import run_names
 from flows.best_effort import best_effort
 from flows.run import RunContext
 from flows.stopping import CANCELLED_VIA_API, StopRequest, current_stop, watch_cancellation
 from reasonmed.config import PipelineConfig
 from reasonmed.db import failures_repo
 from reasonmed.db import pipeline_repo as repo
+from reasonmed.db.pipeline_repo import Priority
+from reasonmed.ingest.loaders import QuestionSource
 from reasonmed.pipeline import workers
 from reasonmed.pipeline.failures import classify
 from reasonmed.pipeline.outcome import BuildOutcome, HeldClaim, RunStatus, alarms_of
@@ -145,28 +148,35 @@ async def _take_back_dead_claims(engine: Any, sources: list[str] | None) -> None
         get_run_logger().info("took back %s claim(s) of %s dead worker(s): %s", freed, len(dead), ", ".join(dead))
 
 
-@flow(name="build-dataset", persist_result=False)
+@flow(name="build-dataset", flow_run_name=run_names.build_name, persist_result=False)
 async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, kept together
     limit: int | None = None,
-    sources: list[str] | None = None,
+    sources: list[QuestionSource] | None = None,
     config: str | None = None,
     shard_size: int | None = None,
     questions_in_flight: int | None = None,
     worker_id: str | None = None,
     max_tokens: int | None = None,
-    priority: str = "fifo",
+    priority: Priority = "fifo",
 ) -> dict[str, Any] | State[Any]:
-    """Process up to ``limit`` unfinished questions (all of them if unset), never benchmark-test items.
-
-    ``config`` is a pipeline YAML path (default: REASONMED_PIPELINE_CONFIG, else the simulator default);
-    ``sources`` restricts to some sources (e.g. ["medqa", "pubmedqa"]).
-    ``max_tokens``: stop claiming new shards once this run's prompt + completion tokens reach it (a
-    nightly budget); shards already claimed finish, so a run can overshoot by the shards in flight.
-    ``priority``: claim order, "fifo" (lowest ids first) or "round-robin" (in turn over sources).
+    """Process unfinished questions through the ReasonMed stages, never benchmark-test items.
 
     Every endpoint is asked once before anything is claimed; the run stops early on SIGTERM/SIGINT, on
     cancellation through the Prefect API, or when an endpoint's circuit breaker opens. It ends Failed
     (or Cancelled), with its result as the state's data, unless every question it took was finished.
+
+    Args:
+        limit: Most questions this run processes; empty means every unfinished one.
+        sources: Process only questions of these sources; empty means all.
+        config: Pipeline YAML on the worker; empty means REASONMED_PIPELINE_CONFIG, else the simulator.
+        shard_size: Questions per claimed shard (one child flow run each); empty means
+            REASONMED_SHARD_SIZE.
+        questions_in_flight: Questions processed at once; empty means REASONMED_QUESTIONS_IN_FLIGHT or a
+            default from the endpoints' concurrency.
+        worker_id: Name this worker's claims carry; empty means host and process id.
+        max_tokens: Stop claiming new shards once this run's prompt + completion tokens reach this;
+            claimed shards finish, so a run may overshoot by the shards in flight. Empty means no budget.
+        priority: Claim order: fifo takes the lowest ids first, round-robin takes sources in turn.
     """
     logger = get_run_logger()
     if priority not in repo.PRIORITIES:
@@ -182,6 +192,7 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
             "questions_in_flight": in_flight, "max_tokens": max_tokens, "priority": priority,
         }
         run_id = await run.start("build", params, [*all_templates(), *cfg.prompt_variants()])
+        await run_names.name_current_run(f"build-run-{run_id}")
         ctx = StageContext(engine=engine, cfg=cfg, backends=registry, run_id=run_id)
         # Prompt-aware resume: finished questions judged under another verifier, ranker or summariser
         # (model or prompt) are reopened, so this run re-judges exactly what the new keys lack.

@@ -15,13 +15,14 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
+from flows import run_names
 from flows.best_effort import best_effort
 from flows.outcomes import gather_items
 from flows.run import RunContext
 from reasonmed.agents.base import Sampling
 from reasonmed.config import ConfigError
 from reasonmed.evaluation import report
-from reasonmed.evaluation.benchmarks import parse_benchmarks
+from reasonmed.evaluation.benchmarks import BenchmarkName, parse_benchmarks
 from reasonmed.evaluation.runner import EvalContext, benchmark_accuracy, select_questions
 from reasonmed.prompts import get_template
 from reasonmed.structured_output import ANSWER_SCHEMA, constrained_template, format_for
@@ -34,10 +35,10 @@ def artifact_key(prefix: str, name: str) -> str:
     return f"{prefix}-" + (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model")
 
 
-@flow(name="evaluate-model", persist_result=False)
+@flow(name="evaluate-model", flow_run_name=run_names.eval_name, persist_result=False)
 async def evaluate_model(
     model_endpoint: str,
-    benchmarks: list[str] | None = None,
+    benchmarks: list[BenchmarkName] | None = None,
     limit: int | None = None,
     config: str | None = None,
     out: str | None = None,
@@ -45,13 +46,22 @@ async def evaluate_model(
     max_tokens: int = 4096,
     structured_output: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate the model behind ``model_endpoint`` (a name in the pipeline config's endpoints).
+    """Accuracy of a served model on the benchmark test items stored in the database.
 
-    ``benchmarks``: any of medqa, medmcqa, pubmedqa, mmlu-med (default all); ``limit``: first N test
-    items per benchmark (id order, so repeated runs cover the same items); ``out``: CSV path.
-    ``structured_output``: ask the engine for a JSON reply held to a schema (reasoning, answer), in the
-    endpoint's ``structured_dialect``; stored apart from free predictions (its prompt sha differs).
     Predictions already stored for this model and prompt version are not asked again.
+
+    Args:
+        model_endpoint: The endpoint (a name under endpoints in the pipeline config) serving the model
+            to evaluate.
+        benchmarks: Benchmarks to evaluate on; empty means all of them.
+        limit: First N test items per benchmark (id order, so repeated runs cover the same items);
+            empty means all.
+        config: Pipeline YAML on the worker; empty means REASONMED_PIPELINE_CONFIG.
+        out: Also write the accuracy table to this CSV path on the worker.
+        temperature: Sampling temperature (0 = greedy).
+        max_tokens: Most completion tokens per answer.
+        structured_output: Ask for a JSON reply held to a schema (reasoning, answer) in the endpoint's
+            structured_dialect; stored apart from free-form predictions.
     """
     logger = get_run_logger()
     async with RunContext(config) as run:

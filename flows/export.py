@@ -11,27 +11,34 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows import run_names
 from flows.report import publish_report_artifacts
 from flows.run import RunContext
-from reasonmed.export.service import ExportOptions, ExportResult
+from reasonmed.export.assemble import Layout
+from reasonmed.export.service import ExportOptions, ExportResult, Format
 from tasks.export import export_task
 
 
-@flow(name="export-dataset", persist_result=False)
+@flow(name="export-dataset", flow_run_name=run_names.export_name, persist_result=False)
 def export_dataset(
     out: str | None = None,
-    formats: list[str] = ["parquet", "jsonl"],  # noqa: B006 (never mutated; Prefect shows the default)
-    layout: str = "instruction",
+    formats: list[Format] = ["parquet", "jsonl"],  # noqa: B006 (never mutated; Prefect shows the default)
+    layout: Layout = "instruction",
     s3_endpoint_url: str | None = None,
     shard_rows: int | None = None,
     with_report: bool = True,
     allow_simulated: bool = False,
 ) -> dict[str, Any]:
-    """Export to ``out`` (a folder or s3://bucket/prefix; default REASONMED_EXPORT_DIR).
+    """Export ReasonMed, CoTMed and ResponseMed as the next dataset version.
 
-    ``allow_simulated`` also exports rows of simulated models (sim/...), flagged in card and manifest.
-
-    ``with_report`` also attaches the audit report's figures and tables to this run.
+    Args:
+        out: Folder on the worker or s3://bucket/prefix; empty means REASONMED_EXPORT_DIR.
+        formats: File formats written.
+        layout: Row layout: instruction (question / answer columns) or chat (messages).
+        s3_endpoint_url: S3-compatible endpoint (MinIO, ...); empty means REASONMED_S3_ENDPOINT_URL or AWS.
+        shard_rows: Rows per file; empty means the exporter's default.
+        with_report: Also attach the audit report's figures and tables to this run.
+        allow_simulated: Also export rows of simulated models (sim/...), flagged in card and manifest.
     """
     with RunContext() as run:  # no run row: the dataset version it writes is the export's record
         settings = run.settings

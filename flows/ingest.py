@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
+from flows import run_names
 from flows.run import RunContext
-from reasonmed.ingest.loaders import CopBase
+from reasonmed.ingest.loaders import CopBase, SourceFormat
 from reasonmed.ingest.service import IngestSummary, load_id_list
 from tasks.ingest import ingest_file_task
 
@@ -19,18 +22,33 @@ def _cop_base(value: str | int) -> CopBase:
     raise ValueError(f"cop_base must be auto, 0 or 1 (got {value!r})")
 
 
-@flow(name="ingest", log_prints=True)
+@flow(name="ingest", flow_run_name=run_names.ingest_name, log_prints=True)
 def ingest(
     paths: list[str],
-    source: str,
+    source: SourceFormat,
     split: str = "train",
     benchmark_test_ids: str | None = None,
     mapping: dict[str, str] | None = None,
-    cop_base: str = "auto",
-    answer_index_base: int | None = None,
+    cop_base: Literal["auto", "0", "1"] = "auto",
+    answer_index_base: Literal[0, 1] | None = None,
 ) -> list[IngestSummary]:
-    """Files run one after another: they share one database, and each ingest already overlaps its
-    parsing with its writes."""
+    """Ingest question files; files already ingested (same sha256) are skipped.
+
+    Files run one after another: they share one database, and each ingest already overlaps its
+    parsing with its writes.
+
+    Args:
+        paths: Question files on the worker.
+        source: The files' format.
+        split: Split label given to the new questions.
+        benchmark_test_ids: Id list (path on the worker) of the benchmark test split: those questions
+            are held out of the dataset.
+        mapping: For jsonl, csv and parquet: the file's column for each field (id, question, context,
+            answer, options), e.g. {"question": "prompt"}.
+        cop_base: MedMCQA: whether the answer index (cop) counts from 0 or 1; auto decides from the file.
+        answer_index_base: For jsonl, csv and parquet: whether a numeric answer counts options from 0 or
+            1; empty means an answer given as the option's letter or text.
+    """
     with RunContext() as run:
         settings = run.settings
     url = settings.database_url

@@ -24,12 +24,16 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.states import Cancelled, State
 
+from flows import run_names
 from flows.build import build_dataset, build_result
 from flows.export import export_dataset
 from flows.run import RunContext
 from reasonmed.db import nightly_repo
 from reasonmed.db import pipeline_repo as repo
-from reasonmed.ingest.loaders import FileFormatError, Limits
+from reasonmed.db.pipeline_repo import Priority
+from reasonmed.export.assemble import Layout
+from reasonmed.export.service import Format
+from reasonmed.ingest.loaders import FileFormatError, Limits, QuestionSource, SourceFormat
 from reasonmed.ingest.service import load_id_list
 from reasonmed.nightly import guard, inputs
 from reasonmed.nightly.report import Growth, render_markdown
@@ -39,38 +43,56 @@ from tasks.ingest import ingest_file_task
 GROWTH_ARTIFACT_KEY = "dataset-growth"
 
 
-@flow(name="nightly-growth", persist_result=False)
+@flow(name="nightly-growth", flow_run_name=run_names.nightly_name, persist_result=False)
 async def nightly_growth(
     input_location: str | None = None,
-    source: str = "pubmedqa",
+    source: SourceFormat = "pubmedqa",
     max_questions: int | None = None,
     max_tokens: int | None = None,
-    priority: str = "round-robin",
+    priority: Priority = "round-robin",
     export_out: str | None = None,
     config: str | None = None,
     pattern: str | None = None,
     split: str = "train",
     benchmark_test_ids: str | None = None,
-    sources: list[str] | None = None,
+    sources: list[QuestionSource] | None = None,
     shard_size: int | None = None,
     questions_in_flight: int | None = None,
     export: bool = True,
-    export_formats: list[str] | None = None,
-    export_layout: str = "instruction",
+    export_formats: list[Format] | None = None,
+    export_layout: Layout = "instruction",
     lock_ttl_s: float | None = None,
     dry_run: bool = False,
 ) -> dict[str, Any] | State:
-    """One night of growth.
+    """One night of growth: ingest what is new, process the next questions, export if the night added any.
 
-    ``input_location``: a folder (or file) or ``s3://bucket/prefix`` holding ``source``-format files
-    (``pattern`` filters names; default by source, e.g. ``*.jsonl`` for medqa); None skips ingestion.
-    ``benchmark_test_ids``: id list (path or s3 URI) whose questions are held out; it is never ingested.
-    ``max_questions`` / ``max_tokens``: the night's budget (None = unbounded). ``priority``:
-    "round-robin" over sources or "fifo" by id. ``export_out``: where the new dataset version goes
-    (default: the exporter's, under REASONMED_EXPORT_DIR). ``lock_ttl_s``: how long a dead night's lock
-    blocks (default REASONMED_CLAIM_LEASE_S). ``dry_run``: only estimate the night over the questions
-    already stored (calls, tokens, wall time and cost per stage, ``reasonmed run --dry-run``); nothing is
-    ingested, claimed or written.
+    Args:
+        input_location: A folder (or file) on the worker, or s3://bucket/prefix, holding the night's
+            question files; empty skips ingestion.
+        source: The format of the files at input_location.
+        max_questions: Most questions processed this night; empty means no limit, 0 builds nothing.
+        max_tokens: Most prompt + completion tokens this night; empty means no limit.
+        priority: Claim order: round-robin advances every source evenly, fifo takes the oldest first.
+        export_out: Where the new dataset version goes (folder or s3://bucket/prefix); empty means
+            REASONMED_EXPORT_DIR.
+        config: Pipeline YAML on the worker; empty means REASONMED_PIPELINE_CONFIG.
+        pattern: File-name pattern at input_location; empty means the format's default (e.g. *.json
+            for pubmedqa).
+        split: Split label given to newly ingested questions.
+        benchmark_test_ids: Id list (path or s3 URI) of the benchmark test split: those questions are
+            held out of the dataset; the file itself is never ingested.
+        sources: Process only questions of these sources; empty means all.
+        shard_size: Questions per claimed shard; empty means REASONMED_SHARD_SIZE.
+        questions_in_flight: Questions processed at once; empty means REASONMED_QUESTIONS_IN_FLIGHT or a
+            default from the endpoints' concurrency.
+        export: Export a new dataset version, when the night added samples or accepted questions.
+        export_formats: File formats of the export; empty means parquet and jsonl.
+        export_layout: Row layout of the export: instruction (question / answer columns) or chat
+            (messages).
+        lock_ttl_s: Seconds a dead night's lock blocks the next night; empty means
+            REASONMED_CLAIM_LEASE_S.
+        dry_run: Only estimate the night over the questions already stored (calls, tokens, wall time,
+            cost per stage); nothing is ingested, claimed or written.
     """
     logger = get_run_logger()
     if priority not in repo.PRIORITIES:
@@ -155,15 +177,18 @@ async def _grow(
         if not state.is_completed():  # what it did is exported all the same; the night then ends Failed
             growth.build_error = state.message
             get_run_logger().error("build did not finish its work: %s", state.message)
-    if export:
+    growth.after = await asyncio.to_thread(nightly_repo.dataset_totals, engine)
+    growth.finished = await asyncio.to_thread(nightly_repo.finished_since, engine, started)
+    if export and not growth.changed_dataset:  # a version identical to the last one would only add noise
+        growth.export_skipped = "the night added no sample and accepted no question"
+        get_run_logger().info("no export: %s", growth.export_skipped)
+    elif export:
         try:
             # A night on the simulator exports its own (simulated) rows, flagged as such in card and manifest.
             growth.export = await _export(params["export_out"], export_formats, export_layout, run.cfg.simulated)
         except Exception as exc:  # reported, and the night fails, once the growth figures are recorded
             growth.export_error = f"{type(exc).__name__}: {exc}"
             get_run_logger().error("export failed: %s", growth.export_error)
-    growth.after = await asyncio.to_thread(nightly_repo.dataset_totals, engine)
-    growth.finished = await asyncio.to_thread(nightly_repo.finished_since, engine, started)
     return growth
 
 

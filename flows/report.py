@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlalchemy import Engine
 
+from flows import run_names
 from flows.run import RunContext
 from reasonmed.report.data import load_report_data
 from reasonmed.report.figures import render_all
@@ -46,9 +47,13 @@ def publish_report_artifacts(engine: Engine) -> list[str]:
     return keys
 
 
-@flow(name="audit-report", persist_result=False)
+@flow(name="audit-report", flow_run_name=run_names.report_name, persist_result=False)
 def audit_report(out: str | None = None) -> dict[str, Any]:
-    """Attach the audit report to this run; with ``out``, also write index.html and the PNGs there."""
+    """Attach the audit report's figures and tables to this run as artifacts.
+
+    Args:
+        out: Also write index.html and the figures' PNG files to this folder on the worker.
+    """
     with RunContext() as run:
         engine = run.engine
     keys = publish_report_artifacts(engine)

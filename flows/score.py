@@ -14,6 +14,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
 
+from flows import run_names
 from flows.best_effort import best_effort
 from flows.outcomes import gather_items
 from flows.run import RunContext
@@ -21,8 +22,8 @@ from reasonmed.agents.base import Sampling
 from reasonmed.config import ConfigError
 from reasonmed.db import eval_repo
 from reasonmed.evaluation import scoring
-from reasonmed.evaluation.judge_modes import judge_spec
-from reasonmed.evaluation.scoring import ScoreContext
+from reasonmed.evaluation.judge_modes import JudgeMode, judge_spec
+from reasonmed.evaluation.scoring import ScoreContext, Variant
 from reasonmed.structured_output import JUDGE_SCHEMA, constrained_template, format_for
 from tasks.context import Handle
 from tasks.evaluate import score_variant_task
@@ -46,23 +47,37 @@ def _summary_rows(summaries: list[scoring.VariantSummary]) -> list[dict[str, Any
     ]
 
 
-@flow(name="score-dataset", persist_result=False)
+@flow(name="score-dataset", flow_run_name=run_names.score_name, persist_result=False)
 async def score_dataset(
     dataset_version: int,
     sample: int = 3000,
-    variants: list[str] | None = None,
+    variants: list[Variant] | None = None,
     judge_endpoint: str | None = None,
     seed: int = 0,
     config: str | None = None,
     max_tokens: int = 512,
-    judge_mode: str = "rubric",
+    judge_mode: JudgeMode = "rubric",
     structured_output: bool = False,
 ) -> dict[str, Any]:
-    """Rate ``sample`` rows of ``dataset_version`` (default judge: the verifier's endpoint).
+    """A judge model rates a seeded sample of an exported dataset version.
 
-    The same ``seed`` always picks the same rows; ratings already stored for this version, variant,
-    seed, judge and prompt version are reused, not asked for again. ``structured_output``: ratings held to
-    a JSON schema in the judge endpoint's ``structured_dialect`` (stored apart: the prompt sha differs).
+    Ratings already stored for this version, variant, seed, judge and prompt version are reused, not
+    asked for again.
+
+    Args:
+        dataset_version: The exported dataset version to rate (table dataset_versions, or an export
+            run's result).
+        sample: Rows rated per variant.
+        variants: Datasets of the version to rate; empty means reasonmed only.
+        judge_endpoint: Endpoint (a name in the pipeline config) of the judge model; empty means the
+            verifier's endpoint.
+        seed: Picks the sample: the same seed always picks the same rows.
+        config: Pipeline YAML on the worker; empty means REASONMED_PIPELINE_CONFIG.
+        max_tokens: Most completion tokens per rating.
+        judge_mode: rubric (criteria scored 1-10 with a justification) or paper (the paper's single
+            score).
+        structured_output: Hold the rubric ratings to a JSON schema in the judge endpoint's
+            structured_dialect; stored apart from free-form ratings.
     """
     logger = get_run_logger()
     async with RunContext(config) as run:

@@ -39,7 +39,7 @@ _RUN_TAG = uuid.uuid4().hex[:8]
 
 pytest_plugins = [
     "tests.fixtures_sim", "tests.fixtures_prefect", "tests.fixtures_pipeline", "tests.fixtures_finished",
-    "tests.fixtures_llamacpp",
+    "tests.fixtures_llamacpp", "tests.fixtures_ops", "tests.export_helpers",
 ]
 
 

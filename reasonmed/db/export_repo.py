@@ -13,7 +13,22 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, Select, Text, and_, cast, func, insert, literal, select, true, update
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    Select,
+    Text,
+    and_,
+    any_,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from reasonmed.db.models import (
@@ -130,20 +145,25 @@ def card_provenance(engine: Engine, path_ids: Sequence[int], run_ids: Iterable[i
         ("summarizer", None, Summary.summarizer_model, Summary.prompt_sha256, Summary.path_id, Summary.superseded_at),
     ]
     ids = sorted(set(path_ids))
+    # Postgres takes every id as one array parameter (= ANY): an IN list of thousands of bound parameters
+    # costs more to compile and plan than to run, for each chunk of each probe.
+    array = engine.dialect.name == "postgresql"
+    step = max(len(ids), 1) if array else 5000
     with engine.connect() as conn:
-        for i in range(0, len(ids), 5000):
-            chunk = ids[i:i + 5000]
+        for i in range(0, len(ids), step):
+            chunk = ids[i:i + step]
             for label, role_col, model_col, sha_col, path_col, superseded in probes:
                 cols = [role_col if role_col is not None else literal(label), model_col, sha_col]
-                stmt = select(*cols, func.count()).where(path_col.in_(chunk))
+                match = path_col == any_(literal(chunk, ARRAY(BigInteger))) if array else path_col.in_(chunk)
+                stmt = select(*cols, func.count()).where(match)
                 if superseded is not None:
                     stmt = stmt.where(superseded.is_(None))
                 for row in conn.execute(stmt.group_by(*cols)):  # (role, model, sha, count)
                     key = (row[0], row[1], row[2])
                     roles[key] = roles.get(key, 0) + int(row[3])
         shas = sorted({k[2] for k in roles})
-        names = dict(conn.execute(select(PromptTemplateRow.sha256, PromptTemplateRow.variant)
-                                  .where(PromptTemplateRow.sha256.in_(shas))).all()) if shas else {}
+        known = PromptTemplateRow.sha256 == any_(literal(shas, ARRAY(Text))) if array else PromptTemplateRow.sha256.in_(shas)
+        names = dict(conn.execute(select(PromptTemplateRow.sha256, PromptTemplateRow.variant).where(known)).all()) if shas else {}
         profiles: dict[str, int] = {}
         run_list = sorted(set(run_ids))
         if run_list:

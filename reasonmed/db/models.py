@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -100,8 +101,16 @@ class Question(Base):
     # Claim lease: lets several workers share one pending set without processing a question twice.
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     claim_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # 'real' | 'simulated' | NULL: who finished it (accepted or rejected). Kept by triggers on
+    # question_outcomes (migration 0011), never written by the code; the claim reads ix_questions_pending.
+    finished_by: Mapped[str | None] = mapped_column(String(16))
 
-    __table_args__ = (Index("ix_questions_source_source_id", "source", "source_id"),)
+    __table_args__ = (
+        Index("ix_questions_source_source_id", "source", "source_id"),
+        Index("ix_questions_pending", "id",
+              postgresql_where=text("is_benchmark_test IS false AND (finished_by IS NULL OR finished_by = 'simulated')"),
+              sqlite_where=text("is_benchmark_test IS 0 AND (finished_by IS NULL OR finished_by = 'simulated')")),
+    )
 
 
 class IngestError(Base):
@@ -227,6 +236,10 @@ class ReasoningPath(Base):
     __table_args__ = (
         UniqueConstraint("question_id", "path_key"),
         Index("ix_reasoning_paths_question_origin", "question_id", "origin"),
+        # audit_refinement_success (migration 0011): only the refined and regenerated paths.
+        Index("ix_reasoning_paths_rewritten", "role", "model", "id",
+              postgresql_where=text("origin IN ('refined', 'regenerated')"),
+              sqlite_where=text("origin IN ('refined', 'regenerated')")),
         CheckConstraint("origin IN ('generated', 'refined', 'regenerated')", name="origin"),
     )
 
@@ -253,6 +266,9 @@ class Verdict(Base):
         UniqueConstraint("path_id", "verifier_model", "prompt_sha256"),
         Index("ix_verdicts_outcome", "outcome"),
         Index("ix_verdicts_verifier_model_outcome", "verifier_model", "outcome"),
+        # A path's current verdict from the index alone (migration 0011).
+        Index("ix_verdicts_current_path", "path_id", postgresql_include=["outcome", "verifier_model"],
+              postgresql_where=text("superseded_at IS NULL"), sqlite_where=text("superseded_at IS NULL")),
         CheckConstraint("outcome IN ('correct', 'error', 'unparseable')", name="outcome"),
     )
 

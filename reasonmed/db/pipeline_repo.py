@@ -11,7 +11,7 @@ import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple, cast
+from typing import Any, Literal, NamedTuple, cast, get_args
 
 from sqlalchemy import (
     ColumnElement,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
+    literal_column,
     or_,
     select,
     text,
@@ -234,10 +235,13 @@ def outcome_snapshot(engine: Engine, question_ids: Sequence[int]) -> dict[int, O
 def _pending_filter(sources: Sequence[str] | None, run_id: int | None = None, *, real_models: bool = False) -> ColumnElement[bool]:
     """Training questions not finished and not set aside; with ``run_id``, also not failed in that run.
     With ``real_models``, a question finished only by simulated models is not finished (it is redone)."""
-    done = [QuestionOutcome.status.in_(FINISHED)] + ([QuestionOutcome.simulated.is_(False)] if real_models else [])
-    finished = select(QuestionOutcome.question_id).where(*done)
+    # questions.finished_by mirrors the FINISHED outcomes (triggers, migration 0011). Written with the
+    # literals of ix_questions_pending's predicate, so the planner reads the pending ids from that index.
+    unfinished: ColumnElement[bool] = Question.finished_by.is_(None)
+    if real_models:
+        unfinished = or_(unfinished, Question.finished_by == literal_column("'simulated'"))
     set_aside = select(QuestionFailure.question_id).where(QuestionFailure.set_aside_at.is_not(None))
-    conds = [Question.is_benchmark_test.is_(False), Question.id.not_in(finished), Question.id.not_in(set_aside)]
+    conds = [Question.is_benchmark_test.is_(False), unfinished, Question.id.not_in(set_aside)]
     if run_id is not None:
         conds.append(Question.id.not_in(select(QuestionFailure.question_id).where(QuestionFailure.last_run_id == run_id)))
     if sources:
@@ -265,7 +269,8 @@ def count_simulated_finished(engine: Engine, sources: Sequence[str] | None = Non
         return c.execute(q).scalar_one()
 
 
-PRIORITIES = ("fifo", "round-robin")
+Priority = Literal["fifo", "round-robin"]
+PRIORITIES: tuple[Priority, ...] = get_args(Priority)
 
 
 def claim_questions(
@@ -612,8 +617,8 @@ class PathRecord:
     clean_text: str
     extracted_answer: str | None
     finish_reason: str | None
-    prompt_tokens: int
-    completion_tokens: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
     latency_ms: float
     created_at: datetime
 

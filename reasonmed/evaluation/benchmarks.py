@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 # MMLU's medical subsets, as used by the medical-LLM literature the paper compares against.
 MMLU_MEDICAL_SUBSETS: tuple[str, ...] = (
@@ -17,7 +19,7 @@ MMLU_MEDICAL_SUBSETS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Benchmark:
-    name: str
+    name: BenchmarkName
     source: str
     subsets: tuple[str, ...] | None = None  # restrict to questions whose metadata.subset is one of these
 
@@ -26,6 +28,7 @@ class Benchmark:
         return self.subsets is not None
 
 
+BenchmarkName = Literal["medqa", "medmcqa", "pubmedqa", "mmlu-med"]  # the keys of BENCHMARKS (a test holds them equal)
 BENCHMARKS: dict[str, Benchmark] = {
     "medqa": Benchmark("medqa", "medqa"),
     "medmcqa": Benchmark("medmcqa", "medmcqa"),
@@ -35,7 +38,7 @@ BENCHMARKS: dict[str, Benchmark] = {
 DEFAULT_BENCHMARKS: tuple[str, ...] = tuple(BENCHMARKS)
 
 
-def parse_benchmarks(spec: str | list[str] | tuple[str, ...] | None) -> list[Benchmark]:
+def parse_benchmarks(spec: str | Sequence[str] | None) -> list[Benchmark]:
     """``"medqa,pubmedqa"`` (or a list) -> benchmarks, in the order given, duplicates dropped."""
     if spec is None:
         names: list[str] = list(DEFAULT_BENCHMARKS)

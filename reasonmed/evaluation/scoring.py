@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from sqlalchemy import Engine
 
@@ -31,7 +31,8 @@ from reasonmed.incomplete import Incomplete
 from reasonmed.llm.types import ChatBackend
 from reasonmed.prompts import PromptTemplate
 
-VARIANTS: tuple[str, ...] = ("reasonmed", "cotmed", "responsemed")
+Variant = Literal["reasonmed", "cotmed", "responsemed"]
+VARIANTS: tuple[Variant, ...] = get_args(Variant)
 _DATASET_NAME = {"reasonmed": "ReasonMed", "cotmed": "CoTMed", "responsemed": "ResponseMed"}
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 Layout = Literal["instruction", "chat"]
-LAYOUTS: tuple[str, ...] = ("instruction", "chat")
+LAYOUTS: tuple[Layout, ...] = get_args(Layout)
 DATASETS: tuple[str, ...] = ("ReasonMed", "CoTMed", "ResponseMed")
 
 SYSTEM_PROMPT = (

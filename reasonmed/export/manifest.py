@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +61,16 @@ class Manifest(BaseModel):
     writer: dict[str, Any]
 
 
-def file_entries(root: Path, paths: list[Path]) -> list[FileEntry]:
+def file_entries(root: Path, paths: list[Path], known: Mapping[Path, str] | None = None) -> list[FileEntry]:
+    """Path, sha256 and size of each file; ``known`` digests (hashed while written) are not read again,
+    the others are hashed two at a time (hashlib releases the GIL)."""
+    known = known or {}
+    ordered = sorted(paths)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="export-sha") as pool:
+        digests = list(pool.map(lambda p: known.get(p) or sha256_file(p), ordered))
     return [
-        FileEntry(path=p.relative_to(root).as_posix(), sha256=sha256_file(p), bytes=p.stat().st_size)
-        for p in sorted(paths)
+        FileEntry(path=p.relative_to(root).as_posix(), sha256=sha, bytes=p.stat().st_size)
+        for p, sha in zip(ordered, digests, strict=True)
     ]
 
 

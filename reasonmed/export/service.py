@@ -167,7 +167,7 @@ def _export(
     try:
         with VersionRecord(engine, run_id=run_id, created_at=created_at) as record:
             tally = _Tally()
-            data_files = _write_files(engine, options, staging, record, tally, benchmark_ids, flagged, checked)
+            data_files, digests = _write_files(engine, options, staging, record, tally, benchmark_ids, flagged, checked)
             version = record.reserve()
             version_dir = f"v{version:04d}"
             location = target.location(version_dir)
@@ -177,7 +177,7 @@ def _export(
                                  sorted({h for h in hashes.values() if h}))
             manifest = _manifest(
                 version=version, location=location, options=options, staging=staging, tally=tally,
-                data_files=data_files, cards=cards, hashes=hashes,
+                data_files=data_files, digests=digests, cards=cards, hashes=hashes,
                 flagged=flagged, benchmark_ids=benchmark_ids, created_at=created_at, run_id=run_id,
                 simulated_left_out=0 if options.allow_simulated else simulated_rows,
             )
@@ -198,8 +198,9 @@ def _export(
 def _write_files(
     engine: Engine, options: ExportOptions, staging: Path, record: VersionRecord, tally: _Tally,
     benchmark_ids: frozenset[int], flagged: dict[int, str], checked: frozenset[int] | None,
-) -> dict[str, list[Path]]:
+) -> tuple[dict[str, list[Path]], dict[Path, str]]:
     """The streaming pass: every eligible row, checked, into every writer and the version record.
+    Returns each dataset's files, and the digests of those hashed while written.
 
     A row of a question the contamination scan never saw (accepted by another worker after the scan
     began) is held back: it goes into the next version, once a scan has checked it.
@@ -228,7 +229,9 @@ def _write_files(
             _wait(pending)
         finally:
             wait(pending)  # never leave a writer running; its error, if any, surfaced above
-    return {name: [p for w in ws for p in w.close()] for name, ws in writers.items()}
+    files = {name: [p for w in ws for p in w.close()] for name, ws in writers.items()}
+    digests = {w.path: w.sha256 for ws in writers.values() for w in ws if isinstance(w, JsonLines)}
+    return files, digests
 
 
 def _write(writers: list[ParquetShards | JsonLines], table: pa.Table) -> None:
@@ -278,7 +281,8 @@ def _write_cards(staging: Path, options: ExportOptions, version: int, tally: _Ta
 
 def _manifest(
     *, version: int, location: str, options: ExportOptions, staging: Path, tally: _Tally,
-    data_files: dict[str, list[Path]], cards: list[Path], hashes: dict[int, str | None], flagged: dict[int, str],
+    data_files: dict[str, list[Path]], digests: dict[Path, str], cards: list[Path], hashes: dict[int, str | None],
+    flagged: dict[int, str],
     benchmark_ids: frozenset[int], created_at: datetime, run_id: int, simulated_left_out: int,
 ) -> Manifest:
     by_source = dict(sorted(tally.by_source.items()))
@@ -292,7 +296,7 @@ def _manifest(
                                files=[p.relative_to(staging).as_posix() for p in data_files[name]])
             for name in DATASETS
         },
-        files=file_entries(staging, [p for ps in data_files.values() for p in ps] + cards),
+        files=file_entries(staging, [p for ps in data_files.values() for p in ps] + cards, digests),
         run_ids=sorted(tally.run_ids),
         config_hashes=sorted({h for h in hashes.values() if h}),
         config_hash_by_run={str(k): v for k, v in sorted(hashes.items())},

@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 # Fixed writer settings: part of the byte-identical re-export promise (recorded in the manifest).
@@ -88,6 +91,83 @@ class ParquetShards:
         return final
 
 
+def json_dumps(value: Any) -> str:
+    """The JSON Lines encoding of one value (the reference the column-wise encoder below reproduces)."""
+    return _ENCODER.encode(value)
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
+# What json.dumps(ensure_ascii=False) escapes in a string: backslash (first), quote, and every control
+# character below U+0020: five by name, the rest as lower-case \u00XX.
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+_RARE_CHARS = "".join(chr(c) for c in range(0x20) if chr(c) not in "\n\r\t")
+_RARE = re.compile(f"[{re.escape(_RARE_CHARS)}]")
+_NOT_RARE_BYTES = bytes(b for b in range(256) if chr(b) not in _RARE_CHARS)
+_SEP = "\x1e"  # joins a column's values while escaping them: a rare control, so absent when used
+
+
+def _escape_all(text: str) -> str:
+    """``json_dumps(text)`` without its quotes, for a text with no rare control character: str.replace runs
+    at memory speed, unlike the encoder's per-character loop."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
+def _escape_rare(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or f"\\u{ord(char):04x}"
+
+
+def _json_strings(arr: pa.Array) -> pa.Array:
+    """``json_dumps`` of every string of ``arr`` (null -> null). The whole column is escaped as one text
+    (its values joined by a control character that it does not contain), then split again."""
+    values = arr.to_pylist()
+    if arr.null_count:
+        values = ["" if v is None else v for v in values]
+    if not values:
+        return pa.array([], type=pa.string())
+    # Control characters never occur inside a multi-byte UTF-8 sequence: the bytes tell.
+    if bytes(_joined(arr)).translate(None, _NOT_RARE_BYTES):
+        quoted = pa.array(['"' + _RARE.sub(_escape_rare, _escape_all(v)) + '"' for v in values], type=pa.string())
+    else:
+        # '"v0""v1""v2"' as one buffer, cut between each pair of quotes: the k-th cut is 2 + k bytes past
+        # the k-th separator in the escaped text (the opening quote, the closing one, one more byte per
+        # earlier separator).
+        escaped = _escape_all(_SEP.join(values)).encode("utf-8")
+        seps = np.flatnonzero(np.frombuffer(escaped, dtype=np.uint8) == ord(_SEP))
+        data = b'"' + escaped.replace(_SEP.encode(), b'""') + b'"'
+        offsets = np.concatenate(([0], seps + 2 + np.arange(len(seps)), [len(data)])).astype(np.int32)
+        quoted = pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets), pa.py_buffer(data))
+    return pc.if_else(arr.is_null(), "null", quoted) if arr.null_count else quoted
+
+
+def _json_values(arr: pa.Array) -> pa.Array:
+    """One column as JSON texts. Integers print alike in Arrow and Python; floats do not (Python's
+    ``1.0`` is Arrow's ``1``), so they, and nested values, go through the encoder (cheap for short values)."""
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        return _json_strings(arr)
+    if pa.types.is_integer(arr.type):
+        text = pc.cast(arr, pa.string())
+        return pc.fill_null(text, "null") if arr.null_count else text
+    return pa.array([_ENCODER.encode(v) for v in arr.to_pylist()], type=pa.string())
+
+
+def json_lines(table: pa.Table) -> pa.Array:
+    """Each row as ``json_dumps(row)`` plus a newline (keys in schema order), byte for byte, built column-wise."""
+    parts: list[Any] = []
+    for i, f in enumerate(table.schema):
+        parts += [("{" if i == 0 else ", ") + json_dumps(f.name) + ": ", _json_values(table.column(i).combine_chunks())]
+    return pc.binary_join_element_wise(*parts, "}\n", "")
+
+
+def _joined(strings: pa.Array) -> memoryview:
+    """The values of a string array back to back, without a copy: the slice of its data buffer they span."""
+    _, offsets, data = strings.buffers()
+    if data is None:  # every value null or empty
+        return memoryview(b"")
+    bounds = np.frombuffer(offsets, dtype=np.int32)
+    return memoryview(data)[bounds[strings.offset]:bounds[strings.offset + len(strings)]]
+
+
 class JsonLines:
     """One JSON object per line, keys in schema order, UTF-8 without ASCII escaping."""
 
@@ -96,12 +176,18 @@ class JsonLines:
         self.path = path
         self.rows = 0
         self._f: IO[bytes] = path.open("wb")
+        self._sha = hashlib.sha256()  # hashed as written: the manifest need not read the file again
 
     def write(self, table: pa.Table) -> None:
-        lines = [json.dumps(row, ensure_ascii=False, separators=(", ", ": ")) for row in table.to_pylist()]
-        if lines:
-            self._f.write(("\n".join(lines) + "\n").encode("utf-8"))
+        if table.num_rows:
+            data = _joined(json_lines(table))
+            self._f.write(data)
+            self._sha.update(data)
         self.rows += table.num_rows
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
 
     def close(self) -> list[Path]:
         self._f.close()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import ValidationError
 
@@ -35,7 +35,11 @@ from reasonmed.ingest.readers import (
 )
 from reasonmed.models import PUBMEDQA_OPTIONS, Question, normalise_text
 
-FORMATS = ("medqa", "medmcqa", "pubmedqa", "mmlu", "jsonl", "csv", "parquet")
+# The file formats a source can be read as (the choices of every --format option and flow parameter).
+SourceFormat = Literal["medqa", "medmcqa", "pubmedqa", "mmlu", "jsonl", "csv", "parquet"]
+FORMATS: tuple[SourceFormat, ...] = get_args(SourceFormat)
+# The ``source`` a stored question carries: the named formats, or "custom" for the generic ones.
+QuestionSource = Literal["medqa", "medmcqa", "pubmedqa", "mmlu", "custom"]
 GENERIC_FORMATS = ("jsonl", "csv", "parquet")
 CopBase = Literal["auto", 0, 1]
 Warn = Callable[[str], None]

@@ -26,9 +26,17 @@ class Growth:
     export: dict[str, Any] | None = None
     export_error: str | None = None
     build_error: str | None = None  # the build's verdict when it did not finish its work
+    export_skipped: str | None = None  # why no version was exported although export was asked for
 
     def added(self, key: str) -> int:
         return self.after.get(key, 0) - self.before.get(key, 0)
+
+    @property
+    def changed_dataset(self) -> bool:
+        """Whether the night left the dataset other than it found it: samples added, or questions
+        accepted (again) since it started, e.g. re-judged ones whose count of samples did not move."""
+        accepted_since = sum(int(t.get("questions", 0)) for t in self.finished.get("tiers", []) if t.get("status") == "accepted")
+        return self.added("samples") != 0 or accepted_since > 0
 
     @property
     def tokens(self) -> dict[str, int]:
@@ -63,6 +71,7 @@ class Growth:
             "tiers": self.finished.get("tiers", []),
             "rejections": self.finished.get("rejections", []),
             "export_version": (self.export or {}).get("version"),
+            "export_skipped": self.export_skipped,
         }
 
 
@@ -150,6 +159,8 @@ def render_markdown(g: Growth) -> str:
             lines += ["", _table([{"dataset": k, "rows": v} for k, v in counts.items()], ["dataset", "rows"], "")]
     elif g.export_error:
         lines.append(f"**Export failed:** {g.export_error}")
+    elif g.export_skipped:
+        lines.append(f"_no new version: {g.export_skipped}_")
     else:
         lines.append("_not exported_")
     return "\n".join(lines) + "\n"

@@ -8,7 +8,7 @@ Three kinds of key make a rerun do only what is missing and ask the same request
 - seed parts (``derive_seed``): the same request gets the same seed in every run.
 
 These strings are stored: changing one orphans every stored row of that kind (a rerun would ask again and
-write duplicates), so ``tests/test_keys.py`` pins each format.
+write duplicates), so ``tests/unit/test_keys.py`` pins each format.
 """
 
 from __future__ import annotations

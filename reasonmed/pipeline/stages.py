@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import Engine
 
@@ -95,11 +95,10 @@ def _write_key(taken: set[str], base: str, ctx: StageContext, origin: str) -> st
     return keys.writer_path(base, taken, writer.model, writer.prompt_shas[0] if writer.prompt_shas else "")
 
 
-class BackendSource:
+class BackendSource(Protocol):
     """Anything that hands out a backend per endpoint name (the LLM registry)."""
 
-    def get(self, name: str) -> ChatBackend:  # pragma: no cover - protocol
-        raise NotImplementedError
+    def get(self, name: str) -> ChatBackend: ...
 
 
 @dataclass
@@ -379,7 +378,9 @@ async def _resolve_medium(ctx: StageContext, r: _Routed, st: QuestionState) -> D
     ]
     await _write_new_paths(ctx, r.q, r.origin, jobs)
     st = await ctx.state(r.q.id)
-    refined = {p.parent_path_id: p for p in _written_now(ctx, st.by_origin("refined"), "refined")}
+    refined = {
+        p.parent_path_id: p for p in _written_now(ctx, st.by_origin("refined"), "refined") if p.parent_path_id is not None
+    }
     await _verify_missing(ctx, r.q, st, list(refined.values()), r.origin)
     st = await ctx.state(r.q.id)
     kept = routing.medium_keep(best, refined, lambda p: _passes(st, r.q, p), ctx.cfg.tiers.keep_top)

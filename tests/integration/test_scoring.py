@@ -1,7 +1,6 @@
 """Dataset quality score (the paper's score evaluator) over a real export of a real build, judged by the
 simulation server: the stored ratings and their means are exactly what the judge answered for the
 exported text, the seeded sample is stable, and a rerun asks the judge only for rows not rated yet."""
-# ruff: noqa: F811  (fixtures imported from tests.export_helpers)
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ from reasonmed.db.engine import make_engine
 from reasonmed.export.service import ExportOptions, export_dataset
 from reasonmed.sim.behaviour import judge_scores
 from reasonmed.sim.launcher import SimServer
-from tests.export_helpers import built_copy, no_contamination  # noqa: F401  (fixtures)
+from tests.export_helpers import no_contamination
 from tests.fixtures_pipeline import use_database, write_sim_config
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

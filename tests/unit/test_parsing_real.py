@@ -17,7 +17,7 @@ import pytest
 
 from reasonmed.parsing import extract_answer, parse_score, parse_summary, parse_verdict
 
-CORPUS = Path(__file__).parent / "fixtures" / "real_outputs"
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "real_outputs"
 ROLES = ("generator", "verifier", "ranker", "summarizer")
 MIN_RECORDS_PER_ROLE = 60
 NO_REASON = "(no reason given)"  # what parse_verdict puts in when an error verdict has no reason

@@ -138,3 +138,21 @@ def test_run_on_a_new_database_creates_it_and_says_how_to_start(tmp_path: Path) 
                     "reasonmed run data/pubmedqa/ori_pqal.json --format pubmedqa "
                     "--benchmark-test-ids data/pubmedqa/test_ground_truth.json")
     assert migrate.current_revision(migrate_engine(f"sqlite:///{db}")) == migrate.head_revision(f"sqlite:///{db}")
+
+
+def test_serve_refuses_to_start_without_a_prefect_api(tmp_path: Path) -> None:
+    """Without PREFECT_API_URL (environment or profile) Prefect would serve on a temporary server that
+    vanishes, schedule and runs with it, when the command stops: `serve` says what to do instead."""
+    import time
+
+    started = time.monotonic()
+    out = reasonmed(tmp_path, "serve")
+    assert_one_line(out, 2, "no Prefect API", "prefect server start", "PREFECT_API_URL")
+    assert time.monotonic() - started < 60  # no temporary server was started and waited for
+    # the profile's API URL counts as configured (`prefect config set PREFECT_API_URL=...` is the advice)
+    (tmp_path / "prefect").mkdir(exist_ok=True)
+    (tmp_path / "prefect" / "profiles.toml").write_text(
+        'active = "here"\n[profiles.here]\nPREFECT_API_URL = "http://127.0.0.1:1/api"\n'
+    )
+    out = reasonmed(tmp_path, "serve", "--prefect-file", str(tmp_path / "missing.yaml"))
+    assert out.returncode == 1 and "missing.yaml: no such file" in out.stderr  # past the API check

@@ -21,7 +21,7 @@ from reasonmed.db.engine import make_engine
 from reasonmed.db.models import LLMCall, Question, QuestionOutcome, ReasoningPath, Verdict
 from reasonmed.ingest.service import ingest_file
 from reasonmed.sim.launcher import SimServer
-from tests.fixtures_ops import PYTHON, PrefectServer, prefect_server, stop_process, write_pubmedqa  # noqa: F401
+from tests.fixtures_ops import PYTHON, PrefectServer, stop_process, write_pubmedqa
 from tests.fixtures_pipeline import write_sim_config
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -102,7 +102,7 @@ def _paths_by_question(engine: Engine) -> dict[int, tuple[int, set[int]]]:
 
 
 def test_two_workers_never_process_the_same_question(
-    prefect_server: PrefectServer, pending: tuple[str, Engine, list[int]], tmp_path: Path,  # noqa: F811
+    prefect_server: PrefectServer, pending: tuple[str, Engine, list[int]], tmp_path: Path,
 ) -> None:
     pg_url, engine, ids = pending
     with SimServer(questions_db=pg_url, base_latency_ms=5, per_token_ms=0) as sim:
@@ -141,7 +141,7 @@ def test_two_workers_never_process_the_same_question(
 
 
 def test_a_dead_workers_questions_are_picked_up_after_its_lease_expires(
-    prefect_server: PrefectServer, pending: tuple[str, Engine, list[int]], tmp_path: Path,  # noqa: F811
+    prefect_server: PrefectServer, pending: tuple[str, Engine, list[int]], tmp_path: Path,
 ) -> None:
     pg_url, engine, ids = pending
     lease = "4"

@@ -1,5 +1,4 @@
 """Dataset export over a database filled by a real pipeline run (``built_pg_db``), on writable copies."""
-# ruff: noqa: F811  (fixtures imported from tests.export_helpers)
 
 from __future__ import annotations
 
@@ -21,13 +20,7 @@ from reasonmed.db.engine import make_engine
 from reasonmed.export.assemble import DATASETS, BenchmarkLeakError, format_instruction
 from reasonmed.export.service import ExportOptions, export_dataset
 from reasonmed.export.targets import S3Target
-from tests.export_helpers import (  # noqa: F401  (fixtures)
-    built_copy,
-    expected_rows,
-    fake_aws,
-    moto_server,
-    no_contamination,
-)
+from tests.export_helpers import expected_rows, moto_server, no_contamination
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -499,3 +492,30 @@ def test_hub_layout_and_card_say_what_made_the_rows(engine, tmp_path: Path, monk
         assert "arXiv" in text_ and "2506.09513" in text_ and "MedMCQA" in text_ and "MIT" in text_
         assert "## Intended use" in text_ and "Nothing here is medical advice" in text_
     assert "README.md" in {f["path"] for f in result.manifest["files"]}
+
+
+def test_json_lines_are_json_dumps_of_each_row_byte_for_byte(tmp_path: Path) -> None:
+    """The column-wise JSON Lines writer against the reference (json.dumps of each row): escapes, control
+    characters, non-ASCII, nulls, Python's float repr, nested chat messages, empty and all-null columns."""
+    import pyarrow as pa
+
+    from reasonmed.export.assemble import SourceRow, build_tables
+    from reasonmed.export.writers import JsonLines, json_dumps
+
+    nasty = ['say "yes"\\no', "a\nb\r\nc\td\be\ff\x00g\x01h\x1e\x1fi\x7f", "ünï — “q” \u2028 😀", "", " pad \n"]
+    rows = [SourceRow(question_id=i, source="medqa", source_id=f"s{i}", question=text_, context=None if i % 2 else text_,
+                      options=[["A", text_], ["B", "b"]], answer="A", is_benchmark_test=False, rank=0, path_id=i,
+                      verdict_id=i, summary_id=i, run_id=None if i == 2 else i, model="m", temperature=t, origin="generated",
+                      cot=text_, summary=text_[::-1])
+            for i, (text_, t) in enumerate(zip(nasty, [1.0, 0.7, 0.1 + 0.2, 1e-7, 2.0], strict=True))]
+    tables = [t for layout in ("instruction", "chat") for t in build_tables(rows, layout).values()]
+    tables.append(pa.table({"s": pa.array([None, None], type=pa.string()), "e": ["", ""], "n": [None, 3]}))
+    for i, table in enumerate(tables):
+        writer = JsonLines(tmp_path / f"{i}.jsonl")
+        writer.write(table.slice(0, 0))
+        writer.write(table.slice(0, 2))
+        writer.write(table.slice(2))
+        writer.close()
+        expected = "".join(json_dumps(row) + "\n" for row in table.to_pylist())
+        assert (tmp_path / f"{i}.jsonl").read_bytes() == expected.encode("utf-8")
+        assert json_dumps({"k": "\x1e"}) == json.dumps({"k": "\x1e"}, ensure_ascii=False, separators=(", ", ": "))

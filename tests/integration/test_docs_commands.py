@@ -2,7 +2,7 @@
 every one that runs offline runs: on a finished simulated run, from a folder holding the bundled data.
 
 Commands that need a GPU server, S3 or a judge (eval, score, s3:// exports) are parsed only; README's
-main command is run from a fresh clone by tests/test_fresh_clone.py.
+main command is run from a fresh clone by tests/integration/test_fresh_clone.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import typer
 from reasonmed.cli import app
 from tests.fixtures_finished import FinishedRun
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", REPO / "deploy" / "README.md", REPO / "data" / "pubmedqa" / "README.md",
         *sorted((REPO / "docs").glob("*.md"))]
 # Placeholders in the docs and the value a parse check gives them.

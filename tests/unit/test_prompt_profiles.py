@@ -2,7 +2,7 @@
 MMLU question, equals its reviewed snapshot under tests/snapshots/prompts/; the simulator recognises every
 role of every profile; per-agent prompt files are checked when the pipeline file loads.
 
-After an intended prompt change: REASONMED_UPDATE_SNAPSHOTS=1 pytest tests/test_prompt_profiles.py, then
+After an intended prompt change: REASONMED_UPDATE_SNAPSHOTS=1 pytest tests/unit/test_prompt_profiles.py, then
 review the diff of the snapshot files before committing them.
 """
 
@@ -19,9 +19,9 @@ from reasonmed.config import ConfigError, load_pipeline_config
 from reasonmed.prompts import PROFILES, ROLES, format_errors, get_template
 from reasonmed.sim.behaviour import detect_role, parse_prompt
 
-SNAPSHOTS = Path(__file__).parent / "snapshots" / "prompts"
+SNAPSHOTS = Path(__file__).resolve().parents[1] / "snapshots" / "prompts"
 UPDATE = os.environ.get("REASONMED_UPDATE_SNAPSHOTS") == "1"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 QUESTIONS = {
     "medqa": QuestionView(

@@ -78,6 +78,40 @@ def test_round_robin_claims_alternate_sources_and_fifo_takes_lowest_ids(engine: 
         repo.claim_questions(engine, worker="w", limit=1, lease_s=60, priority="random")
 
 
+def test_claims_follow_outcomes_however_they_are_written(engine: Any, tmp_path: Path) -> None:
+    """questions.finished_by (which the claim reads) is kept by the database from question_outcomes:
+    plain SQL inserts, updates and deletes move it, a simulated finish is redone only by real models,
+    and a question reopened to 'resolved' is claimable again."""
+    ingest_file(engine, write_medqa(tmp_path / "mq.jsonl", 4), "medqa")
+    with engine.connect() as c:
+        q1, q2, q3, q4 = sorted(c.execute(select(Question.id)).scalars())
+
+    def claim(real_models: bool) -> list[int]:
+        ids = repo.claim_questions(engine, worker="w", limit=10, lease_s=60, real_models=real_models)
+        repo.release_claims(engine, worker="w")
+        return ids
+
+    def sql(statement: str, **params: Any) -> None:
+        with engine.begin() as c:
+            c.execute(text(statement), params)
+
+    add = ("INSERT INTO question_outcomes (question_id, status, n_paths, n_correct, n_accepted, updated_at, simulated) "
+           "VALUES (:q, :status, 9, 9, 2, CURRENT_TIMESTAMP, :sim)")
+    sql(add, q=q1, status="accepted", sim=False)
+    sql(add, q=q2, status="rejected", sim=True)
+    sql(add, q=q3, status="resolved", sim=False)
+    assert claim(real_models=False) == [q3, q4]
+    assert claim(real_models=True) == [q2, q3, q4]
+    assert repo.count_pending(engine) == 2 and repo.count_pending(engine, real_models=True) == 3
+
+    sql("UPDATE question_outcomes SET status = 'accepted' WHERE question_id = :q", q=q3)
+    sql("UPDATE question_outcomes SET simulated = :f WHERE question_id = :q", q=q2, f=False)
+    assert claim(real_models=True) == [q4]
+    sql("UPDATE question_outcomes SET status = 'resolved' WHERE question_id = :q", q=q1)
+    sql("DELETE FROM question_outcomes WHERE question_id = :q", q=q3)
+    assert claim(real_models=True) == [q1, q3, q4]
+
+
 # --------------------------------------------------------------------------- the guard
 
 
@@ -200,6 +234,48 @@ def test_nightly_respects_the_question_budget_and_the_next_night_takes_the_next_
     # the growth report is one keyed artifact with a version per night
     markdowns = _run(_artifacts("dataset-growth"))
     assert len(markdowns) == 2 and all("Dataset growth" in m and "Tier mix" in m for m in markdowns)
+
+
+def test_a_night_that_adds_nothing_exports_no_version_and_runs_are_named_by_what_they_are(
+    pg_url: str, prefect_harness: None, env: Any, tmp_path: Path, sim_pipeline: tuple[SimServer, Path],
+) -> None:
+    from datetime import UTC, datetime
+
+    from flows.nightly import nightly_growth
+    from reasonmed.db.models import DatasetVersion
+
+    env(pg_url)
+    engine = get_engine(pg_url)
+    _sim, cfg = sim_pipeline
+    ingest_file(engine, write_pubmedqa(tmp_path / "pq.json", 3), "pubmedqa")
+    night = {"max_questions": 10, "config": str(cfg), "shard_size": 3, "questions_in_flight": 3,
+             "export_out": str(tmp_path / "exports"), "export_formats": ["jsonl"]}
+    first = _run(nightly_growth(**night))
+    assert first["questions_processed"] == 3 and first["export_version"] == 1
+    second = _run(nightly_growth(**night))  # nothing pending, nothing ingested: the dataset is as it was
+    assert second["questions_processed"] == 0 and second["samples_added"] == 0
+    assert second["export_version"] is None and second["export_skipped"]
+    with engine.connect() as c:
+        assert c.execute(select(DatasetVersion.version)).scalars().all() == [1]
+        runs = c.execute(select(PipelineRun.id, PipelineRun.kind, PipelineRun.prefect_flow_run_id, PipelineRun.status)
+                         .order_by(PipelineRun.id)).all()
+    markdowns = _run(_artifacts("dataset-growth"))
+    assert any("no new version: the night added no sample" in m for m in markdowns)
+
+    # The runs' names say what they are: the night's date, the build's pipeline run id.
+    assert [kind for _id, kind, _fr, _status in runs] == ["nightly", "build", "export", "nightly", "build"]
+    assert {status for *_, status in runs} == {"completed"}
+    named = [(run_id, kind, fr) for run_id, kind, fr, _s in runs if kind != "export"]
+    names = _run(_flow_run_names([fr for *_, fr in named]))
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert names == [f"nightly-{today}" if kind == "nightly" else f"build-run-{run_id}" for run_id, kind, _fr in named]
+
+
+async def _flow_run_names(flow_run_ids: list[str]) -> list[str]:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return [(await client.read_flow_run(run_id)).name for run_id in flow_run_ids]
 
 
 async def _artifacts(key: str) -> list[str]:

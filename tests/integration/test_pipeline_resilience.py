@@ -27,7 +27,7 @@ from tests.fixtures_pipeline import (
 )
 from tests.sim_expectations import expected_for
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _training_subset(path: Path, n: int, skip: int = 0) -> Path:

@@ -32,7 +32,7 @@ from reasonmed.db.models import (
 )
 from tests.conftest import _admin_conninfo
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 VIEWS = list(audit_repo.AUDIT_VIEWS)
 # Views added after 0002 (by 0003, 0005 and 0007).
 LATER_VIEWS = {"audit_contamination", "audit_set_aside", "audit_verifier_disagreements", "audit_verifier_versions"}

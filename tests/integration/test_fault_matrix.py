@@ -30,7 +30,7 @@ from tests.fixtures_pipeline import PUBMEDQA_FILE, PUBMEDQA_TEST_IDS, write_sim_
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 POISON = "POISON-7Q"
 
 
@@ -138,7 +138,7 @@ def _no_claims_held(engine: Any) -> bool:
 
 
 def _figure(row: str, **figures: float | int) -> None:
-    """One line of the fault matrix's figures (``pytest -s tests/test_fault_matrix.py`` shows them)."""
+    """One line of the fault matrix's figures (``pytest -s tests/integration/test_fault_matrix.py`` shows them)."""
     print("FAULT MATRIX | " + row + " | " + ", ".join(
         f"{k.replace('_', ' ')} {v:.1f}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}" for k, v in figures.items()
     ))

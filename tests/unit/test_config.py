@@ -16,7 +16,7 @@ from reasonmed.config import (
     read_pipeline_data,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _paper_like() -> dict:

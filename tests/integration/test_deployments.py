@@ -1,7 +1,8 @@
 """The deployments, end to end: a real `prefect server start` on its own Postgres database, the
 deployments applied with `prefect deploy --all --prefect-file deploy/prefect.yaml` from the repository
 root, a process worker (or `reasonmed serve`) running the triggered runs against the simulator and the
-pipeline's Postgres database."""
+pipeline's Postgres database. The simulator fails the first chat request, so an endpoint retry is
+logged (``reasonmed.llm``) inside a run: the line must reach that run's logs in the API."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ import pytest
 from sqlalchemy import func, select
 
 from reasonmed.db.engine import make_engine
-from reasonmed.db.models import DatasetVersion, QuestionOutcome, ReasoningPath
+from reasonmed.db.models import DatasetVersion, PipelineRun, QuestionOutcome, ReasoningPath
 from reasonmed.sim.launcher import SimServer
-from tests.fixtures_ops import PREFECT, PYTHON, PrefectServer, prefect_server, stop_process, write_pubmedqa  # noqa: F401
+from tests.fixtures_ops import PREFECT, PYTHON, PrefectServer, stop_process, write_pubmedqa
 from tests.fixtures_pipeline import PUBMEDQA_TEST_IDS, REPO, write_sim_config
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -64,6 +65,25 @@ def wait_final(server: PrefectServer, run_ids: list[Any], proc: subprocess.Popen
         time.sleep(1)
 
 
+def retry_log_lines(server: PrefectServer, run_id: Any) -> list[str]:
+    """The ``reasonmed.*`` endpoint-retry lines the API holds for ``run_id`` or a run under it (build, shards)."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterName
+
+    logs = api(server, lambda c: c.read_logs(log_filter=LogFilter(name=LogFilterName(any_=["reasonmed.llm.openai_backend"]))))
+    return [log.message for log in logs if log.flow_run_id and run_id in _lineage(server, log.flow_run_id)]
+
+
+def _lineage(server: PrefectServer, flow_run_id: Any) -> list[Any]:
+    """The flow run and its parents, up to the top-level run (at most a few levels: nightly > build > shard)."""
+    chain = [flow_run_id]
+    for _ in range(5):
+        run = api(server, lambda c, i=chain[-1]: c.read_flow_run(i))
+        if run.parent_task_run_id is None:
+            break
+        chain.append(api(server, lambda c, t=run.parent_task_run_id: c.read_task_run(t)).flow_run_id)
+    return chain
+
+
 def growth_artifacts(server: PrefectServer) -> list[Any]:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
@@ -73,7 +93,7 @@ def growth_artifacts(server: PrefectServer) -> list[Any]:
 @pytest.fixture
 def pipeline(pg_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """The pipeline's database, the simulator, and the files a night reads."""
-    with SimServer(questions_db=pg_url, base_latency_ms=2, per_token_ms=0) as sim:
+    with SimServer(questions_db=pg_url, base_latency_ms=2, per_token_ms=0, fault_script=("500",)) as sim:
         inbox = tmp_path / "inbox"
         write_pubmedqa(inbox / "part1.json", 12)
         ids = inbox / "test_ground_truth.json"
@@ -93,6 +113,7 @@ def _start(cmd: list[str], server: PrefectServer, pg_url: str, tmp_path: Path, n
     env = server.client_env(
         REASONMED_DATABASE_URL=pg_url, REASONMED_EXPORT_DIR=str(tmp_path / "exports"),
         PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_RUNNER_POLL_FREQUENCY="1",
+        REASONMED_CODE_DIR=str(REPO),  # the deployments' pull step: where this worker keeps the code
     )
     workdir = tmp_path / f"{name}-cwd"  # not the repository: the deployment's pull step must find the code
     workdir.mkdir()
@@ -102,19 +123,26 @@ def _start(cmd: list[str], server: PrefectServer, pg_url: str, tmp_path: Path, n
 
 
 def test_nightly_deployment_runs_on_a_worker_within_budget_and_grows_night_after_night(
-    prefect_server: PrefectServer, pipeline: dict[str, Any], tmp_path: Path,  # noqa: F811
+    prefect_server: PrefectServer, pipeline: dict[str, Any], tmp_path: Path,
 ) -> None:
     server = prefect_server
     cli(server, "work-pool", "create", "reasonmed", "--type", "process", "--overwrite")
     out = cli(server, "deploy", "--all", "--prefect-file", "deploy/prefect.yaml")
-    assert out.count("successfully created") == 4, out
+    assert out.count("successfully created") == 7, out
 
     nightly = api(server, lambda c: c.read_deployment_by_name("nightly-growth/nightly"))
     (schedule,) = nightly.schedules
-    assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.active) == ("0 2 * * *", "Europe/Berlin", True)
+    assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.active) == ("0 2 * * *", "UTC", True)
     assert nightly.global_concurrency_limit.limit == 1 and nightly.concurrency_options.collision_strategy.value == "CANCEL_NEW"
     assert nightly.work_pool_name == "reasonmed" and nightly.parameters["priority"] == "round-robin"
-    for name in ("build-dataset/build", "export-dataset/export", "ingest/ingest"):
+    # the code is found through the worker's REASONMED_CODE_DIR, resolved on the worker at run time
+    assert nightly.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $REASONMED_CODE_DIR }}"}}]
+    assert nightly.job_variables["env"]["PREFECT_LOGGING_EXTRA_LOGGERS"] == "reasonmed"
+    # the run form: choices and help (tests/integration/test_flow_parameters.py checks every parameter of every flow)
+    priority = nightly.parameter_openapi_schema["properties"]["priority"]
+    assert priority["enum"] == ["fifo", "round-robin"] and "round-robin" in priority["description"]
+    for name in ("build-dataset/build", "export-dataset/export", "ingest/ingest", "evaluate-model/eval",
+                 "score-dataset/score", "audit-report/report"):
         d = api(server, lambda c, n=name: c.read_deployment_by_name(n))
         assert not d.schedules and d.work_pool_name == "reasonmed"
 
@@ -126,6 +154,8 @@ def test_nightly_deployment_runs_on_a_worker_within_budget_and_grows_night_after
         run1 = api(server, lambda c: c.create_flow_run_from_deployment(nightly.id, parameters=pipeline["params"]))
         (done1,) = wait_final(server, [run1.id], worker, log)
         assert done1.state.type.value == "COMPLETED", log.read_text(errors="replace")[-4000:]
+        assert done1.name.startswith("nightly-20")  # nightly-YYYY-MM-DD
+        assert any("retrying: kind=server_error" in m for m in retry_log_lines(server, run1.id))
         finished1 = _finished(engine)
         assert len(finished1) == 10  # the budget
         artifacts = growth_artifacts(server)
@@ -180,7 +210,7 @@ def _finished(engine: Any) -> set[int]:
 
 
 def test_reasonmed_serve_runs_the_deployments_from_one_process(
-    prefect_server: PrefectServer, pipeline: dict[str, Any], tmp_path: Path,  # noqa: F811
+    prefect_server: PrefectServer, pipeline: dict[str, Any], tmp_path: Path,
 ) -> None:
     """The single-machine install: `reasonmed serve` registers the file's deployments and runs them."""
     server = prefect_server
@@ -201,7 +231,7 @@ def test_reasonmed_serve_runs_the_deployments_from_one_process(
             assert time.monotonic() < deadline, log.read_text(errors="replace")[-4000:]
             time.sleep(0.5)
         (schedule,) = nightly.schedules
-        assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 2 * * *", "Europe/Berlin")
+        assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 2 * * *", "UTC")
         assert nightly.global_concurrency_limit.limit == 1 and nightly.concurrency_options.collision_strategy.value == "CANCEL_NEW"
 
         from reasonmed.ingest.service import ingest_file
@@ -213,6 +243,11 @@ def test_reasonmed_serve_runs_the_deployments_from_one_process(
         (done,) = wait_final(server, [run.id], proc, log)
         assert done.state.type.value == "COMPLETED", log.read_text(errors="replace")[-4000:]
         assert len(_finished(engine)) == 3
+        # the serve process gives its runs the pool's logging settings: reasonmed.* lines reach the UI
+        assert any("retrying: kind=server_error" in m for m in retry_log_lines(server, run.id))
+        with engine.connect() as c:
+            (build_run_id,) = c.execute(select(PipelineRun.id).where(PipelineRun.kind == "build")).scalars().all()
+        assert done.name == f"build-run-{build_run_id}"
         engine.dispose()
     finally:
         stop_process(proc)

@@ -1,0 +1,1 @@
+"""Dataset export: the three ReasonMed datasets, their card and their writers."""

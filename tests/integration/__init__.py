@@ -1,0 +1,1 @@
+"""Integration tests: real Postgres, real Prefect, real HTTP servers and the real engine."""
