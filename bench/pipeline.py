@@ -139,7 +139,6 @@ async def plain_client(base_url: str, cap: int, calls: int, qfile: Path) -> None
 
 def child(n: int, cap: int, latency_ms: float, work: Path, plain: bool = True) -> None:
     """One measured run in a fresh process, so its peak RSS is its own."""
-    from reasonmed.config import reset_settings
     from reasonmed.db import migrate
     from reasonmed.db.engine import get_engine
     from reasonmed.ingest.service import ingest_file
@@ -150,7 +149,6 @@ def child(n: int, cap: int, latency_ms: float, work: Path, plain: bool = True) -
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
     os.environ["REASONMED_DATABASE_URL"] = url
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
-    reset_settings()
     try:
         migrate.upgrade(url)
         qfile = work / f"questions_{n}.jsonl"

@@ -13,50 +13,51 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
+import contextvars
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
-from prefect.context import FlowRunContext
 from prefect.exceptions import PrefectHTTPStatusError, TerminationSignal
 from prefect.states import Cancelled, Failed, State
 
 from flows import run_names
 from flows.best_effort import best_effort
+from flows.run import RunContext
 from flows.stopping import CANCELLED_VIA_API, StopRequest, current_stop, watch_cancellation
-from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config
+from reasonmed.config import PipelineConfig
 from reasonmed.db import failures_repo
 from reasonmed.db import pipeline_repo as repo
-from reasonmed.db.engine import get_engine
-from reasonmed.db.migrate import require_current
 from reasonmed.db.pipeline_repo import Priority
 from reasonmed.ingest.loaders import QuestionSource
-from reasonmed.llm.registry import LLMRegistry
 from reasonmed.pipeline import workers
 from reasonmed.pipeline.failures import classify
 from reasonmed.pipeline.outcome import BuildOutcome, HeldClaim, RunStatus, alarms_of
-from reasonmed.pipeline.progress import BuildProgress, set_current
+from reasonmed.pipeline.progress import BuildProgress
 from reasonmed.pipeline.stages import StageContext
 from reasonmed.prompts import all_templates
-from tasks.pipeline import RUNTIMES, generate_task, resolve_task, summarize_task, verify_task
-from tasks.secrets import load_prefect_secret
+from tasks.context import Handle
+from tasks.pipeline import generate_task, resolve_task, summarize_task, verify_task
 
 
-@dataclass
-class _RunState:
-    """What the run's questions share in this process."""
+@dataclass(frozen=True)
+class BuildRun:
+    """What one build's shards and questions share (handed to them in a ``Handle``)."""
 
-    ctx: StageContext
+    ctx: Handle[StageContext]
     progress: BuildProgress
     slots: asyncio.Semaphore
     question_attempts: int
 
 
-# Per-run state shared by the run's shards and questions in this process, keyed by runtime key.
-_RUNS: dict[str, _RunState] = {}
+# A display in the same process (``reasonmed run``) hands the build its counters, as it hands its stop
+# request through ``flows.stopping.current_stop``; a build without one keeps its own.
+current_progress: contextvars.ContextVar[BuildProgress | None] = contextvars.ContextVar(
+    "reasonmed_build_progress", default=None
+)
 
 
 def default_questions_in_flight(cfg: PipelineConfig) -> int:
@@ -64,29 +65,28 @@ def default_questions_in_flight(cfg: PipelineConfig) -> int:
     return max(8, sum(ep.max_in_flight for ep in cfg.endpoints.values()))
 
 
-async def _process_question(runtime_key: str, question_id: int) -> str:
+async def _process_question(run: BuildRun, question_id: int) -> str:
     """The question's four stages; a failure is recorded against the question (and may set it aside)
     and costs only this question: it is never claimed again by this run."""
-    run = _RUNS[runtime_key]
-    progress = run.progress
+    progress, ctx = run.progress, run.ctx
     stage = "generate"
     async with run.slots:
         progress.in_flight += 1
         try:
-            await generate_task(runtime_key, question_id)
+            await generate_task(ctx, question_id)
             stage = "verify"
-            await verify_task(runtime_key, question_id)
+            await verify_task(ctx, question_id)
             stage = "resolve"
-            status = await resolve_task(runtime_key, question_id)
+            status = await resolve_task(ctx, question_id)
             if status != "rejected":
                 stage = "summarize"
-                status = await summarize_task(runtime_key, question_id) or status
+                status = await summarize_task(ctx, question_id) or status
         except Exception as exc:
             failure = classify(stage, exc)
             if not failure.counts:  # the endpoint's outage, not the question's: it stays pending
                 return "endpoint_down"
             recorded = await asyncio.to_thread(
-                failures_repo.record_failure, run.ctx.engine, question_id, failure, run_id=run.ctx.run_id,
+                failures_repo.record_failure, ctx.value.engine, question_id, failure, run_id=ctx.value.run_id,
                 budget=run.question_attempts,
             )
             if recorded.set_aside:
@@ -110,16 +110,16 @@ async def _process_question(runtime_key: str, question_id: int) -> str:
 
 
 @flow(name="build-shard", flow_run_name="shard-{shard_index}", persist_result=False)
-async def build_shard(runtime_key: str, shard_index: int, question_ids: list[int]) -> dict[str, int]:
+async def build_shard(run: Handle[BuildRun], shard_index: int, question_ids: list[int]) -> dict[str, int]:
     """One child flow run per shard keeps each run's task graph well under the UI's 10,000 nodes."""
-    statuses = await asyncio.gather(*(_process_question(runtime_key, q) for q in question_ids))
+    statuses = await asyncio.gather(*(_process_question(run.value, q) for q in question_ids))
     counts: dict[str, int] = {}
     for s in statuses:
         counts[s] = counts.get(s, 0) + 1
     return counts
 
 
-async def _run_shard(runtime_key: str, index: int, ids: list[int], attempts: int = 8) -> dict[str, int]:
+async def _run_shard(run: Handle[BuildRun], index: int, ids: list[int], attempts: int = 8) -> dict[str, int]:
     """Start a shard's child flow run, waiting out an overloaded Prefect API.
 
     A busy server (notably the temporary SQLite one) can answer 503 while it records a backlog of task
@@ -128,7 +128,7 @@ async def _run_shard(runtime_key: str, index: int, ids: list[int], attempts: int
     """
     for attempt in range(attempts):
         try:
-            return await build_shard(runtime_key, index, ids)
+            return await build_shard(run, index, ids)
         except (PrefectHTTPStatusError, httpx.TransportError) as exc:
             if attempt == attempts - 1:
                 raise
@@ -179,163 +179,150 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
         priority: Claim order: fifo takes the lowest ids first, round-robin takes sources in turn.
     """
     logger = get_run_logger()
-    settings = get_settings()
-    cfg = load_pipeline_config(config or settings.pipeline_config)
-    engine = get_engine(settings.database_url)
-    await asyncio.to_thread(require_current, engine, settings.database_url)
     if priority not in repo.PRIORITIES:
         raise ValueError(f"priority must be one of {', '.join(repo.PRIORITIES)} (got {priority!r})")
-    registry = LLMRegistry(cfg, secret_loader=load_prefect_secret)
-    await registry.preflight()  # one line naming the endpoint, before any question is claimed
-    flow_ctx = FlowRunContext.get()
-    flow_run_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else None
-    shard_size = shard_size or settings.shard_size
-    in_flight = questions_in_flight or settings.questions_in_flight or default_questions_in_flight(cfg)
-    params = {
-        "limit": limit, "sources": sources, "config": config, "shard_size": shard_size, "questions_in_flight": in_flight,
-        "max_tokens": max_tokens, "priority": priority,
-    }
-    run_id = await asyncio.to_thread(
-        repo.create_run, engine, kind="build", config_hash=cfg.config_hash, config_snapshot=cfg.snapshot(),
-        parameters=params, prefect_flow_run_id=flow_run_id,
-    )
-    await run_names.name_current_run(f"build-run-{run_id}")
-    await asyncio.to_thread(repo.ensure_prompt_templates, engine, [*all_templates(), *cfg.prompt_variants()])
-    ctx = StageContext(engine=engine, cfg=cfg, backends=registry, run_id=run_id)
-    # Prompt-aware resume: finished questions judged under another verifier, ranker or summariser
-    # (model or prompt) are reopened, so this run re-judges exactly what the new keys lack.
-    reopened = await asyncio.to_thread(repo.reopen_stale, engine, ctx.keys, sources=sources)
-    if reopened.question_ids:
-        logger.info("run %s: reopened %s finished question(s) whose judged stages changed (%s)", run_id,
-                    len(reopened.question_ids), ", ".join(f"{k} {v}" for k, v in reopened.stale.items()))
-    key = f"run{run_id}-{uuid.uuid4().hex[:6]}"
-    RUNTIMES[key] = ctx
-    worker = worker_id or workers.worker_id(run_id)
-    await _take_back_dead_claims(engine, sources)
-    real_models = not cfg.simulated
-    pending = await asyncio.to_thread(repo.count_pending, engine, sources, real_models=real_models)
-    if real_models:
-        redo = await asyncio.to_thread(repo.count_simulated_finished, engine, sources)
-        if redo:
-            logger.warning(
-                "%s questions in this database were finished only by SIMULATED models: they are not counted as "
-                "done and are redone with the real models of this run (their simulated paths are kept for audit, "
-                "never exported as real)", redo,
-            )
-    progress = BuildProgress(total=min(pending, limit) if limit is not None else pending, usage=lambda: registry.usage)
-    _RUNS[key] = _RunState(ctx, progress, asyncio.Semaphore(in_flight), settings.question_attempts)
-    set_current(progress)
-    logger.info(
-        "run %s: %s questions to process (%s pending), %s in flight, shards of %s, %s paths per question",
-        run_id, progress.total, pending, in_flight, shard_size, cfg.paths_per_question,
-    )
-    artifact_id = await acreate_progress_artifact(progress=0.0, key="build-progress", description=f"build run {run_id}")
-
     stop = current_stop.get() or StopRequest()
-    stop.bind()
-    remaining = [limit if limit is not None else float("inf")]
-    held: set[int] = set()
-    shard_counter = [0]
-    totals: dict[str, int] = {}
+    async with RunContext(config) as run:
+        settings, cfg, engine, registry = run.settings, run.cfg, run.engine, run.registry
+        await registry.preflight()  # one line naming the endpoint, before any question is claimed
+        shard_size = shard_size or settings.shard_size
+        in_flight = questions_in_flight or settings.questions_in_flight or default_questions_in_flight(cfg)
+        params = {
+            "limit": limit, "sources": sources, "config": config, "shard_size": shard_size,
+            "questions_in_flight": in_flight, "max_tokens": max_tokens, "priority": priority,
+        }
+        run_id = await run.start("build", params, [*all_templates(), *cfg.prompt_variants()])
+        await run_names.name_current_run(f"build-run-{run_id}")
+        ctx = StageContext(engine=engine, cfg=cfg, backends=registry, run_id=run_id)
+        # Prompt-aware resume: finished questions judged under another verifier, ranker or summariser
+        # (model or prompt) are reopened, so this run re-judges exactly what the new keys lack.
+        reopened = await asyncio.to_thread(repo.reopen_stale, engine, ctx.keys, sources=sources)
+        if reopened.question_ids:
+            logger.info("run %s: reopened %s finished question(s) whose judged stages changed (%s)", run_id,
+                        len(reopened.question_ids), ", ".join(f"{k} {v}" for k, v in reopened.stale.items()))
+        worker = worker_id or workers.worker_id(run_id)
+        await _take_back_dead_claims(engine, sources)
+        real_models = not cfg.simulated
+        pending = await asyncio.to_thread(repo.count_pending, engine, sources, real_models=real_models)
+        if real_models:
+            redo = await asyncio.to_thread(repo.count_simulated_finished, engine, sources)
+            if redo:
+                logger.warning(
+                    "%s questions in this database were finished only by SIMULATED models: they are not counted as "
+                    "done and are redone with the real models of this run (their simulated paths are kept for "
+                    "audit, never exported as real)", redo,
+                )
+        # A display in the same process (``reasonmed run``) hands its progress in, as it does its stop.
+        progress = current_progress.get() or BuildProgress()
+        progress.total = min(pending, limit) if limit is not None else pending
+        progress.usage = lambda: registry.usage
+        progress.started = time.monotonic()
+        shared = Handle(BuildRun(Handle(ctx), progress, asyncio.Semaphore(in_flight), settings.question_attempts))
+        logger.info(
+            "run %s: %s questions to process (%s pending), %s in flight, shards of %s, %s paths per question",
+            run_id, progress.total, pending, in_flight, shard_size, cfg.paths_per_question,
+        )
+        artifact_id = await acreate_progress_artifact(
+            progress=0.0, key="build-progress", description=f"build run {run_id}"
+        )
 
-    def token_budget_spent() -> bool:
-        if max_tokens is None:
-            return False
-        snap = progress.snapshot()
-        return snap["prompt_tokens"] + snap["completion_tokens"] >= max_tokens
+        stop.bind()
+        remaining = [limit if limit is not None else float("inf")]
+        held: set[int] = set()
+        shard_counter = [0]
+        totals: dict[str, int] = {}
 
-    def check_breakers() -> bool:
-        trips = registry.trips()
-        if trips:
-            stop.request("; ".join(t.describe() for t in trips), interrupted=False)
-        return stop.requested
+        def token_budget_spent() -> bool:
+            if max_tokens is None:
+                return False
+            snap = progress.snapshot()
+            return snap["prompt_tokens"] + snap["completion_tokens"] >= max_tokens
 
-    async def shard_worker() -> None:
-        while remaining[0] > 0 and not token_budget_spent() and not check_breakers():
-            take = int(min(shard_size, remaining[0]))
-            remaining[0] -= take  # reserve before awaiting, so concurrent shard workers never over-claim
-            ids = await asyncio.to_thread(
-                repo.claim_questions, engine, worker=worker, limit=take, lease_s=settings.claim_lease_s, sources=sources,
-                priority=priority, run_id=run_id, real_models=real_models,
-            )
-            remaining[0] += take - len(ids)
-            if not ids:
-                return
-            held.update(ids)
-            progress.claimed += len(ids)
-            index = shard_counter[0]
-            shard_counter[0] += 1
-            counts = await _run_shard(key, index, ids)
-            await asyncio.to_thread(repo.release_claims, engine, worker=worker, question_ids=ids)
-            held.difference_update(ids)
-            for k, v in counts.items():
-                totals[k] = totals.get(k, 0) + v
+        def check_breakers() -> bool:
+            trips = registry.trips()
+            if trips:
+                stop.request("; ".join(t.describe() for t in trips), interrupted=False)
+            return stop.requested
 
-    async def heartbeat() -> None:
-        """Renew every claim this run holds, from the moment it is taken (a child flow run can take a
-        while to start on a busy Prefect server) until it is released; watch the endpoints' breakers."""
-        lease = settings.claim_lease_s
-        renew_every = lease / 3
-        waited = 0.0
-        while True:
-            await asyncio.sleep(1.0)
-            check_breakers()
-            waited += 1.0
-            if waited >= renew_every:
-                waited = 0.0
-                with best_effort("claim heartbeat"):
-                    await asyncio.to_thread(repo.renew_claims, engine, worker=worker, question_ids=sorted(held), lease_s=lease)
+        async def shard_worker() -> None:
+            while remaining[0] > 0 and not token_budget_spent() and not check_breakers():
+                take = int(min(shard_size, remaining[0]))
+                remaining[0] -= take  # reserve before awaiting, so concurrent shard workers never over-claim
+                ids = await asyncio.to_thread(
+                    repo.claim_questions, engine, worker=worker, limit=take, lease_s=settings.claim_lease_s,
+                    sources=sources, priority=priority, run_id=run_id, real_models=real_models,
+                )
+                remaining[0] += take - len(ids)
+                if not ids:
+                    return
+                held.update(ids)
+                progress.claimed += len(ids)
+                index = shard_counter[0]
+                shard_counter[0] += 1
+                counts = await _run_shard(shared, index, ids)
+                await asyncio.to_thread(repo.release_claims, engine, worker=worker, question_ids=ids)
+                held.difference_update(ids)
+                for k, v in counts.items():
+                    totals[k] = totals.get(k, 0) + v
 
-    async def report_progress() -> None:
-        while True:
-            await asyncio.sleep(5)
-            with best_effort("progress artifact"):
-                await aupdate_progress_artifact(artifact_id=artifact_id, progress=100.0 * progress.fraction)
+        async def heartbeat() -> None:
+            """Renew every claim this run holds, from the moment it is taken (a child flow run can take a
+            while to start on a busy Prefect server) until it is released; watch the endpoints' breakers."""
+            lease = settings.claim_lease_s
+            renew_every = lease / 3
+            waited = 0.0
+            while True:
+                await asyncio.sleep(1.0)
+                check_breakers()
+                waited += 1.0
+                if waited >= renew_every:
+                    waited = 0.0
+                    with best_effort("claim heartbeat"):
+                        await asyncio.to_thread(
+                            repo.renew_claims, engine, worker=worker, question_ids=sorted(held), lease_s=lease
+                        )
 
-    background = [
-        asyncio.create_task(report_progress()), asyncio.create_task(heartbeat()),
-        asyncio.create_task(watch_cancellation(flow_run_id, stop)),
-    ]
-    # Enough shards at once that the question semaphore, not shard boundaries, limits concurrency.
-    n_shard_workers = max(1, -(-in_flight // shard_size)) + 1
-    status, error = "completed", None
-    work = asyncio.ensure_future(asyncio.gather(*(shard_worker() for _ in range(n_shard_workers))))
-    try:
-        stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if not work.done():  # stop requested: cancel the in-flight questions (and their requests)
-            logger.warning("run %s: stopping: %s", run_id, stop.reason)
-            work.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await work
-        check_breakers()
-    except (asyncio.CancelledError, TerminationSignal) as exc:
-        # Stopped from outside (a deployment's process signalled, the loop shut down): the same stop.
-        stop.request(f"{type(exc).__name__} (the process is being stopped)", interrupted=True)
-        work.cancel()
-        with contextlib.suppress(BaseException):
-            await work
-        raise
-    except BaseException as exc:
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        for task in background:
-            task.cancel()
+        async def report_progress() -> None:
+            while True:
+                await asyncio.sleep(5)
+                with best_effort("progress artifact"):
+                    await aupdate_progress_artifact(artifact_id=artifact_id, progress=100.0 * progress.fraction)
+
+        background = [
+            asyncio.create_task(report_progress()), asyncio.create_task(heartbeat()),
+            asyncio.create_task(watch_cancellation(run.flow_run_id, stop)),
+        ]
+        # Enough shards at once that the question semaphore, not shard boundaries, limits concurrency.
+        n_shard_workers = max(1, -(-in_flight // shard_size)) + 1
+        work = asyncio.ensure_future(asyncio.gather(*(shard_worker() for _ in range(n_shard_workers))))
+        try:
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not work.done():  # stop requested: cancel the in-flight questions (and their requests)
+                logger.warning("run %s: stopping: %s", run_id, stop.reason)
+                work.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        progress.finished = True
-        # Whatever this run still holds goes back at once: a rerun needs no lease to run out.
-        await asyncio.to_thread(repo.release_claims, engine, worker=worker)
-        await registry.aclose()
-        if stop.requested:
-            status, error = ("interrupted" if stop.interrupted else "failed"), stop.reason
-        stats = {**progress.snapshot(), "statuses": totals, "shards": shard_counter[0]}
-        stats["usage"] = [r.as_dict() for r in registry.usage]
-        await asyncio.to_thread(repo.finish_run, engine, run_id, status=status, stats=_jsonable(stats), error=error)
-        RUNTIMES.pop(key, None)
-        _RUNS.pop(key, None)
+                await work
+            check_breakers()
+        except (asyncio.CancelledError, TerminationSignal) as exc:
+            # Stopped from outside (a deployment's process signalled, the loop shut down): the same stop.
+            stop.request(f"{type(exc).__name__} (the process is being stopped)", interrupted=True)
+            work.cancel()
+            with contextlib.suppress(BaseException):
+                await work
+            raise
+        finally:
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            progress.finished = True
+            # Whatever this run still holds goes back at once: a rerun needs no lease to run out.
+            await asyncio.to_thread(repo.release_claims, engine, worker=worker)
+            if stop.requested:  # how it ended; any other exception ends it "failed" (RunContext)
+                run.end("interrupted" if stop.interrupted else "failed", stop.reason)
+            run.stats = _jsonable({**progress.snapshot(), "statuses": totals, "shards": shard_counter[0]})
     with best_effort("progress artifact"):
         await aupdate_progress_artifact(artifact_id=artifact_id, progress=100.0)
     report = await asyncio.to_thread(repo.run_report, engine, run_id)
@@ -344,15 +331,17 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
     budget_stop = token_budget_spent()
     if budget_stop:
         logger.info("run %s: token budget of %s reached, no further shards claimed", run_id, max_tokens)
-    outcome = await _outcome(engine, run_id, worker, sources, progress, stop, budget_stop, real_models)
+    outcome = await _outcome(run, worker, sources, progress, stop, budget_stop, real_models)
     result = {
         "run_id": run_id, "statuses": totals, "shards": shard_counter[0], "report": report,
         "token_budget_reached": budget_stop, **progress.snapshot(), "outcome": outcome.as_dict(),
     }
     for line in outcome.lines():
         (logger.info if outcome.ok else logger.warning)("%s", line)
-    if status == "completed" and not outcome.ok:
-        await asyncio.to_thread(repo.finish_run, engine, run_id, status="failed", stats=_jsonable(stats), error=outcome.verdict())
+    if run.status == "completed" and not outcome.ok:
+        await asyncio.to_thread(
+            repo.finish_run, engine, run_id, status="failed", stats=_jsonable(run.stats), error=outcome.verdict()
+        )
     if outcome.ok:
         return result
     # Not all its work got done: the flow run ends Failed (Cancelled when the UI or API asked), with the
@@ -375,15 +364,17 @@ async def build_result(state: State[Any]) -> dict[str, Any]:
 
 
 async def _outcome(
-    engine: Any, run_id: int, worker: str, sources: list[str] | None, progress: BuildProgress, stop: StopRequest,
+    run: RunContext, worker: str, sources: list[str] | None, progress: BuildProgress, stop: StopRequest,
     budget_stop: bool, real_models: bool,
 ) -> BuildOutcome:
+    engine, run_id = run.engine, run.run_id
+    assert run_id is not None
     failures = await asyncio.to_thread(failures_repo.run_failures, engine, run_id)
     pending = await asyncio.to_thread(repo.count_pending, engine, sources, real_models=real_models)
     holders = await asyncio.to_thread(repo.live_holders, engine, except_worker=worker, sources=sources)
     aside_total = await asyncio.to_thread(failures_repo.count_set_aside, engine)
     unusable = {u.role: [u.outputs, u.unusable] for u in await asyncio.to_thread(repo.unusable_outputs, engine, run_id)}
-    alarms = alarms_of(unusable, get_settings().unusable_alarm_rate)
+    alarms = alarms_of(unusable, run.settings.unusable_alarm_rate)
     status: RunStatus
     if stop.requested:
         status = "interrupted" if stop.interrupted else "endpoint_down"

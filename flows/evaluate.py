@@ -10,29 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
-from prefect.context import FlowRunContext
 
 from flows import run_names
 from flows.best_effort import best_effort
-from flows.outcomes import split_results
+from flows.outcomes import gather_items
+from flows.run import RunContext
 from reasonmed.agents.base import Sampling
-from reasonmed.config import ConfigError, get_settings, load_pipeline_config
-from reasonmed.db import pipeline_repo as repo
-from reasonmed.db.engine import get_engine
-from reasonmed.db.migrate import require_current
+from reasonmed.config import ConfigError
 from reasonmed.evaluation import report
 from reasonmed.evaluation.benchmarks import BenchmarkName, parse_benchmarks
 from reasonmed.evaluation.runner import EvalContext, benchmark_accuracy, select_questions
-from reasonmed.llm.registry import LLMRegistry
 from reasonmed.prompts import get_template
 from reasonmed.structured_output import ANSWER_SCHEMA, constrained_template, format_for
-from tasks.evaluate import EVAL_RUNTIMES, evaluate_benchmark_task
-from tasks.secrets import load_prefect_secret
+from tasks.context import Handle
+from tasks.evaluate import evaluate_benchmark_task
 
 
 def artifact_key(prefix: str, name: str) -> str:
@@ -69,62 +64,38 @@ async def evaluate_model(
             structured_dialect; stored apart from free-form predictions.
     """
     logger = get_run_logger()
-    settings = get_settings()
-    cfg = load_pipeline_config(config or settings.pipeline_config)
-    if model_endpoint not in cfg.endpoints:
-        raise ConfigError(f"--model-endpoint: unknown endpoint {model_endpoint!r} (known: {', '.join(sorted(cfg.endpoints))})")
-    chosen = parse_benchmarks(benchmarks)
-    engine = get_engine(settings.database_url)
-    await asyncio.to_thread(require_current, engine, settings.database_url)
-    endpoint_cfg = cfg.endpoints[model_endpoint]
-    fmt = format_for(structured_output, endpoint_cfg.structured_dialect, "answer", ANSWER_SCHEMA)
-    template = constrained_template(get_template("evaluate"), ANSWER_SCHEMA) if fmt else get_template("evaluate")
-    model = endpoint_cfg.model
-    flow_ctx = FlowRunContext.get()
-    flow_run_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else None
-    params = {"model_endpoint": model_endpoint, "model": model, "benchmarks": [b.name for b in chosen], "limit": limit,
-              "temperature": temperature, "max_tokens": max_tokens, "prompt_sha256": template.sha256,
-              "structured_output": structured_output}
-    run_id = await asyncio.to_thread(
-        repo.create_run, engine, kind="eval", config_hash=cfg.config_hash, config_snapshot=cfg.snapshot(),
-        parameters=params, prefect_flow_run_id=flow_run_id,
-    )
-    await asyncio.to_thread(repo.ensure_prompt_templates, engine,
-                            [template, template.reask("truncated"), template.reask("unparseable")])
-    registry = LLMRegistry(cfg, secret_loader=load_prefect_secret)
-    ctx = EvalContext(
-        engine=engine, backends=registry, endpoint=model_endpoint, model=model,
-        sampling=Sampling(temperature=temperature, top_p=1.0, max_tokens=max_tokens, response_format=fmt),
-        base_seed=cfg.seed, limit=limit, run_id=run_id, template=template,
-    )
-    key = f"eval{run_id}-{uuid.uuid4().hex[:6]}"
-    EVAL_RUNTIMES[key] = ctx
-    logger.info("eval run %s: %s (%s) on %s, prompt %s", run_id, model_endpoint, model,
-                ", ".join(b.name for b in chosen), template.version)
-    counts: dict[str, dict[str, int]] = {}
-    failures: dict[str, str] = {}
-    status, error = "completed", None
-    try:
-        results = await asyncio.gather(
-            *(evaluate_benchmark_task(key, b.name) for b in chosen), return_exceptions=True
+    async with RunContext(config) as run:
+        cfg = run.cfg
+        if model_endpoint not in cfg.endpoints:
+            raise ConfigError(
+                f"--model-endpoint: unknown endpoint {model_endpoint!r} (known: {', '.join(sorted(cfg.endpoints))})"
+            )
+        chosen = parse_benchmarks(benchmarks)
+        endpoint_cfg = cfg.endpoints[model_endpoint]
+        fmt = format_for(structured_output, endpoint_cfg.structured_dialect, "answer", ANSWER_SCHEMA)
+        template = constrained_template(get_template("evaluate"), ANSWER_SCHEMA) if fmt else get_template("evaluate")
+        model = endpoint_cfg.model
+        params = {"model_endpoint": model_endpoint, "model": model, "benchmarks": [b.name for b in chosen],
+                  "limit": limit, "temperature": temperature, "max_tokens": max_tokens,
+                  "prompt_sha256": template.sha256, "structured_output": structured_output}
+        run_id = await run.start(
+            "eval", params, [template, template.reask("truncated"), template.reask("unparseable")]
         )
-        counts, failures = split_results([b.name for b in chosen], results)
-        for name, why in failures.items():
-            logger.warning("%s incomplete: %s", name, why)
+        ctx = EvalContext(
+            engine=run.engine, backends=run.registry, endpoint=model_endpoint, model=model,
+            sampling=Sampling(temperature=temperature, top_p=1.0, max_tokens=max_tokens, response_format=fmt),
+            base_seed=cfg.seed, limit=limit, run_id=run_id, template=template,
+        )
+        logger.info("eval run %s: %s (%s) on %s, prompt %s", run_id, model_endpoint, model,
+                    ", ".join(b.name for b in chosen), template.version)
+        handle = Handle(ctx)
+        counts, failures = await gather_items(
+            run, "benchmarks", [b.name for b in chosen], lambda name: evaluate_benchmark_task(handle, name)
+        )
         rows: list[report.AccuracyRow] = []
         for b in chosen:
             selected = await asyncio.to_thread(select_questions, ctx, b.name)
             rows.extend(await asyncio.to_thread(benchmark_accuracy, ctx, b.name, selected))
-        if failures:
-            status, error = "failed", "; ".join(f"{k}: {v}" for k, v in failures.items())
-    except BaseException as exc:
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        await registry.aclose()
-        EVAL_RUNTIMES.pop(key, None)
-        stats = {"benchmarks": counts, "failures": failures, "usage": [r.as_dict() for r in registry.usage]}
-        await asyncio.to_thread(repo.finish_run, engine, run_id, status=status, stats=stats, error=error)
     table = [r.as_dict() for r in rows]
     reference = report.reference_markdown(rows, model)
     csv_path = str(report.write_csv(out, rows)) if out else None

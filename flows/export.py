@@ -10,13 +10,10 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.context import FlowRunContext
 
 from flows import run_names
 from flows.report import publish_report_artifacts
-from reasonmed.config import get_settings
-from reasonmed.db.engine import get_engine
-from reasonmed.db.migrate import require_current
+from flows.run import RunContext
 from reasonmed.export.assemble import Layout
 from reasonmed.export.service import ExportOptions, ExportResult, Format
 from tasks.export import export_task
@@ -43,23 +40,21 @@ def export_dataset(
         with_report: Also attach the audit report's figures and tables to this run.
         allow_simulated: Also export rows of simulated models (sim/...), flagged in card and manifest.
     """
-    settings = get_settings()
-    engine = get_engine(settings.database_url)
-    require_current(engine, settings.database_url)
-    ctx = FlowRunContext.get()
-    options = ExportOptions(
-        out=out or str(settings.export_dir), formats=formats, layout=layout,  # type: ignore[arg-type]
-        s3_endpoint_url=s3_endpoint_url or settings.s3_endpoint_url,
-        prefect_flow_run_id=str(ctx.flow_run.id) if ctx and ctx.flow_run else None,
-        allow_simulated=allow_simulated,
-        **({"shard_rows": shard_rows} if shard_rows else {}),
-    )
-    result = export_task(settings.database_url, options)
+    with RunContext() as run:  # no run row: the dataset version it writes is the export's record
+        settings = run.settings
+        options = ExportOptions(
+            out=out or str(settings.export_dir), formats=formats, layout=layout,  # type: ignore[arg-type]
+            s3_endpoint_url=s3_endpoint_url or settings.s3_endpoint_url,
+            prefect_flow_run_id=run.flow_run_id,
+            allow_simulated=allow_simulated,
+            **({"shard_rows": shard_rows} if shard_rows else {}),
+        )
+        result = export_task(settings.database_url, options)
     _publish_artifacts(result)
     logger = get_run_logger()
     if with_report:
         try:
-            publish_report_artifacts(engine)
+            publish_report_artifacts(run.engine)
         except Exception as exc:  # the export is already committed; a report failure must not hide that
             logger.warning("audit report artifacts not attached: %s", exc)
     logger.info("dataset version %s written to %s: %s", result.version, result.location, result.counts)

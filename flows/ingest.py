@@ -8,9 +8,7 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from flows import run_names
-from reasonmed.config import get_settings
-from reasonmed.db.engine import get_engine
-from reasonmed.db.migrate import require_current
+from flows.run import RunContext
 from reasonmed.ingest.loaders import CopBase, SourceFormat
 from reasonmed.ingest.service import IngestSummary, load_id_list
 from tasks.ingest import ingest_file_task
@@ -51,9 +49,9 @@ def ingest(
         answer_index_base: For jsonl, csv and parquet: whether a numeric answer counts options from 0 or
             1; empty means an answer given as the option's letter or text.
     """
-    settings = get_settings()
+    with RunContext() as run:
+        settings = run.settings
     url = settings.database_url
-    require_current(get_engine(url), url)
     test_ids = load_id_list(benchmark_test_ids) if benchmark_test_ids else None
     cop = _cop_base(cop_base)
     summaries = [

@@ -22,21 +22,18 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
-from prefect.context import FlowRunContext
 from prefect.states import Cancelled, State
 
 from flows import run_names
 from flows.build import build_dataset, build_result
 from flows.export import export_dataset
-from reasonmed.config import get_settings, load_pipeline_config
+from flows.run import RunContext
 from reasonmed.db import nightly_repo
 from reasonmed.db import pipeline_repo as repo
-from reasonmed.db.engine import get_engine
-from reasonmed.db.migrate import require_current
 from reasonmed.db.pipeline_repo import Priority
 from reasonmed.export.assemble import Layout
 from reasonmed.export.service import Format
-from reasonmed.ingest.loaders import FileFormatError, QuestionSource, SourceFormat
+from reasonmed.ingest.loaders import FileFormatError, Limits, QuestionSource, SourceFormat
 from reasonmed.ingest.service import load_id_list
 from reasonmed.nightly import guard, inputs
 from reasonmed.nightly.report import Growth, render_markdown
@@ -98,50 +95,44 @@ async def nightly_growth(
             cost per stage); nothing is ingested, claimed or written.
     """
     logger = get_run_logger()
-    settings = get_settings()
     if priority not in repo.PRIORITIES:
         raise ValueError(f"priority must be one of {', '.join(repo.PRIORITIES)} (got {priority!r})")
     for name, value in (("max_questions", max_questions), ("max_tokens", max_tokens)):
         if value is not None and value < 0:
             raise ValueError(f"{name} must be >= 0 or unset (got {value})")
-    engine = get_engine(settings.database_url)
-    await asyncio.to_thread(require_current, engine, settings.database_url)
-    if dry_run:
-        est = await asyncio.to_thread(plan_run, engine, load_pipeline_config(config), limit=max_questions, sources=sources)
-        logger.info("dry run: %s pending question(s), %s calls, %s tokens, wall time %s s, cost %s",
-                    est.pending, est.calls, est.tokens, est.wall_s, est.cost_usd)
-        return {"dry_run": est.as_dict()}
-    ttl = lock_ttl_s or settings.claim_lease_s
-    flow_ctx = FlowRunContext.get()
-    flow_run_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else None
-    params = {
-        "input_location": input_location, "source": source, "max_questions": max_questions, "max_tokens": max_tokens,
-        "priority": priority, "export_out": export_out, "config": config, "sources": sources,
-    }
-    lock = await asyncio.to_thread(
-        guard.acquire, engine, kind="nightly", ttl_s=ttl, parameters=params, prefect_flow_run_id=flow_run_id
-    )
-    if not isinstance(lock, guard.RunLock):
-        message = guard.refusal_message("nightly growth", lock, ttl)
-        logger.warning(message)
-        return Cancelled(message=message)
-
-    status, error, stats = "failed", None, {}
-    try:
-        growth = await _grow(
-            lock.run_id, params, engine=engine, pattern=pattern, split=split, benchmark_test_ids=benchmark_test_ids,
-            shard_size=shard_size, questions_in_flight=questions_in_flight, export=export,
-            export_formats=export_formats, export_layout=export_layout,
+    async with RunContext(config) as run:
+        engine = run.engine
+        if dry_run:
+            est = await asyncio.to_thread(plan_run, engine, run.cfg, limit=max_questions, sources=sources)
+            logger.info("dry run: %s pending question(s), %s calls, %s tokens, wall time %s s, cost %s",
+                        est.pending, est.calls, est.tokens, est.wall_s, est.cost_usd)
+            return {"dry_run": est.as_dict()}
+        ttl = lock_ttl_s or run.settings.claim_lease_s
+        params = {
+            "input_location": input_location, "source": source, "max_questions": max_questions,
+            "max_tokens": max_tokens, "priority": priority, "export_out": export_out, "config": config,
+            "sources": sources,
+        }
+        lock = await asyncio.to_thread(
+            guard.acquire, engine, kind="nightly", ttl_s=ttl, parameters=params, prefect_flow_run_id=run.flow_run_id
         )
-        stats = growth.summary()
-        problem = growth.export_error or growth.build_error
-        status, error = ("failed", problem) if problem else ("completed", None)
-    except BaseException as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        lock.stop()
-        await asyncio.to_thread(repo.finish_run, engine, lock.run_id, status=status, stats=stats, error=error)
+        if not isinstance(lock, guard.RunLock):
+            message = guard.refusal_message("nightly growth", lock, ttl)
+            logger.warning(message)
+            return Cancelled(message=message)
+        run.adopt(lock.run_id)
+        try:
+            growth = await _grow(
+                run, params, pattern=pattern, split=split, benchmark_test_ids=benchmark_test_ids,
+                shard_size=shard_size, questions_in_flight=questions_in_flight, export=export,
+                export_formats=export_formats, export_layout=export_layout,
+            )
+            run.stats = stats = growth.summary()
+            problem = growth.export_error or growth.build_error
+            if problem:
+                run.end("failed", problem)
+        finally:
+            lock.stop()
     # Published even when the export failed: the night's generation is in the database either way.
     await acreate_markdown_artifact(
         key=GROWTH_ARTIFACT_KEY, markdown=render_markdown(growth),
@@ -160,11 +151,12 @@ async def nightly_growth(
 
 
 async def _grow(
-    nightly_run_id: int, params: dict[str, Any], *, engine: Any, pattern: str | None, split: str,
+    run: RunContext, params: dict[str, Any], *, pattern: str | None, split: str,
     benchmark_test_ids: str | None, shard_size: int | None, questions_in_flight: int | None, export: bool,
     export_formats: list[str] | None, export_layout: str,
 ) -> Growth:
-    settings = get_settings()
+    settings, engine, nightly_run_id = run.settings, run.engine, run.run_id
+    assert nightly_run_id is not None
     started = repo.now()
     before = await asyncio.to_thread(nightly_repo.dataset_totals, engine)
     growth = Growth(nightly_run_id=nightly_run_id, started_at=started.strftime("%Y-%m-%d %H:%M UTC"),
@@ -173,7 +165,7 @@ async def _grow(
         growth.ingest = await _ingest_new(
             params["input_location"], params["source"], pattern=pattern, split=split,
             benchmark_test_ids=benchmark_test_ids, database_url=settings.database_url,
-            endpoint_url=settings.s3_endpoint_url,
+            endpoint_url=settings.s3_endpoint_url, limits=settings.ingest_limits,
         )
     if params["max_questions"] != 0:
         state = await build_dataset(
@@ -193,8 +185,7 @@ async def _grow(
     elif export:
         try:
             # A night on the simulator exports its own (simulated) rows, flagged as such in card and manifest.
-            simulated = load_pipeline_config(params["config"] or settings.pipeline_config).simulated
-            growth.export = await _export(params["export_out"], export_formats, export_layout, simulated)
+            growth.export = await _export(params["export_out"], export_formats, export_layout, run.cfg.simulated)
         except Exception as exc:  # reported, and the night fails, once the growth figures are recorded
             growth.export_error = f"{type(exc).__name__}: {exc}"
             get_run_logger().error("export failed: %s", growth.export_error)
@@ -203,7 +194,7 @@ async def _grow(
 
 async def _ingest_new(
     location: str, source: str, *, pattern: str | None, split: str, benchmark_test_ids: str | None,
-    database_url: str, endpoint_url: str | None,
+    database_url: str, endpoint_url: str | None, limits: Limits,
 ) -> list[dict[str, Any]]:
     """Every matching file goes to the ingestion task; files it has seen (same sha256) are skipped there.
 
@@ -214,12 +205,13 @@ async def _ingest_new(
         return await _ingest_files(
             location, source, staging_dir=Path(staging), pattern=pattern, split=split,
             benchmark_test_ids=benchmark_test_ids, database_url=database_url, endpoint_url=endpoint_url,
+            limits=limits,
         )
 
 
 async def _ingest_files(
     location: str, source: str, *, staging_dir: Path, pattern: str | None, split: str,
-    benchmark_test_ids: str | None, database_url: str, endpoint_url: str | None,
+    benchmark_test_ids: str | None, database_url: str, endpoint_url: str | None, limits: Limits,
 ) -> list[dict[str, Any]]:
     logger = get_run_logger()
     test_ids: set[str] | None = None
@@ -239,7 +231,6 @@ async def _ingest_files(
     ]
     for uri, why in skipped:
         logger.warning("%s: not ingested: %s", uri, why)
-    limits = get_settings().ingest_limits
     for f in files:
         try:
             s = await asyncio.to_thread(

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from prefect import get_run_logger
+
+if TYPE_CHECKING:
+    from flows.run import RunContext
 
 
 def split_results(names: Sequence[str], results: Sequence[Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -20,4 +26,19 @@ def split_results(names: Sequence[str], results: Sequence[Any]) -> tuple[dict[st
             failed[name] = f"{type(res).__name__}: {res}"
         else:
             done[name] = res
+    return done, failed
+
+
+async def gather_items(
+    run: RunContext, key: str, names: Sequence[str], task: Callable[[str], Awaitable[Any]]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """One task per item, all at once; an item that failed for good fails the run (the others' results
+    stand), and both go into the run's stats under ``key`` and "failures"."""
+    results = await asyncio.gather(*(task(name) for name in names), return_exceptions=True)
+    done, failed = split_results(names, results)
+    for name, why in failed.items():
+        get_run_logger().warning("%s incomplete: %s", name, why)
+    run.stats.update({key: done, "failures": failed})
+    if failed:
+        run.end("failed", "; ".join(f"{k}: {v}" for k, v in failed.items()))
     return done, failed

@@ -15,9 +15,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlalchemy import Engine
 
 from flows import run_names
-from reasonmed.config import get_settings
-from reasonmed.db.engine import get_engine
-from reasonmed.db.migrate import require_current
+from flows.run import RunContext
 from reasonmed.report.data import load_report_data
 from reasonmed.report.figures import render_all
 from reasonmed.report.service import figures_markdown, report_tables, write_report
@@ -56,9 +54,8 @@ def audit_report(out: str | None = None) -> dict[str, Any]:
     Args:
         out: Also write index.html and the figures' PNG files to this folder on the worker.
     """
-    settings = get_settings()
-    engine = get_engine(settings.database_url)
-    require_current(engine, settings.database_url)
+    with RunContext() as run:
+        engine = run.engine
     keys = publish_report_artifacts(engine)
     result: dict[str, Any] = {"artifacts": keys}
     if out:

@@ -8,30 +8,25 @@ so two versions (or two pipeline configs) can be compared on the same footing.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import replace
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
-from prefect.context import FlowRunContext
 
 from flows import run_names
 from flows.best_effort import best_effort
-from flows.outcomes import split_results
+from flows.outcomes import gather_items
+from flows.run import RunContext
 from reasonmed.agents.base import Sampling
-from reasonmed.config import ConfigError, get_settings, load_pipeline_config
+from reasonmed.config import ConfigError
 from reasonmed.db import eval_repo
-from reasonmed.db import pipeline_repo as repo
-from reasonmed.db.engine import get_engine
-from reasonmed.db.migrate import require_current
 from reasonmed.evaluation import scoring
 from reasonmed.evaluation.judge_modes import JudgeMode, judge_spec
 from reasonmed.evaluation.scoring import ScoreContext, Variant
-from reasonmed.llm.registry import LLMRegistry
 from reasonmed.structured_output import JUDGE_SCHEMA, constrained_template, format_for
-from tasks.evaluate import SCORE_RUNTIMES, score_variant_task
-from tasks.secrets import load_prefect_secret
+from tasks.context import Handle
+from tasks.evaluate import score_variant_task
 
 
 class UnknownDatasetVersion(LookupError):
@@ -85,68 +80,49 @@ async def score_dataset(
             structured_dialect; stored apart from free-form ratings.
     """
     logger = get_run_logger()
-    settings = get_settings()
-    cfg = load_pipeline_config(config or settings.pipeline_config)
-    judge = judge_endpoint or cfg.agents.verifier.endpoint
-    if judge not in cfg.endpoints:
-        raise ConfigError(f"--judge-endpoint: unknown endpoint {judge!r} (known: {', '.join(sorted(cfg.endpoints))})")
-    chosen = scoring.parse_variants(variants)
-    engine = get_engine(settings.database_url)
-    await asyncio.to_thread(require_current, engine, settings.database_url)
-    version = await asyncio.to_thread(eval_repo.find_dataset_version, engine, dataset_version)
-    if version is None:
-        raise UnknownDatasetVersion(f"dataset version {dataset_version} does not exist (table dataset_versions; `reasonmed export` writes one)")
-    keys = await asyncio.to_thread(eval_repo.dataset_sample_keys, engine, version.id)
-    picked = scoring.select_sample(keys, sample, seed) if keys else []
-    spec = judge_spec(judge_mode)
-    fmt = None
-    if structured_output:
-        if spec.mode != "rubric":
-            raise ConfigError("--structured-output holds the rubric judge's ratings to a schema; "
-                              "the paper judge mode gives one free-form score")
-        fmt = format_for(True, cfg.endpoints[judge].structured_dialect, "ratings", JUDGE_SCHEMA)
-        spec = replace(spec, template=constrained_template(spec.template, JUDGE_SCHEMA))
-    template = spec.template
-    judge_model = cfg.endpoints[judge].model
-    flow_ctx = FlowRunContext.get()
-    flow_run_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else None
-    params = {"dataset_version": dataset_version, "sample": sample, "variants": chosen, "judge_endpoint": judge,
-              "judge_model": judge_model, "seed": seed, "prompt_sha256": template.sha256, "judge_mode": spec.mode,
-              "structured_output": structured_output}
-    run_id = await asyncio.to_thread(
-        repo.create_run, engine, kind="score", config_hash=cfg.config_hash, config_snapshot=cfg.snapshot(),
-        parameters=params, prefect_flow_run_id=flow_run_id,
-    )
-    await asyncio.to_thread(repo.ensure_prompt_templates, engine,
-                            [template, template.reask("truncated"), template.reask("unparseable")])
-    registry = LLMRegistry(cfg, secret_loader=load_prefect_secret)
-    ctx = ScoreContext(
-        engine=engine, backends=registry, judge_endpoint=judge, judge_model=judge_model, version=version,
-        sample_seed=seed, sample=picked,
-        sampling=Sampling(temperature=spec.temperature, top_p=spec.top_p, max_tokens=max_tokens, response_format=fmt),
-        parse_attempts=cfg.agents.ranker.parse_attempts, base_seed=cfg.seed, run_id=run_id, spec=spec,
-    )
-    key = f"score{run_id}-{uuid.uuid4().hex[:6]}"
-    SCORE_RUNTIMES[key] = ctx
-    logger.info("score run %s: version %s, %s of %s rows, variants %s, judge %s (%s)", run_id, dataset_version,
-                len(picked), len(keys), ", ".join(chosen), judge, judge_model)
-    counts: dict[str, dict[str, int]] = {}
-    failures: dict[str, str] = {}
-    status, error = "completed", None
-    try:
-        results = await asyncio.gather(*(score_variant_task(key, v) for v in chosen), return_exceptions=True)
-        counts, failures = split_results(chosen, results)
+    async with RunContext(config) as run:
+        cfg, engine = run.cfg, run.engine
+        judge = judge_endpoint or cfg.agents.verifier.endpoint
+        if judge not in cfg.endpoints:
+            raise ConfigError(
+                f"--judge-endpoint: unknown endpoint {judge!r} (known: {', '.join(sorted(cfg.endpoints))})"
+            )
+        chosen = scoring.parse_variants(variants)
+        version = await asyncio.to_thread(eval_repo.find_dataset_version, engine, dataset_version)
+        if version is None:
+            raise UnknownDatasetVersion(
+                f"dataset version {dataset_version} does not exist (table dataset_versions; `reasonmed export` writes one)"
+            )
+        keys = await asyncio.to_thread(eval_repo.dataset_sample_keys, engine, version.id)
+        picked = scoring.select_sample(keys, sample, seed) if keys else []
+        spec = judge_spec(judge_mode)
+        fmt = None
+        if structured_output:
+            if spec.mode != "rubric":
+                raise ConfigError("--structured-output holds the rubric judge's ratings to a schema; "
+                                  "the paper judge mode gives one free-form score")
+            fmt = format_for(True, cfg.endpoints[judge].structured_dialect, "ratings", JUDGE_SCHEMA)
+            spec = replace(spec, template=constrained_template(spec.template, JUDGE_SCHEMA))
+        template = spec.template
+        judge_model = cfg.endpoints[judge].model
+        params = {"dataset_version": dataset_version, "sample": sample, "variants": chosen, "judge_endpoint": judge,
+                  "judge_model": judge_model, "seed": seed, "prompt_sha256": template.sha256,
+                  "judge_mode": spec.mode, "structured_output": structured_output}
+        run_id = await run.start(
+            "score", params, [template, template.reask("truncated"), template.reask("unparseable")]
+        )
+        ctx = ScoreContext(
+            engine=engine, backends=run.registry, judge_endpoint=judge, judge_model=judge_model, version=version,
+            sample_seed=seed, sample=picked,
+            sampling=Sampling(temperature=spec.temperature, top_p=spec.top_p, max_tokens=max_tokens,
+                              response_format=fmt),
+            parse_attempts=cfg.agents.ranker.parse_attempts, base_seed=cfg.seed, run_id=run_id, spec=spec,
+        )
+        logger.info("score run %s: version %s, %s of %s rows, variants %s, judge %s (%s)", run_id, dataset_version,
+                    len(picked), len(keys), ", ".join(chosen), judge, judge_model)
+        handle = Handle(ctx)
+        counts, failures = await gather_items(run, "variants", chosen, lambda v: score_variant_task(handle, v))
         summaries = [await asyncio.to_thread(scoring.variant_summary, ctx, v) for v in chosen]
-        if failures:
-            status, error = "failed", "; ".join(f"{k}: {v}" for k, v in failures.items())
-    except BaseException as exc:
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        await registry.aclose()
-        SCORE_RUNTIMES.pop(key, None)
-        stats = {"variants": counts, "failures": failures, "usage": [r.as_dict() for r in registry.usage]}
-        await asyncio.to_thread(repo.finish_run, engine, run_id, status=status, stats=stats, error=error)
     rows = _summary_rows(summaries)
     with best_effort("dataset quality artifact"):
         await acreate_table_artifact(

@@ -95,7 +95,8 @@ def run_stoppable(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         signal.signal(sig, signal.SIG_DFL if sig is signal.SIGTERM else signal.default_int_handler)
         stop.request_threadsafe(f"{sig.name} received", interrupted=True)
 
-    worker = threading.Thread(target=target, name="reasonmed-run", daemon=True)
+    # The run sees the caller's context (settings overrides, Prefect's settings, a progress display).
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(target,), name="reasonmed-run", daemon=True)
     for sig in SIGNALS:
         signal.signal(sig, on_signal)
     try:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import typer
 
+from reasonmed.config import settings_scope
 from reasonmed.db.inspect_repo import QuestionStory
 
 
@@ -64,15 +65,16 @@ def build(
         from reasonmed.ingest.sniff import guess_format
 
         format = guess_format(files[0])  # noqa: A001
-    try:
-        run(files=files, source=format, benchmark_test_ids=Path(benchmark_test_ids) if benchmark_test_ids else None,
-            config=Path(config) if config else None, limit=limit, sources=None, shard_size=None,
-            questions_in_flight=None, sim_accuracy=sim_accuracy, sim_latency_ms=sim_latency_ms,
-            database_url=database_url(database), dry_run=False)
-    except typer.Exit as exc:
-        if exc.exit_code:
-            raise RuntimeError(f"the run ended with exit code {exc.exit_code} (see the lines printed above)") from None
-    return samples(database)
+    with settings_scope():  # the database the run chose (the simulator's own, if none is given) is read back
+        try:
+            run(files=files, source=format, benchmark_test_ids=Path(benchmark_test_ids) if benchmark_test_ids else None,
+                config=Path(config) if config else None, limit=limit, sources=None, shard_size=None,
+                questions_in_flight=None, sim_accuracy=sim_accuracy, sim_latency_ms=sim_latency_ms,
+                database_url=database_url(database), dry_run=False)
+        except typer.Exit as exc:
+            if exc.exit_code:
+                raise RuntimeError(f"the run ended with exit code {exc.exit_code} (see the lines printed above)") from None
+        return samples(database)
 
 
 def samples(database: str | Path | None = None) -> pd.DataFrame:
@@ -83,7 +85,8 @@ def samples(database: str | Path | None = None) -> pd.DataFrame:
     from reasonmed.cli.common import engine_from_settings
     from reasonmed.db import export_repo, migrate
 
-    url, engine = engine_from_settings(database_url(database))
+    with settings_scope():
+        url, engine = engine_from_settings(database_url(database))
     migrate.require_current(engine, url)
     rows = [r for batch in export_repo.stream_accepted_rows(engine, include_simulated=True) for r in batch]
     frame = pd.DataFrame(rows, columns=list(export_repo.ROW_COLUMNS))
@@ -95,6 +98,7 @@ def show(question_id: int, database: str | Path | None = None) -> QuestionStory:
     """Print one question's story (``reasonmed show``) and return it (``.as_dict()`` for the raw data)."""
     from reasonmed.cli.show import load_story, print_story
 
-    story = load_story(question_id, database_url(database))
+    with settings_scope():
+        story = load_story(question_id, database_url(database))
     print_story(story)
     return story

@@ -10,6 +10,9 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -338,10 +341,22 @@ def _restore_refs(dumped: Any, raw: Any) -> Any:
     return dumped
 
 
+def _lookup(name: str) -> str | None:
+    """``REASONMED_X`` is the setting ``x`` in force when it was given (so a value the CLI passes through
+    ``temporary_settings``, e.g. the simulator's URL, reaches the pipeline file); anything else, or a
+    setting left at its default, comes from the environment."""
+    field = name.removeprefix("REASONMED_").lower()
+    if name.startswith("REASONMED_") and field in Settings.model_fields:
+        settings = get_settings()
+        if field in settings.model_fields_set and getattr(settings, field) is not None:
+            return str(getattr(settings, field))
+    return os.environ.get(name)
+
+
 def _expand_env(text: str, source: str) -> str:
     def sub(m: re.Match[str]) -> str:
         name, default = m.group(1), m.group(2)
-        value = os.environ.get(name)
+        value = _lookup(name)
         if value is None:
             if default is None:
                 raise ConfigError(f"{source}: environment variable {name} is not set (referenced as ${{{name}}})")
@@ -427,7 +442,8 @@ def load_pipeline_config(path: Path | str | None = None) -> PipelineConfig:
 
 
 class Settings(BaseSettings):
-    """Process-wide settings from ``REASONMED_*`` environment variables (and a ``.env`` file if present)."""
+    """Settings from ``REASONMED_*`` environment variables (and a ``.env`` file if present); a command or a
+    test overrides them in a context (``temporary_settings``), never by writing the environment."""
 
     model_config = SettingsConfigDict(env_prefix="REASONMED_", env_file=".env", extra="ignore", frozen=True)
 
@@ -468,6 +484,9 @@ class Settings(BaseSettings):
     )
     export_dir: Path = Field(default=Path("exports"))
     s3_endpoint_url: str | None = Field(default=None, description="for MinIO and other S3-compatible stores")
+    sim_url: str | None = Field(
+        default=None, description="the simulator's base URL, where the packaged default pipeline points its endpoints"
+    )
     log_level: str = Field(default="INFO")
 
     @property
@@ -484,25 +503,51 @@ class Settings(BaseSettings):
         return self
 
 
-_settings: Settings | None = None
+# The settings in force, as Prefect keeps its own (prefect.settings.context): a context variable set
+# only by ``temporary_settings``, which restores the previous value on leaving. Unset, the settings are
+# read from the environment, as they stand when asked for.
+_current: ContextVar[Settings | None] = ContextVar("reasonmed_settings", default=None)
+
+
+def load_settings(**values: Any) -> Settings:
+    """Settings from the environment, with ``values`` winning; a bad value fails in one line per key."""
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = "REASONMED_" + _format_location(err["loc"]).upper() if err["loc"] else "settings"
+            lines.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("\n".join(lines)) from None
 
 
 def get_settings() -> Settings:
-    """Read the environment once per process."""
-    global _settings
-    if _settings is None:
-        try:
-            _settings = Settings()
-        except ValidationError as exc:
-            lines = []
-            for err in exc.errors():
-                key = "REASONMED_" + _format_location(err["loc"]).upper() if err["loc"] else "settings"
-                lines.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
-            raise ConfigError("\n".join(lines)) from None
-    return _settings
+    """The settings of the innermost ``temporary_settings``, else those of the environment."""
+    current = _current.get()
+    return current if current is not None else load_settings()
 
 
-def reset_settings() -> None:
-    """For tests and CLI options that override the environment."""
-    global _settings
-    _settings = None
+@contextmanager
+def settings_scope() -> Iterator[None]:
+    """Whatever ``override_settings`` sets inside the block ends with it (a CLI command is one scope)."""
+    token = _current.set(_current.get())
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def override_settings(**updates: Any) -> Settings:
+    """``updates`` win over the settings in force, until the enclosing ``settings_scope`` ends."""
+    base = get_settings()
+    settings = load_settings(**({k: getattr(base, k) for k in base.model_fields_set} | updates))
+    _current.set(settings)
+    return settings
+
+
+@contextmanager
+def temporary_settings(**updates: Any) -> Iterator[Settings]:
+    """Settings with ``updates`` in force inside the block (and in what it starts: threads started with
+    its context, tasks, flows), the previous ones again after it."""
+    with settings_scope():
+        yield override_settings(**updates)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from reasonmed.config import get_settings, reset_settings
+from reasonmed.config import get_settings
 from reasonmed.db.engine import get_engine
 from reasonmed.ingest.service import ingest_file, load_id_list
 from reasonmed.sim.launcher import SimServer
@@ -37,7 +37,6 @@ def write_sim_config(path: Path, sim_url: str, *, timeout_s: float = 5.0, max_in
 
 def use_database(url: str) -> None:
     os.environ["REASONMED_DATABASE_URL"] = url
-    reset_settings()
     assert get_settings().database_url == url
 
 
@@ -85,6 +84,5 @@ def built_pg_db(pg_template: str, prefect_harness: None, tmp_path_factory: pytes
             os.environ.pop("REASONMED_DATABASE_URL", None)
         else:
             os.environ["REASONMED_DATABASE_URL"] = old
-        reset_settings()
         get_engine(url).dispose()
         _drop_db(name)

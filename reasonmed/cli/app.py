@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 
 from reasonmed import __version__
 from reasonmed.cli.errors import explain
+from reasonmed.config import settings_scope
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -38,14 +39,15 @@ class _Group(TyperGroup):
         return sorted(names, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
 
     def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except Exception as exc:  # Typer's own exits and usage errors are not recognised: they pass through
-            explained = explain(exc)
-            if explained is None:
-                raise
-            typer.echo(explained.line, err=True)
-            raise typer.Exit(explained.exit_code) from None
+        with settings_scope():  # what a command's options override ends with the command
+            try:
+                return super().invoke(ctx)
+            except Exception as exc:  # Typer's own exits and usage errors are not recognised: they pass through
+                explained = explain(exc)
+                if explained is None:
+                    raise
+                typer.echo(explained.line, err=True)
+                raise typer.Exit(explained.exit_code) from None
 
 
 app = typer.Typer(

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from reasonmed.cli.app import app
 from reasonmed.cli.common import console, engine_from_settings
-from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config
+from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config, temporary_settings
 from reasonmed.db import migrate
 from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.pipeline_repo import QuestionFilter
@@ -77,10 +77,8 @@ def rejudge_cmd(
         from reasonmed.sim.launcher import SimServer
 
         console.print("no pipeline config: re-judging with the bundled SIMULATOR (simulated output, models 'sim/...')")
-        with SimServer(questions_db=url, base_latency_ms=0.0, per_token_ms=0.0) as sim:
-            import os
-
-            os.environ["REASONMED_SIM_URL"] = sim.base_url
+        with SimServer(questions_db=url, base_latency_ms=0.0, per_token_ms=0.0) as sim, \
+                temporary_settings(sim_url=sim.base_url):
             result = _run(engine, load_pipeline_config(None), stage, filters, concurrency)
     else:
         result = _run(engine, cfg, stage, filters, concurrency)

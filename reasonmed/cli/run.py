@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +18,7 @@ from reasonmed.cli.common import console, engine_from_settings, err_console
 from reasonmed.cli.errors import Mistake
 from reasonmed.cli.ingest import ingest as ingest_command
 from reasonmed.cli.temporary_server import quiet_temporary_server_logging
-from reasonmed.config import get_settings, load_pipeline_config
+from reasonmed.config import get_settings, load_pipeline_config, temporary_settings
 from reasonmed.simulated import SIM_DATABASE_URL
 
 
@@ -50,17 +49,17 @@ def _tier_table(rows: list[dict[str, Any]], title: str) -> Table:
 
 
 async def _build_with_display(params: dict[str, Any]) -> dict[str, Any]:
-    from flows.build import build_dataset, build_result
-    from reasonmed.pipeline import progress as progress_mod
+    from flows.build import build_dataset, build_result, current_progress
+    from reasonmed.pipeline.progress import BuildProgress
 
+    progress = BuildProgress()
+    current_progress.set(progress)  # this coroutine's context, which the flow's task copies
     flow_task = asyncio.ensure_future(build_dataset(**params, return_state=True))
     if not console.is_terminal:
         return await build_result(await flow_task)
     with Live(console=console, refresh_per_second=2, transient=False) as live:
         while not flow_task.done():
-            snap = progress_mod.current()
-            if snap is not None:
-                live.update(_progress_table(snap.snapshot()))
+            live.update(_progress_table(progress.snapshot()))
             await asyncio.sleep(0.5)
     return await build_result(await flow_task)
 
@@ -118,17 +117,9 @@ def run(
     settings = get_settings()
     config_path = config or settings.pipeline_config
     load_pipeline_config(config_path)  # fail on a bad file before anything starts
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # the live display replaces per-task log lines
-    if not os.environ.get("PREFECT_API_URL"):
-        # No Prefect server configured: Prefect starts a temporary one on SQLite, which records task events
-        # several times slower than a Postgres-backed server. Spare it log shipping and child-flow churn.
-        os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
-        # Prefect 3.9's temporary server cancels its task-run recorder mid-flush when it is stopped at exit
-        # and prints tracebacks about its own bookkeeping (the pipeline's rows are in its database by then).
-        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
-        quiet_temporary_server_logging(Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect"))
-        if shard_size is None:
-            shard_size = max(settings.shard_size, 1000)
+    prefect_defaults, temporary_server = _prefect_defaults()
+    if temporary_server and shard_size is None:
+        shard_size = max(settings.shard_size, 1000)
     params: dict[str, Any] = {
         "limit": limit, "sources": sources, "config": str(config_path) if config_path else None,
         "shard_size": shard_size, "questions_in_flight": questions_in_flight,
@@ -149,12 +140,12 @@ def run(
             )
         with SimServer(questions_db=url, default_accuracy=sim_accuracy, base_latency_ms=sim_latency_ms, per_token_ms=0.0) as sim:
             console.print(f"simulator: {sim.base_url} (pid {sim.pid}); it stops when this command ends")
-            os.environ["REASONMED_SIM_URL"] = sim.base_url
-            result = _run_build(params)
+            with temporary_settings(sim_url=sim.base_url):
+                result = _run_build(params, prefect_defaults)
         console.print("simulator stopped")
     else:
         console.print(f"pipeline config: {config_path}")
-        result = _run_build(params)
+        result = _run_build(params, prefect_defaults)
     _print_result(result, startup.database_label(url), url if own_sim_db else None)
 
 
@@ -179,15 +170,47 @@ class _ReportedHere(logging.Filter):
         return not any(name in record.getMessage() for name in self.NAMES)
 
 
-def _run_build(params: dict[str, Any]) -> dict[str, Any]:
+def _prefect_defaults() -> tuple[dict[Any, Any], bool]:
+    """Prefect settings for this command, each a default the user's own setting overrides; and whether
+    Prefect will start its temporary server (no PREFECT_API_URL)."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_HOME,
+        PREFECT_LOGGING_LEVEL,
+        PREFECT_LOGGING_SETTINGS_PATH,
+        PREFECT_LOGGING_TO_API_ENABLED,
+        PREFECT_SERVER_LOGGING_LEVEL,
+    )
+
+    defaults: dict[Any, Any] = {PREFECT_LOGGING_LEVEL: "WARNING"}  # the live display replaces per-task log lines
+    temporary_server = not PREFECT_API_URL.value()
+    if temporary_server:
+        # No Prefect server configured: Prefect starts a temporary one on SQLite, which records task events
+        # several times slower than a Postgres-backed server. Spare it log shipping and child-flow churn.
+        defaults[PREFECT_LOGGING_TO_API_ENABLED] = False
+        # Prefect 3.9's temporary server cancels its task-run recorder mid-flush when it is stopped at exit
+        # and prints tracebacks about its own bookkeeping (the pipeline's rows are in its database by then).
+        defaults[PREFECT_SERVER_LOGGING_LEVEL] = "CRITICAL"
+        logging_file = quiet_temporary_server_logging(PREFECT_HOME.value())
+        if logging_file is not None:
+            defaults[PREFECT_LOGGING_SETTINGS_PATH] = logging_file
+    return defaults, temporary_server
+
+
+def _run_build(params: dict[str, Any], prefect_defaults: dict[Any, Any]) -> dict[str, Any]:
     """The build's result; a run that did not finish its work still has one (its outcome says why).
     Problems that stop a run before it starts end the command here, in one line each."""
+    from prefect.logging.configuration import setup_logging
+    from prefect.settings import temporary_settings as prefect_settings
+
     from flows.stopping import run_stoppable
     from reasonmed.llm.preflight import EndpointUnavailable
 
-    logging.getLogger("prefect.flow_runs").addFilter(_ReportedHere())
     try:
-        return run_stoppable(lambda: _build_with_display(params))
+        with prefect_settings(set_defaults=prefect_defaults):
+            setup_logging()  # Prefect set its logging up when imported, before these settings
+            logging.getLogger("prefect.flow_runs").addFilter(_ReportedHere())
+            return run_stoppable(lambda: _build_with_display(params))
     except EndpointUnavailable as exc:
         for check in exc.checks:
             err_console.print(f"error: {check.line()}", markup=False, highlight=False)
@@ -196,9 +219,11 @@ def _run_build(params: dict[str, Any]) -> dict[str, Any]:
         raise typer.Exit(3) from None
     except RuntimeError as exc:
         if "ephemeral Prefect API server" in str(exc) or "temporary server" in str(exc):
+            from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+
             err_console.print(
                 "error: Prefect's temporary server did not start in time "
-                f"({os.environ.get('PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS')} s); the machine is busy: "
+                f"({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()} s); the machine is busy: "
                 "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS or point PREFECT_API_URL at a running "
                 "`prefect server start`", markup=False)
             raise typer.Exit(4) from None

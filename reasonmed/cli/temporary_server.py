@@ -4,8 +4,8 @@ The temporary server is a uvicorn child process with its own SQLite pool. When t
 stops it and cancels its message consumers mid-flush; on a busy machine its pool then logs an ERROR with
 a traceback about a cancelled rollback of its own bookkeeping (the pipeline's rows are committed by then).
 Prefect's logging file names no ``sqlalchemy`` logger, so its environment overrides cannot reach that
-one: this writes Prefect's own logging file with that logger added at the server's logging level, and
-points ``PREFECT_LOGGING_SETTINGS_PATH`` at it (unless the user set one).
+one: this writes Prefect's own logging file with that logger added at the server's logging level, for the
+command to point ``PREFECT_LOGGING_SETTINGS_PATH`` at (unless the user set one).
 """
 
 from __future__ import annotations
@@ -39,5 +39,4 @@ def quiet_temporary_server_logging(home: Path) -> Path | None:
     home.mkdir(parents=True, exist_ok=True)
     target = home / "reasonmed-logging.yml"
     target.write_text(yaml.safe_dump(config, sort_keys=False))
-    os.environ["PREFECT_LOGGING_SETTINGS_PATH"] = str(target)
     return target

@@ -21,6 +21,7 @@ from reasonmed.db import eval_repo
 from reasonmed.db.eval_repo import EvalQuestion
 from reasonmed.evaluation.benchmarks import BENCHMARKS, Benchmark
 from reasonmed.evaluation.report import AccuracyRow, accuracy_rows
+from reasonmed.incomplete import Incomplete
 from reasonmed.llm.types import ChatBackend
 from reasonmed.parsing import clean_reasoning, extract_answer
 from reasonmed.prompts import PromptTemplate, get_template
@@ -28,7 +29,7 @@ from reasonmed.prompts import PromptTemplate, get_template
 SAVE_BATCH = 200
 
 
-class EvalIncomplete(RuntimeError):
+class EvalIncomplete(Incomplete):
     """Some predictions failed after every retry; the rest are stored. Run again to fill the gaps."""
 
 

@@ -27,6 +27,7 @@ from reasonmed.evaluation.judge_output import CRITERIA
 from reasonmed.evaluation.runner import BatchWriter
 from reasonmed.evaluation.stats import MeanCI, difference_interval, mean_interval
 from reasonmed.export.assemble import dataset_output
+from reasonmed.incomplete import Incomplete
 from reasonmed.llm.types import ChatBackend
 from reasonmed.prompts import PromptTemplate
 
@@ -35,7 +36,7 @@ VARIANTS: tuple[Variant, ...] = get_args(Variant)
 _DATASET_NAME = {"reasonmed": "ReasonMed", "cotmed": "CoTMed", "responsemed": "ResponseMed"}
 
 
-class ScoreIncomplete(RuntimeError):
+class ScoreIncomplete(Incomplete):
     """Some judge calls failed after every retry; the rest are stored. Run again to fill the gaps."""
 
 

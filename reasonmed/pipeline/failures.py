@@ -26,13 +26,14 @@ from typing import Literal
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from reasonmed.incomplete import Incomplete
 from reasonmed.llm.types import ENDPOINT_KINDS, RETRYABLE_KINDS
 
 STAGES = ("generate", "verify", "resolve", "summarize")
 FailureClass = Literal["transient", "permanent", "endpoint"]
 
 
-class StageIncomplete(RuntimeError):
+class StageIncomplete(Incomplete):
     """A stage could not finish for its question; what succeeded is saved.
 
     ``error_kinds`` are the LLM error kinds of the requests that failed (after the client's retries);

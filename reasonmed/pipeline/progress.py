@@ -43,15 +43,3 @@ class BuildProgress:
     def fraction(self) -> float:
         return 0.0 if not self.total else min(1.0, (self.done + self.failed + self.set_aside) / self.total)
 
-
-_current: BuildProgress | None = None
-
-
-def set_current(progress: BuildProgress | None) -> None:
-    """The build running in this process, for a display in the same process (``reasonmed run``)."""
-    global _current
-    _current = progress
-
-
-def current() -> BuildProgress | None:
-    return _current

@@ -10,7 +10,6 @@ from sqlalchemy import text
 
 import reasonmed
 from reasonmed.cli.errors import Mistake
-from reasonmed.config import reset_settings
 from reasonmed.db.engine import make_engine
 from tests.fixtures_pipeline import PUBMEDQA_FILE, PUBMEDQA_TEST_IDS
 
@@ -21,9 +20,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-de
     for name in ("REASONMED_DATABASE_URL", "REASONMED_SIM_URL", "REASONMED_PIPELINE_CONFIG", "PREFECT_LOGGING_LEVEL",
                  "PREFECT_LOGGING_TO_API_ENABLED", "PREFECT_SERVER_LOGGING_LEVEL"):
         monkeypatch.delenv(name, raising=False)
-    reset_settings()
     yield
-    reset_settings()
 
 
 def test_build_returns_the_accepted_samples_and_show_tells_one_story(

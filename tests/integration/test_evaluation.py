@@ -14,7 +14,6 @@ import yaml
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from reasonmed.config import reset_settings
 from reasonmed.db.engine import get_engine
 from reasonmed.evaluation.runner import eval_seed
 from reasonmed.evaluation.stats import wilson_interval
@@ -96,7 +95,6 @@ def eval_db(pg_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     for path in _write_mmlu(tmp_path):
         ingest_file(engine, path, "mmlu")
     yield pg_url
-    reset_settings()
 
 
 def test_accuracy_is_what_the_simulator_implies_and_rerun_asks_nothing(eval_db: str, prefect_harness, tmp_path: Path) -> None:

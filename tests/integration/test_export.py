@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from reasonmed.config import reset_settings
 from reasonmed.db import export_repo
 from reasonmed.db.engine import make_engine
 from reasonmed.export.assemble import DATASETS, BenchmarkLeakError, format_instruction
@@ -327,11 +326,7 @@ def test_export_flow_under_prefect(built_copy: str, prefect_harness, tmp_path: P
     from flows.export import export_dataset as export_flow
 
     monkeypatch.setenv("REASONMED_DATABASE_URL", built_copy)
-    reset_settings()
-    try:
-        out = export_flow(out=str(tmp_path), formats=["parquet"], layout="chat", allow_simulated=True)
-    finally:
-        reset_settings()
+    out = export_flow(out=str(tmp_path), formats=["parquet"], layout="chat", allow_simulated=True)
     assert {"version", "location", "counts", "manifest_path", "contamination"} <= set(out)
     manifest = json.loads(Path(out["manifest_path"]).read_text())
     assert manifest["version"] == out["version"] and manifest["layout"] == "chat"
@@ -354,14 +349,10 @@ def test_cli_export(built_copy: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
     from reasonmed.cli import app
 
     monkeypatch.setenv("REASONMED_DATABASE_URL", built_copy)
-    reset_settings()
-    try:
-        refused = CliRunner().invoke(app, ["export", "--out", str(tmp_path), "--format", "jsonl"])
-        res = CliRunner().invoke(app, ["export", "--out", str(tmp_path), "--format", "jsonl", "--layout", "chat",
-                                       "--allow-simulated"])
-        bad = CliRunner().invoke(app, ["export", "--out", str(tmp_path), "--format", "csv"])
-    finally:
-        reset_settings()
+    refused = CliRunner().invoke(app, ["export", "--out", str(tmp_path), "--format", "jsonl"])
+    res = CliRunner().invoke(app, ["export", "--out", str(tmp_path), "--format", "jsonl", "--layout", "chat",
+                                   "--allow-simulated"])
+    bad = CliRunner().invoke(app, ["export", "--out", str(tmp_path), "--format", "csv"])
     # Every row of this database is the simulator's: without --allow-simulated nothing is written.
     assert refused.exit_code == 1 and "SIMULATED" in refused.output and "--allow-simulated" in refused.output
     assert res.exit_code == 0, res.output

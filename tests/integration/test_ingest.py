@@ -578,12 +578,10 @@ def test_load_id_list_formats(tmp_path: Path) -> None:
 
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    from reasonmed.config import reset_settings
+    from reasonmed.config import temporary_settings
 
-    monkeypatch.setenv("REASONMED_DATABASE_URL", "sqlite:///unused.db")  # restored after the test
-    reset_settings()
-    yield CliRunner()
-    reset_settings()
+    with temporary_settings(database_url="sqlite:///unused.db"):
+        yield CliRunner()
 
 
 def test_cli_prints_summary(tmp_path: Path, db_url: str, cli: CliRunner) -> None:
@@ -632,18 +630,14 @@ def test_flow_ingests_and_publishes_artifact(
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     from flows.ingest import ingest
-    from reasonmed.config import reset_settings
+    from reasonmed.config import temporary_settings
     from reasonmed.db.engine import make_engine
 
-    monkeypatch.setenv("REASONMED_DATABASE_URL", db_url)
-    reset_settings()
-    try:
+    with temporary_settings(database_url=db_url):
         path = write_jsonl(tmp_path / "flow.jsonl", [MEDQA_4, MEDQA_5])
         ids = tmp_path / "ids.json"
         ids.write_text('["line-2"]')
         summaries = ingest(paths=[str(path)], source="medqa", benchmark_test_ids=str(ids))
-    finally:
-        reset_settings()
     assert [(s.read, s.inserted, s.benchmark_test) for s in summaries] == [(2, 2, 1)]
     engine = make_engine(db_url)
     assert count(engine, QRow.is_benchmark_test.is_(True)) == 1

@@ -594,16 +594,12 @@ def test_a_file_with_no_valid_record_fails_the_command_and_names_the_source_that
     from typer.testing import CliRunner
 
     from reasonmed.cli import app
-    from reasonmed.config import reset_settings
+    from reasonmed.config import temporary_settings
 
-    monkeypatch.setenv("REASONMED_DATABASE_URL", sqlite_url)
-    reset_settings()
-    try:
+    with temporary_settings(database_url=sqlite_url):
         path = tmp_path / "really_medmcqa.jsonl"
         path.write_bytes(b"\n".join(j(medmcqa_good(i)) for i in range(3)))
         r = CliRunner().invoke(app, ["ingest", str(path), "--source", "medqa", "--database-url", sqlite_url])
-    finally:
-        reset_settings()
     assert r.exit_code == 1, r.output
     out = " ".join(r.output.split())
     assert "all 3 records were rejected as --format medqa" in out and "medmcqa" in out
@@ -798,14 +794,10 @@ def test_the_limits_are_settings_the_command_uses(
     from typer.testing import CliRunner
 
     from reasonmed.cli import app
-    from reasonmed.config import get_settings, reset_settings
+    from reasonmed.config import get_settings, temporary_settings
     from reasonmed.db.engine import make_engine
 
-    monkeypatch.setenv("REASONMED_INGEST_MAX_FIELD_CHARS", "150")
-    monkeypatch.setenv("REASONMED_INGEST_MAX_RECORD_BYTES", "2048")
-    monkeypatch.setenv("REASONMED_INGEST_MAX_DEPTH", "4")
-    reset_settings()
-    try:
+    with temporary_settings(ingest_max_field_chars=150, ingest_max_record_bytes=2048, ingest_max_depth=4):
         assert get_settings().ingest_limits == Limits(2048, 150, 4)
         path = tmp_path / "limits.jsonl"
         path.write_bytes(b"\n".join([
@@ -813,8 +805,6 @@ def test_the_limits_are_settings_the_command_uses(
             j({**medqa_good(4), "x": nest(5)}), j(medqa_good(5)),
         ]))
         r = CliRunner().invoke(app, ["ingest", str(path), "--source", "medqa", "--database-url", sqlite_url])
-    finally:
-        reset_settings()
     assert r.exit_code == 0, r.output
     engine = make_engine(sqlite_url)
     with Session(engine) as ses:

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text, update
 
-from reasonmed.config import reset_settings
 from reasonmed.db import nightly_repo
 from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.engine import get_engine, make_engine
@@ -39,10 +38,8 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         monkeypatch.setenv("REASONMED_DATABASE_URL", url)
         for key, value in settings.items():
             monkeypatch.setenv(key, value)
-        reset_settings()
 
     yield use
-    reset_settings()
 
 
 def _run(coro: Any) -> Any:

@@ -9,7 +9,6 @@ import pytest
 from typer.testing import CliRunner
 
 from reasonmed.cli import app
-from reasonmed.config import reset_settings
 from reasonmed.db import audit_repo
 from reasonmed.db.engine import make_engine
 from reasonmed.report.figures import FIGURES
@@ -20,11 +19,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def _cli(monkeypatch: pytest.MonkeyPatch, url: str, *args: str):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("REASONMED_DATABASE_URL", url)
-    reset_settings()
-    try:
-        return CliRunner().invoke(app, list(args))
-    finally:
-        reset_settings()
+    return CliRunner().invoke(app, list(args))
 
 
 @pytest.mark.postgres
@@ -84,11 +79,7 @@ def test_report_flow_attaches_figures_and_tables(built_pg_db, prefect_harness, t
     from flows.report import TABLE_KEYS, audit_report
 
     monkeypatch.setenv("REASONMED_DATABASE_URL", built_pg_db.url)
-    reset_settings()
-    try:
-        state = audit_report(out=str(tmp_path / "r"), return_state=True)
-    finally:
-        reset_settings()
+    state = audit_report(out=str(tmp_path / "r"), return_state=True)
     result = state.result()
     assert Path(result["index"]).is_file()
     assert set(result["artifacts"]) == {"audit-report-figures", *TABLE_KEYS.values()}

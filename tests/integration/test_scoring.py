@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from reasonmed.config import load_pipeline_config, reset_settings
+from reasonmed.config import load_pipeline_config
 from reasonmed.db.engine import make_engine
 from reasonmed.export.service import ExportOptions, export_dataset
 from reasonmed.sim.behaviour import judge_scores
@@ -38,7 +38,6 @@ def exported(built_copy: str, tmp_path_factory: pytest.TempPathFactory):  # type
         rows[name] = {r["path_id"]: r for r in map(json.loads, lines)}
     engine.dispose()
     yield built_copy, result.version, rows
-    reset_settings()
 
 
 def _sample(path_ids, n: int, seed: int) -> list[int]:  # type: ignore[no-untyped-def]

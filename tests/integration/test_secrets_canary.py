@@ -14,7 +14,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from reasonmed.config import reset_settings
 from reasonmed.db.engine import make_engine
 from reasonmed.sim.launcher import SimServer
 from tests.fixtures_pipeline import REPO, ingest_pubmedqa, run_build
@@ -68,31 +67,27 @@ def test_canary_secrets_reach_no_database_log_artifact_export_or_argv(
     monkeypatch.setenv("REASONMED_EXPORT_DIR", str(tmp_path / "exports"))
     monkeypatch.setenv("CANARY_API_KEY", CANARIES["api_key"])
     monkeypatch.setenv("CANARY_HF_TOKEN", CANARIES["hf_token"])
-    reset_settings()
     leaks: list[str] = []
-    try:
-        with SimServer(questions_db=url, base_latency_ms=1, per_token_ms=0) as sim:
-            assert sim._proc is not None
-            cmdline = Path(f"/proc/{sim._proc.pid}/cmdline").read_bytes().decode(errors="replace")
-            leaks += _leaks("simulator argv", cmdline)
-            assert "reasonmed.sim" in cmdline
-            sim_url = sim.base_url.replace("http://", f"http://canary:{CANARIES['url_password']}@")
-            monkeypatch.setenv("CANARY_SIM_URL", sim_url)
-            monkeypatch.setenv("CANARY_SIM_URL_PLAIN", sim.base_url)
-            cfg = _pipeline(tmp_path / "pipeline.yaml")
-            ingest_pubmedqa(url)
-            result = run_build(limit=4, config=str(cfg), shard_size=2, questions_in_flight=2)
-            assert result["done"] == 4
-            export_dataset(out=str(tmp_path / "exports"), formats=["jsonl"], allow_simulated=True)
+    with SimServer(questions_db=url, base_latency_ms=1, per_token_ms=0) as sim:
+        assert sim._proc is not None
+        cmdline = Path(f"/proc/{sim._proc.pid}/cmdline").read_bytes().decode(errors="replace")
+        leaks += _leaks("simulator argv", cmdline)
+        assert "reasonmed.sim" in cmdline
+        sim_url = sim.base_url.replace("http://", f"http://canary:{CANARIES['url_password']}@")
+        monkeypatch.setenv("CANARY_SIM_URL", sim_url)
+        monkeypatch.setenv("CANARY_SIM_URL_PLAIN", sim.base_url)
+        cfg = _pipeline(tmp_path / "pipeline.yaml")
+        ingest_pubmedqa(url)
+        result = run_build(limit=4, config=str(cfg), shard_size=2, questions_in_flight=2)
+        assert result["done"] == 4
+        export_dataset(out=str(tmp_path / "exports"), formats=["jsonl"], allow_simulated=True)
 
-        from reasonmed.cli import app
+    from reasonmed.cli import app
 
-        shown = CliRunner().invoke(app, ["config", "show"])
-        assert shown.exit_code == 0, shown.output
-        leaks += _leaks("config show", shown.output)
-        assert "postgres:***@" in shown.output and "s3user:***@" in shown.output
-    finally:
-        reset_settings()
+    shown = CliRunner().invoke(app, ["config", "show"])
+    assert shown.exit_code == 0, shown.output
+    leaks += _leaks("config show", shown.output)
+    assert "postgres:***@" in shown.output and "s3user:***@" in shown.output
 
     engine = make_engine(url)
     with engine.connect() as c:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,31 @@ def test_in_process_vllm_example_is_valid() -> None:
     assert cfg.endpoints["qwen-local"].kind == "vllm"
     assert cfg.endpoints["qwen-local"].engine_args["enable_prefix_caching"] is True
     assert cfg.paths_per_question == 9
+
+
+def test_temporary_settings_override_and_restore(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings live in a context: an override holds inside its block, nests, and is gone after it; a
+    value the environment gave stays given underneath, and the environment is never written."""
+    from reasonmed.config import get_settings, temporary_settings
+
+    monkeypatch.setenv("REASONMED_DATABASE_URL", "sqlite:///from-env.db")
+    monkeypatch.setenv("REASONMED_SHARD_SIZE", "7")
+    with temporary_settings(database_url="sqlite:///outer.db") as outer:
+        assert get_settings() is outer and outer.database_url == "sqlite:///outer.db" and outer.shard_size == 7
+        with temporary_settings(database_url="sqlite:///inner.db", shard_size=9):
+            assert (get_settings().database_url, get_settings().shard_size) == ("sqlite:///inner.db", 9)
+        assert get_settings().database_url == "sqlite:///outer.db" and get_settings().shard_size == 7
+    assert get_settings().database_url == "sqlite:///from-env.db"
+    assert os.environ["REASONMED_DATABASE_URL"] == "sqlite:///from-env.db"
+
+
+def test_the_pipeline_file_sees_the_simulator_url_in_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reasonmed.config import load_pipeline_config, temporary_settings
+
+    monkeypatch.delenv("REASONMED_SIM_URL", raising=False)
+    default = load_pipeline_config(None)
+    with temporary_settings(sim_url="http://127.0.0.1:9876/v1"):
+        inside = load_pipeline_config(None)
+    assert {ep.base_url for ep in inside.endpoints.values()} == {"http://127.0.0.1:9876/v1"}
+    assert "http://127.0.0.1:9876/v1" not in {ep.base_url for ep in default.endpoints.values()}
+    assert load_pipeline_config(None).endpoints == default.endpoints
