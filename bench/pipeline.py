@@ -156,7 +156,7 @@ def child(n: int, cap: int, latency_ms: float, work: Path, plain: bool = True) -
         ingest_file(get_engine(url), qfile, "medqa")
         with SimServer(questions_db=url, base_latency_ms=latency_ms, per_token_ms=0.0, max_num_seqs=cap * 4) as sim:
             cfg = _config(work / "pipeline.yaml", sim.base_url, cap, timeout_s=max(30.0, latency_ms / 100))
-            from flows.build import build_dataset
+            from reasonmed.flows.build import build_dataset
 
             sim_proc = psutil.Process(sim.pid)
             server = psutil.Process(int(os.environ["BENCH_PREFECT_SERVER_PID"]))

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import contextvars
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,14 +25,14 @@ from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact,
 from prefect.exceptions import PrefectHTTPStatusError, TerminationSignal
 from prefect.states import Cancelled, Failed, State
 
-from flows import run_names
-from flows.best_effort import best_effort
-from flows.run import RunContext
-from flows.stopping import CANCELLED_VIA_API, StopRequest, current_stop, watch_cancellation
 from reasonmed.config import PipelineConfig
 from reasonmed.db import failures_repo
 from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.pipeline_repo import Priority
+from reasonmed.flows import run_names
+from reasonmed.flows.best_effort import best_effort
+from reasonmed.flows.run import RunContext
+from reasonmed.flows.stopping import CANCELLED_VIA_API, StopRequest, current_stop, watch_cancellation
 from reasonmed.ingest.loaders import QuestionSource
 from reasonmed.pipeline import workers
 from reasonmed.pipeline.failures import classify
@@ -39,8 +40,8 @@ from reasonmed.pipeline.outcome import BuildOutcome, HeldClaim, RunStatus, alarm
 from reasonmed.pipeline.progress import BuildProgress
 from reasonmed.pipeline.stages import StageContext
 from reasonmed.prompts import all_templates
-from tasks.context import Handle
-from tasks.pipeline import generate_task, resolve_task, summarize_task, verify_task
+from reasonmed.tasks.context import Handle
+from reasonmed.tasks.pipeline import generate_task, resolve_task, summarize_task, verify_task
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ async def _run_shard(run: Handle[BuildRun], index: int, ids: list[int], attempts
     raise AssertionError("unreachable")
 
 
-async def _take_back_dead_claims(engine: Any, sources: list[str] | None) -> None:
+async def _take_back_dead_claims(engine: Any, sources: Sequence[str] | None) -> None:
     """Free at once the claims of holders that provably died (same host, process gone); the others'
     claims run out with their lease, and the run's outcome reports them as held."""
     holders = await asyncio.to_thread(repo.live_holders, engine, sources=sources)
@@ -297,7 +298,8 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
         work = asyncio.ensure_future(asyncio.gather(*(shard_worker() for _ in range(n_shard_workers))))
         try:
             stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            waiters: set[asyncio.Future[Any]] = {work, stopper}
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
             if not work.done():  # stop requested: cancel the in-flight questions (and their requests)
                 logger.warning("run %s: stopping: %s", run_id, stop.reason)
@@ -364,7 +366,7 @@ async def build_result(state: State[Any]) -> dict[str, Any]:
 
 
 async def _outcome(
-    run: RunContext, worker: str, sources: list[str] | None, progress: BuildProgress, stop: StopRequest,
+    run: RunContext, worker: str, sources: Sequence[str] | None, progress: BuildProgress, stop: StopRequest,
     budget_stop: bool, real_models: bool,
 ) -> BuildOutcome:
     engine, run_id = run.engine, run.run_id

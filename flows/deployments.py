@@ -12,7 +12,7 @@ builds them with Prefect's public types (``Cron``, ``Interval``, ``ConcurrencyLi
 
 from __future__ import annotations
 
-import importlib
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,8 @@ from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.flows import load_flow_from_entrypoint
 from prefect.schedules import Cron, Interval, Schedule
 
-REPO = Path(__file__).resolve().parent.parent
-PREFECT_FILE = REPO / "deploy" / "prefect.yaml"
+# Shipped in the package (reasonmed/deploy links to deploy/), so an installed ``reasonmed serve`` finds it.
+PREFECT_FILE = Path(str(resources.files("reasonmed.deploy") / "prefect.yaml"))
 
 
 def load_specs(path: Path = PREFECT_FILE) -> list[dict[str, Any]]:
@@ -38,14 +38,9 @@ def load_specs(path: Path = PREFECT_FILE) -> list[dict[str, Any]]:
 
 
 def load_flow(entrypoint: str) -> Flow[..., Any]:
-    """``flows/nightly.py:nightly_growth`` -> the flow, imported as a module of the package when it is one
-    (so served runs load it by module path, wherever the process was started)."""
-    file, _, name = entrypoint.partition(":")
-    module = file.removesuffix(".py").replace("/", ".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError:
-        return load_flow_from_entrypoint(str(REPO / file) + ":" + name)
+    """``reasonmed.flows.nightly.nightly_growth`` (a module path of the installed package, as every
+    entrypoint of deploy/prefect.yaml is) -> the flow, wherever the process was started."""
+    return load_flow_from_entrypoint(entrypoint, use_placeholder_flow=False)
 
 
 def _schedules(spec: dict[str, Any]) -> list[Schedule]:

@@ -15,19 +15,19 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
-from flows import run_names
-from flows.best_effort import best_effort
-from flows.outcomes import gather_items
-from flows.run import RunContext
 from reasonmed.agents.base import Sampling
 from reasonmed.config import ConfigError
 from reasonmed.evaluation import report
 from reasonmed.evaluation.benchmarks import BenchmarkName, parse_benchmarks
 from reasonmed.evaluation.runner import EvalContext, benchmark_accuracy, select_questions
+from reasonmed.flows import run_names
+from reasonmed.flows.best_effort import best_effort
+from reasonmed.flows.outcomes import gather_items
+from reasonmed.flows.run import RunContext
 from reasonmed.prompts import get_template
 from reasonmed.structured_output import ANSWER_SCHEMA, constrained_template, format_for
-from tasks.context import Handle
-from tasks.evaluate import evaluate_benchmark_task
+from reasonmed.tasks.context import Handle
+from reasonmed.tasks.evaluate import evaluate_benchmark_task
 
 
 def artifact_key(prefix: str, name: str) -> str:

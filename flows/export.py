@@ -11,12 +11,12 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows import run_names
-from flows.report import publish_report_artifacts
-from flows.run import RunContext
 from reasonmed.export.assemble import Layout
 from reasonmed.export.service import ExportOptions, ExportResult, Format
-from tasks.export import export_task
+from reasonmed.flows import run_names
+from reasonmed.flows.report import publish_report_artifacts
+from reasonmed.flows.run import RunContext
+from reasonmed.tasks.export import export_task
 
 
 @flow(name="export-dataset", flow_run_name=run_names.export_name, persist_result=False)
@@ -43,7 +43,7 @@ def export_dataset(
     with RunContext() as run:  # no run row: the dataset version it writes is the export's record
         settings = run.settings
         options = ExportOptions(
-            out=out or str(settings.export_dir), formats=formats, layout=layout,  # type: ignore[arg-type]
+            out=out or str(settings.export_dir), formats=formats, layout=layout,
             s3_endpoint_url=s3_endpoint_url or settings.s3_endpoint_url,
             prefect_flow_run_id=run.flow_run_id,
             allow_simulated=allow_simulated,

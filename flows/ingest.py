@@ -7,11 +7,11 @@ from typing import Literal
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from flows import run_names
-from flows.run import RunContext
+from reasonmed.flows import run_names
+from reasonmed.flows.run import RunContext
 from reasonmed.ingest.loaders import CopBase, SourceFormat
 from reasonmed.ingest.service import IngestSummary, load_id_list
-from tasks.ingest import ingest_file_task
+from reasonmed.tasks.ingest import ingest_file_task
 
 
 def _cop_base(value: str | int) -> CopBase:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +25,21 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.states import Cancelled, State
 
-from flows import run_names
-from flows.build import build_dataset, build_result
-from flows.export import export_dataset
-from flows.run import RunContext
 from reasonmed.db import nightly_repo
 from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.pipeline_repo import Priority
 from reasonmed.export.assemble import Layout
 from reasonmed.export.service import Format
+from reasonmed.flows import run_names
+from reasonmed.flows.build import build_dataset, build_result
+from reasonmed.flows.export import export_dataset
+from reasonmed.flows.run import RunContext
 from reasonmed.ingest.loaders import FileFormatError, Limits, QuestionSource, SourceFormat
 from reasonmed.ingest.service import load_id_list
 from reasonmed.nightly import guard, inputs
 from reasonmed.nightly.report import Growth, render_markdown
 from reasonmed.pipeline.dry_run import plan_run
-from tasks.ingest import ingest_file_task
+from reasonmed.tasks.ingest import ingest_file_task
 
 GROWTH_ARTIFACT_KEY = "dataset-growth"
 
@@ -153,7 +154,7 @@ async def nightly_growth(
 async def _grow(
     run: RunContext, params: dict[str, Any], *, pattern: str | None, split: str,
     benchmark_test_ids: str | None, shard_size: int | None, questions_in_flight: int | None, export: bool,
-    export_formats: list[str] | None, export_layout: str,
+    export_formats: Sequence[str] | None, export_layout: str,
 ) -> Growth:
     settings, engine, nightly_run_id = run.settings, run.engine, run.run_id
     assert nightly_run_id is not None
@@ -256,7 +257,7 @@ async def _ingest_files(
     return rows
 
 
-async def _export(out: str | None, formats: list[str] | None, layout: str, allow_simulated: bool) -> dict[str, Any]:
+async def _export(out: str | None, formats: Sequence[str] | None, layout: str, allow_simulated: bool) -> dict[str, Any]:
     """A new dataset version through the export flow (a child run with its own manifest and artifacts).
 
     The export flow is synchronous; it runs in a thread (its flow-run context travels with it) so this
@@ -264,7 +265,11 @@ async def _export(out: str | None, formats: list[str] | None, layout: str, allow
     """
     kwargs: dict[str, Any] = {"out": out, "layout": layout, "allow_simulated": allow_simulated}
     if formats:
-        kwargs["formats"] = formats
+        kwargs["formats"] = list(formats)
     if inspect.iscoroutinefunction(export_dataset.fn):
         return dict(await export_dataset(**kwargs))
-    return dict(await asyncio.to_thread(export_dataset, **kwargs))
+
+    def export_in_thread() -> dict[str, Any]:
+        return dict(export_dataset(**kwargs))
+
+    return await asyncio.to_thread(export_in_thread)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from prefect import get_run_logger
 
 if TYPE_CHECKING:
-    from flows.run import RunContext
+    from reasonmed.flows.run import RunContext
 
 
 def split_results(names: Sequence[str], results: Sequence[Any]) -> tuple[dict[str, Any], dict[str, str]]:

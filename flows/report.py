@@ -14,8 +14,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlalchemy import Engine
 
-from flows import run_names
-from flows.run import RunContext
+from reasonmed.flows import run_names
+from reasonmed.flows.run import RunContext
 from reasonmed.report.data import load_report_data
 from reasonmed.report.figures import render_all
 from reasonmed.report.service import figures_markdown, report_tables, write_report

@@ -21,8 +21,8 @@ from reasonmed.db.engine import get_engine
 from reasonmed.db.migrate import require_current
 from reasonmed.llm.registry import LLMRegistry
 from reasonmed.prompts import PromptTemplate
-from tasks.context import flow_run_id
-from tasks.secrets import load_prefect_secret
+from reasonmed.tasks.context import flow_run_id
+from reasonmed.tasks.secrets import load_prefect_secret
 
 
 class RunContext:

@@ -14,19 +14,19 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
 
-from flows import run_names
-from flows.best_effort import best_effort
-from flows.outcomes import gather_items
-from flows.run import RunContext
 from reasonmed.agents.base import Sampling
 from reasonmed.config import ConfigError
 from reasonmed.db import eval_repo
 from reasonmed.evaluation import scoring
 from reasonmed.evaluation.judge_modes import JudgeMode, judge_spec
 from reasonmed.evaluation.scoring import ScoreContext, Variant
+from reasonmed.flows import run_names
+from reasonmed.flows.best_effort import best_effort
+from reasonmed.flows.outcomes import gather_items
+from reasonmed.flows.run import RunContext
 from reasonmed.structured_output import JUDGE_SCHEMA, constrained_template, format_for
-from tasks.context import Handle
-from tasks.evaluate import score_variant_task
+from reasonmed.tasks.context import Handle
+from reasonmed.tasks.evaluate import score_variant_task
 
 
 class UnknownDatasetVersion(LookupError):

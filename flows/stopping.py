@@ -28,7 +28,7 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 
-from flows.best_effort import best_effort
+from reasonmed.flows.best_effort import best_effort
 
 T = TypeVar("T")
 CANCELLED_VIA_API = "cancelled through the Prefect API"

@@ -14,8 +14,8 @@ from prefect import task
 from reasonmed.evaluation import runner, scoring
 from reasonmed.evaluation.runner import EvalContext
 from reasonmed.evaluation.scoring import ScoreContext
-from tasks.context import Handle, provenance
-from tasks.retry import task_options
+from reasonmed.tasks.context import Handle, provenance
+from reasonmed.tasks.retry import task_options
 
 _TASK_OPTIONS: dict[str, Any] = task_options(retries=2)
 

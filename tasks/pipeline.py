@@ -14,8 +14,8 @@ from prefect import task
 
 from reasonmed.pipeline import stages
 from reasonmed.pipeline.stages import StageContext
-from tasks.context import Handle, provenance
-from tasks.retry import task_options
+from reasonmed.tasks.context import Handle, provenance
+from reasonmed.tasks.retry import task_options
 
 _TASK_OPTIONS: dict[str, Any] = task_options(retries=2)  # database blips only (tasks/retry.py)
 

@@ -12,11 +12,13 @@ def load_prefect_secret(name: str) -> str:
     from prefect.blocks.system import Secret
 
     try:
-        secret = Secret.load(name, _sync=True)
+        # Prefect's sync/async dispatch accepts _sync; Block.load's signature does not declare it.
+        secret = Secret.load(name, _sync=True)  # type: ignore[call-arg]
     except ValueError as exc:
         raise RuntimeError(
             f"Prefect Secret block {name!r} could not be loaded ({type(exc).__name__})"
         ) from None
+    assert isinstance(secret, Secret)
     value = secret.get()
     if not isinstance(value, str) or not value:
         raise RuntimeError(f"Prefect Secret block {name!r} is empty or not a string")

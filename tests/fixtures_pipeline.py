@@ -41,7 +41,7 @@ def use_database(url: str) -> None:
 
 
 def run_build(**params: Any) -> dict[str, Any]:
-    from flows.build import build_dataset
+    from reasonmed.flows.build import build_dataset
 
     return asyncio.run(build_dataset(**params))
 

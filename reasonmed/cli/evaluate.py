@@ -108,7 +108,7 @@ def evaluate(
     _require_endpoint(cfg, model_endpoint, "--model-endpoint")
     _migrated_engine(database_url)
     _require_reachable(cfg, model_endpoint, config)
-    from flows.evaluate import evaluate_model
+    from reasonmed.flows.evaluate import evaluate_model
 
     result = asyncio.run(evaluate_model(
         model_endpoint=model_endpoint, benchmarks=[b.name for b in chosen], limit=limit,
@@ -138,7 +138,7 @@ def _score_table(rows: list[dict[str, Any]], title: str) -> Table:
 
 
 def _run_score(version: int, **params: Any) -> dict[str, Any]:
-    from flows.score import UnknownDatasetVersion, score_dataset
+    from reasonmed.flows.score import UnknownDatasetVersion, score_dataset
 
     try:
         return asyncio.run(score_dataset(dataset_version=version, **params))

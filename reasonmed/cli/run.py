@@ -49,7 +49,7 @@ def _tier_table(rows: list[dict[str, Any]], title: str) -> Table:
 
 
 async def _build_with_display(params: dict[str, Any]) -> dict[str, Any]:
-    from flows.build import build_dataset, build_result, current_progress
+    from reasonmed.flows.build import build_dataset, build_result, current_progress
     from reasonmed.pipeline.progress import BuildProgress
 
     progress = BuildProgress()
@@ -203,7 +203,7 @@ def _run_build(params: dict[str, Any], prefect_defaults: dict[Any, Any]) -> dict
     from prefect.logging.configuration import setup_logging
     from prefect.settings import temporary_settings as prefect_settings
 
-    from flows.stopping import run_stoppable
+    from reasonmed.flows.stopping import run_stoppable
     from reasonmed.llm.preflight import EndpointUnavailable
 
     try:

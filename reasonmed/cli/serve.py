@@ -12,6 +12,7 @@ The Prefect settings a worker's runs get from the work pool's ``job_variables.en
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -51,7 +52,7 @@ def pool_settings(prefect_file: Path) -> dict[Setting, Any]:
         env.update(((spec.get("work_pool") or {}).get("job_variables") or {}).get("env") or {})
     return {getattr(prefect.settings, k): v for k, v in env.items() if k.startswith("PREFECT_") and hasattr(prefect.settings, k)}
 
-_DEFAULT_FILE = Path(__file__).resolve().parents[2] / "deploy" / "prefect.yaml"
+_DEFAULT_FILE = Path(str(resources.files("reasonmed.deploy") / "prefect.yaml"))  # shipped in the package
 
 
 @app.command("serve", rich_help_panel=OPERATE)
@@ -75,7 +76,7 @@ def serve(
         raise typer.Exit(1)
     from prefect.settings import temporary_settings
 
-    from flows.deployments import serve_all  # Prefect is imported only for this command
+    from reasonmed.flows.deployments import serve_all  # Prefect is imported only for this command
 
     try:
         with temporary_settings(updates=pool_settings(prefect_file)):

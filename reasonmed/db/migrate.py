@@ -19,7 +19,7 @@ class SchemaNotCurrent(RuntimeError):
 
 
 def alembic_config(database_url: str) -> Config:
-    location = Path(str(resources.files("migrations")))
+    location = Path(str(resources.files("reasonmed.migrations")))
     cfg = Config()
     cfg.set_main_option("script_location", str(location))
     cfg.set_main_option("sqlalchemy.url", normalise_url(database_url).replace("%", "%%"))

@@ -223,7 +223,7 @@ def test_reasonmed_serve_runs_the_deployments_from_one_process(
                 build = api(server, lambda c: c.read_deployment_by_name("build-dataset/build"))
                 nightly = api(server, lambda c: c.read_deployment_by_name("nightly-growth/nightly"))
                 # served deployments load their flow by module path (prefect deploy records a file path)
-                if (build.entrypoint, nightly.entrypoint) == ("flows.build.build_dataset", "flows.nightly.nightly_growth"):
+                if (build.entrypoint, nightly.entrypoint) == ("reasonmed.flows.build.build_dataset", "reasonmed.flows.nightly.nightly_growth"):
                     break
             except Exception:
                 pass

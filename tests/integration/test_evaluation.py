@@ -98,8 +98,8 @@ def eval_db(pg_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def test_accuracy_is_what_the_simulator_implies_and_rerun_asks_nothing(eval_db: str, prefect_harness, tmp_path: Path) -> None:
-    from flows.evaluate import evaluate_model
     from reasonmed.config import load_pipeline_config
+    from reasonmed.flows.evaluate import evaluate_model
 
     engine = get_engine(eval_db)
     with SimServer(questions_db=eval_db, base_latency_ms=1, per_token_ms=0, accuracy={CANDIDATE: CANDIDATE_ACCURACY}) as sim:
@@ -173,7 +173,7 @@ def test_accuracy_is_what_the_simulator_implies_and_rerun_asks_nothing(eval_db: 
 
 def test_training_items_are_never_evaluated(eval_db: str, prefect_harness, tmp_path: Path) -> None:
     """Only items flagged as benchmark test at ingest are evaluated: never PubMedQA's 500 training items."""
-    from flows.evaluate import evaluate_model
+    from reasonmed.flows.evaluate import evaluate_model
 
     engine = get_engine(eval_db)
     with SimServer(questions_db=eval_db, base_latency_ms=0, per_token_ms=0) as sim:

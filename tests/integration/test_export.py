@@ -323,7 +323,7 @@ def test_s3_multipart_upload_of_a_large_file(fake_aws, tmp_path: Path) -> None:
 
 def test_export_flow_under_prefect(built_copy: str, prefect_harness, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.export import export_dataset as export_flow
+    from reasonmed.flows.export import export_dataset as export_flow
 
     monkeypatch.setenv("REASONMED_DATABASE_URL", built_copy)
     out = export_flow(out=str(tmp_path), formats=["parquet"], layout="chat", allow_simulated=True)

@@ -11,12 +11,12 @@ import pytest
 import yaml
 from prefect.utilities.callables import parameter_schema, parameter_schema_from_entrypoint
 
-from flows.deployments import PREFECT_FILE, load_flow
 from reasonmed.db.pipeline_repo import PRIORITIES
 from reasonmed.evaluation.benchmarks import BENCHMARKS
 from reasonmed.evaluation.judge_modes import JUDGE_MODES
 from reasonmed.evaluation.scoring import VARIANTS
 from reasonmed.export.assemble import LAYOUTS
+from reasonmed.flows.deployments import PREFECT_FILE, load_flow
 from reasonmed.ingest.loaders import FORMATS
 
 SPEC = yaml.safe_load(PREFECT_FILE.read_text())

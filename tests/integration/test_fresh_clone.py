@@ -54,7 +54,7 @@ def test_fresh_clone_runs_the_readme_main_command(tmp_path: Path) -> None:
     install = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--no-deps", "-e", "."],
                              cwd=clone, capture_output=True, text=True, timeout=300)
     assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
-    where = subprocess.run([str(py), "-c", "import reasonmed, migrations; print(reasonmed.__file__, migrations.__file__)"],
+    where = subprocess.run([str(py), "-c", "import reasonmed, reasonmed.migrations as m; print(reasonmed.__file__, m.__file__)"],
                            cwd=empty, check=True, capture_output=True, text=True).stdout
     assert where.count(str(clone)) == 2, where  # the clone's code and migrations, not the checkout under test
 

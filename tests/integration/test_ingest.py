@@ -629,9 +629,9 @@ def test_flow_ingests_and_publishes_artifact(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from flows.ingest import ingest
     from reasonmed.config import temporary_settings
     from reasonmed.db.engine import make_engine
+    from reasonmed.flows.ingest import ingest
 
     with temporary_settings(database_url=db_url):
         path = write_jsonl(tmp_path / "flow.jsonl", [MEDQA_4, MEDQA_5])

@@ -140,8 +140,8 @@ def test_nightly_dry_run_parameter(finished: FinishedRun, prefect_harness: None)
     """The nightly flow's ``dry_run`` parameter returns the same estimate as the CLI and writes nothing."""
     import asyncio
 
-    from flows.nightly import nightly_growth
     from reasonmed.config import load_pipeline_config
+    from reasonmed.flows.nightly import nightly_growth
     from reasonmed.pipeline.dry_run import plan_run
     from tests.fixtures_pipeline import use_database
 

@@ -396,7 +396,7 @@ def test_registry_reads_the_key_from_a_prefect_secret_and_never_logs_it(
 ) -> None:
     from prefect.blocks.system import Secret
 
-    from tasks.secrets import load_prefect_secret
+    from reasonmed.tasks.secrets import load_prefect_secret
 
     Secret(value="sk-from-prefect-secret").save("reasonmed-test-sim-key", overwrite=True)
     server = sim_factory()

@@ -163,7 +163,7 @@ def test_heartbeat_keeps_a_live_lock(engine: Any) -> None:
 
 
 def test_a_second_nightly_run_is_refused_while_one_holds_the_lock(pg_url: str, prefect_harness: None, env: Any, tmp_path: Path) -> None:
-    from flows.nightly import nightly_growth
+    from reasonmed.flows.nightly import nightly_growth
 
     env(pg_url)
     engine = get_engine(pg_url)
@@ -194,7 +194,7 @@ def sim_pipeline(pg_url: str, tmp_path: Path) -> Iterator[tuple[SimServer, Path]
 def test_nightly_respects_the_question_budget_and_the_next_night_takes_the_next_questions(
     pg_url: str, prefect_harness: None, env: Any, tmp_path: Path, sim_pipeline: tuple[SimServer, Path],
 ) -> None:
-    from flows.nightly import nightly_growth
+    from reasonmed.flows.nightly import nightly_growth
 
     env(pg_url)
     engine = get_engine(pg_url)
@@ -241,8 +241,8 @@ def test_a_night_that_adds_nothing_exports_no_version_and_runs_are_named_by_what
 ) -> None:
     from datetime import UTC, datetime
 
-    from flows.nightly import nightly_growth
     from reasonmed.db.models import DatasetVersion
+    from reasonmed.flows.nightly import nightly_growth
 
     env(pg_url)
     engine = get_engine(pg_url)
@@ -290,7 +290,7 @@ async def _artifacts(key: str) -> list[str]:
 def test_token_budget_stops_claiming_new_shards(
     pg_url: str, prefect_harness: None, env: Any, tmp_path: Path, sim_pipeline: tuple[SimServer, Path],
 ) -> None:
-    from flows.build import build_dataset
+    from reasonmed.flows.build import build_dataset
 
     env(pg_url)
     engine = get_engine(pg_url)
@@ -313,7 +313,7 @@ def test_s3_input_is_ingested_once(pg_url: str, prefect_harness: None, env: Any,
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from flows.nightly import nightly_growth
+    from reasonmed.flows.nightly import nightly_growth
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
@@ -346,7 +346,7 @@ def test_s3_input_is_ingested_once(pg_url: str, prefect_harness: None, env: Any,
 
 _NIGHT = """
 import asyncio, sys
-from flows.nightly import nightly_growth
+from reasonmed.flows.nightly import nightly_growth
 asyncio.run(nightly_growth(max_questions=int(sys.argv[1]), config=sys.argv[2], shard_size=3, questions_in_flight=3,
                            priority="fifo", export=False))
 """
@@ -359,7 +359,7 @@ def test_a_night_that_dies_is_resumed_by_the_next_without_repeating_work(
     night finishes what it left, and no question is generated twice (the simulator counts every call)."""
     import prefect.settings
 
-    from flows.nightly import nightly_growth
+    from reasonmed.flows.nightly import nightly_growth
 
     lease = "3"
     env(pg_url, REASONMED_CLAIM_LEASE_S=lease)
@@ -448,7 +448,7 @@ def test_a_night_with_hostile_inputs_reports_each_file_and_still_builds_and_expo
     """Bad uploads are file outcomes in the night's report, never the night's end: it builds and exports."""
     import json as _json
 
-    from flows.nightly import nightly_growth
+    from reasonmed.flows.nightly import nightly_growth
 
     env(pg_url)
     _sim, cfg = sim_pipeline

@@ -157,7 +157,7 @@ def test_tasks_retry_database_blips_only(prefect_harness: None) -> None:
     from sqlalchemy.exc import OperationalError
 
     from reasonmed.pipeline.stages import StageIncomplete
-    from tasks.pipeline import _TASK_OPTIONS
+    from reasonmed.tasks.pipeline import _TASK_OPTIONS
 
     attempts: dict[str, int] = {}
 

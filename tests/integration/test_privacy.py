@@ -25,7 +25,7 @@ def test_pyproject_turns_server_analytics_off_for_commands_run_from_the_reposito
 
 
 def test_every_entry_point_sets_the_offline_defaults(tmp_path: Path) -> None:
-    for module in ("reasonmed.cli", "flows.build", "flows.nightly", "flows.deployments"):
+    for module in ("reasonmed.cli", "reasonmed.flows.build", "reasonmed.flows.nightly", "reasonmed.flows.deployments"):
         code = (f"import {module}, os; import prefect.settings as s; "
                 "print(os.environ.get('DO_NOT_TRACK'), s.get_current_settings().server.analytics_enabled)")
         assert _python(f"import sys; sys.path.insert(0, {str(REPO)!r}); {code}", tmp_path) == "1 False", module

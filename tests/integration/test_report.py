@@ -76,7 +76,7 @@ def test_report_flow_attaches_figures_and_tables(built_pg_db, prefect_harness, t
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    from flows.report import TABLE_KEYS, audit_report
+    from reasonmed.flows.report import TABLE_KEYS, audit_report
 
     monkeypatch.setenv("REASONMED_DATABASE_URL", built_pg_db.url)
     state = audit_report(out=str(tmp_path / "r"), return_state=True)

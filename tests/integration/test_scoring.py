@@ -46,7 +46,7 @@ def _sample(path_ids, n: int, seed: int) -> list[int]:  # type: ignore[no-untype
 
 
 def _score(version: int, config: Path, **kw):  # type: ignore[no-untyped-def]
-    from flows.score import score_dataset
+    from reasonmed.flows.score import score_dataset
 
     return asyncio.run(score_dataset(dataset_version=version, config=str(config), **kw))
 

@@ -57,7 +57,7 @@ def test_canary_secrets_reach_no_database_log_artifact_export_or_argv(
     from prefect.blocks.system import Secret
     from prefect.client.orchestration import get_client
 
-    from flows.export import export_dataset
+    from reasonmed.flows.export import export_dataset
 
     caplog.set_level(logging.DEBUG)
     url = make_url(pg_url).set(password=CANARIES["db_password"]).render_as_string(hide_password=False)

@@ -42,7 +42,7 @@ def recording_claim(*args, **kwargs):
     return ids
 
 pipeline_repo.claim_questions = recording_claim
-from flows.build import build_dataset
+from reasonmed.flows.build import build_dataset
 
 result = asyncio.run(build_dataset(config=config, shard_size=3, questions_in_flight=3, worker_id=worker_id))
 print("RESULT " + json.dumps({k: result[k] for k in ("run_id", "claimed", "done", "failed")}), flush=True)

@@ -75,7 +75,7 @@ def _registry_name(node: ast.expr, mutables: set[str]) -> str | None:
 def violations(sources: dict[str, str]) -> list[str]:
     """Every breach of the two rules in these modules (path -> source), as ``path:line: what``.
 
-    A registry is often filled from another module than its own (``from tasks.pipeline import RUNTIMES``
+    A registry is often filled from another module than its own (``from reasonmed.tasks.pipeline import RUNTIMES``
     then ``RUNTIMES[key] = ...`` in a flow), so the module-level names of every module are looked for in all.
     """
     trees = {path: ast.parse(source) for path, source in sources.items()}
@@ -157,7 +157,7 @@ def test_what_is_allowed_is_not_flagged(source: str) -> None:
 def test_a_registry_filled_from_another_module_is_caught() -> None:
     found = violations({
         "tasks/pipeline.py": "RUNTIMES: dict[str, object] = {}\n",
-        "flows/build.py": "from tasks.pipeline import RUNTIMES\nimport tasks.pipeline as tp\n"
+        "flows/build.py": "from reasonmed.tasks.pipeline import RUNTIMES\nimport tasks.pipeline as tp\n"
                           "def f(k, v):\n    RUNTIMES[k] = v\n    tp.RUNTIMES.pop(k)\n",
     })
     assert found == ["flows/build.py:4: module-level registry RUNTIMES written",
