@@ -30,7 +30,100 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-_VOCAB = ["patient", "presents", "with", "acute", "chronic", "pain", "fever", "cough", "dyspnea", "history", "examination", "reveals", "elevated", "serum", "levels", "blood", "pressure", "heart", "rate", "temperature", "respiratory", "abdominal", "tenderness", "laboratory", "findings", "show", "normal", "increased", "decreased", "left", "right", "lower", "upper", "quadrant", "mild", "severe", "weeks", "days", "months", "year-old", "man", "woman", "child", "infant", "mg", "dL", "mmHg", "treatment", "therapy", "diagnosis", "management", "initial", "next", "best", "step", "most", "likely", "cause", "mechanism", "of", "action", "drug", "receptor", "enzyme", "inhibitor", "infection", "renal", "hepatic", "cardiac", "pulmonary", "neurologic", "hematologic", "biopsy", "imaging", "ultrasound", "radiograph", "CT", "MRI", "therefore", "option", "rules", "out", "because", "consistent", "inconsistent", "pathophysiology", "anatomy", "presentation", "differential", "excluded", "supports", "finding"]
+_VOCAB = [
+    "patient",
+    "presents",
+    "with",
+    "acute",
+    "chronic",
+    "pain",
+    "fever",
+    "cough",
+    "dyspnea",
+    "history",
+    "examination",
+    "reveals",
+    "elevated",
+    "serum",
+    "levels",
+    "blood",
+    "pressure",
+    "heart",
+    "rate",
+    "temperature",
+    "respiratory",
+    "abdominal",
+    "tenderness",
+    "laboratory",
+    "findings",
+    "show",
+    "normal",
+    "increased",
+    "decreased",
+    "left",
+    "right",
+    "lower",
+    "upper",
+    "quadrant",
+    "mild",
+    "severe",
+    "weeks",
+    "days",
+    "months",
+    "year-old",
+    "man",
+    "woman",
+    "child",
+    "infant",
+    "mg",
+    "dL",
+    "mmHg",
+    "treatment",
+    "therapy",
+    "diagnosis",
+    "management",
+    "initial",
+    "next",
+    "best",
+    "step",
+    "most",
+    "likely",
+    "cause",
+    "mechanism",
+    "of",
+    "action",
+    "drug",
+    "receptor",
+    "enzyme",
+    "inhibitor",
+    "infection",
+    "renal",
+    "hepatic",
+    "cardiac",
+    "pulmonary",
+    "neurologic",
+    "hematologic",
+    "biopsy",
+    "imaging",
+    "ultrasound",
+    "radiograph",
+    "CT",
+    "MRI",
+    "therefore",
+    "option",
+    "rules",
+    "out",
+    "because",
+    "consistent",
+    "inconsistent",
+    "pathophysiology",
+    "anatomy",
+    "presentation",
+    "differential",
+    "excluded",
+    "supports",
+    "finding",
+]
 MODELS = ["Qwen2.5-72B-Instruct", "DeepSeek-R1-Distill-Llama-70B", "HuatuoGPT-o1-70B"]
 SOURCES = [("medmcqa", 0.9), ("medqa", 0.06), ("pubmedqa", 0.02), ("mmlu", 0.02)]
 THRESHOLD_S, THRESHOLD_RSS = 60.0, 1024**3
@@ -53,11 +146,14 @@ def fill(url: str, rows: int, seed: int = 11) -> dict[str, int]:
     with psycopg.connect(dsn) as conn:
         run_id = conn.execute(
             "INSERT INTO pipeline_runs (kind, status, config_hash, parameters, stats, started_at) "
-            "VALUES ('build', 'completed', %s, '{}', '{}', %s) RETURNING id", ("b" * 64, now),
+            "VALUES ('build', 'completed', %s, '{}', '{}', %s) RETURNING id",
+            ("b" * 64, now),
         ).fetchone()[0]
         with conn.cursor() as cur:
-            with cur.copy("COPY questions (id, content_hash, source, source_id, split, is_benchmark_test, question, "
-                          "context, options, answer, metadata, created_at) FROM STDIN") as cp:
+            with cur.copy(
+                "COPY questions (id, content_hash, source, source_id, split, is_benchmark_test, question, "
+                "context, options, answer, metadata, created_at) FROM STDIN"
+            ) as cp:
                 for qid in range(1, n_q + n_bench + 1):
                     src = rng.choices([s for s, _ in SOURCES], [w for _, w in SOURCES])[0]
                     bench = qid > n_q
@@ -70,30 +166,80 @@ def fill(url: str, rows: int, seed: int = 11) -> dict[str, int]:
                     # Distinct stems of random words (like real, mostly unrelated questions), so the
                     # contamination guard sees a realistic overlap with the benchmark-test items.
                     q = f"Q{qid}: A {20 + qid % 60}-year-old " + " ".join(rng.choices(_VOCAB, k=40)) + "?"
-                    cp.write_row((qid, uuid.uuid4().hex * 2, src, f"{src}-{qid}", "test" if bench else "train", bench,
-                                  q, ctx, json.dumps(opts), opts[qid % len(opts)][0], "{}", now))
-            with cur.copy("COPY reasoning_paths (id, question_id, path_key, origin, role, run_id, endpoint, model, "
-                          "temperature, sample_index, generation_order, prompt_sha256, raw_text, clean_text, "
-                          "created_at) FROM STDIN") as cp:
+                    cp.write_row(
+                        (
+                            qid,
+                            uuid.uuid4().hex * 2,
+                            src,
+                            f"{src}-{qid}",
+                            "test" if bench else "train",
+                            bench,
+                            q,
+                            ctx,
+                            json.dumps(opts),
+                            opts[qid % len(opts)][0],
+                            "{}",
+                            now,
+                        )
+                    )
+            with cur.copy(
+                "COPY reasoning_paths (id, question_id, path_key, origin, role, run_id, endpoint, model, "
+                "temperature, sample_index, generation_order, prompt_sha256, raw_text, clean_text, "
+                "created_at) FROM STDIN"
+            ) as cp:
                 for pid in range(1, 2 * (n_q + n_bench) + 1):
                     qid = (pid + 1) // 2
                     text = "\n".join(" ".join(rng.choices(sentences, k=6)) for _ in range(5))  # ~3 KB
                     model = MODELS[pid % 3]
-                    cp.write_row((pid, qid, f"gen/{model}/{pid % 2}", "generated", "generator", run_id, model,
-                                  f"sim/{model}", 0.7 + 0.1 * (pid % 3), 0, pid % 2, "0" * 64, text, text, now))
-            with cur.copy("COPY verdicts (id, path_id, question_id, verifier_model, outcome, reason, parse_attempts, "
-                          "created_at) FROM STDIN") as cp:
+                    cp.write_row(
+                        (
+                            pid,
+                            qid,
+                            f"gen/{model}/{pid % 2}",
+                            "generated",
+                            "generator",
+                            run_id,
+                            model,
+                            f"sim/{model}",
+                            0.7 + 0.1 * (pid % 3),
+                            0,
+                            pid % 2,
+                            "0" * 64,
+                            text,
+                            text,
+                            now,
+                        )
+                    )
+            with cur.copy(
+                "COPY verdicts (id, path_id, question_id, verifier_model, outcome, reason, parse_attempts, "
+                "created_at) FROM STDIN"
+            ) as cp:
                 for pid in range(1, 2 * (n_q + n_bench) + 1):
                     cp.write_row((pid, pid, (pid + 1) // 2, "sim/verifier", "correct", "sound", 1, now))
-            with cur.copy("COPY accepted_paths (id, question_id, path_id, verdict_id, rank, run_id, created_at) "
-                          "FROM STDIN") as cp:
+            with cur.copy(
+                "COPY accepted_paths (id, question_id, path_id, verdict_id, rank, run_id, created_at) "
+                "FROM STDIN"
+            ) as cp:
                 for pid in range(1, 2 * (n_q + n_bench) + 1):
                     cp.write_row((pid, (pid + 1) // 2, pid, pid, (pid + 1) % 2, run_id, now))
-            with cur.copy("COPY summaries (id, path_id, question_id, summarizer_model, text, created_at) FROM STDIN") as cp:
+            with cur.copy(
+                "COPY summaries (id, path_id, question_id, summarizer_model, text, created_at) FROM STDIN"
+            ) as cp:
                 for pid in range(1, 2 * (n_q + n_bench) + 1):
-                    cp.write_row((pid, pid, (pid + 1) // 2, "sim/summarizer", " ".join(rng.choices(sentences, k=5)), now))
-            with cur.copy("COPY question_outcomes (id, question_id, run_id, tier, n_paths, n_correct, status, "
-                          "n_accepted, updated_at) FROM STDIN") as cp:
+                    cp.write_row(
+                        (
+                            pid,
+                            pid,
+                            (pid + 1) // 2,
+                            "sim/summarizer",
+                            " ".join(rng.choices(sentences, k=5)),
+                            now,
+                        )
+                    )
+            with cur.copy(
+                "COPY question_outcomes (id, question_id, run_id, tier, n_paths, n_correct, status, "
+                "n_accepted, updated_at) FROM STDIN"
+            ) as cp:
                 for qid in range(1, n_q + n_bench + 1):
                     cp.write_row((qid, qid, run_id, "easy", 9, 6, "accepted", 2, now))
         conn.commit()
@@ -123,16 +269,29 @@ def child(url: str, out: str, formats: list[str], contamination: bool) -> None:
     wall = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     data_bytes = sum(f["bytes"] for f in result.manifest["files"])
-    print(json.dumps({"wall_s": round(wall, 2), "peak_rss_bytes": rss, "counts": result.counts,
-                      "bytes_written": data_bytes, **timings}))
+    print(
+        json.dumps(
+            {
+                "wall_s": round(wall, 2),
+                "peak_rss_bytes": rss,
+                "counts": result.counts,
+                "bytes_written": data_bytes,
+                **timings,
+            }
+        )
+    )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=370_000)
     p.add_argument("--formats", default="parquet")
-    p.add_argument("--contamination", choices=["both", "on", "off"], default="both",
-                   help="time the export with the contamination guard, without it, or both (default)")
+    p.add_argument(
+        "--contamination",
+        choices=["both", "on", "off"],
+        default="both",
+        help="time the export with the contamination guard, without it, or both (default)",
+    )
     p.add_argument("--no-contamination", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--keep", action="store_true")
     p.add_argument("--child", nargs=2, metavar=("URL", "OUT"), help=argparse.SUPPRESS)
@@ -155,9 +314,12 @@ def main() -> None:
         migrate.upgrade(url)
         t = time.perf_counter()
         info = fill(url, args.rows)
-        print(f"filled {info['rows']:,} accepted rows ({info['questions']:,} questions, "
-              f"{info['benchmark_questions']:,} benchmark-test) in {time.perf_counter() - t:.1f} s; "
-              f"database {info['db_bytes'] / 1024**2:,.0f} MiB", flush=True)
+        print(
+            f"filled {info['rows']:,} accepted rows ({info['questions']:,} questions, "
+            f"{info['benchmark_questions']:,} benchmark-test) in {time.perf_counter() - t:.1f} s; "
+            f"database {info['db_bytes'] / 1024**2:,.0f} MiB",
+            flush=True,
+        )
         ok = True
         modes = {"both": [False, True], "on": [True], "off": [False]}[args.contamination]
         for guard in modes:
@@ -169,11 +331,17 @@ def main() -> None:
                 raise SystemExit(f"export failed:\n{done.stderr[-4000:]}")
             r = json.loads(done.stdout.strip().splitlines()[-1])
             label = "with the contamination guard" if guard else "without the contamination guard"
-            print(f"export {label}: {r['counts']['ReasonMed']:,} rows x 3 datasets ({args.formats}) = "
-                  f"{r['bytes_written'] / 1024**2:,.0f} MiB of files")
-            print(f"  wall: {r['wall_s']:.1f} s (target <= {THRESHOLD_S:.0f} s)"
-                  + (f", of which the contamination check {r['contamination_s']:.1f} s" if guard else ""))
-            print(f"  peak RSS: {r['peak_rss_bytes'] / 1024**2:,.0f} MiB (target < {THRESHOLD_RSS / 1024**2:,.0f} MiB)")
+            print(
+                f"export {label}: {r['counts']['ReasonMed']:,} rows x 3 datasets ({args.formats}) = "
+                f"{r['bytes_written'] / 1024**2:,.0f} MiB of files"
+            )
+            print(
+                f"  wall: {r['wall_s']:.1f} s (target <= {THRESHOLD_S:.0f} s)"
+                + (f", of which the contamination check {r['contamination_s']:.1f} s" if guard else "")
+            )
+            print(
+                f"  peak RSS: {r['peak_rss_bytes'] / 1024**2:,.0f} MiB (target < {THRESHOLD_RSS / 1024**2:,.0f} MiB)"
+            )
             ok = ok and r["wall_s"] <= THRESHOLD_S and r["peak_rss_bytes"] < THRESHOLD_RSS
         print("targets met" if ok else "TARGET MISSED")
     finally:

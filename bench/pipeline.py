@@ -44,7 +44,33 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-WORDS = ["cardiac", "hepatic", "renal", "acute", "chronic", "lesion", "biopsy", "serum", "enzyme", "marker", "infarct", "ischemia", "fever", "rash", "neuropathy", "valve", "murmur", "dyspnea", "edema", "anemia", "platelet", "thrombosis", "embolism", "insulin", "cortisol"]
+WORDS = [
+    "cardiac",
+    "hepatic",
+    "renal",
+    "acute",
+    "chronic",
+    "lesion",
+    "biopsy",
+    "serum",
+    "enzyme",
+    "marker",
+    "infarct",
+    "ischemia",
+    "fever",
+    "rash",
+    "neuropathy",
+    "valve",
+    "murmur",
+    "dyspnea",
+    "edema",
+    "anemia",
+    "platelet",
+    "thrombosis",
+    "embolism",
+    "insulin",
+    "cortisol",
+]
 
 
 def _admin(sql: str) -> None:
@@ -63,18 +89,36 @@ def _questions(path: Path, n: int, seed: int) -> None:
     with path.open("w") as f:
         for i in range(n):
             opts = {k: " ".join(rng.choices(WORDS, k=3)) + f" {k}{i}" for k in "ABCD"}
-            stem = f"Case {i}: a patient presents with " + " ".join(rng.choices(WORDS, k=40)) + ". What is the best next step?"
-            f.write(json.dumps({"id": f"b{i}", "question": stem, "options": opts, "answer_idx": rng.choice("ABCD")}) + "\n")
+            stem = (
+                f"Case {i}: a patient presents with "
+                + " ".join(rng.choices(WORDS, k=40))
+                + ". What is the best next step?"
+            )
+            f.write(
+                json.dumps(
+                    {"id": f"b{i}", "question": stem, "options": opts, "answer_idx": rng.choice("ABCD")}
+                )
+                + "\n"
+            )
 
 
 def _config(path: Path, sim_url: str, cap: int, timeout_s: float) -> Path:
-    ep = {"base_url": sim_url, "model": "sim/bench-model", "max_in_flight": cap, "timeout_s": timeout_s, "supports_n": False}
+    ep = {
+        "base_url": sim_url,
+        "model": "sim/bench-model",
+        "max_in_flight": cap,
+        "timeout_s": timeout_s,
+        "supports_n": False,
+    }
     data = {
         "endpoints": {"sim": ep},
         "agents": {
             "generators": [{"endpoint": "sim", "temperatures": [0.7, 0.9, 1.0], "paths_per_temperature": 3}],
-            "verifier": {"endpoint": "sim"}, "ranker": {"endpoint": "sim"}, "refiner": {"endpoint": "sim"},
-            "regenerator": {"endpoint": "sim"}, "summarizer": {"endpoint": "sim"},
+            "verifier": {"endpoint": "sim"},
+            "ranker": {"endpoint": "sim"},
+            "refiner": {"endpoint": "sim"},
+            "regenerator": {"endpoint": "sim"},
+            "summarizer": {"endpoint": "sim"},
         },
     }
     path.write_text(yaml.safe_dump(data))
@@ -85,7 +129,10 @@ def _postgres_cpu(databases: tuple[str, ...]) -> dict[int, float]:
     """CPU seconds so far of each Postgres backend serving ``databases`` (other databases on a shared server
     are left out); a backend that exits between two readings loses its share, so this is a lower bound."""
     with psycopg.connect(ADMIN, autocommit=True) as c:
-        pids = [r[0] for r in c.execute("SELECT pid FROM pg_stat_activity WHERE datname = ANY(%s)", (list(databases),))]
+        pids = [
+            r[0]
+            for r in c.execute("SELECT pid FROM pg_stat_activity WHERE datname = ANY(%s)", (list(databases),))
+        ]
     out: dict[int, float] = {}
     for pid in pids:
         try:
@@ -118,19 +165,34 @@ async def plain_client(base_url: str, cap: int, calls: int, qfile: Path) -> None
     template = get_template("generate")
     records = [json.loads(line) for line in qfile.read_text().splitlines()]
     bodies = [
-        json.dumps({
-            "model": "sim/bench-model", "temperature": 0.7, "max_tokens": 8192,
-            "messages": template.render(question=r["question"], context_block=context_block(None), options=format_options(r["options"])),
-        }).encode()
+        json.dumps(
+            {
+                "model": "sim/bench-model",
+                "temperature": 0.7,
+                "max_tokens": 8192,
+                "messages": template.render(
+                    question=r["question"],
+                    context_block=context_block(None),
+                    options=format_options(r["options"]),
+                ),
+            }
+        ).encode()
         for r in records
     ]
     slots = asyncio.Semaphore(cap)
     url = base_url + "/chat/completions"
     connector = aiohttp.TCPConnector(limit=cap)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=120)
+    ) as session:
 
         async def one(i: int) -> None:
-            async with slots, session.post(url, data=bodies[i % len(bodies)], headers={"Content-Type": "application/json"}) as r:
+            async with (
+                slots,
+                session.post(
+                    url, data=bodies[i % len(bodies)], headers={"Content-Type": "application/json"}
+                ) as r,
+            ):
                 r.raise_for_status()
                 await r.json()
 
@@ -154,7 +216,9 @@ def child(n: int, cap: int, latency_ms: float, work: Path, plain: bool = True) -
         qfile = work / f"questions_{n}.jsonl"
         _questions(qfile, n, seed=n)
         ingest_file(get_engine(url), qfile, "medqa")
-        with SimServer(questions_db=url, base_latency_ms=latency_ms, per_token_ms=0.0, max_num_seqs=cap * 4) as sim:
+        with SimServer(
+            questions_db=url, base_latency_ms=latency_ms, per_token_ms=0.0, max_num_seqs=cap * 4
+        ) as sim:
             cfg = _config(work / "pipeline.yaml", sim.base_url, cap, timeout_s=max(30.0, latency_ms / 100))
             from reasonmed.flows.build import build_dataset
 
@@ -162,7 +226,12 @@ def child(n: int, cap: int, latency_ms: float, work: Path, plain: bool = True) -
             server = psutil.Process(int(os.environ["BENCH_PREFECT_SERVER_PID"]))
             sim.reset_metrics()
             dbs = (db, os.environ["BENCH_PREFECT_DB"])
-            c0, s0, p0, sim0 = time.process_time(), _tree_cpu(server), _postgres_cpu(dbs), sum(sim_proc.cpu_times()[:2])
+            c0, s0, p0, sim0 = (
+                time.process_time(),
+                _tree_cpu(server),
+                _postgres_cpu(dbs),
+                sum(sim_proc.cpu_times()[:2]),
+            )
             w0 = time.monotonic()
             result = asyncio.run(build_dataset(config=str(cfg), questions_in_flight=cap, shard_size=200))
             wall = time.monotonic() - w0
@@ -181,24 +250,36 @@ def child(n: int, cap: int, latency_ms: float, work: Path, plain: bool = True) -
                 pw = time.monotonic() - w0
                 pm = sim.metrics()
                 baseline = {
-                    "plain_calls": pm['requests_total{outcome="ok"}'], "plain_wall_s": pw,
+                    "plain_calls": pm['requests_total{outcome="ok"}'],
+                    "plain_wall_s": pw,
                     "plain_client_cpu_ms_per_call": 1000 * (time.process_time() - c0) / calls,
                     "plain_postgres_cpu_ms_per_call": 1000 * _postgres_delta(p0, _postgres_cpu(dbs)) / calls,
                     # The Prefect server meanwhile, no flow running: its services and the backlog of events the
                     # project run left behind. Not part of the baseline.
                     "plain_idle_prefect_server_cpu_ms_per_call": 1000 * (_tree_cpu(server) - s0) / calls,
                     "plain_simulator_cpu_ms_per_call": 1000 * (sum(sim_proc.cpu_times()[:2]) - sim0) / calls,
-                    "plain_utilisation": pm["in_flight_time_avg"] / cap, "project_over_plain": wall / pw,
+                    "plain_utilisation": pm["in_flight_time_avg"] / cap,
+                    "project_over_plain": wall / pw,
                 }
         ideal = calls * (latency_ms / 1000) / cap
         out = {
-            "questions": n, "done": result["done"], "failed": result["failed"], "llm_calls": calls,
-            "calls_per_question": calls / n, "wall_s": wall, "ideal_s": ideal, "wall_over_ideal": wall / ideal,
-            "utilisation": m["in_flight_time_avg"] / cap, "peak_in_flight": m["in_flight_peak"],
-            "client_cpu_ms_per_call": 1000 * client_cpu / calls, "prefect_server_cpu_ms_per_call": 1000 * server_cpu / calls,
-            "postgres_cpu_ms_per_call": 1000 * pg_cpu / calls, "simulator_cpu_ms_per_call": 1000 * sim_cpu / calls,
+            "questions": n,
+            "done": result["done"],
+            "failed": result["failed"],
+            "llm_calls": calls,
+            "calls_per_question": calls / n,
+            "wall_s": wall,
+            "ideal_s": ideal,
+            "wall_over_ideal": wall / ideal,
+            "utilisation": m["in_flight_time_avg"] / cap,
+            "peak_in_flight": m["in_flight_peak"],
+            "client_cpu_ms_per_call": 1000 * client_cpu / calls,
+            "prefect_server_cpu_ms_per_call": 1000 * server_cpu / calls,
+            "postgres_cpu_ms_per_call": 1000 * pg_cpu / calls,
+            "simulator_cpu_ms_per_call": 1000 * sim_cpu / calls,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "load_avg_1m": os.getloadavg()[0], **baseline,
+            "load_avg_1m": os.getloadavg()[0],
+            **baseline,
         }
         print("RESULT " + json.dumps(out), flush=True)
     finally:
@@ -212,7 +293,19 @@ def _profiled(cmd: list[str], profile: Path | None, name: str) -> list[str]:
         return cmd
     profile.mkdir(parents=True, exist_ok=True)
     spy = Path(sys.executable).with_name("py-spy")
-    return [str(spy), "record", "--rate", "100", "--nonblocking", "--format", "speedscope", "-o", str(profile / f"{name}.speedscope.json"), "--", *cmd]
+    return [
+        str(spy),
+        "record",
+        "--rate",
+        "100",
+        "--nonblocking",
+        "--format",
+        "speedscope",
+        "-o",
+        str(profile / f"{name}.speedscope.json"),
+        "--",
+        *cmd,
+    ]
 
 
 def _python_pid(pid: int, profile: Path | None) -> int | None:
@@ -229,7 +322,11 @@ def main() -> None:
     ap.add_argument("--cap", type=int, default=256)
     ap.add_argument("--latency-ms", type=float, default=1000.0)
     ap.add_argument("--no-plain", action="store_true", help="skip the plain-client baseline")
-    ap.add_argument("--profile", type=Path, help="record py-spy profiles (speedscope) of the client and the Prefect server here")
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        help="record py-spy profiles (speedscope) of the client and the Prefect server here",
+    )
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -241,15 +338,30 @@ def main() -> None:
     _admin(f'CREATE DATABASE "{prefect_db}"')
     port = _free_port()
     env = {
-        **os.environ, "PREFECT_HOME": str(work / "prefect"), "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        **os.environ,
+        "PREFECT_HOME": str(work / "prefect"),
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{prefect_db}",
         "PREFECT_LOGGING_LEVEL": "WARNING",
     }
-    server_cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    server_cmd = [
+        sys.executable,
+        "-m",
+        "prefect",
+        "server",
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     server = subprocess.Popen(
         _profiled(server_cmd, args.profile, "prefect_server"),
-        env=env, stdout=(work / "server.log").open("w"), stderr=subprocess.STDOUT,
+        env=env,
+        stdout=(work / "server.log").open("w"),
+        stderr=subprocess.STDOUT,
     )
     server_pid = _python_pid(server.pid, args.profile)
     try:
@@ -260,21 +372,42 @@ def main() -> None:
             try:
                 if server_pid is None:
                     server_pid = _python_pid(server.pid, args.profile)
-                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200 and server_pid:
+                if (
+                    httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200
+                    and server_pid
+                ):
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline or server.poll() is not None:
                 raise SystemExit("Prefect server did not start: " + (work / "server.log").read_text()[-2000:])
             time.sleep(1)
-        print(f"Prefect server on Postgres at :{port}; cap {args.cap}, simulated latency {args.latency_ms:.0f} ms", flush=True)
+        print(
+            f"Prefect server on Postgres at :{port}; cap {args.cap}, simulated latency {args.latency_ms:.0f} ms",
+            flush=True,
+        )
         results = []
         for n in (int(s) for s in args.sizes.split(",")):
-            child_cmd = [sys.executable, __file__, "--child", str(n), "--cap", str(args.cap), "--latency-ms", str(args.latency_ms)]
+            child_cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                str(n),
+                "--cap",
+                str(args.cap),
+                "--latency-ms",
+                str(args.latency_ms),
+            ]
             proc = subprocess.run(
                 _profiled(child_cmd + (["--no-plain"] if args.no_plain else []), args.profile, f"client_{n}"),
-                env={**env, "BENCH_WORK": str(work), "BENCH_PREFECT_SERVER_PID": str(server_pid), "BENCH_PREFECT_DB": prefect_db},
-                capture_output=True, text=True,
+                env={
+                    **env,
+                    "BENCH_WORK": str(work),
+                    "BENCH_PREFECT_SERVER_PID": str(server_pid),
+                    "BENCH_PREFECT_DB": prefect_db,
+                },
+                capture_output=True,
+                text=True,
             )
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if line is None:
@@ -305,8 +438,10 @@ def main() -> None:
                 )
             print("JSON " + json.dumps(r), flush=True)
         if len(results) >= 2:
-            print(f"peak RSS ratio {results[-1]['questions']} vs {results[0]['questions']} questions: "
-                  f"{results[-1]['peak_rss_mb'] / results[0]['peak_rss_mb']:.2f}")
+            print(
+                f"peak RSS ratio {results[-1]['questions']} vs {results[0]['questions']} questions: "
+                f"{results[-1]['peak_rss_mb'] / results[0]['peak_rss_mb']:.2f}"
+            )
     finally:
         if args.profile and server_pid:  # py-spy writes its profile once its target has exited
             psutil.Process(server_pid).send_signal(2)

@@ -32,9 +32,30 @@ PROJECT = re.compile(r"/(reasonmed|flows|tasks|bench)/")
 LAYERS = [
     ("prefect.server (API, services)", lambda o, f: o == "prefect" and "/prefect/server/" in f),
     ("prefect client (task engine, API client, events, logs)", lambda o, f: o == "prefect"),
-    ("database driver + SQLAlchemy", lambda o, f: o in {"sqlalchemy", "asyncpg", "psycopg", "psycopg_binary", "psycopg_pool", "alembic"}),
-    ("HTTP (httpx, httpcore, h11, h2, anyio, aiohttp, uvicorn, starlette, fastapi)",
-     lambda o, f: o in {"httpx", "httpcore", "h11", "h2", "anyio", "aiohttp", "uvicorn", "starlette", "fastapi", "websockets", "yarl", "multidict"}),
+    (
+        "database driver + SQLAlchemy",
+        lambda o, f: o in {"sqlalchemy", "asyncpg", "psycopg", "psycopg_binary", "psycopg_pool", "alembic"},
+    ),
+    (
+        "HTTP (httpx, httpcore, h11, h2, anyio, aiohttp, uvicorn, starlette, fastapi)",
+        lambda o, f: (
+            o
+            in {
+                "httpx",
+                "httpcore",
+                "h11",
+                "h2",
+                "anyio",
+                "aiohttp",
+                "uvicorn",
+                "starlette",
+                "fastapi",
+                "websockets",
+                "yarl",
+                "multidict",
+            }
+        ),
+    ),
     ("pydantic (validation, serialisation)", lambda o, f: o in {"pydantic", "pydantic_core"}),
     ("project code (reasonmed, flows, tasks)", lambda o, f: o == "project"),
 ]
@@ -67,22 +88,32 @@ def summarise(path: Path, cpu_ms_per_call: float | None, rate: float, top: int) 
                 waiting += weight
                 continue
             total += weight
-            self_time[f"{leaf['name']} ({Path(leaf.get('file', '?')).name}:{leaf.get('line', '?')})"] += weight
+            self_time[f"{leaf['name']} ({Path(leaf.get('file', '?')).name}:{leaf.get('line', '?')})"] += (
+                weight
+            )
             o, f = "stdlib/other", leaf.get("file", "")
             for idx in reversed(stack):
                 if owners[idx]:
                     o, f = owners[idx], frames[idx].get("file", "")
                     break
             by_owner[o] += weight
-            by_layer[next((name for name, test in LAYERS if test(o, f)), "other (stdlib, event loop, GC)")] += weight
+            by_layer[
+                next((name for name, test in LAYERS if test(o, f)), "other (stdlib, event loop, GC)")
+            ] += weight
 
     def fmt(w: float) -> str:
         per = f"  {cpu_ms_per_call * w / total:6.2f} ms/call" if cpu_ms_per_call else ""
         return f"{w / rate:8.1f} s  {100 * w / total:5.1f}%{per}"
 
-    print(f"{path.name}: {(total + waiting) / rate:.1f} s sampled, {100 * waiting / (total + waiting):.0f}% of it in "
-          f"blocking calls (runnable, waiting for a core; left out below)" +
-          (f"; shares applied to {cpu_ms_per_call:.2f} CPU ms per LLM call (process accounting)" if cpu_ms_per_call else ""))
+    print(
+        f"{path.name}: {(total + waiting) / rate:.1f} s sampled, {100 * waiting / (total + waiting):.0f}% of it in "
+        f"blocking calls (runnable, waiting for a core; left out below)"
+        + (
+            f"; shares applied to {cpu_ms_per_call:.2f} CPU ms per LLM call (process accounting)"
+            if cpu_ms_per_call
+            else ""
+        )
+    )
     print("  by layer:")
     for name, w in by_layer.most_common():
         print(f"    {fmt(w)}  {name}")
@@ -97,7 +128,9 @@ def summarise(path: Path, cpu_ms_per_call: float | None, rate: float, top: int) 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("profiles", nargs="+", type=Path)
-    ap.add_argument("--cpu-ms-per-call", type=float, help="the process's CPU ms per LLM call: print each share in ms")
+    ap.add_argument(
+        "--cpu-ms-per-call", type=float, help="the process's CPU ms per LLM call: print each share in ms"
+    )
     ap.add_argument("--rate", type=float, default=100.0, help="py-spy's samples per second")
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()

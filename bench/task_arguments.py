@@ -56,18 +56,25 @@ async def measure(n: int) -> dict[str, tuple[float, float]]:
     ctx = StageContext(engine=create_engine("sqlite://"), cfg=cfg, backends=LLMRegistry(cfg), run_id=1)
     handle = Handle(ctx)
     TABLE["k"] = ctx
-    kinds = {"key": lambda q: by_key("k", q), "handle": lambda q: by_handle(handle, q), "bare": lambda q: bare(ctx, q)}
+    kinds = {
+        "key": lambda q: by_key("k", q),
+        "handle": lambda q: by_handle(handle, q),
+        "bare": lambda q: bare(ctx, q),
+    }
     out: dict[str, tuple[float, float]] = {}
     for name, call in [*kinds.items(), ("key", kinds["key"]), ("handle", kinds["handle"])]:
         cpu, wall = time.process_time(), time.perf_counter()
         for start in range(0, n, 100):
             await asyncio.gather(*(call(q) for q in range(start, start + 100)))
         out[name if name not in out else f"{name} again"] = (
-            1e3 * (time.process_time() - cpu) / n, 1e3 * (time.perf_counter() - wall) / n,
+            1e3 * (time.process_time() - cpu) / n,
+            1e3 * (time.perf_counter() - wall) / n,
         )
     return out
 
 
 if __name__ == "__main__":
-    for kind, (cpu_ms, wall_ms) in asyncio.run(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 1000)).items():
+    for kind, (cpu_ms, wall_ms) in asyncio.run(
+        measure(int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
+    ).items():
         print(f"{kind:13s} CPU {cpu_ms:.2f} ms per task run, wall {wall_ms:.2f} ms")

@@ -87,7 +87,11 @@ async def _process_question(run: BuildRun, question_id: int) -> str:
             if not failure.counts:  # the endpoint's outage, not the question's: it stays pending
                 return "endpoint_down"
             recorded = await asyncio.to_thread(
-                failures_repo.record_failure, ctx.value.engine, question_id, failure, run_id=ctx.value.run_id,
+                failures_repo.record_failure,
+                ctx.value.engine,
+                question_id,
+                failure,
+                run_id=ctx.value.run_id,
                 budget=run.question_attempts,
             )
             if recorded.set_aside:
@@ -95,9 +99,14 @@ async def _process_question(run: BuildRun, question_id: int) -> str:
             else:
                 progress.failed += 1
             get_run_logger().warning(
-                "question %s %s at %s (%s failure %s of %s): %s", question_id,
-                "set aside" if recorded.set_aside else "failed", stage, failure.cls, recorded.failures,
-                run.question_attempts, failure.message,
+                "question %s %s at %s (%s failure %s of %s): %s",
+                question_id,
+                "set aside" if recorded.set_aside else "failed",
+                stage,
+                failure.cls,
+                recorded.failures,
+                run.question_attempts,
+                failure.message,
             )
             return "set_aside" if recorded.set_aside else "failed"
         finally:
@@ -134,7 +143,9 @@ async def _run_shard(run: Handle[BuildRun], index: int, ids: list[int], attempts
             if attempt == attempts - 1:
                 raise
             delay = min(60.0, 2.0 ** (attempt + 1))
-            get_run_logger().warning("shard %s: Prefect API unavailable (%s); retrying in %.0f s", index, exc, delay)
+            get_run_logger().warning(
+                "shard %s: Prefect API unavailable (%s); retrying in %.0f s", index, exc, delay
+            )
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -146,7 +157,9 @@ async def _take_back_dead_claims(engine: Any, sources: Sequence[str] | None) -> 
     dead = [h.worker for h in holders if workers.provably_dead(h.worker)]
     if dead:
         freed = await asyncio.to_thread(repo.release_holders, engine, dead)
-        get_run_logger().info("took back %s claim(s) of %s dead worker(s): %s", freed, len(dead), ", ".join(dead))
+        get_run_logger().info(
+            "took back %s claim(s) of %s dead worker(s): %s", freed, len(dead), ", ".join(dead)
+        )
 
 
 @flow(name="build-dataset", flow_run_name=run_names.build_name, persist_result=False)
@@ -189,8 +202,13 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
         shard_size = shard_size or settings.shard_size
         in_flight = questions_in_flight or settings.questions_in_flight or default_questions_in_flight(cfg)
         params = {
-            "limit": limit, "sources": sources, "config": config, "shard_size": shard_size,
-            "questions_in_flight": in_flight, "max_tokens": max_tokens, "priority": priority,
+            "limit": limit,
+            "sources": sources,
+            "config": config,
+            "shard_size": shard_size,
+            "questions_in_flight": in_flight,
+            "max_tokens": max_tokens,
+            "priority": priority,
         }
         run_id = await run.start("build", params, [*all_templates(), *cfg.prompt_variants()])
         await run_names.name_current_run(f"build-run-{run_id}")
@@ -199,8 +217,12 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
         # (model or prompt) are reopened, so this run re-judges exactly what the new keys lack.
         reopened = await asyncio.to_thread(repo.reopen_stale, engine, ctx.keys, sources=sources)
         if reopened.question_ids:
-            logger.info("run %s: reopened %s finished question(s) whose judged stages changed (%s)", run_id,
-                        len(reopened.question_ids), ", ".join(f"{k} {v}" for k, v in reopened.stale.items()))
+            logger.info(
+                "run %s: reopened %s finished question(s) whose judged stages changed (%s)",
+                run_id,
+                len(reopened.question_ids),
+                ", ".join(f"{k} {v}" for k, v in reopened.stale.items()),
+            )
         worker = worker_id or workers.worker_id(run_id)
         await _take_back_dead_claims(engine, sources)
         real_models = not cfg.simulated
@@ -211,17 +233,25 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
                 logger.warning(
                     "%s questions in this database were finished only by SIMULATED models: they are not counted as "
                     "done and are redone with the real models of this run (their simulated paths are kept for "
-                    "audit, never exported as real)", redo,
+                    "audit, never exported as real)",
+                    redo,
                 )
         # A display in the same process (``reasonmed run``) hands its progress in, as it does its stop.
         progress = current_progress.get() or BuildProgress()
         progress.total = min(pending, limit) if limit is not None else pending
         progress.usage = lambda: registry.usage
         progress.started = time.monotonic()
-        shared = Handle(BuildRun(Handle(ctx), progress, asyncio.Semaphore(in_flight), settings.question_attempts))
+        shared = Handle(
+            BuildRun(Handle(ctx), progress, asyncio.Semaphore(in_flight), settings.question_attempts)
+        )
         logger.info(
             "run %s: %s questions to process (%s pending), %s in flight, shards of %s, %s paths per question",
-            run_id, progress.total, pending, in_flight, shard_size, cfg.paths_per_question,
+            run_id,
+            progress.total,
+            pending,
+            in_flight,
+            shard_size,
+            cfg.paths_per_question,
         )
         artifact_id = await acreate_progress_artifact(
             progress=0.0, key="build-progress", description=f"build run {run_id}"
@@ -250,8 +280,15 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
                 take = int(min(shard_size, remaining[0]))
                 remaining[0] -= take  # reserve before awaiting, so concurrent shard workers never over-claim
                 ids = await asyncio.to_thread(
-                    repo.claim_questions, engine, worker=worker, limit=take, lease_s=settings.claim_lease_s,
-                    sources=sources, priority=priority, run_id=run_id, real_models=real_models,
+                    repo.claim_questions,
+                    engine,
+                    worker=worker,
+                    limit=take,
+                    lease_s=settings.claim_lease_s,
+                    sources=sources,
+                    priority=priority,
+                    run_id=run_id,
+                    real_models=real_models,
                 )
                 remaining[0] += take - len(ids)
                 if not ids:
@@ -287,10 +324,13 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
             while True:
                 await asyncio.sleep(5)
                 with best_effort("progress artifact"):
-                    await aupdate_progress_artifact(artifact_id=artifact_id, progress=100.0 * progress.fraction)
+                    await aupdate_progress_artifact(
+                        artifact_id=artifact_id, progress=100.0 * progress.fraction
+                    )
 
         background = [
-            asyncio.create_task(report_progress()), asyncio.create_task(heartbeat()),
+            asyncio.create_task(report_progress()),
+            asyncio.create_task(heartbeat()),
             asyncio.create_task(watch_cancellation(run.flow_run_id, stop)),
         ]
         # Enough shards at once that the question semaphore, not shard boundaries, limits concurrency.
@@ -335,14 +375,24 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
         logger.info("run %s: token budget of %s reached, no further shards claimed", run_id, max_tokens)
     outcome = await _outcome(run, worker, sources, progress, stop, budget_stop, real_models)
     result = {
-        "run_id": run_id, "statuses": totals, "shards": shard_counter[0], "report": report,
-        "token_budget_reached": budget_stop, **progress.snapshot(), "outcome": outcome.as_dict(),
+        "run_id": run_id,
+        "statuses": totals,
+        "shards": shard_counter[0],
+        "report": report,
+        "token_budget_reached": budget_stop,
+        **progress.snapshot(),
+        "outcome": outcome.as_dict(),
     }
     for line in outcome.lines():
         (logger.info if outcome.ok else logger.warning)("%s", line)
     if run.status == "completed" and not outcome.ok:
         await asyncio.to_thread(
-            repo.finish_run, engine, run_id, status="failed", stats=_jsonable(run.stats), error=outcome.verdict()
+            repo.finish_run,
+            engine,
+            run_id,
+            status="failed",
+            stats=_jsonable(run.stats),
+            error=outcome.verdict(),
         )
     if outcome.ok:
         return result
@@ -366,8 +416,13 @@ async def build_result(state: State[Any]) -> dict[str, Any]:
 
 
 async def _outcome(
-    run: RunContext, worker: str, sources: Sequence[str] | None, progress: BuildProgress, stop: StopRequest,
-    budget_stop: bool, real_models: bool,
+    run: RunContext,
+    worker: str,
+    sources: Sequence[str] | None,
+    progress: BuildProgress,
+    stop: StopRequest,
+    budget_stop: bool,
+    real_models: bool,
 ) -> BuildOutcome:
     engine, run_id = run.engine, run.run_id
     assert run_id is not None
@@ -375,7 +430,10 @@ async def _outcome(
     pending = await asyncio.to_thread(repo.count_pending, engine, sources, real_models=real_models)
     holders = await asyncio.to_thread(repo.live_holders, engine, except_worker=worker, sources=sources)
     aside_total = await asyncio.to_thread(failures_repo.count_set_aside, engine)
-    unusable = {u.role: [u.outputs, u.unusable] for u in await asyncio.to_thread(repo.unusable_outputs, engine, run_id)}
+    unusable = {
+        u.role: [u.outputs, u.unusable]
+        for u in await asyncio.to_thread(repo.unusable_outputs, engine, run_id)
+    }
     alarms = alarms_of(unusable, run.settings.unusable_alarm_rate)
     status: RunStatus
     if stop.requested:
@@ -387,9 +445,19 @@ async def _outcome(
     else:
         status = "done"
     return BuildOutcome(
-        run_id=run_id, status=status, done=progress.done, accepted=progress.accepted, rejected=progress.rejected,
-        set_aside=failures.set_aside, failed=failures.failed, pending=pending, held=[HeldClaim.of(h) for h in holders],
-        stop_reason=stop.reason, token_budget_reached=budget_stop, set_aside_total=aside_total, unusable=unusable,
+        run_id=run_id,
+        status=status,
+        done=progress.done,
+        accepted=progress.accepted,
+        rejected=progress.rejected,
+        set_aside=failures.set_aside,
+        failed=failures.failed,
+        pending=pending,
+        held=[HeldClaim.of(h) for h in holders],
+        stop_reason=stop.reason,
+        token_budget_reached=budget_stop,
+        set_aside_total=aside_total,
+        unusable=unusable,
         alarms=alarms,
     )
 
@@ -409,10 +477,19 @@ async def _publish_report(run_id: int, report: dict[str, list[dict[str, Any]]]) 
     titles = {
         "tiers": ("build-tiers", "Questions by tier and status (accepted paths per tier)"),
         "rejections": ("build-rejections", "Rejected questions by reason"),
-        "rejected_paths": ("build-rejected-paths", "Paths not accepted, by origin and reason (audit_rejected_paths)"),
-        "verifier_accuracy": ("build-verifier-accuracy", "Verifier accuracy per generator model and temperature"),
+        "rejected_paths": (
+            "build-rejected-paths",
+            "Paths not accepted, by origin and reason (audit_rejected_paths)",
+        ),
+        "verifier_accuracy": (
+            "build-verifier-accuracy",
+            "Verifier accuracy per generator model and temperature",
+        ),
         "tokens": ("build-tokens", "Calls and tokens per stage and model"),
-        "set_aside": ("build-set-aside", "Questions set aside by this run, with stage and reason (audit_set_aside)"),
+        "set_aside": (
+            "build-set-aside",
+            "Questions set aside by this run, with stage and reason (audit_set_aside)",
+        ),
     }
     for name, (key, title) in titles.items():
         rows = report.get(name) or [{"note": "none"}]

@@ -48,18 +48,33 @@ def _schedules(spec: dict[str, Any]) -> list[Schedule]:
     for s in spec.get("schedules") or []:
         active = s.get("active", True)
         if s.get("cron"):
-            out.append(Cron(s["cron"], timezone=s.get("timezone"), active=active, parameters=s.get("parameters") or {}))
+            out.append(
+                Cron(
+                    s["cron"], timezone=s.get("timezone"), active=active, parameters=s.get("parameters") or {}
+                )
+            )
         elif s.get("interval"):
-            out.append(Interval(s["interval"], timezone=s.get("timezone"), active=active, parameters=s.get("parameters") or {}))
+            out.append(
+                Interval(
+                    s["interval"],
+                    timezone=s.get("timezone"),
+                    active=active,
+                    parameters=s.get("parameters") or {},
+                )
+            )
         else:
-            raise ValueError(f"deployment {spec['name']}: only cron and interval schedules are supported here")
+            raise ValueError(
+                f"deployment {spec['name']}: only cron and interval schedules are supported here"
+            )
     return out
 
 
 def _concurrency(spec: dict[str, Any]) -> int | ConcurrencyLimitConfig | None:
     limit = spec.get("concurrency_limit")
     if isinstance(limit, dict):
-        return ConcurrencyLimitConfig(limit=limit["limit"], collision_strategy=limit.get("collision_strategy", "ENQUEUE"))
+        return ConcurrencyLimitConfig(
+            limit=limit["limit"], collision_strategy=limit.get("collision_strategy", "ENQUEUE")
+        )
     return limit
 
 
@@ -71,11 +86,17 @@ def runner_deployments(path: Path = PREFECT_FILE, names: list[str] | None = None
             continue
         flow = load_flow(spec["entrypoint"])
         deployment = flow.to_deployment(
-            name=spec["name"], schedules=_schedules(spec), concurrency_limit=_concurrency(spec),
-            parameters=spec.get("parameters") or {}, description=spec.get("description"),
-            tags=spec.get("tags"), entrypoint_type=EntrypointType.MODULE_PATH,
+            name=spec["name"],
+            schedules=_schedules(spec),
+            concurrency_limit=_concurrency(spec),
+            parameters=spec.get("parameters") or {},
+            description=spec.get("description"),
+            tags=spec.get("tags"),
+            entrypoint_type=EntrypointType.MODULE_PATH,
         )
-        assert isinstance(deployment, RunnerDeployment)  # outside an event loop Prefect returns it, not a coroutine
+        assert isinstance(
+            deployment, RunnerDeployment
+        )  # outside an event loop Prefect returns it, not a coroutine
         out.append(deployment)
     if names and len(out) != len(names):
         known = ", ".join(s["name"] for s in load_specs(path))

@@ -73,21 +73,42 @@ async def evaluate_model(
         chosen = parse_benchmarks(benchmarks)
         endpoint_cfg = cfg.endpoints[model_endpoint]
         fmt = format_for(structured_output, endpoint_cfg.structured_dialect, "answer", ANSWER_SCHEMA)
-        template = constrained_template(get_template("evaluate"), ANSWER_SCHEMA) if fmt else get_template("evaluate")
+        template = (
+            constrained_template(get_template("evaluate"), ANSWER_SCHEMA) if fmt else get_template("evaluate")
+        )
         model = endpoint_cfg.model
-        params = {"model_endpoint": model_endpoint, "model": model, "benchmarks": [b.name for b in chosen],
-                  "limit": limit, "temperature": temperature, "max_tokens": max_tokens,
-                  "prompt_sha256": template.sha256, "structured_output": structured_output}
+        params = {
+            "model_endpoint": model_endpoint,
+            "model": model,
+            "benchmarks": [b.name for b in chosen],
+            "limit": limit,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "prompt_sha256": template.sha256,
+            "structured_output": structured_output,
+        }
         run_id = await run.start(
             "eval", params, [template, template.reask("truncated"), template.reask("unparseable")]
         )
         ctx = EvalContext(
-            engine=run.engine, backends=run.registry, endpoint=model_endpoint, model=model,
+            engine=run.engine,
+            backends=run.registry,
+            endpoint=model_endpoint,
+            model=model,
             sampling=Sampling(temperature=temperature, top_p=1.0, max_tokens=max_tokens, response_format=fmt),
-            base_seed=cfg.seed, limit=limit, run_id=run_id, template=template,
+            base_seed=cfg.seed,
+            limit=limit,
+            run_id=run_id,
+            template=template,
         )
-        logger.info("eval run %s: %s (%s) on %s, prompt %s", run_id, model_endpoint, model,
-                    ", ".join(b.name for b in chosen), template.version)
+        logger.info(
+            "eval run %s: %s (%s) on %s, prompt %s",
+            run_id,
+            model_endpoint,
+            model,
+            ", ".join(b.name for b in chosen),
+            template.version,
+        )
         handle = Handle(ctx)
         counts, failures = await gather_items(
             run, "benchmarks", [b.name for b in chosen], lambda name: evaluate_benchmark_task(handle, name)
@@ -109,13 +130,23 @@ async def evaluate_model(
         )
     with best_effort("eval table artifact"):
         await acreate_table_artifact(
-            table=report.artifact_rows(rows), key=artifact_key("eval", model),
+            table=report.artifact_rows(rows),
+            key=artifact_key("eval", model),
             description=f"eval run {run_id}: accuracy of {model} (endpoint {model_endpoint}, prompt "
-                        f"{template.version}) with 95% Wilson intervals",
+            f"{template.version}) with 95% Wilson intervals",
         )
     for r in rows:
         if r.subset == report.ALL:
             acc = "n/a" if r.accuracy is None else f"{100 * r.accuracy:.2f}%"
             logger.info("%s: %s (%s/%s, %s selected)", r.benchmark, acc, r.correct, r.n, r.selected)
-    return {"run_id": run_id, "model": model, "endpoint": model_endpoint, "prompt_sha256": template.sha256,
-            "rows": table, "counts": counts, "failures": failures, "csv": csv_path, "reference": reference}
+    return {
+        "run_id": run_id,
+        "model": model,
+        "endpoint": model_endpoint,
+        "prompt_sha256": template.sha256,
+        "rows": table,
+        "counts": counts,
+        "failures": failures,
+        "csv": csv_path,
+        "reference": reference,
+    }

@@ -43,7 +43,9 @@ def export_dataset(
     with RunContext() as run:  # no run row: the dataset version it writes is the export's record
         settings = run.settings
         options = ExportOptions(
-            out=out or str(settings.export_dir), formats=formats, layout=layout,
+            out=out or str(settings.export_dir),
+            formats=formats,
+            layout=layout,
             s3_endpoint_url=s3_endpoint_url or settings.s3_endpoint_url,
             prefect_flow_run_id=run.flow_run_id,
             allow_simulated=allow_simulated,
@@ -59,8 +61,11 @@ def export_dataset(
             logger.warning("audit report artifacts not attached: %s", exc)
     logger.info("dataset version %s written to %s: %s", result.version, result.location, result.counts)
     return {
-        "version": result.version, "location": result.location, "counts": result.counts,
-        "manifest_path": result.manifest_path, "by_source": result.manifest["by_source"],
+        "version": result.version,
+        "location": result.location,
+        "counts": result.counts,
+        "manifest_path": result.manifest_path,
+        "by_source": result.manifest["by_source"],
         "contamination": result.manifest["contamination"],
     }
 
@@ -69,8 +74,10 @@ def _publish_artifacts(result: ExportResult) -> None:
     m = result.manifest
     create_table_artifact(
         key="dataset-export-counts",
-        table=[{"dataset": name, "rows": n, **{f"source:{s}": c for s, c in m["by_source"].items()}}
-               for name, n in result.counts.items()],
+        table=[
+            {"dataset": name, "rows": n, **{f"source:{s}": c for s, c in m["by_source"].items()}}
+            for name, n in result.counts.items()
+        ],
         description=f"dataset version {result.version}: rows per dataset and source",
     )
     contamination = m["contamination"]

@@ -105,17 +105,33 @@ async def nightly_growth(
         engine = run.engine
         if dry_run:
             est = await asyncio.to_thread(plan_run, engine, run.cfg, limit=max_questions, sources=sources)
-            logger.info("dry run: %s pending question(s), %s calls, %s tokens, wall time %s s, cost %s",
-                        est.pending, est.calls, est.tokens, est.wall_s, est.cost_usd)
+            logger.info(
+                "dry run: %s pending question(s), %s calls, %s tokens, wall time %s s, cost %s",
+                est.pending,
+                est.calls,
+                est.tokens,
+                est.wall_s,
+                est.cost_usd,
+            )
             return {"dry_run": est.as_dict()}
         ttl = lock_ttl_s or run.settings.claim_lease_s
         params = {
-            "input_location": input_location, "source": source, "max_questions": max_questions,
-            "max_tokens": max_tokens, "priority": priority, "export_out": export_out, "config": config,
+            "input_location": input_location,
+            "source": source,
+            "max_questions": max_questions,
+            "max_tokens": max_tokens,
+            "priority": priority,
+            "export_out": export_out,
+            "config": config,
             "sources": sources,
         }
         lock = await asyncio.to_thread(
-            guard.acquire, engine, kind="nightly", ttl_s=ttl, parameters=params, prefect_flow_run_id=run.flow_run_id
+            guard.acquire,
+            engine,
+            kind="nightly",
+            ttl_s=ttl,
+            parameters=params,
+            prefect_flow_run_id=run.flow_run_id,
         )
         if not isinstance(lock, guard.RunLock):
             message = guard.refusal_message("nightly growth", lock, ttl)
@@ -124,9 +140,16 @@ async def nightly_growth(
         run.adopt(lock.run_id)
         try:
             growth = await _grow(
-                run, params, pattern=pattern, split=split, benchmark_test_ids=benchmark_test_ids,
-                shard_size=shard_size, questions_in_flight=questions_in_flight, export=export,
-                export_formats=export_formats, export_layout=export_layout,
+                run,
+                params,
+                pattern=pattern,
+                split=split,
+                benchmark_test_ids=benchmark_test_ids,
+                shard_size=shard_size,
+                questions_in_flight=questions_in_flight,
+                export=export,
+                export_formats=export_formats,
+                export_layout=export_layout,
             )
             run.stats = stats = growth.summary()
             problem = growth.export_error or growth.build_error
@@ -136,42 +159,72 @@ async def nightly_growth(
             lock.stop()
     # Published even when the export failed: the night's generation is in the database either way.
     await acreate_markdown_artifact(
-        key=GROWTH_ARTIFACT_KEY, markdown=render_markdown(growth),
+        key=GROWTH_ARTIFACT_KEY,
+        markdown=render_markdown(growth),
         description=f"Nightly growth: +{stats['samples_added']} samples, +{stats['questions_accepted']} questions",
     )
     logger.info(
         "night %s: %s questions accepted, %s rejected, %s samples added, %s tokens; export version %s",
-        lock.run_id, stats["questions_accepted"], stats["questions_rejected"], stats["samples_added"],
-        stats["tokens"]["total"], stats["export_version"],
+        lock.run_id,
+        stats["questions_accepted"],
+        stats["questions_rejected"],
+        stats["samples_added"],
+        stats["tokens"]["total"],
+        stats["export_version"],
     )
     if growth.export_error:
-        raise RuntimeError(f"night {lock.run_id}: the export failed ({growth.export_error}); rerun the export deployment")
+        raise RuntimeError(
+            f"night {lock.run_id}: the export failed ({growth.export_error}); rerun the export deployment"
+        )
     if growth.build_error:
         raise RuntimeError(f"night {lock.run_id}: {growth.build_error}")
     return {"nightly_run_id": lock.run_id, **stats, "export": growth.export, "ingest": growth.ingest}
 
 
 async def _grow(
-    run: RunContext, params: dict[str, Any], *, pattern: str | None, split: str,
-    benchmark_test_ids: str | None, shard_size: int | None, questions_in_flight: int | None, export: bool,
-    export_formats: Sequence[str] | None, export_layout: str,
+    run: RunContext,
+    params: dict[str, Any],
+    *,
+    pattern: str | None,
+    split: str,
+    benchmark_test_ids: str | None,
+    shard_size: int | None,
+    questions_in_flight: int | None,
+    export: bool,
+    export_formats: Sequence[str] | None,
+    export_layout: str,
 ) -> Growth:
     settings, engine, nightly_run_id = run.settings, run.engine, run.run_id
     assert nightly_run_id is not None
     started = repo.now()
     before = await asyncio.to_thread(nightly_repo.dataset_totals, engine)
-    growth = Growth(nightly_run_id=nightly_run_id, started_at=started.strftime("%Y-%m-%d %H:%M UTC"),
-                    parameters=params, before=before, after=before)
+    growth = Growth(
+        nightly_run_id=nightly_run_id,
+        started_at=started.strftime("%Y-%m-%d %H:%M UTC"),
+        parameters=params,
+        before=before,
+        after=before,
+    )
     if params["input_location"]:
         growth.ingest = await _ingest_new(
-            params["input_location"], params["source"], pattern=pattern, split=split,
-            benchmark_test_ids=benchmark_test_ids, database_url=settings.database_url,
-            endpoint_url=settings.s3_endpoint_url, limits=settings.ingest_limits,
+            params["input_location"],
+            params["source"],
+            pattern=pattern,
+            split=split,
+            benchmark_test_ids=benchmark_test_ids,
+            database_url=settings.database_url,
+            endpoint_url=settings.s3_endpoint_url,
+            limits=settings.ingest_limits,
         )
     if params["max_questions"] != 0:
         state = await build_dataset(
-            limit=params["max_questions"], sources=params["sources"], config=params["config"], shard_size=shard_size,
-            questions_in_flight=questions_in_flight, max_tokens=params["max_tokens"], priority=params["priority"],
+            limit=params["max_questions"],
+            sources=params["sources"],
+            config=params["config"],
+            shard_size=shard_size,
+            questions_in_flight=questions_in_flight,
+            max_tokens=params["max_tokens"],
+            priority=params["priority"],
             return_state=True,
         )
         growth.build = await build_result(state)
@@ -186,7 +239,9 @@ async def _grow(
     elif export:
         try:
             # A night on the simulator exports its own (simulated) rows, flagged as such in card and manifest.
-            growth.export = await _export(params["export_out"], export_formats, export_layout, run.cfg.simulated)
+            growth.export = await _export(
+                params["export_out"], export_formats, export_layout, run.cfg.simulated
+            )
         except Exception as exc:  # reported, and the night fails, once the growth figures are recorded
             growth.export_error = f"{type(exc).__name__}: {exc}"
             get_run_logger().error("export failed: %s", growth.export_error)
@@ -194,8 +249,15 @@ async def _grow(
 
 
 async def _ingest_new(
-    location: str, source: str, *, pattern: str | None, split: str, benchmark_test_ids: str | None,
-    database_url: str, endpoint_url: str | None, limits: Limits,
+    location: str,
+    source: str,
+    *,
+    pattern: str | None,
+    split: str,
+    benchmark_test_ids: str | None,
+    database_url: str,
+    endpoint_url: str | None,
+    limits: Limits,
 ) -> list[dict[str, Any]]:
     """Every matching file goes to the ingestion task; files it has seen (same sha256) are skipped there.
 
@@ -204,44 +266,77 @@ async def _ingest_new(
     """
     with tempfile.TemporaryDirectory(prefix="reasonmed-nightly-") as staging:  # S3 downloads, gone afterwards
         return await _ingest_files(
-            location, source, staging_dir=Path(staging), pattern=pattern, split=split,
-            benchmark_test_ids=benchmark_test_ids, database_url=database_url, endpoint_url=endpoint_url,
+            location,
+            source,
+            staging_dir=Path(staging),
+            pattern=pattern,
+            split=split,
+            benchmark_test_ids=benchmark_test_ids,
+            database_url=database_url,
+            endpoint_url=endpoint_url,
             limits=limits,
         )
 
 
 async def _ingest_files(
-    location: str, source: str, *, staging_dir: Path, pattern: str | None, split: str,
-    benchmark_test_ids: str | None, database_url: str, endpoint_url: str | None, limits: Limits,
+    location: str,
+    source: str,
+    *,
+    staging_dir: Path,
+    pattern: str | None,
+    split: str,
+    benchmark_test_ids: str | None,
+    database_url: str,
+    endpoint_url: str | None,
+    limits: Limits,
 ) -> list[dict[str, Any]]:
     logger = get_run_logger()
     test_ids: set[str] | None = None
     exclude: list[str] = []
     if benchmark_test_ids:
         exclude.append(benchmark_test_ids)
-        local_ids = await asyncio.to_thread(inputs.fetch, benchmark_test_ids, staging_dir=staging_dir, endpoint_url=endpoint_url)
+        local_ids = await asyncio.to_thread(
+            inputs.fetch, benchmark_test_ids, staging_dir=staging_dir, endpoint_url=endpoint_url
+        )
         test_ids = load_id_list(local_ids)
     skipped: list[tuple[str, str]] = []
     files = await asyncio.to_thread(
-        inputs.list_inputs, location, pattern=inputs.pattern_for(source, pattern), staging_dir=staging_dir,
-        exclude=exclude, endpoint_url=endpoint_url, on_skip=lambda uri, why: skipped.append((uri, why)),
+        inputs.list_inputs,
+        location,
+        pattern=inputs.pattern_for(source, pattern),
+        staging_dir=staging_dir,
+        exclude=exclude,
+        endpoint_url=endpoint_url,
+        on_skip=lambda uri, why: skipped.append((uri, why)),
     )
     logger.info("%s: %s input file(s) matching %s", location, len(files), inputs.pattern_for(source, pattern))
     rows: list[dict[str, Any]] = [
-        {"file": uri, "status": f"error: {why}", "inserted": 0, "duplicates": 0, "rejected": 0} for uri, why in skipped
+        {"file": uri, "status": f"error: {why}", "inserted": 0, "duplicates": 0, "rejected": 0}
+        for uri, why in skipped
     ]
     for uri, why in skipped:
         logger.warning("%s: not ingested: %s", uri, why)
     for f in files:
         try:
             s = await asyncio.to_thread(
-                ingest_file_task, str(f.local), source, database_url, split=split, benchmark_test_ids=test_ids,
+                ingest_file_task,
+                str(f.local),
+                source,
+                database_url,
+                split=split,
+                benchmark_test_ids=test_ids,
                 limits=limits,
             )
         except Exception as exc:  # whatever one file does, the night goes on to build and export
-            why = str(exc) if isinstance(exc, FileFormatError | FileNotFoundError) else f"{type(exc).__name__}: {exc}"
+            why = (
+                str(exc)
+                if isinstance(exc, FileFormatError | FileNotFoundError)
+                else f"{type(exc).__name__}: {exc}"
+            )
             logger.warning("%s: not ingested: %s", f.uri, why)
-            rows.append({"file": f.uri, "status": f"error: {why}", "inserted": 0, "duplicates": 0, "rejected": 0})
+            rows.append(
+                {"file": f.uri, "status": f"error: {why}", "inserted": 0, "duplicates": 0, "rejected": 0}
+            )
             continue
         status = "already ingested" if s.already_ingested else "new"
         if s.status == "failed":
@@ -250,14 +345,22 @@ async def _ingest_files(
             status = "error: no valid record" + (f" ({s.suggestion})" if s.suggestion else "")
         if status.startswith("error"):
             logger.warning("%s: %s", f.uri, status)
-        rows.append({
-            "file": f.uri, "status": status, "inserted": s.inserted,
-            "duplicates": s.duplicates, "rejected": s.rejected, "sha256": s.sha256,
-        })
+        rows.append(
+            {
+                "file": f.uri,
+                "status": status,
+                "inserted": s.inserted,
+                "duplicates": s.duplicates,
+                "rejected": s.rejected,
+                "sha256": s.sha256,
+            }
+        )
     return rows
 
 
-async def _export(out: str | None, formats: Sequence[str] | None, layout: str, allow_simulated: bool) -> dict[str, Any]:
+async def _export(
+    out: str | None, formats: Sequence[str] | None, layout: str, allow_simulated: bool
+) -> dict[str, Any]:
     """A new dataset version through the export flow (a child run with its own manifest and artifacts).
 
     The export flow is synchronous; it runs in a thread (its flow-run context travels with it) so this

@@ -37,8 +37,11 @@ def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def publish_report_artifacts(engine: Engine) -> list[str]:
     """Attach the report's figures and tables to the current flow run; returns the artifact keys."""
     data = load_report_data(engine)
-    create_markdown_artifact(key="audit-report-figures", markdown=figures_markdown(render_all(data)),
-                             description="audit report figures (embedded PNG data)")
+    create_markdown_artifact(
+        key="audit-report-figures",
+        markdown=figures_markdown(render_all(data)),
+        description="audit report figures (embedded PNG data)",
+    )
     keys = ["audit-report-figures"]
     for title, rows in report_tables(data).items():
         key = TABLE_KEYS[title]

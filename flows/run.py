@@ -51,11 +51,18 @@ class RunContext:
             self._registry = LLMRegistry(self.cfg, secret_loader=load_prefect_secret)
         return self._registry
 
-    async def start(self, kind: str, parameters: dict[str, Any], templates: Iterable[PromptTemplate] = ()) -> int:
+    async def start(
+        self, kind: str, parameters: dict[str, Any], templates: Iterable[PromptTemplate] = ()
+    ) -> int:
         """Record the run's row (and the prompt templates it uses); from here its end is recorded too."""
         self.run_id = await asyncio.to_thread(
-            repo.create_run, self.engine, kind=kind, config_hash=self.cfg.config_hash,
-            config_snapshot=self.cfg.snapshot(), parameters=parameters, prefect_flow_run_id=self.flow_run_id,
+            repo.create_run,
+            self.engine,
+            kind=kind,
+            config_hash=self.cfg.config_hash,
+            config_snapshot=self.cfg.snapshot(),
+            parameters=parameters,
+            prefect_flow_run_id=self.flow_run_id,
         )
         templates = list(templates)
         if templates:

@@ -38,11 +38,21 @@ def _summary_rows(summaries: list[scoring.VariantSummary]) -> list[dict[str, Any
         return None if x is None else round(x, 3)
 
     return [
-        {"version": s.version, "variant": s.variant, "sampled": s.sampled, "scored": s.scored,
-         "unparseable": s.unparseable, "mean_overall": r2(s.overall.mean), "ci95_low": r2(s.overall.low),
-         "ci95_high": r2(s.overall.high), **{c: r2(v) for c, v in s.criteria.items()},
-         "judge_model": s.judge_model, "judge_mode": s.judge_mode, "seed": s.sample_seed,
-         "prompt_version": s.prompt_sha256[:12]}
+        {
+            "version": s.version,
+            "variant": s.variant,
+            "sampled": s.sampled,
+            "scored": s.scored,
+            "unparseable": s.unparseable,
+            "mean_overall": r2(s.overall.mean),
+            "ci95_low": r2(s.overall.low),
+            "ci95_high": r2(s.overall.high),
+            **{c: r2(v) for c, v in s.criteria.items()},
+            "judge_model": s.judge_model,
+            "judge_mode": s.judge_mode,
+            "seed": s.sample_seed,
+            "prompt_version": s.prompt_sha256[:12],
+        }
         for s in summaries
     ]
 
@@ -99,40 +109,85 @@ async def score_dataset(
         fmt = None
         if structured_output:
             if spec.mode != "rubric":
-                raise ConfigError("--structured-output holds the rubric judge's ratings to a schema; "
-                                  "the paper judge mode gives one free-form score")
+                raise ConfigError(
+                    "--structured-output holds the rubric judge's ratings to a schema; "
+                    "the paper judge mode gives one free-form score"
+                )
             fmt = format_for(True, cfg.endpoints[judge].structured_dialect, "ratings", JUDGE_SCHEMA)
             spec = replace(spec, template=constrained_template(spec.template, JUDGE_SCHEMA))
         template = spec.template
         judge_model = cfg.endpoints[judge].model
-        params = {"dataset_version": dataset_version, "sample": sample, "variants": chosen, "judge_endpoint": judge,
-                  "judge_model": judge_model, "seed": seed, "prompt_sha256": template.sha256,
-                  "judge_mode": spec.mode, "structured_output": structured_output}
+        params = {
+            "dataset_version": dataset_version,
+            "sample": sample,
+            "variants": chosen,
+            "judge_endpoint": judge,
+            "judge_model": judge_model,
+            "seed": seed,
+            "prompt_sha256": template.sha256,
+            "judge_mode": spec.mode,
+            "structured_output": structured_output,
+        }
         run_id = await run.start(
             "score", params, [template, template.reask("truncated"), template.reask("unparseable")]
         )
         ctx = ScoreContext(
-            engine=engine, backends=run.registry, judge_endpoint=judge, judge_model=judge_model, version=version,
-            sample_seed=seed, sample=picked,
-            sampling=Sampling(temperature=spec.temperature, top_p=spec.top_p, max_tokens=max_tokens,
-                              response_format=fmt),
-            parse_attempts=cfg.agents.ranker.parse_attempts, base_seed=cfg.seed, run_id=run_id, spec=spec,
+            engine=engine,
+            backends=run.registry,
+            judge_endpoint=judge,
+            judge_model=judge_model,
+            version=version,
+            sample_seed=seed,
+            sample=picked,
+            sampling=Sampling(
+                temperature=spec.temperature, top_p=spec.top_p, max_tokens=max_tokens, response_format=fmt
+            ),
+            parse_attempts=cfg.agents.ranker.parse_attempts,
+            base_seed=cfg.seed,
+            run_id=run_id,
+            spec=spec,
         )
-        logger.info("score run %s: version %s, %s of %s rows, variants %s, judge %s (%s)", run_id, dataset_version,
-                    len(picked), len(keys), ", ".join(chosen), judge, judge_model)
+        logger.info(
+            "score run %s: version %s, %s of %s rows, variants %s, judge %s (%s)",
+            run_id,
+            dataset_version,
+            len(picked),
+            len(keys),
+            ", ".join(chosen),
+            judge,
+            judge_model,
+        )
         handle = Handle(ctx)
-        counts, failures = await gather_items(run, "variants", chosen, lambda v: score_variant_task(handle, v))
+        counts, failures = await gather_items(
+            run, "variants", chosen, lambda v: score_variant_task(handle, v)
+        )
         summaries = [await asyncio.to_thread(scoring.variant_summary, ctx, v) for v in chosen]
     rows = _summary_rows(summaries)
     with best_effort("dataset quality artifact"):
         await acreate_table_artifact(
-            table=rows, key=f"dataset-quality-v{dataset_version}",
+            table=rows,
+            key=f"dataset-quality-v{dataset_version}",
             description=f"score run {run_id}: judge {judge_model} ({spec.mode} mode), seed {seed}, {len(picked)} sampled rows; "
-                        "mean overall 1-10 with 95% interval",
+            "mean overall 1-10 with 95% interval",
         )
     for s in summaries:
-        logger.info("v%s %s: mean %.3f over %s rated rows", s.version, s.variant, s.overall.mean or float("nan"), s.scored)
-    return {"run_id": run_id, "version": dataset_version, "judge_endpoint": judge, "judge_model": judge_model,
-            "judge_mode": spec.mode,
-            "seed": seed, "sample": [pid for _, pid in picked], "counts": counts, "failures": failures,
-            "summaries": [s.as_dict() for s in summaries], "rows": rows}
+        logger.info(
+            "v%s %s: mean %.3f over %s rated rows",
+            s.version,
+            s.variant,
+            s.overall.mean or float("nan"),
+            s.scored,
+        )
+    return {
+        "run_id": run_id,
+        "version": dataset_version,
+        "judge_endpoint": judge,
+        "judge_model": judge_model,
+        "judge_mode": spec.mode,
+        "seed": seed,
+        "sample": [pid for _, pid in picked],
+        "counts": counts,
+        "failures": failures,
+        "summaries": [s.as_dict() for s in summaries],
+        "rows": rows,
+    }

@@ -73,7 +73,9 @@ class StopRequest:
         await self._event.wait()
 
 
-current_stop: contextvars.ContextVar[StopRequest | None] = contextvars.ContextVar("reasonmed_stop", default=None)
+current_stop: contextvars.ContextVar[StopRequest | None] = contextvars.ContextVar(
+    "reasonmed_stop", default=None
+)
 
 
 def run_stoppable(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -96,7 +98,9 @@ def run_stoppable(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         stop.request_threadsafe(f"{sig.name} received", interrupted=True)
 
     # The run sees the caller's context (settings overrides, Prefect's settings, a progress display).
-    worker = threading.Thread(target=contextvars.copy_context().run, args=(target,), name="reasonmed-run", daemon=True)
+    worker = threading.Thread(
+        target=contextvars.copy_context().run, args=(target,), name="reasonmed-run", daemon=True
+    )
     for sig in SIGNALS:
         signal.signal(sig, on_signal)
     try:
@@ -122,4 +126,3 @@ async def watch_cancellation(flow_run_id: str | None, stop: StopRequest, every_s
                 run = await client.read_flow_run(UUID(flow_run_id))
                 if run.state is not None and run.state.type in (StateType.CANCELLING, StateType.CANCELLED):
                     stop.request(CANCELLED_VIA_API, interrupted=True)
-

@@ -17,7 +17,9 @@ def passes(verdict_outcome: str | None, extracted_answer: str | None, answer_key
     return verdict_outcome == "correct" and extracted_answer == answer_key
 
 
-def disagreement(verdict_outcome: str | None, extracted_answer: str | None, answer_key: str) -> Disagreement | None:
+def disagreement(
+    verdict_outcome: str | None, extracted_answer: str | None, answer_key: str
+) -> Disagreement | None:
     """Why a Correct verdict is overruled, or None when the guard agrees with the verdict (or it is not Correct)."""
     if verdict_outcome != "correct" or extracted_answer == answer_key:
         return None

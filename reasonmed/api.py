@@ -67,13 +67,25 @@ def build(
         format = guess_format(files[0])  # noqa: A001
     with settings_scope():  # the database the run chose (the simulator's own, if none is given) is read back
         try:
-            run(files=files, source=format, benchmark_test_ids=Path(benchmark_test_ids) if benchmark_test_ids else None,
-                config=Path(config) if config else None, limit=limit, sources=None, shard_size=None,
-                questions_in_flight=None, sim_accuracy=sim_accuracy, sim_latency_ms=sim_latency_ms,
-                database_url=database_url(database), dry_run=False)
+            run(
+                files=files,
+                source=format,
+                benchmark_test_ids=Path(benchmark_test_ids) if benchmark_test_ids else None,
+                config=Path(config) if config else None,
+                limit=limit,
+                sources=None,
+                shard_size=None,
+                questions_in_flight=None,
+                sim_accuracy=sim_accuracy,
+                sim_latency_ms=sim_latency_ms,
+                database_url=database_url(database),
+                dry_run=False,
+            )
         except typer.Exit as exc:
             if exc.exit_code:
-                raise RuntimeError(f"the run ended with exit code {exc.exit_code} (see the lines printed above)") from None
+                raise RuntimeError(
+                    f"the run ended with exit code {exc.exit_code} (see the lines printed above)"
+                ) from None
         return samples(database)
 
 

@@ -61,14 +61,18 @@ class EndpointConfig(_Strict):
     base_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:8000/v1 (kind=openai)")
     model: str = Field(min_length=1, description="model name the server expects")
     api_key_env: str | None = Field(default=None, description="name of the env var that holds the API key")
-    api_key_secret: str | None = Field(default=None, description="name of a Prefect Secret block with the key")
+    api_key_secret: str | None = Field(
+        default=None, description="name of a Prefect Secret block with the key"
+    )
     max_in_flight: int = Field(default=64, ge=1, le=100_000)
     timeout_s: float = Field(default=600.0, gt=0)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     max_retries: int = Field(default=6, ge=0, le=50)
     backoff_base_s: float = Field(default=0.5, ge=0)
     backoff_max_s: float = Field(default=60.0, ge=0)
-    supports_n: bool = Field(default=True, description="engine accepts n>1 (vLLM does; llama.cpp's server does not)")
+    supports_n: bool = Field(
+        default=True, description="engine accepts n>1 (vLLM does; llama.cpp's server does not)"
+    )
     structured_dialect: StructuredDialect = Field(
         default="json_schema",
         description="how this engine takes a JSON schema for agents with structured_output: "
@@ -80,15 +84,19 @@ class EndpointConfig(_Strict):
         "top_p is sent (those models refuse them)",
     )
     max_response_bytes: int = Field(
-        default=32 << 20, ge=1024,
+        default=32 << 20,
+        ge=1024,
         description="a response body larger than this is refused unread (bad_response): a hostile or broken "
         "server cannot exhaust memory; 32 MiB holds n=64 answers of 32k tokens",
     )
     breaker_window_s: float = Field(
-        default=60.0, gt=0,
+        default=60.0,
+        gt=0,
         description="circuit breaker: once every request has failed for this long, the endpoint counts as down",
     )
-    breaker_min_failures: int = Field(default=5, ge=1, description="circuit breaker: failed attempts it takes at least")
+    breaker_min_failures: int = Field(
+        default=5, ge=1, description="circuit breaker: failed attempts it takes at least"
+    )
     price_input_per_mtok: float | None = Field(default=None, ge=0)
     price_output_per_mtok: float | None = Field(default=None, ge=0)
     engine_args: dict[str, Any] = Field(default_factory=dict, description="AsyncEngineArgs for kind=vllm")
@@ -130,11 +138,14 @@ def _read_prompt_file(value: Any, info: ValidationInfo) -> Any:
 AgentPrompt = Annotated[
     PromptFile | None,
     BeforeValidator(_read_prompt_file),
-    Field(description="file holding this role's own template (system, ---user---, user); default: the profile's"),
+    Field(
+        description="file holding this role's own template (system, ---user---, user); default: the profile's"
+    ),
 ]
 
 
 # --------------------------------------------------------------------------- agents
+
 
 class _AgentBase(_Strict):
     endpoint: str = Field(min_length=1)
@@ -164,25 +175,33 @@ class GeneratorConfig(_Strict):
         return self
 
 
-_STRUCTURED = "ask the engine for schema-constrained JSON (in its endpoint's structured_dialect); off by default"
+_STRUCTURED = (
+    "ask the engine for schema-constrained JSON (in its endpoint's structured_dialect); off by default"
+)
 
 
 class VerifierConfig(_AgentBase):
     max_tokens: int = Field(default=512, ge=1, le=262_144)
-    parse_attempts: int = Field(default=3, ge=1, le=10, description="asks again when the verdict does not parse")
+    parse_attempts: int = Field(
+        default=3, ge=1, le=10, description="asks again when the verdict does not parse"
+    )
     structured_output: bool = Field(default=False, description=_STRUCTURED)
 
 
 class RankerConfig(_AgentBase):
     max_tokens: int = Field(default=256, ge=1, le=262_144)
-    parse_attempts: int = Field(default=3, ge=1, le=10, description="asks again when the score does not parse")
+    parse_attempts: int = Field(
+        default=3, ge=1, le=10, description="asks again when the score does not parse"
+    )
     structured_output: bool = Field(default=False, description=_STRUCTURED)
 
 
 class RefinerConfig(_AgentBase):
     temperature: float = Field(default=0.8, ge=0.0, le=2.0)
     max_tokens: int = Field(default=8192, ge=1, le=262_144)
-    max_paths: int = Field(default=2, ge=1, le=16, description="best correct paths refined per medium question")
+    max_paths: int = Field(
+        default=2, ge=1, le=16, description="best correct paths refined per medium question"
+    )
 
 
 class RegeneratorConfig(_AgentBase):
@@ -232,13 +251,16 @@ class PipelineConfig(_Strict):
     )
     seed: int = Field(default=0, description="base of every per-request seed, for reproducible runs")
     prompts: Literal["reasonmed", "paper"] = Field(
-        default="reasonmed", description="prompt profile: the project's own prompts, or the paper's released ones restated"
+        default="reasonmed",
+        description="prompt profile: the project's own prompts, or the paper's released ones restated",
     )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> PipelineConfig:
         known = sorted(self.endpoints)
-        refs: list[tuple[str, str]] = [(f"agents.generators[{i}].endpoint", g.endpoint) for i, g in enumerate(self.agents.generators)]
+        refs: list[tuple[str, str]] = [
+            (f"agents.generators[{i}].endpoint", g.endpoint) for i, g in enumerate(self.agents.generators)
+        ]
         for role in ("verifier", "ranker", "refiner", "regenerator", "summarizer"):
             refs.append((f"agents.{role}.endpoint", getattr(self.agents, role).endpoint))
         for key, name in refs:
@@ -274,9 +296,16 @@ class PipelineConfig(_Strict):
 
     def _prompted_agents(self) -> list[tuple[str, str, Any]]:
         a = self.agents
-        out: list[tuple[str, str, Any]] = [(f"agents.generators[{i}]", "generate", g) for i, g in enumerate(a.generators)]
-        for key, role in (("verifier", "verify"), ("ranker", "rank"), ("refiner", "refine"),
-                          ("regenerator", "regenerate"), ("summarizer", "summarize")):
+        out: list[tuple[str, str, Any]] = [
+            (f"agents.generators[{i}]", "generate", g) for i, g in enumerate(a.generators)
+        ]
+        for key, role in (
+            ("verifier", "verify"),
+            ("ranker", "rank"),
+            ("refiner", "refine"),
+            ("regenerator", "regenerate"),
+            ("summarizer", "summarize"),
+        ):
             out.append((f"agents.{key}", role, getattr(a, key)))
         return out
 
@@ -359,7 +388,9 @@ def _expand_env(text: str, source: str) -> str:
         value = _lookup(name)
         if value is None:
             if default is None:
-                raise ConfigError(f"{source}: environment variable {name} is not set (referenced as ${{{name}}})")
+                raise ConfigError(
+                    f"{source}: environment variable {name} is not set (referenced as ${{{name}}})"
+                )
             return default
         return value
 
@@ -403,7 +434,9 @@ def parse_pipeline_config(
 
 def _pipeline_text(path: Path | str | None) -> tuple[str, str]:
     if path is None:
-        return resources.files("reasonmed").joinpath("default_pipeline.yaml").read_text(), "default pipeline (simulator)"
+        return resources.files("reasonmed").joinpath(
+            "default_pipeline.yaml"
+        ).read_text(), "default pipeline (simulator)"
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"pipeline config {p}: file not found")
@@ -454,38 +487,51 @@ class Settings(BaseSettings):
     pipeline_config: Path | None = Field(default=None, description="pipeline YAML; unset = simulator default")
     shard_size: int = Field(default=200, ge=1, le=100_000, description="questions per child flow run")
     questions_in_flight: int | None = Field(
-        default=None, ge=1, description="questions processed at once; unset = enough to fill every endpoint cap"
+        default=None,
+        ge=1,
+        description="questions processed at once; unset = enough to fill every endpoint cap",
     )
     claim_lease_s: float = Field(
-        default=120.0, gt=0,
+        default=120.0,
+        gt=0,
         description="a worker's hold on claimed questions, renewed every third of it while the worker lives; "
         "a killed run's questions are free again this long after it died",
     )
     question_attempts: int = Field(
-        default=3, ge=1, le=100,
+        default=3,
+        ge=1,
+        le=100,
         description="failed attempts (one per run at most) after which a question is set aside until "
         "`reasonmed retry`; a permanent failure sets it aside at once",
     )
     unusable_alarm_rate: float = Field(
-        default=0.5, gt=0, le=1,
+        default=0.5,
+        gt=0,
+        le=1,
         description="a run whose outputs of one role (generator, verifier, ranker) were unusable at this rate or "
         "more (over at least 10 outputs) ends as degraded, non-zero: the model or prompt needs attention",
     )
     ingest_max_record_bytes: int = Field(
-        default=DEFAULT_MAX_RECORD_BYTES, ge=1024,
+        default=DEFAULT_MAX_RECORD_BYTES,
+        ge=1024,
         description="one input record (JSON line, CSV row, PubMedQA member) larger than this is rejected unread",
     )
     ingest_max_field_chars: int = Field(
-        default=DEFAULT_MAX_FIELD_CHARS, ge=100,
+        default=DEFAULT_MAX_FIELD_CHARS,
+        ge=100,
         description="one question, context or option text longer than this rejects its record",
     )
     ingest_max_depth: int = Field(
-        default=DEFAULT_MAX_DEPTH, ge=2, le=500, description="JSON nesting deeper than this rejects its record"
+        default=DEFAULT_MAX_DEPTH,
+        ge=2,
+        le=500,
+        description="JSON nesting deeper than this rejects its record",
     )
     export_dir: Path = Field(default=Path("exports"))
     s3_endpoint_url: str | None = Field(default=None, description="for MinIO and other S3-compatible stores")
     sim_url: str | None = Field(
-        default=None, description="the simulator's base URL, where the packaged default pipeline points its endpoints"
+        default=None,
+        description="the simulator's base URL, where the packaged default pipeline points its endpoints",
     )
     log_level: str = Field(default="INFO")
 

@@ -114,8 +114,12 @@ class ContaminationIndex:
     """Every benchmark test item, indexed for exact and near-duplicate look-ups."""
 
     def __init__(
-        self, test_items: Sequence[QuestionText], *, threshold: float = DEFAULT_THRESHOLD,
-        ngram: int = DEFAULT_NGRAM, num_perm: int = NUM_PERM,
+        self,
+        test_items: Sequence[QuestionText],
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        ngram: int = DEFAULT_NGRAM,
+        num_perm: int = NUM_PERM,
     ) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1] (got {threshold})")
@@ -161,8 +165,11 @@ class ContaminationIndex:
 
 
 def scan(
-    test_items: Sequence[QuestionText], candidates: Iterable[QuestionText], *,
-    threshold: float = DEFAULT_THRESHOLD, ngram: int = DEFAULT_NGRAM,
+    test_items: Sequence[QuestionText],
+    candidates: Iterable[QuestionText],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    ngram: int = DEFAULT_NGRAM,
 ) -> list[Match]:
     """Pure form of the guard: the candidates that copy a test item, in candidate order."""
     index = ContaminationIndex(test_items, threshold=threshold, ngram=ngram)
@@ -182,8 +189,12 @@ class ContaminationScan:
 
 
 def scan_database(
-    engine: Engine, *, threshold: float = DEFAULT_THRESHOLD, ngram: int = DEFAULT_NGRAM,
-    only_accepted: bool = False, persist: bool = True,
+    engine: Engine,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    ngram: int = DEFAULT_NGRAM,
+    only_accepted: bool = False,
+    persist: bool = True,
 ) -> ContaminationScan:
     """The guard over the stored questions; see ``find_contaminated``."""
     tests = eval_repo.load_benchmark_test_items(engine)
@@ -196,24 +207,40 @@ def scan_database(
             checked.add(item.id)
             yield item
 
-    matches = scan(tests, noted(eval_repo.iter_training_items(engine, only_accepted=only_accepted)),
-                   threshold=threshold, ngram=ngram)
+    matches = scan(
+        tests,
+        noted(eval_repo.iter_training_items(engine, only_accepted=only_accepted)),
+        threshold=threshold,
+        ngram=ngram,
+    )
     if persist and matches:
         detected = eval_repo.now()
-        eval_repo.save_contamination_matches(engine, [
-            {
-                "question_id": m.question_id, "test_question_id": m.test_question_id, "kind": m.kind,
-                "jaccard": m.jaccard, "threshold": threshold, "ngram": ngram, "description": m.description,
-                "detected_at": detected,
-            }
-            for m in matches
-        ])
+        eval_repo.save_contamination_matches(
+            engine,
+            [
+                {
+                    "question_id": m.question_id,
+                    "test_question_id": m.test_question_id,
+                    "kind": m.kind,
+                    "jaccard": m.jaccard,
+                    "threshold": threshold,
+                    "ngram": ngram,
+                    "description": m.description,
+                    "detected_at": detected,
+                }
+                for m in matches
+            ],
+        )
     return ContaminationScan({m.question_id: m.description for m in matches}, frozenset(checked))
 
 
 def find_contaminated(
-    engine: Engine, *, threshold: float = DEFAULT_THRESHOLD, ngram: int = DEFAULT_NGRAM,
-    only_accepted: bool = False, persist: bool = True,
+    engine: Engine,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    ngram: int = DEFAULT_NGRAM,
+    only_accepted: bool = False,
+    persist: bool = True,
 ) -> dict[int, str]:
     """question_id -> why it must not be exported, for every non-test question that copies a test item.
 
@@ -221,7 +248,9 @@ def find_contaminated(
     by default every non-test question is checked. Matches are stored in ``contamination_matches``
     (see the ``audit_contamination`` view) unless ``persist`` is False.
     """
-    return scan_database(engine, threshold=threshold, ngram=ngram, only_accepted=only_accepted, persist=persist).flagged
+    return scan_database(
+        engine, threshold=threshold, ngram=ngram, only_accepted=only_accepted, persist=persist
+    ).flagged
 
 
 def audit_contamination(engine: Engine) -> list[dict[str, object]]:

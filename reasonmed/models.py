@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 SOURCES = ("medqa", "medmcqa", "pubmedqa", "mmlu", "custom")
 PUBMEDQA_OPTIONS = {"yes": "yes", "no": "no", "maybe": "maybe"}
 
+
 def normalise_text(text: str) -> str:
     """Unicode NFKC, collapsed white space, trimmed: what two copies of one question share.
 

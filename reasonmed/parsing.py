@@ -435,7 +435,9 @@ def parse_verdict(text: str) -> ParsedVerdict | None:
     if not matches:
         return None
     last = matches[-1]
-    line_outcome: Literal["correct", "error"] = "correct" if last.group(1).casefold() == "correct" else "error"
+    line_outcome: Literal["correct", "error"] = (
+        "correct" if last.group(1).casefold() == "correct" else "error"
+    )
     reason_match = _REASON_LINE.search(text, last.end()) or _REASON_LINE.search(text)
     reason = reason_match.group(1).strip().strip("\"'*_,").strip() if reason_match else ""
     return _make_verdict(line_outcome, reason)

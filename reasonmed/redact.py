@@ -9,7 +9,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
 # Keys whose value is a credential. Keys holding only the *name* of one (api_key_env, api_key_secret) are not.
-_SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|api[_-]?key|credential|auth|private[_-]?key|signature", re.I)
+_SECRET_KEY = re.compile(
+    r"pass(word|wd)?|secret|token|api[_-]?key|credential|auth|private[_-]?key|signature", re.I
+)
 _NAME_KEYS = frozenset({"api_key_env", "api_key_secret"})
 _ENV_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}$")
 

@@ -57,7 +57,14 @@ JUDGE_SCHEMA: dict[str, Any] = {
         "overall": _RATING,
         "justification": {"type": "string"},
     },
-    "required": ["clinical_accuracy", "logical_reasoning", "factual_correctness", "completeness", "overall", "justification"],
+    "required": [
+        "clinical_accuracy",
+        "logical_reasoning",
+        "factual_correctness",
+        "completeness",
+        "overall",
+        "justification",
+    ],
     "additionalProperties": False,
 }
 
@@ -68,7 +75,9 @@ def response_format(dialect: StructuredDialect, name: str, schema: Mapping[str, 
         return {"type": "json_schema", "json_schema": {"name": name, "schema": dict(schema), "strict": True}}
     if dialect == "llamacpp":
         return {"type": "json_object", "schema": dict(schema)}
-    raise ValueError(f"unknown structured-output dialect {dialect!r} (known: {', '.join(STRUCTURED_DIALECTS)})")
+    raise ValueError(
+        f"unknown structured-output dialect {dialect!r} (known: {', '.join(STRUCTURED_DIALECTS)})"
+    )
 
 
 def schema_of(fmt: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -83,7 +92,9 @@ def schema_of(fmt: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return None
 
 
-def format_for(enabled: bool, dialect: StructuredDialect, name: str, schema: Mapping[str, Any]) -> dict[str, Any] | None:
+def format_for(
+    enabled: bool, dialect: StructuredDialect, name: str, schema: Mapping[str, Any]
+) -> dict[str, Any] | None:
     """An agent's ``response_format``: None unless its ``structured_output`` is on."""
     return response_format(dialect, name, schema) if enabled else None
 
@@ -104,9 +115,8 @@ def constrained_template(template: PromptTemplate, schema: Mapping[str, Any]) ->
     The text differs, so the sha does too: predictions and ratings made under a schema are stored
     apart from free ones and never reused for them.
     """
-    note = (
-        "\n\nYour reply is constrained to one JSON object matching this schema: "
-        + json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    note = "\n\nYour reply is constrained to one JSON object matching this schema: " + json.dumps(
+        schema, sort_keys=True, separators=(",", ":")
     )
     system, user = template.text.split(PROMPT_SPLIT, 1)
     return replace(template, text=system.rstrip("\n") + note + PROMPT_SPLIT + user)

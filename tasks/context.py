@@ -45,4 +45,7 @@ def flow_run_id() -> str | None:
 def provenance() -> dict[str, Any]:
     """Prefect's task and flow run ids, recorded with each stored output."""
     task_ctx = TaskRunContext.get()
-    return {"prefect_task_run_id": str(task_ctx.task_run.id) if task_ctx else None, "prefect_flow_run_id": flow_run_id()}
+    return {
+        "prefect_task_run_id": str(task_ctx.task_run.id) if task_ctx else None,
+        "prefect_flow_run_id": flow_run_id(),
+    }

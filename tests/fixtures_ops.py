@@ -48,7 +48,11 @@ def base_env(**extra: str) -> dict[str, str]:
 def asyncpg_url(database: str) -> str:
     from sqlalchemy.engine import make_url
 
-    return make_url(ADMIN_URL).set(drivername="postgresql+asyncpg", database=database).render_as_string(hide_password=False)
+    return (
+        make_url(ADMIN_URL)
+        .set(drivername="postgresql+asyncpg", database=database)
+        .render_as_string(hide_password=False)
+    )
 
 
 class PrefectServer:
@@ -90,7 +94,11 @@ class PrefectServer:
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.home,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.home,
             start_new_session=True,
         )
         log.close()
@@ -177,7 +185,7 @@ def pubmedqa_train_items(n: int, skip: int = 0) -> dict[str, object]:
     data = json.loads(PUBMEDQA_FILE.read_text())
     test_ids = set(json.loads(PUBMEDQA_TEST_IDS.read_text()))
     train = [(k, v) for k, v in data.items() if k not in test_ids]
-    return dict(train[skip:skip + n])
+    return dict(train[skip : skip + n])
 
 
 def write_pubmedqa(path: Path, n: int, skip: int = 0) -> Path:
@@ -192,7 +200,14 @@ def write_medqa(path: Path, n: int) -> Path:
     rows = []
     for i in range(n):
         options = {"A": f"option a{i}", "B": f"option b{i}", "C": f"option c{i}", "D": f"option d{i}"}
-        rows.append({"id": f"mq{i}", "question": f"Which option is right for case {i}?", "options": options,
-                     "answer_idx": "ABCD"[i % 4], "answer": options["ABCD"[i % 4]]})
+        rows.append(
+            {
+                "id": f"mq{i}",
+                "question": f"Which option is right for case {i}?",
+                "options": options,
+                "answer_idx": "ABCD"[i % 4],
+                "answer": options["ABCD"[i % 4]],
+            }
+        )
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path

@@ -61,8 +61,15 @@ class _Question:
             for t in g.temperatures:
                 base = keys.generate_seed(self.cfg.seed, self.content_hash, g.endpoint, t)
                 for s in range(g.paths_per_temperature):
-                    label = choose_label(model=model, temperature=t, seed=base + s, question=self.question,
-                                         options=self.labels, correct=self.answer, accuracy=accuracy)
+                    label = choose_label(
+                        model=model,
+                        temperature=t,
+                        seed=base + s,
+                        question=self.question,
+                        options=self.labels,
+                        correct=self.answer,
+                        accuracy=accuracy,
+                    )
                     out.append(_Path(len(out), order + s, label, keys.generated_path(g.endpoint, t, s)))
                 order += g.paths_per_temperature
         return out
@@ -77,27 +84,44 @@ class _Question:
 
     def _written(self, role: str, seed: int, key: str, source: _Path, path_id: int) -> _Path:
         agent = self.cfg.agents.refiner if role == "refine" else self.cfg.agents.regenerator
-        label = choose_label(model=self.cfg.endpoints[agent.endpoint].model, temperature=agent.temperature,
-                             seed=seed, question=self.question, options=self.labels, correct=self.answer,
-                             accuracy=self.refine_accuracy, salt=f"{role}/{self.texts[source.key]}")
+        label = choose_label(
+            model=self.cfg.endpoints[agent.endpoint].model,
+            temperature=agent.temperature,
+            seed=seed,
+            question=self.question,
+            options=self.labels,
+            correct=self.answer,
+            accuracy=self.refine_accuracy,
+            salt=f"{role}/{self.texts[source.key]}",
+        )
         return _Path(path_id, 1000, label, key)
 
 
 def _load(engine: Engine, cfg: PipelineConfig, qid: int, refine_accuracy: float) -> _Question:
     with engine.connect() as c:
         content_hash, question, options, answer = c.execute(
-            text("select content_hash, question, options, answer from questions where id = :q"), {"q": qid}).one()
-        texts = dict(c.execute(text("select path_key, clean_text from reasoning_paths where question_id = :q"),
-                               {"q": qid}).all())
-    return _Question(cfg, content_hash, question, [label for label, _ in options], answer, texts, refine_accuracy)
+            text("select content_hash, question, options, answer from questions where id = :q"), {"q": qid}
+        ).one()
+        texts = dict(
+            c.execute(
+                text("select path_key, clean_text from reasoning_paths where question_id = :q"), {"q": qid}
+            ).all()
+        )
+    return _Question(
+        cfg, content_hash, question, [label for label, _ in options], answer, texts, refine_accuracy
+    )
 
 
-def expected_for(engine: Engine, cfg: PipelineConfig, qid: int, *, accuracy: float, refine_accuracy: float) -> Expected:
+def expected_for(
+    engine: Engine, cfg: PipelineConfig, qid: int, *, accuracy: float, refine_accuracy: float
+) -> Expected:
     sim = _load(engine, cfg, qid, refine_accuracy)
     generated = sim.generated(accuracy)
     correct = [p for p in generated if sim.ok(p)]
     tiers = cfg.tiers
-    tier = assign_tier(len(correct), easy_min_correct=tiers.easy_min_correct, medium_min_correct=tiers.medium_min_correct)
+    tier = assign_tier(
+        len(correct), easy_min_correct=tiers.easy_min_correct, medium_min_correct=tiers.medium_min_correct
+    )
     ranker = cfg.endpoints[cfg.agents.ranker.endpoint].model
     scores = {p.id: rank_score(model=ranker, question=sim.question, path=sim.texts[p.key]) for p in correct}
     if tier is Tier.EASY:

@@ -8,6 +8,7 @@ Read-only SQL views that answer the audit questions without anyone writing joins
 shared by Postgres and SQLite except the calendar-day expression; the latency p95 is a nearest-rank
 percentile built from window functions so it needs no engine-specific aggregate.
 """
+
 from collections.abc import Sequence
 
 from alembic import op

@@ -9,24 +9,27 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-01 20:10:00
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0004'
-down_revision: str | None = '0003'
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index('ix_verdicts_verifier_model_outcome', 'verdicts', ['verifier_model', 'outcome'], unique=False)
-    with op.batch_alter_table('ingest_files') as batch:
-        batch.add_column(sa.Column('read_options', sa.Text(), nullable=True))
+    op.create_index(
+        "ix_verdicts_verifier_model_outcome", "verdicts", ["verifier_model", "outcome"], unique=False
+    )
+    with op.batch_alter_table("ingest_files") as batch:
+        batch.add_column(sa.Column("read_options", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('ingest_files') as batch:
-        batch.drop_column('read_options')
-    op.drop_index('ix_verdicts_verifier_model_outcome', table_name='verdicts')
+    with op.batch_alter_table("ingest_files") as batch:
+        batch.drop_column("read_options")
+    op.drop_index("ix_verdicts_verifier_model_outcome", table_name="verdicts")

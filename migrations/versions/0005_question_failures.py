@@ -10,13 +10,14 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-02 07:00:00
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0005'
-down_revision: str | None = '0004'
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -68,29 +69,49 @@ WHERE v.outcome IS NULL OR v.outcome <> 'correct'
 
 def upgrade() -> None:
     op.create_table(
-        'question_failures',
-        sa.Column('id', BigId, primary_key=True),
-        sa.Column('question_id', BigId, sa.ForeignKey('questions.id', ondelete='CASCADE',
-                                                        name=op.f('fk_question_failures_question_id_questions')), nullable=False),
-        sa.Column('stage', sa.String(16), nullable=False),
-        sa.Column('failures', sa.Integer(), nullable=False),
-        sa.Column('permanent', sa.Boolean(), nullable=False),
-        sa.Column('last_error_kind', sa.String(32), nullable=False),
-        sa.Column('last_error', sa.Text(), nullable=False),
-        sa.Column('last_run_id', BigId, sa.ForeignKey('pipeline_runs.id', ondelete='SET NULL',
-                                                        name=op.f('fk_question_failures_last_run_id_pipeline_runs')), nullable=True),
-        sa.Column('first_failed_at', sa.DateTime(timezone=True), nullable=False),
-        sa.Column('last_failed_at', sa.DateTime(timezone=True), nullable=False),
-        sa.Column('set_aside_at', sa.DateTime(timezone=True), nullable=True),
-        sa.Column('retried_at', sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint('id', name=op.f('pk_question_failures')),
-        sa.UniqueConstraint('question_id', 'stage', name=op.f('uq_question_failures_question_id_stage')),
-        sa.CheckConstraint("stage IN ('generate', 'verify', 'resolve', 'summarize')", name=op.f('ck_question_failures_stage')),
+        "question_failures",
+        sa.Column("id", BigId, primary_key=True),
+        sa.Column(
+            "question_id",
+            BigId,
+            sa.ForeignKey(
+                "questions.id", ondelete="CASCADE", name=op.f("fk_question_failures_question_id_questions")
+            ),
+            nullable=False,
+        ),
+        sa.Column("stage", sa.String(16), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("permanent", sa.Boolean(), nullable=False),
+        sa.Column("last_error_kind", sa.String(32), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=False),
+        sa.Column(
+            "last_run_id",
+            BigId,
+            sa.ForeignKey(
+                "pipeline_runs.id",
+                ondelete="SET NULL",
+                name=op.f("fk_question_failures_last_run_id_pipeline_runs"),
+            ),
+            nullable=True,
+        ),
+        sa.Column("first_failed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_failed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("set_aside_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("retried_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_question_failures")),
+        sa.UniqueConstraint("question_id", "stage", name=op.f("uq_question_failures_question_id_stage")),
+        sa.CheckConstraint(
+            "stage IN ('generate', 'verify', 'resolve', 'summarize')", name=op.f("ck_question_failures_stage")
+        ),
     )
-    op.create_index(op.f('ix_question_failures_set_aside_at'), 'question_failures', ['set_aside_at'], unique=False)
-    op.create_index(op.f('ix_question_failures_last_run_id'), 'question_failures', ['last_run_id'], unique=False)
+    op.create_index(
+        op.f("ix_question_failures_set_aside_at"), "question_failures", ["set_aside_at"], unique=False
+    )
+    op.create_index(
+        op.f("ix_question_failures_last_run_id"), "question_failures", ["last_run_id"], unique=False
+    )
     # Plain ALTERs (SQLite 3.35+ drops columns too): a batch rebuild would trip over the views on the table.
-    op.add_column('accepted_paths', sa.Column('dropped_reason', sa.Text(), nullable=True))
+    op.add_column("accepted_paths", sa.Column("dropped_reason", sa.Text(), nullable=True))
     op.execute("DROP VIEW IF EXISTS audit_rejected_paths")
     op.execute(f"CREATE VIEW audit_rejected_paths AS {REJECTED_PATHS.strip()}")
     op.execute(f"CREATE VIEW audit_set_aside AS {SET_ASIDE.strip()}")
@@ -101,6 +122,6 @@ def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS audit_rejected_paths")
     op.execute(f"CREATE VIEW audit_rejected_paths AS {OLD_REJECTED_PATHS.strip()}")
     op.execute("ALTER TABLE accepted_paths DROP COLUMN dropped_reason")
-    op.drop_index('ix_question_failures_last_run_id', table_name='question_failures')
-    op.drop_index('ix_question_failures_set_aside_at', table_name='question_failures')
-    op.drop_table('question_failures')
+    op.drop_index("ix_question_failures_last_run_id", table_name="question_failures")
+    op.drop_index("ix_question_failures_set_aside_at", table_name="question_failures")
+    op.drop_table("question_failures")

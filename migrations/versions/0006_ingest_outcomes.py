@@ -11,24 +11,25 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-02 12:00:00
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0006'
-down_revision: str | None = '0005'
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('ingest_files') as batch:
-        batch.add_column(sa.Column('error', sa.Text(), nullable=True))
-        batch.add_column(sa.Column('n_id_conflicts', sa.Integer(), nullable=False, server_default='0'))
+    with op.batch_alter_table("ingest_files") as batch:
+        batch.add_column(sa.Column("error", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("n_id_conflicts", sa.Integer(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('ingest_files') as batch:
-        batch.drop_column('n_id_conflicts')
-        batch.drop_column('error')
+    with op.batch_alter_table("ingest_files") as batch:
+        batch.drop_column("n_id_conflicts")
+        batch.drop_column("error")

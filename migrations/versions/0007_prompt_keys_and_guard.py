@@ -20,20 +20,21 @@ Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-02 12:00:00
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0007'
-down_revision: str | None = '0006'
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 KEYED = {  # table -> its model column
-    'verdicts': 'verifier_model',
-    'path_scores': 'ranker_model',
-    'summaries': 'summarizer_model',
+    "verdicts": "verifier_model",
+    "path_scores": "ranker_model",
+    "summaries": "summarizer_model",
 }
 
 DISAGREEMENTS = """
@@ -112,21 +113,24 @@ WHERE p.origin IN ('refined', 'regenerated')
 GROUP BY p.role, p.model
 """
 
-REPLACED = ('audit_rejected_paths', 'audit_verifier_accuracy', 'audit_refinement_success')
-NEW = {'audit_verifier_disagreements': DISAGREEMENTS, 'audit_verifier_versions': VERIFIER_VERSIONS}
-NOW_CURRENT = {'audit_rejected_paths': REJECTED_PATHS, 'audit_verifier_accuracy': VERIFIER_ACCURACY,
-               'audit_refinement_success': REFINEMENT_SUCCESS}
+REPLACED = ("audit_rejected_paths", "audit_verifier_accuracy", "audit_refinement_success")
+NEW = {"audit_verifier_disagreements": DISAGREEMENTS, "audit_verifier_versions": VERIFIER_VERSIONS}
+NOW_CURRENT = {
+    "audit_rejected_paths": REJECTED_PATHS,
+    "audit_verifier_accuracy": VERIFIER_ACCURACY,
+    "audit_refinement_success": REFINEMENT_SUCCESS,
+}
 
 
 def _stored_views() -> dict[str, str]:
     """Every view's CREATE statement (SQLite keeps them verbatim in sqlite_master; Postgres rebuilds them)."""
     bind = op.get_bind()
-    if bind.dialect.name == 'sqlite':
+    if bind.dialect.name == "sqlite":
         rows = bind.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'view'")).all()
         return {name: sql for name, sql in rows}
-    rows = bind.execute(sa.text(
-        "SELECT viewname, definition FROM pg_views WHERE schemaname = current_schema()"
-    )).all()
+    rows = bind.execute(
+        sa.text("SELECT viewname, definition FROM pg_views WHERE schemaname = current_schema()")
+    ).all()
     return {name: f"CREATE VIEW {name} AS {definition}" for name, definition in rows}
 
 
@@ -134,8 +138,8 @@ def _rekey(table: str, old_cols: list[str], new_cols: list[str]) -> None:
     old = f"uq_{table}_{'_'.join(old_cols)}"
     new = f"uq_{table}_{'_'.join(new_cols)}"
     with op.batch_alter_table(table) as b:
-        b.alter_column('prompt_sha256', existing_type=sa.String(64), nullable=False)
-        b.drop_constraint(old, type_='unique')
+        b.alter_column("prompt_sha256", existing_type=sa.String(64), nullable=False)
+        b.drop_constraint(old, type_="unique")
         b.create_unique_constraint(new, new_cols)
 
 
@@ -144,16 +148,21 @@ def upgrade() -> None:
     for name in views:
         op.execute(f"DROP VIEW IF EXISTS {name}")
     for table, model_col in KEYED.items():
-        op.add_column(table, sa.Column('prompt_sha256', sa.String(64), nullable=True))
-        op.add_column(table, sa.Column('superseded_at', sa.DateTime(timezone=True), nullable=True))
+        op.add_column(table, sa.Column("prompt_sha256", sa.String(64), nullable=True))
+        op.add_column(table, sa.Column("superseded_at", sa.DateTime(timezone=True), nullable=True))
         op.execute(
             f"UPDATE {table} SET prompt_sha256 = coalesce("
             f"(SELECT c.prompt_sha256 FROM llm_calls c WHERE c.id = {table}.llm_call_id), 'unknown')"
         )
-        _rekey(table, ['path_id', model_col], ['path_id', model_col, 'prompt_sha256'])
-    op.add_column('accepted_paths', sa.Column('superseded_at', sa.DateTime(timezone=True), nullable=True))
-    op.add_column('prompt_templates', sa.Column('variant', sa.String(32), nullable=False, server_default='template'))
-    op.add_column('dataset_quality_scores', sa.Column('judge_mode', sa.String(16), nullable=False, server_default='rubric'))
+        _rekey(table, ["path_id", model_col], ["path_id", model_col, "prompt_sha256"])
+    op.add_column("accepted_paths", sa.Column("superseded_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column(
+        "prompt_templates", sa.Column("variant", sa.String(32), nullable=False, server_default="template")
+    )
+    op.add_column(
+        "dataset_quality_scores",
+        sa.Column("judge_mode", sa.String(16), nullable=False, server_default="rubric"),
+    )
     for name, sql in views.items():
         if name not in REPLACED:
             op.execute(sql)
@@ -171,10 +180,10 @@ def downgrade() -> None:
         # One row per (path, model) again: the current one (superseded rows go).
         op.execute(f"DELETE FROM {table} WHERE superseded_at IS NOT NULL")
         with op.batch_alter_table(table) as b:
-            b.drop_constraint(f"uq_{table}_path_id_{model_col}_prompt_sha256", type_='unique')
-            b.create_unique_constraint(f"uq_{table}_path_id_{model_col}", ['path_id', model_col])
-            b.drop_column('superseded_at')
-            b.drop_column('prompt_sha256')
+            b.drop_constraint(f"uq_{table}_path_id_{model_col}_prompt_sha256", type_="unique")
+            b.create_unique_constraint(f"uq_{table}_path_id_{model_col}", ["path_id", model_col])
+            b.drop_column("superseded_at")
+            b.drop_column("prompt_sha256")
     op.execute("ALTER TABLE accepted_paths DROP COLUMN superseded_at")
     op.execute("ALTER TABLE prompt_templates DROP COLUMN variant")
     op.execute("ALTER TABLE dataset_quality_scores DROP COLUMN judge_mode")
@@ -183,9 +192,11 @@ def downgrade() -> None:
 
     here = Path(__file__).resolve().parent
     old = {}
-    for file, attr, name in (('0005_question_failures.py', 'REJECTED_PATHS', 'audit_rejected_paths'),
-                             ('0002_audit_views.py', 'VERIFIER_ACCURACY', 'audit_verifier_accuracy'),
-                             ('0002_audit_views.py', 'REFINEMENT_SUCCESS', 'audit_refinement_success')):
+    for file, attr, name in (
+        ("0005_question_failures.py", "REJECTED_PATHS", "audit_rejected_paths"),
+        ("0002_audit_views.py", "VERIFIER_ACCURACY", "audit_verifier_accuracy"),
+        ("0002_audit_views.py", "REFINEMENT_SUCCESS", "audit_refinement_success"),
+    ):
         spec = util.spec_from_file_location(f"_m{file[:4]}", here / file)
         mod = util.module_from_spec(spec)  # type: ignore[arg-type]
         spec.loader.exec_module(mod)  # type: ignore[union-attr]

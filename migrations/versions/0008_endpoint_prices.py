@@ -9,13 +9,14 @@ Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-02 12:00:00
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | None = '0007'
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -81,8 +82,14 @@ def upgrade() -> None:
     op.create_table(
         "endpoint_prices",
         sa.Column("id", BigId, primary_key=True),
-        sa.Column("run_id", BigId, sa.ForeignKey("pipeline_runs.id", ondelete="CASCADE",
-                                                 name=op.f("fk_endpoint_prices_run_id_pipeline_runs")), nullable=False),
+        sa.Column(
+            "run_id",
+            BigId,
+            sa.ForeignKey(
+                "pipeline_runs.id", ondelete="CASCADE", name=op.f("fk_endpoint_prices_run_id_pipeline_runs")
+            ),
+            nullable=False,
+        ),
         sa.Column("endpoint", sa.String(100), nullable=False),
         sa.Column("model", sa.String(200), nullable=False),
         sa.Column("price_input_per_mtok", sa.Float(), nullable=True),

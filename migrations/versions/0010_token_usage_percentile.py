@@ -11,13 +11,14 @@ Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-02 12:30:00
 """
+
 import importlib
 from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = '0010'
-down_revision: str | None = '0009'
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -16,22 +16,25 @@ Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-02 15:00:00
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0011'
-down_revision: str | None = '0010'
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # The value finished_by takes from one outcome row (NEW.* in a trigger, o.* in the backfill).
-FINISHED_BY = ("CASE WHEN {o}.status IN ('accepted', 'rejected') THEN CASE WHEN {o}.simulated THEN 'simulated' "
-               "ELSE 'real' END END")
+FINISHED_BY = (
+    "CASE WHEN {o}.status IN ('accepted', 'rejected') THEN CASE WHEN {o}.simulated THEN 'simulated' "
+    "ELSE 'real' END END"
+)
 PENDING_WHERE = {
-    'postgresql': "is_benchmark_test IS false AND (finished_by IS NULL OR finished_by = 'simulated')",
-    'sqlite': "is_benchmark_test IS 0 AND (finished_by IS NULL OR finished_by = 'simulated')",
+    "postgresql": "is_benchmark_test IS false AND (finished_by IS NULL OR finished_by = 'simulated')",
+    "sqlite": "is_benchmark_test IS 0 AND (finished_by IS NULL OR finished_by = 'simulated')",
 }
 REWRITTEN = "origin IN ('refined', 'regenerated')"  # as the view writes it, so the planner proves it
 CURRENT = "superseded_at IS NULL"
@@ -43,8 +46,8 @@ BEGIN
         UPDATE questions SET finished_by = NULL WHERE id = OLD.question_id AND finished_by IS NOT NULL;
     END IF;
     IF TG_OP <> 'DELETE' THEN
-        UPDATE questions SET finished_by = {FINISHED_BY.format(o='NEW')}
-        WHERE id = NEW.question_id AND finished_by IS DISTINCT FROM ({FINISHED_BY.format(o='NEW')});
+        UPDATE questions SET finished_by = {FINISHED_BY.format(o="NEW")}
+        WHERE id = NEW.question_id AND finished_by IS DISTINCT FROM ({FINISHED_BY.format(o="NEW")});
     END IF;
     RETURN NULL;
 END $$
@@ -55,17 +58,17 @@ AFTER INSERT OR UPDATE OF status, simulated, question_id OR DELETE ON question_o
 FOR EACH ROW EXECUTE FUNCTION questions_finished_by()
 """
 SQLITE_TRIGGERS = {
-    'question_outcomes_finished_by_insert': f"""
+    "question_outcomes_finished_by_insert": f"""
         CREATE TRIGGER question_outcomes_finished_by_insert AFTER INSERT ON question_outcomes BEGIN
-            UPDATE questions SET finished_by = {FINISHED_BY.format(o='NEW')} WHERE id = NEW.question_id;
+            UPDATE questions SET finished_by = {FINISHED_BY.format(o="NEW")} WHERE id = NEW.question_id;
         END""",
-    'question_outcomes_finished_by_update': f"""
+    "question_outcomes_finished_by_update": f"""
         CREATE TRIGGER question_outcomes_finished_by_update AFTER UPDATE OF status, simulated, question_id
         ON question_outcomes BEGIN
             UPDATE questions SET finished_by = NULL WHERE id = OLD.question_id;
-            UPDATE questions SET finished_by = {FINISHED_BY.format(o='NEW')} WHERE id = NEW.question_id;
+            UPDATE questions SET finished_by = {FINISHED_BY.format(o="NEW")} WHERE id = NEW.question_id;
         END""",
-    'question_outcomes_finished_by_delete': """
+    "question_outcomes_finished_by_delete": """
         CREATE TRIGGER question_outcomes_finished_by_delete AFTER DELETE ON question_outcomes BEGIN
             UPDATE questions SET finished_by = NULL WHERE id = OLD.question_id;
         END""",
@@ -74,39 +77,56 @@ SQLITE_TRIGGERS = {
 
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
-    op.add_column('questions', sa.Column('finished_by', sa.String(16), nullable=True))
+    op.add_column("questions", sa.Column("finished_by", sa.String(16), nullable=True))
     op.execute(
         f"UPDATE questions SET finished_by = (SELECT {FINISHED_BY.format(o='o')} FROM question_outcomes o "
         "WHERE o.question_id = questions.id) "
         "WHERE EXISTS (SELECT 1 FROM question_outcomes o WHERE o.question_id = questions.id "
         "AND o.status IN ('accepted', 'rejected'))"
     )
-    if dialect == 'postgresql':
+    if dialect == "postgresql":
         op.execute(PG_FUNCTION)
         op.execute(PG_TRIGGER)
     else:
         for sql in SQLITE_TRIGGERS.values():
             op.execute(sql)
-    op.create_index('ix_questions_pending', 'questions', ['id'], unique=False,
-                    postgresql_where=sa.text(PENDING_WHERE['postgresql']),
-                    sqlite_where=sa.text(PENDING_WHERE['sqlite']))
-    op.create_index('ix_reasoning_paths_rewritten', 'reasoning_paths', ['role', 'model', 'id'], unique=False,
-                    postgresql_where=sa.text(REWRITTEN), sqlite_where=sa.text(REWRITTEN))
-    op.create_index('ix_verdicts_current_path', 'verdicts', ['path_id'], unique=False,
-                    postgresql_include=['outcome', 'verifier_model'],
-                    postgresql_where=sa.text(CURRENT), sqlite_where=sa.text(CURRENT))
+    op.create_index(
+        "ix_questions_pending",
+        "questions",
+        ["id"],
+        unique=False,
+        postgresql_where=sa.text(PENDING_WHERE["postgresql"]),
+        sqlite_where=sa.text(PENDING_WHERE["sqlite"]),
+    )
+    op.create_index(
+        "ix_reasoning_paths_rewritten",
+        "reasoning_paths",
+        ["role", "model", "id"],
+        unique=False,
+        postgresql_where=sa.text(REWRITTEN),
+        sqlite_where=sa.text(REWRITTEN),
+    )
+    op.create_index(
+        "ix_verdicts_current_path",
+        "verdicts",
+        ["path_id"],
+        unique=False,
+        postgresql_include=["outcome", "verifier_model"],
+        postgresql_where=sa.text(CURRENT),
+        sqlite_where=sa.text(CURRENT),
+    )
 
 
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
-    op.drop_index('ix_verdicts_current_path', table_name='verdicts')
-    op.drop_index('ix_reasoning_paths_rewritten', table_name='reasoning_paths')
-    op.drop_index('ix_questions_pending', table_name='questions')
-    if dialect == 'postgresql':
+    op.drop_index("ix_verdicts_current_path", table_name="verdicts")
+    op.drop_index("ix_reasoning_paths_rewritten", table_name="reasoning_paths")
+    op.drop_index("ix_questions_pending", table_name="questions")
+    if dialect == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS question_outcomes_finished_by ON question_outcomes")
         op.execute("DROP FUNCTION IF EXISTS questions_finished_by()")
     else:
         for name in SQLITE_TRIGGERS:
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
     # A plain DROP COLUMN (SQLite 3.35+): a batch copy of the table would break the views over it.
-    op.drop_column('questions', 'finished_by')
+    op.drop_column("questions", "finished_by")

@@ -33,10 +33,13 @@ class QuestionView:
             "answer": self._answer_line(),
         }
 
-
     def _answer_line(self) -> str:
         text = self.options.get(self.answer)
-        return self.answer if text is None or text.casefold() == self.answer.casefold() else f"{self.answer}. {text}"
+        return (
+            self.answer
+            if text is None or text.casefold() == self.answer.casefold()
+            else f"{self.answer}. {text}"
+        )
 
 
 @dataclass(frozen=True)
@@ -130,14 +133,25 @@ async def ask(
     """
     messages = template.render(**fields)
     out = CallOutcome(
-        role=role, endpoint=backend.name, model=backend.model, sampling=sampling, seed=seed, n=n, template=template,
+        role=role,
+        endpoint=backend.name,
+        model=backend.model,
+        sampling=sampling,
+        seed=seed,
+        n=n,
+        template=template,
     )
 
     async def once(count: int, s: int | None, request: Sequence[Message] = messages) -> list[Completion]:
         try:
             got = await backend.complete(
-                request, temperature=sampling.temperature, max_tokens=sampling.max_tokens,
-                top_p=sampling.top_p, n=count, seed=s, response_format=sampling.response_format,
+                request,
+                temperature=sampling.temperature,
+                max_tokens=sampling.max_tokens,
+                top_p=sampling.top_p,
+                n=count,
+                seed=s,
+                response_format=sampling.response_format,
             )
         except LLMError as exc:
             out.attempts += exc.attempts
@@ -160,9 +174,12 @@ async def ask(
                 break
             variants = [template.reask(reask_kind(out.completions[i])) for i in retry]
             out.last_sent = variants[-1]
-            again = await asyncio.gather(*(
-                once(1, None if seed is None else seed + i, v.render(**fields)) for i, v in zip(retry, variants, strict=True)
-            ))
+            again = await asyncio.gather(
+                *(
+                    once(1, None if seed is None else seed + i, v.render(**fields))
+                    for i, v in zip(retry, variants, strict=True)
+                )
+            )
             for i, v, got in zip(retry, variants, again, strict=True):
                 out.completions[i] = got[0]
                 out.variants[i] = v

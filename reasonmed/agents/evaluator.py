@@ -20,10 +20,21 @@ def evaluate_fields(q: QuestionView) -> dict[str, str]:
 
 
 async def answer_question(
-    backend: ChatBackend, q: QuestionView, *, sampling: Sampling, seed: int, template: PromptTemplate | None = None
+    backend: ChatBackend,
+    q: QuestionView,
+    *,
+    sampling: Sampling,
+    seed: int,
+    template: PromptTemplate | None = None,
 ) -> CallOutcome:
     """``template``: the evaluate prompt or a variant of it (a schema-constrained one)."""
     return await ask(
-        backend, template or get_template("evaluate"), evaluate_fields(q), role="evaluator", sampling=sampling, seed=seed,
-        check=partial(extract_answer, options=q.options), reasks=0,
+        backend,
+        template or get_template("evaluate"),
+        evaluate_fields(q),
+        role="evaluator",
+        sampling=sampling,
+        seed=seed,
+        check=partial(extract_answer, options=q.options),
+        reasks=0,
     )

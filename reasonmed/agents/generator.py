@@ -11,9 +11,24 @@ from reasonmed.prompts import PromptTemplate, get_template
 
 
 async def generate_paths(
-    backend: ChatBackend, q: QuestionView, *, sampling: Sampling, seed: int, n: int, reasks: int, template: PromptTemplate | None = None) -> CallOutcome:
+    backend: ChatBackend,
+    q: QuestionView,
+    *,
+    sampling: Sampling,
+    seed: int,
+    n: int,
+    reasks: int,
+    template: PromptTemplate | None = None,
+) -> CallOutcome:
     """``n`` paths at one temperature in one request (one prefill); choice i uses seed + i."""
     return await ask(
-        backend, template or get_template("generate"), q.prompt_fields(), role="generator", sampling=sampling,
-        seed=seed, n=n, check=partial(extract_answer, options=q.options), reasks=reasks,
+        backend,
+        template or get_template("generate"),
+        q.prompt_fields(),
+        role="generator",
+        sampling=sampling,
+        seed=seed,
+        n=n,
+        check=partial(extract_answer, options=q.options),
+        reasks=reasks,
     )

@@ -12,14 +12,23 @@ from reasonmed.prompts import PromptTemplate, get_template
 
 
 async def judge_response(
-    backend: ChatBackend, q: QuestionView, response: str, *, sampling: Sampling, seed: int, attempts: int,
-    template: PromptTemplate | None = None, parse: Callable[[str], JudgeScores | None] = parse_judge,
+    backend: ChatBackend,
+    q: QuestionView,
+    response: str,
+    *,
+    sampling: Sampling,
+    seed: int,
+    attempts: int,
+    template: PromptTemplate | None = None,
+    parse: Callable[[str], JudgeScores | None] = parse_judge,
 ) -> tuple[CallOutcome, JudgeScores | None]:
     """``None`` scores with a successful call means the judge never produced parseable ratings.
     ``template``/``parse`` choose the judge mode (``evaluation/judge_modes.py``); default: the rubric."""
     t = template or get_template("judge")
     fields = {k: v for k, v in (q.prompt_fields() | {"path": response}).items() if k in t.placeholders()}
-    call = await ask(backend, t, fields, role="judge", sampling=sampling, seed=seed, check=parse, reasks=attempts - 1)
+    call = await ask(
+        backend, t, fields, role="judge", sampling=sampling, seed=seed, check=parse, reasks=attempts - 1
+    )
     if call.error is not None or not call.accepted[0]:
         return call, None
     return call, parse(call.completions[0].text)

@@ -9,11 +9,25 @@ from reasonmed.prompts import PromptTemplate, get_template
 
 
 async def score_path(
-    backend: ChatBackend, q: QuestionView, path_text: str, *, sampling: Sampling, seed: int, attempts: int, template: PromptTemplate | None = None) -> tuple[CallOutcome, ParsedScore | None]:
+    backend: ChatBackend,
+    q: QuestionView,
+    path_text: str,
+    *,
+    sampling: Sampling,
+    seed: int,
+    attempts: int,
+    template: PromptTemplate | None = None,
+) -> tuple[CallOutcome, ParsedScore | None]:
     """``None`` score with a successful call means the ranker never produced a parseable score."""
     call = await ask(
-        backend, template or get_template("rank"), q.prompt_fields() | {"path": path_text}, role="ranker",
-        sampling=sampling, seed=seed, check=parse_score, reasks=attempts - 1,
+        backend,
+        template or get_template("rank"),
+        q.prompt_fields() | {"path": path_text},
+        role="ranker",
+        sampling=sampling,
+        seed=seed,
+        check=parse_score,
+        reasks=attempts - 1,
     )
     if call.error is not None or not call.accepted[0]:
         return call, None

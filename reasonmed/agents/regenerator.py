@@ -12,10 +12,24 @@ from reasonmed.prompts import PromptTemplate, format_errors, get_template
 
 
 async def regenerate_path(
-    backend: ChatBackend, q: QuestionView, failed_attempt: str, error_reasons: list[str], *,
-    sampling: Sampling, seed: int, reasks: int, template: PromptTemplate | None = None) -> CallOutcome:
+    backend: ChatBackend,
+    q: QuestionView,
+    failed_attempt: str,
+    error_reasons: list[str],
+    *,
+    sampling: Sampling,
+    seed: int,
+    reasks: int,
+    template: PromptTemplate | None = None,
+) -> CallOutcome:
     fields = q.prompt_fields() | {"path": failed_attempt, "errors": format_errors(error_reasons)}
     return await ask(
-        backend, template or get_template("regenerate"), fields, role="regenerator", sampling=sampling, seed=seed,
-        check=partial(extract_answer, options=q.options), reasks=reasks,
+        backend,
+        template or get_template("regenerate"),
+        fields,
+        role="regenerator",
+        sampling=sampling,
+        seed=seed,
+        check=partial(extract_answer, options=q.options),
+        reasks=reasks,
     )

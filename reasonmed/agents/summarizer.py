@@ -9,8 +9,22 @@ from reasonmed.prompts import PromptTemplate, get_template
 
 
 async def summarize_path(
-    backend: ChatBackend, q: QuestionView, path_text: str, *, sampling: Sampling, seed: int, reasks: int, template: PromptTemplate | None = None) -> CallOutcome:
+    backend: ChatBackend,
+    q: QuestionView,
+    path_text: str,
+    *,
+    sampling: Sampling,
+    seed: int,
+    reasks: int,
+    template: PromptTemplate | None = None,
+) -> CallOutcome:
     return await ask(
-        backend, template or get_template("summarize"), q.prompt_fields() | {"path": path_text}, role="summarizer",
-        sampling=sampling, seed=seed, check=parse_summary, reasks=reasks,
+        backend,
+        template or get_template("summarize"),
+        q.prompt_fields() | {"path": path_text},
+        role="summarizer",
+        sampling=sampling,
+        seed=seed,
+        check=parse_summary,
+        reasks=reasks,
     )

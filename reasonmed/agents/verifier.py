@@ -21,13 +21,27 @@ class VerdictResult:
 
 
 async def verify_path(
-    backend: ChatBackend, q: QuestionView, path_text: str, *, sampling: Sampling, seed: int, attempts: int, template: PromptTemplate | None = None) -> tuple[CallOutcome, VerdictResult | None]:
+    backend: ChatBackend,
+    q: QuestionView,
+    path_text: str,
+    *,
+    sampling: Sampling,
+    seed: int,
+    attempts: int,
+    template: PromptTemplate | None = None,
+) -> tuple[CallOutcome, VerdictResult | None]:
     """Returns the call and its verdict; an output that never parses is a verdict too ("unparseable",
     which counts as not Correct). ``None`` only when the endpoint itself failed."""
     fields = q.prompt_fields() | {"path": path_text}
     call = await ask(
-        backend, template or get_template("verify"), fields, role="verifier", sampling=sampling, seed=seed,
-        check=parse_verdict, reasks=attempts - 1,
+        backend,
+        template or get_template("verify"),
+        fields,
+        role="verifier",
+        sampling=sampling,
+        seed=seed,
+        check=parse_verdict,
+        reasks=attempts - 1,
     )
     if call.error is not None:
         return call, None

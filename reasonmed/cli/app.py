@@ -27,7 +27,21 @@ MAIN_COMMAND = (
 
 
 # The order `reasonmed --help` lists them in: a workflow, not the order of imports.
-ORDER = ("run", "ingest", "export", "retry", "show", "audit", "report", "eval", "score", "serve", "sim-server", "db", "config")
+ORDER = (
+    "run",
+    "ingest",
+    "export",
+    "retry",
+    "show",
+    "audit",
+    "report",
+    "eval",
+    "score",
+    "serve",
+    "sim-server",
+    "db",
+    "config",
+)
 
 
 class _Group(TyperGroup):
@@ -42,7 +56,9 @@ class _Group(TyperGroup):
         with settings_scope():  # what a command's options override ends with the command
             try:
                 return super().invoke(ctx)
-            except Exception as exc:  # Typer's own exits and usage errors are not recognised: they pass through
+            except (
+                Exception
+            ) as exc:  # Typer's own exits and usage errors are not recognised: they pass through
                 explained = explain(exc)
                 if explained is None:
                     raise
@@ -74,7 +90,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     from reasonmed.config import ConfigError, get_settings
 
@@ -85,7 +103,9 @@ def _root(
     logging.getLogger("reasonmed").setLevel(level)
 
 
-db_app = typer.Typer(help="Create, upgrade or downgrade the database schema (Alembic migrations).", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Create, upgrade or downgrade the database schema (Alembic migrations).", no_args_is_help=True
+)
 config_app = typer.Typer(help="Show and validate settings and the pipeline file.", no_args_is_help=True)
 app.add_typer(db_app, name="db", rich_help_panel=OPERATE)
 app.add_typer(config_app, name="config", rich_help_panel=OPERATE)

@@ -20,14 +20,65 @@ from reasonmed.db import audit_repo, migrate
 
 # The views `reasonmed audit` shows by default, with the columns worth a terminal's width.
 KEY_VIEWS: dict[str, list[str]] = {
-    "audit_tier_distribution": ["run_id", "tier", "questions", "accepted", "resolved", "rejected", "accepted_paths", "share"],
+    "audit_tier_distribution": [
+        "run_id",
+        "tier",
+        "questions",
+        "accepted",
+        "resolved",
+        "rejected",
+        "accepted_paths",
+        "share",
+    ],
     "audit_verifier_accuracy": ["model", "temperature", "source", "origin", "paths", "correct", "accuracy"],
-    "audit_refinement_success": ["stage", "model", "paths_written", "verified", "reverified_correct", "success_rate", "kept"],
-    "audit_rejected_questions": ["question_id", "source", "source_id", "tier", "n_correct", "rejection_reason"],
-    "audit_token_usage": ["day", "stage", "model", "calls", "failed_calls", "total_tokens", "cost_usd", "mean_latency_ms", "p95_latency_ms"],
-    "audit_verifier_disagreements": ["question_id", "path_id", "model", "verifier_model", "answer_key", "extracted_answer",
-                                     "disagreement", "current_verdict"],
-    "audit_set_aside": ["question_id", "source", "source_id", "stage", "failures", "last_error_kind", "last_error", "set_aside_at"],
+    "audit_refinement_success": [
+        "stage",
+        "model",
+        "paths_written",
+        "verified",
+        "reverified_correct",
+        "success_rate",
+        "kept",
+    ],
+    "audit_rejected_questions": [
+        "question_id",
+        "source",
+        "source_id",
+        "tier",
+        "n_correct",
+        "rejection_reason",
+    ],
+    "audit_token_usage": [
+        "day",
+        "stage",
+        "model",
+        "calls",
+        "failed_calls",
+        "total_tokens",
+        "cost_usd",
+        "mean_latency_ms",
+        "p95_latency_ms",
+    ],
+    "audit_verifier_disagreements": [
+        "question_id",
+        "path_id",
+        "model",
+        "verifier_model",
+        "answer_key",
+        "extracted_answer",
+        "disagreement",
+        "current_verdict",
+    ],
+    "audit_set_aside": [
+        "question_id",
+        "source",
+        "source_id",
+        "stage",
+        "failures",
+        "last_error_kind",
+        "last_error",
+        "set_aside_at",
+    ],
 }
 
 
@@ -39,12 +90,18 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def rich_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None, *, total: int | None = None) -> Table:
+def rich_table(
+    title: str, rows: list[dict[str, Any]], columns: list[str] | None = None, *, total: int | None = None
+) -> Table:
     cols = columns or (list(rows[0]) if rows else [])
     shown = f"{len(rows)} of {total}" if total is not None and total > len(rows) else str(len(rows))
     table = Table(title=f"{title} ({shown} rows)", title_justify="left")
     for c in cols:
-        table.add_column(c, overflow="fold", justify="right" if rows and isinstance(rows[0].get(c), int | float) else "left")
+        table.add_column(
+            c,
+            overflow="fold",
+            justify="right" if rows and isinstance(rows[0].get(c), int | float) else "left",
+        )
     for r in rows:
         table.add_row(*(_fmt(r.get(c)) for c in cols))
     return table
@@ -69,8 +126,12 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 def audit(
     view: Annotated[AuditView | None, typer.Option("--view", help="one view, all columns")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="rows per view")] = 50,
-    fmt: Annotated[AuditFormat, typer.Option("--format", help="table (terminal), csv (one view: needs --view) or json")] = AuditFormat.table,
-    database_url: Annotated[str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")] = None,
+    fmt: Annotated[
+        AuditFormat, typer.Option("--format", help="table (terminal), csv (one view: needs --view) or json")
+    ] = AuditFormat.table,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")
+    ] = None,
 ) -> None:
     """Print the audit views (tiers, verifier accuracy and disagreements, refinement, rejections, tokens, set-aside) as tables."""
     view = None if view is None else str(view)
@@ -81,7 +142,10 @@ def audit(
     if fmt is not AuditFormat.table:
         names = [view] if view is not None else list(KEY_VIEWS)
         data = {name: audit_repo.view_rows(engine, name, limit=limit) for name in names}
-        typer.echo(_csv(data[names[0]]) if fmt is AuditFormat.csv else json.dumps(data, indent=2, default=str), nl=False)
+        typer.echo(
+            _csv(data[names[0]]) if fmt is AuditFormat.csv else json.dumps(data, indent=2, default=str),
+            nl=False,
+        )
         if fmt is AuditFormat.json:
             typer.echo("")
         return
@@ -98,8 +162,12 @@ def audit(
 
 @app.command("report", rich_help_panel=INSPECT)
 def report(
-    out: Annotated[Path, typer.Option("--out", help="folder for index.html and the PNG figures")] = Path("report"),
-    database_url: Annotated[str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")] = None,
+    out: Annotated[Path, typer.Option("--out", help="folder for index.html and the PNG figures")] = Path(
+        "report"
+    ),
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")
+    ] = None,
 ) -> None:
     """Write the audit report: index.html with tier, accuracy, path-length, rejection and token figures."""
     from reasonmed.report.service import write_report

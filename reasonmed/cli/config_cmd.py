@@ -14,14 +14,25 @@ from reasonmed.cli.common import console, err_console
 from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config
 from reasonmed.redact import mask_secrets
 
-ConfigPath = Annotated[Path | None, typer.Option("--config", "-c", help="pipeline YAML (default: REASONMED_PIPELINE_CONFIG or the simulator default)")]
+ConfigPath = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="pipeline YAML (default: REASONMED_PIPELINE_CONFIG or the simulator default)"
+    ),
+]
 
 
 @config_app.command("check")
 def check(
     config: ConfigPath = None,
-    ping: Annotated[bool, typer.Option("--ping", help="Also ask every endpoint once (GET /models) whether it is up "
-                                       "and serves the configured model, as every run does before it claims work.")] = False,
+    ping: Annotated[
+        bool,
+        typer.Option(
+            "--ping",
+            help="Also ask every endpoint once (GET /models) whether it is up "
+            "and serves the configured model, as every run does before it claims work.",
+        ),
+    ] = False,
 ) -> None:
     """Validate the settings and the pipeline file; print the agents and endpoints they name."""
     settings = get_settings()
@@ -32,13 +43,29 @@ def check(
     for i, g in enumerate(cfg.agents.generators):
         ep = cfg.endpoints[g.endpoint]
         p = cfg.prompt("generate", i)
-        table.add_row("generator", g.endpoint, ep.model, ", ".join(f"{t:g}" for t in g.temperatures) + f" x{g.paths_per_temperature}",
-                      f"{p.version} ({p.origin})")
-    for role, prompt_role in (("verifier", "verify"), ("ranker", "rank"), ("refiner", "refine"),
-                              ("regenerator", "regenerate"), ("summarizer", "summarize")):
+        table.add_row(
+            "generator",
+            g.endpoint,
+            ep.model,
+            ", ".join(f"{t:g}" for t in g.temperatures) + f" x{g.paths_per_temperature}",
+            f"{p.version} ({p.origin})",
+        )
+    for role, prompt_role in (
+        ("verifier", "verify"),
+        ("ranker", "rank"),
+        ("refiner", "refine"),
+        ("regenerator", "regenerate"),
+        ("summarizer", "summarize"),
+    ):
         a = getattr(cfg.agents, role)
         p = cfg.prompt(prompt_role)
-        table.add_row(role, a.endpoint, cfg.endpoints[a.endpoint].model, f"{a.temperature:g}", f"{p.version} ({p.origin})")
+        table.add_row(
+            role,
+            a.endpoint,
+            cfg.endpoints[a.endpoint].model,
+            f"{a.temperature:g}",
+            f"{p.version} ({p.origin})",
+        )
     console.print(table)
     console.print(f"prompt profile: {cfg.prompts}; re-asks of unusable output: {cfg.output_retries}")
     t = cfg.tiers
@@ -69,4 +96,6 @@ def show() -> None:
     the query string, tokens, and any setting whose name says it holds a secret)."""
     settings = get_settings()
     for name, value in mask_secrets(settings.model_dump(mode="json")).items():
-        console.print(f"REASONMED_{name.upper()}={value if value is not None else ''}", markup=False, highlight=False)
+        console.print(
+            f"REASONMED_{name.upper()}={value if value is not None else ''}", markup=False, highlight=False
+        )

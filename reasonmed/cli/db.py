@@ -14,7 +14,9 @@ DbUrl = Annotated[str | None, typer.Option("--database-url", help="overrides REA
 
 
 @db_app.command("upgrade")
-def upgrade(revision: Annotated[str, typer.Argument(help="target revision")] = "head", database_url: DbUrl = None) -> None:
+def upgrade(
+    revision: Annotated[str, typer.Argument(help="target revision")] = "head", database_url: DbUrl = None
+) -> None:
     """Apply migrations up to REVISION (default: the latest)."""
     url, engine = engine_from_settings(database_url)
     migrate.upgrade(url, revision)
@@ -22,7 +24,10 @@ def upgrade(revision: Annotated[str, typer.Argument(help="target revision")] = "
 
 
 @db_app.command("downgrade")
-def downgrade(revision: Annotated[str, typer.Argument(help="target revision, e.g. -1 or base")], database_url: DbUrl = None) -> None:
+def downgrade(
+    revision: Annotated[str, typer.Argument(help="target revision, e.g. -1 or base")],
+    database_url: DbUrl = None,
+) -> None:
     """Revert migrations down to REVISION (``base`` removes every table the project made)."""
     url, engine = engine_from_settings(database_url)
     migrate.downgrade(url, revision)
@@ -33,4 +38,6 @@ def downgrade(revision: Annotated[str, typer.Argument(help="target revision, e.g
 def current(database_url: DbUrl = None) -> None:
     """Print the schema revision of the database and the one the code expects."""
     url, engine = engine_from_settings(database_url)
-    console.print(f"database: {migrate.current_revision(engine) or 'none'}  code: {migrate.head_revision(url)}")
+    console.print(
+        f"database: {migrate.current_revision(engine) or 'none'}  code: {migrate.head_revision(url)}"
+    )

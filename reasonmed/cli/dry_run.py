@@ -23,21 +23,57 @@ def _money(usd: float | None) -> str:
 
 
 def print_estimate(est: RunEstimate, console: Console) -> None:
-    basis = (f"history of {est.finished_history:,} finished question(s)" if est.finished_history
-             else "the pipeline file's limits (upper bounds: no finished question yet)")
-    t = Table(title=f"dry run: {est.pending:,} pending question(s); figures from {basis}", title_justify="left")
-    for col, right in (("stage", False), ("endpoint", False), ("basis", False), ("calls/q", True), ("calls", True),
-                       ("tokens in", True), ("tokens out", True), ("busy", True), ("cost", True)):
+    basis = (
+        f"history of {est.finished_history:,} finished question(s)"
+        if est.finished_history
+        else "the pipeline file's limits (upper bounds: no finished question yet)"
+    )
+    t = Table(
+        title=f"dry run: {est.pending:,} pending question(s); figures from {basis}", title_justify="left"
+    )
+    for col, right in (
+        ("stage", False),
+        ("endpoint", False),
+        ("basis", False),
+        ("calls/q", True),
+        ("calls", True),
+        ("tokens in", True),
+        ("tokens out", True),
+        ("busy", True),
+        ("cost", True),
+    ):
         t.add_column(col, justify="right" if right else "left", overflow="fold")
     for s in est.stages:
-        t.add_row(s.role, s.endpoint, s.basis, f"{s.calls_per_question:g}", f"{s.calls:,}", f"{s.prompt_tokens:,}",
-                  f"{s.completion_tokens:,}", _duration(s.busy_s), _money(s.cost_usd))
+        t.add_row(
+            s.role,
+            s.endpoint,
+            s.basis,
+            f"{s.calls_per_question:g}",
+            f"{s.calls:,}",
+            f"{s.prompt_tokens:,}",
+            f"{s.completion_tokens:,}",
+            _duration(s.busy_s),
+            _money(s.cost_usd),
+        )
     console.print(t)
     console.print(f"total: {est.calls:,} calls, {est.tokens:,} tokens", markup=False)
-    console.print("wall time at the configured caps (max_in_flight per endpoint): "
-                  + (f"~{_duration(est.wall_s)}" if est.wall_s is not None
-                     else "unknown until a run has stored latencies"), markup=False)
-    console.print("cost: " + (_money(est.cost_usd) if est.cost_usd is not None
-                              else "no prices in the pipeline file (price_input_per_mtok, price_output_per_mtok "
-                                   "per endpoint, $ per million tokens)"), markup=False)
+    console.print(
+        "wall time at the configured caps (max_in_flight per endpoint): "
+        + (
+            f"~{_duration(est.wall_s)}"
+            if est.wall_s is not None
+            else "unknown until a run has stored latencies"
+        ),
+        markup=False,
+    )
+    console.print(
+        "cost: "
+        + (
+            _money(est.cost_usd)
+            if est.cost_usd is not None
+            else "no prices in the pipeline file (price_input_per_mtok, price_output_per_mtok "
+            "per endpoint, $ per million tokens)"
+        ),
+        markup=False,
+    )
     console.print("dry run: nothing was claimed, called or written", markup=False)

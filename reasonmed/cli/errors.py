@@ -60,10 +60,18 @@ def explain(exc: BaseException) -> Explained | None:
         return Explained(f"error: {exc}", MISTAKE_EXIT)
     if isinstance(exc, DBAPIError):
         detail = _first_line(exc)
-        if isinstance(exc, OperationalError | ProgrammingError) and any(m in detail.lower() for m in _MISSING_TABLE):
-            return Explained(f"error: database {_current_database()} has no ReasonMed tables ({detail}): "
-                             "run `reasonmed db upgrade` first", MISTAKE_EXIT)
+        if isinstance(exc, OperationalError | ProgrammingError) and any(
+            m in detail.lower() for m in _MISSING_TABLE
+        ):
+            return Explained(
+                f"error: database {_current_database()} has no ReasonMed tables ({detail}): "
+                "run `reasonmed db upgrade` first",
+                MISTAKE_EXIT,
+            )
         if isinstance(exc, OperationalError):
-            return Explained(f"error: cannot reach database {_current_database()}: {detail}; start it, or point "
-                             "REASONMED_DATABASE_URL (or --database-url) at a running one", MISTAKE_EXIT)
+            return Explained(
+                f"error: cannot reach database {_current_database()}: {detail}; start it, or point "
+                "REASONMED_DATABASE_URL (or --database-url) at a running one",
+                MISTAKE_EXIT,
+            )
     return None

@@ -33,10 +33,12 @@ def _require_reachable(cfg: PipelineConfig, name: str, config: Path | None) -> N
     checks = [c for c in asyncio.run(LLMRegistry(cfg).check(timeout_s=5.0)) if c.endpoint == name]
     for c in checks:
         if not c.ok:
-            fix = ("the default config talks to the bundled simulator, which only `reasonmed run` starts by itself: "
-                   "start `reasonmed sim-server` in another terminal, or pass --config FILE naming a served model"
-                   if config is None and not get_settings().pipeline_config
-                   else "start the server, or fix its base_url/model in the pipeline config (`reasonmed config check --ping`)")
+            fix = (
+                "the default config talks to the bundled simulator, which only `reasonmed run` starts by itself: "
+                "start `reasonmed sim-server` in another terminal, or pass --config FILE naming a served model"
+                if config is None and not get_settings().pipeline_config
+                else "start the server, or fix its base_url/model in the pipeline config (`reasonmed config check --ping`)"
+            )
             raise Mistake(f"{c.line()}; {fix}")
 
 
@@ -59,14 +61,22 @@ def _pct(x: float | None) -> str:
 def accuracy_table(rows: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title, title_justify="left")
     columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("benchmark", "left"), ("subset", "left"), ("n", "right"), ("correct", "right"),
-        ("accuracy %", "right"), ("95% CI", "right"), ("unanswered", "right"))
+        ("benchmark", "left"),
+        ("subset", "left"),
+        ("n", "right"),
+        ("correct", "right"),
+        ("accuracy %", "right"),
+        ("95% CI", "right"),
+        ("unanswered", "right"),
+    )
     for name, justify in columns:
         table.add_column(name, justify=justify)
     for r in rows:
         n = f"{r['n']}" if r["n"] == r["selected"] else f"{r['n']} of {r['selected']}"
         ci = "-" if r["ci_low"] is None else f"{_pct(r['ci_low'])}–{_pct(r['ci_high'])}"
-        table.add_row(r["benchmark"], r["subset"], n, str(r["correct"]), _pct(r["accuracy"]), ci, str(r["unanswered"]))
+        table.add_row(
+            r["benchmark"], r["subset"], n, str(r["correct"]), _pct(r["accuracy"]), ci, str(r["unanswered"])
+        )
     return table
 
 
@@ -84,15 +94,49 @@ def reference_table(rows: list[dict[str, Any]], model: str) -> Table:
 
 @app.command("eval", rich_help_panel=INSPECT)
 def evaluate(
-    model_endpoint: Annotated[str, typer.Option("--model-endpoint", metavar="NAME", help="An endpoint of the pipeline config: the served model to evaluate.")],
-    benchmarks: Annotated[str, typer.Option(metavar="LIST", help=f"Comma-separated: {', '.join(BENCHMARKS)}.")] = ",".join(BENCHMARKS),
-    limit: Annotated[int | None, typer.Option(min=1, help="First N test items per benchmark (id order: reruns cover the same items).")] = None,
-    config: Annotated[Path | None, typer.Option(metavar="FILE", help="Pipeline YAML (default REASONMED_PIPELINE_CONFIG, else the simulator default).")] = None,
-    out: Annotated[Path | None, typer.Option(metavar="CSV", help="Also write the accuracy table as CSV, and the filled paper-vs-model table beside it (NAME.reference.md).")] = None,
-    temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="Sampling temperature (0 = greedy).")] = 0.0,
+    model_endpoint: Annotated[
+        str,
+        typer.Option(
+            "--model-endpoint",
+            metavar="NAME",
+            help="An endpoint of the pipeline config: the served model to evaluate.",
+        ),
+    ],
+    benchmarks: Annotated[
+        str, typer.Option(metavar="LIST", help=f"Comma-separated: {', '.join(BENCHMARKS)}.")
+    ] = ",".join(BENCHMARKS),
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="First N test items per benchmark (id order: reruns cover the same items)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Pipeline YAML (default REASONMED_PIPELINE_CONFIG, else the simulator default).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="CSV",
+            help="Also write the accuracy table as CSV, and the filled paper-vs-model table beside it (NAME.reference.md).",
+        ),
+    ] = None,
+    temperature: Annotated[
+        float, typer.Option(min=0.0, max=2.0, help="Sampling temperature (0 = greedy).")
+    ] = 0.0,
     max_tokens: Annotated[int, typer.Option(min=16, help="Token budget for each chain of thought.")] = 4096,
-    structured_output: Annotated[bool, typer.Option("--structured-output", help="Ask for a JSON reply held to a schema (reasoning, answer) in the endpoint's structured_dialect.")] = False,
-    database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")] = None,
+    structured_output: Annotated[
+        bool,
+        typer.Option(
+            "--structured-output",
+            help="Ask for a JSON reply held to a schema (reasoning, answer) in the endpoint's structured_dialect.",
+        ),
+    ] = False,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")
+    ] = None,
 ) -> None:
     """Accuracy of a served model on the benchmark TEST items stored in the database (flagged at ingest),
     zero-shot chain of thought, with 95% Wilson intervals per benchmark and per MMLU medical subset.
@@ -110,16 +154,29 @@ def evaluate(
     _require_reachable(cfg, model_endpoint, config)
     from reasonmed.flows.evaluate import evaluate_model
 
-    result = asyncio.run(evaluate_model(
-        model_endpoint=model_endpoint, benchmarks=[b.name for b in chosen], limit=limit,
-        config=str(config) if config else None, out=str(out) if out else None, temperature=temperature,
-        max_tokens=max_tokens, structured_output=structured_output,
-    ))
+    result = asyncio.run(
+        evaluate_model(
+            model_endpoint=model_endpoint,
+            benchmarks=[b.name for b in chosen],
+            limit=limit,
+            config=str(config) if config else None,
+            out=str(out) if out else None,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            structured_output=structured_output,
+        )
+    )
     model = result["model"]
-    console.print(accuracy_table(result["rows"], f"eval run {result['run_id']}: {model} (prompt {result['prompt_sha256'][:12]})"))
+    console.print(
+        accuracy_table(
+            result["rows"], f"eval run {result['run_id']}: {model} (prompt {result['prompt_sha256'][:12]})"
+        )
+    )
     console.print(reference_table(result["rows"], model))
     if result["csv"]:
-        console.print(f"CSV: {result['csv']}; reference table (markdown): {report.reference_path(result['csv'])}")
+        console.print(
+            f"CSV: {result['csv']}; reference table (markdown): {report.reference_path(result['csv'])}"
+        )
     for name, why in result["failures"].items():
         err_console.print(f"[yellow]incomplete:[/yellow] {name}: {why}", markup=True, soft_wrap=True)
     if result["failures"]:
@@ -128,8 +185,19 @@ def evaluate(
 
 def _score_table(rows: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    cols = ("version", "variant", "scored", "mean_overall", "ci95_low", "ci95_high", "clinical_accuracy",
-            "logical_reasoning", "factual_correctness", "completeness", "unparseable")
+    cols = (
+        "version",
+        "variant",
+        "scored",
+        "mean_overall",
+        "ci95_low",
+        "ci95_high",
+        "clinical_accuracy",
+        "logical_reasoning",
+        "factual_correctness",
+        "completeness",
+        "unparseable",
+    )
     for c in cols:
         table.add_column(c.replace("_", " "), justify="left" if c == "variant" else "right")
     for r in rows:
@@ -148,17 +216,48 @@ def _run_score(version: int, **params: Any) -> dict[str, Any]:
 
 @app.command("score", rich_help_panel=INSPECT)
 def score(
-    dataset: Annotated[int | None, typer.Option("--dataset", metavar="VERSION", help="Dataset version to rate.")] = None,
-    compare: Annotated[tuple[int, int] | None, typer.Option("--compare", metavar="V1 V2", help="Rate two versions on the same terms and compare them.")] = None,
+    dataset: Annotated[
+        int | None, typer.Option("--dataset", metavar="VERSION", help="Dataset version to rate.")
+    ] = None,
+    compare: Annotated[
+        tuple[int, int] | None,
+        typer.Option(
+            "--compare", metavar="V1 V2", help="Rate two versions on the same terms and compare them."
+        ),
+    ] = None,
     sample: Annotated[int, typer.Option(min=1, help="Rows sampled per version (the paper: 3,000).")] = 3000,
-    variant: Annotated[str, typer.Option(metavar="LIST", help="reasonmed, cotmed, responsemed (comma-separated) or all.")] = "reasonmed",
-    judge_endpoint: Annotated[str | None, typer.Option(metavar="NAME", help="Judge endpoint (default: the verifier's).")] = None,
+    variant: Annotated[
+        str, typer.Option(metavar="LIST", help="reasonmed, cotmed, responsemed (comma-separated) or all.")
+    ] = "reasonmed",
+    judge_endpoint: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Judge endpoint (default: the verifier's).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Sample seed: the same seed rates the same rows.")] = 0,
-    structured_output: Annotated[bool, typer.Option("--structured-output", help="Ask the judge for ratings held to a JSON schema in its endpoint's structured_dialect.")] = False,
-    judge_mode: Annotated[str, typer.Option("--judge-mode", help="rubric: four criteria + overall, the judge sees the key, "
-                                            "temperature 0; paper: question + response only, one holistic score, temperature 0.7.")] = "rubric",
-    config: Annotated[Path | None, typer.Option(metavar="FILE", help="Pipeline YAML (default REASONMED_PIPELINE_CONFIG, else the simulator default).")] = None,
-    database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")] = None,
+    structured_output: Annotated[
+        bool,
+        typer.Option(
+            "--structured-output",
+            help="Ask the judge for ratings held to a JSON schema in its endpoint's structured_dialect.",
+        ),
+    ] = False,
+    judge_mode: Annotated[
+        str,
+        typer.Option(
+            "--judge-mode",
+            help="rubric: four criteria + overall, the judge sees the key, "
+            "temperature 0; paper: question + response only, one holistic score, temperature 0.7.",
+        ),
+    ] = "rubric",
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Pipeline YAML (default REASONMED_PIPELINE_CONFIG, else the simulator default).",
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")
+    ] = None,
 ) -> None:
     """Judge-rated quality of an exported dataset version, 1-10: the project's rubric (clinical accuracy,
     logical reasoning, factual correctness, completeness, overall) or the paper's one holistic score
@@ -178,18 +277,34 @@ def score(
     versions = [dataset] if dataset is not None else list(compare or ())
     for v in versions:
         if eval_repo.find_dataset_version(engine, v) is None:
-            raise Mistake(f"dataset version {v} does not exist (table dataset_versions; `reasonmed export` writes one)")
+            raise Mistake(
+                f"dataset version {v} does not exist (table dataset_versions; `reasonmed export` writes one)"
+            )
     _require_reachable(cfg, judge_endpoint or cfg.agents.verifier.endpoint, config)
-    params = {"sample": sample, "variants": variants, "judge_endpoint": judge_endpoint, "seed": seed,
-              "config": str(config) if config else None, "structured_output": structured_output,
-              "judge_mode": judge_mode}
+    params = {
+        "sample": sample,
+        "variants": variants,
+        "judge_endpoint": judge_endpoint,
+        "seed": seed,
+        "config": str(config) if config else None,
+        "structured_output": structured_output,
+        "judge_mode": judge_mode,
+    }
     results = [_run_score(v, **params) for v in versions]
     for res in results:
-        console.print(_score_table(res["rows"], f"dataset version {res['version']}: judge {res['judge_model']} ({res['judge_mode']} mode), seed {res['seed']}"))
+        console.print(
+            _score_table(
+                res["rows"],
+                f"dataset version {res['version']}: judge {res['judge_model']} ({res['judge_mode']} mode), seed {res['seed']}",
+            )
+        )
         for name, why in res["failures"].items():
             err_console.print(f"[yellow]incomplete:[/yellow] {name}: {why}", markup=True, soft_wrap=True)
     if compare is not None:
-        table = Table(title=f"version {compare[1]} minus version {compare[0]} (mean overall, 95% interval)", title_justify="left")
+        table = Table(
+            title=f"version {compare[1]} minus version {compare[0]} (mean overall, 95% interval)",
+            title_justify="left",
+        )
         for c in ("variant", "mean a", "mean b", "difference", "95% CI", "significant"):
             table.add_column(c)
         a_sum = {s["variant"]: s for s in results[0]["summaries"]}
@@ -197,11 +312,18 @@ def score(
             s_a = a_sum.get(s_b["variant"])
             if s_a is None:
                 continue
-            cmp = scoring.compare(scoring.VariantSummary.from_dict(s_a), scoring.VariantSummary.from_dict(s_b))
+            cmp = scoring.compare(
+                scoring.VariantSummary.from_dict(s_a), scoring.VariantSummary.from_dict(s_b)
+            )
             fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
-            table.add_row(cmp["variant"], fmt(cmp["mean_a"]), fmt(cmp["mean_b"]), fmt(cmp["difference"]),
-                          f"{fmt(cmp['ci95_low'])} to {fmt(cmp['ci95_high'])}", "yes" if cmp["significant"] else "no")
+            table.add_row(
+                cmp["variant"],
+                fmt(cmp["mean_a"]),
+                fmt(cmp["mean_b"]),
+                fmt(cmp["difference"]),
+                f"{fmt(cmp['ci95_low'])} to {fmt(cmp['ci95_high'])}",
+                "yes" if cmp["significant"] else "no",
+            )
         console.print(table)
     if any(res["failures"] for res in results):
         raise typer.Exit(1)
-

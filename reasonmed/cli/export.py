@@ -33,13 +33,29 @@ INSTRUCTION = Layout("instruction")
 
 @app.command("export", rich_help_panel=PIPELINE)
 def export(
-    out: Annotated[str | None, typer.Option("--out", help="folder or s3://bucket/prefix (default REASONMED_EXPORT_DIR)")] = None,
-    formats: Annotated[str, typer.Option("--format", help="comma-separated: parquet, jsonl")] = "parquet,jsonl",
-    layout: Annotated[Layout, typer.Option("--layout", help="instruction (instruction/input/output) or chat (messages)")] = INSTRUCTION,
-    s3_endpoint_url: Annotated[str | None, typer.Option("--s3-endpoint-url", help="MinIO or another S3-compatible store")] = None,
+    out: Annotated[
+        str | None, typer.Option("--out", help="folder or s3://bucket/prefix (default REASONMED_EXPORT_DIR)")
+    ] = None,
+    formats: Annotated[
+        str, typer.Option("--format", help="comma-separated: parquet, jsonl")
+    ] = "parquet,jsonl",
+    layout: Annotated[
+        Layout, typer.Option("--layout", help="instruction (instruction/input/output) or chat (messages)")
+    ] = INSTRUCTION,
+    s3_endpoint_url: Annotated[
+        str | None, typer.Option("--s3-endpoint-url", help="MinIO or another S3-compatible store")
+    ] = None,
     shard_rows: Annotated[int, typer.Option("--shard-rows", min=1, help="rows per Parquet shard")] = 250_000,
-    database_url: Annotated[str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")] = None,
-    allow_simulated: Annotated[bool, typer.Option("--allow-simulated", help="also export rows written by the simulator (sim/... models); the card and manifest then say simulated: true")] = False,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")
+    ] = None,
+    allow_simulated: Annotated[
+        bool,
+        typer.Option(
+            "--allow-simulated",
+            help="also export rows written by the simulator (sim/... models); the card and manifest then say simulated: true",
+        ),
+    ] = False,
 ) -> None:
     """Export every accepted path of every accepted question (never a benchmark-test item) as a new version.
 
@@ -48,17 +64,24 @@ def export(
     """
     target = out or str(get_settings().export_dir)
     if "://" not in target and Path(target).exists() and not Path(target).is_dir():
-        raise Mistake(f"--out {target} is an existing file; give a folder (new or existing): "
-                      "each export adds a version folder inside it")
+        raise Mistake(
+            f"--out {target} is an existing file; give a folder (new or existing): "
+            "each export adds a version folder inside it"
+        )
     url, engine = engine_from_settings(database_url)
     migrate.require_current(engine, url)
     settings = get_settings()
     try:
-        options = ExportOptions.model_validate(dict(
-            out=out or str(settings.export_dir), formats=_formats(formats), layout=str(layout),
-            s3_endpoint_url=s3_endpoint_url or settings.s3_endpoint_url, shard_rows=shard_rows,
-            allow_simulated=allow_simulated,
-        ))
+        options = ExportOptions.model_validate(
+            dict(
+                out=out or str(settings.export_dir),
+                formats=_formats(formats),
+                layout=str(layout),
+                s3_endpoint_url=s3_endpoint_url or settings.s3_endpoint_url,
+                shard_rows=shard_rows,
+                allow_simulated=allow_simulated,
+            )
+        )
         result = export_dataset(engine, options)
     except (ValidationError, ExportTargetError, BenchmarkLeakError, SimulatedOnly) as exc:
         err_console.print(f"[red]export failed:[/red] {exc}", markup=True)
@@ -75,12 +98,18 @@ def export(
     c = m["contamination"]
     console.print(f"contamination: {c['count']} question(s), {c['rows_excluded']} row(s) excluded")
     if c.get("rows_deferred"):
-        console.print(f"held back: {c['rows_deferred']} row(s) of {len(c['deferred_question_ids'])} question(s) accepted "
-                      "after the contamination scan began; the next export checks and includes them")
+        console.print(
+            f"held back: {c['rows_deferred']} row(s) of {len(c['deferred_question_ids'])} question(s) accepted "
+            "after the contamination scan began; the next export checks and includes them"
+        )
     if m.get("simulated"):
-        console.print(f"SIMULATED: {m['simulated_rows']} row(s) were written by the simulator (card and manifest say so)",
-                      markup=False)
+        console.print(
+            f"SIMULATED: {m['simulated_rows']} row(s) were written by the simulator (card and manifest say so)",
+            markup=False,
+        )
     elif m.get("simulated_rows_left_out"):
-        console.print(f"left out: {m['simulated_rows_left_out']} row(s) of simulated models (--allow-simulated exports them)",
-                      markup=False)
+        console.print(
+            f"left out: {m['simulated_rows_left_out']} row(s) of simulated models (--allow-simulated exports them)",
+            markup=False,
+        )
     console.print(f"written to {result.location}\nmanifest: {result.manifest_path}")

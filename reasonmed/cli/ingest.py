@@ -38,9 +38,14 @@ def _all_rejected(s: IngestSummary, source: str) -> Mistake | None:
     if s.already_ingested or not s.read or not (s.no_valid_records or s.rejected >= s.read):
         return None
     guess = guess_format(Path(s.file), besides=source)
-    hint = (f"it looks like {guess}: run again with --format {guess}" if guess
-            else s.suggestion or "check --format (and --map for the generic formats)")
-    return Mistake(f"{Path(s.file).name}: all {s.read:,} records were rejected as --format {source}; {hint}", exit_code=1)
+    hint = (
+        f"it looks like {guess}: run again with --format {guess}"
+        if guess
+        else s.suggestion or "check --format (and --map for the generic formats)"
+    )
+    return Mistake(
+        f"{Path(s.file).name}: all {s.read:,} records were rejected as --format {source}; {hint}", exit_code=1
+    )
 
 
 def _parse_map(items: list[str] | None) -> dict[str, str] | None:
@@ -75,10 +80,14 @@ def _summary_table(summaries: list[IngestSummary]) -> Table:
     table.add_column("status")
     for s in summaries:
         status = (
-            "already ingested" if s.already_ingested
-            else "FAILED" if s.status == "failed"
-            else "NO VALID RECORD" if s.no_valid_records
-            else "read again (new options)" if s.reread
+            "already ingested"
+            if s.already_ingested
+            else "FAILED"
+            if s.status == "failed"
+            else "NO VALID RECORD"
+            if s.no_valid_records
+            else "read again (new options)"
+            if s.reread
             else "done"
         )
         table.add_row(
@@ -98,8 +107,10 @@ def _report(s: IngestSummary) -> None:
     if s.already_ingested:
         console.print(f"{name}: already ingested (sha256 {s.sha256[:12]}…), nothing added")
     if s.reread:
-        console.print(f"{name}: ingested before with other options (--format, --map, --cop-base or --answer-index-base); read again, "
-                      "known questions count as duplicates and its bad records were judged afresh")
+        console.print(
+            f"{name}: ingested before with other options (--format, --map, --cop-base or --answer-index-base); read again, "
+            "known questions count as duplicates and its bad records were judged afresh"
+        )
     if s.newly_marked:
         console.print(f"{name}: {s.newly_marked:,} stored question(s) now flagged as benchmark test")
     for warning in s.warnings:
@@ -107,7 +118,8 @@ def _report(s: IngestSummary) -> None:
     if s.status == "failed":
         err_console.print(
             f"[red]error:[/red] {name}: {s.error}; the records before it are stored and the next "
-            "ingest of the file reads it again", soft_wrap=True,
+            "ingest of the file reads it again",
+            soft_wrap=True,
         )
     if s.rejected_by_reason:
         console.print(f"{name}: rejected records by reason (details in table ingest_errors):")
@@ -121,7 +133,10 @@ def ingest(
         list[Path], typer.Argument(help="Question files to ingest.", show_default=False, metavar="FILE")
     ],
     source: Annotated[
-        FileFormat, typer.Option("--format", "--source", "-s", help=_SOURCE_HELP + " --source is the old name.", show_default=False)
+        FileFormat,
+        typer.Option(
+            "--format", "--source", "-s", help=_SOURCE_HELP + " --source is the old name.", show_default=False
+        ),
     ],
     split: Annotated[
         str,

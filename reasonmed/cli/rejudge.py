@@ -31,35 +31,56 @@ def parse_where(items: list[str]) -> QuestionFilter:
         key, sep, raw = item.partition("=")
         key, raw = key.strip(), raw.strip()
         if not sep or key not in WHERE_KEYS or not raw:
-            raise typer.BadParameter(f"{item!r}: expected KEY=VALUE with KEY one of {', '.join(WHERE_KEYS)}",
-                                     param_hint="--where")
+            raise typer.BadParameter(
+                f"{item!r}: expected KEY=VALUE with KEY one of {', '.join(WHERE_KEYS)}", param_hint="--where"
+            )
         try:
             value = WHERE_KEYS[key](raw)
         except ValueError:
             raise typer.BadParameter(f"{item!r}: {key} must be a number", param_hint="--where") from None
         allowed = {"tier": _TIERS, "status": _STATUSES}.get(key)
         if allowed and value not in allowed:
-            raise typer.BadParameter(f"{item!r}: {key} must be one of {', '.join(allowed)}", param_hint="--where")
+            raise typer.BadParameter(
+                f"{item!r}: {key} must be one of {', '.join(allowed)}", param_hint="--where"
+            )
         values.setdefault(key, []).append(value)
 
     def get(k: str) -> tuple[Any, ...] | None:  # each key's values have its WHERE_KEYS type
         return tuple(values[k]) if k in values else None
 
-    return QuestionFilter(question_ids=get("question_id"), sources=get("source"), tiers=get("tier"),
-                          statuses=get("status"), run_ids=get("run_id"))
+    return QuestionFilter(
+        question_ids=get("question_id"),
+        sources=get("source"),
+        tiers=get("tier"),
+        statuses=get("status"),
+        run_ids=get("run_id"),
+    )
 
 
 @app.command("rejudge")
 def rejudge_cmd(
     stage: Annotated[str, typer.Option("--stage", help=f"The stage to re-run: {', '.join(REJUDGE_STAGES)}.")],
-    where: Annotated[list[str] | None, typer.Option(
-        "--where", metavar="KEY=VALUE",
-        help=f"Only these finished questions (repeatable; keys: {', '.join(WHERE_KEYS)}; a repeated key means any of).",
-    )] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Pipeline YAML (default REASONMED_PIPELINE_CONFIG, "
-                                                "else the bundled simulator, started for the command).")] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            metavar="KEY=VALUE",
+            help=f"Only these finished questions (repeatable; keys: {', '.join(WHERE_KEYS)}; a repeated key means any of).",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Pipeline YAML (default REASONMED_PIPELINE_CONFIG, "
+            "else the bundled simulator, started for the command).",
+        ),
+    ] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=10_000, help="Questions re-judged at once.")] = 32,
-    database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")] = None,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")
+    ] = None,
 ) -> None:
     """Re-judge stored paths with the current verifier, ranker or summariser (model and prompt) and re-derive
     what their new results imply: tiers and acceptances (verify, rank) and summaries. Nothing is generated;
@@ -76,9 +97,13 @@ def rejudge_cmd(
     if config_path is None:
         from reasonmed.sim.launcher import SimServer
 
-        console.print("no pipeline config: re-judging with the bundled SIMULATOR (simulated output, models 'sim/...')")
-        with SimServer(questions_db=url, base_latency_ms=0.0, per_token_ms=0.0) as sim, \
-                temporary_settings(sim_url=sim.base_url):
+        console.print(
+            "no pipeline config: re-judging with the bundled SIMULATOR (simulated output, models 'sim/...')"
+        )
+        with (
+            SimServer(questions_db=url, base_latency_ms=0.0, per_token_ms=0.0) as sim,
+            temporary_settings(sim_url=sim.base_url),
+        ):
             result = _run(engine, load_pipeline_config(None), stage, filters, concurrency)
     else:
         result = _run(engine, cfg, stage, filters, concurrency)
@@ -88,12 +113,19 @@ def rejudge_cmd(
         raise typer.Exit(1)
 
 
-def _run(engine: Engine, cfg: PipelineConfig, stage: str, filters: QuestionFilter, concurrency: int) -> RejudgeResult:
+def _run(
+    engine: Engine, cfg: PipelineConfig, stage: str, filters: QuestionFilter, concurrency: int
+) -> RejudgeResult:
     from reasonmed.llm.registry import LLMRegistry
 
-    run_id = repo.create_run(engine, kind="rejudge", config_hash=cfg.config_hash, config_snapshot=cfg.snapshot(),
-                             parameters={"stage": stage, "where": filters.__dict__, "concurrency": concurrency},
-                             prefect_flow_run_id=None)
+    run_id = repo.create_run(
+        engine,
+        kind="rejudge",
+        config_hash=cfg.config_hash,
+        config_snapshot=cfg.snapshot(),
+        parameters={"stage": stage, "where": filters.__dict__, "concurrency": concurrency},
+        prefect_flow_run_id=None,
+    )
 
     async def go() -> RejudgeResult:
         registry = LLMRegistry(cfg)
@@ -106,11 +138,22 @@ def _run(engine: Engine, cfg: PipelineConfig, stage: str, filters: QuestionFilte
     try:
         result = asyncio.run(go())
     except BaseException as exc:
-        repo.finish_run(engine, run_id, status="failed", stats={}, error=str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__)
+        repo.finish_run(
+            engine,
+            run_id,
+            status="failed",
+            stats={},
+            error=str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__,
+        )
         raise
-    stats = {"reopened": result.reopened, "finished": result.finished, "failed": len(result.failed),
-             "acceptance_changed": result.acceptance_changed, "stale": result.stale,
-             "tier_changes": {f"{a}->{b}": n for (a, b), n in result.tier_changes.items()},
-             "status_changes": {f"{a}->{b}": n for (a, b), n in result.status_changes.items()}}
+    stats = {
+        "reopened": result.reopened,
+        "finished": result.finished,
+        "failed": len(result.failed),
+        "acceptance_changed": result.acceptance_changed,
+        "stale": result.stale,
+        "tier_changes": {f"{a}->{b}": n for (a, b), n in result.tier_changes.items()},
+        "status_changes": {f"{a}->{b}": n for (a, b), n in result.status_changes.items()},
+    }
     repo.finish_run(engine, run_id, status="completed" if not result.failed else "failed", stats=stats)
     return result

@@ -14,10 +14,22 @@ from reasonmed.db import failures_repo, migrate
 
 @app.command("retry", rich_help_panel=PIPELINE)
 def retry(
-    question: Annotated[list[int] | None, typer.Option("--question", metavar="ID", help="A set-aside question's id (repeatable).")] = None,
-    stage: Annotated[Stage | None, typer.Option("--stage", help="Only questions set aside at this stage.")] = None,
-    all_failed: Annotated[bool, typer.Option("--all-failed", help="Every set-aside question (with --stage: every one set aside there).")] = False,
-    database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")] = None,
+    question: Annotated[
+        list[int] | None,
+        typer.Option("--question", metavar="ID", help="A set-aside question's id (repeatable)."),
+    ] = None,
+    stage: Annotated[
+        Stage | None, typer.Option("--stage", help="Only questions set aside at this stage.")
+    ] = None,
+    all_failed: Annotated[
+        bool,
+        typer.Option(
+            "--all-failed", help="Every set-aside question (with --stage: every one set aside there)."
+        ),
+    ] = False,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")
+    ] = None,
 ) -> None:
     """Put set-aside questions back with a fresh attempt budget; the next `reasonmed run` takes them.
 
@@ -26,11 +38,15 @@ def retry(
     the stage and the last error. Fix the cause (config, endpoint), then put them back.
     """
     if not question and not all_failed:
-        err_console.print("error: say which questions: --question ID (repeatable) or --all-failed", markup=False)
+        err_console.print(
+            "error: say which questions: --question ID (repeatable) or --all-failed", markup=False
+        )
         raise typer.Exit(2)
     url, engine = engine_from_settings(database_url)
     migrate.require_current(engine, url)
-    ids = failures_repo.put_back(engine, question_ids=None if all_failed and not question else question, stage=stage)
+    ids = failures_repo.put_back(
+        engine, question_ids=None if all_failed and not question else question, stage=stage
+    )
     if not ids:
         console.print("no set-aside question matched; nothing changed")
         return

@@ -26,16 +26,26 @@ def _progress_table(snap: dict[str, Any]) -> Table:
     t = Table(title="build progress", title_justify="left", show_header=False, box=None)
     t.add_column(justify="right", style="bold")
     t.add_column()
-    t.add_row("questions", f"{snap['done']:,} done / {snap['total']:,}  ({snap['in_flight']:,} in flight, "
-                           f"{snap['failed']:,} failed, {snap.get('set_aside', 0):,} set aside)")
+    t.add_row(
+        "questions",
+        f"{snap['done']:,} done / {snap['total']:,}  ({snap['in_flight']:,} in flight, "
+        f"{snap['failed']:,} failed, {snap.get('set_aside', 0):,} set aside)",
+    )
     t.add_row("outcomes", f"{snap['accepted']:,} accepted, {snap['rejected']:,} rejected")
     t.add_row("LLM calls", f"{snap['calls']:,}  ({snap['calls_per_s']:.1f}/s, {snap['retries']:,} retried)")
     t.add_row("tokens", f"{snap['prompt_tokens']:,} in, {snap['completion_tokens']:,} out")
     t.add_row("elapsed", f"{snap['elapsed_s']:.0f} s")
     if snap.get("cost_usd") is not None:
         projected = snap.get("projected_cost_usd")
-        t.add_row("cost", f"${snap['cost_usd']:,.4f} spent" + (
-            f", ~${projected:,.4f} projected for {snap['total']:,} questions" if projected is not None else ""))
+        t.add_row(
+            "cost",
+            f"${snap['cost_usd']:,.4f} spent"
+            + (
+                f", ~${projected:,.4f} projected for {snap['total']:,} questions"
+                if projected is not None
+                else ""
+            ),
+        )
     return t
 
 
@@ -66,25 +76,65 @@ async def _build_with_display(params: dict[str, Any]) -> dict[str, Any]:
 
 @app.command("run", rich_help_panel=PIPELINE)
 def run(
-    files: Annotated[list[Path] | None, typer.Argument(help="Question files to ingest first (optional).", metavar="FILE")] = None,
-    source: Annotated[FileFormat | None, typer.Option("--format", "--source", "-s",
-                                               help="Format of FILE (see `reasonmed ingest --help`); --source is the old name.")] = None,
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Question files to ingest first (optional).", metavar="FILE")
+    ] = None,
+    source: Annotated[
+        FileFormat | None,
+        typer.Option(
+            "--format",
+            "--source",
+            "-s",
+            help="Format of FILE (see `reasonmed ingest --help`); --source is the old name.",
+        ),
+    ] = None,
     benchmark_test_ids: Annotated[
-        Path | None, typer.Option("--benchmark-test-ids", metavar="FILE", help="Ids of benchmark test items in FILE: never used for training.")
+        Path | None,
+        typer.Option(
+            "--benchmark-test-ids",
+            metavar="FILE",
+            help="Ids of benchmark test items in FILE: never used for training.",
+        ),
     ] = None,
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="Pipeline YAML naming real LLM endpoints (e.g. deploy/pipeline.paper.yaml). "
-                                  "Without it (and without REASONMED_PIPELINE_CONFIG) the bundled simulator is started and used.")
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Pipeline YAML naming real LLM endpoints (e.g. deploy/pipeline.paper.yaml). "
+            "Without it (and without REASONMED_PIPELINE_CONFIG) the bundled simulator is started and used.",
+        ),
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Process at most this many questions.")] = None,
-    sources: Annotated[list[str] | None, typer.Option("--only-source", help="Only questions from this source (repeatable).")] = None,
-    shard_size: Annotated[int | None, typer.Option(min=1, help="Questions per child flow run (default REASONMED_SHARD_SIZE).")] = None,
-    questions_in_flight: Annotated[int | None, typer.Option(min=1, help="Questions processed at once.")] = None,
-    sim_accuracy: Annotated[float, typer.Option(min=0.0, max=1.0, help="Simulator only: probability a simulated generator answers correctly.")] = 0.6,
-    sim_latency_ms: Annotated[float, typer.Option(min=0.0, help="Simulator only: simulated base latency per request.")] = 20.0,
-    database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the pending questions and, per stage, the calls, tokens, "
-                                          "wall time and cost a run would take; claim, call and write nothing (FILEs are not ingested).")] = False,
+    sources: Annotated[
+        list[str] | None, typer.Option("--only-source", help="Only questions from this source (repeatable).")
+    ] = None,
+    shard_size: Annotated[
+        int | None, typer.Option(min=1, help="Questions per child flow run (default REASONMED_SHARD_SIZE).")
+    ] = None,
+    questions_in_flight: Annotated[
+        int | None, typer.Option(min=1, help="Questions processed at once.")
+    ] = None,
+    sim_accuracy: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Simulator only: probability a simulated generator answers correctly."
+        ),
+    ] = 0.6,
+    sim_latency_ms: Annotated[
+        float, typer.Option(min=0.0, help="Simulator only: simulated base latency per request.")
+    ] = 20.0,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the pending questions and, per stage, the calls, tokens, "
+            "wall time and cost a run would take; claim, call and write nothing (FILEs are not ingested).",
+        ),
+    ] = False,
 ) -> None:
     """Ingest FILEs (if given), then run every unfinished question through generation, verification,
     tiered resolution and summarisation. Safe to re-run: finished work is never redone.
@@ -98,7 +148,9 @@ def run(
     (degraded); 130 interrupted.
     """
     on_simulator = (config or get_settings().pipeline_config) is None
-    own_sim_db = on_simulator and database_url is None and "database_url" not in get_settings().model_fields_set
+    own_sim_db = (
+        on_simulator and database_url is None and "database_url" not in get_settings().model_fields_set
+    )
     if own_sim_db:
         database_url = SIM_DATABASE_URL  # simulated work never lands in the database real runs use
     url, engine = engine_from_settings(database_url)
@@ -111,7 +163,9 @@ def run(
     if files:
         if not source:
             raise Mistake("--format is required with FILE (e.g. --format pubmedqa)")
-        ingest_command(files=files, source=source, benchmark_test_ids=benchmark_test_ids, database_url=database_url)
+        ingest_command(
+            files=files, source=source, benchmark_test_ids=benchmark_test_ids, database_url=database_url
+        )
     startup.require_questions(engine, sources)
 
     settings = get_settings()
@@ -121,8 +175,11 @@ def run(
     if temporary_server and shard_size is None:
         shard_size = max(settings.shard_size, 1000)
     params: dict[str, Any] = {
-        "limit": limit, "sources": sources, "config": str(config_path) if config_path else None,
-        "shard_size": shard_size, "questions_in_flight": questions_in_flight,
+        "limit": limit,
+        "sources": sources,
+        "config": str(config_path) if config_path else None,
+        "shard_size": shard_size,
+        "questions_in_flight": questions_in_flight,
     }
     console.print(f"database: {startup.database_label(url)}")
     if config_path is None:
@@ -138,7 +195,9 @@ def run(
                 f"Simulated work goes to its own database, {startup.database_label(url)}, never to the one real runs use; "
                 f"look at it with --database-url {url} (export needs --allow-simulated)."
             )
-        with SimServer(questions_db=url, default_accuracy=sim_accuracy, base_latency_ms=sim_latency_ms, per_token_ms=0.0) as sim:
+        with SimServer(
+            questions_db=url, default_accuracy=sim_accuracy, base_latency_ms=sim_latency_ms, per_token_ms=0.0
+        ) as sim:
             console.print(f"simulator: {sim.base_url} (pid {sim.pid}); it stops when this command ends")
             with temporary_settings(sim_url=sim.base_url):
                 result = _run_build(params, prefect_defaults)
@@ -149,13 +208,20 @@ def run(
     _print_result(result, startup.database_label(url), url if own_sim_db else None)
 
 
-def _dry_run(engine: Any, config_path: Path | None, limit: int | None, sources: list[str] | None,
-             files: list[Path] | None) -> None:
+def _dry_run(
+    engine: Any,
+    config_path: Path | None,
+    limit: int | None,
+    sources: list[str] | None,
+    files: list[Path] | None,
+) -> None:
     from reasonmed.cli.dry_run import print_estimate
     from reasonmed.pipeline.dry_run import plan_run
 
     if files:
-        console.print(f"dry run: {len(files)} FILE(s) not ingested; the estimate covers the questions already stored")
+        console.print(
+            f"dry run: {len(files)} FILE(s) not ingested; the estimate covers the questions already stored"
+        )
     print_estimate(plan_run(engine, load_pipeline_config(config_path), limit=limit, sources=sources), console)
 
 
@@ -182,7 +248,9 @@ def _prefect_defaults() -> tuple[dict[Any, Any], bool]:
         PREFECT_SERVER_LOGGING_LEVEL,
     )
 
-    defaults: dict[Any, Any] = {PREFECT_LOGGING_LEVEL: "WARNING"}  # the live display replaces per-task log lines
+    defaults: dict[Any, Any] = {
+        PREFECT_LOGGING_LEVEL: "WARNING"
+    }  # the live display replaces per-task log lines
     temporary_server = not PREFECT_API_URL.value()
     if temporary_server:
         # No Prefect server configured: Prefect starts a temporary one on SQLite, which records task events
@@ -214,8 +282,11 @@ def _run_build(params: dict[str, Any], prefect_defaults: dict[Any, Any]) -> dict
     except EndpointUnavailable as exc:
         for check in exc.checks:
             err_console.print(f"error: {check.line()}", markup=False, highlight=False)
-        err_console.print("error: no question was claimed; fix the endpoint(s) above "
-                          "(`reasonmed config check --ping` asks them again)", markup=False)
+        err_console.print(
+            "error: no question was claimed; fix the endpoint(s) above "
+            "(`reasonmed config check --ping` asks them again)",
+            markup=False,
+        )
         raise typer.Exit(3) from None
     except RuntimeError as exc:
         if "ephemeral Prefect API server" in str(exc) or "temporary server" in str(exc):
@@ -225,7 +296,9 @@ def _run_build(params: dict[str, Any], prefect_defaults: dict[Any, Any]) -> dict
                 "error: Prefect's temporary server did not start in time "
                 f"({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()} s); the machine is busy: "
                 "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS or point PREFECT_API_URL at a running "
-                "`prefect server start`", markup=False)
+                "`prefect server start`",
+                markup=False,
+            )
             raise typer.Exit(4) from None
         raise
 
@@ -236,12 +309,18 @@ def _print_result(result: dict[str, Any], database: str, sim_db: str | None = No
 
     console.print(_progress_table(result))
     if result["report"]["tiers"]:
-        console.print(_tier_table(result["report"]["tiers"], f"run {result['run_id']}: questions by tier and status"))
+        console.print(
+            _tier_table(result["report"]["tiers"], f"run {result['run_id']}: questions by tier and status")
+        )
     for r in result["report"]["rejections"]:
         console.print(f"rejected: {r['questions']} x {r['reason']}")
     for r in result["report"].get("set_aside", [])[:20]:
-        err_console.print(f"set aside: question {r['question_id']} at {r['stage']} ({r['last_error_kind']}): "
-                          f"{str(r['last_error'])[:200]}", markup=False, highlight=False)
+        err_console.print(
+            f"set aside: question {r['question_id']} at {r['stage']} ({r['last_error_kind']}): "
+            f"{str(r['last_error'])[:200]}",
+            markup=False,
+            highlight=False,
+        )
     raw = dict(result["outcome"])
     outcome = BuildOutcome(**{**raw, "held": [HeldClaim(**h) for h in raw.get("held", [])]})
     lines = outcome.lines()
@@ -250,8 +329,12 @@ def _print_result(result: dict[str, Any], database: str, sim_db: str | None = No
     console.print(f"database: {database}", markup=False, highlight=False)
     if outcome.accepted:
         db, allow = (f" --database-url {sim_db}", " --allow-simulated") if sim_db else ("", "")
-        console.print(f"next: `reasonmed audit{db}` (what happened), `reasonmed show{db} QUESTION_ID` (one question), "
-                      f"`reasonmed export{db}{allow} --out DIR` (the datasets)", markup=False, highlight=False)
+        console.print(
+            f"next: `reasonmed audit{db}` (what happened), `reasonmed show{db} QUESTION_ID` (one question), "
+            f"`reasonmed export{db}{allow} --out DIR` (the datasets)",
+            markup=False,
+            highlight=False,
+        )
     # The last line is the verdict, on stdout and true to the exit code.
     console.print(lines[-1], markup=False, highlight=False)
     if not outcome.ok:

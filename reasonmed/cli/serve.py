@@ -50,7 +50,12 @@ def pool_settings(prefect_file: Path) -> dict[Setting, Any]:
     env: dict[str, Any] = {}
     for spec in data.get("deployments") or []:
         env.update(((spec.get("work_pool") or {}).get("job_variables") or {}).get("env") or {})
-    return {getattr(prefect.settings, k): v for k, v in env.items() if k.startswith("PREFECT_") and hasattr(prefect.settings, k)}
+    return {
+        getattr(prefect.settings, k): v
+        for k, v in env.items()
+        if k.startswith("PREFECT_") and hasattr(prefect.settings, k)
+    }
+
 
 _DEFAULT_FILE = Path(str(resources.files("reasonmed.deploy") / "prefect.yaml"))  # shipped in the package
 
@@ -58,12 +63,20 @@ _DEFAULT_FILE = Path(str(resources.files("reasonmed.deploy") / "prefect.yaml")) 
 @app.command("serve", rich_help_panel=OPERATE)
 def serve(
     prefect_file: Annotated[
-        Path, typer.Option("--prefect-file", metavar="FILE", help="Deployments to serve (the file `prefect deploy` reads).")
+        Path,
+        typer.Option(
+            "--prefect-file", metavar="FILE", help="Deployments to serve (the file `prefect deploy` reads)."
+        ),
     ] = _DEFAULT_FILE,
     only: Annotated[
-        list[str] | None, typer.Option("--only", metavar="NAME", help="Serve only this deployment (repeatable), e.g. --only nightly.")
+        list[str] | None,
+        typer.Option(
+            "--only", metavar="NAME", help="Serve only this deployment (repeatable), e.g. --only nightly."
+        ),
     ] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Most flow runs executing at once in this process.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Most flow runs executing at once in this process.")
+    ] = None,
 ) -> None:
     """Serve the deployments (nightly, build, export, ingest, eval, score, report) until stopped (Ctrl-C).
 

@@ -26,7 +26,9 @@ def _short(text: str | None, n: int) -> str:
 
 def _decision(story: QuestionStory) -> str:
     if story.status is None:
-        return "not processed yet" + (" (benchmark test item: never used for training)" if story.is_benchmark_test else "")
+        return "not processed yet" + (
+            " (benchmark test item: never used for training)" if story.is_benchmark_test else ""
+        )
     line = f"tier {story.tier or '-'}: {story.n_correct} of {story.n_paths} generated paths judged correct -> {story.status}"
     if story.status == "rejected":
         line += f" ({story.rejection_reason})"
@@ -36,8 +38,13 @@ def _decision(story: QuestionStory) -> str:
 
 
 def _paths_table(story: QuestionStory) -> Table:
-    t = Table(title="paths (refined/regenerated ones name their parent path)", title_justify="left",
-              box=None, pad_edge=False, expand=True)
+    t = Table(
+        title="paths (refined/regenerated ones name their parent path)",
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+        expand=True,
+    )
     t.add_column("path", justify="right", no_wrap=True)
     t.add_column("origin", no_wrap=True)
     t.add_column("model", no_wrap=True, max_width=22, overflow="ellipsis")
@@ -49,43 +56,76 @@ def _paths_table(story: QuestionStory) -> Table:
     t.add_column("verifier's reason", no_wrap=True, overflow="ellipsis", ratio=1)
     for p in story.paths:
         origin = p.origin if p.parent_path_id is None else f"{p.origin[:3]}<-{p.parent_path_id}"
-        kept = "-" if p.accepted_rank is None else ("dropped" if p.dropped_reason else f"#{p.accepted_rank + 1}")
-        t.add_row(str(p.id), origin, p.model, f"{p.temperature:g}", p.extracted_answer or "-", p.verdict or "-",
-                  "-" if p.rank_score is None else str(p.rank_score), kept, _short(p.verdict_reason, 200) or "-")
+        kept = (
+            "-" if p.accepted_rank is None else ("dropped" if p.dropped_reason else f"#{p.accepted_rank + 1}")
+        )
+        t.add_row(
+            str(p.id),
+            origin,
+            p.model,
+            f"{p.temperature:g}",
+            p.extracted_answer or "-",
+            p.verdict or "-",
+            "-" if p.rank_score is None else str(p.rank_score),
+            kept,
+            _short(p.verdict_reason, 200) or "-",
+        )
     return t
 
 
 def render(story: QuestionStory) -> RenderableType:
     """The terminal view of ``question_story`` (also what ``reasonmed.show`` prints in a notebook)."""
     parts: list[RenderableType] = [
-        Text(f"question {story.id}: {story.source} {story.source_id} ({story.split}"
-             + (", benchmark test" if story.is_benchmark_test else "") + ")", style="bold"),
+        Text(
+            f"question {story.id}: {story.source} {story.source_id} ({story.split}"
+            + (", benchmark test" if story.is_benchmark_test else "")
+            + ")",
+            style="bold",
+        ),
         Text(_short(story.question, 600)),
     ]
     if story.context:
         parts.append(Text("context: " + _short(story.context, 300), style="dim"))
     options = "   ".join(f"{label}. {_short(str(text), 40)}" for label, text in story.options)
-    parts += [Text(f"options: {options}"), Text(f"answer key: {story.answer}"), Text(_decision(story), style="bold")]
+    parts += [
+        Text(f"options: {options}"),
+        Text(f"answer key: {story.answer}"),
+        Text(_decision(story), style="bold"),
+    ]
     if story.paths:
         parts.append(_paths_table(story))
     kept = [p for p in story.paths if p.accepted_rank is not None]
     if kept:
         parts.append(Text("accepted paths and summaries", style="bold"))
         for p in sorted(kept, key=lambda p: p.accepted_rank or 0):
-            state = f"dropped: {p.dropped_reason}" if p.dropped_reason else (
-                f"summary: {_short(p.summary, 400)}" if p.summary else "not summarised yet")
-            parts.append(Text(f"  #{(p.accepted_rank or 0) + 1} path {p.id} ({p.origin}, {p.model}): {state}"))
+            state = (
+                f"dropped: {p.dropped_reason}"
+                if p.dropped_reason
+                else (f"summary: {_short(p.summary, 400)}" if p.summary else "not summarised yet")
+            )
+            parts.append(
+                Text(f"  #{(p.accepted_rank or 0) + 1} path {p.id} ({p.origin}, {p.model}): {state}")
+            )
     for f in story.failures:
         aside = f", set aside {f['set_aside_at']}" if f["set_aside_at"] else ""
-        parts.append(Text(f"failed at {f['stage']} x{f['failures']} ({f['last_error_kind']}{aside}): "
-                          f"{_short(f['last_error'], 200)}", style="yellow"))
+        parts.append(
+            Text(
+                f"failed at {f['stage']} x{f['failures']} ({f['last_error_kind']}{aside}): "
+                f"{_short(f['last_error'], 200)}",
+                style="yellow",
+            )
+        )
     if story.exported:
         by_version: dict[int, list[int]] = {}
         for r in story.exported:
             by_version.setdefault(r.version, []).append(r.path_id)
         for version, ids in by_version.items():
-            parts.append(Text(f"exported in dataset version {version}: {len(ids)} row(s) per dataset, "
-                              f"path(s) {', '.join(map(str, ids))}"))
+            parts.append(
+                Text(
+                    f"exported in dataset version {version}: {len(ids)} row(s) per dataset, "
+                    f"path(s) {', '.join(map(str, ids))}"
+                )
+            )
     elif kept:
         parts.append(Text("not exported yet (`reasonmed export`)", style="dim"))
     return Group(*parts)
@@ -102,16 +142,25 @@ def load_story(question_id: int, database_url: str | None = None) -> QuestionSto
     migrate.require_current(engine, url)
     story = inspect_repo.question_story(engine, question_id)
     if story is None:
-        raise Mistake(f"no question with id {question_id} in this database "
-                      "(ids: `reasonmed audit`, or table questions)", exit_code=1)
+        raise Mistake(
+            f"no question with id {question_id} in this database "
+            "(ids: `reasonmed audit`, or table questions)",
+            exit_code=1,
+        )
     return story
 
 
 @app.command("show", rich_help_panel=INSPECT)
 def show(
-    question_id: Annotated[int, typer.Argument(metavar="QUESTION_ID", help="The question's id (table questions).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Everything as one JSON object instead of the terminal view.")] = False,
-    database_url: Annotated[str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")] = None,
+    question_id: Annotated[
+        int, typer.Argument(metavar="QUESTION_ID", help="The question's id (table questions).")
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Everything as one JSON object instead of the terminal view.")
+    ] = False,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")
+    ] = None,
 ) -> None:
     """One question's story: its paths (model, temperature, answer, verdict and reason, rank score), the tier
     decision, refinements and regenerations with their verdicts, accepted paths and summaries, exported rows."""

@@ -28,8 +28,10 @@ def ensure_schema(engine: Engine, url: str) -> str | None:
     """
     if engine.dialect.name == "sqlite" and migrate.is_blank(engine):
         migrate.upgrade(url)
-        return (f"new database {database_label(url)}: created and migrated to revision "
-                f"{migrate.current_revision(engine)}")
+        return (
+            f"new database {database_label(url)}: created and migrated to revision "
+            f"{migrate.current_revision(engine)}"
+        )
     migrate.require_current(engine, url)
     return None
 
@@ -38,5 +40,8 @@ def require_questions(engine: Engine, sources: list[str] | None) -> None:
     """A run with nothing to work on says how to start, instead of "nothing left to do"."""
     if inspect_repo.count_training_questions(engine, sources) == 0:
         where = f" from {', '.join(sources)}" if sources else ""
-        raise Mistake(f"the database has no training questions{where} yet; start with the bundled PubMedQA "
-                      f"sample (from the repository folder): {MAIN_COMMAND}", exit_code=1)
+        raise Mistake(
+            f"the database has no training questions{where} yet; start with the bundled PubMedQA "
+            f"sample (from the repository folder): {MAIN_COMMAND}",
+            exit_code=1,
+        )

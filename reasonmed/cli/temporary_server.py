@@ -35,7 +35,10 @@ def quiet_temporary_server_logging(home: Path) -> Path | None:
     if source is None:
         return None
     config = yaml.safe_load(source.read_text())
-    config.setdefault("loggers", {})[POOL_LOGGER] = {"level": "${PREFECT_SERVER_LOGGING_LEVEL}", "propagate": True}
+    config.setdefault("loggers", {})[POOL_LOGGER] = {
+        "level": "${PREFECT_SERVER_LOGGING_LEVEL}",
+        "propagate": True,
+    }
     home.mkdir(parents=True, exist_ok=True)
     target = home / "reasonmed-logging.yml"
     target.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -76,10 +76,14 @@ def rejections_by_reason(engine: Engine) -> dict[str, list[dict[str, Any]]]:
     questions = """
         SELECT coalesce(rejection_reason, '(none recorded)') AS reason, count(*) AS n
         FROM audit_rejected_questions GROUP BY coalesce(rejection_reason, '(none recorded)') ORDER BY count(*) DESC, 1"""
-    paths = "SELECT why AS reason, count(*) AS n FROM audit_rejected_paths GROUP BY why ORDER BY count(*) DESC, 1"
+    paths = (
+        "SELECT why AS reason, count(*) AS n FROM audit_rejected_paths GROUP BY why ORDER BY count(*) DESC, 1"
+    )
     with engine.connect() as conn:
         return {
-            "questions": [{k: _plain(v) for k, v in r.items()} for r in conn.execute(text(questions)).mappings()],
+            "questions": [
+                {k: _plain(v) for k, v in r.items()} for r in conn.execute(text(questions)).mappings()
+            ],
             "paths": [{k: _plain(v) for k, v in r.items()} for r in conn.execute(text(paths)).mappings()],
         }
 

@@ -52,29 +52,38 @@ class QuestionText(NamedTuple):
 
 
 def _question_text(row: Any) -> QuestionText:
-    return QuestionText(row.id, row.source, row.source_id, row.question, [(str(a), str(b)) for a, b in row.options])
+    return QuestionText(
+        row.id, row.source, row.source_id, row.question, [(str(a), str(b)) for a, b in row.options]
+    )
 
 
 def load_benchmark_test_items(engine: Engine) -> list[QuestionText]:
     """Every benchmark test item (a few thousand): the guard indexes all of them in memory."""
     stmt = (
         select(Question.id, Question.source, Question.source_id, Question.question, Question.options)
-        .where(Question.is_benchmark_test.is_(True)).order_by(Question.id)
+        .where(Question.is_benchmark_test.is_(True))
+        .order_by(Question.id)
     )
     with engine.connect() as c:
         return [_question_text(r) for r in c.execute(stmt)]
 
 
-def iter_training_items(engine: Engine, *, only_accepted: bool = False, batch: int = 5000) -> Iterator[QuestionText]:
+def iter_training_items(
+    engine: Engine, *, only_accepted: bool = False, batch: int = 5000
+) -> Iterator[QuestionText]:
     """Non-test questions in id order, streamed in keyset pages so 200k rows never sit in memory."""
     last = 0
     while True:
         stmt = (
             select(Question.id, Question.source, Question.source_id, Question.question, Question.options)
-            .where(Question.is_benchmark_test.is_(False), Question.id > last).order_by(Question.id).limit(batch)
+            .where(Question.is_benchmark_test.is_(False), Question.id > last)
+            .order_by(Question.id)
+            .limit(batch)
         )
         if only_accepted:
-            stmt = stmt.where(text("EXISTS (SELECT 1 FROM accepted_paths a WHERE a.question_id = questions.id)"))
+            stmt = stmt.where(
+                text("EXISTS (SELECT 1 FROM accepted_paths a WHERE a.question_id = questions.id)")
+            )
         with engine.connect() as c:
             rows = [_question_text(r) for r in c.execute(stmt)]
         yield from rows
@@ -97,7 +106,9 @@ def save_contamination_matches(engine: Engine, rows: Sequence[Mapping[str, Any]]
 def audit_contamination(engine: Engine) -> list[dict[str, Any]]:
     """The ``audit_contamination`` view: every flagged question, its test twin and whether it was used."""
     with engine.connect() as c:
-        rows = c.execute(text("SELECT * FROM audit_contamination ORDER BY question_id, test_question_id")).mappings()
+        rows = c.execute(
+            text("SELECT * FROM audit_contamination ORDER BY question_id, test_question_id")
+        ).mappings()
         out = [dict(r) for r in rows]
     for r in out:  # SQLite returns EXISTS as 0/1
         r["has_accepted_paths"], r["in_dataset"] = bool(r["has_accepted_paths"]), bool(r["in_dataset"])
@@ -128,8 +139,14 @@ def load_eval_questions(
     subset_col = Question.meta["subset"].as_string()
     stmt = (
         select(
-            Question.id, Question.content_hash, Question.source, Question.question, Question.context,
-            Question.options, Question.answer, subset_col.label("subset"),
+            Question.id,
+            Question.content_hash,
+            Question.source,
+            Question.question,
+            Question.context,
+            Question.options,
+            Question.answer,
+            subset_col.label("subset"),
         )
         .where(Question.is_benchmark_test.is_(True), Question.source == source)
         .order_by(Question.id)
@@ -140,13 +157,23 @@ def load_eval_questions(
         stmt = stmt.limit(limit)
     with engine.connect() as c:
         return [
-            EvalQuestion(r.id, r.content_hash, r.source, r.question, r.context,
-                         [(str(a), str(b)) for a, b in r.options], r.answer, r.subset)
+            EvalQuestion(
+                r.id,
+                r.content_hash,
+                r.source,
+                r.question,
+                r.context,
+                [(str(a), str(b)) for a, b in r.options],
+                r.answer,
+                r.subset,
+            )
             for r in c.execute(stmt)
         ]
 
 
-def stored_prediction_ids(engine: Engine, *, model: str, prompt_sha256: str, question_ids: Sequence[int]) -> set[int]:
+def stored_prediction_ids(
+    engine: Engine, *, model: str, prompt_sha256: str, question_ids: Sequence[int]
+) -> set[int]:
     """Questions this model already answered with this prompt version: a rerun skips them."""
     found: set[int] = set()
     with engine.connect() as c:
@@ -154,7 +181,8 @@ def stored_prediction_ids(engine: Engine, *, model: str, prompt_sha256: str, que
             found.update(
                 c.execute(
                     select(EvalPrediction.question_id).where(
-                        EvalPrediction.model == model, EvalPrediction.prompt_sha256 == prompt_sha256,
+                        EvalPrediction.model == model,
+                        EvalPrediction.prompt_sha256 == prompt_sha256,
                         EvalPrediction.question_id.in_(chunk),
                     )
                 ).scalars()
@@ -187,10 +215,16 @@ def prediction_outcomes(
             out.extend(
                 PredictionOutcome(r.question_id, r.subset, bool(r.correct), r.extracted_answer is not None)
                 for r in c.execute(
-                    select(EvalPrediction.question_id, EvalPrediction.subset, EvalPrediction.correct,
-                           EvalPrediction.extracted_answer)
-                    .where(EvalPrediction.model == model, EvalPrediction.prompt_sha256 == prompt_sha256,
-                           EvalPrediction.question_id.in_(chunk))
+                    select(
+                        EvalPrediction.question_id,
+                        EvalPrediction.subset,
+                        EvalPrediction.correct,
+                        EvalPrediction.extracted_answer,
+                    ).where(
+                        EvalPrediction.model == model,
+                        EvalPrediction.prompt_sha256 == prompt_sha256,
+                        EvalPrediction.question_id.in_(chunk),
+                    )
                 )
             )
     return out
@@ -217,7 +251,9 @@ class VersionRef(NamedTuple):
 def find_dataset_version(engine: Engine, version: int) -> VersionRef | None:
     with engine.connect() as c:
         row = c.execute(
-            select(DatasetVersion.id, DatasetVersion.version, DatasetVersion.n_samples).where(DatasetVersion.version == version)
+            select(DatasetVersion.id, DatasetVersion.version, DatasetVersion.n_samples).where(
+                DatasetVersion.version == version
+            )
         ).one_or_none()
     return None if row is None else VersionRef(row.id, row.version, row.n_samples)
 
@@ -229,7 +265,8 @@ def dataset_sample_keys(engine: Engine, dataset_version_id: int) -> list[tuple[i
             (r.id, r.path_id)
             for r in c.execute(
                 select(DatasetSample.id, DatasetSample.path_id)
-                .where(DatasetSample.dataset_version_id == dataset_version_id).order_by(DatasetSample.id)
+                .where(DatasetSample.dataset_version_id == dataset_version_id)
+                .order_by(DatasetSample.id)
             )
         ]
 
@@ -253,8 +290,15 @@ def load_sample_rows(engine: Engine, dataset_sample_ids: Sequence[int]) -> list[
     out: list[SampleRow] = []
     stmt_base = (
         select(
-            DatasetSample.id, DatasetSample.question_id, DatasetSample.path_id, Question.question, Question.context,
-            Question.options, Question.answer, ReasoningPath.clean_text, Summary.text.label("summary"),
+            DatasetSample.id,
+            DatasetSample.question_id,
+            DatasetSample.path_id,
+            Question.question,
+            Question.context,
+            Question.options,
+            Question.answer,
+            ReasoningPath.clean_text,
+            Summary.text.label("summary"),
         )
         .join(Question, Question.id == DatasetSample.question_id)
         .join(ReasoningPath, ReasoningPath.id == DatasetSample.path_id)
@@ -263,14 +307,31 @@ def load_sample_rows(engine: Engine, dataset_sample_ids: Sequence[int]) -> list[
     with engine.connect() as c:
         for chunk in _chunks(list(dataset_sample_ids)):
             for r in c.execute(stmt_base.where(DatasetSample.id.in_(chunk))):
-                out.append(SampleRow(r.id, r.question_id, r.path_id, r.question, r.context,
-                                     [(str(a), str(b)) for a, b in r.options], r.answer, r.clean_text, r.summary))
+                out.append(
+                    SampleRow(
+                        r.id,
+                        r.question_id,
+                        r.path_id,
+                        r.question,
+                        r.context,
+                        [(str(a), str(b)) for a, b in r.options],
+                        r.answer,
+                        r.clean_text,
+                        r.summary,
+                    )
+                )
     order = {sid: i for i, sid in enumerate(dataset_sample_ids)}
     return sorted(out, key=lambda r: order[r.dataset_sample_id])
 
 
 def stored_score_paths(
-    engine: Engine, *, dataset_version_id: int, variant: str, sample_seed: int, judge_model: str, prompt_sha256: str,
+    engine: Engine,
+    *,
+    dataset_version_id: int,
+    variant: str,
+    sample_seed: int,
+    judge_model: str,
+    prompt_sha256: str,
 ) -> set[int]:
     """Paths of this scoring (version, variant, seed, judge, prompt) already rated: a rerun skips them."""
     with engine.connect() as c:
@@ -278,7 +339,8 @@ def stored_score_paths(
             c.execute(
                 select(DatasetQualityScore.path_id).where(
                     DatasetQualityScore.dataset_version_id == dataset_version_id,
-                    DatasetQualityScore.variant == variant, DatasetQualityScore.sample_seed == sample_seed,
+                    DatasetQualityScore.variant == variant,
+                    DatasetQualityScore.sample_seed == sample_seed,
                     DatasetQualityScore.judge_model == judge_model,
                     DatasetQualityScore.prompt_sha256 == prompt_sha256,
                 )
@@ -297,13 +359,21 @@ def save_scores(engine: Engine, rows: Sequence[Mapping[str, Any]]) -> int:
 
 
 def load_scores(
-    engine: Engine, *, dataset_version_id: int, variant: str, sample_seed: int, judge_model: str, prompt_sha256: str,
+    engine: Engine,
+    *,
+    dataset_version_id: int,
+    variant: str,
+    sample_seed: int,
+    judge_model: str,
+    prompt_sha256: str,
     path_ids: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Stored ratings of one scoring, optionally only for the paths of one sample, in path order."""
     cond = and_(
-        DatasetQualityScore.dataset_version_id == dataset_version_id, DatasetQualityScore.variant == variant,
-        DatasetQualityScore.sample_seed == sample_seed, DatasetQualityScore.judge_model == judge_model,
+        DatasetQualityScore.dataset_version_id == dataset_version_id,
+        DatasetQualityScore.variant == variant,
+        DatasetQualityScore.sample_seed == sample_seed,
+        DatasetQualityScore.judge_model == judge_model,
         DatasetQualityScore.prompt_sha256 == prompt_sha256,
     )
     stmt = select(DatasetQualityScore).where(cond).order_by(DatasetQualityScore.path_id)

@@ -48,8 +48,24 @@ from reasonmed.db.models import (
 
 # The columns one exported row is built from, in this order (see ``reasonmed.export.assemble.SourceRow``).
 ROW_COLUMNS = (
-    "question_id", "source", "source_id", "question", "context", "options", "answer", "is_benchmark_test",
-    "rank", "path_id", "verdict_id", "summary_id", "run_id", "model", "temperature", "origin", "cot", "summary",
+    "question_id",
+    "source",
+    "source_id",
+    "question",
+    "context",
+    "options",
+    "answer",
+    "is_benchmark_test",
+    "rank",
+    "path_id",
+    "verdict_id",
+    "summary_id",
+    "run_id",
+    "model",
+    "temperature",
+    "origin",
+    "cot",
+    "summary",
 )
 
 
@@ -67,16 +83,31 @@ def accepted_rows_query(include_simulated: bool = False) -> Select[*tuple[Any, .
     # One summary per path, chosen deterministically (the first written) when several summarisers ran.
     first_summary = (
         select(Summary.path_id, func.min(Summary.id).label("summary_id"))
-        .where(Summary.superseded_at.is_(None)).group_by(Summary.path_id).subquery()
+        .where(Summary.superseded_at.is_(None))
+        .group_by(Summary.path_id)
+        .subquery()
     )
     return (
         select(
-            Question.id, Question.source, Question.source_id, Question.question, Question.context,
+            Question.id,
+            Question.source,
+            Question.source_id,
+            Question.question,
+            Question.context,
             # As text: the writer parses each question's options once, not the driver once per row.
-            cast(Question.options, Text), Question.answer, Question.is_benchmark_test, AcceptedPath.rank,
-            ReasoningPath.id, AcceptedPath.verdict_id, Summary.id,
-            func.coalesce(AcceptedPath.run_id, ReasoningPath.run_id), ReasoningPath.model,
-            ReasoningPath.temperature, ReasoningPath.origin, ReasoningPath.clean_text, Summary.text,
+            cast(Question.options, Text),
+            Question.answer,
+            Question.is_benchmark_test,
+            AcceptedPath.rank,
+            ReasoningPath.id,
+            AcceptedPath.verdict_id,
+            Summary.id,
+            func.coalesce(AcceptedPath.run_id, ReasoningPath.run_id),
+            ReasoningPath.model,
+            ReasoningPath.temperature,
+            ReasoningPath.origin,
+            ReasoningPath.clean_text,
+            Summary.text,
         )
         .select_from(AcceptedPath)
         .join(QuestionOutcome, QuestionOutcome.question_id == AcceptedPath.question_id)
@@ -84,8 +115,12 @@ def accepted_rows_query(include_simulated: bool = False) -> Select[*tuple[Any, .
         .join(ReasoningPath, ReasoningPath.id == AcceptedPath.path_id)
         .join(first_summary, first_summary.c.path_id == AcceptedPath.path_id)
         .join(Summary, Summary.id == first_summary.c.summary_id)
-        .where(eligible_filter(), AcceptedPath.dropped_reason.is_(None), AcceptedPath.superseded_at.is_(None),
-               _kind_filter(include_simulated))
+        .where(
+            eligible_filter(),
+            AcceptedPath.dropped_reason.is_(None),
+            AcceptedPath.superseded_at.is_(None),
+            _kind_filter(include_simulated),
+        )
         .order_by(Question.id, AcceptedPath.rank, AcceptedPath.path_id)
     )
 
@@ -107,7 +142,10 @@ def count_simulated_rows(engine: Engine) -> tuple[int, int]:
 
 
 def stream_accepted_rows(
-    engine: Engine, *, batch_rows: int = 5_000, include_simulated: bool = False,
+    engine: Engine,
+    *,
+    batch_rows: int = 5_000,
+    include_simulated: bool = False,
 ) -> Iterator[Sequence[tuple[Any, ...]]]:
     """Batches of accepted rows (``ROW_COLUMNS``), read through a server-side cursor in one snapshot."""
     with engine.connect() as conn:
@@ -115,7 +153,9 @@ def stream_accepted_rows(
             # One consistent snapshot for the whole read, even while the pipeline keeps writing.
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
-            result = conn.execution_options(yield_per=batch_rows).execute(accepted_rows_query(include_simulated))
+            result = conn.execution_options(yield_per=batch_rows).execute(
+                accepted_rows_query(include_simulated)
+            )
             yield from result.partitions(batch_rows)
 
 
@@ -139,10 +179,38 @@ def card_provenance(engine: Engine, path_ids: Sequence[int], run_ids: Iterable[i
     produced them (with row counts), and the prompt profile of the runs that built them."""
     roles: dict[tuple[str, str, str], int] = {}
     probes = [
-        ("path", ReasoningPath.role, ReasoningPath.model, ReasoningPath.prompt_sha256, ReasoningPath.id, None),
-        ("verifier", None, Verdict.verifier_model, Verdict.prompt_sha256, Verdict.path_id, Verdict.superseded_at),
-        ("ranker", None, PathScore.ranker_model, PathScore.prompt_sha256, PathScore.path_id, PathScore.superseded_at),
-        ("summarizer", None, Summary.summarizer_model, Summary.prompt_sha256, Summary.path_id, Summary.superseded_at),
+        (
+            "path",
+            ReasoningPath.role,
+            ReasoningPath.model,
+            ReasoningPath.prompt_sha256,
+            ReasoningPath.id,
+            None,
+        ),
+        (
+            "verifier",
+            None,
+            Verdict.verifier_model,
+            Verdict.prompt_sha256,
+            Verdict.path_id,
+            Verdict.superseded_at,
+        ),
+        (
+            "ranker",
+            None,
+            PathScore.ranker_model,
+            PathScore.prompt_sha256,
+            PathScore.path_id,
+            PathScore.superseded_at,
+        ),
+        (
+            "summarizer",
+            None,
+            Summary.summarizer_model,
+            Summary.prompt_sha256,
+            Summary.path_id,
+            Summary.superseded_at,
+        ),
     ]
     ids = sorted(set(path_ids))
     # Postgres takes every id as one array parameter (= ANY): an IN list of thousands of bound parameters
@@ -151,7 +219,7 @@ def card_provenance(engine: Engine, path_ids: Sequence[int], run_ids: Iterable[i
     step = max(len(ids), 1) if array else 5000
     with engine.connect() as conn:
         for i in range(0, len(ids), step):
-            chunk = ids[i:i + step]
+            chunk = ids[i : i + step]
             for label, role_col, model_col, sha_col, path_col, superseded in probes:
                 cols = [role_col if role_col is not None else literal(label), model_col, sha_col]
                 match = path_col == any_(literal(chunk, ARRAY(BigInteger))) if array else path_col.in_(chunk)
@@ -162,18 +230,33 @@ def card_provenance(engine: Engine, path_ids: Sequence[int], run_ids: Iterable[i
                     key = (row[0], row[1], row[2])
                     roles[key] = roles.get(key, 0) + int(row[3])
         shas = sorted({k[2] for k in roles})
-        known = PromptTemplateRow.sha256 == any_(literal(shas, ARRAY(Text))) if array else PromptTemplateRow.sha256.in_(shas)
-        names = dict(conn.execute(select(PromptTemplateRow.sha256, PromptTemplateRow.variant).where(known)).all()) if shas else {}
+        known = (
+            PromptTemplateRow.sha256 == any_(literal(shas, ARRAY(Text)))
+            if array
+            else PromptTemplateRow.sha256.in_(shas)
+        )
+        names = (
+            dict(conn.execute(select(PromptTemplateRow.sha256, PromptTemplateRow.variant).where(known)).all())
+            if shas
+            else {}
+        )
         profiles: dict[str, int] = {}
         run_list = sorted(set(run_ids))
         if run_list:
-            for (snapshot,) in conn.execute(select(PipelineRun.config_snapshot).where(PipelineRun.id.in_(run_list))):
-                profile = (snapshot or {}).get("prompts", "reasonmed") if isinstance(snapshot, dict) else "reasonmed"
+            for (snapshot,) in conn.execute(
+                select(PipelineRun.config_snapshot).where(PipelineRun.id.in_(run_list))
+            ):
+                profile = (
+                    (snapshot or {}).get("prompts", "reasonmed")
+                    if isinstance(snapshot, dict)
+                    else "reasonmed"
+                )
                 profiles[profile] = profiles.get(profile, 0) + 1
     by_role: dict[str, list[dict[str, Any]]] = {}
     for (role, model, sha), n in sorted(roles.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1])):
         by_role.setdefault(role, []).append(
-            {"model": model, "prompt_sha256": sha, "prompt_variant": names.get(sha, "unknown"), "rows": n})
+            {"model": model, "prompt_sha256": sha, "prompt_variant": names.get(sha, "unknown"), "rows": n}
+        )
     return {"roles": by_role, "prompt_profiles": profiles}
 
 
@@ -182,13 +265,25 @@ def next_version(session: Session) -> int:
 
 
 def create_version(
-    session: Session, *, version: int, run_id: int | None, location: str, config_hash: str | None,
-    manifest: dict[str, Any], n_samples: int, created_at: datetime,
+    session: Session,
+    *,
+    version: int,
+    run_id: int | None,
+    location: str,
+    config_hash: str | None,
+    manifest: dict[str, Any],
+    n_samples: int,
+    created_at: datetime,
 ) -> int:
     """The dataset_versions row; its unique version number makes a concurrent export fail here."""
     row = DatasetVersion(
-        version=version, run_id=run_id, location=location, config_hash=config_hash, manifest=manifest,
-        n_samples=n_samples, created_at=created_at,
+        version=version,
+        run_id=run_id,
+        location=location,
+        config_hash=config_hash,
+        manifest=manifest,
+        n_samples=n_samples,
+        created_at=created_at,
     )
     session.add(row)
     session.flush()
@@ -196,17 +291,25 @@ def create_version(
 
 
 def update_version(
-    session: Session, version_id: int, *, location: str, manifest: dict[str, Any], n_samples: int,
+    session: Session,
+    version_id: int,
+    *,
+    location: str,
+    manifest: dict[str, Any],
+    n_samples: int,
     config_hash: str | None,
 ) -> None:
     session.execute(
-        update(DatasetVersion).where(DatasetVersion.id == version_id)
+        update(DatasetVersion)
+        .where(DatasetVersion.id == version_id)
         .values(location=location, manifest=manifest, n_samples=n_samples, config_hash=config_hash)
     )
 
 
 @contextmanager
-def copy_samples(session: Session, version_id: int) -> Iterator[Callable[[Iterable[tuple[int, int, int, int]]], None]]:
+def copy_samples(
+    session: Session, version_id: int
+) -> Iterator[Callable[[Iterable[tuple[int, int, int, int]]], None]]:
     """Postgres: stream (question_id, path_id, verdict_id, summary_id) rows into dataset_samples by COPY.
 
     Runs on the session's own connection, so the rows belong to its transaction; the server checks the
@@ -214,9 +317,12 @@ def copy_samples(session: Session, version_id: int) -> Iterator[Callable[[Iterab
     """
     raw = session.connection().connection.driver_connection
     assert isinstance(raw, psycopg.Connection)  # Postgres is always reached through psycopg 3 (db.engine)
-    with raw.cursor() as cur, cur.copy(
-        "COPY dataset_samples (dataset_version_id, question_id, path_id, verdict_id, summary_id) FROM STDIN"
-    ) as copy:
+    with (
+        raw.cursor() as cur,
+        cur.copy(
+            "COPY dataset_samples (dataset_version_id, question_id, path_id, verdict_id, summary_id) FROM STDIN"
+        ) as copy,
+    ):
 
         def write(rows: Iterable[tuple[int, int, int, int]]) -> None:
             for q, p, v, s in rows:
@@ -225,16 +331,27 @@ def copy_samples(session: Session, version_id: int) -> Iterator[Callable[[Iterab
         yield write
 
 
-def insert_samples(session: Session, version_id: int, samples: Iterable[Sequence[tuple[int, int, int, int]]]) -> int:
+def insert_samples(
+    session: Session, version_id: int, samples: Iterable[Sequence[tuple[int, int, int, int]]]
+) -> int:
     """Bulk-insert (question_id, path_id, verdict_id, summary_id) batches; returns the row count."""
     n = 0
     stmt = insert(DatasetSample)
     for batch in samples:
         if batch:
-            session.execute(stmt, [
-                {"dataset_version_id": version_id, "question_id": q, "path_id": p, "verdict_id": v, "summary_id": s}
-                for q, p, v, s in batch
-            ])
+            session.execute(
+                stmt,
+                [
+                    {
+                        "dataset_version_id": version_id,
+                        "question_id": q,
+                        "path_id": p,
+                        "verdict_id": v,
+                        "summary_id": s,
+                    }
+                    for q, p, v, s in batch
+                ],
+            )
             n += len(batch)
     return n
 
@@ -243,7 +360,9 @@ def sample_path_ids(engine: Engine, version: int) -> list[int]:
     with engine.connect() as conn:
         return list(
             conn.execute(
-                select(DatasetSample.path_id).join(DatasetVersion, DatasetVersion.id == DatasetSample.dataset_version_id)
-                .where(DatasetVersion.version == version).order_by(DatasetSample.path_id)
+                select(DatasetSample.path_id)
+                .join(DatasetVersion, DatasetVersion.id == DatasetSample.dataset_version_id)
+                .where(DatasetVersion.version == version)
+                .order_by(DatasetSample.path_id)
             ).scalars()
         )

@@ -20,12 +20,15 @@ class RecordedFailure:
     set_aside: bool
 
 
-def record_failure(engine: Engine, question_id: int, failure: StageFailure, *, run_id: int | None, budget: int) -> RecordedFailure:
+def record_failure(
+    engine: Engine, question_id: int, failure: StageFailure, *, run_id: int | None, budget: int
+) -> RecordedFailure:
     """Count one failed attempt (if it counts) and set the question aside when the rule says so."""
     t = now()
     with transaction(engine) as s:
         row = s.execute(
-            select(QuestionFailure).where(QuestionFailure.question_id == question_id, QuestionFailure.stage == failure.stage)
+            select(QuestionFailure)
+            .where(QuestionFailure.question_id == question_id, QuestionFailure.stage == failure.stage)
             .with_for_update()
         ).scalar_one_or_none()
         if row is None:
@@ -53,7 +56,10 @@ def run_failures(engine: Engine, run_id: int) -> RunFailures:
     with engine.connect() as c:
         rows = dict(
             c.execute(
-                select(QuestionFailure.set_aside_at.is_not(None), func.count(func.distinct(QuestionFailure.question_id)))
+                select(
+                    QuestionFailure.set_aside_at.is_not(None),
+                    func.count(func.distinct(QuestionFailure.question_id)),
+                )
                 .where(QuestionFailure.last_run_id == run_id)
                 .group_by(QuestionFailure.set_aside_at.is_not(None))
             ).all()
@@ -65,9 +71,15 @@ def list_set_aside(engine: Engine, *, run_id: int | None = None, limit: int = 10
     """Set-aside questions with their stage, count and last error (newest first)."""
     stmt = (
         select(
-            QuestionFailure.question_id, Question.source, Question.source_id, QuestionFailure.stage,
-            QuestionFailure.failures, QuestionFailure.permanent, QuestionFailure.last_error_kind,
-            QuestionFailure.last_error, QuestionFailure.set_aside_at,
+            QuestionFailure.question_id,
+            Question.source,
+            Question.source_id,
+            QuestionFailure.stage,
+            QuestionFailure.failures,
+            QuestionFailure.permanent,
+            QuestionFailure.last_error_kind,
+            QuestionFailure.last_error,
+            QuestionFailure.set_aside_at,
         )
         .join(Question, Question.id == QuestionFailure.question_id)
         .where(QuestionFailure.set_aside_at.is_not(None))
@@ -81,7 +93,10 @@ def list_set_aside(engine: Engine, *, run_id: int | None = None, limit: int = 10
 
 
 def put_back(
-    engine: Engine, *, question_ids: Sequence[int] | None = None, stage: str | None = None,
+    engine: Engine,
+    *,
+    question_ids: Sequence[int] | None = None,
+    stage: str | None = None,
 ) -> list[int]:
     """Make set-aside questions claimable again with a fresh attempt budget; returns their ids.
 
@@ -96,14 +111,18 @@ def put_back(
     t = now()
     with transaction(engine) as s:
         rows = s.execute(
-            update(QuestionFailure).where(*conds).values(set_aside_at=None, failures=0, retried_at=t, last_run_id=None)
+            update(QuestionFailure)
+            .where(*conds)
+            .values(set_aside_at=None, failures=0, retried_at=t, last_run_id=None)
             .returning(QuestionFailure.question_id, QuestionFailure.stage),
             execution_options={"synchronize_session": False},
         ).all()
         summarize_ids = sorted({q for q, st in rows if st == "summarize"})
         if summarize_ids:
             s.execute(
-                update(AcceptedPath).where(AcceptedPath.question_id.in_(summarize_ids)).values(dropped_reason=None),
+                update(AcceptedPath)
+                .where(AcceptedPath.question_id.in_(summarize_ids))
+                .values(dropped_reason=None),
                 execution_options={"synchronize_session": False},
             )
     return sorted({q for q, _ in rows})
@@ -112,5 +131,7 @@ def put_back(
 def count_set_aside(engine: Engine) -> int:
     with engine.connect() as c:
         return c.execute(
-            select(func.count(func.distinct(QuestionFailure.question_id))).where(QuestionFailure.set_aside_at.is_not(None))
+            select(func.count(func.distinct(QuestionFailure.question_id))).where(
+                QuestionFailure.set_aside_at.is_not(None)
+            )
         ).scalar_one()

@@ -93,7 +93,9 @@ class Question(Base):
     is_benchmark_test: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     question: Mapped[str] = mapped_column(Text)
     context: Mapped[str | None] = mapped_column(Text)
-    options: Mapped[list[Any]] = mapped_column(Json)  # [[label, text], ...]: a list, since JSONB reorders object keys
+    options: Mapped[list[Any]] = mapped_column(
+        Json
+    )  # [[label, text], ...]: a list, since JSONB reorders object keys
     answer: Mapped[str] = mapped_column(String(32))
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", Json, default=dict)
     ingest_file_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_files.id", ondelete="SET NULL"))
@@ -107,9 +109,16 @@ class Question(Base):
 
     __table_args__ = (
         Index("ix_questions_source_source_id", "source", "source_id"),
-        Index("ix_questions_pending", "id",
-              postgresql_where=text("is_benchmark_test IS false AND (finished_by IS NULL OR finished_by = 'simulated')"),
-              sqlite_where=text("is_benchmark_test IS 0 AND (finished_by IS NULL OR finished_by = 'simulated')")),
+        Index(
+            "ix_questions_pending",
+            "id",
+            postgresql_where=text(
+                "is_benchmark_test IS false AND (finished_by IS NULL OR finished_by = 'simulated')"
+            ),
+            sqlite_where=text(
+                "is_benchmark_test IS 0 AND (finished_by IS NULL OR finished_by = 'simulated')"
+            ),
+        ),
     )
 
 
@@ -179,9 +188,15 @@ class LLMCall(Base):
     __tablename__ = "llm_calls"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     call_key: Mapped[str] = mapped_column(String(300), unique=True)
-    question_id: Mapped[int | None] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"), index=True)
-    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"), index=True)
-    role: Mapped[str] = mapped_column(String(32))  # generator | verifier | ranker | refiner | regenerator | summarizer | ...
+    question_id: Mapped[int | None] = mapped_column(
+        ForeignKey("questions.id", ondelete="CASCADE"), index=True
+    )
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pipeline_runs.id", ondelete="SET NULL"), index=True
+    )
+    role: Mapped[str] = mapped_column(
+        String(32)
+    )  # generator | verifier | ranker | refiner | regenerator | summarizer | ...
     endpoint: Mapped[str] = mapped_column(String(100))
     model: Mapped[str] = mapped_column(String(200))
     temperature: Mapped[float] = mapped_column(Float)
@@ -212,7 +227,9 @@ class ReasoningPath(Base):
     __tablename__ = "reasoning_paths"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"))
-    path_key: Mapped[str] = mapped_column(String(200))  # gen/<endpoint>/<temp>/<i> | ref/<parent path_key> | regen/<i>
+    path_key: Mapped[str] = mapped_column(
+        String(200)
+    )  # gen/<endpoint>/<temp>/<i> | ref/<parent path_key> | regen/<i>
     origin: Mapped[str] = mapped_column(String(16))  # generated | refined | regenerated
     role: Mapped[str] = mapped_column(String(32))
     parent_path_id: Mapped[int | None] = mapped_column(ForeignKey("reasoning_paths.id", ondelete="SET NULL"))
@@ -237,9 +254,14 @@ class ReasoningPath(Base):
         UniqueConstraint("question_id", "path_key"),
         Index("ix_reasoning_paths_question_origin", "question_id", "origin"),
         # audit_refinement_success (migration 0011): only the refined and regenerated paths.
-        Index("ix_reasoning_paths_rewritten", "role", "model", "id",
-              postgresql_where=text("origin IN ('refined', 'regenerated')"),
-              sqlite_where=text("origin IN ('refined', 'regenerated')")),
+        Index(
+            "ix_reasoning_paths_rewritten",
+            "role",
+            "model",
+            "id",
+            postgresql_where=text("origin IN ('refined', 'regenerated')"),
+            sqlite_where=text("origin IN ('refined', 'regenerated')"),
+        ),
         CheckConstraint("origin IN ('generated', 'refined', 'regenerated')", name="origin"),
     )
 
@@ -267,8 +289,13 @@ class Verdict(Base):
         Index("ix_verdicts_outcome", "outcome"),
         Index("ix_verdicts_verifier_model_outcome", "verifier_model", "outcome"),
         # A path's current verdict from the index alone (migration 0011).
-        Index("ix_verdicts_current_path", "path_id", postgresql_include=["outcome", "verifier_model"],
-              postgresql_where=text("superseded_at IS NULL"), sqlite_where=text("superseded_at IS NULL")),
+        Index(
+            "ix_verdicts_current_path",
+            "path_id",
+            postgresql_include=["outcome", "verifier_model"],
+            postgresql_where=text("superseded_at IS NULL"),
+            sqlite_where=text("superseded_at IS NULL"),
+        ),
         CheckConstraint("outcome IN ('correct', 'error', 'unparseable')", name="outcome"),
     )
 
@@ -334,7 +361,9 @@ class QuestionOutcome(Base):
     __tablename__ = "question_outcomes"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"), unique=True)
-    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"), index=True)
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pipeline_runs.id", ondelete="SET NULL"), index=True
+    )
     tier: Mapped[str | None] = mapped_column(String(16))  # easy | medium | difficult
     n_paths: Mapped[int] = mapped_column(Integer, default=0)
     n_correct: Mapped[int] = mapped_column(Integer, default=0)
@@ -366,7 +395,9 @@ class QuestionFailure(Base):
     permanent: Mapped[bool] = mapped_column(Boolean)
     last_error_kind: Mapped[str] = mapped_column(String(32))
     last_error: Mapped[str] = mapped_column(Text)
-    last_run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"), index=True)
+    last_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pipeline_runs.id", ondelete="SET NULL"), index=True
+    )
     first_failed_at: Mapped[datetime] = mapped_column(Timestamp)
     last_failed_at: Mapped[datetime] = mapped_column(Timestamp)
     set_aside_at: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
@@ -438,7 +469,9 @@ class EvalPrediction(Base):
 
     __tablename__ = "eval_predictions"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"), index=True)
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pipeline_runs.id", ondelete="SET NULL"), index=True
+    )
     endpoint: Mapped[str] = mapped_column(String(100))
     model: Mapped[str] = mapped_column(String(200))
     benchmark: Mapped[str] = mapped_column(String(32))  # medqa | medmcqa | pubmedqa | mmlu-med
@@ -478,7 +511,9 @@ class DatasetQualityScore(Base):
 
     __tablename__ = "dataset_quality_scores"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    run_id: Mapped[int | None] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="SET NULL"), index=True)
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pipeline_runs.id", ondelete="SET NULL"), index=True
+    )
     dataset_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id", ondelete="CASCADE"))
     dataset_version: Mapped[int] = mapped_column(Integer)
     variant: Mapped[str] = mapped_column(String(16))  # reasonmed | cotmed | responsemed
@@ -489,7 +524,9 @@ class DatasetQualityScore(Base):
     judge_endpoint: Mapped[str] = mapped_column(String(100))
     judge_model: Mapped[str] = mapped_column(String(200))
     prompt_sha256: Mapped[str] = mapped_column(String(64))
-    judge_mode: Mapped[str] = mapped_column(String(16), default="rubric", server_default="rubric")  # rubric | paper
+    judge_mode: Mapped[str] = mapped_column(
+        String(16), default="rubric", server_default="rubric"
+    )  # rubric | paper
     clinical_accuracy: Mapped[float | None] = mapped_column(Float)
     logical_reasoning: Mapped[float | None] = mapped_column(Float)
     factual_correctness: Mapped[float | None] = mapped_column(Float)
@@ -506,7 +543,12 @@ class DatasetQualityScore(Base):
 
     __table_args__ = (
         UniqueConstraint(
-            "dataset_version_id", "variant", "sample_seed", "judge_model", "prompt_sha256", "path_id",
+            "dataset_version_id",
+            "variant",
+            "sample_seed",
+            "judge_model",
+            "prompt_sha256",
+            "path_id",
             name="uq_dataset_quality_scores_sample_key",
         ),
         Index("ix_dataset_quality_scores_version_variant", "dataset_version", "variant"),

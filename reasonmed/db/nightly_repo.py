@@ -37,7 +37,12 @@ class Holder:
 
 
 def acquire_run_lock(
-    engine: Engine, *, kind: str, ttl_s: float, parameters: dict[str, Any], prefect_flow_run_id: str | None,
+    engine: Engine,
+    *,
+    kind: str,
+    ttl_s: float,
+    parameters: dict[str, Any],
+    prefect_flow_run_id: str | None,
 ) -> tuple[int | None, Holder | None]:
     """Start a ``kind`` run if no live one exists: ``(run_id, None)``, else ``(None, the holder)``.
 
@@ -52,20 +57,37 @@ def acquire_run_lock(
         # First statement is a write: on SQLite it takes the write lock before anything is read.
         s.execute(
             update(PipelineRun)
-            .where(PipelineRun.kind == kind, PipelineRun.status == "running", PipelineRun.heartbeat_at < cutoff)
-            .values(status="failed", finished_at=t, error=f"abandoned: no heartbeat for {ttl_s:g}s (the run died)"),
+            .where(
+                PipelineRun.kind == kind, PipelineRun.status == "running", PipelineRun.heartbeat_at < cutoff
+            )
+            .values(
+                status="failed", finished_at=t, error=f"abandoned: no heartbeat for {ttl_s:g}s (the run died)"
+            ),
             execution_options={"synchronize_session": False},
         )
         live = s.execute(
-            select(PipelineRun.id, PipelineRun.host, PipelineRun.prefect_flow_run_id, PipelineRun.started_at,
-                   PipelineRun.heartbeat_at)
-            .where(PipelineRun.kind == kind, PipelineRun.status == "running").order_by(PipelineRun.id).limit(1)
+            select(
+                PipelineRun.id,
+                PipelineRun.host,
+                PipelineRun.prefect_flow_run_id,
+                PipelineRun.started_at,
+                PipelineRun.heartbeat_at,
+            )
+            .where(PipelineRun.kind == kind, PipelineRun.status == "running")
+            .order_by(PipelineRun.id)
+            .limit(1)
         ).first()
         if live is not None:
             return None, Holder(*live)
         run = PipelineRun(
-            kind=kind, status="running", parameters=parameters, stats={}, prefect_flow_run_id=prefect_flow_run_id,
-            host=socket.gethostname(), started_at=t, heartbeat_at=t,
+            kind=kind,
+            status="running",
+            parameters=parameters,
+            stats={},
+            prefect_flow_run_id=prefect_flow_run_id,
+            host=socket.gethostname(),
+            started_at=t,
+            heartbeat_at=t,
         )
         s.add(run)
         s.flush()
@@ -76,7 +98,8 @@ def renew_run_lock(engine: Engine, run_id: int) -> bool:
     """Push the heartbeat forward; False if the row is no longer ``running`` (another run took over)."""
     with transaction(engine) as s:
         res = s.execute(
-            update(PipelineRun).where(PipelineRun.id == run_id, PipelineRun.status == "running")
+            update(PipelineRun)
+            .where(PipelineRun.id == run_id, PipelineRun.status == "running")
             .values(heartbeat_at=now()),
             execution_options={"synchronize_session": False},
         )
@@ -99,15 +122,23 @@ def dataset_totals(engine: Engine) -> dict[str, int]:
             c.execute(select(QuestionOutcome.status, func.count()).group_by(QuestionOutcome.status)).all()
         )
         samples = c.execute(
-            select(func.count()).select_from(AcceptedPath)
+            select(func.count())
+            .select_from(AcceptedPath)
             .join(QuestionOutcome, QuestionOutcome.question_id == AcceptedPath.question_id)
-            .where(QuestionOutcome.status == "accepted", AcceptedPath.dropped_reason.is_(None),
-                   AcceptedPath.superseded_at.is_(None))
+            .where(
+                QuestionOutcome.status == "accepted",
+                AcceptedPath.dropped_reason.is_(None),
+                AcceptedPath.superseded_at.is_(None),
+            )
         ).scalar_one()
     return {
-        "questions": questions, "benchmark_test_held_out": held_out, "accepted": by_status.get("accepted", 0),
-        "rejected": by_status.get("rejected", 0), "in_progress": by_status.get("resolved", 0),
-        "pending": count_pending(engine), "samples": samples,
+        "questions": questions,
+        "benchmark_test_held_out": held_out,
+        "accepted": by_status.get("accepted", 0),
+        "rejected": by_status.get("rejected", 0),
+        "in_progress": by_status.get("resolved", 0),
+        "pending": count_pending(engine),
+        "samples": samples,
     }
 
 
@@ -122,8 +153,14 @@ def finished_since(engine: Engine, since: datetime) -> dict[str, list[dict[str, 
         tiers = [
             {"tier": tier or "-", "status": status, "questions": n, "samples": int(paths or 0)}
             for tier, status, n, paths in c.execute(
-                select(QuestionOutcome.tier, QuestionOutcome.status, func.count(), func.sum(QuestionOutcome.n_accepted))
-                .where(recent).group_by(QuestionOutcome.tier, QuestionOutcome.status)
+                select(
+                    QuestionOutcome.tier,
+                    QuestionOutcome.status,
+                    func.count(),
+                    func.sum(QuestionOutcome.n_accepted),
+                )
+                .where(recent)
+                .group_by(QuestionOutcome.tier, QuestionOutcome.status)
                 .order_by(QuestionOutcome.tier, QuestionOutcome.status)
             )
         ]

@@ -62,38 +62,73 @@ def now() -> datetime:
 
 
 def create_run(
-    engine: Engine, *, kind: str, config_hash: str | None, config_snapshot: dict[str, Any] | None,
-    parameters: dict[str, Any], prefect_flow_run_id: str | None,
+    engine: Engine,
+    *,
+    kind: str,
+    config_hash: str | None,
+    config_snapshot: dict[str, Any] | None,
+    parameters: dict[str, Any],
+    prefect_flow_run_id: str | None,
 ) -> int:
     # Credentials never reach the table (the audit role reads it): masked here, the one way in.
     with transaction(engine) as s:
         run = PipelineRun(
-            kind=kind, status="running", config_hash=config_hash, config_snapshot=mask_secrets(config_snapshot),
-            parameters=mask_secrets(parameters), stats={}, prefect_flow_run_id=prefect_flow_run_id,
-            host=socket.gethostname(), started_at=now(), heartbeat_at=now(),
+            kind=kind,
+            status="running",
+            config_hash=config_hash,
+            config_snapshot=mask_secrets(config_snapshot),
+            parameters=mask_secrets(parameters),
+            stats={},
+            prefect_flow_run_id=prefect_flow_run_id,
+            host=socket.gethostname(),
+            started_at=now(),
+            heartbeat_at=now(),
         )
         s.add(run)
         s.flush()
-        s.add_all(EndpointPrice(run_id=run.id, endpoint=name, model=ep.get("model", ""),
-                                price_input_per_mtok=ep.get("price_input_per_mtok"),
-                                price_output_per_mtok=ep.get("price_output_per_mtok"))
-                  for name, ep in (config_snapshot or {}).get("endpoints", {}).items())
+        s.add_all(
+            EndpointPrice(
+                run_id=run.id,
+                endpoint=name,
+                model=ep.get("model", ""),
+                price_input_per_mtok=ep.get("price_input_per_mtok"),
+                price_output_per_mtok=ep.get("price_output_per_mtok"),
+            )
+            for name, ep in (config_snapshot or {}).get("endpoints", {}).items()
+        )
         return run.id
 
 
-def finish_run(engine: Engine, run_id: int, *, status: str, stats: dict[str, Any], error: str | None = None) -> None:
+def finish_run(
+    engine: Engine, run_id: int, *, status: str, stats: dict[str, Any], error: str | None = None
+) -> None:
     with transaction(engine) as s:
         s.execute(
-            update(PipelineRun).where(PipelineRun.id == run_id)
-            .values(status=status, stats=mask_secrets(stats), error=mask_text(error) if error else error,
-                    finished_at=now(), heartbeat_at=now())
+            update(PipelineRun)
+            .where(PipelineRun.id == run_id)
+            .values(
+                status=status,
+                stats=mask_secrets(stats),
+                error=mask_text(error) if error else error,
+                finished_at=now(),
+                heartbeat_at=now(),
+            )
         )
 
 
 def ensure_prompt_templates(engine: Engine, templates: Iterable[PromptTemplate]) -> None:
     """Each template text once (by sha256), re-ask variants included, so every recorded sha resolves to its text."""
-    rows = [{"name": t.name, "version": t.version, "sha256": t.sha256, "text": t.text, "variant": t.variant,
-             "created_at": now()} for t in templates]
+    rows = [
+        {
+            "name": t.name,
+            "version": t.version,
+            "sha256": t.sha256,
+            "text": t.text,
+            "variant": t.variant,
+            "created_at": now(),
+        }
+        for t in templates
+    ]
     with transaction(engine) as s:
         insert_ignore(s, PromptTemplateRow.__table__, rows, ["sha256"])
 
@@ -108,38 +143,75 @@ def _stale_conditions(keys: StageKeys, stages: Sequence[str]) -> list[Any]:
     conds: list[ColumnElement[bool]] = []
     if "verify" in stages:
         v = keys.verifier
-        conds.append(select(ReasoningPath.id).where(
-            ReasoningPath.question_id == Question.id, ReasoningPath.origin == "generated",
-            ~select(Verdict.id).where(Verdict.path_id == ReasoningPath.id, Verdict.verifier_model == v.model,
-                                      Verdict.prompt_sha256 == v.prompt_sha256).exists(),
-        ).exists())
+        conds.append(
+            select(ReasoningPath.id)
+            .where(
+                ReasoningPath.question_id == Question.id,
+                ReasoningPath.origin == "generated",
+                ~select(Verdict.id)
+                .where(
+                    Verdict.path_id == ReasoningPath.id,
+                    Verdict.verifier_model == v.model,
+                    Verdict.prompt_sha256 == v.prompt_sha256,
+                )
+                .exists(),
+            )
+            .exists()
+        )
     if "rank" in stages:
         r = keys.ranker
         scored = PathScore.__table__.alias("scored")
-        conds.append(select(scored.c.id).where(
-            scored.c.question_id == Question.id,
-            ~select(PathScore.id).where(PathScore.path_id == scored.c.path_id, PathScore.ranker_model == r.model,
-                                        PathScore.prompt_sha256 == r.prompt_sha256).exists(),
-        ).exists())
+        conds.append(
+            select(scored.c.id)
+            .where(
+                scored.c.question_id == Question.id,
+                ~select(PathScore.id)
+                .where(
+                    PathScore.path_id == scored.c.path_id,
+                    PathScore.ranker_model == r.model,
+                    PathScore.prompt_sha256 == r.prompt_sha256,
+                )
+                .exists(),
+            )
+            .exists()
+        )
     for stage, origin in (("refine", "refined"), ("regenerate", "regenerated")):
         if stage in stages:
             w = keys.writes(origin)
             written = ReasoningPath.__table__.alias(f"written_{origin}")
-            conds.append(and_(
-                select(written.c.id).where(written.c.question_id == Question.id, written.c.origin == origin).exists(),
-                ~select(ReasoningPath.id).where(
-                    ReasoningPath.question_id == Question.id, ReasoningPath.origin == origin,
-                    ReasoningPath.model == w.model, ReasoningPath.prompt_sha256.in_(list(w.prompt_shas) or [""]),
-                ).exists(),
-            ))
+            conds.append(
+                and_(
+                    select(written.c.id)
+                    .where(written.c.question_id == Question.id, written.c.origin == origin)
+                    .exists(),
+                    ~select(ReasoningPath.id)
+                    .where(
+                        ReasoningPath.question_id == Question.id,
+                        ReasoningPath.origin == origin,
+                        ReasoningPath.model == w.model,
+                        ReasoningPath.prompt_sha256.in_(list(w.prompt_shas) or [""]),
+                    )
+                    .exists(),
+                )
+            )
     if "summarize" in stages:
         sm = keys.summarizer
-        conds.append(select(AcceptedPath.id).where(
-            AcceptedPath.question_id == Question.id, AcceptedPath.superseded_at.is_(None),
-            AcceptedPath.dropped_reason.is_(None),
-            ~select(Summary.id).where(Summary.path_id == AcceptedPath.path_id, Summary.summarizer_model == sm.model,
-                                      Summary.prompt_sha256 == sm.prompt_sha256).exists(),
-        ).exists())
+        conds.append(
+            select(AcceptedPath.id)
+            .where(
+                AcceptedPath.question_id == Question.id,
+                AcceptedPath.superseded_at.is_(None),
+                AcceptedPath.dropped_reason.is_(None),
+                ~select(Summary.id)
+                .where(
+                    Summary.path_id == AcceptedPath.path_id,
+                    Summary.summarizer_model == sm.model,
+                    Summary.prompt_sha256 == sm.prompt_sha256,
+                )
+                .exists(),
+            )
+            .exists()
+        )
     return conds
 
 
@@ -162,7 +234,11 @@ class QuestionFilter:
 
 
 def reopen_stale(
-    engine: Engine, keys: StageKeys, *, stages: Sequence[str] = STALE_STAGES, where: QuestionFilter | None = None,
+    engine: Engine,
+    keys: StageKeys,
+    *,
+    stages: Sequence[str] = STALE_STAGES,
+    where: QuestionFilter | None = None,
     sources: Sequence[str] | None = None,
 ) -> Reopened:
     """Finished questions whose verdicts, scores or summaries are not those of the current models and
@@ -176,24 +252,35 @@ def reopen_stale(
         raise ValueError(f"unknown stage(s) {', '.join(sorted(unknown))} (known: {', '.join(STALE_STAGES)})")
     w = where or QuestionFilter()
     base = [QuestionOutcome.status.in_(FINISHED), Question.is_benchmark_test.is_(False)]
-    for column, values in ((Question.id, w.question_ids), (Question.source, w.sources or sources),
-                           (QuestionOutcome.tier, w.tiers), (QuestionOutcome.status, w.statuses),
-                           (QuestionOutcome.run_id, w.run_ids)):
+    for column, values in (
+        (Question.id, w.question_ids),
+        (Question.source, w.sources or sources),
+        (QuestionOutcome.tier, w.tiers),
+        (QuestionOutcome.status, w.statuses),
+        (QuestionOutcome.run_id, w.run_ids),
+    ):
         if values:
             base.append(column.in_(list(values)))
-    joined = select(Question.id).join(QuestionOutcome, QuestionOutcome.question_id == Question.id).where(*base)
+    joined = (
+        select(Question.id).join(QuestionOutcome, QuestionOutcome.question_id == Question.id).where(*base)
+    )
     counts: dict[str, int] = {}
     with transaction(engine) as s:
         conds = _stale_conditions(keys, stages)
         for stage, cond in zip(stages, conds, strict=True):
-            counts[stage] = s.execute(select(func.count()).select_from(joined.where(cond).subquery())).scalar_one()
+            counts[stage] = s.execute(
+                select(func.count()).select_from(joined.where(cond).subquery())
+            ).scalar_one()
         if not conds:
             return Reopened(counts, [])
-        prior: dict[int, str] = {q: st for q, st in s.execute(joined.add_columns(QuestionOutcome.status).where(or_(*conds)))}
+        prior: dict[int, str] = {
+            q: st for q, st in s.execute(joined.add_columns(QuestionOutcome.status).where(or_(*conds)))
+        }
         ids = sorted(prior)
         for chunk in range(0, len(ids), 5000):
             s.execute(
-                update(QuestionOutcome).where(QuestionOutcome.question_id.in_(ids[chunk:chunk + 5000]))
+                update(QuestionOutcome)
+                .where(QuestionOutcome.question_id.in_(ids[chunk : chunk + 5000]))
                 .values(status="resolved", updated_at=now()),
                 execution_options={"synchronize_session": False},
             )
@@ -212,18 +299,22 @@ def outcome_snapshot(engine: Engine, question_ids: Sequence[int]) -> dict[int, O
     out: dict[int, OutcomeSnapshot] = {}
     with engine.connect() as c:
         for i in range(0, len(question_ids), 5000):
-            chunk = list(question_ids[i:i + 5000])
+            chunk = list(question_ids[i : i + 5000])
             accepted: dict[int, list[int]] = {}
             for qid, pid in c.execute(
                 select(AcceptedPath.question_id, AcceptedPath.path_id)
-                .where(AcceptedPath.question_id.in_(chunk), AcceptedPath.superseded_at.is_(None),
-                       AcceptedPath.dropped_reason.is_(None))
+                .where(
+                    AcceptedPath.question_id.in_(chunk),
+                    AcceptedPath.superseded_at.is_(None),
+                    AcceptedPath.dropped_reason.is_(None),
+                )
                 .order_by(AcceptedPath.question_id, AcceptedPath.rank)
             ):
                 accepted.setdefault(qid, []).append(pid)
             for qid, tier, status in c.execute(
-                select(QuestionOutcome.question_id, QuestionOutcome.tier, QuestionOutcome.status)
-                .where(QuestionOutcome.question_id.in_(chunk))
+                select(QuestionOutcome.question_id, QuestionOutcome.tier, QuestionOutcome.status).where(
+                    QuestionOutcome.question_id.in_(chunk)
+                )
             ):
                 out[qid] = OutcomeSnapshot(tier, status, tuple(accepted.get(qid, ())))
     return out
@@ -232,7 +323,9 @@ def outcome_snapshot(engine: Engine, question_ids: Sequence[int]) -> dict[int, O
 # --------------------------------------------------------------------------- claiming work
 
 
-def _pending_filter(sources: Sequence[str] | None, run_id: int | None = None, *, real_models: bool = False) -> ColumnElement[bool]:
+def _pending_filter(
+    sources: Sequence[str] | None, run_id: int | None = None, *, real_models: bool = False
+) -> ColumnElement[bool]:
     """Training questions not finished and not set aside; with ``run_id``, also not failed in that run.
     With ``real_models``, a question finished only by simulated models is not finished (it is redone)."""
     # questions.finished_by mirrors the FINISHED outcomes (triggers, migration 0011). Written with the
@@ -243,7 +336,11 @@ def _pending_filter(sources: Sequence[str] | None, run_id: int | None = None, *,
     set_aside = select(QuestionFailure.question_id).where(QuestionFailure.set_aside_at.is_not(None))
     conds = [Question.is_benchmark_test.is_(False), unfinished, Question.id.not_in(set_aside)]
     if run_id is not None:
-        conds.append(Question.id.not_in(select(QuestionFailure.question_id).where(QuestionFailure.last_run_id == run_id)))
+        conds.append(
+            Question.id.not_in(
+                select(QuestionFailure.question_id).where(QuestionFailure.last_run_id == run_id)
+            )
+        )
     if sources:
         conds.append(Question.source.in_(list(sources)))
     return and_(*conds)
@@ -252,16 +349,23 @@ def _pending_filter(sources: Sequence[str] | None, run_id: int | None = None, *,
 def count_pending(engine: Engine, sources: Sequence[str] | None = None, *, real_models: bool = False) -> int:
     with engine.connect() as c:
         return c.execute(
-            select(func.count()).select_from(Question).where(_pending_filter(sources, real_models=real_models))
+            select(func.count())
+            .select_from(Question)
+            .where(_pending_filter(sources, real_models=real_models))
         ).scalar_one()
 
 
 def count_simulated_finished(engine: Engine, sources: Sequence[str] | None = None) -> int:
     """Training questions finished only by simulated models: what a run with real models will redo."""
     q = (
-        select(func.count()).select_from(QuestionOutcome).join(Question, Question.id == QuestionOutcome.question_id)
-        .where(QuestionOutcome.simulated.is_(True), QuestionOutcome.status.in_(FINISHED),
-               Question.is_benchmark_test.is_(False))
+        select(func.count())
+        .select_from(QuestionOutcome)
+        .join(Question, Question.id == QuestionOutcome.question_id)
+        .where(
+            QuestionOutcome.simulated.is_(True),
+            QuestionOutcome.status.in_(FINISHED),
+            Question.is_benchmark_test.is_(False),
+        )
     )
     if sources:
         q = q.where(Question.source.in_(list(sources)))
@@ -274,8 +378,15 @@ PRIORITIES: tuple[Priority, ...] = get_args(Priority)
 
 
 def claim_questions(
-    engine: Engine, *, worker: str, limit: int, lease_s: float, sources: Sequence[str] | None = None,
-    priority: str = "fifo", run_id: int | None = None, real_models: bool = False,
+    engine: Engine,
+    *,
+    worker: str,
+    limit: int,
+    lease_s: float,
+    sources: Sequence[str] | None = None,
+    priority: str = "fifo",
+    run_id: int | None = None,
+    real_models: bool = False,
 ) -> list[int]:
     """Take up to ``limit`` unfinished, unclaimed (or lease-expired) questions for ``worker``.
 
@@ -305,21 +416,29 @@ def claim_questions(
         if priority == "round-robin":
             ids += _claim(s, engine, _round_robin_pick(sources, free, limit, run_id, real_models), values)
         if len(ids) < limit:
-            conds = [_pending_filter(sources, run_id, real_models=real_models), free] + ([Question.id.not_in(ids)] if ids else [])
+            conds = [_pending_filter(sources, run_id, real_models=real_models), free] + (
+                [Question.id.not_in(ids)] if ids else []
+            )
             pick = select(Question.id).where(*conds).order_by(Question.id).limit(limit - len(ids))
             ids += _claim(s, engine, pick, values)
     return sorted(ids)
 
 
 def _round_robin_pick(
-    sources: Sequence[str] | None, free: ColumnElement[bool], limit: int, run_id: int | None, real_models: bool
+    sources: Sequence[str] | None,
+    free: ColumnElement[bool],
+    limit: int,
+    run_id: int | None,
+    real_models: bool,
 ) -> Select[int]:
     """Ids ordered by their rank within their source, then by source; ``free`` is checked again in the
     outer (locking) select, so Postgres re-tests it on the newest row version of a row it had to wait for."""
     rank = func.row_number().over(partition_by=Question.source, order_by=Question.id)
-    ranked = select(Question.id.label("id"), Question.source.label("source"), rank.label("rn")).where(
-        _pending_filter(sources, run_id, real_models=real_models), free
-    ).subquery()
+    ranked = (
+        select(Question.id.label("id"), Question.source.label("source"), rank.label("rn"))
+        .where(_pending_filter(sources, run_id, real_models=real_models), free)
+        .subquery()
+    )
     ordered = select(ranked.c.id).order_by(ranked.c.rn, ranked.c.source).limit(limit)
     return select(Question.id).where(Question.id.in_(ordered.scalar_subquery()), free)
 
@@ -327,7 +446,12 @@ def _round_robin_pick(
 def _claim(s: Session, engine: Engine, pick: Select[int], values: dict[str, Any]) -> list[int]:
     if engine.dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
-    stmt = update(Question).where(Question.id.in_(pick.scalar_subquery())).values(**values).returning(Question.id)
+    stmt = (
+        update(Question)
+        .where(Question.id.in_(pick.scalar_subquery()))
+        .values(**values)
+        .returning(Question.id)
+    )
     return list(s.execute(stmt, execution_options={"synchronize_session": False}).scalars())
 
 
@@ -336,7 +460,8 @@ def renew_claims(engine: Engine, *, worker: str, question_ids: Sequence[int], le
         return
     with transaction(engine) as s:
         s.execute(
-            update(Question).where(Question.claimed_by == worker, Question.id.in_(list(question_ids)))
+            update(Question)
+            .where(Question.claimed_by == worker, Question.id.in_(list(question_ids)))
             .values(claim_expires_at=now() + timedelta(seconds=lease_s)),
             execution_options={"synchronize_session": False},
         )
@@ -347,7 +472,9 @@ def release_claims(engine: Engine, *, worker: str, question_ids: Sequence[int] |
     if question_ids is None:
         with transaction(engine) as s:
             s.execute(
-                update(Question).where(Question.claimed_by == worker).values(claimed_by=None, claim_expires_at=None),
+                update(Question)
+                .where(Question.claimed_by == worker)
+                .values(claimed_by=None, claim_expires_at=None),
                 execution_options={"synchronize_session": False},
             )
         return
@@ -355,7 +482,8 @@ def release_claims(engine: Engine, *, worker: str, question_ids: Sequence[int] |
         return
     with transaction(engine) as s:
         s.execute(
-            update(Question).where(Question.claimed_by == worker, Question.id.in_(list(question_ids)))
+            update(Question)
+            .where(Question.claimed_by == worker, Question.id.in_(list(question_ids)))
             .values(claimed_by=None, claim_expires_at=None),
             execution_options={"synchronize_session": False},
         )
@@ -368,7 +496,9 @@ class Holder:
     lease_ends: datetime
 
 
-def live_holders(engine: Engine, *, except_worker: str | None = None, sources: Sequence[str] | None = None) -> list[Holder]:
+def live_holders(
+    engine: Engine, *, except_worker: str | None = None, sources: Sequence[str] | None = None
+) -> list[Holder]:
     """Workers whose lease on pending questions has not run out, with how many they hold and until when."""
     conds = [_pending_filter(sources), Question.claimed_by.is_not(None), Question.claim_expires_at >= now()]
     if except_worker is not None:
@@ -376,9 +506,15 @@ def live_holders(engine: Engine, *, except_worker: str | None = None, sources: S
     with engine.connect() as c:
         rows = c.execute(
             select(Question.claimed_by, func.count(), func.max(Question.claim_expires_at))
-            .where(*conds).group_by(Question.claimed_by).order_by(Question.claimed_by)
+            .where(*conds)
+            .group_by(Question.claimed_by)
+            .order_by(Question.claimed_by)
         ).all()
-    return [Holder(w, n, t if t.tzinfo else t.replace(tzinfo=UTC)) for w, n, t in rows if w is not None and t is not None]
+    return [
+        Holder(w, n, t if t.tzinfo else t.replace(tzinfo=UTC))
+        for w, n, t in rows
+        if w is not None and t is not None
+    ]
 
 
 def release_holders(engine: Engine, workers: Sequence[str]) -> int:
@@ -387,7 +523,9 @@ def release_holders(engine: Engine, workers: Sequence[str]) -> int:
         return 0
     with transaction(engine) as s:
         result = s.execute(
-            update(Question).where(Question.claimed_by.in_(list(workers))).values(claimed_by=None, claim_expires_at=None),
+            update(Question)
+            .where(Question.claimed_by.in_(list(workers)))
+            .values(claimed_by=None, claim_expires_at=None),
             execution_options={"synchronize_session": False},
         )
         return cast("CursorResult[Any]", result).rowcount or 0  # an UPDATE's result is a CursorResult
@@ -400,8 +538,13 @@ def load_question(engine: Engine, question_id: int) -> QuestionView:
     with engine.connect() as c:
         row = c.execute(select(Question).where(Question.id == question_id)).mappings().one()
     return QuestionView(
-        id=row["id"], content_hash=row["content_hash"], source=row["source"], question=row["question"],
-        context=row["context"], options={label: text for label, text in row["options"]}, answer=row["answer"],
+        id=row["id"],
+        content_hash=row["content_hash"],
+        source=row["source"],
+        question=row["question"],
+        context=row["context"],
+        options={label: text for label, text in row["options"]},
+        answer=row["answer"],
     )
 
 
@@ -516,47 +659,71 @@ def load_state(engine: Engine, question_id: int, keys: StageKeys, *, simulated: 
     with engine.connect() as c:
         for r in c.execute(
             select(
-                ReasoningPath.id, ReasoningPath.path_key, ReasoningPath.origin, ReasoningPath.parent_path_id,
-                ReasoningPath.endpoint, ReasoningPath.model, ReasoningPath.temperature, ReasoningPath.sample_index,
-                ReasoningPath.generation_order, ReasoningPath.clean_text, ReasoningPath.extracted_answer,
+                ReasoningPath.id,
+                ReasoningPath.path_key,
+                ReasoningPath.origin,
+                ReasoningPath.parent_path_id,
+                ReasoningPath.endpoint,
+                ReasoningPath.model,
+                ReasoningPath.temperature,
+                ReasoningPath.sample_index,
+                ReasoningPath.generation_order,
+                ReasoningPath.clean_text,
+                ReasoningPath.extracted_answer,
                 ReasoningPath.prompt_sha256,
             ).where(ReasoningPath.question_id == question_id, _same_kind(simulated))
         ):
             st.paths.append(PathRow(*r))
         for vid, pid, outcome, reason in c.execute(
-            select(Verdict.id, Verdict.path_id, Verdict.outcome, Verdict.reason)
-            .where(Verdict.question_id == question_id, Verdict.verifier_model == keys.verifier.model,
-                   Verdict.prompt_sha256 == keys.verifier.prompt_sha256)
+            select(Verdict.id, Verdict.path_id, Verdict.outcome, Verdict.reason).where(
+                Verdict.question_id == question_id,
+                Verdict.verifier_model == keys.verifier.model,
+                Verdict.prompt_sha256 == keys.verifier.prompt_sha256,
+            )
         ):
             st.verdicts[pid] = StoredVerdict(vid, outcome, reason)
         for pid, score in c.execute(
-            select(PathScore.path_id, PathScore.score)
-            .where(PathScore.question_id == question_id, PathScore.ranker_model == keys.ranker.model,
-                   PathScore.prompt_sha256 == keys.ranker.prompt_sha256)
+            select(PathScore.path_id, PathScore.score).where(
+                PathScore.question_id == question_id,
+                PathScore.ranker_model == keys.ranker.model,
+                PathScore.prompt_sha256 == keys.ranker.prompt_sha256,
+            )
         ):
             st.scores[pid] = score
         st.accepted = [
-            AcceptedRef(pid, vid) for pid, vid in c.execute(
+            AcceptedRef(pid, vid)
+            for pid, vid in c.execute(
                 select(AcceptedPath.path_id, AcceptedPath.verdict_id)
                 .join(ReasoningPath, ReasoningPath.id == AcceptedPath.path_id)
-                .where(AcceptedPath.question_id == question_id, AcceptedPath.dropped_reason.is_(None),
-                       AcceptedPath.superseded_at.is_(None), _same_kind(simulated))
+                .where(
+                    AcceptedPath.question_id == question_id,
+                    AcceptedPath.dropped_reason.is_(None),
+                    AcceptedPath.superseded_at.is_(None),
+                    _same_kind(simulated),
+                )
                 .order_by(AcceptedPath.rank)
             )
         ]
         st.summaries = set(
             c.execute(
                 select(Summary.path_id).where(
-                    Summary.question_id == question_id, Summary.summarizer_model == keys.summarizer.model,
+                    Summary.question_id == question_id,
+                    Summary.summarizer_model == keys.summarizer.model,
                     Summary.prompt_sha256 == keys.summarizer.prompt_sha256,
                 )
             ).scalars()
         )
         row = c.execute(
-            select(QuestionOutcome.status, QuestionOutcome.tier, QuestionOutcome.n_paths, QuestionOutcome.n_correct,
-                   QuestionOutcome.n_accepted, QuestionOutcome.rejection_reason, QuestionOutcome.run_id,
-                   QuestionOutcome.simulated)
-            .where(QuestionOutcome.question_id == question_id)
+            select(
+                QuestionOutcome.status,
+                QuestionOutcome.tier,
+                QuestionOutcome.n_paths,
+                QuestionOutcome.n_correct,
+                QuestionOutcome.n_accepted,
+                QuestionOutcome.rejection_reason,
+                QuestionOutcome.run_id,
+                QuestionOutcome.simulated,
+            ).where(QuestionOutcome.question_id == question_id)
         ).first()
         if row is not None and bool(row.simulated) == simulated:
             st.outcome = OutcomeRow(*row[:-1])
@@ -665,8 +832,19 @@ class SummaryRecord:
 
 
 _CALL_UPDATE = [
-    "run_id", "request_id", "prompt_tokens", "completion_tokens", "latency_ms", "finish_reason", "status",
-    "error_kind", "error", "attempts", "prefect_flow_run_id", "prefect_task_run_id", "created_at",
+    "run_id",
+    "request_id",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_ms",
+    "finish_reason",
+    "status",
+    "error_kind",
+    "error",
+    "attempts",
+    "prefect_flow_run_id",
+    "prefect_task_run_id",
+    "created_at",
 ]
 
 
@@ -685,15 +863,23 @@ def _save_calls(s: Session, records: Sequence[CallRecord]) -> dict[str, int]:
         insert_ignore(s, LLMCall.__table__, [{**c, "attempts": 0} for c in failed], ["call_key"])
         tbl = LLMCall.__table__
         s.execute(
-            update(tbl).where(tbl.c.call_key == bindparam("k"), tbl.c.status != "ok")
-            .values(attempts=tbl.c.attempts + bindparam("a"), error_kind=bindparam("ek"), error=bindparam("e")),
-            [{"k": c["call_key"], "a": c["attempts"], "ek": c["error_kind"], "e": c["error"]} for c in failed],
+            update(tbl)
+            .where(tbl.c.call_key == bindparam("k"), tbl.c.status != "ok")
+            .values(
+                attempts=tbl.c.attempts + bindparam("a"), error_kind=bindparam("ek"), error=bindparam("e")
+            ),
+            [
+                {"k": c["call_key"], "a": c["attempts"], "ek": c["error_kind"], "e": c["error"]}
+                for c in failed
+            ],
         )
     keys = [c["call_key"] for c in calls]
     return dict(s.execute(select(LLMCall.call_key, LLMCall.id).where(LLMCall.call_key.in_(keys))).all())
 
 
-def _linked(records: Sequence[PathRecord | VerdictRecord | ScoreRecord | SummaryRecord], ids: Mapping[str, int]) -> list[dict[str, Any]]:
+def _linked(
+    records: Sequence[PathRecord | VerdictRecord | ScoreRecord | SummaryRecord], ids: Mapping[str, int]
+) -> list[dict[str, Any]]:
     """Table rows of ``records``, each linked to its call's row id in place of its call key."""
     out = []
     for rec in records:
@@ -711,7 +897,9 @@ def save_paths(engine: Engine, calls: Sequence[CallRecord], paths: Sequence[Path
 
 
 def _supersede(
-    s: Session, model: type[Verdict | PathScore | Summary], model_col: str,
+    s: Session,
+    model: type[Verdict | PathScore | Summary],
+    model_col: str,
     rows: Sequence[VerdictRecord | ScoreRecord | SummaryRecord],
 ) -> None:
     """The rows just written are the current ones for their paths: older rows under another
@@ -723,12 +911,16 @@ def _supersede(
     for (m, sha), paths in by_key.items():
         same = and_(col == m, model.prompt_sha256 == sha)
         s.execute(
-            update(model).where(model.path_id.in_(paths), model.superseded_at.is_(None), ~same)
-            .values(superseded_at=now()), execution_options={"synchronize_session": False},
+            update(model)
+            .where(model.path_id.in_(paths), model.superseded_at.is_(None), ~same)
+            .values(superseded_at=now()),
+            execution_options={"synchronize_session": False},
         )
         s.execute(
-            update(model).where(model.path_id.in_(paths), model.superseded_at.is_not(None), same)
-            .values(superseded_at=None), execution_options={"synchronize_session": False},
+            update(model)
+            .where(model.path_id.in_(paths), model.superseded_at.is_not(None), same)
+            .values(superseded_at=None),
+            execution_options={"synchronize_session": False},
         )
 
 
@@ -736,7 +928,9 @@ def save_verdicts(engine: Engine, calls: Sequence[CallRecord], verdicts: Sequenc
     with transaction(engine) as s:
         ids = _save_calls(s, calls)
         if verdicts:
-            insert_ignore(s, Verdict.__table__, _linked(verdicts, ids), ["path_id", "verifier_model", "prompt_sha256"])
+            insert_ignore(
+                s, Verdict.__table__, _linked(verdicts, ids), ["path_id", "verifier_model", "prompt_sha256"]
+            )
             _supersede(s, Verdict, "verifier_model", verdicts)
 
 
@@ -744,13 +938,23 @@ def save_scores(engine: Engine, calls: Sequence[CallRecord], scores: Sequence[Sc
     with transaction(engine) as s:
         ids = _save_calls(s, calls)
         if scores:
-            insert_ignore(s, PathScore.__table__, _linked(scores, ids), ["path_id", "ranker_model", "prompt_sha256"])
+            insert_ignore(
+                s, PathScore.__table__, _linked(scores, ids), ["path_id", "ranker_model", "prompt_sha256"]
+            )
             _supersede(s, PathScore, "ranker_model", scores)
 
 
 def save_resolution(
-    engine: Engine, *, question_id: int, run_id: int | None, tier: str, n_paths: int, n_correct: int,
-    accepted: Sequence[AcceptedRef], rejection_reason: str | None, simulated: bool = False,
+    engine: Engine,
+    *,
+    question_id: int,
+    run_id: int | None,
+    tier: str,
+    n_paths: int,
+    n_correct: int,
+    accepted: Sequence[AcceptedRef],
+    rejection_reason: str | None,
+    simulated: bool = False,
 ) -> None:
     """The tier decision: accepted paths (ranked) and the outcome row, in one transaction.
 
@@ -762,10 +966,13 @@ def save_resolution(
     with transaction(engine) as s:
         keep = [a.path_id for a in accepted]
         s.execute(
-            update(AcceptedPath).where(
-                AcceptedPath.question_id == question_id, AcceptedPath.superseded_at.is_(None),
+            update(AcceptedPath)
+            .where(
+                AcceptedPath.question_id == question_id,
+                AcceptedPath.superseded_at.is_(None),
                 *([AcceptedPath.path_id.not_in(keep)] if keep else []),
-            ).values(superseded_at=now()),
+            )
+            .values(superseded_at=now()),
             execution_options={"synchronize_session": False},
         )
         if not simulated:
@@ -774,40 +981,69 @@ def save_resolution(
             )
             s.execute(
                 update(AcceptedPath)
-                .where(AcceptedPath.question_id == question_id, AcceptedPath.dropped_reason.is_(None),
-                       AcceptedPath.path_id.in_(sim_paths))
+                .where(
+                    AcceptedPath.question_id == question_id,
+                    AcceptedPath.dropped_reason.is_(None),
+                    AcceptedPath.path_id.in_(sim_paths),
+                )
                 .values(dropped_reason=SUPERSEDED_REASON.format(run_id=run_id)),
                 execution_options={"synchronize_session": False},
             )
         if accepted:
             upsert(
-                s, AcceptedPath.__table__,
+                s,
+                AcceptedPath.__table__,
                 [
-                    {"question_id": question_id, "path_id": a.path_id, "verdict_id": a.verdict_id, "rank": i,
-                     "run_id": run_id, "created_at": now(), "superseded_at": None}
+                    {
+                        "question_id": question_id,
+                        "path_id": a.path_id,
+                        "verdict_id": a.verdict_id,
+                        "rank": i,
+                        "run_id": run_id,
+                        "created_at": now(),
+                        "superseded_at": None,
+                    }
                     for i, a in enumerate(accepted)
                 ],
-                ["path_id"], ["verdict_id", "rank", "superseded_at"],
+                ["path_id"],
+                ["verdict_id", "rank", "superseded_at"],
             )
         status = "resolved" if accepted else "rejected"
         row = {
-            "question_id": question_id, "run_id": run_id, "tier": tier, "n_paths": n_paths, "n_correct": n_correct,
-            "status": status, "rejection_reason": rejection_reason, "n_accepted": len(accepted), "updated_at": now(),
+            "question_id": question_id,
+            "run_id": run_id,
+            "tier": tier,
+            "n_paths": n_paths,
+            "n_correct": n_correct,
+            "status": status,
+            "rejection_reason": rejection_reason,
+            "n_accepted": len(accepted),
+            "updated_at": now(),
             "simulated": simulated,
         }
         upsert(s, QuestionOutcome.__table__, [row], ["question_id"], [k for k in row if k != "question_id"])
 
 
 def save_summaries(
-    engine: Engine, calls: Sequence[CallRecord], summaries: Sequence[SummaryRecord], *,
-    question_id: int, complete: bool, dropped: Mapping[int, str] | None = None,
+    engine: Engine,
+    calls: Sequence[CallRecord],
+    summaries: Sequence[SummaryRecord],
+    *,
+    question_id: int,
+    complete: bool,
+    dropped: Mapping[int, str] | None = None,
 ) -> None:
     """Summaries; accepted paths ``dropped`` (path id -> reason) for an unusable summary; and, when every
     kept path has its summary (``complete``), the question becomes accepted with that many paths."""
     with transaction(engine) as s:
         ids = _save_calls(s, calls)
         if summaries:
-            insert_ignore(s, Summary.__table__, _linked(summaries, ids), ["path_id", "summarizer_model", "prompt_sha256"])
+            insert_ignore(
+                s,
+                Summary.__table__,
+                _linked(summaries, ids),
+                ["path_id", "summarizer_model", "prompt_sha256"],
+            )
             _supersede(s, Summary, "summarizer_model", summaries)
         for path_id, reason in (dropped or {}).items():
             s.execute(
@@ -816,13 +1052,18 @@ def save_summaries(
             )
         if complete:
             kept = (
-                select(func.count()).select_from(AcceptedPath)
-                .where(AcceptedPath.question_id == question_id, AcceptedPath.dropped_reason.is_(None),
-                       AcceptedPath.superseded_at.is_(None))
+                select(func.count())
+                .select_from(AcceptedPath)
+                .where(
+                    AcceptedPath.question_id == question_id,
+                    AcceptedPath.dropped_reason.is_(None),
+                    AcceptedPath.superseded_at.is_(None),
+                )
                 .scalar_subquery()
             )
             s.execute(
-                update(QuestionOutcome).where(QuestionOutcome.question_id == question_id)
+                update(QuestionOutcome)
+                .where(QuestionOutcome.question_id == question_id)
                 .values(status="accepted", n_accepted=kept, updated_at=now())
             )
 
@@ -841,14 +1082,18 @@ def unusable_outputs(engine: Engine, run_id: int) -> list[UnusableShare]:
     """Per role, this run's outputs and how many were unusable after every re-ask: generated paths with
     no extractable answer, unparseable verdicts, rank scores that did not parse."""
     probes = {
-        "generator": select(func.count(), func.count().filter(ReasoningPath.extracted_answer.is_(None)))
-        .where(ReasoningPath.run_id == run_id, ReasoningPath.origin == "generated"),
-        "verifier": select(func.count(), func.count().filter(Verdict.outcome == "unparseable")).where(Verdict.run_id == run_id),
-        "ranker": select(func.count(), func.count().filter(PathScore.score.is_(None))).where(PathScore.run_id == run_id),
+        "generator": select(
+            func.count(), func.count().filter(ReasoningPath.extracted_answer.is_(None))
+        ).where(ReasoningPath.run_id == run_id, ReasoningPath.origin == "generated"),
+        "verifier": select(func.count(), func.count().filter(Verdict.outcome == "unparseable")).where(
+            Verdict.run_id == run_id
+        ),
+        "ranker": select(func.count(), func.count().filter(PathScore.score.is_(None))).where(
+            PathScore.run_id == run_id
+        ),
     }
     with engine.connect() as c:
         return [UnusableShare(role, *c.execute(stmt).one()) for role, stmt in probes.items()]
-
 
 
 def run_report(engine: Engine, run_id: int | None = None) -> dict[str, list[dict[str, Any]]]:

@@ -84,8 +84,9 @@ class IngestFileState(NamedTuple):
 
 def find_ingest_file(conn: Connection, sha256: str) -> IngestFileState | None:
     row = conn.execute(
-        select(IngestFile.id, IngestFile.status, IngestFile.source, IngestFile.split, IngestFile.read_options)
-        .where(IngestFile.sha256 == sha256)
+        select(
+            IngestFile.id, IngestFile.status, IngestFile.source, IngestFile.split, IngestFile.read_options
+        ).where(IngestFile.sha256 == sha256)
     ).one_or_none()
     return None if row is None else IngestFileState(*row)
 
@@ -116,7 +117,14 @@ def get_or_create_ingest_file(
 
 
 def restart_ingest_file(
-    conn: Connection, file_id: int, path: str, source: str, split: str, read_options: str, *, clear_errors: bool = False,
+    conn: Connection,
+    file_id: int,
+    path: str,
+    source: str,
+    split: str,
+    read_options: str,
+    *,
+    clear_errors: bool = False,
 ) -> None:
     """A (re)scan begins: counters restart, since this scan re-reads the whole file.
 
@@ -180,7 +188,9 @@ def finish_ingest_file(conn: Connection, file_id: int, *, error: str | None = No
 
 
 def ingest_file_outcome(conn: Connection, file_id: int) -> tuple[str, str | None]:
-    status, error = conn.execute(select(IngestFile.status, IngestFile.error).where(IngestFile.id == file_id)).one()
+    status, error = conn.execute(
+        select(IngestFile.status, IngestFile.error).where(IngestFile.id == file_id)
+    ).one()
     return status, error
 
 

@@ -28,11 +28,15 @@ def _chunks(rows: Sequence[Mapping[str, Any]]) -> list[Sequence[Mapping[str, Any
     return [rows[i : i + per] for i in range(0, len(rows), per)]
 
 
-def insert_ignore(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], conflict: Sequence[str]) -> int:
+def insert_ignore(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], conflict: Sequence[str]
+) -> int:
     """INSERT ... ON CONFLICT DO NOTHING; returns how many rows were new."""
     new = 0
     for chunk in _chunks(rows):
-        stmt = _insert(session, table).values(list(chunk)).on_conflict_do_nothing(index_elements=list(conflict))
+        stmt = (
+            _insert(session, table).values(list(chunk)).on_conflict_do_nothing(index_elements=list(conflict))
+        )
         new += session.execute(stmt.returning(table.c[conflict[0]])).all().__len__()
     return new
 
@@ -47,5 +51,7 @@ def upsert(
     """INSERT ... ON CONFLICT DO UPDATE of the named columns (for records that a retry completes)."""
     for chunk in _chunks(rows):
         ins = _insert(session, table).values(list(chunk))
-        stmt = ins.on_conflict_do_update(index_elements=list(conflict), set_={c: ins.excluded[c] for c in update})
+        stmt = ins.on_conflict_do_update(
+            index_elements=list(conflict), set_={c: ins.excluded[c] for c in update}
+        )
         session.execute(stmt)

@@ -28,7 +28,9 @@ class Benchmark:
         return self.subsets is not None
 
 
-BenchmarkName = Literal["medqa", "medmcqa", "pubmedqa", "mmlu-med"]  # the keys of BENCHMARKS (a test holds them equal)
+BenchmarkName = Literal[
+    "medqa", "medmcqa", "pubmedqa", "mmlu-med"
+]  # the keys of BENCHMARKS (a test holds them equal)
 BENCHMARKS: dict[str, Benchmark] = {
     "medqa": Benchmark("medqa", "medqa"),
     "medmcqa": Benchmark("medmcqa", "medmcqa"),

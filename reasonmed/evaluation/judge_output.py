@@ -28,13 +28,20 @@ _NUMBER = r"(\d+(?:\.\d+)?)"
 _WORD_GAP = r"[\s_-]*"
 _LINE = {
     c: re.compile(
-        r"\b" + _WORD_GAP.join(c.split("_")) + r"\b[\"'*_\s]*[:=\-–—][\s\"'*_]*" + _NUMBER
-        + r"(?:\s*(?:/|out\s+of)\s*" + _NUMBER + r")?",
+        r"\b"
+        + _WORD_GAP.join(c.split("_"))
+        + r"\b[\"'*_\s]*[:=\-–—][\s\"'*_]*"
+        + _NUMBER
+        + r"(?:\s*(?:/|out\s+of)\s*"
+        + _NUMBER
+        + r")?",
         re.IGNORECASE,
     )
     for c in (*CRITERIA, "overall")
 }
-_JUSTIFICATION_LINE = re.compile(r"\b(?:justification|rationale)\b[\"'*_\s]*[:=\-–—][\s\"'*_]*(.+)", re.IGNORECASE)
+_JUSTIFICATION_LINE = re.compile(
+    r"\b(?:justification|rationale)\b[\"'*_\s]*[:=\-–—][\s\"'*_]*(.+)", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)
@@ -123,7 +130,9 @@ def parse_judge(text: str) -> JudgeScores | None:
             values[field] = None
             continue
         m = matches[-1]
-        values[field] = None if m.group(2) is not None and float(m.group(2)) != 10 else _rating(float(m.group(1)))
+        values[field] = (
+            None if m.group(2) is not None and float(m.group(2)) != 10 else _rating(float(m.group(1)))
+        )
     jm = _JUSTIFICATION_LINE.search(text)
     return _from_values(values, jm.group(1).strip().strip("\"'*_,").strip() if jm else "")
 
@@ -143,6 +152,8 @@ def parse_paper_judge(text: str) -> JudgeScores | None:
         value = _rating(obj[_fold(key)])
         if value is None:
             continue
-        just = next((obj[_fold(k)] for k in ("justification", "reason", "explanation") if _fold(k) in obj), "")
+        just = next(
+            (obj[_fold(k)] for k in ("justification", "reason", "explanation") if _fold(k) in obj), ""
+        )
         found = JudgeScores(None, None, None, None, overall=value, justification=str(just or "").strip())
     return found

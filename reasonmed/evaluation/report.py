@@ -51,21 +51,42 @@ class AccuracyRow:
         return asdict(self)
 
 
-def _row(model: str, endpoint: str, benchmark: str, subset: str, selected: int,
-         outcomes: Sequence[PredictionOutcome], prompt_sha256: str) -> AccuracyRow:
+def _row(
+    model: str,
+    endpoint: str,
+    benchmark: str,
+    subset: str,
+    selected: int,
+    outcomes: Sequence[PredictionOutcome],
+    prompt_sha256: str,
+) -> AccuracyRow:
     n = len(outcomes)
     correct = sum(o.correct for o in outcomes)
     low, high = wilson_interval(correct, n) if n else (None, None)
     return AccuracyRow(
-        model=model, endpoint=endpoint, benchmark=benchmark, subset=subset, selected=selected, n=n, correct=correct,
-        unanswered=sum(not o.answered for o in outcomes), accuracy=correct / n if n else None,
-        ci_low=low, ci_high=high, prompt_sha256=prompt_sha256,
+        model=model,
+        endpoint=endpoint,
+        benchmark=benchmark,
+        subset=subset,
+        selected=selected,
+        n=n,
+        correct=correct,
+        unanswered=sum(not o.answered for o in outcomes),
+        accuracy=correct / n if n else None,
+        ci_low=low,
+        ci_high=high,
+        prompt_sha256=prompt_sha256,
     )
 
 
 def accuracy_rows(
-    *, model: str, endpoint: str, benchmark: Benchmark, selected: dict[int, str | None],
-    outcomes: Iterable[PredictionOutcome], prompt_sha256: str,
+    *,
+    model: str,
+    endpoint: str,
+    benchmark: Benchmark,
+    selected: dict[int, str | None],
+    outcomes: Iterable[PredictionOutcome],
+    prompt_sha256: str,
 ) -> list[AccuracyRow]:
     """The benchmark's overall row, then one row per subset (MMLU) in the benchmark's subset order.
 
@@ -77,8 +98,17 @@ def accuracy_rows(
         for subset in benchmark.subsets:
             n_sel = sum(1 for s in selected.values() if s == subset)
             if n_sel:
-                rows.append(_row(model, endpoint, benchmark.name, subset, n_sel,
-                                 [o for o in chosen if selected[o.question_id] == subset], prompt_sha256))
+                rows.append(
+                    _row(
+                        model,
+                        endpoint,
+                        benchmark.name,
+                        subset,
+                        n_sel,
+                        [o for o in chosen if selected[o.question_id] == subset],
+                        prompt_sha256,
+                    )
+                )
     return rows
 
 
@@ -102,8 +132,14 @@ def reference_rows(rows: Sequence[AccuracyRow]) -> list[dict[str, str]]:
 
 def reference_markdown(rows: Sequence[AccuracyRow], model: str) -> str:
     """docs/evaluation.md's reference table with this model's column filled, ready to paste there."""
-    lines = [f"| benchmark | paper: ReasonMed-7B (as stated in the spec) | this model: `{model}` |", "|---|---|---|"]
-    lines += [f"| {r['benchmark']} | {r['paper (ReasonMed-7B)']} | {r['this model']} |" for r in reference_rows(rows)]
+    lines = [
+        f"| benchmark | paper: ReasonMed-7B (as stated in the spec) | this model: `{model}` |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {r['benchmark']} | {r['paper (ReasonMed-7B)']} | {r['this model']} |"
+        for r in reference_rows(rows)
+    ]
     subsets = [r for r in rows if r.subset != ALL and r.accuracy is not None]
     if subsets:
         lines += ["", "| benchmark | subset | accuracy [95% CI] (n) |", "|---|---|---|"]
@@ -133,12 +169,23 @@ def write_csv(path: Path | str, rows: Sequence[AccuracyRow]) -> Path:
 
 def artifact_rows(rows: Sequence[AccuracyRow]) -> list[dict[str, object]]:
     """Rows for a Prefect table artifact: percentages rounded for reading, the rest as stored."""
+
     def pct(x: float | None) -> float | None:
         return None if x is None else round(100 * x, 2)
 
     return [
-        {"benchmark": r.benchmark, "subset": r.subset, "n": r.n, "selected": r.selected, "correct": r.correct,
-         "accuracy_pct": pct(r.accuracy), "ci95_low_pct": pct(r.ci_low), "ci95_high_pct": pct(r.ci_high),
-         "unanswered": r.unanswered, "model": r.model, "prompt_version": r.prompt_sha256[:12]}
+        {
+            "benchmark": r.benchmark,
+            "subset": r.subset,
+            "n": r.n,
+            "selected": r.selected,
+            "correct": r.correct,
+            "accuracy_pct": pct(r.accuracy),
+            "ci95_low_pct": pct(r.ci_low),
+            "ci95_high_pct": pct(r.ci_high),
+            "unanswered": r.unanswered,
+            "model": r.model,
+            "prompt_version": r.prompt_sha256[:12],
+        }
         for r in rows
     ]

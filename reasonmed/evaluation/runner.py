@@ -65,8 +65,13 @@ class BenchmarkRun:
     errors: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
-        return {"selected": len(self.selected), "already_stored": self.already_stored, "asked": self.asked,
-                "saved": self.saved, "failed": self.failed}
+        return {
+            "selected": len(self.selected),
+            "already_stored": self.already_stored,
+            "asked": self.asked,
+            "saved": self.saved,
+            "failed": self.failed,
+        }
 
 
 def eval_seed(base_seed: int, content_hash: str) -> int:
@@ -76,25 +81,56 @@ def eval_seed(base_seed: int, content_hash: str) -> int:
 
 def question_view(q: EvalQuestion) -> QuestionView:
     return QuestionView(
-        id=q.id, content_hash=q.content_hash, source=q.source, question=q.question, context=q.context,
-        options=dict(q.options), answer=q.answer,
+        id=q.id,
+        content_hash=q.content_hash,
+        source=q.source,
+        question=q.question,
+        context=q.context,
+        options=dict(q.options),
+        answer=q.answer,
     )
 
 
 def prediction_row(
-    ctx: EvalContext, benchmark: str, q: EvalQuestion, *, text: str, finish_reason: str | None,
-    request_id: str | None, seed: int, prompt_tokens: int, completion_tokens: int, latency_ms: float,
-    attempts: int, prompt_sha256: str, provenance: Mapping[str, Any],
+    ctx: EvalContext,
+    benchmark: str,
+    q: EvalQuestion,
+    *,
+    text: str,
+    finish_reason: str | None,
+    request_id: str | None,
+    seed: int,
+    prompt_tokens: int,
+    completion_tokens: int,
+    latency_ms: float,
+    attempts: int,
+    prompt_sha256: str,
+    provenance: Mapping[str, Any],
 ) -> dict[str, Any]:
     extracted = extract_answer(clean_reasoning(text), dict(q.options))  # exactly as the pipeline reads a path
     return {
-        "run_id": ctx.run_id, "endpoint": ctx.endpoint, "model": ctx.model, "benchmark": benchmark,
-        "subset": q.subset, "question_id": q.id, "prompt_sha256": prompt_sha256,
-        "temperature": ctx.sampling.temperature, "top_p": ctx.sampling.top_p, "max_tokens": ctx.sampling.max_tokens,
-        "seed": seed, "raw_output": text, "extracted_answer": extracted, "gold_answer": q.answer,
-        "correct": extracted is not None and extracted == q.answer, "finish_reason": finish_reason,
-        "request_id": request_id, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-        "latency_ms": latency_ms, "attempts": attempts, "prefect_flow_run_id": provenance.get("prefect_flow_run_id"),
+        "run_id": ctx.run_id,
+        "endpoint": ctx.endpoint,
+        "model": ctx.model,
+        "benchmark": benchmark,
+        "subset": q.subset,
+        "question_id": q.id,
+        "prompt_sha256": prompt_sha256,
+        "temperature": ctx.sampling.temperature,
+        "top_p": ctx.sampling.top_p,
+        "max_tokens": ctx.sampling.max_tokens,
+        "seed": seed,
+        "raw_output": text,
+        "extracted_answer": extracted,
+        "gold_answer": q.answer,
+        "correct": extracted is not None and extracted == q.answer,
+        "finish_reason": finish_reason,
+        "request_id": request_id,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "latency_ms": latency_ms,
+        "attempts": attempts,
+        "prefect_flow_run_id": provenance.get("prefect_flow_run_id"),
         "created_at": eval_repo.now(),
     }
 
@@ -120,24 +156,47 @@ class BatchWriter:
                 self.saved += await asyncio.to_thread(self._save, rows)
 
 
-async def _predict(ctx: EvalContext, backend: ChatBackend, benchmark: str, q: EvalQuestion,
-                   writer: BatchWriter, run: BenchmarkRun, provenance: Mapping[str, Any]) -> None:
+async def _predict(
+    ctx: EvalContext,
+    backend: ChatBackend,
+    benchmark: str,
+    q: EvalQuestion,
+    writer: BatchWriter,
+    run: BenchmarkRun,
+    provenance: Mapping[str, Any],
+) -> None:
     seed = eval_seed(ctx.base_seed, q.content_hash)
-    call = await answer_question(backend, question_view(q), sampling=ctx.sampling, seed=seed, template=ctx.template)
+    call = await answer_question(
+        backend, question_view(q), sampling=ctx.sampling, seed=seed, template=ctx.template
+    )
     if call.error is not None or not call.completions:
         run.failed += 1
         if len(run.errors) < 5:
             run.errors.append(f"q{q.id}: {call.error}")
         return
     c = call.completions[0]
-    await writer.add(prediction_row(
-        ctx, benchmark, q, text=c.text, finish_reason=c.finish_reason, request_id=c.request_id, seed=seed,
-        prompt_tokens=call.prompt_tokens, completion_tokens=call.completion_tokens, latency_ms=call.latency_ms,
-        attempts=call.attempts, prompt_sha256=call.template_sha256, provenance=provenance,
-    ))
+    await writer.add(
+        prediction_row(
+            ctx,
+            benchmark,
+            q,
+            text=c.text,
+            finish_reason=c.finish_reason,
+            request_id=c.request_id,
+            seed=seed,
+            prompt_tokens=call.prompt_tokens,
+            completion_tokens=call.completion_tokens,
+            latency_ms=call.latency_ms,
+            attempts=call.attempts,
+            prompt_sha256=call.template_sha256,
+            provenance=provenance,
+        )
+    )
 
 
-async def evaluate_benchmark(ctx: EvalContext, benchmark: str, provenance: Mapping[str, Any] | None = None) -> BenchmarkRun:
+async def evaluate_benchmark(
+    ctx: EvalContext, benchmark: str, provenance: Mapping[str, Any] | None = None
+) -> BenchmarkRun:
     """Predict every selected test item of ``benchmark`` that has no stored prediction yet.
 
     Raises ``EvalIncomplete`` (after saving every success) when some requests failed for good, so the
@@ -146,11 +205,18 @@ async def evaluate_benchmark(ctx: EvalContext, benchmark: str, provenance: Mappi
     bench: Benchmark = BENCHMARKS[benchmark]
     prov = dict(provenance or {})
     questions = await asyncio.to_thread(
-        eval_repo.load_eval_questions, ctx.engine, source=bench.source, subsets=bench.subsets, limit=ctx.limit,
+        eval_repo.load_eval_questions,
+        ctx.engine,
+        source=bench.source,
+        subsets=bench.subsets,
+        limit=ctx.limit,
     )
     run = BenchmarkRun(benchmark, selected={q.id: q.subset for q in questions})
     stored = await asyncio.to_thread(
-        eval_repo.stored_prediction_ids, ctx.engine, model=ctx.model, prompt_sha256=ctx.template.sha256,
+        eval_repo.stored_prediction_ids,
+        ctx.engine,
+        model=ctx.model,
+        prompt_sha256=ctx.template.sha256,
         question_ids=[q.id for q in questions],
     )
     todo = [q for q in questions if q.id not in stored]
@@ -171,22 +237,35 @@ async def evaluate_benchmark(ctx: EvalContext, benchmark: str, provenance: Mappi
     return run
 
 
-def benchmark_accuracy(ctx: EvalContext, benchmark: str, selected: dict[int, str | None]) -> list[AccuracyRow]:
+def benchmark_accuracy(
+    ctx: EvalContext, benchmark: str, selected: dict[int, str | None]
+) -> list[AccuracyRow]:
     """Accuracy of the stored predictions for exactly the selected questions (overall, then subsets)."""
     outcomes = eval_repo.prediction_outcomes(
-        ctx.engine, model=ctx.model, prompt_sha256=ctx.template.sha256, question_ids=list(selected),
+        ctx.engine,
+        model=ctx.model,
+        prompt_sha256=ctx.template.sha256,
+        question_ids=list(selected),
     )
     return accuracy_rows(
-        model=ctx.model, endpoint=ctx.endpoint, benchmark=BENCHMARKS[benchmark], selected=selected,
-        outcomes=outcomes, prompt_sha256=ctx.template.sha256,
+        model=ctx.model,
+        endpoint=ctx.endpoint,
+        benchmark=BENCHMARKS[benchmark],
+        selected=selected,
+        outcomes=outcomes,
+        prompt_sha256=ctx.template.sha256,
     )
 
 
 def select_questions(ctx: EvalContext, benchmark: str) -> dict[int, str | None]:
     """The test items an evaluation of ``benchmark`` covers (id order, first ``limit``) -> subset."""
     bench = BENCHMARKS[benchmark]
-    return {q.id: q.subset for q in eval_repo.load_eval_questions(
-        ctx.engine, source=bench.source, subsets=bench.subsets, limit=ctx.limit)}
+    return {
+        q.id: q.subset
+        for q in eval_repo.load_eval_questions(
+            ctx.engine, source=bench.source, subsets=bench.subsets, limit=ctx.limit
+        )
+    }
 
 
 __all__ = [
@@ -201,5 +280,3 @@ __all__ = [
     "question_view",
     "select_questions",
 ]
-
-

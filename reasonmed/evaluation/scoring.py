@@ -53,7 +53,9 @@ def parse_variants(spec: str | Sequence[str] | None) -> list[str]:
         return list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown or not names:
-        raise ValueError(f"unknown variant(s) {', '.join(unknown) or '(none)'} (choose from {', '.join(VARIANTS)} or all)")
+        raise ValueError(
+            f"unknown variant(s) {', '.join(unknown) or '(none)'} (choose from {', '.join(VARIANTS)} or all)"
+        )
     return [v for v in VARIANTS if v in names]
 
 
@@ -80,8 +82,13 @@ def judge_seed(base_seed: int, variant: str, path_id: int) -> int:
 
 def sample_view(row: SampleRow) -> QuestionView:
     return QuestionView(
-        id=row.question_id, content_hash="", source="", question=row.question, context=row.context,
-        options=dict(row.options), answer=row.answer,
+        id=row.question_id,
+        content_hash="",
+        source="",
+        question=row.question,
+        context=row.context,
+        options=dict(row.options),
+        answer=row.answer,
     )
 
 
@@ -105,31 +112,64 @@ class ScoreContext:
         return self.spec.template
 
     def key(self, variant: str) -> dict[str, Any]:
-        return {"dataset_version_id": self.version.id, "variant": variant, "sample_seed": self.sample_seed,
-                "judge_model": self.judge_model, "prompt_sha256": self.template.sha256}
+        return {
+            "dataset_version_id": self.version.id,
+            "variant": variant,
+            "sample_seed": self.sample_seed,
+            "judge_model": self.judge_model,
+            "prompt_sha256": self.template.sha256,
+        }
 
 
-async def _judge_row(ctx: ScoreContext, backend: ChatBackend, variant: str, row: SampleRow, text: str,
-                     writer: BatchWriter, failures: list[str]) -> None:
+async def _judge_row(
+    ctx: ScoreContext,
+    backend: ChatBackend,
+    variant: str,
+    row: SampleRow,
+    text: str,
+    writer: BatchWriter,
+    failures: list[str],
+) -> None:
     seed = judge_seed(ctx.base_seed, variant, row.path_id)
     call, scores = await judge_response(
-        backend, sample_view(row), text, sampling=ctx.sampling, seed=seed, attempts=ctx.parse_attempts,
-        template=ctx.spec.template, parse=ctx.spec.parse,
+        backend,
+        sample_view(row),
+        text,
+        sampling=ctx.sampling,
+        seed=seed,
+        attempts=ctx.parse_attempts,
+        template=ctx.spec.template,
+        parse=ctx.spec.parse,
     )
     if call.error is not None or not call.completions:
         failures.append(f"path {row.path_id}: {call.error}")
         return
     ratings = scores.as_row() if scores else {c: None for c in (*CRITERIA, "overall", "justification")}
-    await writer.add({
-        **ctx.key(variant), "run_id": ctx.run_id, "dataset_version": ctx.version.version,
-        "dataset_sample_id": row.dataset_sample_id, "question_id": row.question_id, "path_id": row.path_id,
-        "judge_endpoint": ctx.judge_endpoint, "judge_mode": ctx.spec.mode, **ratings, "raw_output": call.completions[0].text,
-        "status": "ok" if scores else "unparseable", "seed": seed, "prompt_tokens": call.prompt_tokens,
-        "completion_tokens": call.completion_tokens, "latency_ms": call.latency_ms, "created_at": eval_repo.now(),
-    })
+    await writer.add(
+        {
+            **ctx.key(variant),
+            "run_id": ctx.run_id,
+            "dataset_version": ctx.version.version,
+            "dataset_sample_id": row.dataset_sample_id,
+            "question_id": row.question_id,
+            "path_id": row.path_id,
+            "judge_endpoint": ctx.judge_endpoint,
+            "judge_mode": ctx.spec.mode,
+            **ratings,
+            "raw_output": call.completions[0].text,
+            "status": "ok" if scores else "unparseable",
+            "seed": seed,
+            "prompt_tokens": call.prompt_tokens,
+            "completion_tokens": call.completion_tokens,
+            "latency_ms": call.latency_ms,
+            "created_at": eval_repo.now(),
+        }
+    )
 
 
-async def score_variant(ctx: ScoreContext, variant: str, provenance: Mapping[str, Any] | None = None) -> dict[str, int]:
+async def score_variant(
+    ctx: ScoreContext, variant: str, provenance: Mapping[str, Any] | None = None
+) -> dict[str, int]:
     """Rate every sampled row of ``variant`` not rated yet by this judge and prompt version."""
     stored = await asyncio.to_thread(eval_repo.stored_score_paths, ctx.engine, **ctx.key(variant))
     todo = [sid for sid, pid in ctx.sample if pid not in stored]
@@ -141,13 +181,22 @@ async def score_variant(ctx: ScoreContext, variant: str, provenance: Mapping[str
     if asked:
         backend = ctx.backends.get(ctx.judge_endpoint)
         try:
-            await asyncio.gather(*(_judge_row(ctx, backend, variant, r, t, writer, failures) for r, t in asked))
+            await asyncio.gather(
+                *(_judge_row(ctx, backend, variant, r, t, writer, failures) for r, t in asked)
+            )
         finally:
             await writer.flush()
     if failures:
-        raise ScoreIncomplete(f"{variant}: {len(failures)} judge call(s) failed after retries: {'; '.join(failures[:5])}")
-    return {"sampled": len(ctx.sample), "already_stored": len(ctx.sample) - len(todo), "asked": len(asked),
-            "no_text": len(texts) - len(asked), "saved": writer.saved}
+        raise ScoreIncomplete(
+            f"{variant}: {len(failures)} judge call(s) failed after retries: {'; '.join(failures[:5])}"
+        )
+    return {
+        "sampled": len(ctx.sample),
+        "already_stored": len(ctx.sample) - len(todo),
+        "asked": len(asked),
+        "no_text": len(texts) - len(asked),
+        "saved": writer.saved,
+    }
 
 
 # --------------------------------------------------------------------------- summaries
@@ -174,40 +223,72 @@ class VariantSummary:
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["overall"] = {"n": self.overall.n, "mean": self.overall.mean, "sd": self.overall.sd,
-                        "ci95_low": self.overall.low, "ci95_high": self.overall.high}
+        d["overall"] = {
+            "n": self.overall.n,
+            "mean": self.overall.mean,
+            "sd": self.overall.sd,
+            "ci95_low": self.overall.low,
+            "ci95_high": self.overall.high,
+        }
         return d
 
 
 def summarise(
-    rows: Sequence[Mapping[str, Any]], *, version: int, variant: str, sample_seed: int, judge_model: str,
-    prompt_sha256: str, sampled: int, judge_mode: str = "rubric",
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    version: int,
+    variant: str,
+    sample_seed: int,
+    judge_model: str,
+    prompt_sha256: str,
+    sampled: int,
+    judge_mode: str = "rubric",
 ) -> VariantSummary:
     ok = [r for r in rows if r["status"] == "ok" and r["overall"] is not None]
     # The paper's mode rates no criteria: their means stay None.
     criteria = {c: mean_interval([float(r[c]) for r in ok if r[c] is not None]).mean for c in CRITERIA}
     return VariantSummary(
-        version=version, variant=variant, sample_seed=sample_seed, judge_model=judge_model,
-        prompt_sha256=prompt_sha256, sampled=sampled, scored=len(ok), judge_mode=judge_mode,
+        version=version,
+        variant=variant,
+        sample_seed=sample_seed,
+        judge_model=judge_model,
+        prompt_sha256=prompt_sha256,
+        sampled=sampled,
+        scored=len(ok),
+        judge_mode=judge_mode,
         unparseable=len(rows) - len(ok),
-        overall=mean_interval([float(r["overall"]) for r in ok]), criteria=criteria,
+        overall=mean_interval([float(r["overall"]) for r in ok]),
+        criteria=criteria,
     )
 
 
 def variant_summary(ctx: ScoreContext, variant: str) -> VariantSummary:
     rows = eval_repo.load_scores(ctx.engine, **ctx.key(variant), path_ids=[p for _, p in ctx.sample])
-    return summarise(rows, version=ctx.version.version, variant=variant, sample_seed=ctx.sample_seed,
-                     judge_model=ctx.judge_model, prompt_sha256=ctx.template.sha256, sampled=len(ctx.sample),
-                     judge_mode=ctx.spec.mode)
+    return summarise(
+        rows,
+        version=ctx.version.version,
+        variant=variant,
+        sample_seed=ctx.sample_seed,
+        judge_model=ctx.judge_model,
+        prompt_sha256=ctx.template.sha256,
+        sampled=len(ctx.sample),
+        judge_mode=ctx.spec.mode,
+    )
 
 
 def compare(a: VariantSummary, b: VariantSummary) -> dict[str, Any]:
     """Version b minus version a, with a 95% interval of the difference of mean overall scores."""
     diff = difference_interval(a.overall, b.overall)
     return {
-        "variant": a.variant, "version_a": a.version, "version_b": b.version,
-        "mean_a": a.overall.mean, "mean_b": b.overall.mean, "n_a": a.overall.n, "n_b": b.overall.n,
-        "difference": diff[0] if diff else None, "ci95_low": diff[1] if diff else None,
+        "variant": a.variant,
+        "version_a": a.version,
+        "version_b": b.version,
+        "mean_a": a.overall.mean,
+        "mean_b": b.overall.mean,
+        "n_a": a.overall.n,
+        "n_b": b.overall.n,
+        "difference": diff[0] if diff else None,
+        "ci95_low": diff[1] if diff else None,
         "ci95_high": diff[2] if diff else None,
         "significant": bool(diff and (diff[1] > 0 or diff[2] < 0)),
     }

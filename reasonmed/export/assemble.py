@@ -115,7 +115,9 @@ def check_no_benchmark(rows: Sequence[SourceRow], benchmark_ids: set[int] | froz
             )
 
 
-def drop_excluded(rows: Sequence[SourceRow], excluded: Mapping[int, Any]) -> tuple[list[SourceRow], list[SourceRow]]:
+def drop_excluded(
+    rows: Sequence[SourceRow], excluded: Mapping[int, Any]
+) -> tuple[list[SourceRow], list[SourceRow]]:
     """Split rows into (kept, dropped) by question id, e.g. for contaminated questions."""
     if not excluded:
         return list(rows), []
@@ -163,7 +165,11 @@ def _outputs(rows: Sequence[SourceRow]) -> dict[str, pa.Array]:
     """The three datasets' outputs, computed column-wise (same result as ``dataset_output``)."""
     cot = pc.utf8_trim_whitespace(pa.array([r.cot for r in rows], type=pa.string()))
     summary = pc.utf8_trim_whitespace(pa.array([r.summary for r in rows], type=pa.string()))
-    return {"ReasonMed": pc.binary_join_element_wise(cot, summary, "\n\n"), "CoTMed": cot, "ResponseMed": summary}
+    return {
+        "ReasonMed": pc.binary_join_element_wise(cot, summary, "\n\n"),
+        "CoTMed": cot,
+        "ResponseMed": summary,
+    }
 
 
 def _messages(prompts: pa.Array, outputs: pa.Array) -> pa.Array:
@@ -174,7 +180,9 @@ def _messages(prompts: pa.Array, outputs: pa.Array) -> pa.Array:
     order = pa.array([k * n + i for i in range(n) for k in range(3)], type=pa.int64())
     roles = pa.array(["system", "user", "assistant"] * n, type=pa.string())
     structs = pa.StructArray.from_arrays([roles, contents.take(order)], fields=list(MESSAGE))
-    return pa.ListArray.from_arrays(pa.array(range(0, 3 * n + 1, 3), type=pa.int32()), structs).cast(pa.list_(MESSAGE))
+    return pa.ListArray.from_arrays(pa.array(range(0, 3 * n + 1, 3), type=pa.int32()), structs).cast(
+        pa.list_(MESSAGE)
+    )
 
 
 def build_tables(rows: Sequence[SourceRow], layout: Layout) -> dict[str, pa.Table]:
@@ -189,7 +197,9 @@ def build_tables(rows: Sequence[SourceRow], layout: Layout) -> dict[str, pa.Tabl
     for name, output in _outputs(rows).items():
         if layout == "instruction":
             head: dict[str, pa.Array] = {
-                "instruction": prompts, "input": pa.array([""] * len(rows), type=pa.string()), "output": output,
+                "instruction": prompts,
+                "input": pa.array([""] * len(rows), type=pa.string()),
+                "output": output,
             }
         else:
             head = {"messages": _messages(prompts, output)}

@@ -31,8 +31,12 @@ SOURCE_LICENCES: dict[str, tuple[str, str]] = {
     "mmlu": ("MMLU medical subsets", "MIT (github.com/hendrycks/test)"),
 }
 ROLE_NAMES = {
-    "generator": "generation (chain of thought)", "refiner": "error refiner", "regenerator": "difficult tier",
-    "verifier": "verifier (kept paths' verdicts)", "ranker": "quality ranker", "summarizer": "summariser",
+    "generator": "generation (chain of thought)",
+    "refiner": "error refiner",
+    "regenerator": "difficult tier",
+    "verifier": "verifier (kept paths' verdicts)",
+    "ranker": "quality ranker",
+    "summarizer": "summariser",
 }
 INTENDED_USE = (
     "Supervised fine-tuning and evaluation of language models on medical question answering with explicit "
@@ -54,7 +58,12 @@ DESCRIPTIONS = {
 
 
 def size_category(n: int) -> str:
-    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+    for limit, label in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+    ):
         if n < limit:
             return label
     return "1M<n<10M"
@@ -66,31 +75,67 @@ def provenance_section(provenance: Mapping[str, Any] | None, config_hashes: Sequ
     if provenance:
         models = {e["model"] for es in provenance.get("roles", {}).values() for e in es}
         if any(m.startswith("sim/") for m in models):
-            lines += ["**Simulated:** models named `sim/...` are the project's simulator, not real models; "
-                      "these rows are test data, not a dataset.", ""]
+            lines += [
+                "**Simulated:** models named `sim/...` are the project's simulator, not real models; "
+                "these rows are test data, not a dataset.",
+                "",
+            ]
         profiles = provenance.get("prompt_profiles") or {}
-        shown = ", ".join(f"`{p}` ({n} run{'s' if n != 1 else ''})" for p, n in sorted(profiles.items())) or "-"
-        lines += [f"Prompt profile: {shown}.", "", "| role | model | prompt sha256 | variant | rows |", "|---|---|---|---|---|"]
+        shown = (
+            ", ".join(f"`{p}` ({n} run{'s' if n != 1 else ''})" for p, n in sorted(profiles.items())) or "-"
+        )
+        lines += [
+            f"Prompt profile: {shown}.",
+            "",
+            "| role | model | prompt sha256 | variant | rows |",
+            "|---|---|---|---|---|",
+        ]
         for role in ("generator", "refiner", "regenerator", "verifier", "ranker", "summarizer"):
             for e in provenance.get("roles", {}).get(role, []):
-                lines.append(f"| {ROLE_NAMES.get(role, role)} | {e['model']} | `{e['prompt_sha256']}` | "
-                             f"{e['prompt_variant']} | {e['rows']} |")
-        lines += ["", "Each prompt's exact text is stored by sha256 in the `prompt_templates` table of the "
-                  "building database; a re-ask variant is the template with a note appended."]
+                lines.append(
+                    f"| {ROLE_NAMES.get(role, role)} | {e['model']} | `{e['prompt_sha256']}` | "
+                    f"{e['prompt_variant']} | {e['rows']} |"
+                )
+        lines += [
+            "",
+            "Each prompt's exact text is stored by sha256 in the `prompt_templates` table of the "
+            "building database; a re-ask variant is the template with a note appended.",
+        ]
     lines += ["", "Config hashes of the runs: " + (", ".join(f"`{h}`" for h in config_hashes) or "-"), ""]
     lines += ["## Sources and licences", "", "| source | licence |", "|---|---|"]
     lines += [f"| {label} | {lic} |" for label, lic in SOURCE_LICENCES.values()]
-    lines += ["", "Only training, development and validation items are used; benchmark test items, and "
-              "questions that copy them, are never exported.", "",
-              "## Intended use", "", INTENDED_USE, "", DISCLAIMER, "",
-              "## Citation", "", "The method reproduces ReasonMed (Sun et al., 2025):", "", "```bibtex",
-              PAPER_CITATION, "```", ""]
+    lines += [
+        "",
+        "Only training, development and validation items are used; benchmark test items, and "
+        "questions that copy them, are never exported.",
+        "",
+        "## Intended use",
+        "",
+        INTENDED_USE,
+        "",
+        DISCLAIMER,
+        "",
+        "## Citation",
+        "",
+        "The method reproduces ReasonMed (Sun et al., 2025):",
+        "",
+        "```bibtex",
+        PAPER_CITATION,
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def render_hub_card(
-    *, version: int, rows: int, by_source: dict[str, int], layout: str, formats: list[str],
-    provenance: Mapping[str, Any] | None = None, config_hashes: Sequence[str] = (),
+    *,
+    version: int,
+    rows: int,
+    by_source: dict[str, int],
+    layout: str,
+    formats: list[str],
+    provenance: Mapping[str, Any] | None = None,
+    config_hashes: Sequence[str] = (),
 ) -> str:
     """The version folder's root card: one Hub repository, the three datasets as configs (ReasonMed default)."""
     front = {
@@ -101,9 +146,16 @@ def render_hub_card(
         "tags": ["medical", "chain-of-thought", "reasonmed", "synthetic"],
         "size_categories": [size_category(rows)],
         "configs": [
-            {"config_name": name, "data_files": [{"split": "train", "path": (
-                f"{name}/data/train-*" if "parquet" in formats else f"{name}/{name}.jsonl")}],
-             **({"default": True} if name == "ReasonMed" else {})}
+            {
+                "config_name": name,
+                "data_files": [
+                    {
+                        "split": "train",
+                        "path": (f"{name}/data/train-*" if "parquet" in formats else f"{name}/{name}.jsonl"),
+                    }
+                ],
+                **({"default": True} if name == "ReasonMed" else {}),
+            }
             for name in DESCRIPTIONS
         ],
     }
@@ -133,8 +185,16 @@ ds = load_dataset("path/to/v{version:04d}", "CoTMed", split="train")   # or "Rea
 
 
 def render_card(
-    name: str, *, version: int, rows: int, by_source: dict[str, int], layout: str, formats: list[str],
-    files: list[str], simulated_rows: int = 0, provenance: Mapping[str, Any] | None = None,
+    name: str,
+    *,
+    version: int,
+    rows: int,
+    by_source: dict[str, int],
+    layout: str,
+    formats: list[str],
+    files: list[str],
+    simulated_rows: int = 0,
+    provenance: Mapping[str, Any] | None = None,
     config_hashes: Sequence[str] = (),
 ) -> str:
     front: dict[str, Any] = {
@@ -142,7 +202,8 @@ def render_card(
         "language": ["en"],
         "license": "other",
         "task_categories": ["question-answering", "text-generation"],
-        "tags": ["medical", "chain-of-thought", "reasonmed", "synthetic"] + (["simulated"] if simulated_rows else []),
+        "tags": ["medical", "chain-of-thought", "reasonmed", "synthetic"]
+        + (["simulated"] if simulated_rows else []),
         "size_categories": [size_category(rows)],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
     }
@@ -175,12 +236,14 @@ def render_card(
     warning = (
         f"> **SIMULATED: {simulated_rows} of {rows} rows were written by the project's simulator (model names "
         "`sim/...`), not by language models. They test the machinery; they are not medical data and must not "
-        "be used to train or evaluate a model.**\n\n" if simulated_rows else ""
+        "be used to train or evaluate a model.**\n\n"
+        if simulated_rows
+        else ""
     )
     body = f"""# {name} (export v{version:04d})
 
 {warning}Verified medical chain-of-thought data grown by the ReasonMed pipeline: each row is one question and one
-accepted reasoning path; `output` is {DESCRIPTIONS.get(name, '')}. Benchmark-test questions and questions
+accepted reasoning path; `output` is {DESCRIPTIONS.get(name, "")}. Benchmark-test questions and questions
 that match them are excluded.
 
 Rows: **{rows}** (layout `{layout}`, formats: {", ".join(formats)})

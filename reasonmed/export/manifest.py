@@ -34,7 +34,9 @@ class ContaminationReport(BaseModel):
     rows_excluded: int
     question_ids: list[int]
     matches: dict[str, str] = Field(description="question id -> the benchmark-test item it matches")
-    rows_deferred: int = Field(default=0, description="rows held back: accepted after the scan, for the next version")
+    rows_deferred: int = Field(
+        default=0, description="rows held back: accepted after the scan, for the next version"
+    )
     deferred_question_ids: list[int] = Field(default_factory=list)
 
 
@@ -55,7 +57,9 @@ class Manifest(BaseModel):
     contamination: ContaminationReport
     benchmark_test_questions_in_db: int = Field(description="never exported; checked again at write time")
     export_run_id: int | None
-    simulated: bool = Field(default=False, description="rows of simulated models (sim/...) are in this version")
+    simulated: bool = Field(
+        default=False, description="rows of simulated models (sim/...) are in this version"
+    )
     simulated_rows: int = 0
     simulated_rows_left_out: int = Field(default=0, description="rows of simulated models not exported")
     writer: dict[str, Any]

@@ -86,8 +86,9 @@ class VersionRecord:
             self._spool = self._stack.enter_context(contextlib.closing(SampleSpool()))
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> bool | None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
         if self._copy is not None:  # an unfinished COPY is aborted along with the transaction
             self._copy.__exit__(exc_type, exc, tb)
             self._copy = None
@@ -106,8 +107,14 @@ class VersionRecord:
             assert self._session is not None
             self.version = export_repo.next_version(self._session)
             self._version_id = export_repo.create_version(
-                self._session, version=self.version, run_id=self.run_id, location="", config_hash=None,
-                manifest={}, n_samples=0, created_at=self.created_at,
+                self._session,
+                version=self.version,
+                run_id=self.run_id,
+                location="",
+                config_hash=None,
+                manifest={},
+                n_samples=0,
+                created_at=self.created_at,
             )
         return self.version
 
@@ -119,5 +126,11 @@ class VersionRecord:
             self._copy, self._write = None, None
         if self._spool is not None:
             export_repo.insert_samples(self._session, self._version_id, self._spool.batches())
-        export_repo.update_version(self._session, self._version_id, location=location, manifest=manifest,
-                                   n_samples=self.n_samples, config_hash=config_hash)
+        export_repo.update_version(
+            self._session,
+            self._version_id,
+            location=location,
+            manifest=manifest,
+            n_samples=self.n_samples,
+            config_hash=config_hash,
+        )

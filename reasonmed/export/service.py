@@ -63,7 +63,8 @@ class ExportOptions(BaseModel):
     multipart_chunksize: int = Field(default=64 * 1024 * 1024, ge=5 * 1024 * 1024)
     prefect_flow_run_id: str | None = None
     allow_simulated: bool = Field(
-        default=False, description="also export rows of simulated models (sim/...); the card and manifest then say so",
+        default=False,
+        description="also export rows of simulated models (sim/...); the card and manifest then say so",
     )
 
 
@@ -129,28 +130,43 @@ class _Tally:
 
 
 def export_dataset(
-    engine: Engine, options: ExportOptions, *, contamination: ContaminationCheck | None = None,
+    engine: Engine,
+    options: ExportOptions,
+    *,
+    contamination: ContaminationCheck | None = None,
 ) -> ExportResult:
     """Write the next dataset version to ``options.out`` and record it; returns what was written."""
     created_at = datetime.now(UTC)
     run_id = runs.create_run(
-        engine, kind="export", config_hash=None, config_snapshot=None,
-        parameters=options.model_dump(mode="json"), prefect_flow_run_id=options.prefect_flow_run_id,
+        engine,
+        kind="export",
+        config_hash=None,
+        config_snapshot=None,
+        parameters=options.model_dump(mode="json"),
+        prefect_flow_run_id=options.prefect_flow_run_id,
     )
     try:
         result = _export(engine, options, created_at, run_id, contamination or default_contamination_check)
     except BaseException as exc:
         runs.finish_run(engine, run_id, status="failed", stats={}, error=f"{type(exc).__name__}: {exc}")
         raise
-    runs.finish_run(engine, run_id, status="completed", stats={"version": result.version, "counts": result.counts})
+    runs.finish_run(
+        engine, run_id, status="completed", stats={"version": result.version, "counts": result.counts}
+    )
     return result
 
 
 def _export(
-    engine: Engine, options: ExportOptions, created_at: datetime, run_id: int, contamination: ContaminationCheck,
+    engine: Engine,
+    options: ExportOptions,
+    created_at: datetime,
+    run_id: int,
+    contamination: ContaminationCheck,
 ) -> ExportResult:
     target = parse_target(
-        options.out, s3_endpoint_url=options.s3_endpoint_url, multipart_threshold=options.multipart_threshold,
+        options.out,
+        s3_endpoint_url=options.s3_endpoint_url,
+        multipart_threshold=options.multipart_threshold,
         multipart_chunksize=options.multipart_chunksize,
     )
     simulated_rows, real_rows = export_repo.count_simulated_rows(engine)
@@ -167,23 +183,44 @@ def _export(
     try:
         with VersionRecord(engine, run_id=run_id, created_at=created_at) as record:
             tally = _Tally()
-            data_files, digests = _write_files(engine, options, staging, record, tally, benchmark_ids, flagged, checked)
+            data_files, digests = _write_files(
+                engine, options, staging, record, tally, benchmark_ids, flagged, checked
+            )
             version = record.reserve()
             version_dir = f"v{version:04d}"
             location = target.location(version_dir)
             hashes = export_repo.run_config_hashes(engine, tally.run_ids)
             provenance = export_repo.card_provenance(engine, tally.path_ids, tally.run_ids)
-            cards = _write_cards(staging, options, version, tally, data_files, provenance,
-                                 sorted({h for h in hashes.values() if h}))
+            cards = _write_cards(
+                staging,
+                options,
+                version,
+                tally,
+                data_files,
+                provenance,
+                sorted({h for h in hashes.values() if h}),
+            )
             manifest = _manifest(
-                version=version, location=location, options=options, staging=staging, tally=tally,
-                data_files=data_files, digests=digests, cards=cards, hashes=hashes,
-                flagged=flagged, benchmark_ids=benchmark_ids, created_at=created_at, run_id=run_id,
+                version=version,
+                location=location,
+                options=options,
+                staging=staging,
+                tally=tally,
+                data_files=data_files,
+                digests=digests,
+                cards=cards,
+                hashes=hashes,
+                flagged=flagged,
+                benchmark_ids=benchmark_ids,
+                created_at=created_at,
+                run_id=run_id,
                 simulated_left_out=0 if options.allow_simulated else simulated_rows,
             )
             payload = manifest.model_dump(mode="json")
             (staging / MANIFEST).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-            record.finish(location=location, manifest=payload, config_hash=combined_config_hash(manifest.config_hashes))
+            record.finish(
+                location=location, manifest=payload, config_hash=combined_config_hash(manifest.config_hashes)
+            )
             # Published last, inside the transaction: the version commits only once its files are out.
             published = target.publish(staging, version_dir)
     except BaseException:
@@ -191,13 +228,24 @@ def _export(
         if published is not None:  # the commit failed after publication: take the files back
             target.unpublish(version_dir)
         raise
-    return ExportResult(version=version, location=published, counts=dict(manifest.counts),
-                        manifest_path=f"{published.rstrip('/')}/{MANIFEST}", manifest=payload)
+    return ExportResult(
+        version=version,
+        location=published,
+        counts=dict(manifest.counts),
+        manifest_path=f"{published.rstrip('/')}/{MANIFEST}",
+        manifest=payload,
+    )
 
 
 def _write_files(
-    engine: Engine, options: ExportOptions, staging: Path, record: VersionRecord, tally: _Tally,
-    benchmark_ids: frozenset[int], flagged: dict[int, str], checked: frozenset[int] | None,
+    engine: Engine,
+    options: ExportOptions,
+    staging: Path,
+    record: VersionRecord,
+    tally: _Tally,
+    benchmark_ids: frozenset[int],
+    flagged: dict[int, str],
+    checked: frozenset[int] | None,
 ) -> tuple[dict[str, list[Path]], dict[Path, str]]:
     """The streaming pass: every eligible row, checked, into every writer and the version record.
     Returns each dataset's files, and the digests of those hashed while written.
@@ -210,7 +258,9 @@ def _write_files(
         pending: list[Future[None]] = []
         try:
             batches = export_repo.stream_accepted_rows(
-                engine, batch_rows=options.batch_rows, include_simulated=options.allow_simulated,
+                engine,
+                batch_rows=options.batch_rows,
+                include_simulated=options.allow_simulated,
             )
             for batch in prefetch(batches):
                 rows = [SourceRow._make(r) for r in batch]
@@ -250,50 +300,98 @@ def _open_writers(staging: Path, options: ExportOptions) -> dict[str, list[Parqu
     for name in DATASETS:
         ws: list[ParquetShards | JsonLines] = []
         if "parquet" in options.formats:
-            ws.append(ParquetShards(staging / name / "data", sch, shard_rows=options.shard_rows,
-                                    row_group_rows=options.batch_rows))
+            ws.append(
+                ParquetShards(
+                    staging / name / "data",
+                    sch,
+                    shard_rows=options.shard_rows,
+                    row_group_rows=options.batch_rows,
+                )
+            )
         if "jsonl" in options.formats:
             ws.append(JsonLines(staging / name / f"{name}.jsonl"))
         writers[name] = ws
     return writers
 
 
-def _write_cards(staging: Path, options: ExportOptions, version: int, tally: _Tally,
-                 data_files: dict[str, list[Path]], provenance: dict[str, Any], config_hashes: list[str]) -> list[Path]:
+def _write_cards(
+    staging: Path,
+    options: ExportOptions,
+    version: int,
+    tally: _Tally,
+    data_files: dict[str, list[Path]],
+    provenance: dict[str, Any],
+    config_hashes: list[str],
+) -> list[Path]:
     """A card per dataset folder, and the root card that makes the version one Hub repository of three configs."""
     cards = []
     for name in DATASETS:
         card = staging / name / "README.md"
-        card.write_text(render_card(
-            name, version=version, rows=tally.rows, by_source=dict(tally.by_source), layout=options.layout,
-            formats=list(options.formats), files=[p.relative_to(staging / name).as_posix() for p in data_files[name]],
-            simulated_rows=tally.simulated_rows, provenance=provenance, config_hashes=config_hashes,
-        ))
+        card.write_text(
+            render_card(
+                name,
+                version=version,
+                rows=tally.rows,
+                by_source=dict(tally.by_source),
+                layout=options.layout,
+                formats=list(options.formats),
+                files=[p.relative_to(staging / name).as_posix() for p in data_files[name]],
+                simulated_rows=tally.simulated_rows,
+                provenance=provenance,
+                config_hashes=config_hashes,
+            )
+        )
         cards.append(card)
     root = staging / "README.md"
-    root.write_text(render_hub_card(
-        version=version, rows=tally.rows, by_source=dict(tally.by_source), layout=options.layout,
-        formats=list(options.formats), provenance=provenance, config_hashes=config_hashes,
-    ))
+    root.write_text(
+        render_hub_card(
+            version=version,
+            rows=tally.rows,
+            by_source=dict(tally.by_source),
+            layout=options.layout,
+            formats=list(options.formats),
+            provenance=provenance,
+            config_hashes=config_hashes,
+        )
+    )
     cards.append(root)
     return cards
 
 
 def _manifest(
-    *, version: int, location: str, options: ExportOptions, staging: Path, tally: _Tally,
-    data_files: dict[str, list[Path]], digests: dict[Path, str], cards: list[Path], hashes: dict[int, str | None],
+    *,
+    version: int,
+    location: str,
+    options: ExportOptions,
+    staging: Path,
+    tally: _Tally,
+    data_files: dict[str, list[Path]],
+    digests: dict[Path, str],
+    cards: list[Path],
+    hashes: dict[int, str | None],
     flagged: dict[int, str],
-    benchmark_ids: frozenset[int], created_at: datetime, run_id: int, simulated_left_out: int,
+    benchmark_ids: frozenset[int],
+    created_at: datetime,
+    run_id: int,
+    simulated_left_out: int,
 ) -> Manifest:
     by_source = dict(sorted(tally.by_source.items()))
     excluded = sorted(tally.dropped_questions)
     return Manifest(
-        version=version, created_at=created_at.isoformat(), location=location, layout=options.layout,
-        formats=list(options.formats), counts={name: tally.rows for name in DATASETS}, by_source=by_source,
+        version=version,
+        created_at=created_at.isoformat(),
+        location=location,
+        layout=options.layout,
+        formats=list(options.formats),
+        counts={name: tally.rows for name in DATASETS},
+        by_source=by_source,
         questions=tally.questions,
         datasets={
-            name: DatasetEntry(rows=tally.rows, by_source=by_source,
-                               files=[p.relative_to(staging).as_posix() for p in data_files[name]])
+            name: DatasetEntry(
+                rows=tally.rows,
+                by_source=by_source,
+                files=[p.relative_to(staging).as_posix() for p in data_files[name]],
+            )
             for name in DATASETS
         },
         files=file_entries(staging, [p for ps in data_files.values() for p in ps] + cards, digests),
@@ -301,14 +399,25 @@ def _manifest(
         config_hashes=sorted({h for h in hashes.values() if h}),
         config_hash_by_run={str(k): v for k, v in sorted(hashes.items())},
         contamination=ContaminationReport(
-            checked=True, flagged=len(flagged), count=len(excluded), rows_excluded=tally.dropped_rows,
-            question_ids=excluded, matches={str(q): flagged[q] for q in excluded},
-            rows_deferred=tally.deferred_rows, deferred_question_ids=sorted(tally.deferred_questions),
+            checked=True,
+            flagged=len(flagged),
+            count=len(excluded),
+            rows_excluded=tally.dropped_rows,
+            question_ids=excluded,
+            matches={str(q): flagged[q] for q in excluded},
+            rows_deferred=tally.deferred_rows,
+            deferred_question_ids=sorted(tally.deferred_questions),
         ),
         benchmark_test_questions_in_db=len(benchmark_ids),
         export_run_id=run_id,
-        simulated=tally.simulated_rows > 0, simulated_rows=tally.simulated_rows,
+        simulated=tally.simulated_rows > 0,
+        simulated_rows=tally.simulated_rows,
         simulated_rows_left_out=simulated_left_out,
-        writer={"pyarrow": pa.__version__, "parquet": PARQUET_OPTIONS, "batch_rows": options.batch_rows,
-                "shard_rows": options.shard_rows, "order": "question_id, accepted rank"},
+        writer={
+            "pyarrow": pa.__version__,
+            "parquet": PARQUET_OPTIONS,
+            "batch_rows": options.batch_rows,
+            "shard_rows": options.shard_rows,
+            "order": "question_id, accepted rank",
+        },
     )

@@ -97,12 +97,16 @@ class S3Target:
     def publish(self, staging: Path, version_dir: str) -> str:
         transfer = require("boto3.s3.transfer", "s3")
 
-        existing = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(version_dir) + "/", MaxKeys=1)
+        existing = self.client.list_objects_v2(
+            Bucket=self.bucket, Prefix=self._key(version_dir) + "/", MaxKeys=1
+        )
         if existing.get("KeyCount", 0):
             raise ExportTargetError(f"{self.location(version_dir)} exists already; refusing to overwrite it")
         config = transfer.TransferConfig(
-            multipart_threshold=self.multipart_threshold, multipart_chunksize=self.multipart_chunksize,
-            max_concurrency=self.max_concurrency, use_threads=self.max_concurrency > 1,
+            multipart_threshold=self.multipart_threshold,
+            multipart_chunksize=self.multipart_chunksize,
+            max_concurrency=self.max_concurrency,
+            use_threads=self.max_concurrency > 1,
         )
         try:
             for path in _files(staging):
@@ -126,17 +130,25 @@ class S3Target:
 
 
 def parse_target(
-    out: str | Path, *, s3_endpoint_url: str | None = None, multipart_threshold: int = 64 * 1024 * 1024,
+    out: str | Path,
+    *,
+    s3_endpoint_url: str | None = None,
+    multipart_threshold: int = 64 * 1024 * 1024,
     multipart_chunksize: int = 64 * 1024 * 1024,
 ) -> LocalTarget | S3Target:
     """``s3://bucket/prefix`` becomes an S3 target (the multipart sizes apply there); else a local folder."""
     text = str(out)
     if text.startswith("s3://"):
-        bucket, _, prefix = text[len("s3://"):].partition("/")
+        bucket, _, prefix = text[len("s3://") :].partition("/")
         if not bucket:
             raise ExportTargetError(f"{text}: no bucket name (expected s3://bucket/prefix)")
-        return S3Target(bucket=bucket, prefix=prefix.strip("/"), endpoint_url=s3_endpoint_url,
-                        multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize)
+        return S3Target(
+            bucket=bucket,
+            prefix=prefix.strip("/"),
+            endpoint_url=s3_endpoint_url,
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=multipart_chunksize,
+        )
     if "://" in text:
         raise ExportTargetError(f"{text}: unsupported target (use a local folder or s3://bucket/prefix)")
     return LocalTarget(Path(text))

@@ -109,7 +109,13 @@ _SEP = "\x1e"  # joins a column's values while escaping them: a rare control, so
 def _escape_all(text: str) -> str:
     """``json_dumps(text)`` without its quotes, for a text with no rare control character: str.replace runs
     at memory speed, unlike the encoder's per-character loop."""
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return (
+        text.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
 
 
 def _escape_rare(match: re.Match[str]) -> str:
@@ -127,7 +133,9 @@ def _json_strings(arr: pa.Array) -> pa.Array:
         return pa.array([], type=pa.string())
     # Control characters never occur inside a multi-byte UTF-8 sequence: the bytes tell.
     if bytes(_joined(arr)).translate(None, _NOT_RARE_BYTES):
-        quoted = pa.array(['"' + _RARE.sub(_escape_rare, _escape_all(v)) + '"' for v in values], type=pa.string())
+        quoted = pa.array(
+            ['"' + _RARE.sub(_escape_rare, _escape_all(v)) + '"' for v in values], type=pa.string()
+        )
     else:
         # '"v0""v1""v2"' as one buffer, cut between each pair of quotes: the k-th cut is 2 + k bytes past
         # the k-th separator in the escaped text (the opening quote, the closing one, one more byte per
@@ -155,7 +163,10 @@ def json_lines(table: pa.Table) -> pa.Array:
     """Each row as ``json_dumps(row)`` plus a newline (keys in schema order), byte for byte, built column-wise."""
     parts: list[Any] = []
     for i, f in enumerate(table.schema):
-        parts += [("{" if i == 0 else ", ") + json_dumps(f.name) + ": ", _json_values(table.column(i).combine_chunks())]
+        parts += [
+            ("{" if i == 0 else ", ") + json_dumps(f.name) + ": ",
+            _json_values(table.column(i).combine_chunks()),
+        ]
     return pc.binary_join_element_wise(*parts, "}\n", "")
 
 
@@ -165,7 +176,7 @@ def _joined(strings: pa.Array) -> memoryview:
     if data is None:  # every value null or empty
         return memoryview(b"")
     bounds = np.frombuffer(offsets, dtype=np.int32)
-    return memoryview(data)[bounds[strings.offset]:bounds[strings.offset + len(strings)]]
+    return memoryview(data)[bounds[strings.offset] : bounds[strings.offset + len(strings)]]
 
 
 class JsonLines:

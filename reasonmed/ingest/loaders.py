@@ -105,7 +105,11 @@ def _build(
         # Option texts may arrive as numbers (JSON, Parquet); the question model wants text.
         texts = {str(k): _option_text(k, v) for k, v in options.items()}
         _check_sizes(
-            limits, texts, question=fields.get("question"), context=fields.get("context"), id=fields.get("source_id")
+            limits,
+            texts,
+            question=fields.get("question"),
+            context=fields.get("context"),
+            id=fields.get("source_id"),
         )
     except RecordError as exc:
         return LoadedRecord(ref, None, str(exc), clip(raw) if raw else None)
@@ -143,9 +147,14 @@ def _safely(rec: RawRecord, convert: Callable[[RawRecord], LoadedRecord]) -> Loa
 
 
 def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", float: "a number", int: "a number"}.get(
-        type(value), f"a {type(value).__name__}"
-    )
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        float: "a number",
+        int: "a number",
+    }.get(type(value), f"a {type(value).__name__}")
 
 
 def _option_text(label: Any, value: Any) -> str:
@@ -190,7 +199,9 @@ def _check_sizes(limits: Limits, options: Mapping[str, str], **texts: Any) -> No
             )
     for label, text in options.items():
         if len(text) > cap:
-            raise RecordError(f"option {label} is longer than the field limit ({len(text):,} characters > {cap:,})")
+            raise RecordError(
+                f"option {label} is longer than the field limit ({len(text):,} characters > {cap:,})"
+            )
 
 
 def whole_number(value: Any) -> int | None:
@@ -591,7 +602,13 @@ def _jsonable(value: Any) -> Any:
 
 
 def _generic_cells(
-    names: Sequence[str], rec: RawRecord, m: ColumnMap, fmt: str, split: str, index_base: int | None, limits: Limits
+    names: Sequence[str],
+    rec: RawRecord,
+    m: ColumnMap,
+    fmt: str,
+    split: str,
+    index_base: int | None,
+    limits: Limits,
 ) -> LoadedRecord:
     """A CSV row: its cells named by the header row."""
     return _generic(rec, dict(zip(names, rec.value, strict=True)), m, fmt, split, index_base, limits)
@@ -668,8 +685,18 @@ def load_generic(
                     rec, f"wrong number of cells (header has {len(names)}, row has {len(rec.value)})"
                 )
             else:
-                yield _safely(rec, partial(_generic_cells, names, m=m, fmt=fmt, split=split,
-                                           index_base=answer_index_base, limits=lim))
+                yield _safely(
+                    rec,
+                    partial(
+                        _generic_cells,
+                        names,
+                        m=m,
+                        fmt=fmt,
+                        split=split,
+                        index_base=answer_index_base,
+                        limits=lim,
+                    ),
+                )
     elif fmt == "parquet":
         _check_header(path, parquet_columns(path), m)
         for rec in iter_parquet_rows(path, columns=None):

@@ -175,9 +175,7 @@ def iter_json_lines(path: Path, limits: Limits | None = None) -> Iterator[RawRec
                 yield RawRecord(ref, None, f"line is {problem}", clip(text))
                 continue
             if not isinstance(value, dict):
-                yield RawRecord(
-                    ref, None, f"line is a JSON {json_kind(value)}, not an object", clip(text)
-                )
+                yield RawRecord(ref, None, f"line is a JSON {json_kind(value)}, not an object", clip(text))
                 continue
             yield RawRecord(ref, value, None, text)
 
@@ -233,12 +231,16 @@ class _ObjectStream:
                 value, end = self._json.raw_decode(self.buf, start)
             except json.JSONDecodeError as exc:
                 if len(self.buf) - start > limit:
-                    raise _Undecodable(f"larger than the record limit ({limit:,} characters) or not valid JSON") from None
+                    raise _Undecodable(
+                        f"larger than the record limit ({limit:,} characters) or not valid JSON"
+                    ) from None
                 if not self.fill():  # broken, or cut short: skip_value tells which
                     raise _Undecodable(f"not valid JSON ({exc.msg})") from None
                 continue
             except RecursionError:
-                raise _Undecodable(f"JSON nested too deeply (limit {self._limits.max_depth} levels)") from None
+                raise _Undecodable(
+                    f"JSON nested too deeply (limit {self._limits.max_depth} levels)"
+                ) from None
             except ValueError as exc:  # NaN / Infinity
                 raise _Undecodable(f"not valid JSON ({exc})") from None
             # A number (or literal) that ends exactly at the buffer end may continue in the next chunk.
@@ -348,7 +350,10 @@ def iter_json_object(path: Path, limits: Limits | None = None) -> Iterator[tuple
                     yield str(key), RawRecord(ref, None, f"record is {exc}", head)
                     continue
             except (FileFormatError, _Undecodable) as exc:
-                yield "", RawRecord(f"record {n + 1}", None, str(exc), _printable(clip(s.buf[s.pos :])) or None)
+                yield (
+                    "",
+                    RawRecord(f"record {n + 1}", None, str(exc), _printable(clip(s.buf[s.pos :])) or None),
+                )
                 return
             n += 1
             yield key, _member(key, value, s.buf[start : s.pos], limits)
@@ -358,11 +363,15 @@ def _member(key: str, value: Any, text: str, limits: Limits) -> RawRecord:
     """One decoded member of the object as a record, or as the error record that says what is wrong."""
     ref = f"record {key}"
     if _SURROGATE.search(text) or _SURROGATE.search(key):
-        return RawRecord(f"record {_printable(key)}", None, "record is not valid UTF-8", clip(_printable(text)))
+        return RawRecord(
+            f"record {_printable(key)}", None, "record is not valid UTF-8", clip(_printable(text))
+        )
     if not isinstance(value, dict):
         return RawRecord(ref, None, f"record is a JSON {json_kind(value)}, not an object", clip(text))
     if too_deep(value, limits.max_depth):
-        return RawRecord(ref, None, f"record is JSON nested too deeply (limit {limits.max_depth} levels)", clip(text))
+        return RawRecord(
+            ref, None, f"record is JSON nested too deeply (limit {limits.max_depth} levels)", clip(text)
+        )
     if len(text) > limits.max_record_bytes:
         return RawRecord(ref, None, f"record is {_too_big(len(text), limits)}", clip(text))
     return RawRecord(ref, value, None, text)
@@ -409,7 +418,10 @@ def iter_csv_rows(
         while oversized:  # dropped lines come before the row the reader found after them
             n += 1
             big = oversized.pop(0)
-            yield names, RawRecord(f"row {n}", None, f"row is {_too_big(big.size, limits)}", clip(_lossy(big.data)))
+            yield (
+                names,
+                RawRecord(f"row {n}", None, f"row is {_too_big(big.size, limits)}", clip(_lossy(big.data))),
+            )
         if row is None:
             return
         n += 1
@@ -443,7 +455,12 @@ def _csv_record(ref: str, row: list[str], problem: str | None, limits: Limits) -
     if _SURROGATE.search(joined):
         return RawRecord(ref, None, "row is not valid UTF-8", clip(_printable(joined)))
     if len(joined) > limits.max_record_bytes:
-        return RawRecord(ref, None, f"row is {_too_big(len(joined.encode('utf-8', 'surrogateescape')), limits)}", clip(joined))
+        return RawRecord(
+            ref,
+            None,
+            f"row is {_too_big(len(joined.encode('utf-8', 'surrogateescape')), limits)}",
+            clip(joined),
+        )
     return RawRecord(ref, row, None, joined)
 
 

@@ -89,14 +89,24 @@ class IngestSummary(BaseModel):
 
 
 def read_options_key(
-    source: str, mapping: Mapping[str, str] | None, cop_base: CopBase, answer_index_base: int | None,
+    source: str,
+    mapping: Mapping[str, str] | None,
+    cop_base: CopBase,
+    answer_index_base: int | None,
 ) -> str:
     """The options that decide how a file's records are read, as the canonical JSON stored with the file.
 
     The split is not one: it labels new rows but changes no record's validity, and stored rows keep theirs.
     """
-    return json.dumps({"source": source, "mapping": dict(sorted((mapping or {}).items())),
-                       "cop_base": cop_base, "answer_index_base": answer_index_base}, sort_keys=True)
+    return json.dumps(
+        {
+            "source": source,
+            "mapping": dict(sorted((mapping or {}).items())),
+            "cop_base": cop_base,
+            "answer_index_base": answer_index_base,
+        },
+        sort_keys=True,
+    )
 
 
 def _read_alike(state: db.IngestFileState, options: str, source: str) -> bool:
@@ -208,7 +218,9 @@ class _Batch:
     rows: list[db.QuestionRow] = field(default_factory=list)
     errors: list[db.ErrorRow] = field(default_factory=list)
     test_hashes: list[str] = field(default_factory=list)
-    own_ids: list[bool] = field(default_factory=list)  # per row: the id came from the record, not its position
+    own_ids: list[bool] = field(
+        default_factory=list
+    )  # per row: the id came from the record, not its position
     refs: list[str] = field(default_factory=list)  # per row: its record ref, for a row the database refuses
     read: int = 0
 
@@ -270,8 +282,16 @@ class _Writer:
                 raise
             except Exception as exc:
                 reason = f"the database refused this record ({_first_line(exc)})"
-                errors.append(db.ErrorRow(self._file_id, self._path, batch.refs[i],
-                                          _printable(reason, 1000) or "", None, row.created_at))
+                errors.append(
+                    db.ErrorRow(
+                        self._file_id,
+                        self._path,
+                        batch.refs[i],
+                        _printable(reason, 1000) or "",
+                        None,
+                        row.created_at,
+                    )
+                )
                 self.refused[reason_kind(reason)] += 1
         with self._engine.begin() as conn:
             self._store(conn, _Batch(), [], errors, [], batch.read)
@@ -317,7 +337,10 @@ class _Writer:
             hashes = held.setdefault(r.source_id, set())
             if hashes - {r.content_hash}:
                 n += 1
-                if len(self.conflict_examples) < _CONFLICT_EXAMPLES and r.source_id not in self.conflict_examples:
+                if (
+                    len(self.conflict_examples) < _CONFLICT_EXAMPLES
+                    and r.source_id not in self.conflict_examples
+                ):
                     self.conflict_examples.append(r.source_id)
             hashes.add(r.content_hash)
         return n
@@ -408,7 +431,9 @@ def ingest_file(
     if state is not None and state.status == "done" and _read_alike(state, options, source):
         summary.already_ingested = True
         if marking:  # an earlier ingest may have stored these as training items: flag them now
-            summary.benchmark_test, summary.newly_marked = _mark_existing(engine, records(), is_test, batch_size)
+            summary.benchmark_test, summary.newly_marked = _mark_existing(
+                engine, records(), is_test, batch_size
+            )
         summary.seconds = time.perf_counter() - started
         return summary
 
@@ -470,7 +495,9 @@ def _read_into(
     conversion) becomes its own error row like one the loader rejected."""
     batch, now = _Batch(), utcnow()
     try:
-        _fill(writer, stream, summary, kinds, file_id, path_s, is_test, batch_size, progress, total, batch, now)
+        _fill(
+            writer, stream, summary, kinds, file_id, path_s, is_test, batch_size, progress, total, batch, now
+        )
     finally:  # the records read before a failure are stored all the same
         _account(summary, writer.tail)
         writer.submit(writer.tail)

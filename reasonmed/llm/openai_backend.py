@@ -117,7 +117,9 @@ class OpenAICompatibleBackend:
         self._usage = usage
         self._rng = rng or random.Random()
         self._slots = asyncio.Semaphore(cfg.max_in_flight)
-        self.breaker = CircuitBreaker(name, window_s=cfg.breaker_window_s, min_failures=cfg.breaker_min_failures)
+        self.breaker = CircuitBreaker(
+            name, window_s=cfg.breaker_window_s, min_failures=cfg.breaker_min_failures
+        )
         self._headers = {"Accept": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
@@ -126,7 +128,9 @@ class OpenAICompatibleBackend:
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
-        return f"OpenAICompatibleBackend(name={self.name!r}, model={self.model!r}, url={mask_url(self._url)!r})"
+        return (
+            f"OpenAICompatibleBackend(name={self.name!r}, model={self.model!r}, url={mask_url(self._url)!r})"
+        )
 
     def _client(self) -> aiohttp.ClientSession:
         """The endpoint's one session, made on first use inside the running loop (aiohttp requires it)."""
@@ -174,7 +178,9 @@ class OpenAICompatibleBackend:
         if n < 1:
             raise ValueError(f"n must be >= 1 (got {n})")
         body: dict[str, Any] = {"model": self.model, "messages": [dict(m) for m in messages]}
-        if self._cfg.reasoning_model:  # o1-class: a fixed sampler, and a budget that covers its hidden reasoning
+        if (
+            self._cfg.reasoning_model
+        ):  # o1-class: a fixed sampler, and a budget that covers its hidden reasoning
             body["max_completion_tokens"] = max_tokens
         else:
             body |= {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens}
@@ -282,7 +288,11 @@ class OpenAICompatibleBackend:
         if 200 <= code < 300:
             return None, "", None
         if 300 <= code < 400:  # never followed: the prompt must not be re-sent where the server points
-            return "endpoint_refused", f"HTTP {code} redirect to {_origin(headers.get('Location'))} not followed; set base_url to the final URL", None
+            return (
+                "endpoint_refused",
+                f"HTTP {code} redirect to {_origin(headers.get('Location'))} not followed; set base_url to the final URL",
+                None,
+            )
         retry_after = parse_retry_after(headers.get("Retry-After")) if code in _RETRY_AFTER_STATUSES else None
         snippet = " ".join(raw[:300].decode("utf-8", "replace").split())
         if code == 429:

@@ -48,7 +48,9 @@ async def _fetch_models(
     headers = {"Accept": "application/json"} | ({"Authorization": f"Bearer {api_key}"} if api_key else {})
     url, basic = split_credentials(url)
     try:
-        async with session.get(url, headers=headers, allow_redirects=False, auth=None if api_key else basic) as response:
+        async with session.get(
+            url, headers=headers, allow_redirects=False, auth=None if api_key else basic
+        ) as response:
             raw = await response.content.read(1 << 20)
             if response.status != 200:
                 return response.status, None, f"HTTP {response.status}"
@@ -66,22 +68,32 @@ async def _fetch_models(
     return 200, ids, ""
 
 
-def _judge(name: str, cfg: EndpointConfig, url: str, status: int | None, ids: list[str] | None, problem: str) -> EndpointCheck:
+def _judge(
+    name: str, cfg: EndpointConfig, url: str, status: int | None, ids: list[str] | None, problem: str
+) -> EndpointCheck:
     if status == 200 and ids is not None:
         if ids == [ANY_MODEL] and not is_simulated_model(cfg.model):
             return EndpointCheck(
-                name, url, False,
+                name,
+                url,
+                False,
                 f"is the project's simulator, which serves only models named {SIM_MODEL_PREFIX}..., not {cfg.model} "
                 "(point base_url at the real server)",
             )
         if cfg.model in ids or ids == [ANY_MODEL]:
             return EndpointCheck(name, url, True, f"serves {cfg.model}")
         served = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "") or "nothing"
-        return EndpointCheck(name, url, False, f"serves {served}, not {cfg.model} (fix `model:` or the server's model name)")
+        return EndpointCheck(
+            name, url, False, f"serves {served}, not {cfg.model} (fix `model:` or the server's model name)"
+        )
     if status == 404:
-        return EndpointCheck(name, url, True, "reachable; it has no /models route, so the model name is unchecked")
+        return EndpointCheck(
+            name, url, True, "reachable; it has no /models route, so the model name is unchecked"
+        )
     if status in (401, 403):
-        return EndpointCheck(name, url, False, f"refused the API key ({problem}); check api_key_env / api_key_secret")
+        return EndpointCheck(
+            name, url, False, f"refused the API key ({problem}); check api_key_env / api_key_secret"
+        )
     if status is not None and status < 500 and status != 200:
         return EndpointCheck(name, url, False, f"{problem} on /models; check base_url (it should end in /v1)")
     return EndpointCheck(name, url, False, problem or f"HTTP {status}")
@@ -109,7 +121,9 @@ async def check_endpoints(
             continue
         url = cfg.base_url.rstrip("/") + "/models"
         status, ids, problem = asked[(url, api_keys.get(name))].result()
-        checks.append(_judge(name, cfg, split_credentials(url)[0], status, ids, problem))  # shown without userinfo
+        checks.append(
+            _judge(name, cfg, split_credentials(url)[0], status, ids, problem)
+        )  # shown without userinfo
     return checks
 
 

@@ -21,7 +21,9 @@ SecretLoader = Callable[[str], str]
 
 
 def resolve_api_key(
-    cfg: EndpointConfig, endpoint: str = "endpoint", secret_loader: SecretLoader | None = None,
+    cfg: EndpointConfig,
+    endpoint: str = "endpoint",
+    secret_loader: SecretLoader | None = None,
 ) -> str | None:
     """The endpoint's API key from the environment (or a secret store, e.g. a Prefect Secret block, read by
     ``secret_loader``); None if none is configured.
@@ -63,7 +65,9 @@ class LLMRegistry:
     """``registry.get("qwen")`` -> the endpoint's backend; ``await registry.aclose()`` when the run ends."""
 
     def __init__(
-        self, pipeline_config: PipelineConfig, api_keys: Mapping[str, str] | None = None,
+        self,
+        pipeline_config: PipelineConfig,
+        api_keys: Mapping[str, str] | None = None,
         secret_loader: SecretLoader | None = None,
     ) -> None:
         self._config = pipeline_config
@@ -103,7 +107,9 @@ class LLMRegistry:
         return backend
 
     def _api_key(self, name: str) -> str | None:
-        return self._api_keys.get(name) or resolve_api_key(self._config.endpoints[name], name, self._secret_loader)
+        return self._api_keys.get(name) or resolve_api_key(
+            self._config.endpoints[name], name, self._secret_loader
+        )
 
     async def check(self, timeout_s: float = 10.0) -> list[EndpointCheck]:
         """Ask every configured server once whether it is up and serves the configured model."""

@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 ErrorKind = Literal[
-    "rate_limited", "server_error", "timeout", "connection", "bad_response", "client_error", "endpoint_refused",
+    "rate_limited",
+    "server_error",
+    "timeout",
+    "connection",
+    "bad_response",
+    "client_error",
+    "endpoint_refused",
     "endpoint_down",
 ]
 

@@ -114,14 +114,24 @@ class VLLMEngineBackend:
                 )
             constraint = _structured_params(schema)
         tokenizer = await self._get_tokenizer()
-        prompt = {"prompt_token_ids": list(tokenizer.apply_chat_template(
-            [dict(m) for m in messages], tokenize=True, add_generation_prompt=True
-        ))}
+        prompt = {
+            "prompt_token_ids": list(
+                tokenizer.apply_chat_template(
+                    [dict(m) for m in messages], tokenize=True, add_generation_prompt=True
+                )
+            )
+        }
         stops = None if stop is None else [stop] if isinstance(stop, str) else list(stop)
         try:
             params = self._sampling_params(
-                n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, stop=stops,
-                **self._final_only, **constraint,
+                n=n,
+                temperature=temperature,
+                top_p=top_p,
+                max_tokens=max_tokens,
+                seed=seed,
+                stop=stops,
+                **self._final_only,
+                **constraint,
             )
         except (ValueError, TypeError) as exc:
             raise LLMError(
@@ -153,7 +163,8 @@ class VLLMEngineBackend:
         latency_ms = (time.perf_counter() - started) * 1000.0
         if final is None or len(choices) < n:
             raise LLMError(
-                f"endpoint {self.name}: engine returned {len(choices)} of {n} choice(s)", kind="bad_response",
+                f"endpoint {self.name}: engine returned {len(choices)} of {n} choice(s)",
+                kind="bad_response",
                 endpoint=self.name,
             )
         prompt_tokens = (

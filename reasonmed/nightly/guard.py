@@ -27,7 +27,9 @@ class RunLock:
 
     def __init__(self, engine: Engine, run_id: int, ttl_s: float) -> None:
         self.engine, self.run_id, self.ttl_s = engine, run_id, ttl_s
-        self.lost = False  # set when a renewal found the row taken away (e.g. the process was frozen too long)
+        self.lost = (
+            False  # set when a renewal found the row taken away (e.g. the process was frozen too long)
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"run-lock-{run_id}", daemon=True)
 
@@ -51,7 +53,12 @@ class RunLock:
 
 
 def acquire(
-    engine: Engine, *, kind: str, ttl_s: float, parameters: dict[str, Any], prefect_flow_run_id: str | None,
+    engine: Engine,
+    *,
+    kind: str,
+    ttl_s: float,
+    parameters: dict[str, Any],
+    prefect_flow_run_id: str | None,
 ) -> RunLock | Holder:
     """The started lock, or the holder of the live one."""
     run_id, holder = nightly_repo.acquire_run_lock(

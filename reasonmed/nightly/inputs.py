@@ -85,7 +85,12 @@ def pattern_for(source: str, pattern: str | None) -> str:
 
 
 def list_inputs(
-    location: str, *, pattern: str, staging_dir: Path, exclude: Iterable[str] = (), endpoint_url: str | None = None,
+    location: str,
+    *,
+    pattern: str,
+    staging_dir: Path,
+    exclude: Iterable[str] = (),
+    endpoint_url: str | None = None,
     on_skip: OnSkip | None = None,
 ) -> list[InputFile]:
     """The files under ``location`` whose name matches ``pattern``, in name order, hidden files and
@@ -134,11 +139,18 @@ def _list_local(root: Path, pattern: str, exclude: set[Path], on_skip: OnSkip) -
 
 
 def _s3_client(endpoint_url: str | None) -> Any:
-    return require("boto3", "s3").client("s3", endpoint_url=endpoint_url)  # loaded only by nights that read S3
+    return require("boto3", "s3").client(
+        "s3", endpoint_url=endpoint_url
+    )  # loaded only by nights that read S3
 
 
 def _list_s3(
-    location: str, pattern: str, staging_dir: Path, exclude: set[str], endpoint_url: str | None, on_skip: OnSkip
+    location: str,
+    pattern: str,
+    staging_dir: Path,
+    exclude: set[str],
+    endpoint_url: str | None,
+    on_skip: OnSkip,
 ) -> list[InputFile]:
     bucket, prefix = split_s3(location)
     client = _s3_client(endpoint_url)

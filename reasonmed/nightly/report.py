@@ -35,7 +35,11 @@ class Growth:
     def changed_dataset(self) -> bool:
         """Whether the night left the dataset other than it found it: samples added, or questions
         accepted (again) since it started, e.g. re-judged ones whose count of samples did not move."""
-        accepted_since = sum(int(t.get("questions", 0)) for t in self.finished.get("tiers", []) if t.get("status") == "accepted")
+        accepted_since = sum(
+            int(t.get("questions", 0))
+            for t in self.finished.get("tiers", [])
+            if t.get("status") == "accepted"
+        )
         return self.added("samples") != 0 or accepted_since > 0
 
     @property
@@ -137,15 +141,21 @@ def render_markdown(g: Growth) -> str:
         _table(_tier_mix(g.finished.get("tiers", [])), ["tier", "accepted", "rejected", "samples"], "none"),
         "",
         f"## Tokens: {_n(t['prompt'])} prompt + {_n(t['completion'])} completion",
-        _table((g.build.get("report") or {}).get("tokens", []),
-               ["stage", "model", "calls", "prompt_tokens", "completion_tokens", "failed_calls"], "no calls"),
+        _table(
+            (g.build.get("report") or {}).get("tokens", []),
+            ["stage", "model", "calls", "prompt_tokens", "completion_tokens", "failed_calls"],
+            "no calls",
+        ),
         "",
         "## Rejected",
         _table(g.finished.get("rejections", []), ["tier", "reason", "questions"], "none"),
         "",
         "## Set aside this night (skipped until `reasonmed retry`)",
-        _table((g.build.get("report") or {}).get("set_aside", []),
-               ["question_id", "source_id", "stage", "failures", "last_error_kind", "last_error"], "none"),
+        _table(
+            (g.build.get("report") or {}).get("set_aside", []),
+            ["question_id", "source_id", "stage", "failures", "last_error_kind", "last_error"],
+            "none",
+        ),
         "",
         "## Ingest",
         _table(g.ingest, ["file", "status", "inserted", "duplicates", "rejected"], "no input files"),
@@ -156,7 +166,10 @@ def render_markdown(g: Growth) -> str:
         lines.append(f"Version **{g.export.get('version')}** at `{g.export.get('location')}`")
         counts = g.export.get("counts") or {}
         if isinstance(counts, Mapping) and counts:
-            lines += ["", _table([{"dataset": k, "rows": v} for k, v in counts.items()], ["dataset", "rows"], "")]
+            lines += [
+                "",
+                _table([{"dataset": k, "rows": v} for k, v in counts.items()], ["dataset", "rows"], ""),
+            ]
     elif g.export_error:
         lines.append(f"**Export failed:** {g.export_error}")
     elif g.export_skipped:

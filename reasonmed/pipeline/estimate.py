@@ -78,22 +78,47 @@ def _config_rows(cfg: PipelineConfig, prompt_chars: float) -> list[tuple[str, st
     longest_path = max(g.max_tokens for g in a.generators)
     rows: list[tuple[str, str, float, float, float]] = []
     for g in a.generators:
-        rows.append(("generator", g.endpoint, len(g.temperatures), question, g.max_tokens * g.paths_per_temperature))
-    rewrites = max(a.refiner.max_paths, 1 + a.regenerator.paths)  # medium refines; difficult refines + regenerates
+        rows.append(
+            ("generator", g.endpoint, len(g.temperatures), question, g.max_tokens * g.paths_per_temperature)
+        )
+    rewrites = max(
+        a.refiner.max_paths, 1 + a.regenerator.paths
+    )  # medium refines; difficult refines + regenerates
     rows += [
         ("verifier", a.verifier.endpoint, paths + rewrites, question + longest_path, a.verifier.max_tokens),
         ("ranker", a.ranker.endpoint, paths, question + longest_path, a.ranker.max_tokens),
-        ("refiner", a.refiner.endpoint, a.refiner.max_paths, question + longest_path + paths * a.verifier.max_tokens,
-         a.refiner.max_tokens),
-        ("regenerator", a.regenerator.endpoint, a.regenerator.paths, question + longest_path + paths * a.verifier.max_tokens,
-         a.regenerator.max_tokens),
-        ("summarizer", a.summarizer.endpoint, cfg.tiers.keep_top, question + longest_path, a.summarizer.max_tokens),
+        (
+            "refiner",
+            a.refiner.endpoint,
+            a.refiner.max_paths,
+            question + longest_path + paths * a.verifier.max_tokens,
+            a.refiner.max_tokens,
+        ),
+        (
+            "regenerator",
+            a.regenerator.endpoint,
+            a.regenerator.paths,
+            question + longest_path + paths * a.verifier.max_tokens,
+            a.regenerator.max_tokens,
+        ),
+        (
+            "summarizer",
+            a.summarizer.endpoint,
+            cfg.tiers.keep_top,
+            question + longest_path,
+            a.summarizer.max_tokens,
+        ),
     ]
     return rows
 
 
 def estimate(
-    cfg: PipelineConfig, *, pending: int, finished: int, history: list[CallHistory], prompt_chars: float,
+    cfg: PipelineConfig,
+    *,
+    pending: int,
+    finished: int,
+    history: list[CallHistory],
+    prompt_chars: float,
 ) -> RunEstimate:
     """The run's expected calls, tokens, wall time and cost for ``pending`` questions."""
     by_key = {(h.role, h.endpoint): h for h in history} if finished else {}
@@ -104,7 +129,13 @@ def estimate(
         basis: Literal["history", "config"] = "config"
         latency = None
         if h is not None:
-            basis, cpq, p_tok, c_tok, latency = "history", h.calls / finished, h.prompt_tokens, h.completion_tokens, h.latency_ms
+            basis, cpq, p_tok, c_tok, latency = (
+                "history",
+                h.calls / finished,
+                h.prompt_tokens,
+                h.completion_tokens,
+                h.latency_ms,
+            )
         elif by_key and role not in seen_roles:
             # No finished question needed this role (e.g. no difficult one: no regeneration): none expected.
             basis, cpq, latency = "history", 0.0, 0.0
@@ -113,14 +144,30 @@ def estimate(
         ep = cfg.endpoints[endpoint]
         cost = None
         if ep.price_input_per_mtok is not None or ep.price_output_per_mtok is not None:
-            cost = (prompt_total * (ep.price_input_per_mtok or 0.0) + completion_total * (ep.price_output_per_mtok or 0.0)) / 1e6
-        stages.append(StageEstimate(
-            role=role, endpoint=endpoint, model=ep.model, basis=basis, calls_per_question=round(cpq, 3), calls=calls,
-            prompt_tokens=prompt_total, completion_tokens=completion_total,
-            busy_s=None if latency is None else calls * latency / 1000.0, cost_usd=cost,
-        ))
-    return RunEstimate(pending=pending, finished_history=finished if by_key else 0, stages=stages,
-                       wall_s=wall_time(cfg, stages))
+            cost = (
+                prompt_total * (ep.price_input_per_mtok or 0.0)
+                + completion_total * (ep.price_output_per_mtok or 0.0)
+            ) / 1e6
+        stages.append(
+            StageEstimate(
+                role=role,
+                endpoint=endpoint,
+                model=ep.model,
+                basis=basis,
+                calls_per_question=round(cpq, 3),
+                calls=calls,
+                prompt_tokens=prompt_total,
+                completion_tokens=completion_total,
+                busy_s=None if latency is None else calls * latency / 1000.0,
+                cost_usd=cost,
+            )
+        )
+    return RunEstimate(
+        pending=pending,
+        finished_history=finished if by_key else 0,
+        stages=stages,
+        wall_s=wall_time(cfg, stages),
+    )
 
 
 def wall_time(cfg: PipelineConfig, stages: list[StageEstimate]) -> float | None:

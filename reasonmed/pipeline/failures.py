@@ -80,7 +80,12 @@ def classify(stage: str, exc: BaseException) -> StageFailure:
             return StageFailure(stage, "permanent", "unusable_output", message)
         return StageFailure(stage, "transient", sorted(kinds)[0] if kinds else "incomplete", message)
     if isinstance(exc, OperationalError | InterfaceError | TimeoutError | ConnectionError):
-        return StageFailure(stage, "transient", "database" if isinstance(exc, OperationalError | InterfaceError) else type(exc).__name__, message)
+        return StageFailure(
+            stage,
+            "transient",
+            "database" if isinstance(exc, OperationalError | InterfaceError) else type(exc).__name__,
+            message,
+        )
     # Anything else is a bug or bad data: the next attempt would fail the same way.
     return StageFailure(stage, "permanent", type(exc).__name__[:32], message)
 

@@ -54,7 +54,9 @@ class BuildOutcome:
     @property
     def exit_code(self) -> int:
         """0 done; 1 questions failed or set aside; 3 an endpoint went down; 5 degraded output; 130 interrupted."""
-        return {"done": 0, "incomplete": 1, "endpoint_down": 3, "degraded": 5, "interrupted": 130}[self.status]
+        return {"done": 0, "incomplete": 1, "endpoint_down": 3, "degraded": 5, "interrupted": 130}[
+            self.status
+        ]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,13 +68,19 @@ class BuildOutcome:
             f"{self.set_aside} set aside, {self.failed} failed (retried by the next run), {self.pending} still pending",
         ]
         for h in self.held:
-            out.append(f"held by another worker: {h.questions} question(s) by {h.worker} until {h.lease_ends}")
+            out.append(
+                f"held by another worker: {h.questions} question(s) by {h.worker} until {h.lease_ends}"
+            )
         if self.set_aside:
-            out.append("set-aside questions and their reasons: `reasonmed audit --view audit_set_aside`; "
-                       "put them back with `reasonmed retry --all-failed`")
+            out.append(
+                "set-aside questions and their reasons: `reasonmed audit --view audit_set_aside`; "
+                "put them back with `reasonmed retry --all-failed`"
+            )
         for role, (outputs, bad) in self.unusable.items():
             if outputs:
-                out.append(f"{role} output unusable after every re-ask: {bad} of {outputs} ({bad / outputs:.0%})")
+                out.append(
+                    f"{role} output unusable after every re-ask: {bad} of {outputs} ({bad / outputs:.0%})"
+                )
         if self.token_budget_reached:
             out.append("the token budget was reached: no further questions were claimed")
         out.append(self.verdict())
@@ -84,11 +92,15 @@ class BuildOutcome:
         if self.status == "endpoint_down":
             return f"STOPPED: {self.stop_reason}; claims released, rerun once the endpoint is back"
         if self.status == "incomplete":
-            return (f"INCOMPLETE: {self.set_aside} question(s) set aside and {self.failed} failed in this run "
-                    f"({self.pending} still pending)")
+            return (
+                f"INCOMPLETE: {self.set_aside} question(s) set aside and {self.failed} failed in this run "
+                f"({self.pending} still pending)"
+            )
         if self.status == "degraded":
-            return (f"DEGRADED: {', '.join(self.alarms)} output mostly unusable this run; check that model and its "
-                    "prompt (`reasonmed audit`) before trusting these results")
+            return (
+                f"DEGRADED: {', '.join(self.alarms)} output mostly unusable this run; check that model and its "
+                "prompt (`reasonmed audit`) before trusting these results"
+            )
         aside = f" ({self.set_aside_total} set aside: `reasonmed retry`)" if self.set_aside_total else ""
         if self.pending == 0 and not self.held:
             if self.done == 0:

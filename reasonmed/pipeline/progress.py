@@ -31,15 +31,24 @@ class BuildProgress:
         # Spent so far, scaled to the questions this run intends to process (once some are done).
         projected = cost / self.done * self.total if cost is not None and self.done and self.total else None
         return {
-            "total": self.total, "claimed": self.claimed, "in_flight": self.in_flight, "done": self.done,
-            "accepted": self.accepted, "rejected": self.rejected, "failed": self.failed,
-            "set_aside": self.set_aside, "calls": calls,
-            "calls_per_s": calls / elapsed, "prompt_tokens": sum(r.prompt_tokens for r in rows),
-            "completion_tokens": sum(r.completion_tokens for r in rows), "retries": sum(r.retries for r in rows),
-            "elapsed_s": elapsed, "cost_usd": cost, "projected_cost_usd": projected,
+            "total": self.total,
+            "claimed": self.claimed,
+            "in_flight": self.in_flight,
+            "done": self.done,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "failed": self.failed,
+            "set_aside": self.set_aside,
+            "calls": calls,
+            "calls_per_s": calls / elapsed,
+            "prompt_tokens": sum(r.prompt_tokens for r in rows),
+            "completion_tokens": sum(r.completion_tokens for r in rows),
+            "retries": sum(r.retries for r in rows),
+            "elapsed_s": elapsed,
+            "cost_usd": cost,
+            "projected_cost_usd": projected,
         }
 
     @property
     def fraction(self) -> float:
         return 0.0 if not self.total else min(1.0, (self.done + self.failed + self.set_aside) / self.total)
-

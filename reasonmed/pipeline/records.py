@@ -11,7 +11,9 @@ from reasonmed.agents.base import CallOutcome, QuestionView
 from reasonmed.db.pipeline_repo import AcceptedRef, CallRecord, PathRecord, now
 from reasonmed.parsing import clean_reasoning, extract_answer
 
-Request = Callable[[], Awaitable[CallOutcome]]  # a request not sent yet (e.g. a functools.partial of an agent)
+Request = Callable[
+    [], Awaitable[CallOutcome]
+]  # a request not sent yet (e.g. a functools.partial of an agent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,32 +69,73 @@ def call_record(q: QuestionView, call_key: str, out: CallOutcome, origin: RunOri
     first = out.completions[0] if out.completions else None
     finish = None
     if first is not None:
-        finish = "length" if any(c.finish_reason == "length" for c in out.completions) else first.finish_reason
+        finish = (
+            "length" if any(c.finish_reason == "length" for c in out.completions) else first.finish_reason
+        )
     return CallRecord(
-        call_key=call_key, question_id=q.id, run_id=origin.run_id, role=out.role, endpoint=out.endpoint,
-        model=out.model, temperature=out.sampling.temperature, top_p=out.sampling.top_p,
-        max_tokens=out.sampling.max_tokens, seed=out.seed, n=out.n, prompt_sha256=out.prompt_sha256,
-        request_id=first.request_id if first else None, prompt_tokens=out.prompt_tokens,
-        completion_tokens=out.completion_tokens, latency_ms=out.latency_ms, finish_reason=finish,
-        status="ok" if out.error is None else "error", error_kind=out.error.kind if out.error else None,
-        error=str(out.error)[:2000] if out.error else None, attempts=max(out.attempts, 1),
-        prefect_flow_run_id=origin.prefect_flow_run_id, prefect_task_run_id=origin.prefect_task_run_id,
+        call_key=call_key,
+        question_id=q.id,
+        run_id=origin.run_id,
+        role=out.role,
+        endpoint=out.endpoint,
+        model=out.model,
+        temperature=out.sampling.temperature,
+        top_p=out.sampling.top_p,
+        max_tokens=out.sampling.max_tokens,
+        seed=out.seed,
+        n=out.n,
+        prompt_sha256=out.prompt_sha256,
+        request_id=first.request_id if first else None,
+        prompt_tokens=out.prompt_tokens,
+        completion_tokens=out.completion_tokens,
+        latency_ms=out.latency_ms,
+        finish_reason=finish,
+        status="ok" if out.error is None else "error",
+        error_kind=out.error.kind if out.error else None,
+        error=str(out.error)[:2000] if out.error else None,
+        attempts=max(out.attempts, 1),
+        prefect_flow_run_id=origin.prefect_flow_run_id,
+        prefect_task_run_id=origin.prefect_task_run_id,
         created_at=now(),
     )
 
 
 def path_record(
-    q: QuestionView, out: CallOutcome, i: int, call_key: str, origin: RunOrigin, *, path_key: str, kind: str,
-    parent: int | None, sample_index: int, generation_order: int,
+    q: QuestionView,
+    out: CallOutcome,
+    i: int,
+    call_key: str,
+    origin: RunOrigin,
+    *,
+    path_key: str,
+    kind: str,
+    parent: int | None,
+    sample_index: int,
+    generation_order: int,
 ) -> PathRecord:
     """Choice ``i`` of ``out`` as a stored path (``kind``: generated | refined | regenerated)."""
     c = out.completions[i]
     clean = clean_reasoning(c.text)
     return PathRecord(
-        question_id=q.id, path_key=path_key, origin=kind, role=out.role, parent_path_id=parent, call_key=call_key,
-        run_id=origin.run_id, endpoint=out.endpoint, model=out.model, temperature=out.sampling.temperature,
-        sample_index=sample_index, generation_order=generation_order, prompt_sha256=out.variant_sha256(i),
-        raw_text=c.text, clean_text=clean, extracted_answer=extract_answer(clean, q.options),
-        finish_reason=c.finish_reason, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
-        latency_ms=c.latency_ms, created_at=now(),
+        question_id=q.id,
+        path_key=path_key,
+        origin=kind,
+        role=out.role,
+        parent_path_id=parent,
+        call_key=call_key,
+        run_id=origin.run_id,
+        endpoint=out.endpoint,
+        model=out.model,
+        temperature=out.sampling.temperature,
+        sample_index=sample_index,
+        generation_order=generation_order,
+        prompt_sha256=out.variant_sha256(i),
+        raw_text=c.text,
+        clean_text=clean,
+        extracted_answer=extract_answer(clean, q.options),
+        finish_reason=c.finish_reason,
+        prompt_tokens=c.prompt_tokens,
+        completion_tokens=c.completion_tokens,
+        latency_ms=c.latency_ms,
+        created_at=now(),
     )

@@ -46,9 +46,11 @@ class RejudgeResult:
     acceptance_changed: int = 0  # questions whose accepted paths differ
 
     def lines(self) -> list[str]:
-        out = [f"rejudge {self.stage}: {self.reopened} question(s) reopened, {self.finished} finished again, "
-               f"{len(self.failed)} failed (left for the next run)",
-               f"accepted paths changed for {self.acceptance_changed} question(s)"]
+        out = [
+            f"rejudge {self.stage}: {self.reopened} question(s) reopened, {self.finished} finished again, "
+            f"{len(self.failed)} failed (left for the next run)",
+            f"accepted paths changed for {self.acceptance_changed} question(s)",
+        ]
         out += [f"tier {a} -> {b}: {n}" for (a, b), n in sorted(self.tier_changes.items(), key=str)]
         out += [f"status {a} -> {b}: {n}" for (a, b), n in sorted(self.status_changes.items())]
         out += [f"question {q}: {why}" for q, why in list(self.failed.items())[:10]]
@@ -56,7 +58,11 @@ class RejudgeResult:
 
 
 async def rejudge(
-    ctx: StageContext, *, stage: str, where: QuestionFilter | None = None, concurrency: int = 16,
+    ctx: StageContext,
+    *,
+    stage: str,
+    where: QuestionFilter | None = None,
+    concurrency: int = 16,
     on_done: Callable[[int], Awaitable[None] | None] | None = None,
 ) -> RejudgeResult:
     """Re-run ``stage`` (and what follows from it) for the matching finished questions it made stale."""

@@ -37,7 +37,9 @@ def ranked(paths: Sequence[P], scores: Mapping[int, int | None], k: int) -> list
     return [by_id[c.path_id] for c in select_top(cands, k)]
 
 
-def medium_keep(best: Sequence[P], refined: Mapping[int, P], ok: Callable[[P], bool], keep_top: int) -> list[P]:
+def medium_keep(
+    best: Sequence[P], refined: Mapping[int, P], ok: Callable[[P], bool], keep_top: int
+) -> list[P]:
     """Medium tier: each refined path that passes replaces its parent; one that fails (or is missing) falls
     back to the parent, which was already judged Correct, so no sound path is lost."""
     kept = []
@@ -54,13 +56,19 @@ def difficult_sources(generated: Sequence[P], ok: Callable[[P], bool]) -> tuple[
     corrects the question's lone Correct path if it has one, else that attempt.
     """
     failed = [p for p in generated if not ok(p)]
-    attempt = next((p for p in failed if p.extracted_answer is not None), failed[0] if failed else generated[0])
+    attempt = next(
+        (p for p in failed if p.extracted_answer is not None), failed[0] if failed else generated[0]
+    )
     correct = [p for p in generated if ok(p)]
     return (correct[0] if correct else attempt), attempt
 
 
 def difficult_keep(
-    refined: Sequence[P], base: P, regenerated: Sequence[P], ok: Callable[[P], bool], keep_top: int,
+    refined: Sequence[P],
+    base: P,
+    regenerated: Sequence[P],
+    ok: Callable[[P], bool],
+    keep_top: int,
 ) -> list[P]:
     """Difficult tier: the refined paths that pass (else ``base`` itself if it was Correct), then the
     regenerated paths that pass."""
@@ -69,5 +77,7 @@ def difficult_keep(
 
 
 def difficult_rejection(n_regenerated: int) -> str:
-    return (f"difficult tier: neither the refined path nor any of the {n_regenerated} regenerated paths "
-            "was verified correct")
+    return (
+        f"difficult tier: neither the refined path nor any of the {n_regenerated} regenerated paths "
+        "was verified correct"
+    )

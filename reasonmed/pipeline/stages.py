@@ -86,7 +86,11 @@ def _written_now(ctx: StageContext, paths: Sequence[PathRow], origin: str) -> li
     """The refined or regenerated paths the configured writer (model and prompt) produced; paths an earlier
     refiner or regenerator wrote stay stored but no longer count."""
     writer = ctx.keys.writes(origin)
-    return [p for p in paths if p.origin == origin and p.model == writer.model and p.prompt_sha256 in writer.prompt_shas]
+    return [
+        p
+        for p in paths
+        if p.origin == origin and p.model == writer.model and p.prompt_sha256 in writer.prompt_shas
+    ]
 
 
 def _write_key(taken: set[str], base: str, ctx: StageContext, origin: str) -> str:
@@ -125,7 +129,9 @@ class StageContext:
         return stage_keys(self.cfg)
 
     async def state(self, question_id: int) -> QuestionState:
-        return await self.db(repo.load_state, self.engine, question_id, self.keys, simulated=self.cfg.simulated)
+        return await self.db(
+            repo.load_state, self.engine, question_id, self.keys, simulated=self.cfg.simulated
+        )
 
 
 def _failures(outcomes: Sequence[CallOutcome]) -> list[str]:
@@ -139,7 +145,6 @@ def _raise_if_failed(stage: str, q: QuestionView, outcomes: Sequence[CallOutcome
             f"{stage} of question {q.id}: {len(failed)} request(s) failed; first: {failed[0]}",
             error_kinds=[o.error.kind for o in outcomes if o.error is not None],
         )
-
 
 
 # --------------------------------------------------------------------------- stage 1: generation
@@ -165,11 +170,19 @@ def _generate_jobs(ctx: StageContext, q: QuestionView, st: QuestionState) -> lis
         template = ctx.cfg.prompt("generate", gi)
         for t in g.temperatures:
             base_seed = keys.generate_seed(ctx.cfg.seed, q.content_hash, g.endpoint, t)
-            missing = [s for s in range(g.paths_per_temperature) if keys.generated_path(g.endpoint, t, s) not in have]
+            missing = [
+                s for s in range(g.paths_per_temperature) if keys.generated_path(g.endpoint, t, s) not in have
+            ]
             for run in _sample_runs(missing):
                 request = partial(
-                    generate_paths, backend, q, sampling=Sampling(t, g.top_p, g.max_tokens), seed=base_seed + run[0],
-                    n=len(run), reasks=ctx.cfg.output_retries, template=template,
+                    generate_paths,
+                    backend,
+                    q,
+                    sampling=Sampling(t, g.top_p, g.max_tokens),
+                    seed=base_seed + run[0],
+                    n=len(run),
+                    reasks=ctx.cfg.output_retries,
+                    template=template,
                 )
                 key = keys.generate_call(q.id, g.endpoint, t, run[0], len(run))
                 jobs.append(GenerateJob(key, run[0], len(run), order, request))
@@ -194,11 +207,20 @@ async def generate(ctx: StageContext, question_id: int, prov: Provenance) -> int
         if out.error is None:
             for i in range(len(out.completions)):
                 s = job.first_sample + i
-                paths.append(path_record(
-                    q, out, i, job.call_key, origin,
-                    path_key=keys.generated_path(out.endpoint, out.sampling.temperature, s),
-                    kind="generated", parent=None, sample_index=s, generation_order=job.order_base + s,
-                ))
+                paths.append(
+                    path_record(
+                        q,
+                        out,
+                        i,
+                        job.call_key,
+                        origin,
+                        path_key=keys.generated_path(out.endpoint, out.sampling.temperature, s),
+                        kind="generated",
+                        parent=None,
+                        sample_index=s,
+                        generation_order=job.order_base + s,
+                    )
+                )
     await ctx.db(repo.save_paths, ctx.engine, calls, paths)
     _raise_if_failed("generation", q, outcomes)
     return len(paths)
@@ -207,21 +229,29 @@ async def generate(ctx: StageContext, question_id: int, prov: Provenance) -> int
 # --------------------------------------------------------------------------- stage 2: verification
 
 
-async def _verify_missing(ctx: StageContext, q: QuestionView, st: QuestionState, paths: Sequence[PathRow], origin: RunOrigin) -> None:
+async def _verify_missing(
+    ctx: StageContext, q: QuestionView, st: QuestionState, paths: Sequence[PathRow], origin: RunOrigin
+) -> None:
     """Verify ``paths`` that have no current verdict; callers reload the state to read the new verdicts."""
     todo = [p for p in paths if p.id not in st.verdicts]
     if not todo:
         return
     v = ctx.cfg.agents.verifier
     backend = ctx.backends.get(v.endpoint)
-    fmt = format_for(v.structured_output, ctx.cfg.endpoints[v.endpoint].structured_dialect, "verdict", VERDICT_SCHEMA)
+    fmt = format_for(
+        v.structured_output, ctx.cfg.endpoints[v.endpoint].structured_dialect, "verdict", VERDICT_SCHEMA
+    )
     sampling = Sampling(v.temperature, v.top_p, v.max_tokens, fmt)
     template = ctx.cfg.prompt("verify")
     results = await asyncio.gather(
         *(
             verify_path(
-                backend, q, p.clean_text, sampling=sampling,
-                seed=keys.path_seed(ctx.cfg.seed, q.content_hash, "verify", p.path_key), attempts=v.parse_attempts,
+                backend,
+                q,
+                p.clean_text,
+                sampling=sampling,
+                seed=keys.path_seed(ctx.cfg.seed, q.content_hash, "verify", p.path_key),
+                attempts=v.parse_attempts,
                 template=template,
             )
             for p in todo
@@ -232,11 +262,21 @@ async def _verify_missing(ctx: StageContext, q: QuestionView, st: QuestionState,
         key = keys.judge_call(q.id, "verify", p.id, call.model, template.version)
         calls.append(call_record(q, key, call, origin))
         if verdict is not None:
-            verdicts.append(VerdictRecord(
-                path_id=p.id, question_id=q.id, call_key=key, run_id=origin.run_id, verifier_model=call.model,
-                prompt_sha256=template.sha256, outcome=verdict.outcome, reason=verdict.reason,
-                raw_output=verdict.raw_output, parse_attempts=max(call.attempts, 1), created_at=now(),
-            ))
+            verdicts.append(
+                VerdictRecord(
+                    path_id=p.id,
+                    question_id=q.id,
+                    call_key=key,
+                    run_id=origin.run_id,
+                    verifier_model=call.model,
+                    prompt_sha256=template.sha256,
+                    outcome=verdict.outcome,
+                    reason=verdict.reason,
+                    raw_output=verdict.raw_output,
+                    parse_attempts=max(call.attempts, 1),
+                    created_at=now(),
+                )
+            )
     await ctx.db(repo.save_verdicts, ctx.engine, calls, verdicts)
     _raise_if_failed("verification", q, [c for c, _ in results])
 
@@ -253,21 +293,31 @@ async def verify(ctx: StageContext, question_id: int, prov: Provenance) -> None:
 # --------------------------------------------------------------------------- stage 3: tiered resolution
 
 
-async def _score_missing(ctx: StageContext, q: QuestionView, st: QuestionState, paths: Sequence[PathRow], origin: RunOrigin) -> None:
+async def _score_missing(
+    ctx: StageContext, q: QuestionView, st: QuestionState, paths: Sequence[PathRow], origin: RunOrigin
+) -> None:
     """Score ``paths`` that have no current score; the new scores are added to ``st.scores``."""
     todo = [p for p in paths if p.id not in st.scores]
     if not todo:
         return
     r = ctx.cfg.agents.ranker
     backend = ctx.backends.get(r.endpoint)
-    fmt = format_for(r.structured_output, ctx.cfg.endpoints[r.endpoint].structured_dialect, "score", SCORE_SCHEMA)
+    fmt = format_for(
+        r.structured_output, ctx.cfg.endpoints[r.endpoint].structured_dialect, "score", SCORE_SCHEMA
+    )
     sampling = Sampling(r.temperature, r.top_p, r.max_tokens, fmt)
     template = ctx.cfg.prompt("rank")
     results = await asyncio.gather(
         *(
-            score_path(backend, q, p.clean_text, sampling=sampling,
-                       seed=keys.path_seed(ctx.cfg.seed, q.content_hash, "rank", p.path_key),
-                       attempts=r.parse_attempts, template=template)
+            score_path(
+                backend,
+                q,
+                p.clean_text,
+                sampling=sampling,
+                seed=keys.path_seed(ctx.cfg.seed, q.content_hash, "rank", p.path_key),
+                attempts=r.parse_attempts,
+                template=template,
+            )
             for p in todo
         )
     )
@@ -276,18 +326,28 @@ async def _score_missing(ctx: StageContext, q: QuestionView, st: QuestionState, 
         key = keys.judge_call(q.id, "rank", p.id, call.model, template.version)
         calls.append(call_record(q, key, call, origin))
         if call.error is None:
-            scores.append(ScoreRecord(
-                path_id=p.id, question_id=q.id, call_key=key, run_id=origin.run_id, ranker_model=call.model,
-                prompt_sha256=template.sha256, score=parsed.score if parsed else None,
-                justification=parsed.justification if parsed else None,
-                raw_output=call.completions[0].text if call.completions else None, created_at=now(),
-            ))
+            scores.append(
+                ScoreRecord(
+                    path_id=p.id,
+                    question_id=q.id,
+                    call_key=key,
+                    run_id=origin.run_id,
+                    ranker_model=call.model,
+                    prompt_sha256=template.sha256,
+                    score=parsed.score if parsed else None,
+                    justification=parsed.justification if parsed else None,
+                    raw_output=call.completions[0].text if call.completions else None,
+                    created_at=now(),
+                )
+            )
     await ctx.db(repo.save_scores, ctx.engine, calls, scores)
     _raise_if_failed("ranking", q, [c for c, _ in results])
     st.scores.update((s.path_id, s.score) for s in scores)
 
 
-async def _write_new_paths(ctx: StageContext, q: QuestionView, origin: RunOrigin, jobs: Sequence[WriteJob]) -> None:
+async def _write_new_paths(
+    ctx: StageContext, q: QuestionView, origin: RunOrigin, jobs: Sequence[WriteJob]
+) -> None:
     if not jobs:
         return
     outcomes = await asyncio.gather(*(j.request() for j in jobs))
@@ -296,9 +356,20 @@ async def _write_new_paths(ctx: StageContext, q: QuestionView, origin: RunOrigin
         calls.append(call_record(q, job.call_key, out, origin))
         if out.error is None:
             kind = "refined" if out.role == "refiner" else "regenerated"
-            paths.append(path_record(q, out, 0, job.call_key, origin, path_key=job.path_key, kind=kind,
-                                     parent=job.parent_id, sample_index=job.sample_index,
-                                     generation_order=1000 + job.sample_index))
+            paths.append(
+                path_record(
+                    q,
+                    out,
+                    0,
+                    job.call_key,
+                    origin,
+                    path_key=job.path_key,
+                    kind=kind,
+                    parent=job.parent_id,
+                    sample_index=job.sample_index,
+                    generation_order=1000 + job.sample_index,
+                )
+            )
     await ctx.db(repo.save_paths, ctx.engine, calls, paths)
     _raise_if_failed(outcomes[0].role, q, outcomes)
 
@@ -337,23 +408,37 @@ class _Routed:
     origin: RunOrigin
 
 
-def _refine_job(ctx: StageContext, q: QuestionView, parent: PathRow, path_key: str, sample: int, errors: list[str]) -> WriteJob:
+def _refine_job(
+    ctx: StageContext, q: QuestionView, parent: PathRow, path_key: str, sample: int, errors: list[str]
+) -> WriteJob:
     rf = ctx.cfg.agents.refiner
     request = partial(
-        refine_path, ctx.backends.get(rf.endpoint), q, parent.clean_text, errors,
+        refine_path,
+        ctx.backends.get(rf.endpoint),
+        q,
+        parent.clean_text,
+        errors,
         sampling=Sampling(rf.temperature, rf.top_p, rf.max_tokens),
-        seed=keys.path_seed(ctx.cfg.seed, q.content_hash, "refine", parent.path_key), reasks=ctx.cfg.output_retries,
+        seed=keys.path_seed(ctx.cfg.seed, q.content_hash, "refine", parent.path_key),
+        reasks=ctx.cfg.output_retries,
         template=ctx.cfg.prompt("refine"),
     )
     return WriteJob(keys.refine_call(q.id, path_key), path_key, parent.id, sample, request)
 
 
-def _regenerate_job(ctx: StageContext, q: QuestionView, attempt: PathRow, path_key: str, index: int, errors: list[str]) -> WriteJob:
+def _regenerate_job(
+    ctx: StageContext, q: QuestionView, attempt: PathRow, path_key: str, index: int, errors: list[str]
+) -> WriteJob:
     rg = ctx.cfg.agents.regenerator
     request = partial(
-        regenerate_path, ctx.backends.get(rg.endpoint), q, attempt.clean_text, errors,
+        regenerate_path,
+        ctx.backends.get(rg.endpoint),
+        q,
+        attempt.clean_text,
+        errors,
         sampling=Sampling(rg.temperature, rg.top_p, rg.max_tokens),
-        seed=keys.regenerate_seed(ctx.cfg.seed, q.content_hash, index), reasks=ctx.cfg.output_retries,
+        seed=keys.regenerate_seed(ctx.cfg.seed, q.content_hash, index),
+        reasks=ctx.cfg.output_retries,
         template=ctx.cfg.prompt("regenerate"),
     )
     return WriteJob(keys.regenerate_call(q.id, path_key), path_key, attempt.id, index, request)
@@ -373,13 +458,18 @@ async def _resolve_medium(ctx: StageContext, r: _Routed, st: QuestionState) -> D
     taken = {p.path_key for p in st.paths}
     done = {p.parent_path_id for p in _written_now(ctx, st.paths, "refined")}
     jobs = [
-        _refine_job(ctx, r.q, p, _write_key(taken, keys.refined_path(p.path_key), ctx, "refined"), i, r.errors)
-        for i, p in enumerate(best) if p.id not in done
+        _refine_job(
+            ctx, r.q, p, _write_key(taken, keys.refined_path(p.path_key), ctx, "refined"), i, r.errors
+        )
+        for i, p in enumerate(best)
+        if p.id not in done
     ]
     await _write_new_paths(ctx, r.q, r.origin, jobs)
     st = await ctx.state(r.q.id)
     refined = {
-        p.parent_path_id: p for p in _written_now(ctx, st.by_origin("refined"), "refined") if p.parent_path_id is not None
+        p.parent_path_id: p
+        for p in _written_now(ctx, st.by_origin("refined"), "refined")
+        if p.parent_path_id is not None
     }
     await _verify_missing(ctx, r.q, st, list(refined.values()), r.origin)
     st = await ctx.state(r.q.id)
@@ -399,12 +489,17 @@ async def _resolve_difficult(ctx: StageContext, r: _Routed, st: QuestionState) -
         jobs.append(_refine_job(ctx, r.q, base, ref_key, 0, r.errors))
     regen_now = {p.sample_index for p in _written_now(ctx, st.paths, "regenerated")}
     jobs += [
-        _regenerate_job(ctx, r.q, attempt, _write_key(taken, keys.regenerated_path(i), ctx, "regenerated"), i, r.errors)
-        for i in range(ctx.cfg.agents.regenerator.paths) if i not in regen_now
+        _regenerate_job(
+            ctx, r.q, attempt, _write_key(taken, keys.regenerated_path(i), ctx, "regenerated"), i, r.errors
+        )
+        for i in range(ctx.cfg.agents.regenerator.paths)
+        if i not in regen_now
     ]
     await _write_new_paths(ctx, r.q, r.origin, jobs)
     st = await ctx.state(r.q.id)
-    refined = [p for p in _written_now(ctx, st.by_origin("refined"), "refined") if p.parent_path_id == base.id]
+    refined = [
+        p for p in _written_now(ctx, st.by_origin("refined"), "refined") if p.parent_path_id == base.id
+    ]
     regen = _written_now(ctx, st.by_origin("regenerated"), "regenerated")
     await _verify_missing(ctx, r.q, st, [*refined, *regen], r.origin)
     st = await ctx.state(r.q.id)
@@ -428,16 +523,27 @@ async def resolve(ctx: StageContext, question_id: int, prov: Provenance) -> str:
         return st.outcome.status
     gen = st.by_origin("generated")
     if len(gen) < ctx.cfg.paths_per_question or any(p.id not in st.verdicts for p in gen):
-        raise StageIncomplete(f"question {q.id}: generation or verification is incomplete; run those stages first")
+        raise StageIncomplete(
+            f"question {q.id}: generation or verification is incomplete; run those stages first"
+        )
     correct = [p for p in gen if _passes(st, q, p)]
     tiers = ctx.cfg.tiers
-    tier = assign_tier(len(correct), easy_min_correct=tiers.easy_min_correct, medium_min_correct=tiers.medium_min_correct)
+    tier = assign_tier(
+        len(correct), easy_min_correct=tiers.easy_min_correct, medium_min_correct=tiers.medium_min_correct
+    )
     routed = _Routed(q, gen, correct, _error_reasons(st, gen), RunOrigin.of(prov))
     decision = await _BY_TIER[tier](ctx, routed, st)
     await ctx.db(
-        repo.save_resolution, ctx.engine, question_id=q.id, run_id=routed.origin.run_id, tier=tier.value,
-        n_paths=len(gen), n_correct=len(correct), accepted=decision.accepted,
-        rejection_reason=decision.rejection_reason, simulated=ctx.cfg.simulated,
+        repo.save_resolution,
+        ctx.engine,
+        question_id=q.id,
+        run_id=routed.origin.run_id,
+        tier=tier.value,
+        n_paths=len(gen),
+        n_correct=len(correct),
+        accepted=decision.accepted,
+        rejection_reason=decision.rejection_reason,
+        simulated=ctx.cfg.simulated,
     )
     return "resolved" if decision.accepted else "rejected"
 
@@ -463,9 +569,15 @@ async def summarize(ctx: StageContext, question_id: int, prov: Provenance) -> st
     todo = [st.path(a.path_id) for a in st.accepted if a.path_id not in st.summaries]
     outcomes = await asyncio.gather(
         *(
-            summarize_path(backend, q, p.clean_text, sampling=Sampling(sm.temperature, sm.top_p, sm.max_tokens),
-                           seed=keys.path_seed(ctx.cfg.seed, q.content_hash, "summarize", p.path_key),
-                           reasks=ctx.cfg.output_retries, template=template)
+            summarize_path(
+                backend,
+                q,
+                p.clean_text,
+                sampling=Sampling(sm.temperature, sm.top_p, sm.max_tokens),
+                seed=keys.path_seed(ctx.cfg.seed, q.content_hash, "summarize", p.path_key),
+                reasks=ctx.cfg.output_retries,
+                template=template,
+            )
             for p in todo
         )
     )
@@ -477,17 +589,31 @@ async def summarize(ctx: StageContext, question_id: int, prov: Provenance) -> st
             continue
         text = parse_summary(out.completions[0].text) if out.accepted and out.accepted[0] else None
         if text is not None:
-            rows.append(SummaryRecord(
-                path_id=p.id, question_id=q.id, call_key=key, run_id=origin.run_id, summarizer_model=out.model,
-                prompt_sha256=template.sha256, text=text, created_at=now(),
-            ))
+            rows.append(
+                SummaryRecord(
+                    path_id=p.id,
+                    question_id=q.id,
+                    call_key=key,
+                    run_id=origin.run_id,
+                    summarizer_model=out.model,
+                    prompt_sha256=template.sha256,
+                    text=text,
+                    created_at=now(),
+                )
+            )
         else:
-            why = "truncated" if out.completions and out.completions[0].finish_reason == "length" else "unparseable"
+            why = (
+                "truncated"
+                if out.completions and out.completions[0].finish_reason == "length"
+                else "unparseable"
+            )
             dropped[p.id] = f"summary {why} after {ctx.cfg.output_retries} re-ask(s)"
     transport_failed = any(out.error is not None for out in outcomes)
     kept = len(st.summaries) + len(rows)
     complete = not transport_failed and kept > 0
-    await ctx.db(repo.save_summaries, ctx.engine, calls, rows, question_id=q.id, complete=complete, dropped=dropped)
+    await ctx.db(
+        repo.save_summaries, ctx.engine, calls, rows, question_id=q.id, complete=complete, dropped=dropped
+    )
     _raise_if_failed("summarisation", q, outcomes)
     if not complete:
         raise StageIncomplete(

@@ -30,12 +30,19 @@ Profile = Literal["reasonmed", "paper"]
 FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "generate": (frozenset({"question", "context_block", "options"}), frozenset({"question", "options"})),
     "evaluate": (frozenset({"question", "context_block", "options"}), frozenset({"question", "options"})),
-    "verify": (frozenset({"question", "context_block", "options", "answer", "path"}), frozenset({"answer", "path"})),
+    "verify": (
+        frozenset({"question", "context_block", "options", "answer", "path"}),
+        frozenset({"answer", "path"}),
+    ),
     "rank": (frozenset({"question", "context_block", "options", "answer", "path"}), frozenset({"path"})),
-    "refine": (frozenset({"question", "context_block", "options", "answer", "path", "errors"}),
-               frozenset({"answer", "path", "errors"})),
-    "regenerate": (frozenset({"question", "context_block", "options", "answer", "path", "errors"}),
-                   frozenset({"answer", "errors"})),
+    "refine": (
+        frozenset({"question", "context_block", "options", "answer", "path", "errors"}),
+        frozenset({"answer", "path", "errors"}),
+    ),
+    "regenerate": (
+        frozenset({"question", "context_block", "options", "answer", "path", "errors"}),
+        frozenset({"answer", "errors"}),
+    ),
     "summarize": (frozenset({"question", "context_block", "options", "path"}), frozenset({"path"})),
     "judge": (frozenset({"question", "context_block", "options", "answer", "path"}), frozenset({"path"})),
 }
@@ -45,9 +52,9 @@ FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 # exactly at temperature 0) is told what was wrong.
 REASK_NOTES: dict[str, str] = {
     "truncated": "Your previous reply to this request was cut off at the length limit. Reply again, more "
-                 "concisely, and end exactly in the format asked for above.",
+    "concisely, and end exactly in the format asked for above.",
     "unparseable": "Your previous reply to this request could not be read. Reply again and end exactly in the "
-                   "format asked for above.",
+    "format asked for above.",
 }
 ReaskKind = Literal["truncated", "unparseable"]
 
@@ -88,31 +95,46 @@ class PromptTemplate:
     def reask(self, kind: ReaskKind) -> PromptTemplate:
         """The template whose rendering is this one's with the re-ask note for ``kind`` appended."""
         if self.variant != "template":
-            raise ValueError(f"{self.name}: a re-ask variant is made from the template, not from {self.variant}")
+            raise ValueError(
+                f"{self.name}: a re-ask variant is made from the template, not from {self.variant}"
+            )
         note = REASK_NOTES[kind].replace("$", "$$")
-        return PromptTemplate(self.name, self.text.rstrip() + "\n\n" + note + "\n", f"reask-{kind}", self.origin)
+        return PromptTemplate(
+            self.name, self.text.rstrip() + "\n\n" + note + "\n", f"reask-{kind}", self.origin
+        )
 
     def placeholders(self) -> set[str]:
-        return {m.group("named") or m.group("braced") for m in self.user.pattern.finditer(self.user.template)
-                if m.group("named") or m.group("braced")}
+        return {
+            m.group("named") or m.group("braced")
+            for m in self.user.pattern.finditer(self.user.template)
+            if m.group("named") or m.group("braced")
+        }
 
 
 def check_template(t: PromptTemplate) -> None:
     """Raise PromptError unless ``t`` can serve its role: a separator, only known placeholders, the required ones."""
     if PROMPT_SPLIT not in t.text:
-        raise PromptError(f"{t.origin}: no '---user---' separator line between the system and the user message")
+        raise PromptError(
+            f"{t.origin}: no '---user---' separator line between the system and the user message"
+        )
     allowed, required = FIELDS[t.name]
     try:
         used = t.placeholders()
         t.user.substitute({k: "" for k in allowed})
     except (ValueError, KeyError) as exc:
         if isinstance(exc, KeyError):
-            raise PromptError(f"{t.origin}: unknown placeholder ${exc.args[0]} for role {t.name} "
-                              f"(allowed: {', '.join('$' + f for f in sorted(allowed))})") from None
-        raise PromptError(f"{t.origin}: invalid placeholder ({exc}); write a literal dollar sign as $$") from None
+            raise PromptError(
+                f"{t.origin}: unknown placeholder ${exc.args[0]} for role {t.name} "
+                f"(allowed: {', '.join('$' + f for f in sorted(allowed))})"
+            ) from None
+        raise PromptError(
+            f"{t.origin}: invalid placeholder ({exc}); write a literal dollar sign as $$"
+        ) from None
     missing = required - used
     if missing:
-        raise PromptError(f"{t.origin}: the {t.name} prompt must use {', '.join('$' + f for f in sorted(missing))}")
+        raise PromptError(
+            f"{t.origin}: the {t.name} prompt must use {', '.join('$' + f for f in sorted(missing))}"
+        )
 
 
 @cache
@@ -163,4 +185,3 @@ def context_block(context: str | None) -> str:
 def format_errors(reasons: list[str]) -> str:
     cleaned = [r.strip() for r in reasons if r and r.strip()]
     return "\n".join(f"- {r}" for r in cleaned) if cleaned else "- (the reviewer gave no specific reasons)"
-

@@ -101,13 +101,17 @@ def path_lengths(data: ReportData) -> bytes:
 def rejections(data: ReportData) -> bytes:
     fig = _figure((7, 4.5))
     top, bottom = fig.subplots(2, 1)
-    for ax, key, title in ((top, "questions", "Rejected questions by reason"),
-                           (bottom, "paths", "Paths not kept, by why")):
+    for ax, key, title in (
+        (top, "questions", "Rejected questions by reason"),
+        (bottom, "paths", "Paths not kept, by why"),
+    ):
         rows = data.rejected_questions.get(key) or []
         if not rows:
             _empty(ax, "none")
         else:
-            labels = [(str(r["reason"])[:60] + ("…" if len(str(r["reason"])) > 60 else "")) for r in rows][:10]
+            labels = [(str(r["reason"])[:60] + ("…" if len(str(r["reason"])) > 60 else "")) for r in rows][
+                :10
+            ]
             ax.barh(labels[::-1], [r["n"] for r in rows][:10][::-1], color="#e76f51")
         ax.set_title(title, fontsize=10)
     fig.tight_layout()

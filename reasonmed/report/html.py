@@ -20,18 +20,26 @@ def html_table(rows: Sequence[Mapping[str, Any]], *, limit: int = 200) -> str:
         return "<p class='empty'>no rows</p>"
     cols = list(rows[0])
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "\n".join("<tr>" + "".join(f"<td>{_cell(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows[:limit])
+    body = "\n".join(
+        "<tr>" + "".join(f"<td>{_cell(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows[:limit]
+    )
     more = f"<p class='more'>{len(rows) - limit} more rows not shown</p>" if len(rows) > limit else ""
     return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>{more}"
 
 
-def render_page(*, title: str, generated_at: str, images: Mapping[str, str],
-                tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+def render_page(
+    *,
+    title: str,
+    generated_at: str,
+    images: Mapping[str, str],
+    tables: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> str:
     """``images`` maps figure name -> the <img> src (a file name, or a data: URI)."""
     figures = "\n".join(
         f"<figure><img src='{html.escape(images[name])}' alt='{html.escape(label)}'>"
         f"<figcaption>{html.escape(label)}</figcaption></figure>"
-        for name, (label, _) in FIGURES.items() if name in images
+        for name, (label, _) in FIGURES.items()
+        if name in images
     )
     sections = "\n".join(f"<h2>{html.escape(name)}</h2>\n{html_table(rows)}" for name, rows in tables.items())
     return f"""<!doctype html>

@@ -39,8 +39,12 @@ def write_report(engine: Engine, out: Path) -> ReportResult:
     for name, png in render_all(data).items():
         paths[name] = out / f"{name}.png"
         paths[name].write_bytes(png)
-    page = render_page(title=TITLE, generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                       images={n: p.name for n, p in paths.items()}, tables=report_tables(data))
+    page = render_page(
+        title=TITLE,
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        images={n: p.name for n, p in paths.items()},
+        tables=report_tables(data),
+    )
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
     return ReportResult(index=index, figures=paths)

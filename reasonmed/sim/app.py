@@ -101,7 +101,13 @@ class SimApp:
         if route == ("POST", "/admin/pause"):
             return self.set_paused(req.body)
         known = {
-            "/v1/chat/completions", "/health", "/v1/models", "/metrics", "/admin/reset", "/admin/faults", "/admin/pause",
+            "/v1/chat/completions",
+            "/health",
+            "/v1/models",
+            "/metrics",
+            "/admin/reset",
+            "/admin/faults",
+            "/admin/pause",
         }
         if route[1] in known:
             return _error(405, f"method {req.method} not allowed on {req.path}")
@@ -146,8 +152,10 @@ class SimApp:
         if not is_simulated_model(sim.model):
             self.metrics.outcomes["invalid"] += 1
             return _error(
-                404, f"the simulator serves only simulated models, named {SIM_MODEL_PREFIX}... (asked for {sim.model!r}): "
-                "its output must never pass for a real model's", "not_found_error",
+                404,
+                f"the simulator serves only simulated models, named {SIM_MODEL_PREFIX}... (asked for {sim.model!r}): "
+                "its output must never pass for a real model's",
+                "not_found_error",
             )
         role = detect_role(sim.system, sim.user)
         self.metrics.enter(role=role, model=sim.model, authorized="authorization" in req.headers)
@@ -176,7 +184,9 @@ class SimApp:
             correct = None
             if role in ("generate", "evaluate") and self.keys is not None and prompt.options:
                 correct = await self.keys.find(prompt.question, prompt.options)
-            variant: Variant = "truncate" if fault == "truncate" else "noanswer" if fault == "noanswer" else "ok"
+            variant: Variant = (
+                "truncate" if fault == "truncate" else "noanswer" if fault == "noanswer" else "ok"
+            )
             _, choices = respond(
                 sim, self.behaviour, correct=correct, variant=variant, role=role, prompt=prompt
             )

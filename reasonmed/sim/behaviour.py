@@ -300,7 +300,9 @@ def rank_score(*, model: str, question: str, path: str) -> int:
 JUDGE_CRITERIA = ("clinical_accuracy", "logical_reasoning", "factual_correctness", "completeness")
 
 
-def judge_scores(*, model: str, question: str, response: str, options: Mapping[str, str], answer: str | None) -> dict[str, int]:
+def judge_scores(
+    *, model: str, question: str, response: str, options: Mapping[str, str], answer: str | None
+) -> dict[str, int]:
     """Ratings 1..10 per criterion and overall, by hash of the response: 6..10 when the response's
     conclusion is the keyed answer (or names no option, as a summary may not), 1..5 when it is another."""
     chosen = extract_answer(response, options) if options else None
@@ -404,8 +406,13 @@ def reply_text(
     if role == "judge":
         if variant == "noanswer":
             return prose.NO_SCORE
-        scores = judge_scores(model=req.model, question=prompt.question, response=prompt.path or "",
-                              options=options, answer=prompt.answer)
+        scores = judge_scores(
+            model=req.model,
+            question=prompt.question,
+            response=prompt.path or "",
+            options=options,
+            answer=prompt.answer,
+        )
         justification = prose.judge_justification(scores["overall"])
         if "clinical_accuracy" not in req.system + req.user:  # the paper's judge asks for one holistic score
             return json.dumps({"score": scores["overall"], "justification": justification})

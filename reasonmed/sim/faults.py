@@ -28,7 +28,9 @@ class TargetedFault:
         if not sep or not colon or not role or not marker:
             raise ValueError(f"targeted fault {rule!r}: expected ROLE:MARKER=KIND (ROLE or MARKER may be *)")
         if kind not in TARGETED_KINDS:
-            raise ValueError(f"targeted fault {rule!r}: unknown kind {kind!r} (known: {', '.join(TARGETED_KINDS)})")
+            raise ValueError(
+                f"targeted fault {rule!r}: unknown kind {kind!r} (known: {', '.join(TARGETED_KINDS)})"
+            )
         return cls(role, marker, kind)
 
     def matches(self, role: str, user: str) -> bool:

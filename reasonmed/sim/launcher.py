@@ -152,7 +152,9 @@ class SimServer:
 
     def set_faults(self, *rules: str) -> None:
         """Replace the targeted fault rules (``ROLE:MARKER=KIND``) of the running server."""
-        httpx.post(f"{self.root_url}/admin/faults", json={"rules": list(rules)}, timeout=10.0).raise_for_status()
+        httpx.post(
+            f"{self.root_url}/admin/faults", json={"rules": list(rules)}, timeout=10.0
+        ).raise_for_status()
 
     def pause(self, paused: bool = True) -> None:
         """Hold every chat request (``False`` releases them): the engine stalls, the client waits."""

@@ -146,12 +146,23 @@ def verdict_reason(
     rng: random.Random,
 ) -> str:
     """One or two sentences naming the option the path reached and the correct one (labelled simulated)."""
-    return SIM_PREFIX + _verdict_reason(correct_verdict=correct_verdict, chosen=chosen, answer=answer,
-                                        options=options, flipped=flipped, rng=rng)
+    return SIM_PREFIX + _verdict_reason(
+        correct_verdict=correct_verdict,
+        chosen=chosen,
+        answer=answer,
+        options=options,
+        flipped=flipped,
+        rng=rng,
+    )
 
 
 def _verdict_reason(
-    *, correct_verdict: bool, chosen: str | None, answer: str, options: Mapping[str, str], flipped: bool,
+    *,
+    correct_verdict: bool,
+    chosen: str | None,
+    answer: str,
+    options: Mapping[str, str],
+    flipped: bool,
     rng: random.Random,
 ) -> str:
     right = _opt(answer, options) if answer in options else f"option {answer}"
@@ -209,7 +220,9 @@ def judge_justification(overall: int) -> str:
         return f"{SIM_PREFIX}Accurate and well reasoned; the key findings are tied to the right conclusion."
     if overall >= 6:
         return f"{SIM_PREFIX}Reaches the right conclusion, with gaps in how the alternatives are excluded."
-    return f"{SIM_PREFIX}The conclusion does not match the key findings, so the clinical reasoning is unsound."
+    return (
+        f"{SIM_PREFIX}The conclusion does not match the key findings, so the clinical reasoning is unsound."
+    )
 
 
 def summary(*, chosen: str | None, options: Mapping[str, str], rng: random.Random) -> str:

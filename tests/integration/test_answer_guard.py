@@ -43,9 +43,16 @@ def test_guard_table(outcome: str | None, extracted: str | None, key: str, ok: b
 
 
 QUESTIONS = [
-    {"question": f"Case {i}: which coronary artery is most likely occluded with ST elevation in II, III and aVF?",
-     "options": {"A": "Left anterior descending", "B": "Left circumflex", "C": "Right coronary", "D": "Left main"},
-     "answer_idx": "C"}
+    {
+        "question": f"Case {i}: which coronary artery is most likely occluded with ST elevation in II, III and aVF?",
+        "options": {
+            "A": "Left anterior descending",
+            "B": "Left circumflex",
+            "C": "Right coronary",
+            "D": "Left main",
+        },
+        "answer_idx": "C",
+    }
     for i in range(4)
 ]
 
@@ -73,8 +80,14 @@ def test_guard_rejects_correct_verdicts_on_wrong_answers(db_url: str, tmp_path: 
         finally:
             await registry.aclose()
 
-    with SimServer(questions_db=db_url, base_latency_ms=1, per_token_ms=0, default_accuracy=0.5,
-                   refine_accuracy=0.5, verifier_error_rate=1.0) as sim:
+    with SimServer(
+        questions_db=db_url,
+        base_latency_ms=1,
+        per_token_ms=0,
+        default_accuracy=0.5,
+        refine_accuracy=0.5,
+        verifier_error_rate=1.0,
+    ) as sim:
         cfg = load_pipeline_config(write_sim_config(tmp_path / "p.yaml", sim.base_url))
         statuses = asyncio.run(run_all(cfg))
 
@@ -87,9 +100,12 @@ def test_guard_rejects_correct_verdicts_on_wrong_answers(db_url: str, tmp_path: 
                              where v.outcome = 'correct' and (p.extracted_answer is null or p.extracted_answer <> q.answer)""")
     assert wrong_but_correct > 0  # the verifier did call wrong answers Correct
     # ... and not one of them was accepted; every accepted path concludes with the key.
-    assert n("""select count(*) from accepted_paths a join reasoning_paths p on p.id = a.path_id
+    assert (
+        n("""select count(*) from accepted_paths a join reasoning_paths p on p.id = a.path_id
                 join questions q on q.id = p.question_id
-                where p.extracted_answer is null or p.extracted_answer <> q.answer""") == 0
+                where p.extracted_answer is null or p.extracted_answer <> q.answer""")
+        == 0
+    )
     # The tier counts only guarded paths: with every verdict flipped, no generated path passes.
     assert n("select max(n_correct) from question_outcomes") == 0
     assert set(statuses) <= {"resolved", "rejected"}

@@ -17,28 +17,48 @@ from tests.fixtures_pipeline import PUBMEDQA_FILE, PUBMEDQA_TEST_IDS
 @pytest.fixture
 def isolated_env(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """The settings the run writes (as `reasonmed run` does) are put back after the test."""
-    for name in ("REASONMED_DATABASE_URL", "REASONMED_SIM_URL", "REASONMED_PIPELINE_CONFIG", "PREFECT_LOGGING_LEVEL",
-                 "PREFECT_LOGGING_TO_API_ENABLED", "PREFECT_SERVER_LOGGING_LEVEL"):
+    for name in (
+        "REASONMED_DATABASE_URL",
+        "REASONMED_SIM_URL",
+        "REASONMED_PIPELINE_CONFIG",
+        "PREFECT_LOGGING_LEVEL",
+        "PREFECT_LOGGING_TO_API_ENABLED",
+        "PREFECT_SERVER_LOGGING_LEVEL",
+    ):
         monkeypatch.delenv(name, raising=False)
     yield
 
 
 def test_build_returns_the_accepted_samples_and_show_tells_one_story(
-    tmp_path: Path, prefect_harness: None, isolated_env: None, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    prefect_harness: None,
+    isolated_env: None,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     db = tmp_path / "notebook.db"
-    frame = reasonmed.build(questions=str(PUBMEDQA_FILE), benchmark_test_ids=PUBMEDQA_TEST_IDS, database=db,
-                            limit=6, sim_latency_ms=1)  # format guessed from the file: pubmedqa
+    frame = reasonmed.build(
+        questions=str(PUBMEDQA_FILE),
+        benchmark_test_ids=PUBMEDQA_TEST_IDS,
+        database=db,
+        limit=6,
+        sim_latency_ms=1,
+    )  # format guessed from the file: pubmedqa
     engine = make_engine(f"sqlite:///{db}")
     with engine.connect() as c:
-        accepted = c.execute(text("""select count(*) from accepted_paths a join question_outcomes o using (question_id)
-                                     where o.status = 'accepted' and a.dropped_reason is null""")).scalar_one()
-        finished = c.execute(text("select count(*) from question_outcomes where status in ('accepted','rejected')")).scalar_one()
+        accepted = c.execute(
+            text("""select count(*) from accepted_paths a join question_outcomes o using (question_id)
+                                     where o.status = 'accepted' and a.dropped_reason is null""")
+        ).scalar_one()
+        finished = c.execute(
+            text("select count(*) from question_outcomes where status in ('accepted','rejected')")
+        ).scalar_one()
         sources = {s for (s,) in c.execute(text("select distinct source from questions"))}
     assert isinstance(frame, pd.DataFrame)
     assert finished == 6 and sources == {"pubmedqa"}
     assert len(frame) == accepted > 0
-    assert {"question_id", "question", "options", "answer", "model", "origin", "cot", "summary"} <= set(frame.columns)
+    assert {"question_id", "question", "options", "answer", "model", "origin", "cot", "summary"} <= set(
+        frame.columns
+    )
     assert all(m.startswith("sim/") for m in frame["model"]) and not frame["is_benchmark_test"].any()
     assert isinstance(frame["options"][0], list)
 
@@ -46,7 +66,11 @@ def test_build_returns_the_accepted_samples_and_show_tells_one_story(
     capsys.readouterr()
     story = reasonmed.show(qid, database=db)
     printed = capsys.readouterr().out
-    assert story.id == qid and story.status == "accepted" and len([p for p in story.paths if p.origin == "generated"]) == 9
+    assert (
+        story.id == qid
+        and story.status == "accepted"
+        and len([p for p in story.paths if p.origin == "generated"]) == 9
+    )
     assert f"question {qid}: pubmedqa" in printed and "accepted paths and summaries" in printed
     assert reasonmed.samples(db).equals(frame)
     with pytest.raises(Mistake, match="no question with id 999999"):

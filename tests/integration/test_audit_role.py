@@ -28,15 +28,53 @@ def audit(pg_url: str) -> Iterator[tuple[str, str, str]]:
     role = f"audit_{uuid.uuid4().hex[:8]}"
     owner = f"host={u.host} port={u.port or 5432} user={u.username} dbname={u.database}"
     out = subprocess.run(
-        ["psql", "-X", "-q", "-h", str(u.host), "-p", str(u.port or 5432), "-U", str(u.username), "-d", str(u.database),
-         "-v", f"role={role}", "-v", "statement_timeout=1s", "-f", str(SCRIPT)],
-        capture_output=True, text=True, timeout=60,
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-h",
+            str(u.host),
+            "-p",
+            str(u.port or 5432),
+            "-U",
+            str(u.username),
+            "-d",
+            str(u.database),
+            "-v",
+            f"role={role}",
+            "-v",
+            "statement_timeout=1s",
+            "-f",
+            str(SCRIPT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr
     again = subprocess.run(  # re-running is safe
-        ["psql", "-X", "-q", "-h", str(u.host), "-p", str(u.port or 5432), "-U", str(u.username), "-d", str(u.database),
-         "-v", f"role={role}", "-v", "statement_timeout=1s", "-f", str(SCRIPT)],
-        capture_output=True, text=True, timeout=60,
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-h",
+            str(u.host),
+            "-p",
+            str(u.port or 5432),
+            "-U",
+            str(u.username),
+            "-d",
+            str(u.database),
+            "-v",
+            f"role={role}",
+            "-v",
+            "statement_timeout=1s",
+            "-f",
+            str(SCRIPT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert again.returncode == 0, again.stderr
     try:
@@ -50,20 +88,29 @@ def audit(pg_url: str) -> Iterator[tuple[str, str, str]]:
 
 
 DENIED = [
-    ("insert", "INSERT INTO ingest_files (sha256, path, source, split, status) VALUES ('x', 'p', 's', 'train', 'done')",
-     "permission denied for table ingest_files"),
+    (
+        "insert",
+        "INSERT INTO ingest_files (sha256, path, source, split, status) VALUES ('x', 'p', 's', 'train', 'done')",
+        "permission denied for table ingest_files",
+    ),
     ("update", "UPDATE questions SET answer = 'A'", "permission denied for table questions"),
     ("delete", "DELETE FROM pipeline_runs", "permission denied for table pipeline_runs"),
     ("truncate", "TRUNCATE llm_calls", "permission denied for table llm_calls"),
     ("create table", "CREATE TABLE public.mine (x int)", "permission denied for schema public"),
     ("create temp table", "CREATE TEMP TABLE mine (x int)", "permission denied to create temporary tables"),
     ("create schema", "CREATE SCHEMA mine", "permission denied for database"),
-    ("create function", "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'select 1'",
-     "permission denied for schema public"),
+    (
+        "create function",
+        "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'select 1'",
+        "permission denied for schema public",
+    ),
     ("raise its connection limit", "ALTER ROLE CURRENT_USER CONNECTION LIMIT -1", "permission denied"),
     ("give itself createdb", "ALTER ROLE CURRENT_USER CREATEDB", "permission denied"),
-    ("run the watchdog", "SELECT reasonmed_audit_watchdog(CURRENT_USER, '0s')",
-     "permission denied for function reasonmed_audit_watchdog"),
+    (
+        "run the watchdog",
+        "SELECT reasonmed_audit_watchdog(CURRENT_USER, '0s')",
+        "permission denied for function reasonmed_audit_watchdog",
+    ),
     ("sequence", "SELECT nextval('questions_id_seq')", "permission denied for sequence questions_id_seq"),
 ]
 
@@ -88,9 +135,13 @@ def test_the_audit_role_reads_within_its_limits(audit: tuple[str, str, str]) -> 
         with pytest.raises(psycopg.errors.QueryCanceled, match="statement timeout"):
             c.execute("SELECT pg_sleep(3)")
     with psycopg.connect(owner) as c:
-        attrs = c.execute("SELECT rolcreatedb, rolcreaterole, rolsuper, rolconnlimit FROM pg_roles WHERE rolname = %s",
-                          (role,)).fetchone()
-        public_temp = c.execute("SELECT has_database_privilege('public', current_database(), 'TEMP')").fetchone()
+        attrs = c.execute(
+            "SELECT rolcreatedb, rolcreaterole, rolsuper, rolconnlimit FROM pg_roles WHERE rolname = %s",
+            (role,),
+        ).fetchone()
+        public_temp = c.execute(
+            "SELECT has_database_privilege('public', current_database(), 'TEMP')"
+        ).fetchone()
         public_create = c.execute("SELECT has_schema_privilege('public', 'public', 'CREATE')").fetchone()
     assert attrs == (False, False, False, 4)
     assert public_temp == (False,) and public_create == (False,)

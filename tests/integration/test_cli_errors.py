@@ -25,8 +25,14 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def reasonmed(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "reasonmed", *args], cwd=tmp_path, env=_env(tmp_path, **env),
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "reasonmed", *args],
+        cwd=tmp_path,
+        env=_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def assert_one_line(out: subprocess.CompletedProcess[str], code: int, *fragments: str) -> str:
@@ -54,20 +60,38 @@ def sqlite_at(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 UNREACHABLE_COMMANDS = [
-    ["db", "upgrade"], ["db", "current"], ["audit"], ["report", "--out", "rep"], ["export", "--out", "exp"],
-    ["run"], ["eval", "--model-endpoint", "sim-qwen"], ["show", "1"], ["ingest", str(PUBMEDQA_FILE), "--format", "pubmedqa"],
+    ["db", "upgrade"],
+    ["db", "current"],
+    ["audit"],
+    ["report", "--out", "rep"],
+    ["export", "--out", "exp"],
+    ["run"],
+    ["eval", "--model-endpoint", "sim-qwen"],
+    ["show", "1"],
+    ["ingest", str(PUBMEDQA_FILE), "--format", "pubmedqa"],
 ]
 
 
 @pytest.mark.parametrize("args", UNREACHABLE_COMMANDS, ids=lambda a: " ".join(a[:2]))
 def test_database_unreachable(tmp_path: Path, args: list[str]) -> None:
     out = reasonmed(tmp_path, *args, REASONMED_DATABASE_URL=UNREACHABLE_PG)
-    assert_one_line(out, 2, "cannot reach database postgresql+psycopg://postgres@127.0.0.1:1/nowhere",
-                    "REASONMED_DATABASE_URL")
+    assert_one_line(
+        out,
+        2,
+        "cannot reach database postgresql+psycopg://postgres@127.0.0.1:1/nowhere",
+        "REASONMED_DATABASE_URL",
+    )
 
 
-NOT_MIGRATED_COMMANDS = [["audit"], ["export", "--out", "exp"], ["report", "--out", "rep"], ["show", "1"],
-                         ["score", "--dataset", "1"], ["retry", "--all-failed"], ["run"]]
+NOT_MIGRATED_COMMANDS = [
+    ["audit"],
+    ["export", "--out", "exp"],
+    ["report", "--out", "rep"],
+    ["show", "1"],
+    ["score", "--dataset", "1"],
+    ["retry", "--all-failed"],
+    ["run"],
+]
 
 
 @pytest.mark.parametrize("args", NOT_MIGRATED_COMMANDS, ids=lambda a: a[0])
@@ -99,21 +123,35 @@ def test_unknown_dataset_version(tmp_path: Path, sqlite_at) -> None:  # type: ig
 def test_wrong_format_names_the_right_one(tmp_path: Path, sqlite_at) -> None:  # type: ignore[no-untyped-def]
     url = sqlite_at("head")
     out = reasonmed(tmp_path, "ingest", str(PUBMEDQA_FILE), "--source", "medqa", REASONMED_DATABASE_URL=url)
-    assert_one_line(out, 1, "all 35,173 records were rejected as --format medqa",
-                    "it looks like pubmedqa: run again with --format pubmedqa")
-    right = reasonmed(tmp_path, "ingest", str(PUBMEDQA_FILE), "--format", "pubmedqa", REASONMED_DATABASE_URL=url)
+    assert_one_line(
+        out,
+        1,
+        "all 35,173 records were rejected as --format medqa",
+        "it looks like pubmedqa: run again with --format pubmedqa",
+    )
+    right = reasonmed(
+        tmp_path, "ingest", str(PUBMEDQA_FILE), "--format", "pubmedqa", REASONMED_DATABASE_URL=url
+    )
     assert right.returncode == 0, right.stderr
     assert "1,000" in right.stdout
 
 
 def test_missing_simulator(tmp_path: Path, sqlite_at) -> None:  # type: ignore[no-untyped-def]
     url = sqlite_at("head")
-    out = reasonmed(tmp_path, "eval", "--model-endpoint", "sim-qwen", REASONMED_DATABASE_URL=url,
-                    REASONMED_SIM_URL=CLOSED_SIM)
+    out = reasonmed(
+        tmp_path,
+        "eval",
+        "--model-endpoint",
+        "sim-qwen",
+        REASONMED_DATABASE_URL=url,
+        REASONMED_SIM_URL=CLOSED_SIM,
+    )
     assert_one_line(out, 2, "endpoint sim-qwen", "FAILED", "reasonmed sim-server", "--config FILE")
 
 
-@pytest.mark.parametrize("args", [["export", "--out", "taken"], ["report", "--out", "taken"]], ids=lambda a: a[0])
+@pytest.mark.parametrize(
+    "args", [["export", "--out", "taken"], ["report", "--out", "taken"]], ids=lambda a: a[0]
+)
 def test_output_path_is_an_existing_file(tmp_path: Path, sqlite_at, args: list[str]) -> None:  # type: ignore[no-untyped-def]
     url = sqlite_at("head")
     (tmp_path / "taken").write_text("keep me")
@@ -133,11 +171,20 @@ def test_run_on_a_new_database_creates_it_and_says_how_to_start(tmp_path: Path) 
     with no question in it, the line names the exact command to start with."""
     out = reasonmed(tmp_path, "run")
     db = (tmp_path / "reasonmed-sim.db").resolve()  # no config: the simulator, on its own database
-    assert f"new database {db}: created and migrated to revision {migrate.head_revision(f'sqlite:///{db}')}" in out.stdout
-    assert_one_line(out, 1, "no training questions yet",
-                    "reasonmed run data/pubmedqa/ori_pqal.json --format pubmedqa "
-                    "--benchmark-test-ids data/pubmedqa/test_ground_truth.json")
-    assert migrate.current_revision(migrate_engine(f"sqlite:///{db}")) == migrate.head_revision(f"sqlite:///{db}")
+    assert (
+        f"new database {db}: created and migrated to revision {migrate.head_revision(f'sqlite:///{db}')}"
+        in out.stdout
+    )
+    assert_one_line(
+        out,
+        1,
+        "no training questions yet",
+        "reasonmed run data/pubmedqa/ori_pqal.json --format pubmedqa "
+        "--benchmark-test-ids data/pubmedqa/test_ground_truth.json",
+    )
+    assert migrate.current_revision(migrate_engine(f"sqlite:///{db}")) == migrate.head_revision(
+        f"sqlite:///{db}"
+    )
 
 
 def test_serve_refuses_to_start_without_a_prefect_api(tmp_path: Path) -> None:

@@ -14,40 +14,89 @@ from tests.fixtures_pipeline import PUBMEDQA_FILE, PUBMEDQA_TEST_IDS
 
 
 def test_reasonmed_run_on_the_embedded_default(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("REASONMED_", "PREFECT_API", "PREFECT_SERVER_LOGGING", "PREFECT_LOGGING"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("REASONMED_", "PREFECT_API", "PREFECT_SERVER_LOGGING", "PREFECT_LOGGING"))
+    }
     env["PREFECT_HOME"] = str(tmp_path / "prefect")
     cli = [sys.executable, "-m", "reasonmed"]
-    subprocess.run([*cli, "db", "upgrade"], cwd=tmp_path, env=env, check=True, capture_output=True)  # the real-work database
+    subprocess.run(
+        [*cli, "db", "upgrade"], cwd=tmp_path, env=env, check=True, capture_output=True
+    )  # the real-work database
     out = subprocess.run(
-        [*cli, "run", str(PUBMEDQA_FILE), "--source", "pubmedqa", "--benchmark-test-ids", str(PUBMEDQA_TEST_IDS),
-         "--limit", "12", "--sim-latency-ms", "1"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        [
+            *cli,
+            "run",
+            str(PUBMEDQA_FILE),
+            "--source",
+            "pubmedqa",
+            "--benchmark-test-ids",
+            str(PUBMEDQA_TEST_IDS),
+            "--limit",
+            "12",
+            "--sim-latency-ms",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "starting the bundled SIMULATOR" in out.stdout and "simulator stopped" in out.stdout
     assert "questions by tier and status" in out.stdout
     # The simulator's work goes to its own database (created and migrated by the run), never to the one
     # real runs use.
-    assert "reasonmed-sim.db: created and migrated" in out.stdout and "never to the one real runs use" in out.stdout
+    assert (
+        "reasonmed-sim.db: created and migrated" in out.stdout
+        and "never to the one real runs use" in out.stdout
+    )
     with create_engine(f"sqlite:///{tmp_path / 'reasonmed.db'}").connect() as c:
         assert c.execute(text("select count(*) from questions")).scalar_one() == 0
-    assert "Traceback" not in out.stdout + out.stderr and "ERROR" not in out.stderr, out.stderr[-6000:]  # a clean finish reads as one
+    assert "Traceback" not in out.stdout + out.stderr and "ERROR" not in out.stderr, out.stderr[
+        -6000:
+    ]  # a clean finish reads as one
     engine = create_engine(f"sqlite:///{tmp_path / 'reasonmed-sim.db'}")
     with engine.connect() as c:
         assert c.execute(text("select count(*) from questions")).scalar_one() == 1000
-        assert c.execute(text("select count(*) from question_outcomes where status in ('accepted','rejected')")).scalar_one() == 12
-        assert c.execute(text("""select count(*) from question_outcomes o join questions q on q.id = o.question_id
-                                 where q.is_benchmark_test""")).scalar_one() == 0
+        assert (
+            c.execute(
+                text("select count(*) from question_outcomes where status in ('accepted','rejected')")
+            ).scalar_one()
+            == 12
+        )
+        assert (
+            c.execute(
+                text("""select count(*) from question_outcomes o join questions q on q.id = o.question_id
+                                 where q.is_benchmark_test""")
+            ).scalar_one()
+            == 0
+        )
         models = {m for (m,) in c.execute(text("select distinct model from llm_calls"))}
     assert models and all(m.startswith("sim/") for m in models)  # simulated output is labelled as such
     # Re-running ingests nothing new and leaves finished questions alone.
     again = subprocess.run(
         [*cli, "run", str(PUBMEDQA_FILE), "--source", "pubmedqa", "--limit", "3", "--sim-latency-ms", "1"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "already ingested" in again.stdout
     with engine.connect() as c:
-        assert c.execute(text("select count(*) from question_outcomes where status in ('accepted','rejected')")).scalar_one() == 15
-        assert c.execute(text("select count(*) from pipeline_runs where kind = 'build' and status = 'completed'")).scalar_one() == 2
+        assert (
+            c.execute(
+                text("select count(*) from question_outcomes where status in ('accepted','rejected')")
+            ).scalar_one()
+            == 15
+        )
+        assert (
+            c.execute(
+                text("select count(*) from pipeline_runs where kind = 'build' and status = 'completed'")
+            ).scalar_one()
+            == 2
+        )

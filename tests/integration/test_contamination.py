@@ -30,8 +30,13 @@ VIGNETTE = (
     "An electrocardiogram shows ST elevation in leads II, III and aVF. Which of the following arteries is most "
     "likely occluded?"
 )
-VIGNETTE_OPTIONS = [("A", "Left anterior descending"), ("B", "Left circumflex"), ("C", "Right coronary"),
-                    ("D", "Left main"), ("E", "Posterior descending")]
+VIGNETTE_OPTIONS = [
+    ("A", "Left anterior descending"),
+    ("B", "Left circumflex"),
+    ("C", "Right coronary"),
+    ("D", "Left main"),
+    ("E", "Posterior descending"),
+]
 
 
 def _one_word_changed(question: str, replacement: str = "notably") -> str:
@@ -62,11 +67,18 @@ def test_jaccard_of_shingles() -> None:
 def test_scan_catches_a_reworded_vignette_and_respects_the_threshold() -> None:
     test = [QuestionText(1, "medqa", "test-7", VIGNETTE, VIGNETTE_OPTIONS)]
     copy = QuestionText(10, "medqa", "train-1", _one_word_changed(VIGNETTE), VIGNETTE_OPTIONS)
-    other = QuestionText(11, "medqa", "train-2", "Which vitamin deficiency causes scurvy in sailors?",
-                         [("A", "Vitamin C"), ("B", "Vitamin D"), ("C", "Niacin"), ("D", "Thiamine")])
+    other = QuestionText(
+        11,
+        "medqa",
+        "train-2",
+        "Which vitamin deficiency causes scurvy in sailors?",
+        [("A", "Vitamin C"), ("B", "Vitamin D"), ("C", "Niacin"), ("D", "Thiamine")],
+    )
     [m] = scan(test, [copy, other])
     assert (m.question_id, m.test_question_id, m.kind) == (10, 1, "near")
-    assert m.jaccard == pytest.approx(jaccard(shingles(copy.question, copy.options), shingles(VIGNETTE, VIGNETTE_OPTIONS)), abs=1e-4)
+    assert m.jaccard == pytest.approx(
+        jaccard(shingles(copy.question, copy.options), shingles(VIGNETTE, VIGNETTE_OPTIONS)), abs=1e-4
+    )
     assert 0.8 < m.jaccard < 1.0
     assert m.description == f"near-duplicate of benchmark test item medqa:test-7 (jaccard {m.jaccard:.2f})"
     assert scan(test, [copy], threshold=0.99) == []
@@ -81,7 +93,10 @@ def _plant(tmp_path: Path, test_question: str) -> Path:
     records = {
         "planted-near": {"QUESTION": _one_word_changed(test_question), "final_decision": "yes"},
         "planted-exact": {"QUESTION": test_question.lower().rstrip("?"), "final_decision": "no"},
-        "planted-unrelated": {"QUESTION": "Does daily aspirin prevent migraine attacks in adolescents?", "final_decision": "maybe"},
+        "planted-unrelated": {
+            "QUESTION": "Does daily aspirin prevent migraine attacks in adolescents?",
+            "final_decision": "maybe",
+        },
     }
     path = tmp_path / "planted.json"
     path.write_text(json.dumps(records))
@@ -89,7 +104,9 @@ def _plant(tmp_path: Path, test_question: str) -> Path:
 
 
 def test_pubmedqa_test_split_is_flagged_and_planted_copies_are_caught(engine: Engine, tmp_path: Path) -> None:
-    summary = ingest_file(engine, PUBMEDQA_FILE, "pubmedqa", benchmark_test_ids=load_id_list(PUBMEDQA_TEST_IDS))
+    summary = ingest_file(
+        engine, PUBMEDQA_FILE, "pubmedqa", benchmark_test_ids=load_id_list(PUBMEDQA_TEST_IDS)
+    )
     assert (summary.inserted, summary.benchmark_test) == (1000, 500)
     with engine.connect() as c:
         flagged = c.execute(select(func.count()).where(Question.is_benchmark_test.is_(True))).scalar_one()
@@ -97,7 +114,8 @@ def test_pubmedqa_test_split_is_flagged_and_planted_copies_are_caught(engine: En
         # a test question long enough that one changed word is a small part of it
         test_id, source_id, question = c.execute(
             select(Question.id, Question.source_id, Question.question)
-            .where(Question.is_benchmark_test.is_(True), func.length(Question.question) > 90).order_by(Question.id)
+            .where(Question.is_benchmark_test.is_(True), func.length(Question.question) > 90)
+            .order_by(Question.id)
         ).first()
 
     # the 500 real training questions are genuinely different from the 500 test questions
@@ -105,7 +123,11 @@ def test_pubmedqa_test_split_is_flagged_and_planted_copies_are_caught(engine: En
 
     assert ingest_file(engine, _plant(tmp_path, question), "pubmedqa").inserted == 3
     with engine.connect() as c:
-        ids = dict(c.execute(select(Question.source_id, Question.id).where(Question.source_id.like("planted-%"))).all())
+        ids = dict(
+            c.execute(
+                select(Question.source_id, Question.id).where(Question.source_id.like("planted-%"))
+            ).all()
+        )
     found = find_contaminated(engine)
     assert set(found) == {ids["planted-near"], ids["planted-exact"]}
     assert found[ids["planted-exact"]] == f"exact copy of benchmark test item pubmedqa:{source_id}"
@@ -117,8 +139,13 @@ def test_pubmedqa_test_split_is_flagged_and_planted_copies_are_caught(engine: En
     assert find_contaminated(engine) == found
     with engine.connect() as c:
         assert c.execute(select(func.count()).select_from(ContaminationMatch)).scalar_one() == 2
-        view = c.execute(text("select question_id, test_question_id, kind from audit_contamination order by kind")).all()
-    assert [tuple(r) for r in view] == [(ids["planted-exact"], test_id, "exact"), (ids["planted-near"], test_id, "near")]
+        view = c.execute(
+            text("select question_id, test_question_id, kind from audit_contamination order by kind")
+        ).all()
+    assert [tuple(r) for r in view] == [
+        (ids["planted-exact"], test_id, "exact"),
+        (ids["planted-near"], test_id, "near"),
+    ]
     audit = audit_contamination(engine)
     assert {r["source_id"] for r in audit} == {"planted-near", "planted-exact"}
     assert all(r["test_source_id"] == source_id and r["has_accepted_paths"] is False for r in audit)
@@ -131,7 +158,9 @@ def test_pubmedqa_test_split_is_flagged_and_planted_copies_are_caught(engine: En
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_build_and_export_of_the_whole_pqal_file_hold_no_test_item(pg_url: str, prefect_harness, tmp_path: Path) -> None:
+def test_build_and_export_of_the_whole_pqal_file_hold_no_test_item(
+    pg_url: str, prefect_harness, tmp_path: Path
+) -> None:
     """The issue's acceptance: the whole PQA-L file built and exported yields zero samples from its 500
     test ids, and planted copies of a test question (exact, and reworded with one word changed) are
     built like any training item but excluded by the export's guard, reported in manifest and view."""
@@ -151,7 +180,8 @@ def test_build_and_export_of_the_whole_pqal_file_hold_no_test_item(pg_url: str, 
     with engine.connect() as c:
         _, source_id, question = c.execute(
             select(Question.id, Question.source_id, Question.question)
-            .where(Question.is_benchmark_test.is_(True), func.length(Question.question) > 90).order_by(Question.id)
+            .where(Question.is_benchmark_test.is_(True), func.length(Question.question) > 90)
+            .order_by(Question.id)
         ).first()
     assert ingest_file(engine, _plant(tmp_path, question), "pubmedqa").inserted == 3
     with SimServer(questions_db=pg_url, base_latency_ms=0, per_token_ms=0, default_accuracy=0.9) as sim:
@@ -159,12 +189,26 @@ def test_build_and_export_of_the_whole_pqal_file_hold_no_test_item(pg_url: str, 
         result = run_build(config=str(cfg), shard_size=256)
     assert (result["done"], result["failed"]) == (503, 0)  # every training question, planted ones included
 
-    out = export_dataset(engine, ExportOptions(out=str(tmp_path / "out"), formats=["parquet", "jsonl"], allow_simulated=True))
+    out = export_dataset(
+        engine, ExportOptions(out=str(tmp_path / "out"), formats=["parquet", "jsonl"], allow_simulated=True)
+    )
     with engine.connect() as c:
-        planted = dict(c.execute(select(Question.source_id, Question.id).where(Question.source_id.like("planted-%"))).all())
-        in_samples = set(c.execute(text("""select q.source_id from dataset_samples d join questions q on q.id = d.question_id
-            where q.is_benchmark_test""")).scalars())
-        view = c.execute(text("select source_id, kind, has_accepted_paths, in_dataset from audit_contamination order by kind")).all()
+        planted = dict(
+            c.execute(
+                select(Question.source_id, Question.id).where(Question.source_id.like("planted-%"))
+            ).all()
+        )
+        in_samples = set(
+            c.execute(
+                text("""select q.source_id from dataset_samples d join questions q on q.id = d.question_id
+            where q.is_benchmark_test""")
+            ).scalars()
+        )
+        view = c.execute(
+            text(
+                "select source_id, kind, has_accepted_paths, in_dataset from audit_contamination order by kind"
+            )
+        ).all()
     copies = {planted["planted-exact"], planted["planted-near"]}
     assert in_samples == set()
     exported_ids: set[str] = set()
@@ -181,4 +225,6 @@ def test_build_and_export_of_the_whole_pqal_file_hold_no_test_item(pg_url: str, 
     assert report["checked"] and set(report["question_ids"]) == copies and report["count"] == 2
     assert report["rows_excluded"] >= 2
     assert [(s, k, bool(a), bool(d)) for s, k, a, d in view] == [
-        ("planted-exact", "exact", True, False), ("planted-near", "near", True, False)]
+        ("planted-exact", "exact", True, False),
+        ("planted-near", "near", True, False),
+    ]

@@ -24,8 +24,14 @@ LIMIT = 6
 def _cli(folder: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REASONMED_", "PREFECT_API"))}
     env.update(PREFECT_HOME=str(folder / "prefect"), COLUMNS="200", REASONMED_DATABASE_URL=url)
-    return subprocess.run([sys.executable, "-m", "reasonmed", *args], cwd=folder, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "reasonmed", *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _priced(path: Path, sim_url: str) -> dict[str, tuple[float, float]]:
@@ -42,22 +48,38 @@ def _priced(path: Path, sim_url: str) -> dict[str, tuple[float, float]]:
 def test_cost_in_the_run_the_audit_view_and_the_dry_run(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'priced.db'}"
     migrate.upgrade(url)
-    ingest = _cli(tmp_path, url, "ingest", str(PUBMEDQA_FILE), "--format", "pubmedqa",
-                  "--benchmark-test-ids", str(PUBMEDQA_TEST_IDS))
+    ingest = _cli(
+        tmp_path,
+        url,
+        "ingest",
+        str(PUBMEDQA_FILE),
+        "--format",
+        "pubmedqa",
+        "--benchmark-test-ids",
+        str(PUBMEDQA_TEST_IDS),
+    )
     assert ingest.returncode == 0, ingest.stderr
     with SimServer(questions_db=url, base_latency_ms=1, per_token_ms=0) as sim:
         prices = _priced(tmp_path / "priced.yaml", sim.base_url)
         run = _cli(tmp_path, url, "run", "--config", str(tmp_path / "priced.yaml"), "--limit", str(LIMIT))
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-        dry = _cli(tmp_path, url, "run", "--dry-run", "--config", str(tmp_path / "priced.yaml"), "--limit", "50")
+        dry = _cli(
+            tmp_path, url, "run", "--dry-run", "--config", str(tmp_path / "priced.yaml"), "--limit", "50"
+        )
         assert dry.returncode == 0, dry.stderr
 
     engine = make_engine(url)
     with engine.connect() as c:
-        calls = c.execute(text("select endpoint, role, prompt_tokens, completion_tokens, status, question_id from llm_calls")).all()
+        calls = c.execute(
+            text(
+                "select endpoint, role, prompt_tokens, completion_tokens, status, question_id from llm_calls"
+            )
+        ).all()
         view = c.execute(text("select sum(cost_usd), sum(prompt_tokens) from audit_token_usage")).one()
-        stored = {r.endpoint: (r.price_input_per_mtok, r.price_output_per_mtok)
-                  for r in c.execute(text("select * from endpoint_prices"))}
+        stored = {
+            r.endpoint: (r.price_input_per_mtok, r.price_output_per_mtok)
+            for r in c.execute(text("select * from endpoint_prices"))
+        }
     engine.dispose()
     assert stored == prices  # the run recorded the prices its pipeline file gave
 
@@ -97,9 +119,19 @@ def test_growth_report_shows_cost_per_sample() -> None:
     from reasonmed.nightly.report import Growth, render_markdown
 
     def night(cost: float | None, before: int, after: int) -> Growth:
-        build = {"prompt_tokens": 1000, "completion_tokens": 500, **({"cost_usd": cost} if cost is not None else {})}
-        return Growth(nightly_run_id=1, started_at="2026-12-02", parameters={}, before={"samples": before},
-                      after={"samples": after}, build=build)
+        build = {
+            "prompt_tokens": 1000,
+            "completion_tokens": 500,
+            **({"cost_usd": cost} if cost is not None else {}),
+        }
+        return Growth(
+            nightly_run_id=1,
+            started_at="2026-12-02",
+            parameters={},
+            before={"samples": before},
+            after={"samples": after},
+            build=build,
+        )
 
     priced = night(1.5, 10, 40)
     assert priced.summary()["cost_usd"] == 1.5 and priced.summary()["cost_per_sample_usd"] == 0.05
@@ -108,4 +140,6 @@ def test_growth_report_shows_cost_per_sample() -> None:
     assert nothing_added.cost_per_sample_usd is None
     unpriced = night(None, 10, 40)
     assert unpriced.summary()["cost_usd"] is None
-    assert "| cost at the pipeline file's prices | — (no prices in the pipeline file) | |" in render_markdown(unpriced)
+    assert "| cost at the pipeline file's prices | — (no prices in the pipeline file) | |" in render_markdown(
+        unpriced
+    )

@@ -19,8 +19,12 @@ from reasonmed.cli import app
 from tests.fixtures_finished import FinishedRun
 
 REPO = Path(__file__).resolve().parents[2]
-DOCS = [REPO / "README.md", REPO / "deploy" / "README.md", REPO / "data" / "pubmedqa" / "README.md",
-        *sorted((REPO / "docs").glob("*.md"))]
+DOCS = [
+    REPO / "README.md",
+    REPO / "deploy" / "README.md",
+    REPO / "data" / "pubmedqa" / "README.md",
+    *sorted((REPO / "docs").glob("*.md")),
+]
 # Placeholders in the docs and the value a parse check gives them.
 PLACEHOLDERS = {"S": "0", "N": "1", "NAME": "x", "V": "1"}
 # What needs a server, S3 or a judge model: parsed, not run.
@@ -76,8 +80,13 @@ def _rest(ctx: Any) -> list[str]:
 
 def _offline(line: str) -> bool:
     args = argv(line)
-    return args[0] not in NOT_OFFLINE and "s3://" not in line and not (args[0] == "run" and "--dry-run" not in args) \
-        and not any(a.startswith(("medqa/", "medmcqa/", "mmlu/")) for a in args) and "pipeline.paper.yaml" not in line
+    return (
+        args[0] not in NOT_OFFLINE
+        and "s3://" not in line
+        and not (args[0] == "run" and "--dry-run" not in args)
+        and not any(a.startswith(("medqa/", "medmcqa/", "mmlu/")) for a in args)
+        and "pipeline.paper.yaml" not in line
+    )
 
 
 RUNNABLE = [(d, line) for d, line in COMMANDS if _offline(line)]
@@ -97,7 +106,9 @@ def test_documented_offline_commands_run(finished: FinishedRun, tmp_path: Path) 
         for doc, line in RUNNABLE:
             args = argv(line)
             if args[0] == "export" and "--allow-simulated" not in args:
-                args.append("--allow-simulated")  # the finished run is the simulator's: its rows export only when allowed
+                args.append(
+                    "--allow-simulated"
+                )  # the finished run is the simulator's: its rows export only when allowed
             out = finished.cli(*args)
             assert out.returncode == 0, f"{doc}: `{line}`\n{out.stdout[-2000:]}{out.stderr[-2000:]}"
             assert "Traceback" not in out.stdout + out.stderr, f"{doc}: `{line}`"

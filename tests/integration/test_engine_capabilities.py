@@ -20,10 +20,14 @@ MESSAGES = [{"role": "user", "content": "Is aspirin an antiplatelet drug? Answer
 
 
 def _endpoint(base_url: str, model: str, **kw: object) -> EndpointConfig:
-    return EndpointConfig(base_url=base_url, model=model, timeout_s=120, max_retries=3, backoff_base_s=0.01, **kw)
+    return EndpointConfig(
+        base_url=base_url, model=model, timeout_s=120, max_retries=3, backoff_base_s=0.01, **kw
+    )
 
 
-async def test_preflight_on_a_server_without_a_models_route_checks_reachability_only(unused_tcp_port: int) -> None:
+async def test_preflight_on_a_server_without_a_models_route_checks_reachability_only(
+    unused_tcp_port: int,
+) -> None:
     async def chat(_: web.Request) -> web.Response:
         return web.json_response({"choices": []})
 
@@ -90,13 +94,17 @@ async def test_preflight_names_the_model_a_real_engine_serves(llamacpp: LlamaCpp
     assert not checks[1].ok and f"serves {llamacpp.alias}, not Qwen/Qwen2.5-72B-Instruct" in checks[1].detail
 
 
-async def test_a_reasoning_model_gets_its_budget_as_max_completion_tokens_and_no_sampler(unused_tcp_port: int) -> None:
+async def test_a_reasoning_model_gets_its_budget_as_max_completion_tokens_and_no_sampler(
+    unused_tcp_port: int,
+) -> None:
     """o1-class endpoints refuse temperature/top_p and count their budget in max_completion_tokens."""
     seen: list[dict[str, object]] = []
 
     async def chat(request: web.Request) -> web.Response:
         seen.append(await request.json())
-        return web.json_response({"id": "x", "choices": [{"index": 0, "message": {"content": "ok"}, "finish_reason": "stop"}]})
+        return web.json_response(
+            {"id": "x", "choices": [{"index": 0, "message": {"content": "ok"}, "finish_reason": "stop"}]}
+        )
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)

@@ -30,16 +30,58 @@ MMLU_ROWS = {
     "anatomy_test.csv": [
         ("Which bone forms the lateral malleolus?", "Tibia", "Fibula", "Talus", "Calcaneus", "B"),
         ("Which nerve supplies the deltoid muscle?", "Radial", "Axillary", "Median", "Ulnar", "B"),
-        ("The thoracic duct drains into which vein?", "Left subclavian", "Right jugular", "Azygos", "Portal", "A"),
-        ("Which artery supplies the SA node in most people?", "Left circumflex", "Right coronary", "LAD", "Marginal", "B"),
+        (
+            "The thoracic duct drains into which vein?",
+            "Left subclavian",
+            "Right jugular",
+            "Azygos",
+            "Portal",
+            "A",
+        ),
+        (
+            "Which artery supplies the SA node in most people?",
+            "Left circumflex",
+            "Right coronary",
+            "LAD",
+            "Marginal",
+            "B",
+        ),
         ("The foramen ovale transmits which nerve?", "Maxillary", "Mandibular", "Facial", "Optic", "B"),
-        ("Which muscle abducts the vocal cords?", "Cricothyroid", "Posterior cricoarytenoid", "Vocalis", "Thyroarytenoid", "B"),
+        (
+            "Which muscle abducts the vocal cords?",
+            "Cricothyroid",
+            "Posterior cricoarytenoid",
+            "Vocalis",
+            "Thyroarytenoid",
+            "B",
+        ),
     ],
     "college_medicine_test.csv": [
         ("Which hormone raises blood glucose?", "Insulin", "Glucagon", "Somatostatin", "Amylin", "B"),
-        ("What is the main buffer of extracellular fluid?", "Phosphate", "Protein", "Bicarbonate", "Ammonia", "C"),
-        ("Which vitamin deficiency causes scurvy?", "Vitamin A", "Vitamin B12", "Vitamin C", "Vitamin D", "C"),
-        ("Which cells produce surfactant?", "Type I pneumocytes", "Type II pneumocytes", "Clara cells", "Macrophages", "B"),
+        (
+            "What is the main buffer of extracellular fluid?",
+            "Phosphate",
+            "Protein",
+            "Bicarbonate",
+            "Ammonia",
+            "C",
+        ),
+        (
+            "Which vitamin deficiency causes scurvy?",
+            "Vitamin A",
+            "Vitamin B12",
+            "Vitamin C",
+            "Vitamin D",
+            "C",
+        ),
+        (
+            "Which cells produce surfactant?",
+            "Type I pneumocytes",
+            "Type II pneumocytes",
+            "Clara cells",
+            "Macrophages",
+            "B",
+        ),
         ("Where is erythropoietin mainly produced?", "Liver", "Kidney", "Bone marrow", "Spleen", "B"),
     ],
     # Not a medical subset: ingested as test items but never part of mmlu-med.
@@ -67,7 +109,9 @@ def _eval_config(tmp_path: Path, sim_url: str) -> Path:
     return path
 
 
-def _expected(engine, *, source: str, subsets: set[str] | None, limit: int | None, seed: int) -> dict[int, tuple[str | None, bool]]:
+def _expected(
+    engine, *, source: str, subsets: set[str] | None, limit: int | None, seed: int
+) -> dict[int, tuple[str | None, bool]]:
     """question id -> (subset, correct), computed from the simulator's own decision function."""
     sql = "select id, content_hash, question, options, answer, metadata from questions where is_benchmark_test and source = :s order by id"
     with engine.connect() as c:
@@ -78,9 +122,16 @@ def _expected(engine, *, source: str, subsets: set[str] | None, limit: int | Non
         subset = meta.get("subset")
         if subsets is not None and subset not in subsets:
             continue
-        label = choose_label(model=CANDIDATE, temperature=0.0, seed=eval_seed(seed, content_hash), question=question,
-                             options=[lab for lab, _ in options], correct=answer, accuracy=CANDIDATE_ACCURACY,
-                             salt="evaluate")
+        label = choose_label(
+            model=CANDIDATE,
+            temperature=0.0,
+            seed=eval_seed(seed, content_hash),
+            question=question,
+            options=[lab for lab, _ in options],
+            correct=answer,
+            accuracy=CANDIDATE_ACCURACY,
+            salt="evaluate",
+        )
         out[qid] = (subset, label == answer)
         if limit is not None and len(out) == limit:
             break
@@ -97,29 +148,51 @@ def eval_db(pg_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     yield pg_url
 
 
-def test_accuracy_is_what_the_simulator_implies_and_rerun_asks_nothing(eval_db: str, prefect_harness, tmp_path: Path) -> None:
+def test_accuracy_is_what_the_simulator_implies_and_rerun_asks_nothing(
+    eval_db: str, prefect_harness, tmp_path: Path
+) -> None:
     from reasonmed.config import load_pipeline_config
     from reasonmed.flows.evaluate import evaluate_model
 
     engine = get_engine(eval_db)
-    with SimServer(questions_db=eval_db, base_latency_ms=1, per_token_ms=0, accuracy={CANDIDATE: CANDIDATE_ACCURACY}) as sim:
+    with SimServer(
+        questions_db=eval_db, base_latency_ms=1, per_token_ms=0, accuracy={CANDIDATE: CANDIDATE_ACCURACY}
+    ) as sim:
         cfg_path = _eval_config(tmp_path, sim.base_url)
         seed = load_pipeline_config(cfg_path).seed
         out_csv = tmp_path / "acc.csv"
-        first = asyncio.run(evaluate_model(model_endpoint="candidate", benchmarks=["pubmedqa", "mmlu-med"],
-                                           limit=PUBMEDQA_LIMIT, config=str(cfg_path), out=str(out_csv)))
+        first = asyncio.run(
+            evaluate_model(
+                model_endpoint="candidate",
+                benchmarks=["pubmedqa", "mmlu-med"],
+                limit=PUBMEDQA_LIMIT,
+                config=str(cfg_path),
+                out=str(out_csv),
+            )
+        )
         asked_first = sim.metrics()['requests_by_role_total{role="evaluate"}']
-        second = asyncio.run(evaluate_model(model_endpoint="candidate", benchmarks=["pubmedqa", "mmlu-med"],
-                                            limit=PUBMEDQA_LIMIT, config=str(cfg_path)))
+        second = asyncio.run(
+            evaluate_model(
+                model_endpoint="candidate",
+                benchmarks=["pubmedqa", "mmlu-med"],
+                limit=PUBMEDQA_LIMIT,
+                config=str(cfg_path),
+            )
+        )
         asked_second = sim.metrics()['requests_by_role_total{role="evaluate"}']
 
     pubmed = _expected(engine, source="pubmedqa", subsets=None, limit=PUBMEDQA_LIMIT, seed=seed)
-    mmlu = _expected(engine, source="mmlu", subsets={"anatomy", "college_medicine"}, limit=PUBMEDQA_LIMIT, seed=seed)
+    mmlu = _expected(
+        engine, source="mmlu", subsets={"anatomy", "college_medicine"}, limit=PUBMEDQA_LIMIT, seed=seed
+    )
     assert len(pubmed) == PUBMEDQA_LIMIT and len(mmlu) == 11
     rows = {(r["benchmark"], r["subset"]): r for r in first["rows"]}
-    checks = {("pubmedqa", "all"): list(pubmed.values()), ("mmlu-med", "all"): list(mmlu.values()),
-              ("mmlu-med", "anatomy"): [v for v in mmlu.values() if v[0] == "anatomy"],
-              ("mmlu-med", "college_medicine"): [v for v in mmlu.values() if v[0] == "college_medicine"]}
+    checks = {
+        ("pubmedqa", "all"): list(pubmed.values()),
+        ("mmlu-med", "all"): list(mmlu.values()),
+        ("mmlu-med", "anatomy"): [v for v in mmlu.values() if v[0] == "anatomy"],
+        ("mmlu-med", "college_medicine"): [v for v in mmlu.values() if v[0] == "college_medicine"],
+    }
     for key, items in checks.items():
         n, k = len(items), sum(ok for _, ok in items)
         r = rows[key]
@@ -133,8 +206,10 @@ def test_accuracy_is_what_the_simulator_implies_and_rerun_asks_nothing(eval_db: 
 
     # Every prediction is stored with its provenance; correctness recomputes from the stored columns.
     with engine.connect() as c:
-        stored = c.execute(text("""select question_id, model, benchmark, subset, prompt_sha256, raw_output,
-            extracted_answer, gold_answer, correct from eval_predictions""")).all()
+        stored = c.execute(
+            text("""select question_id, model, benchmark, subset, prompt_sha256, raw_output,
+            extracted_answer, gold_answer, correct from eval_predictions""")
+        ).all()
     assert len(stored) == asked_first == PUBMEDQA_LIMIT + 11
     assert {s.question_id for s in stored} == set(pubmed) | set(mmlu)
     for s in stored:
@@ -145,7 +220,10 @@ def test_accuracy_is_what_the_simulator_implies_and_rerun_asks_nothing(eval_db: 
 
     # The rerun asked the model nothing and reports the same figures from the stored rows.
     assert asked_second == asked_first
-    assert second["counts"]["pubmedqa"]["asked"] == 0 and second["counts"]["pubmedqa"]["already_stored"] == PUBMEDQA_LIMIT
+    assert (
+        second["counts"]["pubmedqa"]["asked"] == 0
+        and second["counts"]["pubmedqa"]["already_stored"] == PUBMEDQA_LIMIT
+    )
     assert second["rows"] == first["rows"]
     with out_csv.open() as f:
         csv_rows = list(csv.DictReader(f))
@@ -165,8 +243,11 @@ def test_accuracy_is_what_the_simulator_implies_and_rerun_asks_nothing(eval_db: 
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
-        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
-            any_=["eval-reference-sim-reasonmed-7b", "eval-sim-reasonmed-7b"])))
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["eval-reference-sim-reasonmed-7b", "eval-sim-reasonmed-7b"])
+            )
+        )
     assert {a.key for a in arts} == {"eval-reference-sim-reasonmed-7b", "eval-sim-reasonmed-7b"}
     assert any(cell in str(a.data) for a in arts if a.key == "eval-reference-sim-reasonmed-7b")
 
@@ -180,21 +261,47 @@ def test_training_items_are_never_evaluated(eval_db: str, prefect_harness, tmp_p
         cfg_path = _eval_config(tmp_path, sim.base_url)
         asyncio.run(evaluate_model(model_endpoint="candidate", benchmarks=["pubmedqa"], config=str(cfg_path)))
     with engine.connect() as c:
-        n, leaked = c.execute(text("""select count(*), sum(case when q.is_benchmark_test then 0 else 1 end)
-            from eval_predictions e join questions q on q.id = e.question_id""")).one()
+        n, leaked = c.execute(
+            text("""select count(*), sum(case when q.is_benchmark_test then 0 else 1 end)
+            from eval_predictions e join questions q on q.id = e.question_id""")
+        ).one()
     assert (n, leaked) == (500, 0)
 
 
 def test_cli_eval_prints_the_table_and_rejects_an_unknown_endpoint(eval_db: str, tmp_path: Path) -> None:
     from reasonmed.cli import app
 
-    with SimServer(questions_db=eval_db, base_latency_ms=0, per_token_ms=0, accuracy={CANDIDATE: CANDIDATE_ACCURACY}) as sim:
+    with SimServer(
+        questions_db=eval_db, base_latency_ms=0, per_token_ms=0, accuracy={CANDIDATE: CANDIDATE_ACCURACY}
+    ) as sim:
         cfg_path = _eval_config(tmp_path, sim.base_url)
-        res = CliRunner().invoke(app, ["eval", "--model-endpoint", "candidate", "--benchmarks", "mmlu-med",
-                                       "--config", str(cfg_path), "--out", str(tmp_path / "mmlu.csv")])
+        res = CliRunner().invoke(
+            app,
+            [
+                "eval",
+                "--model-endpoint",
+                "candidate",
+                "--benchmarks",
+                "mmlu-med",
+                "--config",
+                str(cfg_path),
+                "--out",
+                str(tmp_path / "mmlu.csv"),
+            ],
+        )
         bad = CliRunner().invoke(app, ["eval", "--model-endpoint", "nope", "--config", str(cfg_path)])
-        bad_bench = CliRunner().invoke(app, ["eval", "--model-endpoint", "candidate", "--benchmarks", "medqa,usmle",
-                                             "--config", str(cfg_path)])
+        bad_bench = CliRunner().invoke(
+            app,
+            [
+                "eval",
+                "--model-endpoint",
+                "candidate",
+                "--benchmarks",
+                "medqa,usmle",
+                "--config",
+                str(cfg_path),
+            ],
+        )
     assert res.exit_code == 0, res.output
     assert "mmlu-med" in res.output and "anatomy" in res.output and "paper vs this model" in res.output
     assert CANDIDATE in res.output  # the model column of the reference table

@@ -65,8 +65,19 @@ def test_three_datasets_match_the_database(engine, tmp_path: Path) -> None:
         table = pq.read_table(Path(result.location) / name / "data")  # pyarrow
         assert table.num_rows == len(df) == len(expected)
         assert list(df.columns[:3]) == ["instruction", "input", "output"]
-        assert {"answer", "question_id", "source", "source_id", "path_id", "verdict_id", "summary_id", "run_id",
-                "model", "temperature", "origin"} <= set(df.columns)
+        assert {
+            "answer",
+            "question_id",
+            "source",
+            "source_id",
+            "path_id",
+            "verdict_id",
+            "summary_id",
+            "run_id",
+            "model",
+            "temperature",
+            "origin",
+        } <= set(df.columns)
         # Stable order (question id, then accepted rank) and exactly the expected paths.
         assert df["path_id"].tolist() == [r["path_id"] for r in expected]
         assert df["answer"].tolist() == [r["answer"] for r in expected]
@@ -98,13 +109,22 @@ def test_manifest_hashes_versions_and_samples(engine, tmp_path: Path) -> None:
     assert manifest["version"] == result.version and root.name == f"v{result.version:04d}"
     assert manifest["run_ids"] and manifest["config_hashes"]
     with engine.connect() as conn:
-        run_hashes = dict(conn.execute(text("SELECT id, config_hash FROM pipeline_runs WHERE kind = 'build'")).all())
-        version_row = conn.execute(
-            text("SELECT version, n_samples, location, manifest, run_id FROM dataset_versions WHERE version = :v"),
-            {"v": result.version},
-        ).mappings().one()
-        export_run = conn.execute(text("SELECT kind, status FROM pipeline_runs WHERE id = :i"),
-                                  {"i": version_row["run_id"]}).one()
+        run_hashes = dict(
+            conn.execute(text("SELECT id, config_hash FROM pipeline_runs WHERE kind = 'build'")).all()
+        )
+        version_row = (
+            conn.execute(
+                text(
+                    "SELECT version, n_samples, location, manifest, run_id FROM dataset_versions WHERE version = :v"
+                ),
+                {"v": result.version},
+            )
+            .mappings()
+            .one()
+        )
+        export_run = conn.execute(
+            text("SELECT kind, status FROM pipeline_runs WHERE id = :i"), {"i": version_row["run_id"]}
+        ).one()
     assert set(manifest["run_ids"]) <= set(run_hashes)
     assert manifest["config_hashes"] == sorted({run_hashes[r] for r in manifest["run_ids"]})
     assert tuple(export_run) == ("export", "completed")
@@ -150,16 +170,26 @@ def test_chat_layout_has_system_user_assistant_messages(engine, tmp_path: Path) 
 
 def test_next_version_contains_the_previous_plus_new_rows(engine, tmp_path: Path) -> None:
     with engine.connect() as conn:
-        held = list(conn.execute(text(
-            "SELECT question_id FROM question_outcomes WHERE status = 'accepted' ORDER BY question_id LIMIT 3"
-        )).scalars())
+        held = list(
+            conn.execute(
+                text(
+                    "SELECT question_id FROM question_outcomes WHERE status = 'accepted' ORDER BY question_id LIMIT 3"
+                )
+            ).scalars()
+        )
     with engine.begin() as conn:  # those questions have not finished yet
-        conn.execute(text("UPDATE question_outcomes SET status = 'resolved' WHERE question_id = ANY(:ids)"), {"ids": held})
+        conn.execute(
+            text("UPDATE question_outcomes SET status = 'resolved' WHERE question_id = ANY(:ids)"),
+            {"ids": held},
+        )
     try:
         before = _export(engine, tmp_path)
     finally:
         with engine.begin() as conn:
-            conn.execute(text("UPDATE question_outcomes SET status = 'accepted' WHERE question_id = ANY(:ids)"), {"ids": held})
+            conn.execute(
+                text("UPDATE question_outcomes SET status = 'accepted' WHERE question_id = ANY(:ids)"),
+                {"ids": held},
+            )
     after = _export(engine, tmp_path)
     old = _parquet(before.location, "ReasonMed")
     new = _parquet(after.location, "ReasonMed")
@@ -172,7 +202,9 @@ def test_next_version_contains_the_previous_plus_new_rows(engine, tmp_path: Path
     assert after.version == before.version + 1
 
 
-def test_benchmark_test_questions_never_exported(engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_benchmark_test_questions_never_exported(
+    engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bench_ids = export_repo.benchmark_test_ids(engine)
     assert len(bench_ids) == 500  # PubMedQA's test split, ingested and flagged
     result = _export(engine, tmp_path / "clean")
@@ -186,7 +218,9 @@ def test_benchmark_test_questions_never_exported(engine, tmp_path: Path, monkeyp
         filtered = _export(engine, tmp_path / "filtered")  # the SQL filter drops it
         assert victim not in set(_parquet(filtered.location, "ReasonMed")["question_id"])
         # A regression that loses the SQL filter: the write-time guard still stops the export.
-        monkeypatch.setattr(export_repo, "eligible_filter", lambda: text("question_outcomes.status = 'accepted'"))
+        monkeypatch.setattr(
+            export_repo, "eligible_filter", lambda: text("question_outcomes.status = 'accepted'")
+        )
         with engine.connect() as conn:
             versions_before = conn.execute(text("SELECT count(*) FROM dataset_versions")).scalar_one()
         out = tmp_path / "forced"
@@ -194,9 +228,9 @@ def test_benchmark_test_questions_never_exported(engine, tmp_path: Path, monkeyp
             _export(engine, out)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM dataset_versions")).scalar_one() == versions_before
-            failed = conn.execute(text(
-                "SELECT status, error FROM pipeline_runs WHERE kind = 'export' ORDER BY id DESC LIMIT 1"
-            )).one()
+            failed = conn.execute(
+                text("SELECT status, error FROM pipeline_runs WHERE kind = 'export' ORDER BY id DESC LIMIT 1")
+            ).one()
         assert failed.status == "failed" and "BenchmarkLeakError" in failed.error
         assert not out.exists() or not any(out.iterdir())  # nothing published, no staging left behind
     finally:
@@ -229,19 +263,24 @@ def test_questions_the_scan_never_saw_wait_for_the_next_version(engine, tmp_path
     all_q = sorted({r["question_id"] for r in expected})
     late = all_q[3]
     n_late = sum(1 for r in expected if r["question_id"] == late)
-    first = _export(engine, tmp_path / "a", contamination=lambda _e: ContaminationScan({}, frozenset(all_q) - {late}))
+    first = _export(
+        engine, tmp_path / "a", contamination=lambda _e: ContaminationScan({}, frozenset(all_q) - {late})
+    )
     report = first.manifest["contamination"]
     assert (report["rows_deferred"], report["deferred_question_ids"]) == (n_late, [late])
     assert first.counts["ReasonMed"] == len(expected) - n_late
     assert late not in set(_parquet(first.location, "ReasonMed")["question_id"])
     # The next export's scan has seen it: it is included.
     second = _export(engine, tmp_path / "b", contamination=lambda _e: ContaminationScan({}, frozenset(all_q)))
-    assert second.manifest["contamination"]["rows_deferred"] == 0 and second.counts["ReasonMed"] == len(expected)
+    assert second.manifest["contamination"]["rows_deferred"] == 0 and second.counts["ReasonMed"] == len(
+        expected
+    )
 
 
 @pytest.mark.parametrize("layout", ["instruction", "chat"])
-def test_hugging_face_datasets_loads_the_export_as_it_is(engine, tmp_path: Path, layout: str,
-                                                        monkeypatch: pytest.MonkeyPatch, capfd) -> None:  # type: ignore[no-untyped-def]
+def test_hugging_face_datasets_loads_the_export_as_it_is(
+    engine, tmp_path: Path, layout: str, monkeypatch: pytest.MonkeyPatch, capfd
+) -> None:  # type: ignore[no-untyped-def]
     """The folder layout and card are what `datasets` expects (offline: nothing is fetched); the chat
     layout arrives as TRL's conversational format, a `messages` list of role/content turns."""
     for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
@@ -251,11 +290,14 @@ def test_hugging_face_datasets_loads_the_export_as_it_is(engine, tmp_path: Path,
 
     result = _export(engine, tmp_path / "out", formats=["parquet"], layout=layout)
     for name in DATASETS:
-        ds = datasets.load_dataset(str(Path(result.location) / name), cache_dir=str(tmp_path / "hf-cache" / name))
+        ds = datasets.load_dataset(
+            str(Path(result.location) / name), cache_dir=str(tmp_path / "hf-cache" / name)
+        )
         assert list(ds) == ["train"] and ds["train"].num_rows == result.counts[name]
         if layout == "chat":
             assert ds["train"].features["messages"] == datasets.List(
-                {"role": datasets.Value("string"), "content": datasets.Value("string")})
+                {"role": datasets.Value("string"), "content": datasets.Value("string")}
+            )
             assert [m["role"] for m in ds["train"][0]["messages"]] == ["system", "user", "assistant"]
         else:
             assert ds["train"].column_names[:3] == ["instruction", "input", "output"]
@@ -281,7 +323,9 @@ def test_s3_export_to_a_real_moto_server(engine, fake_aws, tmp_path: Path) -> No
     with moto_server() as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint)
         s3.create_bucket(Bucket="datasets")
-        result = _export(engine, "s3://datasets/reasonmed/", s3_endpoint_url=endpoint, multipart_threshold=1024)
+        result = _export(
+            engine, "s3://datasets/reasonmed/", s3_endpoint_url=endpoint, multipart_threshold=1024
+        )
         assert result.location == f"s3://datasets/reasonmed/v{result.version:04d}"
         prefix = f"reasonmed/v{result.version:04d}/"
         manifest = json.loads(s3.get_object(Bucket="datasets", Key=prefix + "manifest.json")["Body"].read())
@@ -294,8 +338,13 @@ def test_s3_export_to_a_real_moto_server(engine, fake_aws, tmp_path: Path) -> No
             assert hashlib.sha256(body).hexdigest() == f["sha256"]
             if f["bytes"] > 1024:  # above the threshold: a multipart upload (its ETag ends in -<parts>)
                 assert obj["ETag"].strip('"').endswith("-1"), f["path"]
-        table = pq.read_table(io.BytesIO(s3.get_object(
-            Bucket="datasets", Key=prefix + "ReasonMed/data/train-00000-of-00001.parquet")["Body"].read()))
+        table = pq.read_table(
+            io.BytesIO(
+                s3.get_object(Bucket="datasets", Key=prefix + "ReasonMed/data/train-00000-of-00001.parquet")[
+                    "Body"
+                ].read()
+            )
+        )
         assert table.num_rows == result.counts["ReasonMed"]
         # Credentials come from the environment chain and are written nowhere.
         assert "testing" not in json.dumps(manifest)
@@ -310,8 +359,13 @@ def test_s3_multipart_upload_of_a_large_file(fake_aws, tmp_path: Path) -> None:
     with moto_server() as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint)
         s3.create_bucket(Bucket="bulk")
-        target = S3Target(bucket="bulk", prefix="p", endpoint_url=endpoint, multipart_threshold=1024,
-                          multipart_chunksize=5 * 1024 * 1024)
+        target = S3Target(
+            bucket="bulk",
+            prefix="p",
+            endpoint_url=endpoint,
+            multipart_threshold=1024,
+            multipart_chunksize=5 * 1024 * 1024,
+        )
         assert target.publish(staging, "v0007") == "s3://bulk/p/v0007"
         obj = s3.get_object(Bucket="bulk", Key="p/v0007/big/blob.bin")
         assert obj["ETag"].strip('"').endswith("-3")  # 5 + 5 + 1 MiB parts
@@ -321,8 +375,9 @@ def test_s3_multipart_upload_of_a_large_file(fake_aws, tmp_path: Path) -> None:
             target.publish(tmp_path / "again", "v0007")
 
 
-def test_export_flow_under_prefect(built_copy: str, prefect_harness, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_flow_under_prefect(
+    built_copy: str, prefect_harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from reasonmed.flows.export import export_dataset as export_flow
 
     monkeypatch.setenv("REASONMED_DATABASE_URL", built_copy)
@@ -338,9 +393,18 @@ def test_export_flow_under_prefect(built_copy: str, prefect_harness, tmp_path: P
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
-        arts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["dataset-export-counts", "dataset-export-manifest", "audit-report-figures"])))
-    assert {a.key for a in arts} == {"dataset-export-counts", "dataset-export-manifest", "audit-report-figures"}
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(
+                    any_=["dataset-export-counts", "dataset-export-manifest", "audit-report-figures"]
+                )
+            )
+        )
+    assert {a.key for a in arts} == {
+        "dataset-export-counts",
+        "dataset-export-manifest",
+        "audit-report-figures",
+    }
     figures = next(a for a in arts if a.key == "audit-report-figures")
     assert "data:image/png;base64," in str(figures.data)
 
@@ -350,40 +414,62 @@ def test_cli_export(built_copy: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setenv("REASONMED_DATABASE_URL", built_copy)
     refused = CliRunner().invoke(app, ["export", "--out", str(tmp_path), "--format", "jsonl"])
-    res = CliRunner().invoke(app, ["export", "--out", str(tmp_path), "--format", "jsonl", "--layout", "chat",
-                                   "--allow-simulated"])
+    res = CliRunner().invoke(
+        app, ["export", "--out", str(tmp_path), "--format", "jsonl", "--layout", "chat", "--allow-simulated"]
+    )
     bad = CliRunner().invoke(app, ["export", "--out", str(tmp_path), "--format", "csv"])
     # Every row of this database is the simulator's: without --allow-simulated nothing is written.
     assert refused.exit_code == 1 and "SIMULATED" in refused.output and "--allow-simulated" in refused.output
     assert res.exit_code == 0, res.output
     assert "ReasonMed" in res.output and "manifest:" in res.output and "SIMULATED:" in res.output
     (version_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("v")]
-    assert sorted(p.name for p in version_dir.rglob("*.jsonl")) == ["CoTMed.jsonl", "ReasonMed.jsonl", "ResponseMed.jsonl"]
+    assert sorted(p.name for p in version_dir.rglob("*.jsonl")) == [
+        "CoTMed.jsonl",
+        "ReasonMed.jsonl",
+        "ResponseMed.jsonl",
+    ]
     assert not list(version_dir.rglob("*.parquet"))
     assert bad.exit_code != 0
 
 
 def test_instruction_formatting() -> None:
     opts = [["A", "Aspirin"], ["B", "Heparin "]]
-    assert format_instruction(" Which drug? ", None, opts) == "Which drug?\n\nOptions:\nA. Aspirin\nB. Heparin"
-    assert format_instruction("Q", "  ctx ", [["yes", "yes"], ["no", "no"]]) == "Q\n\nContext:\nctx\n\nOptions: yes / no"
+    assert (
+        format_instruction(" Which drug? ", None, opts) == "Which drug?\n\nOptions:\nA. Aspirin\nB. Heparin"
+    )
+    assert (
+        format_instruction("Q", "  ctx ", [["yes", "yes"], ["no", "no"]])
+        == "Q\n\nContext:\nctx\n\nOptions: yes / no"
+    )
 
 
 def test_default_contamination_guard_excludes_a_copied_test_item(engine, tmp_path: Path) -> None:
     """The real guard (reasonmed.contamination): an accepted question reworded into a test item's copy."""
     victim = expected_rows(engine)[0]["question_id"]
     with engine.connect() as conn:
-        original = conn.execute(text("SELECT question, options FROM questions WHERE id = :i"), {"i": victim}).one()
-        test_item = conn.execute(text(
-            "SELECT source_id, question, options FROM questions WHERE is_benchmark_test ORDER BY id LIMIT 1")).one()
+        original = conn.execute(
+            text("SELECT question, options FROM questions WHERE id = :i"), {"i": victim}
+        ).one()
+        test_item = conn.execute(
+            text(
+                "SELECT source_id, question, options FROM questions WHERE is_benchmark_test ORDER BY id LIMIT 1"
+            )
+        ).one()
     with engine.begin() as conn:
-        conn.execute(text("UPDATE questions SET question = :q WHERE id = :i"),
-                     {"q": test_item.question.upper() + "  ", "i": victim})  # case and spacing do not hide it
+        conn.execute(
+            text("UPDATE questions SET question = :q WHERE id = :i"),
+            {"q": test_item.question.upper() + "  ", "i": victim},
+        )  # case and spacing do not hide it
     try:
-        result = export_dataset(engine, ExportOptions(out=str(tmp_path), allow_simulated=True))  # default contamination check
+        result = export_dataset(
+            engine, ExportOptions(out=str(tmp_path), allow_simulated=True)
+        )  # default contamination check
     finally:
         with engine.begin() as conn:
-            conn.execute(text("UPDATE questions SET question = :q WHERE id = :i"), {"q": original.question, "i": victim})
+            conn.execute(
+                text("UPDATE questions SET question = :q WHERE id = :i"),
+                {"q": original.question, "i": victim},
+            )
     report = result.manifest["contamination"]
     assert victim in report["question_ids"]
     assert f"pubmedqa:{test_item.source_id}" in report["matches"][str(victim)]
@@ -410,22 +496,77 @@ def test_export_on_sqlite(sqlite_url: str, tmp_path: Path) -> None:
     now = datetime.now(UTC)
     with Session(eng) as s, s.begin():
         for qid, bench in ((1, False), (2, True)):
-            s.add(Question(id=qid, content_hash=f"h{qid}", source="medqa", source_id=f"m{qid}", split="train",
-                           is_benchmark_test=bench, question=f"Which drug {qid}?", context=None,
-                           options=[["A", "Aspirin"], ["B", "Heparin"]], answer="B", meta={}, created_at=now))
+            s.add(
+                Question(
+                    id=qid,
+                    content_hash=f"h{qid}",
+                    source="medqa",
+                    source_id=f"m{qid}",
+                    split="train",
+                    is_benchmark_test=bench,
+                    question=f"Which drug {qid}?",
+                    context=None,
+                    options=[["A", "Aspirin"], ["B", "Heparin"]],
+                    answer="B",
+                    meta={},
+                    created_at=now,
+                )
+            )
             s.flush()
             for k in range(2):
                 pid = qid * 10 + k
-                s.add(ReasoningPath(id=pid, question_id=qid, path_key=f"k{k}", origin="generated", role="generator",
-                                    endpoint="e", model="m", temperature=0.7, prompt_sha256="x", raw_text="r",
-                                    clean_text=f"cot {pid}", created_at=now))
+                s.add(
+                    ReasoningPath(
+                        id=pid,
+                        question_id=qid,
+                        path_key=f"k{k}",
+                        origin="generated",
+                        role="generator",
+                        endpoint="e",
+                        model="m",
+                        temperature=0.7,
+                        prompt_sha256="x",
+                        raw_text="r",
+                        clean_text=f"cot {pid}",
+                        created_at=now,
+                    )
+                )
                 s.flush()
-                s.add(Verdict(id=pid, path_id=pid, question_id=qid, verifier_model="V", prompt_sha256="x", outcome="correct", created_at=now))
-                s.add(Summary(id=pid, path_id=pid, question_id=qid, summarizer_model="S", prompt_sha256="x", text=f"sum {pid}", created_at=now))
+                s.add(
+                    Verdict(
+                        id=pid,
+                        path_id=pid,
+                        question_id=qid,
+                        verifier_model="V",
+                        prompt_sha256="x",
+                        outcome="correct",
+                        created_at=now,
+                    )
+                )
+                s.add(
+                    Summary(
+                        id=pid,
+                        path_id=pid,
+                        question_id=qid,
+                        summarizer_model="S",
+                        prompt_sha256="x",
+                        text=f"sum {pid}",
+                        created_at=now,
+                    )
+                )
                 s.flush()
                 s.add(AcceptedPath(question_id=qid, path_id=pid, verdict_id=pid, rank=1 - k, created_at=now))
-            s.add(QuestionOutcome(question_id=qid, tier="easy", n_paths=2, n_correct=2, status="accepted",
-                                  n_accepted=2, updated_at=now))
+            s.add(
+                QuestionOutcome(
+                    question_id=qid,
+                    tier="easy",
+                    n_paths=2,
+                    n_correct=2,
+                    status="accepted",
+                    n_accepted=2,
+                    updated_at=now,
+                )
+            )
     try:
         result = export_dataset(eng, ExportOptions(out=str(tmp_path)), contamination=no_contamination)
         df = _parquet(result.location, "ReasonMed")
@@ -447,13 +588,18 @@ def test_simulated_rows_are_refused_unless_allowed_and_then_flagged(engine, tmp_
         _export(engine, tmp_path / "refused", allow_simulated=False)
     assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
     res = _export(engine, tmp_path / "allowed", allow_simulated=True)
-    assert res.manifest["simulated"] is True and res.manifest["simulated_rows"] == res.counts["ReasonMed"] == simulated
+    assert (
+        res.manifest["simulated"] is True
+        and res.manifest["simulated_rows"] == res.counts["ReasonMed"] == simulated
+    )
     card = (Path(res.location) / "ReasonMed" / "README.md").read_text()
     assert "simulated: true" in card and f"SIMULATED: {simulated} of {simulated} rows" in card
     assert all(r["model"].startswith("sim/") for r in _jsonl(res.location, "ReasonMed"))
 
 
-def test_hub_layout_and_card_say_what_made_the_rows(engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_layout_and_card_say_what_made_the_rows(
+    engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One Hub-style repository per version: the root card declares the three datasets as configs, which
     `datasets` loads by name; every card names the generating models per role with their prompt sha256s
     (each resolvable in prompt_templates), the prompt profile, the runs' config hashes, the paper, the
@@ -471,21 +617,34 @@ def test_hub_layout_and_card_say_what_made_the_rows(engine, tmp_path: Path, monk
     assert [c["config_name"] for c in front["configs"]] == list(DATASETS)
     assert [c.get("default", False) for c in front["configs"]] == [True, False, False]
     for name in DATASETS:
-        ds = datasets.load_dataset(str(root), name, split="train", cache_dir=str(tmp_path / "hf-cache" / name))
+        ds = datasets.load_dataset(
+            str(root), name, split="train", cache_dir=str(tmp_path / "hf-cache" / name)
+        )
         assert ds.num_rows == result.counts[name]
     with engine.connect() as c:
-        models = {r: set(ms) for r, ms in (
-            ("generator", c.execute(text("""select distinct p.model from accepted_paths a join reasoning_paths p
+        models = {
+            r: set(ms)
+            for r, ms in (
+                (
+                    "generator",
+                    c.execute(
+                        text("""select distinct p.model from accepted_paths a join reasoning_paths p
                 on p.id = a.path_id join question_outcomes o on o.question_id = a.question_id
-                where o.status = 'accepted' and p.role = 'generator'""")).scalars()),
-            ("summarizer", c.execute(text("select distinct summarizer_model from summaries")).scalars()),
-        )}
+                where o.status = 'accepted' and p.role = 'generator'""")
+                    ).scalars(),
+                ),
+                ("summarizer", c.execute(text("select distinct summarizer_model from summaries")).scalars()),
+            )
+        }
         shas = set(c.execute(text("select sha256 from prompt_templates")).scalars())
     for text_ in (card, (root / "CoTMed" / "README.md").read_text()):
         for model in models["generator"] | models["summarizer"]:
             assert f"| {model} |" in text_
-        listed = {line.split("`")[1] for line in text_.splitlines() if line.startswith("| ") and "`" in line
-                  and len(line.split("`")[1]) == 64}
+        listed = {
+            line.split("`")[1]
+            for line in text_.splitlines()
+            if line.startswith("| ") and "`" in line and len(line.split("`")[1]) == 64
+        }
         assert listed and listed <= shas  # every prompt sha named resolves to its text
         assert "Prompt profile: `reasonmed`" in text_
         assert all(f"`{h}`" in text_ for h in result.manifest["config_hashes"])
@@ -502,12 +661,36 @@ def test_json_lines_are_json_dumps_of_each_row_byte_for_byte(tmp_path: Path) -> 
     from reasonmed.export.assemble import SourceRow, build_tables
     from reasonmed.export.writers import JsonLines, json_dumps
 
-    nasty = ['say "yes"\\no', "a\nb\r\nc\td\be\ff\x00g\x01h\x1e\x1fi\x7f", "ünï — “q” \u2028 😀", "", " pad \n"]
-    rows = [SourceRow(question_id=i, source="medqa", source_id=f"s{i}", question=text_, context=None if i % 2 else text_,
-                      options=[["A", text_], ["B", "b"]], answer="A", is_benchmark_test=False, rank=0, path_id=i,
-                      verdict_id=i, summary_id=i, run_id=None if i == 2 else i, model="m", temperature=t, origin="generated",
-                      cot=text_, summary=text_[::-1])
-            for i, (text_, t) in enumerate(zip(nasty, [1.0, 0.7, 0.1 + 0.2, 1e-7, 2.0], strict=True))]
+    nasty = [
+        'say "yes"\\no',
+        "a\nb\r\nc\td\be\ff\x00g\x01h\x1e\x1fi\x7f",
+        "ünï — “q” \u2028 😀",
+        "",
+        " pad \n",
+    ]
+    rows = [
+        SourceRow(
+            question_id=i,
+            source="medqa",
+            source_id=f"s{i}",
+            question=text_,
+            context=None if i % 2 else text_,
+            options=[["A", text_], ["B", "b"]],
+            answer="A",
+            is_benchmark_test=False,
+            rank=0,
+            path_id=i,
+            verdict_id=i,
+            summary_id=i,
+            run_id=None if i == 2 else i,
+            model="m",
+            temperature=t,
+            origin="generated",
+            cot=text_,
+            summary=text_[::-1],
+        )
+        for i, (text_, t) in enumerate(zip(nasty, [1.0, 0.7, 0.1 + 0.2, 1e-7, 2.0], strict=True))
+    ]
     tables = [t for layout in ("instruction", "chat") for t in build_tables(rows, layout).values()]
     tables.append(pa.table({"s": pa.array([None, None], type=pa.string()), "e": ["", ""], "n": [None, 3]}))
     for i, table in enumerate(tables):
@@ -518,4 +701,6 @@ def test_json_lines_are_json_dumps_of_each_row_byte_for_byte(tmp_path: Path) -> 
         writer.close()
         expected = "".join(json_dumps(row) + "\n" for row in table.to_pylist())
         assert (tmp_path / f"{i}.jsonl").read_bytes() == expected.encode("utf-8")
-        assert json_dumps({"k": "\x1e"}) == json.dumps({"k": "\x1e"}, ensure_ascii=False, separators=(", ", ": "))
+        assert json_dumps({"k": "\x1e"}) == json.dumps(
+            {"k": "\x1e"}, ensure_ascii=False, separators=(", ", ": ")
+        )

@@ -33,8 +33,16 @@ def test_s3_export_without_boto3_names_the_s3_extra(monkeypatch: pytest.MonkeyPa
 
 def test_report_figures_without_matplotlib_name_the_report_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     _absent(monkeypatch, "matplotlib", "matplotlib.figure")
-    data = ReportData(tiers=[], tier_by_run=[], accuracy=[], refinement=[], rejected_questions={}, tokens=[],
-                      token_usage=[], word_counts=[])
+    data = ReportData(
+        tiers=[],
+        tier_by_run=[],
+        accuracy=[],
+        refinement=[],
+        rejected_questions={},
+        tokens=[],
+        token_usage=[],
+        word_counts=[],
+    )
     with pytest.raises(MissingExtra, match=r"pip install 'reasonmed\[report\]'"):
         tier_distribution(data)
 
@@ -74,7 +82,12 @@ def test_the_base_install_imports_without_either_extra() -> None:
         "import reasonmed.cli, reasonmed.api, flows.export, flows.report, flows.nightly\n"
         "print('imported')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("imported")

@@ -63,8 +63,11 @@ def _questions(path: Path, n: int, *, poison: int | None = None, skip: int = 0) 
 def _env(db_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REASONMED_")}
     env.update(
-        REASONMED_DATABASE_URL=db_url, PREFECT_API_URL=prefect.settings.PREFECT_API_URL.value(),
-        PREFECT_LOGGING_LEVEL="WARNING", COLUMNS="250", **extra,
+        REASONMED_DATABASE_URL=db_url,
+        PREFECT_API_URL=prefect.settings.PREFECT_API_URL.value(),
+        PREFECT_LOGGING_LEVEL="WARNING",
+        COLUMNS="250",
+        **extra,
     )
     return env
 
@@ -72,7 +75,9 @@ def _env(db_url: str, **extra: str) -> dict[str, str]:
 def _start(args: list[str], env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], Any]:
     out = log.open("w")
     err = log.with_suffix(".err").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "reasonmed", *args], cwd=REPO, env=env, stdout=out, stderr=err)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reasonmed", *args], cwd=REPO, env=env, stdout=out, stderr=err
+    )
     return proc, (out, err, log)
 
 
@@ -87,7 +92,9 @@ def _finish(proc: subprocess.Popen[bytes], handles: Any, started: float, timeout
     finally:
         out.close()
         err.close()
-    return CliRun(proc.returncode, log.read_text(), log.with_suffix(".err").read_text(), time.monotonic() - started)
+    return CliRun(
+        proc.returncode, log.read_text(), log.with_suffix(".err").read_text(), time.monotonic() - started
+    )
 
 
 def _cli(args: list[str], env: dict[str, str], log: Path, timeout: float = 240) -> CliRun:
@@ -125,7 +132,9 @@ def _set_endpoints(path: Path, **fields: Any) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def _wait_for(engine: Any, sql: str, at_least: int, proc: subprocess.Popen[bytes], log: Path, limit_s: float = 120) -> None:
+def _wait_for(
+    engine: Any, sql: str, at_least: int, proc: subprocess.Popen[bytes], log: Path, limit_s: float = 120
+) -> None:
     deadline = time.monotonic() + limit_s
     while _q(engine, sql) < at_least:
         assert proc.poll() is None, "the run ended too early:\n" + log.read_text()[-3000:]
@@ -139,9 +148,15 @@ def _no_claims_held(engine: Any) -> bool:
 
 def _figure(row: str, **figures: float | int) -> None:
     """One line of the fault matrix's figures (``pytest -s tests/integration/test_fault_matrix.py`` shows them)."""
-    print("FAULT MATRIX | " + row + " | " + ", ".join(
-        f"{k.replace('_', ' ')} {v:.1f}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}" for k, v in figures.items()
-    ))
+    print(
+        "FAULT MATRIX | "
+        + row
+        + " | "
+        + ", ".join(
+            f"{k.replace('_', ' ')} {v:.1f}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+            for k, v in figures.items()
+        )
+    )
 
 
 # --------------------------------------------------------------------------- rows
@@ -156,7 +171,9 @@ def test_a_question_refused_for_good_is_set_aside_after_one_attempt(
     engine = get_engine(pg_url)
     ingest_file(engine, _questions(tmp_path / "q.json", 6, poison=2), "pubmedqa")
     poison_id = _q(engine, "select id from questions where question like :m", m=f"%{POISON}%")
-    with SimServer(questions_db=pg_url, base_latency_ms=1, per_token_ms=0, targeted_faults=(f"*:{POISON}=400",)) as sim:
+    with SimServer(
+        questions_db=pg_url, base_latency_ms=1, per_token_ms=0, targeted_faults=(f"*:{POISON}=400",)
+    ) as sim:
         cfg = _config(tmp_path / "p.yaml", sim)
         env = _env(pg_url)
         run = _cli(["run", "--config", str(cfg)], env, tmp_path / "run1.log")
@@ -165,14 +182,20 @@ def test_a_question_refused_for_good_is_set_aside_after_one_attempt(
         assert run.seconds < 90
         assert _metric(sim, "400") == 9  # 3 generators x 3 temperatures, none retried
         _figure("4xx for one question", requests_for_it=9, seconds_to_end=run.seconds, exit=run.returncode)
-        row = _rows(engine, "select stage, failures, permanent, last_error_kind, last_error, set_aside_at "
-                            "from question_failures where question_id = :q", q=poison_id)
+        row = _rows(
+            engine,
+            "select stage, failures, permanent, last_error_kind, last_error, set_aside_at "
+            "from question_failures where question_id = :q",
+            q=poison_id,
+        )
         assert len(row) == 1
         stage, failures, permanent, kind, error, aside = row[0]
         assert (stage, failures, bool(permanent), kind) == ("generate", 1, True, "client_error")
         assert "maximum context length" in error and aside is not None
         # The rest of the night was not spent on it: every other question finished.
-        assert _q(engine, "select count(*) from question_outcomes where status in ('accepted', 'rejected')") == 5
+        assert (
+            _q(engine, "select count(*) from question_outcomes where status in ('accepted', 'rejected')") == 5
+        )
         assert _no_claims_held(engine)
 
         again = _cli(["run", "--config", str(cfg)], env, tmp_path / "run2.log")
@@ -220,18 +243,26 @@ def test_an_endpoint_dying_mid_run_opens_its_breaker_and_ends_the_run(
         # Retries alone would take minutes to give up; the breaker decides within a second.
         _set_endpoints(cfg, breaker_window_s=1.0, breaker_min_failures=3, max_retries=50, backoff_max_s=0.2)
         started = time.monotonic()
-        proc, handles = _start(["run", "--config", str(cfg), "--questions-in-flight", "8"], _env(pg_url), tmp_path / "run.log")
+        proc, handles = _start(
+            ["run", "--config", str(cfg), "--questions-in-flight", "8"], _env(pg_url), tmp_path / "run.log"
+        )
         _wait_for(engine, "select count(*) from llm_calls", 40, proc, tmp_path / "run.log")
         sim.set_faults("*:*=500")
         died = time.monotonic()
         run = _finish(proc, handles, started, timeout=90)
         ended = time.monotonic()
         assert run.returncode == 3, run.stdout[-2000:] + run.stderr[-2000:]
-        assert run.last_line.startswith("STOPPED: endpoint ") and "failed every request since" in run.last_line
+        assert (
+            run.last_line.startswith("STOPPED: endpoint ") and "failed every request since" in run.last_line
+        )
         assert ended - died < 15
         errors_at_end = _metric(sim, "500")
-        _figure("endpoint dying mid-run", failed_requests=int(errors_at_end), seconds_from_death_to_end=ended - died,
-                exit=run.returncode)
+        _figure(
+            "endpoint dying mid-run",
+            failed_requests=int(errors_at_end),
+            seconds_from_death_to_end=ended - died,
+            exit=run.returncode,
+        )
         # The breaker, not the retries, ended it: retries alone would send each of the up to 8 x 9
         # requests in flight 51 times.
         assert 3 <= errors_at_end < 8 * 9 * 51 / 4
@@ -250,7 +281,9 @@ def test_output_that_never_parses_ends_degraded(pg_url: str, prefect_harness: No
     questions are rejected (never accepted on an unreadable verdict) and the run says it is degraded."""
     engine = get_engine(pg_url)
     ingest_file(engine, _questions(tmp_path / "q.json", 3), "pubmedqa")
-    with SimServer(questions_db=pg_url, base_latency_ms=1, per_token_ms=0, targeted_faults=("verify:*=noanswer",)) as sim:
+    with SimServer(
+        questions_db=pg_url, base_latency_ms=1, per_token_ms=0, targeted_faults=("verify:*=noanswer",)
+    ) as sim:
         cfg = _config(tmp_path / "p.yaml", sim)
         run = _cli(["run", "--config", str(cfg)], _env(pg_url), tmp_path / "run.log")
         noanswer = _metric(sim, "noanswer")
@@ -262,8 +295,12 @@ def test_output_that_never_parses_ends_degraded(pg_url: str, prefect_harness: No
     assert _q(engine, "select count(*) from verdicts") == 3 * 12
     assert _q(engine, "select count(*) from verdicts where outcome = 'unparseable'") == 3 * 12
     assert noanswer == 3 * 12 * attempts
-    _figure("output that never parses", verifier_requests_per_question=int(noanswer) // 3, seconds_to_end=run.seconds,
-            exit=run.returncode)
+    _figure(
+        "output that never parses",
+        verifier_requests_per_question=int(noanswer) // 3,
+        seconds_to_end=run.seconds,
+        exit=run.returncode,
+    )
     assert _q(engine, "select count(*) from question_outcomes where status = 'rejected'") == 3
     assert _q(engine, "select count(*) from accepted_paths") == 0
     assert _no_claims_held(engine)
@@ -274,8 +311,13 @@ def test_a_stage_that_is_always_truncated_sets_its_questions_aside(
 ) -> None:
     engine = get_engine(pg_url)
     ingest_file(engine, _questions(tmp_path / "q.json", 4), "pubmedqa")
-    with SimServer(questions_db=pg_url, base_latency_ms=1, per_token_ms=0, default_accuracy=1.0,
-                   targeted_faults=("summarize:*=truncate",)) as sim:
+    with SimServer(
+        questions_db=pg_url,
+        base_latency_ms=1,
+        per_token_ms=0,
+        default_accuracy=1.0,
+        targeted_faults=("summarize:*=truncate",),
+    ) as sim:
         cfg = _config(tmp_path / "p.yaml", sim)
         run = _cli(["run", "--config", str(cfg)], _env(pg_url), tmp_path / "run.log")
         truncated = _metric(sim, "truncate")
@@ -285,12 +327,27 @@ def test_a_stage_that_is_always_truncated_sets_its_questions_aside(
     kept = _q(engine, "select count(*) from accepted_paths")
     assert kept == 4 * 2  # easy tier: the top 2 paths of each question
     assert truncated == kept * (1 + retries)  # each summary asked once and re-asked `retries` times
-    _figure("stage always truncated", summary_requests_per_question=int(truncated) // 4, seconds_to_end=run.seconds,
-            exit=run.returncode)
-    assert _q(engine, "select count(*) from accepted_paths where dropped_reason = :r",
-              r=f"summary truncated after {retries} re-ask(s)") == kept
-    assert [tuple(r) for r in _rows(engine, "select stage, count(*) from question_failures "
-                                           "where set_aside_at is not null group by stage")] == [("summarize", 4)]
+    _figure(
+        "stage always truncated",
+        summary_requests_per_question=int(truncated) // 4,
+        seconds_to_end=run.seconds,
+        exit=run.returncode,
+    )
+    assert (
+        _q(
+            engine,
+            "select count(*) from accepted_paths where dropped_reason = :r",
+            r=f"summary truncated after {retries} re-ask(s)",
+        )
+        == kept
+    )
+    assert [
+        tuple(r)
+        for r in _rows(
+            engine,
+            "select stage, count(*) from question_failures where set_aside_at is not null group by stage",
+        )
+    ] == [("summarize", 4)]
     assert _q(engine, "select count(*) from summaries") == 0
     assert _q(engine, "select count(*) from question_outcomes where status = 'accepted'") == 0
     assert _no_claims_held(engine)
@@ -302,19 +359,32 @@ def test_a_question_that_fails_only_in_summarization_costs_only_itself(
     engine = get_engine(pg_url)
     ingest_file(engine, _questions(tmp_path / "q.json", 5, poison=1), "pubmedqa")
     poison_id = _q(engine, "select id from questions where question like :m", m=f"%{POISON}%")
-    with SimServer(questions_db=pg_url, base_latency_ms=1, per_token_ms=0, default_accuracy=1.0,
-                   targeted_faults=(f"summarize:{POISON}=400",)) as sim:
+    with SimServer(
+        questions_db=pg_url,
+        base_latency_ms=1,
+        per_token_ms=0,
+        default_accuracy=1.0,
+        targeted_faults=(f"summarize:{POISON}=400",),
+    ) as sim:
         cfg = _config(tmp_path / "p.yaml", sim)
         run = _cli(["run", "--config", str(cfg)], _env(pg_url), tmp_path / "run.log")
         refused = _metric(sim, "400")
     assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
     assert run.last_line.startswith("INCOMPLETE: 1 question(s) set aside"), run.last_line
     assert refused == 2  # its two accepted paths' summaries, each refused once, never retried
-    _figure("fails only in summarization", refused_requests=int(refused), seconds_to_end=run.seconds, exit=run.returncode)
-    assert _rows(engine, "select question_id, stage from question_failures where set_aside_at is not null") == [
-        (poison_id, "summarize")]
+    _figure(
+        "fails only in summarization",
+        refused_requests=int(refused),
+        seconds_to_end=run.seconds,
+        exit=run.returncode,
+    )
+    assert _rows(
+        engine, "select question_id, stage from question_failures where set_aside_at is not null"
+    ) == [(poison_id, "summarize")]
     assert _q(engine, "select count(*) from question_outcomes where status = 'accepted'") == 4
-    assert _q(engine, "select status from question_outcomes where question_id = :q", q=poison_id) == "resolved"
+    assert (
+        _q(engine, "select status from question_outcomes where question_id = :q", q=poison_id) == "resolved"
+    )
     assert _no_claims_held(engine)
 
 
@@ -327,7 +397,9 @@ def test_sigterm_mid_run_stops_within_seconds_and_a_rerun_does_exactly_the_rest(
         cfg = _config(tmp_path / "p.yaml", sim, max_in_flight=8)
         env = _env(pg_url)
         started = time.monotonic()
-        proc, handles = _start(["run", "--config", str(cfg), "--questions-in-flight", "6"], env, tmp_path / "run.log")
+        proc, handles = _start(
+            ["run", "--config", str(cfg), "--questions-in-flight", "6"], env, tmp_path / "run.log"
+        )
         _wait_for(engine, "select count(*) from llm_calls", 100, proc, tmp_path / "run.log")
         proc.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
@@ -338,7 +410,9 @@ def test_sigterm_mid_run_stops_within_seconds_and_a_rerun_does_exactly_the_rest(
         assert run.last_line.startswith("INTERRUPTED: SIGTERM received"), run.last_line
         assert _no_claims_held(engine)  # released at once: the rerun needs no lease to run out
         assert _rows(engine, "select status from pipeline_runs where kind = 'build'") == [("interrupted",)]
-        finished = _q(engine, "select count(*) from question_outcomes where status in ('accepted', 'rejected')")
+        finished = _q(
+            engine, "select count(*) from question_outcomes where status in ('accepted', 'rejected')"
+        )
         assert finished < 30
         calls_at_stop = _q(engine, "select count(*) from llm_calls")
 
@@ -348,11 +422,22 @@ def test_sigterm_mid_run_stops_within_seconds_and_a_rerun_does_exactly_the_rest(
         rerun_requests = _requests(sim)
     # Exactly what was missing: every request of the rerun made a new call row, none repeated a stored one.
     assert rerun_requests == _q(engine, "select count(*) from llm_calls") - calls_at_stop
-    _figure("SIGTERM mid-run", seconds_from_signal_to_exit=stopped_in, exit=run.returncode,
-            rerun_requests=int(rerun_requests), calls_before_stop=calls_at_stop)
+    _figure(
+        "SIGTERM mid-run",
+        seconds_from_signal_to_exit=stopped_in,
+        exit=run.returncode,
+        rerun_requests=int(rerun_requests),
+        calls_before_stop=calls_at_stop,
+    )
     assert _q(engine, "select count(*) from question_outcomes where status in ('accepted', 'rejected')") == 30
-    assert _q(engine, """select count(*) from (select question_id from reasoning_paths where origin = 'generated'
-                         group by question_id having count(*) <> 9) bad""") == 0
+    assert (
+        _q(
+            engine,
+            """select count(*) from (select question_id from reasoning_paths where origin = 'generated'
+                         group by question_id having count(*) <> 9) bad""",
+        )
+        == 0
+    )
 
 
 def test_a_flow_run_cancelled_through_the_prefect_api_stops_and_releases_its_claims(
@@ -367,13 +452,17 @@ def test_a_flow_run_cancelled_through_the_prefect_api_stops_and_releases_its_cla
     with SimServer(questions_db=pg_url, base_latency_ms=40, per_token_ms=0) as sim:
         cfg = _config(tmp_path / "p.yaml", sim, max_in_flight=8)
         started = time.monotonic()
-        proc, handles = _start(["run", "--config", str(cfg), "--questions-in-flight", "6"], _env(pg_url), tmp_path / "run.log")
+        proc, handles = _start(
+            ["run", "--config", str(cfg), "--questions-in-flight", "6"], _env(pg_url), tmp_path / "run.log"
+        )
         _wait_for(engine, "select count(*) from llm_calls", 60, proc, tmp_path / "run.log")
         flow_run_id = _q(engine, "select prefect_flow_run_id from pipeline_runs where kind = 'build'")
 
         async def cancel() -> None:
             async with get_client() as client:
-                await client.set_flow_run_state(flow_run_id, Cancelling(message="cancelled by the test"), force=True)
+                await client.set_flow_run_state(
+                    flow_run_id, Cancelling(message="cancelled by the test"), force=True
+                )
 
         asyncio.run(cancel())
         cancelled = time.monotonic()

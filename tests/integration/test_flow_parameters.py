@@ -26,8 +26,13 @@ EXPORT_FORMATS = ["parquet", "jsonl"]
 
 # deployment -> parameter -> the choices the form must offer (the lists the code checks values against)
 CHOICES: dict[str, dict[str, list[Any]]] = {
-    "nightly": {"source": list(FORMATS), "priority": list(PRIORITIES), "sources": QUESTION_SOURCES,
-                "export_formats": EXPORT_FORMATS, "export_layout": list(LAYOUTS)},
+    "nightly": {
+        "source": list(FORMATS),
+        "priority": list(PRIORITIES),
+        "sources": QUESTION_SOURCES,
+        "export_formats": EXPORT_FORMATS,
+        "export_layout": list(LAYOUTS),
+    },
     "build": {"sources": QUESTION_SOURCES, "priority": list(PRIORITIES)},
     "export": {"formats": EXPORT_FORMATS, "layout": list(LAYOUTS)},
     "ingest": {"source": list(FORMATS), "cop_base": ["auto", "0", "1"], "answer_index_base": [0, 1]},
@@ -88,14 +93,19 @@ def test_a_value_outside_the_choices_is_refused_before_the_flow_starts(name: str
     from prefect.exceptions import ParameterTypeError
 
     flow = load_flow(DEPLOYMENTS[name]["entrypoint"])
-    is_list = any(s.get("type") == "array" for s in [flow.parameters.properties[param], *flow.parameters.properties[param].get("anyOf", [])])
+    is_list = any(
+        s.get("type") == "array"
+        for s in [flow.parameters.properties[param], *flow.parameters.properties[param].get("anyOf", [])]
+    )
     wrong = ["no-such-choice"] if is_list else "no-such-choice"
     with pytest.raises(ParameterTypeError):
         flow.validate_parameters({**_valid_parameters(name), param: wrong})
 
 
 def test_the_file_pulls_the_code_explicitly_and_schedules_in_utc() -> None:
-    assert SPEC["pull"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $REASONMED_CODE_DIR }}"}}]
+    assert SPEC["pull"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $REASONMED_CODE_DIR }}"}}
+    ]
     (schedule,) = DEPLOYMENTS["nightly"]["schedules"]
     assert schedule["timezone"] == "UTC"
     for spec in DEPLOYMENTS.values():  # every worker run ships reasonmed.* log lines to the UI

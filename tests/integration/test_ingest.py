@@ -221,7 +221,10 @@ def test_medqa_answer_from_text_when_no_answer_idx(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "a.jsonl", [rec, {**MEDQA_4, "answer": "Proteus mirabilis"}])
     ok, mismatch = list(load(path, "medqa"))
     assert ok.question is not None and ok.question.answer == "B"
-    assert mismatch.error == "answer_idx 'B' and answer text 'Proteus mirabilis' disagree (the text names option C)"
+    assert (
+        mismatch.error
+        == "answer_idx 'B' and answer text 'Proteus mirabilis' disagree (the text names option C)"
+    )
 
 
 # --------------------------------------------------------------------------- MedMCQA
@@ -498,17 +501,31 @@ def test_reingest_is_a_noop_and_other_file_counts_duplicates(tmp_path: Path, eng
 
 def test_reingest_with_other_read_options_reads_the_file_again(tmp_path: Path, engine: Engine) -> None:
     """A first ingest with a wrong --map rejects every row; the corrected one must not be skipped."""
-    recs = [{"qid": f"g{i}", "stem": f"Which option is number {i}?", "choices": {"A": "one", "B": "two"},
-             "gold": "B", "wrong": "Z"} for i in range(3)]
+    recs = [
+        {
+            "qid": f"g{i}",
+            "stem": f"Which option is number {i}?",
+            "choices": {"A": "one", "B": "two"},
+            "gold": "B",
+            "wrong": "Z",
+        }
+        for i in range(3)
+    ]
     path = write_jsonl(tmp_path / "g.jsonl", recs)
     good_map = {"id": "qid", "question": "stem", "options": "choices", "answer": "gold"}
     wrong = ingest_file(engine, path, "jsonl", mapping={**good_map, "answer": "wrong"})
     assert (wrong.inserted, wrong.rejected, wrong.reread) == (0, 3, False)
     assert len(errors(engine)) == 3
     fixed = ingest_file(engine, path, "jsonl", mapping=good_map)
-    assert not fixed.already_ingested and fixed.reread and (fixed.read, fixed.inserted, fixed.rejected) == (3, 3, 0)
+    assert (
+        not fixed.already_ingested
+        and fixed.reread
+        and (fixed.read, fixed.inserted, fixed.rejected) == (3, 3, 0)
+    )
     assert errors(engine) == []  # the stale reasons of the wrong read are gone
-    again = ingest_file(engine, path, "jsonl", mapping=dict(reversed(list(good_map.items()))))  # same map, other order
+    again = ingest_file(
+        engine, path, "jsonl", mapping=dict(reversed(list(good_map.items())))
+    )  # same map, other order
     assert again.already_ingested and (again.read, again.inserted) == (0, 0)
     assert count(engine) == 3
     with engine.connect() as conn:
@@ -606,7 +623,12 @@ def test_cli_errors(tmp_path: Path, db_url: str, cli: CliRunner) -> None:
 
     path = write_jsonl(tmp_path / "q.jsonl", [MEDQA_4])
     r = cli.invoke(app, ["ingest", str(path), "--source", "medqaa", "--database-url", db_url])
-    assert r.exit_code == 2 and "Invalid value for '--format'" in r.output and "'medqaa'" in r.output and "'medmcqa'" in r.output
+    assert (
+        r.exit_code == 2
+        and "Invalid value for '--format'" in r.output
+        and "'medqaa'" in r.output
+        and "'medmcqa'" in r.output
+    )
     r = cli.invoke(
         app, ["ingest", str(tmp_path / "nope.jsonl"), "--source", "medqa", "--database-url", db_url]
     )

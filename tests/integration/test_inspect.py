@@ -22,38 +22,68 @@ def _rows(engine: Engine, sql: str, **params: object) -> list[dict[str, object]]
 
 def test_run_ends_with_the_database_path_and_the_next_step(finished: FinishedRun) -> None:
     assert f"database: {(finished.folder / 'reasonmed.db').resolve()}" in finished.run_stdout
-    assert "next: `reasonmed audit`" in finished.run_stdout and "reasonmed show QUESTION_ID" in finished.run_stdout
+    assert (
+        "next: `reasonmed audit`" in finished.run_stdout
+        and "reasonmed show QUESTION_ID" in finished.run_stdout
+    )
 
 
 def _question_with(engine: Engine, where: str) -> int | None:
-    rows = _rows(engine, f"""select o.question_id from question_outcomes o where {where} order by o.question_id limit 1""")
+    rows = _rows(
+        engine,
+        f"""select o.question_id from question_outcomes o where {where} order by o.question_id limit 1""",
+    )
     return int(rows[0]["question_id"]) if rows else None  # type: ignore[arg-type]
 
 
 def test_show_json_matches_the_database(finished: FinishedRun) -> None:
     e = finished.engine
-    refined = _question_with(e, "exists (select 1 from reasoning_paths p where p.question_id = o.question_id "
-                                "and p.origin <> 'generated') and o.status = 'accepted'")
+    refined = _question_with(
+        e,
+        "exists (select 1 from reasoning_paths p where p.question_id = o.question_id "
+        "and p.origin <> 'generated') and o.status = 'accepted'",
+    )
     assert refined is not None, "the run should have refined or regenerated a path"
     out = finished.cli("show", str(refined), "--json")
     assert out.returncode == 0, out.stderr
     story = json.loads(out.stdout)
-    outcome = _rows(e, "select tier, status, n_correct, n_paths, n_accepted from question_outcomes where question_id = :q", q=refined)[0]
+    outcome = _rows(
+        e,
+        "select tier, status, n_correct, n_paths, n_accepted from question_outcomes where question_id = :q",
+        q=refined,
+    )[0]
     assert {k: story[k] for k in outcome} == outcome
-    paths = _rows(e, """select p.id, p.origin, p.model, p.temperature, p.extracted_answer, p.parent_path_id,
+    paths = _rows(
+        e,
+        """select p.id, p.origin, p.model, p.temperature, p.extracted_answer, p.parent_path_id,
                                v.outcome as verdict, v.reason as verdict_reason, s.score as rank_score, a.rank as accepted_rank
                         from reasoning_paths p left join verdicts v on v.path_id = p.id
                         left join path_scores s on s.path_id = p.id left join accepted_paths a on a.path_id = p.id
-                        where p.question_id = :q""", q=refined)
+                        where p.question_id = :q""",
+        q=refined,
+    )
     shown = {p["id"]: {k: p[k] for k in paths[0]} for p in story["paths"]}
     assert shown == {p["id"]: p for p in paths}
     assert sum(1 for p in story["paths"] if p["origin"] == "generated") == outcome["n_paths"] == 9
-    assert any(p["origin"] != "generated" and p["parent_path_id"] is not None and p["verdict"] for p in story["paths"])
-    summaries = {r["path_id"]: r["text"] for r in _rows(e, "select path_id, text from summaries where question_id = :q", q=refined)}
+    assert any(
+        p["origin"] != "generated" and p["parent_path_id"] is not None and p["verdict"]
+        for p in story["paths"]
+    )
+    summaries = {
+        r["path_id"]: r["text"]
+        for r in _rows(e, "select path_id, text from summaries where question_id = :q", q=refined)
+    }
     assert {p["id"]: p["summary"] for p in story["paths"] if p["id"] in summaries} == summaries
-    exported = _rows(e, """select v.version, s.path_id from dataset_samples s join dataset_versions v on v.id = s.dataset_version_id
-                           where s.question_id = :q order by v.version, s.path_id""", q=refined)
-    assert exported and [{"version": r["version"], "path_id": r["path_id"]} for r in story["exported"]] == exported
+    exported = _rows(
+        e,
+        """select v.version, s.path_id from dataset_samples s join dataset_versions v on v.id = s.dataset_version_id
+                           where s.question_id = :q order by v.version, s.path_id""",
+        q=refined,
+    )
+    assert (
+        exported
+        and [{"version": r["version"], "path_id": r["path_id"]} for r in story["exported"]] == exported
+    )
     # Every version exported so far (other tests may export the shared run again) holds each accepted path once.
     per_version: dict[int, int] = {}
     for r in exported:
@@ -71,8 +101,13 @@ def test_show_terminal_view_fits_100_columns(finished: FinishedRun) -> None:
         assert out.returncode == 0, out.stderr
         lines = out.stdout.splitlines()
         assert max(len(line) for line in lines) <= 100, max(lines, key=len)
-        tier = _rows(e, "select tier, status, n_correct from question_outcomes where question_id = :q", q=qid)[0]
-        assert f"tier {tier['tier']}: {tier['n_correct']} of 9 generated paths judged correct -> {tier['status']}" in out.stdout
+        tier = _rows(
+            e, "select tier, status, n_correct from question_outcomes where question_id = :q", q=qid
+        )[0]
+        assert (
+            f"tier {tier['tier']}: {tier['n_correct']} of 9 generated paths judged correct -> {tier['status']}"
+            in out.stdout
+        )
         n_paths = _rows(e, "select count(*) as n from reasoning_paths where question_id = :q", q=qid)[0]["n"]
         path_rows = [line for line in lines if re.match(r"^\s*\d+\s+(generated|ref|reg)", line)]
         assert len(path_rows) == n_paths
@@ -82,25 +117,45 @@ def _dry_run_rows(stdout: str) -> dict[tuple[str, str], list[str]]:
     rows = {}
     for line in stdout.splitlines():
         cells = [c.strip() for c in line.strip("│ ").split("│")]
-        if len(cells) == 9 and cells[0] in ("generator", "verifier", "ranker", "refiner", "regenerator", "summarizer"):
+        if len(cells) == 9 and cells[0] in (
+            "generator",
+            "verifier",
+            "ranker",
+            "refiner",
+            "regenerator",
+            "summarizer",
+        ):
             rows[(cells[0], cells[1])] = cells
     return rows
 
 
 def test_dry_run_scales_the_stored_history(finished: FinishedRun) -> None:
     e = finished.engine
-    pending = _rows(e, """select count(*) as n from questions q where not q.is_benchmark_test and q.id not in
-                          (select question_id from question_outcomes where status in ('accepted','rejected'))""")[0]["n"]
+    pending = _rows(
+        e,
+        """select count(*) as n from questions q where not q.is_benchmark_test and q.id not in
+                          (select question_id from question_outcomes where status in ('accepted','rejected'))""",
+    )[0]["n"]
     assert pending == 500 - LIMIT
     out = finished.cli("run", "--dry-run", "--limit", "100", columns=200)
     assert out.returncode == 0, out.stderr
-    assert f"dry run: 100 pending question(s); figures from history of {LIMIT} finished question(s)" in out.stdout
-    history = _rows(e, """select role, endpoint, count(*) as calls, avg(prompt_tokens) as p, avg(completion_tokens) as c
+    assert (
+        f"dry run: 100 pending question(s); figures from history of {LIMIT} finished question(s)"
+        in out.stdout
+    )
+    history = _rows(
+        e,
+        """select role, endpoint, count(*) as calls, avg(prompt_tokens) as p, avg(completion_tokens) as c
                           from llm_calls where status = 'ok' and question_id in
                           (select question_id from question_outcomes where status in ('accepted','rejected'))
-                          group by role, endpoint""")
+                          group by role, endpoint""",
+    )
     rows = _dry_run_rows(out.stdout)
-    assert rows and all(r[2] == "history" for r in rows.values() if (r[0], r[1]) in {(h["role"], h["endpoint"]) for h in history})
+    assert rows and all(
+        r[2] == "history"
+        for r in rows.values()
+        if (r[0], r[1]) in {(h["role"], h["endpoint"]) for h in history}
+    )
     total = 0
     for h in history:
         calls = round(h["calls"] / LIMIT * 100)  # type: ignore[operator]
@@ -148,7 +203,9 @@ def test_nightly_dry_run_parameter(finished: FinishedRun, prefect_harness: None)
     old = os.environ.get("REASONMED_DATABASE_URL")
     use_database(finished.url)
     try:
-        result = asyncio.run(nightly_growth(input_location=str(PUBMEDQA_FILE), max_questions=30, dry_run=True))
+        result = asyncio.run(
+            nightly_growth(input_location=str(PUBMEDQA_FILE), max_questions=30, dry_run=True)
+        )
     finally:
         if old is None:
             os.environ.pop("REASONMED_DATABASE_URL", None)
@@ -157,4 +214,6 @@ def test_nightly_dry_run_parameter(finished: FinishedRun, prefect_harness: None)
     expected = plan_run(finished.engine, load_pipeline_config(None), limit=30).as_dict()
     assert result == {"dry_run": expected}
     assert result["dry_run"]["pending"] == 30 and result["dry_run"]["finished_history"] == LIMIT
-    assert _rows(finished.engine, "select count(*) as n from pipeline_runs where kind = 'nightly'")[0]["n"] == 0
+    assert (
+        _rows(finished.engine, "select count(*) as n from pipeline_runs where kind = 'nightly'")[0]["n"] == 0
+    )

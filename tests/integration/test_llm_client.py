@@ -284,8 +284,9 @@ async def test_in_flight_never_exceeds_the_cap(sim_factory) -> None:
 async def test_the_cap_holds_while_requests_are_retried(sim_factory) -> None:
     """Retries give their slot back while they wait and take one again to retry: never more than the
     cap in flight, even with a third of the requests failing (429 with Retry-After, 500, drops)."""
-    server = sim_factory(base_latency_ms=30.0, faults={"429": 0.15, "500": 0.1, "drop": 0.08}, retry_after=0.05,
-                         fault_seed=11)
+    server = sim_factory(
+        base_latency_ms=30.0, faults={"429": 0.15, "500": 0.1, "drop": 0.08}, retry_after=0.05, fault_seed=11
+    )
     b = backend(server, max_in_flight=12, max_retries=10)
     try:
         results = await asyncio.gather(*(ask(b, seed=i, max_tokens=64) for i in range(150)))
@@ -293,7 +294,11 @@ async def test_the_cap_holds_while_requests_are_retried(sim_factory) -> None:
         await b.aclose()
     assert len(results) == 150
     m = server.metrics()
-    retried = m['requests_total{outcome="429"}'] + m['requests_total{outcome="500"}'] + m['requests_total{outcome="drop"}']
+    retried = (
+        m['requests_total{outcome="429"}']
+        + m['requests_total{outcome="500"}']
+        + m['requests_total{outcome="drop"}']
+    )
     assert retried > 20 and m['requests_total{outcome="ok"}'] == 150
     assert 6 < m["in_flight_peak"] <= 12
 

@@ -30,7 +30,9 @@ def test_upgrade_downgrade_postgres(empty_pg_url: str) -> None:
     # JSONB on Postgres, where the audit queries want it.
     with eng.connect() as conn:
         kind = conn.execute(
-            text("select data_type from information_schema.columns where table_name='questions' and column_name='options'")
+            text(
+                "select data_type from information_schema.columns where table_name='questions' and column_name='options'"
+            )
         ).scalar_one()
     assert kind == "jsonb"
     eng.dispose()
@@ -91,7 +93,9 @@ def test_cli_db_upgrade(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     out = subprocess.run(
         [sys.executable, "-m", "reasonmed", "db", "upgrade", "--database-url", url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "is at revision" in out.stdout
     assert _tables(url) >= EXPECTED
@@ -148,20 +152,35 @@ def _migrate_0005_data(url: str) -> None:
             assert c.execute(text("select prompt_sha256 from summaries")).scalar_one() == "sha-summary"
             assert c.execute(text("select variant from prompt_templates")).all() == []
             # The path judged Correct concludes with B, the key is A: a verifier disagreement.
-            row = c.execute(text("select path_id, disagreement, current_verdict from audit_verifier_disagreements")).one()
+            row = c.execute(
+                text("select path_id, disagreement, current_verdict from audit_verifier_disagreements")
+            ).one()
             assert tuple(row) == (1, "other option", 1)
-            assert c.execute(text("select why from audit_rejected_paths")).scalar_one() == \
-                "judged correct but its answer is not the key"
+            assert (
+                c.execute(text("select why from audit_rejected_paths")).scalar_one()
+                == "judged correct but its answer is not the key"
+            )
         with eng.begin() as c:  # a new verifier prompt writes a second verdict beside the first
-            c.execute(text("""INSERT INTO verdicts (id, path_id, question_id, verifier_model, prompt_sha256, outcome,
-                              parse_attempts, created_at) VALUES (2, 1, 1, 'V', 'sha-verify-2', 'error', 1, '2026-12-02 00:00:00+00')"""))
-            c.execute(text("UPDATE verdicts SET superseded_at = '2026-12-02 00:00:00+00' WHERE prompt_sha256 = 'sha-verify'"))
+            c.execute(
+                text("""INSERT INTO verdicts (id, path_id, question_id, verifier_model, prompt_sha256, outcome,
+                              parse_attempts, created_at) VALUES (2, 1, 1, 'V', 'sha-verify-2', 'error', 1, '2026-12-02 00:00:00+00')""")
+            )
+            c.execute(
+                text(
+                    "UPDATE verdicts SET superseded_at = '2026-12-02 00:00:00+00' WHERE prompt_sha256 = 'sha-verify'"
+                )
+            )
         with eng.connect() as c:
-            assert c.execute(text("select agree, flips_from_correct from audit_verifier_versions")).one() == (0, 1)
+            assert c.execute(text("select agree, flips_from_correct from audit_verifier_versions")).one() == (
+                0,
+                1,
+            )
         try:
             with eng.begin() as c:  # the same key twice is still refused
-                c.execute(text("""INSERT INTO verdicts (id, path_id, question_id, verifier_model, prompt_sha256, outcome,
-                                  parse_attempts, created_at) VALUES (3, 1, 1, 'V', 'sha-verify-2', 'error', 1, '2026-12-02 00:00:00+00')"""))
+                c.execute(
+                    text("""INSERT INTO verdicts (id, path_id, question_id, verifier_model, prompt_sha256, outcome,
+                                  parse_attempts, created_at) VALUES (3, 1, 1, 'V', 'sha-verify-2', 'error', 1, '2026-12-02 00:00:00+00')""")
+                )
         except IntegrityError:
             pass
         else:

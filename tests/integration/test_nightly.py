@@ -95,8 +95,10 @@ def test_claims_follow_outcomes_however_they_are_written(engine: Any, tmp_path: 
         with engine.begin() as c:
             c.execute(text(statement), params)
 
-    add = ("INSERT INTO question_outcomes (question_id, status, n_paths, n_correct, n_accepted, updated_at, simulated) "
-           "VALUES (:q, :status, 9, 9, 2, CURRENT_TIMESTAMP, :sim)")
+    add = (
+        "INSERT INTO question_outcomes (question_id, status, n_paths, n_correct, n_accepted, updated_at, simulated) "
+        "VALUES (:q, :status, 9, 9, 2, CURRENT_TIMESTAMP, :sim)"
+    )
     sql(add, q=q1, status="accepted", sim=False)
     sql(add, q=q2, status="rejected", sim=True)
     sql(add, q=q3, status="resolved", sim=False)
@@ -118,7 +120,9 @@ def test_claims_follow_outcomes_however_they_are_written(engine: Any, tmp_path: 
 def test_run_lock_admits_one_of_many_simultaneous_starts(engine: Any) -> None:
     def start(barrier: threading.Barrier, won: list[int | None]) -> None:
         barrier.wait()
-        run_id, _holder = nightly_repo.acquire_run_lock(engine, kind="nightly", ttl_s=60, parameters={}, prefect_flow_run_id=None)
+        run_id, _holder = nightly_repo.acquire_run_lock(
+            engine, kind="nightly", ttl_s=60, parameters={}, prefect_flow_run_id=None
+        )
         won.append(run_id)
 
     for _round in range(3):
@@ -135,18 +139,30 @@ def test_run_lock_admits_one_of_many_simultaneous_starts(engine: Any) -> None:
 
 
 def test_a_dead_runs_lock_expires_and_is_recorded_as_abandoned(engine: Any) -> None:
-    run_id, _ = nightly_repo.acquire_run_lock(engine, kind="nightly", ttl_s=60, parameters={}, prefect_flow_run_id="x")
+    run_id, _ = nightly_repo.acquire_run_lock(
+        engine, kind="nightly", ttl_s=60, parameters={}, prefect_flow_run_id="x"
+    )
     assert run_id is not None
-    refused, holder = nightly_repo.acquire_run_lock(engine, kind="nightly", ttl_s=60, parameters={}, prefect_flow_run_id=None)
+    refused, holder = nightly_repo.acquire_run_lock(
+        engine, kind="nightly", ttl_s=60, parameters={}, prefect_flow_run_id=None
+    )
     assert refused is None and holder is not None and holder.run_id == run_id
     assert "already running" in guard.refusal_message("nightly growth", holder, 60)
     # the holder stops beating (it died): once the lease has passed, the next run proceeds
     with engine.begin() as c:
-        c.execute(update(PipelineRun).where(PipelineRun.id == run_id).values(heartbeat_at=repo.now() - timedelta(seconds=61)))
-    taken, _ = nightly_repo.acquire_run_lock(engine, kind="nightly", ttl_s=60, parameters={}, prefect_flow_run_id=None)
+        c.execute(
+            update(PipelineRun)
+            .where(PipelineRun.id == run_id)
+            .values(heartbeat_at=repo.now() - timedelta(seconds=61))
+        )
+    taken, _ = nightly_repo.acquire_run_lock(
+        engine, kind="nightly", ttl_s=60, parameters={}, prefect_flow_run_id=None
+    )
     assert taken is not None and taken != run_id
     with engine.connect() as c:
-        status, error = c.execute(select(PipelineRun.status, PipelineRun.error).where(PipelineRun.id == run_id)).one()
+        status, error = c.execute(
+            select(PipelineRun.status, PipelineRun.error).where(PipelineRun.id == run_id)
+        ).one()
     assert status == "failed" and "abandoned" in error
 
 
@@ -155,28 +171,44 @@ def test_heartbeat_keeps_a_live_lock(engine: Any) -> None:
     assert isinstance(lock, guard.RunLock)
     try:
         time.sleep(1.5)  # well past the lease: only the heartbeat keeps it
-        assert not isinstance(guard.acquire(engine, kind="nightly", ttl_s=0.6, parameters={}, prefect_flow_run_id=None), guard.RunLock)
+        assert not isinstance(
+            guard.acquire(engine, kind="nightly", ttl_s=0.6, parameters={}, prefect_flow_run_id=None),
+            guard.RunLock,
+        )
     finally:
         lock.stop()
         repo.finish_run(engine, lock.run_id, status="completed", stats={})
     assert not lock.lost
 
 
-def test_a_second_nightly_run_is_refused_while_one_holds_the_lock(pg_url: str, prefect_harness: None, env: Any, tmp_path: Path) -> None:
+def test_a_second_nightly_run_is_refused_while_one_holds_the_lock(
+    pg_url: str, prefect_harness: None, env: Any, tmp_path: Path
+) -> None:
     from reasonmed.flows.nightly import nightly_growth
 
     env(pg_url)
     engine = get_engine(pg_url)
     write_pubmedqa(tmp_path / "in" / "pq.json", 5)
-    holder = guard.acquire(engine, kind="nightly", ttl_s=600, parameters={}, prefect_flow_run_id="another-run")
+    holder = guard.acquire(
+        engine, kind="nightly", ttl_s=600, parameters={}, prefect_flow_run_id="another-run"
+    )
     assert isinstance(holder, guard.RunLock)
     try:
-        state = _run(nightly_growth(input_location=str(tmp_path / "in"), max_questions=5, export=False, return_state=True))
+        state = _run(
+            nightly_growth(
+                input_location=str(tmp_path / "in"), max_questions=5, export=False, return_state=True
+            )
+        )
         assert state.is_cancelled()
         assert "already running" in state.message and f"pipeline run {holder.run_id}" in state.message
         with engine.connect() as c:  # it did nothing: no ingest, no build
             assert c.execute(select(func.count()).select_from(Question)).scalar_one() == 0
-            assert c.execute(select(func.count()).select_from(PipelineRun).where(PipelineRun.kind == "build")).scalar_one() == 0
+            assert (
+                c.execute(
+                    select(func.count()).select_from(PipelineRun).where(PipelineRun.kind == "build")
+                ).scalar_one()
+                == 0
+            )
     finally:
         holder.stop()
         repo.finish_run(engine, holder.run_id, status="completed", stats={})
@@ -192,7 +224,11 @@ def sim_pipeline(pg_url: str, tmp_path: Path) -> Iterator[tuple[SimServer, Path]
 
 
 def test_nightly_respects_the_question_budget_and_the_next_night_takes_the_next_questions(
-    pg_url: str, prefect_harness: None, env: Any, tmp_path: Path, sim_pipeline: tuple[SimServer, Path],
+    pg_url: str,
+    prefect_harness: None,
+    env: Any,
+    tmp_path: Path,
+    sim_pipeline: tuple[SimServer, Path],
 ) -> None:
     from reasonmed.flows.nightly import nightly_growth
 
@@ -206,9 +242,17 @@ def test_nightly_respects_the_question_budget_and_the_next_night_takes_the_next_
     ids_file = folder / "test_ground_truth.json"
     ids_file.write_text(PUBMEDQA_TEST_IDS.read_text())
 
-    night = {"input_location": str(folder), "source": "pubmedqa", "max_questions": 4, "config": str(cfg),
-             "benchmark_test_ids": str(ids_file), "shard_size": 2, "questions_in_flight": 2,
-             "export_out": str(tmp_path / "exports"), "export_formats": ["jsonl"]}
+    night = {
+        "input_location": str(folder),
+        "source": "pubmedqa",
+        "max_questions": 4,
+        "config": str(cfg),
+        "benchmark_test_ids": str(ids_file),
+        "shard_size": 2,
+        "questions_in_flight": 2,
+        "export_out": str(tmp_path / "exports"),
+        "export_formats": ["jsonl"],
+    }
     night1 = _run(nightly_growth(**night))
     statuses = [f["status"] for f in night1["ingest"]]
     assert statuses[0].startswith("error: ") and statuses[1:] == ["new"] and night1["questions_ingested"] == 6
@@ -220,12 +264,16 @@ def test_nightly_respects_the_question_budget_and_the_next_night_takes_the_next_
 
     write_pubmedqa(folder / "part2.json", 3, skip=6)  # new overnight upload
     night2 = _run(nightly_growth(**night))
-    assert [f["status"] for f in night2["ingest"]][1:] == ["already ingested", "new"] and night2["questions_ingested"] == 3
+    assert [f["status"] for f in night2["ingest"]][1:] == ["already ingested", "new"] and night2[
+        "questions_ingested"
+    ] == 3
     assert night2["questions_processed"] == 4
     done2 = _final(engine)
     assert len(done2) == 8 and done1 < done2
     with engine.connect() as c:
-        kinds = c.execute(select(PipelineRun.kind, PipelineRun.status).where(PipelineRun.kind == "nightly")).all()
+        kinds = c.execute(
+            select(PipelineRun.kind, PipelineRun.status).where(PipelineRun.kind == "nightly")
+        ).all()
     assert kinds == [("nightly", "completed")] * 2
     # each night exports a new version holding everything accepted so far
     assert (night1["export_version"], night2["export_version"]) == (1, 2)
@@ -237,7 +285,11 @@ def test_nightly_respects_the_question_budget_and_the_next_night_takes_the_next_
 
 
 def test_a_night_that_adds_nothing_exports_no_version_and_runs_are_named_by_what_they_are(
-    pg_url: str, prefect_harness: None, env: Any, tmp_path: Path, sim_pipeline: tuple[SimServer, Path],
+    pg_url: str,
+    prefect_harness: None,
+    env: Any,
+    tmp_path: Path,
+    sim_pipeline: tuple[SimServer, Path],
 ) -> None:
     from datetime import UTC, datetime
 
@@ -248,8 +300,14 @@ def test_a_night_that_adds_nothing_exports_no_version_and_runs_are_named_by_what
     engine = get_engine(pg_url)
     _sim, cfg = sim_pipeline
     ingest_file(engine, write_pubmedqa(tmp_path / "pq.json", 3), "pubmedqa")
-    night = {"max_questions": 10, "config": str(cfg), "shard_size": 3, "questions_in_flight": 3,
-             "export_out": str(tmp_path / "exports"), "export_formats": ["jsonl"]}
+    night = {
+        "max_questions": 10,
+        "config": str(cfg),
+        "shard_size": 3,
+        "questions_in_flight": 3,
+        "export_out": str(tmp_path / "exports"),
+        "export_formats": ["jsonl"],
+    }
     first = _run(nightly_growth(**night))
     assert first["questions_processed"] == 3 and first["export_version"] == 1
     second = _run(nightly_growth(**night))  # nothing pending, nothing ingested: the dataset is as it was
@@ -257,8 +315,11 @@ def test_a_night_that_adds_nothing_exports_no_version_and_runs_are_named_by_what
     assert second["export_version"] is None and second["export_skipped"]
     with engine.connect() as c:
         assert c.execute(select(DatasetVersion.version)).scalars().all() == [1]
-        runs = c.execute(select(PipelineRun.id, PipelineRun.kind, PipelineRun.prefect_flow_run_id, PipelineRun.status)
-                         .order_by(PipelineRun.id)).all()
+        runs = c.execute(
+            select(
+                PipelineRun.id, PipelineRun.kind, PipelineRun.prefect_flow_run_id, PipelineRun.status
+            ).order_by(PipelineRun.id)
+        ).all()
     markdowns = _run(_artifacts("dataset-growth"))
     assert any("no new version: the night added no sample" in m for m in markdowns)
 
@@ -268,7 +329,9 @@ def test_a_night_that_adds_nothing_exports_no_version_and_runs_are_named_by_what
     named = [(run_id, kind, fr) for run_id, kind, fr, _s in runs if kind != "export"]
     names = _run(_flow_run_names([fr for *_, fr in named]))
     today = datetime.now(UTC).strftime("%Y-%m-%d")
-    assert names == [f"nightly-{today}" if kind == "nightly" else f"build-run-{run_id}" for run_id, kind, _fr in named]
+    assert names == [
+        f"nightly-{today}" if kind == "nightly" else f"build-run-{run_id}" for run_id, kind, _fr in named
+    ]
 
 
 async def _flow_run_names(flow_run_ids: list[str]) -> list[str]:
@@ -288,7 +351,11 @@ async def _artifacts(key: str) -> list[str]:
 
 
 def test_token_budget_stops_claiming_new_shards(
-    pg_url: str, prefect_harness: None, env: Any, tmp_path: Path, sim_pipeline: tuple[SimServer, Path],
+    pg_url: str,
+    prefect_harness: None,
+    env: Any,
+    tmp_path: Path,
+    sim_pipeline: tuple[SimServer, Path],
 ) -> None:
     from reasonmed.flows.build import build_dataset
 
@@ -302,7 +369,9 @@ def test_token_budget_stops_claiming_new_shards(
     assert result["claimed"] == 6 and result["done"] == 6 and result["shards"] == 2
     assert repo.count_pending(engine) == 14
     # a budget not reached leaves the build to its question limit
-    result = _run(build_dataset(config=str(cfg), shard_size=3, questions_in_flight=3, max_tokens=10**9, limit=4))
+    result = _run(
+        build_dataset(config=str(cfg), shard_size=3, questions_in_flight=3, max_tokens=10**9, limit=4)
+    )
     assert result["token_budget_reached"] is False and result["done"] == 4
 
 
@@ -320,16 +389,26 @@ def test_s3_input_is_ingested_once(pg_url: str, prefect_harness: None, env: Any,
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        creds = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+        creds = {
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
         env(pg_url, REASONMED_S3_ENDPOINT_URL=endpoint, **creds)
         s3 = boto3.client("s3", endpoint_url=endpoint)
         s3.create_bucket(Bucket="questions")
         s3.upload_file(str(write_pubmedqa(tmp_path / "a.json", 5)), "questions", "incoming/pubmedqa/a.json")
-        s3.put_object(Bucket="questions", Key="incoming/pubmedqa/ids.json", Body=PUBMEDQA_TEST_IDS.read_bytes())
+        s3.put_object(
+            Bucket="questions", Key="incoming/pubmedqa/ids.json", Body=PUBMEDQA_TEST_IDS.read_bytes()
+        )
         s3.put_object(Bucket="questions", Key="elsewhere/b.json", Body=b"{}")
 
-        kwargs = {"input_location": "s3://questions/incoming/pubmedqa", "max_questions": 0, "export": False,
-                  "benchmark_test_ids": "s3://questions/incoming/pubmedqa/ids.json"}
+        kwargs = {
+            "input_location": "s3://questions/incoming/pubmedqa",
+            "max_questions": 0,
+            "export": False,
+            "benchmark_test_ids": "s3://questions/incoming/pubmedqa/ids.json",
+        }
         first = _run(nightly_growth(**kwargs))
         assert [(f["file"], f["status"], f["inserted"]) for f in first["ingest"]] == [
             ("s3://questions/incoming/pubmedqa/a.json", "new", 5)
@@ -353,7 +432,10 @@ asyncio.run(nightly_growth(max_questions=int(sys.argv[1]), config=sys.argv[2], s
 
 
 def test_a_night_that_dies_is_resumed_by_the_next_without_repeating_work(
-    pg_url: str, prefect_harness: None, env: Any, tmp_path: Path,
+    pg_url: str,
+    prefect_harness: None,
+    env: Any,
+    tmp_path: Path,
 ) -> None:
     """Kill a night mid-build: while it runs a second night is refused; after its leases expire the next
     night finishes what it left, and no question is generated twice (the simulator counts every call)."""
@@ -370,14 +452,24 @@ def test_a_night_that_dies_is_resumed_by_the_next_without_repeating_work(
     # night before the second reached its lock). The night's log
     # goes to a file: Prefect logs every task run, and an unread pipe would fill and stall the night.
     night_log = tmp_path / "night.log"
-    with SimServer(questions_db=pg_url, base_latency_ms=300, per_token_ms=0) as sim, night_log.open("wb") as log_out:
+    with (
+        SimServer(questions_db=pg_url, base_latency_ms=300, per_token_ms=0) as sim,
+        night_log.open("wb") as log_out,
+    ):
         cfg = write_sim_config(tmp_path / "pipeline.yaml", sim.base_url)
         proc = subprocess.Popen(
-            [PYTHON, "-c", _NIGHT, "12", str(cfg)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log_out,
-            env=base_env(PREFECT_API_URL=prefect.settings.PREFECT_API_URL.value(), REASONMED_DATABASE_URL=pg_url,
-                         REASONMED_CLAIM_LEASE_S=lease),
+            [PYTHON, "-c", _NIGHT, "12", str(cfg)],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=log_out,
+            env=base_env(
+                PREFECT_API_URL=prefect.settings.PREFECT_API_URL.value(),
+                REASONMED_DATABASE_URL=pg_url,
+                REASONMED_CLAIM_LEASE_S=lease,
+            ),
             start_new_session=True,
         )
+
         def wait_for(done: Any, what: str) -> None:
             deadline = time.monotonic() + 120
             while not done():
@@ -394,7 +486,9 @@ def test_a_night_that_dies_is_resumed_by_the_next_without_repeating_work(
             wait_for(generating, "the first night never started generating")
             sim.pause()  # the engine stalls: the first night stays alive however fast this machine is
             try:
-                state = _run(nightly_growth(max_questions=12, config=str(cfg), export=False, return_state=True))
+                state = _run(
+                    nightly_growth(max_questions=12, config=str(cfg), export=False, return_state=True)
+                )
             finally:
                 sim.pause(False)
             assert proc.poll() is None, "the first night ended before the second was tried"
@@ -408,17 +502,29 @@ def test_a_night_that_dies_is_resumed_by_the_next_without_repeating_work(
         with engine.connect() as c:
             claimed = set(c.execute(select(Question.id).where(Question.claimed_by.is_not(None))).scalars())
             started = set(c.execute(select(ReasoningPath.question_id).distinct()).scalars())
-        assert 3 <= len(done_by_dead_night) < 12 and claimed - done_by_dead_night, "kill landed between shards"
+        assert 3 <= len(done_by_dead_night) < 12 and claimed - done_by_dead_night, (
+            "kill landed between shards"
+        )
         half_done = started - done_by_dead_night
 
         with engine.connect() as c:
-            gen_calls_dead = c.execute(select(func.count()).select_from(LLMCall).where(LLMCall.role == "generator")).scalar_one()
+            gen_calls_dead = c.execute(
+                select(func.count()).select_from(LLMCall).where(LLMCall.role == "generator")
+            ).scalar_one()
         # Requests the dead night had in flight reached the simulator but were never stored: they are
         # missing work. From here on the simulator counts only what the next night asks for.
         sim.reset_metrics()
         time.sleep(float(lease) + 0.5)  # the dead night's lock and claims expire
-        night = _run(nightly_growth(max_questions=12, config=str(cfg), shard_size=3, questions_in_flight=3,
-                                    priority="fifo", export=False))
+        night = _run(
+            nightly_growth(
+                max_questions=12,
+                config=str(cfg),
+                shard_size=3,
+                questions_in_flight=3,
+                priority="fifo",
+                export=False,
+            )
+        )
         metrics = sim.metrics()
 
     done = _final(engine)
@@ -426,14 +532,26 @@ def test_a_night_that_dies_is_resumed_by_the_next_without_repeating_work(
     assert night["questions_processed"] == 12
     assert len(done) == len(done_by_dead_night) + 12
     with engine.connect() as c:
-        gen = dict(c.execute(
-            select(ReasoningPath.question_id, func.count()).where(ReasoningPath.origin == "generated")
-            .group_by(ReasoningPath.question_id)
-        ).all())
-        gen_calls = c.execute(select(func.count()).select_from(LLMCall).where(LLMCall.role == "generator")).scalar_one()
-        nights = dict(c.execute(select(PipelineRun.status, func.count()).where(PipelineRun.kind == "nightly")
-                                .group_by(PipelineRun.status)).all())
-        abandoned = c.execute(text("SELECT error FROM pipeline_runs WHERE kind = 'nightly' AND status = 'failed'")).scalar_one()
+        gen = dict(
+            c.execute(
+                select(ReasoningPath.question_id, func.count())
+                .where(ReasoningPath.origin == "generated")
+                .group_by(ReasoningPath.question_id)
+            ).all()
+        )
+        gen_calls = c.execute(
+            select(func.count()).select_from(LLMCall).where(LLMCall.role == "generator")
+        ).scalar_one()
+        nights = dict(
+            c.execute(
+                select(PipelineRun.status, func.count())
+                .where(PipelineRun.kind == "nightly")
+                .group_by(PipelineRun.status)
+            ).all()
+        )
+        abandoned = c.execute(
+            text("SELECT error FROM pipeline_runs WHERE kind = 'nightly' AND status = 'failed'")
+        ).scalar_one()
     assert set(gen.values()) == {9}  # every started question has exactly one set of 9 generated paths
     # the next night asked only for the generation requests that had no stored call: nothing twice
     assert sum(gen.values()) == gen_calls
@@ -443,7 +561,11 @@ def test_a_night_that_dies_is_resumed_by_the_next_without_repeating_work(
 
 
 def test_a_night_with_hostile_inputs_reports_each_file_and_still_builds_and_exports(
-    pg_url: str, prefect_harness: None, env: Any, tmp_path: Path, sim_pipeline: tuple[SimServer, Path],
+    pg_url: str,
+    prefect_harness: None,
+    env: Any,
+    tmp_path: Path,
+    sim_pipeline: tuple[SimServer, Path],
 ) -> None:
     """Bad uploads are file outcomes in the night's report, never the night's end: it builds and exports."""
     import json as _json
@@ -455,16 +577,33 @@ def test_a_night_with_hostile_inputs_reports_each_file_and_still_builds_and_expo
     folder = tmp_path / "in"
     good = write_pubmedqa(folder / "a_good.json", 4)
     (folder / "b_not_an_object.json").write_text("[1, 2, 3]")
-    (folder / "c_no_valid_record.json").write_text(_json.dumps({"1": {"QUESTION": "?"}, "2": {"QUESTION": 3}}))
+    (folder / "c_no_valid_record.json").write_text(
+        _json.dumps({"1": {"QUESTION": "?"}, "2": {"QUESTION": 3}})
+    )
     items = _json.loads(write_pubmedqa(tmp_path / "more.json", 2, skip=4).read_text())
-    hostile = "{" + ",".join(f'"{k}": {_json.dumps(v)}' for k, v in items.items()) + ', "deep": ' + "[" * 5000 + "]" * 5000
+    hostile = (
+        "{"
+        + ",".join(f'"{k}": {_json.dumps(v)}' for k, v in items.items())
+        + ', "deep": '
+        + "[" * 5000
+        + "]" * 5000
+    )
     (folder / "d_deep_then_truncated.json").write_text(hostile + ', "cut": {"QUESTION": "trunc')
     (tmp_path / "secret.json").write_text(good.read_text())
     os.symlink(tmp_path / "secret.json", folder / "e_link_out.json")
 
-    night = _run(nightly_growth(input_location=str(folder), source="pubmedqa", max_questions=2, config=str(cfg),
-                                shard_size=2, questions_in_flight=2, export_out=str(tmp_path / "exports"),
-                                export_formats=["jsonl"]))
+    night = _run(
+        nightly_growth(
+            input_location=str(folder),
+            source="pubmedqa",
+            max_questions=2,
+            config=str(cfg),
+            shard_size=2,
+            questions_in_flight=2,
+            export_out=str(tmp_path / "exports"),
+            export_formats=["jsonl"],
+        )
+    )
     status = {Path(f["file"]).name: (f["status"], f["inserted"]) for f in night["ingest"]}
     assert status["a_good.json"] == ("new", 4)
     assert status["b_not_an_object.json"][0].startswith("error: expected one JSON object")

@@ -47,21 +47,29 @@ def _count(engine, sql: str) -> int:  # type: ignore[no-untyped-def]
 def _dataset(engine) -> set[tuple[str, str, str, str]]:  # type: ignore[no-untyped-def]
     """What the exports are made of: accepted path text and summary, keyed by question content."""
     with engine.connect() as c:
-        return set(c.execute(text("""
+        return set(
+            c.execute(
+                text("""
             select q.content_hash, p.path_key, p.clean_text, s.text from accepted_paths a
             join question_outcomes o on o.question_id = a.question_id and o.status = 'accepted'
             join questions q on q.id = a.question_id join reasoning_paths p on p.id = a.path_id
-            join summaries s on s.path_id = p.id""")).all())
+            join summaries s on s.path_id = p.id""")
+            ).all()
+        )
 
 
-def test_killed_run_resumes_with_only_the_missing_calls(pg_url: str, prefect_harness: None, tmp_path: Path) -> None:
+def test_killed_run_resumes_with_only_the_missing_calls(
+    pg_url: str, prefect_harness: None, tmp_path: Path
+) -> None:
     use_database(pg_url)
     engine = get_engine(pg_url)
     ingest_file(engine, _training_subset(tmp_path / "subset.json", 40), "pubmedqa")
     with SimServer(questions_db=pg_url, base_latency_ms=30, per_token_ms=0, default_accuracy=0.5) as sim:
         cfg = write_sim_config(tmp_path / "pipeline.yaml", sim.base_url, max_in_flight=8)
         env = {
-            **os.environ, "REASONMED_DATABASE_URL": pg_url, "REASONMED_CLAIM_LEASE_S": "2",
+            **os.environ,
+            "REASONMED_DATABASE_URL": pg_url,
+            "REASONMED_CLAIM_LEASE_S": "2",
             "PREFECT_API_URL": prefect.settings.PREFECT_API_URL.value(),
         }
         script = (
@@ -69,11 +77,16 @@ def test_killed_run_resumes_with_only_the_missing_calls(pg_url: str, prefect_har
             f"asyncio.run(build_dataset(config={str(cfg)!r}, shard_size=20, questions_in_flight=8))\n"
         )
         log = (tmp_path / "killed.log").open("w")
-        proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             deadline = time.monotonic() + 180
             while _count(engine, "select count(*) from llm_calls") < 250:
-                assert proc.poll() is None, "the build ended before it could be killed: " + (tmp_path / "killed.log").read_text()[-2000:]
+                assert proc.poll() is None, (
+                    "the build ended before it could be killed: "
+                    + (tmp_path / "killed.log").read_text()[-2000:]
+                )
                 assert time.monotonic() < deadline, "the build made no progress"
                 time.sleep(0.2)
             proc.send_signal(signal.SIGKILL)
@@ -82,7 +95,9 @@ def test_killed_run_resumes_with_only_the_missing_calls(pg_url: str, prefect_har
             if proc.poll() is None:
                 proc.kill()
         calls_at_kill = _count(engine, "select count(*) from llm_calls")
-        finished_at_kill = _count(engine, "select count(*) from question_outcomes where status in ('accepted', 'rejected')")
+        finished_at_kill = _count(
+            engine, "select count(*) from question_outcomes where status in ('accepted', 'rejected')"
+        )
         assert finished_at_kill < 40  # killed mid-way, for real
         time.sleep(2.5)  # the dead worker's two-second lease lapses
         sim.reset_metrics()
@@ -99,13 +114,27 @@ def test_killed_run_resumes_with_only_the_missing_calls(pg_url: str, prefect_har
     final_calls = _count(engine, "select count(*) from llm_calls")
     # Every request of the rerun made a new call row: nothing that had finished was asked again.
     assert rerun_requests == final_calls - calls_at_kill
-    assert _count(engine, "select count(*) from question_outcomes where status in ('accepted', 'rejected')") == 40
+    assert (
+        _count(engine, "select count(*) from question_outcomes where status in ('accepted', 'rejected')")
+        == 40
+    )
     # No duplicates: 9 generated paths and one verdict per path, per question.
-    assert _count(engine, """select count(*) from (select question_id from reasoning_paths where origin = 'generated'
-                             group by question_id having count(*) <> 9) bad""") == 0
-    assert _count(engine, "select count(*) from verdicts") == _count(engine, "select count(*) from reasoning_paths")
-    assert _count(engine, "select count(*) from summaries") == _count(engine, """select count(*) from accepted_paths a
-        join question_outcomes o on o.question_id = a.question_id where o.status = 'accepted'""")
+    assert (
+        _count(
+            engine,
+            """select count(*) from (select question_id from reasoning_paths where origin = 'generated'
+                             group by question_id having count(*) <> 9) bad""",
+        )
+        == 0
+    )
+    assert _count(engine, "select count(*) from verdicts") == _count(
+        engine, "select count(*) from reasoning_paths"
+    )
+    assert _count(engine, "select count(*) from summaries") == _count(
+        engine,
+        """select count(*) from accepted_paths a
+        join question_outcomes o on o.question_id = a.question_id where o.status = 'accepted'""",
+    )
     # And the outcome is exactly what an uninterrupted run gives.
     pipeline = load_pipeline_config(cfg)
     with engine.connect() as c:
@@ -121,7 +150,10 @@ def _fresh_db(url: str, subset: Path) -> None:
 
 
 def test_ten_percent_faults_of_every_kind_leave_the_dataset_unchanged(
-    pg_url: str, empty_pg_url: str, prefect_harness: None, tmp_path: Path,
+    pg_url: str,
+    empty_pg_url: str,
+    prefect_harness: None,
+    tmp_path: Path,
 ) -> None:
     subset = _training_subset(tmp_path / "subset.json", 30, skip=100)
     overrides = {"output_retries": 4}
@@ -130,8 +162,15 @@ def test_ten_percent_faults_of_every_kind_leave_the_dataset_unchanged(
         cfg = write_sim_config(tmp_path / "clean.yaml", sim.base_url, **overrides)
         clean = run_build(config=str(cfg), shard_size=30)
     _fresh_db(empty_pg_url, subset)
-    with SimServer(questions_db=empty_pg_url, base_latency_ms=2, per_token_ms=0, fault_rate=0.10, fault_seed=7,
-                   retry_after=0.2, hang_seconds=30) as sim:
+    with SimServer(
+        questions_db=empty_pg_url,
+        base_latency_ms=2,
+        per_token_ms=0,
+        fault_rate=0.10,
+        fault_seed=7,
+        retry_after=0.2,
+        hang_seconds=30,
+    ) as sim:
         cfg = write_sim_config(tmp_path / "faulty.yaml", sim.base_url, timeout_s=1.0, **overrides)
         faulty = run_build(config=str(cfg), shard_size=30)
         metrics = sim.metrics()

@@ -52,8 +52,14 @@ def _env(url: str, tmp_path: Path) -> dict[str, str]:
 
 
 def _cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "reasonmed", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "reasonmed", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _chat_requests(server: LlamaCppServer) -> int:
@@ -62,8 +68,19 @@ def _chat_requests(server: LlamaCppServer) -> int:
 
 def test_real_model_run_export_and_eval(llamacpp: LlamaCppServer, pg_url: str, tmp_path: Path) -> None:
     env = _env(pg_url, tmp_path)
-    ingest = _cli(["ingest", str(PUBMEDQA_FILE), "--source", "pubmedqa", "--benchmark-test-ids", str(PUBMEDQA_TEST_IDS)],
-                  env, tmp_path, 300)
+    ingest = _cli(
+        [
+            "ingest",
+            str(PUBMEDQA_FILE),
+            "--source",
+            "pubmedqa",
+            "--benchmark-test-ids",
+            str(PUBMEDQA_TEST_IDS),
+        ],
+        env,
+        tmp_path,
+        300,
+    )
     assert ingest.returncode == 0, ingest.stderr[-2000:]
     engine = create_engine(pg_url)
 
@@ -73,7 +90,9 @@ def test_real_model_run_export_and_eval(llamacpp: LlamaCppServer, pg_url: str, t
         first = _cli(["run", "--config", str(sim_cfg), "--limit", str(SIM_FIRST)], env, tmp_path, 300)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     with engine.connect() as c:
-        sim_done = [q for (q,) in c.execute(text("select question_id from question_outcomes where simulated"))]
+        sim_done = [
+            q for (q,) in c.execute(text("select question_id from question_outcomes where simulated"))
+        ]
     assert len(sim_done) == SIM_FIRST
 
     # 2. The real model, on the same database: it must not take the simulator's work for done.
@@ -87,44 +106,78 @@ def test_real_model_run_export_and_eval(llamacpp: LlamaCppServer, pg_url: str, t
     assert run.returncode in VERDICT_PREFIX, run.stdout[-3000:] + run.stderr[-3000:]
     assert lines[-1].startswith(VERDICT_PREFIX[run.returncode]), lines[-1]  # the last line tells the truth
     assert "Traceback" not in run.stdout + run.stderr
-    print(f"real-engine run: {QUESTIONS} questions, {answered} requests, {took:.0f} s, exit {run.returncode}: {lines[-1]}")
+    print(
+        f"real-engine run: {QUESTIONS} questions, {answered} requests, {took:.0f} s, exit {run.returncode}: {lines[-1]}"
+    )
 
     with engine.connect() as c:
         run_id = c.execute(text("select max(id) from pipeline_runs where kind = 'build'")).scalar_one()
         # Every request the server answered is an attempt recorded in llm_calls, with its provenance.
-        calls = c.execute(text("""select model, endpoint, prompt_sha256, temperature, seed, attempts, status, role
-                                  from llm_calls where run_id = :r"""), {"r": run_id}).all()
+        calls = c.execute(
+            text("""select model, endpoint, prompt_sha256, temperature, seed, attempts, status, role
+                                  from llm_calls where run_id = :r"""),
+            {"r": run_id},
+        ).all()
         assert sum(r.attempts for r in calls) == answered
         assert {r.model for r in calls} == {llamacpp.alias} and {r.endpoint for r in calls} == {"local"}
         shas = {s for (s,) in c.execute(text("select sha256 from prompt_templates"))}
         assert all(r.prompt_sha256 in shas and r.seed is not None for r in calls)
         assert {r.role for r in calls} >= {"generator", "verifier"}
         # Questions done by this run: exactly the first QUESTIONS training questions, the simulator's included.
-        done = {q for (q,) in c.execute(text("select question_id from question_outcomes where run_id = :r"), {"r": run_id})}
-        failed = {q for (q,) in c.execute(text("select question_id from question_failures where last_run_id = :r"), {"r": run_id})}
+        done = {
+            q
+            for (q,) in c.execute(
+                text("select question_id from question_outcomes where run_id = :r"), {"r": run_id}
+            )
+        }
+        failed = {
+            q
+            for (q,) in c.execute(
+                text("select question_id from question_failures where last_run_id = :r"), {"r": run_id}
+            )
+        }
         assert len(done | failed) == QUESTIONS and set(sim_done) <= done | failed
-        assert c.execute(text("select count(*) from question_outcomes where simulated and run_id = :r"), {"r": run_id}).scalar_one() == 0
+        assert (
+            c.execute(
+                text("select count(*) from question_outcomes where simulated and run_id = :r"), {"r": run_id}
+            ).scalar_one()
+            == 0
+        )
         # The simulator's accepted paths on redone questions are dropped, with the reason.
-        superseded = c.execute(text("""select count(*) from accepted_paths a join reasoning_paths p on p.id = a.path_id
+        superseded = c.execute(
+            text("""select count(*) from accepted_paths a join reasoning_paths p on p.id = a.path_id
                                        where p.model like 'sim/%' and a.dropped_reason = :why"""),
-                               {"why": SUPERSEDED_REASON.format(run_id=run_id)}).scalar_one()
-        live_sim = c.execute(text("""select count(*) from accepted_paths a join reasoning_paths p on p.id = a.path_id
+            {"why": SUPERSEDED_REASON.format(run_id=run_id)},
+        ).scalar_one()
+        live_sim = c.execute(
+            text("""select count(*) from accepted_paths a join reasoning_paths p on p.id = a.path_id
                                      where p.model like 'sim/%' and a.dropped_reason is null
-                                       and a.question_id in (select question_id from question_outcomes where not simulated)""")).scalar_one()
+                                       and a.question_id in (select question_id from question_outcomes where not simulated)""")
+        ).scalar_one()
         assert superseded > 0 and live_sim == 0
         # Every generated path of a finished question has exactly one verdict: correct + error + unparseable = paths.
         for qid in done:
-            paths = c.execute(text("""select count(*) from reasoning_paths where question_id = :q and origin = 'generated'
-                                      and model = :m"""), {"q": qid, "m": llamacpp.alias}).scalar_one()
-            verdicts = c.execute(text("""select count(*) from verdicts v join reasoning_paths p on p.id = v.path_id
+            paths = c.execute(
+                text("""select count(*) from reasoning_paths where question_id = :q and origin = 'generated'
+                                      and model = :m"""),
+                {"q": qid, "m": llamacpp.alias},
+            ).scalar_one()
+            verdicts = c.execute(
+                text("""select count(*) from verdicts v join reasoning_paths p on p.id = v.path_id
                                          where p.question_id = :q and p.origin = 'generated' and v.verifier_model = :m"""),
-                                 {"q": qid, "m": llamacpp.alias}).scalar_one()
+                {"q": qid, "m": llamacpp.alias},
+            ).scalar_one()
             assert paths == 3 and verdicts == paths
         # Unusable output is counted and reported as the run said.
-        no_answer = c.execute(text("""select count(*) from reasoning_paths where run_id = :r and origin = 'generated'
-                                      and extracted_answer is null"""), {"r": run_id}).scalar_one()
-        generated = c.execute(text("select count(*) from reasoning_paths where run_id = :r and origin = 'generated'"),
-                              {"r": run_id}).scalar_one()
+        no_answer = c.execute(
+            text("""select count(*) from reasoning_paths where run_id = :r and origin = 'generated'
+                                      and extracted_answer is null"""),
+            {"r": run_id},
+        ).scalar_one()
+        generated = c.execute(
+            text("select count(*) from reasoning_paths where run_id = :r and origin = 'generated'"),
+            {"r": run_id},
+        ).scalar_one()
     if generated:
         assert f"generator output unusable after every re-ask: {no_answer} of {generated}" in run.stdout
 
@@ -138,17 +191,37 @@ def test_real_model_run_export_and_eval(llamacpp: LlamaCppServer, pg_url: str, t
     rows = [json.loads(line) for line in (version / "ReasonMed" / "ReasonMed.jsonl").read_text().splitlines()]
     with engine.connect() as c:
         for row in rows:
-            path_call, summary_call = c.execute(text("""
+            path_call, summary_call = c.execute(
+                text("""
                 select pc.model, sc.model from reasoning_paths p join llm_calls pc on pc.id = p.llm_call_id
                 join summaries s on s.id = :s join llm_calls sc on sc.id = s.llm_call_id where p.id = :p"""),
-                {"p": row["path_id"], "s": row["summary_id"]}).one()
+                {"p": row["path_id"], "s": row["summary_id"]},
+            ).one()
             assert path_call == summary_call == llamacpp.alias == row["model"]
 
     # 4. Benchmark evaluation of the served model on the test split: every prediction stored, requests counted.
     before = _chat_requests(llamacpp)
-    ev = _cli(["eval", "--model-endpoint", "local", "--config", str(cfg), "--benchmarks", "pubmedqa", "--limit", "4",
-               "--max-tokens", "128"], env, tmp_path, 300)
+    ev = _cli(
+        [
+            "eval",
+            "--model-endpoint",
+            "local",
+            "--config",
+            str(cfg),
+            "--benchmarks",
+            "pubmedqa",
+            "--limit",
+            "4",
+            "--max-tokens",
+            "128",
+        ],
+        env,
+        tmp_path,
+        300,
+    )
     assert ev.returncode == 0, ev.stdout[-2000:] + ev.stderr[-2000:]
     with engine.connect() as c:
-        preds = c.execute(text("select count(*) from eval_predictions where model = :m"), {"m": llamacpp.alias}).scalar_one()
+        preds = c.execute(
+            text("select count(*) from eval_predictions where model = :m"), {"m": llamacpp.alias}
+        ).scalar_one()
     assert preds == 4 and _chat_requests(llamacpp) - before == 4

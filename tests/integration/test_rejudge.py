@@ -35,11 +35,13 @@ ROLES = ("generate", "verify", "rank", "refine", "regenerate", "summarize")
 def _questions(path: Path) -> Path:
     rows = []
     for i in range(N_QUESTIONS):
-        rows.append({
-            "question": f"Patient {i}: a {20 + i}-year-old presents with finding number {i}. Which option is keyed?",
-            "options": {"A": f"Alpha {i}", "B": f"Beta {i}", "C": f"Gamma {i}", "D": f"Delta {i}"},
-            "answer_idx": "ABCD"[i % 4],
-        })
+        rows.append(
+            {
+                "question": f"Patient {i}: a {20 + i}-year-old presents with finding number {i}. Which option is keyed?",
+                "options": {"A": f"Alpha {i}", "B": f"Beta {i}", "C": f"Gamma {i}", "D": f"Delta {i}"},
+                "answer_idx": "ABCD"[i % 4],
+            }
+        )
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -74,11 +76,15 @@ def _one(engine, sql: str, **kw: Any) -> Any:  # type: ignore[no-untyped-def]
 def _outcomes(engine) -> dict[int, tuple]:  # type: ignore[no-untyped-def,type-arg]
     with engine.connect() as c:
         acc: dict[int, list[int]] = {}
-        for q, p in c.execute(text("""select question_id, path_id from accepted_paths
-                                      where superseded_at is null and dropped_reason is null order by question_id, rank""")):
+        for q, p in c.execute(
+            text("""select question_id, path_id from accepted_paths
+                                      where superseded_at is null and dropped_reason is null order by question_id, rank""")
+        ):
             acc.setdefault(q, []).append(p)
-        return {q: (t, s, tuple(acc.get(q, ()))) for q, t, s in
-                c.execute(text("select question_id, tier, status from question_outcomes"))}
+        return {
+            q: (t, s, tuple(acc.get(q, ())))
+            for q, t, s in c.execute(text("select question_id, tier, status from question_outcomes"))
+        }
 
 
 @pytest.fixture
@@ -89,10 +95,13 @@ def built(pg_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     return engine
 
 
-def test_changed_prompts_rerun_only_the_affected_stages_for_affected_questions(built, pg_url: str, tmp_path: Path) -> None:
+def test_changed_prompts_rerun_only_the_affected_stages_for_affected_questions(
+    built, pg_url: str, tmp_path: Path
+) -> None:
     engine = built
-    with SimServer(questions_db=pg_url, base_latency_ms=1, per_token_ms=0, default_accuracy=0.45,
-                   refine_accuracy=0.6) as sim:
+    with SimServer(
+        questions_db=pg_url, base_latency_ms=1, per_token_ms=0, default_accuracy=0.45, refine_accuracy=0.6
+    ) as sim:
         base = _config(tmp_path, sim.base_url, "base.yaml")
         run_build(config=str(base), shard_size=8)
         first = _outcomes(engine)
@@ -102,17 +111,32 @@ def test_changed_prompts_rerun_only_the_affected_stages_for_affected_questions(b
         verdicts = _one(engine, "select count(*) from verdicts")
         scores = _one(engine, "select count(*) from path_scores")
         scored_questions = _one(engine, "select count(distinct question_id) from path_scores")
-        accepted_paths = _one(engine, """select count(*) from accepted_paths a join question_outcomes o
+        accepted_paths = _one(
+            engine,
+            """select count(*) from accepted_paths a join question_outcomes o
                                          on o.question_id = a.question_id where o.status = 'accepted'
-                                         and a.dropped_reason is null""")
+                                         and a.dropped_reason is null""",
+        )
         accepted_questions = sum(1 for _, s, _ in first.values() if s == "accepted")
 
         # 1. A new verifier prompt: every stored path is verified again, once; nothing else is asked for,
         #    since the simulator's verifier judges the same under either prompt, so no decision changes.
         sim.reset_metrics()
-        v2 = _config(tmp_path, sim.base_url, "v2.yaml", verifier=_edited("verify", "You verify medical reasoning, strictly."))
+        v2 = _config(
+            tmp_path,
+            sim.base_url,
+            "v2.yaml",
+            verifier=_edited("verify", "You verify medical reasoning, strictly."),
+        )
         run_build(config=str(v2), shard_size=8)
-        assert _roles(sim) == {"generate": 0, "verify": verdicts, "rank": 0, "refine": 0, "regenerate": 0, "summarize": 0}
+        assert _roles(sim) == {
+            "generate": 0,
+            "verify": verdicts,
+            "rank": 0,
+            "refine": 0,
+            "regenerate": 0,
+            "summarize": 0,
+        }
         assert _one(engine, "select count(*) from verdicts where superseded_at is not null") == verdicts
         assert _one(engine, "select count(*) from verdicts where superseded_at is null") == verdicts
         assert _outcomes(engine) == first
@@ -124,65 +148,121 @@ def test_changed_prompts_rerun_only_the_affected_stages_for_affected_questions(b
         # 2. A new ranker prompt: only the questions whose paths were scored (easy and medium) are
         #    reopened, and only their scores are asked for again.
         sim.reset_metrics()
-        r2 = _config(tmp_path, sim.base_url, "r2.yaml", verifier=_edited("verify", "You verify medical reasoning, strictly."),
-                     ranker=_edited("rank", "You grade reasoning quality, tersely."))
+        r2 = _config(
+            tmp_path,
+            sim.base_url,
+            "r2.yaml",
+            verifier=_edited("verify", "You verify medical reasoning, strictly."),
+            ranker=_edited("rank", "You grade reasoning quality, tersely."),
+        )
         run_build(config=str(r2), shard_size=8)
-        assert _roles(sim) == {"generate": 0, "verify": 0, "rank": scores, "refine": 0, "regenerate": 0, "summarize": 0}
+        assert _roles(sim) == {
+            "generate": 0,
+            "verify": 0,
+            "rank": scores,
+            "refine": 0,
+            "regenerate": 0,
+            "summarize": 0,
+        }
         assert scored_questions < N_QUESTIONS  # difficult questions have no scores: they were not touched
         assert _outcomes(engine) == first
 
         # 3. A new summariser prompt: only accepted questions' kept paths are summarised again.
         sim.reset_metrics()
-        s2 = _config(tmp_path, sim.base_url, "s2.yaml", verifier=_edited("verify", "You verify medical reasoning, strictly."),
-                     ranker=_edited("rank", "You grade reasoning quality, tersely."),
-                     summarizer=_edited("summarize", "You condense reasoning into a short summary."))
+        s2 = _config(
+            tmp_path,
+            sim.base_url,
+            "s2.yaml",
+            verifier=_edited("verify", "You verify medical reasoning, strictly."),
+            ranker=_edited("rank", "You grade reasoning quality, tersely."),
+            summarizer=_edited("summarize", "You condense reasoning into a short summary."),
+        )
         run_build(config=str(s2), shard_size=8)
-        assert _roles(sim) == {"generate": 0, "verify": 0, "rank": 0, "refine": 0, "regenerate": 0,
-                               "summarize": accepted_paths}
+        assert _roles(sim) == {
+            "generate": 0,
+            "verify": 0,
+            "rank": 0,
+            "refine": 0,
+            "regenerate": 0,
+            "summarize": accepted_paths,
+        }
         assert accepted_questions < N_QUESTIONS or accepted_paths > 0
         assert _outcomes(engine) == first
         # The exported rows carry the new summaries, one per accepted path.
         with engine.connect() as c:
-            rows = [dict(zip(ROW_COLUMNS, r, strict=True)) for r in c.execute(accepted_rows_query(include_simulated=True))]
-            new = set(c.execute(text("select id from summaries where superseded_at is null and prompt_sha256 = :s"),
-                                {"s": _sha(tmp_path / "s2.yaml.summarizer.txt")}).scalars())
+            rows = [
+                dict(zip(ROW_COLUMNS, r, strict=True))
+                for r in c.execute(accepted_rows_query(include_simulated=True))
+            ]
+            new = set(
+                c.execute(
+                    text("select id from summaries where superseded_at is null and prompt_sha256 = :s"),
+                    {"s": _sha(tmp_path / "s2.yaml.summarizer.txt")},
+                ).scalars()
+            )
         assert len(rows) == accepted_paths and {r["summary_id"] for r in rows} <= new
         # 4. A new refiner prompt: only questions that had refinements (medium, difficult) are touched; each
         #    refinement is written again and verified; no generation, ranking or regeneration.
         with engine.connect() as c:
-            refined_before = c.execute(text("select count(*) from reasoning_paths where origin = 'refined'")).scalar_one()
-            refined_questions = set(c.execute(text(
-                "select distinct question_id from reasoning_paths where origin = 'refined'")).scalars())
+            refined_before = c.execute(
+                text("select count(*) from reasoning_paths where origin = 'refined'")
+            ).scalar_one()
+            refined_questions = set(
+                c.execute(
+                    text("select distinct question_id from reasoning_paths where origin = 'refined'")
+                ).scalars()
+            )
             last_call = c.execute(text("select max(id) from llm_calls")).scalar_one()
         assert 0 < len(refined_questions) < N_QUESTIONS
         sim.reset_metrics()
-        f2 = _config(tmp_path, sim.base_url, "f2.yaml", verifier=_edited("verify", "You verify medical reasoning, strictly."),
-                     ranker=_edited("rank", "You grade reasoning quality, tersely."),
-                     summarizer=_edited("summarize", "You condense reasoning into a short summary."),
-                     refiner=_edited("refine", "You are a senior medical expert who corrects and strengthens reasoning, "
-                                               "carefully."))
+        f2 = _config(
+            tmp_path,
+            sim.base_url,
+            "f2.yaml",
+            verifier=_edited("verify", "You verify medical reasoning, strictly."),
+            ranker=_edited("rank", "You grade reasoning quality, tersely."),
+            summarizer=_edited("summarize", "You condense reasoning into a short summary."),
+            refiner=_edited(
+                "refine", "You are a senior medical expert who corrects and strengthens reasoning, carefully."
+            ),
+        )
         run_build(config=str(f2), shard_size=8)
         calls = _roles(sim)
         assert (calls["generate"], calls["rank"], calls["regenerate"]) == (0, 0, 0)
         assert calls["refine"] == refined_before and calls["verify"] == refined_before
         with engine.connect() as c:
-            touched = set(c.execute(text("select distinct question_id from llm_calls where id > :i"), {"i": last_call}).scalars())
-            assert c.execute(text("select count(*) from reasoning_paths where origin = 'refined'")).scalar_one() == 2 * refined_before
+            touched = set(
+                c.execute(
+                    text("select distinct question_id from llm_calls where id > :i"), {"i": last_call}
+                ).scalars()
+            )
+            assert (
+                c.execute(text("select count(*) from reasoning_paths where origin = 'refined'")).scalar_one()
+                == 2 * refined_before
+            )
         assert touched == refined_questions
         # Run again: the new refinements are current, nothing is stale.
         sim.reset_metrics()
         run_build(config=str(f2), shard_size=8)
         assert sum(_roles(sim).values()) == 0
     # Every sha a row records resolves to its exact text, once.
-    assert _one(engine, """select count(*) from (select prompt_sha256 from verdicts union select prompt_sha256 from path_scores
+    assert (
+        _one(
+            engine,
+            """select count(*) from (select prompt_sha256 from verdicts union select prompt_sha256 from path_scores
                            union select prompt_sha256 from summaries union select prompt_sha256 from llm_calls
                            union select prompt_sha256 from reasoning_paths) s
-                           where s.prompt_sha256 not in (select sha256 from prompt_templates)""") == 0
+                           where s.prompt_sha256 not in (select sha256 from prompt_templates)""",
+        )
+        == 0
+    )
 
 
 def _export_rows(c) -> set[tuple[int, int, int]]:  # type: ignore[no-untyped-def]
     """(question, path, summary) of every row the next export would write."""
-    rows = [dict(zip(ROW_COLUMNS, r, strict=True)) for r in c.execute(accepted_rows_query(include_simulated=True))]
+    rows = [
+        dict(zip(ROW_COLUMNS, r, strict=True)) for r in c.execute(accepted_rows_query(include_simulated=True))
+    ]
     return {(r["question_id"], r["path_id"], r["summary_id"]) for r in rows}
 
 
@@ -192,30 +272,50 @@ def _sha(path: Path) -> str:
     return load_prompt_file("summarize", path).sha256
 
 
-def test_rejudge_changes_verdicts_tiers_and_exports_as_the_new_verdicts_imply(built, pg_url: str, tmp_path: Path) -> None:
+def test_rejudge_changes_verdicts_tiers_and_exports_as_the_new_verdicts_imply(
+    built, pg_url: str, tmp_path: Path
+) -> None:
     engine = built
     with SimServer(questions_db=pg_url, base_latency_ms=1, per_token_ms=0, default_accuracy=0.6) as sim:
         run_build(config=str(_config(tmp_path, sim.base_url, "base.yaml")), shard_size=8)
     before = _outcomes(engine)
     with engine.connect() as c:
         old_verdicts = {p: o for p, o in c.execute(text("select path_id, outcome from verdicts"))}
-        gen_paths = c.execute(text("select count(*) from reasoning_paths where origin = 'generated'")).scalar_one()
+        gen_paths = c.execute(
+            text("select count(*) from reasoning_paths where origin = 'generated'")
+        ).scalar_one()
         old_rows = _export_rows(c)
 
     # The new verifier (another prompt) judges differently: here the simulator flips a third of its verdicts.
-    with SimServer(questions_db=pg_url, base_latency_ms=1, per_token_ms=0, default_accuracy=0.6,
-                   verifier_error_rate=0.35) as sim:
-        v2 = _config(tmp_path, sim.base_url, "v2.yaml", verifier=_edited("verify", "You verify medical reasoning, strictly."))
-        out = CliRunner().invoke(_app(), ["rejudge", "--stage", "verify", "--config", str(v2), "--database-url", pg_url])
+    with SimServer(
+        questions_db=pg_url, base_latency_ms=1, per_token_ms=0, default_accuracy=0.6, verifier_error_rate=0.35
+    ) as sim:
+        v2 = _config(
+            tmp_path,
+            sim.base_url,
+            "v2.yaml",
+            verifier=_edited("verify", "You verify medical reasoning, strictly."),
+        )
+        out = CliRunner().invoke(
+            _app(), ["rejudge", "--stage", "verify", "--config", str(v2), "--database-url", pg_url]
+        )
         assert out.exit_code == 0, out.output
         calls = _roles(sim)
     assert "reopened" in out.output and f"{N_QUESTIONS} question(s) reopened" in out.output
     assert calls["generate"] == 0  # nothing regenerated
     with engine.connect() as c:
-        assert c.execute(text("select count(*) from reasoning_paths where origin = 'generated'")).scalar_one() == gen_paths
-        current = {p: o for p, o in c.execute(text("select path_id, outcome from verdicts where superseded_at is null"))}
-        paths = c.execute(text("""select p.id, p.question_id, p.origin, p.extracted_answer, q.answer
-                                  from reasoning_paths p join questions q on q.id = p.question_id""")).all()
+        assert (
+            c.execute(text("select count(*) from reasoning_paths where origin = 'generated'")).scalar_one()
+            == gen_paths
+        )
+        current = {
+            p: o
+            for p, o in c.execute(text("select path_id, outcome from verdicts where superseded_at is null"))
+        }
+        paths = c.execute(
+            text("""select p.id, p.question_id, p.origin, p.extracted_answer, q.answer
+                                  from reasoning_paths p join questions q on q.id = p.question_id""")
+        ).all()
         new_rows = _export_rows(c)
         runs = c.execute(text("select kind, status from pipeline_runs where kind = 'rejudge'")).all()
     assert runs == [("rejudge", "completed")]
@@ -237,11 +337,15 @@ def test_rejudge_changes_verdicts_tiers_and_exports_as_the_new_verdicts_imply(bu
     # Exports: rows of untouched questions are identical; every row is a current accepted path.
     untouched = {r for r in old_rows if r[0] not in changed_questions}
     assert untouched == {r for r in new_rows if r[0] not in changed_questions}
-    assert {(q, p) for q, p, _ in new_rows} == {(q, p) for q, (t, s, acc) in after.items() if s == "accepted" for p in acc}
+    assert {(q, p) for q, p, _ in new_rows} == {
+        (q, p) for q, (t, s, acc) in after.items() if s == "accepted" for p in acc
+    }
     # Old verdicts stay for audit, and the audit view compares the two verifier versions.
     with engine.connect() as c:
         versions = c.execute(text("select sum(paths), sum(paths - agree) from audit_verifier_versions")).one()
-        reverified = c.execute(text("select count(*) from verdicts where superseded_at is not null")).scalar_one()
+        reverified = c.execute(
+            text("select count(*) from verdicts where superseded_at is not null")
+        ).scalar_one()
     # Re-verified: every stored path except refinements a re-decided tier no longer asks for.
     assert (int(versions[0]), int(versions[1])) == (reverified, len(flipped))
     assert gen_paths <= reverified <= len(old_verdicts)

@@ -49,8 +49,13 @@ def test_report_writes_html_and_pngs(built_pg_db, tmp_path: Path, monkeypatch: p
 def test_audit_command_prints_the_key_views(built_pg_db, monkeypatch: pytest.MonkeyPatch) -> None:
     res = _cli(monkeypatch, built_pg_db.url, "audit", "--limit", "100")
     assert res.exit_code == 0, res.output
-    for view in ("audit_tier_distribution", "audit_verifier_accuracy", "audit_refinement_success",
-                 "audit_rejected_questions", "audit_token_usage"):
+    for view in (
+        "audit_tier_distribution",
+        "audit_verifier_accuracy",
+        "audit_refinement_success",
+        "audit_rejected_questions",
+        "audit_token_usage",
+    ):
         assert view in res.output
     assert "judged error" in res.output  # the rejected-path summary
     one = _cli(monkeypatch, built_pg_db.url, "audit", "--view", "audit_rejected_paths", "--limit", "3")
@@ -71,8 +76,9 @@ def test_report_on_an_empty_database(sqlite_url: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_report_flow_attaches_figures_and_tables(built_pg_db, prefect_harness, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_report_flow_attaches_figures_and_tables(
+    built_pg_db, prefect_harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
@@ -85,7 +91,9 @@ def test_report_flow_attaches_figures_and_tables(built_pg_db, prefect_harness, t
     assert set(result["artifacts"]) == {"audit-report-figures", *TABLE_KEYS.values()}
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
         )
     by_key = {a.key: a for a in arts}
     assert set(by_key) == set(result["artifacts"])

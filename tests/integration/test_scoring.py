@@ -31,7 +31,11 @@ def exported(built_copy: str, tmp_path_factory: pytest.TempPathFactory):  # type
     """The built copy exported once as JSONL: (database url, version, {dataset: {path_id: row}})."""
     engine = make_engine(built_copy)
     out = tmp_path_factory.mktemp("export")
-    result = export_dataset(engine, ExportOptions(out=str(out), formats=["jsonl"], allow_simulated=True), contamination=no_contamination)
+    result = export_dataset(
+        engine,
+        ExportOptions(out=str(out), formats=["jsonl"], allow_simulated=True),
+        contamination=no_contamination,
+    )
     rows = {}
     for name in ("ReasonMed", "CoTMed", "ResponseMed"):
         lines = (Path(result.location) / name / f"{name}.jsonl").read_text().splitlines()
@@ -74,23 +78,36 @@ def test_ratings_are_the_judges_and_reruns_only_fill_gaps(exported, prefect_harn
     assert first["judge_model"] == judge_model  # default judge: the verifier's endpoint
 
     with engine.connect() as c:
-        with_questions = {qid: (q, dict((lab, t) for lab, t in opts), ans) for qid, q, opts, ans in
-                          c.execute(text("select id, question, options, answer from questions")).all()}
+        with_questions = {
+            qid: (q, dict((lab, t) for lab, t in opts), ans)
+            for qid, q, opts, ans in c.execute(
+                text("select id, question, options, answer from questions")
+            ).all()
+        }
     by_variant = {s["variant"]: s for s in first["summaries"]}
     for variant, dataset in (("reasonmed", "ReasonMed"), ("responsemed", "ResponseMed")):
         with engine.connect() as c:
-            stored = c.execute(text("""select path_id, clinical_accuracy, logical_reasoning, factual_correctness,
+            stored = c.execute(
+                text("""select path_id, clinical_accuracy, logical_reasoning, factual_correctness,
                 completeness, overall, justification, status, judge_model, raw_output from dataset_quality_scores
                 where variant = :v and sample_seed = 7 and path_id = any(:p)"""),
-                {"v": variant, "p": first["sample"]}).all()
+                {"v": variant, "p": first["sample"]},
+            ).all()
         assert len(stored) == 12
         overall = []
         for s in stored:
             row = rows[dataset][s.path_id]
             question, options, answer = with_questions[row["question_id"]]
-            want = judge_scores(model=judge_model, question=question, response=row["output"], options=options, answer=answer)
-            got = {"clinical_accuracy": s.clinical_accuracy, "logical_reasoning": s.logical_reasoning,
-                   "factual_correctness": s.factual_correctness, "completeness": s.completeness, "overall": s.overall}
+            want = judge_scores(
+                model=judge_model, question=question, response=row["output"], options=options, answer=answer
+            )
+            got = {
+                "clinical_accuracy": s.clinical_accuracy,
+                "logical_reasoning": s.logical_reasoning,
+                "factual_correctness": s.factual_correctness,
+                "completeness": s.completeness,
+                "overall": s.overall,
+            }
             assert got == want, (variant, s.path_id)
             assert s.status == "ok" and s.justification and s.judge_model == judge_model and s.raw_output
             overall.append(want["overall"])
@@ -103,7 +120,13 @@ def test_ratings_are_the_judges_and_reruns_only_fill_gaps(exported, prefect_harn
     assert after_first == 24
     assert after_again == after_first and again["summaries"] == first["summaries"]
     assert after_larger - after_again == 2 * 4
-    assert larger["counts"]["reasonmed"] == {"sampled": 16, "already_stored": 12, "asked": 4, "no_text": 0, "saved": 4}
+    assert larger["counts"]["reasonmed"] == {
+        "sampled": 16,
+        "already_stored": 12,
+        "asked": 4,
+        "no_text": 0,
+        "saved": 4,
+    }
 
 
 def test_cli_score_compares_two_versions_and_names_a_missing_one(exported, tmp_path: Path) -> None:
@@ -112,11 +135,28 @@ def test_cli_score_compares_two_versions_and_names_a_missing_one(exported, tmp_p
     url, version, _ = exported
     use_database(url)
     engine = make_engine(url)
-    second = export_dataset(engine, ExportOptions(out=str(tmp_path / "v2"), formats=["jsonl"], allow_simulated=True), contamination=no_contamination)
+    second = export_dataset(
+        engine,
+        ExportOptions(out=str(tmp_path / "v2"), formats=["jsonl"], allow_simulated=True),
+        contamination=no_contamination,
+    )
     with SimServer(base_latency_ms=0, per_token_ms=0) as sim:
         cfg = write_sim_config(tmp_path / "pipeline.yaml", sim.base_url)
-        res = CliRunner().invoke(app, ["score", "--compare", str(version), str(second.version), "--sample", "6",
-                                       "--variant", "cotmed", "--config", str(cfg)])
+        res = CliRunner().invoke(
+            app,
+            [
+                "score",
+                "--compare",
+                str(version),
+                str(second.version),
+                "--sample",
+                "6",
+                "--variant",
+                "cotmed",
+                "--config",
+                str(cfg),
+            ],
+        )
         missing = CliRunner().invoke(app, ["score", "--dataset", "999", "--config", str(cfg)])
         both = CliRunner().invoke(app, ["score", "--config", str(cfg)])
     assert res.exit_code == 0, res.output
@@ -127,7 +167,9 @@ def test_cli_score_compares_two_versions_and_names_a_missing_one(exported, tmp_p
     assert both.exit_code == 2 and "--dataset VERSION or --compare" in both.output
 
 
-def test_paper_judge_mode_sees_no_answer_and_gives_one_score(exported, prefect_harness, tmp_path: Path) -> None:
+def test_paper_judge_mode_sees_no_answer_and_gives_one_score(
+    exported, prefect_harness, tmp_path: Path
+) -> None:
     """--judge-mode paper: the judge gets question + response (no key), answers one 1-10 score at
     temperature 0.7; rows and summaries say which mode rated them, and the rubric's rows are untouched."""
     from reasonmed.cli import app
@@ -142,9 +184,25 @@ def test_paper_judge_mode_sees_no_answer_and_gives_one_score(exported, prefect_h
         cfg = write_sim_config(tmp_path / "pipeline.yaml", sim.base_url)
         judge_model = load_pipeline_config(cfg).endpoints["sim-qwen"].model
         res = _score(version, cfg, sample=8, variants=["reasonmed"], seed=11, judge_mode="paper")
-        out = CliRunner().invoke(app, ["score", "--dataset", str(version), "--sample", "8", "--seed", "11",
-                                       "--judge-mode", "paper", "--config", str(cfg)])
-        bad = CliRunner().invoke(app, ["score", "--dataset", str(version), "--judge-mode", "vibes", "--config", str(cfg)])
+        out = CliRunner().invoke(
+            app,
+            [
+                "score",
+                "--dataset",
+                str(version),
+                "--sample",
+                "8",
+                "--seed",
+                "11",
+                "--judge-mode",
+                "paper",
+                "--config",
+                str(cfg),
+            ],
+        )
+        bad = CliRunner().invoke(
+            app, ["score", "--dataset", str(version), "--judge-mode", "vibes", "--config", str(cfg)]
+        )
     assert out.exit_code == 0, out.output
     assert "(paper mode)" in out.output
     assert bad.exit_code == 2 and "--judge-mode" in bad.output
@@ -153,17 +211,29 @@ def test_paper_judge_mode_sees_no_answer_and_gives_one_score(exported, prefect_h
     assert summary["judge_mode"] == "paper" and summary["scored"] == 8
     assert all(v is None for v in summary["criteria"].values())  # no criteria in the paper's mode
     with engine.connect() as c:
-        stored = c.execute(text("""select path_id, judge_mode, prompt_sha256, clinical_accuracy, overall, status
-            from dataset_quality_scores where sample_seed = 11 and variant = 'reasonmed'""")).all()
-        params = c.execute(text("""select parameters from pipeline_runs where kind = 'score'
-            order by id desc limit 1""")).scalar_one()
-    assert len(stored) == 8 and {s.judge_mode for s in stored} == {"paper"} and {s.prompt_sha256 for s in stored} == {paper.sha256}
+        stored = c.execute(
+            text("""select path_id, judge_mode, prompt_sha256, clinical_accuracy, overall, status
+            from dataset_quality_scores where sample_seed = 11 and variant = 'reasonmed'""")
+        ).all()
+        params = c.execute(
+            text("""select parameters from pipeline_runs where kind = 'score'
+            order by id desc limit 1""")
+        ).scalar_one()
+    assert (
+        len(stored) == 8
+        and {s.judge_mode for s in stored} == {"paper"}
+        and {s.prompt_sha256 for s in stored} == {paper.sha256}
+    )
     assert (params if isinstance(params, dict) else json.loads(params))["judge_mode"] == "paper"
     with engine.connect() as c:
-        with_questions = {qid: (q, dict((lab, t) for lab, t in opts)) for qid, q, opts in
-                          c.execute(text("select id, question, options from questions")).all()}
+        with_questions = {
+            qid: (q, dict((lab, t) for lab, t in opts))
+            for qid, q, opts in c.execute(text("select id, question, options from questions")).all()
+        }
     for s in stored:
         row = rows["ReasonMed"][s.path_id]
         question, options = with_questions[row["question_id"]]
-        want = judge_scores(model=judge_model, question=question, response=row["output"], options=options, answer=None)
+        want = judge_scores(
+            model=judge_model, question=question, response=row["output"], options=options, answer=None
+        )
         assert s.status == "ok" and s.clinical_accuracy is None and s.overall == want["overall"]

@@ -34,14 +34,24 @@ CANARIES = {
 def _pipeline(path: Path) -> Path:
     data = yaml.safe_load((REPO / "reasonmed" / "default_pipeline.yaml").read_text())
     for i, ep in enumerate(data["endpoints"].values()):
-        ep.update(base_url="${CANARY_SIM_URL}", timeout_s=5.0, max_in_flight=16, backoff_base_s=0.05,
-                  backoff_max_s=0.5, max_retries=8, connect_timeout_s=2.0)
+        ep.update(
+            base_url="${CANARY_SIM_URL}",
+            timeout_s=5.0,
+            max_in_flight=16,
+            backoff_base_s=0.05,
+            backoff_max_s=0.5,
+            max_retries=8,
+            connect_timeout_s=2.0,
+        )
         if i == 0:  # an API key and credentials in the URL would be two Authorization headers
             ep.update(api_key_env="CANARY_API_KEY", base_url="${CANARY_SIM_URL_PLAIN}")
         if i == 1:
             ep.update(api_key_secret="canary-block", base_url="${CANARY_SIM_URL_PLAIN}")
         if i == 2:
-            ep["engine_args"] = {"hf_token": "${CANARY_HF_TOKEN}", "download_token": CANARIES["literal_token"]}
+            ep["engine_args"] = {
+                "hf_token": "${CANARY_HF_TOKEN}",
+                "download_token": CANARIES["literal_token"],
+            }
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
@@ -51,8 +61,12 @@ def _leaks(where: str, blob: str) -> list[str]:
 
 
 def test_canary_secrets_reach_no_database_log_artifact_export_or_argv(
-    pg_url: str, prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str],
+    pg_url: str,
+    prefect_harness: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     from prefect.blocks.system import Secret
     from prefect.client.orchestration import get_client
@@ -91,13 +105,21 @@ def test_canary_secrets_reach_no_database_log_artifact_export_or_argv(
 
     engine = make_engine(url)
     with engine.connect() as c:
-        tables = c.execute(text("select tablename from pg_tables where schemaname = 'public'")).scalars().all()
-        dump = "\n".join(str(row[0]) for t in tables for row in c.execute(text(f'select t::text from "{t}" t')))
-        snapshot = c.execute(text("select config_snapshot::text from pipeline_runs where kind = 'build'")).scalar_one()
+        tables = (
+            c.execute(text("select tablename from pg_tables where schemaname = 'public'")).scalars().all()
+        )
+        dump = "\n".join(
+            str(row[0]) for t in tables for row in c.execute(text(f'select t::text from "{t}" t'))
+        )
+        snapshot = c.execute(
+            text("select config_snapshot::text from pipeline_runs where kind = 'build'")
+        ).scalar_one()
     engine.dispose()
     assert len(tables) > 10 and "llm_calls" in tables
     leaks += _leaks("database", dump)
-    assert "${CANARY_SIM_URL}" in snapshot and "${CANARY_HF_TOKEN}" in snapshot  # where values come from, no value
+    assert (
+        "${CANARY_SIM_URL}" in snapshot and "${CANARY_HF_TOKEN}" in snapshot
+    )  # where values come from, no value
     assert '"download_token": "***"' in snapshot
 
     logs = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
@@ -123,8 +145,11 @@ def test_canary_secrets_reach_no_database_log_artifact_export_or_argv(
     ("value", "key", "shown"),
     [
         ("postgresql+psycopg://u:pw1@h:5432/db", None, "postgresql+psycopg://u:***@h:5432/db"),
-        ("postgresql+psycopg://u@h/db?password=pw2&sslmode=require", None,
-         "postgresql+psycopg://u@h/db?password=***&sslmode=require"),
+        (
+            "postgresql+psycopg://u@h/db?password=pw2&sslmode=require",
+            None,
+            "postgresql+psycopg://u@h/db?password=***&sslmode=require",
+        ),
         ("http://minio:pw3@127.0.0.1:9000", "s3_endpoint_url", "http://minio:***@127.0.0.1:9000"),
         ("https://ghp_0123456789abcdefghij@host/v1", None, "https://***@host/v1"),
         ("http://alice@host/v1", None, "http://alice@host/v1"),
@@ -134,8 +159,11 @@ def test_canary_secrets_reach_no_database_log_artifact_export_or_argv(
         ("${HF_TOKEN}", "hf_token", "${HF_TOKEN}"),
         ("VLLM_API_KEY", "api_key_env", "VLLM_API_KEY"),
         ("vllm-key", "api_key_secret", "vllm-key"),
-        ("could not connect to postgresql://u:pw7@db:5432/x: refused", "error",
-         "could not connect to postgresql://u:***@db:5432/x: refused"),
+        (
+            "could not connect to postgresql://u:pw7@db:5432/x: refused",
+            "error",
+            "could not connect to postgresql://u:***@db:5432/x: refused",
+        ),
     ],
 )
 def test_mask_secrets_table(value: str, key: str | None, shown: str) -> None:

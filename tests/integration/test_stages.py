@@ -22,8 +22,12 @@ from tests.fixtures_pipeline import write_sim_config
 QUESTION = {
     "question": "A 62-year-old man has crushing chest pain radiating to the left arm for 40 minutes. ECG shows "
     "ST elevation in II, III and aVF. Which coronary artery is most likely occluded?",
-    "options": {"A": "Left anterior descending artery", "B": "Left circumflex artery", "C": "Right coronary artery",
-                "D": "Left main coronary artery"},
+    "options": {
+        "A": "Left anterior descending artery",
+        "B": "Left circumflex artery",
+        "C": "Right coronary artery",
+        "D": "Left main coronary artery",
+    },
     "answer_idx": "C",
 }
 
@@ -60,23 +64,27 @@ def test_stages_write_once_and_ask_only_for_what_is_missing(db_url: str, tmp_pat
         cfg = load_pipeline_config(write_sim_config(tmp_path / "p.yaml", sim.base_url))
         assert asyncio.run(_run(db_url, cfg, stages.generate, qid)) == 9
         assert asyncio.run(_run(db_url, cfg, stages.generate, qid)) == 0
-        assert sim.metrics()["requests_by_role_total{role=\"generate\"}"] == 9
+        assert sim.metrics()['requests_by_role_total{role="generate"}'] == 9
         with pytest.raises(StageIncomplete, match="generation or verification is incomplete"):
             asyncio.run(_run(db_url, cfg, stages.resolve, qid))
         for _ in range(2):
             asyncio.run(_run(db_url, cfg, stages.verify, qid))
-        assert sim.metrics()["requests_by_role_total{role=\"verify\"}"] == 9
+        assert sim.metrics()['requests_by_role_total{role="verify"}'] == 9
         status = asyncio.run(_run(db_url, cfg, stages.resolve, qid))
         assert status in ("resolved", "rejected")
-        before = sim.metrics()["requests_total{outcome=\"ok\"}"]
+        before = sim.metrics()['requests_total{outcome="ok"}']
         assert asyncio.run(_run(db_url, cfg, stages.resolve, qid)) == status  # decided once
         final = asyncio.run(_run(db_url, cfg, stages.summarize, qid))
         assert asyncio.run(_run(db_url, cfg, stages.summarize, qid)) == final
         n_summaries = _count(db_url, "select count(*) from summaries")
         assert final == ("accepted" if status == "resolved" else "rejected")
-        assert n_summaries == _count(db_url, "select count(*) from accepted_paths") if final == "accepted" else n_summaries == 0
+        assert (
+            n_summaries == _count(db_url, "select count(*) from accepted_paths")
+            if final == "accepted"
+            else n_summaries == 0
+        )
         # The second resolve and summarize asked nothing new beyond the first summarize.
-        assert sim.metrics()["requests_total{outcome=\"ok\"}"] - before == n_summaries
+        assert sim.metrics()['requests_total{outcome="ok"}'] - before == n_summaries
     assert _count(db_url, "select count(*) from reasoning_paths where origin = 'generated'") == 9
     assert _count(db_url, "select count(*) from llm_calls") == sim_calls_recorded(db_url)
 
@@ -87,22 +95,34 @@ def sim_calls_recorded(url: str) -> int:
 
 def test_failing_endpoint_keeps_the_good_paths_and_records_the_failures(pg_url: str, tmp_path: Path) -> None:
     qid = _setup(pg_url, tmp_path)
-    with SimServer(questions_db=pg_url, base_latency_ms=1, per_token_ms=0) as good, \
-         SimServer(questions_db=pg_url, base_latency_ms=1, per_token_ms=0, faults={"500": 1.0}) as broken:
+    with (
+        SimServer(questions_db=pg_url, base_latency_ms=1, per_token_ms=0) as good,
+        SimServer(questions_db=pg_url, base_latency_ms=1, per_token_ms=0, faults={"500": 1.0}) as broken,
+    ):
         path = write_sim_config(tmp_path / "p.yaml", good.base_url)
         cfg = load_pipeline_config(path)
         data = cfg.snapshot()
         data["endpoints"]["sim-huatuo"].update(base_url=broken.base_url, max_retries=2)
         bad_cfg = PipelineConfig.model_validate(data)
-        with pytest.raises(StageIncomplete, match="3 request\\(s\\) failed; first: generator on sim-huatuo: server_error"):
+        with pytest.raises(
+            StageIncomplete, match="3 request\\(s\\) failed; first: generator on sim-huatuo: server_error"
+        ):
             asyncio.run(_run(pg_url, bad_cfg, stages.generate, qid))
         assert _count(pg_url, "select count(*) from reasoning_paths") == 6
-        assert _count(pg_url, "select count(*) from llm_calls where status = 'error' and error_kind = 'server_error'") == 3
-        assert _count(pg_url, "select min(attempts) from llm_calls where status = 'error'") == 3  # 1 + 2 retries
+        assert (
+            _count(
+                pg_url,
+                "select count(*) from llm_calls where status = 'error' and error_kind = 'server_error'",
+            )
+            == 3
+        )
+        assert (
+            _count(pg_url, "select min(attempts) from llm_calls where status = 'error'") == 3
+        )  # 1 + 2 retries
         assert broken.metrics()['requests_total{outcome="500"}'] == 9
         # The endpoint recovers: only the three missing paths are asked for, and their call rows complete.
         assert asyncio.run(_run(pg_url, cfg, stages.generate, qid)) == 3
-        assert good.metrics()["requests_by_role_total{role=\"generate\"}"] == 9
+        assert good.metrics()['requests_by_role_total{role="generate"}'] == 9
     assert _count(pg_url, "select count(*) from reasoning_paths") == 9
     assert _count(pg_url, "select count(*) from llm_calls where status = 'error'") == 0
     assert _count(pg_url, "select count(*) from llm_calls") == 9
@@ -110,16 +130,34 @@ def test_failing_endpoint_keeps_the_good_paths_and_records_the_failures(pg_url: 
 
 def test_unparseable_output_is_recorded_not_fatal(sqlite_url: str, tmp_path: Path) -> None:
     qid = _setup(sqlite_url, tmp_path)
-    with SimServer(questions_db=sqlite_url, base_latency_ms=1, per_token_ms=0, faults={"noanswer": 1.0}) as sim:
+    with SimServer(
+        questions_db=sqlite_url, base_latency_ms=1, per_token_ms=0, faults={"noanswer": 1.0}
+    ) as sim:
         cfg = load_pipeline_config(write_sim_config(tmp_path / "p.yaml", sim.base_url, output_retries=1))
         asyncio.run(_run(sqlite_url, cfg, stages.generate, qid))
         asyncio.run(_run(sqlite_url, cfg, stages.verify, qid))
         status = asyncio.run(_run(sqlite_url, cfg, stages.resolve, qid))
     # Paths with no final answer are kept as such; verdicts that never parse are kept as 'unparseable'.
-    assert _count(sqlite_url, "select count(*) from reasoning_paths where origin = 'generated' and extracted_answer is null") == 9
-    assert _count(sqlite_url, "select count(*) from verdicts where outcome = 'unparseable' and reason = 'unparseable'") >= 9
-    assert _count(sqlite_url, "select min(attempts) from llm_calls where role = 'generator'") == 2  # asked again once
-    assert _count(sqlite_url, "select min(parse_attempts) from verdicts") == cfg.agents.verifier.parse_attempts
+    assert (
+        _count(
+            sqlite_url,
+            "select count(*) from reasoning_paths where origin = 'generated' and extracted_answer is null",
+        )
+        == 9
+    )
+    assert (
+        _count(
+            sqlite_url,
+            "select count(*) from verdicts where outcome = 'unparseable' and reason = 'unparseable'",
+        )
+        >= 9
+    )
+    assert (
+        _count(sqlite_url, "select min(attempts) from llm_calls where role = 'generator'") == 2
+    )  # asked again once
+    assert (
+        _count(sqlite_url, "select min(parse_attempts) from verdicts") == cfg.agents.verifier.parse_attempts
+    )
     # Nothing counted as correct: the question goes to the difficult tier and is rejected with a reason.
     assert status == "rejected"
     engine = make_engine(sqlite_url)
@@ -148,18 +186,33 @@ async def test_a_reask_says_what_was_wrong_and_keeps_the_seed(sim_factory) -> No
             sent.append(([dict(m) for m in messages], kw.get("seed")))
             return await http.complete(messages, **kw)
 
-    q = QuestionView(id=1, content_hash="h", source="medqa", question="Which drug reverses heparin?", context=None,
-                     options={"A": "Vitamin K", "B": "Protamine sulfate", "C": "Naloxone"}, answer="B")
+    q = QuestionView(
+        id=1,
+        content_hash="h",
+        source="medqa",
+        question="Which drug reverses heparin?",
+        context=None,
+        options={"A": "Vitamin K", "B": "Protamine sulfate", "C": "Naloxone"},
+        answer="B",
+    )
     try:
-        call, verdict = await verify_path(Recording(), q, "Protamine binds heparin.\nFinal answer: B",  # type: ignore[arg-type]
-                                          sampling=Sampling(0.0, 1.0, 256), seed=42, attempts=2)
+        call, verdict = await verify_path(
+            Recording(),
+            q,
+            "Protamine binds heparin.\nFinal answer: B",  # type: ignore[arg-type]
+            sampling=Sampling(0.0, 1.0, 256),
+            seed=42,
+            attempts=2,
+        )
     finally:
         await http.aclose()
     assert verdict is not None and verdict.outcome == "correct" and call.attempts == 2
     (first, seed1), (second, seed2) = sent
     assert seed1 == seed2 == 42
     assert second[0] == first[0]  # the same system prompt
-    assert second[1]["content"] == first[1]["content"].rstrip("\n") + "\n\n" + REASK_NOTES["unparseable"] + "\n"
+    assert (
+        second[1]["content"] == first[1]["content"].rstrip("\n") + "\n\n" + REASK_NOTES["unparseable"] + "\n"
+    )
     # The call records the sha of the variant it last sent (the re-ask), whose rendering is exactly that text.
     template = get_template("verify")
     variant = template.reask("unparseable")

@@ -59,14 +59,20 @@ def pending(pg_url: str, tmp_path: Path) -> Iterator[tuple[str, Engine, list[int
     engine.dispose()
 
 
-def _start_worker(server: PrefectServer, tmp_path: Path, name: str, pg_url: str, cfg: Path, lease_s: str) -> tuple[subprocess.Popen[bytes], Path]:
+def _start_worker(
+    server: PrefectServer, tmp_path: Path, name: str, pg_url: str, cfg: Path, lease_s: str
+) -> tuple[subprocess.Popen[bytes], Path]:
     script = tmp_path / "worker.py"
     script.write_text(_WORKER)
     claims = tmp_path / f"claims-{name}.jsonl"
     env = server.client_env(REASONMED_DATABASE_URL=pg_url, REASONMED_CLAIM_LEASE_S=lease_s)
     proc = subprocess.Popen(
-        [PYTHON, str(script), str(claims), str(cfg), name], cwd=tmp_path, env=env,
-        stdout=subprocess.PIPE, stderr=(tmp_path / f"{name}.log").open("wb"), start_new_session=True,
+        [PYTHON, str(script), str(claims), str(cfg), name],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=(tmp_path / f"{name}.log").open("wb"),
+        start_new_session=True,
     )
     return proc, claims
 
@@ -77,7 +83,9 @@ def _claims(path: Path) -> list[int]:
     return [i for line in path.read_text().splitlines() for i in json.loads(line)]
 
 
-def _finish(proc: subprocess.Popen[bytes], tmp_path: Path, name: str, timeout_s: float = 240) -> dict[str, Any]:
+def _finish(
+    proc: subprocess.Popen[bytes], tmp_path: Path, name: str, timeout_s: float = 240
+) -> dict[str, Any]:
     try:
         out, _ = proc.communicate(timeout=timeout_s)
     finally:
@@ -102,7 +110,9 @@ def _paths_by_question(engine: Engine) -> dict[int, tuple[int, set[int]]]:
 
 
 def test_two_workers_never_process_the_same_question(
-    prefect_server: PrefectServer, pending: tuple[str, Engine, list[int]], tmp_path: Path,
+    prefect_server: PrefectServer,
+    pending: tuple[str, Engine, list[int]],
+    tmp_path: Path,
 ) -> None:
     pg_url, engine, ids = pending
     with SimServer(questions_db=pg_url, base_latency_ms=5, per_token_ms=0) as sim:
@@ -129,10 +139,15 @@ def test_two_workers_never_process_the_same_question(
     assert all(n == 9 and len(runs) == 1 for n, runs in by_q.values())  # one set of 9 paths, from one run
     assert {q for q, (_n, runs) in by_q.items() if runs == {result_a["run_id"]}} == set(got_a)
     with engine.connect() as c:
-        gen_calls = c.execute(select(func.count()).select_from(LLMCall).where(LLMCall.role == "generator")).scalar_one()
+        gen_calls = c.execute(
+            select(func.count()).select_from(LLMCall).where(LLMCall.role == "generator")
+        ).scalar_one()
         verdicts = c.execute(select(func.count()).select_from(Verdict)).scalar_one()
-        final = c.execute(select(func.count()).select_from(QuestionOutcome)
-                          .where(QuestionOutcome.status.in_(("accepted", "rejected")))).scalar_one()
+        final = c.execute(
+            select(func.count())
+            .select_from(QuestionOutcome)
+            .where(QuestionOutcome.status.in_(("accepted", "rejected")))
+        ).scalar_one()
     # the simulator saw every generation and verification request exactly once
     assert metrics['requests_by_role_total{role="generate"}'] == gen_calls == 9 * len(ids)
     assert metrics['requests_by_role_total{role="verify"}'] == verdicts
@@ -141,7 +156,9 @@ def test_two_workers_never_process_the_same_question(
 
 
 def test_a_dead_workers_questions_are_picked_up_after_its_lease_expires(
-    prefect_server: PrefectServer, pending: tuple[str, Engine, list[int]], tmp_path: Path,
+    prefect_server: PrefectServer,
+    pending: tuple[str, Engine, list[int]],
+    tmp_path: Path,
 ) -> None:
     pg_url, engine, ids = pending
     lease = "4"
@@ -179,6 +196,9 @@ def test_a_dead_workers_questions_are_picked_up_after_its_lease_expires(
     # what the dead worker had generated was kept, not asked for again (a repeated call would carry the
     # heir's run id: call records are upserted by their key)
     with engine.connect() as c:
-        calls = c.execute(select(LLMCall.question_id, LLMCall.run_id).where(
-            LLMCall.role == "generator", LLMCall.question_id.in_(list(generated)))).all()
+        calls = c.execute(
+            select(LLMCall.question_id, LLMCall.run_id).where(
+                LLMCall.role == "generator", LLMCall.question_id.in_(list(generated))
+            )
+        ).all()
     assert calls and all({run} == generated[q] for q, run in calls)

@@ -15,8 +15,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         services = sorted(
             name
             for name, defs in info.name2fixturedefs.items()
-            if any(d.func.__module__.startswith("tests.") and not d.func.__module__.startswith("tests.unit")
-                   for d in defs)
+            if any(
+                d.func.__module__.startswith("tests.") and not d.func.__module__.startswith("tests.unit")
+                for d in defs
+            )
         )
         if services:
             raise pytest.UsageError(

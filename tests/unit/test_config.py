@@ -46,16 +46,25 @@ def test_paper_roles_and_budgets(name: str) -> None:
     generators = {ep[g.endpoint].model for g in a.generators}
     assert len(generators) == 3 and ep[a.regenerator.endpoint].model not in generators
     assert ep[a.verifier.endpoint].model == "Qwen/Qwen2.5-72B-Instruct"
-    assert (a.refiner.max_tokens, a.regenerator.max_tokens, a.summarizer.max_tokens, a.verifier.max_tokens) == (
-        15000, 20000, 1000, 10000)
+    assert (
+        a.refiner.max_tokens,
+        a.regenerator.max_tokens,
+        a.summarizer.max_tokens,
+        a.verifier.max_tokens,
+    ) == (15000, 20000, 1000, 10000)
     hosted = {r: ep[getattr(a, r).endpoint] for r in ("refiner", "regenerator", "summarizer")}
     if name == "pipeline.paper.yaml":
         assert {r: e.model for r, e in hosted.items()} == {
-            "refiner": "gpt-4o", "regenerator": "o1-mini", "summarizer": "gpt-4o-mini"}
+            "refiner": "gpt-4o",
+            "regenerator": "o1-mini",
+            "summarizer": "gpt-4o-mini",
+        }
         assert all(e.base_url.startswith("https://") and e.api_key_env for e in hosted.values())
     else:
         # Own servers only, each behind vLLM's --api-key (the same key for all, from VLLM_API_KEY).
-        assert all(e.api_key_env == "VLLM_API_KEY" and e.base_url.startswith("http://127.0.0.1") for e in ep.values())
+        assert all(
+            e.api_key_env == "VLLM_API_KEY" and e.base_url.startswith("http://127.0.0.1") for e in ep.values()
+        )
 
 
 def test_env_references_are_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,7 +172,9 @@ def test_cli_config_check_reports_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "configuration error:" in result.output
     assert "agents.ranker.endpoint: unknown endpoint 'missing'" in result.output
-    ok = CliRunner().invoke(app, ["config", "check", "--config", str(REPO / "deploy" / "pipeline.paper.yaml")])
+    ok = CliRunner().invoke(
+        app, ["config", "check", "--config", str(REPO / "deploy" / "pipeline.paper.yaml")]
+    )
     assert ok.exit_code == 0, ok.output
     assert "config OK" in ok.output
 
@@ -190,7 +201,9 @@ def test_temporary_settings_override_and_restore(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("REASONMED_DATABASE_URL", "sqlite:///from-env.db")
     monkeypatch.setenv("REASONMED_SHARD_SIZE", "7")
     with temporary_settings(database_url="sqlite:///outer.db") as outer:
-        assert get_settings() is outer and outer.database_url == "sqlite:///outer.db" and outer.shard_size == 7
+        assert (
+            get_settings() is outer and outer.database_url == "sqlite:///outer.db" and outer.shard_size == 7
+        )
         with temporary_settings(database_url="sqlite:///inner.db", shard_size=9):
             assert (get_settings().database_url, get_settings().shard_size) == ("sqlite:///inner.db", 9)
         assert get_settings().database_url == "sqlite:///outer.db" and get_settings().shard_size == 7

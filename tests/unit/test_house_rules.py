@@ -16,8 +16,29 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("reasonmed", "flows", "tasks")
 
-_MUTABLE_CALLS = {"dict", "list", "set", "defaultdict", "OrderedDict", "Counter", "deque", "WeakValueDictionary"}
-_MUTATORS = {"append", "add", "clear", "discard", "extend", "insert", "pop", "popitem", "remove", "setdefault", "update"}
+_MUTABLE_CALLS = {
+    "dict",
+    "list",
+    "set",
+    "defaultdict",
+    "OrderedDict",
+    "Counter",
+    "deque",
+    "WeakValueDictionary",
+}
+_MUTATORS = {
+    "append",
+    "add",
+    "clear",
+    "discard",
+    "extend",
+    "insert",
+    "pop",
+    "popitem",
+    "remove",
+    "setdefault",
+    "update",
+}
 _ENV_MUTATORS = {"setdefault", "update", "pop", "popitem", "clear", "__setitem__", "__delitem__"}
 
 # Prefect reads its telemetry switch (DO_NOT_TRACK) and its server-analytics default from the process
@@ -41,7 +62,11 @@ def _module_mutables(tree: ast.Module) -> set[str]:
     for stmt in tree.body:
         if isinstance(stmt, ast.Assign) and _is_mutable_value(stmt.value):
             names |= {t.id for t in stmt.targets if isinstance(t, ast.Name)}
-        elif isinstance(stmt, ast.AnnAssign) and _is_mutable_value(stmt.value) and isinstance(stmt.target, ast.Name):
+        elif (
+            isinstance(stmt, ast.AnnAssign)
+            and _is_mutable_value(stmt.value)
+            and isinstance(stmt.target, ast.Name)
+        ):
             names.add(stmt.target.id)
     return names
 
@@ -123,10 +148,16 @@ def _modules() -> list[Path]:
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
-        ("RUNTIMES: dict[str, object] = {}\ndef f(k, v):\n    RUNTIMES[k] = v\n", "registry RUNTIMES written"),
+        (
+            "RUNTIMES: dict[str, object] = {}\ndef f(k, v):\n    RUNTIMES[k] = v\n",
+            "registry RUNTIMES written",
+        ),
         ("_RUNS = dict()\ndef f(k):\n    _RUNS.pop(k, None)\n", "registry _RUNS.pop"),
         ("SEEN = set()\ndef f(x):\n    SEEN.add(x)\n", "registry SEEN.add"),
-        ("_current = None\ndef set_current(p):\n    global _current\n    _current = p\n", "global statement (_current)"),
+        (
+            "_current = None\ndef set_current(p):\n    global _current\n    _current = p\n",
+            "global statement (_current)",
+        ),
         ("import os\nos.environ['REASONMED_DATABASE_URL'] = 'x'\n", "os.environ item written"),
         ("import os\ndef f():\n    os.environ.setdefault('A', '1')\n", "os.environ.setdefault"),
         ("import os\nos.environ.update(A='1')\n", "os.environ.update"),
@@ -155,13 +186,17 @@ def test_what_is_allowed_is_not_flagged(source: str) -> None:
 
 
 def test_a_registry_filled_from_another_module_is_caught() -> None:
-    found = violations({
-        "tasks/pipeline.py": "RUNTIMES: dict[str, object] = {}\n",
-        "flows/build.py": "from reasonmed.tasks.pipeline import RUNTIMES\nimport tasks.pipeline as tp\n"
-                          "def f(k, v):\n    RUNTIMES[k] = v\n    tp.RUNTIMES.pop(k)\n",
-    })
-    assert found == ["flows/build.py:4: module-level registry RUNTIMES written",
-                     "flows/build.py:5: module-level registry RUNTIMES.pop"]
+    found = violations(
+        {
+            "tasks/pipeline.py": "RUNTIMES: dict[str, object] = {}\n",
+            "flows/build.py": "from reasonmed.tasks.pipeline import RUNTIMES\nimport tasks.pipeline as tp\n"
+            "def f(k, v):\n    RUNTIMES[k] = v\n    tp.RUNTIMES.pop(k)\n",
+        }
+    )
+    assert found == [
+        "flows/build.py:4: module-level registry RUNTIMES written",
+        "flows/build.py:5: module-level registry RUNTIMES.pop",
+    ]
 
 
 def test_no_module_registry_and_no_environ_write() -> None:
@@ -175,7 +210,15 @@ def test_the_allowed_environ_writes_are_still_needed() -> None:
         source = (REPO / path).read_text(encoding="utf-8")
         tree = ast.parse(source)
         fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function)
-        writes = [n for n in ast.walk(fn) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-                  and _is_environ(n.func.value) and n.func.attr in _ENV_MUTATORS]
+        writes = [
+            n
+            for n in ast.walk(fn)
+            if isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute)
+            and _is_environ(n.func.value)
+            and n.func.attr in _ENV_MUTATORS
+        ]
         assert writes, f"{path}:{function} no longer writes os.environ: drop it from ALLOWED_ENV_WRITES"
-        assert all(w.func.attr == "setdefault" for w in writes), "only defaults the user's own setting overrides"
+        assert all(w.func.attr == "setdefault" for w in writes), (
+            "only defaults the user's own setting overrides"
+        )

@@ -17,8 +17,11 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[object, str]]:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(key, value)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
@@ -54,21 +57,30 @@ def test_s3_keys_that_leave_the_staging_folder_are_skipped_and_reported(s3: tupl
     staging = tmp_path / "a" / "b" / "staging"  # deep, so '../..' would still land inside tmp_path
     staging.mkdir(parents=True)
     skipped: list[tuple[str, str]] = []
-    files = inputs.list_inputs("s3://questions", pattern="*.json", staging_dir=staging, endpoint_url=endpoint,
-                               on_skip=lambda uri, why: skipped.append((uri, why)))
+    files = inputs.list_inputs(
+        "s3://questions",
+        pattern="*.json",
+        staging_dir=staging,
+        endpoint_url=endpoint,
+        on_skip=lambda uri, why: skipped.append((uri, why)),
+    )
     assert [f.uri for f in files] == ["s3://questions/ok/a.json"]
     assert files[0].local == staging / "questions" / "ok" / "a.json" and files[0].local.read_bytes() == b"{}"
     got = dict(skipped)
     for key, why in HOSTILE_KEYS.items():
         assert got[f"s3://questions/{key}"] == f"{why}; not downloaded"
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert written == [files[0].local] or sorted(written) == sorted([files[0].local, files[0].local.with_name("a.json.etag")])
+    assert written == [files[0].local] or sorted(written) == sorted(
+        [files[0].local, files[0].local.with_name("a.json.etag")]
+    )
     assert not any(b"PWNED" in p.read_bytes() for p in written)
 
 
 def test_fetch_refuses_a_hostile_key_before_any_request(tmp_path: Path) -> None:
     with pytest.raises(inputs.UnsafeInput, match="'..' path segment"):
-        inputs.fetch("s3://questions/ids/../../x.json", staging_dir=tmp_path, endpoint_url="http://127.0.0.1:9")
+        inputs.fetch(
+            "s3://questions/ids/../../x.json", staging_dir=tmp_path, endpoint_url="http://127.0.0.1:9"
+        )
     with pytest.raises(inputs.UnsafeInput, match="not a valid S3 bucket name"):
         inputs.fetch("s3://../x.json", staging_dir=tmp_path, endpoint_url="http://127.0.0.1:9")
 
@@ -88,8 +100,12 @@ def test_local_symlinks_out_of_the_input_folder_are_skipped_and_reported(tmp_pat
     os.symlink(outside / "dir", root / "linked_dir")
     os.symlink("/etc/hostname", root / "etc.json")
     skipped: list[tuple[str, str]] = []
-    files = inputs.list_inputs(str(root), pattern="*.json", staging_dir=tmp_path / "st",
-                               on_skip=lambda uri, why: skipped.append((uri, why)))
+    files = inputs.list_inputs(
+        str(root),
+        pattern="*.json",
+        staging_dir=tmp_path / "st",
+        on_skip=lambda uri, why: skipped.append((uri, why)),
+    )
     assert sorted(Path(f.uri).name for f in files) == ["alias.json", "nested.json", "real.json"]
     reasons = {Path(uri).name: why for uri, why in skipped}
     assert reasons.get("leak.json") == "links outside the input folder; not read"

@@ -43,6 +43,8 @@ def test_a_key_an_earlier_writer_holds_gets_the_writers_suffix() -> None:
 def test_seeds_are_derived_from_the_stored_parts() -> None:
     assert keys.generate_seed(7, "h", "qwen", 0.7) == derive_seed(7, "h", "gen", "qwen", "0.7")
     assert keys.generate_seed(7, "h", "qwen", 1.0) == derive_seed(7, "h", "gen", "qwen", "1")
-    assert keys.path_seed(7, "h", "verify", "gen/qwen/0.7/0") == derive_seed(7, "h", "verify", "gen/qwen/0.7/0")
+    assert keys.path_seed(7, "h", "verify", "gen/qwen/0.7/0") == derive_seed(
+        7, "h", "verify", "gen/qwen/0.7/0"
+    )
     assert keys.regenerate_seed(7, "h", 2) == derive_seed(7, "h", "regen", 2)
     assert derive_seed(7, "h", "regen", 2) == derive_seed(7, "h", "regen", "2")

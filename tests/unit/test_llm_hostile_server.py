@@ -22,8 +22,12 @@ PROMPT = [{"role": "user", "content": "Patient: 54-year-old, HbA1c 9.1%. Which d
 
 
 def completion(**overrides: Any) -> dict[str, Any]:
-    body = {"id": "chatcmpl-1", "model": "m", "usage": {"prompt_tokens": 5, "completion_tokens": 3},
-            "choices": [{"index": 0, "message": {"content": "Answer: A"}, "finish_reason": "stop"}]}
+    body = {
+        "id": "chatcmpl-1",
+        "model": "m",
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3},
+        "choices": [{"index": 0, "message": {"content": "Answer: A"}, "finish_reason": "stop"}],
+    }
     body.update(overrides)
     return body
 
@@ -43,8 +47,12 @@ class Hostile:
         self.bodies.setdefault(name, []).append(await request.read())
         if name.startswith("redirect"):
             code = int(name.removeprefix("redirect"))
-            raise {307: web.HTTPTemporaryRedirect, 308: web.HTTPPermanentRedirect, 301: web.HTTPMovedPermanently,
-                   302: web.HTTPFound}[code](location="http://collector.invalid/steal/v1/chat/completions?k=1")
+            raise {
+                307: web.HTTPTemporaryRedirect,
+                308: web.HTTPPermanentRedirect,
+                301: web.HTTPMovedPermanently,
+                302: web.HTTPFound,
+            }[code](location="http://collector.invalid/steal/v1/chat/completions?k=1")
         if name == "huge_declared":  # says how big it is
             return web.Response(body=b"x" * (3 << 20), content_type="application/json")
         if name == "huge_chunked":  # streams without a length, never ending soon
@@ -56,9 +64,13 @@ class Hostile:
             await resp.write_eof()
             return resp
         if name == "long_strings":
-            return web.json_response(completion(
-                id="id-" + "i" * 5000, model="model-" + "m" * 5000,
-                choices=[{"index": 0, "message": {"content": "Answer: A"}, "finish_reason": "f" * 5000}]))
+            return web.json_response(
+                completion(
+                    id="id-" + "i" * 5000,
+                    model="model-" + "m" * 5000,
+                    choices=[{"index": 0, "message": {"content": "Answer: A"}, "finish_reason": "f" * 5000}],
+                )
+            )
         if name == "collector":
             return web.json_response(completion())
         return web.json_response(completion())
@@ -72,8 +84,15 @@ async def hostile() -> AsyncIterator[tuple[Hostile, Callable[..., OpenAICompatib
     made: list[OpenAICompatibleBackend] = []
 
     def backend(name: str, **cfg: Any) -> OpenAICompatibleBackend:
-        options = {"base_url": f"http://127.0.0.1:{server.port}/{name}/v1", "model": "m", "max_retries": 2,
-                   "backoff_base_s": 0.001, "backoff_max_s": 0.01, "timeout_s": 5.0, **cfg}
+        options = {
+            "base_url": f"http://127.0.0.1:{server.port}/{name}/v1",
+            "model": "m",
+            "max_retries": 2,
+            "backoff_base_s": 0.001,
+            "backoff_max_s": 0.01,
+            "timeout_s": 5.0,
+            **cfg,
+        }
         b = OpenAICompatibleBackend(name, EndpointConfig(**options), "sk-canary-key")
         made.append(b)
         return b
@@ -106,7 +125,9 @@ async def test_a_body_over_the_cap_is_refused_unread(route: str, hostile: tuple[
     b = backend(route, max_response_bytes=1 << 20, max_retries=1)
     with pytest.raises(LLMError) as info:
         await b.complete(PROMPT, temperature=0.0, max_tokens=8)
-    assert info.value.kind == "bad_response" and info.value.attempts == 2  # retried within its budget, then final
+    assert (
+        info.value.kind == "bad_response" and info.value.attempts == 2
+    )  # retried within its budget, then final
     assert "exceeds max_response_bytes (1,048,576)" in str(info.value)
     assert h.hits[route] == 2
 

@@ -63,7 +63,9 @@ class _Engine:
         for i in range(n):
             yield _RequestOutput([_Out(i, "par", [1], None)], prompt_ids, finished=False)  # type: ignore[arg-type]
         for i in reversed(range(n)):
-            yield _RequestOutput([_Out(i, f"choice {i} text", [1] * (4 + i), "stop")], prompt_ids, finished=i == 0)
+            yield _RequestOutput(
+                [_Out(i, f"choice {i} text", [1] * (4 + i), "stop")], prompt_ids, finished=i == 0
+            )
 
     def shutdown(self) -> None:
         self.shut_down = True
@@ -177,26 +179,40 @@ async def test_json_schema_response_format_becomes_vllm_structured_outputs(
         def __init__(self, **kwargs: Any) -> None:
             self.kwargs = kwargs
 
-    monkeypatch.setattr(fake_vllm.sampling_params, "StructuredOutputsParams", StructuredOutputsParams, raising=False)
+    monkeypatch.setattr(
+        fake_vllm.sampling_params, "StructuredOutputsParams", StructuredOutputsParams, raising=False
+    )
     backend = _backend()
     fmt = response_format("json_schema", "verdict", VERDICT_SCHEMA)
-    await backend.complete([{"role": "user", "content": "U"}], temperature=0.0, max_tokens=8, response_format=fmt)
+    await backend.complete(
+        [{"role": "user", "content": "U"}], temperature=0.0, max_tokens=8, response_format=fmt
+    )
     _, params, _ = fake_vllm.engine.seen[-1]
     assert params.kwargs["structured_outputs"].kwargs == {"json": VERDICT_SCHEMA}
 
 
-async def test_older_vllm_gets_guided_decoding_and_a_schemaless_format_is_refused(fake_vllm: types.ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_older_vllm_gets_guided_decoding_and_a_schemaless_format_is_refused(
+    fake_vllm: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
     class GuidedDecodingParams:
         def __init__(self, **kwargs: Any) -> None:
             self.kwargs = kwargs
 
-    monkeypatch.setattr(fake_vllm.sampling_params, "GuidedDecodingParams", GuidedDecodingParams, raising=False)
+    monkeypatch.setattr(
+        fake_vllm.sampling_params, "GuidedDecodingParams", GuidedDecodingParams, raising=False
+    )
     backend = _backend()
     fmt = response_format("llamacpp", "score", SCORE_SCHEMA)  # either dialect carries the schema
-    await backend.complete([{"role": "user", "content": "U"}], temperature=0.0, max_tokens=8, response_format=fmt)
+    await backend.complete(
+        [{"role": "user", "content": "U"}], temperature=0.0, max_tokens=8, response_format=fmt
+    )
     _, params, _ = fake_vllm.engine.seen[-1]
     assert params.kwargs["guided_decoding"].kwargs == {"json": SCORE_SCHEMA}
     with pytest.raises(LLMError) as err:
-        await backend.complete([{"role": "user", "content": "U"}], temperature=0.0, max_tokens=8,
-                               response_format={"type": "json_object"})
+        await backend.complete(
+            [{"role": "user", "content": "U"}],
+            temperature=0.0,
+            max_tokens=8,
+            response_format={"type": "json_object"},
+        )
     assert err.value.kind == "client_error" and "JSON-schema" in str(err.value)

@@ -225,17 +225,29 @@ EXTRACT_CASES = [
     pytest.param("C. Warfarin", ANTICOAG, "C", id="bare-label-and-text"),
     pytest.param("B. Warfarin", ANTICOAG, None, id="bare-label-text-disagree"),
     pytest.param('"no."', PQA, "no", id="bare-label-quoted"),
-    pytest.param("The answer, 3) maybe is indeed true - there may be other roles.", PQA, "maybe",
-                 id="answer-comma-own-numbering"),
-    pytest.param("Based on the provided answer, it is possible to conclude that yes.", PQA, "yes",
-                 id="conclude-that"),
-    pytest.param("The authors conclude that no significant difference exists.", PQA, None,
-                 id="conclude-that-prose"),
+    pytest.param(
+        "The answer, 3) maybe is indeed true - there may be other roles.",
+        PQA,
+        "maybe",
+        id="answer-comma-own-numbering",
+    ),
+    pytest.param(
+        "Based on the provided answer, it is possible to conclude that yes.", PQA, "yes", id="conclude-that"
+    ),
+    pytest.param(
+        "The authors conclude that no significant difference exists.", PQA, None, id="conclude-that-prose"
+    ),
     pytest.param("To find the answer, we weigh each option.", ANTICOAG, None, id="answer-comma-prose"),
     pytest.param("The answer to the given question is yes.", PQA, "yes", id="answer-to-the-question"),
-    pytest.param("2. The answer to this question would be yes, as a treatment exists.", PQA, "yes",
-                 id="answer-to-this-question-would-be"),
-    pytest.param("The answer to the question about cost would be no.", PQA, None, id="answer-to-another-question"),
+    pytest.param(
+        "2. The answer to this question would be yes, as a treatment exists.",
+        PQA,
+        "yes",
+        id="answer-to-this-question-would-be",
+    ),
+    pytest.param(
+        "The answer to the question about cost would be no.", PQA, None, id="answer-to-another-question"
+    ),
     pytest.param("Final answer: 2) No", PQA, "no", id="own-numbering-after-statement"),
     # PubMedQA yes/no/maybe
     pytest.param("Final answer: Yes", PQA, "yes", id="pqa-yes"),
@@ -246,7 +258,9 @@ EXTRACT_CASES = [
     pytest.param("The answer is no longer debated in the literature.", PQA, None, id="pqa-no-as-word"),
     pytest.param("Answer: B", PQA, None, id="pqa-letter-not-an-option"),
     # Schema-constrained replies (structured output): the JSON answer is the answer
-    pytest.param('{"reasoning": "The abstract says yes.", "answer": "no"}', PQA, "no", id="json-answer-beats-reasoning"),
+    pytest.param(
+        '{"reasoning": "The abstract says yes.", "answer": "no"}', PQA, "no", id="json-answer-beats-reasoning"
+    ),
     pytest.param('{"reasoning": "x", "answer": "Maybe"}', PQA, "maybe", id="json-answer-label-case"),
     pytest.param('{"reasoning": "x", "answer": "B"}', ANTICOAG, "B", id="json-answer-letter"),
     pytest.param('{"answer": "Z"}\nFinal answer: C', ANTICOAG, "C", id="json-answer-unknown-falls-back"),

@@ -25,35 +25,52 @@ REPO = Path(__file__).resolve().parents[2]
 
 QUESTIONS = {
     "medqa": QuestionView(
-        id=1, content_hash="h1", source="medqa",
+        id=1,
+        content_hash="h1",
+        source="medqa",
         question="A 24-year-old woman has fatigue, pallor and koilonychia. Her haemoglobin is 9.1 g/dL with a low "
-                 "mean corpuscular volume and a low serum ferritin. Which is the most likely cause of her anaemia?",
+        "mean corpuscular volume and a low serum ferritin. Which is the most likely cause of her anaemia?",
         context=None,
-        options={"A": "Vitamin B12 deficiency", "B": "Iron deficiency", "C": "Beta-thalassaemia trait",
-                 "D": "Anaemia of chronic disease", "E": "Folate deficiency"},
+        options={
+            "A": "Vitamin B12 deficiency",
+            "B": "Iron deficiency",
+            "C": "Beta-thalassaemia trait",
+            "D": "Anaemia of chronic disease",
+            "E": "Folate deficiency",
+        },
         answer="B",
     ),
     "medmcqa": QuestionView(
-        id=2, content_hash="h2", source="medmcqa",
+        id=2,
+        content_hash="h2",
+        source="medmcqa",
         question="Which nerve is most likely injured in a fracture of the surgical neck of the humerus?",
         context=None,
         options={"A": "Radial nerve", "B": "Axillary nerve", "C": "Ulnar nerve", "D": "Median nerve"},
         answer="B",
     ),
     "pubmedqa": QuestionView(
-        id=3, content_hash="h3", source="pubmedqa",
+        id=3,
+        content_hash="h3",
+        source="pubmedqa",
         question="Does early mobilisation shorten hospital stay after hip fracture surgery?",
         context="BACKGROUND: Patients were mobilised within 24 hours or later.\n"
-                "RESULTS: Early mobilisation was associated with a shorter median stay (8 vs 11 days).",
+        "RESULTS: Early mobilisation was associated with a shorter median stay (8 vs 11 days).",
         options={"yes": "yes", "no": "no", "maybe": "maybe"},
         answer="yes",
     ),
     "mmlu": QuestionView(
-        id=4, content_hash="h4", source="mmlu",
+        id=4,
+        content_hash="h4",
+        source="mmlu",
         question="Which enzyme is deficient in classic phenylketonuria?",
         context=None,
-        options={"A": "Tyrosine hydroxylase", "B": "Phenylalanine hydroxylase", "C": "Homogentisate oxidase",
-                 "D": "Fumarylacetoacetase"},
+        options={
+            "A": "Tyrosine hydroxylase",
+            "B": "Phenylalanine hydroxylase",
+            "C": "Homogentisate oxidase",
+            "D": "Fumarylacetoacetase",
+        },
         answer="B",
     ),
 }
@@ -69,7 +86,9 @@ def rendered(profile: str, role: str, q: QuestionView) -> str:
     t = get_template(role, profile)
     wanted = {k: v for k, v in fields(q).items() if k in t.placeholders()}
     parts = [f"=== {m['role']} ===\n{m['content']}" for m in t.render(**wanted)]
-    return f"# profile {profile}, role {role}, source {q.source}, template sha256 {t.sha256}\n" + "\n".join(parts)
+    return f"# profile {profile}, role {role}, source {q.source}, template sha256 {t.sha256}\n" + "\n".join(
+        parts
+    )
 
 
 CASES = [(p, r, s) for p in PROFILES for r in ROLES for s in QUESTIONS]
@@ -111,7 +130,14 @@ def test_profiles_differ_where_the_paper_does() -> None:
     assert paper("generate").system == ""  # raw prompt, no system message
     assert "Final answer:" not in paper("generate").text  # no mandatory answer line
     assert paper("summarize").placeholders() == {"path"}  # the chain of thought only
-    for word in ("prevalence", "sensitivity", "specificity", "likelihood ratios", "number needed to treat", "guidelines"):
+    for word in (
+        "prevalence",
+        "sensitivity",
+        "specificity",
+        "likelihood ratios",
+        "number needed to treat",
+        "guidelines",
+    ):
         assert word in paper("regenerate").text
     assert "answer" not in paper("judge").placeholders() and "answer" in ours("judge").placeholders()
     assert paper("evaluate").sha256 == ours("evaluate").sha256  # the paper has no benchmark prompt
@@ -163,7 +189,9 @@ def test_profile_is_selected_in_the_pipeline_file(tmp_path: Path) -> None:
     p = tmp_path / "p.yaml"
     p.write_text(yaml.safe_dump(data))
     cfg = load_pipeline_config(p)
-    assert all(cfg.prompt(r).sha256 == get_template(r, "paper").sha256 for r in ("verify", "summarize", "regenerate"))
+    assert all(
+        cfg.prompt(r).sha256 == get_template(r, "paper").sha256 for r in ("verify", "summarize", "regenerate")
+    )
     assert cfg.config_hash != load_pipeline_config(None).config_hash
     data["prompts"] = "papr"
     p.write_text(yaml.safe_dump(data))

@@ -38,7 +38,10 @@ def test_difficult_refines_the_lone_correct_path_and_regenerates_from_the_first_
     assert routing.difficult_sources([unanswered, wrong, right], ok) == (right, wrong)
     # No Correct path: the attempt is refined too; no failure reached an answer: the first failure.
     assert routing.difficult_sources([unanswered, wrong], ok) == (wrong, wrong)
-    assert routing.difficult_sources([unanswered, P(4, 1, extracted_answer=None)], ok) == (unanswered, unanswered)
+    assert routing.difficult_sources([unanswered, P(4, 1, extracted_answer=None)], ok) == (
+        unanswered,
+        unanswered,
+    )
 
 
 def test_difficult_keeps_the_passing_refinement_or_a_correct_base_then_passing_regenerations() -> None:
