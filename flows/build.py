@@ -17,6 +17,7 @@ import contextvars
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -275,20 +276,16 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
                 stop.request("; ".join(t.describe() for t in trips), interrupted=False)
             return stop.requested
 
+        claim = partial(
+            repo.claim_questions, engine, worker=worker, lease_s=settings.claim_lease_s, sources=sources
+        )
+
         async def shard_worker() -> None:
             while remaining[0] > 0 and not token_budget_spent() and not check_breakers():
                 take = int(min(shard_size, remaining[0]))
                 remaining[0] -= take  # reserve before awaiting, so concurrent shard workers never over-claim
                 ids = await asyncio.to_thread(
-                    repo.claim_questions,
-                    engine,
-                    worker=worker,
-                    limit=take,
-                    lease_s=settings.claim_lease_s,
-                    sources=sources,
-                    priority=priority,
-                    run_id=run_id,
-                    real_models=real_models,
+                    claim, limit=take, priority=priority, run_id=run_id, real_models=real_models
                 )
                 remaining[0] += take - len(ids)
                 if not ids:

@@ -18,6 +18,7 @@ import asyncio
 import inspect
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -207,14 +208,16 @@ async def _grow(
     )
     if params["input_location"]:
         growth.ingest = await _ingest_new(
-            params["input_location"],
-            params["source"],
-            pattern=pattern,
-            split=split,
-            benchmark_test_ids=benchmark_test_ids,
-            database_url=settings.database_url,
-            endpoint_url=settings.s3_endpoint_url,
-            limits=settings.ingest_limits,
+            NightInput(
+                location=params["input_location"],
+                source=params["source"],
+                pattern=pattern,
+                split=split,
+                benchmark_test_ids=benchmark_test_ids,
+                database_url=settings.database_url,
+                endpoint_url=settings.s3_endpoint_url,
+                limits=settings.ingest_limits,
+            )
         )
     if params["max_questions"] != 0:
         state = await build_dataset(
@@ -248,48 +251,33 @@ async def _grow(
     return growth
 
 
-async def _ingest_new(
-    location: str,
-    source: str,
-    *,
-    pattern: str | None,
-    split: str,
-    benchmark_test_ids: str | None,
-    database_url: str,
-    endpoint_url: str | None,
-    limits: Limits,
-) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class NightInput:
+    """Where the night's question files are and how they are ingested."""
+
+    location: str  # a folder or file on the worker, or s3://bucket/prefix
+    source: str
+    pattern: str | None
+    split: str
+    benchmark_test_ids: str | None
+    database_url: str
+    endpoint_url: str | None
+    limits: Limits
+
+
+async def _ingest_new(night: NightInput) -> list[dict[str, Any]]:
     """Every matching file goes to the ingestion task; files it has seen (same sha256) are skipped there.
 
     A file that cannot be read as ``source`` is reported and skipped: one bad upload must not cost the
     night's generation.
     """
     with tempfile.TemporaryDirectory(prefix="reasonmed-nightly-") as staging:  # S3 downloads, gone afterwards
-        return await _ingest_files(
-            location,
-            source,
-            staging_dir=Path(staging),
-            pattern=pattern,
-            split=split,
-            benchmark_test_ids=benchmark_test_ids,
-            database_url=database_url,
-            endpoint_url=endpoint_url,
-            limits=limits,
-        )
+        return await _ingest_files(night, Path(staging))
 
 
-async def _ingest_files(
-    location: str,
-    source: str,
-    *,
-    staging_dir: Path,
-    pattern: str | None,
-    split: str,
-    benchmark_test_ids: str | None,
-    database_url: str,
-    endpoint_url: str | None,
-    limits: Limits,
-) -> list[dict[str, Any]]:
+async def _ingest_files(night: NightInput, staging_dir: Path) -> list[dict[str, Any]]:
+    location, source, pattern, endpoint_url = night.location, night.source, night.pattern, night.endpoint_url
+    benchmark_test_ids = night.benchmark_test_ids
     logger = get_run_logger()
     test_ids: set[str] | None = None
     exclude: list[str] = []
@@ -322,10 +310,10 @@ async def _ingest_files(
                 ingest_file_task,
                 str(f.local),
                 source,
-                database_url,
-                split=split,
+                night.database_url,
+                split=night.split,
                 benchmark_test_ids=test_ids,
-                limits=limits,
+                limits=night.limits,
             )
         except Exception as exc:  # whatever one file does, the night goes on to build and export
             why = (
