@@ -34,8 +34,15 @@ LEVERS: dict[str, dict[str, str]] = {
     "logs to API off": {"PREFECT_LOGGING_TO_API_ENABLED": "false"},
     "server: triggers off": {"PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false"},
     "server: event persister off": {"PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false"},
+    "server: batched recorder only": {"PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "200"},
     "server: batched recorder and persister": _BATCHED,
     "server: triggers off + batched": {"PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false", **_BATCHED},
+    "server: events stream out off": {"PREFECT_SERVER_EVENTS_STREAM_OUT_ENABLED": "false"},
+    "all of the above off + batched": {
+        "PREFECT_LOGGING_TO_API_ENABLED": "false", "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false", "PREFECT_SERVER_EVENTS_STREAM_OUT_ENABLED": "false",
+        **_BATCHED,
+    },
     "baseline (again)": {},
 }
 
@@ -58,9 +65,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=200, help="questions per configuration")
     ap.add_argument("--cap", type=int, default=128)
     ap.add_argument("--latency-ms", type=float, default=500.0)
-    ap.add_argument("--only", help="comma-separated configuration names (baselines always run)")
+    ap.add_argument("--only", help="configuration names separated by ';' (the baselines always run)")
     args = ap.parse_args()
-    chosen = {k: v for k, v in LEVERS.items() if args.only is None or k.startswith("baseline") or k in args.only.split(",")}
+    chosen = {k: v for k, v in LEVERS.items() if args.only is None or k.startswith("baseline") or k in args.only.split(";")}
 
     work = Path(tempfile.mkdtemp(prefix="reasonmed-levers-"))
     print(f"{args.size} questions, cap {args.cap}, latency {args.latency_ms:.0f} ms; load average {os.getloadavg()}", flush=True)
