@@ -125,6 +125,18 @@ def _settle(server: psutil.Process, databases: tuple[str, ...], idle_cpu_s: floa
     return time.monotonic() - t0, _tree_cpu(server) - s0, _postgres_delta(p0, _postgres_cpu(databases))
 
 
+def _task_runs_recorded(api_url: str) -> dict[str, int]:
+    """Task runs the Prefect server shows (its API, as the UI reads it), all and Completed: what a setting that
+    makes task runs cheaper must leave intact."""
+    import httpx
+
+    completed = {"task_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}
+    return {
+        "prefect_task_runs": int(httpx.post(f"{api_url}/task_runs/count", json={}, timeout=30).json()),
+        "prefect_task_runs_completed": int(httpx.post(f"{api_url}/task_runs/count", json=completed, timeout=30).json()),
+    }
+
+
 async def plain_client(base_url: str, cap: int, calls: int, qfile: Path) -> None:
     """The baseline: ``calls`` chat requests from one aiohttp session, at most ``cap`` in flight, no orchestration."""
     import aiohttp
@@ -191,6 +203,7 @@ def child(n: int, cap: int, latency_ms: float, work: Path, plain: bool = True) -
             # services flush every few seconds), until it idles: counted apart, so the figures above stay
             # comparable with earlier runs, and added by bench/prefect_levers.py, where deferring work must not look free.
             drain_s, drain_cpu, drain_pg = _settle(server, dbs)
+            recorded = _task_runs_recorded(os.environ["PREFECT_API_URL"])
             m = sim.metrics()
             calls = m['requests_total{outcome="ok"}']
             baseline: dict[str, float] = {}
@@ -219,7 +232,7 @@ def child(n: int, cap: int, latency_ms: float, work: Path, plain: bool = True) -
             "client_cpu_ms_per_call": 1000 * client_cpu / calls, "prefect_server_cpu_ms_per_call": 1000 * server_cpu / calls,
             "postgres_cpu_ms_per_call": 1000 * pg_cpu / calls, "simulator_cpu_ms_per_call": 1000 * sim_cpu / calls,
             "drain_s": drain_s, "prefect_server_drain_cpu_ms_per_call": 1000 * drain_cpu / calls,
-            "postgres_drain_cpu_ms_per_call": 1000 * drain_pg / calls,
+            "postgres_drain_cpu_ms_per_call": 1000 * drain_pg / calls, **recorded,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "load_avg_1m": os.getloadavg()[0], **baseline,
         }
