@@ -111,15 +111,19 @@ def _tree_cpu(proc: psutil.Process) -> float:
     return total
 
 
-def _settle(server: psutil.Process, databases: tuple[str, ...], idle_cpu_s: float = 0.05, limit_s: float = 60.0) -> tuple[float, float, float]:
-    """Wait (at most ``limit_s``) until the Prefect server uses less than ``idle_cpu_s`` CPU in a second; the wait
-    and the CPU seconds the server and the two databases' Postgres backends used meanwhile."""
+def _settle(
+    server: psutil.Process, databases: tuple[str, ...], idle_cpu_s: float = 0.05, min_s: float = 6.0, limit_s: float = 90.0
+) -> tuple[float, float, float]:
+    """Wait at least ``min_s`` (longer than the server's event writers' 5 s flush interval, so a batch they hold
+    back is written too) and then (at most ``limit_s`` in all) until the Prefect server uses less than
+    ``idle_cpu_s`` CPU in a second; the wait and the CPU seconds the server and the two databases' Postgres
+    backends used meanwhile."""
     t0, s0, p0 = time.monotonic(), _tree_cpu(server), _postgres_cpu(databases)
     last = s0
     while time.monotonic() - t0 < limit_s:
         time.sleep(1.0)
         now = _tree_cpu(server)
-        if now - last < idle_cpu_s:
+        if now - last < idle_cpu_s and time.monotonic() - t0 >= min_s:
             break
         last = now
     return time.monotonic() - t0, _tree_cpu(server) - s0, _postgres_delta(p0, _postgres_cpu(databases))
