@@ -14,6 +14,9 @@ Printed, measured in one run:
 - CPU ms per LLM call of the client process (Prefect client, orchestration, HTTP, database driver), and
   separately of the Prefect server and of the Postgres backends serving the two bench databases;
 - peak RSS of the client, 500 vs 2,000 questions (flat = memory does not grow with the run);
+- in the JSON line only: what the Prefect server and Postgres still spent for the run after the flow returned
+  (until the server idles) and how many task runs, and Completed ones, the server's API then shows
+  (bench/prefect_levers.py adds the first to the totals and prints the second);
 - a plain-client baseline in the same child, against the same simulator: as many chat calls as the project
   made, from one aiohttp session behind an asyncio.Semaphore at the same cap (generation prompts of the same
   questions), then project wall / plain wall and the CPU ms per call of both. The machine may be shared,
