@@ -225,8 +225,8 @@ def child(n: int, cap: int, latency_ms: float, work: Path, plain: bool = True) -
                     "plain_calls": pm['requests_total{outcome="ok"}'], "plain_wall_s": pw,
                     "plain_client_cpu_ms_per_call": 1000 * (time.process_time() - c0) / calls,
                     "plain_postgres_cpu_ms_per_call": 1000 * _postgres_delta(p0, _postgres_cpu(dbs)) / calls,
-                    # The Prefect server meanwhile, no flow running: its services and the backlog of events the
-                    # project run left behind. Not part of the baseline.
+                    # The Prefect server meanwhile, no flow running: its services (the project run's backlog of
+                    # events was worked off before, see _settle; at most 90 s of it). Not part of the baseline.
                     "plain_idle_prefect_server_cpu_ms_per_call": 1000 * (_tree_cpu(server) - s0) / calls,
                     "plain_simulator_cpu_ms_per_call": 1000 * (sum(sim_proc.cpu_times()[:2]) - sim0) / calls,
                     "plain_utilisation": pm["in_flight_time_avg"] / cap, "project_over_plain": wall / pw,
