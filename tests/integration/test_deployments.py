@@ -75,6 +75,18 @@ def wait_final(
         time.sleep(1)
 
 
+def shipped_retry_line(server: PrefectServer, run_id: Any, timeout_s: float = 60.0) -> bool:
+    """Whether the endpoint-retry line of ``run_id`` (or a run under it) reaches the API. A run's process
+    sends its log lines in batches (every 2 s, and at exit), so a line may land after the run's final
+    state: waited for, up to ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not any("retrying: kind=server_error" in m for m in retry_log_lines(server, run_id)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1.0)
+    return True
+
+
 def retry_log_lines(server: PrefectServer, run_id: Any) -> list[str]:
     """The ``reasonmed.*`` endpoint-retry lines the API holds for ``run_id`` or a run under it (build, shards)."""
     from prefect.client.schemas.filters import LogFilter, LogFilterName
@@ -215,7 +227,7 @@ def test_nightly_deployment_runs_on_a_worker_within_budget_and_grows_night_after
         (done1,) = wait_final(server, [run1.id], worker, log)
         assert done1.state.type.value == "COMPLETED", log.read_text(errors="replace")[-4000:]
         assert done1.name.startswith("nightly-20")  # nightly-YYYY-MM-DD
-        assert any("retrying: kind=server_error" in m for m in retry_log_lines(server, run1.id))
+        assert shipped_retry_line(server, run1.id)
         finished1 = _finished(engine)
         assert len(finished1) == 10  # the budget
         artifacts = growth_artifacts(server)
@@ -344,7 +356,7 @@ def test_reasonmed_serve_runs_the_deployments_from_one_process(
         assert done.state.type.value == "COMPLETED", log.read_text(errors="replace")[-4000:]
         assert len(_finished(engine)) == 3
         # the serve process gives its runs the pool's logging settings: reasonmed.* lines reach the UI
-        assert any("retrying: kind=server_error" in m for m in retry_log_lines(server, run.id))
+        assert shipped_retry_line(server, run.id)
         with engine.connect() as c:
             (build_run_id,) = (
                 c.execute(select(PipelineRun.id).where(PipelineRun.kind == "build")).scalars().all()

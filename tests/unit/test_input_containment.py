@@ -4,12 +4,17 @@ out of the input folder, are skipped and reported, never downloaded or read (S3 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from reasonmed.nightly import inputs
+
+# moto keeps every bucket in process memory, shared by every moto server of the test session: a bucket
+# of this test's own, so objects other tests stored cannot show up in its listing.
+BUCKET = f"containment-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
@@ -29,7 +34,7 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[object, str]]:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
         client = boto3.client("s3", endpoint_url=endpoint)
-        client.create_bucket(Bucket="questions")
+        client.create_bucket(Bucket=BUCKET)
         yield client, endpoint
     finally:
         server.stop()
@@ -48,27 +53,27 @@ HOSTILE_KEYS = {
 
 def test_s3_keys_that_leave_the_staging_folder_are_skipped_and_reported(s3: tuple, tmp_path: Path) -> None:
     client, endpoint = s3
-    client.put_object(Bucket="questions", Key="ok/a.json", Body=b"{}")  # type: ignore[attr-defined]
+    client.put_object(Bucket=BUCKET, Key="ok/a.json", Body=b"{}")  # type: ignore[attr-defined]
     for key in HOSTILE_KEYS:
-        client.put_object(Bucket="questions", Key=key, Body=b"PWNED")  # type: ignore[attr-defined]
-    listed = {o["Key"] for o in client.list_objects_v2(Bucket="questions")["Contents"]}  # type: ignore[attr-defined]
+        client.put_object(Bucket=BUCKET, Key=key, Body=b"PWNED")  # type: ignore[attr-defined]
+    listed = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]}  # type: ignore[attr-defined]
     assert set(HOSTILE_KEYS) <= listed  # the store really holds them
 
     staging = tmp_path / "a" / "b" / "staging"  # deep, so '../..' would still land inside tmp_path
     staging.mkdir(parents=True)
     skipped: list[tuple[str, str]] = []
     files = inputs.list_inputs(
-        "s3://questions",
+        f"s3://{BUCKET}",
         pattern="*.json",
         staging_dir=staging,
         endpoint_url=endpoint,
         on_skip=lambda uri, why: skipped.append((uri, why)),
     )
-    assert [f.uri for f in files] == ["s3://questions/ok/a.json"]
-    assert files[0].local == staging / "questions" / "ok" / "a.json" and files[0].local.read_bytes() == b"{}"
+    assert [f.uri for f in files] == [f"s3://{BUCKET}/ok/a.json"]
+    assert files[0].local == staging / BUCKET / "ok" / "a.json" and files[0].local.read_bytes() == b"{}"
     got = dict(skipped)
     for key, why in HOSTILE_KEYS.items():
-        assert got[f"s3://questions/{key}"] == f"{why}; not downloaded"
+        assert got[f"s3://{BUCKET}/{key}"] == f"{why}; not downloaded"
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written == [files[0].local] or sorted(written) == sorted(
         [files[0].local, files[0].local.with_name("a.json.etag")]
