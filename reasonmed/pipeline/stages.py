@@ -53,6 +53,7 @@ from reasonmed.pipeline.records import (
     Decision,
     GenerateJob,
     Provenance,
+    Request,
     RunOrigin,
     WriteJob,
     call_record,
@@ -408,39 +409,38 @@ class _Routed:
     origin: RunOrigin
 
 
+def _rewrite(
+    ctx: StageContext, q: QuestionView, source: PathRow, errors: list[str], *, refine: bool, seed: int
+) -> Request:
+    """The request that rewrites ``source`` from the verifier's ``errors``: the refiner's correction
+    (medium tier) or the regenerator's new attempt (difficult tier)."""
+    agent = ctx.cfg.agents.refiner if refine else ctx.cfg.agents.regenerator
+    return partial(
+        refine_path if refine else regenerate_path,
+        ctx.backends.get(agent.endpoint),
+        q,
+        source.clean_text,
+        errors,
+        sampling=Sampling(agent.temperature, agent.top_p, agent.max_tokens),
+        seed=seed,
+        reasks=ctx.cfg.output_retries,
+        template=ctx.cfg.prompt("refine" if refine else "regenerate"),
+    )
+
+
 def _refine_job(
     ctx: StageContext, q: QuestionView, parent: PathRow, path_key: str, sample: int, errors: list[str]
 ) -> WriteJob:
-    rf = ctx.cfg.agents.refiner
-    request = partial(
-        refine_path,
-        ctx.backends.get(rf.endpoint),
-        q,
-        parent.clean_text,
-        errors,
-        sampling=Sampling(rf.temperature, rf.top_p, rf.max_tokens),
-        seed=keys.path_seed(ctx.cfg.seed, q.content_hash, "refine", parent.path_key),
-        reasks=ctx.cfg.output_retries,
-        template=ctx.cfg.prompt("refine"),
-    )
+    seed = keys.path_seed(ctx.cfg.seed, q.content_hash, "refine", parent.path_key)
+    request = _rewrite(ctx, q, parent, errors, refine=True, seed=seed)
     return WriteJob(keys.refine_call(q.id, path_key), path_key, parent.id, sample, request)
 
 
 def _regenerate_job(
     ctx: StageContext, q: QuestionView, attempt: PathRow, path_key: str, index: int, errors: list[str]
 ) -> WriteJob:
-    rg = ctx.cfg.agents.regenerator
-    request = partial(
-        regenerate_path,
-        ctx.backends.get(rg.endpoint),
-        q,
-        attempt.clean_text,
-        errors,
-        sampling=Sampling(rg.temperature, rg.top_p, rg.max_tokens),
-        seed=keys.regenerate_seed(ctx.cfg.seed, q.content_hash, index),
-        reasks=ctx.cfg.output_retries,
-        template=ctx.cfg.prompt("regenerate"),
-    )
+    seed = keys.regenerate_seed(ctx.cfg.seed, q.content_hash, index)
+    request = _rewrite(ctx, q, attempt, errors, refine=False, seed=seed)
     return WriteJob(keys.regenerate_call(q.id, path_key), path_key, attempt.id, index, request)
 
 
