@@ -30,6 +30,7 @@ from reasonmed.config import PipelineConfig
 from reasonmed.db import failures_repo
 from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.pipeline_repo import Priority
+from reasonmed.db.write_behind import WriteBehind
 from reasonmed.flows import run_names
 from reasonmed.flows.best_effort import best_effort
 from reasonmed.flows.run import RunContext
@@ -39,7 +40,7 @@ from reasonmed.pipeline import workers
 from reasonmed.pipeline.failures import classify
 from reasonmed.pipeline.outcome import BuildOutcome, HeldClaim, RunStatus, alarms_of
 from reasonmed.pipeline.progress import BuildProgress
-from reasonmed.pipeline.stages import StageContext
+from reasonmed.pipeline.stages import Carried, StageContext
 from reasonmed.prompts import all_templates
 from reasonmed.tasks.context import Handle
 from reasonmed.tasks.pipeline import generate_task, resolve_task, summarize_task, verify_task
@@ -67,22 +68,22 @@ def default_questions_in_flight(cfg: PipelineConfig) -> int:
     return max(8, sum(ep.max_in_flight for ep in cfg.endpoints.values()))
 
 
-async def _process_question(run: BuildRun, question_id: int) -> str:
-    """The question's four stages; a failure is recorded against the question (and may set it aside)
-    and costs only this question: it is never claimed again by this run."""
-    progress, ctx = run.progress, run.ctx
+async def _process_question(run: BuildRun, question_id: int, carried: Carried) -> str:
+    """The question's four stages, its state carried from one to the next; a failure is recorded against
+    the question (and may set it aside) and costs only this question: it is never claimed again by this run."""
+    progress, ctx, state = run.progress, run.ctx, Handle(carried)
     stage = "generate"
     async with run.slots:
         progress.in_flight += 1
         try:
-            await generate_task(ctx, question_id)
+            await generate_task(ctx, question_id, state)
             stage = "verify"
-            await verify_task(ctx, question_id)
+            await verify_task(ctx, question_id, state)
             stage = "resolve"
-            status = await resolve_task(ctx, question_id)
+            status = await resolve_task(ctx, question_id, state)
             if status != "rejected":
                 stage = "summarize"
-                status = await summarize_task(ctx, question_id) or status
+                status = await summarize_task(ctx, question_id, state) or status
         except Exception as exc:
             failure = classify(stage, exc)
             if not failure.counts:  # the endpoint's outage, not the question's: it stays pending
@@ -122,8 +123,10 @@ async def _process_question(run: BuildRun, question_id: int) -> str:
 
 @flow(name="build-shard", flow_run_name="shard-{shard_index}", persist_result=False)
 async def build_shard(run: Handle[BuildRun], shard_index: int, question_ids: list[int]) -> dict[str, int]:
-    """One child flow run per shard keeps each run's task graph well under the UI's 10,000 nodes."""
-    statuses = await asyncio.gather(*(_process_question(run.value, q) for q in question_ids))
+    """One child flow run per shard keeps each run's task graph well under the UI's 10,000 nodes. The
+    shard's stored states are read in one go and carried by each question through its stages."""
+    carried = await run.value.ctx.value.preload(question_ids)
+    statuses = await asyncio.gather(*(_process_question(run.value, q, carried[q]) for q in question_ids))
     counts: dict[str, int] = {}
     for s in statuses:
         counts[s] = counts.get(s, 0) + 1
@@ -213,7 +216,8 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
         }
         run_id = await run.start("build", params, [*all_templates(), *cfg.prompt_variants()])
         await run_names.name_current_run(f"build-run-{run_id}")
-        ctx = StageContext(engine=engine, cfg=cfg, backends=registry, run_id=run_id)
+        writer = WriteBehind(engine, max_batch=settings.write_batch)
+        ctx = StageContext(engine=engine, cfg=cfg, backends=registry, run_id=run_id, writer=writer)
         # Prompt-aware resume: finished questions judged under another verifier, ranker or summariser
         # (model or prompt) are reopened, so this run re-judges exactly what the new keys lack.
         reopened = await asyncio.to_thread(repo.reopen_stale, engine, ctx.keys, sources=sources)
@@ -357,6 +361,7 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             progress.finished = True
+            await writer.aclose()  # stage writes already handed in are committed before the claims go back
             # Whatever this run still holds goes back at once: a rerun needs no lease to run out.
             await asyncio.to_thread(repo.release_claims, engine, worker=worker)
             if stop.requested:  # how it ended; any other exception ends it "failed" (RunContext)

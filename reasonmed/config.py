@@ -491,6 +491,13 @@ class Settings(BaseSettings):
         ge=1,
         description="questions processed at once; unset = enough to fill every endpoint cap",
     )
+    write_batch: int = Field(
+        default=256,
+        ge=1,
+        le=10_000,
+        description="most stage writes (of different questions) committed in one transaction; 1 = a "
+        "transaction per write. Each stage still goes on only once its own write has committed",
+    )
     claim_lease_s: float = Field(
         default=120.0,
         gt=0,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple, cast, get_args
 
@@ -27,6 +27,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from reasonmed.agents.base import QuestionView
@@ -46,7 +47,7 @@ from reasonmed.db.models import (
     Verdict,
     simulated_path,
 )
-from reasonmed.db.upsert import insert_ignore, upsert
+from reasonmed.db.upsert import insert_ignore, insert_new, upsert
 from reasonmed.prompts import PromptTemplate
 from reasonmed.redact import mask_secrets, mask_text
 from reasonmed.simulated import SUPERSEDED_REASON
@@ -537,6 +538,10 @@ def release_holders(engine: Engine, workers: Sequence[str]) -> int:
 def load_question(engine: Engine, question_id: int) -> QuestionView:
     with engine.connect() as c:
         row = c.execute(select(Question).where(Question.id == question_id)).mappings().one()
+    return _question_view(row)
+
+
+def _question_view(row: Mapping[Any, Any]) -> QuestionView:
     return QuestionView(
         id=row["id"],
         content_hash=row["content_hash"],
@@ -608,10 +613,70 @@ class QuestionState:
     accepted: list[AcceptedRef] = field(default_factory=list)  # in rank order
     summaries: set[int] = field(default_factory=set)  # path ids with a summary
     outcome: OutcomeRow | None = None
+    # A write found rows already stored that this state does not hold (another worker's, under an expired
+    # claim): read the state again before relying on it.
+    reread: bool = False
 
     @property
     def finished(self) -> bool:
         return self.outcome is not None and self.outcome.finished
+
+    # What each stage write adds, so a state carried between stages stays what ``load_questions`` would read.
+
+    def add_paths(self, records: Sequence[PathRecord], new_ids: Mapping[str, int]) -> None:
+        for r in records:
+            pid = new_ids.get(r.path_key)
+            if pid is None:
+                self.reread = True
+                continue
+            self.paths.append(
+                PathRow(
+                    pid,
+                    r.path_key,
+                    r.origin,
+                    r.parent_path_id,
+                    r.endpoint,
+                    r.model,
+                    r.temperature,
+                    r.sample_index,
+                    r.generation_order,
+                    r.clean_text,
+                    r.extracted_answer,
+                    r.prompt_sha256,
+                )
+            )
+
+    def add_verdicts(self, records: Sequence[VerdictRecord], new_ids: Mapping[int, int]) -> None:
+        for r in records:
+            vid = new_ids.get(r.path_id)
+            if vid is None:
+                self.reread = True
+            else:
+                self.verdicts[r.path_id] = StoredVerdict(vid, r.outcome, r.reason)
+
+    def add_scores(self, records: Sequence[ScoreRecord], new: set[int]) -> None:
+        for r in records:
+            if r.path_id in new:
+                self.scores[r.path_id] = r.score
+            else:
+                self.reread = True
+
+    def decide(self, outcome: OutcomeRow, accepted: Sequence[AcceptedRef], dropped: set[int]) -> None:
+        """A resolution written: ``dropped`` are kept paths whose summary was found unusable before."""
+        self.outcome = outcome
+        self.accepted = [a for a in accepted if a.path_id not in dropped]
+
+    def add_summaries(
+        self, records: Sequence[SummaryRecord], new: set[int], dropped: Mapping[int, str], complete: bool
+    ) -> None:
+        for r in records:
+            if r.path_id in new:
+                self.summaries.add(r.path_id)
+            else:
+                self.reread = True
+        self.accepted = [a for a in self.accepted if a.path_id not in dropped]
+        if complete and self.outcome is not None:
+            self.outcome = replace(self.outcome, status="accepted", n_accepted=len(self.accepted))
 
     def by_origin(self, origin: str) -> list[PathRow]:
         return sorted((p for p in self.paths if p.origin == origin), key=lambda p: (p.generation_order, p.id))
@@ -655,79 +720,110 @@ def _same_kind(simulated: bool) -> ColumnElement[bool]:
 
 def load_state(engine: Engine, question_id: int, keys: StageKeys, *, simulated: bool) -> QuestionState:
     """``simulated``: the run's models are the simulator's; the state holds only work of that kind."""
-    st = QuestionState()
+    return load_questions(engine, [question_id], keys, simulated=simulated)[question_id].state
+
+
+@dataclass(slots=True)
+class LoadedQuestion:
+    """A question's row and everything stored for it under the run's keys (``state`` is replaced when
+    it is read again)."""
+
+    question: QuestionView
+    state: QuestionState
+
+
+_LOAD_CHUNK = 1000  # ids per IN list
+
+
+def load_questions(
+    engine: Engine, question_ids: Sequence[int], keys: StageKeys, *, simulated: bool
+) -> dict[int, LoadedQuestion]:
+    """Questions and their states, read together: seven statements for a whole shard instead of seven per
+    question and stage. ``simulated``: the run's models are the simulator's; a state holds only work of
+    that kind. Missing ids raise ``KeyError`` at the caller."""
+    out: dict[int, LoadedQuestion] = {}
     with engine.connect() as c:
-        for r in c.execute(
-            select(
-                ReasoningPath.id,
-                ReasoningPath.path_key,
-                ReasoningPath.origin,
-                ReasoningPath.parent_path_id,
-                ReasoningPath.endpoint,
-                ReasoningPath.model,
-                ReasoningPath.temperature,
-                ReasoningPath.sample_index,
-                ReasoningPath.generation_order,
-                ReasoningPath.clean_text,
-                ReasoningPath.extracted_answer,
-                ReasoningPath.prompt_sha256,
-            ).where(ReasoningPath.question_id == question_id, _same_kind(simulated))
-        ):
-            st.paths.append(PathRow(*r))
-        for vid, pid, outcome, reason in c.execute(
-            select(Verdict.id, Verdict.path_id, Verdict.outcome, Verdict.reason).where(
-                Verdict.question_id == question_id,
-                Verdict.verifier_model == keys.verifier.model,
-                Verdict.prompt_sha256 == keys.verifier.prompt_sha256,
-            )
-        ):
-            st.verdicts[pid] = StoredVerdict(vid, outcome, reason)
-        for pid, score in c.execute(
-            select(PathScore.path_id, PathScore.score).where(
-                PathScore.question_id == question_id,
-                PathScore.ranker_model == keys.ranker.model,
-                PathScore.prompt_sha256 == keys.ranker.prompt_sha256,
-            )
-        ):
-            st.scores[pid] = score
-        st.accepted = [
-            AcceptedRef(pid, vid)
-            for pid, vid in c.execute(
-                select(AcceptedPath.path_id, AcceptedPath.verdict_id)
-                .join(ReasoningPath, ReasoningPath.id == AcceptedPath.path_id)
-                .where(
-                    AcceptedPath.question_id == question_id,
-                    AcceptedPath.dropped_reason.is_(None),
-                    AcceptedPath.superseded_at.is_(None),
-                    _same_kind(simulated),
-                )
-                .order_by(AcceptedPath.rank)
-            )
-        ]
-        st.summaries = set(
-            c.execute(
-                select(Summary.path_id).where(
-                    Summary.question_id == question_id,
-                    Summary.summarizer_model == keys.summarizer.model,
-                    Summary.prompt_sha256 == keys.summarizer.prompt_sha256,
-                )
-            ).scalars()
+        for i in range(0, len(question_ids), _LOAD_CHUNK):
+            out.update(_load_chunk(c, list(question_ids[i : i + _LOAD_CHUNK]), keys, simulated))
+    return out
+
+
+def _load_chunk(c: Connection, ids: list[int], keys: StageKeys, simulated: bool) -> dict[int, LoadedQuestion]:
+    out = {
+        row["id"]: LoadedQuestion(_question_view(row), QuestionState())
+        for row in c.execute(select(Question).where(Question.id.in_(ids))).mappings()
+    }
+    st = {qid: loaded.state for qid, loaded in out.items()}
+    for qid, *r in c.execute(
+        select(
+            ReasoningPath.question_id,
+            ReasoningPath.id,
+            ReasoningPath.path_key,
+            ReasoningPath.origin,
+            ReasoningPath.parent_path_id,
+            ReasoningPath.endpoint,
+            ReasoningPath.model,
+            ReasoningPath.temperature,
+            ReasoningPath.sample_index,
+            ReasoningPath.generation_order,
+            ReasoningPath.clean_text,
+            ReasoningPath.extracted_answer,
+            ReasoningPath.prompt_sha256,
+        ).where(ReasoningPath.question_id.in_(ids), _same_kind(simulated))
+    ):
+        st[qid].paths.append(PathRow(*r))
+    for qid, vid, pid, outcome, reason in c.execute(
+        select(Verdict.question_id, Verdict.id, Verdict.path_id, Verdict.outcome, Verdict.reason).where(
+            Verdict.question_id.in_(ids),
+            Verdict.verifier_model == keys.verifier.model,
+            Verdict.prompt_sha256 == keys.verifier.prompt_sha256,
         )
-        row = c.execute(
-            select(
-                QuestionOutcome.status,
-                QuestionOutcome.tier,
-                QuestionOutcome.n_paths,
-                QuestionOutcome.n_correct,
-                QuestionOutcome.n_accepted,
-                QuestionOutcome.rejection_reason,
-                QuestionOutcome.run_id,
-                QuestionOutcome.simulated,
-            ).where(QuestionOutcome.question_id == question_id)
-        ).first()
-        if row is not None and bool(row.simulated) == simulated:
-            st.outcome = OutcomeRow(*row[:-1])
-    return st
+    ):
+        st[qid].verdicts[pid] = StoredVerdict(vid, outcome, reason)
+    for qid, pid, score in c.execute(
+        select(PathScore.question_id, PathScore.path_id, PathScore.score).where(
+            PathScore.question_id.in_(ids),
+            PathScore.ranker_model == keys.ranker.model,
+            PathScore.prompt_sha256 == keys.ranker.prompt_sha256,
+        )
+    ):
+        st[qid].scores[pid] = score
+    for qid, pid, vid in c.execute(
+        select(AcceptedPath.question_id, AcceptedPath.path_id, AcceptedPath.verdict_id)
+        .join(ReasoningPath, ReasoningPath.id == AcceptedPath.path_id)
+        .where(
+            AcceptedPath.question_id.in_(ids),
+            AcceptedPath.dropped_reason.is_(None),
+            AcceptedPath.superseded_at.is_(None),
+            _same_kind(simulated),
+        )
+        .order_by(AcceptedPath.question_id, AcceptedPath.rank)
+    ):
+        st[qid].accepted.append(AcceptedRef(pid, vid))
+    for qid, pid in c.execute(
+        select(Summary.question_id, Summary.path_id).where(
+            Summary.question_id.in_(ids),
+            Summary.summarizer_model == keys.summarizer.model,
+            Summary.prompt_sha256 == keys.summarizer.prompt_sha256,
+        )
+    ):
+        st[qid].summaries.add(pid)
+    for row in c.execute(
+        select(
+            QuestionOutcome.question_id,
+            QuestionOutcome.status,
+            QuestionOutcome.tier,
+            QuestionOutcome.n_paths,
+            QuestionOutcome.n_correct,
+            QuestionOutcome.n_accepted,
+            QuestionOutcome.rejection_reason,
+            QuestionOutcome.run_id,
+            QuestionOutcome.simulated,
+        ).where(QuestionOutcome.question_id.in_(ids))
+    ):
+        if bool(row.simulated) == simulated:
+            st[row.question_id].outcome = OutcomeRow(*row[1:-1])
+    return out
 
 
 # --------------------------------------------------------------------------- stage writes
@@ -856,8 +952,10 @@ def _save_calls(s: Session, records: Sequence[CallRecord]) -> dict[str, int]:
     # A successful record is never overwritten by a later failure of the same logical call.
     ok = [c for c in calls if c["status"] == "ok"]
     failed = [c for c in calls if c["status"] != "ok"]
+    ids: dict[str, int] = {}
     if ok:
-        upsert(s, LLMCall.__table__, ok, ["call_key"], _CALL_UPDATE)
+        written = upsert(s, LLMCall.__table__, ok, ["call_key"], _CALL_UPDATE, returning=["call_key", "id"])
+        ids.update((key, cid) for key, cid in written)
     if failed:
         # Insert with zero attempts, then add this try's attempts, whether the row is new or not.
         insert_ignore(s, LLMCall.__table__, [{**c, "attempts": 0} for c in failed], ["call_key"])
@@ -873,8 +971,9 @@ def _save_calls(s: Session, records: Sequence[CallRecord]) -> dict[str, int]:
                 for c in failed
             ],
         )
-    keys = [c["call_key"] for c in calls]
-    return dict(s.execute(select(LLMCall.call_key, LLMCall.id).where(LLMCall.call_key.in_(keys))).all())
+        keys = [c["call_key"] for c in failed]
+        ids.update(s.execute(select(LLMCall.call_key, LLMCall.id).where(LLMCall.call_key.in_(keys))).all())
+    return ids
 
 
 def _linked(
@@ -889,11 +988,20 @@ def _linked(
     return out
 
 
-def save_paths(engine: Engine, calls: Sequence[CallRecord], paths: Sequence[PathRecord]) -> None:
+def save_paths(engine: Engine, calls: Sequence[CallRecord], paths: Sequence[PathRecord]) -> dict[str, int]:
     with transaction(engine) as s:
-        ids = _save_calls(s, calls)
-        if paths:
-            insert_ignore(s, ReasoningPath.__table__, _linked(paths, ids), ["question_id", "path_key"])
+        return write_paths(s, calls, paths)
+
+
+def write_paths(s: Session, calls: Sequence[CallRecord], paths: Sequence[PathRecord]) -> dict[str, int]:
+    """Calls and the paths they wrote; returns the new paths' ids by path key (a key already stored is
+    left as it is and missing from the result)."""
+    ids = _save_calls(s, calls)
+    if not paths:
+        return {}
+    rows = _linked(paths, ids)
+    new = insert_new(s, ReasoningPath.__table__, rows, ["question_id", "path_key"], ["path_key", "id"])
+    return {key: pid for key, pid in new}
 
 
 def _supersede(
@@ -924,24 +1032,40 @@ def _supersede(
         )
 
 
-def save_verdicts(engine: Engine, calls: Sequence[CallRecord], verdicts: Sequence[VerdictRecord]) -> None:
+def save_verdicts(
+    engine: Engine, calls: Sequence[CallRecord], verdicts: Sequence[VerdictRecord]
+) -> dict[int, int]:
     with transaction(engine) as s:
-        ids = _save_calls(s, calls)
-        if verdicts:
-            insert_ignore(
-                s, Verdict.__table__, _linked(verdicts, ids), ["path_id", "verifier_model", "prompt_sha256"]
-            )
-            _supersede(s, Verdict, "verifier_model", verdicts)
+        return write_verdicts(s, calls, verdicts)
 
 
-def save_scores(engine: Engine, calls: Sequence[CallRecord], scores: Sequence[ScoreRecord]) -> None:
+def write_verdicts(
+    s: Session, calls: Sequence[CallRecord], verdicts: Sequence[VerdictRecord]
+) -> dict[int, int]:
+    """Calls and verdicts; returns the new verdicts' ids by path id."""
+    ids = _save_calls(s, calls)
+    if not verdicts:
+        return {}
+    conflict = ["path_id", "verifier_model", "prompt_sha256"]
+    new = insert_new(s, Verdict.__table__, _linked(verdicts, ids), conflict, ["path_id", "id"])
+    _supersede(s, Verdict, "verifier_model", verdicts)
+    return {pid: vid for pid, vid in new}
+
+
+def save_scores(engine: Engine, calls: Sequence[CallRecord], scores: Sequence[ScoreRecord]) -> set[int]:
     with transaction(engine) as s:
-        ids = _save_calls(s, calls)
-        if scores:
-            insert_ignore(
-                s, PathScore.__table__, _linked(scores, ids), ["path_id", "ranker_model", "prompt_sha256"]
-            )
-            _supersede(s, PathScore, "ranker_model", scores)
+        return write_scores(s, calls, scores)
+
+
+def write_scores(s: Session, calls: Sequence[CallRecord], scores: Sequence[ScoreRecord]) -> set[int]:
+    """Calls and scores; returns the path ids whose score is new."""
+    ids = _save_calls(s, calls)
+    if not scores:
+        return set()
+    conflict = ["path_id", "ranker_model", "prompt_sha256"]
+    new = insert_new(s, PathScore.__table__, _linked(scores, ids), conflict, ["path_id"])
+    _supersede(s, PathScore, "ranker_model", scores)
+    return {pid for (pid,) in new}
 
 
 def save_resolution(
@@ -955,73 +1079,101 @@ def save_resolution(
     accepted: Sequence[AcceptedRef],
     rejection_reason: str | None,
     simulated: bool = False,
-) -> None:
-    """The tier decision: accepted paths (ranked) and the outcome row, in one transaction.
+) -> set[int]:
+    with transaction(engine) as s:
+        return write_resolution(
+            s,
+            question_id=question_id,
+            run_id=run_id,
+            tier=tier,
+            n_paths=n_paths,
+            n_correct=n_correct,
+            accepted=accepted,
+            rejection_reason=rejection_reason,
+            simulated=simulated,
+        )
+
+
+def write_resolution(
+    s: Session,
+    *,
+    question_id: int,
+    run_id: int | None,
+    tier: str,
+    n_paths: int,
+    n_correct: int,
+    accepted: Sequence[AcceptedRef],
+    rejection_reason: str | None,
+    simulated: bool = False,
+) -> set[int]:
+    """The tier decision: accepted paths (ranked) and the outcome row, in the caller's transaction.
+    Returns the kept paths that stay dropped (an unusable summary found by an earlier decision).
 
     Deciding again (new verdicts, scores or prompts) keeps the history: a path no longer kept is marked
     superseded, a path kept again is current again with its new verdict and rank. A decision by real models
     also drops the question's simulated accepted paths with the reason, so they are neither counted nor
     exported.
     """
-    with transaction(engine) as s:
-        keep = [a.path_id for a in accepted]
+    keep = [a.path_id for a in accepted]
+    s.execute(
+        update(AcceptedPath)
+        .where(
+            AcceptedPath.question_id == question_id,
+            AcceptedPath.superseded_at.is_(None),
+            *([AcceptedPath.path_id.not_in(keep)] if keep else []),
+        )
+        .values(superseded_at=now()),
+        execution_options={"synchronize_session": False},
+    )
+    if not simulated:
+        sim_paths = select(ReasoningPath.id).where(ReasoningPath.question_id == question_id, simulated_path())
         s.execute(
             update(AcceptedPath)
             .where(
                 AcceptedPath.question_id == question_id,
-                AcceptedPath.superseded_at.is_(None),
-                *([AcceptedPath.path_id.not_in(keep)] if keep else []),
+                AcceptedPath.dropped_reason.is_(None),
+                AcceptedPath.path_id.in_(sim_paths),
             )
-            .values(superseded_at=now()),
+            .values(dropped_reason=SUPERSEDED_REASON.format(run_id=run_id)),
             execution_options={"synchronize_session": False},
         )
-        if not simulated:
-            sim_paths = select(ReasoningPath.id).where(
-                ReasoningPath.question_id == question_id, simulated_path()
-            )
-            s.execute(
-                update(AcceptedPath)
-                .where(
-                    AcceptedPath.question_id == question_id,
-                    AcceptedPath.dropped_reason.is_(None),
-                    AcceptedPath.path_id.in_(sim_paths),
-                )
-                .values(dropped_reason=SUPERSEDED_REASON.format(run_id=run_id)),
-                execution_options={"synchronize_session": False},
-            )
-        if accepted:
-            upsert(
-                s,
-                AcceptedPath.__table__,
-                [
-                    {
-                        "question_id": question_id,
-                        "path_id": a.path_id,
-                        "verdict_id": a.verdict_id,
-                        "rank": i,
-                        "run_id": run_id,
-                        "created_at": now(),
-                        "superseded_at": None,
-                    }
-                    for i, a in enumerate(accepted)
-                ],
-                ["path_id"],
-                ["verdict_id", "rank", "superseded_at"],
-            )
-        status = "resolved" if accepted else "rejected"
-        row = {
-            "question_id": question_id,
-            "run_id": run_id,
-            "tier": tier,
-            "n_paths": n_paths,
-            "n_correct": n_correct,
-            "status": status,
-            "rejection_reason": rejection_reason,
-            "n_accepted": len(accepted),
-            "updated_at": now(),
-            "simulated": simulated,
-        }
-        upsert(s, QuestionOutcome.__table__, [row], ["question_id"], [k for k in row if k != "question_id"])
+    dropped: set[int] = set()
+    if accepted:
+        written = upsert(
+            s,
+            AcceptedPath.__table__,
+            [
+                {
+                    "question_id": question_id,
+                    "path_id": a.path_id,
+                    "verdict_id": a.verdict_id,
+                    "rank": i,
+                    "run_id": run_id,
+                    "created_at": now(),
+                    "superseded_at": None,
+                }
+                for i, a in enumerate(accepted)
+            ],
+            ["path_id"],
+            ["verdict_id", "rank", "superseded_at"],
+            returning=["path_id", "dropped_reason"],
+        )
+        dropped = {pid for pid, why in written if why is not None}
+    status = "resolved" if accepted else "rejected"
+    row = {
+        "question_id": question_id,
+        "run_id": run_id,
+        "tier": tier,
+        "n_paths": n_paths,
+        "n_correct": n_correct,
+        "status": status,
+        "rejection_reason": rejection_reason,
+        "n_accepted": len(accepted),
+        "updated_at": now(),
+        "simulated": simulated,
+    }
+    upsert(s, QuestionOutcome.__table__, [row], ["question_id"], [k for k in row if k != "question_id"])
+    return dropped
 
 
 def save_summaries(
@@ -1032,40 +1184,55 @@ def save_summaries(
     question_id: int,
     complete: bool,
     dropped: Mapping[int, str] | None = None,
-) -> None:
-    """Summaries; accepted paths ``dropped`` (path id -> reason) for an unusable summary; and, when every
-    kept path has its summary (``complete``), the question becomes accepted with that many paths."""
+) -> set[int]:
     with transaction(engine) as s:
-        ids = _save_calls(s, calls)
-        if summaries:
-            insert_ignore(
-                s,
-                Summary.__table__,
-                _linked(summaries, ids),
-                ["path_id", "summarizer_model", "prompt_sha256"],
+        return write_summaries(
+            s, calls, summaries, question_id=question_id, complete=complete, dropped=dropped
+        )
+
+
+def write_summaries(
+    s: Session,
+    calls: Sequence[CallRecord],
+    summaries: Sequence[SummaryRecord],
+    *,
+    question_id: int,
+    complete: bool,
+    dropped: Mapping[int, str] | None = None,
+) -> set[int]:
+    """Summaries; accepted paths ``dropped`` (path id -> reason) for an unusable summary; and, when every
+    kept path has its summary (``complete``), the question becomes accepted with that many paths.
+    Returns the path ids whose summary is new."""
+    ids = _save_calls(s, calls)
+    new: set[int] = set()
+    if summaries:
+        conflict = ["path_id", "summarizer_model", "prompt_sha256"]
+        new = {
+            pid for (pid,) in insert_new(s, Summary.__table__, _linked(summaries, ids), conflict, ["path_id"])
+        }
+        _supersede(s, Summary, "summarizer_model", summaries)
+    for path_id, reason in (dropped or {}).items():
+        s.execute(
+            update(AcceptedPath).where(AcceptedPath.path_id == path_id).values(dropped_reason=reason),
+            execution_options={"synchronize_session": False},
+        )
+    if complete:
+        kept = (
+            select(func.count())
+            .select_from(AcceptedPath)
+            .where(
+                AcceptedPath.question_id == question_id,
+                AcceptedPath.dropped_reason.is_(None),
+                AcceptedPath.superseded_at.is_(None),
             )
-            _supersede(s, Summary, "summarizer_model", summaries)
-        for path_id, reason in (dropped or {}).items():
-            s.execute(
-                update(AcceptedPath).where(AcceptedPath.path_id == path_id).values(dropped_reason=reason),
-                execution_options={"synchronize_session": False},
-            )
-        if complete:
-            kept = (
-                select(func.count())
-                .select_from(AcceptedPath)
-                .where(
-                    AcceptedPath.question_id == question_id,
-                    AcceptedPath.dropped_reason.is_(None),
-                    AcceptedPath.superseded_at.is_(None),
-                )
-                .scalar_subquery()
-            )
-            s.execute(
-                update(QuestionOutcome)
-                .where(QuestionOutcome.question_id == question_id)
-                .values(status="accepted", n_accepted=kept, updated_at=now())
-            )
+            .scalar_subquery()
+        )
+        s.execute(
+            update(QuestionOutcome)
+            .where(QuestionOutcome.question_id == question_id)
+            .values(status="accepted", n_accepted=kept, updated_at=now())
+        )
+    return new
 
 
 # --------------------------------------------------------------------------- reports

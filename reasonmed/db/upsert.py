@@ -28,17 +28,29 @@ def _chunks(rows: Sequence[Mapping[str, Any]]) -> list[Sequence[Mapping[str, Any
     return [rows[i : i + per] for i in range(0, len(rows), per)]
 
 
-def insert_ignore(
-    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], conflict: Sequence[str]
-) -> int:
-    """INSERT ... ON CONFLICT DO NOTHING; returns how many rows were new."""
-    new = 0
+def insert_new(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    conflict: Sequence[str],
+    returning: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING ``returning``: one row per row that was new, so a caller
+    learns the ids it wrote without reading them back, and which of its rows were already there."""
+    out: list[tuple[Any, ...]] = []
     for chunk in _chunks(rows):
         stmt = (
             _insert(session, table).values(list(chunk)).on_conflict_do_nothing(index_elements=list(conflict))
         )
-        new += session.execute(stmt.returning(table.c[conflict[0]])).all().__len__()
-    return new
+        out += map(tuple, session.execute(stmt.returning(*(table.c[c] for c in returning))))
+    return out
+
+
+def insert_ignore(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], conflict: Sequence[str]
+) -> int:
+    """INSERT ... ON CONFLICT DO NOTHING; returns how many rows were new."""
+    return len(insert_new(session, table, rows, conflict, conflict[:1]))
 
 
 def upsert(
@@ -47,11 +59,18 @@ def upsert(
     rows: Sequence[Mapping[str, Any]],
     conflict: Sequence[str],
     update: Sequence[str],
-) -> None:
-    """INSERT ... ON CONFLICT DO UPDATE of the named columns (for records that a retry completes)."""
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
+    """INSERT ... ON CONFLICT DO UPDATE of the named columns (for records that a retry completes);
+    with ``returning``, those columns of every row written, new or updated."""
+    out: list[tuple[Any, ...]] = []
     for chunk in _chunks(rows):
         ins = _insert(session, table).values(list(chunk))
         stmt = ins.on_conflict_do_update(
             index_elements=list(conflict), set_={c: ins.excluded[c] for c in update}
         )
-        session.execute(stmt)
+        if returning:
+            out += map(tuple, session.execute(stmt.returning(*(table.c[c] for c in returning))))
+        else:
+            session.execute(stmt)
+    return out

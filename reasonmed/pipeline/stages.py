@@ -16,12 +16,14 @@ whose summary stays unusable is dropped with its reason) so it never holds the q
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from reasonmed.agents.base import CallOutcome, QuestionView, Sampling
 from reasonmed.agents.generator import generate_paths
@@ -36,6 +38,8 @@ from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.pipeline_repo import (
     AcceptedRef,
     JudgeKey,
+    LoadedQuestion,
+    OutcomeRow,
     PathRow,
     QuestionState,
     ScoreRecord,
@@ -45,6 +49,7 @@ from reasonmed.db.pipeline_repo import (
     WriterKey,
     now,
 )
+from reasonmed.db.write_behind import WriteBehind, commit_one
 from reasonmed.llm.types import ChatBackend
 from reasonmed.parsing import parse_summary
 from reasonmed.pipeline import keys, routing
@@ -107,11 +112,26 @@ class BackendSource(Protocol):
 
 
 @dataclass
+class Carried:
+    """A question's row and stored state, read once and carried from stage to stage.
+
+    Each stage reads what is stored to do only what is missing. Reading it per stage cost seven statements
+    and a pooled connection (with its ping) every time; instead it is read with the rest of the shard
+    (``StageContext.preload``) or by the question's first stage, and each stage's write updates it in memory
+    (``QuestionState.add_*``). It is dropped, and read again by the next stage, whenever a stage fails or a
+    write finds rows this state does not hold.
+    """
+
+    loaded: LoadedQuestion | None = None
+
+
+@dataclass
 class StageContext:
     engine: Engine
     cfg: PipelineConfig
     backends: BackendSource
     run_id: int | None = None
+    writer: WriteBehind | None = None  # stage writes of many questions per transaction (the build's)
 
     def model_of(self, endpoint: str) -> str:
         return self.cfg.endpoints[endpoint].model
@@ -129,10 +149,45 @@ class StageContext:
         """(model, prompt sha) per judged stage: which stored verdicts, scores and summaries are current."""
         return stage_keys(self.cfg)
 
-    async def state(self, question_id: int) -> QuestionState:
-        return await self.db(
-            repo.load_state, self.engine, question_id, self.keys, simulated=self.cfg.simulated
+    async def preload(self, question_ids: Sequence[int]) -> dict[int, Carried]:
+        """The states of a shard's questions, read in one go, for their stages to carry."""
+        loaded = await self.db(
+            repo.load_questions, self.engine, question_ids, self.keys, simulated=self.cfg.simulated
         )
+        return {qid: Carried(loaded.get(qid)) for qid in question_ids}
+
+    @contextlib.asynccontextmanager
+    async def question(self, question_id: int, carried: Carried | None) -> AsyncIterator[LoadedQuestion]:
+        """The question and its state for one stage: the carried one, or read now. Handed on to the next
+        stage only if this one ends without an exception and its writes left nothing unknown."""
+        carried = carried if carried is not None else Carried()
+        loaded = carried.loaded
+        if loaded is None or loaded.state.reread:
+            loaded = (
+                await self.db(
+                    repo.load_questions, self.engine, [question_id], self.keys, simulated=self.cfg.simulated
+                )
+            )[question_id]
+        carried.loaded = None
+        yield loaded
+        carried.loaded = loaded
+
+    async def fresh(self, loaded: LoadedQuestion) -> QuestionState:
+        """The state after this stage's writes: as carried, unless a write found rows it does not hold."""
+        if not loaded.state.reread:
+            return loaded.state
+        fresh = await self.db(
+            repo.load_questions, self.engine, [loaded.question.id], self.keys, simulated=self.cfg.simulated
+        )
+        loaded.state = fresh[loaded.question.id].state
+        return loaded.state
+
+    async def write(self, question_id: int, write: Callable[[Session], T]) -> T:
+        """A stage's write, committed before this returns: batched with other questions' writes when the
+        run has a writer (``db/write_behind.py``), else in a transaction of its own."""
+        if self.writer is not None:
+            return await self.writer.write(question_id, write)
+        return await self.db(commit_one, self.engine, write)
 
 
 def _failures(outcomes: Sequence[CallOutcome]) -> list[str]:
@@ -191,11 +246,16 @@ def _generate_jobs(ctx: StageContext, q: QuestionView, st: QuestionState) -> lis
     return jobs
 
 
-async def generate(ctx: StageContext, question_id: int, prov: Provenance) -> int:
+async def generate(
+    ctx: StageContext, question_id: int, prov: Provenance, carried: Carried | None = None
+) -> int:
     """Write every missing generated path (models x temperatures x samples). Returns paths written."""
-    origin = RunOrigin.of(prov)
-    q = await ctx.db(repo.load_question, ctx.engine, question_id)
-    st = await ctx.state(question_id)
+    async with ctx.question(question_id, carried) as loaded:
+        return await _generate(ctx, loaded, RunOrigin.of(prov))
+
+
+async def _generate(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigin) -> int:
+    q, st = loaded.question, loaded.state
     if st.finished:
         return 0
     jobs = _generate_jobs(ctx, q, st)
@@ -222,7 +282,7 @@ async def generate(ctx: StageContext, question_id: int, prov: Provenance) -> int
                         generation_order=job.order_base + s,
                     )
                 )
-    await ctx.db(repo.save_paths, ctx.engine, calls, paths)
+    st.add_paths(paths, await ctx.write(q.id, partial(repo.write_paths, calls=calls, paths=paths)))
     _raise_if_failed("generation", q, outcomes)
     return len(paths)
 
@@ -233,7 +293,7 @@ async def generate(ctx: StageContext, question_id: int, prov: Provenance) -> int
 async def _verify_missing(
     ctx: StageContext, q: QuestionView, st: QuestionState, paths: Sequence[PathRow], origin: RunOrigin
 ) -> None:
-    """Verify ``paths`` that have no current verdict; callers reload the state to read the new verdicts."""
+    """Verify ``paths`` that have no current verdict; the new verdicts are added to ``st``."""
     todo = [p for p in paths if p.id not in st.verdicts]
     if not todo:
         return
@@ -278,17 +338,20 @@ async def _verify_missing(
                     created_at=now(),
                 )
             )
-    await ctx.db(repo.save_verdicts, ctx.engine, calls, verdicts)
+    st.add_verdicts(
+        verdicts, await ctx.write(q.id, partial(repo.write_verdicts, calls=calls, verdicts=verdicts))
+    )
     _raise_if_failed("verification", q, [c for c, _ in results])
 
 
-async def verify(ctx: StageContext, question_id: int, prov: Provenance) -> None:
+async def verify(
+    ctx: StageContext, question_id: int, prov: Provenance, carried: Carried | None = None
+) -> None:
     """Verify every generated path that has no verdict from the configured verifier yet."""
-    q = await ctx.db(repo.load_question, ctx.engine, question_id)
-    st = await ctx.state(question_id)
-    if st.finished:
-        return
-    await _verify_missing(ctx, q, st, st.by_origin("generated"), RunOrigin.of(prov))
+    async with ctx.question(question_id, carried) as loaded:
+        q, st = loaded.question, loaded.state
+        if not st.finished:
+            await _verify_missing(ctx, q, st, st.by_origin("generated"), RunOrigin.of(prov))
 
 
 # --------------------------------------------------------------------------- stage 3: tiered resolution
@@ -341,13 +404,12 @@ async def _score_missing(
                     created_at=now(),
                 )
             )
-    await ctx.db(repo.save_scores, ctx.engine, calls, scores)
+    st.add_scores(scores, await ctx.write(q.id, partial(repo.write_scores, calls=calls, scores=scores)))
     _raise_if_failed("ranking", q, [c for c, _ in results])
-    st.scores.update((s.path_id, s.score) for s in scores)
 
 
 async def _write_new_paths(
-    ctx: StageContext, q: QuestionView, origin: RunOrigin, jobs: Sequence[WriteJob]
+    ctx: StageContext, q: QuestionView, st: QuestionState, origin: RunOrigin, jobs: Sequence[WriteJob]
 ) -> None:
     if not jobs:
         return
@@ -371,7 +433,7 @@ async def _write_new_paths(
                     generation_order=1000 + job.sample_index,
                 )
             )
-    await ctx.db(repo.save_paths, ctx.engine, calls, paths)
+    st.add_paths(paths, await ctx.write(q.id, partial(repo.write_paths, calls=calls, paths=paths)))
     _raise_if_failed(outcomes[0].role, q, outcomes)
 
 
@@ -402,11 +464,15 @@ def _accepted(st: QuestionState, paths: Sequence[PathRow]) -> list[AcceptedRef]:
 class _Routed:
     """A question whose generated paths are all verified, as the tier functions receive it."""
 
-    q: QuestionView
+    loaded: LoadedQuestion  # the question and its state, kept current as the tier writes
     generated: list[PathRow]
     correct: list[PathRow]
     errors: list[str]  # the verifier's analyses of the failed attempts
     origin: RunOrigin
+
+    @property
+    def q(self) -> QuestionView:
+        return self.loaded.question
 
 
 def _rewrite(
@@ -444,15 +510,17 @@ def _regenerate_job(
     return WriteJob(keys.regenerate_call(q.id, path_key), path_key, attempt.id, index, request)
 
 
-async def _resolve_easy(ctx: StageContext, r: _Routed, st: QuestionState) -> Decision:
+async def _resolve_easy(ctx: StageContext, r: _Routed) -> Decision:
     """Easy: the ranker's best ``keep_top`` Correct paths."""
+    st = r.loaded.state
     await _score_missing(ctx, r.q, st, r.correct, r.origin)
     return Decision(_accepted(st, routing.ranked(r.correct, st.scores, ctx.cfg.tiers.keep_top)))
 
 
-async def _resolve_medium(ctx: StageContext, r: _Routed, st: QuestionState) -> Decision:
+async def _resolve_medium(ctx: StageContext, r: _Routed) -> Decision:
     """Medium: the refiner improves the ranker's best ``max_paths`` Correct paths with the error reasons;
     each refined path is verified again and replaces its parent only if it passes."""
+    st = r.loaded.state
     await _score_missing(ctx, r.q, st, r.correct, r.origin)
     best = routing.ranked(r.correct, st.scores, ctx.cfg.agents.refiner.max_paths)
     taken = {p.path_key for p in st.paths}
@@ -464,23 +532,24 @@ async def _resolve_medium(ctx: StageContext, r: _Routed, st: QuestionState) -> D
         for i, p in enumerate(best)
         if p.id not in done
     ]
-    await _write_new_paths(ctx, r.q, r.origin, jobs)
-    st = await ctx.state(r.q.id)
+    await _write_new_paths(ctx, r.q, st, r.origin, jobs)
+    st = await ctx.fresh(r.loaded)
     refined = {
         p.parent_path_id: p
         for p in _written_now(ctx, st.by_origin("refined"), "refined")
         if p.parent_path_id is not None
     }
     await _verify_missing(ctx, r.q, st, list(refined.values()), r.origin)
-    st = await ctx.state(r.q.id)
+    st = await ctx.fresh(r.loaded)
     kept = routing.medium_keep(best, refined, lambda p: _passes(st, r.q, p), ctx.cfg.tiers.keep_top)
     return Decision(_accepted(st, kept))
 
 
-async def _resolve_difficult(ctx: StageContext, r: _Routed, st: QuestionState) -> Decision:
+async def _resolve_difficult(ctx: StageContext, r: _Routed) -> Decision:
     """Difficult: the refiner, then a stronger reasoning model (spec, stage 3). The refiner corrects the
     question's best attempt with every error reason; the regenerator writes deeper paths from a failed
     attempt and the same reasons. Both are independent, so they run at once; every new path is verified again."""
+    st = r.loaded.state
     base, attempt = routing.difficult_sources(r.generated, lambda p: _passes(st, r.q, p))
     taken = {p.path_key for p in st.paths}
     jobs = []
@@ -495,14 +564,14 @@ async def _resolve_difficult(ctx: StageContext, r: _Routed, st: QuestionState) -
         for i in range(ctx.cfg.agents.regenerator.paths)
         if i not in regen_now
     ]
-    await _write_new_paths(ctx, r.q, r.origin, jobs)
-    st = await ctx.state(r.q.id)
+    await _write_new_paths(ctx, r.q, st, r.origin, jobs)
+    st = await ctx.fresh(r.loaded)
     refined = [
         p for p in _written_now(ctx, st.by_origin("refined"), "refined") if p.parent_path_id == base.id
     ]
     regen = _written_now(ctx, st.by_origin("regenerated"), "regenerated")
     await _verify_missing(ctx, r.q, st, [*refined, *regen], r.origin)
-    st = await ctx.state(r.q.id)
+    st = await ctx.fresh(r.loaded)
     kept = routing.difficult_keep(refined, base, regen, lambda p: _passes(st, r.q, p), ctx.cfg.tiers.keep_top)
     return Decision(_accepted(st, kept), None if kept else routing.difficult_rejection(len(regen)))
 
@@ -510,15 +579,21 @@ async def _resolve_difficult(ctx: StageContext, r: _Routed, st: QuestionState) -
 _BY_TIER = {Tier.EASY: _resolve_easy, Tier.MEDIUM: _resolve_medium, Tier.DIFFICULT: _resolve_difficult}
 
 
-async def resolve(ctx: StageContext, question_id: int, prov: Provenance) -> str:
+async def resolve(
+    ctx: StageContext, question_id: int, prov: Provenance, carried: Carried | None = None
+) -> str:
     """Route the question by tier and decide its accepted paths (or reject it, with the reason).
 
     A question still ``resolved`` (not yet summarised, or reopened because a stage's model or prompt
     changed) is decided again: every step is keyed, so only what the new keys lack is asked for, and an
     unchanged decision is written back unchanged.
     """
-    q = await ctx.db(repo.load_question, ctx.engine, question_id)
-    st = await ctx.state(question_id)
+    async with ctx.question(question_id, carried) as loaded:
+        return await _resolve(ctx, loaded, RunOrigin.of(prov))
+
+
+async def _resolve(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigin) -> str:
+    q, st = loaded.question, loaded.state
     if st.outcome is not None and st.outcome.finished:
         return st.outcome.status
     gen = st.by_origin("generated")
@@ -531,13 +606,12 @@ async def resolve(ctx: StageContext, question_id: int, prov: Provenance) -> str:
     tier = assign_tier(
         len(correct), easy_min_correct=tiers.easy_min_correct, medium_min_correct=tiers.medium_min_correct
     )
-    routed = _Routed(q, gen, correct, _error_reasons(st, gen), RunOrigin.of(prov))
-    decision = await _BY_TIER[tier](ctx, routed, st)
-    await ctx.db(
-        repo.save_resolution,
-        ctx.engine,
+    routed = _Routed(loaded, gen, correct, _error_reasons(st, gen), origin)
+    decision = await _BY_TIER[tier](ctx, routed)
+    write = partial(
+        repo.write_resolution,
         question_id=q.id,
-        run_id=routed.origin.run_id,
+        run_id=origin.run_id,
         tier=tier.value,
         n_paths=len(gen),
         n_correct=len(correct),
@@ -545,22 +619,39 @@ async def resolve(ctx: StageContext, question_id: int, prov: Provenance) -> str:
         rejection_reason=decision.rejection_reason,
         simulated=ctx.cfg.simulated,
     )
-    return "resolved" if decision.accepted else "rejected"
+    dropped = await ctx.write(q.id, write)
+    status = "resolved" if decision.accepted else "rejected"
+    outcome = OutcomeRow(
+        status,
+        tier.value,
+        len(gen),
+        len(correct),
+        len(decision.accepted),
+        decision.rejection_reason,
+        origin.run_id,
+    )
+    loaded.state.decide(outcome, decision.accepted, dropped)
+    return status
 
 
 # --------------------------------------------------------------------------- stage 4: summarisation
 
 
-async def summarize(ctx: StageContext, question_id: int, prov: Provenance) -> str | None:
+async def summarize(
+    ctx: StageContext, question_id: int, prov: Provenance, carried: Carried | None = None
+) -> str | None:
     """Summarise each accepted path; the question is accepted once every kept path has its summary.
 
     A path whose summary stays unusable (truncated, empty) after every re-ask is dropped from the
     accepted paths with that reason; the question goes on with the others. Only when no accepted path
     is left does the stage fail, permanently (``unusable``): its question is set aside with the reason.
     """
-    origin = RunOrigin.of(prov)
-    q = await ctx.db(repo.load_question, ctx.engine, question_id)
-    st = await ctx.state(question_id)
+    async with ctx.question(question_id, carried) as loaded:
+        return await _summarize(ctx, loaded, RunOrigin.of(prov))
+
+
+async def _summarize(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigin) -> str | None:
+    q, st = loaded.question, loaded.state
     if st.outcome is None or st.outcome.status != "resolved":
         return st.outcome.status if st.outcome else None
     sm = ctx.cfg.agents.summarizer
@@ -611,9 +702,15 @@ async def summarize(ctx: StageContext, question_id: int, prov: Provenance) -> st
     transport_failed = any(out.error is not None for out in outcomes)
     kept = len(st.summaries) + len(rows)
     complete = not transport_failed and kept > 0
-    await ctx.db(
-        repo.save_summaries, ctx.engine, calls, rows, question_id=q.id, complete=complete, dropped=dropped
+    write = partial(
+        repo.write_summaries,
+        calls=calls,
+        summaries=rows,
+        question_id=q.id,
+        complete=complete,
+        dropped=dropped,
     )
+    st.add_summaries(rows, await ctx.write(q.id, write), dropped, complete)
     _raise_if_failed("summarisation", q, outcomes)
     if not complete:
         raise StageIncomplete(
