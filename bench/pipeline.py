@@ -242,6 +242,10 @@ async def plain_client(base_url: str, cap: int, calls: int, qfile: Path) -> None
 
 def child(n: int, cap: int, latency_ms: float, work: Path, plain: bool = True) -> None:
     """One measured run in a fresh process, so its peak RSS is its own."""
+    import reasonmed
+
+    if not Path(reasonmed.__file__).resolve().is_relative_to(REPO):  # the code under test is this tree's
+        raise SystemExit(f"reasonmed imported from {reasonmed.__file__}, not from {REPO}")
     from reasonmed.db import migrate
     from reasonmed.db.engine import get_engine
     from reasonmed.ingest.service import ingest_file
@@ -445,11 +449,13 @@ def run_child(
     latency_ms: float,
     plain: bool,
     profile: Path | None = None,
+    tree: Path = REPO,
 ) -> dict[str, Any]:
-    """One measured run of ``n`` questions in a fresh child process with ``env`` (from ``prefect_server``)."""
+    """One measured run of ``n`` questions in a fresh child process with ``env`` (from ``prefect_server``),
+    running the project's code from ``tree`` (a checkout of another commit: bench/code_levers.py)."""
     child_cmd = [
         sys.executable,
-        __file__,
+        str(tree / "bench" / "pipeline.py"),
         "--child",
         str(n),
         "--cap",
@@ -481,6 +487,14 @@ def main() -> None:
         type=Path,
         help="record py-spy profiles (speedscope) of the client and the Prefect server here",
     )
+    ap.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a PREFECT_* or REASONMED_* setting for the Prefect server and the run (repeatable), e.g. "
+        "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE=200",
+    )
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -488,7 +502,8 @@ def main() -> None:
         return
 
     work = Path(tempfile.mkdtemp(prefix="reasonmed-bench-"))
-    with prefect_server(work, {}, args.profile) as (env, server_pid):
+    settings = dict(kv.split("=", 1) for kv in args.setting)
+    with prefect_server(work, settings, args.profile) as (env, server_pid):
         port = env["PREFECT_API_URL"].split(":")[-1].split("/")[0]
         print(
             f"Prefect server on Postgres at :{port}; cap {args.cap}, simulated latency {args.latency_ms:.0f} ms",
