@@ -95,6 +95,38 @@ _REVERSED_STATEMENT = re.compile(
 )
 _BOXED = re.compile(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}")
 
+# Speed (a 3 KB path, measured with timeit): the eight case-insensitive statement patterns cost 0.74 ms, as
+# each starts with ``\b``, which keeps the regex engine from skipping ahead to a literal. Searched in the
+# lower-cased text without IGNORECASE and without that ``\b`` (checked by hand, at the same positions),
+# they cost 0.03 ms. The reversed statement (0.4 ms) runs only where its fixed part occurs (0.04 ms).
+_STATEMENTS_LOWER = tuple(
+    (re.compile(p.pattern.removeprefix(r"\b")), p.pattern.startswith(r"\b")) for p in _STATEMENT_PATTERNS
+)
+_REVERSED_HINT = re.compile(
+    rf"\sis\s+(?:the\s+|definitely\s+the\s+)?{_QUALIFIER}\s+(?:answer|option|choice|response)\b",
+    re.IGNORECASE,
+)
+
+
+def _statement_spans(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of every match of every statement pattern, exactly as ``finditer`` of each would give."""
+    low = text.lower()
+    if len(low) != len(text):  # a character whose lower case is longer: positions would not line up
+        for pattern in _STATEMENT_PATTERNS:
+            for m in pattern.finditer(text):
+                yield m.start(), m.end()
+        return
+    for pattern, word_start in _STATEMENTS_LOWER:
+        pos = 0
+        while (m := pattern.search(low, pos)) is not None:
+            start = m.start()
+            if word_start and start > 0 and (low[start - 1].isalnum() or low[start - 1] == "_"):
+                pos = start + 1  # not at a word boundary: the \b form would look further on from here
+                continue
+            yield start, m.end()
+            pos = m.end()
+
+
 _LATEX_WRAPPER = re.compile(r"\\(?:boxed|text|textbf|mathrm|mathbf)\s*\{")
 _MARKUP = re.compile(r"<[^>\n]{1,20}>|[*`$\\{}]")
 _LEADING_FILLER = re.compile(
@@ -231,13 +263,14 @@ def extract_answer(text: str, options: Mapping[str, str]) -> str | None:
     if from_json is not None:
         return from_json
     statements: list[tuple[int, str]] = []
-    for pattern in _STATEMENT_PATTERNS:
-        for m in pattern.finditer(text):
-            statements.append((m.start(), _payload_after(text, m.end())))
-    for m in _BOXED.finditer(text):
-        statements.append((m.start(), m.group(1)))
-    for m in _REVERSED_STATEMENT.finditer(text):
-        statements.append((m.start(), m.group(1)))
+    for start, end in _statement_spans(text):
+        statements.append((start, _payload_after(text, end)))
+    if "boxed" in text:
+        for m in _BOXED.finditer(text):
+            statements.append((m.start(), m.group(1)))
+    if _REVERSED_HINT.search(text):
+        for m in _REVERSED_STATEMENT.finditer(text):
+            statements.append((m.start(), m.group(1)))
     statements.sort(key=lambda item: item[0])
     for _, payload in reversed(statements):
         label = _resolve(payload, options, labels)
@@ -334,6 +367,8 @@ def _loads_lenient(snippet: str) -> Any:
 
 def _json_objects(text: str) -> Iterator[dict[Any, Any]]:
     """Yield every outermost dict literal embedded in ``text`` (prose, code fences, Python style)."""
+    if "{" not in text:  # most reasoning paths: no object to find, and no character-by-character pass
+        return
     text = text.translate(_SMART_QUOTES)
     pairs = _brace_pairs(text)
     pos = 0
