@@ -118,13 +118,13 @@ def _statement_spans(text: str) -> Iterator[tuple[int, int]]:
         return
     for pattern, word_start in _STATEMENTS_LOWER:
         pos = 0
-        while (m := pattern.search(low, pos)) is not None:
-            start = m.start()
+        while (found := pattern.search(low, pos)) is not None:
+            start = found.start()
             if word_start and start > 0 and (low[start - 1].isalnum() or low[start - 1] == "_"):
                 pos = start + 1  # not at a word boundary: the \b form would look further on from here
                 continue
-            yield start, m.end()
-            pos = m.end()
+            yield start, found.end()
+            pos = found.end()
 
 
 _LATEX_WRAPPER = re.compile(r"\\(?:boxed|text|textbf|mathrm|mathbf)\s*\{")
