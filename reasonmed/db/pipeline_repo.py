@@ -1,6 +1,7 @@
 """Every SQL statement the build pipeline runs: runs, claims, per-question state, and stage writes.
 
-Stage writes take typed records (``CallRecord``, ``PathRecord``, ...) and run in one transaction each; the
+Stage writes (``write_*``) take typed records (``CallRecord``, ``PathRecord``, ...) and run in the caller's
+transaction (one per write, or one per batch: ``db/write_behind.py``); the
 unique keys (call_key, question + path_key, path + model) make a replay of the same write a no-op, which
 is what makes retries and resumed runs safe.
 """
@@ -1001,11 +1002,6 @@ def _linked(
     return out
 
 
-def save_paths(engine: Engine, calls: Sequence[CallRecord], paths: Sequence[PathRecord]) -> dict[str, int]:
-    with transaction(engine) as s:
-        return write_paths(s, calls, paths)
-
-
 def write_paths(s: Session, calls: Sequence[CallRecord], paths: Sequence[PathRecord]) -> dict[str, int]:
     """Calls and the paths they wrote; returns the new paths' ids by path key (a key already stored is
     left as it is and missing from the result)."""
@@ -1045,13 +1041,6 @@ def _supersede(
         )
 
 
-def save_verdicts(
-    engine: Engine, calls: Sequence[CallRecord], verdicts: Sequence[VerdictRecord]
-) -> dict[int, int]:
-    with transaction(engine) as s:
-        return write_verdicts(s, calls, verdicts)
-
-
 def write_verdicts(
     s: Session, calls: Sequence[CallRecord], verdicts: Sequence[VerdictRecord]
 ) -> dict[int, int]:
@@ -1065,11 +1054,6 @@ def write_verdicts(
     return {pid: vid for pid, vid in new}
 
 
-def save_scores(engine: Engine, calls: Sequence[CallRecord], scores: Sequence[ScoreRecord]) -> set[int]:
-    with transaction(engine) as s:
-        return write_scores(s, calls, scores)
-
-
 def write_scores(s: Session, calls: Sequence[CallRecord], scores: Sequence[ScoreRecord]) -> set[int]:
     """Calls and scores; returns the path ids whose score is new."""
     ids = _save_calls(s, calls)
@@ -1079,32 +1063,6 @@ def write_scores(s: Session, calls: Sequence[CallRecord], scores: Sequence[Score
     new = insert_new(s, PathScore.__table__, _linked(scores, ids), conflict, ["path_id"])
     _supersede(s, PathScore, "ranker_model", scores)
     return {pid for (pid,) in new}
-
-
-def save_resolution(
-    engine: Engine,
-    *,
-    question_id: int,
-    run_id: int | None,
-    tier: str,
-    n_paths: int,
-    n_correct: int,
-    accepted: Sequence[AcceptedRef],
-    rejection_reason: str | None,
-    simulated: bool = False,
-) -> set[int]:
-    with transaction(engine) as s:
-        return write_resolution(
-            s,
-            question_id=question_id,
-            run_id=run_id,
-            tier=tier,
-            n_paths=n_paths,
-            n_correct=n_correct,
-            accepted=accepted,
-            rejection_reason=rejection_reason,
-            simulated=simulated,
-        )
 
 
 def write_resolution(
@@ -1187,21 +1145,6 @@ def write_resolution(
     }
     upsert(s, QuestionOutcome.__table__, [row], ["question_id"], [k for k in row if k != "question_id"])
     return dropped
-
-
-def save_summaries(
-    engine: Engine,
-    calls: Sequence[CallRecord],
-    summaries: Sequence[SummaryRecord],
-    *,
-    question_id: int,
-    complete: bool,
-    dropped: Mapping[int, str] | None = None,
-) -> set[int]:
-    with transaction(engine) as s:
-        return write_summaries(
-            s, calls, summaries, question_id=question_id, complete=complete, dropped=dropped
-        )
 
 
 def write_summaries(

@@ -15,6 +15,7 @@ import textwrap
 
 from sqlalchemy import create_engine, text
 
+# argv: database URL, then "kill" (two rounds, killed before the second is flushed) or "replay" (both rounds).
 CHILD = textwrap.dedent(
     """
     import asyncio, os, signal, sys
@@ -29,7 +30,7 @@ CHILD = textwrap.dedent(
             return k
         return write
 
-    async def main():
+    async def kill():
         w = WriteBehind(engine, max_batch=8)
         acked = await asyncio.gather(*(w.write(k, put(k)) for k in range(40)))   # round 1: committed
         print("acked", len(acked), w.stats.flushes, flush=True)
@@ -38,28 +39,11 @@ CHILD = textwrap.dedent(
         await asyncio.sleep(0)  # the writes are on the queue; the flusher has not had its turn
         os.kill(os.getpid(), signal.SIGKILL)
 
-    asyncio.run(main())
-    """
-)
-
-RESUME = textwrap.dedent(
-    """
-    import asyncio, sys
-    from sqlalchemy import create_engine, text
-    from reasonmed.db.write_behind import WriteBehind
-
-    engine = create_engine(sys.argv[1])
-
-    def put(k):
-        def write(s):
-            s.execute(text("insert into wb (k) values (:k) on conflict (k) do nothing"), {"k": k})
-        return write
-
-    async def main():
+    async def replay():
         async with WriteBehind(engine, max_batch=8) as w:
             await asyncio.gather(*(w.write(k, put(k)) for k in range(80)))
 
-    asyncio.run(main())
+    asyncio.run(kill() if sys.argv[2] == "kill" else replay())
     """
 )
 
@@ -69,7 +53,7 @@ def test_killed_between_flushes_loses_no_committed_write_and_resumes_without_dup
     with engine.begin() as c:
         c.execute(text("create table wb (id serial primary key, k integer not null unique)"))
     killed = subprocess.run(
-        [sys.executable, "-c", CHILD, pg_url], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", CHILD, pg_url, "kill"], capture_output=True, text=True, timeout=120
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     acked, n, flushes = killed.stdout.split()
@@ -78,7 +62,7 @@ def test_killed_between_flushes_loses_no_committed_write_and_resumes_without_dup
         assert [k for (k,) in c.execute(text("select k from wb order by k"))] == list(range(40))
 
     resumed = subprocess.run(
-        [sys.executable, "-c", RESUME, pg_url], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", CHILD, pg_url, "replay"], capture_output=True, text=True, timeout=120
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     with engine.connect() as c:
