@@ -200,7 +200,7 @@ def fill(url: str, rows: int, seed: int = 11) -> dict[str, int]:
                             "generator",
                             run_id,
                             model,
-                            f"sim/{model}",
+                            model,
                             0.7 + 0.1 * (pid % 3),
                             0,
                             pid % 2,
@@ -211,11 +211,11 @@ def fill(url: str, rows: int, seed: int = 11) -> dict[str, int]:
                         )
                     )
             with cur.copy(
-                "COPY verdicts (id, path_id, question_id, verifier_model, outcome, reason, parse_attempts, "
-                "created_at) FROM STDIN"
+                "COPY verdicts (id, path_id, question_id, verifier_model, prompt_sha256, outcome, reason, "
+                "parse_attempts, created_at) FROM STDIN"
             ) as cp:
                 for pid in range(1, 2 * (n_q + n_bench) + 1):
-                    cp.write_row((pid, pid, (pid + 1) // 2, "sim/verifier", "correct", "sound", 1, now))
+                    cp.write_row((pid, pid, (pid + 1) // 2, "Qwen2.5-72B-Instruct", "1" * 64, "correct", "sound", 1, now))
             with cur.copy(
                 "COPY accepted_paths (id, question_id, path_id, verdict_id, rank, run_id, created_at) "
                 "FROM STDIN"
@@ -223,7 +223,8 @@ def fill(url: str, rows: int, seed: int = 11) -> dict[str, int]:
                 for pid in range(1, 2 * (n_q + n_bench) + 1):
                     cp.write_row((pid, (pid + 1) // 2, pid, pid, (pid + 1) % 2, run_id, now))
             with cur.copy(
-                "COPY summaries (id, path_id, question_id, summarizer_model, text, created_at) FROM STDIN"
+                "COPY summaries (id, path_id, question_id, summarizer_model, prompt_sha256, text, created_at) "
+                "FROM STDIN"
             ) as cp:
                 for pid in range(1, 2 * (n_q + n_bench) + 1):
                     cp.write_row(
@@ -231,7 +232,8 @@ def fill(url: str, rows: int, seed: int = 11) -> dict[str, int]:
                             pid,
                             pid,
                             (pid + 1) // 2,
-                            "sim/summarizer",
+                            "gpt-4o-mini",
+                            "2" * 64,
                             " ".join(rng.choices(sentences, k=5)),
                             now,
                         )
