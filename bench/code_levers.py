@@ -26,31 +26,18 @@ of each run and project wall / plain wall.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from checkout import worktree  # noqa: E402
 from pipeline import REPO, prefect_server, run_child  # noqa: E402
 from prefect_levers import _BATCHED, _all, _postgres, _server  # noqa: E402
-
-
-@contextlib.contextmanager
-def worktree(ref: str) -> Iterator[Path]:
-    """A checkout of ``ref`` beside the repository, removed afterwards."""
-    where = Path(tempfile.mkdtemp(prefix="reasonmed-before-")) / "tree"
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(where), ref], check=True)
-    try:
-        yield where
-    finally:
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(where)], check=False)
 
 
 def main() -> None:

@@ -1,6 +1,8 @@
 """Export benchmark: wall time and peak memory of exporting 370,000 accepted rows to Parquet.
 
     python bench/export.py [--rows 370000] [--formats parquet] [--keep]
+    python bench/export.py --rows 370000 --formats parquet,jsonl --contamination off --before REF
+
 
 Fills a throwaway Postgres database on 127.0.0.1 with synthetic accepted questions (two accepted paths
 each, ~3 KB chains of thought, ~0.5 KB summaries, verdicts, summaries and outcomes; plus benchmark-test
@@ -8,11 +10,16 @@ questions that must be skipped) through COPY, then runs `export_dataset` in a ch
 RSS is the export's own. Targets on a 2-core machine: <= 60 s wall, < 1 GiB peak RSS. The database and
 the output are removed afterwards unless --keep. By default the export is timed twice: without and with
 the contamination guard (``reasonmed.contamination.find_contaminated``), whose cost is its own.
+
+With ``--before REF`` the same database is exported alternately by that commit (checked out with ``git
+worktree``, its own ``bench/export.py`` child running its own code) and by this tree, ``--rounds`` times
+each, and this tree's wall time is printed as a ratio to the earlier commit's, measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import resource
@@ -24,10 +31,14 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
+
+from checkout import worktree  # noqa: E402
 
 ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 _VOCAB = [
@@ -215,7 +226,19 @@ def fill(url: str, rows: int, seed: int = 11) -> dict[str, int]:
                 "parse_attempts, created_at) FROM STDIN"
             ) as cp:
                 for pid in range(1, 2 * (n_q + n_bench) + 1):
-                    cp.write_row((pid, pid, (pid + 1) // 2, "Qwen2.5-72B-Instruct", "1" * 64, "correct", "sound", 1, now))
+                    cp.write_row(
+                        (
+                            pid,
+                            pid,
+                            (pid + 1) // 2,
+                            "Qwen2.5-72B-Instruct",
+                            "1" * 64,
+                            "correct",
+                            "sound",
+                            1,
+                            now,
+                        )
+                    )
             with cur.copy(
                 "COPY accepted_paths (id, question_id, path_id, verdict_id, rank, run_id, created_at) "
                 "FROM STDIN"
@@ -270,6 +293,8 @@ def child(url: str, out: str, formats: list[str], contamination: bool) -> None:
     result = export_dataset(engine, ExportOptions(out=out, formats=formats), contamination=check)  # type: ignore[arg-type]
     wall = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    import reasonmed
+
     data_bytes = sum(f["bytes"] for f in result.manifest["files"])
     print(
         json.dumps(
@@ -278,10 +303,25 @@ def child(url: str, out: str, formats: list[str], contamination: bool) -> None:
                 "peak_rss_bytes": rss,
                 "counts": result.counts,
                 "bytes_written": data_bytes,
+                "code": str(Path(reasonmed.__file__).resolve().parent.parent),
                 **timings,
             }
         )
     )
+
+
+def _export(tree: Path, url: str, out: Path, formats: str, guard: bool) -> dict[str, Any]:
+    """One export in a child process running the code of ``tree``."""
+    cmd = [sys.executable, str(tree / "bench" / "export.py"), "--formats", formats, "--child", url, str(out)]
+    if not guard:
+        cmd.append("--no-contamination")
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tree)
+    if done.returncode != 0:
+        raise SystemExit(f"export failed:\n{done.stderr[-4000:]}")
+    r: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if "code" in r and Path(r["code"]) != tree.resolve():
+        raise SystemExit(f"the export from {tree} ran the code in {r['code']}")
+    return r
 
 
 def main() -> None:
@@ -296,6 +336,8 @@ def main() -> None:
     )
     p.add_argument("--no-contamination", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--before", metavar="REF", help="also export with this earlier commit, alternately")
+    p.add_argument("--rounds", type=int, default=2, help="exports per tree with --before (default 2)")
     p.add_argument("--child", nargs=2, metavar=("URL", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args()
     formats = [f for f in args.formats.split(",") if f]
@@ -324,27 +366,42 @@ def main() -> None:
         )
         ok = True
         modes = {"both": [False, True], "on": [True], "off": [False]}[args.contamination]
-        for guard in modes:
-            cmd = [sys.executable, __file__, "--formats", args.formats, "--child", url, str(out)]
-            if not guard:
-                cmd.append("--no-contamination")
-            done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-            if done.returncode != 0:
-                raise SystemExit(f"export failed:\n{done.stderr[-4000:]}")
-            r = json.loads(done.stdout.strip().splitlines()[-1])
-            label = "with the contamination guard" if guard else "without the contamination guard"
-            print(
-                f"export {label}: {r['counts']['ReasonMed']:,} rows x 3 datasets ({args.formats}) = "
-                f"{r['bytes_written'] / 1024**2:,.0f} MiB of files"
-            )
-            print(
-                f"  wall: {r['wall_s']:.1f} s (target <= {THRESHOLD_S:.0f} s)"
-                + (f", of which the contamination check {r['contamination_s']:.1f} s" if guard else "")
-            )
-            print(
-                f"  peak RSS: {r['peak_rss_bytes'] / 1024**2:,.0f} MiB (target < {THRESHOLD_RSS / 1024**2:,.0f} MiB)"
-            )
-            ok = ok and r["wall_s"] <= THRESHOLD_S and r["peak_rss_bytes"] < THRESHOLD_RSS
+        with contextlib.ExitStack() as stack:
+            trees = [("this tree", REPO)]
+            if args.before:
+                trees = [("before", stack.enter_context(worktree(args.before)))] + trees
+            walls: dict[str, list[float]] = {label: [] for label, _ in trees}
+            for guard in modes:
+                for _ in range(args.rounds if args.before else 1):
+                    for label, tree in trees:
+                        r = _export(tree, url, out, args.formats, guard)
+                        walls[label].append(r["wall_s"])
+                        name = "with the contamination guard" if guard else "without the contamination guard"
+                        print(
+                            f"[{label}] export {name}: {r['counts']['ReasonMed']:,} rows x 3 datasets "
+                            f"({args.formats}) = {r['bytes_written'] / 1024**2:,.0f} MiB of files"
+                        )
+                        print(
+                            f"  wall: {r['wall_s']:.1f} s (target <= {THRESHOLD_S:.0f} s)"
+                            + (
+                                f", of which the contamination check {r['contamination_s']:.1f} s"
+                                if guard
+                                else ""
+                            )
+                        )
+                        print(
+                            f"  peak RSS: {r['peak_rss_bytes'] / 1024**2:,.0f} MiB "
+                            f"(target < {THRESHOLD_RSS / 1024**2:,.0f} MiB)",
+                            flush=True,
+                        )
+                        if label == "this tree":
+                            ok = ok and r["wall_s"] <= THRESHOLD_S and r["peak_rss_bytes"] < THRESHOLD_RSS
+            if args.before:
+                before, after = (sum(walls[k]) / len(walls[k]) for k in ("before", "this tree"))
+                print(
+                    f"wall, mean of {len(walls['this tree'])} runs each: before ({args.before}) {before:.1f} s, "
+                    f"this tree {after:.1f} s; this tree / before = {after / before:.2f}"
+                )
         print("targets met" if ok else "TARGET MISSED")
     finally:
         if not args.keep:

@@ -102,20 +102,15 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 _RARE_CHARS = "".join(chr(c) for c in range(0x20) if chr(c) not in "\n\r\t")
 _RARE = re.compile(f"[{re.escape(_RARE_CHARS)}]")
-_NOT_RARE_BYTES = bytes(b for b in range(256) if chr(b) not in _RARE_CHARS)
-_SEP = "\x1e"  # joins a column's values while escaping them: a rare control, so absent when used
+# The characters escaped by a backslash before them, as byte -> escape (backslash first: order matters).
+_COMMON = [(b"\\", b"\\\\"), (b'"', b'\\"'), (b"\n", b"\\n"), (b"\r", b"\\r"), (b"\t", b"\\t")]
 
 
 def _escape_all(text: str) -> str:
-    """``json_dumps(text)`` without its quotes, for a text with no rare control character: str.replace runs
-    at memory speed, unlike the encoder's per-character loop."""
-    return (
-        text.replace("\\", "\\\\")
-        .replace('"', '\\"')
-        .replace("\n", "\\n")
-        .replace("\r", "\\r")
-        .replace("\t", "\\t")
-    )
+    """``json_dumps(text)`` without its quotes, for a text with no rare control character."""
+    for char, escape in _COMMON:
+        text = text.replace(char.decode(), escape.decode())
+    return text
 
 
 def _escape_rare(match: re.Match[str]) -> str:
@@ -123,51 +118,78 @@ def _escape_rare(match: re.Match[str]) -> str:
     return _NAMED.get(char) or f"\\u{ord(char):04x}"
 
 
+def _escaped_strings(arr: pa.Array) -> pa.Array | None:
+    """Every string of ``arr`` escaped as ``json_dumps`` does, without its quotes; None when the column
+    holds a rare control character (the caller then takes the per-value path).
+
+    Works on the column's UTF-8 bytes as one buffer: every escaped character is ASCII, and an ASCII byte
+    never occurs inside a multi-byte sequence, so the bytes can be escaped as they are, and each escape
+    adds one byte, so a value's new offset is its old one plus the escapes before it. bytes.replace runs
+    about 10x faster than str.replace on text with any non-ASCII character (19 MB of chains of thought:
+    5 ms against 112 ms), and no value is ever decoded.
+    """
+    raw = bytes(_joined(arr))
+    data = np.frombuffer(raw, dtype=np.uint8)
+    present = [(char, escape) for char, escape in _COMMON if char in raw]
+    hits = [np.flatnonzero(data == char[0]) for char, _ in present]
+    controls = sum(len(h) for (char, _), h in zip(present, hits, strict=True) if char[0] < 0x20)
+    if np.count_nonzero(data < 0x20) != controls:
+        return None
+    _, offsets, _ = arr.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
+    bounds = bounds - bounds[0]
+    shifted = bounds.copy()
+    for (char, escape), h in zip(present, hits, strict=True):
+        raw = raw.replace(char, escape)
+        shifted += np.searchsorted(h, bounds).astype(np.int32)  # this character's escapes before each value
+    return pa.StringArray.from_buffers(len(arr), pa.py_buffer(shifted), pa.py_buffer(raw))
+
+
 def _json_strings(arr: pa.Array) -> pa.Array:
-    """``json_dumps`` of every string of ``arr`` (null -> null). The whole column is escaped as one text
-    (its values joined by a control character that it does not contain), then split again."""
-    values = arr.to_pylist()
-    if arr.null_count:
-        values = ["" if v is None else v for v in values]
-    if not values:
-        return pa.array([], type=pa.string())
-    # Control characters never occur inside a multi-byte UTF-8 sequence: the bytes tell.
-    if bytes(_joined(arr)).translate(None, _NOT_RARE_BYTES):
-        quoted = pa.array(
-            ['"' + _RARE.sub(_escape_rare, _escape_all(v)) + '"' for v in values], type=pa.string()
-        )
+    """``json_dumps`` of every string of ``arr`` (null -> null), quotes included."""
+    escaped = _escaped_strings(arr)
+    if escaped is None:
+        values = ["" if v is None else v for v in arr.to_pylist()]
+        quoted = pa.array(['"' + _RARE.sub(_escape_rare, _escape_all(v)) + '"' for v in values], pa.string())
     else:
-        # '"v0""v1""v2"' as one buffer, cut between each pair of quotes: the k-th cut is 2 + k bytes past
-        # the k-th separator in the escaped text (the opening quote, the closing one, one more byte per
-        # earlier separator).
-        escaped = _escape_all(_SEP.join(values)).encode("utf-8")
-        seps = np.flatnonzero(np.frombuffer(escaped, dtype=np.uint8) == ord(_SEP))
-        data = b'"' + escaped.replace(_SEP.encode(), b'""') + b'"'
-        offsets = np.concatenate(([0], seps + 2 + np.arange(len(seps)), [len(data)])).astype(np.int32)
-        quoted = pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets), pa.py_buffer(data))
+        quoted = pc.binary_join_element_wise('"', escaped, '"', "")
     return pc.if_else(arr.is_null(), "null", quoted) if arr.null_count else quoted
 
 
 def _json_values(arr: pa.Array) -> pa.Array:
     """One column as JSON texts. Integers print alike in Arrow and Python; floats do not (Python's
-    ``1.0`` is Arrow's ``1``), so they, and nested values, go through the encoder (cheap for short values)."""
+    ``1.0`` is Arrow's ``1``), so finite floats print by ``float.__repr__`` as the encoder does, and
+    anything else (NaN, nested values) goes through the encoder itself."""
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
         return _json_strings(arr)
     if pa.types.is_integer(arr.type):
         text = pc.cast(arr, pa.string())
         return pc.fill_null(text, "null") if arr.null_count else text
+    if pa.types.is_floating(arr.type) and pc.all(pc.is_finite(arr)).as_py() is not False:
+        return pa.array(["null" if v is None else float.__repr__(v) for v in arr.to_pylist()], pa.string())
     return pa.array([_ENCODER.encode(v) for v in arr.to_pylist()], type=pa.string())
 
 
 def json_lines(table: pa.Table) -> pa.Array:
-    """Each row as ``json_dumps(row)`` plus a newline (keys in schema order), byte for byte, built column-wise."""
+    """Each row as ``json_dumps(row)`` plus a newline (keys in schema order), byte for byte, built column-wise.
+
+    A string column without nulls joins the row unquoted, its quotes folded into the literal text around
+    it, so the whole row is assembled in one pass."""
     parts: list[Any] = []
+    literal = ""
     for i, f in enumerate(table.schema):
-        parts += [
-            ("{" if i == 0 else ", ") + json_dumps(f.name) + ": ",
-            _json_values(table.column(i).combine_chunks()),
-        ]
-    return pc.binary_join_element_wise(*parts, "}\n", "")
+        literal += ("{" if i == 0 else ", ") + json_dumps(f.name) + ": "
+        arr = table.column(i).combine_chunks()
+        escaped = None
+        if (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)) and not arr.null_count:
+            escaped = _escaped_strings(arr)
+        if escaped is None:
+            parts += [literal, _json_values(arr)]
+            literal = ""
+        else:
+            parts += [literal + '"', escaped]
+            literal = '"'
+    return pc.binary_join_element_wise(*parts, literal + "}\n", "")
 
 
 def _joined(strings: pa.Array) -> memoryview:
