@@ -376,9 +376,9 @@ def main() -> None:
                     for label, tree in trees:
                         r = _export(tree, url, out, args.formats, guard)
                         walls[label].append(r["wall_s"])
-                        name = "with the contamination guard" if guard else "without the contamination guard"
+                        mode = "with the contamination guard" if guard else "without the contamination guard"
                         print(
-                            f"[{label}] export {name}: {r['counts']['ReasonMed']:,} rows x 3 datasets "
+                            f"[{label}] export {mode}: {r['counts']['ReasonMed']:,} rows x 3 datasets "
                             f"({args.formats}) = {r['bytes_written'] / 1024**2:,.0f} MiB of files"
                         )
                         print(
