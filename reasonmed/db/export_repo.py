@@ -7,8 +7,7 @@ unchanged database yields the same rows in the same order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -306,14 +305,13 @@ def update_version(
     )
 
 
-@contextmanager
-def copy_samples(
-    session: Session, version_id: int
-) -> Iterator[Callable[[Iterable[tuple[int, int, int, int]]], None]]:
-    """Postgres: stream (question_id, path_id, verdict_id, summary_id) rows into dataset_samples by COPY.
+def copy_samples(session: Session, version_id: int, rows: Iterable[tuple[int, int, int, int]]) -> None:
+    """Postgres: (question_id, path_id, verdict_id, summary_id) rows into dataset_samples by one COPY.
 
-    Runs on the session's own connection, so the rows belong to its transaction; the server checks the
-    foreign keys while the caller keeps writing files, instead of all at the end.
+    Runs on the session's own connection, so the rows belong to its transaction. The server checks a
+    COPY's foreign keys when the statement ends, so the caller sends one COPY per batch: each batch is
+    checked while the files of the next are being written, instead of every sample at the end (1.3 s
+    at 60k rows, measured).
     """
     raw = session.connection().connection.driver_connection
     assert isinstance(raw, psycopg.Connection)  # Postgres is always reached through psycopg 3 (db.engine)
@@ -323,12 +321,8 @@ def copy_samples(
             "COPY dataset_samples (dataset_version_id, question_id, path_id, verdict_id, summary_id) FROM STDIN"
         ) as copy,
     ):
-
-        def write(rows: Iterable[tuple[int, int, int, int]]) -> None:
-            for q, p, v, s in rows:
-                copy.write_row((version_id, q, p, v, s))
-
-        yield write
+        for q, p, v, s in rows:
+            copy.write_row((version_id, q, p, v, s))
 
 
 def insert_samples(

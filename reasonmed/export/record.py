@@ -1,9 +1,10 @@
 """The database record of one export: its dataset_versions row and one dataset_samples row per path.
 
 Everything happens in one transaction that commits only after the files are published, so a failed
-export leaves no version behind. On Postgres the version is reserved up front and the samples stream in
-by COPY while the files are being written (the server's foreign-key checks overlap the export; a
-concurrent export waits on the version number instead of colliding at the end). On SQLite the samples
+export leaves no version behind. On Postgres the version is reserved up front and the samples go in by
+one COPY per batch while the files are being written (the server checks each batch's foreign keys as
+its COPY ends, overlapping the export; a concurrent export waits on the version number instead of
+colliding at the end). On SQLite the samples
 wait in a spool file and are written at the end, so the single write lock is held for seconds only.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from datetime import datetime
 from types import TracebackType
@@ -70,8 +71,6 @@ class VersionRecord:
         self._version_id: int | None = None
         self._stack = ExitStack()
         self._session: Session | None = None
-        self._copy: ExitStack | None = None
-        self._write: Callable[[Iterable[SampleIds]], None] | None = None
         self._spool: SampleSpool | None = None
 
     def __enter__(self) -> VersionRecord:
@@ -79,9 +78,6 @@ class VersionRecord:
         self._stack.enter_context(self._session.begin())
         if self.live:
             self.reserve()
-            assert self._version_id is not None  # reserve() wrote the version's row
-            self._copy = ExitStack()
-            self._write = self._copy.enter_context(export_repo.copy_samples(self._session, self._version_id))
         else:
             self._spool = self._stack.enter_context(contextlib.closing(SampleSpool()))
         return self
@@ -89,14 +85,12 @@ class VersionRecord:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool | None:
-        if self._copy is not None:  # an unfinished COPY is aborted along with the transaction
-            self._copy.__exit__(exc_type, exc, tb)
-            self._copy = None
         return self._stack.__exit__(exc_type, exc, tb)
 
     def add(self, rows: Sequence[SourceRow]) -> None:
-        if self._write is not None:
-            self._write(sample_ids(rows))
+        if self.live:
+            assert self._session is not None and self._version_id is not None  # reserved on entering
+            export_repo.copy_samples(self._session, self._version_id, sample_ids(rows))
         elif self._spool is not None:
             self._spool.add(sample_ids(rows))
         self.n_samples += len(rows)
@@ -121,9 +115,6 @@ class VersionRecord:
     def finish(self, *, location: str, manifest: dict[str, Any], config_hash: str | None) -> None:
         """Complete the samples and the version row (still uncommitted: publish, then leave the block)."""
         assert self._session is not None and self._version_id is not None
-        if self._copy is not None:
-            self._copy.close()  # ends the COPY: the server has checked every sample
-            self._copy, self._write = None, None
         if self._spool is not None:
             export_repo.insert_samples(self._session, self._version_id, self._spool.batches())
         export_repo.update_version(
