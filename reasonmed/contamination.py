@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import datasketch
 from datasketch import MinHash, MinHashLSH
 from sqlalchemy import Engine
 
@@ -52,6 +54,7 @@ __all__ = [
     "audit_contamination",
     "exact_key",
     "find_contaminated",
+    "fingerprint",
     "jaccard",
     "match_text",
     "scan",
@@ -201,10 +204,31 @@ class ContaminationScan:
 
     ``checked`` is None when there is nothing to copy (no test items): every question is then clean.
     A question accepted after the scan is in neither, and the export holds it back for the next version.
+    ``rechecked`` counts the questions compared with the test items in this scan; the others' verdicts
+    were stored by an earlier scan under the same fingerprint.
     """
 
     flagged: dict[int, str]
     checked: frozenset[int] | None
+    rechecked: int = 0
+
+
+# Bump when shingling, hashing or matching changes: verdicts stored under the old algorithm then no
+# longer stand, and the next scan checks every question again.
+SCAN_ALGORITHM = 2
+
+
+def fingerprint(
+    test_items: Sequence[QuestionText], *, threshold: float, ngram: int, num_perm: int = NUM_PERM
+) -> str:
+    """What a stored verdict depends on besides the question's own text: every test item (id, source,
+    text), the guard's settings, its algorithm and the LSH library's version."""
+    h = hashlib.sha256(
+        json.dumps([SCAN_ALGORITHM, datasketch.__version__, threshold, ngram, num_perm, _LSH_MARGIN]).encode()
+    )
+    for item in sorted(test_items, key=lambda t: t.id):
+        h.update(json.dumps([item.id, item.source, item.source_id, item.question, item.options]).encode())
+    return h.hexdigest()
 
 
 def scan_database(
@@ -215,24 +239,36 @@ def scan_database(
     only_accepted: bool = False,
     persist: bool = True,
 ) -> ContaminationScan:
-    """The guard over the stored questions; see ``find_contaminated``."""
+    """The guard over the stored questions; see ``find_contaminated``.
+
+    A question with a verdict stored under the current fingerprint keeps it without being checked
+    again, so a nightly export pays only for the questions accepted since the last one (a question's
+    text never changes). With ``persist`` the new verdicts and matches are stored.
+    """
     tests = eval_repo.load_benchmark_test_items(engine)
     if not tests:
         return ContaminationScan({}, None)
+    stamp = fingerprint(tests, threshold=threshold, ngram=ngram)
+    known = eval_repo.contamination_verdicts(engine, stamp)
+    index: ContaminationIndex | None = None  # built only when some question needs a check
+    verdicts: dict[int, str | None] = {}
+    matches: list[Match] = []
+    flagged: dict[int, str] = {}
     checked: set[int] = set()
-
-    def noted(items: Iterable[QuestionText]) -> Iterable[QuestionText]:
-        for item in items:
-            checked.add(item.id)
-            yield item
-
-    matches = scan(
-        tests,
-        noted(eval_repo.iter_training_items(engine, only_accepted=only_accepted)),
-        threshold=threshold,
-        ngram=ngram,
-    )
-    if persist and matches:
+    for item in eval_repo.iter_training_items(engine, only_accepted=only_accepted):
+        checked.add(item.id)
+        if item.id in known:
+            why = known[item.id]
+        else:
+            if index is None:
+                index = ContaminationIndex(tests, threshold=threshold, ngram=ngram)
+            match = index.check(item)
+            why = verdicts[item.id] = match.description if match else None
+            if match:
+                matches.append(match)
+        if why is not None:
+            flagged[item.id] = why
+    if persist:
         detected = eval_repo.now()
         eval_repo.save_contamination_matches(
             engine,
@@ -250,7 +286,8 @@ def scan_database(
                 for m in matches
             ],
         )
-    return ContaminationScan({m.question_id: m.description for m in matches}, frozenset(checked))
+        eval_repo.save_contamination_verdicts(engine, stamp, verdicts, detected)
+    return ContaminationScan(flagged, frozenset(checked), rechecked=len(verdicts))
 
 
 def find_contaminated(

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, and_, func, select, text
 
 from reasonmed.db.engine import transaction
 from reasonmed.db.models import (
+    ContaminationCheck,
     ContaminationMatch,
     DatasetQualityScore,
     DatasetSample,
@@ -101,6 +102,37 @@ def save_contamination_matches(engine: Engine, rows: Sequence[Mapping[str, Any]]
         return
     with transaction(engine) as s:
         upsert(s, ContaminationMatch.__table__, rows, ["question_id", "test_question_id"], _MATCH_UPDATE)
+
+
+def contamination_verdicts(engine: Engine, fingerprint: str) -> dict[int, str | None]:
+    """question_id -> why it must not be exported (None: clean), for each question checked under
+    ``fingerprint``."""
+    with engine.connect() as c:
+        rows = c.execute(
+            select(ContaminationCheck.question_id, ContaminationCheck.description).where(
+                ContaminationCheck.fingerprint == fingerprint
+            )
+        )
+        return {qid: description for qid, description in rows}
+
+
+def save_contamination_verdicts(
+    engine: Engine, fingerprint: str, verdicts: Mapping[int, str | None], checked_at: datetime
+) -> None:
+    """Upsert by question: a verdict under an older fingerprint is replaced, never kept beside."""
+    rows = [
+        {"question_id": q, "fingerprint": fingerprint, "description": d, "checked_at": checked_at}
+        for q, d in verdicts.items()
+    ]
+    if rows:
+        with transaction(engine) as s:
+            upsert(
+                s,
+                ContaminationCheck.__table__,
+                rows,
+                ["question_id"],
+                ["fingerprint", "description", "checked_at"],
+            )
 
 
 def audit_contamination(engine: Engine) -> list[dict[str, Any]]:

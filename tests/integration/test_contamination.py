@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, delete, func, select, text, update
 
 from reasonmed.contamination import (
     DEFAULT_THRESHOLD,
@@ -16,10 +16,11 @@ from reasonmed.contamination import (
     jaccard,
     match_text,
     scan,
+    scan_database,
     shingles,
 )
 from reasonmed.db.eval_repo import QuestionText, audit_contamination
-from reasonmed.db.models import ContaminationMatch, Question
+from reasonmed.db.models import ContaminationCheck, ContaminationMatch, Question
 from reasonmed.ingest.service import ingest_file, load_id_list
 from tests.conftest import PUBMEDQA_FILE, PUBMEDQA_TEST_IDS
 
@@ -151,6 +152,50 @@ def test_pubmedqa_test_split_is_flagged_and_planted_copies_are_caught(engine: En
     assert all(r["test_source_id"] == source_id and r["has_accepted_paths"] is False for r in audit)
 
     assert find_contaminated(engine, only_accepted=True, persist=False) == {}  # nothing planted was built
+
+
+def test_a_scan_checks_only_the_questions_no_scan_judged_under_the_same_test_items(
+    engine: Engine, tmp_path: Path
+) -> None:
+    ingest_file(engine, PUBMEDQA_FILE, "pubmedqa", benchmark_test_ids=load_id_list(PUBMEDQA_TEST_IDS))
+    first = scan_database(engine)
+    assert (first.rechecked, first.flagged, len(first.checked or ())) == (500, {}, 500)
+    with engine.connect() as c:
+        question = c.execute(
+            select(Question.question)
+            .where(Question.is_benchmark_test.is_(True), func.length(Question.question) > 90)
+            .order_by(Question.id)
+            .limit(1)
+        ).scalar_one()
+
+    ingest_file(engine, _plant(tmp_path, question), "pubmedqa")
+    second = scan_database(engine)  # only the three new questions are compared with the test items
+    assert (second.rechecked, len(second.checked or ())) == (3, 503)
+    assert len(second.flagged) == 2
+    third = scan_database(engine)  # nothing new: every verdict, flagged ones included, stands
+    assert (third.rechecked, third.flagged, third.checked) == (0, second.flagged, second.checked)
+
+    # the same verdicts as a scan from nothing; one that does not persist leaves nothing behind
+    with engine.begin() as c:
+        c.execute(delete(ContaminationCheck))
+    fresh = scan_database(engine, persist=False)
+    assert (fresh.rechecked, fresh.flagged) == (503, second.flagged)
+    assert scan_database(engine).rechecked == 503
+
+    # other settings, or another test set, make every stored verdict stale
+    assert scan_database(engine, threshold=0.5, persist=False).rechecked == 503
+    with engine.begin() as c:
+        c.execute(
+            update(Question).where(Question.source_id == "planted-unrelated").values(is_benchmark_test=True)
+        )
+    after = scan_database(engine)
+    assert (after.rechecked, after.flagged) == (502, second.flagged)
+    with engine.connect() as c:
+        per_stamp = c.execute(
+            select(func.count()).select_from(ContaminationCheck).group_by(ContaminationCheck.fingerprint)
+        ).scalars()
+    # one verdict per question, replaced when re-checked: the new test item keeps its stale one, unused
+    assert sorted(per_stamp) == [1, 502]
 
 
 # --------------------------------------------------------------------------- end to end: build + export
