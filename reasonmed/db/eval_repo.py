@@ -25,7 +25,7 @@ from reasonmed.db.models import (
     ReasoningPath,
     Summary,
 )
-from reasonmed.db.upsert import insert_ignore, upsert
+from reasonmed.db.upsert import insert_ignore, upsert, upsert_many
 
 IN_CHUNK = 1000  # ids per IN (...) list: far below SQLite's bound-parameter limit
 
@@ -126,7 +126,7 @@ def save_contamination_verdicts(
     ]
     if rows:
         with transaction(engine) as s:
-            upsert(
+            upsert_many(
                 s,
                 ContaminationCheck.__table__,
                 rows,

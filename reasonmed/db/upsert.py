@@ -74,3 +74,20 @@ def upsert(
         else:
             session.execute(stmt)
     return out
+
+
+def upsert_many(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    conflict: Sequence[str],
+    update: Sequence[str],
+) -> None:
+    """``upsert`` for many rows and no RETURNING: one statement compiled once and executed for every row
+    (SQLAlchemy batches them into multi-row INSERTs itself), instead of rendering a statement per chunk
+    of literal rows, which costs more Python time than the database spends on the rows."""
+    if not rows:
+        return
+    ins = _insert(session, table)
+    stmt = ins.on_conflict_do_update(index_elements=list(conflict), set_={c: ins.excluded[c] for c in update})
+    session.execute(stmt, list(rows))
