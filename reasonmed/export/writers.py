@@ -120,7 +120,8 @@ def _escape_rare(match: re.Match[str]) -> str:
 
 def _escaped_strings(arr: pa.Array) -> pa.Array | None:
     """Every string of ``arr`` escaped as ``json_dumps`` does, without its quotes; None when the column
-    holds a rare control character (the caller then takes the per-value path).
+    holds a rare control character, or is not ``pa.string()`` (32-bit offsets), and the caller then takes
+    the per-value path.
 
     Works on the column's UTF-8 bytes as one buffer: every escaped character is ASCII, and an ASCII byte
     never occurs inside a multi-byte sequence, so the bytes can be escaped as they are, and each escape
@@ -128,6 +129,8 @@ def _escaped_strings(arr: pa.Array) -> pa.Array | None:
     about 10x faster than str.replace on text with any non-ASCII character (19 MB of chains of thought:
     5 ms against 112 ms), and no value is ever decoded.
     """
+    if arr.type != pa.string():
+        return None
     raw = bytes(_joined(arr))
     data = np.frombuffer(raw, dtype=np.uint8)
     present = [(char, escape) for char, escape in _COMMON if char in raw]
@@ -180,9 +183,7 @@ def json_lines(table: pa.Table) -> pa.Array:
     for i, f in enumerate(table.schema):
         literal += ("{" if i == 0 else ", ") + json_dumps(f.name) + ": "
         arr = table.column(i).combine_chunks()
-        escaped = None
-        if (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)) and not arr.null_count:
-            escaped = _escaped_strings(arr)
+        escaped = None if arr.null_count else _escaped_strings(arr)
         if escaped is None:
             parts += [literal, _json_values(arr)]
             literal = ""

@@ -34,6 +34,12 @@ def test_string_column_matches_json_dumps(values: list[str | None]) -> None:
     assert "".join(json_lines(table).to_pylist()) == expected
 
 
+def test_large_string_column_matches_json_dumps() -> None:
+    table = pa.table({"a": pa.array(['a"b', "c\nd", "ü", None], type=pa.large_string())})
+    expected = "".join(json_dumps(row) + "\n" for row in table.to_pylist())
+    assert "".join(json_lines(table).to_pylist()) == expected
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_random_text_in_slices_matches_json_dumps(seed: int) -> None:
     """Random texts over an alphabet of every escape class, encoded as offset slices of a larger array
