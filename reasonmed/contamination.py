@@ -82,7 +82,7 @@ def shingles(question: str, options: Iterable[tuple[str, str]], ngram: int = DEF
 
     An n-gram's hash is the tuple hash of its words' (cached) digests: the same in every process (ints
     and tuples of ints hash without Python's per-process salt), and one digest per distinct word
-    instead of one per n-gram, which was a quarter of the scan's time at the paper's size.
+    instead of one per n-gram, which was a fifth of a check's time (profiled at the paper's size).
     """
     words = [_word_hash(w) for w in match_text(" ".join([question, *(t for _, t in options)])).split()]
     if not words:
