@@ -231,6 +231,11 @@ def fingerprint(
     return h.hexdigest()
 
 
+def question_digest(item: QuestionText) -> str:
+    """The text a verdict was reached on: a question edited in place is checked again."""
+    return hashlib.sha256(json.dumps([item.question, item.options]).encode()).hexdigest()
+
+
 def scan_database(
     engine: Engine,
     *,
@@ -241,9 +246,9 @@ def scan_database(
 ) -> ContaminationScan:
     """The guard over the stored questions; see ``find_contaminated``.
 
-    A question with a verdict stored under the current fingerprint keeps it without being checked
-    again, so a nightly export pays only for the questions accepted since the last one (a question's
-    text never changes). With ``persist`` the new verdicts and matches are stored.
+    A question with a verdict stored for its current text under the current fingerprint keeps it
+    without being checked again, so a nightly export pays only for the questions accepted (or edited)
+    since the last one. With ``persist`` the new verdicts and matches are stored.
     """
     tests = eval_repo.load_benchmark_test_items(engine)
     if not tests:
@@ -251,23 +256,25 @@ def scan_database(
     stamp = fingerprint(tests, threshold=threshold, ngram=ngram)
     known = eval_repo.contamination_verdicts(engine, stamp)
     index: ContaminationIndex | None = None  # built only when some question needs a check
-    verdicts: dict[int, str | None] = {}
+    verdicts: dict[int, eval_repo.StoredVerdict] = {}
     matches: list[Match] = []
     flagged: dict[int, str] = {}
     checked: set[int] = set()
     for item in eval_repo.iter_training_items(engine, only_accepted=only_accepted):
         checked.add(item.id)
-        if item.id in known:
-            why = known[item.id]
-        else:
+        digest = question_digest(item)
+        verdict = known.get(item.id)
+        if verdict is None or verdict.question_sha256 != digest:
             if index is None:
                 index = ContaminationIndex(tests, threshold=threshold, ngram=ngram)
             match = index.check(item)
-            why = verdicts[item.id] = match.description if match else None
+            verdict = verdicts[item.id] = eval_repo.StoredVerdict(
+                digest, match.description if match else None
+            )
             if match:
                 matches.append(match)
-        if why is not None:
-            flagged[item.id] = why
+        if verdict.description is not None:
+            flagged[item.id] = verdict.description
     if persist:
         detected = eval_repo.now()
         eval_repo.save_contamination_matches(

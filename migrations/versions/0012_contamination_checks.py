@@ -1,10 +1,10 @@
 """contamination_checks: the guard's verdict per question and test-set fingerprint, so scans are incremental
 
 Every export scanned every accepted question against every benchmark test item: 28-30 s at the paper's
-size, which kept an export with its guard over a minute. A verdict depends only on the question's text
-(fixed: a question is its content hash), the test items and the guard's settings; this table keeps it
-under a fingerprint of the latter two, and a scan checks only the questions without a verdict under the
-current fingerprint.
+size, which kept an export with its guard over a minute. A verdict depends only on the question's text, the
+test items and the guard's settings; this table keeps it with a digest of the text it judged, under a
+fingerprint of the other two, and a scan checks only the questions without a verdict for their current
+text under the current fingerprint.
 
 Revision ID: 0012
 Revises: 0011
@@ -27,6 +27,7 @@ def upgrade() -> None:
         "contamination_checks",
         sa.Column("question_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("fingerprint", sa.String(length=64), nullable=False),
+        sa.Column("question_sha256", sa.String(length=64), nullable=False),
         sa.Column("description", sa.Text(), nullable=True),
         sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(

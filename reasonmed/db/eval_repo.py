@@ -104,25 +104,40 @@ def save_contamination_matches(engine: Engine, rows: Sequence[Mapping[str, Any]]
         upsert(s, ContaminationMatch.__table__, rows, ["question_id", "test_question_id"], _MATCH_UPDATE)
 
 
-def contamination_verdicts(engine: Engine, fingerprint: str) -> dict[int, str | None]:
-    """question_id -> why it must not be exported (None: clean), for each question checked under
-    ``fingerprint``."""
+class StoredVerdict(NamedTuple):
+    """The guard's verdict on one question: the digest of the text it judged (``question_sha256``) and
+    why the question must not be exported (None: clean)."""
+
+    question_sha256: str
+    description: str | None
+
+
+def contamination_verdicts(engine: Engine, fingerprint: str) -> dict[int, StoredVerdict]:
+    """question_id -> its verdict, for each question checked under ``fingerprint``."""
     with engine.connect() as c:
         rows = c.execute(
-            select(ContaminationCheck.question_id, ContaminationCheck.description).where(
-                ContaminationCheck.fingerprint == fingerprint
-            )
+            select(
+                ContaminationCheck.question_id,
+                ContaminationCheck.question_sha256,
+                ContaminationCheck.description,
+            ).where(ContaminationCheck.fingerprint == fingerprint)
         )
-        return {qid: description for qid, description in rows}
+        return {qid: StoredVerdict(sha, description) for qid, sha, description in rows}
 
 
 def save_contamination_verdicts(
-    engine: Engine, fingerprint: str, verdicts: Mapping[int, str | None], checked_at: datetime
+    engine: Engine, fingerprint: str, verdicts: Mapping[int, StoredVerdict], checked_at: datetime
 ) -> None:
-    """Upsert by question: a verdict under an older fingerprint is replaced, never kept beside."""
+    """Upsert by question: a verdict under an older fingerprint or text is replaced, never kept beside."""
     rows = [
-        {"question_id": q, "fingerprint": fingerprint, "description": d, "checked_at": checked_at}
-        for q, d in verdicts.items()
+        {
+            "question_id": q,
+            "fingerprint": fingerprint,
+            "question_sha256": v.question_sha256,
+            "description": v.description,
+            "checked_at": checked_at,
+        }
+        for q, v in verdicts.items()
     ]
     if rows:
         with transaction(engine) as s:
@@ -131,7 +146,7 @@ def save_contamination_verdicts(
                 ContaminationCheck.__table__,
                 rows,
                 ["question_id"],
-                ["fingerprint", "description", "checked_at"],
+                ["fingerprint", "question_sha256", "description", "checked_at"],
             )
 
 

@@ -464,14 +464,15 @@ class ContaminationCheck(Base):
     """The contamination guard's verdict on one training question against one set of test items.
 
     ``fingerprint`` names the test items and the guard's settings and algorithm (reasonmed.contamination.
-    fingerprint): while it is unchanged the verdict stands, so a nightly export re-checks only the
-    questions accepted since (a question's text never changes: its id stands for its content hash).
-    ``description`` is why it must not be exported, or NULL when it copies no test item.
+    fingerprint) and ``question_sha256`` the question's text as the guard read it: while both are
+    unchanged the verdict stands, so a nightly export re-checks only the questions accepted (or edited)
+    since. ``description`` is why it must not be exported, or NULL when it copies no test item.
     """
 
     __tablename__ = "contamination_checks"
     question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
+    question_sha256: Mapped[str] = mapped_column(String(64))
     description: Mapped[str | None] = mapped_column(Text)
     checked_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 

@@ -175,6 +175,23 @@ def test_a_scan_checks_only_the_questions_no_scan_judged_under_the_same_test_ite
     third = scan_database(engine)  # nothing new: every verdict, flagged ones included, stands
     assert (third.rechecked, third.flagged, third.checked) == (0, second.flagged, second.checked)
 
+    # a question edited in place into a copy is judged again, by its new text
+    with engine.begin() as c:
+        c.execute(
+            update(Question)
+            .where(Question.source_id == "planted-unrelated")
+            .values(question=question.upper())
+        )
+    edited = scan_database(engine)
+    assert edited.rechecked == 1 and len(edited.flagged) == 3
+    with engine.begin() as c:
+        c.execute(
+            update(Question)
+            .where(Question.source_id == "planted-unrelated")
+            .values(question="Does daily aspirin prevent migraine attacks in adolescents?")
+        )
+    assert (scan_database(engine).rechecked, scan_database(engine).flagged) == (1, second.flagged)
+
     # the same verdicts as a scan from nothing; one that does not persist leaves nothing behind
     with engine.begin() as c:
         c.execute(delete(ContaminationCheck))
