@@ -277,6 +277,7 @@ def fill(url: str, rows: int, seed: int = 11) -> dict[str, int]:
 
 def child(url: str, out: str, formats: list[str], contamination: bool) -> None:
     """Runs in its own process: the export, timed, with this process's peak RSS."""
+    import reasonmed
     from reasonmed.db.engine import make_engine
     from reasonmed.export.service import ExportOptions, default_contamination_check, export_dataset
 
@@ -294,8 +295,6 @@ def child(url: str, out: str, formats: list[str], contamination: bool) -> None:
     result = export_dataset(engine, ExportOptions(out=out, formats=formats), contamination=check)  # type: ignore[arg-type]
     wall = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    import reasonmed
-
     data_bytes = sum(f["bytes"] for f in result.manifest["files"])
     print(
         json.dumps(

@@ -205,7 +205,7 @@ class ContaminationScan:
     ``checked`` is None when there is nothing to copy (no test items): every question is then clean.
     A question accepted after the scan is in neither, and the export holds it back for the next version.
     ``rechecked`` counts the questions compared with the test items in this scan; the others' verdicts
-    were stored by an earlier scan under the same fingerprint.
+    were stored by an earlier scan, for the same text under the same fingerprint.
     """
 
     flagged: dict[int, str]

@@ -25,7 +25,7 @@ from reasonmed.db.models import (
     ReasoningPath,
     Summary,
 )
-from reasonmed.db.upsert import insert_ignore, upsert, upsert_many
+from reasonmed.db.upsert import insert_ignore, upsert
 
 IN_CHUNK = 1000  # ids per IN (...) list: far below SQLite's bound-parameter limit
 
@@ -141,7 +141,7 @@ def save_contamination_verdicts(
     ]
     if rows:
         with transaction(engine) as s:
-            upsert_many(
+            upsert(
                 s,
                 ContaminationCheck.__table__,
                 rows,
