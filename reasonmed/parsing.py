@@ -65,7 +65,8 @@ def clean_reasoning(raw: str) -> str:
 # extract_answer
 # --------------------------------------------------------------------------------------------------
 
-_QUALIFIER = r"(?:correct|right|best|final|most\s+(?:likely|appropriate|accurate|plausible|correct))"
+# Words that make "<qualifier> option is X" an answer statement; the simulator defuses them in quoted text.
+ANSWER_QUALIFIER = r"(?:correct|right|best|final|most\s+(?:likely|appropriate|accurate|plausible|correct))"
 _COPULA = r"(?:is|would\s+be|should\s+be|must\s+be|will\s+be|remains)"
 _BOLD = r"(?:\s*(?:\*\*|__))?"
 
@@ -74,7 +75,9 @@ _STATEMENT_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(rf"\bfinal\s+answer\b{_BOLD}\s*(?:{_COPULA}\b)?{_BOLD}\s*[:：=\-–—]?", re.IGNORECASE),
     re.compile(rf"\banswer\b{_BOLD}\s*[:：]", re.IGNORECASE),
     re.compile(rf"\banswer\s+{_COPULA}\b\s*[:：]?", re.IGNORECASE),
-    re.compile(rf"\b{_QUALIFIER}\s+(?:answer|option|choice|response)\s+{_COPULA}\b\s*[:：]?", re.IGNORECASE),
+    re.compile(
+        rf"\b{ANSWER_QUALIFIER}\s+(?:answer|option|choice|response)\s+{_COPULA}\b\s*[:：]?", re.IGNORECASE
+    ),
     re.compile(r"<answer>", re.IGNORECASE),
     # SmolLM2-135M: "The answer, 3) maybe is indeed true"; "The answer to the given question is yes";
     # "it is possible to conclude that yes"
@@ -90,7 +93,7 @@ _REVERSED_STATEMENT = re.compile(
     # is not read as label D.
     r"(?:\b(?:option|choice)\s+|^[ \t>*_-]*|(?<=[.!?:;,]\s)|(?<=\*\*))"
     rf"(\(?[A-Ja-j]\)?)(?:\*\*)?(?!\w)\s+is\s+(?:the\s+|definitely\s+the\s+)?"
-    rf"{_QUALIFIER}\s+(?:answer|option|choice|response)\b",
+    rf"{ANSWER_QUALIFIER}\s+(?:answer|option|choice|response)\b",
     re.IGNORECASE | re.MULTILINE,
 )
 _BOXED = re.compile(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}")
@@ -103,7 +106,7 @@ _STATEMENTS_LOWER = tuple(
     (re.compile(p.pattern.removeprefix(r"\b")), p.pattern.startswith(r"\b")) for p in _STATEMENT_PATTERNS
 )
 _REVERSED_HINT = re.compile(
-    rf"\sis\s+(?:the\s+|definitely\s+the\s+)?{_QUALIFIER}\s+(?:answer|option|choice|response)\b",
+    rf"\sis\s+(?:the\s+|definitely\s+the\s+)?{ANSWER_QUALIFIER}\s+(?:answer|option|choice|response)\b",
     re.IGNORECASE,
 )
 

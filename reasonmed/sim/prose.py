@@ -11,6 +11,8 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 
+from reasonmed.parsing import ANSWER_QUALIFIER
+
 SIM_PREFIX = "(simulated) "
 
 _BACKGROUND = (
@@ -47,12 +49,28 @@ _CUE = re.compile(
     r"\d|year-old|mg|mm|presents|history|examination|laborator|shows|reveals|reports", re.IGNORECASE
 )
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
-_DEFUSE = re.compile(r"answer|boxed", re.IGNORECASE)
+_DEFUSE = re.compile(
+    rf"answer|boxed|(?P<qualified>\b{ANSWER_QUALIFIER}\s+)(?:option|choice|response)\b"
+    r"|\b(?P<conclude>conclude[sd]?)(?=\s+that\b)",
+    re.IGNORECASE,
+)
+_CONCLUDE_AS_FIND = {"conclude": "find", "concludes": "finds", "concluded": "found"}
+
+
+def _defused(m: re.Match[str]) -> str:
+    if m.group("qualified"):
+        return m.group("qualified") + "one"  # "the correct option is B" -> "the correct one is B"
+    if m.group("conclude"):
+        word = m.group("conclude")
+        found = _CONCLUDE_AS_FIND[word.lower()]
+        return found.capitalize() if word[0].isupper() else found
+    return "reply" if m.group(0).lower() == "answer" else "box"
 
 
 def defuse(text: str) -> str:
-    """Quoted prompt text must not read as an answer statement ("... answer: B") to the parsers."""
-    return _DEFUSE.sub(lambda m: "reply" if m.group(0).lower() == "answer" else "box", text)
+    """Quoted prompt text must not read as an answer statement to the parsers: a reviewer's "the correct
+    option is B" quoted by a refined path that states no answer of its own would otherwise be its answer."""
+    return _DEFUSE.sub(_defused, text)
 
 
 def clip_words(text: str, n: int) -> str:

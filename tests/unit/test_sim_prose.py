@@ -1,0 +1,61 @@
+"""The simulator's quoted text never reads as an answer statement.
+
+A refined path quotes the reviewer's points; when the refiner's reply is cut before its own conclusion
+(the ``noanswer`` fault) the parser must find no answer in it, so the pipeline asks again instead of
+keeping a path whose "answer" is the reviewer's sentence. CI once caught exactly that: a quoted
+"the correct option is no" became the answer of a path that stated none.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from reasonmed.parsing import extract_answer
+from reasonmed.sim import prose
+from tests.unit.test_parsing import ANTICOAG, EXTRACT_CASES, PQA
+
+_STATEMENTS = [case for case in EXTRACT_CASES if case.values[2] is not None] + [
+    pytest.param("It is possible to conclude that yes", PQA, "yes", id="conclude-that"),
+    pytest.param("We concluded that C.", ANTICOAG, "C", id="concluded-that"),
+    pytest.param("Option B is the most likely choice.", ANTICOAG, "B", id="reversed-choice"),
+    pytest.param("The best response would be D.", ANTICOAG, "D", id="best-response"),
+]
+
+
+@pytest.mark.parametrize(("text", "options", "expected"), _STATEMENTS)
+def test_a_defused_answer_statement_states_no_answer(
+    text: str, options: dict[str, str], expected: str
+) -> None:
+    assert extract_answer(text, options) == expected  # the statement is one before defusing
+    quoted = f'- Addressing: "{prose.defuse(text)}"; this step is corrected below.\nMore is needed.'
+    assert extract_answer(quoted, options) is None, quoted
+
+
+@pytest.mark.parametrize("options", [PQA, ANTICOAG], ids=["yes-no-maybe", "lettered"])
+def test_a_refined_path_without_its_conclusion_states_no_answer(options: dict[str, str]) -> None:
+    labels = list(options)
+    for seed in range(200):
+        rng = random.Random(seed)
+        answer, reached = rng.choice(labels), rng.choice([*labels, None])
+        reasons = [
+            prose.verdict_reason(
+                correct_verdict=flag,
+                chosen=reached,
+                answer=answer,
+                options=options,
+                flipped=flipped,
+                rng=rng,
+            )
+            for flag in (True, False)
+            for flipped in (True, False)
+        ]
+        common = dict(question="Which option fits?", options=options, chosen=answer, r1=seed % 2 == 0)
+        for mode in ("refine", "regenerate"):
+            cut = prose.reasoning(
+                **common, rng=random.Random(seed), mode=mode, errors=reasons, with_answer=False
+            )
+            whole = prose.reasoning(**common, rng=random.Random(seed), mode=mode, errors=reasons)
+            assert extract_answer(cut, options) is None, cut
+            assert extract_answer(whole, options) == answer
