@@ -50,8 +50,9 @@ _CUE = re.compile(
 )
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _DEFUSE = re.compile(
-    rf"answer|boxed|(?P<qualified>\b{ANSWER_QUALIFIER}\s+)(?:option|choice|response)\b"
-    r"|\b(?P<conclude>conclude[sd]?)(?=\s+that\b)",
+    rf"answer|boxed|(?P<qualified>\b{ANSWER_QUALIFIER})(?P<noun>\s+(?:option|choice|response)\b)?"
+    r"|\b(?P<conclude>conclude[sd]?)(?=\s+that\b)"
+    r"|\b(?P<pick>go\s+with|choose|select|pick|leaves(?:\s+us)?\s+with|except)\b",
     re.IGNORECASE,
 )
 _CONCLUDE_AS_FIND = {"conclude": "find", "concludes": "finds", "concluded": "found"}
@@ -59,17 +60,21 @@ _CONCLUDE_AS_FIND = {"conclude": "find", "concludes": "finds", "concluded": "fou
 
 def _defused(m: re.Match[str]) -> str:
     if m.group("qualified"):
-        return m.group("qualified") + "one"  # "the correct option is B" -> "the correct one is B"
+        # "the correct option is B" -> "the favoured one is B"; "the best reply would be" -> "the favoured ..."
+        return "favoured" + (" one" if m.group("noun") else "")
     if m.group("conclude"):
         word = m.group("conclude")
         found = _CONCLUDE_AS_FIND[word.lower()]
         return found.capitalize() if word[0].isupper() else found
+    if m.group("pick"):
+        return "weigh" if m.group("pick").lower() != "except" else "but"
     return "reply" if m.group(0).lower() == "answer" else "box"
 
 
 def defuse(text: str) -> str:
     """Quoted prompt text must not read as an answer statement to the parsers: a reviewer's "the correct
-    option is B" quoted by a refined path that states no answer of its own would otherwise be its answer."""
+    option is B" quoted by a refined path that states no answer of its own would otherwise be its answer.
+    Every word an answer statement of ``parsing.extract_answer`` turns on is replaced."""
     return _DEFUSE.sub(_defused, text)
 
 

@@ -14,6 +14,7 @@ from reasonmed.parsing import (
     parse_score,
     parse_summary,
     parse_verdict,
+    resolve_option,
 )
 
 ANTICOAG = {"A": "Aspirin", "B": "Clopidogrel", "C": "Warfarin", "D": "Heparin"}
@@ -25,6 +26,11 @@ RENAL = {
     "E": "Obstructive uropathy",
 }
 PQA = {"yes": "yes", "no": "no", "maybe": "maybe"}
+ROTA = {"A": "Norovirus", "B": "Adenovirus", "C": "Rotavirus", "D": "Astrovirus"}
+FACTORS = {"A": "Factor VII", "B": "Factor VIII", "C": "Factor IX", "D": "Factor X"}
+STEPS = {"A": "Admission", "B": "Doxycycline", "C": "Ceftriaxone", "D": "Observation"}
+PROT = {"A": "Factor V Leiden", "B": "Antithrombin deficiency", "C": "Deficiency in protein C"}
+NNT = {"A": "10", "B": "16", "C": "22", "D": "40"}
 TEN = {label: f"Choice {label}" for label in "ABCDEFGHIJ"}
 HYPERTENSION = {
     "A": "Beta-blocker therapy",
@@ -212,7 +218,9 @@ EXTRACT_CASES = [
     # prose that must not be read as an answer
     pytest.param(PROMPT_ECHO, ANTICOAG, None, id="prompt-echo-and-prose"),
     pytest.param("Option A is incorrect. A 45-year-old man presents.", ANTICOAG, None, id="prose-only"),
-    pytest.param("Warfarin is the standard; I would go with C.", ANTICOAG, None, id="no-explicit-statement"),
+    # "I would go with C" commits (Llama-3-70B writes "I'll go with"; tests/fixtures/real_answers/)
+    pytest.param("Warfarin is the standard; I would go with C.", ANTICOAG, "C", id="i-would-go-with"),
+    pytest.param("Warfarin is the standard here.", ANTICOAG, None, id="no-explicit-statement"),
     pytest.param("", ANTICOAG, None, id="empty"),
     # a reply that is one option and nothing else (SmolLM2-135M, tests/fixtures/real_outputs/generator.jsonl)
     pytest.param("No.", PQA, "no", id="bare-label-reply"),
@@ -266,6 +274,57 @@ EXTRACT_CASES = [
     pytest.param('{"answer": "Z"}\nFinal answer: C', ANTICOAG, "C", id="json-answer-unknown-falls-back"),
     pytest.param('{"reasoning": "x", "answer": true}', PQA, None, id="json-answer-not-text"),
     pytest.param('{"reasoning": "the answer is yes"', PQA, "yes", id="json-cut-off-reads-statement"),
+    # Forms real models write (tests/fixtures/real_answers/, labelled by hand)
+    pytest.param("The most likely cause is:\n\nC. Rotavirus", ROTA, "C", id="conclusion-colon-next-line"),
+    pytest.param(
+        "Deficiency of factor X (choice D) explains the bleeding.", FACTORS, None, id="choice-in-prose-only"
+    ),
+    pytest.param(
+        "The most likely cause is deficiency of factor X (choice D).",
+        FACTORS,
+        "D",
+        id="conclusion-choice-ref",
+    ),
+    pytest.param(
+        "Thus the best first step is admission (Option A).", STEPS, "A", id="conclusion-option-ref-paren"
+    ),
+    pytest.param("Weighing it all:\n\n**D) Heparin**", ANTICOAG, "D", id="final-bold-label-text"),
+    pytest.param("Reasoning here.\n<answer>yes</answer>", PQA, "yes", id="answer-tag-word"),
+    pytest.param("The trial was small.\n\n**Maybe**", PQA, "maybe", id="final-bold-word"),
+    pytest.param("This leaves us with b) Clopidogrel.", ANTICOAG, "B", id="leaves-us-with-lowercase"),
+    pytest.param("Iron studies are needed.\nA) Aspirin", ANTICOAG, "A", id="final-line-label-text"),
+    pytest.param("Heparin is safe.\nC) Aspirin", ANTICOAG, None, id="final-line-label-text-disagree"),
+    pytest.param('{"answer_choice": "C"}', ANTICOAG, "C", id="json-answer-choice"),
+    pytest.param('{"answer_choice": "C. Warfarin."}', ANTICOAG, "C", id="json-answer-choice-text"),
+    pytest.param("So the next best step would be doxycycline.", STEPS, "B", id="conclusion-option-text"),
+    pytest.param(
+        "The most likely diagnosis would be a deficiency in protein C.", PROT, "C", id="article-text"
+    ),
+    pytest.param("YES, the results suggest a benefit.", PQA, "yes", id="pqa-opening-word"),
+    pytest.param("No, the answer is not yes.", PQA, None, id="pqa-opening-word-names-another"),
+    pytest.param("Final answer: the answer is A, B, and C", ANTICOAG, None, id="several-labels-list"),
+    pytest.param("The answer is (B) and (D).", ANTICOAG, None, id="several-wrapped-labels"),
+    pytest.param("The answer is either B or C.", ANTICOAG, None, id="either-or"),
+    pytest.param("Therefore, the correct options would be:\n- Warfarin (C)", ANTICOAG, None, id="plural"),
+    pytest.param("Answer choice B is correct.", ANTICOAG, "B", id="answer-choice-is-correct"),
+    pytest.param("So B is the answer.\n\nB", ANTICOAG, "B", id="is-the-answer-then-bare-line"),
+    pytest.param("the closest answer choice is B) 16.", NNT, "B", id="closest-answer-choice"),
+    pytest.param(
+        "E) Obstructive uropathy is the most likely cause. Prerenal azotemia (B) is less likely.",
+        RENAL,
+        "E",
+        id="opening-label-text",
+    ),
+    pytest.param("A) Aspirin: too weak.\nB) Clopidogrel: no.", ANTICOAG, None, id="opening-walk"),
+    pytest.param("It is relevant in all except Heparin.", ANTICOAG, "D", id="all-except"),
+    pytest.param("Which is most likely? C.", ANTICOAG, "C", id="trailing-label-after-question"),
+    pytest.param(
+        "The answer is (A).\n\nQuestion:\nWhich drug?\nAnswer: The answer is (C).",
+        ANTICOAG,
+        "A",
+        id="run-on-invented-question",
+    ),
+    pytest.param("The final answer: a.", {"A": "ab", "B": "cd", "C": "bd", "D": "ac"}, None, id="sub-item"),
 ]
 
 
@@ -379,7 +438,53 @@ VERDICT_CASES = [
     pytest.param('{"verdict": "Pass", "reason": "Sound."}', ParsedVerdict("correct", "Sound."), id="pass"),
     pytest.param('{"reason": "no verdict key"}', None, id="missing-verdict-key"),
     pytest.param("", None, id="empty"),
+    # The verifier's reading of the path's own conclusion, kept as written (resolve_option maps it)
+    pytest.param(
+        '{"verdict": "Correct", "path_answer": "C", "reason": "Sound."}',
+        ParsedVerdict("correct", "Sound.", "C"),
+        id="path-answer",
+    ),
+    pytest.param(
+        '{"verdict": "Error", "path_answer": "none", "reason": "No conclusion."}',
+        ParsedVerdict("error", "No conclusion.", "none"),
+        id="path-answer-none",
+    ),
+    pytest.param(
+        "{'verdict': 'Error', 'path_answer': 'B. Left circumflex', 'reason': 'Wrong artery.'}",
+        ParsedVerdict("error", "Wrong artery.", "B. Left circumflex"),
+        id="path-answer-with-text-single-quotes",
+    ),
+    pytest.param(
+        '{"verdict": "Correct", "path_answer": "", "reason": "Fine."}',
+        ParsedVerdict("correct", "Fine.", None),
+        id="path-answer-empty",
+    ),
+    pytest.param(
+        '{"verdict": "Correct", "path_answer": true, "reason": "Fine."}',
+        ParsedVerdict("correct", "Fine.", None),
+        id="path-answer-not-text",
+    ),
 ]
+
+RESOLVE_OPTIONS = {"A": "Left anterior descending", "B": "Left circumflex", "C": "Right coronary"}
+RESOLVE_CASES = [
+    ("C", "C"),
+    ("c", "C"),
+    ("(B)", "B"),
+    ("B. Left circumflex", "B"),
+    ("Right coronary", "C"),
+    ("right coronary artery", None),  # not an option's text exactly: never fuzzy
+    ("none", None),
+    ("None of the options", None),
+    ("B or C", None),
+    ("", None),
+    (None, None),
+]
+
+
+@pytest.mark.parametrize(("stated", "expected"), RESOLVE_CASES)
+def test_resolve_option(stated: str | None, expected: str | None) -> None:
+    assert resolve_option(stated, RESOLVE_OPTIONS) == expected
 
 
 @pytest.mark.parametrize(("text", "expected"), VERDICT_CASES)
@@ -483,9 +588,21 @@ def test_clean_reasoning_keeps_single_blank_lines_and_indentation() -> None:
     assert clean_reasoning(raw) == raw
 
 
-def test_clean_reasoning_unclosed_think_keeps_text() -> None:
-    assert clean_reasoning(TRUNCATED).startswith("Okay, let's consider each option.")
-    assert clean_reasoning(TRUNCATED).endswith("so option B")
+def test_clean_reasoning_unclosed_think_keeps_text_and_says_it_was_cut_off() -> None:
+    """A path cut off while thinking keeps its text and ends with the line that says so, so the cleaned path
+    itself reads as stating no answer (extract_answer(clean_reasoning(x)) is how the pipeline reads it)."""
+    cleaned = clean_reasoning(TRUNCATED)
+    assert cleaned.startswith("Okay, let's consider each option.")
+    assert cleaned.endswith("so option B\n\n[The reasoning was cut off here, before a final answer.]")
+    assert clean_reasoning(cleaned) == cleaned
+    assert clean_reasoning(TRUNCATED, mark_cut_off=False).endswith("so option B")
+    # Tentative answers inside the cut-off thinking are not its answer.
+    cut = "<think>\nSo the answer is B. Wait, maybe C. I think the answer is C) Warfarin"
+    assert extract_answer(cut, ANTICOAG) is None
+    assert extract_answer(clean_reasoning(cut), ANTICOAG) is None
+    assert extract_answer(clean_reasoning(cut + "\n</think>\n\nFinal answer: C"), ANTICOAG) == "C"
+    huatuo_cut = "## Thinking\n\nThe answer is heparin, I think."
+    assert extract_answer(clean_reasoning(huatuo_cut), ANTICOAG) is None
 
 
 def test_clean_reasoning_keeps_ordinary_words() -> None:

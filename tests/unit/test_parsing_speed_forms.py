@@ -6,7 +6,13 @@ import random
 
 import pytest
 
-from reasonmed.parsing import _REVERSED_HINT, _REVERSED_STATEMENT, _STATEMENT_PATTERNS, _statement_spans
+from reasonmed.parsing import (
+    _REVERSED_HINT,
+    _REVERSED_STATEMENT,
+    _STATEMENT_PATTERNS,
+    _STRICT_FROM,
+    _statement_spans,
+)
 
 PIECES = [
     "Final answer: C",
@@ -32,11 +38,25 @@ PIECES = [
     " ",
     "**Answer:** A",
     "answer__:",
+    "the most likely diagnosis is: E) COPD",
+    "The best next step would be doxycycline",
+    "This leaves us with b) x",
+    "I'll go with C",
+    "we would choose B",
+    "the answer to whether it works is: (B) no",
+    "relevant in all except Birth asphyxia",
+    "So B is the answer",
+    "Answer choice B is correct",
+    "the closest answer choice is B) 16",
 ]
 
 
-def _slow(text: str) -> list[tuple[int, int]]:
-    return sorted((m.start(), m.end()) for p in _STATEMENT_PATTERNS for m in p.finditer(text))
+def _slow(text: str) -> list[tuple[int, int, bool]]:
+    return sorted(
+        (m.start(), m.end(), i >= _STRICT_FROM)
+        for i, p in enumerate(_STATEMENT_PATTERNS)
+        for m in p.finditer(text)
+    )
 
 
 @pytest.mark.parametrize("seed", range(300))
