@@ -31,6 +31,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reasonmed.answer_guard import GuardMode
 from reasonmed.ingest.readers import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_FIELD_CHARS,
@@ -253,6 +254,12 @@ class PipelineConfig(_Strict):
     prompts: Literal["reasonmed", "paper"] = Field(
         default="reasonmed",
         description="prompt profile: the project's own prompts, or the paper's released ones restated",
+    )
+    answer_guard: GuardMode = Field(
+        default="extracted",
+        description="whose reading of a path's concluding option must be the key for the path to count as "
+        "correct: 'extracted' (the rules), 'verifier' (the verifier's path_answer), 'both' (the rules, the "
+        "verifier's reading where they find none), 'off' (the verdict alone, as the paper's released code)",
     )
 
     @model_validator(mode="after")

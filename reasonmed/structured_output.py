@@ -30,9 +30,12 @@ VERDICT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "verdict": {"type": "string", "enum": ["Correct", "Error"]},
+        # The option the path itself concludes with ("none" if it commits to none): the answer guard's
+        # second reader (reasonmed/answer_guard.py). A string, since the labels differ per question.
+        "path_answer": {"type": "string"},
         "reason": {"type": "string"},
     },
-    "required": ["verdict", "reason"],
+    "required": ["verdict", "path_answer", "reason"],
     "additionalProperties": False,
 }
 

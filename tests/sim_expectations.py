@@ -131,7 +131,7 @@ def expected_for(
         refined = {p.id: sim.refined(p, i) for i, p in enumerate(best)}
         kept = routing.medium_keep(best, refined, sim.ok, tiers.keep_top)
     else:
-        base, attempt = routing.difficult_sources(generated, sim.ok)
-        regenerated = [sim.regenerated(attempt, i) for i in range(cfg.agents.regenerator.paths)]
+        base = routing.difficult_source(generated, sim.ok)
+        regenerated = [sim.regenerated(base, i) for i in range(cfg.agents.regenerator.paths)]
         kept = routing.difficult_keep([sim.refined(base, 0)], base, regenerated, sim.ok, tiers.keep_top)
     return Expected(len(correct), tier, "accepted" if kept else "rejected", [p.key for p in kept])

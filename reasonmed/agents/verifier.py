@@ -7,7 +7,7 @@ from typing import Literal
 
 from reasonmed.agents.base import CallOutcome, QuestionView, Sampling, ask
 from reasonmed.llm.types import ChatBackend
-from reasonmed.parsing import parse_verdict
+from reasonmed.parsing import parse_verdict, resolve_option
 from reasonmed.prompts import PromptTemplate, get_template
 
 UNPARSEABLE_REASON = "unparseable"
@@ -18,6 +18,8 @@ class VerdictResult:
     outcome: Literal["correct", "error", "unparseable"]
     reason: str
     raw_output: str | None
+    # The option the verifier says the path itself concludes with (None: it named none, or no reading).
+    verifier_answer: str | None = None
 
 
 async def verify_path(
@@ -49,4 +51,6 @@ async def verify_path(
     parsed = parse_verdict(text) if call.accepted[0] else None
     if parsed is None:
         return call, VerdictResult("unparseable", UNPARSEABLE_REASON, text)
-    return call, VerdictResult(parsed.outcome, parsed.reason, text)
+    return call, VerdictResult(
+        parsed.outcome, parsed.reason, text, resolve_option(parsed.path_answer, q.options)
+    )

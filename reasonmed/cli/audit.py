@@ -66,6 +66,8 @@ KEY_VIEWS: dict[str, list[str]] = {
         "verifier_model",
         "answer_key",
         "extracted_answer",
+        "verifier_answer",
+        "answer_guard",
         "disagreement",
         "current_verdict",
     ],

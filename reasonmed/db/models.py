@@ -283,6 +283,12 @@ class Verdict(Base):
     raw_output: Mapped[str | None] = mapped_column(Text)
     parse_attempts: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    # Who read which option the path concludes with (migration 0013): the rules (parsing.extract_answer),
+    # the verifier (its JSON's path_answer), the answer_guard mode in force, and the reading it compared.
+    extracted_answer: Mapped[str | None] = mapped_column(String(32))
+    verifier_answer: Mapped[str | None] = mapped_column(String(32))
+    answer_guard: Mapped[str] = mapped_column(String(16), default="extracted", server_default="extracted")
+    guard_answer: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         UniqueConstraint("path_id", "verifier_model", "prompt_sha256"),

@@ -590,6 +590,7 @@ class StoredVerdict:
     id: int
     outcome: str  # correct | error | unparseable
     reason: str | None
+    verifier_answer: str | None = None  # the option the verifier says the path concludes with
 
 
 @dataclass(frozen=True, slots=True)
@@ -666,7 +667,7 @@ class QuestionState:
             if vid is None:
                 self.reread = True
             else:
-                self.verdicts[r.path_id] = StoredVerdict(vid, r.outcome, r.reason)
+                self.verdicts[r.path_id] = StoredVerdict(vid, r.outcome, r.reason, r.verifier_answer)
 
     def add_scores(self, records: Sequence[ScoreRecord], new: set[int]) -> None:
         for r in records:
@@ -786,14 +787,21 @@ def _load_chunk(c: Connection, ids: list[int], keys: StageKeys, simulated: bool)
         ).where(ReasoningPath.question_id.in_(ids), _same_kind(simulated))
     ):
         st[qid].paths.append(PathRow(*r))
-    for qid, vid, pid, outcome, reason in c.execute(
-        select(Verdict.question_id, Verdict.id, Verdict.path_id, Verdict.outcome, Verdict.reason).where(
+    for qid, vid, pid, outcome, reason, verifier_answer in c.execute(
+        select(
+            Verdict.question_id,
+            Verdict.id,
+            Verdict.path_id,
+            Verdict.outcome,
+            Verdict.reason,
+            Verdict.verifier_answer,
+        ).where(
             Verdict.question_id.in_(ids),
             Verdict.verifier_model == keys.verifier.model,
             Verdict.prompt_sha256 == keys.verifier.prompt_sha256,
         )
     ):
-        st[qid].verdicts[pid] = StoredVerdict(vid, outcome, reason)
+        st[qid].verdicts[pid] = StoredVerdict(vid, outcome, reason, verifier_answer)
     for qid, pid, score in c.execute(
         select(PathScore.question_id, PathScore.path_id, PathScore.score).where(
             PathScore.question_id.in_(ids),
@@ -913,6 +921,12 @@ class VerdictRecord:
     raw_output: str | None
     parse_attempts: int
     created_at: datetime
+    # Both readings of the option the path concludes with, and the guard they were judged under
+    # (reasonmed/answer_guard.py): the rules', the verifier's, the mode, and the reading the mode compares.
+    extracted_answer: str | None = None
+    verifier_answer: str | None = None
+    answer_guard: str = "extracted"
+    guard_answer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

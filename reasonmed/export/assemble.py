@@ -14,6 +14,9 @@ from typing import Any, Literal, NamedTuple, get_args
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from reasonmed.prompts import format_options as prompt_options
+from reasonmed.prompts import options_inline
+
 Layout = Literal["instruction", "chat"]
 LAYOUTS: tuple[Layout, ...] = get_args(Layout)
 DATASETS: tuple[str, ...] = ("ReasonMed", "CoTMed", "ResponseMed")
@@ -79,11 +82,10 @@ def schema(layout: Layout) -> pa.Schema:
 
 
 def format_options(options: Sequence[Sequence[str]]) -> str:
-    """Lettered options ("A. ..."); choices whose text is their label (PubMedQA's yes/no/maybe) inline."""
-    pairs = [(str(label), str(text)) for label, text in options]
-    if pairs and all(text.strip().casefold() == label.casefold() for label, text in pairs):
-        return "Options: " + " / ".join(label for label, _ in pairs)
-    return "Options:\n" + "\n".join(f"{label}. {text.strip()}" for label, text in pairs)
+    """The options as the prompts show them (``reasonmed.prompts.format_options``), under an "Options:" head."""
+    by_label = {str(label): str(text) for label, text in options}
+    head = "Options: " if options_inline(by_label) else "Options:\n"
+    return head + prompt_options(by_label)
 
 
 def format_instruction(question: str, context: str | None, options: Sequence[Sequence[str]]) -> str:

@@ -49,18 +49,17 @@ def medium_keep(
     return kept[:keep_top]
 
 
-def difficult_sources(generated: Sequence[P], ok: Callable[[P], bool]) -> tuple[P, P]:
-    """Difficult tier: (the path the refiner corrects, the failed attempt the regenerator writes from).
+def difficult_source(generated: Sequence[P], ok: Callable[[P], bool]) -> P:
+    """Difficult tier: the path the refiner corrects and the regenerator writes from.
 
-    The attempt is the first failed path that reached an answer (else the first failed one); the refiner
-    corrects the question's lone Correct path if it has one, else that attempt.
+    Both start from the question's lone Correct path when it has one, as the released ``diff_opti.py`` does
+    for its regenerator; else from a failed attempt: the first that reached an answer, else the first.
     """
     failed = [p for p in generated if not ok(p)]
     attempt = next(
         (p for p in failed if p.extracted_answer is not None), failed[0] if failed else generated[0]
     )
-    correct = [p for p in generated if ok(p)]
-    return (correct[0] if correct else attempt), attempt
+    return next((p for p in generated if ok(p)), attempt)
 
 
 def difficult_keep(

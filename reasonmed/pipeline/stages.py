@@ -32,7 +32,7 @@ from reasonmed.agents.refiner import refine_path
 from reasonmed.agents.regenerator import regenerate_path
 from reasonmed.agents.summarizer import summarize_path
 from reasonmed.agents.verifier import verify_path
-from reasonmed.answer_guard import passes
+from reasonmed.answer_guard import GuardMode, guard_answer, passes
 from reasonmed.config import PipelineConfig
 from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.pipeline_repo import (
@@ -304,6 +304,7 @@ async def _verify_missing(
     )
     sampling = Sampling(v.temperature, v.top_p, v.max_tokens, fmt)
     template = ctx.cfg.prompt("verify")
+    mode = ctx.cfg.answer_guard
     results = await asyncio.gather(
         *(
             verify_path(
@@ -336,6 +337,10 @@ async def _verify_missing(
                     raw_output=verdict.raw_output,
                     parse_attempts=max(call.attempts, 1),
                     created_at=now(),
+                    extracted_answer=p.extracted_answer,
+                    verifier_answer=verdict.verifier_answer,
+                    answer_guard=mode,
+                    guard_answer=guard_answer(mode, p.extracted_answer, verdict.verifier_answer),
                 )
             )
     st.add_verdicts(
@@ -450,10 +455,11 @@ def _error_reasons(st: QuestionState, paths: Sequence[PathRow]) -> list[str]:
     return list(seen)
 
 
-def _passes(st: QuestionState, q: QuestionView, p: PathRow) -> bool:
-    """The answer guard: "correct" always means judged Correct AND concluding with the keyed option."""
+def _passes(mode: GuardMode, st: QuestionState, q: QuestionView, p: PathRow) -> bool:
+    """The answer guard: "correct" means judged Correct AND (unless the guard is off) concluding with the
+    keyed option, as read under the pipeline's ``answer_guard`` mode."""
     v = st.verdicts.get(p.id)
-    return v is not None and passes(v.outcome, p.extracted_answer, q.answer)
+    return v is not None and passes(mode, v.outcome, p.extracted_answer, v.verifier_answer, q.answer)
 
 
 def _accepted(st: QuestionState, paths: Sequence[PathRow]) -> list[AcceptedRef]:
@@ -541,16 +547,18 @@ async def _resolve_medium(ctx: StageContext, r: _Routed) -> Decision:
     }
     await _verify_missing(ctx, r.q, st, list(refined.values()), r.origin)
     st = await ctx.fresh(r.loaded)
-    kept = routing.medium_keep(best, refined, lambda p: _passes(st, r.q, p), ctx.cfg.tiers.keep_top)
+    kept = routing.medium_keep(
+        best, refined, lambda p: _passes(ctx.cfg.answer_guard, st, r.q, p), ctx.cfg.tiers.keep_top
+    )
     return Decision(_accepted(st, kept))
 
 
 async def _resolve_difficult(ctx: StageContext, r: _Routed) -> Decision:
-    """Difficult: the refiner, then a stronger reasoning model (spec, stage 3). The refiner corrects the
-    question's best attempt with every error reason; the regenerator writes deeper paths from a failed
-    attempt and the same reasons. Both are independent, so they run at once; every new path is verified again."""
+    """Difficult: the refiner, then a stronger reasoning model (spec, stage 3). Both start from the question's
+    lone Correct path, else its best failed attempt (``routing.difficult_source``), with every error reason.
+    They are independent, so they run at once; every new path is verified again."""
     st = r.loaded.state
-    base, attempt = routing.difficult_sources(r.generated, lambda p: _passes(st, r.q, p))
+    base = routing.difficult_source(r.generated, lambda p: _passes(ctx.cfg.answer_guard, st, r.q, p))
     taken = {p.path_key for p in st.paths}
     jobs = []
     if base.id not in {p.parent_path_id for p in _written_now(ctx, st.paths, "refined")}:
@@ -559,7 +567,7 @@ async def _resolve_difficult(ctx: StageContext, r: _Routed) -> Decision:
     regen_now = {p.sample_index for p in _written_now(ctx, st.paths, "regenerated")}
     jobs += [
         _regenerate_job(
-            ctx, r.q, attempt, _write_key(taken, keys.regenerated_path(i), ctx, "regenerated"), i, r.errors
+            ctx, r.q, base, _write_key(taken, keys.regenerated_path(i), ctx, "regenerated"), i, r.errors
         )
         for i in range(ctx.cfg.agents.regenerator.paths)
         if i not in regen_now
@@ -572,7 +580,9 @@ async def _resolve_difficult(ctx: StageContext, r: _Routed) -> Decision:
     regen = _written_now(ctx, st.by_origin("regenerated"), "regenerated")
     await _verify_missing(ctx, r.q, st, [*refined, *regen], r.origin)
     st = await ctx.fresh(r.loaded)
-    kept = routing.difficult_keep(refined, base, regen, lambda p: _passes(st, r.q, p), ctx.cfg.tiers.keep_top)
+    kept = routing.difficult_keep(
+        refined, base, regen, lambda p: _passes(ctx.cfg.answer_guard, st, r.q, p), ctx.cfg.tiers.keep_top
+    )
     return Decision(_accepted(st, kept), None if kept else routing.difficult_rejection(len(regen)))
 
 
@@ -601,7 +611,7 @@ async def _resolve(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigin)
         raise StageIncomplete(
             f"question {q.id}: generation or verification is incomplete; run those stages first"
         )
-    correct = [p for p in gen if _passes(st, q, p)]
+    correct = [p for p in gen if _passes(ctx.cfg.answer_guard, st, q, p)]
     tiers = ctx.cfg.tiers
     tier = assign_tier(
         len(correct), easy_min_correct=tiers.easy_min_correct, medium_min_correct=tiers.medium_min_correct

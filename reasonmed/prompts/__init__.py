@@ -3,7 +3,8 @@
 Each template holds a system message (may be empty: then only a user message is sent), a ``---user---``
 line, and a ``string.Template`` user message. Two shipped profiles: ``reasonmed`` (the project's own,
 ``<role>.txt`` here) and ``paper`` (``paper/<role>.txt``: the released ReasonMed scripts' instructions
-restated role by role). A pipeline file may replace any role's template with its own file
+restated role by role; one addition: the verifier's JSON also names the option the path concludes with,
+``path_answer``, which the answer guard can read). A pipeline file may replace any role's template with its own file
 (``load_prompt_file``), checked here against the placeholders that role fills.
 
 A re-ask sends the template with a note appended to its user message; that text is a template too
@@ -174,8 +175,19 @@ def all_templates(profile: str | None = None) -> list[PromptTemplate]:
     return [get_template(n, p) for p in profiles for n in ROLES]
 
 
+def options_inline(options: Mapping[str, str]) -> bool:
+    """Choices whose text is their own label (PubMedQA's yes/no/maybe): shown on one line, "yes / no / maybe",
+    since "yes. yes" shows a model a stutter, not a choice."""
+    return bool(options) and all(
+        text.strip().casefold() == label.casefold() for label, text in options.items()
+    )
+
+
 def format_options(options: Mapping[str, str]) -> str:
-    return "\n".join(f"{label}. {text}" for label, text in options.items())
+    """Lettered options, one a line ("A. ..."), or the inline labels of ``options_inline``."""
+    if options_inline(options):
+        return " / ".join(options)
+    return "\n".join(f"{label}. {text.strip()}" for label, text in options.items())
 
 
 def context_block(context: str | None) -> str:

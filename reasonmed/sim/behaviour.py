@@ -136,6 +136,7 @@ _USER_KEYWORDS: tuple[tuple[str, Role], ...] = (
     ("Reasoning to verify:", "verify"),
     ("Reasoning to grade:", "rank"),
     ("Original reasoning:", "refine"),
+    ("Earlier attempt:", "regenerate"),
     ("Failed attempt:", "regenerate"),
     ("Reasoning to summarise:", "summarize"),
     ("Response to rate:", "judge"),
@@ -211,6 +212,8 @@ def parse_prompt(user: str) -> ParsedPrompt:
             options[om.group(1)] = normalise_text(om.group(2))
         elif options:
             break
+    if not options:
+        options = _inline_options(sections.get("Options", ""))
     answer_block = sections.get("Correct answer", "").split("\n", 1)[0].strip() or None
     if answer_block and answer_block not in options:
         # The templates render "C. <option text>" so a real verifier sees the text; the key is the label.
@@ -233,6 +236,13 @@ def parse_prompt(user: str) -> ParsedPrompt:
         path=path,
         errors=tuple(errors),
     )
+
+
+def _inline_options(section: str) -> dict[str, str]:
+    """Options shown on one line as their labels ("yes / no / maybe", ``prompts.format_options``)."""
+    first = next((line.strip() for line in section.split("\n") if line.strip()), "")
+    labels = [part.strip() for part in first.split(" / ")] if " / " in first else []
+    return {label: label for label in labels if label and " " not in label}
 
 
 def answer_key(question: str, options: Mapping[str, str]) -> bytes:
@@ -397,7 +407,8 @@ def reply_text(
             flipped=flipped,
             rng=rng_for("reason", *key, prompt.path),
         )
-        return json.dumps({"verdict": "Correct" if ok else "Error", "reason": reason})
+        verdict = {"verdict": "Correct" if ok else "Error", "path_answer": chosen or "none", "reason": reason}
+        return json.dumps(verdict)
     if role == "rank":
         if variant == "noanswer":
             return prose.NO_SCORE

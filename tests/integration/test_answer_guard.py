@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from reasonmed.answer_guard import disagreement, passes
+from reasonmed.answer_guard import GuardMode, disagreement, passes
 from reasonmed.config import load_pipeline_config
 from reasonmed.db import audit_repo
 from reasonmed.db import pipeline_repo as repo
@@ -22,24 +22,42 @@ from reasonmed.pipeline.stages import StageContext
 from reasonmed.sim.launcher import SimServer
 from tests.fixtures_pipeline import write_sim_config
 
-# (verdict outcome, extracted answer, key) -> (passes, disagreement)
+# (mode, verdict outcome, rules' reading, verifier's reading, key) -> (passes, disagreement); worked by hand
 CASES = [
-    ("correct", "C", "C", True, None),
-    ("correct", "B", "C", False, "other option"),
-    ("correct", None, "C", False, "no final answer"),
-    ("error", "C", "C", False, None),
-    ("error", "B", "C", False, None),
-    ("unparseable", "C", "C", False, None),
-    (None, "C", "C", False, None),
-    ("correct", "yes", "yes", True, None),
-    ("correct", "maybe", "yes", False, "other option"),
+    ("extracted", "correct", "C", None, "C", True, None),
+    ("extracted", "correct", "B", "C", "C", False, "other option"),
+    ("extracted", "correct", None, "C", "C", False, "no final answer"),
+    ("extracted", "error", "C", "C", "C", False, None),
+    ("extracted", "unparseable", "C", None, "C", False, None),
+    ("extracted", None, "C", None, "C", False, None),
+    ("extracted", "correct", "yes", None, "yes", True, None),
+    ("extracted", "correct", "maybe", None, "yes", False, "other option"),
+    ("verifier", "correct", None, "C", "C", True, None),
+    ("verifier", "correct", "C", None, "C", False, "no final answer"),
+    ("verifier", "correct", "C", "B", "C", False, "other option"),
+    ("both", "correct", None, "C", "C", True, None),
+    ("both", "correct", "B", "C", "C", False, "other option"),  # the rules' reading comes first
+    ("both", "correct", "C", "B", "C", True, None),
+    ("both", "correct", None, None, "C", False, "no final answer"),
+    ("both", "error", None, "C", "C", False, None),
+    ("off", "correct", None, None, "C", True, None),
+    ("off", "correct", "B", "B", "C", True, None),
+    ("off", "error", "C", "C", "C", False, None),
 ]
 
 
-@pytest.mark.parametrize(("outcome", "extracted", "key", "ok", "why"), CASES)
-def test_guard_table(outcome: str | None, extracted: str | None, key: str, ok: bool, why: str | None) -> None:
-    assert passes(outcome, extracted, key) is ok
-    assert disagreement(outcome, extracted, key) == why
+@pytest.mark.parametrize(("mode", "outcome", "extracted", "verifier", "key", "ok", "why"), CASES)
+def test_guard_table(
+    mode: GuardMode,
+    outcome: str | None,
+    extracted: str | None,
+    verifier: str | None,
+    key: str,
+    ok: bool,
+    why: str | None,
+) -> None:
+    assert passes(mode, outcome, extracted, verifier, key) is ok
+    assert disagreement(mode, outcome, extracted, verifier, key) == why
 
 
 QUESTIONS = [

@@ -120,6 +120,10 @@ def build_fixture(engine: Engine) -> None:
         s.flush()
         s.execute(text("UPDATE reasoning_paths SET extracted_answer = 'A' WHERE id = 8"))
         s.flush()
+        # Each verdict keeps the rules' reading of its path, judged under the default guard (extracted).
+        readings = {
+            pid: ans for pid, ans in s.execute(text("SELECT id, extracted_answer FROM reasoning_paths"))
+        }
         for pid, qid, *_, outcome, reason in PATHS:
             if outcome:
                 s.add(
@@ -132,6 +136,9 @@ def build_fixture(engine: Engine) -> None:
                         outcome=outcome,
                         reason=reason,
                         created_at=T0,
+                        extracted_answer=readings[pid],
+                        answer_guard="extracted",
+                        guard_answer=readings[pid],
                     )
                 )
         # An earlier verifier version judged path 3 correct; the current one (V, prompt x) replaced it.

@@ -133,7 +133,9 @@ def test_every_sample_traces_back_to_paths_verdicts_calls_and_prompts(built_pg_d
         assert reason and reason.startswith("difficult tier:") and n_summaries == 0
 
 
-def test_refinement_uses_other_attempts_errors_and_regeneration_a_failed_attempt(built_pg_db) -> None:
+def test_rewrites_start_from_the_correct_path_else_a_failed_attempt_with_the_errors(built_pg_db) -> None:
+    """Refiner and regenerator start from the question's Correct path when it has one (the released
+    diff_opti.py does so for its regenerator), else from a failed attempt."""
     engine = get_engine(built_pg_db.url)
     rows = _rows(
         engine,
@@ -150,10 +152,14 @@ def test_refinement_uses_other_attempts_errors_and_regeneration_a_failed_attempt
         ("refined", "difficult"),
         ("regenerated", "difficult"),
     }
+    assert {(r[1], r[4]) for r in rows if r[5] == "difficult" and r[6] == 1} == {
+        ("refined", "correct"),
+        ("regenerated", "correct"),
+    }
     for qid, origin, clean_text, parent_origin, parent_outcome, tier, n_correct in rows:
         assert parent_origin == "generated"
-        if origin == "regenerated" or (tier == "difficult" and n_correct == 0):
-            assert parent_outcome == "error"  # a failed attempt
+        if tier == "difficult" and n_correct == 0:
+            assert parent_outcome == "error"  # no Correct path: a failed attempt
         else:
             assert parent_outcome == "correct"  # the best (medium) or the lone (difficult) Correct path
         # The prompt carried the verifier's analyses of the question's failed attempts, in generation

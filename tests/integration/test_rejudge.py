@@ -325,12 +325,12 @@ def test_rejudge_changes_verdicts_tiers_and_exports_as_the_new_verdicts_imply(
     changed_questions = {q for p, q, *_ in paths if p in flipped}
     for qid, (tier, status, accepted) in after.items():
         gen = [(pid, ans, key) for pid, q, origin, ans, key in paths if q == qid and origin == "generated"]
-        n_ok = sum(passes(current[pid], ans, key) for pid, ans, key in gen)
+        n_ok = sum(passes("extracted", current[pid], ans, None, key) for pid, ans, key in gen)
         assert tier == assign_tier(n_ok, easy_min_correct=5, medium_min_correct=2).value, qid
         assert status in ("accepted", "rejected") and (status == "accepted") == bool(accepted)
         for pid in accepted:  # every kept path passes the new verifier and the answer guard
             _, _, _, ans, key = next(p for p in paths if p[0] == pid)
-            assert passes(current[pid], ans, key), (qid, pid)
+            assert passes("extracted", current[pid], ans, None, key), (qid, pid)
         if qid not in changed_questions:  # no verdict of this question changed: nothing about it changed
             assert (tier, status, accepted) == before[qid], qid
     assert any(after[q] != before[q] for q in changed_questions)

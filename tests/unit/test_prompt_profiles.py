@@ -197,3 +197,18 @@ def test_profile_is_selected_in_the_pipeline_file(tmp_path: Path) -> None:
     p.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="prompts"):
         load_pipeline_config(p)
+
+
+def test_options_whose_text_is_their_label_are_shown_inline_and_read_back_by_the_simulator() -> None:
+    """PubMedQA's yes/no/maybe read "yes / no / maybe", not "yes. yes"; lettered options keep a line each."""
+    pubmed = QUESTIONS["pubmedqa"]
+    fields = pubmed.prompt_fields()
+    assert fields["options"] == "yes / no / maybe"
+    assert QUESTIONS["medmcqa"].prompt_fields()["options"].splitlines() == [
+        "A. Radial nerve",
+        "B. Axillary nerve",
+        "C. Ulnar nerve",
+        "D. Median nerve",
+    ]
+    user = get_template("verify", "reasonmed").render(**fields, path=PATH.format(answer="yes"))[-1]["content"]
+    assert parse_prompt(user).options == {"yes": "yes", "no": "no", "maybe": "maybe"}

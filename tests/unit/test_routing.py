@@ -33,15 +33,13 @@ def test_medium_keeps_a_passing_refinement_and_falls_back_to_its_parent_otherwis
     assert [p.id for p in routing.medium_keep([a, b, c], refined, ok, 2)] == [11, 2]
 
 
-def test_difficult_refines_the_lone_correct_path_and_regenerates_from_the_first_answered_failure() -> None:
+def test_difficult_starts_from_the_lone_correct_path_else_the_first_answered_failure() -> None:
+    """Refiner and regenerator both start from the Correct path when there is one (released diff_opti.py)."""
     unanswered, wrong, right = P(1, 0, extracted_answer=None), P(2, 1, "B"), P(3, 2, ok=True)
-    assert routing.difficult_sources([unanswered, wrong, right], ok) == (right, wrong)
-    # No Correct path: the attempt is refined too; no failure reached an answer: the first failure.
-    assert routing.difficult_sources([unanswered, wrong], ok) == (wrong, wrong)
-    assert routing.difficult_sources([unanswered, P(4, 1, extracted_answer=None)], ok) == (
-        unanswered,
-        unanswered,
-    )
+    assert routing.difficult_source([unanswered, wrong, right], ok) is right
+    # No Correct path: the first failure that reached an answer; none reached one: the first failure.
+    assert routing.difficult_source([unanswered, wrong], ok) is wrong
+    assert routing.difficult_source([unanswered, P(4, 1, extracted_answer=None)], ok) is unanswered
 
 
 def test_difficult_keeps_the_passing_refinement_or_a_correct_base_then_passing_regenerations() -> None:
