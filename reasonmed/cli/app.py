@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 
 from reasonmed import __version__
 from reasonmed.cli.errors import explain
+from reasonmed.cli.safe_text import safe_text
 from reasonmed.config import settings_scope
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -62,7 +63,7 @@ class _Group(TyperGroup):
                 explained = explain(exc)
                 if explained is None:
                     raise
-                typer.echo(explained.line, err=True)
+                typer.echo(safe_text(explained.line).plain, err=True)  # names files, records, servers
                 raise typer.Exit(explained.exit_code) from None
 
 

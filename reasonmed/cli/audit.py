@@ -16,6 +16,7 @@ from reasonmed.cli.app import INSPECT, app
 from reasonmed.cli.choices import AuditView
 from reasonmed.cli.common import console, engine_from_settings
 from reasonmed.cli.errors import Mistake
+from reasonmed.cli.safe_text import safe_text
 from reasonmed.db import audit_repo, migrate
 
 # The views `reasonmed audit` shows by default, with the columns worth a terminal's width.
@@ -105,7 +106,7 @@ def rich_table(
             justify="right" if rows and isinstance(rows[0].get(c), int | float) else "left",
         )
     for r in rows:
-        table.add_row(*(_fmt(r.get(c)) for c in cols))
+        table.add_row(*(safe_text(_fmt(r.get(c))) for c in cols))
     return table
 
 
@@ -179,4 +180,4 @@ def report(
     url, engine = engine_from_settings(database_url)
     migrate.require_current(engine, url)
     result = write_report(engine, out)
-    console.print(f"report written to {result.index} ({len(result.figures)} figures)")
+    console.print(safe_text(f"report written to {result.index} ({len(result.figures)} figures)"))

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from reasonmed.cli.app import config_app
 from reasonmed.cli.common import console, err_console
+from reasonmed.cli.safe_text import safe_text
 from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config
 from reasonmed.redact import mask_secrets
 
@@ -43,13 +44,9 @@ def check(
     for i, g in enumerate(cfg.agents.generators):
         ep = cfg.endpoints[g.endpoint]
         p = cfg.prompt("generate", i)
-        table.add_row(
-            "generator",
-            g.endpoint,
-            ep.model,
-            ", ".join(f"{t:g}" for t in g.temperatures) + f" x{g.paths_per_temperature}",
-            f"{p.version} ({p.origin})",
-        )
+        temperatures = ", ".join(f"{t:g}" for t in g.temperatures) + f" x{g.paths_per_temperature}"
+        cells = ("generator", g.endpoint, ep.model, temperatures, f"{p.version} ({p.origin})")
+        table.add_row(*map(safe_text, cells))
     for role, prompt_role in (
         ("verifier", "verify"),
         ("ranker", "rank"),
@@ -59,19 +56,19 @@ def check(
     ):
         a = getattr(cfg.agents, role)
         p = cfg.prompt(prompt_role)
-        table.add_row(
-            role,
-            a.endpoint,
-            cfg.endpoints[a.endpoint].model,
-            f"{a.temperature:g}",
-            f"{p.version} ({p.origin})",
-        )
+        model = cfg.endpoints[a.endpoint].model
+        cells = (role, a.endpoint, model, f"{a.temperature:g}", f"{p.version} ({p.origin})")
+        table.add_row(*map(safe_text, cells))
     console.print(table)
-    console.print(f"prompt profile: {cfg.prompts}; re-asks of unusable output: {cfg.output_retries}")
+    console.print(
+        safe_text(f"prompt profile: {cfg.prompts}; re-asks of unusable output: {cfg.output_retries}")
+    )
     t = cfg.tiers
     console.print(
-        f"{cfg.paths_per_question} paths per question; easy >= {t.easy_min_correct} correct, "
-        f"medium {t.medium_min_correct}-{t.easy_min_correct - 1}, difficult < {t.medium_min_correct}; keep top {t.keep_top}"
+        safe_text(
+            f"{cfg.paths_per_question} paths per question; easy >= {t.easy_min_correct} correct, "
+            f"medium {t.medium_min_correct}-{t.easy_min_correct - 1}, difficult < {t.medium_min_correct}; keep top {t.keep_top}"
+        )
     )
     if ping:
         _ping(cfg)
@@ -83,10 +80,10 @@ def _ping(cfg: PipelineConfig) -> None:
 
     checks = asyncio.run(LLMRegistry(cfg).check())
     for c in checks:
-        (console if c.ok else err_console).print(c.line(), markup=False, highlight=False)
+        (console if c.ok else err_console).print(safe_text(c.line()))  # quotes the server's reply
     failed = [c for c in checks if not c.ok]
     if failed:
-        err_console.print(f"error: {len(failed)} endpoint(s) cannot serve a run (see above)", markup=False)
+        err_console.print(safe_text(f"error: {len(failed)} endpoint(s) cannot serve a run (see above)"))
         raise typer.Exit(1)
 
 
@@ -96,6 +93,4 @@ def show() -> None:
     the query string, tokens, and any setting whose name says it holds a secret)."""
     settings = get_settings()
     for name, value in mask_secrets(settings.model_dump(mode="json")).items():
-        console.print(
-            f"REASONMED_{name.upper()}={value if value is not None else ''}", markup=False, highlight=False
-        )
+        console.print(safe_text(f"REASONMED_{name.upper()}={value if value is not None else ''}"))

@@ -8,6 +8,7 @@ import typer
 
 from reasonmed.cli.app import db_app
 from reasonmed.cli.common import console, engine_from_settings, redact_url
+from reasonmed.cli.safe_text import safe_text
 from reasonmed.db import migrate
 
 DbUrl = Annotated[str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")]
@@ -20,7 +21,7 @@ def upgrade(
     """Apply migrations up to REVISION (default: the latest)."""
     url, engine = engine_from_settings(database_url)
     migrate.upgrade(url, revision)
-    console.print(f"database {redact_url(url)} is at revision {migrate.current_revision(engine)}")
+    console.print(safe_text(f"database {redact_url(url)} is at revision {migrate.current_revision(engine)}"))
 
 
 @db_app.command("downgrade")
@@ -31,7 +32,9 @@ def downgrade(
     """Revert migrations down to REVISION (``base`` removes every table the project made)."""
     url, engine = engine_from_settings(database_url)
     migrate.downgrade(url, revision)
-    console.print(f"database {redact_url(url)} is at revision {migrate.current_revision(engine) or 'base'}")
+    console.print(
+        safe_text(f"database {redact_url(url)} is at revision {migrate.current_revision(engine) or 'base'}")
+    )
 
 
 @db_app.command("current")
@@ -39,5 +42,7 @@ def current(database_url: DbUrl = None) -> None:
     """Print the schema revision of the database and the one the code expects."""
     url, engine = engine_from_settings(database_url)
     console.print(
-        f"database: {migrate.current_revision(engine) or 'none'}  code: {migrate.head_revision(url)}"
+        safe_text(
+            f"database: {migrate.current_revision(engine) or 'none'}  code: {migrate.head_revision(url)}"
+        )
     )

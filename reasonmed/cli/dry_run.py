@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from reasonmed.cli.safe_text import safe_text
 from reasonmed.pipeline.estimate import RunEstimate
 
 
@@ -46,7 +47,7 @@ def print_estimate(est: RunEstimate, console: Console) -> None:
     for s in est.stages:
         t.add_row(
             s.role,
-            s.endpoint,
+            safe_text(s.endpoint),  # a name from the pipeline file
             s.basis,
             f"{s.calls_per_question:g}",
             f"{s.calls:,}",
@@ -56,7 +57,7 @@ def print_estimate(est: RunEstimate, console: Console) -> None:
             _money(s.cost_usd),
         )
     console.print(t)
-    console.print(f"total: {est.calls:,} calls, {est.tokens:,} tokens", markup=False)
+    console.print(safe_text(f"total: {est.calls:,} calls, {est.tokens:,} tokens"))
     console.print(
         "wall time at the configured caps (max_in_flight per endpoint): "
         + (

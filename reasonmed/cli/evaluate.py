@@ -9,11 +9,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import JustifyMethod
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import Engine
 
 from reasonmed.cli.app import INSPECT, app
 from reasonmed.cli.common import console, engine_from_settings, err_console
 from reasonmed.cli.errors import Mistake
+from reasonmed.cli.safe_text import safe_text
 from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config
 from reasonmed.db import eval_repo, migrate
 from reasonmed.evaluation import report, scoring
@@ -58,8 +60,15 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}"
 
 
+def _incomplete(name: str, why: str) -> None:
+    """A part that did not finish; ``why`` quotes the server or the model."""
+    err_console.print(
+        Text.assemble(("incomplete:", "yellow"), " ", safe_text(f"{name}: {why}")), soft_wrap=True
+    )
+
+
 def accuracy_table(rows: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=safe_text(title, style="table.title"), title_justify="left")  # names the served model
     columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("benchmark", "left"),
         ("subset", "left"),
@@ -75,7 +84,13 @@ def accuracy_table(rows: list[dict[str, Any]], title: str) -> Table:
         n = f"{r['n']}" if r["n"] == r["selected"] else f"{r['n']} of {r['selected']}"
         ci = "-" if r["ci_low"] is None else f"{_pct(r['ci_low'])}–{_pct(r['ci_high'])}"
         table.add_row(
-            r["benchmark"], r["subset"], n, str(r["correct"]), _pct(r["accuracy"]), ci, str(r["unanswered"])
+            safe_text(r["benchmark"]),
+            safe_text(r["subset"]),
+            n,
+            str(r["correct"]),
+            _pct(r["accuracy"]),
+            ci,
+            str(r["unanswered"]),
         )
     return table
 
@@ -86,9 +101,9 @@ def reference_table(rows: list[dict[str, Any]], model: str) -> Table:
     table = Table(title="paper vs this model (docs/evaluation.md)", title_justify="left")
     table.add_column("benchmark")
     table.add_column("paper: ReasonMed-7B", overflow="fold")
-    table.add_column(f"this model: {model}", overflow="fold")
+    table.add_column(safe_text(f"this model: {model}"), overflow="fold")
     for r in report.reference_rows(acc):
-        table.add_row(*r.values())
+        table.add_row(*map(safe_text, r.values()))
     return table
 
 
@@ -175,16 +190,18 @@ def evaluate(
     console.print(reference_table(result["rows"], model))
     if result["csv"]:
         console.print(
-            f"CSV: {result['csv']}; reference table (markdown): {report.reference_path(result['csv'])}"
+            safe_text(
+                f"CSV: {result['csv']}; reference table (markdown): {report.reference_path(result['csv'])}"
+            )
         )
     for name, why in result["failures"].items():
-        err_console.print(f"[yellow]incomplete:[/yellow] {name}: {why}", markup=True, soft_wrap=True)
+        _incomplete(name, why)
     if result["failures"]:
         raise typer.Exit(1)
 
 
 def _score_table(rows: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=safe_text(title, style="table.title"), title_justify="left")  # names the judge model
     cols = (
         "version",
         "variant",
@@ -201,7 +218,7 @@ def _score_table(rows: list[dict[str, Any]], title: str) -> Table:
     for c in cols:
         table.add_column(c.replace("_", " "), justify="left" if c == "variant" else "right")
     for r in rows:
-        table.add_row(*("-" if r[c] is None else str(r[c]) for c in cols))
+        table.add_row(*(safe_text("-" if r[c] is None else r[c]) for c in cols))
     return table
 
 
@@ -299,7 +316,7 @@ def score(
             )
         )
         for name, why in res["failures"].items():
-            err_console.print(f"[yellow]incomplete:[/yellow] {name}: {why}", markup=True, soft_wrap=True)
+            _incomplete(name, why)
     if compare is not None:
         table = Table(
             title=f"version {compare[1]} minus version {compare[0]} (mean overall, 95% interval)",
@@ -317,7 +334,7 @@ def score(
             )
             fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
             table.add_row(
-                cmp["variant"],
+                safe_text(cmp["variant"]),
                 fmt(cmp["mean_a"]),
                 fmt(cmp["mean_b"]),
                 fmt(cmp["difference"]),

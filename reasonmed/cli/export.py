@@ -8,11 +8,13 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 from rich.table import Table
+from rich.text import Text
 
 from reasonmed.cli.app import PIPELINE, app
 from reasonmed.cli.choices import Layout
 from reasonmed.cli.common import console, engine_from_settings, err_console
 from reasonmed.cli.errors import Mistake
+from reasonmed.cli.safe_text import safe_text
 from reasonmed.config import get_settings
 from reasonmed.db import migrate
 from reasonmed.export.assemble import BenchmarkLeakError
@@ -84,32 +86,36 @@ def export(
         )
         result = export_dataset(engine, options)
     except (ValidationError, ExportTargetError, BenchmarkLeakError, SimulatedOnly) as exc:
-        err_console.print(f"[red]export failed:[/red] {exc}", markup=True)
+        err_console.print(Text.assemble(("export failed:", "red"), " ", safe_text(exc)))
         raise typer.Exit(1) from None
     m = result.manifest
     table = Table(title=f"dataset version {result.version}", title_justify="left")
     table.add_column("dataset")
     table.add_column("rows", justify="right")
     for source in m["by_source"]:
-        table.add_column(source, justify="right")
+        table.add_column(safe_text(source), justify="right")  # as the questions' files named it
     for name, n in result.counts.items():
         table.add_row(name, str(n), *(str(c) for c in m["by_source"].values()))
     console.print(table)
     c = m["contamination"]
-    console.print(f"contamination: {c['count']} question(s), {c['rows_excluded']} row(s) excluded")
+    console.print(safe_text(f"contamination: {c['count']} question(s), {c['rows_excluded']} row(s) excluded"))
     if c.get("rows_deferred"):
         console.print(
-            f"held back: {c['rows_deferred']} row(s) of {len(c['deferred_question_ids'])} question(s) accepted "
-            "after the contamination scan began; the next export checks and includes them"
+            safe_text(
+                f"held back: {c['rows_deferred']} row(s) of {len(c['deferred_question_ids'])} question(s) accepted "
+                "after the contamination scan began; the next export checks and includes them"
+            )
         )
     if m.get("simulated"):
         console.print(
-            f"SIMULATED: {m['simulated_rows']} row(s) were written by the simulator (card and manifest say so)",
-            markup=False,
+            safe_text(
+                f"SIMULATED: {m['simulated_rows']} row(s) were written by the simulator (card and manifest say so)"
+            ),
         )
     elif m.get("simulated_rows_left_out"):
         console.print(
-            f"left out: {m['simulated_rows_left_out']} row(s) of simulated models (--allow-simulated exports them)",
-            markup=False,
+            safe_text(
+                f"left out: {m['simulated_rows_left_out']} row(s) of simulated models (--allow-simulated exports them)"
+            ),
         )
-    console.print(f"written to {result.location}\nmanifest: {result.manifest_path}")
+    console.print(safe_text(f"written to {result.location}\nmanifest: {result.manifest_path}"))

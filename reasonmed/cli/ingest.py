@@ -8,11 +8,13 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from reasonmed.cli.app import PIPELINE, app
 from reasonmed.cli.choices import FileFormat
 from reasonmed.cli.common import console, engine_from_settings, err_console
 from reasonmed.cli.errors import Mistake
+from reasonmed.cli.safe_text import safe_text
 from reasonmed.config import get_settings
 from reasonmed.db import migrate
 from reasonmed.ingest.loaders import FORMATS, CopBase, FileFormatError, parse_mapping
@@ -91,7 +93,7 @@ def _summary_table(summaries: list[IngestSummary]) -> Table:
             else "done"
         )
         table.add_row(
-            Path(s.file).name,
+            safe_text(Path(s.file).name),
             f"{s.read:,}",
             f"{s.inserted:,}",
             f"{s.duplicates:,}",
@@ -103,28 +105,39 @@ def _summary_table(summaries: list[IngestSummary]) -> Table:
 
 
 def _report(s: IngestSummary) -> None:
+    """Every line names the file or quotes its records: all of it is printed as data (``safe_text``)."""
     name = Path(s.file).name
     if s.already_ingested:
-        console.print(f"{name}: already ingested (sha256 {s.sha256[:12]}…), nothing added")
+        console.print(safe_text(f"{name}: already ingested (sha256 {s.sha256[:12]}…), nothing added"))
     if s.reread:
         console.print(
-            f"{name}: ingested before with other options (--format, --map, --cop-base or --answer-index-base); read again, "
-            "known questions count as duplicates and its bad records were judged afresh"
+            safe_text(
+                f"{name}: ingested before with other options (--format, --map, --cop-base or --answer-index-base); "
+                "read again, known questions count as duplicates and its bad records were judged afresh"
+            )
         )
     if s.newly_marked:
-        console.print(f"{name}: {s.newly_marked:,} stored question(s) now flagged as benchmark test")
+        console.print(
+            safe_text(f"{name}: {s.newly_marked:,} stored question(s) now flagged as benchmark test")
+        )
     for warning in s.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(Text.assemble(("warning:", "yellow"), " ", safe_text(warning)))
     if s.status == "failed":
         err_console.print(
-            f"[red]error:[/red] {name}: {s.error}; the records before it are stored and the next "
-            "ingest of the file reads it again",
+            Text.assemble(
+                ("error:", "red"),
+                " ",
+                safe_text(
+                    f"{name}: {s.error}; the records before it are stored and the next "
+                    "ingest of the file reads it again"
+                ),
+            ),
             soft_wrap=True,
         )
     if s.rejected_by_reason:
-        console.print(f"{name}: rejected records by reason (details in table ingest_errors):")
+        console.print(safe_text(f"{name}: rejected records by reason (details in table ingest_errors):"))
         for kind, n in s.rejected_by_reason.items():
-            console.print(f"  {n:>8,}  {kind}", markup=False)
+            console.print(safe_text(f"  {n:>8,}  {kind}"))
 
 
 @app.command("ingest", rich_help_panel=PIPELINE)
@@ -201,7 +214,7 @@ def ingest(
     failed = False
     for f in files:
         with Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"),
@@ -210,7 +223,7 @@ def ingest(
             transient=True,
             disable=not console.is_terminal,
         ) as bar:
-            task = bar.add_task(f.name, total=None, rate="")
+            task = bar.add_task(safe_text(f.name).plain, total=None, rate="")
 
             def progress(done: int, total: int | None, task: TaskID = task) -> None:
                 elapsed = bar.tasks[task].elapsed or 0.0
@@ -235,7 +248,9 @@ def ingest(
                 )
             except FileFormatError as exc:
                 failed = True
-                err_console.print(f"[red]error:[/red] {f}: {exc}", soft_wrap=True)
+                err_console.print(
+                    Text.assemble(("error:", "red"), " ", safe_text(f"{f}: {exc}")), soft_wrap=True
+                )
     if summaries:
         console.print(_summary_table(summaries))
         for s in summaries:

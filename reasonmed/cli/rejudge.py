@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from reasonmed.cli.app import app
 from reasonmed.cli.common import console, engine_from_settings
+from reasonmed.cli.safe_text import safe_text
 from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config, temporary_settings
 from reasonmed.db import migrate
 from reasonmed.db import pipeline_repo as repo
@@ -108,7 +109,7 @@ def rejudge_cmd(
     else:
         result = _run(engine, cfg, stage, filters, concurrency)
     for line in result.lines():
-        console.print(line, markup=False)
+        console.print(safe_text(line))  # quotes failures: model and server text
     if result.failed:
         raise typer.Exit(1)
 

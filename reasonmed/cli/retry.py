@@ -9,6 +9,7 @@ import typer
 from reasonmed.cli.app import PIPELINE, app
 from reasonmed.cli.choices import Stage
 from reasonmed.cli.common import console, engine_from_settings, err_console
+from reasonmed.cli.safe_text import safe_text
 from reasonmed.db import failures_repo, migrate
 
 
@@ -51,4 +52,6 @@ def retry(
         console.print("no set-aside question matched; nothing changed")
         return
     shown = ", ".join(map(str, ids[:20])) + (" ..." if len(ids) > 20 else "")
-    console.print(f"put back {len(ids)} question(s): {shown}; the next `reasonmed run` tries them again")
+    console.print(
+        safe_text(f"put back {len(ids)} question(s): {shown}; the next `reasonmed run` tries them again")
+    )

@@ -17,6 +17,7 @@ from reasonmed.cli.choices import FileFormat
 from reasonmed.cli.common import console, engine_from_settings, err_console
 from reasonmed.cli.errors import Mistake
 from reasonmed.cli.ingest import ingest as ingest_command
+from reasonmed.cli.safe_text import safe_text
 from reasonmed.cli.temporary_server import quiet_temporary_server_logging
 from reasonmed.config import get_settings, load_pipeline_config, temporary_settings
 from reasonmed.simulated import SIM_DATABASE_URL
@@ -54,7 +55,12 @@ def _tier_table(rows: list[dict[str, Any]], title: str) -> Table:
     for col in ("tier", "status", "questions", "accepted paths"):
         t.add_column(col, justify="right" if col in ("questions", "accepted paths") else "left")
     for r in rows:
-        t.add_row(str(r["tier"]), str(r["status"]), f"{r['questions']:,}", f"{r['accepted_paths'] or 0:,}")
+        t.add_row(
+            safe_text(r["tier"]),
+            safe_text(r["status"]),
+            f"{r['questions']:,}",
+            f"{r['accepted_paths'] or 0:,}",
+        )
     return t
 
 
@@ -156,7 +162,7 @@ def run(
     url, engine = engine_from_settings(database_url)
     created = startup.ensure_schema(engine, url)
     if created:
-        console.print(created)
+        console.print(safe_text(created))
     if dry_run:
         _dry_run(engine, config or get_settings().pipeline_config, limit, sources, files)
         return
@@ -181,7 +187,7 @@ def run(
         "shard_size": shard_size,
         "questions_in_flight": questions_in_flight,
     }
-    console.print(f"database: {startup.database_label(url)}")
+    console.print(safe_text(f"database: {startup.database_label(url)}"))
     if config_path is None:
         from reasonmed.sim.launcher import SimServer
 
@@ -192,18 +198,22 @@ def run(
         )
         if own_sim_db:
             console.print(
-                f"Simulated work goes to its own database, {startup.database_label(url)}, never to the one real runs use; "
-                f"look at it with --database-url {url} (export needs --allow-simulated)."
+                safe_text(
+                    f"Simulated work goes to its own database, {startup.database_label(url)}, never to the one "
+                    f"real runs use; look at it with --database-url {url} (export needs --allow-simulated)."
+                )
             )
         with SimServer(
             questions_db=url, default_accuracy=sim_accuracy, base_latency_ms=sim_latency_ms, per_token_ms=0.0
         ) as sim:
-            console.print(f"simulator: {sim.base_url} (pid {sim.pid}); it stops when this command ends")
+            console.print(
+                safe_text(f"simulator: {sim.base_url} (pid {sim.pid}); it stops when this command ends")
+            )
             with temporary_settings(sim_url=sim.base_url):
                 result = _run_build(params, prefect_defaults)
         console.print("simulator stopped")
     else:
-        console.print(f"pipeline config: {config_path}")
+        console.print(safe_text(f"pipeline config: {config_path}"))
         result = _run_build(params, prefect_defaults)
     _print_result(result, startup.database_label(url), url if own_sim_db else None)
 
@@ -220,7 +230,9 @@ def _dry_run(
 
     if files:
         console.print(
-            f"dry run: {len(files)} FILE(s) not ingested; the estimate covers the questions already stored"
+            safe_text(
+                f"dry run: {len(files)} FILE(s) not ingested; the estimate covers the questions already stored"
+            )
         )
     print_estimate(plan_run(engine, load_pipeline_config(config_path), limit=limit, sources=sources), console)
 
@@ -281,7 +293,7 @@ def _run_build(params: dict[str, Any], prefect_defaults: dict[Any, Any]) -> dict
             return run_stoppable(lambda: _build_with_display(params))
     except EndpointUnavailable as exc:
         for check in exc.checks:
-            err_console.print(f"error: {check.line()}", markup=False, highlight=False)
+            err_console.print(safe_text(f"error: {check.line()}"))
         err_console.print(
             "error: no question was claimed; fix the endpoint(s) above "
             "(`reasonmed config check --ping` asks them again)",
@@ -293,11 +305,12 @@ def _run_build(params: dict[str, Any], prefect_defaults: dict[Any, Any]) -> dict
             from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
 
             err_console.print(
-                "error: Prefect's temporary server did not start in time "
-                f"({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()} s); the machine is busy: "
-                "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS or point PREFECT_API_URL at a running "
-                "`prefect server start`",
-                markup=False,
+                safe_text(
+                    "error: Prefect's temporary server did not start in time "
+                    f"({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()} s); the machine is busy: "
+                    "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS or point PREFECT_API_URL at a running "
+                    "`prefect server start`"
+                ),
             )
             raise typer.Exit(4) from None
         raise
@@ -313,29 +326,29 @@ def _print_result(result: dict[str, Any], database: str, sim_db: str | None = No
             _tier_table(result["report"]["tiers"], f"run {result['run_id']}: questions by tier and status")
         )
     for r in result["report"]["rejections"]:
-        console.print(f"rejected: {r['questions']} x {r['reason']}")
+        console.print(safe_text(f"rejected: {r['questions']} x {r['reason']}"))
     for r in result["report"].get("set_aside", [])[:20]:
         err_console.print(
-            f"set aside: question {r['question_id']} at {r['stage']} ({r['last_error_kind']}): "
-            f"{str(r['last_error'])[:200]}",
-            markup=False,
-            highlight=False,
+            safe_text(
+                f"set aside: question {r['question_id']} at {r['stage']} ({r['last_error_kind']}): "
+                f"{str(r['last_error'])[:200]}"
+            )
         )
     raw = dict(result["outcome"])
     outcome = BuildOutcome(**{**raw, "held": [HeldClaim(**h) for h in raw.get("held", [])]})
     lines = outcome.lines()
     for line in lines[:-1]:
-        console.print(line, markup=False, highlight=False)
-    console.print(f"database: {database}", markup=False, highlight=False)
+        console.print(safe_text(line))
+    console.print(safe_text(f"database: {database}"))
     if outcome.accepted:
         db, allow = (f" --database-url {sim_db}", " --allow-simulated") if sim_db else ("", "")
         console.print(
-            f"next: `reasonmed audit{db}` (what happened), `reasonmed show{db} QUESTION_ID` (one question), "
-            f"`reasonmed export{db}{allow} --out DIR` (the datasets)",
-            markup=False,
-            highlight=False,
+            safe_text(
+                f"next: `reasonmed audit{db}` (what happened), `reasonmed show{db} QUESTION_ID` (one question), "
+                f"`reasonmed export{db}{allow} --out DIR` (the datasets)"
+            )
         )
     # The last line is the verdict, on stdout and true to the exit code.
-    console.print(lines[-1], markup=False, highlight=False)
+    console.print(safe_text(lines[-1]))
     if not outcome.ok:
         raise typer.Exit(outcome.exit_code)

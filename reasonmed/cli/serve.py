@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
+from rich.text import Text
 
 from reasonmed.cli.app import OPERATE, app
 from reasonmed.cli.common import err_console
 from reasonmed.cli.errors import Mistake
+from reasonmed.cli.safe_text import safe_text
 
 if TYPE_CHECKING:
     from prefect.settings import Setting
@@ -85,7 +87,7 @@ def serve(
     """
     require_prefect_api()
     if not prefect_file.is_file():
-        err_console.print(f"[red]error:[/red] {prefect_file}: no such file")
+        err_console.print(Text.assemble(("error:", "red"), " ", safe_text(f"{prefect_file}: no such file")))
         raise typer.Exit(1)
     from prefect.settings import temporary_settings
 
@@ -95,5 +97,5 @@ def serve(
         with temporary_settings(updates=pool_settings(prefect_file)):
             serve_all(prefect_file, names=only, limit=limit)
     except ValueError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(Text.assemble(("error:", "red"), " ", safe_text(exc)))
         raise typer.Exit(1) from None

@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
-from rich.text import Text
 
 from reasonmed.cli.app import INSPECT, app
 from reasonmed.cli.common import engine_from_settings
 from reasonmed.cli.errors import Mistake
+from reasonmed.cli.safe_text import safe_json, safe_text
 from reasonmed.db import inspect_repo, migrate
 from reasonmed.db.inspect_repo import QuestionStory
 
@@ -59,7 +59,7 @@ def _paths_table(story: QuestionStory) -> Table:
         kept = (
             "-" if p.accepted_rank is None else ("dropped" if p.dropped_reason else f"#{p.accepted_rank + 1}")
         )
-        t.add_row(
+        cells = (
             str(p.id),
             origin,
             p.model,
@@ -70,33 +70,34 @@ def _paths_table(story: QuestionStory) -> Table:
             kept,
             _short(p.verdict_reason, 200) or "-",
         )
+        t.add_row(*map(safe_text, cells))
     return t
 
 
 def render(story: QuestionStory) -> RenderableType:
     """The terminal view of ``question_story`` (also what ``reasonmed.show`` prints in a notebook)."""
     parts: list[RenderableType] = [
-        Text(
+        safe_text(
             f"question {story.id}: {story.source} {story.source_id} ({story.split}"
             + (", benchmark test" if story.is_benchmark_test else "")
             + ")",
             style="bold",
         ),
-        Text(_short(story.question, 600)),
+        safe_text(_short(story.question, 600)),
     ]
     if story.context:
-        parts.append(Text("context: " + _short(story.context, 300), style="dim"))
+        parts.append(safe_text("context: " + _short(story.context, 300), style="dim"))
     options = "   ".join(f"{label}. {_short(str(text), 40)}" for label, text in story.options)
     parts += [
-        Text(f"options: {options}"),
-        Text(f"answer key: {story.answer}"),
-        Text(_decision(story), style="bold"),
+        safe_text(f"options: {options}"),
+        safe_text(f"answer key: {story.answer}"),
+        safe_text(_decision(story), style="bold"),
     ]
     if story.paths:
         parts.append(_paths_table(story))
     kept = [p for p in story.paths if p.accepted_rank is not None]
     if kept:
-        parts.append(Text("accepted paths and summaries", style="bold"))
+        parts.append(safe_text("accepted paths and summaries", style="bold"))
         for p in sorted(kept, key=lambda p: p.accepted_rank or 0):
             state = (
                 f"dropped: {p.dropped_reason}"
@@ -104,12 +105,12 @@ def render(story: QuestionStory) -> RenderableType:
                 else (f"summary: {_short(p.summary, 400)}" if p.summary else "not summarised yet")
             )
             parts.append(
-                Text(f"  #{(p.accepted_rank or 0) + 1} path {p.id} ({p.origin}, {p.model}): {state}")
+                safe_text(f"  #{(p.accepted_rank or 0) + 1} path {p.id} ({p.origin}, {p.model}): {state}")
             )
     for f in story.failures:
         aside = f", set aside {f['set_aside_at']}" if f["set_aside_at"] else ""
         parts.append(
-            Text(
+            safe_text(
                 f"failed at {f['stage']} x{f['failures']} ({f['last_error_kind']}{aside}): "
                 f"{_short(f['last_error'], 200)}",
                 style="yellow",
@@ -121,13 +122,13 @@ def render(story: QuestionStory) -> RenderableType:
             by_version.setdefault(r.version, []).append(r.path_id)
         for version, ids in by_version.items():
             parts.append(
-                Text(
+                safe_text(
                     f"exported in dataset version {version}: {len(ids)} row(s) per dataset, "
                     f"path(s) {', '.join(map(str, ids))}"
                 )
             )
     elif kept:
-        parts.append(Text("not exported yet (`reasonmed export`)", style="dim"))
+        parts.append(safe_text("not exported yet (`reasonmed export`)", style="dim"))
     return Group(*parts)
 
 
@@ -166,6 +167,6 @@ def show(
     decision, refinements and regenerations with their verdicts, accepted paths and summaries, exported rows."""
     story = load_story(question_id, database_url)
     if as_json:
-        typer.echo(json.dumps(story.as_dict(), indent=2, ensure_ascii=False, default=str))
+        typer.echo(safe_json(json.dumps(story.as_dict(), indent=2, ensure_ascii=False, default=str)))
         return
     print_story(story)
