@@ -100,3 +100,46 @@ def test_reasonmed_run_on_the_embedded_default(tmp_path: Path) -> None:
             ).scalar_one()
             == 2
         )
+
+
+def test_exit_4_when_prefects_temporary_server_never_comes_up(tmp_path: Path) -> None:
+    """The temporary server's database is a port nothing listens on, so it is never healthy: the run ends
+    within the startup timeout with exit 4 and the one line that says what to do, having claimed nothing."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("REASONMED_", "PREFECT_API", "PREFECT_SERVER", "PREFECT_LOGGING"))
+    }
+    env.update(
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="3",
+        PREFECT_SERVER_DATABASE_CONNECTION_URL="postgresql+asyncpg://nobody@127.0.0.1:9/none",
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reasonmed",
+            "run",
+            str(PUBMEDQA_FILE),
+            "--source",
+            "pubmedqa",
+            "--benchmark-test-ids",
+            str(PUBMEDQA_TEST_IDS),
+            "--limit",
+            "2",
+            "--sim-latency-ms",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 4, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "error: Prefect's temporary server did not start in time (3 s)" in out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    with create_engine(f"sqlite:///{tmp_path / 'reasonmed-sim.db'}").connect() as c:
+        assert c.execute(text("select count(*) from question_outcomes")).scalar_one() == 0
+        assert c.execute(text("select count(*) from llm_calls")).scalar_one() == 0
