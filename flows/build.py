@@ -37,6 +37,7 @@ from reasonmed.flows.run import RunContext
 from reasonmed.flows.stopping import CANCELLED_VIA_API, StopRequest, current_stop, watch_cancellation
 from reasonmed.ingest.loaders import QuestionSource
 from reasonmed.pipeline import workers
+from reasonmed.pipeline.budgets import over_budget
 from reasonmed.pipeline.failures import classify
 from reasonmed.pipeline.outcome import BuildOutcome, HeldClaim, RunStatus, alarms_of
 from reasonmed.pipeline.progress import BuildProgress
@@ -203,6 +204,11 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
     async with RunContext(config) as run:
         settings, cfg, engine, registry = run.settings, run.cfg, run.engine, run.registry
         await registry.preflight()  # one line naming the endpoint, before any question is claimed
+        for budget, context in over_budget(cfg, registry.contexts):
+            logger.warning(
+                "budget %s: such requests get a lower max_tokens, or are refused (context_exceeded)",
+                budget.describe(context),
+            )
         shard_size = shard_size or settings.shard_size
         in_flight = questions_in_flight or settings.questions_in_flight or default_questions_in_flight(cfg)
         params = {

@@ -66,6 +66,14 @@ class EndpointConfig(_Strict):
         default=None, description="name of a Prefect Secret block with the key"
     )
     max_in_flight: int = Field(default=64, ge=1, le=100_000)
+    context_tokens: int | None = Field(
+        default=None,
+        ge=256,
+        le=10_000_000,
+        description="the server's context length in tokens (prompt + completion), for servers that do not report "
+        "it (llama-cpp-python's --n_ctx, a hosted API's documented context); where the server reports one "
+        "too, the smaller is used. Requests lower max_tokens to fit it (deploy/README.md, context budgets)",
+    )
     timeout_s: float = Field(default=600.0, gt=0)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     max_retries: int = Field(default=6, ge=0, le=50)
@@ -101,6 +109,12 @@ class EndpointConfig(_Strict):
     price_input_per_mtok: float | None = Field(default=None, ge=0)
     price_output_per_mtok: float | None = Field(default=None, ge=0)
     engine_args: dict[str, Any] = Field(default_factory=dict, description="AsyncEngineArgs for kind=vllm")
+
+    @property
+    def engine_max_model_len(self) -> int | None:
+        """An in-process engine's context length, as its ``engine_args`` set it (kind=vllm)."""
+        value = self.engine_args.get("max_model_len") if self.kind == "vllm" else None
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
     @model_validator(mode="after")
     def _url_for_http(self) -> EndpointConfig:

@@ -107,12 +107,12 @@ def derive_seed(base: int, *parts: object) -> int:
 
 def reask_kind(failed: Completion) -> ReaskKind:
     """Which re-ask note fits an unusable completion."""
-    return "truncated" if failed.finish_reason == "length" else "unparseable"
+    return "truncated" if failed.truncated else "unparseable"
 
 
 def usable(completion: Completion, check: Callable[[str], object | None]) -> bool:
     """Truncated output, or output the role's parser rejects, is not usable."""
-    return completion.finish_reason != "length" and check(completion.text) is not None
+    return not completion.truncated and check(completion.text) is not None
 
 
 async def ask(

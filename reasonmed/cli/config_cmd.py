@@ -30,8 +30,9 @@ def check(
         bool,
         typer.Option(
             "--ping",
-            help="Also ask every endpoint once (GET /models) whether it is up "
-            "and serves the configured model, as every run does before it claims work.",
+            help="Also ask every endpoint once (GET /models) whether it is up, serves the configured model "
+            "and how long its context is, as every run does before it claims work; then name every role whose "
+            "largest request (prompt + max_tokens) can exceed its endpoint's context.",
         ),
     ] = False,
 ) -> None:
@@ -77,13 +78,34 @@ def check(
 
 def _ping(cfg: PipelineConfig) -> None:
     from reasonmed.llm.registry import LLMRegistry
+    from reasonmed.pipeline.budgets import over_budget
 
-    checks = asyncio.run(LLMRegistry(cfg).check())
+    registry = LLMRegistry(cfg)
+    checks = asyncio.run(registry.check())
     for c in checks:
         (console if c.ok else err_console).print(safe_text(c.line()))  # quotes the server's reply
+    over = over_budget(cfg, registry.contexts)
+    for b, context in over:
+        err_console.print(safe_text(f"budget {b.describe(context)}"))
+    unknown = sorted(name for name, c in registry.contexts.items() if c.tokens is None)
+    if unknown:
+        console.print(
+            safe_text(f"budgets unchecked on {', '.join(unknown)}: context unknown (set context_tokens)")
+        )
+    elif not over:
+        console.print("budgets: every role's largest request fits its endpoint's context", markup=False)
     failed = [c for c in checks if not c.ok]
     if failed:
         err_console.print(safe_text(f"error: {len(failed)} endpoint(s) cannot serve a run (see above)"))
+    if over:
+        err_console.print(
+            safe_text(
+                f"error: {len(over)} role(s) can exceed their endpoint's context (see above): their requests "
+                "would have max_tokens lowered, or be refused; raise the server's context or lower those "
+                "max_tokens (deploy/README.md, context budgets)"
+            )
+        )
+    if failed or over:
         raise typer.Exit(1)
 
 

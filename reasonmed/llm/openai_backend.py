@@ -8,6 +8,11 @@ and raised at once (``client_error`` for a refused request, ``endpoint_refused``
 route). A circuit breaker (``llm/breaker.py``) ends the retrying when the whole endpoint is down. A slot is released while a request sleeps before its retry,
 so one struggling request never holds capacity the others could use.
 
+Before a request is sent, its ``max_tokens`` is lowered to the room its prompt leaves in the endpoint's
+context (``llm/context.py``: an estimate of the prompt, never the server's tokenizer) rather than drawing a
+400 that would set the question aside; a request with less room than a minimal completion is not sent at
+all (``context_exceeded``, final). The budget sent is on each completion (``Completion.max_tokens``).
+
 Redirects are never followed: a 307/308 would re-send the prompt (medical text) and the key's request to
 whatever origin the server names, so any 3xx is ``endpoint_refused`` (fix base_url). A body larger than
 ``max_response_bytes`` is refused unread, and server strings are cut to the columns that store them.
@@ -35,6 +40,7 @@ import yarl
 
 from reasonmed.config import ConfigError, EndpointConfig
 from reasonmed.llm.breaker import CircuitBreaker
+from reasonmed.llm.context import ContextExceeded, declared_context, estimate_prompt_tokens, fit_max_tokens
 from reasonmed.llm.types import (
     FINISH_REASON_CHARS,
     MODEL_CHARS,
@@ -100,12 +106,16 @@ class OpenAICompatibleBackend:
         *,
         usage: UsageTracker | None = None,
         rng: random.Random | None = None,
+        context_tokens: int | None = None,
     ) -> None:
+        """``context_tokens``: the endpoint's context length as the preflight found it (llm/registry.py);
+        None takes what the pipeline file declares, if anything."""
         if not cfg.base_url:
             raise ValueError(f"endpoint {name}: base_url is required for an OpenAI-compatible backend")
         self.name = name
         self.model = cfg.model
         self._cfg = cfg
+        self.context_tokens = context_tokens if context_tokens is not None else declared_context(cfg).tokens
         # Credentials in the URL's userinfo become a Basic auth header, and the URL kept (for requests, repr
         # and messages) holds none; with an API key as well there would be two Authorization headers.
         base, self._basic = split_credentials(cfg.base_url.rstrip("/"))
@@ -177,6 +187,7 @@ class OpenAICompatibleBackend:
         """``n`` choices, index ``i`` being the i-th; with a seed, choice i is reproducible as seed + i."""
         if n < 1:
             raise ValueError(f"n must be >= 1 (got {n})")
+        max_tokens = self._fit(messages, max_tokens)
         body: dict[str, Any] = {"model": self.model, "messages": [dict(m) for m in messages]}
         if (
             self._cfg.reasoning_model
@@ -204,10 +215,26 @@ class OpenAICompatibleBackend:
             ]
         return [t.result()[0] for t in tasks]
 
+    def _fit(self, messages: Sequence[Message], max_tokens: int) -> int:
+        """``max_tokens`` lowered to fit the context; LLMError ``context_exceeded`` (unsent) if nothing fits."""
+        try:
+            fitted = fit_max_tokens(estimate_prompt_tokens(messages), max_tokens, self.context_tokens)
+        except ContextExceeded as exc:
+            if self._usage is not None:
+                self._usage.record_failure(self.name, self.model)
+            log.warning("endpoint %s: not sent: context_exceeded (%s)", self.name, exc)
+            raise exc.error(self.name) from None
+        if fitted < max_tokens:
+            log.debug(
+                "endpoint %s: max_tokens %d lowered to %d to fit the context", self.name, max_tokens, fitted
+            )
+        return fitted
+
     # ------------------------------------------------------------------ one logical request
 
     async def _post(self, body: dict[str, Any], *, expected: int, index: int | None) -> list[Completion]:
         payload = json.dumps(body).encode()
+        budget = body.get("max_tokens", body.get("max_completion_tokens"))
         max_attempts = self._cfg.max_retries + 1
         attempt = 0
         while True:
@@ -228,7 +255,7 @@ class OpenAICompatibleBackend:
                         kind, detail, retry_after = self._status_problem(status, response.headers, raw)
                     if kind is None:
                         try:
-                            completions, usage = self._parse(raw, expected, index, latency_ms)
+                            completions, usage = self._parse(raw, expected, index, latency_ms, budget)
                         except ChoicesIgnored as exc:  # every n > 1 request will fail the same way
                             kind, detail = "endpoint_refused", str(exc)
                         except ValueError as exc:
@@ -322,7 +349,7 @@ class OpenAICompatibleBackend:
     # ------------------------------------------------------------------ parsing
 
     def _parse(
-        self, raw: bytes, expected: int, index: int | None, latency_ms: float
+        self, raw: bytes, expected: int, index: int | None, latency_ms: float, budget: int | None
     ) -> tuple[list[Completion], tuple[int | None, int | None]]:
         """Completions (and the request's token usage) from a 200 body; any shape problem is a
         ValueError, i.e. a bad_response, which is retried."""
@@ -381,6 +408,7 @@ class OpenAICompatibleBackend:
                 endpoint=self.name,
                 request_id=request_id,
                 index=idx,
+                max_tokens=budget,
             )
             for k, (idx, text, finish) in enumerate(texts)
         ]

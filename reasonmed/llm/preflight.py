@@ -4,6 +4,13 @@ A dead or misconfigured endpoint used to be found by retries, question after que
 server once, up front, turns that into one line naming the endpoint: unreachable, refusing the key, or
 serving another model than the pipeline file names. A server with no ``/models`` route (some
 OpenAI-compatible engines) is reachable, so it passes, with a note that its model name went unchecked.
+
+The same answer carries the server's context length where it reports one: vLLM's ``/models`` entries have
+``max_model_len``. A server whose entries have none is asked ``GET /props`` too, where llama.cpp's own server
+(``llama-server``) reports ``default_generation_settings.n_ctx``; llama-cpp-python's server reports its
+``--n_ctx`` nowhere (0.3.x: ``/v1/models`` lists ids only, and it has no ``/props``), nor does a hosted API,
+so for those the pipeline file's ``context_tokens`` is all there is. The check's ``context``
+(llm/context.py) holds both, and the run's backends fit ``max_tokens`` to it.
 """
 
 from __future__ import annotations
@@ -11,15 +18,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
 from reasonmed.config import EndpointConfig
+from reasonmed.llm.context import ContextLength, declared_context
 from reasonmed.llm.urls import split_credentials
 from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
 
 ANY_MODEL = "*"
+_MAX_BODY = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +38,11 @@ class EndpointCheck:
     target: str  # the URL asked, or "in-process"
     ok: bool
     detail: str  # what was found: the problem when not ok, else a short note
+    context: ContextLength = ContextLength()
 
     def line(self) -> str:
-        return f"endpoint {self.endpoint} ({self.target}): {'ok' if self.ok else 'FAILED'}: {self.detail}"
+        state = f"ok: {self.detail}; {self.context.describe()}" if self.ok else f"FAILED: {self.detail}"
+        return f"endpoint {self.endpoint} ({self.target}): {state}"
 
 
 class EndpointUnavailable(RuntimeError):
@@ -41,17 +53,28 @@ class EndpointUnavailable(RuntimeError):
         super().__init__("; ".join(c.line() for c in checks))
 
 
-async def _fetch_models(
+@dataclass(frozen=True, slots=True)
+class _Served:
+    """What one server answered: its /models status, model ids or the problem, and context lengths."""
+
+    status: int | None
+    ids: list[str] | None
+    problem: str
+    contexts: Mapping[str, int] = field(default_factory=dict)  # model id -> max_model_len on /models
+    n_ctx: int | None = None  # llama.cpp's /props, asked only when /models reports no context
+
+
+async def _get_json(
     session: aiohttp.ClientSession, url: str, api_key: str | None
-) -> tuple[int | None, list[str] | None, str]:
-    """(HTTP status, served model ids or None, problem text) for one server."""
+) -> tuple[int | None, Any, str]:
+    """(HTTP status, parsed JSON body or None, problem text) of one GET."""
     headers = {"Accept": "application/json"} | ({"Authorization": f"Bearer {api_key}"} if api_key else {})
     url, basic = split_credentials(url)
     try:
         async with session.get(
             url, headers=headers, allow_redirects=False, auth=None if api_key else basic
         ) as response:
-            raw = await response.content.read(1 << 20)
+            raw = await response.content.read(_MAX_BODY)
             if response.status != 200:
                 return response.status, None, f"HTTP {response.status}"
     except TimeoutError:
@@ -59,18 +82,47 @@ async def _fetch_models(
     except (aiohttp.ClientError, OSError) as exc:
         return None, None, f"unreachable ({type(exc).__name__}: {exc})"
     try:
-        data = json.loads(raw)
-        ids = [m["id"] for m in data["data"] if isinstance(m, dict) and isinstance(m.get("id"), str)]
-    except (ValueError, KeyError, TypeError):
-        return 200, None, "answered /models with something that is not a model list"
+        return 200, json.loads(raw), ""
+    except ValueError:
+        return 200, None, "not JSON"
+
+
+def _positive_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _props_n_ctx(body: Any) -> int | None:
+    """llama-server's ``/props``: ``default_generation_settings.n_ctx`` (the context of one slot)."""
+    if not isinstance(body, dict):
+        return None
+    settings = body.get("default_generation_settings")
+    n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
+    return _positive_int(n_ctx) or _positive_int(body.get("n_ctx"))
+
+
+async def _ask_server(session: aiohttp.ClientSession, base_url: str, api_key: str | None) -> _Served:
+    """One server's /models (and, when that reports no context, its /props)."""
+    status, data, problem = await _get_json(session, base_url + "/models", api_key)
+    if status != 200:
+        return _Served(status, None, problem)
+    try:
+        entries = [m for m in data["data"] if isinstance(m, dict) and isinstance(m.get("id"), str)]
+    except (KeyError, TypeError):
+        return _Served(200, None, "answered /models with something that is not a model list")
+    contexts = {m["id"]: n for m in entries if (n := _positive_int(m.get("max_model_len"))) is not None}
+    ids = [m["id"] for m in entries]
     if data.get("serves_any_model") is True:  # the project's simulator answers every model name
-        return 200, [ANY_MODEL], ""
-    return 200, ids, ""
+        ids = [ANY_MODEL]
+    n_ctx = None
+    if not contexts:
+        root = base_url.removesuffix("/v1")
+        props_status, props, _ = await _get_json(session, root + "/props", api_key)
+        n_ctx = _props_n_ctx(props) if props_status == 200 else None
+    return _Served(200, ids, "", contexts, n_ctx)
 
 
-def _judge(
-    name: str, cfg: EndpointConfig, url: str, status: int | None, ids: list[str] | None, problem: str
-) -> EndpointCheck:
+def _judge(name: str, cfg: EndpointConfig, url: str, served: _Served) -> EndpointCheck:
+    status, ids, problem = served.status, served.ids, served.problem
     if status == 200 and ids is not None:
         if ids == [ANY_MODEL] and not is_simulated_model(cfg.model):
             return EndpointCheck(
@@ -81,14 +133,21 @@ def _judge(
                 "(point base_url at the real server)",
             )
         if cfg.model in ids or ids == [ANY_MODEL]:
-            return EndpointCheck(name, url, True, f"serves {cfg.model}")
-        served = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "") or "nothing"
+            return EndpointCheck(name, url, True, f"serves {cfg.model}", _context(cfg, served))
+        served_ids = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "") or "nothing"
         return EndpointCheck(
-            name, url, False, f"serves {served}, not {cfg.model} (fix `model:` or the server's model name)"
+            name,
+            url,
+            False,
+            f"serves {served_ids}, not {cfg.model} (fix `model:` or the server's model name)",
         )
     if status == 404:
         return EndpointCheck(
-            name, url, True, "reachable; it has no /models route, so the model name is unchecked"
+            name,
+            url,
+            True,
+            "reachable; it has no /models route, so the model name is unchecked",
+            ContextLength(declared=cfg.context_tokens),
         )
     if status in (401, 403):
         return EndpointCheck(
@@ -99,31 +158,41 @@ def _judge(
     return EndpointCheck(name, url, False, problem or f"HTTP {status}")
 
 
+def _context(cfg: EndpointConfig, served: _Served) -> ContextLength:
+    """The model's max_model_len on /models (any entry's, smallest first, for the simulator), else /props'."""
+    reported = served.contexts.get(cfg.model)
+    if reported is None and served.ids == [ANY_MODEL] and served.contexts:
+        reported = min(served.contexts.values())
+    return ContextLength(declared=cfg.context_tokens, reported=reported or served.n_ctx)
+
+
 async def check_endpoints(
     endpoints: Mapping[str, EndpointConfig], api_keys: Mapping[str, str | None], *, timeout_s: float = 10.0
 ) -> list[EndpointCheck]:
     """One check per endpoint, in the order given; each server (base URL and key) is asked once."""
     timeout = aiohttp.ClientTimeout(total=timeout_s)
-    asked: dict[tuple[str, str | None], asyncio.Task[tuple[int | None, list[str] | None, str]]] = {}
+    asked: dict[tuple[str, str | None], asyncio.Task[_Served]] = {}
     async with aiohttp.ClientSession(timeout=timeout) as session:
         for name, cfg in endpoints.items():
             if cfg.kind != "openai" or not cfg.base_url:
                 continue
-            key = (cfg.base_url.rstrip("/") + "/models", api_keys.get(name))
+            key = (cfg.base_url.rstrip("/"), api_keys.get(name))
             if key not in asked:
-                asked[key] = asyncio.ensure_future(_fetch_models(session, key[0], key[1]))
+                asked[key] = asyncio.ensure_future(_ask_server(session, key[0], key[1]))
         if asked:
             await asyncio.wait(asked.values())
     checks = []
     for name, cfg in endpoints.items():
         if cfg.kind != "openai" or not cfg.base_url:
-            checks.append(EndpointCheck(name, "in-process", True, "in-process engine; loaded on first use"))
+            checks.append(
+                EndpointCheck(
+                    name, "in-process", True, "in-process engine; loaded on first use", declared_context(cfg)
+                )
+            )
             continue
-        url = cfg.base_url.rstrip("/") + "/models"
-        status, ids, problem = asked[(url, api_keys.get(name))].result()
-        checks.append(
-            _judge(name, cfg, split_credentials(url)[0], status, ids, problem)
-        )  # shown without userinfo
+        base = cfg.base_url.rstrip("/")
+        served = asked[(base, api_keys.get(name))].result()
+        checks.append(_judge(name, cfg, split_credentials(base + "/models")[0], served))  # no userinfo shown
     return checks
 
 

@@ -2,7 +2,8 @@
 
 Backends own a connection pool and a semaphore, both bound to an event loop, so they are made lazily
 (where the pipeline's loop runs) and shared by every task that names the endpoint: the per-endpoint
-cap then holds across all of a run's questions.
+cap then holds across all of a run's questions. Each is made with its endpoint's context length, as the
+preflight (``check``) found it, else as the pipeline file declares it, so requests fit their max_tokens to it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Mapping
 
 from reasonmed.config import ConfigError, EndpointConfig, PipelineConfig
 from reasonmed.llm.breaker import BreakerTrip
+from reasonmed.llm.context import ContextLength, declared_context
 from reasonmed.llm.preflight import EndpointCheck, check_endpoints, require_available
 from reasonmed.llm.types import ChatBackend
 from reasonmed.llm.usage import Price, UsageRow, UsageTracker
@@ -50,15 +52,20 @@ def resolve_api_key(
 
 
 def make_backend(
-    name: str, cfg: EndpointConfig, api_key: str | None, usage: UsageTracker | None = None
+    name: str,
+    cfg: EndpointConfig,
+    api_key: str | None,
+    usage: UsageTracker | None = None,
+    context: ContextLength | None = None,
 ) -> ChatBackend:
+    context_tokens = (context or declared_context(cfg)).tokens
     if cfg.kind == "vllm":
         from reasonmed.llm.vllm_backend import VLLMEngineBackend
 
-        return VLLMEngineBackend(name, cfg, usage=usage)
+        return VLLMEngineBackend(name, cfg, usage=usage, context_tokens=context_tokens)
     from reasonmed.llm.openai_backend import OpenAICompatibleBackend
 
-    return OpenAICompatibleBackend(name, cfg, api_key, usage=usage)
+    return OpenAICompatibleBackend(name, cfg, api_key, usage=usage, context_tokens=context_tokens)
 
 
 class LLMRegistry:
@@ -74,6 +81,10 @@ class LLMRegistry:
         self._api_keys = dict(api_keys or {})
         self._secret_loader = secret_loader
         self._backends: dict[str, tuple[ChatBackend, asyncio.AbstractEventLoop]] = {}
+        # Each endpoint's context length: declared in the pipeline file, then as the preflight found it.
+        self.contexts: dict[str, ContextLength] = {
+            name: declared_context(cfg) for name, cfg in pipeline_config.endpoints.items()
+        }
         prices = {
             name: Price(cfg.price_input_per_mtok, cfg.price_output_per_mtok)
             for name, cfg in pipeline_config.endpoints.items()
@@ -102,7 +113,7 @@ class LLMRegistry:
             known = ", ".join(sorted(self._config.endpoints))
             raise KeyError(f"unknown endpoint {endpoint_name!r} (known: {known})")
         key = self._api_key(endpoint_name)
-        backend = make_backend(endpoint_name, cfg, key, self.tracker)
+        backend = make_backend(endpoint_name, cfg, key, self.tracker, self.contexts[endpoint_name])
         self._backends[endpoint_name] = (backend, loop)
         return backend
 
@@ -114,7 +125,9 @@ class LLMRegistry:
     async def check(self, timeout_s: float = 10.0) -> list[EndpointCheck]:
         """Ask every configured server once whether it is up and serves the configured model."""
         keys = {name: self._api_key(name) for name in self._config.endpoints}
-        return await check_endpoints(self._config.endpoints, keys, timeout_s=timeout_s)
+        checks = await check_endpoints(self._config.endpoints, keys, timeout_s=timeout_s)
+        self.contexts.update((c.endpoint, c.context) for c in checks if c.ok)
+        return checks
 
     async def preflight(self, timeout_s: float = 10.0) -> None:
         """``check``, raising ``EndpointUnavailable`` (one line per failed endpoint) if any is not usable."""

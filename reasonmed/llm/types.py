@@ -15,6 +15,7 @@ ErrorKind = Literal[
     "client_error",
     "endpoint_refused",
     "endpoint_down",
+    "context_exceeded",
 ]
 
 # Kinds worth another attempt: the same request may well succeed later.
@@ -26,7 +27,9 @@ RETRYABLE_KINDS: frozenset[str] = frozenset(
 #   same request will be refused again: a permanent failure of the question that sent it;
 # - endpoint_refused (401, 403, 404, 405): the endpoint refuses every request (key, URL or route is wrong):
 #   a configuration problem, not the question's fault; it opens the endpoint's circuit breaker at once;
-# - endpoint_down: the endpoint's circuit breaker is open, so the request was not sent at all.
+# - endpoint_down: the endpoint's circuit breaker is open, so the request was not sent at all;
+# - context_exceeded: the prompt leaves less room in the endpoint's context than a minimal completion
+#   (llm/context.py), so the request was not sent: the same question's request would not fit next time either.
 ENDPOINT_KINDS: frozenset[str] = frozenset({"endpoint_refused", "endpoint_down"})
 
 Message = Mapping[str, str]
@@ -51,6 +54,12 @@ class Completion:
     endpoint: str
     request_id: str | None
     index: int
+    max_tokens: int | None = None  # the budget the request was sent with (lowered to fit the context)
+
+    @property
+    def truncated(self) -> bool:
+        """Cut short by the token limit: unusable whatever it says (the one rule; agents/base.py re-asks)."""
+        return self.finish_reason == "length"
 
 
 class LLMError(Exception):

@@ -3,7 +3,9 @@
 vLLM is imported inside the constructor, so the base install never needs it (``pip install
 'reasonmed[vllm]'`` adds it). No semaphore here: many per-question tasks submit at once and vLLM's
 scheduler batches them continuously, which is the whole point of running the engine in-process.
-There is no HTTP, so nothing to retry: engine failures are classified and raised once.
+There is no HTTP, so nothing to retry: engine failures are classified and raised once. ``max_tokens`` is
+lowered to the room the prompt leaves in the engine's ``max_model_len`` (``llm/context.py``), counted exactly
+here: the prompt's token ids are at hand.
 
 Two details of the engine shape the code: the prompt goes in as token ids from the chat template
 (a templated *string* would be tokenised again with special tokens, doubling the BOS of Llama-family
@@ -19,7 +21,7 @@ Configuration example (pipeline YAML)::
         max_in_flight: 256                      # informational for kind=vllm; vLLM batches itself
         engine_args:                            # passed to vllm.AsyncEngineArgs
           tensor_parallel_size: 8
-          max_model_len: 16384
+          max_model_len: 32768
           gpu_memory_utilization: 0.92
           max_num_seqs: 256
           enable_prefix_caching: true           # the 9 paths of a question share their prompt
@@ -35,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reasonmed.config import EndpointConfig
+from reasonmed.llm.context import ContextExceeded, declared_context, fit_max_tokens
 from reasonmed.llm.types import Completion, LLMError, Message
 from reasonmed.llm.usage import UsageTracker
 from reasonmed.structured_output import schema_of
@@ -56,7 +59,14 @@ def _structured_params(schema: Mapping[str, Any]) -> dict[str, Any]:
 class VLLMEngineBackend:
     """``AsyncLLMEngine`` (vLLM's async engine; ``AsyncLLM`` in V1) behind the ChatBackend protocol."""
 
-    def __init__(self, name: str, cfg: EndpointConfig, *, usage: UsageTracker | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        cfg: EndpointConfig,
+        *,
+        usage: UsageTracker | None = None,
+        context_tokens: int | None = None,
+    ) -> None:
         try:
             from vllm import AsyncEngineArgs, AsyncLLMEngine, SamplingParams
         except ImportError as exc:  # pragma: no cover - depends on the optional extra
@@ -67,6 +77,7 @@ class VLLMEngineBackend:
         self.model = cfg.model
         self._cfg = cfg
         self._usage = usage
+        self.context_tokens = context_tokens if context_tokens is not None else declared_context(cfg).tokens
         self._sampling_params = SamplingParams
         try:  # ask for the finished choices only: no per-token outputs to build and discard
             from vllm.sampling_params import RequestOutputKind
@@ -121,6 +132,10 @@ class VLLMEngineBackend:
                 )
             )
         }
+        try:
+            max_tokens = fit_max_tokens(len(prompt["prompt_token_ids"]), max_tokens, self.context_tokens)
+        except ContextExceeded as exc:
+            raise exc.error(self.name) from None
         stops = None if stop is None else [stop] if isinstance(stop, str) else list(stop)
         try:
             params = self._sampling_params(
@@ -181,6 +196,7 @@ class VLLMEngineBackend:
                 endpoint=self.name,
                 request_id=request_id,
                 index=out.index,
+                max_tokens=max_tokens,
             )
             for _, out in sorted(choices.items())
         ]

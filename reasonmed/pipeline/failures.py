@@ -12,7 +12,8 @@ Retry layers, one per kind of failure (each bounded; none multiplies another):
 
 So the requests one question can cause are bounded by
 ``question_attempts x sum over its logical requests of (max_retries + 1) x (1 + re-asks)``, and a
-permanent failure (the endpoint refused this request, e.g. HTTP 400 "maximum context length exceeded";
+permanent failure (the endpoint refused this request, e.g. HTTP 400 "maximum context length exceeded", or
+the client did not send it because not even a minimal completion fits the context, ``context_exceeded``;
 content that stayed unusable after every re-ask; a bug) costs exactly one attempt: another would meet
 the same answer, so the question is set aside at once. A failure that is the endpoint's fault (its
 breaker is open, or it refuses every request) does not count against the question at all.

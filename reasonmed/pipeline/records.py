@@ -69,9 +69,7 @@ def call_record(q: QuestionView, call_key: str, out: CallOutcome, origin: RunOri
     first = out.completions[0] if out.completions else None
     finish = None
     if first is not None:
-        finish = (
-            "length" if any(c.finish_reason == "length" for c in out.completions) else first.finish_reason
-        )
+        finish = "length" if any(c.truncated for c in out.completions) else first.finish_reason
     return CallRecord(
         call_key=call_key,
         question_id=q.id,
@@ -81,7 +79,10 @@ def call_record(q: QuestionView, call_key: str, out: CallOutcome, origin: RunOri
         model=out.model,
         temperature=out.sampling.temperature,
         top_p=out.sampling.top_p,
-        max_tokens=out.sampling.max_tokens,
+        max_tokens=min(  # the budget sent: the configured one, unless it was lowered to fit the context
+            (c.max_tokens for c in out.completions if c.max_tokens is not None),
+            default=out.sampling.max_tokens,
+        ),
         seed=out.seed,
         n=out.n,
         prompt_sha256=out.prompt_sha256,

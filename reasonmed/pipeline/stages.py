@@ -703,11 +703,7 @@ async def _summarize(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigi
                 )
             )
         else:
-            why = (
-                "truncated"
-                if out.completions and out.completions[0].finish_reason == "length"
-                else "unparseable"
-            )
+            why = "truncated" if out.completions and out.completions[0].truncated else "unparseable"
             dropped[p.id] = f"summary {why} after {ctx.cfg.output_retries} re-ask(s)"
     transport_failed = any(out.error is not None for out in outcomes)
     kept = len(st.summaries) + len(rows)

@@ -139,7 +139,10 @@ class SimApp:
     def models(self) -> Response:
         names = sorted({*self.behaviour.accuracy, *self.metrics.models}) or [FINGERPRINT]
         created = int(time.time())
-        data = [{"id": m, "object": "model", "created": created, "owned_by": FINGERPRINT} for m in names]
+        card = {"object": "model", "created": created, "owned_by": FINGERPRINT}
+        if self.settings.max_model_len is not None:  # vLLM's ModelCard field
+            card["max_model_len"] = self.settings.max_model_len
+        data = [{"id": m, **card} for m in names]
         # The simulator answers any model name; it says so, so an endpoint preflight does not reject it.
         return _ok({"object": "list", "data": data, "serves_any_model": True})
 
@@ -157,6 +160,10 @@ class SimApp:
                 "its output must never pass for a real model's",
                 "not_found_error",
             )
+        refusal = self.context_refusal(sim)
+        if refusal is not None:
+            self.metrics.outcomes["context"] += 1
+            return refusal
         role = detect_role(sim.system, sim.user)
         self.metrics.enter(role=role, model=sim.model, authorized="authorization" in req.headers)
         try:
@@ -229,6 +236,22 @@ class SimApp:
             raise
         finally:
             self.metrics.leave()
+
+    def context_refusal(self, sim: SimRequest) -> Response | None:
+        """vLLM's 400 for a request whose prompt plus max_tokens exceeds ``--max-model-len`` (None: it fits)."""
+        limit = self.settings.max_model_len
+        if limit is None:
+            return None
+        p_tokens = prompt_tokens(sim.messages)
+        if p_tokens + (sim.max_tokens or 0) <= limit and p_tokens < limit:
+            return None
+        return _error(
+            400,
+            f"This model's maximum context length is {limit} tokens. However, you requested "
+            f"{p_tokens + (sim.max_tokens or 0)} tokens ({p_tokens} in the messages, {sim.max_tokens or 0} in "
+            "the completion). Please reduce the length of the messages or completion. (simulated)",
+            "BadRequestError",
+        )
 
     def close(self) -> None:
         if self.keys is not None:

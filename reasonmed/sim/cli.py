@@ -61,6 +61,13 @@ def sim_server(
     max_num_seqs: Annotated[
         int, typer.Option(help="requests generated at once; the rest queue (FIFO)")
     ] = _DEFAULTS.max_num_seqs,
+    max_model_len: Annotated[
+        int | None,
+        typer.Option(
+            help="context length in tokens, as vLLM's --max-model-len: listed on /v1/models, and a request whose "
+            "prompt plus max_tokens exceeds it is refused with HTTP 400 (default: no limit, none listed)"
+        ),
+    ] = _DEFAULTS.max_model_len,
     fault_rate: Annotated[
         float, typer.Option(help="fraction of requests that fail, spread over --fault-kinds")
     ] = 0.0,
@@ -114,6 +121,7 @@ def sim_server(
             base_latency_ms=base_latency_ms,
             per_token_ms=per_token_ms,
             max_num_seqs=max_num_seqs,
+            max_model_len=max_model_len,
             fault_rate=fault_rate,
             fault_kinds=tuple(k.strip() for k in fault_kinds.split(",") if k.strip()),
             faults=parse_assignments(fault or [], "--fault"),

@@ -11,7 +11,19 @@ import time
 from collections import Counter
 
 PREFIX = "reasonmed_sim_"
-OUTCOMES = ("ok", "429", "500", "hang", "drop", "malformed", "truncate", "noanswer", "400", "invalid")
+OUTCOMES = (
+    "ok",
+    "429",
+    "500",
+    "hang",
+    "drop",
+    "malformed",
+    "truncate",
+    "noanswer",
+    "400",
+    "invalid",
+    "context",  # refused as vLLM refuses it: prompt + max_tokens over --max-model-len
+)
 
 
 class SimMetrics:

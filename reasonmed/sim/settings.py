@@ -22,6 +22,7 @@ class SimSettings:
     base_latency_ms: float = 50.0
     per_token_ms: float = 0.05
     max_num_seqs: int = 256
+    max_model_len: int | None = None  # like vLLM's --max-model-len: reported on /v1/models, enforced (400)
     # faults
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = FAULT_KINDS
@@ -45,6 +46,8 @@ class SimSettings:
             TargetedFault.parse(rule)
         if self.max_num_seqs < 1:
             raise ValueError("max-num-seqs must be >= 1")
+        if self.max_model_len is not None and self.max_model_len < 1:
+            raise ValueError("max-model-len must be >= 1")
         if min(self.base_latency_ms, self.per_token_ms, self.retry_after, self.hang_seconds) < 0:
             raise ValueError("latencies, retry-after and hang-seconds must not be negative")
 
@@ -80,6 +83,8 @@ class SimSettings:
             "--log-level",
             self.log_level,
         ]
+        if self.max_model_len is not None:
+            argv += ["--max-model-len", str(self.max_model_len)]
         for model, value in self.accuracy.items():
             argv += ["--accuracy", f"{model}={value!r}"]
         for kind, value in self.faults.items():

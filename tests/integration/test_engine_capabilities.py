@@ -5,15 +5,20 @@ final, explained error instead of retries."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from aiohttp import web
+from typer.testing import CliRunner
 
+from reasonmed.cli import app as cli_app
 from reasonmed.config import EndpointConfig
 from reasonmed.llm.llamacpp_server import LlamaCppServer
 from reasonmed.llm.openai_backend import OpenAICompatibleBackend
 from reasonmed.llm.preflight import check_endpoints
 from reasonmed.llm.types import LLMError
 from reasonmed.sim.launcher import SimServer
+from tests.fixtures_llamacpp import write_llamacpp_config
 from tests.fixtures_sim import sim_endpoint
 
 MESSAGES = [{"role": "user", "content": "Is aspirin an antiplatelet drug? Answer yes or no."}]
@@ -92,6 +97,46 @@ async def test_preflight_names_the_model_a_real_engine_serves(llamacpp: LlamaCpp
     checks = await check_endpoints({"local": good, "typo": wrong}, {})
     assert checks[0].ok and llamacpp.alias in checks[0].detail
     assert not checks[1].ok and f"serves {llamacpp.alias}, not Qwen/Qwen2.5-72B-Instruct" in checks[1].detail
+
+
+async def test_preflight_reads_llama_servers_context_from_props(unused_tcp_port: int) -> None:
+    """llama.cpp's own server lists model ids only on /v1/models and its context on /props (per slot)."""
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "local-model", "object": "model"}]})
+
+    async def props(_: web.Request) -> web.Response:
+        return web.json_response({"default_generation_settings": {"n_ctx": 8192}, "total_slots": 1})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/props", props)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    try:
+        url = f"http://127.0.0.1:{unused_tcp_port}/v1"
+        (check,) = await check_endpoints({"llama": _endpoint(url, "local-model", context_tokens=16384)}, {})
+    finally:
+        await runner.cleanup()
+    assert check.ok and (check.context.reported, check.context.tokens) == (8192, 8192)
+    assert "the server reports 8,192, context_tokens says 16,384; the smaller is used" in check.line()
+
+
+@pytest.mark.real_engine
+@pytest.mark.slow
+def test_config_check_ping_reports_the_llamacpp_context(llamacpp: LlamaCppServer, tmp_path: Path) -> None:
+    """llama-cpp-python's server reports its --n_ctx nowhere (0.3.x), so the llama.cpp profile declares it
+    (context_tokens) and the ping says where the context it reports comes from; nothing is generated."""
+    config = write_llamacpp_config(tmp_path / "pipeline.yaml", llamacpp)
+    before = sum(llamacpp.requests_served().values())
+    result = CliRunner().invoke(cli_app, ["config", "check", "--config", str(config), "--ping"])
+    assert result.exit_code == 0, result.output
+    assert llamacpp.n_ctx == 4096
+    assert "endpoint local (" in result.output
+    assert "context 4,096 tokens (context_tokens; the server reports none)" in result.output
+    assert "budgets: every role's largest request fits its endpoint's context" in result.output
+    assert sum(llamacpp.requests_served().values()) == before
 
 
 async def test_a_reasoning_model_gets_its_budget_as_max_completion_tokens_and_no_sampler(

@@ -140,6 +140,27 @@ async def test_request_is_templated_sampled_and_mapped(fake_vllm: types.ModuleTy
     assert engine.shut_down
 
 
+async def test_max_tokens_is_fitted_to_the_engines_max_model_len_by_exact_count(
+    fake_vllm: types.ModuleType,
+) -> None:
+    """The prompt's token ids are at hand: ``<|system|>S<|user|>U<|assistant|>`` is 33 ids in the fake, so a
+    300-token context leaves 267."""
+    from reasonmed.llm.vllm_backend import VLLMEngineBackend
+
+    cfg = EndpointConfig(kind="vllm", model="org/tiny-model", engine_args={"max_model_len": 300})
+    backend = VLLMEngineBackend("local", cfg)
+    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+    fits = await backend.complete(messages, temperature=0.0, max_tokens=200)
+    lowered = await backend.complete(messages, temperature=0.0, max_tokens=400)
+    assert [p.kwargs["max_tokens"] for _, p, _ in fake_vllm.engine.seen] == [200, 267]
+    assert (fits[0].max_tokens, lowered[0].max_tokens) == (200, 267)
+    long_prompt = [{"role": "user", "content": "x" * 250}]  # 271 ids: 29 left, fewer than the 64 asked
+    with pytest.raises(LLMError) as info:
+        await backend.complete(long_prompt, temperature=0.0, max_tokens=64)
+    assert (info.value.kind, info.value.attempts) == ("context_exceeded", 0)
+    assert len(fake_vllm.engine.seen) == 2  # never submitted
+
+
 @pytest.mark.parametrize(
     ("failure", "kind"),
     [(ValueError("prompt is too long"), "client_error"), (RuntimeError("engine dead"), "server_error")],
