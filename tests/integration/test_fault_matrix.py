@@ -210,6 +210,60 @@ def test_a_question_refused_for_good_is_set_aside_after_one_attempt(
         assert _q(engine, "select failures from question_failures where question_id = :q", q=poison_id) == 1
 
 
+def test_transient_failures_use_up_the_attempt_budget_across_runs(
+    pg_url: str, prefect_harness: None, tmp_path: Path
+) -> None:
+    """HTTP 500 for every generation request of two questions: a retryable failure, retried by the client
+    (``max_retries`` 1: two attempts a request) and failing again. With ``question_attempts`` 3 (the default),
+    worked out by hand: runs 1 and 2 record one failed attempt a run for both and set neither aside; in run 3
+    the first fails a third time and is set aside, while the second, whose server answers again, recovers on
+    its last attempt and is finished; run 4 sends the first nothing. Each failed run costs a question its 9
+    generation requests x 2 attempts: 18 refusals."""
+    engine = get_engine(pg_url)
+    data = json.loads(_questions(tmp_path / "q.json", 4).read_text())
+    keys = list(data)
+    for key, marker in ((keys[1], "ALWAYS-500-Q"), (keys[3], "HEALS-500-Q")):
+        data[key]["QUESTION"] = f"{data[key]['QUESTION']} {marker}"
+    (tmp_path / "q.json").write_text(json.dumps(data))
+    ingest_file(engine, tmp_path / "q.json", "pubmedqa")
+    always = _q(engine, "select id from questions where question like '%ALWAYS-500-Q'")
+    heals = _q(engine, "select id from questions where question like '%HEALS-500-Q'")
+    env = _env(pg_url)
+
+    def failures(qid: int) -> tuple[int, bool]:
+        ((n, aside),) = _rows(
+            engine, "select failures, set_aside_at from question_failures where question_id = :q", q=qid
+        )
+        return n, aside is not None
+
+    both = ("generate:ALWAYS-500-Q=500", "generate:HEALS-500-Q=500")
+    with SimServer(questions_db=pg_url, base_latency_ms=1, per_token_ms=0, targeted_faults=both) as sim:
+        cfg = _config(tmp_path / "p.yaml", sim)
+        _set_endpoints(cfg, max_retries=1)
+        for n in (1, 2):
+            run = _cli(["run", "--config", str(cfg)], env, tmp_path / f"run{n}.log")
+            assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
+            assert run.last_line.startswith("INCOMPLETE: 0 question(s) set aside and 2 failed"), run.last_line
+            assert failures(always) == failures(heals) == (n, False)
+            assert _metric(sim, "500") == 36 * n
+    with SimServer(questions_db=pg_url, base_latency_ms=1, per_token_ms=0, targeted_faults=both[:1]) as sim:
+        cfg = _config(tmp_path / "p.yaml", sim)
+        _set_endpoints(cfg, max_retries=1)
+        third = _cli(["run", "--config", str(cfg)], env, tmp_path / "run3.log")
+        assert third.returncode == 1, third.stdout[-2000:] + third.stderr[-2000:]
+        assert third.last_line.startswith("INCOMPLETE: 1 question(s) set aside and 0 failed"), third.last_line
+        assert failures(always) == (3, True)
+        assert _q(engine, "select status from question_outcomes where question_id = :q", q=heals) in (
+            "accepted",
+            "rejected",
+        )
+        assert _metric(sim, "500") == 18
+        fourth = _cli(["run", "--config", str(cfg)], env, tmp_path / "run4.log")
+        assert fourth.returncode == 0, fourth.stdout[-2000:]
+        assert "1 set aside" in fourth.last_line and _metric(sim, "500") == 18  # not one request more
+    assert _no_claims_held(engine)
+
+
 def test_an_endpoint_down_from_the_start_stops_the_run_before_any_claim(
     pg_url: str, prefect_harness: None, tmp_path: Path
 ) -> None:
