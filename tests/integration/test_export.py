@@ -20,7 +20,7 @@ from reasonmed.db.engine import make_engine
 from reasonmed.export.assemble import DATASETS, BenchmarkLeakError, format_instruction
 from reasonmed.export.service import ExportOptions, export_dataset
 from reasonmed.export.targets import S3Target
-from tests.export_helpers import expected_rows, moto_server, no_contamination
+from tests.export_helpers import clone_database, drop_database, expected_rows, moto_server, no_contamination
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -595,6 +595,52 @@ def test_simulated_rows_are_refused_unless_allowed_and_then_flagged(engine, tmp_
     card = (Path(res.location) / "ReasonMed" / "README.md").read_text()
     assert "simulated: true" in card and f"SIMULATED: {simulated} of {simulated} rows" in card
     assert all(r["model"].startswith("sim/") for r in _jsonl(res.location, "ReasonMed"))
+
+
+def test_real_rows_beside_simulated_ones_export_alone_unless_simulated_are_allowed(
+    built_pg_db, tmp_path: Path
+) -> None:
+    """A database holding both: the rows of five questions are made a real model's (their paths' model
+    renamed), the rest stay the simulator's. Without --allow-simulated exactly those questions' accepted
+    paths are exported (counted here by a query of its own) and the manifest says not simulated; allowed,
+    every row is, and the card and manifest count the simulated ones."""
+    url = clone_database(built_pg_db.url)
+    eng = make_engine(url)
+    try:
+        with eng.begin() as c:
+            qids = list(
+                c.execute(
+                    text("select distinct question_id from accepted_paths order by question_id limit 5")
+                ).scalars()
+            )
+            c.execute(
+                text("update reasoning_paths set model = 'Qwen2.5-72B-Instruct' where question_id = any(:q)"),
+                {"q": qids},
+            )
+            accepted = {
+                pid: qid
+                for pid, qid in c.execute(
+                    text("""select a.path_id, a.question_id from accepted_paths a
+                            join question_outcomes o on o.question_id = a.question_id
+                            where a.dropped_reason is null and a.superseded_at is null""")
+                )
+            }
+        real = {pid for pid, qid in accepted.items() if qid in qids}
+        assert real and len(real) < len(accepted)
+        only_real = _export(eng, tmp_path / "real", allow_simulated=False)
+        df = _parquet(only_real.location, "ReasonMed")
+        assert set(df["path_id"]) == real and len(df) == len(real)
+        assert set(df["model"]) == {"Qwen2.5-72B-Instruct"}
+        assert only_real.manifest["simulated"] is False
+        both = _export(eng, tmp_path / "all", allow_simulated=True)
+        assert set(_parquet(both.location, "ReasonMed")["path_id"]) == set(accepted)
+        n_sim = len(accepted) - len(real)
+        assert both.manifest["simulated"] is True and both.manifest["simulated_rows"] == n_sim
+        card = (Path(both.location) / "ReasonMed" / "README.md").read_text()
+        assert f"SIMULATED: {n_sim} of {len(accepted)} rows" in card
+    finally:
+        eng.dispose()
+        drop_database(url)
 
 
 def test_hub_layout_and_card_say_what_made_the_rows(
