@@ -167,12 +167,26 @@ def test_a_dead_runs_lock_expires_and_is_recorded_as_abandoned(engine: Any) -> N
 
 
 def test_heartbeat_keeps_a_live_lock(engine: Any) -> None:
-    lock = guard.acquire(engine, kind="nightly", ttl_s=0.6, parameters={}, prefect_flow_run_id=None)
+    """Waits on the condition (the heartbeat renewed the lease past its first expiry), not on a clock, so
+    a loaded machine that delays a beat makes the test slower, never red."""
+    ttl = 3.0
+    lock = guard.acquire(engine, kind="nightly", ttl_s=ttl, parameters={}, prefect_flow_run_id=None)
     assert isinstance(lock, guard.RunLock)
+
+    def beat() -> Any:
+        with engine.connect() as c:
+            return c.execute(
+                select(PipelineRun.heartbeat_at).where(PipelineRun.id == lock.run_id)
+            ).scalar_one()
+
     try:
-        time.sleep(1.5)  # well past the lease: only the heartbeat keeps it
+        first = beat()
+        deadline = time.monotonic() + 60
+        while (beat() - first).total_seconds() <= ttl:  # renewed beyond the lease it started with
+            assert time.monotonic() < deadline, "the heartbeat did not renew the lease within 60 s"
+            time.sleep(0.05)
         assert not isinstance(
-            guard.acquire(engine, kind="nightly", ttl_s=0.6, parameters={}, prefect_flow_run_id=None),
+            guard.acquire(engine, kind="nightly", ttl_s=ttl, parameters={}, prefect_flow_run_id=None),
             guard.RunLock,
         )
     finally:

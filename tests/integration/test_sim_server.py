@@ -345,7 +345,9 @@ async def test_batch_limit_queues_and_latency_follows_tokens() -> None:
     assert elapsed >= 3 * per_request  # 12 requests, 4 at a time
     tokens = one.json()["usage"]["completion_tokens"]
     assert single >= 0.1 + 0.0002 * tokens
-    assert m["in_flight_peak"] == 12 and m["running"] == 0 and m["in_flight_time_avg"] > 0
+    # More in flight than the 4 running: the rest queued inside the simulator (all 12 at once on a quiet
+    # machine; on a loaded one the first may finish before the last arrives, so no exact count is asked).
+    assert 4 < m["in_flight_peak"] <= 12 and m["running"] == 0 and m["in_flight_time_avg"] > 0
 
 
 async def test_engine_slots_are_served_first_in_first_out() -> None:
