@@ -13,14 +13,17 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from reasonmed.sim.answer_keys import AnswerKeys
 from reasonmed.sim.behaviour import (
     Behaviour,
+    ParsedPrompt,
     SimRequest,
     Variant,
     detect_role,
+    finish_choice,
     parse_prompt,
     prompt_tokens,
     respond,
@@ -29,6 +32,7 @@ from reasonmed.sim.engine import EngineEmulator
 from reasonmed.sim.faults import FaultPlan, TargetedFault
 from reasonmed.sim.http import DROP, Drop, Request, Response
 from reasonmed.sim.metrics import SimMetrics
+from reasonmed.sim.script import Script, load_script
 from reasonmed.sim.settings import SimSettings
 from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
 
@@ -78,6 +82,7 @@ class SimApp:
             verifier_error_rate=settings.verifier_error_rate,
         )
         self.keys = AnswerKeys(settings.questions_db) if settings.questions_db else None
+        self.script = Script(load_script(Path(settings.script))) if settings.script else None
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
         self.running = asyncio.Event()  # cleared by /admin/pause: the engine stalls, requests wait
@@ -194,9 +199,13 @@ class SimApp:
             variant: Variant = (
                 "truncate" if fault == "truncate" else "noanswer" if fault == "noanswer" else "ok"
             )
-            _, choices = respond(
-                sim, self.behaviour, correct=correct, variant=variant, role=role, prompt=prompt
-            )
+            scripted = self._scripted(sim, role, prompt) if self.script is not None else None
+            if scripted is not None:
+                choices = [finish_choice(scripted, sim, variant, (i,)) for i in range(sim.n)]
+            else:
+                _, choices = respond(
+                    sim, self.behaviour, correct=correct, variant=variant, role=role, prompt=prompt
+                )
             await self.engine.generate(max(c.completion_tokens for c in choices))
             if fault == "500":
                 return _error(500, "simulated internal server error", "server_error")
@@ -236,6 +245,19 @@ class SimApp:
             raise
         finally:
             self.metrics.leave()
+
+    def _scripted(self, sim: SimRequest, role: str, prompt: ParsedPrompt) -> str | None:
+        assert self.script is not None
+        return self.script.reply(
+            role=role,
+            user=sim.user,
+            model=sim.model,
+            temperature=sim.temperature,
+            seed=sim.seed,
+            options=prompt.options,
+            question=prompt.question,
+            path=prompt.path,
+        )
 
     def context_refusal(self, sim: SimRequest) -> Response | None:
         """vLLM's 400 for a request whose prompt plus max_tokens exceeds ``--max-model-len`` (None: it fits)."""

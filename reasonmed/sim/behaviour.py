@@ -325,7 +325,8 @@ def judge_scores(
 # --------------------------------------------------------------------------- replies
 
 
-def _finish(text: str, req: SimRequest, variant: Variant, key: tuple[object, ...]) -> Choice:
+def finish_choice(text: str, req: SimRequest, variant: Variant, key: tuple[object, ...]) -> Choice:
+    """A reply's text as the engine returns it: cut by a ``truncate`` fault, a stop string or ``max_tokens``."""
     finish = "stop"
     if variant == "truncate" and text:
         words = text.split(" ")
@@ -455,5 +456,5 @@ def respond(
     for i in range(req.n):
         text = reply_text(req, role, prompt, behaviour, correct=correct, choice_index=i, variant=variant)
         key = sample_key(req.model, req.temperature, req.seed, prompt.question, i)
-        choices.append(_finish(text, req, variant, key))
+        choices.append(finish_choice(text, req, variant, key))
     return role, choices

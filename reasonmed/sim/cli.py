@@ -105,6 +105,13 @@ def sim_server(
         float, typer.Option(help="how long a 'hang' fault holds a request")
     ] = _DEFAULTS.hang_seconds,
     log_level: Annotated[str, typer.Option(help="log level (stderr)")] = _DEFAULTS.log_level,
+    script: Annotated[
+        str | None,
+        typer.Option(
+            help="a JSON file of scripted outcomes for chosen questions (their answers, verdicts, scores and "
+            "rewrites, written by hand: reasonmed/sim/script.py), for tests whose outcome is worked out on paper"
+        ),
+    ] = None,
 ) -> None:
     """Run the reasonmed SIMULATION server (simulated completions, not a real model)."""
     from reasonmed.sim.server import main
@@ -131,6 +138,7 @@ def sim_server(
             retry_after=retry_after,
             hang_seconds=hang_seconds,
             log_level=log_level,
+            script=script,
         )
         from reasonmed.sim.faults import FaultPlan
 

@@ -33,6 +33,8 @@ class SimSettings:
     retry_after: float = 1.0
     hang_seconds: float = 3600.0
     log_level: str = "WARNING"
+    # scripted outcomes for chosen questions (reasonmed/sim/script.py): a JSON file's path
+    script: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("default_accuracy", "refine_accuracy", "verifier_error_rate", "fault_rate"):
@@ -93,6 +95,8 @@ class SimSettings:
             argv += ["--fault-script", ",".join(self.fault_script)]
         for rule in self.targeted_faults:
             argv += ["--fault-when", rule]
+        if self.script:
+            argv += ["--script", self.script]
         return argv  # questions_db is not here: a URL may hold a password, and argv is public (ps, /proc)
 
     def to_env(self) -> dict[str, str]:
