@@ -1,7 +1,7 @@
 """Fixtures that start the project's simulation server as a real process on a free loopback port.
 
 ``sim`` is one shared, fast, fault-free simulator for the whole session; ``sim_factory(**options)``
-starts one with custom flags (faults, latency, accuracy...) and stops it after the test.
+starts one with custom flags (faults, latency, accuracy, answer styles...) and stops it after the test.
 Options are :class:`reasonmed.sim.settings.SimSettings` fields.
 """
 

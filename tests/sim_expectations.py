@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, text
 
 from reasonmed.config import PipelineConfig
+from reasonmed.models import normalise_text
 from reasonmed.pipeline import keys, routing
-from reasonmed.sim.behaviour import choose_label, rank_score
+from reasonmed.sim.behaviour import Role, choose_label, rank_score, rewrite_salt
 from reasonmed.tiers import Tier, assign_tier
 
 
@@ -45,7 +46,7 @@ class _Question:
     cfg: PipelineConfig
     content_hash: str
     question: str
-    labels: list[str]
+    options: dict[str, str]  # as the simulator reads them from a prompt
     answer: str
     texts: dict[str, str]  # path_key -> stored clean text (what the later requests were sent)
     refine_accuracy: float
@@ -66,7 +67,7 @@ class _Question:
                         temperature=t,
                         seed=base + s,
                         question=self.question,
-                        options=self.labels,
+                        options=list(self.options),
                         correct=self.answer,
                         accuracy=accuracy,
                     )
@@ -82,17 +83,17 @@ class _Question:
         seed = keys.regenerate_seed(self.cfg.seed, self.content_hash, i)
         return self._written("regenerate", seed, keys.regenerated_path(i), attempt, 2000 + i)
 
-    def _written(self, role: str, seed: int, key: str, source: _Path, path_id: int) -> _Path:
+    def _written(self, role: Role, seed: int, key: str, source: _Path, path_id: int) -> _Path:
         agent = self.cfg.agents.refiner if role == "refine" else self.cfg.agents.regenerator
         label = choose_label(
             model=self.cfg.endpoints[agent.endpoint].model,
             temperature=agent.temperature,
             seed=seed,
             question=self.question,
-            options=self.labels,
+            options=list(self.options),
             correct=self.answer,
             accuracy=self.refine_accuracy,
-            salt=f"{role}/{self.texts[source.key]}",
+            salt=rewrite_salt(role, self.texts[source.key], self.options),
         )
         return _Path(path_id, 1000, label, key)
 
@@ -107,9 +108,8 @@ def _load(engine: Engine, cfg: PipelineConfig, qid: int, refine_accuracy: float)
                 text("select path_key, clean_text from reasoning_paths where question_id = :q"), {"q": qid}
             ).all()
         )
-    return _Question(
-        cfg, content_hash, question, [label for label, _ in options], answer, texts, refine_accuracy
-    )
+    options = {label: normalise_text(option) for label, option in options}
+    return _Question(cfg, content_hash, question, options, answer, texts, refine_accuracy)
 
 
 def expected_for(
@@ -123,7 +123,10 @@ def expected_for(
         len(correct), easy_min_correct=tiers.easy_min_correct, medium_min_correct=tiers.medium_min_correct
     )
     ranker = cfg.endpoints[cfg.agents.ranker.endpoint].model
-    scores = {p.id: rank_score(model=ranker, question=sim.question, path=sim.texts[p.key]) for p in correct}
+    scores = {
+        p.id: rank_score(model=ranker, question=sim.question, path=sim.texts[p.key], options=sim.options)
+        for p in correct
+    }
     if tier is Tier.EASY:
         kept = routing.ranked(correct, scores, tiers.keep_top)
     elif tier is Tier.MEDIUM:

@@ -80,6 +80,8 @@ class SimApp:
             default_accuracy=settings.default_accuracy,
             refine_accuracy=settings.refine_accuracy,
             verifier_error_rate=settings.verifier_error_rate,
+            styles=dict(settings.styles),
+            default_style=settings.default_style,
         )
         self.keys = AnswerKeys(settings.questions_db) if settings.questions_db else None
         self.script = Script(load_script(Path(settings.script))) if settings.script else None

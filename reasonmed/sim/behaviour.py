@@ -18,9 +18,9 @@ from functools import cache, lru_cache
 from typing import Literal, TypeGuard, get_args
 
 from reasonmed.models import normalise_text
-from reasonmed.parsing import extract_answer
 from reasonmed.prompts import all_templates
-from reasonmed.sim import prose
+from reasonmed.sim import prose, styles
+from reasonmed.sim.styles import Style
 
 Role = Literal["generate", "verify", "rank", "refine", "regenerate", "summarize", "evaluate", "judge"]
 Variant = Literal["ok", "truncate", "noanswer"]
@@ -74,9 +74,14 @@ class Behaviour:
     default_accuracy: float = 0.6
     refine_accuracy: float = 0.9
     verifier_error_rate: float = 0.0
+    styles: Mapping[str, Style] = field(default_factory=dict)
+    default_style: Style = "plain"
 
     def accuracy_for(self, model: str) -> float:
         return self.accuracy.get(model, self.default_accuracy)
+
+    def style_for(self, model: str) -> Style:
+        return self.styles.get(model, self.default_style)
 
 
 @dataclass(frozen=True)
@@ -295,16 +300,27 @@ def choose_label(
 def verify_decision(
     *, model: str, path: str, options: Mapping[str, str], answer: str, error_rate: float = 0.0
 ) -> tuple[bool, str | None, bool]:
-    """(judged correct, label the path reached, verdict flipped by the configured error rate)."""
-    chosen = extract_answer(path, options)
+    """(judged correct, label the path reached, verdict flipped by the configured error rate).
+
+    The simulator wrote the path, so it reads the conclusion it wrote (``styles``), not the pipeline's parser.
+    """
+    chosen = styles.read_answer(path, options)
     right = chosen is not None and chosen == answer
-    flipped = error_rate > 0 and unit("verifier-error", model, path, answer) < error_rate
+    flipped = (
+        error_rate > 0 and unit("verifier-error", model, styles.as_plain(path, options), answer) < error_rate
+    )
     return (not right if flipped else right), chosen, flipped
 
 
-def rank_score(*, model: str, question: str, path: str) -> int:
-    """An integer 2..5, by hash of the path."""
-    return 2 + h64("rank", model, normalise_text(question), path) % 4
+def rank_score(*, model: str, question: str, path: str, options: Mapping[str, str]) -> int:
+    """An integer 2..5, by hash of the path in its plain form: the same sample scores the same in any style."""
+    return 2 + h64("rank", model, normalise_text(question), styles.as_plain(path, options)) % 4
+
+
+def rewrite_salt(role: Role, path: str, options: Mapping[str, str]) -> str:
+    """What a refinement or regeneration of ``path`` is keyed by: the path in its plain form, so the option
+    the rewrite picks does not depend on the style the path was written in."""
+    return f"{role}/{styles.as_plain(path, options)}"
 
 
 JUDGE_CRITERIA = ("clinical_accuracy", "logical_reasoning", "factual_correctness", "completeness")
@@ -315,11 +331,28 @@ def judge_scores(
 ) -> dict[str, int]:
     """Ratings 1..10 per criterion and overall, by hash of the response: 6..10 when the response's
     conclusion is the keyed answer (or names no option, as a summary may not), 1..5 when it is another."""
-    chosen = extract_answer(response, options) if options else None
+    chosen = concluded(response, options)
     low = 6 if chosen is None or answer is None or chosen == answer else 1
     scores = {c: low + h64("judge", c, model, normalise_text(question), response) % 5 for c in JUDGE_CRITERIA}
     scores["overall"] = round(sum(scores.values()) / len(JUDGE_CRITERIA))
     return scores
+
+
+def concluded(response: str, options: Mapping[str, str]) -> str | None:
+    """The option a dataset row concludes with: its summary's, or its path's when the summary names none
+    (a row is a path, a summary, or a path then its summary)."""
+    summary = prose.read_summary(response)
+    if summary is None:
+        return styles.read_answer(response, options)
+    start, label = summary
+    if label is not None and label in options:
+        return label
+    return styles.read_answer(response[:start].rstrip(), options)
+
+
+def asks_answer_line(req: SimRequest) -> bool:
+    """The prompt asks for a ``Final answer:`` line (the project's prompts do, the paper's do not)."""
+    return "Final answer:" in req.system + req.user
 
 
 # --------------------------------------------------------------------------- replies
@@ -367,7 +400,8 @@ def reply_text(
         if role in ("generate", "evaluate"):
             accuracy, salt, known = behaviour.accuracy_for(req.model), role, correct
         else:
-            accuracy, salt, known = behaviour.refine_accuracy, f"{role}/{prompt.path or ''}", prompt.answer
+            salt = rewrite_salt(role, prompt.path or "", options)
+            accuracy, known = behaviour.refine_accuracy, prompt.answer
         chosen = choose_label(
             model=req.model,
             temperature=req.temperature,
@@ -379,15 +413,23 @@ def reply_text(
             choice_index=choice_index,
             salt=salt,
         )
-        return prose.reasoning(
+        rng = rng_for("text", salt, *key)
+        core = prose.steps(
             question=prompt.question,
             options=options,
             chosen=chosen,
-            rng=rng_for("text", salt, *key),
-            r1=r1,
+            rng=rng,
             mode="generate" if role == "evaluate" else role,
             errors=prompt.errors,
-            with_answer=variant != "noanswer",
+        )
+        return styles.write_path(
+            core,
+            chosen=None if variant == "noanswer" else chosen,
+            options=options,
+            style=behaviour.style_for(req.model),
+            r1=r1,
+            answer_line=asks_answer_line(req),
+            rng=rng,
         )
     if role == "verify":
         if variant == "noanswer":
@@ -413,7 +455,7 @@ def reply_text(
     if role == "rank":
         if variant == "noanswer":
             return prose.NO_SCORE
-        score = rank_score(model=req.model, question=prompt.question, path=prompt.path or "")
+        score = rank_score(model=req.model, question=prompt.question, path=prompt.path or "", options=options)
         return json.dumps({"score": score, "justification": prose.justification(score)})
     if role == "judge":
         if variant == "noanswer":
@@ -432,7 +474,7 @@ def reply_text(
     # summarize
     if variant == "noanswer":
         return ""
-    chosen = extract_answer(prompt.path or "", options) if options else None
+    chosen = styles.read_answer(prompt.path or "", options)
     return prose.summary(chosen=chosen, options=options, rng=rng_for("summary", *key, prompt.path))
 
 

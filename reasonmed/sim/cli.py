@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from reasonmed.sim.faults import FAULT_KINDS
-from reasonmed.sim.settings import QUESTIONS_DB_ENV, SimSettings, parse_assignments
+from reasonmed.sim.settings import QUESTIONS_DB_ENV, SimSettings, parse_assignments, parse_styles
+from reasonmed.sim.styles import STYLES, style_named
 
 HELP = (
     "Run the reasonmed SIMULATION server: an OpenAI-compatible chat API that imitates vLLM-served models "
@@ -43,6 +44,17 @@ def sim_server(
     verifier_error_rate: Annotated[
         float, typer.Option(help="fraction of verdicts flipped (deterministically by hash)")
     ] = _DEFAULTS.verifier_error_rate,
+    style: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--style",
+            metavar="MODEL=STYLE",
+            help=f"per-model form of the answer its paths end with (repeatable; styles: {', '.join(STYLES)})",
+        ),
+    ] = None,
+    default_style: Annotated[
+        str, typer.Option(help="style of models not named by --style ('plain': a Final answer: line)")
+    ] = _DEFAULTS.default_style,
     questions_db: Annotated[
         str | None,
         typer.Option(
@@ -125,6 +137,8 @@ def sim_server(
             refine_accuracy=refine_accuracy,
             verifier_error_rate=verifier_error_rate,
             questions_db=questions_db,
+            styles=parse_styles(style or [], "--style"),
+            default_style=style_named(default_style),
             base_latency_ms=base_latency_ms,
             per_token_ms=per_token_ms,
             max_num_seqs=max_num_seqs,

@@ -94,18 +94,17 @@ def key_details(question: str, rng: random.Random) -> list[str]:
     return [defuse(clip_words(s, 22)) for s in cued[:k]]
 
 
-def reasoning(
+def steps(
     *,
     question: str,
     options: Mapping[str, str],
     chosen: str,
     rng: random.Random,
-    r1: bool,
     mode: str = "generate",
     errors: Sequence[str] = (),
-    with_answer: bool = True,
 ) -> str:
-    """A restate / key details / each option / rule out / compare chain ending in ``Final answer: X``."""
+    """A restate / key details / each option / rule out / compare chain leaning towards ``chosen``, labelled
+    simulated; ``styles.write_path`` frames it and writes its conclusion."""
     labels = list(options)
     others = [lab for lab in labels if lab != chosen]
     runner_up = rng.choice(others) if others else chosen
@@ -144,19 +143,16 @@ def reasoning(
         lines.append(
             f"Comparing what remains, {_opt(chosen, options)} explains more of the findings than {_opt(runner_up, options)}."
         )
-    conclusion: list[str]
-    if with_answer:
-        conclusion = [
-            f"Final answer: {chosen}",
-            f"Summary: {_opt(chosen, options)} fits best because it explains the key findings, "
-            "while each alternative leaves something unexplained.",
-        ]
-    else:
-        conclusion = ["Further information would be needed before committing to one option."]
-    body = "\n".join(lines).strip()
-    if r1:
-        return f"<think>\n{SIM_PREFIX}{body}\n</think>\n\n{SIM_PREFIX}Conclusion.\n" + "\n".join(conclusion)
-    return SIM_PREFIX + body + "\n\n" + "\n".join(conclusion)
+    return SIM_PREFIX + "\n".join(lines).strip()
+
+
+def plain_conclusion(chosen: str, options: Mapping[str, str]) -> str:
+    """The simulator's own conclusion: the ``Final answer:`` line its prompts ask for, then a summary line."""
+    return (
+        f"Final answer: {chosen}\n"
+        f"Summary: {_opt(chosen, options)} fits best because it explains the key findings, "
+        "while each alternative leaves something unexplained."
+    )
 
 
 def verdict_reason(
@@ -246,6 +242,20 @@ def judge_justification(overall: int) -> str:
     return (
         f"{SIM_PREFIX}The conclusion does not match the key findings, so the clinical reasoning is unsound."
     )
+
+
+_SUMMARY = re.compile(
+    r"(?:\A|\n)(?:The answer is (?P<label>[^\s(]+) \(|The reasoning does not commit )[^\n]*\(simulated summary\)\Z"
+)
+
+
+def read_summary(text: str) -> tuple[int, str | None] | None:
+    """Where the summary ``summary`` writes starts when it ends ``text``, and the label it states (None: it
+    states none); None when ``text`` does not end with one."""
+    m = _SUMMARY.search(text)
+    if m is None:
+        return None
+    return m.start() + (text[m.start()] == "\n"), m["label"]
 
 
 def summary(*, chosen: str | None, options: Mapping[str, str], rng: random.Random) -> str:

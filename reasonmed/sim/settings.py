@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from reasonmed.sim.faults import FAULT_KINDS, TargetedFault
+from reasonmed.sim.styles import Style, style_named
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,9 @@ class SimSettings:
     refine_accuracy: float = 0.9
     verifier_error_rate: float = 0.0
     questions_db: str | None = None
+    # how each model's paths state their answer (reasonmed/sim/styles.py)
+    styles: Mapping[str, Style] = field(default_factory=dict)
+    default_style: Style = "plain"
     # engine emulation
     base_latency_ms: float = 50.0
     per_token_ms: float = 0.05
@@ -44,6 +48,8 @@ class SimSettings:
         for model, value in self.accuracy.items():
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"accuracy for {model} must be between 0 and 1 (got {value})")
+        for style in (self.default_style, *self.styles.values()):
+            style_named(style)
         for rule in self.targeted_faults:
             TargetedFault.parse(rule)
         if self.max_num_seqs < 1:
@@ -66,6 +72,8 @@ class SimSettings:
             repr(self.refine_accuracy),
             "--verifier-error-rate",
             repr(self.verifier_error_rate),
+            "--default-style",
+            self.default_style,
             "--base-latency-ms",
             repr(self.base_latency_ms),
             "--per-token-ms",
@@ -89,6 +97,8 @@ class SimSettings:
             argv += ["--max-model-len", str(self.max_model_len)]
         for model, value in self.accuracy.items():
             argv += ["--accuracy", f"{model}={value!r}"]
+        for model, style in self.styles.items():
+            argv += ["--style", f"{model}={style}"]
         for kind, value in self.faults.items():
             argv += ["--fault", f"{kind}={value!r}"]
         if self.fault_script:
@@ -107,15 +117,31 @@ class SimSettings:
 QUESTIONS_DB_ENV = "REASONMED_SIM_QUESTIONS_DB"
 
 
-def parse_assignments(items: Iterable[str], what: str) -> dict[str, float]:
-    """``["a=0.7", "b=0.5"]`` -> ``{"a": 0.7, "b": 0.5}``; the last '=' splits (model names may contain '=')."""
-    out: dict[str, float] = {}
+def _pairs(items: Iterable[str], what: str) -> list[tuple[str, str, str]]:
+    """``"a=0.7"`` -> ``("a", "0.7", "a=0.7")``; the last '=' splits (model names may contain '=')."""
+    out = []
     for item in items:
         name, sep, value = item.rpartition("=")
         if not sep or not name:
             raise ValueError(f"{what}: expected NAME=VALUE, got {item!r}")
+        out.append((name, value, item))
+    return out
+
+
+def parse_assignments(items: Iterable[str], what: str) -> dict[str, float]:
+    """``["a=0.7", "b=0.5"]`` -> ``{"a": 0.7, "b": 0.5}``."""
+    out: dict[str, float] = {}
+    for name, value, item in _pairs(items, what):
         try:
             out[name] = float(value)
         except ValueError:
             raise ValueError(f"{what}: {value!r} in {item!r} is not a number") from None
     return out
+
+
+def parse_styles(items: Iterable[str], what: str) -> dict[str, Style]:
+    """``["sim/a=think"]`` -> ``{"sim/a": "think"}``, each style checked."""
+    try:
+        return {name: style_named(value) for name, value, _ in _pairs(items, what)}
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None

@@ -211,7 +211,7 @@ def test_ranker_scores_and_summariser_restates_the_paths_answer(sim: SimServer) 
     raw = texts(chat(sim, render("rank", path=path_b, answer="B"), temperature=0.0))[0]
     score = parse_score(raw)
     assert score is not None and 2 <= score.score <= 5
-    assert score.score == rank_score(model="sim/test-model", question=QUESTION, path=path_b)
+    assert score.score == rank_score(model="sim/test-model", question=QUESTION, path=path_b, options=OPTIONS)
     assert json.loads(raw)["justification"].startswith("(simulated)")
     summary = parse_summary(texts(chat(sim, render("summarize", path=path_b), temperature=0.5))[0])
     assert summary is not None and summary.startswith("The answer is B (Heparin).")

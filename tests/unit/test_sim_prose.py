@@ -3,7 +3,7 @@
 A refined path quotes the reviewer's points; when the refiner's reply is cut before its own conclusion
 (the ``noanswer`` fault) the parser must find no answer in it, so the pipeline asks again instead of
 keeping a path whose "answer" is the reviewer's sentence. CI once caught exactly that: a quoted
-"the correct option is no" became the answer of a path that stated none.
+"the correct option is no" became the answer of a path that stated none. It holds in every style.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import random
 import pytest
 
 from reasonmed.parsing import extract_answer
-from reasonmed.sim import prose
+from reasonmed.sim import prose, styles
 from tests.unit.test_parsing import ANTICOAG, EXTRACT_CASES, PQA
 
 _STATEMENTS = [case for case in EXTRACT_CASES if case.values[2] is not None] + [
@@ -33,8 +33,11 @@ def test_a_defused_answer_statement_states_no_answer(
     assert extract_answer(quoted, options) is None, quoted
 
 
+@pytest.mark.parametrize("style", styles.STYLES)
 @pytest.mark.parametrize("options", [PQA, ANTICOAG], ids=["yes-no-maybe", "lettered"])
-def test_a_refined_path_without_its_conclusion_states_no_answer(options: dict[str, str]) -> None:
+def test_a_refined_path_without_its_conclusion_states_no_answer(
+    options: dict[str, str], style: styles.Style
+) -> None:
     labels = list(options)
     for seed in range(200):
         rng = random.Random(seed)
@@ -51,11 +54,36 @@ def test_a_refined_path_without_its_conclusion_states_no_answer(options: dict[st
             for flag in (True, False)
             for flipped in (True, False)
         ]
-        common = dict(question="Which option fits?", options=options, chosen=answer, r1=seed % 2 == 0)
         for mode in ("refine", "regenerate"):
-            cut = prose.reasoning(
-                **common, rng=random.Random(seed), mode=mode, errors=reasons, with_answer=False
-            )
-            whole = prose.reasoning(**common, rng=random.Random(seed), mode=mode, errors=reasons)
+            cut = _path(options, answer, seed, mode, reasons, style, with_answer=False)
+            whole = _path(options, answer, seed, mode, reasons, style, with_answer=True)
             assert extract_answer(cut, options) is None, cut
-            assert extract_answer(whole, options) == answer
+            assert styles.read_answer(cut, options) is None, cut
+            assert styles.read_answer(whole, options) == answer
+            if style == "plain":
+                assert extract_answer(whole, options) == answer
+
+
+def _path(
+    options: dict[str, str],
+    answer: str,
+    seed: int,
+    mode: str,
+    reasons: list[str],
+    style: styles.Style,
+    *,
+    with_answer: bool,
+) -> str:
+    rng = random.Random(seed)
+    core = prose.steps(
+        question="Which option fits?", options=options, chosen=answer, rng=rng, mode=mode, errors=reasons
+    )
+    return styles.write_path(
+        core,
+        chosen=answer if with_answer else None,
+        options=options,
+        style=style,
+        r1=seed % 2 == 0,
+        answer_line=True,
+        rng=rng,
+    )
