@@ -96,9 +96,11 @@ _STATEMENT_PATTERNS: tuple[re.Pattern[str], ...] = (
     ),
     re.compile(r"\bconclude[sd]?\s+that\b", re.IGNORECASE),
     re.compile(
-        r"\b(?:leaves\s+(?:us\s+)?with|(?:i|we)(?:'ll|\s+will|\s+would|'d)?\s+(?:go\s+with|choose|select|pick))\b",
+        r"\b(?:leaves\s+(?:us\s+)?with|(?:i|we)(?:'ll|\s+will|\s+would|'d)?\s+(?:go\s+with|choose|select|pick|say))\b",
         re.IGNORECASE,
     ),
+    # "Overall, the evidence supports answering yes to this question."
+    re.compile(r"\b(?:supports?|favou?rs?)\s+answering\b", re.IGNORECASE),
     # Strict from here on (``_STRICT_FROM``): a conclusion about anything ("the most likely cause of her
     # anaemia is", "the answer to whether ... is:"), read only when what follows names an option beyond doubt.
     re.compile(
@@ -107,12 +109,21 @@ _STATEMENT_PATTERNS: tuple[re.Pattern[str], ...] = (
         re.IGNORECASE,
     ),
     re.compile(r"\banswer\s+to\s+[^.!?\n]{0,160}?\s(?:is|would\s+be)\s*[:：]", re.IGNORECASE),
+    # "All of this points to Adenovirus (Option B)."
+    re.compile(
+        r"\b(?:all\s+of\s+this|everything|the\s+(?:evidence|findings))\s+points?\s+to(?:wards)?\b",
+        re.IGNORECASE,
+    ),
+    # "That leaves Norovirus as the most consistent choice."
+    re.compile(r"\bthat\s+leaves\b", re.IGNORECASE),
+    # HuatuoGPT-o1: "the findings are best explained by C. Rotavirus"
+    re.compile(r"\b(?:best|most\s+likely)\s+explained\s+by\b", re.IGNORECASE),
     # MedMCQA's "all of the following except": "relevant in all except Birth asphyxia."
     re.compile(r"\ball\s+(?:of\s+the\s+(?:following|above)\s+)?except\b\s*[:：]?", re.IGNORECASE),
 )
 # "the correct options would be:", "the best answers are": a conclusion naming several options names none.
 _PLURAL_CONCLUSION = re.compile(r"\b(?:options|answers|choices|responses)\b|\sare\b", re.IGNORECASE)
-_STRICT_FROM = 9
+_STRICT_FROM = 10
 # "Option C is the correct answer", "So B is the answer", "Answer choice B is correct": the label comes first.
 _REVERSED_STATEMENT = re.compile(
     # The label must open a sentence or follow "option"/"choice", so "Vitamin D is the correct answer"
@@ -121,6 +132,17 @@ _REVERSED_STATEMENT = re.compile(
     rf"(\(?[A-Ja-j]\)?)(?:\*\*)?(?!\w)\s+is\s+(?:the\s+|definitely\s+the\s+)?"
     rf"(?:(?:{ANSWER_QUALIFIER}\s+)?(?:answer|option|choice|response)\b|(?:correct|right)\b(?!\s+(?:in|about|that|to|for)\b))",
     re.IGNORECASE | re.MULTILINE,
+)
+# "Taken together, Norovirus (choice A) is the most consistent with the findings": an option's text (or a
+# reference to one) opening a sentence that calls it the most likely / best; strict, like the conclusions.
+_REVERSED_TEXT = re.compile(
+    r"(?:^|(?<=[.!?:]\s)|(?<=\n))[ \t*_>-]*([^.!?\n]{1,120}?)\s+is\s+(?:the\s+)?"
+    r"(?:most\s+(?:likely|consistent|appropriate|probable|plausible|accurate)|best|correct|right)\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+_REVERSED_TEXT_HINT = re.compile(
+    r"\sis\s+(?:the\s+)?(?:most\s+(?:likely|consistent|appropriate|probable|plausible|accurate)|best|correct|right)\b",
+    re.IGNORECASE,
 )
 _BOXED = re.compile(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}")
 
@@ -166,7 +188,7 @@ _LEADING_FILLER = re.compile(
 # Words that may follow a bare label without making it ambiguous ("The answer is a because" is fine,
 # "the answer is a beta-blocker" is not a label).
 _CONNECTORS = frozenset(
-    {"because", "since", "as", "given", "based", "due", "which", "this", "it", "for", "with", "is"}
+    {"because", "since", "as", "given", "based", "due", "which", "this", "it", "for", "with", "is", "to"}
 )
 # "B or C" hedges between options; it is not an answer.
 _HEDGES = frozenset({"or", "and", "nor", "vs", "versus"})
@@ -407,6 +429,10 @@ def _read_statements(text: str, options: Mapping[str, str], labels: Mapping[str,
         statements += [(m.start(), m.group(1), False) for m in _BOXED.finditer(text)]
     if _REVERSED_HINT.search(text):
         statements += [(m.start(), m.group(1), False) for m in _REVERSED_STATEMENT.finditer(text)]
+    if _REVERSED_TEXT_HINT.search(text):
+        for m in _REVERSED_TEXT.finditer(text):
+            subject = m.group(1)  # "Taken together, Norovirus (choice A)": the clause after the last comma
+            statements.append((m.start(), subject.rsplit(",", 1)[-1] if "," in subject else subject, True))
     statements.sort(key=lambda item: item[0])
     last_line = _final_line(text, options, labels)
     if last_line is not None and (not statements or last_line[0] > statements[-1][0]):
@@ -430,11 +456,12 @@ def resolve_option(stated: str | None, options: Mapping[str, str]) -> str | None
 
 
 def _option_line(line: str, options: Mapping[str, str], labels: Mapping[str, str]) -> str | None:
-    """The option a whole line is: "B", "(B)", "**B.**", "A) Serum iron level", "Maybe"; else None."""
+    """The option a whole line is: "B", "(B)", "**B.**", "A) Serum iron level", "Maybe"; on yes/no/maybe
+    questions also a line that opens with one and says no other ("YES, the results support it."); else None."""
     reply = _MARKUP.sub("", line).strip().strip(".").strip()
     if not reply:
         return None
-    found = _whole_option(reply, options)
+    found = _whole_option(reply, options) or _opening_word(reply, options)
     if found is not None:
         return found
     m = re.fullmatch(r"\(?(\w{1,5})[).:]?(?:\s+(.+))?", reply)
@@ -460,9 +487,16 @@ def _final_line(text: str, options: Mapping[str, str], labels: Mapping[str, str]
     before = lines[-2][1]
     # Another option line before it: a list. A line that introduces choices or a hedge ("Here are the answer
     # choices:", "The answer could be considered as:"): not a commitment.
-    if _option_line(before, options, labels) is not None or _LIST_OR_HEDGE_INTRO.search(before):
+    if (
+        _option_line(before, options, labels) is not None
+        or _LIST_OR_HEDGE_INTRO.search(before)
+        or _LIST_ITEM.match(before)  # "2. No,\nno. There are ...": the last item of a list of options
+    ):
         return None
     return pos, label
+
+
+_LIST_ITEM = re.compile(r"\s*(?:\(?\d{1,2}[.)]|[-*•])\s")
 
 
 _LIST_OR_HEDGE_INTRO = re.compile(
@@ -491,16 +525,23 @@ def _opening_answer(text: str, options: Mapping[str, str], labels: Mapping[str, 
             return None
         others = {labels.get(x.casefold()) for x in _LINE_LABEL.findall(body)} - {label}
         return label if not others - {None} else None
-    word = re.match(r"\s*(\w+)\s*[,.!:;\n]", body)
+    label = _opening_word(body, options)
+    # A reply whose other lines are options too ("No. no\nyes") commits to none.
+    others = {_option_line(line, options, labels) for line in body.split("\n")[1:]}
+    return label if label is not None and not others - {None, label} else None
+
+
+def _opening_word(text: str, options: Mapping[str, str]) -> str | None:
+    """On questions whose options are single words (yes/no/maybe): the option that opens ``text`` followed
+    by punctuation ("YES, the results ..."), when the rest of its first sentence names no other option
+    ("Yes. No", "No, the answer is not yes" commit to none)."""
+    word = re.match(r"\s*(\w+)\s*[,.!:;\n]", text)
     if word is None or not all(len(_norm_text(t).split()) == 1 for t in options.values()):
         return None
     label = _whole_option(word.group(1), options)
-    # "Yes. No", "No, the answer is not yes": a first sentence that names another option too commits to none.
-    sentence = re.split(r"[.!?](?:\s|$)|\n", body[word.end() :], maxsplit=1)[0]
-    others = {_whole_option(w, options) for w in _norm_text(sentence).split()}
-    # ... and so does a reply whose other lines are options too ("No. no\nyes").
-    others |= {_option_line(line, options, labels) for line in body.split("\n")[1:]}
-    return label if label is not None and not others - {None, label} else None
+    sentence = re.split(r"[.!?](?:\s|$)|\n", text[word.end() :], maxsplit=1)[0]
+    others = {_whole_option(w, options) for w in _norm_text(sentence).split()} - {None, label}
+    return label if label is not None and not others else None
 
 
 def _bare_reply(text: str, options: Mapping[str, str]) -> str | None:

@@ -52,7 +52,8 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _DEFUSE = re.compile(
     rf"answer|boxed|(?P<qualified>\b{ANSWER_QUALIFIER})(?P<noun>\s+(?:option|choice|response)\b)?"
     r"|\b(?P<conclude>conclude[sd]?)(?=\s+that\b)"
-    r"|\b(?P<pick>go\s+with|choose|select|pick|leaves(?:\s+us)?\s+with|except)\b",
+    r"|\b(?P<pick>go\s+with|choose|select|pick|leaves(?:\s+us)?(?:\s+with)?|except|say|answering"
+    r"|points?\s+to(?:wards)?)\b",
     re.IGNORECASE,
 )
 _CONCLUDE_AS_FIND = {"conclude": "find", "concludes": "finds", "concluded": "found"}
@@ -67,7 +68,8 @@ def _defused(m: re.Match[str]) -> str:
         found = _CONCLUDE_AS_FIND[word.lower()]
         return found.capitalize() if word[0].isupper() else found
     if m.group("pick"):
-        return "weigh" if m.group("pick").lower() != "except" else "but"
+        word = m.group("pick").lower()
+        return "but" if word == "except" else "relates to" if word.startswith("point") else "weigh"
     return "reply" if m.group(0).lower() == "answer" else "box"
 
 

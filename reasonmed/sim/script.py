@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from reasonmed.sim import prose
+from reasonmed.sim import prose, styles
 
 Verdict = Literal["Correct", "Error", "unparseable"]
 _VERDICTS = ("Correct", "Error", "unparseable")
@@ -157,16 +157,12 @@ def _lookup(q: QuestionScript, name: str) -> Outcome:
 def _path_text(
     name: str, outcome: Outcome, question: str, options: Mapping[str, str], rng: random.Random, mode: str
 ) -> str:
-    chosen = (
+    """The simulator's plain prose concluding with the scripted answer ("Final answer: C"), or with none."""
+    leaning = (
         outcome.answer if outcome.answer is not None and outcome.answer in options else next(iter(options))
     )
-    body = prose.reasoning(
-        question=question,
-        options=options,
-        chosen=chosen,
-        rng=rng,
-        r1=False,
-        mode=mode,
-        with_answer=outcome.answer is not None,
+    core = prose.steps(question=question, options=options, chosen=leaning, rng=rng, mode=mode)
+    body = styles.write_path(
+        core, chosen=outcome.answer, options=options, style="plain", r1=False, answer_line=True, rng=rng
     )
     return f"Scripted path {name}.\n{body}"

@@ -187,11 +187,32 @@ EXTRACT_CASES = [
     pytest.param("Option B is the correct answer.", ANTICOAG, "B", id="reversed-statement"),
     pytest.param("<answer>B</answer>", ANTICOAG, "B", id="answer-tags"),
     pytest.param("Thus, **D** is the correct answer.", ANTICOAG, "D", id="reversed-after-comma-bold"),
+    # "Vitamin D" is option A's text, not label D: the sentence commits to A by its text.
     pytest.param(
         "Vitamin D is the correct answer.",
         {"A": "Vitamin D", "B": "Calcium", "C": "Iron", "D": "Zinc"},
+        "A",
+        id="reversed-text-not-label",
+    ),
+    pytest.param(
+        "Vitamin D is the correct answer.",
+        {"A": "Calcium", "B": "Iron", "C": "Zinc", "D": "Copper"},
         None,
         id="reversed-needs-sentence-start",
+    ),
+    pytest.param(
+        "Taken together, Norovirus (choice A) is the most consistent with the findings.",
+        ROTA | {"A": "Norovirus"},
+        "A",
+        id="reversed-option-text",
+    ),
+    pytest.param("All of this points to Adenovirus (Option B).", ROTA, "B", id="points-to"),
+    pytest.param("Weighing everything, I would say maybe.", PQA, "maybe", id="i-would-say"),
+    pytest.param(
+        "The trial was small.\n\nYES, the results support it.", PQA, "yes", id="final-line-opening-word"
+    ),
+    pytest.param(
+        "1. Yes,\nthe answer is yes.\n\n2. No,\nno. None.", PQA, "yes", id="list-item-not-final-line"
     ),
     # answers stated as option text
     pytest.param("Final answer: Aspirin", ANTICOAG, "A", id="text-answer"),
