@@ -4,7 +4,8 @@ new dataset version, and report the growth as a keyed artifact that versions nig
 Why it is safe to run every night, and to kill:
 - one night at a time: the deployment has a concurrency limit of 1 (CANCEL_NEW), and the flow takes a
   lock row in the database first, so a manual run cannot collide either (it ends Cancelled, saying who
-  holds the lock);
+  holds the lock); a session that keeps the key serialising those starts makes the night end Failed
+  after REASONMED_RUN_LOCK_WAIT_S, naming that session, instead of waiting for ever;
 - a night that dies is resumed by the next one: ingestion skips files it already has (by sha256), the
   build's stages are idempotent per question and its claim leases expire, so the next night picks up
   the unfinished questions and only does what is missing for each;
@@ -24,7 +25,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
-from prefect.states import Cancelled, State
+from prefect.states import Cancelled, Failed, State
 
 from reasonmed.db import nightly_repo
 from reasonmed.db import pipeline_repo as repo
@@ -126,14 +127,20 @@ async def nightly_growth(
             "config": config,
             "sources": sources,
         }
-        lock = await asyncio.to_thread(
-            guard.acquire,
-            engine,
-            kind="nightly",
-            ttl_s=ttl,
-            parameters=params,
-            prefect_flow_run_id=run.flow_run_id,
-        )
+        try:
+            lock = await asyncio.to_thread(
+                guard.acquire,
+                engine,
+                kind="nightly",
+                ttl_s=ttl,
+                wait_s=run.settings.run_lock_wait_s,
+                parameters=params,
+                prefect_flow_run_id=run.flow_run_id,
+            )
+        except nightly_repo.LockKeyHeld as busy:  # not another night: something an operator must look at
+            message = guard.key_held_message("nightly growth", busy)
+            logger.error(message)
+            return Failed(message=message)
         if not isinstance(lock, guard.RunLock):
             message = guard.refusal_message("nightly growth", lock, ttl)
             logger.warning(message)

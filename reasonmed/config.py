@@ -525,6 +525,13 @@ class Settings(BaseSettings):
         description="a worker's hold on claimed questions, renewed every third of it while the worker lives; "
         "a killed run's questions are free again this long after it died",
     )
+    run_lock_wait_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="on Postgres, how long a nightly run waits for the lock that serialises run starts before "
+        "it ends Failed, naming the session that holds it (a run holds it for milliseconds)",
+    )
     question_attempts: int = Field(
         default=3,
         ge=1,

@@ -12,8 +12,10 @@ Revises: 0009
 Create Date: 2026-12-02 12:30:00
 """
 
-import importlib
 from collections.abc import Sequence
+from importlib import util
+from pathlib import Path
+from types import ModuleType
 
 from alembic import op
 
@@ -47,8 +49,18 @@ def upgrade() -> None:
         op.execute(f"CREATE OR REPLACE VIEW audit_token_usage AS {TOKEN_USAGE.strip()}")
 
 
+def _migration_0008() -> ModuleType:
+    """0008's module, read from its file: a migration is not importable by name from an installed console
+    script (no top-level ``migrations`` package outside the repository)."""
+    spec = util.spec_from_file_location("_m0008", Path(__file__).resolve().parent / "0008_endpoint_prices.py")
+    assert spec is not None and spec.loader is not None
+    module = util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        prices = importlib.import_module("migrations.versions.0008_endpoint_prices")
+        prices = _migration_0008()
         sql = prices.TOKEN_USAGE.format(day=prices._DAY["postgresql"]).strip()
         op.execute(f"CREATE OR REPLACE VIEW audit_token_usage AS {sql}")

@@ -105,7 +105,8 @@ def _root(
 
 
 db_app = typer.Typer(
-    help="Create, upgrade or downgrade the database schema (Alembic migrations).", no_args_is_help=True
+    help="Create, upgrade or downgrade the database schema (Alembic migrations); create the read-only audit role.",
+    no_args_is_help=True,
 )
 config_app = typer.Typer(help="Show and validate settings and the pipeline file.", no_args_is_help=True)
 app.add_typer(db_app, name="db", rich_help_panel=OPERATE)

@@ -158,7 +158,8 @@ def audit(
         return
     for name, cols in KEY_VIEWS.items():
         rows = audit_repo.view_rows(engine, name, limit=limit)
-        console.print(rich_table(name, rows, cols, total=audit_repo.count_rows(engine, name)))
+        shown = [c for c in cols if not rows or c in rows[0]]  # columns withheld from the role are left out
+        console.print(rich_table(name, rows, shown, total=audit_repo.count_rows(engine, name)))
     why = audit_repo.rejections_by_reason(engine)["paths"]
     console.print(rich_table("audit_rejected_paths by why (see --view audit_rejected_paths)", why))
 

@@ -1,15 +1,17 @@
-"""``reasonmed db``: schema migrations."""
+"""``reasonmed db``: schema migrations, and the read-only audit role."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import DBAPIError
 
 from reasonmed.cli.app import db_app
 from reasonmed.cli.common import console, engine_from_settings, redact_url
+from reasonmed.cli.errors import Mistake
 from reasonmed.cli.safe_text import safe_text
-from reasonmed.db import migrate
+from reasonmed.db import audit_role, migrate
 
 DbUrl = Annotated[str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")]
 
@@ -44,5 +46,60 @@ def current(database_url: DbUrl = None) -> None:
     console.print(
         safe_text(
             f"database: {migrate.current_revision(engine) or 'none'}  code: {migrate.head_revision(url)}"
+        )
+    )
+
+
+@db_app.command("create-audit-role")
+def create_audit_role(
+    name: Annotated[str, typer.Argument(help="the login role to create or re-apply, e.g. reasonmed_audit")],
+    statement_timeout_s: Annotated[
+        int,
+        typer.Option(min=1, max=86_400, help="longest statement, and longest idle transaction, in seconds"),
+    ] = audit_role.AuditLimits.statement_timeout_s,
+    idle_session_timeout_s: Annotated[
+        int, typer.Option(min=1, max=86_400, help="an idle session is ended after this many seconds")
+    ] = audit_role.AuditLimits.idle_session_timeout_s,
+    connection_limit: Annotated[
+        int, typer.Option(min=1, max=1000, help="most sessions the role may hold at once")
+    ] = audit_role.AuditLimits.connection_limit,
+    with_raw_text: Annotated[
+        bool,
+        typer.Option(
+            "--with-raw-text",
+            help="also grant the withheld columns (prompt texts, raw error bodies, run parameters)",
+        ),
+    ] = False,
+    database_url: DbUrl = None,
+) -> None:
+    """Create (or re-apply after a migration) a read-only login role for auditors, on Postgres.
+
+    Run it as a superuser. Set the role's password afterwards with psql's \\password NAME.
+    """
+    url, engine = engine_from_settings(database_url)
+    limits = audit_role.AuditLimits(
+        statement_timeout_s=statement_timeout_s,
+        idle_session_timeout_s=idle_session_timeout_s,
+        connection_limit=connection_limit,
+    )
+    try:
+        role = audit_role.create_audit_role(engine, name, limits=limits, with_raw_text=with_raw_text)
+    except audit_role.AuditRoleRefused as exc:
+        raise Mistake(str(exc)) from None
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege
+            raise
+        raise Mistake(
+            f"creating the audit role needs a superuser connection ({str(exc.orig).splitlines()[0]}): "
+            "pass --database-url with a superuser"
+        ) from None
+    withheld = ", ".join(f"{rel}.{col}" for rel, cols in role.withheld.items() for col in cols) or "nothing"
+    console.print(
+        safe_text(
+            f"audit role {role.name} on {redact_url(url)}: reads {len(role.readable)} tables and views "
+            f"(withheld: {withheld}); read-only sessions, statement timeout {limits.statement_timeout_s}s, "
+            f"idle session timeout {limits.idle_session_timeout_s}s, at most {limits.connection_limit} "
+            f"sessions; large-object functions taken from PUBLIC: {len(role.large_object_functions)} "
+            f"(kept by {', '.join(role.owners)}). Re-run after every migration."
         )
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 # View -> its stable ORDER BY (views themselves carry no order).
 AUDIT_VIEWS: dict[str, str] = {
@@ -30,16 +30,36 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# Each column of a relation and whether the connected role may read it (Postgres column privileges).
+_COLUMN_PRIVILEGES = text("""
+SELECT attname, has_column_privilege(attrelid, attnum, 'SELECT') FROM pg_attribute
+WHERE attrelid = CAST(:relation AS regclass) AND attnum > 0 AND NOT attisdropped ORDER BY attnum
+""")
+
+
+def _select_list(conn: Connection, view: str) -> str:
+    """``*``, or the columns this role may read when some are withheld from it: the audit role reads
+    every view but not prompt texts and raw error bodies (reasonmed.db.audit_role.WITHHELD)."""
+    if conn.dialect.name != "postgresql":
+        return "*"
+    columns = conn.execute(_COLUMN_PRIVILEGES, {"relation": view}).all()
+    if all(readable for _name, readable in columns):
+        return "*"
+    quote = conn.dialect.identifier_preparer.quote_identifier
+    return ", ".join(quote(name) for name, readable in columns if readable)
+
+
 def view_rows(engine: Engine, view: str, *, limit: int | None = None) -> list[dict[str, Any]]:
-    """All rows of one audit view (or the first ``limit``), in the view's stable order."""
+    """All rows of one audit view (or the first ``limit``), in the view's stable order; the columns the
+    connected role may read (all of them but for the audit role)."""
     if view not in AUDIT_VIEWS:
         raise ValueError(f"unknown audit view {view!r} (known: {', '.join(AUDIT_VIEWS)})")
-    sql = f"SELECT * FROM {view} ORDER BY {AUDIT_VIEWS[view]}"
     params: dict[str, Any] = {}
-    if limit is not None:
-        sql += " LIMIT :limit"
-        params["limit"] = limit
     with engine.connect() as conn:
+        sql = f"SELECT {_select_list(conn, view)} FROM {view} ORDER BY {AUDIT_VIEWS[view]}"
+        if limit is not None:
+            sql += " LIMIT :limit"
+            params["limit"] = limit
         return [{k: _plain(v) for k, v in r.items()} for r in conn.execute(text(sql), params).mappings()]
 
 

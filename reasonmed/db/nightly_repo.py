@@ -5,7 +5,8 @@ holder renews: a lock row with an expiry, so it works on Postgres and SQLite ali
 change, leaves an audit record of every night, and a night that died (no more heartbeats) stops
 blocking once its lease has run out. Taking it is serialised: by a transaction-scoped advisory lock on
 Postgres, and on SQLite by making the first statement a write (SQLite then holds its single write lock
-for the rest of the transaction).
+for the rest of the transaction). Any session may take the same advisory key and keep it (an idle
+session, another tool), so the wait for it is bounded and a run that gives up names who holds it.
 """
 
 from __future__ import annotations
@@ -16,13 +17,28 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, and_, func, select, text, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from reasonmed.db.engine import transaction
 from reasonmed.db.models import AcceptedPath, PipelineRun, Question, QuestionOutcome
 from reasonmed.db.pipeline_repo import count_pending, now
 
 # Any fixed 64-bit key: only this lock uses it (pg_advisory_xact_lock's namespace is per database).
-_ADVISORY_KEY = 0x7265_6173_6F6E_6D64  # "reasonmd"
+ADVISORY_KEY = 0x7265_6173_6F6E_6D64  # "reasonmd"
+_LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a wait ended by lock_timeout
+
+# Who holds the key: pg_locks shows a bigint advisory key as classid (high 32 bits) and objid (low 32
+# bits) with objsubid 1. Without pg_read_all_stats the app role sees only pid, user and application of
+# other roles' sessions; the rest is NULL.
+_KEY_HOLDERS = text("""
+SELECT a.pid, a.usename, a.application_name, host(a.client_addr), a.state, a.backend_start, a.state_change
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid::bigint = :hi AND l.objid::bigint = :lo
+ORDER BY a.pid
+""")
 
 
 @dataclass(frozen=True)
@@ -36,24 +52,83 @@ class Holder:
     heartbeat_at: datetime | None
 
 
+@dataclass(frozen=True)
+class KeySession:
+    """A session holding the advisory key: whom to ask, or end, when runs cannot start."""
+
+    pid: int
+    user: str | None
+    application_name: str | None
+    client: str | None  # address; None for a local socket or when not visible
+    state: str | None  # active | idle | idle in transaction ...; None when not visible
+    connected_at: datetime | None
+    state_since: datetime | None
+
+
+class LockKeyHeld(Exception):
+    """The advisory key stayed held for the whole wait, by ``sessions`` (empty: released meanwhile)."""
+
+    def __init__(self, sessions: tuple[KeySession, ...], waited_s: float) -> None:
+        super().__init__(f"advisory key {ADVISORY_KEY} held for more than {waited_s:g}s")
+        self.sessions, self.waited_s, self.key = sessions, waited_s, ADVISORY_KEY
+
+
+class _KeyWaitRanOut(Exception):
+    """lock_timeout ended the wait for the key (and with it the transaction)."""
+
+
 def acquire_run_lock(
     engine: Engine,
     *,
     kind: str,
     ttl_s: float,
+    wait_s: float,
     parameters: dict[str, Any],
     prefect_flow_run_id: str | None,
 ) -> tuple[int | None, Holder | None]:
     """Start a ``kind`` run if no live one exists: ``(run_id, None)``, else ``(None, the holder)``.
 
     A ``running`` row whose heartbeat is older than ``ttl_s`` belongs to a run that died: it is marked
-    failed (with the reason) and no longer blocks.
+    failed (with the reason) and no longer blocks. On Postgres, waits at most ``wait_s`` for the key that
+    serialises starts, then raises :class:`LockKeyHeld` naming the sessions that hold it.
     """
-    t = now()
-    cutoff = t - timedelta(seconds=ttl_s)
+    try:
+        return _acquire(
+            engine, kind=kind, ttl_s=ttl_s, wait_s=wait_s, parameters=parameters, flow=prefect_flow_run_id
+        )
+    except _KeyWaitRanOut:  # asked once the failed transaction is gone
+        raise LockKeyHeld(key_holders(engine), wait_s) from None
+
+
+def key_holders(engine: Engine) -> tuple[KeySession, ...]:
+    """The sessions that hold the advisory key now (Postgres)."""
+    with engine.connect() as c:
+        rows = c.execute(_KEY_HOLDERS, {"hi": ADVISORY_KEY >> 32, "lo": ADVISORY_KEY & 0xFFFF_FFFF}).all()
+    return tuple(KeySession(*row) for row in rows)
+
+
+def _take_key(s: Session, wait_s: float) -> None:
+    """The transaction-scoped advisory lock, waited for at most ``wait_s`` (lock_timeout covers advisory
+    locks); the session's own lock_timeout is back in force for the rest of the transaction."""
+    previous = s.execute(text("SELECT current_setting('lock_timeout')")).scalar_one()
+    s.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": f"{max(1, round(wait_s * 1000))}ms"})
+    try:
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_KEY})
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+            raise _KeyWaitRanOut from None
+        raise
+    s.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": previous})
+
+
+def _acquire(
+    engine: Engine, *, kind: str, ttl_s: float, wait_s: float, parameters: dict[str, Any], flow: str | None
+) -> tuple[int | None, Holder | None]:
     with transaction(engine) as s:
         if engine.dialect.name == "postgresql":
-            s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
+            _take_key(s, wait_s)
+        t = now()
+        cutoff = t - timedelta(seconds=ttl_s)
         # First statement is a write: on SQLite it takes the write lock before anything is read.
         s.execute(
             update(PipelineRun)
@@ -84,7 +159,7 @@ def acquire_run_lock(
             status="running",
             parameters=parameters,
             stats={},
-            prefect_flow_run_id=prefect_flow_run_id,
+            prefect_flow_run_id=flow,
             host=socket.gethostname(),
             started_at=t,
             heartbeat_at=t,

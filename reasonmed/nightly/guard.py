@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from reasonmed.db import nightly_repo
-from reasonmed.db.nightly_repo import Holder
+from reasonmed.db.nightly_repo import Holder, KeySession, LockKeyHeld
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +57,19 @@ def acquire(
     *,
     kind: str,
     ttl_s: float,
+    wait_s: float,
     parameters: dict[str, Any],
     prefect_flow_run_id: str | None,
 ) -> RunLock | Holder:
-    """The started lock, or the holder of the live one."""
+    """The started lock, or the holder of the live one; raises ``nightly_repo.LockKeyHeld`` when the key
+    that serialises starts stays held for ``wait_s`` (see :func:`key_held_message`)."""
     run_id, holder = nightly_repo.acquire_run_lock(
-        engine, kind=kind, ttl_s=ttl_s, parameters=parameters, prefect_flow_run_id=prefect_flow_run_id
+        engine,
+        kind=kind,
+        ttl_s=ttl_s,
+        wait_s=wait_s,
+        parameters=parameters,
+        prefect_flow_run_id=prefect_flow_run_id,
     )
     if run_id is None:
         assert holder is not None
@@ -81,4 +88,37 @@ def refusal_message(kind: str, holder: Holder, ttl_s: float) -> str:
         f"another {kind} run is already running: pipeline run {holder.run_id} on {holder.host or 'an unknown host'}"
         f"{where}, last heartbeat {age:.0f}s ago. This run exits without doing anything. If that run has died, "
         f"its lock expires {max(0.0, ttl_s - age):.0f}s from now (lease {ttl_s:g}s, REASONMED_CLAIM_LEASE_S)."
+    )
+
+
+def key_held_message(kind: str, busy: LockKeyHeld) -> str:
+    """What a run that gave up waiting for the advisory key says: which sessions hold it, and the fix.
+
+    Names and application names are any session's own text: quoted, so they read as data.
+    """
+    head = (
+        f"{kind} did not start: the database lock that serialises run starts (advisory key {busy.key}) "
+        f"was held for more than {busy.waited_s:g}s (REASONMED_RUN_LOCK_WAIT_S)"
+    )
+    if not busy.sessions:
+        return f"{head} by a session that has released it since. Nothing was done; run again."
+    who = "; ".join(_session(s) for s in busy.sessions)
+    end = " ".join(f"SELECT pg_terminate_backend({s.pid});" for s in busy.sessions)
+    return (
+        f"{head} by {who}. Nothing was done. A run holds that key for milliseconds: if that is not a run "
+        f"starting, end it ({end}) and run again."
+    )
+
+
+def _session(s: KeySession) -> str:
+    def at(t: datetime | None) -> str:
+        return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if t else "an unknown time"
+
+    if s.state is None and s.connected_at is None:
+        since = "its state and times not visible to this role (grant it pg_read_all_stats)"
+    else:
+        since = f"{s.state or 'in an unknown state'} since {at(s.state_since)}, connected since {at(s.connected_at)}"
+    return (
+        f"session pid {s.pid} (user {s.user!r}, application {s.application_name!r}, "
+        f"from {s.client or ('a local socket' if s.state else 'an address not visible')}), {since}"
     )

@@ -39,6 +39,9 @@ from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
 log = logging.getLogger(__name__)
 
 FINGERPRINT = "reasonmed-simulator"
+# Listed when no model is configured or served yet: a name /v1/chat/completions accepts, so a client that
+# picks the first listed model (as many do) gets an answer.
+DEFAULT_MODEL = SIM_MODEL_PREFIX + FINGERPRINT
 SERVER_HEADERS = (("x-reasonmed-simulator", "1"), ("server", FINGERPRINT))
 
 
@@ -144,7 +147,9 @@ class SimApp:
         return _ok({"paused": paused})
 
     def models(self) -> Response:
-        names = sorted({*self.behaviour.accuracy, *self.metrics.models}) or [FINGERPRINT]
+        """Only names the chat route serves: every listed model must be usable as listed."""
+        names = sorted(m for m in {*self.behaviour.accuracy, *self.metrics.models} if is_simulated_model(m))
+        names = names or [DEFAULT_MODEL]
         created = int(time.time())
         card = {"object": "model", "created": created, "owned_by": FINGERPRINT}
         if self.settings.max_model_len is not None:  # vLLM's ModelCard field

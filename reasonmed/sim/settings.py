@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from reasonmed.sim.faults import FAULT_KINDS, TargetedFault
 from reasonmed.sim.styles import Style, style_named
+from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,10 @@ class SimSettings:
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name.replace('_', '-')} must be between 0 and 1 (got {value})")
         for model, value in self.accuracy.items():
+            if not is_simulated_model(model):  # /v1/models lists it, so the chat route must serve it
+                raise ValueError(
+                    f"accuracy for {model}: the simulator serves only models named {SIM_MODEL_PREFIX}..."
+                )
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"accuracy for {model} must be between 0 and 1 (got {value})")
         for style in (self.default_style, *self.styles.values()):

@@ -1,20 +1,14 @@
-"""The audit views (migration 0002) on a small hand-built database, exact output on Postgres and SQLite;
-the read-only audit role, enforced by Postgres itself."""
+"""The audit views (migration 0002) on a small hand-built database, exact output on Postgres and SQLite
+(the read-only audit role that reads them: test_audit_role.py)."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from reasonmed.db import audit_repo, migrate
@@ -30,9 +24,7 @@ from reasonmed.db.models import (
     ReasoningPath,
     Verdict,
 )
-from tests.conftest import _admin_conninfo
 
-REPO = Path(__file__).resolve().parents[2]
 VIEWS = list(audit_repo.AUDIT_VIEWS)
 # Views added after 0002 (by 0003, 0005 and 0007).
 LATER_VIEWS = {
@@ -728,73 +720,3 @@ def test_downgrade_drops_the_views_on_postgres(empty_pg_url: str) -> None:
         assert set(VIEWS) - LATER_VIEWS <= set(inspect(eng).get_view_names())
     finally:
         eng.dispose()
-
-
-# --------------------------------------------------------------------------- the read-only role
-
-
-@pytest.fixture
-def audit_role(pg_url: str) -> Iterator[tuple[str, str]]:
-    """deploy/create_audit_role.sql run with psql, as the docs say; the role is dropped afterwards."""
-    # Not a skip: the docs tell auditors to run the script with psql, so the suite must prove it works.
-    assert shutil.which("psql"), "psql is not installed (Debian: apt-get install postgresql-client)"
-    role = f"reasonmed_audit_{uuid.uuid4().hex[:8]}"
-    db = make_url(pg_url).database
-    u = make_url(pg_url)
-    admin = f"host={u.host} port={u.port or 5432} user={u.username or 'postgres'} dbname={db}"
-    eng = make_engine(pg_url)
-    build_fixture(eng)
-    eng.dispose()
-    try:
-        for _ in range(2):  # idempotent: a second run re-applies the grants without error
-            done = subprocess.run(
-                [
-                    "psql",
-                    "-X",
-                    "-q",
-                    "-v",
-                    f"role={role}",
-                    "-f",
-                    str(REPO / "deploy" / "create_audit_role.sql"),
-                    admin,
-                ],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert done.returncode == 0, done.stderr
-        yield role, f"host={u.host} port={u.port or 5432} user={role} dbname={db}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP OWNED BY "{role}"')
-        with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
-            conn.execute(f'DROP ROLE IF EXISTS "{role}"')
-
-
-@pytest.mark.postgres
-def test_audit_role_reads_views_and_cannot_write(audit_role: tuple[str, str]) -> None:
-    role, conninfo = audit_role
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        assert conn.execute("SELECT current_user").fetchone()[0] == role
-        for view in VIEWS:
-            conn.execute(f"SELECT * FROM {view}").fetchall()
-        assert conn.execute("SELECT count(*) FROM audit_rejected_paths").fetchone()[0] == 10
-        assert conn.execute("SELECT count(*) FROM questions").fetchone()[0] == 4
-        assert conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
-        # Lift the read-only default: the privileges themselves must refuse every write.
-        conn.execute("SET default_transaction_read_only = off")
-        writes = [
-            "INSERT INTO pipeline_runs (kind, status, parameters, stats, started_at) VALUES ('x', 'y', '{}', '{}', now())",
-            "UPDATE questions SET answer = 'no' WHERE id = 1",
-            "DELETE FROM verdicts",
-            "DELETE FROM question_outcomes WHERE question_id = 2",
-            "TRUNCATE llm_calls",
-            "CREATE TABLE sneaky (a int)",
-            "CREATE VIEW sneaky_v AS SELECT 1",
-        ]
-        for sql in writes:
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                conn.execute(sql)
-    with psycopg.connect(conninfo.replace(f"user={role}", "user=postgres")) as admin:
-        assert admin.execute("SELECT count(*) FROM verdicts").fetchone()[0] == 12
-        assert admin.execute("SELECT answer FROM questions WHERE id = 1").fetchone()[0] == "yes"

@@ -10,12 +10,15 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import func, select, text, update
+from sqlalchemy.engine import make_url
 
 from reasonmed.db import nightly_repo
 from reasonmed.db import pipeline_repo as repo
@@ -121,7 +124,7 @@ def test_run_lock_admits_one_of_many_simultaneous_starts(engine: Any) -> None:
     def start(barrier: threading.Barrier, won: list[int | None]) -> None:
         barrier.wait()
         run_id, _holder = nightly_repo.acquire_run_lock(
-            engine, kind="nightly", ttl_s=60, parameters={}, prefect_flow_run_id=None
+            engine, kind="nightly", ttl_s=60, wait_s=30, parameters={}, prefect_flow_run_id=None
         )
         won.append(run_id)
 
@@ -140,11 +143,11 @@ def test_run_lock_admits_one_of_many_simultaneous_starts(engine: Any) -> None:
 
 def test_a_dead_runs_lock_expires_and_is_recorded_as_abandoned(engine: Any) -> None:
     run_id, _ = nightly_repo.acquire_run_lock(
-        engine, kind="nightly", ttl_s=60, parameters={}, prefect_flow_run_id="x"
+        engine, kind="nightly", ttl_s=60, wait_s=30, parameters={}, prefect_flow_run_id="x"
     )
     assert run_id is not None
     refused, holder = nightly_repo.acquire_run_lock(
-        engine, kind="nightly", ttl_s=60, parameters={}, prefect_flow_run_id=None
+        engine, kind="nightly", ttl_s=60, wait_s=30, parameters={}, prefect_flow_run_id=None
     )
     assert refused is None and holder is not None and holder.run_id == run_id
     assert "already running" in guard.refusal_message("nightly growth", holder, 60)
@@ -156,7 +159,7 @@ def test_a_dead_runs_lock_expires_and_is_recorded_as_abandoned(engine: Any) -> N
             .values(heartbeat_at=repo.now() - timedelta(seconds=61))
         )
     taken, _ = nightly_repo.acquire_run_lock(
-        engine, kind="nightly", ttl_s=60, parameters={}, prefect_flow_run_id=None
+        engine, kind="nightly", ttl_s=60, wait_s=30, parameters={}, prefect_flow_run_id=None
     )
     assert taken is not None and taken != run_id
     with engine.connect() as c:
@@ -170,7 +173,9 @@ def test_heartbeat_keeps_a_live_lock(engine: Any) -> None:
     """Waits on the condition (the heartbeat renewed the lease past its first expiry), not on a clock, so
     a loaded machine that delays a beat makes the test slower, never red."""
     ttl = 3.0
-    lock = guard.acquire(engine, kind="nightly", ttl_s=ttl, parameters={}, prefect_flow_run_id=None)
+    lock = guard.acquire(
+        engine, kind="nightly", ttl_s=ttl, wait_s=30, parameters={}, prefect_flow_run_id=None
+    )
     assert isinstance(lock, guard.RunLock)
 
     def beat() -> Any:
@@ -186,7 +191,9 @@ def test_heartbeat_keeps_a_live_lock(engine: Any) -> None:
             assert time.monotonic() < deadline, "the heartbeat did not renew the lease within 60 s"
             time.sleep(0.05)
         assert not isinstance(
-            guard.acquire(engine, kind="nightly", ttl_s=ttl, parameters={}, prefect_flow_run_id=None),
+            guard.acquire(
+                engine, kind="nightly", ttl_s=ttl, wait_s=30, parameters={}, prefect_flow_run_id=None
+            ),
             guard.RunLock,
         )
     finally:
@@ -204,7 +211,7 @@ def test_a_second_nightly_run_is_refused_while_one_holds_the_lock(
     engine = get_engine(pg_url)
     write_pubmedqa(tmp_path / "in" / "pq.json", 5)
     holder = guard.acquire(
-        engine, kind="nightly", ttl_s=600, parameters={}, prefect_flow_run_id="another-run"
+        engine, kind="nightly", ttl_s=600, wait_s=30, parameters={}, prefect_flow_run_id="another-run"
     )
     assert isinstance(holder, guard.RunLock)
     try:
@@ -226,6 +233,101 @@ def test_a_second_nightly_run_is_refused_while_one_holds_the_lock(
     finally:
         holder.stop()
         repo.finish_run(engine, holder.run_id, status="completed", stats={})
+
+
+@contextmanager
+def _key_kept_by_another_session(pg_url: str, *, deadline_s: float) -> Iterator[int]:
+    """A second session (application ``key-squatter``) that takes the start key and sits idle, as an
+    auditor's psql could: yields its pid. Ended at the deadline at the latest, so code that would wait for
+    the key forever fails its assertions instead of hanging the suite."""
+    u = make_url(pg_url)
+    conninfo = f"host={u.host} port={u.port or 5432} user={u.username} dbname={u.database}"
+    squatter = psycopg.connect(conninfo + " application_name=key-squatter", autocommit=True)
+    pid = squatter.info.backend_pid
+    squatter.execute("SELECT pg_advisory_lock(%s)", (nightly_repo.ADVISORY_KEY,))
+    done = threading.Event()
+
+    def end_at_deadline() -> None:
+        if not done.wait(deadline_s):
+            with psycopg.connect(conninfo, autocommit=True) as c:
+                c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    watchdog = threading.Thread(target=end_at_deadline)
+    watchdog.start()
+    try:
+        yield pid
+    finally:
+        done.set()
+        watchdog.join()
+        squatter.close()
+
+
+def test_a_session_keeping_the_start_key_is_named_once_the_wait_runs_out(pg_url: str) -> None:
+    engine = make_engine(pg_url)
+    try:
+        with _key_kept_by_another_session(pg_url, deadline_s=20) as pid:
+            started = time.monotonic()
+            with pytest.raises(nightly_repo.LockKeyHeld) as held:
+                nightly_repo.acquire_run_lock(
+                    engine, kind="nightly", ttl_s=60, wait_s=1, parameters={}, prefect_flow_run_id=None
+                )
+            waited = time.monotonic() - started
+        assert 1 <= waited < 10  # ended by itself, well before the deadline ended the other session
+        [session] = held.value.sessions
+        assert (session.pid, session.user, session.application_name, session.state) == (
+            pid,
+            "postgres",
+            "key-squatter",
+            "idle",
+        )
+        assert session.connected_at is not None and session.state_since is not None
+        message = guard.key_held_message("nightly growth", held.value)
+        assert f"session pid {pid} (user 'postgres', application 'key-squatter'" in message
+        assert "idle since 20" in message and "pg_terminate_backend" in message
+        with engine.connect() as c:  # nothing was started
+            assert c.execute(select(func.count()).select_from(PipelineRun)).scalar_one() == 0
+        # the key is free again: the next start goes ahead at once
+        run_id, _ = nightly_repo.acquire_run_lock(
+            engine, kind="nightly", ttl_s=60, wait_s=1, parameters={}, prefect_flow_run_id=None
+        )
+        assert run_id is not None
+    finally:
+        engine.dispose()
+
+
+def test_the_key_message_says_what_an_unprivileged_app_role_cannot_see() -> None:
+    hidden = nightly_repo.KeySession(4242, "auditor\nfake line", "psql", None, None, None, None)
+    message = guard.key_held_message("nightly growth", nightly_repo.LockKeyHeld((hidden,), 30))
+    assert "session pid 4242 (user 'auditor\\nfake line', application 'psql'" in message
+    assert "not visible to this role (grant it pg_read_all_stats)" in message and "\n" not in message
+    assert "SELECT pg_terminate_backend(4242);" in message
+    gone = guard.key_held_message("nightly growth", nightly_repo.LockKeyHeld((), 30))
+    assert "released it since" in gone and "more than 30s" in gone
+
+
+def test_a_nightly_run_whose_start_key_is_kept_ends_failed_in_time_naming_the_session(
+    pg_url: str, prefect_harness: None, env: Any, tmp_path: Path
+) -> None:
+    from reasonmed.flows.nightly import nightly_growth
+
+    env(pg_url, REASONMED_RUN_LOCK_WAIT_S="2")
+    write_pubmedqa(tmp_path / "in" / "pq.json", 5)
+    with _key_kept_by_another_session(pg_url, deadline_s=90) as pid:
+        started = time.monotonic()
+        state = _run(
+            nightly_growth(
+                input_location=str(tmp_path / "in"), max_questions=0, export=False, return_state=True
+            )
+        )
+        took = time.monotonic() - started
+    assert state.is_failed(), (state.type, state.message)
+    assert took < 90  # it did not wait for the other session to go away
+    assert "nightly growth did not start" in state.message and "more than 2s" in state.message
+    assert f"session pid {pid} (user 'postgres', application 'key-squatter'" in state.message
+    engine = get_engine(pg_url)
+    with engine.connect() as c:  # it did nothing: no ingest, no run row
+        assert c.execute(select(func.count()).select_from(Question)).scalar_one() == 0
+        assert c.execute(select(func.count()).select_from(PipelineRun)).scalar_one() == 0
 
 
 # --------------------------------------------------------------------------- budget

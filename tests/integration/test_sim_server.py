@@ -30,6 +30,7 @@ from reasonmed.sim.engine import EngineEmulator
 from reasonmed.sim.faults import FaultPlan
 from reasonmed.sim.launcher import SimServer, SimServerError
 from reasonmed.sim.metrics import SimMetrics, parse_metrics
+from reasonmed.sim.settings import SimSettings
 
 OPTIONS = {"A": "Aspirin", "B": "Heparin", "C": "Warfarin", "D": "Clopidogrel"}
 QUESTION = (
@@ -119,6 +120,29 @@ def test_everything_it_serves_is_labelled_simulated(sim: SimServer) -> None:
     assert {m["owned_by"] for m in models["data"]} == {"reasonmed-simulator"}
     health = httpx.get(sim.root_url + "/health")
     assert health.status_code == 200 and health.headers["x-reasonmed-simulator"] == "1"
+
+
+def test_a_client_that_takes_the_first_listed_model_is_served(sim_factory) -> None:
+    """/v1/models lists only names /v1/chat/completions serves: a fresh simulator, one with models
+    configured, and one that has served a model all answer for every name they list, first one first."""
+    fresh = sim_factory()
+    configured = sim_factory(accuracy={"sim/zeta": 0.9, "sim/alpha": 0.5})
+    used = sim_factory()
+    assert texts(chat(used, render("generate"), model="sim/used-before"))
+    for server in (fresh, configured, used):
+        listed = [m["id"] for m in httpx.get(server.base_url + "/models", timeout=10).json()["data"]]
+        assert listed, server.base_url
+        for model in listed:
+            response = chat(server, render("generate"), model=model)
+            assert response.status_code == 200, (model, response.text)
+            assert response.json()["model"] == model
+    first = httpx.get(configured.base_url + "/models", timeout=10).json()["data"][0]["id"]
+    assert first == "sim/alpha"
+
+
+def test_an_accuracy_for_a_model_the_simulator_would_refuse_is_a_mistake() -> None:
+    with pytest.raises(ValueError, match="serves only models named sim/"):
+        SimSettings(accuracy={"gpt-4o": 0.8})
 
 
 def test_unknown_routes_and_bad_bodies_are_client_errors(sim: SimServer) -> None:
