@@ -12,6 +12,13 @@ Two details of the engine shape the code: the prompt goes in as token ids from t
 models), and choices are collected by index over every output the engine yields, since a streamed
 V1 request with ``n > 1`` carries one child's completion per output (only ``FINAL_ONLY`` aggregates).
 
+Checked by reading vLLM 0.34.0's source (commit 62d4bc3c7, 2026-12-06; README "The in-process vLLM
+engine"), where ``AsyncLLMEngine`` is an alias of the V1 ``AsyncLLM``. What that reading changed, older
+forms kept: the chat template is asked for ``return_dict=False`` (transformers 5, which vLLM 0.34
+requires, returns a ``BatchEncoding`` by default); a refused request is a ``vllm.exceptions.VLLMClientError``,
+no longer a ``ValueError``; a choice the engine ended unfinished (``finish_reason`` ``abort``, which 0.34
+sends for requests in flight at shutdown, or ``error``) is a failure, not text.
+
 Configuration example (pipeline YAML)::
 
     endpoints:
@@ -56,6 +63,38 @@ def _structured_params(schema: Mapping[str, Any]) -> dict[str, Any]:
         return {"guided_decoding": GuidedDecodingParams(json=dict(schema))}
 
 
+def _refusals(*also: type[BaseException]) -> tuple[type[BaseException], ...]:
+    """The exceptions by which vLLM refuses a request (its 4xx: prompt too long, bad parameters).
+
+    ``ValueError`` in older releases (their ``VLLMValidationError`` was one); vLLM 0.34's
+    ``VLLMValidationError`` derives from ``VLLMClientError(VLLMError(Exception))`` instead
+    (vllm/exceptions.py), raised by ``SamplingParams`` and re-raised as is by ``generate``.
+    """
+    try:
+        from vllm.exceptions import VLLMClientError
+    except ImportError:  # releases before the client/server split
+        return (ValueError, *also)
+    return (ValueError, VLLMClientError, *also)
+
+
+def _template_ids(tokenizer: Any, messages: Sequence[Message]) -> list[int]:
+    """The chat template's token ids. ``return_dict=False``: transformers 5 made ``True`` the default,
+    a ``BatchEncoding`` whose iteration yields its keys; a tokenizer that still returns one is unwrapped."""
+    ids = tokenizer.apply_chat_template(
+        [dict(m) for m in messages], tokenize=True, add_generation_prompt=True, return_dict=False
+    )
+    if isinstance(ids, Mapping):
+        ids = ids["input_ids"]
+    if isinstance(ids, str) or not all(isinstance(i, int) for i in ids):
+        raise TypeError(f"the chat template gave {type(ids).__name__}, not token ids")
+    return list(ids)
+
+
+# finish_reason of a choice vLLM ended without finishing it: ``abort`` (aborted, as when the engine shuts
+# down with requests in flight), ``error`` (a request-level failure; 0.34 raises it instead).
+_UNFINISHED = frozenset({"abort", "error"})
+
+
 class VLLMEngineBackend:
     """``AsyncLLMEngine`` (vLLM's async engine; ``AsyncLLM`` in V1) behind the ChatBackend protocol."""
 
@@ -79,6 +118,8 @@ class VLLMEngineBackend:
         self._usage = usage
         self.context_tokens = context_tokens if context_tokens is not None else declared_context(cfg).tokens
         self._sampling_params = SamplingParams
+        self._refused = _refusals()
+        self._bad_params = _refusals(TypeError)
         try:  # ask for the finished choices only: no per-token outputs to build and discard
             from vllm.sampling_params import RequestOutputKind
 
@@ -125,13 +166,10 @@ class VLLMEngineBackend:
                 )
             constraint = _structured_params(schema)
         tokenizer = await self._get_tokenizer()
-        prompt = {
-            "prompt_token_ids": list(
-                tokenizer.apply_chat_template(
-                    [dict(m) for m in messages], tokenize=True, add_generation_prompt=True
-                )
-            )
-        }
+        try:
+            prompt = {"prompt_token_ids": _template_ids(tokenizer, messages)}  # a vllm.TokensPrompt
+        except TypeError as exc:
+            raise LLMError(f"endpoint {self.name}: {exc}", kind="client_error", endpoint=self.name) from None
         try:
             max_tokens = fit_max_tokens(len(prompt["prompt_token_ids"]), max_tokens, self.context_tokens)
         except ContextExceeded as exc:
@@ -148,7 +186,7 @@ class VLLMEngineBackend:
                 **self._final_only,
                 **constraint,
             )
-        except (ValueError, TypeError) as exc:
+        except self._bad_params as exc:
             raise LLMError(
                 f"endpoint {self.name}: invalid sampling parameters: {exc}",
                 kind="client_error",
@@ -163,7 +201,7 @@ class VLLMEngineBackend:
                 final = output
                 for out in output.outputs:
                     choices[out.index] = out
-        except ValueError as exc:  # vLLM's validation errors (prompt too long, bad params)
+        except self._refused as exc:  # vLLM's validation errors (prompt too long, bad params)
             raise LLMError(
                 f"endpoint {self.name}: rejected by the engine: {exc}",
                 kind="client_error",
@@ -180,6 +218,14 @@ class VLLMEngineBackend:
             raise LLMError(
                 f"endpoint {self.name}: engine returned {len(choices)} of {n} choice(s)",
                 kind="bad_response",
+                endpoint=self.name,
+            )
+        unfinished = sorted({str(out.finish_reason) for out in choices.values()} & _UNFINISHED)
+        if unfinished:
+            raise LLMError(
+                f"endpoint {self.name}: the engine ended the request unfinished"
+                f" (finish_reason {', '.join(unfinished)})",
+                kind="server_error",
                 endpoint=self.name,
             )
         prompt_tokens = (
