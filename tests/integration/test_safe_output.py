@@ -115,7 +115,7 @@ def hostile_db(sqlite_url: str) -> str:
                 )
             )
         s.flush()
-        for pid, outcome in ((1, "correct"), (2, "error")):
+        for pid, outcome, read_as in ((1, "correct", "A"), (2, "error", "B")):
             s.add(
                 Verdict(
                     id=pid,
@@ -126,6 +126,8 @@ def hostile_db(sqlite_url: str) -> str:
                     outcome=outcome,
                     reason=f"verifier: {HOSTILE}",
                     created_at=T0,
+                    extracted_answer=read_as,  # as the pipeline writes a verdict: the guard's reading with it
+                    guard_answer=read_as,
                 )
             )
         s.flush()
