@@ -41,13 +41,17 @@ from reasonmed.ingest.readers import (
 )
 from reasonmed.prompts import PromptError, PromptTemplate, check_template, get_template
 from reasonmed.prompts.files import read_prompt_text
-from reasonmed.redact import mask_secrets
+from reasonmed.redact import redact, redact_data, redact_url
 from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
 from reasonmed.structured_output import StructuredDialect
 
 
 class ConfigError(ValueError):
-    """A configuration problem, phrased for the person who has to fix it."""
+    """A configuration problem, phrased for the person who has to fix it; it quotes what the user wrote,
+    so any credential in that is masked here, before the message is printed, logged or stored."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 class _Strict(BaseModel):
@@ -110,7 +114,9 @@ class EndpointConfig(_Strict):
             if not self.base_url:
                 raise ValueError("base_url is required when kind is 'openai'")
             if not re.match(r"^https?://", self.base_url):
-                raise ValueError(f"base_url must start with http:// or https:// (got {self.base_url!r})")
+                raise ValueError(
+                    f"base_url must start with http:// or https:// (got {redact_url(self.base_url)!r})"
+                )
         return self
 
 
@@ -353,7 +359,7 @@ class PipelineConfig(_Strict):
         data = self.model_dump(mode="json")
         if self._unexpanded is not None:
             data = _restore_refs(data, self._unexpanded)
-        return mask_secrets(data)
+        return redact_data(data)
 
 
 # --------------------------------------------------------------------------- loading
@@ -543,7 +549,7 @@ class Settings(BaseSettings):
         if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", self.database_url):
             raise ValueError(
                 "database_url must be a sqlite:/// or postgresql+psycopg:// URL "
-                f"(got {self.database_url.split('@')[-1]!r})"
+                f"(got {redact_url(self.database_url)!r})"
             )
         return self
 

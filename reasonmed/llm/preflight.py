@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import aiohttp
 
 from reasonmed.config import EndpointConfig
-from reasonmed.llm.urls import split_credentials
+from reasonmed.llm.urls import secrets_of, split_credentials
+from reasonmed.redact import redact, redact_url
 from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
 
 ANY_MODEL = "*"
@@ -25,12 +26,16 @@ ANY_MODEL = "*"
 @dataclass(frozen=True, slots=True)
 class EndpointCheck:
     endpoint: str
-    target: str  # the URL asked, or "in-process"
+    target: str  # the URL asked (credentials masked), or "in-process"
     ok: bool
     detail: str  # what was found: the problem when not ok, else a short note
 
     def line(self) -> str:
-        return f"endpoint {self.endpoint} ({self.target}): {'ok' if self.ok else 'FAILED'}: {self.detail}"
+        """Printed by ``config check --ping`` and ``run``, and the message of EndpointUnavailable (so a
+        flow run's state and events): masked again, whatever the fields were made from."""
+        return redact(
+            f"endpoint {self.endpoint} ({self.target}): {'ok' if self.ok else 'FAILED'}: {self.detail}"
+        )
 
 
 class EndpointUnavailable(RuntimeError):
@@ -47,6 +52,7 @@ async def _fetch_models(
     """(HTTP status, served model ids or None, problem text) for one server."""
     headers = {"Accept": "application/json"} | ({"Authorization": f"Bearer {api_key}"} if api_key else {})
     url, basic = split_credentials(url)
+    secrets = secrets_of(basic, api_key)
     try:
         async with session.get(
             url, headers=headers, allow_redirects=False, auth=None if api_key else basic
@@ -57,7 +63,7 @@ async def _fetch_models(
     except TimeoutError:
         return None, None, "no answer in time"
     except (aiohttp.ClientError, OSError) as exc:
-        return None, None, f"unreachable ({type(exc).__name__}: {exc})"
+        return None, None, redact(f"unreachable ({type(exc).__name__}: {exc})", secrets)
     try:
         data = json.loads(raw)
         ids = [m["id"] for m in data["data"] if isinstance(m, dict) and isinstance(m.get("id"), str)]
@@ -121,9 +127,7 @@ async def check_endpoints(
             continue
         url = cfg.base_url.rstrip("/") + "/models"
         status, ids, problem = asked[(url, api_keys.get(name))].result()
-        checks.append(
-            _judge(name, cfg, split_credentials(url)[0], status, ids, problem)
-        )  # shown without userinfo
+        checks.append(_judge(name, cfg, redact_url(url), status, ids, problem))
     return checks
 
 
