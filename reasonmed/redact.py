@@ -115,7 +115,8 @@ def _network_url(url: str) -> str:
 
 # --------------------------------------------------------------------------- free text
 
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
+# A scheme starts where no scheme character precedes it: a long word is then tried once, not once per letter.
+_URL_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
 _WHOLE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S*")
 _TRAILING = ".,;:!?)]}"
 # ``name: value`` / ``name=value`` / ``"name": "value"`` (JSON, a Python repr, an echoed request); a name

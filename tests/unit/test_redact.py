@@ -214,3 +214,23 @@ def test_sqlite_urls_keep_their_paths() -> None:
             redact_url(url) == url
             and redact(f"database {url} is at revision 0013") == f"database {url} is at revision 0013"
         )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" * 100_000 + " http://u:p@h/x",  # a long word before a URL: once tried per letter, 25 s
+        "a:" * 50_000,
+        '"' * 100_000,
+        "Bearer " + "a" * 100_000,
+        "Authorization: " * 7_000,
+    ],
+    ids=["word-then-url", "colons", "quotes", "bearer", "headers"],
+)
+def test_redaction_takes_linear_time(text: str) -> None:
+    """Server replies are masked whole (up to 4 KiB), config values too: no input may make it crawl."""
+    import time
+
+    started = time.perf_counter()
+    redact(text)
+    assert time.perf_counter() - started < 0.5
