@@ -6,6 +6,8 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from reasonmed.redact import redact
+
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     try:
@@ -22,4 +24,4 @@ def best_effort(what: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        _logger().warning("%s failed (the run goes on): %s: %s", what, type(exc).__name__, exc)
+        _logger().warning("%s failed (the run goes on): %s: %s", what, type(exc).__name__, redact(str(exc)))

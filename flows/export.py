@@ -16,6 +16,7 @@ from reasonmed.export.service import ExportOptions, ExportResult, Format
 from reasonmed.flows import run_names
 from reasonmed.flows.report import publish_report_artifacts
 from reasonmed.flows.run import RunContext
+from reasonmed.redact import redact
 from reasonmed.tasks.export import export_task
 
 
@@ -58,7 +59,7 @@ def export_dataset(
         try:
             publish_report_artifacts(run.engine)
         except Exception as exc:  # the export is already committed; a report failure must not hide that
-            logger.warning("audit report artifacts not attached: %s", exc)
+            logger.warning("audit report artifacts not attached: %s", redact(str(exc)))
     logger.info("dataset version %s written to %s: %s", result.version, result.location, result.counts)
     return {
         "version": result.version,

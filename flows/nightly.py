@@ -41,6 +41,7 @@ from reasonmed.ingest.service import load_id_list
 from reasonmed.nightly import guard, inputs
 from reasonmed.nightly.report import Growth, render_markdown
 from reasonmed.pipeline.dry_run import plan_run
+from reasonmed.redact import redact
 from reasonmed.tasks.ingest import ingest_file_task
 
 GROWTH_ARTIFACT_KEY = "dataset-growth"
@@ -253,7 +254,7 @@ async def _grow(
                 params["export_out"], export_formats, export_layout, run.cfg.simulated
             )
         except Exception as exc:  # reported, and the night fails, once the growth figures are recorded
-            growth.export_error = f"{type(exc).__name__}: {exc}"
+            growth.export_error = redact(f"{type(exc).__name__}: {exc}")
             get_run_logger().error("export failed: %s", growth.export_error)
     return growth
 
@@ -323,7 +324,7 @@ async def _ingest_files(night: NightInput, staging_dir: Path) -> list[dict[str, 
                 limits=night.limits,
             )
         except Exception as exc:  # whatever one file does, the night goes on to build and export
-            why = (
+            why = redact(
                 str(exc)
                 if isinstance(exc, FileFormatError | FileNotFoundError)
                 else f"{type(exc).__name__}: {exc}"

@@ -18,7 +18,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -31,7 +30,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reasonmed import env_refs, safe_yaml
 from reasonmed.answer_guard import GuardMode
+from reasonmed.bounded_file import FileRefused, read_small_text
 from reasonmed.ingest.readers import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_FIELD_CHARS,
@@ -39,13 +40,18 @@ from reasonmed.ingest.readers import (
     Limits,
 )
 from reasonmed.prompts import PromptError, PromptTemplate, check_template, get_template
-from reasonmed.redact import mask_secrets
+from reasonmed.prompts.files import read_prompt_text
+from reasonmed.redact import redact, redact_data, redact_url
 from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
 from reasonmed.structured_output import StructuredDialect
 
 
 class ConfigError(ValueError):
-    """A configuration problem, phrased for the person who has to fix it."""
+    """A configuration problem, phrased for the person who has to fix it; it quotes what the user wrote,
+    so any credential in that is masked here, before the message is printed, logged or stored."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 class _Strict(BaseModel):
@@ -122,7 +128,9 @@ class EndpointConfig(_Strict):
             if not self.base_url:
                 raise ValueError("base_url is required when kind is 'openai'")
             if not re.match(r"^https?://", self.base_url):
-                raise ValueError(f"base_url must start with http:// or https:// (got {self.base_url!r})")
+                raise ValueError(
+                    f"base_url must start with http:// or https:// (got {redact_url(self.base_url)!r})"
+                )
         return self
 
 
@@ -138,16 +146,11 @@ class PromptFile(_Strict):
 
 
 def _read_prompt_file(value: Any, info: ValidationInfo) -> Any:
-    """``prompt: path/to/file.txt`` (relative to the pipeline file) -> its PromptFile."""
+    """``prompt: path/to/file.txt`` (relative to the pipeline file, and inside its folder) -> its PromptFile."""
     if not isinstance(value, str):
         return value
     base = (info.context or {}).get("base_dir") or Path.cwd()
-    p = Path(value) if Path(value).is_absolute() else Path(base) / value
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"cannot read prompt file {p} ({exc.strerror or exc})") from None
-    return {"path": value, "text": text}
+    return {"path": value, "text": read_prompt_text(value, Path(base))}
 
 
 AgentPrompt = Annotated[
@@ -370,19 +373,19 @@ class PipelineConfig(_Strict):
         data = self.model_dump(mode="json")
         if self._unexpanded is not None:
             data = _restore_refs(data, self._unexpanded)
-        return mask_secrets(data)
+        return redact_data(data)
 
 
 # --------------------------------------------------------------------------- loading
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MISSING = object()
+PIPELINE_FILE_MAX_BYTES = 256 << 10  # the shipped files are under 6 KB
 
 
 def _restore_refs(dumped: Any, raw: Any) -> Any:
     """``dumped`` (the validated, expanded config) with every value the file gave as a ``${VAR}`` reference
     put back as that reference: the snapshot records where a value comes from, never the value."""
-    if isinstance(raw, str) and _ENV_REF.search(raw):
+    if env_refs.has_reference(raw):
         return raw
     if isinstance(dumped, dict) and isinstance(raw, dict):
         return {k: _restore_refs(v, raw.get(k, _MISSING)) for k, v in dumped.items()}
@@ -401,21 +404,6 @@ def _lookup(name: str) -> str | None:
         if field in settings.model_fields_set and getattr(settings, field) is not None:
             return str(getattr(settings, field))
     return os.environ.get(name)
-
-
-def _expand_env(text: str, source: str) -> str:
-    def sub(m: re.Match[str]) -> str:
-        name, default = m.group(1), m.group(2)
-        value = _lookup(name)
-        if value is None:
-            if default is None:
-                raise ConfigError(
-                    f"{source}: environment variable {name} is not set (referenced as ${{{name}}})"
-                )
-            return default
-        return value
-
-    return _ENV_REF.sub(sub, text)
 
 
 def _format_location(loc: tuple[Any, ...]) -> str:
@@ -459,36 +447,39 @@ def _pipeline_text(path: Path | str | None) -> tuple[str, str]:
             "default_pipeline.yaml"
         ).read_text(), "default pipeline (simulator)"
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"pipeline config {p}: file not found")
-    return p.read_text(), str(p)
-
-
-def _yaml_mapping(text: str, source: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}".replace("\n", " ")) from None
-    if not isinstance(data, dict):
+        return read_small_text(p, PIPELINE_FILE_MAX_BYTES), str(p)
+    except FileRefused as exc:
+        raise ConfigError(f"pipeline config {p}: {exc}") from None
+
+
+def _pipeline_file(path: Path | str | None) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The pipeline file as written (parsed) and with its ``${VAR}`` references expanded, and its name."""
+    text, source = _pipeline_text(path)
+    try:
+        raw = safe_yaml.load(text)
+    except safe_yaml.YamlRefused as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
-    return data
+    try:
+        return raw, env_refs.expand(raw, _lookup), source
+    except env_refs.UnsetVariable as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def read_pipeline_data(path: Path | str | None = None) -> tuple[dict[str, Any], str]:
     """The pipeline file as a dict with ``${VAR:-default}`` references expanded, and its display name."""
-    text, source = _pipeline_text(path)
-    return _yaml_mapping(_expand_env(text, source), source), source
+    _raw, data, source = _pipeline_file(path)
+    return data, source
 
 
 def load_pipeline_config(path: Path | str | None = None) -> PipelineConfig:
     """Load a pipeline YAML file; ``None`` means the packaged default that targets the simulator."""
-    text, source = _pipeline_text(path)
+    raw, data, source = _pipeline_file(path)
     base_dir = Path(path).resolve().parent if path is not None else None
-    cfg = parse_pipeline_config(_yaml_mapping(_expand_env(text, source), source), source, base_dir=base_dir)
-    try:
-        cfg._unexpanded = yaml.safe_load(text)  # what the snapshot shows for values from the environment
-    except yaml.YAMLError:
-        cfg._unexpanded = None  # the expanded file parsed, so masking still protects the snapshot
+    cfg = parse_pipeline_config(data, source, base_dir=base_dir)
+    cfg._unexpanded = raw  # what the snapshot shows for values from the environment
     return cfg
 
 
@@ -579,7 +570,7 @@ class Settings(BaseSettings):
         if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", self.database_url):
             raise ValueError(
                 "database_url must be a sqlite:/// or postgresql+psycopg:// URL "
-                f"(got {self.database_url.split('@')[-1]!r})"
+                f"(got {redact_url(self.database_url)!r})"
             )
         return self
 

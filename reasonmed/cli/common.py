@@ -23,9 +23,3 @@ def engine_from_settings(database_url: str | None = None) -> tuple[str, Engine]:
     override_database(database_url)
     url = get_settings().database_url
     return url, get_engine(url)
-
-
-def redact_url(url: str) -> str:
-    from reasonmed.redact import mask_url
-
-    return mask_url(url)

@@ -13,7 +13,7 @@ from reasonmed.cli.app import config_app
 from reasonmed.cli.common import console, err_console
 from reasonmed.cli.safe_text import safe_text
 from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config
-from reasonmed.redact import mask_secrets
+from reasonmed.redact import redact_data
 
 ConfigPath = Annotated[
     Path | None,
@@ -114,5 +114,5 @@ def show() -> None:
     """Print the effective REASONMED_* settings (every credential hidden: URL passwords in the userinfo or
     the query string, tokens, and any setting whose name says it holds a secret)."""
     settings = get_settings()
-    for name, value in mask_secrets(settings.model_dump(mode="json")).items():
+    for name, value in redact_data(settings.model_dump(mode="json")).items():
         console.print(safe_text(f"REASONMED_{name.upper()}={value if value is not None else ''}"))

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from reasonmed.config import ConfigError
 from reasonmed.db.migrate import SchemaNotCurrent
 from reasonmed.extras import MissingExtra
+from reasonmed.redact import redact, redact_url
 
 MISTAKE_EXIT = 2  # the command did not start: nothing was changed
 
@@ -38,7 +39,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _current_database() -> str:
-    from reasonmed.cli.common import redact_url
     from reasonmed.config import get_settings
 
     try:
@@ -51,7 +51,13 @@ _MISSING_TABLE = ("no such table", "does not exist", "undefinedtable")
 
 
 def explain(exc: BaseException) -> Explained | None:
-    """The one-line account of a recognised mistake, or ``None`` (then the traceback stands)."""
+    """The one-line account of a recognised mistake (credentials masked: it quotes URLs, files and
+    servers), or ``None`` (then the traceback stands)."""
+    explained = _explain(exc)
+    return None if explained is None else Explained(redact(explained.line), explained.exit_code)
+
+
+def _explain(exc: BaseException) -> Explained | None:
     if isinstance(exc, Mistake):
         return Explained(f"error: {exc}", exc.exit_code)
     if isinstance(exc, ConfigError):

@@ -20,6 +20,7 @@ from reasonmed.db import migrate
 from reasonmed.export.assemble import BenchmarkLeakError
 from reasonmed.export.service import ExportOptions, SimulatedOnly, export_dataset
 from reasonmed.export.targets import ExportTargetError
+from reasonmed.redact import redact
 
 
 def _formats(value: str) -> list[str]:
@@ -86,7 +87,7 @@ def export(
         )
         result = export_dataset(engine, options)
     except (ValidationError, ExportTargetError, BenchmarkLeakError, SimulatedOnly) as exc:
-        err_console.print(Text.assemble(("export failed:", "red"), " ", safe_text(exc)))
+        err_console.print(Text.assemble(("export failed:", "red"), " ", safe_text(redact(str(exc)))))
         raise typer.Exit(1) from None
     m = result.manifest
     table = Table(title=f"dataset version {result.version}", title_justify="left")

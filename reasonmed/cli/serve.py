@@ -24,6 +24,7 @@ from reasonmed.cli.app import OPERATE, app
 from reasonmed.cli.common import err_console
 from reasonmed.cli.errors import Mistake
 from reasonmed.cli.safe_text import safe_text
+from reasonmed.redact import redact
 
 if TYPE_CHECKING:
     from prefect.settings import Setting
@@ -97,5 +98,5 @@ def serve(
         with temporary_settings(updates=pool_settings(prefect_file)):
             serve_all(prefect_file, names=only, limit=limit)
     except ValueError as exc:
-        err_console.print(Text.assemble(("error:", "red"), " ", safe_text(exc)))
+        err_console.print(Text.assemble(("error:", "red"), " ", safe_text(redact(str(exc)))))
         raise typer.Exit(1) from None

@@ -8,16 +8,17 @@ from sqlalchemy.engine import make_url
 from reasonmed.cli.app import MAIN_COMMAND
 from reasonmed.cli.errors import Mistake
 from reasonmed.db import inspect_repo, migrate
+from reasonmed.redact import redact_url
 
 
 def database_label(url: str) -> str:
-    """The database as a user finds it: an absolute path for SQLite, the URL (password hidden) otherwise."""
+    """The database as a user finds it: an absolute path for SQLite, the URL (credentials hidden) otherwise."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
         from pathlib import Path
 
         return str(Path(u.database).resolve())
-    return u.render_as_string(hide_password=True)
+    return redact_url(url)
 
 
 def ensure_schema(engine: Engine, url: str) -> str | None:

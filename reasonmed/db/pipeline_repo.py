@@ -50,7 +50,7 @@ from reasonmed.db.models import (
 )
 from reasonmed.db.upsert import insert_ignore, insert_new, upsert
 from reasonmed.prompts import PromptTemplate
-from reasonmed.redact import mask_secrets, mask_text
+from reasonmed.redact import redact, redact_data
 from reasonmed.simulated import SUPERSEDED_REASON
 
 FINISHED = ("accepted", "rejected")
@@ -78,8 +78,8 @@ def create_run(
             kind=kind,
             status="running",
             config_hash=config_hash,
-            config_snapshot=mask_secrets(config_snapshot),
-            parameters=mask_secrets(parameters),
+            config_snapshot=redact_data(config_snapshot),
+            parameters=redact_data(parameters),
             stats={},
             prefect_flow_run_id=prefect_flow_run_id,
             host=socket.gethostname(),
@@ -110,8 +110,8 @@ def finish_run(
             .where(PipelineRun.id == run_id)
             .values(
                 status=status,
-                stats=mask_secrets(stats),
-                error=mask_text(error) if error else error,
+                stats=redact_data(stats),
+                error=redact(error) if error else error,
                 finished_at=now(),
                 heartbeat_at=now(),
             )

@@ -41,7 +41,7 @@ from reasonmed.ingest.loaders import (
     synthetic_id,
 )
 from reasonmed.models import Question
-from reasonmed.redact import mask_text
+from reasonmed.redact import redact
 
 Progress = Callable[[int, int | None], None]  # (records read so far, estimated total or None)
 _LINE_FORMATS = ("medqa", "medmcqa", "mmlu", "jsonl", "csv")
@@ -476,7 +476,7 @@ def ingest_file(
 
 def _finish(engine: Engine, file_id: int, error: str | None) -> None:
     with engine.begin() as conn:
-        db.finish_ingest_file(conn, file_id, error=_printable(mask_text(error) if error else None, 1000))
+        db.finish_ingest_file(conn, file_id, error=_printable(redact(error) if error else None, 1000))
 
 
 def _read_into(

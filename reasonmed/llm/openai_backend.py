@@ -50,9 +50,9 @@ from reasonmed.llm.types import (
     LLMError,
     Message,
 )
-from reasonmed.llm.urls import split_credentials
+from reasonmed.llm.urls import secrets_of, split_credentials
 from reasonmed.llm.usage import UsageTracker
-from reasonmed.redact import mask_url
+from reasonmed.redact import redact, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -133,14 +133,12 @@ class OpenAICompatibleBackend:
         self._headers = {"Accept": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        # Kept only to scrub it from any server-supplied text we put in an error message.
-        self._secret = api_key or None
+        # Kept only to mask them in any server-supplied text we put in an error message.
+        self._secrets = secrets_of(self._basic, api_key)
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
-        return (
-            f"OpenAICompatibleBackend(name={self.name!r}, model={self.model!r}, url={mask_url(self._url)!r})"
-        )
+        return f"OpenAICompatibleBackend(name={self.name!r}, model={self.model!r}, url={redact_url(self._url)!r})"
 
     def _client(self) -> aiohttp.ClientSession:
         """The endpoint's one session, made on first use inside the running loop (aiohttp requires it)."""
@@ -321,7 +319,8 @@ class OpenAICompatibleBackend:
                 None,
             )
         retry_after = parse_retry_after(headers.get("Retry-After")) if code in _RETRY_AFTER_STATUSES else None
-        snippet = " ".join(raw[:300].decode("utf-8", "replace").split())
+        # Masked before it is cut, so a cut cannot split a credential out of the pattern that finds it.
+        snippet = " ".join(self._scrub(raw[:4096].decode("utf-8", "replace")).split())[:300]
         if code == 429:
             return "rate_limited", f"HTTP 429 {snippet}".strip(), retry_after
         if code >= 500:
@@ -344,7 +343,7 @@ class OpenAICompatibleBackend:
         return delay
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        return redact(text, self._secrets)
 
     # ------------------------------------------------------------------ parsing
 

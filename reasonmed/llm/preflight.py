@@ -25,7 +25,8 @@ import aiohttp
 
 from reasonmed.config import EndpointConfig
 from reasonmed.llm.context import ContextLength, declared_context
-from reasonmed.llm.urls import split_credentials
+from reasonmed.llm.urls import secrets_of, split_credentials
+from reasonmed.redact import redact, redact_url
 from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
 
 ANY_MODEL = "*"
@@ -35,14 +36,16 @@ _MAX_BODY = 1 << 20
 @dataclass(frozen=True, slots=True)
 class EndpointCheck:
     endpoint: str
-    target: str  # the URL asked, or "in-process"
+    target: str  # the URL asked (credentials masked), or "in-process"
     ok: bool
     detail: str  # what was found: the problem when not ok, else a short note
     context: ContextLength = ContextLength()
 
     def line(self) -> str:
+        """Printed by ``config check --ping`` and ``run``, and the message of EndpointUnavailable (so a
+        flow run's state and events): masked again, whatever the fields were made from."""
         state = f"ok: {self.detail}; {self.context.describe()}" if self.ok else f"FAILED: {self.detail}"
-        return f"endpoint {self.endpoint} ({self.target}): {state}"
+        return redact(f"endpoint {self.endpoint} ({self.target}): {state}")
 
 
 class EndpointUnavailable(RuntimeError):
@@ -70,6 +73,7 @@ async def _get_json(
     """(HTTP status, parsed JSON body or None, problem text) of one GET."""
     headers = {"Accept": "application/json"} | ({"Authorization": f"Bearer {api_key}"} if api_key else {})
     url, basic = split_credentials(url)
+    secrets = secrets_of(basic, api_key)
     try:
         async with session.get(
             url, headers=headers, allow_redirects=False, auth=None if api_key else basic
@@ -80,7 +84,7 @@ async def _get_json(
     except TimeoutError:
         return None, None, "no answer in time"
     except (aiohttp.ClientError, OSError) as exc:
-        return None, None, f"unreachable ({type(exc).__name__}: {exc})"
+        return None, None, redact(f"unreachable ({type(exc).__name__}: {exc})", secrets)
     try:
         return 200, json.loads(raw), ""
     except ValueError:
@@ -192,7 +196,7 @@ async def check_endpoints(
             continue
         base = cfg.base_url.rstrip("/")
         served = asked[(base, api_keys.get(name))].result()
-        checks.append(_judge(name, cfg, split_credentials(base + "/models")[0], served))  # no userinfo shown
+        checks.append(_judge(name, cfg, redact_url(base + "/models"), served))
     return checks
 
 

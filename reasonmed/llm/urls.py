@@ -13,3 +13,12 @@ def split_credentials(url: str) -> tuple[str, aiohttp.BasicAuth | None]:
     if parsed.user is None:
         return url, None
     return str(parsed.with_user(None)), aiohttp.BasicAuth(parsed.user, parsed.password or "")
+
+
+def secrets_of(basic: aiohttp.BasicAuth | None, api_key: str | None) -> tuple[str, ...]:
+    """What no message may hold, whatever a server echoes: the API key, the URL's password and the Basic
+    credential made of it (``reasonmed.redact.redact(text, known=...)``)."""
+    found = [api_key or ""]
+    if basic is not None:
+        found += [basic.password, basic.encode().partition(" ")[2]]
+    return tuple(s for s in found if s)

@@ -29,6 +29,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from reasonmed.incomplete import Incomplete
 from reasonmed.llm.types import ENDPOINT_KINDS, RETRYABLE_KINDS
+from reasonmed.redact import redact
 
 STAGES = ("generate", "verify", "resolve", "summarize")
 FailureClass = Literal["transient", "permanent", "endpoint"]
@@ -70,7 +71,7 @@ class StageFailure:
 
 
 def classify(stage: str, exc: BaseException) -> StageFailure:
-    message = f"{type(exc).__name__}: {exc}"[:2000]
+    message = redact(f"{type(exc).__name__}: {exc}")[:2000]
     if isinstance(exc, StageIncomplete):
         kinds = set(exc.error_kinds)
         if kinds & ENDPOINT_KINDS:

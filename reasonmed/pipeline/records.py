@@ -10,6 +10,7 @@ from typing import Any
 from reasonmed.agents.base import CallOutcome, QuestionView
 from reasonmed.db.pipeline_repo import AcceptedRef, CallRecord, PathRecord, now
 from reasonmed.parsing import clean_reasoning, extract_answer
+from reasonmed.redact import redact
 
 Request = Callable[
     [], Awaitable[CallOutcome]
@@ -93,7 +94,7 @@ def call_record(q: QuestionView, call_key: str, out: CallOutcome, origin: RunOri
         finish_reason=finish,
         status="ok" if out.error is None else "error",
         error_kind=out.error.kind if out.error else None,
-        error=str(out.error)[:2000] if out.error else None,
+        error=redact(str(out.error))[:2000] if out.error else None,
         attempts=max(out.attempts, 1),
         prefect_flow_run_id=origin.prefect_flow_run_id,
         prefect_task_run_id=origin.prefect_task_run_id,

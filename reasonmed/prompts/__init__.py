@@ -22,6 +22,9 @@ from pathlib import Path
 from string import Template
 from typing import Literal
 
+from reasonmed.bounded_file import FileRefused, read_small_text
+from reasonmed.prompts.files import PROMPT_FILE_MAX_BYTES
+
 ROLES = ("generate", "verify", "rank", "refine", "regenerate", "summarize", "evaluate", "judge")
 PROMPT_SPLIT = "\n---user---\n"  # between the system and the user message in a template file
 PROFILES = ("reasonmed", "paper")
@@ -161,9 +164,9 @@ def load_prompt_file(role: str, path: Path | str) -> PromptTemplate:
         raise PromptError(f"{path}: no prompt can be set for role {role!r}")
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PromptError(f"{p}: cannot read the prompt file ({exc.strerror or exc})") from None
+        text = read_small_text(p, PROMPT_FILE_MAX_BYTES)
+    except FileRefused as exc:
+        raise PromptError(f"{p}: cannot read the prompt file ({exc})") from None
     t = PromptTemplate(name=role, text=text, origin=str(p))
     check_template(t)
     return t

@@ -1,6 +1,6 @@
 """The LLM client against a hostile server over real HTTP (an aiohttp server in the test's loop): it
-never follows a redirect with the prompt, never reads a body past its cap, and cuts server strings to
-the columns that store them."""
+never follows a redirect with the prompt, never reads a body past its cap, cuts server strings to the
+columns that store them, and repeats no credential a server echoes back in an error."""
 
 from __future__ import annotations
 
@@ -71,6 +71,9 @@ class Hostile:
                     choices=[{"index": 0, "message": {"content": "Answer: A"}, "finish_reason": "f" * 5000}],
                 )
             )
+        if name == "echo":  # a 500 that repeats the request's headers, as a debugging proxy might
+            lines = "\n".join(f"{k}: {v}" for k, v in request.headers.items())
+            return web.Response(status=500, text=f"{json.dumps({'headers': dict(request.headers)})}\n{lines}")
         if name == "collector":
             return web.json_response(completion())
         return web.json_response(completion())
@@ -83,9 +86,11 @@ async def hostile() -> AsyncIterator[tuple[Hostile, Callable[..., OpenAICompatib
     await server.start_server()
     made: list[OpenAICompatibleBackend] = []
 
-    def backend(name: str, **cfg: Any) -> OpenAICompatibleBackend:
+    def backend(
+        name: str, userinfo: str = "", key: str | None = "sk-canary-key", **cfg: Any
+    ) -> OpenAICompatibleBackend:
         options = {
-            "base_url": f"http://127.0.0.1:{server.port}/{name}/v1",
+            "base_url": f"http://{userinfo}127.0.0.1:{server.port}/{name}/v1",
             "model": "m",
             "max_retries": 2,
             "backoff_base_s": 0.001,
@@ -93,7 +98,7 @@ async def hostile() -> AsyncIterator[tuple[Hostile, Callable[..., OpenAICompatib
             "timeout_s": 5.0,
             **cfg,
         }
-        b = OpenAICompatibleBackend(name, EndpointConfig(**options), "sk-canary-key")
+        b = OpenAICompatibleBackend(name, EndpointConfig(**options), key)
         made.append(b)
         return b
 
@@ -152,3 +157,30 @@ async def test_server_strings_are_cut_to_their_columns(hostile: tuple[Hostile, A
         assert cols.finish_reason.type.length == FINISH_REASON_CHARS
         assert cols.request_id.type.length == REQUEST_ID_CHARS
     assert LLMCall.__table__.c.model.type.length == MODEL_CHARS
+
+
+@pytest.mark.parametrize("credentials", ["basic", "bearer"])
+async def test_an_echoed_authorization_header_is_not_repeated(
+    credentials: str, hostile: tuple[Hostile, Any]
+) -> None:
+    """The error message (stored in llm_calls.error and question_failures) holds neither the password, nor
+    the Basic credential made of it, nor the API key, in any form the server echoes them."""
+    import base64
+
+    from reasonmed.pipeline.failures import classify
+
+    _h, backend = hostile
+    password = "canaryECHOpw3d1"
+    if credentials == "basic":
+        b = backend("echo", userinfo=f"echo:{password}@", key=None, max_retries=1)
+        secrets = [password, base64.b64encode(f"echo:{password}".encode()).decode()]
+    else:
+        b = backend("echo", key=password, max_retries=1)
+        secrets = [password]
+    with pytest.raises(LLMError) as info:
+        await b.complete(PROMPT, temperature=0.0, max_tokens=8)
+    err = info.value
+    assert err.kind == "server_error" and "HTTP 500" in str(err)
+    assert '"Authorization": "***"' in str(err)
+    stored = str(err) + classify("generate", err).message + repr(b) + repr(err)
+    assert [s for s in secrets if s in stored] == []

@@ -1,0 +1,56 @@
+"""YAML from a user-supplied file, loaded so that a small file cannot cost much.
+
+No anchors or aliases: the node graph stays small, but a 1 KB alias bomb (each level a list of aliases
+of the level below) becomes billions of objects once built and validated. Nesting at most ``MAX_DEPTH``
+levels: PyYAML's composer recurses once per level, so 200,000 ``[`` ended in a RecursionError. Only what
+``SafeLoader`` builds (no Python objects). Every refusal is one line naming the line of the file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+MAX_DEPTH = 64
+
+
+class YamlRefused(ValueError):
+    """The text is not YAML this loader accepts; the message is one line."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors and aliases and counts how deep it composes."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()
+        line = event.start_mark.line + 1 if event.start_mark else 0
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise YamlRefused(
+                f"line {line}: YAML anchors and aliases (&name, *name, <<: *name) are not accepted; "
+                "write each value out"
+            )
+        if self._depth >= MAX_DEPTH:
+            raise YamlRefused(f"line {line}: nested more than {MAX_DEPTH} levels deep")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def load(text: str) -> Any:
+    """The one document in ``text``, as SafeLoader builds it, or YamlRefused."""
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise YamlRefused(f"not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:  # a backstop: MAX_DEPTH stops the composer long before
+        raise YamlRefused(f"nested more than {MAX_DEPTH} levels deep") from None
+    finally:
+        loader.dispose()
