@@ -44,6 +44,7 @@ BUDGETS = {
     "summarizer": {"max_tokens": 80},
 }
 VERDICT_PREFIX = {0: ("done", "nothing left"), 1: ("INCOMPLETE",), 5: ("DEGRADED",)}
+EXPECTED_EXIT = 0
 
 
 def _env(url: str, tmp_path: Path) -> dict[str, str]:
@@ -104,7 +105,10 @@ def test_real_model_run_export_and_eval(llamacpp: LlamaCppServer, pg_url: str, t
     took = time.monotonic() - started
     answered = _chat_requests(llamacpp) - before
     lines = [ln for ln in run.stdout.splitlines() if ln.strip()]
-    assert run.returncode in VERDICT_PREFIX, run.stdout[-3000:] + run.stderr[-3000:]
+    # Fixed input, fixed seeds, one request at a time: the same run every time on this build. With the
+    # project's reader most of SmolLM2's answers are read, so the run finishes its questions (measured:
+    # exit 0, 69 requests); a parser or pipeline change that breaks that shows here.
+    assert run.returncode == EXPECTED_EXIT, run.stdout[-3000:] + run.stderr[-3000:]
     assert lines[-1].startswith(VERDICT_PREFIX[run.returncode]), lines[-1]  # the last line tells the truth
     assert "Traceback" not in run.stdout + run.stderr
     print(
@@ -190,6 +194,7 @@ def test_real_model_run_export_and_eval(llamacpp: LlamaCppServer, pg_url: str, t
     manifest = json.loads((version / "manifest.json").read_text())
     assert manifest["simulated"] is False
     rows = [json.loads(line) for line in (version / "ReasonMed" / "ReasonMed.jsonl").read_text().splitlines()]
+    assert rows, "the real model's run accepted nothing to export"
     with engine.connect() as c:
         for row in rows:
             path_call, summary_call = c.execute(
