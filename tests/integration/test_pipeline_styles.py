@@ -247,14 +247,14 @@ def _compare(plain: Outcome, runs: list[Run], questions: Path, tmp: Path) -> Non
     """Fails listing every run's tiers, and the first questions of each run that differs."""
     outcomes = _run_all(runs, questions, tmp)
     failing = [label for label, o in outcomes.items() if not o.same_as(plain)]
+    table = [HEADER, plain.row("reasonmed/plain"), *(o.row(label, plain) for label, o in outcomes.items())]
+    print("\n".join(table))  # the tier counts per style (pytest -s shows them)
     if not failing:
         return
     lines = [
         f"{len(failing)} of {len(runs)} runs differ from the plain run: {', '.join(failing)}. Misread: paths whose "
         "stored answer (reasonmed.parsing.extract_answer) is not the option the path concludes with.",
-        HEADER,
-        plain.row("reasonmed/plain"),
-        *(o.row(label, plain) for label, o in outcomes.items()),
+        *table,
         "First differences (content hash: plain run -> this run):",
     ]
     for label in failing:
