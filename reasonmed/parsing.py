@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 __all__ = [
@@ -536,9 +537,10 @@ def _opening_word(text: str, options: Mapping[str, str]) -> str | None:
     by punctuation ("YES, the results ..."), when the rest of its first sentence names no other option
     ("Yes. No", "No, the answer is not yes" commit to none)."""
     word = re.match(r"\s*(\w+)\s*[,.!:;\n]", text)
-    if word is None or not all(len(_norm_text(t).split()) == 1 for t in options.values()):
+    if word is None or (label := _whole_option(word.group(1), options)) is None:
         return None
-    label = _whole_option(word.group(1), options)
+    if not all(len(_norm_text(t).split()) == 1 for t in options.values()):
+        return None
     sentence = re.split(r"[.!?](?:\s|$)|\n", text[word.end() :], maxsplit=1)[0]
     others = {_whole_option(w, options) for w in _norm_text(sentence).split()} - {None, label}
     return label if label is not None and not others else None
@@ -567,12 +569,17 @@ _NUMBERED_REPLY = re.compile(r"\(?([A-Za-z]|\d{1,2})[.):]\s+([^\n]+)")
 
 def _whole_option(reply: str, options: Mapping[str, str]) -> str | None:
     key = _norm_text(reply)
-    if not key:
-        return None
-    for label, option_text in options.items():
-        if key in {_norm_text(label), _norm_text(option_text)}:
-            return label
-    return None
+    return _option_keys(tuple(options.items())).get(key) if key else None
+
+
+@lru_cache(maxsize=256)  # one question's paths are read one after another with the same options
+def _option_keys(options: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """Normalised label and option text -> label; the first option wins a clash, as the options are listed."""
+    keys: dict[str, str] = {}
+    for label, option_text in options:
+        keys.setdefault(_norm_text(label), label)
+        keys.setdefault(_norm_text(option_text), label)
+    return keys
 
 
 # --------------------------------------------------------------------------------------------------
