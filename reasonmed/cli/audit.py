@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from enum import StrEnum
@@ -17,6 +16,7 @@ from reasonmed.cli.choices import AuditView
 from reasonmed.cli.common import console, engine_from_settings
 from reasonmed.cli.errors import Mistake
 from reasonmed.cli.safe_text import safe_text
+from reasonmed.csv_cells import write_csv
 from reasonmed.db import audit_repo, migrate
 
 # The views `reasonmed audit` shows by default, with the columns worth a terminal's width.
@@ -117,11 +117,10 @@ class AuditFormat(StrEnum):
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:
+    """One view as CSV; its cells are data to a spreadsheet (``reasonmed.csv_cells``)."""
     buf = io.StringIO()
     if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        write_csv(buf, list(rows[0]), rows)
     return buf.getvalue()
 
 
