@@ -8,7 +8,8 @@ an honest file of that many MB (distinct exam-style questions with contexts and 
 defaults). Each file is ingested into a fresh SQLite database by a child process (``--code DIR``: the
 ``reasonmed`` package to import, e.g. an older commit unpacked with ``git archive``), which reports its own
 peak RSS (``VmHWM`` of /proc/self/status, Linux: ``ru_maxrss`` would count the parent's pages copied by
-fork before exec). Prints one line per file: rows read, stored, rejected, the largest stored metadata, the
+fork before exec), and its baseline (the same after its imports, before the ingest; the database is
+migrated by another process first). Prints one line per file: rows read, stored, rejected, the largest stored metadata, the
 database size, the wall time and the peak RSS.
 """
 
@@ -101,26 +102,33 @@ def write_honest(path: Path, megabytes: int, seed: int = 7) -> int:
     return n
 
 
+_MIGRATE = "import sys; from reasonmed.db import migrate; migrate.upgrade(sys.argv[1])"
 _CHILD = """
 import json, sys, time
 from pathlib import Path
 from sqlalchemy import create_engine, text
-from reasonmed.db import migrate
 from reasonmed.ingest.service import ingest_file
+
+def hwm():
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+
 path, db = Path(sys.argv[1]), Path(sys.argv[2])
 url = f"sqlite:///{db}"
-migrate.upgrade(url)
 engine = create_engine(url)
+with engine.connect():
+    pass
+import pyarrow.parquet  # what any reader imports: part of the baseline
+baseline = hwm()
 t = time.perf_counter()
 s = ingest_file(engine, path, "parquet")
 seconds = time.perf_counter() - t
 with engine.connect() as c:
     meta = c.execute(text("SELECT max(length(metadata)) FROM questions")).scalar()
     reasons = [r[0][:90] for r in c.execute(text("SELECT reason FROM ingest_errors LIMIT 3"))]
-status = Path("/proc/self/status").read_text()
-hwm = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
 print(json.dumps({"read": s.read, "stored": s.inserted, "rejected": s.rejected, "meta": meta,
-                  "reasons": reasons, "seconds": round(seconds, 1), "peak_rss_mb": round(hwm / 1024, 1)}))
+                  "reasons": reasons, "seconds": round(seconds, 1), "peak_rss_mb": round(hwm() / 1024, 1),
+                  "baseline_mb": round(baseline / 1024, 1)}))
 """
 
 
@@ -129,6 +137,7 @@ def measure(path: Path, code: Path, workdir: Path) -> dict[str, object]:
     db = workdir / f"{path.stem}.db"
     db.unlink(missing_ok=True)
     env = {**os.environ, "PYTHONPATH": str(code), "PREFECT_HOME": str(workdir / "prefect")}
+    subprocess.run([sys.executable, "-c", _MIGRATE, f"sqlite:///{db}"], env=env, cwd=workdir, check=True)
     t = time.perf_counter()
     with subprocess.Popen(
         [sys.executable, "-c", _CHILD, str(path), str(db)],

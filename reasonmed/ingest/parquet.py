@@ -4,11 +4,13 @@ A few KB of Parquet can decode to gigabytes: a 100 KB value stored once in a col
 referenced by every row, or a 30 MB text compressed to a kilobyte. So the reader
 
 - reads only the columns it is given (the loader's mapped columns and a few others for metadata),
-- refuses a row group holding a page that decompresses to more than ``Limits.max_page_bytes``, from the
-  page headers, before Arrow touches it (its rows become one error record),
-- reads text and binary columns as Arrow dictionaries, so a value shared by many rows is decoded once,
-- reads ``BATCH_ROWS`` rows at a time and measures every row in Arrow (``decoded_sizes``) before any of it
-  becomes Python objects: a row over ``Limits.max_record_bytes`` is an error record, never converted,
+- reads each row group's page headers first (``parquet_pages``): no value decodes to more than the page
+  holding it (a dictionary value, to more than its dictionary page), so the largest page of each column
+  read, summed, bounds one row once decoded. A row group whose sum exceeds ``Limits.max_page_bytes`` is
+  never handed to Arrow (its rows become one error record); the others are decoded a batch of rows at a
+  time, as many rows (``BATCH_ROWS`` at most) as keep that bound times the rows under ``BATCH_BYTES``,
+- measures every row of a batch in Arrow (``decoded_sizes``) before any of it becomes Python objects: a
+  row over ``Limits.max_record_bytes`` is an error record, never converted,
 - converts the other rows in slices of at most ``SLICE_BYTES``.
 """
 
@@ -23,20 +25,19 @@ import numpy as np
 from reasonmed.ingest.parquet_pages import PageHeaderError, largest_page
 from reasonmed.ingest.readers import FileFormatError, Limits, RawRecord, clip, too_big
 
-BATCH_ROWS = 64  # rows decoded by Arrow at a time
+BATCH_ROWS = 64  # rows decoded by Arrow at a time, at most (fewer when the pages are large)
+BATCH_BYTES = 128 << 20  # bound on one batch decoded: rows x (largest page per column read, summed)
 SLICE_BYTES = 4 << 20  # rows converted to Python objects at a time, by their decoded size
 ITEM_BYTES = 8  # what one list or map item counts for besides its value (a list of nulls is not free)
 _READ_BUFFER = 1 << 20  # pages are read through a buffer of this size, never a whole column chunk at once
 
 
-def open_parquet(path: Path, read_dictionary: Sequence[str] | None = None) -> Any:
+def open_parquet(path: Path) -> Any:
     """A ``pyarrow.parquet.ParquetFile``; FileFormatError for a file that is not Parquet."""
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(
-            path, read_dictionary=read_dictionary, buffer_size=_READ_BUFFER, pre_buffer=False
-        )
+        return pq.ParquetFile(path, buffer_size=_READ_BUFFER, pre_buffer=False)
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise FileFormatError(f"not a Parquet file ({exc})") from None
 
@@ -109,46 +110,37 @@ def _first_page(chunk: Any) -> int:
     return int(chunk.data_page_offset)
 
 
-def _oversized_page(path: Path, pf: Any, group: int, columns: Sequence[str], limits: Limits) -> str | None:
-    """Why row group ``group`` cannot be decoded in bounded memory, or None when it can."""
+def _page_sizes(path: Path, pf: Any, group: int, columns: Sequence[str]) -> dict[str, int]:
+    """Per column read: the largest page of its chunk in row group ``group``, decompressed (a nested
+    column: of its largest leaf). PageHeaderError for headers that cannot be read."""
     meta = pf.metadata.row_group(group)
     wanted = set(columns)
+    sizes: dict[str, int] = {}
     with path.open("rb") as f:
         for j in range(meta.num_columns):
             chunk = meta.column(j)
             name = chunk.path_in_schema.split(".")[0]
-            if name not in wanted:
-                continue
-            try:
+            if name in wanted:
                 size = largest_page(f, _first_page(chunk), chunk.total_compressed_size)
-            except PageHeaderError as exc:
-                return f"column {name!r} cannot be read ({exc})"
-            if size > limits.max_page_bytes:
-                return (
-                    f"column {name!r} has a page of {size:,} bytes decompressed, over the page limit "
-                    f"({limits.max_page_bytes:,}; raise REASONMED_INGEST_MAX_PARQUET_PAGE_BYTES if it is genuine)"
-                )
-    return None
+                sizes[name] = max(sizes.get(name, 0), size)
+    return sizes
 
 
-def _dictionary_paths(pf: Any, columns: Sequence[str]) -> list[str]:
-    """The text and binary leaves of ``columns`` that the file stores with a dictionary in some row group,
-    to be read as Arrow dictionaries (a column stored plain gains nothing from it)."""
-    wanted = set(columns)
-    meta = pf.metadata
-    paths: set[str] = set()
-    for group in range(meta.num_row_groups):
-        row_group = meta.row_group(group)
-        for j in range(row_group.num_columns):
-            chunk = row_group.column(j)
-            path = chunk.path_in_schema
-            if (
-                chunk.physical_type == "BYTE_ARRAY"
-                and chunk.has_dictionary_page
-                and path.split(".")[0] in wanted
-            ):
-                paths.add(path)
-    return sorted(paths)
+def _batch_rows(path: Path, pf: Any, group: int, columns: Sequence[str], limits: Limits) -> int | str:
+    """How many rows of row group ``group`` to decode at a time, or why it cannot be decoded at all."""
+    try:
+        sizes = _page_sizes(path, pf, group, columns)
+    except PageHeaderError as exc:
+        return f"its page headers cannot be read ({exc})"
+    total = sum(sizes.values())
+    if total > limits.max_page_bytes:
+        name = max(sizes, key=sizes.__getitem__)
+        return (
+            f"its pages decompress to {total:,} bytes (the largest page of each column read, summed; "
+            f"column {name!r}: {sizes[name]:,}), over the page limit ({limits.max_page_bytes:,}; "
+            "raise REASONMED_INGEST_MAX_PARQUET_PAGE_BYTES if it is genuine)"
+        )
+    return max(1, min(BATCH_ROWS, BATCH_BYTES // max(1, total)))
 
 
 def _rows(batch: Any, sizes: np.ndarray, first: int, limits: Limits) -> Iterator[RawRecord]:
@@ -178,32 +170,32 @@ def _rows(batch: Any, sizes: np.ndarray, first: int, limits: Limits) -> Iterator
 def iter_parquet_rows(
     path: Path, columns: Sequence[str], limits: Limits | None = None
 ) -> Iterator[RawRecord]:
-    """The rows of ``columns`` (each a dict), one row group and ``BATCH_ROWS`` rows at a time; refs count
-    rows from 1. A row group with an over-large page is one error record (``rows A-B``), and reading goes
-    on with the next; a file that cannot be read past some row ends with one error record."""
+    """The rows of ``columns`` (each a dict), one row group and a few rows at a time; refs count rows from
+    1. A row group that cannot be decoded in bounded memory is one error record (``rows A-B``), and reading
+    goes on with the next; a file that cannot be read past some row ends with one error record."""
     limits = limits or Limits()
     pf = open_parquet(path)
     present = set(pf.schema_arrow.names)
     wanted = [c for c in columns if c in present]
-    pf = open_parquet(path, _dictionary_paths(pf, wanted))
     first = 1
     for group in range(pf.metadata.num_row_groups):
         rows_in_group = pf.metadata.row_group(group).num_rows
-        problem = _oversized_page(path, pf, group, wanted, limits)
-        if problem:
+        batch_rows = _batch_rows(path, pf, group, wanted, limits)
+        if isinstance(batch_rows, str):
             ref = f"rows {first}-{first + rows_in_group - 1}"
-            yield RawRecord(ref, None, f"row group {group + 1} not read: {problem}", None)
+            yield RawRecord(ref, None, f"row group {group + 1} not read: {batch_rows}", None)
             first += rows_in_group
             continue
-        batches = pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=wanted)
+        batches = pf.iter_batches(batch_size=batch_rows, row_groups=[group], columns=wanted)
         while True:
             try:
                 batch = next(batches, None)
                 if batch is None:
                     break
                 sizes = np.zeros(batch.num_rows, np.int64)
-                for column in batch.columns:
-                    sizes += decoded_sizes(column)
+                if 2 * batch.nbytes > limits.max_record_bytes:  # else no row of it can be over the limit
+                    for column in batch.columns:
+                        sizes += decoded_sizes(column)
             except Exception as exc:  # a corrupt row group: nothing after it can be read
                 problem = (
                     f"the file cannot be read past row {first - 1} ({type(exc).__name__}: {clip(str(exc))})"

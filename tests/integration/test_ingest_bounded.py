@@ -132,9 +132,10 @@ def test_a_30mb_cell_is_an_error_row_and_the_rows_around_it_are_stored(tmp_path:
     assert r["cost"] < 200 * MiB, f"the file cost {r['cost'] / MiB:.0f} MiB of peak memory"  # here: ~70
 
 
-def test_one_value_shared_by_every_row_is_measured_per_row_without_being_decoded(tmp_path: Path) -> None:
+def test_one_value_shared_by_every_row_is_measured_per_row(tmp_path: Path) -> None:
     """A 2 MB value held once in a column's dictionary and referenced by 200 rows: each row is over the
-    record limit (it would be 2 MB as a Python object), and none of them is decoded."""
+    record limit (it would be 2 MB as a Python object), an error row, never converted; the rows around
+    them are read."""
     big = "d" * (2 * MiB)
     rows = [_row(0)] + [_row(i, question=big) for i in range(1, 201)] + [_row(201)]
     path = _write(tmp_path / "shared.parquet", rows, compression="zstd")
@@ -144,8 +145,8 @@ def test_one_value_shared_by_every_row_is_measured_per_row_without_being_decoded
 
 
 def test_a_row_group_with_a_page_over_the_page_limit_is_one_error_row(tmp_path: Path, engine: Engine) -> None:
-    """A page that decompresses past the page limit is never handed to Arrow: its row group's rows are one
-    error row (``rows A-B``) and the other row groups are read."""
+    """A row group whose pages decompress past the page limit is never handed to Arrow: its rows are one
+    error row (``rows A-B``) naming the column, and the other row groups are read."""
     rows = [_row(i) for i in range(6)]
     rows[3]["question"] = "p" * (3 * MiB)
     path = _write(tmp_path / "page.parquet", rows, compression="zstd", use_dictionary=False, row_group_size=2)
@@ -158,8 +159,8 @@ def test_a_row_group_with_a_page_over_the_page_limit_is_one_error_row(tmp_path: 
     assert ids == {"q0", "q1", "q4", "q5"}
     [(ref, reason)] = errors
     assert ref == "rows 3-4"
-    assert reason.startswith("row group 2 not read: column 'question' has a page of 3,14")
-    assert "over the page limit (1,048,576" in reason
+    assert reason.startswith("row group 2 not read: its pages decompress to 3,14")
+    assert "column 'question': 3,14" in reason and "over the page limit (1,048,576" in reason
     assert (status, s.read, s.inserted, s.rejected) == ("done", 5, 4, 1)
 
 
