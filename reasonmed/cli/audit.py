@@ -15,6 +15,8 @@ from reasonmed.cli.app import INSPECT, app
 from reasonmed.cli.choices import AuditView
 from reasonmed.cli.common import console, engine_from_settings
 from reasonmed.cli.errors import Mistake
+from reasonmed.cli.outputs import check_out
+from reasonmed.cli.ranges import in_range
 from reasonmed.cli.safe_text import safe_text
 from reasonmed.csv_cells import write_csv
 from reasonmed.db import audit_repo, migrate
@@ -127,7 +129,7 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 @app.command("audit", rich_help_panel=INSPECT)
 def audit(
     view: Annotated[AuditView | None, typer.Option("--view", help="one view, all columns")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="rows per view")] = 50,
+    limit: Annotated[int, typer.Option("--limit", callback=in_range(1), help="rows per view")] = 50,
     fmt: Annotated[
         AuditFormat, typer.Option("--format", help="table (terminal), csv (one view: needs --view) or json")
     ] = AuditFormat.table,
@@ -174,6 +176,7 @@ def report(
     """Write the audit report: index.html with tier, accuracy, path-length, rejection and token figures."""
     from reasonmed.report.service import write_report
 
+    check_out(out)
     if out.exists() and not out.is_dir():
         raise Mistake(f"--out {out} is an existing file; give a folder for index.html and the figures")
     url, engine = engine_from_settings(database_url)
