@@ -103,8 +103,11 @@ def _skip(c: _Cursor, kind: int, depth: int) -> None:
         raise PageHeaderError(f"unknown Thrift type {kind}")
 
 
-def _struct(c: _Cursor, depth: int, wanted: dict[int, int]) -> dict[int, int]:
-    """Read a struct, keeping the integer fields whose ids are keys of ``wanted``."""
+def _struct(
+    c: _Cursor, depth: int, wanted: dict[int, int], counted: frozenset[int] = frozenset()
+) -> dict[int, int]:
+    """Read a struct, keeping the integer fields whose ids are keys of ``wanted``; for the struct fields
+    whose ids are in ``counted``, their own field 1 (a data page header's num_values) under that id."""
     last = 0
     while True:
         head = c.byte()
@@ -115,25 +118,33 @@ def _struct(c: _Cursor, depth: int, wanted: dict[int, int]) -> dict[int, int]:
         last = field
         if field in wanted and kind in (_I16, _I32, _I64):
             wanted[field] = c.zigzag()
+        elif field in counted and kind == _STRUCT:
+            wanted[field] = _struct(c, depth + 1, {1: 0})[1]
         else:
             _skip(c, kind, depth)
 
 
-def read_page_header(f: BinaryIO, offset: int) -> tuple[int, int, int]:
-    """(uncompressed size, compressed size, header length) of the page whose header starts at ``offset``."""
+VALUE_BYTES = 8  # what one value of a page costs decoded besides its bytes (offsets, validity): RLE runs
+# of nulls or repeats take a few bytes on disk for any number of values
+
+
+def read_page_header(f: BinaryIO, offset: int) -> tuple[int, int, int, int]:
+    """(uncompressed size, compressed size, header length, values) of the page whose header starts at
+    ``offset`` (values: a data page's count, 0 for other pages)."""
     c = _Cursor(f, offset)
-    fields = _struct(c, 0, {2: -1, 3: -1})
-    if fields[2] < 0 or fields[3] < 0:
-        raise PageHeaderError("a page header without its sizes")
-    return fields[2], fields[3], c.pos
+    fields = _struct(c, 0, {2: -1, 3: -1, 5: 0, 8: 0}, frozenset({5, 8}))
+    if fields[2] < 0 or fields[3] < 0 or fields[5] < 0 or fields[8] < 0:
+        raise PageHeaderError("a page header without its sizes, or with negative ones")
+    return fields[2], fields[3], c.pos, fields[5] + fields[8]
 
 
 def largest_page(f: BinaryIO, start: int, total_compressed: int) -> int:
-    """The largest uncompressed page size among the pages of one column chunk (``start``: its first page,
-    dictionary page included; ``total_compressed``: the chunk's size, headers included)."""
+    """What the largest page of one column chunk costs decoded: its uncompressed size plus ``VALUE_BYTES``
+    per value (``start``: the chunk's first page, dictionary page included; ``total_compressed``: the
+    chunk's size, headers included)."""
     largest, pos, end = 0, start, start + total_compressed
     while pos < end:
-        uncompressed, compressed, header = read_page_header(f, pos)
-        largest = max(largest, uncompressed)
+        uncompressed, compressed, header, values = read_page_header(f, pos)
+        largest = max(largest, uncompressed + VALUE_BYTES * values)
         pos += header + compressed
     return largest

@@ -164,6 +164,23 @@ def test_a_row_group_with_a_page_over_the_page_limit_is_one_error_row(tmp_path: 
     assert (status, s.read, s.inserted, s.rejected) == ("done", 5, 4, 1)
 
 
+def test_a_run_of_millions_of_list_items_in_a_few_bytes_is_not_decoded(tmp_path: Path) -> None:
+    """Run-length encoding keeps 10 million null list items in a 1.5 KB file; the page headers say how
+    many values a page holds, so the row group is refused before Arrow builds them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 10_000_000
+    tags = pa.ListArray.from_arrays(pa.array([0, 0, n, n], pa.int32()), pa.nulls(n, pa.string()))
+    table = pa.table({**{k: [_row(i)[k] for i in range(3)] for k in _row(0)}, "tags": tags})
+    path = tmp_path / "rle.parquet"
+    pq.write_table(table, path, compression="zstd")
+    assert path.stat().st_size < 16 << 10
+    [out] = list(load(path, "parquet"))
+    assert out.ref == "rows 1-3" and out.error is not None
+    assert "column 'tags': 80,000,0" in out.error and "over the page limit (67,108,864" in out.error
+
+
 def test_only_the_mapped_columns_and_a_few_others_are_read(tmp_path: Path) -> None:
     """A file with 100 other columns: the mapped ones are read, and the first 32 others as metadata."""
     rows = [_row(i, **{f"extra{k:03d}": k for k in range(100)}) for i in range(3)]
