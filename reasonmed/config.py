@@ -36,6 +36,8 @@ from reasonmed.bounded_file import FileRefused, read_small_text
 from reasonmed.ingest.readers import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_FIELD_CHARS,
+    DEFAULT_MAX_METADATA_BYTES,
+    DEFAULT_MAX_PAGE_BYTES,
     DEFAULT_MAX_RECORD_BYTES,
     Limits,
 )
@@ -553,6 +555,18 @@ class Settings(BaseSettings):
         le=500,
         description="JSON nesting deeper than this rejects its record",
     )
+    ingest_max_metadata_bytes: int = Field(
+        default=DEFAULT_MAX_METADATA_BYTES,
+        ge=1024,
+        description="a record's other fields (kept as questions.metadata) beyond this JSON size are left out "
+        "and named under dropped_over_cap",
+    )
+    ingest_max_parquet_page_bytes: int = Field(
+        default=DEFAULT_MAX_PAGE_BYTES,
+        ge=1 << 20,
+        description="a Parquet row group holding a page that decompresses to more than this is not read "
+        "(one error row)",
+    )
     export_dir: Path = Field(default=Path("exports"))
     s3_endpoint_url: str | None = Field(default=None, description="for MinIO and other S3-compatible stores")
     sim_url: str | None = Field(
@@ -563,7 +577,13 @@ class Settings(BaseSettings):
 
     @property
     def ingest_limits(self) -> Limits:
-        return Limits(self.ingest_max_record_bytes, self.ingest_max_field_chars, self.ingest_max_depth)
+        return Limits(
+            self.ingest_max_record_bytes,
+            self.ingest_max_field_chars,
+            self.ingest_max_depth,
+            self.ingest_max_metadata_bytes,
+            self.ingest_max_parquet_page_bytes,
+        )
 
     @model_validator(mode="after")
     def _db_url(self) -> Settings:

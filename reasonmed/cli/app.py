@@ -33,6 +33,7 @@ ORDER = (
     "ingest",
     "export",
     "retry",
+    "rejudge",
     "show",
     "audit",
     "report",

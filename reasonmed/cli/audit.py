@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from enum import StrEnum
@@ -16,7 +15,10 @@ from reasonmed.cli.app import INSPECT, app
 from reasonmed.cli.choices import AuditView
 from reasonmed.cli.common import console, engine_from_settings
 from reasonmed.cli.errors import Mistake
+from reasonmed.cli.outputs import check_out
+from reasonmed.cli.ranges import in_range
 from reasonmed.cli.safe_text import safe_text
+from reasonmed.csv_cells import write_csv
 from reasonmed.db import audit_repo, migrate
 
 # The views `reasonmed audit` shows by default, with the columns worth a terminal's width.
@@ -117,18 +119,17 @@ class AuditFormat(StrEnum):
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:
+    """One view as CSV; its cells are data to a spreadsheet (``reasonmed.csv_cells``)."""
     buf = io.StringIO()
     if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        write_csv(buf, list(rows[0]), rows)
     return buf.getvalue()
 
 
 @app.command("audit", rich_help_panel=INSPECT)
 def audit(
     view: Annotated[AuditView | None, typer.Option("--view", help="one view, all columns")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="rows per view")] = 50,
+    limit: Annotated[int, typer.Option("--limit", callback=in_range(1), help="rows per view")] = 50,
     fmt: Annotated[
         AuditFormat, typer.Option("--format", help="table (terminal), csv (one view: needs --view) or json")
     ] = AuditFormat.table,
@@ -176,6 +177,7 @@ def report(
     """Write the audit report: index.html with tier, accuracy, path-length, rejection and token figures."""
     from reasonmed.report.service import write_report
 
+    check_out(out)
     if out.exists() and not out.is_dir():
         raise Mistake(f"--out {out} is an existing file; give a folder for index.html and the figures")
     url, engine = engine_from_settings(database_url)

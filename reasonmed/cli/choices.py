@@ -10,6 +10,7 @@ from reasonmed.db.audit_repo import AUDIT_VIEWS
 from reasonmed.export.assemble import LAYOUTS
 from reasonmed.ingest.loaders import FORMATS
 from reasonmed.pipeline.failures import STAGES
+from reasonmed.pipeline.rejudge import REJUDGE_STAGES
 
 
 def _choices(name: str, values: tuple[str, ...] | list[str]) -> type[StrEnum]:
@@ -22,8 +23,10 @@ if TYPE_CHECKING:  # a type checker cannot see members made at run time: to it a
     Layout: TypeAlias = str
     Stage: TypeAlias = str
     AuditView: TypeAlias = str
+    RejudgeStage: TypeAlias = str
 else:
     FileFormat = _choices("FileFormat", FORMATS)
     Layout = _choices("Layout", list(LAYOUTS))
     Stage = _choices("Stage", STAGES)
     AuditView = _choices("AuditView", list(AUDIT_VIEWS))
+    RejudgeStage = _choices("RejudgeStage", REJUDGE_STAGES)

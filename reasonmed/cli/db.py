@@ -34,6 +34,7 @@ def downgrade(
 ) -> None:
     """Revert migrations down to REVISION (``base`` removes every table the project made)."""
     url, engine = engine_from_settings(database_url)
+    migrate.require_existing(url)  # engines connect lazily: nothing has touched the file yet
     migrate.downgrade(url, revision)
     console.print(
         safe_text(f"database {redact_url(url)} is at revision {migrate.current_revision(engine) or 'base'}")
@@ -44,6 +45,7 @@ def downgrade(
 def current(database_url: DbUrl = None) -> None:
     """Print the schema revision of the database and the one the code expects."""
     url, engine = engine_from_settings(database_url)
+    migrate.require_existing(url)  # engines connect lazily: nothing has touched the file yet
     console.print(
         safe_text(
             f"database: {migrate.current_revision(engine) or 'none'}  code: {migrate.head_revision(url)}"

@@ -15,6 +15,8 @@ from sqlalchemy import Engine
 from reasonmed.cli.app import INSPECT, app
 from reasonmed.cli.common import console, engine_from_settings, err_console
 from reasonmed.cli.errors import Mistake
+from reasonmed.cli.outputs import check_out
+from reasonmed.cli.ranges import INT64_MIN, in_range
 from reasonmed.cli.safe_text import safe_text
 from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config
 from reasonmed.db import eval_repo, migrate
@@ -122,7 +124,10 @@ def evaluate(
     ] = ",".join(BENCHMARKS),
     limit: Annotated[
         int | None,
-        typer.Option(min=1, help="First N test items per benchmark (id order: reruns cover the same items)."),
+        typer.Option(
+            callback=in_range(1),
+            help="First N test items per benchmark (id order: reruns cover the same items).",
+        ),
     ] = None,
     config: Annotated[
         Path | None,
@@ -141,7 +146,9 @@ def evaluate(
     temperature: Annotated[
         float, typer.Option(min=0.0, max=2.0, help="Sampling temperature (0 = greedy).")
     ] = 0.0,
-    max_tokens: Annotated[int, typer.Option(min=16, help="Token budget for each chain of thought.")] = 4096,
+    max_tokens: Annotated[
+        int, typer.Option(callback=in_range(16), help="Token budget for each chain of thought.")
+    ] = 4096,
     structured_output: Annotated[
         bool,
         typer.Option(
@@ -163,6 +170,8 @@ def evaluate(
         chosen = parse_benchmarks(benchmarks)
     except ValueError as exc:
         raise _fail(f"--benchmarks: {exc}") from None
+    if out is not None:
+        check_out(out)
     cfg = load_pipeline_config(config or get_settings().pipeline_config)
     _require_endpoint(cfg, model_endpoint, "--model-endpoint")
     _migrated_engine(database_url)
@@ -234,22 +243,31 @@ def _run_score(version: int, **params: Any) -> dict[str, Any]:
 @app.command("score", rich_help_panel=INSPECT)
 def score(
     dataset: Annotated[
-        int | None, typer.Option("--dataset", metavar="VERSION", help="Dataset version to rate.")
+        int | None,
+        typer.Option("--dataset", metavar="VERSION", callback=in_range(1), help="Dataset version to rate."),
     ] = None,
     compare: Annotated[
         tuple[int, int] | None,
         typer.Option(
-            "--compare", metavar="V1 V2", help="Rate two versions on the same terms and compare them."
+            "--compare",
+            metavar="V1 V2",
+            callback=in_range(1),
+            help="Rate two versions on the same terms and compare them.",
         ),
     ] = None,
-    sample: Annotated[int, typer.Option(min=1, help="Rows sampled per version (the paper: 3,000).")] = 3000,
+    sample: Annotated[
+        int, typer.Option(callback=in_range(1), help="Rows sampled per version (the paper: 3,000).")
+    ] = 3000,
     variant: Annotated[
         str, typer.Option(metavar="LIST", help="reasonmed, cotmed, responsemed (comma-separated) or all.")
     ] = "reasonmed",
     judge_endpoint: Annotated[
         str | None, typer.Option(metavar="NAME", help="Judge endpoint (default: the verifier's).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Sample seed: the same seed rates the same rows.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(callback=in_range(INT64_MIN), help="Sample seed: the same seed rates the same rows."),
+    ] = 0,
     structured_output: Annotated[
         bool,
         typer.Option(

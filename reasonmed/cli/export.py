@@ -14,12 +14,14 @@ from reasonmed.cli.app import PIPELINE, app
 from reasonmed.cli.choices import Layout
 from reasonmed.cli.common import console, engine_from_settings, err_console
 from reasonmed.cli.errors import Mistake
+from reasonmed.cli.outputs import check_out
+from reasonmed.cli.ranges import in_range
 from reasonmed.cli.safe_text import safe_text
 from reasonmed.config import get_settings
 from reasonmed.db import migrate
 from reasonmed.export.assemble import BenchmarkLeakError
-from reasonmed.export.service import ExportOptions, SimulatedOnly, export_dataset
-from reasonmed.export.targets import ExportTargetError
+from reasonmed.export.service import ExportOptions, NothingToExport, SimulatedOnly, export_dataset
+from reasonmed.export.targets import ExportTargetError, parse_target
 from reasonmed.redact import redact
 
 
@@ -48,7 +50,9 @@ def export(
     s3_endpoint_url: Annotated[
         str | None, typer.Option("--s3-endpoint-url", help="MinIO or another S3-compatible store")
     ] = None,
-    shard_rows: Annotated[int, typer.Option("--shard-rows", min=1, help="rows per Parquet shard")] = 250_000,
+    shard_rows: Annotated[
+        int, typer.Option("--shard-rows", callback=in_range(1), help="rows per Parquet shard")
+    ] = 250_000,
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")
     ] = None,
@@ -66,6 +70,12 @@ def export(
     manifest.json with row counts and sha256 of every file. S3 credentials come from the usual AWS chain.
     """
     target = out or str(get_settings().export_dir)
+    if "://" not in target:
+        check_out(target)
+    try:
+        parse_target(target)  # an S3 prefix with a '..' segment, say: refused before the database is read
+    except ExportTargetError as exc:
+        raise Mistake(f"--out {exc}") from None
     if "://" not in target and Path(target).exists() and not Path(target).is_dir():
         raise Mistake(
             f"--out {target} is an existing file; give a folder (new or existing): "
@@ -86,6 +96,8 @@ def export(
             )
         )
         result = export_dataset(engine, options)
+    except NothingToExport as exc:
+        raise Mistake(str(exc), exit_code=1) from None
     except (ValidationError, ExportTargetError, BenchmarkLeakError, SimulatedOnly) as exc:
         err_console.print(Text.assemble(("export failed:", "red"), " ", safe_text(redact(str(exc)))))
         raise typer.Exit(1) from None

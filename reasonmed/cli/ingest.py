@@ -14,6 +14,7 @@ from reasonmed.cli.app import PIPELINE, app
 from reasonmed.cli.choices import FileFormat
 from reasonmed.cli.common import console, engine_from_settings, err_console
 from reasonmed.cli.errors import Mistake
+from reasonmed.cli.ranges import in_range
 from reasonmed.cli.safe_text import safe_text
 from reasonmed.config import get_settings
 from reasonmed.db import migrate
@@ -179,10 +180,14 @@ def ingest(
     answer_index_base: Annotated[
         int | None,
         typer.Option(
-            metavar="0|1", help="Generic formats: the answer column is a 0- or 1-based option index."
+            metavar="0|1",
+            callback=in_range(0, 1),
+            help="Generic formats: the answer column is a 0- or 1-based option index.",
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, max=50_000, help="Rows per database transaction.")] = 2000,
+    batch_size: Annotated[
+        int, typer.Option(callback=in_range(1, 50_000), help="Rows per database transaction.")
+    ] = 2000,
     database_url: Annotated[
         str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")
     ] = None,

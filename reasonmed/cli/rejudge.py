@@ -10,14 +10,16 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy import Engine
 
-from reasonmed.cli.app import app
+from reasonmed.cli.app import PIPELINE, app
+from reasonmed.cli.choices import RejudgeStage
 from reasonmed.cli.common import console, engine_from_settings
+from reasonmed.cli.ranges import check, in_range
 from reasonmed.cli.safe_text import safe_text
 from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config, temporary_settings
 from reasonmed.db import migrate
 from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.pipeline_repo import QuestionFilter
-from reasonmed.pipeline.rejudge import REJUDGE_STAGES, RejudgeResult, rejudge
+from reasonmed.pipeline.rejudge import RejudgeResult, rejudge
 from reasonmed.pipeline.stages import StageContext
 
 # --where KEY=VALUE: the filters a re-judging pass accepts (values are bound parameters, never SQL).
@@ -39,6 +41,8 @@ def parse_where(items: list[str]) -> QuestionFilter:
             value = WHERE_KEYS[key](raw)
         except ValueError:
             raise typer.BadParameter(f"{item!r}: {key} must be a number", param_hint="--where") from None
+        if isinstance(value, int):
+            check(f"--where {key}=", value)
         allowed = {"tier": _TIERS, "status": _STATUSES}.get(key)
         if allowed and value not in allowed:
             raise typer.BadParameter(
@@ -58,9 +62,9 @@ def parse_where(items: list[str]) -> QuestionFilter:
     )
 
 
-@app.command("rejudge")
+@app.command("rejudge", rich_help_panel=PIPELINE)
 def rejudge_cmd(
-    stage: Annotated[str, typer.Option("--stage", help=f"The stage to re-run: {', '.join(REJUDGE_STAGES)}.")],
+    stage: Annotated[RejudgeStage, typer.Option("--stage", help="The stage to re-run.")],
     where: Annotated[
         list[str] | None,
         typer.Option(
@@ -78,7 +82,9 @@ def rejudge_cmd(
             "else the bundled simulator, started for the command).",
         ),
     ] = None,
-    concurrency: Annotated[int, typer.Option(min=1, max=10_000, help="Questions re-judged at once.")] = 32,
+    concurrency: Annotated[
+        int, typer.Option(callback=in_range(1, 10_000), help="Questions re-judged at once.")
+    ] = 32,
     database_url: Annotated[
         str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")
     ] = None,
@@ -88,8 +94,7 @@ def rejudge_cmd(
     old verdicts, scores, summaries and accepted paths stay, marked superseded. Change the prompt or model in
     the pipeline file first: questions already judged under the configured key are left alone.
     """
-    if stage not in REJUDGE_STAGES:
-        raise typer.BadParameter(f"{stage!r}: choose from {', '.join(REJUDGE_STAGES)}", param_hint="--stage")
+    stage = str(stage)
     filters = parse_where(where or [])
     url, engine = engine_from_settings(database_url)
     migrate.require_current(engine, url)

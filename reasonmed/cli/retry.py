@@ -9,6 +9,7 @@ import typer
 from reasonmed.cli.app import PIPELINE, app
 from reasonmed.cli.choices import Stage
 from reasonmed.cli.common import console, engine_from_settings, err_console
+from reasonmed.cli.ranges import in_range
 from reasonmed.cli.safe_text import safe_text
 from reasonmed.db import failures_repo, migrate
 
@@ -17,7 +18,9 @@ from reasonmed.db import failures_repo, migrate
 def retry(
     question: Annotated[
         list[int] | None,
-        typer.Option("--question", metavar="ID", help="A set-aside question's id (repeatable)."),
+        typer.Option(
+            "--question", metavar="ID", callback=in_range(1), help="A set-aside question's id (repeatable)."
+        ),
     ] = None,
     stage: Annotated[
         Stage | None, typer.Option("--stage", help="Only questions set aside at this stage.")

@@ -17,6 +17,7 @@ from reasonmed.cli.choices import FileFormat
 from reasonmed.cli.common import console, engine_from_settings, err_console
 from reasonmed.cli.errors import Mistake
 from reasonmed.cli.ingest import ingest as ingest_command
+from reasonmed.cli.ranges import in_range
 from reasonmed.cli.safe_text import safe_text
 from reasonmed.cli.temporary_server import quiet_temporary_server_logging
 from reasonmed.config import get_settings, load_pipeline_config, temporary_settings
@@ -111,15 +112,20 @@ def run(
             "Without it (and without REASONMED_PIPELINE_CONFIG) the bundled simulator is started and used.",
         ),
     ] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Process at most this many questions.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(callback=in_range(1), help="Process at most this many questions.")
+    ] = None,
     sources: Annotated[
         list[str] | None, typer.Option("--only-source", help="Only questions from this source (repeatable).")
     ] = None,
     shard_size: Annotated[
-        int | None, typer.Option(min=1, help="Questions per child flow run (default REASONMED_SHARD_SIZE).")
+        int | None,
+        typer.Option(
+            callback=in_range(1), help="Questions per child flow run (default REASONMED_SHARD_SIZE)."
+        ),
     ] = None,
     questions_in_flight: Annotated[
-        int | None, typer.Option(min=1, help="Questions processed at once.")
+        int | None, typer.Option(callback=in_range(1), help="Questions processed at once.")
     ] = None,
     sim_accuracy: Annotated[
         float,

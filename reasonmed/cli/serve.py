@@ -23,6 +23,7 @@ from rich.text import Text
 from reasonmed.cli.app import OPERATE, app
 from reasonmed.cli.common import err_console
 from reasonmed.cli.errors import Mistake
+from reasonmed.cli.ranges import in_range
 from reasonmed.cli.safe_text import safe_text
 from reasonmed.redact import redact
 
@@ -78,7 +79,8 @@ def serve(
         ),
     ] = None,
     limit: Annotated[
-        int | None, typer.Option(min=1, help="Most flow runs executing at once in this process.")
+        int | None,
+        typer.Option(callback=in_range(1), help="Most flow runs executing at once in this process."),
     ] = None,
 ) -> None:
     """Serve the deployments (nightly, build, export, ingest, eval, score, report) until stopped (Ctrl-C).

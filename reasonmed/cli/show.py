@@ -12,6 +12,7 @@ from rich.table import Table
 from reasonmed.cli.app import INSPECT, app
 from reasonmed.cli.common import engine_from_settings
 from reasonmed.cli.errors import Mistake
+from reasonmed.cli.ranges import in_range
 from reasonmed.cli.safe_text import safe_json, safe_text
 from reasonmed.db import inspect_repo, migrate
 from reasonmed.db.inspect_repo import QuestionStory
@@ -154,7 +155,10 @@ def load_story(question_id: int, database_url: str | None = None) -> QuestionSto
 @app.command("show", rich_help_panel=INSPECT)
 def show(
     question_id: Annotated[
-        int, typer.Argument(metavar="QUESTION_ID", help="The question's id (table questions).")
+        int,
+        typer.Argument(
+            metavar="QUESTION_ID", callback=in_range(1), help="The question's id (table questions)."
+        ),
     ],
     as_json: Annotated[
         bool, typer.Option("--json", help="Everything as one JSON object instead of the terminal view.")

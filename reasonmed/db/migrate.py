@@ -10,6 +10,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
+from sqlalchemy.engine import make_url
 
 from reasonmed.db.engine import normalise_url
 
@@ -48,8 +49,25 @@ def is_blank(engine: Engine) -> bool:
     return current_revision(engine) is None and not inspect(engine).get_table_names()
 
 
+def require_existing(database_url: str) -> None:
+    """Fail, before anything connects, when a SQLite database file does not exist: connecting would
+    create an empty file and leave it behind (only ``run`` and ``db upgrade`` create databases)."""
+    u = make_url(normalise_url(database_url))
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return
+    if u.query.get("uri") == "true" or u.database.startswith("file:"):
+        return  # a SQLite URI filename (mode=memory, ...): SQLite decides
+    path = Path(u.database)
+    if not path.exists():
+        raise SchemaNotCurrent(
+            f"no database file at {path.resolve()}: nothing was created; check the path, or create it "
+            "with `reasonmed run` (the embedded default) or `reasonmed db upgrade`"
+        )
+
+
 def require_current(engine: Engine, database_url: str) -> None:
-    """Fail early, with the fix, when the database is behind the code."""
+    """Fail early, with the fix, when the database is missing or behind the code."""
+    require_existing(database_url)
     current, head = current_revision(engine), head_revision(database_url)
     if current != head:
         raise SchemaNotCurrent(

@@ -6,11 +6,11 @@ questions, so a table can be recomputed, audited row by row, and compared across
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from reasonmed.csv_cells import write_csv as write_cells
 from reasonmed.db.eval_repo import PredictionOutcome
 from reasonmed.evaluation.benchmarks import Benchmark
 from reasonmed.evaluation.stats import wilson_interval
@@ -157,13 +157,11 @@ CSV_FIELDS = tuple(f.name for f in fields(AccuracyRow))
 
 
 def write_csv(path: Path | str, rows: Sequence[AccuracyRow]) -> Path:
+    """The accuracy table as CSV; model and endpoint names are data to a spreadsheet (``reasonmed.csv_cells``)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     with p.open("w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        for r in rows:
-            w.writerow(r.as_dict())
+        write_cells(f, CSV_FIELDS, (r.as_dict() for r in rows))
     return p
 
 

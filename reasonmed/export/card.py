@@ -30,6 +30,16 @@ SOURCE_LICENCES: dict[str, tuple[str, str]] = {
     "pubmedqa": ("PubMedQA (PQA-L)", "MIT (github.com/pubmedqa/pubmedqa)"),
     "mmlu": ("MMLU medical subsets", "MIT (github.com/hendrycks/test)"),
 }
+CUSTOM_LICENCE = (
+    "your own files (source `custom`)",
+    "as their owners licensed them: not known to the exporter",
+)
+
+# The Hub reads `license: other` with a name and a link to the terms; the terms are the file written beside
+# every card (``render_license``): the sources' licences and the generating models' terms, none of which is
+# one SPDX licence.
+LICENSE_FILE = "LICENSE.md"
+LICENSE_FRONT = {"license": "other", "license_name": "reasonmed-export", "license_link": LICENSE_FILE}
 ROLE_NAMES = {
     "generator": "generation (chain of thought)",
     "refiner": "error refiner",
@@ -67,6 +77,45 @@ def size_category(n: int) -> str:
         if n < limit:
             return label
     return "1M<n<10M"
+
+
+def data_path(name: str, formats: Sequence[str], *, from_root: bool) -> str:
+    """Where ``datasets`` finds one dataset's rows: its Parquet shards when they were written, else its JSON
+    Lines file (relative to the version folder, or to the dataset's own folder)."""
+    folder = f"{name}/" if from_root else ""
+    return f"{folder}data/train-*" if "parquet" in formats else f"{folder}{name}.jsonl"
+
+
+def render_license(by_source: Mapping[str, int], provenance: Mapping[str, Any] | None) -> str:
+    """The terms the cards link to: each exported source's licence and the models whose output the rows are."""
+    lines = [
+        "# Terms of this export",
+        "",
+        "The rows combine questions from public datasets with text written by language models. There is no "
+        "single licence: each part keeps its own terms.",
+        "",
+        "## Question sources in this export",
+        "",
+        "| source | rows | licence |",
+        "|---|---|---|",
+    ]
+    for source, n in sorted(by_source.items()):
+        label, licence = SOURCE_LICENCES.get(source, CUSTOM_LICENCE)
+        lines.append(f"| {label} | {n} | {licence} |")
+    models = sorted({e["model"] for es in (provenance or {}).get("roles", {}).values() for e in es})
+    lines += [
+        "",
+        "## Generated text",
+        "",
+        "Reasoning paths and summaries were written by the models below; their use is subject to each "
+        "model's licence and its provider's terms.",
+        "",
+        *(f"- {m}" for m in models or ["(not recorded)"]),
+        "",
+        DISCLAIMER,
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def provenance_section(provenance: Mapping[str, Any] | None, config_hashes: Sequence[str]) -> str:
@@ -141,19 +190,14 @@ def render_hub_card(
     front = {
         "pretty_name": "ReasonMed pipeline export",
         "language": ["en"],
-        "license": "other",
+        **LICENSE_FRONT,
         "task_categories": ["question-answering", "text-generation"],
         "tags": ["medical", "chain-of-thought", "reasonmed", "synthetic"],
         "size_categories": [size_category(rows)],
         "configs": [
             {
                 "config_name": name,
-                "data_files": [
-                    {
-                        "split": "train",
-                        "path": (f"{name}/data/train-*" if "parquet" in formats else f"{name}/{name}.jsonl"),
-                    }
-                ],
+                "data_files": [{"split": "train", "path": data_path(name, formats, from_root=True)}],
                 **({"default": True} if name == "ReasonMed" else {}),
             }
             for name in DESCRIPTIONS
@@ -200,12 +244,17 @@ def render_card(
     front: dict[str, Any] = {
         "pretty_name": name,
         "language": ["en"],
-        "license": "other",
+        **LICENSE_FRONT,
         "task_categories": ["question-answering", "text-generation"],
         "tags": ["medical", "chain-of-thought", "reasonmed", "synthetic"]
         + (["simulated"] if simulated_rows else []),
         "size_categories": [size_category(rows)],
-        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
+        "configs": [
+            {
+                "config_name": "default",
+                "data_files": [{"split": "train", "path": data_path(name, formats, from_root=False)}],
+            }
+        ],
     }
     if simulated_rows:
         front["simulated"] = True
@@ -240,6 +289,11 @@ def render_card(
         if simulated_rows
         else ""
     )
+    loading = (
+        f'ds = load_dataset("parquet", data_files="{name}/data/train-*.parquet", split="train")'
+        if "parquet" in formats
+        else f'ds = load_dataset("json", data_files="{name}/{name}.jsonl", split="train")'
+    )
     body = f"""# {name} (export v{version:04d})
 
 {warning}Verified medical chain-of-thought data grown by the ReasonMed pipeline: each row is one question and one
@@ -262,7 +316,7 @@ Rows: **{rows}** (layout `{layout}`, formats: {", ".join(formats)})
 
 ```python
 from datasets import load_dataset
-ds = load_dataset("parquet", data_files="{name}/data/train-*.parquet", split="train")
+{loading}
 ```
 
 {loader}

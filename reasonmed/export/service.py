@@ -32,7 +32,7 @@ from reasonmed.export.assemble import (
     drop_excluded,
     schema,
 )
-from reasonmed.export.card import render_card, render_hub_card
+from reasonmed.export.card import LICENSE_FILE, render_card, render_hub_card, render_license
 from reasonmed.export.manifest import (
     ContaminationReport,
     DatasetEntry,
@@ -70,6 +70,10 @@ class ExportOptions(BaseModel):
 
 class SimulatedOnly(ValueError):
     """Every exportable row came from simulated models and the export was not told to allow them."""
+
+
+class NothingToExport(ValueError):
+    """No row would be written: a version of empty files would only hide that (nothing is written)."""
 
 
 class ExportResult(BaseModel):
@@ -170,6 +174,11 @@ def _export(
         multipart_chunksize=options.multipart_chunksize,
     )
     simulated_rows, real_rows = export_repo.count_simulated_rows(engine)
+    if not simulated_rows and not real_rows:
+        raise NothingToExport(
+            "no accepted path in this database: nothing to export (run `reasonmed run` first; "
+            "`reasonmed audit` shows where the questions stand)"
+        )
     if simulated_rows and not real_rows and not options.allow_simulated:
         raise SimulatedOnly(
             f"all {simulated_rows} accepted rows come from SIMULATED models (sim/...), not real ones: nothing to "
@@ -186,6 +195,11 @@ def _export(
             data_files, digests = _write_files(
                 engine, options, staging, record, tally, benchmark_ids, flagged, checked
             )
+            if not tally.rows:
+                raise NothingToExport(
+                    f"every accepted row was left out ({tally.dropped_rows} as benchmark contamination, "
+                    f"{tally.deferred_rows} held back for the next contamination scan): nothing to export"
+                )
             version = record.reserve()
             version_dir = f"v{version:04d}"
             location = target.location(version_dir)
@@ -323,8 +337,13 @@ def _write_cards(
     provenance: dict[str, Any],
     config_hashes: list[str],
 ) -> list[Path]:
-    """A card per dataset folder, and the root card that makes the version one Hub repository of three configs."""
+    """A card per dataset folder, and the root card that makes the version one Hub repository of three
+    configs; beside each card, the terms its ``license_link`` names."""
     cards = []
+    terms = render_license(tally.by_source, provenance)
+    for folder in (staging, *(staging / name for name in DATASETS)):
+        (folder / LICENSE_FILE).write_text(terms)
+        cards.append(folder / LICENSE_FILE)
     for name in DATASETS:
         card = staging / name / "README.md"
         card.write_text(

@@ -7,6 +7,7 @@ file it lists. Credentials come from boto3's standard chain and are never writte
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import uuid
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from reasonmed.extras import require
+from reasonmed.s3_keys import bucket_problem, key_problem
 
 MANIFEST = "manifest.json"
 
@@ -44,8 +46,10 @@ def _files(staging: Path) -> list[Path]:
 @dataclass
 class LocalTarget:
     root: Path
+    _made_root: bool = field(default=False, repr=False)
 
     def staging(self) -> Path:
+        self._made_root = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / f".staging-{uuid.uuid4().hex[:12]}"
         path.mkdir()
@@ -62,7 +66,12 @@ class LocalTarget:
         return str(final.resolve())
 
     def discard(self, staging: Path) -> None:
+        """Remove the staging folder, and the root too when this export made it: a failed export leaves
+        the disk as it found it."""
         shutil.rmtree(staging, ignore_errors=True)
+        if self._made_root:
+            with contextlib.suppress(OSError):  # not empty: something else was put there meanwhile
+                self.root.rmdir()
 
     def unpublish(self, version_dir: str) -> None:
         shutil.rmtree(self.root / version_dir, ignore_errors=True)
@@ -136,12 +145,18 @@ def parse_target(
     multipart_threshold: int = 64 * 1024 * 1024,
     multipart_chunksize: int = 64 * 1024 * 1024,
 ) -> LocalTarget | S3Target:
-    """``s3://bucket/prefix`` becomes an S3 target (the multipart sizes apply there); else a local folder."""
+    """``s3://bucket/prefix`` becomes an S3 target (the multipart sizes apply there); else a local folder.
+
+    A prefix with a ``..``, ``.`` or empty segment or a NUL is refused (``reasonmed.s3_keys``), and so is a
+    local folder that is a dangling symbolic link (nothing could be written where it points)."""
     text = str(out)
     if text.startswith("s3://"):
         bucket, _, prefix = text[len("s3://") :].partition("/")
         if not bucket:
             raise ExportTargetError(f"{text}: no bucket name (expected s3://bucket/prefix)")
+        problem = bucket_problem(bucket) or (key_problem(prefix.rstrip("/")) if prefix.rstrip("/") else None)
+        if problem:
+            raise ExportTargetError(f"{text}: {problem.replace('key', 'prefix', 1)}")
         return S3Target(
             bucket=bucket,
             prefix=prefix.strip("/"),
@@ -151,4 +166,10 @@ def parse_target(
         )
     if "://" in text:
         raise ExportTargetError(f"{text}: unsupported target (use a local folder or s3://bucket/prefix)")
-    return LocalTarget(Path(text))
+    path = Path(text)
+    if path.is_symlink() and not path.exists():
+        raise ExportTargetError(
+            f"{text} is a symbolic link to {path.readlink()}, which does not exist; give an existing folder "
+            "or a new path"
+        )
+    return LocalTarget(path)

@@ -21,6 +21,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import ValidationError
 
+from reasonmed.ingest.metadata import cap_metadata
+from reasonmed.ingest.parquet import iter_parquet_rows, parquet_columns
 from reasonmed.ingest.readers import (
     FileFormatError,
     Limits,
@@ -30,8 +32,6 @@ from reasonmed.ingest.readers import (
     iter_csv_rows,
     iter_json_lines,
     iter_json_object,
-    iter_parquet_rows,
-    parquet_columns,
 )
 from reasonmed.models import PUBMEDQA_OPTIONS, Question, normalise_text
 
@@ -46,6 +46,7 @@ Warn = Callable[[str], None]
 
 MAX_SOURCE_ID = 200  # questions.source_id is VARCHAR(200)
 MAX_LABEL = 32  # questions.answer is VARCHAR(32)
+MAX_OTHER_COLUMNS = 32  # Parquet columns read besides the mapped ones (for metadata), in file order
 MAPPING_FIELDS = ("id", "question", "context", "answer", "options")
 
 __all__ = [
@@ -113,6 +114,8 @@ def _build(
         )
     except RecordError as exc:
         return LoadedRecord(ref, None, str(exc), clip(raw) if raw else None)
+    if "metadata" in fields:
+        fields["metadata"] = cap_metadata(fields["metadata"], limits.max_metadata_bytes)
     try:
         q = Question(options=texts, **fields)
     except ValidationError as exc:
@@ -658,6 +661,19 @@ def _check_header(path: Path, columns: list[str], m: ColumnMap) -> None:
         )
 
 
+def _parquet_selection(path: Path, columns: list[str], m: ColumnMap, warn: Warn | None) -> list[str]:
+    """The columns a Parquet file is read for: the mapped ones, then up to MAX_OTHER_COLUMNS others
+    (kept as metadata, within its cap); a typed file is read by column, so the rest cost nothing."""
+    mapped = set(m.columns)
+    others = [c for c in columns if c not in mapped]
+    if len(others) > MAX_OTHER_COLUMNS and warn:
+        warn(
+            f"{path.name}: {len(others)} columns besides the mapped ones; only the first {MAX_OTHER_COLUMNS} "
+            "are read (as metadata), the others are not"
+        )
+    return [c for c in columns if c in mapped] + others[:MAX_OTHER_COLUMNS]
+
+
 def load_generic(
     path: Path,
     fmt: str,
@@ -665,6 +681,7 @@ def load_generic(
     mapping: Mapping[str, str] | None = None,
     answer_index_base: int | None = None,
     limits: Limits | None = None,
+    warn: Warn | None = None,
 ) -> Iterator[LoadedRecord]:
     m = parse_mapping(mapping)
     lim = limits or Limits()
@@ -698,8 +715,9 @@ def load_generic(
                     ),
                 )
     elif fmt == "parquet":
-        _check_header(path, parquet_columns(path), m)
-        for rec in iter_parquet_rows(path, columns=None):
+        columns = parquet_columns(path)
+        _check_header(path, columns, m)
+        for rec in iter_parquet_rows(path, _parquet_selection(path, columns, m, warn), lim):
             yield _safely(rec, lambda r: _generic(r, r.value, m, fmt, split, answer_index_base, lim))
     else:
         raise FileFormatError(f"unknown generic format {fmt!r} (known: {', '.join(GENERIC_FORMATS)})")
@@ -756,4 +774,4 @@ def load(
         return load_pubmedqa(path, split, limits)
     if source == "mmlu":
         return load_mmlu(path, split, limits)
-    return load_generic(path, source, split, mapping, answer_index_base, limits)
+    return load_generic(path, source, split, mapping, answer_index_base, limits, warn)

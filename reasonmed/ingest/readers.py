@@ -20,10 +20,13 @@ RAW_CHARS = 500  # how much of a bad record is kept for the error table
 _CHUNK = 1 << 20
 _SURROGATE = re.compile("[\udc80-\udcff]")  # what `surrogateescape` turns invalid UTF-8 bytes into
 
-# Documented defaults (settings REASONMED_INGEST_MAX_RECORD_BYTES / _MAX_FIELD_CHARS / _MAX_DEPTH).
+# Documented defaults (settings REASONMED_INGEST_MAX_RECORD_BYTES / _MAX_FIELD_CHARS / _MAX_DEPTH /
+# _MAX_METADATA_BYTES / _MAX_PARQUET_PAGE_BYTES; docs/ingest.md).
 DEFAULT_MAX_RECORD_BYTES = 1 << 20  # 1 MiB: the longest public record (PubMedQA) is ~20 KB
 DEFAULT_MAX_FIELD_CHARS = 100_000  # one question, context or option; below csv's own 131,072 field limit
 DEFAULT_MAX_DEPTH = 32  # JSON nesting: questions are at most 3 deep
+DEFAULT_MAX_METADATA_BYTES = 16 << 10  # a record's other fields kept as metadata (public ones: ~2 KB)
+DEFAULT_MAX_PAGE_BYTES = 64 << 20  # one Parquet page decompressed (writers' default pages are 1 MiB)
 
 
 class FileFormatError(ValueError):
@@ -37,9 +40,17 @@ class Limits:
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
     max_depth: int = DEFAULT_MAX_DEPTH
+    max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
+    max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
 
     def __post_init__(self) -> None:
-        for name in ("max_record_bytes", "max_field_chars", "max_depth"):
+        for name in (
+            "max_record_bytes",
+            "max_field_chars",
+            "max_depth",
+            "max_metadata_bytes",
+            "max_page_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
 
@@ -111,7 +122,8 @@ def parse_json(text: str, limits: Limits) -> tuple[Any, str | None]:
     return value, None
 
 
-def _too_big(size: int, limits: Limits) -> str:
+def too_big(size: int, limits: Limits) -> str:
+    """The reason for a record over the record limit (every format words it alike)."""
     return (
         f"larger than the record limit ({size:,} bytes > {limits.max_record_bytes:,}; "
         "raise REASONMED_INGEST_MAX_RECORD_BYTES if it is genuine)"
@@ -157,7 +169,7 @@ def iter_json_lines(path: Path, limits: Limits | None = None) -> Iterator[RawRec
         for n, line, size, whole in bounded_lines(f, limits):
             ref = f"line {n}"
             if not whole:
-                yield RawRecord(ref, None, f"line is {_too_big(size, limits)}", clip(_lossy(line)))
+                yield RawRecord(ref, None, f"line is {too_big(size, limits)}", clip(_lossy(line)))
                 continue
             if line.startswith(codecs.BOM_UTF8):
                 line = line[len(codecs.BOM_UTF8) :]
@@ -373,7 +385,7 @@ def _member(key: str, value: Any, text: str, limits: Limits) -> RawRecord:
             ref, None, f"record is JSON nested too deeply (limit {limits.max_depth} levels)", clip(text)
         )
     if len(text) > limits.max_record_bytes:
-        return RawRecord(ref, None, f"record is {_too_big(len(text), limits)}", clip(text))
+        return RawRecord(ref, None, f"record is {too_big(len(text), limits)}", clip(text))
     return RawRecord(ref, value, None, text)
 
 
@@ -420,7 +432,7 @@ def iter_csv_rows(
             big = oversized.pop(0)
             yield (
                 names,
-                RawRecord(f"row {n}", None, f"row is {_too_big(big.size, limits)}", clip(_lossy(big.data))),
+                RawRecord(f"row {n}", None, f"row is {too_big(big.size, limits)}", clip(_lossy(big.data))),
             )
         if row is None:
             return
@@ -458,43 +470,7 @@ def _csv_record(ref: str, row: list[str], problem: str | None, limits: Limits) -
         return RawRecord(
             ref,
             None,
-            f"row is {_too_big(len(joined.encode('utf-8', 'surrogateescape')), limits)}",
+            f"row is {too_big(len(joined.encode('utf-8', 'surrogateescape')), limits)}",
             clip(joined),
         )
     return RawRecord(ref, row, None, joined)
-
-
-def iter_parquet_rows(path: Path, columns: list[str] | None, batch_size: int = 4096) -> Iterator[RawRecord]:
-    """Parquet rows read one record batch at a time (pyarrow), so memory stays flat for any file size."""
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
-        raise FileFormatError(f"not a Parquet file ({exc})") from None
-    present = set(pf.schema_arrow.names)
-    wanted = [c for c in columns if c in present] if columns is not None else None
-    n = 0
-    batches = pf.iter_batches(batch_size=batch_size, columns=wanted)
-    while True:
-        try:
-            batch = next(batches, None)
-            rows = [] if batch is None else batch.to_pylist()
-        except Exception as exc:  # a corrupt or cut-short row group: nothing after it can be read
-            problem = f"the file cannot be read past row {n} ({type(exc).__name__}: {clip(str(exc))})"
-            yield RawRecord(f"row {n + 1}", None, problem, None)
-            return
-        if batch is None:
-            return
-        for row in rows:
-            n += 1
-            yield RawRecord(f"row {n}", row, None, None)
-
-
-def parquet_columns(path: Path) -> list[str]:
-    import pyarrow.parquet as pq
-
-    try:
-        return list(pq.ParquetFile(path).schema_arrow.names)
-    except Exception as exc:
-        raise FileFormatError(f"not a Parquet file ({exc})") from None

@@ -13,13 +13,13 @@ input folder, is skipped and reported through ``on_skip``, never downloaded or r
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reasonmed.extras import require
+from reasonmed.s3_keys import bucket_problem, key_problem
 
 # The usual file name of each source's public release; ``pattern`` overrides it.
 DEFAULT_PATTERNS = {
@@ -34,7 +34,6 @@ DEFAULT_PATTERNS = {
 
 
 OnSkip = Callable[[str, str], None]  # (uri, why it was not taken)
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 
 
 class UnsafeInput(ValueError):
@@ -61,18 +60,18 @@ def split_s3(uri: str) -> tuple[str, str]:
     bucket, _, key = rest.partition("/")
     if not bucket:
         raise ValueError(f"{uri!r}: expected s3://bucket/prefix")
-    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
-        raise UnsafeInput(f"{uri!r}: {bucket!r} is not a valid S3 bucket name")
+    problem = bucket_problem(bucket)
+    if problem:
+        raise UnsafeInput(f"{uri!r}: {problem}")
     return bucket, key
 
 
 def staged_path(staging_dir: Path, bucket: str, key: str) -> Path:
     """Where an object is copied, guaranteed inside ``staging_dir/bucket``; UnsafeInput for a key that
     is absolute, has an empty, ``.`` or ``..`` segment, or a NUL, or resolves outside it."""
-    if not key or key.startswith("/") or "\x00" in key:
-        raise UnsafeInput("key is empty, absolute or holds a NUL")
-    if any(part in ("", ".", "..") for part in key.split("/")):
-        raise UnsafeInput("key has an empty, '.' or '..' path segment")
+    problem = key_problem(key)
+    if problem:
+        raise UnsafeInput(problem)
     base = (staging_dir / bucket).resolve()
     local = staging_dir / bucket / key
     if not local.resolve().is_relative_to(base):

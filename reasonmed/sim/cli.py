@@ -25,7 +25,7 @@ _DEFAULTS = SimSettings()
 def sim_server(
     host: Annotated[str, typer.Option(help="address to bind (keep it on loopback)")] = _DEFAULTS.host,
     port: Annotated[
-        int, typer.Option(help="port to bind; 0 picks a free one (printed on stdout)")
+        int, typer.Option(min=0, max=65_535, help="port to bind; 0 picks a free one (printed on stdout)")
     ] = _DEFAULTS.port,
     accuracy: Annotated[
         list[str] | None,
@@ -71,7 +71,7 @@ def sim_server(
         float, typer.Option(help="extra latency per completion token")
     ] = _DEFAULTS.per_token_ms,
     max_num_seqs: Annotated[
-        int, typer.Option(help="requests generated at once; the rest queue (FIFO)")
+        int, typer.Option(min=1, max=1_000_000, help="requests generated at once; the rest queue (FIFO)")
     ] = _DEFAULTS.max_num_seqs,
     max_model_len: Annotated[
         int | None,
@@ -94,7 +94,7 @@ def sim_server(
             help=f"extra rate for one fault kind (repeatable; kinds: {', '.join(FAULT_KINDS)})",
         ),
     ] = None,
-    fault_seed: Annotated[int, typer.Option(help="seed of the fault draws")] = 0,
+    fault_seed: Annotated[int, typer.Option(min=-(2**63), max=2**63 - 1, help="seed of the fault draws")] = 0,
     fault_script: Annotated[
         str,
         typer.Option(
