@@ -23,6 +23,14 @@ GUARD_MODES: tuple[GuardMode, ...] = get_args(GuardMode)
 Disagreement = Literal["other option", "no final answer"]
 
 
+def guard_mode(value: str) -> GuardMode:
+    """A stored mode as the type the rules take (a row written by another version is refused loudly)."""
+    for mode in GUARD_MODES:
+        if mode == value:
+            return mode
+    raise ValueError(f"unknown answer_guard mode {value!r} (choose from {', '.join(GUARD_MODES)})")
+
+
 def guard_answer(mode: GuardMode, extracted: str | None, verifier: str | None) -> str | None:
     """The reading of the path's conclusion that ``mode`` compares with the key (None under ``off``)."""
     if mode == "extracted":

@@ -313,6 +313,11 @@ class PipelineConfig(_Strict):
                     check_template(PromptTemplate(role, agent.prompt.text, origin=agent.prompt.path))
                 except PromptError as exc:
                     raise ValueError(f"{key}.prompt: {exc}") from None
+        if self.answer_guard in ("verifier", "both") and "path_answer" not in self.prompt("verify").text:
+            raise ValueError(
+                f"answer_guard: {self.answer_guard!r} reads the verifier's path_answer, but the verify prompt "
+                "does not ask for it (add a path_answer field to its JSON, or use answer_guard: extracted)"
+            )
         total = self.paths_per_question
         if self.tiers.easy_min_correct > total:
             raise ValueError(

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 __all__ = [
     "ParsedScore",
@@ -125,6 +125,7 @@ _STATEMENT_PATTERNS: tuple[re.Pattern[str], ...] = (
 # "the correct options would be:", "the best answers are": a conclusion naming several options names none.
 _PLURAL_CONCLUSION = re.compile(r"\b(?:options|answers|choices|responses)\b|\sare\b", re.IGNORECASE)
 _STRICT_FROM = 10
+_WEAK_FROM = 8  # "I'd go with", "leaves us with", "supports answering" and every strict form: vetoed by doubt
 # "Option C is the correct answer", "So B is the answer", "Answer choice B is correct": the label comes first.
 _REVERSED_STATEMENT = re.compile(
     # The label must open a sentence or follow "option"/"choice", so "Vitamin D is the correct answer"
@@ -138,7 +139,8 @@ _REVERSED_STATEMENT = re.compile(
 # reference to one) opening a sentence that calls it the most likely / best; strict, like the conclusions.
 _REVERSED_TEXT = re.compile(
     r"(?:^|(?<=[.!?:]\s)|(?<=\n))[ \t*_>-]*([^.!?\n]{1,120}?)\s+is\s+(?:the\s+)?"
-    r"(?:most\s+(?:likely|consistent|appropriate|probable|plausible|accurate)|best|correct|right)\b",
+    r"(?:most\s+(?:likely|consistent|appropriate|probable|plausible|accurate)|best|correct|right)\b"
+    r"(?!\s+(?:in|about|that|to|for|only|if|when)\b)",
     re.IGNORECASE | re.MULTILINE,
 )
 _REVERSED_TEXT_HINT = re.compile(
@@ -160,13 +162,13 @@ _REVERSED_HINT = re.compile(
 )
 
 
-def _statement_spans(text: str) -> Iterator[tuple[int, int, bool]]:
-    """(start, end, strict) of every match of every statement pattern, as ``finditer`` of each would give."""
+def _statement_spans(text: str) -> Iterator[tuple[int, int, bool, bool]]:
+    """(start, end, strict, weak) of every match of every statement pattern, as ``finditer`` of each gives."""
     low = text.lower()
     if len(low) != len(text):  # a character whose lower case is longer: positions would not line up
         for index, pattern in enumerate(_STATEMENT_PATTERNS):
             for m in pattern.finditer(text):
-                yield m.start(), m.end(), index >= _STRICT_FROM
+                yield m.start(), m.end(), index >= _STRICT_FROM, index >= _WEAK_FROM
         return
     for index, (pattern, word_start) in enumerate(_STATEMENTS_LOWER):
         pos = 0
@@ -175,7 +177,7 @@ def _statement_spans(text: str) -> Iterator[tuple[int, int, bool]]:
             if word_start and start > 0 and (low[start - 1].isalnum() or low[start - 1] == "_"):
                 pos = start + 1  # not at a word boundary: the \b form would look further on from here
                 continue
-            yield start, found.end(), index >= _STRICT_FROM
+            yield start, found.end(), index >= _STRICT_FROM, index >= _WEAK_FROM
             pos = found.end()
 
 
@@ -329,22 +331,93 @@ def _resolve(
     return found
 
 
+_MAX_PAYLOAD = 300  # an answer is stated in a clause; reading whole paragraphs per statement is quadratic
+
+
 def _payload_after(text: str, pos: int) -> str:
     """Rest of the line after a statement; the next non-blank line when the statement is a heading."""
     line_end = text.find("\n", pos)
     line = text[pos:] if line_end == -1 else text[pos:line_end]
+    line = line[:_MAX_PAYLOAD]
     if _clean_payload(line) or line_end == -1:
         return line
-    for following in text[line_end + 1 :].split("\n", 3)[:3]:
+    for following in text[line_end + 1 : line_end + 1 + 4 * _MAX_PAYLOAD].split("\n", 3)[:3]:
         if following.strip():
-            return following
+            return following[:_MAX_PAYLOAD]
     return ""
+
+
+# Doubt, negation, condition or exclusion in the sentence of a weak statement: it does not commit.
+_DOUBT = re.compile(
+    r"\b(?:not|never|unlikely|least|exclud\w*|rul(?:e|es|ed|ing)\s+out|wrong|incorrect|if|unless|only|"
+    r"initially|at\s+first|doubt\w*|rather\s+than|instead\s+of)\b|n't\b",
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"[.!?;](?=\s|$)|\n")
+_LABEL_MARK = re.compile(r"\(([A-Ja-j])\)|(?<![\w(])([A-J])\)(?!\w)")
+
+
+_LABEL_DOT = re.compile(r"[\s*_:]*\(?[A-Ja-j]\)?\.(?=\s)")
+
+
+def _first_sentence(payload: str) -> tuple[str, str]:
+    """(the payload's first sentence, what ended it); a label's own dot ("C. Rotavirus") does not end it."""
+    own_dot = _LABEL_DOT.match(payload)
+    m = _SENTENCE_END.search(payload, own_dot.end() if own_dot else 0)
+    return (payload, "") if m is None else (payload[: m.start()], m.group(0))
+
+
+# "I'd go with B for children", "B if the lab confirms it": a condition right after the option.
+_CONDITIONED = re.compile(r"[\s*_(]*[A-Ja-j]\)?\s+(?:for|in|if|when|only|unless)\b", re.IGNORECASE)
+
+
+def _names_another(
+    sentence: str, label: str, options: Mapping[str, str], labels: Mapping[str, str], *, texts: bool
+) -> bool:
+    """The sentence also names another option: by a label mark ("C)", "(C)"), or (``texts``) by its text."""
+    for m in _LABEL_MARK.finditer(sentence):
+        other = labels.get((m.group(1) or m.group(2)).casefold())
+        if other is not None and other != label:
+            return True
+    if not texts:
+        return False
+    low = f" {_norm_text(sentence)} "
+    return any(
+        f" {key} " in low
+        for other, option_text in options.items()
+        if other != label and len(key := _norm_text(option_text)) >= 4
+    )
+
+
+def _commits(
+    region: str,
+    payload: str,
+    label: str,
+    options: Mapping[str, str],
+    labels: Mapping[str, str],
+    *,
+    weak: bool,
+) -> bool:
+    """Whether a statement that resolved to ``label`` commits to it: not a question, not naming another
+    option by its label in the same sentence, and (weak forms) no doubt, condition or other option text."""
+    sentence, ended = _first_sentence(payload)
+    if ended == "?" or (not ended and payload.rstrip().endswith("?")) or region.rstrip().endswith("?"):
+        return False
+    if _names_another(sentence, label, options, labels, texts=weak):
+        return False
+    if not weak:
+        return True
+    if _names_another(region, label, options, labels, texts=True):
+        return False  # "Rotavirus is the most likely cause in infants, but in this adult Norovirus is"
+    return not (_DOUBT.search(region) or _DOUBT.search(sentence) or _CONDITIONED.match(sentence))
 
 
 # clean_reasoning leaves this line where a reasoning block was never closed: the output was cut off inside
 # its thinking, so nothing it said there is a final answer (a reader labels such outputs "none").
 CUT_OFF_LINE = "[The reasoning was cut off here, before a final answer.]"
-_OPEN_THINK = re.compile(r"<\s*(?:think|thinking)\s*>", re.IGNORECASE)
+# A scaffold tag opens the text or stands on a line of its own ("I will <think> about it" is prose).
+_OPEN_THINK = re.compile(r"(?:\A|\n)[ \t]*<\s*(?:think|thinking)\s*>", re.IGNORECASE)
+_ANY_HEADING = re.compile(r"^[ \t]*#{1,6}[ \t]*\S", re.MULTILINE)
 _CLOSE_THINK = re.compile(r"</\s*(?:think|thinking)\s*>", re.IGNORECASE)
 _THINKING_HEADING = re.compile(r"^[ \t]*#{1,6}[ \t]*thinking[ \t]*:?[ \t]*$", re.IGNORECASE | re.MULTILINE)
 _FINAL_RESPONSE_HEADING = re.compile(
@@ -360,7 +433,8 @@ def _cut_off_in_reasoning(text: str) -> bool:
     if opened and not _CLOSE_THINK.search(text, opened[-1]):
         return True
     headings = [m.end() for m in _THINKING_HEADING.finditer(text)]
-    return bool(headings) and not _FINAL_RESPONSE_HEADING.search(text, headings[-1])
+    # HuatuoGPT's "## Thinking" with no heading after it (any heading, "## Answer" too, ends the thinking)
+    return bool(headings) and not _ANY_HEADING.search(text, headings[-1])
 
 
 _JSON_ANSWER_KEYS = (
@@ -419,28 +493,41 @@ _NEW_QUESTION = re.compile(r"\n[ \t#*]*(?:question|q)[ \t]*\d*[ \t]*[:.]", re.IG
 _TRAILING_LABEL = re.compile(r"\?[ \t]+\(?([A-J])\)?\.?[ \t]*$")
 
 
+class _Statement(NamedTuple):
+    start: int
+    region: str  # the statement's own words ("the most likely cause of her anaemia is")
+    payload: str  # what follows it, where the option is named
+    strict: bool  # a conclusion about anything: the option must be named beyond doubt
+    weak: bool  # doubt, a condition or another option in its sentence undoes it
+
+
 def _read_statements(text: str, options: Mapping[str, str], labels: Mapping[str, str]) -> str | None:
     """The last statement, final line, opening answer or bare reply of ``text`` that names one option."""
-    statements: list[tuple[int, str, bool]] = [
-        (start, _payload_after(text, end), strict)
-        for start, end, strict in _statement_spans(text)
+    statements: list[_Statement] = [
+        _Statement(start, text[start:end], _payload_after(text, end), strict, weak)
+        for start, end, strict, weak in _statement_spans(text)
         if not (strict and _PLURAL_CONCLUSION.search(text, start, end))
     ]
     if "boxed" in text:
-        statements += [(m.start(), m.group(1), False) for m in _BOXED.finditer(text)]
+        statements += [_Statement(m.start(), "", m.group(1), False, False) for m in _BOXED.finditer(text)]
     if _REVERSED_HINT.search(text):
-        statements += [(m.start(), m.group(1), False) for m in _REVERSED_STATEMENT.finditer(text)]
+        statements += [
+            _Statement(m.start(), "", m.group(1) + text[m.end() : m.end() + _MAX_PAYLOAD], False, False)
+            for m in _REVERSED_STATEMENT.finditer(text)
+        ]
     if _REVERSED_TEXT_HINT.search(text):
         for m in _REVERSED_TEXT.finditer(text):
             subject = m.group(1)  # "Taken together, Norovirus (choice A)": the clause after the last comma
-            statements.append((m.start(), subject.rsplit(",", 1)[-1] if "," in subject else subject, True))
-    statements.sort(key=lambda item: item[0])
+            subject = subject.rsplit(",", 1)[-1] if "," in subject else subject
+            rest, ended = _first_sentence(text[m.end() : m.end() + _MAX_PAYLOAD])
+            statements.append(_Statement(m.start(), rest + ended, subject, True, True))
+    statements.sort(key=lambda item: item.start)
     last_line = _final_line(text, options, labels)
-    if last_line is not None and (not statements or last_line[0] > statements[-1][0]):
+    if last_line is not None and (not statements or last_line[0] > statements[-1].start):
         return last_line[1]
-    for _, payload, strict in reversed(statements):
-        label = _resolve(payload, options, labels, strict=strict)
-        if label is not None:
+    for st in reversed(statements):
+        label = _resolve(st.payload, options, labels, strict=st.strict)
+        if label is not None and _commits(st.region, st.payload, label, options, labels, weak=st.weak):
             return label
     trailing = _TRAILING_LABEL.search(text)
     if trailing is not None and (label := labels.get(trailing.group(1).casefold())) is not None:
@@ -478,20 +565,30 @@ def _option_line(line: str, options: Mapping[str, str], labels: Mapping[str, str
 def _final_line(text: str, options: Mapping[str, str], labels: Mapping[str, str]) -> tuple[int, str] | None:
     """(position, label) of a last line that is one option and nothing else, when the line before it is
     not an option too (a list of options, echoed or weighed, names none)."""
-    lines = [(m.start(), m.group(0)) for m in re.finditer(r"[^\n]*\S[^\n]*", text)]
+    lines: list[tuple[int, str]] = []
+    pos = 0
+    for line in text.split("\n"):  # linear: a regex over blank-only lines backtracks quadratically
+        if line.strip():
+            lines.append((pos, line))
+        pos += len(line) + 1
     if not lines:
         return None
     pos, last = lines[-1]
     label = _option_line(last, options, labels)
-    if label is None or len(lines) == 1:
-        return None if label is None else (pos, label)
+    if label is None or last.rstrip(" *_").endswith("?") or _DOUBT.search(last):
+        return None
+    if len(lines) == 1:
+        return pos, label
     before = lines[-2][1]
     # Another option line before it: a list. A line that introduces choices or a hedge ("Here are the answer
-    # choices:", "The answer could be considered as:"): not a commitment.
+    # choices:", "The answer could be considered as:"): not a commitment. A heading line ending in ":"
+    # commits only when it is an answer statement ("The answer is:", "### Final Answer:"), not "Ruled out:".
+    introduces = before.rstrip(" *_#").endswith((":", "："))
     if (
         _option_line(before, options, labels) is not None
         or _LIST_OR_HEDGE_INTRO.search(before)
         or _LIST_ITEM.match(before)  # "2. No,\nno. There are ...": the last item of a list of options
+        or (introduces and not any(True for _ in _statement_spans(before)))
     ):
         return None
     return pos, label
@@ -524,12 +621,29 @@ def _opening_answer(text: str, options: Mapping[str, str], labels: Mapping[str, 
         after = stated[len(option_key) :]
         if after and not after.startswith(" ") or after.strip().startswith(("vs", "or", "and")):
             return None
+        first, _ = _first_sentence(m.group(2))
+        if _DOUBT.search(first) or _names_another(first, label, options, labels, texts=True):
+            return None  # "A) Norovirus is unlikely here", "**A) Norovirus** - ruled out"
         others = {labels.get(x.casefold()) for x in _LINE_LABEL.findall(body)} - {label}
         return label if not others - {None} else None
     label = _opening_word(body, options)
+    if label is not None and _later_other_word(body, label, options):
+        return None  # "No, wait. ... so yes": it changes its mind
     # A reply whose other lines are options too ("No. no\nyes") commits to none.
     others = {_option_line(line, options, labels) for line in body.split("\n")[1:]}
     return label if label is not None and not others - {None, label} else None
+
+
+def _later_other_word(text: str, label: str, options: Mapping[str, str]) -> bool:
+    """Another one-word option appears anywhere in the text (for a reply that opens with one)."""
+    words = set(_norm_text(text).split())
+    return any(_norm_text(t) in words for other, t in options.items() if other != label)
+
+
+# An opening that is conversation, not an answer: "Yes, that is a good question. Let me think."
+_DISCOURSE = re.compile(
+    r"\b(?:question|think|let\s+me|let's|wait|reconsider|hmm|okay|sure|good|great)\b", re.I
+)
 
 
 def _opening_word(text: str, options: Mapping[str, str]) -> str | None:
@@ -537,11 +651,13 @@ def _opening_word(text: str, options: Mapping[str, str]) -> str | None:
     by punctuation ("YES, the results ..."), when the rest of its first sentence names no other option
     ("Yes. No", "No, the answer is not yes" commit to none)."""
     word = re.match(r"\s*(\w+)\s*[,.!:;\n]", text)
-    if word is None or (label := _whole_option(word.group(1), options)) is None:
+    if word is None or word.group(1).isdigit() or (label := _whole_option(word.group(1), options)) is None:
         return None
     if not all(len(_norm_text(t).split()) == 1 for t in options.values()):
         return None
     sentence = re.split(r"[.!?](?:\s|$)|\n", text[word.end() :], maxsplit=1)[0]
+    if _DISCOURSE.search(sentence):
+        return None
     others = {_whole_option(w, options) for w in _norm_text(sentence).split()} - {None, label}
     return label if label is not None and not others else None
 

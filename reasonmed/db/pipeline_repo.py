@@ -591,6 +591,7 @@ class StoredVerdict:
     outcome: str  # correct | error | unparseable
     reason: str | None
     verifier_answer: str | None = None  # the option the verifier says the path concludes with
+    answer_guard: str = "extracted"  # the guard mode the verdict was judged under (decisions and views agree)
 
 
 @dataclass(frozen=True, slots=True)
@@ -667,7 +668,9 @@ class QuestionState:
             if vid is None:
                 self.reread = True
             else:
-                self.verdicts[r.path_id] = StoredVerdict(vid, r.outcome, r.reason, r.verifier_answer)
+                self.verdicts[r.path_id] = StoredVerdict(
+                    vid, r.outcome, r.reason, r.verifier_answer, r.answer_guard
+                )
 
     def add_scores(self, records: Sequence[ScoreRecord], new: set[int]) -> None:
         for r in records:
@@ -787,7 +790,7 @@ def _load_chunk(c: Connection, ids: list[int], keys: StageKeys, simulated: bool)
         ).where(ReasoningPath.question_id.in_(ids), _same_kind(simulated))
     ):
         st[qid].paths.append(PathRow(*r))
-    for qid, vid, pid, outcome, reason, verifier_answer in c.execute(
+    for qid, vid, pid, outcome, reason, verifier_answer, answer_guard in c.execute(
         select(
             Verdict.question_id,
             Verdict.id,
@@ -795,13 +798,14 @@ def _load_chunk(c: Connection, ids: list[int], keys: StageKeys, simulated: bool)
             Verdict.outcome,
             Verdict.reason,
             Verdict.verifier_answer,
+            Verdict.answer_guard,
         ).where(
             Verdict.question_id.in_(ids),
             Verdict.verifier_model == keys.verifier.model,
             Verdict.prompt_sha256 == keys.verifier.prompt_sha256,
         )
     ):
-        st[qid].verdicts[pid] = StoredVerdict(vid, outcome, reason, verifier_answer)
+        st[qid].verdicts[pid] = StoredVerdict(vid, outcome, reason, verifier_answer, answer_guard)
     for qid, pid, score in c.execute(
         select(PathScore.question_id, PathScore.path_id, PathScore.score).where(
             PathScore.question_id.in_(ids),

@@ -32,7 +32,7 @@ from reasonmed.agents.refiner import refine_path
 from reasonmed.agents.regenerator import regenerate_path
 from reasonmed.agents.summarizer import summarize_path
 from reasonmed.agents.verifier import verify_path
-from reasonmed.answer_guard import GuardMode, guard_answer, passes
+from reasonmed.answer_guard import guard_answer, guard_mode, passes
 from reasonmed.config import PipelineConfig
 from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.pipeline_repo import (
@@ -455,11 +455,14 @@ def _error_reasons(st: QuestionState, paths: Sequence[PathRow]) -> list[str]:
     return list(seen)
 
 
-def _passes(mode: GuardMode, st: QuestionState, q: QuestionView, p: PathRow) -> bool:
+def _passes(st: QuestionState, q: QuestionView, p: PathRow) -> bool:
     """The answer guard: "correct" means judged Correct AND (unless the guard is off) concluding with the
-    keyed option, as read under the pipeline's ``answer_guard`` mode."""
+    keyed option, as read under the ``answer_guard`` mode the verdict was judged under (stored on it, so the
+    decision and the audit views read the same rule; a changed mode applies to verdicts written after it)."""
     v = st.verdicts.get(p.id)
-    return v is not None and passes(mode, v.outcome, p.extracted_answer, v.verifier_answer, q.answer)
+    return v is not None and passes(
+        guard_mode(v.answer_guard), v.outcome, p.extracted_answer, v.verifier_answer, q.answer
+    )
 
 
 def _accepted(st: QuestionState, paths: Sequence[PathRow]) -> list[AcceptedRef]:
@@ -547,9 +550,7 @@ async def _resolve_medium(ctx: StageContext, r: _Routed) -> Decision:
     }
     await _verify_missing(ctx, r.q, st, list(refined.values()), r.origin)
     st = await ctx.fresh(r.loaded)
-    kept = routing.medium_keep(
-        best, refined, lambda p: _passes(ctx.cfg.answer_guard, st, r.q, p), ctx.cfg.tiers.keep_top
-    )
+    kept = routing.medium_keep(best, refined, lambda p: _passes(st, r.q, p), ctx.cfg.tiers.keep_top)
     return Decision(_accepted(st, kept))
 
 
@@ -558,7 +559,7 @@ async def _resolve_difficult(ctx: StageContext, r: _Routed) -> Decision:
     lone Correct path, else its best failed attempt (``routing.difficult_source``), with every error reason.
     They are independent, so they run at once; every new path is verified again."""
     st = r.loaded.state
-    base = routing.difficult_source(r.generated, lambda p: _passes(ctx.cfg.answer_guard, st, r.q, p))
+    base = routing.difficult_source(r.generated, lambda p: _passes(st, r.q, p))
     taken = {p.path_key for p in st.paths}
     jobs = []
     if base.id not in {p.parent_path_id for p in _written_now(ctx, st.paths, "refined")}:
@@ -580,9 +581,7 @@ async def _resolve_difficult(ctx: StageContext, r: _Routed) -> Decision:
     regen = _written_now(ctx, st.by_origin("regenerated"), "regenerated")
     await _verify_missing(ctx, r.q, st, [*refined, *regen], r.origin)
     st = await ctx.fresh(r.loaded)
-    kept = routing.difficult_keep(
-        refined, base, regen, lambda p: _passes(ctx.cfg.answer_guard, st, r.q, p), ctx.cfg.tiers.keep_top
-    )
+    kept = routing.difficult_keep(refined, base, regen, lambda p: _passes(st, r.q, p), ctx.cfg.tiers.keep_top)
     return Decision(_accepted(st, kept), None if kept else routing.difficult_rejection(len(regen)))
 
 
@@ -611,7 +610,7 @@ async def _resolve(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigin)
         raise StageIncomplete(
             f"question {q.id}: generation or verification is incomplete; run those stages first"
         )
-    correct = [p for p in gen if _passes(ctx.cfg.answer_guard, st, q, p)]
+    correct = [p for p in gen if _passes(st, q, p)]
     tiers = ctx.cfg.tiers
     tier = assign_tier(
         len(correct), easy_min_correct=tiers.easy_min_correct, medium_min_correct=tiers.medium_min_correct

@@ -159,6 +159,12 @@ def sim_server(
         FaultPlan(
             settings.fault_rate, settings.fault_kinds, settings.faults, script=settings.fault_script
         )  # validate
+        if settings.script:
+            from pathlib import Path
+
+            from reasonmed.sim.script import load_script
+
+            load_script(Path(settings.script))  # validate: a one-line error, not a server that dies
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     main(settings)

@@ -69,9 +69,9 @@ def _outcome(raw: object, where: str) -> Outcome:
 
 def load_script(path: Path) -> tuple[QuestionScript, ...]:
     """The questions of a script file; a one-line ScriptError says what is wrong with it."""
-    if path.stat().st_size > MAX_SCRIPT_BYTES:
-        raise ScriptError(f"{path}: a script file is at most {MAX_SCRIPT_BYTES} bytes")
     try:
+        if not path.is_file() or path.stat().st_size > MAX_SCRIPT_BYTES:
+            raise ScriptError(f"{path}: not a regular file of at most {MAX_SCRIPT_BYTES} bytes")
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ScriptError(f"{path}: not a readable JSON script ({exc})") from None
@@ -128,6 +128,8 @@ class Script:
         rng = random.Random(f"{q.marker}|{role}|{model}|{temperature}|{seed}|{path}")
         if role == "generate":
             name = slot(model, temperature)
+            if name not in q.paths:
+                return None  # a slot the script does not name: answered as usual
             return _path_text(name, q.paths[name], question, options, rng, "generate")
         tag = _TAG.search(path or "")
         if role == "refine":
@@ -136,6 +138,8 @@ class Script:
         if role == "regenerate":
             return _path_text(f"regenerated-{seed}", q.regenerate, question, options, rng, "regenerate")
         outcome = _lookup(q, tag.group(1) if tag else "")
+        if outcome is None:
+            return None
         if role == "rank":
             return json.dumps({"score": outcome.score, "justification": f"Scripted score {outcome.score}."})
         if outcome.verdict == "unparseable":
@@ -146,12 +150,12 @@ class Script:
         )
 
 
-def _lookup(q: QuestionScript, name: str) -> Outcome:
+def _lookup(q: QuestionScript, name: str) -> Outcome | None:
     if name.startswith("refined-"):
         return q.refine
     if name.startswith("regenerated-"):
         return q.regenerate
-    return q.paths[name]
+    return q.paths.get(name)
 
 
 def _path_text(

@@ -31,6 +31,7 @@ FACTORS = {"A": "Factor VII", "B": "Factor VIII", "C": "Factor IX", "D": "Factor
 STEPS = {"A": "Admission", "B": "Doxycycline", "C": "Ceftriaxone", "D": "Observation"}
 PROT = {"A": "Factor V Leiden", "B": "Antithrombin deficiency", "C": "Deficiency in protein C"}
 NNT = {"A": "10", "B": "16", "C": "22", "D": "40"}
+VIRUS = {"A": "Norovirus", "B": "Rotavirus", "C": "Adenovirus", "D": "Astrovirus"}
 TEN = {label: f"Choice {label}" for label in "ABCDEFGHIJ"}
 HYPERTENSION = {
     "A": "Beta-blocker therapy",
@@ -309,7 +310,9 @@ EXTRACT_CASES = [
     pytest.param(
         "Thus the best first step is admission (Option A).", STEPS, "A", id="conclusion-option-ref-paren"
     ),
-    pytest.param("Weighing it all:\n\n**D) Heparin**", ANTICOAG, "D", id="final-bold-label-text"),
+    pytest.param("The answer is:\n\n**D) Heparin**", ANTICOAG, "D", id="final-bold-label-text"),
+    # a heading that is not an answer statement may introduce anything ("Ruled out:"): no commitment
+    pytest.param("Weighing it all:\n\n**D) Heparin**", ANTICOAG, None, id="final-line-after-other-heading"),
     pytest.param("Reasoning here.\n<answer>yes</answer>", PQA, "yes", id="answer-tag-word"),
     pytest.param("The trial was small.\n\n**Maybe**", PQA, "maybe", id="final-bold-word"),
     pytest.param("This leaves us with b) Clopidogrel.", ANTICOAG, "B", id="leaves-us-with-lowercase"),
@@ -346,6 +349,60 @@ EXTRACT_CASES = [
         id="run-on-invented-question",
     ),
     pytest.param("The final answer: a.", {"A": "ab", "B": "cd", "C": "bd", "D": "ac"}, None, id="sub-item"),
+    # Adversarial forms (a review of this parser): a sentence that rejects, doubts, conditions or lists its
+    # option commits to none.
+    *[
+        pytest.param(text, VIRUS, None, id=f"refuse-{i}")
+        for i, text in enumerate(
+            [
+                "A) Norovirus is unlikely here because the incubation period is 2 weeks.\n\nThe clinical "
+                "picture fits a different pathogen better.",
+                "**A) Norovirus** - ruled out: incubation too long.\n\nFurther testing is required.",
+                "B) Rotavirus would be wrong here.",
+                "Rotavirus is the most likely cause in infants, but in this adult Norovirus is more likely.",
+                "Rotavirus is the best answer? I doubt it.",
+                "Rotavirus is the most likely cause only if the patient is an infant, which she is not.",
+                "The most likely cause is B? It cannot be.",
+                "The most likely diagnosis is not consistent with (B).",
+                "All of this points to a viral cause, not Rotavirus (B).",
+                "The best choice would be to exclude Rotavirus (B).",
+                "Option B is correct in children; option A is correct in adults.",
+                "I would go with B if the patient were a child, but here it's C? I'm not sure.",
+                "I will choose B if the lab confirms it.",
+                "We'd select B for children and C for adults.",
+                "This leaves us with B to rule out.",
+                "That leaves Rotavirus as the least likely option.",
+                "That leaves Rotavirus, Adenovirus and Astrovirus to consider.",
+                "The most likely diagnosis is Rotavirus, Adenovirus or Astrovirus.",
+                "The most likely diagnosis in this case would be A) Norovirus or B) Rotavirus.",
+                "The answer is B) Rotavirus or C) Adenovirus.",
+                "Ruled out:\nRotavirus",
+                "Least likely option:\nRotavirus",
+                "Incorrect:\nB",
+                "I am not certain.\nRotavirus?",
+            ]
+        )
+    ],
+    # It changes its mind in words no rule reads: none (a miss), never the "No" it opened with.
+    pytest.param(
+        "No, wait. Let me reconsider: the trial found benefit, so yes.", PQA, None, id="pqa-retract"
+    ),
+    pytest.param(
+        "Yes, that is a good question. Let me think.\n\nThe trial randomised 200 patients.",
+        PQA,
+        None,
+        id="pqa-opening-discourse",
+    ),
+    pytest.param(
+        "1. Identify the drug and its half-life. It is 4 h.",
+        {"A": "1", "B": "2", "C": "3", "D": "4"},
+        None,
+        id="numbered-step-not-option",
+    ),
+    pytest.param(
+        "## Thinking\nIt fits.\n## Answer\nFinal answer: A", ANTICOAG, "A", id="thinking-then-answer"
+    ),
+    pytest.param("I will <think> about it. The answer is A.", ANTICOAG, "A", id="think-word-inline"),
 ]
 
 

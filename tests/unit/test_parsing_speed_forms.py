@@ -11,6 +11,7 @@ from reasonmed.parsing import (
     _REVERSED_STATEMENT,
     _STATEMENT_PATTERNS,
     _STRICT_FROM,
+    _WEAK_FROM,
     _statement_spans,
 )
 
@@ -51,9 +52,9 @@ PIECES = [
 ]
 
 
-def _slow(text: str) -> list[tuple[int, int, bool]]:
+def _slow(text: str) -> list[tuple[int, int, bool, bool]]:
     return sorted(
-        (m.start(), m.end(), i >= _STRICT_FROM)
+        (m.start(), m.end(), i >= _STRICT_FROM, i >= _WEAK_FROM)
         for i, p in enumerate(_STATEMENT_PATTERNS)
         for m in p.finditer(text)
     )
