@@ -56,7 +56,10 @@ def secret_key(name: str) -> bool:
     do not matter: ``hf_token``, ``X-Api-Key``, ``apiKey``, ``PASSWORD``, ``sig``); ``max_tokens`` does not."""
     if name.lower() in _NAME_KEYS:
         return False
-    return any(w in _SECRET_WORDS or w.endswith("key") for w in map(str.lower, _WORDS.findall(name)))
+    return any(
+        w in _SECRET_WORDS or w.endswith(("key", "password", "passwd", "secret", "token"))  # PGPASSWORD
+        for w in map(str.lower, _WORDS.findall(name))
+    )
 
 
 # --------------------------------------------------------------------------- URLs

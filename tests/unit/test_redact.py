@@ -20,6 +20,9 @@ CANARY = "canaryUNIT7c4e1"
 @pytest.mark.parametrize(
     ("text", "shown"),
     [
+        # an environment assignment whose name ends in a secret word (a review found it shown)
+        ("PGPASSWORD=s3cr3t psql -h db", "PGPASSWORD=*** psql -h db"),
+        ("completion_tokens: 5", "completion_tokens: 5"),
         # URL userinfo, any scheme (a wrong one included)
         ("htp://user:PW1x@host", "htp://user:***@host"),
         ("got 'htp://user:PW1x@host/v1')", "got 'htp://user:***@host/v1')"),
