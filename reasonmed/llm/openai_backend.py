@@ -354,8 +354,8 @@ class OpenAICompatibleBackend:
         ValueError, i.e. a bad_response, which is retried."""
         try:
             data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"body is not JSON ({exc})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # a body nested too deep
+            raise ValueError(f"body is not JSON ({type(exc).__name__})") from None
         if not isinstance(data, dict):
             raise ValueError("body is not a JSON object")
         choices = data.get("choices")

@@ -87,7 +87,7 @@ async def _get_json(
         return None, None, redact(f"unreachable ({type(exc).__name__}: {exc})", secrets)
     try:
         return 200, json.loads(raw), ""
-    except ValueError:
+    except (ValueError, RecursionError):  # a body nested too deep is no model list either
         return 200, None, "not JSON"
 
 

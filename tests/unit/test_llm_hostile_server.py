@@ -74,6 +74,8 @@ class Hostile:
         if name == "echo":  # a 500 that repeats the request's headers, as a debugging proxy might
             lines = "\n".join(f"{k}: {v}" for k, v in request.headers.items())
             return web.Response(status=500, text=f"{json.dumps({'headers': dict(request.headers)})}\n{lines}")
+        if name == "deep":  # a 200 whose JSON nests deeper than the parser's recursion allows
+            return web.Response(body=b"[" * 200_000, content_type="application/json")
         if name == "collector":
             return web.json_response(completion())
         return web.json_response(completion())
@@ -135,6 +137,14 @@ async def test_a_body_over_the_cap_is_refused_unread(route: str, hostile: tuple[
     )  # retried within its budget, then final
     assert "exceeds max_response_bytes (1,048,576)" in str(info.value)
     assert h.hits[route] == 2
+
+
+async def test_a_body_nested_too_deep_is_a_bad_response_not_a_traceback(hostile: tuple[Hostile, Any]) -> None:
+    h, backend = hostile
+    with pytest.raises(LLMError) as info:
+        await backend("deep", max_retries=1).complete(PROMPT, temperature=0.0, max_tokens=8)
+    assert info.value.kind == "bad_response" and "body is not JSON (RecursionError)" in str(info.value)
+    assert h.hits["deep"] == 2  # retried within its budget
 
 
 async def test_a_body_under_the_cap_is_read(hostile: tuple[Hostile, Any]) -> None:
