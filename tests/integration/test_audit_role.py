@@ -565,6 +565,7 @@ def test_a_member_of_a_predefined_role_is_refused(deployment: Deployment) -> Non
             with pytest.raises(AuditRoleRefused, match="is a member of pg_read_all_data"):
                 _apply(deployment.admin_url, member)
         finally:
+            admin.execute(f'DROP OWNED BY "{member}"')  # in case it was not refused
             admin.execute(f'DROP ROLE "{member}"')
 
 
