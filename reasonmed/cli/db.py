@@ -77,7 +77,8 @@ def create_audit_role(
 ) -> None:
     """Create (or re-apply after a migration) a read-only login role for auditors, on Postgres.
 
-    Run it as a superuser. Set the role's password afterwards with psql's \\password NAME.
+    Run it as a superuser, and not on a role that is a member of another (it could SET ROLE to it).
+    Set the role's password afterwards with psql's \\password NAME.
     """
     url, engine = engine_from_settings(database_url)
     limits = audit_role.AuditLimits(
@@ -103,6 +104,8 @@ def create_audit_role(
             f"(withheld: {withheld}); read-only sessions, statement timeout {limits.statement_timeout_s}s, "
             f"idle session timeout {limits.idle_session_timeout_s}s, at most {limits.connection_limit} "
             f"sessions; large-object functions taken from PUBLIC: {len(role.large_object_functions)} "
-            f"(kept by {', '.join(role.owners)}). Re-run after every migration."
+            f"(kept by {', '.join(role.owners)}); temporary tables also kept by the roles that may insert "
+            f"questions: {', '.join(role.staging_writers) or 'none'}; watchdog: {audit_role.WATCHDOG}. "
+            "Re-run after every migration, and after granting a role INSERT on questions."
         )
     )

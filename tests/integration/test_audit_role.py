@@ -1,10 +1,12 @@
 """``reasonmed db create-audit-role`` on a real Postgres database owned by a non-superuser app role, as in
 production. The auditor reads the audit views and the tables, but not prompt texts, raw error bodies or
-run parameters; it cannot write (tables, large objects), create, widen itself, keep a statement running
-past the limit, or keep the nightly run's lock key; and the app role keeps every privilege it uses."""
+run parameters; it cannot write (tables, large objects), create, widen itself, become another role, keep a
+statement running past the limit, or keep the nightly run's lock key; the app role keeps every privilege it
+uses and cannot touch the superuser's watchdog; a runtime role that may insert questions still ingests."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -21,9 +23,17 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from reasonmed.db import audit_repo, migrate, nightly_repo
+from reasonmed.db import audit_repo, audit_role, migrate, nightly_repo
 from reasonmed.db import pipeline_repo as repo
-from reasonmed.db.audit_role import WITHHELD, AuditLimits, AuditRoleRefused, create_audit_role
+from reasonmed.db.audit_role import (
+    ADMIN_SCHEMA,
+    WATCHDOG,
+    WITHHELD,
+    AuditLimits,
+    AuditRole,
+    AuditRoleRefused,
+    create_audit_role,
+)
 from reasonmed.db.engine import make_engine
 from reasonmed.db.models import Base, IngestFile, LLMCall, PipelineRun, PromptTemplateRow, QuestionFailure
 from reasonmed.ingest.service import ingest_file
@@ -132,11 +142,11 @@ def _command(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _apply(admin_url: str, role: str) -> None:
+def _apply(admin_url: str, role: str) -> AuditRole:
     """What an administrator re-runs after a migration: the function behind the command."""
     engine = make_engine(admin_url)
     try:
-        create_audit_role(engine, role, limits=AuditLimits(statement_timeout_s=1))
+        return create_audit_role(engine, role, limits=AuditLimits(statement_timeout_s=1))
     finally:
         engine.dispose()
 
@@ -236,8 +246,8 @@ DENIED = [
     ("give itself createdb", "ALTER ROLE CURRENT_USER CREATEDB", "permission denied"),
     (
         "run the watchdog",
-        "SELECT reasonmed_audit_watchdog(CURRENT_USER, '0s')",
-        "permission denied for function reasonmed_audit_watchdog",
+        f"SELECT {WATCHDOG}(CURRENT_USER, '0s')",
+        f"permission denied for schema {ADMIN_SCHEMA}",
     ),
     ("sequence", "SELECT nextval('questions_id_seq')", "permission denied for sequence questions_id_seq"),
 ]
@@ -344,7 +354,7 @@ def test_a_raised_statement_timeout_does_not_outlive_the_watchdog(deployment: De
             return row == (1,)
 
         _wait_until(running_past_the_limit, within_s=20, what="the audit query runs past 1s")
-        ended = c.execute("SELECT reasonmed_audit_watchdog(%s, '1s')", (deployment.role,)).fetchone()
+        ended = c.execute(f"SELECT {WATCHDOG}(%s, '1s')", (deployment.role,)).fetchone()
     t.join(timeout=20)
     assert not t.is_alive() and ended == (1,)
     assert isinstance(outcome[0], psycopg.OperationalError)  # terminated by the administrator, not finished
@@ -368,7 +378,7 @@ def test_an_auditor_keeping_the_nightly_key_is_named_and_ended_by_the_watchdog(
             "auditor-psql",
         )
         with psycopg.connect(_conninfo(deployment.admin_url), autocommit=True) as c:
-            ended = c.execute("SELECT reasonmed_audit_watchdog(%s, '1h')", (deployment.role,)).fetchone()
+            ended = c.execute(f"SELECT {WATCHDOG}(%s, '1h')", (deployment.role,)).fetchone()
         assert ended == (1,)  # idle, but holding an advisory lock: ended all the same
         run_id, _ = nightly_repo.acquire_run_lock(
             app, kind="nightly", ttl_s=60, wait_s=5, parameters={}, prefect_flow_run_id=None
@@ -444,3 +454,153 @@ def test_every_withheld_column_exists() -> None:
         if relation in audit_repo.AUDIT_VIEWS:
             continue  # views: checked on the database by test_the_audit_role_cannot
         assert relation in tables and set(columns) <= tables[relation], relation
+
+
+# What the app role (it owns schema public) would do to have a superuser run its SQL through the watchdog.
+HIJACKS = [
+    ("add an overload", f"CREATE FUNCTION {WATCHDOG}(text, text) RETURNS integer LANGUAGE sql AS 'SELECT 0'"),
+    (
+        "replace it",
+        f"CREATE OR REPLACE FUNCTION {WATCHDOG}(audit_role name, max_runtime interval) "
+        "RETURNS integer LANGUAGE sql AS 'SELECT 0'",
+    ),
+    ("drop it", f"DROP FUNCTION {WATCHDOG}(name, interval)"),
+    ("reset its search_path", f"ALTER FUNCTION {WATCHDOG}(name, interval) RESET search_path"),
+    ("shadow a catalog table", f"CREATE TABLE {ADMIN_SCHEMA}.pg_stat_activity (usename name)"),
+    ("drop its schema", f"DROP SCHEMA {ADMIN_SCHEMA} CASCADE"),
+    ("rename its schema", f"ALTER SCHEMA {ADMIN_SCHEMA} RENAME TO mine"),
+]
+
+
+@pytest.mark.parametrize(("what", "sql"), HIJACKS, ids=[h[0] for h in HIJACKS])
+def test_the_app_role_cannot_touch_the_watchdog(what: str, sql: str, deployment: Deployment) -> None:
+    refused = pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied|must be owner")
+    with psycopg.connect(deployment.app) as c, refused:
+        c.execute(sql)
+
+
+def test_the_documented_watchdog_call_runs_the_superusers_function(deployment: Deployment) -> None:
+    """The cron line of docs/audits.md, run by a superuser while the app role has put a better-matching
+    overload in schema public: the real watchdog runs, the app's SQL does not."""
+    docs = (Path(__file__).parents[2] / "docs" / "audits.md").read_text()
+    found = re.search(r"-Atc \"(SELECT [\w.]*reasonmed_audit_watchdog\('reasonmed_audit', '60s'\))\"", docs)
+    assert found, "docs/audits.md names no watchdog call"
+    call = found.group(1).replace("'reasonmed_audit'", f"'{deployment.role}'")
+    with psycopg.connect(deployment.app, autocommit=True) as app:
+        app.execute("CREATE TABLE public.ran_as (superuser text)")
+        app.execute(
+            "CREATE FUNCTION public.reasonmed_audit_watchdog(text, text) RETURNS integer LANGUAGE sql AS "
+            "$$ INSERT INTO public.ran_as SELECT current_setting('is_superuser'); SELECT -1 $$"
+        )
+    try:
+        with psycopg.connect(_conninfo(deployment.admin_url), autocommit=True) as c:
+            assert c.execute(call).fetchone() == (0,)  # no audit session to end
+        with psycopg.connect(deployment.app) as app:
+            assert app.execute("SELECT superuser FROM public.ran_as").fetchall() == []
+    finally:
+        with psycopg.connect(deployment.app, autocommit=True) as app:
+            app.execute("DROP FUNCTION public.reasonmed_audit_watchdog(text, text)")
+            app.execute("DROP TABLE public.ran_as")
+
+
+@pytest.mark.parametrize(
+    "widen",
+    ["ALTER SCHEMA {schema} OWNER TO {app}", "GRANT CREATE ON SCHEMA {schema} TO {app}"],
+    ids=["schema owned by the app role", "app role may create in it"],
+)
+def test_a_watchdog_schema_others_may_write_is_refused(widen: str, deployment: Deployment) -> None:
+    """The app role (it may CREATE schemas in its database) could make the schema before the command."""
+    app = f'"{deployment.app_role}"'
+    with psycopg.connect(_conninfo(deployment.admin_url), autocommit=True) as c:
+        c.execute(widen.format(schema=ADMIN_SCHEMA, app=app))
+        try:
+            with pytest.raises(AuditRoleRefused, match=f"schema {ADMIN_SCHEMA} is not a superuser's alone"):
+                _apply(deployment.admin_url, deployment.role)
+        finally:
+            c.execute(f"ALTER SCHEMA {ADMIN_SCHEMA} OWNER TO CURRENT_USER")
+            c.execute(f"REVOKE ALL ON SCHEMA {ADMIN_SCHEMA} FROM {app}")
+
+
+def test_a_member_of_the_app_role_is_refused_until_revoked(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NOINHERIT does not stop SET ROLE: a member of the app role could write as the app."""
+    member = f"reasonmed_member_{uuid.uuid4().hex[:8]}"
+    app = f'"{deployment.app_role}"'
+    member_url = make_url(deployment.admin_url).set(username=member).render_as_string(hide_password=False)
+    with psycopg.connect(_conninfo(deployment.admin_url), autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{member}" LOGIN')
+        try:
+            admin.execute(f'GRANT {app} TO "{member}"')
+            refused = _command("db", "create-audit-role", member, "--database-url", deployment.admin_url)
+            assert refused.returncode == 2 and f"is a member of {deployment.app_role}" in refused.stderr
+            assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+            engine = make_engine(deployment.admin_url)
+            try:  # the check at the end catches it too (a membership granted while the command ran)
+                with monkeypatch.context() as m:
+                    m.setattr(audit_role, "_refuse_unsafe_role", lambda *_: None)
+                    with pytest.raises(AuditRoleRefused, match="is a member of"):
+                        create_audit_role(engine, member)
+            finally:
+                engine.dispose()
+            admin.execute(f'REVOKE {app} FROM "{member}"')  # as the message says
+            _apply(deployment.admin_url, member)
+            with (
+                psycopg.connect(_conninfo(member_url)) as c,
+                pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied to set role"),
+            ):
+                c.execute(f"SET ROLE {app}")
+        finally:
+            admin.execute(f'DROP OWNED BY "{member}"')
+            admin.execute(f'DROP ROLE "{member}"')
+
+
+def test_a_member_of_a_predefined_role_is_refused(deployment: Deployment) -> None:
+    """pg_read_all_data would read every withheld column; membership in any role is refused."""
+    member = f"reasonmed_member_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(_conninfo(deployment.admin_url), autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{member}" LOGIN')
+        try:
+            admin.execute(f'GRANT pg_read_all_data TO "{member}"')
+            with pytest.raises(AuditRoleRefused, match="is a member of pg_read_all_data"):
+                _apply(deployment.admin_url, member)
+        finally:
+            admin.execute(f'DROP OWNED BY "{member}"')  # in case it was not refused
+            admin.execute(f'DROP ROLE "{member}"')
+
+
+def test_the_audit_role_cannot_become_the_app_role(deployment: Deployment) -> None:
+    refused = pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied to set role")
+    with psycopg.connect(deployment.auditor) as c, refused:
+        c.execute(f'SET ROLE "{deployment.app_role}"')
+
+
+def test_a_runtime_role_that_may_insert_questions_still_ingests(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """A least-privilege runtime role owns nothing; ingest stages questions in a temporary table."""
+    runtime = f"reasonmed_runtime_{uuid.uuid4().hex[:8]}"
+    runtime_url = make_url(deployment.app_url).set(username=runtime).render_as_string(hide_password=False)
+    with psycopg.connect(_conninfo(deployment.admin_url), autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{runtime}" LOGIN')
+        try:
+            with psycopg.connect(deployment.app, autocommit=True) as app:
+                app.execute(
+                    f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{runtime}"'
+                )
+                app.execute(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{runtime}"')
+            made = _apply(deployment.admin_url, deployment.role)  # re-run after granting INSERT on questions
+            assert runtime in made.staging_writers and deployment.role not in made.staging_writers
+            engine = make_engine(runtime_url)
+            try:
+                write_pubmedqa(tmp_path / "pq.json", 2, skip=50)
+                assert ingest_file(engine, tmp_path / "pq.json", "pubmedqa").inserted == 2
+            finally:
+                engine.dispose()
+            with psycopg.connect(deployment.auditor) as c:  # and still not the auditor
+                assert c.execute("SELECT has_database_privilege(current_database(), 'TEMP')").fetchone() == (
+                    False,
+                )
+        finally:
+            admin.execute(f'DROP OWNED BY "{runtime}"')
+            admin.execute(f'DROP ROLE "{runtime}"')
