@@ -40,7 +40,7 @@ from reasonmed.pipeline import workers
 from reasonmed.pipeline.budgets import over_budget
 from reasonmed.pipeline.failures import classify
 from reasonmed.pipeline.outcome import BuildOutcome, HeldClaim, RunStatus, alarms_of
-from reasonmed.pipeline.progress import BuildProgress
+from reasonmed.pipeline.progress import BuildProgress, summary
 from reasonmed.pipeline.stages import Carried, StageContext
 from reasonmed.prompts import all_templates
 from reasonmed.tasks.context import Handle
@@ -97,10 +97,7 @@ async def _process_question(run: BuildRun, question_id: int, carried: Carried) -
                 run_id=ctx.value.run_id,
                 budget=run.question_attempts,
             )
-            if recorded.set_aside:
-                progress.set_aside += 1
-            else:
-                progress.failed += 1
+            progress.settle("set_aside" if recorded.set_aside else "failed")
             get_run_logger().warning(
                 "question %s %s at %s (%s failure %s of %s): %s",
                 question_id,
@@ -114,11 +111,7 @@ async def _process_question(run: BuildRun, question_id: int, carried: Carried) -
             return "set_aside" if recorded.set_aside else "failed"
         finally:
             progress.in_flight -= 1
-    progress.done += 1
-    if status == "accepted":
-        progress.accepted += 1
-    elif status == "rejected":
-        progress.rejected += 1
+    progress.settle(status)
     return status
 
 
@@ -332,7 +325,9 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
                 await asyncio.sleep(5)
                 with best_effort("progress artifact"):
                     await aupdate_progress_artifact(
-                        artifact_id=artifact_id, progress=100.0 * progress.fraction
+                        artifact_id=artifact_id,
+                        progress=100.0 * progress.fraction,
+                        description=f"build run {run_id}: {summary(progress.snapshot())}",
                     )
 
         background = [
@@ -374,7 +369,11 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
                 run.end("interrupted" if stop.interrupted else "failed", stop.reason)
             run.stats = _jsonable({**progress.snapshot(), "statuses": totals, "shards": shard_counter[0]})
     with best_effort("progress artifact"):
-        await aupdate_progress_artifact(artifact_id=artifact_id, progress=100.0)
+        await aupdate_progress_artifact(
+            artifact_id=artifact_id,
+            progress=100.0,
+            description=f"build run {run_id}: {summary(progress.snapshot())}",
+        )
     report = await asyncio.to_thread(repo.run_report, engine, run_id)
     report["set_aside"] = await asyncio.to_thread(failures_repo.list_set_aside, engine, run_id=run_id)
     await _publish_report(run_id, report)

@@ -37,6 +37,8 @@ def _progress_table(snap: dict[str, Any]) -> Table:
     t.add_row("LLM calls", f"{snap['calls']:,}  ({snap['calls_per_s']:.1f}/s, {snap['retries']:,} retried)")
     t.add_row("tokens", f"{snap['prompt_tokens']:,} in, {snap['completion_tokens']:,} out")
     t.add_row("elapsed", f"{snap['elapsed_s']:.0f} s")
+    if "eta" in snap:
+        t.add_row("time left", snap["eta"])
     if snap.get("cost_usd") is not None:
         projected = snap.get("projected_cost_usd")
         t.add_row(
@@ -45,7 +47,7 @@ def _progress_table(snap: dict[str, Any]) -> Table:
             + (
                 f", ~${projected:,.4f} projected for {snap['total']:,} questions"
                 if projected is not None
-                else ""
+                else ", projection unknown until more questions settle"
             ),
         )
     return t

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from reasonmed.pipeline.eta import WINDOW_S, Observed, estimate
 
 
 @dataclass
@@ -21,15 +24,51 @@ class BuildProgress:
     started: float = field(default_factory=time.monotonic)
     usage: Callable[[], list[Any]] = field(default=lambda: [])
     finished: bool = False
+    window_s: float = WINDOW_S
+    # When each recent question settled (monotonic): the pace of the last ``window_s`` seconds.
+    _settled_at: deque[float] = field(default_factory=deque, repr=False)
+
+    def settle(self, status: str) -> None:
+        """Count a question leaving this run's work: "failed", "set_aside", or a finished one's status;
+        its time feeds the recent pace."""
+        if status == "failed":
+            self.failed += 1
+        elif status == "set_aside":
+            self.set_aside += 1
+        else:
+            self.done += 1
+            if status == "accepted":
+                self.accepted += 1
+            elif status == "rejected":
+                self.rejected += 1
+        self._settled_at.append(time.monotonic())
+
+    @property
+    def settled(self) -> int:
+        return self.done + self.failed + self.set_aside
+
+    def observed(self, cost_usd: float | None = None, now: float | None = None) -> Observed:
+        now = time.monotonic() if now is None else now
+        while self._settled_at and self._settled_at[0] < now - self.window_s:
+            self._settled_at.popleft()
+        return Observed(
+            total=self.total,
+            settled=self.settled,
+            elapsed_s=max(now - self.started, 0.0),
+            recent=len(self._settled_at),
+            window_s=self.window_s,
+            cost_usd=cost_usd,
+            running=not self.finished,
+        )
 
     def snapshot(self) -> dict[str, Any]:
         rows = self.usage()
         calls = sum(r.calls for r in rows)
-        elapsed = max(time.monotonic() - self.started, 1e-9)
+        now = time.monotonic()
+        elapsed = max(now - self.started, 1e-9)
         priced = [r.cost_usd for r in rows if getattr(r, "cost_usd", None) is not None]
         cost = sum(priced) if priced else None
-        # Spent so far, scaled to the questions this run intends to process (once some are done).
-        projected = cost / self.done * self.total if cost is not None and self.done and self.total else None
+        eta = estimate(self.observed(cost, now))
         return {
             "total": self.total,
             "claimed": self.claimed,
@@ -46,9 +85,25 @@ class BuildProgress:
             "retries": sum(r.retries for r in rows),
             "elapsed_s": elapsed,
             "cost_usd": cost,
-            "projected_cost_usd": projected,
+            "projected_cost_usd": eta.projected_cost_usd,
+            "eta_s": eta.eta_s,
+            "eta": eta.eta_text(),
         }
 
     @property
     def fraction(self) -> float:
-        return 0.0 if not self.total else min(1.0, (self.done + self.failed + self.set_aside) / self.total)
+        return 0.0 if not self.total else min(1.0, self.settled / self.total)
+
+
+def summary(snap: dict[str, Any]) -> str:
+    """One paragraph of a snapshot for the flow's progress artifact: where the run is, time left, cost."""
+    settled = snap["done"] + snap["failed"] + snap.get("set_aside", 0)
+    text = f"{settled:,} of {snap['total']:,} questions settled; time left: {snap['eta']}"
+    if snap.get("cost_usd") is not None:
+        projected = snap.get("projected_cost_usd")
+        text += f"; cost: ${snap['cost_usd']:,.4f} spent, " + (
+            f"~${projected:,.4f} projected for {snap['total']:,} questions"
+            if projected is not None
+            else "projection unknown"
+        )
+    return text
