@@ -94,6 +94,7 @@ def test_cost_in_the_run_the_audit_view_and_the_dry_run(tmp_path: Path) -> None:
     # The display counts what the client spent (the database holds the same calls: no faults here).
     assert abs(float(shown.group(1)) - spent) <= 0.0001 + 1e-9 and int(shown.group(3)) == LIMIT
     assert abs(float(shown.group(2)) - float(shown.group(1))) < 0.0002  # all done: projected = spent
+    assert re.search(r"time left\s+none, every question has settled", run.stdout), run.stdout[-2000:]
 
     # The dry run: history per (role, endpoint) scaled to 50 questions, at the same prices.
     ok = [r for r in calls if r.status == "ok"]

@@ -232,3 +232,8 @@ def test_run_artifacts_are_published_with_keys(built_pg_db) -> None:
     assert "easy" in str(tiers.data) and "difficult" in str(tiers.data)
     progress = [a for a in asyncio.run(read("build-progress")) if str(a.flow_run_id) == flow_run_id][0]
     assert float(progress.data) == 100.0
+    # The description carries the run's summary with its time left (none: all settled).
+    assert progress.description == (
+        f"build run {built_pg_db.result['run_id']}: 60 of 60 questions settled; "
+        "time left: none, every question has settled"
+    )
