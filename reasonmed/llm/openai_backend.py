@@ -13,6 +13,10 @@ context (``llm/context.py``: an estimate of the prompt, never the server's token
 400 that would set the question aside; a request with less room than a minimal completion is not sent at
 all (``context_exceeded``, final). The budget sent is on each completion (``Completion.max_tokens``).
 
+Before a slot is taken, a request waits for the endpoint's rate limits (``llm/rate_limit.py``: the pipeline
+file's ``requests_per_minute``/``tokens_per_minute`` and the server's ``x-ratelimit-*`` headers), so the wait
+neither counts against its timeout nor holds a slot.
+
 Redirects are never followed: a 307/308 would re-send the prompt (medical text) and the key's request to
 whatever origin the server names, so any 3xx is ``endpoint_refused`` (fix base_url). A body larger than
 ``max_response_bytes`` is refused unread, and server strings are cut to the columns that store them.
