@@ -114,6 +114,18 @@ class EndpointConfig(_Strict):
     breaker_min_failures: int = Field(
         default=5, ge=1, description="circuit breaker: failed attempts it takes at least"
     )
+    requests_per_minute: float | None = Field(
+        default=None,
+        gt=0,
+        description="the endpoint's request limit (a hosted API's RPM): requests are spaced to stay under it "
+        "rather than drawing 429s (llm/rate_limit.py)",
+    )
+    tokens_per_minute: float | None = Field(
+        default=None,
+        gt=0,
+        description="the endpoint's token limit (TPM), counting each request as its prompt estimate plus its "
+        "max_tokens, as OpenAI does",
+    )
     price_input_per_mtok: float | None = Field(default=None, ge=0)
     price_output_per_mtok: float | None = Field(default=None, ge=0)
     engine_args: dict[str, Any] = Field(default_factory=dict, description="AsyncEngineArgs for kind=vllm")
@@ -133,6 +145,10 @@ class EndpointConfig(_Strict):
                 raise ValueError(
                     f"base_url must start with http:// or https:// (got {redact_url(self.base_url)!r})"
                 )
+        elif self.requests_per_minute is not None or self.tokens_per_minute is not None:
+            raise ValueError(
+                "requests_per_minute and tokens_per_minute apply to HTTP endpoints (kind 'openai')"
+            )
         return self
 
 

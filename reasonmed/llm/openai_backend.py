@@ -13,6 +13,10 @@ context (``llm/context.py``: an estimate of the prompt, never the server's token
 400 that would set the question aside; a request with less room than a minimal completion is not sent at
 all (``context_exceeded``, final). The budget sent is on each completion (``Completion.max_tokens``).
 
+Before a slot is taken, a request waits for the endpoint's rate limits (``llm/rate_limit.py``: the pipeline
+file's ``requests_per_minute``/``tokens_per_minute`` and the server's ``x-ratelimit-*`` headers), so the wait
+neither counts against its timeout nor holds a slot.
+
 Redirects are never followed: a 307/308 would re-send the prompt (medical text) and the key's request to
 whatever origin the server names, so any 3xx is ``endpoint_refused`` (fix base_url). A body larger than
 ``max_response_bytes`` is refused unread, and server strings are cut to the columns that store them.
@@ -41,6 +45,7 @@ import yarl
 from reasonmed.config import ConfigError, EndpointConfig
 from reasonmed.llm.breaker import CircuitBreaker
 from reasonmed.llm.context import ContextExceeded, declared_context, estimate_prompt_tokens, fit_max_tokens
+from reasonmed.llm.rate_limit import RateLimiter
 from reasonmed.llm.types import (
     FINISH_REASON_CHARS,
     MODEL_CHARS,
@@ -127,6 +132,7 @@ class OpenAICompatibleBackend:
         self._usage = usage
         self._rng = rng or random.Random()
         self._slots = asyncio.Semaphore(cfg.max_in_flight)
+        self.rate = RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute)
         self.breaker = CircuitBreaker(
             name, window_s=cfg.breaker_window_s, min_failures=cfg.breaker_min_failures
         )
@@ -185,7 +191,8 @@ class OpenAICompatibleBackend:
         """``n`` choices, index ``i`` being the i-th; with a seed, choice i is reproducible as seed + i."""
         if n < 1:
             raise ValueError(f"n must be >= 1 (got {n})")
-        max_tokens = self._fit(messages, max_tokens)
+        prompt_tokens = estimate_prompt_tokens(messages)
+        max_tokens = self._fit(prompt_tokens, max_tokens)
         body: dict[str, Any] = {"model": self.model, "messages": [dict(m) for m in messages]}
         if (
             self._cfg.reasoning_model
@@ -202,21 +209,26 @@ class OpenAICompatibleBackend:
                 body["n"] = n  # one request: vLLM computes the shared prompt's prefill once
             if seed is not None:
                 body["seed"] = seed
-            return await self._post(body, expected=n, index=None)
+            return await self._post(body, expected=n, index=None, tokens=prompt_tokens + n * max_tokens)
         # The server cannot sample n at once: n requests, choice i seeded seed + i.
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(
-                    self._post(body if seed is None else {**body, "seed": seed + i}, expected=1, index=i)
+                    self._post(
+                        body if seed is None else {**body, "seed": seed + i},
+                        expected=1,
+                        index=i,
+                        tokens=prompt_tokens + max_tokens,
+                    )
                 )
                 for i in range(n)
             ]
         return [t.result()[0] for t in tasks]
 
-    def _fit(self, messages: Sequence[Message], max_tokens: int) -> int:
+    def _fit(self, prompt_tokens: int, max_tokens: int) -> int:
         """``max_tokens`` lowered to fit the context; LLMError ``context_exceeded`` (unsent) if nothing fits."""
         try:
-            fitted = fit_max_tokens(estimate_prompt_tokens(messages), max_tokens, self.context_tokens)
+            fitted = fit_max_tokens(prompt_tokens, max_tokens, self.context_tokens)
         except ContextExceeded as exc:
             if self._usage is not None:
                 self._usage.record_failure(self.name, self.model)
@@ -230,7 +242,10 @@ class OpenAICompatibleBackend:
 
     # ------------------------------------------------------------------ one logical request
 
-    async def _post(self, body: dict[str, Any], *, expected: int, index: int | None) -> list[Completion]:
+    async def _post(
+        self, body: dict[str, Any], *, expected: int, index: int | None, tokens: int
+    ) -> list[Completion]:
+        """One logical request; ``tokens`` is what each attempt counts against the endpoint's rate limits."""
         payload = json.dumps(body).encode()
         budget = body.get("max_tokens", body.get("max_completion_tokens"))
         max_attempts = self._cfg.max_retries + 1
@@ -240,7 +255,7 @@ class OpenAICompatibleBackend:
             retry_after: float | None = None
             status: int | None = None
             self.breaker.check()  # an endpoint known to be down gets no more requests
-            async with self._slots:
+            async with self.rate.admit(tokens, self._slots):  # paced before the slot, outside the timeout
                 session = self._client()
                 started = time.perf_counter()
                 try:
@@ -248,6 +263,7 @@ class OpenAICompatibleBackend:
                         self._url, data=payload, headers=_JSON_HEADERS, allow_redirects=False
                     ) as response:
                         status = response.status
+                        self.rate.observe(response.headers)
                         raw = await _read_capped(response, self._cfg.max_response_bytes)
                         latency_ms = (time.perf_counter() - started) * 1000.0
                         kind, detail, retry_after = self._status_problem(status, response.headers, raw)

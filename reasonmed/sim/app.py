@@ -32,6 +32,7 @@ from reasonmed.sim.engine import EngineEmulator
 from reasonmed.sim.faults import FaultPlan, TargetedFault
 from reasonmed.sim.http import DROP, Drop, Request, Response
 from reasonmed.sim.metrics import SimMetrics
+from reasonmed.sim.rate_limit import SimRateLimit
 from reasonmed.sim.script import Script, load_script
 from reasonmed.sim.settings import SimSettings
 from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
@@ -88,6 +89,17 @@ class SimApp:
         )
         self.keys = AnswerKeys(settings.questions_db) if settings.questions_db else None
         self.script = Script(load_script(Path(settings.script))) if settings.script else None
+        self.rate_limit = (
+            SimRateLimit(
+                settings.rate_limit_rpm,
+                settings.rate_limit_tpm,
+                settings.rate_limit_window_s,
+                time.monotonic(),
+                send_headers=settings.rate_limit_headers,
+            )
+            if settings.rate_limit_rpm is not None or settings.rate_limit_tpm is not None
+            else None
+        )
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
         self.running = asyncio.Event()  # cleared by /admin/pause: the engine stalls, requests wait
@@ -176,6 +188,26 @@ class SimApp:
         if refusal is not None:
             self.metrics.outcomes["context"] += 1
             return refusal
+        if self.rate_limit is None:
+            return await self._serve(sim, req)
+        admission = self.rate_limit.admit(
+            prompt_tokens(sim.messages) + (sim.max_tokens or 0) * sim.n, time.monotonic()
+        )
+        if not admission.admitted:
+            self.metrics.outcomes["limited"] += 1
+            return _error(
+                429,
+                "Rate limit reached (simulated)",
+                "rate_limit_error",
+                headers=(("retry-after", str(admission.retry_after_s)), *admission.headers),
+            )
+        response = await self._serve(sim, req)
+        if isinstance(response, Response):
+            response.headers = (*response.headers, *admission.headers)
+        return response
+
+    async def _serve(self, sim: SimRequest, req: Request) -> Response | Drop:
+        """A valid request within the limits: its faults, its engine time, its answer."""
         role = detect_role(sim.system, sim.user)
         self.metrics.enter(role=role, model=sim.model, authorized="authorization" in req.headers)
         try:

@@ -113,6 +113,24 @@ def sim_server(
     retry_after: Annotated[
         float, typer.Option(help="Retry-After seconds sent with simulated 429s")
     ] = _DEFAULTS.retry_after,
+    rate_limit_rpm: Annotated[
+        float | None,
+        typer.Option(help="requests per minute, as a hosted API limits them: 429 with Retry-After beyond it"),
+    ] = _DEFAULTS.rate_limit_rpm,
+    rate_limit_tpm: Annotated[
+        float | None,
+        typer.Option(help="tokens per minute (prompt + max_tokens of each request): 429 beyond it"),
+    ] = _DEFAULTS.rate_limit_tpm,
+    rate_limit_window_s: Annotated[
+        float,
+        typer.Option(
+            help="seconds of the limit a burst may use at once (60: a whole minute; short for tests)"
+        ),
+    ] = _DEFAULTS.rate_limit_window_s,
+    rate_limit_headers: Annotated[
+        bool,
+        typer.Option(help="send OpenAI's x-ratelimit-remaining-*/reset-* headers with each chat reply"),
+    ] = _DEFAULTS.rate_limit_headers,
     hang_seconds: Annotated[
         float, typer.Option(help="how long a 'hang' fault holds a request")
     ] = _DEFAULTS.hang_seconds,
@@ -150,6 +168,10 @@ def sim_server(
             fault_script=tuple(k.strip() for k in fault_script.split(",") if k.strip()),
             targeted_faults=tuple(fault_when or ()),
             retry_after=retry_after,
+            rate_limit_rpm=rate_limit_rpm,
+            rate_limit_tpm=rate_limit_tpm,
+            rate_limit_window_s=rate_limit_window_s,
+            rate_limit_headers=rate_limit_headers,
             hang_seconds=hang_seconds,
             log_level=log_level,
             script=script,

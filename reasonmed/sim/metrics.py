@@ -23,6 +23,7 @@ OUTCOMES = (
     "400",
     "invalid",
     "context",  # refused as vLLM refuses it: prompt + max_tokens over --max-model-len
+    "limited",  # refused with 429 over --rate-limit-rpm/--rate-limit-tpm (not an injected fault)
 )
 
 

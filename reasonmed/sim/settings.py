@@ -36,6 +36,11 @@ class SimSettings:
     fault_script: tuple[str, ...] = ()
     targeted_faults: tuple[str, ...] = ()  # ROLE:MARKER=KIND rules (faults.TargetedFault), checked first
     retry_after: float = 1.0
+    # a hosted API's rate limits (reasonmed/sim/rate_limit.py): 429 beyond them, x-ratelimit-* headers
+    rate_limit_rpm: float | None = None
+    rate_limit_tpm: float | None = None
+    rate_limit_window_s: float = 60.0  # the bucket holds this many seconds of the limit: short for tests
+    rate_limit_headers: bool = True
     hang_seconds: float = 3600.0
     log_level: str = "WARNING"
     # scripted outcomes for chosen questions (reasonmed/sim/script.py): a JSON file's path
@@ -61,6 +66,12 @@ class SimSettings:
             raise ValueError("max-num-seqs must be >= 1")
         if self.max_model_len is not None and self.max_model_len < 1:
             raise ValueError("max-model-len must be >= 1")
+        for name in ("rate_limit_rpm", "rate_limit_tpm"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name.replace('_', '-')} must be positive (got {value})")
+        if not self.rate_limit_window_s > 0:
+            raise ValueError(f"rate-limit-window-s must be positive (got {self.rate_limit_window_s})")
         if min(self.base_latency_ms, self.per_token_ms, self.retry_after, self.hang_seconds) < 0:
             raise ValueError("latencies, retry-after and hang-seconds must not be negative")
 
@@ -100,6 +111,13 @@ class SimSettings:
         ]
         if self.max_model_len is not None:
             argv += ["--max-model-len", str(self.max_model_len)]
+        if self.rate_limit_rpm is not None:
+            argv += ["--rate-limit-rpm", repr(self.rate_limit_rpm)]
+        if self.rate_limit_tpm is not None:
+            argv += ["--rate-limit-tpm", repr(self.rate_limit_tpm)]
+        argv += ["--rate-limit-window-s", repr(self.rate_limit_window_s)]
+        if not self.rate_limit_headers:
+            argv.append("--no-rate-limit-headers")
         for model, value in self.accuracy.items():
             argv += ["--accuracy", f"{model}={value!r}"]
         for model, style in self.styles.items():
