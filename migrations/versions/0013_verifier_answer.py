@@ -18,6 +18,7 @@ Create Date: 2026-12-06 12:00:00
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -67,9 +68,9 @@ WHERE v.outcome IS NULL OR v.outcome <> 'correct'
 VIEWS = {"audit_verifier_disagreements": DISAGREEMENTS, "audit_rejected_paths": REJECTED_PATHS}
 
 
-def _previous_views() -> dict[str, str]:
-    """0007's definitions of the two views, read from its file (a migration module is not importable by
-    name from an installed console script)."""
+def _migration_0007() -> Any:
+    """0007's module, read from its file (a migration module is not importable by name from an installed
+    console script): its view definitions, and its reader of every stored view."""
     from importlib import util
     from pathlib import Path
 
@@ -79,10 +80,7 @@ def _previous_views() -> dict[str, str]:
     assert spec is not None and spec.loader is not None
     module = util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return {
-        "audit_verifier_disagreements": module.DISAGREEMENTS,
-        "audit_rejected_paths": module.REJECTED_PATHS,
-    }
+    return module
 
 
 def upgrade() -> None:
@@ -103,27 +101,20 @@ def upgrade() -> None:
         op.execute(f"CREATE VIEW {name} AS {sql.strip()}")
 
 
-def _stored_views() -> dict[str, str]:
-    """Every view's CREATE statement: SQLite rebuilds ``verdicts`` to drop a column and refuses while a view
-    names it, so the downgrade drops every view first and creates them again afterwards."""
-    bind = op.get_bind()
-    if bind.dialect.name == "sqlite":
-        rows = bind.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'view'")).all()
-        return {name: sql for name, sql in rows}
-    rows = bind.execute(
-        sa.text("SELECT viewname, definition FROM pg_views WHERE schemaname = current_schema()")
-    ).all()
-    return {name: f"CREATE VIEW {name} AS {definition}" for name, definition in rows}
-
-
 def downgrade() -> None:
-    views = _stored_views()
+    m0007 = _migration_0007()
+    # SQLite rebuilds ``verdicts`` to drop a column and refuses while a view names it: drop every view
+    # first (0007's reader of the stored definitions) and create them again afterwards.
+    views = m0007._stored_views()
     for name in views:
         op.execute(f"DROP VIEW IF EXISTS {name}")
     with op.batch_alter_table("verdicts") as b:
         for column in ("guard_answer", "answer_guard", "verifier_answer", "extracted_answer"):
             b.drop_column(column)
-    previous = _previous_views()
+    previous = {
+        "audit_verifier_disagreements": m0007.DISAGREEMENTS,
+        "audit_rejected_paths": m0007.REJECTED_PATHS,
+    }
     for name, sql in views.items():
         if name in previous:
             op.execute(f"CREATE VIEW {name} AS {previous[name].strip()}")
