@@ -21,13 +21,14 @@ from functools import partial
 from typing import Any
 
 import httpx
+from sqlalchemy import Engine
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
 from prefect.exceptions import PrefectHTTPStatusError, TerminationSignal
 from prefect.states import Cancelled, Failed, State
 
 from reasonmed.config import PipelineConfig
-from reasonmed.db import failures_repo
+from reasonmed.db import batch_repo, failures_repo
 from reasonmed.db import pipeline_repo as repo
 from reasonmed.db.pipeline_repo import Priority
 from reasonmed.db.write_behind import WriteBehind
@@ -36,6 +37,8 @@ from reasonmed.flows.best_effort import best_effort
 from reasonmed.flows.run import RunContext
 from reasonmed.flows.stopping import CANCELLED_VIA_API, StopRequest, current_stop, watch_cancellation
 from reasonmed.ingest.loaders import QuestionSource
+from reasonmed.llm.registry import LLMRegistry
+from reasonmed.llm.types import LLMError
 from reasonmed.pipeline import workers
 from reasonmed.pipeline.budgets import over_budget
 from reasonmed.pipeline.failures import classify
@@ -87,6 +90,16 @@ async def _process_question(run: BuildRun, question_id: int, carried: Carried) -
                 status = await summarize_task(ctx, question_id, state) or status
         except Exception as exc:
             failure = classify(stage, exc)
+            if failure.cls == "waiting":  # its requests are in a batch: it goes on once they are answered
+                await asyncio.to_thread(
+                    batch_repo.mark_waiting,
+                    ctx.value.engine,
+                    question_id,
+                    stage=stage,
+                    run_id=ctx.value.run_id,
+                )
+                progress.waiting += 1
+                return "waiting"
             if not failure.counts:  # the endpoint's outage, not the question's: it stays pending
                 return "endpoint_down"
             recorded = await asyncio.to_thread(
@@ -148,6 +161,36 @@ async def _run_shard(run: Handle[BuildRun], index: int, ids: list[int], attempts
     raise AssertionError("unreachable")
 
 
+async def _collect_batches(registry: LLMRegistry) -> bool:
+    """Store the results of every finished batch; False if a batch endpoint could not be asked (its
+    questions wait on, and a later poll or run asks again)."""
+    try:
+        got = await registry.collect_batches(workers.provably_dead)
+    except LLMError as exc:
+        get_run_logger().warning("batches not polled: %s", exc)
+        return False
+    if got.stored or got.still_open:
+        get_run_logger().info(
+            "batches: %s collected (%s request(s) answered, %s failed), %s still open",
+            got.stored,
+            got.completed_requests,
+            got.failed_requests,
+            got.still_open,
+        )
+    return True
+
+
+async def _wait_for_batches(registry: LLMRegistry, engine: Engine, deadline: float, poll_s: float) -> bool:
+    """Poll the open batches until none is left (True) or the deadline passes (False)."""
+    while True:
+        if await _collect_batches(registry) and not await asyncio.to_thread(batch_repo.count_open, engine):
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        await asyncio.sleep(min(poll_s, left))
+
+
 async def _take_back_dead_claims(engine: Any, sources: Sequence[str] | None) -> None:
     """Free at once the claims of holders that provably died (same host, process gone); the others'
     claims run out with their lease, and the run's outcome reports them as held."""
@@ -170,6 +213,7 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
     worker_id: str | None = None,
     max_tokens: int | None = None,
     priority: Priority = "fifo",
+    batch_wait_s: float | None = None,
 ) -> dict[str, Any] | State[Any]:
     """Process unfinished questions through the ReasonMed stages, never benchmark-test items.
 
@@ -189,6 +233,8 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
         max_tokens: Stop claiming new shards once this run's prompt + completion tokens reach this;
             claimed shards finish, so a run may overshoot by the shards in flight. Empty means no budget.
         priority: Claim order: fifo takes the lowest ids first, round-robin takes sources in turn.
+        batch_wait_s: Endpoints with mode batch: seconds to wait for this run's batches and go on with
+            their questions in the same run; empty means REASONMED_BATCH_WAIT_S (0: submit and end).
     """
     logger = get_run_logger()
     if priority not in repo.PRIORITIES:
@@ -197,12 +243,15 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
     async with RunContext(config) as run:
         settings, cfg, engine, registry = run.settings, run.cfg, run.engine, run.registry
         await registry.preflight()  # one line naming the endpoint, before any question is claimed
+        if registry.batch_endpoints:
+            await _collect_batches(registry)
         for budget, context in over_budget(cfg, registry.contexts):
             logger.warning(
                 "budget %s: such requests get a lower max_tokens, or are refused (context_exceeded)",
                 budget.describe(context),
             )
         shard_size = shard_size or settings.shard_size
+        wait_s = settings.batch_wait_s if batch_wait_s is None else batch_wait_s
         in_flight = questions_in_flight or settings.questions_in_flight or default_questions_in_flight(cfg)
         params = {
             "limit": limit,
@@ -212,6 +261,7 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
             "questions_in_flight": in_flight,
             "max_tokens": max_tokens,
             "priority": priority,
+            "batch_wait_s": wait_s,
         }
         run_id = await run.start("build", params, [*all_templates(), *cfg.prompt_variants()])
         await run_names.name_current_run(f"build-run-{run_id}")
@@ -298,6 +348,9 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
                 index = shard_counter[0]
                 shard_counter[0] += 1
                 counts = await _run_shard(shared, index, ids)
+                await registry.submit_batches(
+                    worker=worker, run_id=run_id
+                )  # what the shard's questions wait on
                 await asyncio.to_thread(repo.release_claims, engine, worker=worker, question_ids=ids)
                 held.difference_update(ids)
                 for k, v in counts.items():
@@ -337,7 +390,30 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
         ]
         # Enough shards at once that the question semaphore, not shard boundaries, limits concurrency.
         n_shard_workers = max(1, -(-in_flight // shard_size)) + 1
-        work = asyncio.ensure_future(asyncio.gather(*(shard_worker() for _ in range(n_shard_workers))))
+
+        async def all_shards() -> None:
+            await asyncio.gather(*(shard_worker() for _ in range(n_shard_workers)))
+
+        async def rounds() -> None:
+            """Every claimable question once; then, while questions wait on batches and the run may wait for
+            them (``batch_wait_s``), wait for the batches and take those questions again."""
+            deadline = time.monotonic() + wait_s
+            await all_shards()
+            while wait_s > 0 and registry.batch_endpoints and not stop.requested:
+                if not await asyncio.to_thread(batch_repo.waiting_in_run, engine, run_id):
+                    return
+                if not await _wait_for_batches(registry, engine, deadline, settings.batch_poll_s):
+                    logger.info(
+                        "run %s: its batches are not all back within --batch-wait; a later run goes on",
+                        run_id,
+                    )
+                    return
+                freed = await asyncio.to_thread(batch_repo.release_waits, engine, run_id)
+                remaining[0] += freed
+                progress.waiting -= freed
+                await all_shards()
+
+        work = asyncio.ensure_future(rounds())
         try:
             stopper = asyncio.ensure_future(stop.wait())
             waiters: set[asyncio.Future[Any]] = {work, stopper}
@@ -363,6 +439,9 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
                     await task
             progress.finished = True
             await writer.aclose()  # stage writes already handed in are committed before the claims go back
+            if registry.batch_endpoints:
+                with best_effort("batch submission"):  # requests queued when the run stopped
+                    await registry.submit_batches(worker=worker, run_id=run_id)
             # Whatever this run still holds goes back at once: a rerun needs no lease to run out.
             await asyncio.to_thread(repo.release_claims, engine, worker=worker)
             if stop.requested:  # how it ended; any other exception ends it "failed" (RunContext)
@@ -442,6 +521,8 @@ async def _outcome(
         for u in await asyncio.to_thread(repo.unusable_outputs, engine, run_id)
     }
     alarms = alarms_of(unusable, run.settings.unusable_alarm_rate)
+    waiting = len(await asyncio.to_thread(batch_repo.waiting_in_run, engine, run_id))
+    open_batches = await asyncio.to_thread(batch_repo.count_open, engine)
     status: RunStatus
     if stop.requested:
         status = "interrupted" if stop.interrupted else "endpoint_down"
@@ -466,6 +547,8 @@ async def _outcome(
         set_aside_total=aside_total,
         unusable=unusable,
         alarms=alarms,
+        waiting=waiting,
+        open_batches=open_batches,
     )
 
 

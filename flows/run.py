@@ -48,7 +48,7 @@ class RunContext:
     def registry(self) -> LLMRegistry:
         """The run's LLM clients, made on first use and closed when the run ends."""
         if self._registry is None:
-            self._registry = LLMRegistry(self.cfg, secret_loader=load_prefect_secret)
+            self._registry = LLMRegistry(self.cfg, secret_loader=load_prefect_secret, engine=self.engine)
         return self._registry
 
     async def start(

@@ -128,6 +128,27 @@ class EndpointConfig(_Strict):
     )
     price_input_per_mtok: float | None = Field(default=None, ge=0)
     price_output_per_mtok: float | None = Field(default=None, ge=0)
+    mode: Literal["interactive", "batch"] = Field(
+        default="interactive",
+        description="interactive: one request at a time; batch: requests are collected into OpenAI Batch API "
+        "files (/v1/files, /v1/batches; `vllm run-batch` reads the same JSONL), their questions wait, and a "
+        "later run (or this one, with --batch-wait) collects the results (llm/batch.py)",
+    )
+    batch_price_factor: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="mode batch: the share of the interactive price a batch request costs (OpenAI: half)",
+    )
+    batch_max_requests: int = Field(
+        default=50_000, ge=1, le=50_000, description="mode batch: requests per batch file (OpenAI: 50,000)"
+    )
+    batch_max_bytes: int = Field(
+        default=190 << 20,
+        ge=1024,
+        le=200 << 20,
+        description="mode batch: bytes per batch file (OpenAI: 200 MB); a larger run is split into several batches",
+    )
     engine_args: dict[str, Any] = Field(default_factory=dict, description="AsyncEngineArgs for kind=vllm")
 
     @property
@@ -149,6 +170,8 @@ class EndpointConfig(_Strict):
             raise ValueError(
                 "requests_per_minute and tokens_per_minute apply to HTTP endpoints (kind 'openai')"
             )
+        elif self.mode == "batch":
+            raise ValueError("mode batch applies to HTTP endpoints (kind 'openai') that serve the Batch API")
         return self
 
 
@@ -552,6 +575,16 @@ class Settings(BaseSettings):
         le=100,
         description="failed attempts (one per run at most) after which a question is set aside until "
         "`reasonmed retry`; a permanent failure sets it aside at once",
+    )
+    batch_wait_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=7 * 86400,
+        description="how long a build waits for the batches it submitted (endpoints with mode batch) and goes on "
+        "with their questions in the same run; 0 submits and ends, a later run collects",
+    )
+    batch_poll_s: float = Field(
+        default=30.0, gt=0, le=3600, description="seconds between polls of open batches while a build waits"
     )
     unusable_alarm_rate: float = Field(
         default=0.5,

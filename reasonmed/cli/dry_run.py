@@ -77,4 +77,13 @@ def print_estimate(est: RunEstimate, console: Console) -> None:
         ),
         markup=False,
     )
+    batch = sorted({s.endpoint for s in est.stages if s.batch_price_factor is not None})
+    if batch and est.cost_usd is not None and est.interactive_cost_usd is not None:
+        console.print(
+            safe_text(
+                f"batch price (mode batch: {', '.join(batch)}): {_money(est.cost_usd)} in all, against "
+                f"{_money(est.interactive_cost_usd)} with every request sent interactively"
+            ),
+            markup=False,
+        )
     console.print("dry run: nothing was claimed, called or written", markup=False)

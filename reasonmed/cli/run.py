@@ -141,6 +141,18 @@ def run(
     database_url: Annotated[
         str | None, typer.Option("--database-url", metavar="URL", help="Overrides REASONMED_DATABASE_URL.")
     ] = None,
+    batch_wait: Annotated[
+        float | None,
+        typer.Option(
+            "--batch-wait",
+            metavar="SECONDS",
+            min=0.0,
+            max=7 * 86400.0,
+            help="Endpoints with mode batch: wait up to SECONDS for the batches this run submits and go on with "
+            "their questions in the same run (default REASONMED_BATCH_WAIT_S, 0: submit and end; the next run "
+            "collects).",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -194,6 +206,7 @@ def run(
         "config": str(config_path) if config_path else None,
         "shard_size": shard_size,
         "questions_in_flight": questions_in_flight,
+        "batch_wait_s": batch_wait,
     }
     console.print(safe_text(f"database: {startup.database_label(url)}"))
     if config_path is None:

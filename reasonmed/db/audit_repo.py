@@ -20,6 +20,7 @@ AUDIT_VIEWS: dict[str, str] = {
     "audit_set_aside": "question_id, stage",  # migration 0005
     "audit_verifier_disagreements": "question_id, path_id, verdict_id",  # migration 0007
     "audit_verifier_versions": "a_model, a_prompt_sha256, b_model, b_prompt_sha256, path_model, temperature, origin",
+    "audit_batches": "batch_id",  # migration 0014
 }
 
 

@@ -40,6 +40,9 @@ WITHHELD: dict[str, tuple[str, ...]] = {
     # exception text, flow parameters (URLs, paths), the pipeline file (endpoints, prompt settings)
     "pipeline_runs": ("error", "parameters", "config_snapshot"),
     "ingest_files": ("error",),  # exception text of a file that failed
+    "batch_requests": ("error",),  # a failed batch line's error body (mode batch)
+    "llm_batches": ("error",),  # the Batch API's validation errors
+    "audit_batches": ("error",),  # the view that shows them
 }
 
 # Owned by the superuser who runs the command; nobody else may create in it (the watchdog runs as superuser).

@@ -162,6 +162,8 @@ class EndpointPrice(Base):
     model: Mapped[str] = mapped_column(String(200))
     price_input_per_mtok: Mapped[float | None] = mapped_column(Float)
     price_output_per_mtok: Mapped[float | None] = mapped_column(Float)
+    # The share of those prices a batch request costs (mode batch; migration 0014); NULL: interactive only.
+    batch_price_factor: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (UniqueConstraint("run_id", "endpoint"),)
 
@@ -217,6 +219,10 @@ class LLMCall(Base):
     prefect_flow_run_id: Mapped[str | None] = mapped_column(String(64))
     prefect_task_run_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, index=True)
+    # The batch that answered the call's last request (endpoints with mode batch; migration 0014).
+    batch_id: Mapped[int | None] = mapped_column(
+        ForeignKey("llm_batches.id", ondelete="SET NULL"), index=True
+    )
 
     __table_args__ = (Index("ix_llm_calls_role_model", "role", "model"),)
 
@@ -413,6 +419,88 @@ class QuestionFailure(Base):
         UniqueConstraint("question_id", "stage"),
         CheckConstraint("stage IN ('generate', 'verify', 'resolve', 'summarize')", name="stage"),
     )
+
+
+class LLMBatch(Base):
+    """One batch submitted to an endpoint's Batch API (llm/batch.py), from its local submission to the
+    collection of its results.
+
+    The row is written before anything is uploaded, with a ``submission_key`` that goes with the batch as
+    metadata: a run killed between the upload and the write of ``remote_id`` finds its batch again by that key
+    (or, not finding it, gives its requests back to be asked again).
+    """
+
+    __tablename__ = "llm_batches"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str] = mapped_column(String(200))
+    submission_key: Mapped[str] = mapped_column(String(64), unique=True)
+    remote_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    input_file_id: Mapped[str | None] = mapped_column(String(200))
+    output_file_id: Mapped[str | None] = mapped_column(String(200))
+    error_file_id: Mapped[str | None] = mapped_column(String(200))
+    # preparing (not yet created remotely) | the API's statuses (validating ... cancelled) | abandoned
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    requests: Mapped[int] = mapped_column(Integer)
+    input_bytes: Mapped[int] = mapped_column(BigInteger)
+    completed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_usd: Mapped[float | None] = mapped_column(Float)  # at the batch price, once collected
+    worker: Mapped[str] = mapped_column(String(200))
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pipeline_runs.id", ondelete="SET NULL"), index=True
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)  # the API reported a final status
+    collected_at: Mapped[datetime | None] = mapped_column(Timestamp)  # its results are stored
+
+
+class BatchRequest(Base):
+    """One request sent in a batch, named by ``custom_id`` (a fingerprint of the request's body, so the same
+    request asked again, by any run, finds it); ``attempt`` counts re-submissions after a failure.
+
+    A completed request keeps the response body, which the stage that asks for it again reads as an
+    interactive call's; a failed one is handed to its question once (``consumed_at``), as a failed request
+    would be, and the next ask submits it again under the next attempt.
+    """
+
+    __tablename__ = "batch_requests"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    custom_id: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("llm_batches.id", ondelete="CASCADE"), index=True)
+    endpoint: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16))  # submitted | completed | failed
+    response: Mapped[str | None] = mapped_column(Text)
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    consumed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        UniqueConstraint("custom_id", "attempt"),
+        CheckConstraint("status IN ('submitted', 'completed', 'failed')", name="status"),
+    )
+
+
+class QuestionWait(Base):
+    """A question whose stage waits on batch results: no run claims it again in the run that saw it wait
+    (until that run, having waited for its batches, lets it go on); a later run takes it as any other."""
+
+    __tablename__ = "question_waits"
+    question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(16))
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pipeline_runs.id", ondelete="SET NULL"), index=True
+    )
+    since: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
 
 class DatasetVersion(Base):

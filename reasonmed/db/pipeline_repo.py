@@ -43,6 +43,7 @@ from reasonmed.db.models import (
     Question,
     QuestionFailure,
     QuestionOutcome,
+    QuestionWait,
     ReasoningPath,
     Summary,
     Verdict,
@@ -95,6 +96,7 @@ def create_run(
                 model=ep.get("model", ""),
                 price_input_per_mtok=ep.get("price_input_per_mtok"),
                 price_output_per_mtok=ep.get("price_output_per_mtok"),
+                batch_price_factor=ep.get("batch_price_factor") if ep.get("mode") == "batch" else None,
             )
             for name, ep in (config_snapshot or {}).get("endpoints", {}).items()
         )
@@ -342,6 +344,10 @@ def _pending_filter(
             Question.id.not_in(
                 select(QuestionFailure.question_id).where(QuestionFailure.last_run_id == run_id)
             )
+        )
+        # Waiting on batch results in this run: taken again only once the run has waited for its batches.
+        conds.append(
+            Question.id.not_in(select(QuestionWait.question_id).where(QuestionWait.run_id == run_id))
         )
     if sources:
         conds.append(Question.source.in_(list(sources)))
@@ -883,6 +889,7 @@ class CallRecord:
     prefect_flow_run_id: str | None
     prefect_task_run_id: str | None
     created_at: datetime
+    batch_id: int | None = None  # the batch that answered it (endpoints with mode batch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -973,6 +980,7 @@ _CALL_UPDATE = [
     "prefect_flow_run_id",
     "prefect_task_run_id",
     "created_at",
+    "batch_id",
 ]
 
 

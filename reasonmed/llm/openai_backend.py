@@ -36,6 +36,7 @@ import logging
 import random
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,6 +94,16 @@ def _origin(location: str | None) -> str:
     except ValueError:
         return "an unreadable location"
     return f"{url.scheme}://{url.host}" if url.host else "a relative location"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRequest:
+    """One HTTP request of a logical call, before it is sent."""
+
+    body: dict[str, Any]
+    expected: int  # choices its response must hold
+    index: int | None  # the choice index it answers (None: the response's own indices)
+    tokens: int  # what it counts against the endpoint's token rate limit
 
 
 class ChoicesIgnored(ValueError):
@@ -189,6 +200,41 @@ class OpenAICompatibleBackend:
         response_format: Mapping[str, Any] | None = None,
     ) -> list[Completion]:
         """``n`` choices, index ``i`` being the i-th; with a seed, choice i is reproducible as seed + i."""
+        planned = self.plan(
+            messages,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            top_p=top_p,
+            n=n,
+            seed=seed,
+            stop=stop,
+            response_format=response_format,
+        )
+        if len(planned) == 1:
+            p = planned[0]
+            return await self._post(p.body, expected=p.expected, index=p.index, tokens=p.tokens)
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(self._post(p.body, expected=p.expected, index=p.index, tokens=p.tokens))
+                for p in planned
+            ]
+        return [t.result()[0] for t in tasks]
+
+    def plan(
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: float,
+        max_tokens: int,
+        top_p: float = 1.0,
+        n: int = 1,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        response_format: Mapping[str, Any] | None = None,
+    ) -> list[PlannedRequest]:
+        """The HTTP request bodies that ask for ``n`` choices: one request with ``n`` where the server samples
+        several at once, else ``n`` requests, choice i seeded seed + i. Shared by the batch mode
+        (``llm/batch.py``), which writes these bodies to its files instead of sending them."""
         if n < 1:
             raise ValueError(f"n must be >= 1 (got {n})")
         prompt_tokens = estimate_prompt_tokens(messages)
@@ -209,21 +255,14 @@ class OpenAICompatibleBackend:
                 body["n"] = n  # one request: vLLM computes the shared prompt's prefill once
             if seed is not None:
                 body["seed"] = seed
-            return await self._post(body, expected=n, index=None, tokens=prompt_tokens + n * max_tokens)
+            return [PlannedRequest(body, n, None, prompt_tokens + n * max_tokens)]
         # The server cannot sample n at once: n requests, choice i seeded seed + i.
-        async with asyncio.TaskGroup() as tg:
-            tasks = [
-                tg.create_task(
-                    self._post(
-                        body if seed is None else {**body, "seed": seed + i},
-                        expected=1,
-                        index=i,
-                        tokens=prompt_tokens + max_tokens,
-                    )
-                )
-                for i in range(n)
-            ]
-        return [t.result()[0] for t in tasks]
+        return [
+            PlannedRequest(
+                body if seed is None else {**body, "seed": seed + i}, 1, i, prompt_tokens + max_tokens
+            )
+            for i in range(n)
+        ]
 
     def _fit(self, prompt_tokens: int, max_tokens: int) -> int:
         """``max_tokens`` lowered to fit the context; LLMError ``context_exceeded`` (unsent) if nothing fits."""

@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
 
 from reasonmed.config import ConfigError, EndpointConfig, PipelineConfig
 from reasonmed.llm.breaker import BreakerTrip
@@ -19,7 +22,19 @@ from reasonmed.llm.preflight import EndpointCheck, check_endpoints, require_avai
 from reasonmed.llm.types import ChatBackend
 from reasonmed.llm.usage import Price, UsageRow, UsageTracker
 
+if TYPE_CHECKING:
+    from reasonmed.llm.batch import BatchBackend, Collected
+
 SecretLoader = Callable[[str], str]
+
+
+def price_of(cfg: EndpointConfig) -> Price:
+    """What the endpoint's tokens cost: its prices, at the batch share for an endpoint with mode batch."""
+    share = cfg.batch_price_factor if cfg.mode == "batch" else 1.0
+    return Price(
+        None if cfg.price_input_per_mtok is None else cfg.price_input_per_mtok * share,
+        None if cfg.price_output_per_mtok is None else cfg.price_output_per_mtok * share,
+    )
 
 
 def resolve_api_key(
@@ -57,8 +72,18 @@ def make_backend(
     api_key: str | None,
     usage: UsageTracker | None = None,
     context: ContextLength | None = None,
+    engine: Engine | None = None,
 ) -> ChatBackend:
+    """``engine``: the database, where an endpoint with ``mode: batch`` keeps its batches and their results."""
     context_tokens = (context or declared_context(cfg)).tokens
+    if cfg.mode == "batch":
+        if engine is None:
+            raise ConfigError(
+                f"endpoints.{name}: mode batch keeps its batches in the database; none was given"
+            )
+        from reasonmed.llm.batch import BatchBackend
+
+        return BatchBackend(name, cfg, api_key, engine=engine, usage=usage, context_tokens=context_tokens)
     if cfg.kind == "vllm":
         from reasonmed.llm.vllm_backend import VLLMEngineBackend
 
@@ -76,19 +101,18 @@ class LLMRegistry:
         pipeline_config: PipelineConfig,
         api_keys: Mapping[str, str] | None = None,
         secret_loader: SecretLoader | None = None,
+        engine: Engine | None = None,
     ) -> None:
         self._config = pipeline_config
         self._api_keys = dict(api_keys or {})
         self._secret_loader = secret_loader
+        self._engine = engine
         self._backends: dict[str, tuple[ChatBackend, asyncio.AbstractEventLoop]] = {}
         # Each endpoint's context length: declared in the pipeline file, then as the preflight found it.
         self.contexts: dict[str, ContextLength] = {
             name: declared_context(cfg) for name, cfg in pipeline_config.endpoints.items()
         }
-        prices = {
-            name: Price(cfg.price_input_per_mtok, cfg.price_output_per_mtok)
-            for name, cfg in pipeline_config.endpoints.items()
-        }
+        prices = {name: price_of(cfg) for name, cfg in pipeline_config.endpoints.items()}
         self.tracker = UsageTracker(prices)
 
     def get(self, endpoint_name: str) -> ChatBackend:
@@ -113,7 +137,9 @@ class LLMRegistry:
             known = ", ".join(sorted(self._config.endpoints))
             raise KeyError(f"unknown endpoint {endpoint_name!r} (known: {known})")
         key = self._api_key(endpoint_name)
-        backend = make_backend(endpoint_name, cfg, key, self.tracker, self.contexts[endpoint_name])
+        backend = make_backend(
+            endpoint_name, cfg, key, self.tracker, self.contexts[endpoint_name], self._engine
+        )
         self._backends[endpoint_name] = (backend, loop)
         return backend
 
@@ -132,6 +158,39 @@ class LLMRegistry:
     async def preflight(self, timeout_s: float = 10.0) -> None:
         """``check``, raising ``EndpointUnavailable`` (one line per failed endpoint) if any is not usable."""
         require_available(await self.check(timeout_s))
+
+    @property
+    def batch_endpoints(self) -> list[str]:
+        """The endpoints whose requests go through the Batch API (``mode: batch``)."""
+        return sorted(n for n, cfg in self._config.endpoints.items() if cfg.mode == "batch")
+
+    def _batch_backends(self) -> list[BatchBackend]:
+        from reasonmed.llm.batch import BatchBackend
+
+        return [b for b in map(self.get, self.batch_endpoints) if isinstance(b, BatchBackend)]
+
+    async def collect_batches(self, is_dead: Callable[[str], bool] = lambda _w: False) -> Collected:
+        """Poll every batch endpoint's open batches and store the results of the finished ones."""
+        from reasonmed.llm.batch import Collected
+
+        total = Collected()
+        for backend in self._batch_backends():
+            got = await backend.collect(is_dead)
+            total = Collected(
+                total.stored + got.stored,
+                total.still_open + got.still_open,
+                total.completed_requests + got.completed_requests,
+                total.failed_requests + got.failed_requests,
+            )
+        return total
+
+    async def submit_batches(self, *, worker: str, run_id: int | None) -> int:
+        """Send the requests queued for batch endpoints; returns the batches submitted."""
+        submitted = 0
+        for backend in self._batch_backends():
+            if backend.queued:
+                submitted += len(await backend.submit(worker=worker, run_id=run_id))
+        return submitted
 
     def trips(self) -> list[BreakerTrip]:
         """The endpoints whose circuit breaker opened during this run."""

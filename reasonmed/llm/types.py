@@ -16,6 +16,7 @@ ErrorKind = Literal[
     "endpoint_refused",
     "endpoint_down",
     "context_exceeded",
+    "batch_pending",
 ]
 
 # Kinds worth another attempt: the same request may well succeed later.
@@ -30,6 +31,9 @@ RETRYABLE_KINDS: frozenset[str] = frozenset(
 # - endpoint_down: the endpoint's circuit breaker is open, so the request was not sent at all;
 # - context_exceeded: the prompt leaves less room in the endpoint's context than a minimal completion
 #   (llm/context.py), so the request was not sent: the same question's request would not fit next time either.
+# - batch_pending: not a failure. The request goes to the endpoint's Batch API (mode batch, llm/batch.py) and
+#   its answer is not back yet: the question waits, and no attempt of it is spent.
+BATCH_PENDING: ErrorKind = "batch_pending"
 ENDPOINT_KINDS: frozenset[str] = frozenset({"endpoint_refused", "endpoint_down"})
 
 Message = Mapping[str, str]
@@ -55,6 +59,7 @@ class Completion:
     request_id: str | None
     index: int
     max_tokens: int | None = None  # the budget the request was sent with (lowered to fit the context)
+    batch_id: int | None = None  # the batch (llm_batches.id) that answered it, for endpoints with mode batch
 
     @property
     def truncated(self) -> bool:

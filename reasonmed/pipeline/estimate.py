@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from reasonmed.config import PipelineConfig
+from reasonmed.llm.registry import price_of
 
 CHARS_PER_TOKEN = 4.0  # for prompt sizes without history: the usual rule of thumb for English text
 ROLES = ("generator", "verifier", "ranker", "refiner", "regenerator", "summarizer")
@@ -43,7 +44,15 @@ class StageEstimate:
     prompt_tokens: int
     completion_tokens: int
     busy_s: float | None  # calls x mean latency (None without stored latencies)
-    cost_usd: float | None  # None when the endpoint has no price
+    cost_usd: float | None  # None when the endpoint has no price; at the batch price for mode batch
+    batch_price_factor: float | None = None  # the endpoint's batch share of the price (mode batch)
+
+    @property
+    def interactive_cost_usd(self) -> float | None:
+        """What the stage would cost sent one request at a time."""
+        if self.cost_usd is None or self.batch_price_factor is None:
+            return self.cost_usd
+        return self.cost_usd / self.batch_price_factor
 
 
 @dataclass(frozen=True)
@@ -66,8 +75,19 @@ class RunEstimate:
         priced = [s.cost_usd for s in self.stages if s.cost_usd is not None]
         return sum(priced) if priced else None
 
+    @property
+    def interactive_cost_usd(self) -> float | None:
+        priced = [s.interactive_cost_usd for s in self.stages if s.interactive_cost_usd is not None]
+        return sum(priced) if priced else None
+
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "calls": self.calls, "tokens": self.tokens, "cost_usd": self.cost_usd}
+        return {
+            **asdict(self),
+            "calls": self.calls,
+            "tokens": self.tokens,
+            "cost_usd": self.cost_usd,
+            "interactive_cost_usd": self.interactive_cost_usd,
+        }
 
 
 def _config_rows(cfg: PipelineConfig, prompt_chars: float) -> list[tuple[str, str, float, float, float]]:
@@ -142,11 +162,12 @@ def estimate(
         calls = round(cpq * pending)
         prompt_total, completion_total = round(calls * p_tok), round(calls * c_tok)
         ep = cfg.endpoints[endpoint]
+        price = price_of(ep)  # at the batch share for an endpoint with mode batch
         cost = None
-        if ep.price_input_per_mtok is not None or ep.price_output_per_mtok is not None:
+        if price.input_per_mtok is not None or price.output_per_mtok is not None:
             cost = (
-                prompt_total * (ep.price_input_per_mtok or 0.0)
-                + completion_total * (ep.price_output_per_mtok or 0.0)
+                prompt_total * (price.input_per_mtok or 0.0)
+                + completion_total * (price.output_per_mtok or 0.0)
             ) / 1e6
         stages.append(
             StageEstimate(
@@ -160,6 +181,7 @@ def estimate(
                 completion_tokens=completion_total,
                 busy_s=None if latency is None else calls * latency / 1000.0,
                 cost_usd=cost,
+                batch_price_factor=ep.batch_price_factor if ep.mode == "batch" else None,
             )
         )
     return RunEstimate(

@@ -16,7 +16,9 @@ permanent failure (the endpoint refused this request, e.g. HTTP 400 "maximum con
 the client did not send it because not even a minimal completion fits the context, ``context_exceeded``;
 content that stayed unusable after every re-ask; a bug) costs exactly one attempt: another would meet
 the same answer, so the question is set aside at once. A failure that is the endpoint's fault (its
-breaker is open, or it refuses every request) does not count against the question at all.
+breaker is open, or it refuses every request) does not count against the question at all, nor does a stage
+that waits on a batch endpoint's answers (``batch_pending``, ``llm/batch.py``): the question goes on once they
+are back. A batch request that failed (an error line, an expired batch) is a request failure like any other.
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ from typing import Literal
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from reasonmed.incomplete import Incomplete
-from reasonmed.llm.types import ENDPOINT_KINDS, RETRYABLE_KINDS
+from reasonmed.llm.types import BATCH_PENDING, ENDPOINT_KINDS, RETRYABLE_KINDS
 from reasonmed.redact import redact
 
 STAGES = ("generate", "verify", "resolve", "summarize")
-FailureClass = Literal["transient", "permanent", "endpoint"]
+FailureClass = Literal["transient", "permanent", "endpoint", "waiting"]
 
 
 class StageIncomplete(Incomplete):
@@ -66,14 +68,17 @@ class StageFailure:
 
     @property
     def counts(self) -> bool:
-        """Whether it spends the question's attempt budget (an endpoint's outage is not the question's)."""
-        return self.cls != "endpoint"
+        """Whether it spends the question's attempt budget (an endpoint's outage is not the question's, and
+        waiting on a batch is no failure at all)."""
+        return self.cls not in ("endpoint", "waiting")
 
 
 def classify(stage: str, exc: BaseException) -> StageFailure:
     message = redact(f"{type(exc).__name__}: {exc}")[:2000]
     if isinstance(exc, StageIncomplete):
-        kinds = set(exc.error_kinds)
+        kinds = set(exc.error_kinds) - {BATCH_PENDING}
+        if not kinds and BATCH_PENDING in exc.error_kinds:
+            return StageFailure(stage, "waiting", BATCH_PENDING, message)
         if kinds & ENDPOINT_KINDS:
             return StageFailure(stage, "endpoint", sorted(kinds & ENDPOINT_KINDS)[0], message)
         if kinds - RETRYABLE_KINDS:

@@ -46,6 +46,8 @@ class BuildOutcome:
     set_aside_total: int = 0  # set aside in the database, by this run or earlier ones
     unusable: dict[str, list[int]] = field(default_factory=dict)  # role -> [outputs, unusable] this run
     alarms: list[str] = field(default_factory=list)  # roles whose output was mostly unusable
+    waiting: int = 0  # questions left waiting on batch results (endpoints with mode batch)
+    open_batches: int = 0  # batches submitted and not yet collected, by this run or earlier ones
 
     @property
     def ok(self) -> bool:
@@ -81,6 +83,11 @@ class BuildOutcome:
                 out.append(
                     f"{role} output unusable after every re-ask: {bad} of {outputs} ({bad / outputs:.0%})"
                 )
+        if self.waiting or self.open_batches:
+            out.append(
+                f"{self.waiting} question(s) wait on {self.open_batches} open batch(es): the next run collects "
+                "what is back (`reasonmed audit --view audit_batches`); `--batch-wait SECONDS` waits in the run"
+            )
         if self.token_budget_reached:
             out.append("the token budget was reached: no further questions were claimed")
         out.append(self.verdict())

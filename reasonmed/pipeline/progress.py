@@ -21,6 +21,7 @@ class BuildProgress:
     rejected: int = 0
     failed: int = 0  # failed in this run; a later run tries again
     set_aside: int = 0  # failed for good (or out of attempts): skipped until `reasonmed retry`
+    waiting: int = 0  # waiting on batch results now (endpoints with mode batch); not settled
     started: float = field(default_factory=time.monotonic)
     usage: Callable[[], list[Any]] = field(default=lambda: [])
     finished: bool = False
@@ -78,6 +79,7 @@ class BuildProgress:
             "rejected": self.rejected,
             "failed": self.failed,
             "set_aside": self.set_aside,
+            "waiting": self.waiting,
             "calls": calls,
             "calls_per_s": calls / elapsed,
             "prompt_tokens": sum(r.prompt_tokens for r in rows),
@@ -99,6 +101,8 @@ def summary(snap: dict[str, Any]) -> str:
     """One paragraph of a snapshot for the flow's progress artifact: where the run is, time left, cost."""
     settled = snap["done"] + snap["failed"] + snap.get("set_aside", 0)
     text = f"{settled:,} of {snap['total']:,} questions settled; time left: {snap['eta']}"
+    if snap.get("waiting"):
+        text += f"; {snap['waiting']:,} waiting on batches"
     if snap.get("cost_usd") is not None:
         projected = snap.get("projected_cost_usd")
         text += f"; cost: ${snap['cost_usd']:,.4f} spent, " + (

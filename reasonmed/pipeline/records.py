@@ -9,6 +9,7 @@ from typing import Any
 
 from reasonmed.agents.base import CallOutcome, QuestionView
 from reasonmed.db.pipeline_repo import AcceptedRef, CallRecord, PathRecord, now
+from reasonmed.llm.types import BATCH_PENDING
 from reasonmed.parsing import clean_reasoning, extract_answer
 from reasonmed.redact import redact
 
@@ -66,6 +67,12 @@ class Decision:
     rejection_reason: str | None = None
 
 
+def waiting(out: CallOutcome) -> bool:
+    """The call waits on a batch endpoint's answer: nothing happened that a call row should record (the
+    request's own row is in ``batch_requests``); the call is recorded once its answer is back."""
+    return out.error is not None and out.error.kind == BATCH_PENDING
+
+
 def call_record(q: QuestionView, call_key: str, out: CallOutcome, origin: RunOrigin) -> CallRecord:
     first = out.completions[0] if out.completions else None
     finish = None
@@ -99,6 +106,7 @@ def call_record(q: QuestionView, call_key: str, out: CallOutcome, origin: RunOri
         prefect_flow_run_id=origin.prefect_flow_run_id,
         prefect_task_run_id=origin.prefect_task_run_id,
         created_at=now(),
+        batch_id=first.batch_id if first else None,
     )
 
 

@@ -63,6 +63,7 @@ from reasonmed.pipeline.records import (
     WriteJob,
     call_record,
     path_record,
+    waiting,
 )
 from reasonmed.prompts import PromptTemplate
 from reasonmed.structured_output import SCORE_SCHEMA, VERDICT_SCHEMA, format_for
@@ -264,7 +265,8 @@ async def _generate(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigin
     outcomes = await asyncio.gather(*(j.request() for j in jobs))
     calls, paths = [], []
     for job, out in zip(jobs, outcomes, strict=True):
-        calls.append(call_record(q, job.call_key, out, origin))
+        if not waiting(out):
+            calls.append(call_record(q, job.call_key, out, origin))
         if out.error is None:
             for i in range(len(out.completions)):
                 s = job.first_sample + i
@@ -322,7 +324,8 @@ async def _verify_missing(
     calls, verdicts = [], []
     for p, (call, verdict) in zip(todo, results, strict=True):
         key = keys.judge_call(q.id, "verify", p.id, call.model, template.version)
-        calls.append(call_record(q, key, call, origin))
+        if not waiting(call):
+            calls.append(call_record(q, key, call, origin))
         if verdict is not None:
             verdicts.append(
                 VerdictRecord(
@@ -393,7 +396,8 @@ async def _score_missing(
     calls, scores = [], []
     for p, (call, parsed) in zip(todo, results, strict=True):
         key = keys.judge_call(q.id, "rank", p.id, call.model, template.version)
-        calls.append(call_record(q, key, call, origin))
+        if not waiting(call):
+            calls.append(call_record(q, key, call, origin))
         if call.error is None:
             scores.append(
                 ScoreRecord(
@@ -421,7 +425,8 @@ async def _write_new_paths(
     outcomes = await asyncio.gather(*(j.request() for j in jobs))
     calls, paths = [], []
     for job, out in zip(jobs, outcomes, strict=True):
-        calls.append(call_record(q, job.call_key, out, origin))
+        if not waiting(out):
+            calls.append(call_record(q, job.call_key, out, origin))
         if out.error is None:
             kind = "refined" if out.role == "refiner" else "regenerated"
             paths.append(
@@ -684,7 +689,8 @@ async def _summarize(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigi
     calls, rows, dropped = [], [], {}
     for p, out in zip(todo, outcomes, strict=True):
         key = keys.judge_call(q.id, "summarize", p.id, out.model, template.version)
-        calls.append(call_record(q, key, out, origin))
+        if not waiting(out):
+            calls.append(call_record(q, key, out, origin))
         if out.error is not None:
             continue
         text = parse_summary(out.completions[0].text) if out.accepted and out.accepted[0] else None
