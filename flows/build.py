@@ -455,6 +455,10 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
         )
     report = await asyncio.to_thread(repo.run_report, engine, run_id)
     report["set_aside"] = await asyncio.to_thread(failures_repo.list_set_aside, engine, run_id=run_id)
+    if registry.batch_endpoints:
+        report["open_batches"] = await asyncio.to_thread(batch_repo.list_open, engine)
+        waiting = await asyncio.to_thread(batch_repo.waiting_in_run, engine, run_id)
+        report["waiting"] = [{"question_id": q} for q in waiting]
     await _publish_report(run_id, report)
     budget_stop = token_budget_spent()
     if budget_stop:
@@ -580,8 +584,12 @@ async def _publish_report(run_id: int, report: dict[str, list[dict[str, Any]]]) 
             "build-set-aside",
             "Questions set aside by this run, with stage and reason (audit_set_aside)",
         ),
+        "open_batches": ("build-open-batches", "Batches submitted and not yet collected (audit_batches)"),
+        "waiting": ("build-waiting", "Questions waiting on batch results; a later run goes on with them"),
     }
     for name, (key, title) in titles.items():
+        if name not in report and name in ("open_batches", "waiting"):
+            continue  # no endpoint with mode batch
         rows = report.get(name) or [{"note": "none"}]
         with best_effort(f"artifact {key}"):
             await acreate_table_artifact(table=_jsonable(rows), key=key, description=f"run {run_id}: {title}")

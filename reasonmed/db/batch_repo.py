@@ -407,3 +407,26 @@ def stale_after(created_at: datetime, grace_s: float) -> bool:
         created_at if created_at.tzinfo is not None else created_at.replace(tzinfo=UTC)
     )  # SQLite: naive UTC
     return now() - when > timedelta(seconds=grace_s)
+
+
+def list_open(engine: Engine, limit: int = 1000) -> list[dict[str, Any]]:
+    """Batches not collected yet, oldest first, as the run's artifact shows them."""
+    stmt = (
+        select(
+            LLMBatch.id.label("batch_id"),
+            LLMBatch.endpoint,
+            LLMBatch.remote_id,
+            LLMBatch.status,
+            LLMBatch.requests,
+            LLMBatch.run_id,
+            LLMBatch.created_at,
+        )
+        .where(LLMBatch.collected_at.is_(None))
+        .order_by(LLMBatch.id)
+        .limit(limit)
+    )
+    with engine.connect() as c:
+        rows = [dict(r._mapping) for r in c.execute(stmt)]
+    for row in rows:
+        row["created_at"] = str(row["created_at"])  # the artifact's table holds JSON values
+    return rows
