@@ -1,4 +1,5 @@
-"""The simulator's routes: an OpenAI-compatible chat API with engine emulation and fault injection.
+"""The simulator's routes: an OpenAI-compatible chat API with engine emulation and fault injection, and
+the Batch API over the same chat path (reasonmed/sim/batches.py).
 
 Everything it serves is labelled as simulated (header, fingerprint, ``owned_by``, text prefix) so no
 row it produces can pass for a real model's output.
@@ -17,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from reasonmed.sim.answer_keys import AnswerKeys
+from reasonmed.sim.batches import BatchService
 from reasonmed.sim.behaviour import (
     Behaviour,
+    Choice,
     ParsedPrompt,
+    Role,
     SimRequest,
     Variant,
     detect_role,
@@ -33,6 +37,8 @@ from reasonmed.sim.faults import FaultPlan, TargetedFault
 from reasonmed.sim.http import DROP, Drop, Request, Response
 from reasonmed.sim.metrics import SimMetrics
 from reasonmed.sim.rate_limit import SimRateLimit
+from reasonmed.sim.replies import error_reply as _error
+from reasonmed.sim.replies import ok_reply as _ok
 from reasonmed.sim.script import Script, load_script
 from reasonmed.sim.settings import SimSettings
 from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
@@ -48,17 +54,6 @@ SERVER_HEADERS = (("x-reasonmed-simulator", "1"), ("server", FINGERPRINT))
 
 class BadRequest(ValueError):
     pass
-
-
-def _error(
-    status: int, message: str, kind: str = "invalid_request_error", headers: tuple[tuple[str, str], ...] = ()
-) -> Response:
-    body = json.dumps({"object": "error", "error": {"message": message, "type": kind, "code": status}})
-    return Response(status, body.encode(), headers=headers)
-
-
-def _ok(payload: Mapping[str, Any]) -> Response:
-    return Response(200, json.dumps(payload).encode())
 
 
 class SimApp:
@@ -104,6 +99,7 @@ class SimApp:
         self._id_prefix = os.urandom(4).hex()
         self.running = asyncio.Event()  # cleared by /admin/pause: the engine stalls, requests wait
         self.running.set()
+        self.batches = BatchService(settings, self.metrics, self._batch_line)
 
     async def handle(self, req: Request) -> Response | Drop:
         route = (req.method, req.path.rstrip("/") or "/")
@@ -122,6 +118,9 @@ class SimApp:
             return self.set_targeted(req.body)
         if route == ("POST", "/admin/pause"):
             return self.set_paused(req.body)
+        batch_reply = await self.batches.handle(req)
+        if batch_reply is not None:  # the Batch API's routes (a wrong method there is its 405)
+            return batch_reply
         known = {
             "/v1/chat/completions",
             "/health",
@@ -136,6 +135,13 @@ class SimApp:
         return _error(
             404, f"no route {req.method} {req.path} (this is the reasonmed simulator)", "not_found_error"
         )
+
+    def body_limits(self) -> dict[str, int]:
+        """Paths whose bodies may exceed http.MAX_BODY_BYTES, for ``http.serve``."""
+        return self.batches.body_limits()
+
+    async def _batch_line(self, body: bytes, fails: bool) -> Response | Drop:
+        return await self.complete(body, batch=True, forced="line_failure" if fails else None)
 
     def set_targeted(self, body: bytes) -> Response:
         """``{"rules": ["*:*=500"]}`` replaces the targeted faults: an endpoint that dies mid-run, in tests."""
@@ -160,7 +166,8 @@ class SimApp:
 
     def models(self) -> Response:
         """Only names the chat route serves: every listed model must be usable as listed."""
-        names = sorted(m for m in {*self.behaviour.accuracy, *self.metrics.models} if is_simulated_model(m))
+        served = {*self.behaviour.accuracy, *self.metrics.models, *self.metrics.batch_models}
+        names = sorted(m for m in served if is_simulated_model(m))
         names = names or [DEFAULT_MODEL]
         created = int(time.time())
         card = {"object": "model", "created": created, "owned_by": FINGERPRINT}
@@ -171,13 +178,26 @@ class SimApp:
         return _ok({"object": "list", "data": data, "serves_any_model": True})
 
     async def chat(self, req: Request) -> Response | Drop:
+        return await self.complete(req.body, authorized="authorization" in req.headers)
+
+    async def complete(
+        self, raw: bytes, *, authorized: bool = False, batch: bool = False, forced: str | None = None
+    ) -> Response | Drop:
+        """A chat-completions body through the interactive route's path: parsing, the context check, the
+        rate limits, faults (targeted, then the plan), the engine, the (scripted) reply.
+
+        ``batch``: a Batch API line (reasonmed/sim/batches.py): the same path without the rate limits,
+        counted under ``batch_*`` rather than ``requests_*``; a ``hang`` ends at once as a 500 instead of
+        holding the batch. ``forced`` is a fault the caller decided (``"line_failure"``: a 500); it takes
+        no draw from the fault plan.
+        """
         try:
-            sim = parse_chat_request(req.body)
+            sim = parse_chat_request(raw)
         except BadRequest as exc:
-            self.metrics.outcomes["invalid"] += 1
+            self.metrics.count("invalid", batch=batch)
             return _error(400, str(exc))
         if not is_simulated_model(sim.model):
-            self.metrics.outcomes["invalid"] += 1
+            self.metrics.count("invalid", batch=batch)
             return _error(
                 404,
                 f"the simulator serves only simulated models, named {SIM_MODEL_PREFIX}... (asked for {sim.model!r}): "
@@ -186,104 +206,121 @@ class SimApp:
             )
         refusal = self.context_refusal(sim)
         if refusal is not None:
-            self.metrics.outcomes["context"] += 1
+            self.metrics.count("context", batch=batch)
             return refusal
-        if self.rate_limit is None:
-            return await self._serve(sim, req)
+        if self.rate_limit is None or batch:
+            return await self._serve(sim, authorized=authorized, batch=batch, forced=forced)
         admission = self.rate_limit.admit(
             prompt_tokens(sim.messages) + (sim.max_tokens or 0) * sim.n, time.monotonic()
         )
         if not admission.admitted:
-            self.metrics.outcomes["limited"] += 1
+            self.metrics.count("limited")
             return _error(
                 429,
                 "Rate limit reached (simulated)",
                 "rate_limit_error",
                 headers=(("retry-after", str(admission.retry_after_s)), *admission.headers),
             )
-        response = await self._serve(sim, req)
+        response = await self._serve(sim, authorized=authorized, batch=batch, forced=forced)
         if isinstance(response, Response):
             response.headers = (*response.headers, *admission.headers)
         return response
 
-    async def _serve(self, sim: SimRequest, req: Request) -> Response | Drop:
+    async def _serve(
+        self, sim: SimRequest, *, authorized: bool, batch: bool, forced: str | None
+    ) -> Response | Drop:
         """A valid request within the limits: its faults, its engine time, its answer."""
         role = detect_role(sim.system, sim.user)
-        self.metrics.enter(role=role, model=sim.model, authorized="authorization" in req.headers)
+        self.metrics.enter(role=role, model=sim.model, authorized=authorized, batch=batch)
         try:
             await self.running.wait()
             rule = next((t for t in self.targeted if t.matches(role, sim.user)), None)
-            fault = rule.kind if rule is not None else self.faults.draw()
-            self.metrics.outcomes[fault or "ok"] += 1
-            if fault == "400":
-                return _error(
-                    400,
-                    "This model's maximum context length is 4096 tokens. However, you requested more (simulated)",
-                    "BadRequestError",
-                )
-            if fault == "429":
-                return _error(
-                    429,
-                    "simulated rate limit",
-                    "rate_limit_error",
-                    headers=(("retry-after", f"{self.settings.retry_after:g}"),),
-                )
-            if fault == "hang":
-                await asyncio.sleep(self.settings.hang_seconds)
-                return _error(504, "simulated hang ended", "server_error")
-            prompt = parse_prompt(sim.user)
-            correct = None
-            if role in ("generate", "evaluate") and self.keys is not None and prompt.options:
-                correct = await self.keys.find(prompt.question, prompt.options)
-            variant: Variant = (
-                "truncate" if fault == "truncate" else "noanswer" if fault == "noanswer" else "ok"
-            )
-            scripted = self._scripted(sim, role, prompt) if self.script is not None else None
-            if scripted is not None:
-                choices = [finish_choice(scripted, sim, variant, (i,)) for i in range(sim.n)]
-            else:
-                _, choices = respond(
-                    sim, self.behaviour, correct=correct, variant=variant, role=role, prompt=prompt
-                )
+            fault = forced or (rule.kind if rule is not None else self.faults.draw())
+            self.metrics.count(fault or "ok", batch=batch)
+            refused = await self._refusal(fault, batch=batch)
+            if refused is not None:
+                return refused
+            choices = await self._choices(sim, role, fault)
             await self.engine.generate(max(c.completion_tokens for c in choices))
             if fault == "500":
                 return _error(500, "simulated internal server error", "server_error")
+            if fault == "line_failure":
+                return _error(500, "simulated batch line failure (--batch-line-failure-rate)", "server_error")
             if fault == "drop":
                 return DROP
-            p_tokens = prompt_tokens(sim.messages)
-            c_tokens = sum(c.completion_tokens for c in choices)
-            payload = {
-                "id": f"chatcmpl-sim-{self._id_prefix}-{next(self._ids):x}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": sim.model,
-                "system_fingerprint": FINGERPRINT,
-                "choices": [
-                    {
-                        "index": i,
-                        "message": {"role": "assistant", "content": c.text},
-                        "logprobs": None,
-                        "finish_reason": c.finish_reason,
-                    }
-                    for i, c in enumerate(choices)
-                ],
-                "usage": {
-                    "prompt_tokens": p_tokens,
-                    "completion_tokens": c_tokens,
-                    "total_tokens": p_tokens + c_tokens,
-                },
-            }
-            body = json.dumps(payload).encode()
-            if fault == "malformed":
-                return Response(200, body[: len(body) // 2])  # a 200 whose JSON stops half-way
-            self.metrics.prompt_tokens += p_tokens
-            self.metrics.completion_tokens += c_tokens
-            return Response(200, body)
+            return self._completion(sim, choices, fault, batch=batch)
         except asyncio.CancelledError:
-            self.metrics.client_disconnects += 1
+            if not batch:  # a batch line is cancelled with its batch, not by a client hanging up
+                self.metrics.client_disconnects += 1
             raise
         finally:
-            self.metrics.leave()
+            self.metrics.leave(batch=batch)
+
+    async def _refusal(self, fault: str | None, *, batch: bool) -> Response | None:
+        """The faults answered before any engine time (None: the request goes on)."""
+        if fault == "400":
+            return _error(
+                400,
+                "This model's maximum context length is 4096 tokens. However, you requested more (simulated)",
+                "BadRequestError",
+            )
+        if fault == "429":
+            return _error(
+                429,
+                "simulated rate limit",
+                "rate_limit_error",
+                headers=(("retry-after", f"{self.settings.retry_after:g}"),),
+            )
+        if fault == "hang":
+            if batch:  # a batch line does not hold its batch for --hang-seconds: it fails
+                return _error(500, "simulated hang (a batch line fails with 500)", "server_error")
+            await asyncio.sleep(self.settings.hang_seconds)
+            return _error(504, "simulated hang ended", "server_error")
+        return None
+
+    async def _choices(self, sim: SimRequest, role: Role, fault: str | None) -> list[Choice]:
+        prompt = parse_prompt(sim.user)
+        correct = None
+        if role in ("generate", "evaluate") and self.keys is not None and prompt.options:
+            correct = await self.keys.find(prompt.question, prompt.options)
+        variant: Variant = "truncate" if fault == "truncate" else "noanswer" if fault == "noanswer" else "ok"
+        scripted = self._scripted(sim, role, prompt) if self.script is not None else None
+        if scripted is not None:
+            return [finish_choice(scripted, sim, variant, (i,)) for i in range(sim.n)]
+        _, choices = respond(sim, self.behaviour, correct=correct, variant=variant, role=role, prompt=prompt)
+        return choices
+
+    def _completion(
+        self, sim: SimRequest, choices: list[Choice], fault: str | None, *, batch: bool
+    ) -> Response:
+        p_tokens = prompt_tokens(sim.messages)
+        c_tokens = sum(c.completion_tokens for c in choices)
+        payload = {
+            "id": f"chatcmpl-sim-{self._id_prefix}-{next(self._ids):x}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": sim.model,
+            "system_fingerprint": FINGERPRINT,
+            "choices": [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": c.text},
+                    "logprobs": None,
+                    "finish_reason": c.finish_reason,
+                }
+                for i, c in enumerate(choices)
+            ],
+            "usage": {
+                "prompt_tokens": p_tokens,
+                "completion_tokens": c_tokens,
+                "total_tokens": p_tokens + c_tokens,
+            },
+        }
+        body = json.dumps(payload).encode()
+        if fault == "malformed":
+            return Response(200, body[: len(body) // 2])  # a 200 whose JSON stops half-way
+        self.metrics.tokens(p_tokens, c_tokens, batch=batch)
+        return Response(200, body)
 
     def _scripted(self, sim: SimRequest, role: str, prompt: ParsedPrompt) -> str | None:
         assert self.script is not None
@@ -315,6 +352,7 @@ class SimApp:
         )
 
     def close(self) -> None:
+        self.batches.close()
         if self.keys is not None:
             self.keys.close()
 

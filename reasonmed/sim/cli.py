@@ -142,6 +142,37 @@ def sim_server(
             "rewrites, written by hand: reasonmed/sim/script.py), for tests whose outcome is worked out on paper"
         ),
     ] = None,
+    batch_max_bytes: Annotated[
+        int,
+        typer.Option(
+            min=1, help="largest Batch API input file accepted on /v1/files, in bytes (400 beyond it)"
+        ),
+    ] = _DEFAULTS.batch_max_bytes,
+    batch_max_requests: Annotated[
+        int,
+        typer.Option(
+            min=1, help="lines per batch input file; a longer file fails its batch (too_many_tasks)"
+        ),
+    ] = _DEFAULTS.batch_max_requests,
+    batch_delay_s: Annotated[
+        float, typer.Option(help="seconds a batch stays in_progress before its first line runs")
+    ] = _DEFAULTS.batch_delay_s,
+    batch_window_s: Annotated[
+        float,
+        typer.Option(
+            help="seconds a batch's completion window ('24h') lasts: a batch still open then is expired"
+        ),
+    ] = _DEFAULTS.batch_window_s,
+    batch_concurrency: Annotated[
+        int, typer.Option(min=1, max=100_000, help="lines of one batch run at once")
+    ] = _DEFAULTS.batch_concurrency,
+    batch_line_failure_rate: Annotated[
+        float,
+        typer.Option(
+            help="fraction of batch lines answered 500 (those whose sha256('SEED|CUSTOM_ID'), first 8 bytes "
+            "big-endian over 2**64, is below it; SEED is --fault-seed): a reproducible set of failed lines"
+        ),
+    ] = _DEFAULTS.batch_line_failure_rate,
 ) -> None:
     """Run the reasonmed SIMULATION server (simulated completions, not a real model)."""
     from reasonmed.sim.server import main
@@ -175,6 +206,12 @@ def sim_server(
             hang_seconds=hang_seconds,
             log_level=log_level,
             script=script,
+            batch_max_bytes=batch_max_bytes,
+            batch_max_requests=batch_max_requests,
+            batch_delay_s=batch_delay_s,
+            batch_window_s=batch_window_s,
+            batch_concurrency=batch_concurrency,
+            batch_line_failure_rate=batch_line_failure_rate,
         )
         from reasonmed.sim.faults import FaultPlan
 

@@ -11,15 +11,18 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from urllib.parse import parse_qsl
 
 import h11
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_BODY_BYTES = (
+    16 * 1024 * 1024
+)  # per request; ``serve(body_limits=...)`` sets other limits for chosen paths
 
 
 @dataclass(slots=True)
@@ -28,6 +31,8 @@ class Request:
     path: str
     headers: dict[str, str]  # lower-cased names; the simulator only ever checks presence, never logs values
     body: bytes
+    # the query string's parameters (the last of a repeated name wins); ``path`` never holds the query
+    query: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -49,9 +54,16 @@ Handler = Callable[[Request], Awaitable[Response | Drop]]
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: requests are handled one at a time, in order (no pipelining needed)."""
 
-    def __init__(self, handler: Handler, server_headers: Sequence[tuple[bytes, bytes]]) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        server_headers: Sequence[tuple[bytes, bytes]],
+        body_limits: Mapping[str, int] | None = None,
+    ) -> None:
         self._handler = handler
         self._server_headers = list(server_headers)
+        self._body_limits = dict(body_limits or {})
+        self._body_limit = MAX_BODY_BYTES
         self._h11 = h11.Connection(h11.SERVER)
         self._transport: asyncio.Transport | None = None
         self._task: asyncio.Task[None] | None = None
@@ -93,24 +105,28 @@ class _Connection(asyncio.Protocol):
                 return
             if isinstance(event, h11.Request):
                 self._request, self._body, self._body_size = event, [], 0
+                path = _split_target(event.target)[0]
+                self._body_limit = self._body_limits.get(path.rstrip("/") or "/", MAX_BODY_BYTES)
                 if self._h11.they_are_waiting_for_100_continue:  # curl does this for bodies over 1 KiB
                     self._transport.write(
                         self._h11.send(h11.InformationalResponse(status_code=100, headers=[]))
                     )
             elif isinstance(event, h11.Data):
                 self._body_size += len(event.data)
-                if self._body_size > MAX_BODY_BYTES:
+                if self._body_size > self._body_limit:
                     self._fail(413, "request body too large")
                     return
                 self._body.append(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 assert self._request is not None
                 req = self._request
+                path, query = _split_target(req.target)
                 request = Request(
                     method=req.method.decode("ascii"),
-                    path=req.target.decode("latin-1").split("?", 1)[0],
+                    path=path,
                     headers={k.decode("latin-1"): v.decode("latin-1") for k, v in req.headers},
                     body=b"".join(self._body),
+                    query=dict(parse_qsl(query, keep_blank_values=True)),
                 )
                 self._request, self._body = None, []
                 self._task = asyncio.get_running_loop().create_task(self._serve(request))
@@ -179,6 +195,12 @@ class _Connection(asyncio.Protocol):
             self._transport = None
 
 
+def _split_target(target: bytes) -> tuple[str, str]:
+    """``b"/v1/batches?limit=2"`` -> ``("/v1/batches", "limit=2")``."""
+    path, _, query = target.decode("latin-1").partition("?")
+    return path, query
+
+
 @functools.cache
 def _reason(status: int) -> bytes:
     try:
@@ -194,10 +216,16 @@ async def serve(
     *,
     server_headers: Sequence[tuple[str, str]] = (),
     backlog: int = 4096,
+    body_limits: Mapping[str, int] | None = None,
 ) -> asyncio.Server:
-    """Start listening; the caller owns the returned server (``async with server`` / ``close()``)."""
+    """Start listening; the caller owns the returned server (``async with server`` / ``close()``).
+
+    ``body_limits`` maps paths (no trailing slash) to their largest accepted body in bytes; other paths
+    accept ``MAX_BODY_BYTES``. A larger body is answered 413 and its connection closed.
+    """
     encoded = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in server_headers]
+    limits = dict(body_limits or {})
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: _Connection(handler, encoded), host, port, backlog=backlog, reuse_address=True
+        lambda: _Connection(handler, encoded, limits), host, port, backlog=backlog, reuse_address=True
     )

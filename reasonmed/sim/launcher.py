@@ -160,6 +160,13 @@ class SimServer:
         """Hold every chat request (``False`` releases them): the engine stalls, the client waits."""
         httpx.post(f"{self.root_url}/admin/pause", json={"paused": paused}, timeout=10.0).raise_for_status()
 
+    def expire_batches(self, which: str = "all") -> list[str]:
+        """End the completion window of one open batch (its id) or of all of them now; their ids."""
+        response = httpx.post(f"{self.root_url}/admin/batches", json={"expire": which}, timeout=30.0)
+        response.raise_for_status()
+        expired: list[str] = response.json()["expired"]
+        return expired
+
     # ------------------------------------------------------------------ context managers
 
     def __enter__(self) -> SimServer:

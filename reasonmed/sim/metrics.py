@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 
 PREFIX = "reasonmed_sim_"
 OUTCOMES = (
@@ -25,15 +26,33 @@ OUTCOMES = (
     "context",  # refused as vLLM refuses it: prompt + max_tokens over --max-model-len
     "limited",  # refused with 429 over --rate-limit-rpm/--rate-limit-tpm (not an injected fault)
 )
+# A batch line goes through the chat path (never rate-limited), or fails by --batch-line-failure-rate.
+BATCH_OUTCOMES = (*(o for o in OUTCOMES if o != "limited"), "line_failure")
+BATCH_STATUSES = (
+    "validating",
+    "failed",
+    "in_progress",
+    "finalizing",
+    "completed",
+    "expired",
+    "cancelling",
+    "cancelled",
+)
 
 
 class SimMetrics:
-    """Counters plus the time-averaged number of requests in flight since start (or the last reset)."""
+    """Counters plus the time-averaged number of requests in flight since start (or the last reset).
+
+    Interactive chat requests and Batch API lines are counted apart: ``requests_*``, ``in_flight*``,
+    ``prompt_tokens_total`` and ``completion_tokens_total`` are interactive requests only, ``batch_*`` the
+    lines of batches. ``running`` (engine slots) holds both: they share the emulated engine.
+    """
 
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.in_flight = 0
         self.running = 0
+        self.batch_lines_in_flight = 0
         self.reset()
 
     def reset(self) -> None:
@@ -47,6 +66,17 @@ class SimMetrics:
         self.with_authorization = 0
         self.client_disconnects = 0
         self.peak = self.in_flight
+        # the Batch API
+        self.files_uploaded = 0
+        self.file_bytes_uploaded = 0
+        self.batches_created = 0
+        self.batch_statuses: Counter[str] = Counter()  # batches that reached each status
+        self.batch_outcomes: Counter[str] = Counter()  # lines run, by outcome
+        self.batch_roles: Counter[str] = Counter()
+        self.batch_models: Counter[str] = Counter()
+        self.batch_lines_expired = 0  # lines written to an error file as batch_expired (never run)
+        self.batch_prompt_tokens = 0
+        self.batch_completion_tokens = 0
         self._area = 0.0
         self._since = now
         self._last = now
@@ -56,7 +86,12 @@ class SimMetrics:
         self._area += self.in_flight * (now - self._last)
         self._last = now
 
-    def enter(self, *, role: str, model: str, authorized: bool) -> None:
+    def enter(self, *, role: str, model: str, authorized: bool, batch: bool = False) -> None:
+        if batch:
+            self.batch_lines_in_flight += 1
+            self.batch_roles[role] += 1
+            self.batch_models[model] += 1
+            return
         self._advance()
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
@@ -65,9 +100,24 @@ class SimMetrics:
         if authorized:
             self.with_authorization += 1
 
-    def leave(self) -> None:
+    def leave(self, *, batch: bool = False) -> None:
+        if batch:
+            self.batch_lines_in_flight -= 1
+            return
         self._advance()
         self.in_flight -= 1
+
+    def count(self, outcome: str, *, batch: bool = False) -> None:
+        """One request (or batch line) ended as ``outcome`` (an OUTCOMES or BATCH_OUTCOMES label)."""
+        (self.batch_outcomes if batch else self.outcomes)[outcome] += 1
+
+    def tokens(self, prompt: int, completion: int, *, batch: bool = False) -> None:
+        if batch:
+            self.batch_prompt_tokens += prompt
+            self.batch_completion_tokens += completion
+        else:
+            self.prompt_tokens += prompt
+            self.completion_tokens += completion
 
     def time_avg_in_flight(self) -> float:
         self._advance()
@@ -138,6 +188,7 @@ class SimMetrics:
             "Completion tokens of answered requests (words x 1.3).",
             [("", self.completion_tokens)],
         )
+        self._render_batches(metric)
         metric(
             "uptime_seconds",
             "gauge",
@@ -145,6 +196,65 @@ class SimMetrics:
             [("", time.monotonic() - self.started)],
         )
         return "\n".join(out) + "\n"
+
+    def _render_batches(self, metric: Callable[[str, str, str, list[tuple[str, float]]], None]) -> None:
+        metric("files_uploaded_total", "counter", "Files uploaded to /v1/files.", [("", self.files_uploaded)])
+        metric(
+            "file_bytes_uploaded_total",
+            "counter",
+            "Bytes of the files uploaded to /v1/files.",
+            [("", self.file_bytes_uploaded)],
+        )
+        metric("batches_created_total", "counter", "Batches created.", [("", self.batches_created)])
+        metric(
+            "batches_total",
+            "counter",
+            "Batches that reached each status (a completed batch counts in validating, in_progress, "
+            "finalizing and completed).",
+            [(f'{{status="{s}"}}', self.batch_statuses.get(s, 0)) for s in BATCH_STATUSES],
+        )
+        metric(
+            "batch_lines_total",
+            "counter",
+            "Batch lines run through the chat path, by outcome (not counted in requests_total).",
+            [(f'{{outcome="{o}"}}', self.batch_outcomes.get(o, 0)) for o in BATCH_OUTCOMES],
+        )
+        metric(
+            "batch_lines_by_role_total",
+            "counter",
+            "Batch lines by detected prompt role.",
+            [(f'{{role="{_esc(r)}"}}', v) for r, v in sorted(self.batch_roles.items())],
+        )
+        metric(
+            "batch_lines_by_model_total",
+            "counter",
+            "Batch lines by requested model.",
+            [(f'{{model="{_esc(m)}"}}', v) for m, v in sorted(self.batch_models.items())],
+        )
+        metric(
+            "batch_lines_expired_total",
+            "counter",
+            "Batch lines never run, written to an error file as batch_expired.",
+            [("", self.batch_lines_expired)],
+        )
+        metric(
+            "batch_lines_in_flight",
+            "gauge",
+            "Batch lines started and not yet answered.",
+            [("", self.batch_lines_in_flight)],
+        )
+        metric(
+            "batch_prompt_tokens_total",
+            "counter",
+            "Prompt tokens of answered batch lines.",
+            [("", self.batch_prompt_tokens)],
+        )
+        metric(
+            "batch_completion_tokens_total",
+            "counter",
+            "Completion tokens of answered batch lines.",
+            [("", self.batch_completion_tokens)],
+        )
 
 
 def _fmt(value: float) -> str:

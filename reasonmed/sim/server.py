@@ -18,7 +18,13 @@ log = logging.getLogger("reasonmed.sim")
 
 async def run(settings: SimSettings) -> None:
     app = SimApp(settings)
-    server = await serve(app.handle, settings.host, settings.port, server_headers=SERVER_HEADERS)
+    server = await serve(
+        app.handle,
+        settings.host,
+        settings.port,
+        server_headers=SERVER_HEADERS,
+        body_limits=app.body_limits(),
+    )
     host, port = server.sockets[0].getsockname()[:2]
     url = f"http://{host}:{port}"
     # One machine-readable line on stdout (port 0 means the OS picked it); everything else goes to stderr.

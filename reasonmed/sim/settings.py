@@ -45,6 +45,14 @@ class SimSettings:
     log_level: str = "WARNING"
     # scripted outcomes for chosen questions (reasonmed/sim/script.py): a JSON file's path
     script: str | None = None
+    # the OpenAI Batch API (reasonmed/sim/batches.py): /v1/files and /v1/batches, held in memory
+    batch_max_bytes: int = 200 * 1024 * 1024  # largest input file accepted (400 beyond it)
+    batch_max_requests: int = 50_000  # lines per input file; more fails the batch (too_many_tasks)
+    batch_delay_s: float = 0.0  # a batch waits this long in_progress before its first line runs
+    batch_window_s: float = 86_400.0  # the "24h" completion window, in seconds: still open then -> expired
+    batch_concurrency: int = 64  # lines of one batch run at once
+    # fraction of lines answered 500 whatever they ask; which ones is fixed by fault_seed and custom_id
+    batch_line_failure_rate: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("default_accuracy", "refine_accuracy", "verifier_error_rate", "fault_rate"):
@@ -74,6 +82,18 @@ class SimSettings:
             raise ValueError(f"rate-limit-window-s must be positive (got {self.rate_limit_window_s})")
         if min(self.base_latency_ms, self.per_token_ms, self.retry_after, self.hang_seconds) < 0:
             raise ValueError("latencies, retry-after and hang-seconds must not be negative")
+        self._check_batch_settings()
+
+    def _check_batch_settings(self) -> None:
+        for name in ("batch_max_bytes", "batch_max_requests", "batch_concurrency"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be >= 1 (got {getattr(self, name)})")
+        if self.batch_delay_s < 0 or not self.batch_window_s > 0:
+            raise ValueError("batch-delay-s must not be negative and batch-window-s must be positive")
+        if not 0.0 <= self.batch_line_failure_rate <= 1.0:
+            raise ValueError(
+                f"batch-line-failure-rate must be between 0 and 1 (got {self.batch_line_failure_rate})"
+            )
 
     def to_argv(self) -> list[str]:
         """Flags for ``python -m reasonmed.sim`` that reproduce these settings."""
@@ -130,6 +150,20 @@ class SimSettings:
             argv += ["--fault-when", rule]
         if self.script:
             argv += ["--script", self.script]
+        argv += [
+            "--batch-max-bytes",
+            str(self.batch_max_bytes),
+            "--batch-max-requests",
+            str(self.batch_max_requests),
+            "--batch-delay-s",
+            repr(self.batch_delay_s),
+            "--batch-window-s",
+            repr(self.batch_window_s),
+            "--batch-concurrency",
+            str(self.batch_concurrency),
+            "--batch-line-failure-rate",
+            repr(self.batch_line_failure_rate),
+        ]
         return argv  # questions_db is not here: a URL may hold a password, and argv is public (ps, /proc)
 
     def to_env(self) -> dict[str, str]:
