@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import Engine
@@ -41,13 +41,16 @@ from reasonmed.llm.registry import LLMRegistry
 from reasonmed.llm.types import LLMError
 from reasonmed.pipeline import workers
 from reasonmed.pipeline.budgets import over_budget
-from reasonmed.pipeline.failures import classify
+from reasonmed.pipeline.failures import Waiting, classify
 from reasonmed.pipeline.outcome import BuildOutcome, HeldClaim, RunStatus, alarms_of
 from reasonmed.pipeline.progress import BuildProgress, summary
 from reasonmed.pipeline.stages import Carried, StageContext
 from reasonmed.prompts import all_templates
 from reasonmed.tasks.context import Handle
 from reasonmed.tasks.pipeline import generate_task, resolve_task, summarize_task, verify_task
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,13 @@ def default_questions_in_flight(cfg: PipelineConfig) -> int:
     return max(8, sum(ep.max_in_flight for ep in cfg.endpoints.values()))
 
 
+def _go_on(result: T | Waiting) -> T:
+    """A stage's result, or (its question waits on batch results) the stage's ``StageIncomplete`` again."""
+    if isinstance(result, Waiting):
+        raise result.incomplete
+    return result
+
+
 async def _process_question(run: BuildRun, question_id: int, carried: Carried) -> str:
     """The question's four stages, its state carried from one to the next; a failure is recorded against
     the question (and may set it aside) and costs only this question: it is never claimed again by this run."""
@@ -80,14 +90,14 @@ async def _process_question(run: BuildRun, question_id: int, carried: Carried) -
     async with run.slots:
         progress.in_flight += 1
         try:
-            await generate_task(ctx, question_id, state)
+            _go_on(await generate_task(ctx, question_id, state))
             stage = "verify"
-            await verify_task(ctx, question_id, state)
+            _go_on(await verify_task(ctx, question_id, state))
             stage = "resolve"
-            status = await resolve_task(ctx, question_id, state)
+            status = _go_on(await resolve_task(ctx, question_id, state))
             if status != "rejected":
                 stage = "summarize"
-                status = await summarize_task(ctx, question_id, state) or status
+                status = _go_on(await summarize_task(ctx, question_id, state)) or status
         except Exception as exc:
             failure = classify(stage, exc)
             if failure.cls == "waiting":  # its requests are in a batch: it goes on once they are answered

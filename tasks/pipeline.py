@@ -9,16 +9,30 @@ Postgres is the store, and each stage does only what it holds no record of.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from prefect import task
 
 from reasonmed.pipeline import stages
+from reasonmed.pipeline.failures import StageIncomplete, Waiting
 from reasonmed.pipeline.stages import Carried, StageContext
 from reasonmed.tasks.context import Handle, provenance
 from reasonmed.tasks.retry import task_options
 
+T = TypeVar("T")
 _TASK_OPTIONS: dict[str, Any] = task_options(retries=2)  # database blips only (tasks/retry.py)
+
+
+async def _waitable(stage: Awaitable[T]) -> T | Waiting:
+    """The stage's result; for a question that waits on batch results, a ``Waiting``: the task ends Completed
+    (raising would end it Failed and log an error for what is no failure)."""
+    try:
+        return await stage
+    except StageIncomplete as exc:
+        if not exc.waiting:
+            raise
+        return Waiting(str(exc))
 
 
 def _value(carried: Handle[Carried] | None) -> Carried | None:
@@ -32,26 +46,26 @@ def _provenance(ctx: StageContext) -> dict[str, Any]:
 @task(name="generate", task_run_name="generate q{question_id}", **_TASK_OPTIONS)
 async def generate_task(
     run: Handle[StageContext], question_id: int, carried: Handle[Carried] | None = None
-) -> int:
-    return await stages.generate(run.value, question_id, _provenance(run.value), _value(carried))
+) -> int | Waiting:
+    return await _waitable(stages.generate(run.value, question_id, _provenance(run.value), _value(carried)))
 
 
 @task(name="verify", task_run_name="verify q{question_id}", **_TASK_OPTIONS)
 async def verify_task(
     run: Handle[StageContext], question_id: int, carried: Handle[Carried] | None = None
-) -> None:
-    await stages.verify(run.value, question_id, _provenance(run.value), _value(carried))
+) -> Waiting | None:
+    return await _waitable(stages.verify(run.value, question_id, _provenance(run.value), _value(carried)))
 
 
 @task(name="resolve", task_run_name="resolve q{question_id}", **_TASK_OPTIONS)
 async def resolve_task(
     run: Handle[StageContext], question_id: int, carried: Handle[Carried] | None = None
-) -> str:
-    return await stages.resolve(run.value, question_id, _provenance(run.value), _value(carried))
+) -> str | Waiting:
+    return await _waitable(stages.resolve(run.value, question_id, _provenance(run.value), _value(carried)))
 
 
 @task(name="summarize", task_run_name="summarize q{question_id}", **_TASK_OPTIONS)
 async def summarize_task(
     run: Handle[StageContext], question_id: int, carried: Handle[Carried] | None = None
-) -> str | None:
-    return await stages.summarize(run.value, question_id, _provenance(run.value), _value(carried))
+) -> str | Waiting | None:
+    return await _waitable(stages.summarize(run.value, question_id, _provenance(run.value), _value(carried)))

@@ -49,8 +49,25 @@ class StageIncomplete(Incomplete):
         self.error_kinds = tuple(error_kinds)
         self.unusable = unusable
 
+    @property
+    def waiting(self) -> bool:
+        """Every failed request waits on a batch endpoint's answer: the stage waits, nothing failed."""
+        return bool(self.error_kinds) and set(self.error_kinds) == {BATCH_PENDING}
+
     def __reduce__(self) -> tuple[object, ...]:
         return (_rebuild, (str(self), self.error_kinds, self.unusable))
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """What a stage's Prefect task returns when its question waits on batch results (a task that raised
+    would end Failed and log an error for what is no failure); the flow raises ``incomplete`` again."""
+
+    message: str
+
+    @property
+    def incomplete(self) -> StageIncomplete:
+        return StageIncomplete(self.message, error_kinds=[BATCH_PENDING])
 
 
 def _rebuild(message: str, error_kinds: tuple[str, ...], unusable: bool) -> StageIncomplete:
@@ -76,9 +93,9 @@ class StageFailure:
 def classify(stage: str, exc: BaseException) -> StageFailure:
     message = redact(f"{type(exc).__name__}: {exc}")[:2000]
     if isinstance(exc, StageIncomplete):
-        kinds = set(exc.error_kinds) - {BATCH_PENDING}
-        if not kinds and BATCH_PENDING in exc.error_kinds:
+        if exc.waiting:
             return StageFailure(stage, "waiting", BATCH_PENDING, message)
+        kinds = set(exc.error_kinds) - {BATCH_PENDING}
         if kinds & ENDPOINT_KINDS:
             return StageFailure(stage, "endpoint", sorted(kinds & ENDPOINT_KINDS)[0], message)
         if kinds - RETRYABLE_KINDS:

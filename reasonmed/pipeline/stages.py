@@ -197,6 +197,11 @@ def _failures(outcomes: Sequence[CallOutcome]) -> list[str]:
 
 def _raise_if_failed(stage: str, q: QuestionView, outcomes: Sequence[CallOutcome]) -> None:
     failed = _failures(outcomes)
+    if failed and all(waiting(o) for o in outcomes if o.error is not None):
+        raise StageIncomplete(
+            f"{stage} of question {q.id}: waits on {len(failed)} batch request(s)",
+            error_kinds=[o.error.kind for o in outcomes if o.error is not None],
+        )
     if failed:
         raise StageIncomplete(
             f"{stage} of question {q.id}: {len(failed)} request(s) failed; first: {failed[0]}",

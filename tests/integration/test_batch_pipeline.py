@@ -8,6 +8,7 @@ own request counts, and the prices in the pipeline file.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -25,7 +26,7 @@ from reasonmed.config import temporary_settings
 from reasonmed.db import export_repo
 from reasonmed.db.engine import get_engine
 from reasonmed.sim.launcher import SimServer
-from tests.fixtures_pipeline import ingest_pubmedqa, run_build, use_database, write_sim_config
+from tests.fixtures_pipeline import ingest_pubmedqa, use_database, write_sim_config
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -46,8 +47,22 @@ def _config(path: Path, sim_url: str, *, batch: bool) -> Path:
     return path
 
 
+def run_build(**params: Any) -> dict[str, Any]:
+    """The build's result also when it ended Failed (questions failed in it): ``result["outcome"]`` says how."""
+    from reasonmed.flows.build import build_dataset, build_result
+
+    async def go() -> dict[str, Any]:
+        return await build_result(await build_dataset(**params, return_state=True))
+
+    return asyncio.run(go())
+
+
 def _accepted(url: str) -> set[tuple[Any, ...]]:
-    rows = [r for chunk in export_repo.stream_accepted_rows(get_engine(url), include_simulated=True) for r in chunk]
+    rows = [
+        r
+        for chunk in export_repo.stream_accepted_rows(get_engine(url), include_simulated=True)
+        for r in chunk
+    ]
     cols = export_repo.ROW_COLUMNS
     keep = ("source_id", "rank", "model", "temperature", "origin", "cot", "summary")
     return {tuple(dict(zip(cols, r, strict=True))[k] for k in keep) for r in rows}
@@ -119,15 +134,17 @@ def test_batch_mode_accepts_what_interactive_mode_accepts_at_half_the_price(
 
     # Request counts per mode at the simulator: the hosted roles' requests became batch lines, one each.
     for model in ("sim/refiner-gpt-4o-class", "sim/summarizer-gpt-4o-mini-class"):
-        sent = _metric(interactive, f'reasonmed_sim_requests_by_model_total{{model="{model}"}}')
+        sent = _metric(interactive, f'requests_by_model_total{{model="{model}"}}')
         assert sent > 0
-        assert _metric(batch, f'reasonmed_sim_requests_by_model_total{{model="{model}"}}') == 0
-        assert _metric(batch, f'reasonmed_sim_batch_lines_by_model_total{{model="{model}"}}') == sent
-    lines = _metric(batch, "reasonmed_sim_batch_lines_total")
+        assert _metric(batch, f'requests_by_model_total{{model="{model}"}}') == 0
+        assert _metric(batch, f'batch_lines_by_model_total{{model="{model}"}}') == sent
+    lines = _metric(batch, "batch_lines_total{")
     assert lines == _scalar(fresh_pg, "select count(*) from batch_requests")
     assert lines == _scalar(fresh_pg, "select count(distinct custom_id) from batch_requests")
-    print(f"\nsimulator requests: interactive mode {_metric(interactive, 'reasonmed_sim_requests_total'):.0f}; "
-          f"batch mode {_metric(batch, 'reasonmed_sim_requests_total'):.0f} interactive + {lines:.0f} batch lines")
+    print(
+        f"\nsimulator requests: interactive mode {_metric(interactive, 'requests_total{'):.0f}; "
+        f"batch mode {_metric(batch, 'requests_total{'):.0f} interactive + {lines:.0f} batch lines"
+    )
 
     # Cost in the audit: the hosted roles' calls at half the price; the batches' own cost agrees.
     def hosted_cost(url: str) -> float:
@@ -143,3 +160,149 @@ def test_batch_mode_accepts_what_interactive_mode_accepts_at_half_the_price(
         hosted_cost(fresh_pg), rel=1e-9
     )
     assert _scalar(fresh_pg, "select count(*) from llm_calls where batch_id is not null") > 0
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _finished(url: str) -> int:
+    return int(
+        _scalar(url, "select count(*) from question_outcomes where status in ('accepted', 'rejected')")
+    )
+
+
+def _no_request_sent_twice(url: str, metrics: dict[str, float]) -> None:
+    """Every (request, attempt) went out in exactly one batch line, counted at the simulator."""
+    lines = _metric(metrics, "batch_lines_total{") + _metric(metrics, "batch_lines_expired_total")
+    assert lines == _scalar(url, "select count(*) from batch_requests where batch_id is not null")
+    assert (
+        _scalar(
+            url,
+            "select count(*) from (select custom_id, attempt from batch_requests group by 1, 2 having count(*) > 1) d",
+        )
+        == 0
+    )
+
+
+def test_an_expired_batch_and_failed_lines_are_retried_within_the_attempt_budget(
+    fresh_pg: str, tmp_path: Path
+) -> None:
+    with SimServer(questions_db=fresh_pg, **{**SIM, "batch_delay_s": 1.0}) as sim:
+        cfg = str(_config(tmp_path / "b.yaml", sim.base_url, batch=True))
+        first = run_build(limit=10, config=cfg, batch_wait_s=0)
+        assert first["outcome"]["open_batches"] > 0
+        # The API lets every open batch run out of time; and the summariser's lines fail from now on.
+        assert sim.expire_batches("all")
+        sim.set_faults("summarize:*=500")
+        with temporary_settings(batch_poll_s=0.2):
+            second = run_build(limit=10, config=cfg, batch_wait_s=60)
+            # Expired requests failed their questions once (a timeout): tried again by the next run.
+            assert second["outcome"]["failed"] > 0 and second["outcome"]["set_aside"] == 0
+            expired = _scalar(fresh_pg, "select count(*) from batch_requests where error_kind = 'timeout'")
+            assert expired > 0
+            # The expired requests go out again (attempt 2); summaries still fail.
+            third = run_build(limit=10, config=cfg, batch_wait_s=60)
+            assert third["outcome"]["failed"] > 0
+            assert (
+                _scalar(fresh_pg, "select count(*) from batch_requests where error_kind = 'server_error'") > 0
+            )
+            sim.set_faults()
+            fourth = run_build(limit=10, config=cfg, batch_wait_s=60)
+        metrics = sim.metrics()
+    assert fourth["outcome"]["status"] == "done" and _finished(fresh_pg) == 10, fourth["outcome"]
+    assert _metric(metrics, 'batch_lines_total{outcome="500"}') > 0
+    # Each expired or failed request was sent again under its next attempt, once.
+    unretried = """select count(*) from batch_requests f where f.status = 'failed' and not exists
+                   (select 1 from batch_requests n where n.custom_id = f.custom_id and n.attempt = f.attempt + 1)"""
+    assert _scalar(fresh_pg, unretried) == 0
+    assert _scalar(fresh_pg, "select count(*) from batch_requests where attempt = 2") >= expired
+    # A failure cost its question one attempt per stage, never more than the budget.
+    assert _scalar(fresh_pg, "select max(failures) from question_failures") <= 2
+    assert _scalar(fresh_pg, "select count(*) from question_failures where set_aside_at is not null") == 0
+    _no_request_sent_twice(fresh_pg, metrics)
+
+
+def test_a_run_killed_after_submitting_is_collected_by_the_next_and_nothing_is_sent_twice(
+    fresh_pg: str, tmp_path: Path
+) -> None:
+    import prefect.settings
+
+    engine = get_engine(fresh_pg)
+    with SimServer(questions_db=fresh_pg, **{**SIM, "batch_delay_s": 3.0}) as sim:
+        cfg = str(_config(tmp_path / "b.yaml", sim.base_url, batch=True))
+        env = {
+            **os.environ,
+            "REASONMED_DATABASE_URL": fresh_pg,
+            "REASONMED_BATCH_POLL_S": "0.2",
+            "PREFECT_API_URL": prefect.settings.PREFECT_API_URL.value(),
+        }
+        script = (
+            "import asyncio\nfrom flows.build import build_dataset\n"
+            f"asyncio.run(build_dataset(config={cfg!r}, limit=20, batch_wait_s=600))\n"
+        )
+        log = (tmp_path / "killed.log").open("w")
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while _metric(sim.metrics(), "batches_created_total") < 1:
+                assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-2000:]
+                assert time.monotonic() < deadline, "no batch was submitted"
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGKILL)  # while its batch runs (3 s)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        with engine.connect() as c:
+            open_at_kill = c.execute(
+                text("select count(*) from llm_batches where collected_at is null")
+            ).scalar_one()
+        assert open_at_kill >= 1
+        with temporary_settings(batch_poll_s=0.2):
+            result = run_build(limit=20, config=cfg, batch_wait_s=120)
+        metrics = sim.metrics()
+    assert result["outcome"]["status"] == "done", result["outcome"]
+    assert _finished(fresh_pg) == 20
+    assert _scalar(fresh_pg, "select count(*) from llm_batches where collected_at is null") == 0
+    assert _scalar(fresh_pg, "select count(*) from batch_requests where attempt > 1") == 0
+    _no_request_sent_twice(fresh_pg, metrics)
+
+
+def test_two_workers_never_submit_the_same_request_twice(fresh_pg: str, tmp_path: Path) -> None:
+    import prefect.settings
+
+    with SimServer(questions_db=fresh_pg, **{**SIM, "batch_delay_s": 0.5}) as sim:
+        cfg = str(_config(tmp_path / "b.yaml", sim.base_url, batch=True))
+        env = {
+            **os.environ,
+            "REASONMED_DATABASE_URL": fresh_pg,
+            "REASONMED_BATCH_POLL_S": "0.2",
+            "PREFECT_API_URL": prefect.settings.PREFECT_API_URL.value(),
+        }
+        script = (
+            "import asyncio\nfrom flows.build import build_dataset\n"
+            f"asyncio.run(build_dataset(config={cfg!r}, limit=15, shard_size=5, batch_wait_s=120))\n"
+        )
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", script],
+                cwd=REPO,
+                env=env,
+                stdout=(tmp_path / f"w{i}.log").open("w"),
+                stderr=subprocess.STDOUT,
+            )
+            for i in range(2)
+        ]
+        try:
+            for p in procs:
+                p.wait(timeout=300)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+        metrics = sim.metrics()
+    assert _finished(fresh_pg) == 30, [(tmp_path / f"w{i}.log").read_text()[-1500:] for i in range(2)]
+    assert _scalar(fresh_pg, "select count(distinct worker) from llm_batches") == 2
+    _no_request_sent_twice(fresh_pg, metrics)

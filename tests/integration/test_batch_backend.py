@@ -1,0 +1,152 @@
+"""The batch backend against the simulator's Batch API over HTTP, on Postgres and SQLite: a batch whose
+creation was never recorded is found again, one that never reached the API gives its requests back, and the
+API's limits split a run's requests into several batches (llm/batch.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from reasonmed.db import batch_repo
+from reasonmed.llm.batch import SUBMISSION_KEY, BatchBackend
+from reasonmed.llm.types import LLMError
+from reasonmed.sim.launcher import SimServer
+from tests.fixtures_sim import sim_endpoint
+
+DEAD = "gone-host:1"
+
+
+def _backend(engine: Engine, sim: SimServer, **overrides: Any) -> BatchBackend:
+    return BatchBackend(
+        "hosted", sim_endpoint(sim, "sim/summarizer", mode="batch", **overrides), engine=engine
+    )
+
+
+def _ask(backend: BatchBackend, text_: str, seed: int = 7) -> Any:
+    messages = [{"role": "user", "content": text_}]
+    return backend.complete(messages, temperature=0.0, max_tokens=64, seed=seed)
+
+
+async def _pending(backend: BatchBackend, text_: str, seed: int = 7) -> None:
+    with pytest.raises(LLMError) as info:
+        await _ask(backend, text_, seed)
+    assert info.value.kind == "batch_pending"
+
+
+async def _collect_until_done(
+    backend: BatchBackend, is_dead: Callable[[str], bool] = lambda _w: False
+) -> None:
+    for _ in range(100):
+        await backend.collect(is_dead)
+        if not batch_repo.count_open(backend._engine):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the batch never finished")
+
+
+def _count(engine: Engine, sql: str) -> Any:
+    with engine.connect() as c:
+        return c.execute(text(sql)).scalar_one()
+
+
+def test_a_batch_created_but_not_recorded_is_found_by_its_submission_key(
+    engine: Engine, sim_factory: Callable[..., SimServer]
+) -> None:
+    sim = sim_factory()
+
+    async def go() -> None:
+        backend = _backend(engine, sim)
+        try:
+            await _pending(backend, "Summarise: aspirin inhibits COX.")
+            # A worker takes the request, uploads and creates the batch, and dies before recording it.
+            queued = list(backend._queue.values())
+            backend._queue.clear()
+            started = batch_repo.start_batch(
+                engine, endpoint="hosted", model="sim/summarizer", worker=DEAD, run_id=None, queued=queued
+            )
+            assert started is not None
+            _, key, mine = started
+            file_id = await backend._upload(b"".join(q.line for q in mine), "lost.jsonl")
+            await backend._api_json(
+                "POST",
+                "/batches",
+                {
+                    "input_file_id": file_id,
+                    "endpoint": "/v1/chat/completions",
+                    "completion_window": "24h",
+                    "metadata": {SUBMISSION_KEY: key},
+                },
+            )
+            assert _count(engine, "select status from llm_batches") == "preparing"
+            # Still being prepared for all anyone can tell: left alone while its worker may be alive.
+            assert (await backend.collect()).still_open == 1
+            await _collect_until_done(backend, is_dead=lambda w: w == DEAD)
+            got = await _ask(backend, "Summarise: aspirin inhibits COX.")
+            assert len(got) == 1 and got[0].text and got[0].batch_id is not None
+        finally:
+            await backend.aclose()
+
+    asyncio.run(go())
+    assert sim.metrics()["batches_created_total"] == 1  # found, not sent again
+    assert _count(engine, "select count(*) from batch_requests") == 1
+
+
+def test_a_batch_that_never_reached_the_api_gives_its_requests_back(
+    engine: Engine, sim_factory: Callable[..., SimServer]
+) -> None:
+    sim = sim_factory()
+
+    async def go() -> None:
+        backend = _backend(engine, sim)
+        try:
+            await _pending(backend, "Summarise: metformin lowers glucose.")
+            queued = list(backend._queue.values())
+            backend._queue.clear()
+            assert batch_repo.start_batch(
+                engine, endpoint="hosted", model="sim/summarizer", worker=DEAD, run_id=None, queued=queued
+            )
+            await backend.collect(is_dead=lambda w: w == DEAD)  # not found at the API: abandoned
+            assert _count(engine, "select status from llm_batches") == "abandoned"
+            assert _count(engine, "select count(*) from batch_requests") == 0
+            await _pending(backend, "Summarise: metformin lowers glucose.")  # asked again: queued again
+            assert await backend.submit(worker="live:1", run_id=None)
+            await _collect_until_done(backend)
+            assert await _ask(backend, "Summarise: metformin lowers glucose.")
+        finally:
+            await backend.aclose()
+
+    asyncio.run(go())
+    assert sim.metrics()["batches_created_total"] == 1
+    assert (
+        _count(engine, "select count(*) from batch_requests where attempt = 1 and status = 'completed'") == 1
+    )
+
+
+def test_the_apis_limits_split_a_runs_requests_and_a_request_no_file_can_carry_fails(
+    engine: Engine, sim_factory: Callable[..., SimServer]
+) -> None:
+    sim = sim_factory()
+
+    async def go() -> None:
+        backend = _backend(engine, sim, batch_max_requests=2, batch_max_bytes=2048)
+        try:
+            for i in range(5):
+                await _pending(backend, f"Summarise case {i}.", seed=i)
+            await _pending(backend, "Summarise: " + "very long text " * 200, seed=99)  # > 2 KiB as a line
+            assert len(await backend.submit(worker="live:1", run_id=None)) == 3  # 2 + 2 + 1
+            await _collect_until_done(backend)
+            for i in range(5):
+                assert await _ask(backend, f"Summarise case {i}.", seed=i)
+            with pytest.raises(LLMError) as info:
+                await _ask(backend, "Summarise: " + "very long text " * 200, seed=99)
+            assert info.value.kind == "client_error" and "batch_max_bytes" in str(info.value)
+        finally:
+            await backend.aclose()
+
+    asyncio.run(go())
+    assert sim.metrics()["batches_created_total"] == 3
+    assert _count(engine, "select sum(requests) from llm_batches") == 5
