@@ -16,6 +16,7 @@ from reasonmed.db.engine import make_engine
 from reasonmed.db.models import (
     AcceptedPath,
     ContaminationMatch,
+    LLMBatch,
     LLMCall,
     PipelineRun,
     Question,
@@ -32,6 +33,7 @@ LATER_VIEWS = {
     "audit_set_aside",
     "audit_verifier_disagreements",
     "audit_verifier_versions",
+    "audit_batches",
 }
 T0 = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)  # late in the UTC day: a local-time bug would shift it
 PUB = [["yes", "yes"], ["no", "no"], ["maybe", "maybe"]]
@@ -273,6 +275,28 @@ def build_fixture(engine: Engine) -> None:
         )
         for i, c in enumerate(calls):
             s.add(LLMCall(call_key=f"c{i}", endpoint=c["model"], temperature=0.0, n=1, **c))
+        # A collected batch: 4 requests, 2 answered, 1 failed line, 1 no line answered.
+        s.add(
+            LLMBatch(
+                id=1,
+                endpoint="hosted",
+                model="S",
+                submission_key="k1",
+                remote_id="batch_1",
+                status="expired",
+                requests=4,
+                input_bytes=1000,
+                completed=2,
+                failed=1,
+                prompt_tokens=300,
+                completion_tokens=40,
+                cost_usd=0.00057,
+                worker="w",
+                run_id=1,
+                created_at=T0,
+                collected_at=T0,
+            )
+        )
 
 
 EXPECTED: dict[str, list[dict]] = {
@@ -583,6 +607,21 @@ EXPECTED: dict[str, list[dict]] = {
             flips_from_correct=1,
             flips_to_correct=0,
         ),
+    ],
+    "audit_batches": [
+        dict(
+            batch_id=1,
+            endpoint="hosted",
+            status="expired",
+            requests=4,
+            completed=2,
+            failed=1,
+            unanswered=1,
+            prompt_tokens=300,
+            completion_tokens=40,
+            cost_usd=0.00057,
+            run_id=1,
+        )
     ],
     "audit_token_usage": [
         dict(

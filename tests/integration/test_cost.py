@@ -110,6 +110,27 @@ def test_cost_in_the_run_the_audit_view_and_the_dry_run(tmp_path: Path) -> None:
     assert f"cost: ${expected:,.2f}" in dry.stdout, dry.stdout
     assert "dry run: 50 pending question(s); figures from history of 6 finished question(s)" in dry.stdout
 
+    # The same dry run with the summariser on the Batch API: its share at half the price, the rest unchanged.
+    data = yaml.safe_load((tmp_path / "priced.yaml").read_text())
+    data["endpoints"]["sim-summarizer"]["mode"] = "batch"
+    (tmp_path / "batch.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    batch_dry = _cli(
+        tmp_path, url, "run", "--dry-run", "--config", str(tmp_path / "batch.yaml"), "--limit", "50"
+    )
+    assert batch_dry.returncode == 0, batch_dry.stderr
+    summaries = 0.0
+    for (_role, endpoint), rows in groups.items():
+        if endpoint == "sim-summarizer":
+            n = round(len(rows) / LIMIT * 50)
+            summaries += cost(
+                endpoint,
+                round(n * sum(x for x, _ in rows) / len(rows)),
+                round(n * sum(y for _, y in rows) / len(rows)),
+            )
+    assert summaries > 0
+    line = f"batch price (mode batch: sim-summarizer): ${expected - summaries / 2:,.2f} in all, against ${expected:,.2f}"
+    assert line in batch_dry.stdout, batch_dry.stdout
+
     as_json = _cli(tmp_path, url, "audit", "--view", "audit_token_usage", "--format", "json")
     assert as_json.returncode == 0, as_json.stderr
     rows = json.loads(as_json.stdout)["audit_token_usage"]
