@@ -9,6 +9,9 @@ checks, the same one-line mistakes as ``reasonmed.cli.errors.Mistake``) and hand
                               database="demo.db", limit=20)
     samples[["question_id", "model", "origin", "summary"]].head()
     reasonmed.show(int(samples.question_id[0]), database="demo.db")
+
+``as_="datasets"`` hands the samples back as a Hugging Face ``datasets.Dataset`` instead of a DataFrame
+(the [hub] extra), and ``questions`` may then be a datasets folder or ``hf://datasets/OWNER/NAME`` too.
 """
 
 from __future__ import annotations
@@ -16,12 +19,34 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal, get_args
 
 import pandas as pd
 import typer
 
+from reasonmed.cli.errors import Mistake
 from reasonmed.config import settings_scope
 from reasonmed.db.inspect_repo import QuestionStory
+from reasonmed.extras import require
+
+Output = Literal["pandas", "datasets"]
+OUTPUTS: tuple[str, ...] = get_args(Output)
+
+
+def _check_output(as_: str) -> None:
+    if as_ not in OUTPUTS:
+        raise Mistake(
+            f"as_={as_!r}: expected 'pandas' (a pandas DataFrame) or 'datasets' (a Hugging Face datasets.Dataset)"
+        )
+    if as_ == "datasets":
+        require("datasets", "hub")  # said before anything runs
+
+
+def _as(frame: pd.DataFrame, as_: str) -> Any:
+    """The samples as asked: the DataFrame, or ``datasets.Dataset.from_pandas`` of it (no index column)."""
+    if as_ == "datasets":
+        return require("datasets", "hub").Dataset.from_pandas(frame, preserve_index=False)
+    return frame
 
 
 def database_url(database: str | Path | None) -> str | None:
@@ -49,9 +74,11 @@ def build(
     limit: int | None = None,
     sim_accuracy: float = 0.6,
     sim_latency_ms: float = 20.0,
-) -> pd.DataFrame:
+    as_: Output = "pandas",
+) -> Any:
     """Ingest ``questions`` (if given), run the build (``reasonmed run``) and return every accepted sample
-    in the database: one row per accepted path, with its question, chain of thought and summary.
+    in the database: one row per accepted path, with its question, chain of thought and summary; a pandas
+    DataFrame, or with ``as_="datasets"`` a ``datasets.Dataset`` of the same rows and columns.
 
     ``config``: pipeline YAML; ``None`` starts the bundled simulator (simulated output, ``sim/`` models).
     ``format``: the question file's format (guessed from the file when omitted). ``database``: a URL or a
@@ -60,6 +87,7 @@ def build(
     """
     from reasonmed.cli.run import run
 
+    _check_output(as_)
     files = _paths(questions)
     if files and format is None:
         from reasonmed.ingest.sniff import guess_format
@@ -86,24 +114,26 @@ def build(
                 raise RuntimeError(
                     f"the run ended with exit code {exc.exit_code} (see the lines printed above)"
                 ) from None
-        return samples(database)
+        return samples(database, as_=as_)
 
 
-def samples(database: str | Path | None = None) -> pd.DataFrame:
-    """Every accepted sample in the database (what ``reasonmed export`` writes, before its contamination check).
+def samples(database: str | Path | None = None, *, as_: Output = "pandas") -> Any:
+    """Every accepted sample in the database (what ``reasonmed export`` writes, before its contamination check):
+    a pandas DataFrame, or with ``as_="datasets"`` a ``datasets.Dataset`` of the same rows and columns.
 
     Samples of simulated models are included (a notebook on the simulator wants them); their ``model``
     column starts with ``sim/``, and ``reasonmed export`` still leaves them out unless told otherwise."""
     from reasonmed.cli.common import engine_from_settings
     from reasonmed.db import export_repo, migrate
 
+    _check_output(as_)
     with settings_scope():
         url, engine = engine_from_settings(database_url(database))
     migrate.require_current(engine, url)
     rows = [r for batch in export_repo.stream_accepted_rows(engine, include_simulated=True) for r in batch]
     frame = pd.DataFrame(rows, columns=list(export_repo.ROW_COLUMNS))
     frame["options"] = [json.loads(o) if isinstance(o, str) else o for o in frame["options"]]
-    return frame
+    return _as(frame, as_)
 
 
 def show(question_id: int, database: str | Path | None = None) -> QuestionStory:

@@ -20,8 +20,10 @@ from reasonmed.cli.safe_text import safe_text
 from reasonmed.config import get_settings
 from reasonmed.db import migrate
 from reasonmed.export.assemble import BenchmarkLeakError
+from reasonmed.export.hub import check_endpoint
 from reasonmed.export.service import ExportOptions, NothingToExport, SimulatedOnly, export_dataset
 from reasonmed.export.targets import ExportTargetError, parse_target
+from reasonmed.extras import require
 from reasonmed.redact import redact
 
 
@@ -39,7 +41,14 @@ INSTRUCTION = Layout("instruction")
 @app.command("export", rich_help_panel=PIPELINE)
 def export(
     out: Annotated[
-        str | None, typer.Option("--out", help="folder or s3://bucket/prefix (default REASONMED_EXPORT_DIR)")
+        str | None,
+        typer.Option(
+            "--out",
+            "--to",
+            help="folder, s3://bucket/prefix, or hf://datasets/OWNER/NAME: a Hugging Face Hub dataset repository "
+            "(created private if missing; each version one commit and one folder v000N/; token from HF_TOKEN) "
+            "(default REASONMED_EXPORT_DIR)",
+        ),
     ] = None,
     formats: Annotated[
         str, typer.Option("--format", help="comma-separated: parquet, jsonl")
@@ -49,6 +58,14 @@ def export(
     ] = INSTRUCTION,
     s3_endpoint_url: Annotated[
         str | None, typer.Option("--s3-endpoint-url", help="MinIO or another S3-compatible store")
+    ] = None,
+    hub_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--hub-endpoint",
+            metavar="URL",
+            help="hf:// only: the Hub's address (default HF_ENDPOINT, else https://huggingface.co)",
+        ),
     ] = None,
     shard_rows: Annotated[
         int, typer.Option("--shard-rows", callback=in_range(1), help="rows per Parquet shard")
@@ -67,13 +84,20 @@ def export(
     """Export every accepted path of every accepted question (never a benchmark-test item) as a new version.
 
     Writes Parquet in the Hugging Face folder layout and/or JSONL, a dataset card per dataset and a
-    manifest.json with row counts and sha256 of every file. S3 credentials come from the usual AWS chain.
+    manifest.json with row counts and sha256 of every file. S3 credentials come from the usual AWS chain;
+    the Hub's token from HF_TOKEN (or `hf auth login`), never stored. An interrupted Hub upload resumes when
+    run again: files the Hub has are not sent twice, and a version that did land is not committed twice.
     """
     target = out or str(get_settings().export_dir)
     if "://" not in target:
         check_out(target)
     try:
         parse_target(target)  # an S3 prefix with a '..' segment, say: refused before the database is read
+        if target.startswith("hf://"):
+            require("huggingface_hub", "hub")  # the missing extra, said before the database is read
+            hub_endpoint = check_endpoint(hub_endpoint)
+        elif hub_endpoint:
+            raise Mistake(f"--hub-endpoint applies to hf://datasets/OWNER/NAME targets only, not {target}")
     except ExportTargetError as exc:
         raise Mistake(f"--out {exc}") from None
     if "://" not in target and Path(target).exists() and not Path(target).is_dir():
@@ -95,7 +119,7 @@ def export(
                 allow_simulated=allow_simulated,
             )
         )
-        result = export_dataset(engine, options)
+        result = export_dataset(engine, options, hub_endpoint=hub_endpoint)
     except NothingToExport as exc:
         raise Mistake(str(exc), exit_code=1) from None
     except (ValidationError, ExportTargetError, BenchmarkLeakError, SimulatedOnly) as exc:

@@ -18,18 +18,26 @@ from reasonmed.cli.ranges import in_range
 from reasonmed.cli.safe_text import safe_text
 from reasonmed.config import get_settings
 from reasonmed.db import migrate
+from reasonmed.extras import require
+from reasonmed.ingest.hf_datasets import hub_dataset, is_datasets_folder
 from reasonmed.ingest.loaders import FORMATS, CopBase, FileFormatError, parse_mapping
 from reasonmed.ingest.service import IngestSummary, ingest_file, load_id_list
 from reasonmed.ingest.sniff import guess_format
 
 _SOURCE_HELP = (
     "File format: medqa (JSONL), medmcqa (JSON lines), pubmedqa (PQA-L JSON object), mmlu (header-less CSV), "
-    "or the generic jsonl, csv, parquet (columns named by --map)."
+    "or the generic jsonl, csv, parquet, datasets (columns named by --map); datasets: a Hugging Face datasets "
+    "folder (save_to_disk) or hf://datasets/OWNER/NAME[@REVISION] (online), --split choosing the split."
 )
 _MAP_HELP = (
     "Generic formats: FIELD=COLUMN, repeatable. Fields: id, question, context, answer, options (one column "
     "holding an object or a list), or option:A=COLUMN per option. Unmapped fields use a column of the same name."
 )
+
+
+def _shown(file: str) -> str:
+    """How the tables name a source: a file by its name, a Hub dataset by its hf:// address."""
+    return file if file.startswith("hf://") else Path(file).name
 
 
 def _fail(message: str) -> Mistake:
@@ -47,7 +55,7 @@ def _all_rejected(s: IngestSummary, source: str) -> Mistake | None:
         else s.suggestion or "check --format (and --map for the generic formats)"
     )
     return Mistake(
-        f"{Path(s.file).name}: all {s.read:,} records were rejected as --format {source}; {hint}", exit_code=1
+        f"{_shown(s.file)}: all {s.read:,} records were rejected as --format {source}; {hint}", exit_code=1
     )
 
 
@@ -94,7 +102,7 @@ def _summary_table(summaries: list[IngestSummary]) -> Table:
             else "done"
         )
         table.add_row(
-            safe_text(Path(s.file).name),
+            safe_text(_shown(s.file)),
             f"{s.read:,}",
             f"{s.inserted:,}",
             f"{s.duplicates:,}",
@@ -107,7 +115,7 @@ def _summary_table(summaries: list[IngestSummary]) -> Table:
 
 def _report(s: IngestSummary) -> None:
     """Every line names the file or quotes its records: all of it is printed as data (``safe_text``)."""
-    name = Path(s.file).name
+    name = _shown(s.file)
     if s.already_ingested:
         console.print(safe_text(f"{name}: already ingested (sha256 {s.sha256[:12]}…), nothing added"))
     if s.reread:
@@ -141,10 +149,44 @@ def _report(s: IngestSummary) -> None:
             console.print(safe_text(f"  {n:>8,}  {kind}"))
 
 
+def _check_sources(files: list[Path], source: str) -> None:
+    """Every FILE is there and fits --format (a datasets folder or Hub id only with --format datasets)."""
+    if source == "datasets":
+        require("datasets", "hub")
+    for f in files:
+        try:
+            hub = hub_dataset(str(f))
+        except FileFormatError as exc:
+            raise _fail(str(exc)) from None
+        if hub is not None:
+            if source != "datasets":
+                raise _fail(f"{hub.label} is a Hub dataset: ingest it with --format datasets (and --split)")
+            continue
+        if is_datasets_folder(f):
+            if source != "datasets":
+                raise _fail(f"{f} is a datasets folder (save_to_disk): ingest it with --format datasets")
+            continue
+        if source == "datasets":
+            raise _fail(
+                f"{f}: not a datasets folder (save_to_disk writes state.json and dataset_info.json, or "
+                "dataset_dict.json) nor hf://datasets/OWNER/NAME"
+                if f.exists()
+                else f"not found: {f}"
+            )
+        if not f.is_file():
+            raise _fail(f"file not found: {f}")
+
+
 @app.command("ingest", rich_help_panel=PIPELINE)
 def ingest(
     files: Annotated[
-        list[Path], typer.Argument(help="Question files to ingest.", show_default=False, metavar="FILE")
+        list[Path],
+        typer.Argument(
+            help="Question files to ingest; with --format datasets, datasets folders (save_to_disk) or "
+            "hf://datasets/OWNER/NAME[@REVISION].",
+            show_default=False,
+            metavar="FILE",
+        ),
     ],
     source: Annotated[
         FileFormat,
@@ -157,7 +199,8 @@ def ingest(
         typer.Option(
             metavar="SPLIT",
             help="Split recorded for the questions; 'test' marks them all as benchmark test. "
-            "MMLU takes the split from names like anatomy_dev.csv.",
+            "MMLU takes the split from names like anatomy_dev.csv. --format datasets: also the split read "
+            "(of a Hub dataset, or of a DatasetDict folder).",
         ),
     ] = "train",
     benchmark_test_ids: Annotated[
@@ -194,7 +237,10 @@ def ingest(
 ) -> None:
     """Ingest question files. Re-running is safe: a file already ingested with the same --format, --map and
     bases is skipped (with other ones it is read again), known questions are
-    counted as duplicates, and bad records are kept in table ingest_errors with the reason."""
+    counted as duplicates, and bad records are kept in table ingest_errors with the reason.
+
+    --format datasets reads a Hugging Face datasets folder (Dataset.save_to_disk, or DatasetDict.save_to_disk
+    with --split naming the split) or, online, hf://datasets/OWNER/NAME[@REVISION] with --split."""
     source = str(source)  # the enum's value (also called with a plain string by `reasonmed run`)
     if source not in FORMATS:
         raise _fail(f"unknown --format {source!r} (choose one of: {', '.join(FORMATS)})")
@@ -202,9 +248,7 @@ def ingest(
     mapping = _parse_map(map_)
     if answer_index_base not in (None, 0, 1):
         raise _fail("--answer-index-base must be 0 or 1")
-    for f in files:
-        if not f.is_file():
-            raise _fail(f"file not found: {f}")
+    _check_sources(files, source)
     test_ids: set[str] | None = None
     if benchmark_test_ids is not None:
         try:

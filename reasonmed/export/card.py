@@ -1,7 +1,9 @@
 """The dataset cards (``README.md`` with YAML front matter) the Hugging Face Hub and ``datasets`` read.
 
 Each dataset folder has its own card, and the version folder is one Hub-style repository whose root card
-declares the three datasets as configs (``load_dataset(path, "CoTMed")``). Every card states what made
+declares the three datasets as configs (``load_dataset(path, "CoTMed")``). On the Hub every version is a
+folder of one repository, and the repository's root card (``hub_repo_card``) is the latest version's root
+card with its configs pointing into that folder. Every card states what made
 the rows: the models and prompt sha256s per role, the prompt profile, the config hashes of the runs, the
 paper, the source datasets' licences, the intended use and a medical-use disclaimer.
 """
@@ -325,3 +327,31 @@ Files: {", ".join(f"`{f}`" for f in files)}
 
 {provenance_section(provenance, config_hashes)}"""
     return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n\n" + body
+
+
+def hub_repo_card(version_card: str, *, version_dir: str, repo_id: str, versions: Sequence[str]) -> str:
+    """The Hub repository's root ``README.md``: ``version_dir``'s root card (``render_hub_card``), its configs'
+    files and licence link moved into ``version_dir/``, so ``load_dataset(repo_id, "CoTMed")`` reads the
+    latest version; ``versions`` (every version folder in the repository, this one included) are listed."""
+    _, front_text, body = version_card.split("---\n", 2)
+    front = yaml.safe_load(front_text)
+    for config in front.get("configs", []):
+        for entry in config.get("data_files", []):
+            entry["path"] = f"{version_dir}/{entry['path']}"
+    front["license_link"] = f"{version_dir}/{front.get('license_link', LICENSE_FILE)}"
+    folders = ", ".join(f"`{v}/`" for v in sorted(versions))
+    note = (
+        f"This repository keeps every exported version in its own folder ({folders}); the configs read the "
+        f"latest, `{version_dir}`. Each version arrived as one commit whose message names it: for an earlier "
+        f'one, pass that commit as `revision=` (`load_dataset("{repo_id}", "CoTMed", revision=...)`), or its '
+        "files as `data_files=` (its folder's `README.md` names them). Each folder's `manifest.json` lists "
+        "the sha256 of every file in it.\n\n"
+    )
+    body = body.replace(f'load_dataset("path/to/{version_dir}"', f'load_dataset("{repo_id}"')
+    title, _, rest = body.lstrip("\n").partition("\n\n")
+    return (
+        "---\n"
+        + yaml.safe_dump(front, sort_keys=False, allow_unicode=True)
+        + "---\n\n"
+        + f"{title}\n\n{note}{rest}"
+    )

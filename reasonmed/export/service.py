@@ -53,7 +53,7 @@ ContaminationCheck = Callable[[Engine], Any]
 
 
 class ExportOptions(BaseModel):
-    out: str = Field(description="local folder or s3://bucket/prefix")
+    out: str = Field(description="local folder, s3://bucket/prefix or hf://datasets/OWNER/NAME")
     formats: list[Format] = Field(default_factory=lambda: list(FORMATS), min_length=1)
     layout: Layout = "instruction"
     batch_rows: int = Field(default=5_000, ge=1, description="rows per database fetch and Parquet row group")
@@ -138,8 +138,12 @@ def export_dataset(
     options: ExportOptions,
     *,
     contamination: ContaminationCheck | None = None,
+    hub_endpoint: str | None = None,
 ) -> ExportResult:
-    """Write the next dataset version to ``options.out`` and record it; returns what was written."""
+    """Write the next dataset version to ``options.out`` and record it; returns what was written.
+
+    ``hub_endpoint``: the Hugging Face Hub an ``hf://datasets/...`` export goes to (default HF_ENDPOINT, else
+    huggingface.co); like a credential it is not an export option, so it is not stored with the run."""
     created_at = datetime.now(UTC)
     run_id = runs.create_run(
         engine,
@@ -150,7 +154,9 @@ def export_dataset(
         prefect_flow_run_id=options.prefect_flow_run_id,
     )
     try:
-        result = _export(engine, options, created_at, run_id, contamination or default_contamination_check)
+        result = _export(
+            engine, options, created_at, run_id, contamination or default_contamination_check, hub_endpoint
+        )
     except BaseException as exc:
         runs.finish_run(engine, run_id, status="failed", stats={}, error=f"{type(exc).__name__}: {exc}")
         raise
@@ -166,12 +172,14 @@ def _export(
     created_at: datetime,
     run_id: int,
     contamination: ContaminationCheck,
+    hub_endpoint: str | None = None,
 ) -> ExportResult:
     target = parse_target(
         options.out,
         s3_endpoint_url=options.s3_endpoint_url,
         multipart_threshold=options.multipart_threshold,
         multipart_chunksize=options.multipart_chunksize,
+        hub_endpoint=hub_endpoint,
     )
     simulated_rows, real_rows = export_repo.count_simulated_rows(engine)
     if not simulated_rows and not real_rows:

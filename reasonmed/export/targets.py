@@ -1,8 +1,9 @@
-"""Where a finished export goes: a local folder or an S3(-compatible) bucket.
+"""Where a finished export goes: a local folder, an S3(-compatible) bucket or a Hub dataset repository.
 
 Every export is written to a staging folder first and published whole: a local folder by one rename,
 S3 by uploading each file and the manifest last, so a reader that finds ``manifest.json`` finds every
-file it lists. Credentials come from boto3's standard chain and are never written anywhere.
+file it lists, the Hub by one commit (``reasonmed.export.hub``). Credentials come from boto3's standard
+chain, or huggingface_hub's (``HF_TOKEN``), and are never written anywhere.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reasonmed.extras import require
 from reasonmed.s3_keys import bucket_problem, key_problem
+
+if TYPE_CHECKING:
+    from reasonmed.export.hub import HubTarget
 
 MANIFEST = "manifest.json"
 
@@ -144,8 +148,10 @@ def parse_target(
     s3_endpoint_url: str | None = None,
     multipart_threshold: int = 64 * 1024 * 1024,
     multipart_chunksize: int = 64 * 1024 * 1024,
-) -> LocalTarget | S3Target:
-    """``s3://bucket/prefix`` becomes an S3 target (the multipart sizes apply there); else a local folder.
+    hub_endpoint: str | None = None,
+) -> LocalTarget | S3Target | HubTarget:
+    """``s3://bucket/prefix`` becomes an S3 target (the multipart sizes apply there), ``hf://datasets/OWNER/NAME``
+    a Hub dataset repository (at ``hub_endpoint``, default HF_ENDPOINT); else a local folder.
 
     A prefix with a ``..``, ``.`` or empty segment or a NUL is refused (``reasonmed.s3_keys``), and so is a
     local folder that is a dangling symbolic link (nothing could be written where it points)."""
@@ -164,8 +170,14 @@ def parse_target(
             multipart_threshold=multipart_threshold,
             multipart_chunksize=multipart_chunksize,
         )
+    if text.startswith("hf://"):
+        from reasonmed.export.hub import HubTarget, parse_hub_repo
+
+        return HubTarget(repo_id=parse_hub_repo(text), endpoint=hub_endpoint)
     if "://" in text:
-        raise ExportTargetError(f"{text}: unsupported target (use a local folder or s3://bucket/prefix)")
+        raise ExportTargetError(
+            f"{text}: unsupported target (use a local folder, s3://bucket/prefix or hf://datasets/OWNER/NAME)"
+        )
     path = Path(text)
     if path.is_symlink() and not path.exists():
         raise ExportTargetError(

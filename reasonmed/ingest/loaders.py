@@ -21,6 +21,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import ValidationError
 
+from reasonmed.ingest.hf_datasets import iter_dataset_rows, open_source
 from reasonmed.ingest.metadata import cap_metadata
 from reasonmed.ingest.parquet import iter_parquet_rows, parquet_columns
 from reasonmed.ingest.readers import (
@@ -35,12 +36,13 @@ from reasonmed.ingest.readers import (
 )
 from reasonmed.models import PUBMEDQA_OPTIONS, Question, normalise_text
 
-# The file formats a source can be read as (the choices of every --format option and flow parameter).
-SourceFormat = Literal["medqa", "medmcqa", "pubmedqa", "mmlu", "jsonl", "csv", "parquet"]
+# The file formats a source can be read as (the choices of every --format option and flow parameter);
+# "datasets" is a Hugging Face datasets folder (save_to_disk) or hf://datasets/OWNER/NAME (hf_datasets.py).
+SourceFormat = Literal["medqa", "medmcqa", "pubmedqa", "mmlu", "jsonl", "csv", "parquet", "datasets"]
 FORMATS: tuple[SourceFormat, ...] = get_args(SourceFormat)
 # The ``source`` a stored question carries: the named formats, or "custom" for the generic ones.
 QuestionSource = Literal["medqa", "medmcqa", "pubmedqa", "mmlu", "custom"]
-GENERIC_FORMATS = ("jsonl", "csv", "parquet")
+GENERIC_FORMATS = ("jsonl", "csv", "parquet", "datasets")
 CopBase = Literal["auto", 0, 1]
 Warn = Callable[[str], None]
 
@@ -719,8 +721,35 @@ def load_generic(
         _check_header(path, columns, m)
         for rec in iter_parquet_rows(path, _parquet_selection(path, columns, m, warn), lim):
             yield _safely(rec, lambda r: _generic(r, r.value, m, fmt, split, answer_index_base, lim))
+    elif fmt == "datasets":
+        opened = open_source(path, split)
+        yield from load_dataset_rows(
+            opened.dataset, opened.label, split, mapping, answer_index_base, lim, warn
+        )
     else:
         raise FileFormatError(f"unknown generic format {fmt!r} (known: {', '.join(GENERIC_FORMATS)})")
+
+
+def load_dataset_rows(
+    ds: Any,
+    label: str,
+    split: str = "train",
+    mapping: Mapping[str, str] | None = None,
+    answer_index_base: int | None = None,
+    limits: Limits | None = None,
+    warn: Warn | None = None,
+) -> Iterator[LoadedRecord]:
+    """The rows of an opened ``datasets.Dataset`` (``hf_datasets.open_source``), read as the generic
+    formats are: the same column mapping, checks and metadata as Parquet."""
+    m = parse_mapping(mapping)
+    lim = limits or Limits()
+    if answer_index_base not in (None, 0, 1):
+        raise FileFormatError(f"answer_index_base must be 0 or 1 (got {answer_index_base!r})")
+    name = Path(label)
+    columns = list(ds.column_names)
+    _check_header(name, columns, m)
+    for rec in iter_dataset_rows(ds, _parquet_selection(name, columns, m, warn), lim):
+        yield _safely(rec, lambda r: _generic(r, r.value, m, "datasets", split, answer_index_base, lim))
 
 
 # --------------------------------------------------------------------------- dispatch

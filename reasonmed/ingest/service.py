@@ -1,6 +1,7 @@
 """Ingest one question file into the database: idempotent, resumable, and clean of benchmark test items.
 
-A file is identified by the sha256 of its bytes. A file ingested to completion with the same read
+A file is identified by the sha256 of its bytes (a ``datasets`` folder or Hub dataset: of its Arrow
+files, ``hf_datasets.py``). A file ingested to completion with the same read
 options (source, column mapping, MedMCQA cop base, answer index base: what decides whether a record is
 valid and what it says) is skipped; with other options it is read again, so a first ingest with a
 wrong ``--map`` can be corrected; one whose ingest failed, was interrupted (status 'failed', with the
@@ -29,6 +30,7 @@ from sqlalchemy.exc import OperationalError
 
 from reasonmed.db import questions as db
 from reasonmed.db.models import utcnow
+from reasonmed.ingest.hf_datasets import open_source
 from reasonmed.ingest.loaders import (
     FORMATS,
     CopBase,
@@ -36,6 +38,7 @@ from reasonmed.ingest.loaders import (
     Limits,
     LoadedRecord,
     load,
+    load_dataset_rows,
     reason_kind,
     suggest_source,
     synthetic_id,
@@ -357,31 +360,77 @@ def _account(summary: IngestSummary, batch: _Batch) -> None:
     summary.benchmark_test += len(batch.test_hashes)
 
 
-def _records(
-    path: Path,
+def _first_read(it: Iterator[LoadedRecord]) -> Iterator[LoadedRecord]:
+    """The stream with its first record already read, so file-level errors surface before any write."""
+    first = next(it, None)
+    return it if first is None else chain((first,), it)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One source opened for ingest: a file, or a ``datasets`` folder or Hub dataset (``hf_datasets``)."""
+
+    label: str  # what the ingest tables and messages call it: the path, or hf://datasets/OWNER/NAME
+    sha256: str
+    total: int | None  # records expected (progress), if known
+    records: Callable[[list[str]], Iterator[LoadedRecord]]  # warnings go to the list given
+    suggest: Callable[[], str | None]  # the --source that reads it, when none of its records was valid
+
+
+def _open_source(
+    path: Path | str,
     source: str,
     split: str,
     mapping: Mapping[str, str] | None,
     cop_base: CopBase,
     answer_index_base: int | None,
-    warnings: list[str],
     limits: Limits,
-) -> Iterator[LoadedRecord]:
-    """The loader's stream with its first record already read, so file-level errors surface before any write."""
-    it = iter(
-        load(
-            path,
-            source,
-            split=split,
-            mapping=mapping,
-            cop_base=cop_base,
-            answer_index_base=answer_index_base,
-            warn=warnings.append,
-            limits=limits,
+) -> _Source:
+    if source == "datasets":  # a folder or a Hub id, opened (downloaded) once for the hash and the rows
+        opened = open_source(path, split)
+
+        def rows(warnings: list[str]) -> Iterator[LoadedRecord]:
+            return _first_read(
+                iter(
+                    load_dataset_rows(
+                        opened.dataset,
+                        opened.label,
+                        split,
+                        mapping,
+                        answer_index_base,
+                        limits,
+                        warnings.append,
+                    )
+                )
+            )
+
+        return _Source(opened.label, opened.sha256, opened.rows, rows, lambda: None)
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file")
+    if source not in FORMATS:
+        raise FileFormatError(f"unknown source {source!r} (known: {', '.join(FORMATS)})")
+    sha, lines = _scan_file(p)
+
+    def records(warnings: list[str]) -> Iterator[LoadedRecord]:
+        return _first_read(
+            iter(
+                load(
+                    p,
+                    source,
+                    split=split,
+                    mapping=mapping,
+                    cop_base=cop_base,
+                    answer_index_base=answer_index_base,
+                    warn=warnings.append,
+                    limits=limits,
+                )
+            )
         )
+
+    return _Source(
+        str(p), sha, _estimate(p, source, lines), records, lambda: suggest_source(p, source, limits)
     )
-    first = next(it, None)
-    return it if first is None else chain((first,), it)
 
 
 def ingest_file(
@@ -408,14 +457,9 @@ def ingest_file(
     """
     started = time.perf_counter()
     limits = limits or Limits()
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such file")
-    if source not in FORMATS:
-        raise FileFormatError(f"unknown source {source!r} (known: {', '.join(FORMATS)})")
-    sha, lines = _scan_file(p)
-    total = _estimate(p, source, lines)
-    summary = IngestSummary(file=str(p), sha256=sha, source=source, split=split)
+    src = _open_source(path, source, split, mapping, cop_base, answer_index_base, limits)
+    sha, total, label = src.sha256, src.total, src.label
+    summary = IngestSummary(file=label, sha256=sha, source=source, split=split)
     test_ids = benchmark_test_ids or set()
     marking = split == "test" or bool(test_ids)
 
@@ -423,7 +467,7 @@ def ingest_file(
         return q.split == "test" or q.source_id in test_ids
 
     def records() -> Iterator[LoadedRecord]:
-        return _records(p, source, split, mapping, cop_base, answer_index_base, summary.warnings, limits)
+        return src.records(summary.warnings)
 
     options = read_options_key(source, mapping, cop_base, answer_index_base)
     with engine.connect() as conn:
@@ -440,15 +484,15 @@ def ingest_file(
     summary.reread = state is not None and state.status == "done"
     stream = records()  # file-level problems (wrong format, missing columns) raise here, before any write
     with engine.begin() as conn:
-        state = db.get_or_create_ingest_file(conn, sha, str(p), source, split)
-        db.restart_ingest_file(conn, state.id, str(p), source, split, options, clear_errors=summary.reread)
+        state = db.get_or_create_ingest_file(conn, sha, label, source, split)
+        db.restart_ingest_file(conn, state.id, label, source, split, options, clear_errors=summary.reread)
     file_id = state.id
     kinds: Counter[str] = Counter()
-    writer = _Writer(engine, file_id, str(p), summary)
+    writer = _Writer(engine, file_id, label, summary)
     error: str | None = None
     try:
         try:
-            _read_into(writer, stream, summary, kinds, file_id, str(p), is_test, batch_size, progress, total)
+            _read_into(writer, stream, summary, kinds, file_id, label, is_test, batch_size, progress, total)
         finally:
             writer.close()
     except Exception as exc:  # the file cannot be read or written on: it fails with the reason, never hangs
@@ -467,7 +511,7 @@ def ingest_file(
     summary.status, summary.error = ("failed", error) if error else ("done", None)
     summary.rejected_by_reason = dict(kinds.most_common())
     if summary.no_valid_records:
-        summary.suggestion = suggest_source(p, source, limits)
+        summary.suggestion = src.suggest()
     if progress:
         progress(summary.read, summary.read)
     summary.seconds = time.perf_counter() - started
