@@ -21,11 +21,11 @@ from functools import partial
 from typing import Any, TypeVar
 
 import httpx
-from sqlalchemy import Engine
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
 from prefect.exceptions import PrefectHTTPStatusError, TerminationSignal
 from prefect.states import Cancelled, Failed, State
+from sqlalchemy import Engine
 
 from reasonmed.config import PipelineConfig
 from reasonmed.db import batch_repo, failures_repo
@@ -48,7 +48,6 @@ from reasonmed.pipeline.stages import Carried, StageContext
 from reasonmed.prompts import all_templates
 from reasonmed.tasks.context import Handle
 from reasonmed.tasks.pipeline import generate_task, resolve_task, summarize_task, verify_task
-
 
 T = TypeVar("T")
 
