@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import contextvars
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -342,6 +343,18 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
             repo.claim_questions, engine, worker=worker, lease_s=settings.claim_lease_s, sources=sources
         )
 
+        async def run_claimed(ids: list[int]) -> None:
+            """One claimed shard: its questions, the batches they wait on, its claims given back."""
+            held.update(ids)
+            index = shard_counter[0]
+            shard_counter[0] += 1
+            counts = await _run_shard(shared, index, ids)
+            await registry.submit_batches(worker=worker, run_id=run_id)  # what its questions wait on
+            await asyncio.to_thread(repo.release_claims, engine, worker=worker, question_ids=ids)
+            held.difference_update(ids)
+            for k, v in counts.items():
+                totals[k] = totals.get(k, 0) + v
+
         async def shard_worker() -> None:
             while remaining[0] > 0 and not token_budget_spent() and not check_breakers():
                 take = int(min(shard_size, remaining[0]))
@@ -352,18 +365,28 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
                 remaining[0] += take - len(ids)
                 if not ids:
                     return
-                held.update(ids)
                 progress.claimed += len(ids)
-                index = shard_counter[0]
-                shard_counter[0] += 1
-                counts = await _run_shard(shared, index, ids)
-                await registry.submit_batches(
-                    worker=worker, run_id=run_id
-                )  # what the shard's questions wait on
-                await asyncio.to_thread(repo.release_claims, engine, worker=worker, question_ids=ids)
-                held.difference_update(ids)
-                for k, v in counts.items():
-                    totals[k] = totals.get(k, 0) + v
+                await run_claimed(ids)
+
+        async def take_back(ids: list[int]) -> None:
+            """The questions this run saw wait, once their batches are back: claimed by id (they count
+            against ``limit`` once), except those another worker holds or that finished meanwhile."""
+            shards = deque(ids[i : i + shard_size] for i in range(0, len(ids), shard_size))
+
+            async def one_worker() -> None:
+                while shards and not check_breakers():
+                    listed = shards.popleft()
+                    got = await asyncio.to_thread(
+                        repo.claim_listed,
+                        engine,
+                        worker=worker,
+                        question_ids=listed,
+                        lease_s=settings.claim_lease_s,
+                    )
+                    if got:
+                        await run_claimed(got)
+
+            await asyncio.gather(*(one_worker() for _ in range(n_shard_workers)))
 
         async def heartbeat() -> None:
             """Renew every claim this run holds, from the moment it is taken (a child flow run can take a
@@ -418,9 +441,8 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
                     )
                     return
                 freed = await asyncio.to_thread(batch_repo.release_waits, engine, run_id)
-                remaining[0] += freed
-                progress.waiting -= freed
-                await all_shards()
+                progress.waiting -= len(freed)
+                await take_back(freed)
 
         work = asyncio.ensure_future(rounds())
         try:

@@ -383,10 +383,17 @@ def mark_waiting(engine: Engine, question_id: int, *, stage: str, run_id: int | 
         )
 
 
-def release_waits(engine: Engine, run_id: int) -> int:
-    """Let the run claim the questions it saw wait (it has waited for their batches); returns how many."""
+def release_waits(engine: Engine, run_id: int) -> list[int]:
+    """Let the run take again the questions it saw wait (it has waited for their batches); their ids."""
     with transaction(engine) as s:
-        return _rows(s.execute(update(QuestionWait).where(QuestionWait.run_id == run_id).values(run_id=None)))
+        return sorted(
+            s.execute(
+                update(QuestionWait)
+                .where(QuestionWait.run_id == run_id)
+                .values(run_id=None)
+                .returning(QuestionWait.question_id)
+            ).scalars()
+        )
 
 
 def waiting_in_run(engine: Engine, run_id: int) -> list[int]:

@@ -432,6 +432,21 @@ def claim_questions(
     return sorted(ids)
 
 
+def claim_listed(engine: Engine, *, worker: str, question_ids: Sequence[int], lease_s: float) -> list[int]:
+    """Take the listed questions that are unfinished and free (a run taking back the questions it saw wait
+    on batches); those another worker holds, or that finished meanwhile, are left out."""
+    if not question_ids:
+        return []
+    t = now()
+    free = or_(Question.claimed_by.is_(None), Question.claim_expires_at < t)
+    pick = select(Question.id).where(
+        Question.id.in_(list(question_ids)), free, Question.finished_by.is_(None)
+    )
+    values = {"claimed_by": worker, "claim_expires_at": t + timedelta(seconds=lease_s)}
+    with transaction(engine) as s:
+        return sorted(_claim(s, engine, pick, values))
+
+
 def _round_robin_pick(
     sources: Sequence[str] | None,
     free: ColumnElement[bool],

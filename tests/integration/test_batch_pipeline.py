@@ -270,20 +270,31 @@ def test_a_run_killed_after_submitting_is_collected_by_the_next_and_nothing_is_s
     _no_request_sent_twice(fresh_pg, metrics)
 
 
-def test_two_workers_never_submit_the_same_request_twice(fresh_pg: str, tmp_path: Path) -> None:
+def test_two_workers_never_submit_the_same_request_twice(pg_url: str, tmp_path: Path) -> None:
+    import json
+
     import prefect.settings
 
-    with SimServer(questions_db=fresh_pg, **{**SIM, "batch_delay_s": 0.5}) as sim:
+    from reasonmed.ingest.service import ingest_file
+    from tests.fixtures_pipeline import PUBMEDQA_FILE, PUBMEDQA_TEST_IDS
+
+    data = json.loads(PUBMEDQA_FILE.read_text())
+    test_ids = set(json.loads(PUBMEDQA_TEST_IDS.read_text()))
+    subset = {k: data[k] for k in [k for k in data if k not in test_ids][:30]}
+    (tmp_path / "subset.json").write_text(json.dumps(subset))
+    ingest_file(get_engine(pg_url), tmp_path / "subset.json", "pubmedqa")
+    with SimServer(questions_db=pg_url, **{**SIM, "batch_delay_s": 0.5}) as sim:
         cfg = str(_config(tmp_path / "b.yaml", sim.base_url, batch=True))
         env = {
             **os.environ,
-            "REASONMED_DATABASE_URL": fresh_pg,
+            "REASONMED_DATABASE_URL": pg_url,
             "REASONMED_BATCH_POLL_S": "0.2",
             "PREFECT_API_URL": prefect.settings.PREFECT_API_URL.value(),
         }
+        # Both take every question they can, shard by shard, until nothing is left or waits on them.
         script = (
             "import asyncio\nfrom flows.build import build_dataset\n"
-            f"asyncio.run(build_dataset(config={cfg!r}, limit=15, shard_size=5, batch_wait_s=120))\n"
+            f"asyncio.run(build_dataset(config={cfg!r}, shard_size=5, questions_in_flight=5, batch_wait_s=120))\n"
         )
         procs = [
             subprocess.Popen(
@@ -303,6 +314,7 @@ def test_two_workers_never_submit_the_same_request_twice(fresh_pg: str, tmp_path
                 if p.poll() is None:
                     p.kill()
         metrics = sim.metrics()
-    assert _finished(fresh_pg) == 30, [(tmp_path / f"w{i}.log").read_text()[-1500:] for i in range(2)]
-    assert _scalar(fresh_pg, "select count(distinct worker) from llm_batches") == 2
-    _no_request_sent_twice(fresh_pg, metrics)
+    logs = [(tmp_path / f"w{i}.log").read_text()[-1500:] for i in range(2)]
+    assert _finished(pg_url) == 30, logs
+    assert _scalar(pg_url, "select count(distinct worker) from llm_batches") == 2, logs
+    _no_request_sent_twice(pg_url, metrics)
