@@ -420,8 +420,8 @@ class BatchBackend(OpenAICompatibleBackend):
             chunk: list[RequestResult] = []
             async for line in self._file_lines(file_id):
                 result = read_line(line)
-                if result is not None:
-                    chunk.append(result)
+                if result is not None:  # a server's error text may echo what it was sent: masked
+                    chunk.append(replace(result, error=self._scrub(result.error)) if result.error else result)
                 if len(chunk) >= 500:
                     d, f = await asyncio.to_thread(batch_repo.store_lines, self._engine, batch_id, chunk)
                     done, failed, chunk = done + d, failed + f, []

@@ -5,6 +5,7 @@ API's limits split a run's requests into several batches (llm/batch.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -150,3 +151,60 @@ def test_the_apis_limits_split_a_runs_requests_and_a_request_no_file_can_carry_f
     asyncio.run(go())
     assert sim.metrics()["batches_created_total"] == 3
     assert _count(engine, "select sum(requests) from llm_batches") == 5
+
+
+def test_a_server_echoing_the_key_in_an_error_line_stores_it_masked(engine: Engine) -> None:
+    """A hostile Batch API whose error file repeats the request's Authorization header."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from reasonmed.config import EndpointConfig
+    from reasonmed.db.batch_repo import Queued
+
+    key = "sk-canary-0123456789abcdef"
+    line = {
+        "id": "batch_req_1",
+        "custom_id": "rm-x",
+        "response": {"status_code": 401, "body": {"error": {"message": f"bad key: Bearer {key}"}}},
+        "error": None,
+    }
+
+    async def batch(_: web.Request) -> web.Response:
+        return web.json_response(
+            {"id": "b1", "status": "completed", "output_file_id": None, "error_file_id": "f1"}
+        )
+
+    async def content(_: web.Request) -> web.Response:
+        return web.Response(body=(json.dumps(line) + "\n").encode())
+
+    async def go() -> None:
+        app = web.Application()
+        app.router.add_get("/v1/batches/b1", batch)
+        app.router.add_get("/v1/files/f1/content", content)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        cfg = EndpointConfig(base_url=str(server.make_url("/v1")), model="m", mode="batch", max_retries=0)
+        backend = BatchBackend("hosted", cfg, key, engine=engine)
+        try:
+            started = batch_repo.start_batch(
+                engine,
+                endpoint="hosted",
+                model="m",
+                worker="w",
+                run_id=None,
+                queued=[Queued("rm-x", 1, b"{}\n")],
+            )
+            assert started is not None
+            batch_repo.mark_submitted(
+                engine, started[0], remote_id="b1", input_file_id="f0", status="validating"
+            )
+            got = await backend.collect()
+            assert got.stored == 1 and got.failed_requests == 1
+        finally:
+            await backend.aclose()
+            await server.close()
+
+    asyncio.run(go())
+    stored = _count(engine, "select error from batch_requests")
+    assert stored and "bad key" in stored and key not in stored
+    assert _count(engine, "select error_kind from batch_requests") == "endpoint_refused"
