@@ -49,6 +49,17 @@ async def _collect_until_done(
     raise AssertionError("the batch never finished")
 
 
+def _taken_by_a_worker_that_dies(backend: BatchBackend) -> tuple[int, str, list[Any]]:
+    """The backend's queued requests, recorded as a batch by a worker that then dies (nothing uploaded)."""
+    queued = list(backend._queue.values())
+    backend._queue.clear()
+    started = batch_repo.start_batch(
+        backend._engine, endpoint="hosted", model="sim/summarizer", worker=DEAD, run_id=None, queued=queued
+    )
+    assert started is not None
+    return started
+
+
 def _count(engine: Engine, sql: str) -> Any:
     with engine.connect() as c:
         return c.execute(text(sql)).scalar_one()
@@ -64,13 +75,7 @@ def test_a_batch_created_but_not_recorded_is_found_by_its_submission_key(
         try:
             await _pending(backend, "Summarise: aspirin inhibits COX.")
             # A worker takes the request, uploads and creates the batch, and dies before recording it.
-            queued = list(backend._queue.values())
-            backend._queue.clear()
-            started = batch_repo.start_batch(
-                engine, endpoint="hosted", model="sim/summarizer", worker=DEAD, run_id=None, queued=queued
-            )
-            assert started is not None
-            _, key, mine = started
+            _, key, mine = _taken_by_a_worker_that_dies(backend)
             file_id = await backend._upload(b"".join(q.line for q in mine), "lost.jsonl")
             await backend._api_json(
                 "POST",
@@ -105,11 +110,7 @@ def test_a_batch_that_never_reached_the_api_gives_its_requests_back(
         backend = _backend(engine, sim)
         try:
             await _pending(backend, "Summarise: metformin lowers glucose.")
-            queued = list(backend._queue.values())
-            backend._queue.clear()
-            assert batch_repo.start_batch(
-                engine, endpoint="hosted", model="sim/summarizer", worker=DEAD, run_id=None, queued=queued
-            )
+            _taken_by_a_worker_that_dies(backend)
             await backend.collect(is_dead=lambda w: w == DEAD)  # not found at the API: abandoned
             assert _count(engine, "select status from llm_batches") == "abandoned"
             assert _count(engine, "select count(*) from batch_requests") == 0

@@ -165,6 +165,24 @@ def test_batch_mode_accepts_what_interactive_mode_accepts_at_half_the_price(
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _build_process(url: str, log: Path, **params: Any) -> subprocess.Popen[bytes]:
+    """A build in a process of its own (a worker that can be killed), on ``url``, with these flow params."""
+    import prefect.settings
+
+    env = {
+        **os.environ,
+        "REASONMED_DATABASE_URL": url,
+        "REASONMED_BATCH_POLL_S": "0.2",
+        "PREFECT_API_URL": prefect.settings.PREFECT_API_URL.value(),
+    }
+    script = (
+        f"import asyncio\nfrom flows.build import build_dataset\nasyncio.run(build_dataset(**{params!r}))\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", script], cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
+    )
+
+
 def _finished(url: str) -> int:
     return int(
         _scalar(url, "select count(*) from question_outcomes where status in ('accepted', 'rejected')")
@@ -225,25 +243,10 @@ def test_an_expired_batch_and_failed_lines_are_retried_within_the_attempt_budget
 def test_a_run_killed_after_submitting_is_collected_by_the_next_and_nothing_is_sent_twice(
     fresh_pg: str, tmp_path: Path
 ) -> None:
-    import prefect.settings
-
     engine = get_engine(fresh_pg)
     with SimServer(questions_db=fresh_pg, **{**SIM, "batch_delay_s": 3.0}) as sim:
         cfg = str(_config(tmp_path / "b.yaml", sim.base_url, batch=True))
-        env = {
-            **os.environ,
-            "REASONMED_DATABASE_URL": fresh_pg,
-            "REASONMED_BATCH_POLL_S": "0.2",
-            "PREFECT_API_URL": prefect.settings.PREFECT_API_URL.value(),
-        }
-        script = (
-            "import asyncio\nfrom flows.build import build_dataset\n"
-            f"asyncio.run(build_dataset(config={cfg!r}, limit=20, batch_wait_s=600))\n"
-        )
-        log = (tmp_path / "killed.log").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-c", script], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        proc = _build_process(fresh_pg, tmp_path / "killed.log", config=cfg, limit=20, batch_wait_s=600)
         try:
             deadline = time.monotonic() + 180
             while _metric(sim.metrics(), "batches_created_total") < 1:
@@ -273,8 +276,6 @@ def test_a_run_killed_after_submitting_is_collected_by_the_next_and_nothing_is_s
 def test_two_workers_never_submit_the_same_request_twice(pg_url: str, tmp_path: Path) -> None:
     import json
 
-    import prefect.settings
-
     from reasonmed.ingest.service import ingest_file
     from tests.fixtures_pipeline import PUBMEDQA_FILE, PUBMEDQA_TEST_IDS
 
@@ -285,27 +286,9 @@ def test_two_workers_never_submit_the_same_request_twice(pg_url: str, tmp_path: 
     ingest_file(get_engine(pg_url), tmp_path / "subset.json", "pubmedqa")
     with SimServer(questions_db=pg_url, **{**SIM, "batch_delay_s": 0.5}) as sim:
         cfg = str(_config(tmp_path / "b.yaml", sim.base_url, batch=True))
-        env = {
-            **os.environ,
-            "REASONMED_DATABASE_URL": pg_url,
-            "REASONMED_BATCH_POLL_S": "0.2",
-            "PREFECT_API_URL": prefect.settings.PREFECT_API_URL.value(),
-        }
         # Both take every question they can, shard by shard, until nothing is left or waits on them.
-        script = (
-            "import asyncio\nfrom flows.build import build_dataset\n"
-            f"asyncio.run(build_dataset(config={cfg!r}, shard_size=5, questions_in_flight=5, batch_wait_s=120))\n"
-        )
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", script],
-                cwd=REPO,
-                env=env,
-                stdout=(tmp_path / f"w{i}.log").open("w"),
-                stderr=subprocess.STDOUT,
-            )
-            for i in range(2)
-        ]
+        params = {"config": cfg, "shard_size": 5, "questions_in_flight": 5, "batch_wait_s": 120}
+        procs = [_build_process(pg_url, tmp_path / f"w{i}.log", **params) for i in range(2)]
         try:
             for p in procs:
                 p.wait(timeout=300)
