@@ -10,36 +10,8 @@ from typing import Any
 
 from reasonmed.llm.types import ChatBackend, Completion, LLMError, Message
 from reasonmed.prompts import REASK_NOTES as REASK_NOTES  # re-exported for callers of ask()
-from reasonmed.prompts import PromptTemplate, ReaskKind, context_block, format_options
-
-
-@dataclass(frozen=True)
-class QuestionView:
-    """A stored question in the shape the prompts need."""
-
-    id: int
-    content_hash: str
-    source: str
-    question: str
-    context: str | None
-    options: dict[str, str]
-    answer: str
-
-    def prompt_fields(self) -> dict[str, str]:
-        return {
-            "question": self.question,
-            "context_block": context_block(self.context),
-            "options": format_options(self.options),
-            "answer": self._answer_line(),
-        }
-
-    def _answer_line(self) -> str:
-        text = self.options.get(self.answer)
-        return (
-            self.answer
-            if text is None or text.casefold() == self.answer.casefold()
-            else f"{self.answer}. {text}"
-        )
+from reasonmed.prompts import PromptTemplate, ReaskKind
+from reasonmed.question_view import QuestionView as QuestionView  # re-exported: the agents' input
 
 
 @dataclass(frozen=True)

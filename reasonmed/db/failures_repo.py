@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, func, select, update
 
+from reasonmed.attempts import StageFailure, sets_aside
 from reasonmed.db.engine import transaction
 from reasonmed.db.models import AcceptedPath, Question, QuestionFailure
 from reasonmed.db.pipeline_repo import now
-from reasonmed.pipeline.failures import StageFailure, sets_aside
 
 
 @dataclass(frozen=True, slots=True)

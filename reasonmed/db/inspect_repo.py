@@ -22,7 +22,6 @@ from reasonmed.db.models import (
     Verdict,
 )
 from reasonmed.db.pipeline_repo import _pending_filter
-from reasonmed.pipeline.estimate import CallHistory
 
 
 def count_training_questions(engine: Engine, sources: Sequence[str] | None = None) -> int:
@@ -224,6 +223,18 @@ def question_story(engine: Engine, question_id: int) -> QuestionStory | None:
 
 
 # --------------------------------------------------------------------------- before a run (--dry-run)
+
+
+@dataclass(frozen=True, slots=True)
+class CallHistory:
+    """Stored calls of one (role, endpoint) over the finished questions: what ``--dry-run`` scales up."""
+
+    role: str
+    endpoint: str
+    calls: int
+    prompt_tokens: float  # mean per call
+    completion_tokens: float  # mean per call
+    latency_ms: float | None  # mean per call
 
 
 def call_history(engine: Engine) -> tuple[int, list[CallHistory]]:

@@ -31,7 +31,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from reasonmed.agents.base import QuestionView
 from reasonmed.db.engine import transaction
 from reasonmed.db.models import (
     AcceptedPath,
@@ -51,6 +50,7 @@ from reasonmed.db.models import (
 )
 from reasonmed.db.upsert import insert_ignore, insert_new, upsert
 from reasonmed.prompts import PromptTemplate
+from reasonmed.question_view import QuestionView
 from reasonmed.redact import redact, redact_data
 from reasonmed.simulated import SUPERSEDED_REASON
 

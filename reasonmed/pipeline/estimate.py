@@ -15,22 +15,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from reasonmed.config import PipelineConfig
+from reasonmed.db.inspect_repo import CallHistory
 from reasonmed.llm.registry import price_of
 
 CHARS_PER_TOKEN = 4.0  # for prompt sizes without history: the usual rule of thumb for English text
 ROLES = ("generator", "verifier", "ranker", "refiner", "regenerator", "summarizer")
-
-
-@dataclass(frozen=True, slots=True)
-class CallHistory:
-    """Stored calls of one (role, endpoint) over the finished questions: what ``--dry-run`` scales up."""
-
-    role: str
-    endpoint: str
-    calls: int
-    prompt_tokens: float  # mean per call
-    completion_tokens: float  # mean per call
-    latency_ms: float | None  # mean per call
 
 
 @dataclass(frozen=True, slots=True)

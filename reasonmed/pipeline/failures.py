@@ -25,16 +25,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from reasonmed.attempts import FailureClass as FailureClass  # re-exported with the rule's table above
+from reasonmed.attempts import StageFailure as StageFailure
+from reasonmed.attempts import sets_aside as sets_aside
 from reasonmed.incomplete import Incomplete
 from reasonmed.llm.types import BATCH_PENDING, ENDPOINT_KINDS, RETRYABLE_KINDS
 from reasonmed.redact import redact
 
 STAGES = ("generate", "verify", "resolve", "summarize")
-FailureClass = Literal["transient", "permanent", "endpoint", "waiting"]
 
 
 class StageIncomplete(Incomplete):
@@ -74,22 +75,6 @@ def _rebuild(message: str, error_kinds: tuple[str, ...], unusable: bool) -> Stag
     return StageIncomplete(message, error_kinds=error_kinds, unusable=unusable)
 
 
-@dataclass(frozen=True, slots=True)
-class StageFailure:
-    """One failed attempt of one question at one stage, as the database records it."""
-
-    stage: str
-    cls: FailureClass
-    kind: str  # an LLM error kind, "unusable_output", "database" or the exception's class name
-    message: str
-
-    @property
-    def counts(self) -> bool:
-        """Whether it spends the question's attempt budget (an endpoint's outage is not the question's, and
-        waiting on a batch is no failure at all)."""
-        return self.cls not in ("endpoint", "waiting")
-
-
 def classify(stage: str, exc: BaseException) -> StageFailure:
     message = redact(f"{type(exc).__name__}: {exc}")[:2000]
     if isinstance(exc, StageIncomplete):
@@ -112,8 +97,3 @@ def classify(stage: str, exc: BaseException) -> StageFailure:
         )
     # Anything else is a bug or bad data: the next attempt would fail the same way.
     return StageFailure(stage, "permanent", type(exc).__name__[:32], message)
-
-
-def sets_aside(failure: StageFailure, failures_so_far: int, budget: int) -> bool:
-    """Whether the question is given up on after this failure (``failures_so_far`` includes it)."""
-    return failure.counts and (failure.cls == "permanent" or failures_so_far >= budget)
