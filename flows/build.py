@@ -344,14 +344,22 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
         )
 
         async def run_claimed(ids: list[int]) -> None:
-            """One claimed shard: its questions, the batches they wait on, its claims given back."""
+            """One claimed shard: its questions, the batches they wait on, its claims given back; except
+            those of questions waiting on batches, which this run keeps (the heartbeat renews them) so no
+            other worker takes them while it waits, and which go back when it ends."""
             held.update(ids)
             index = shard_counter[0]
             shard_counter[0] += 1
             counts = await _run_shard(shared, index, ids)
             await registry.submit_batches(worker=worker, run_id=run_id)  # what its questions wait on
-            await asyncio.to_thread(repo.release_claims, engine, worker=worker, question_ids=ids)
-            held.difference_update(ids)
+            kept = (
+                set(await asyncio.to_thread(batch_repo.waiting_in_run, engine, run_id))
+                if counts.get("waiting")
+                else set()
+            )
+            done = [q for q in ids if q not in kept]
+            await asyncio.to_thread(repo.release_claims, engine, worker=worker, question_ids=done)
+            held.difference_update(done)
             for k, v in counts.items():
                 totals[k] = totals.get(k, 0) + v
 
@@ -369,22 +377,23 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
                 await run_claimed(ids)
 
         async def take_back(ids: list[int]) -> None:
-            """The questions this run saw wait, once their batches are back: claimed by id (they count
-            against ``limit`` once), except those another worker holds or that finished meanwhile."""
+            """The questions this run saw wait, once their batches are back: still held by this run (they
+            count against ``limit`` once); one whose claim lapsed meanwhile is claimed again if it is free."""
             shards = deque(ids[i : i + shard_size] for i in range(0, len(ids), shard_size))
 
             async def one_worker() -> None:
                 while shards and not check_breakers():
                     listed = shards.popleft()
-                    got = await asyncio.to_thread(
+                    ours = [q for q in listed if q in held]
+                    ours += await asyncio.to_thread(
                         repo.claim_listed,
                         engine,
                         worker=worker,
-                        question_ids=listed,
+                        question_ids=[q for q in listed if q not in held],
                         lease_s=settings.claim_lease_s,
                     )
-                    if got:
-                        await run_claimed(got)
+                    if ours:
+                        await run_claimed(sorted(ours))
 
             await asyncio.gather(*(one_worker() for _ in range(n_shard_workers)))
 

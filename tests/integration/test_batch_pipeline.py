@@ -301,3 +301,33 @@ def test_two_workers_never_submit_the_same_request_twice(pg_url: str, tmp_path: 
     assert _finished(pg_url) == 30, logs
     assert _scalar(pg_url, "select count(distinct worker) from llm_batches") == 2, logs
     _no_request_sent_twice(pg_url, metrics)
+
+
+def test_a_worker_keeps_its_waiting_questions_so_two_limited_workers_finish_their_own(
+    fresh_pg: str, tmp_path: Path
+) -> None:
+    """Each worker holds the claims of the questions that wait on its batches: the other never takes them,
+    so two runs limited to 15 questions each finish 30 questions between them."""
+    with SimServer(questions_db=fresh_pg, **{**SIM, "batch_delay_s": 0.5}) as sim:
+        cfg = str(_config(tmp_path / "b.yaml", sim.base_url, batch=True))
+        params = {"config": cfg, "limit": 15, "shard_size": 5, "questions_in_flight": 5, "batch_wait_s": 120}
+        procs = [_build_process(fresh_pg, tmp_path / f"w{i}.log", **params) for i in range(2)]
+        try:
+            for p in procs:
+                p.wait(timeout=300)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+        metrics = sim.metrics()
+    logs = [(tmp_path / f"w{i}.log").read_text()[-1500:] for i in range(2)]
+    assert _finished(fresh_pg) == 30, logs
+    # Each finished question was worked on by one run only.
+    assert (
+        _scalar(
+            fresh_pg,
+            "select count(*) from (select question_id from llm_calls group by question_id having count(distinct run_id) > 1) d",
+        )
+        == 0
+    )
+    _no_request_sent_twice(fresh_pg, metrics)
