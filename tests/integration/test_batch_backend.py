@@ -209,3 +209,31 @@ def test_a_server_echoing_the_key_in_an_error_line_stores_it_masked(engine: Engi
     stored = _count(engine, "select error from batch_requests")
     assert stored and "bad key" in stored and key not in stored
     assert _count(engine, "select error_kind from batch_requests") == "endpoint_refused"
+
+
+def test_a_cancelled_batch_fails_its_unanswered_requests_once_and_they_go_out_again(
+    engine: Engine, sim_factory: Callable[..., SimServer]
+) -> None:
+    import httpx
+
+    sim = sim_factory(batch_delay_s=30.0)  # still in progress when it is cancelled
+
+    async def go() -> None:
+        backend = _backend(engine, sim)
+        try:
+            await _pending(backend, "Summarise: warfarin needs INR checks.")
+            assert await backend.submit(worker="live:1", run_id=None)
+            remote = _count(engine, "select remote_id from llm_batches")
+            httpx.post(f"{sim.base_url}/batches/{remote}/cancel", timeout=10).raise_for_status()
+            await _collect_until_done(backend)
+            assert _count(engine, "select status from llm_batches") == "cancelled"
+            with pytest.raises(LLMError) as info:  # handed to its question once, as a failed request
+                await _ask(backend, "Summarise: warfarin needs INR checks.")
+            assert info.value.kind == "server_error" and "cancelled" in str(info.value)
+            await _pending(backend, "Summarise: warfarin needs INR checks.")  # the next ask: attempt 2
+            assert [q.attempt for q in backend._queue.values()] == [2]
+        finally:
+            await backend.aclose()
+
+    asyncio.run(go())
+    assert _count(engine, "select count(*) from batch_requests where error_kind = 'server_error'") == 1
