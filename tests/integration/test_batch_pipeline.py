@@ -26,11 +26,16 @@ from reasonmed.config import temporary_settings
 from reasonmed.db import export_repo
 from reasonmed.db.engine import get_engine
 from reasonmed.sim.launcher import SimServer
-from tests.fixtures_pipeline import ingest_pubmedqa, use_database, write_sim_config
+from tests.fixtures_pipeline import BuiltDatabase, ingest_pubmedqa, use_database, write_sim_config
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 HOSTED = ("sim-refiner", "sim-regenerator", "sim-summarizer")
+HOSTED_MODELS = {
+    "refiner": "sim/refiner-gpt-4o-class",
+    "regenerator": "sim/regenerator-o1-mini-class",
+    "summarizer": "sim/summarizer-gpt-4o-mini-class",
+}
 PRICES = {"price_input_per_mtok": 2.5, "price_output_per_mtok": 10.0}
 QUESTIONS = 50
 SIM = {"base_latency_ms": 1, "per_token_ms": 0, "default_accuracy": 0.4, "refine_accuracy": 0.55}
@@ -89,33 +94,11 @@ def fresh_pg(pg_url: str) -> Iterator[str]:
         os.environ["REASONMED_DATABASE_URL"] = old
 
 
-@pytest.fixture
-def second_pg(pg_template: str) -> Iterator[str]:
-    import uuid
-
-    from tests.conftest import _create_db, _db_url, _drop_db
-
-    name = f"reasonmed_test_batch_{uuid.uuid4().hex[:8]}"
-    _create_db(name, template=pg_template)
-    url = _db_url(name)
-    ingest_pubmedqa(url)
-    yield url
-    get_engine(url).dispose()
-    _drop_db(name)
-
-
 def test_batch_mode_accepts_what_interactive_mode_accepts_at_half_the_price(
-    fresh_pg: str, second_pg: str, tmp_path: Path
+    fresh_pg: str, built_pg_db: BuiltDatabase, tmp_path: Path
 ) -> None:
-    # The reference: the same 50 questions with every endpoint interactive.
-    use_database(second_pg)
-    with SimServer(questions_db=second_pg, **SIM) as sim:
-        ref = run_build(limit=QUESTIONS, config=str(_config(tmp_path / "i.yaml", sim.base_url, batch=False)))
-        interactive = sim.metrics()
-    assert ref["outcome"]["status"] == "done"
-    expected = _accepted(second_pg)
-    assert expected, "the reference run accepted nothing: the comparison would prove nothing"
-
+    """The reference is the suite's interactive build (``built_pg_db``: the same questions, pipeline and
+    simulated models, every endpoint interactive); its stored calls give the requests and tokens to expect."""
     use_database(fresh_pg)
     with SimServer(questions_db=fresh_pg, **SIM) as sim:
         cfg = str(_config(tmp_path / "b.yaml", sim.base_url, batch=True))
@@ -130,34 +113,54 @@ def test_batch_mode_accepts_what_interactive_mode_accepts_at_half_the_price(
         batch = sim.metrics()
     out = second["outcome"]
     assert out["status"] == "done" and out["waiting"] == 0 and out["open_batches"] == 0, out
+    assert _finished(fresh_pg) == QUESTIONS
+    with get_engine(fresh_pg).connect() as c:
+        done = sorted(
+            c.execute(
+                text("select q.source_id from questions q join question_outcomes o on o.question_id = q.id")
+            ).scalars()
+        )
+    expected = {row for row in _accepted(built_pg_db.url) if row[0] in set(done)}
+    assert expected, "the reference accepted nothing of these questions: the comparison would prove nothing"
     assert _accepted(fresh_pg) == expected
 
-    # Request counts per mode at the simulator: the hosted roles' requests became batch lines, one each.
-    for model in ("sim/refiner-gpt-4o-class", "sim/summarizer-gpt-4o-mini-class"):
-        sent = _metric(interactive, f'requests_by_model_total{{model="{model}"}}')
-        assert sent > 0
+    # Requests per mode: the reference's hosted calls (their attempts, re-asks included) became batch lines.
+    in_done = "q.source_id in (" + ", ".join(f"'{d}'" for d in done) + ")"
+    for role, model in HOSTED_MODELS.items():
+        sent = _scalar(
+            built_pg_db.url,
+            f"select coalesce(sum(l.attempts), 0) from llm_calls l join questions q on q.id = l.question_id "
+            f"where l.role = '{role}' and {in_done}",
+        )
         assert _metric(batch, f'requests_by_model_total{{model="{model}"}}') == 0
         assert _metric(batch, f'batch_lines_by_model_total{{model="{model}"}}') == sent
     lines = _metric(batch, "batch_lines_total{")
+    assert lines > 0
     assert lines == _scalar(fresh_pg, "select count(*) from batch_requests")
     assert lines == _scalar(fresh_pg, "select count(distinct custom_id) from batch_requests")
     print(
-        f"\nsimulator requests: interactive mode {_metric(interactive, 'requests_total{'):.0f}; "
-        f"batch mode {_metric(batch, 'requests_total{'):.0f} interactive + {lines:.0f} batch lines"
+        f"\nbatch mode: {_metric(batch, 'requests_total{'):.0f} interactive requests + {lines:.0f} batch lines"
     )
 
-    # Cost in the audit: the hosted roles' calls at half the price; the batches' own cost agrees.
-    def hosted_cost(url: str) -> float:
-        return float(
+    # Cost in the audit: the reference's hosted tokens at the pipeline file's prices, halved.
+    p_tok, c_tok = (
+        float(
             _scalar(
-                url,
-                "select sum(cost_usd) from audit_token_usage where stage in ('refiner', 'regenerator', 'summarizer')",
+                built_pg_db.url,
+                f"select coalesce(sum(l.{col}), 0) from llm_calls l join questions q on q.id = l.question_id "
+                f"where l.role in ('refiner', 'regenerator', 'summarizer') and {in_done}",
             )
         )
-
-    assert hosted_cost(fresh_pg) == pytest.approx(hosted_cost(second_pg) / 2, rel=1e-9)
+        for col in ("prompt_tokens", "completion_tokens")
+    )
+    interactive = (p_tok * PRICES["price_input_per_mtok"] + c_tok * PRICES["price_output_per_mtok"]) / 1e6
+    hosted = _scalar(
+        fresh_pg,
+        "select sum(cost_usd) from audit_token_usage where stage in ('refiner', 'regenerator', 'summarizer')",
+    )
+    assert interactive > 0 and float(hosted) == pytest.approx(interactive / 2, rel=1e-9)
     assert float(_scalar(fresh_pg, "select sum(cost_usd) from audit_batches")) == pytest.approx(
-        hosted_cost(fresh_pg), rel=1e-9
+        float(hosted), rel=1e-9
     )
     assert _scalar(fresh_pg, "select count(*) from llm_calls where batch_id is not null") > 0
 
@@ -273,41 +276,11 @@ def test_a_run_killed_after_submitting_is_collected_by_the_next_and_nothing_is_s
     _no_request_sent_twice(fresh_pg, metrics)
 
 
-def test_two_workers_never_submit_the_same_request_twice(pg_url: str, tmp_path: Path) -> None:
-    import json
-
-    from reasonmed.ingest.service import ingest_file
-    from tests.fixtures_pipeline import PUBMEDQA_FILE, PUBMEDQA_TEST_IDS
-
-    data = json.loads(PUBMEDQA_FILE.read_text())
-    test_ids = set(json.loads(PUBMEDQA_TEST_IDS.read_text()))
-    subset = {k: data[k] for k in [k for k in data if k not in test_ids][:30]}
-    (tmp_path / "subset.json").write_text(json.dumps(subset))
-    ingest_file(get_engine(pg_url), tmp_path / "subset.json", "pubmedqa")
-    with SimServer(questions_db=pg_url, **{**SIM, "batch_delay_s": 0.5}) as sim:
-        cfg = str(_config(tmp_path / "b.yaml", sim.base_url, batch=True))
-        # Both take every question they can, shard by shard, until nothing is left or waits on them.
-        params = {"config": cfg, "shard_size": 5, "questions_in_flight": 5, "batch_wait_s": 120}
-        procs = [_build_process(pg_url, tmp_path / f"w{i}.log", **params) for i in range(2)]
-        try:
-            for p in procs:
-                p.wait(timeout=300)
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-        metrics = sim.metrics()
-    logs = [(tmp_path / f"w{i}.log").read_text()[-1500:] for i in range(2)]
-    assert _finished(pg_url) == 30, logs
-    assert _scalar(pg_url, "select count(distinct worker) from llm_batches") == 2, logs
-    _no_request_sent_twice(pg_url, metrics)
-
-
-def test_a_worker_keeps_its_waiting_questions_so_two_limited_workers_finish_their_own(
+def test_two_workers_never_send_a_request_twice_nor_take_each_others_waiting_questions(
     fresh_pg: str, tmp_path: Path
 ) -> None:
-    """Each worker holds the claims of the questions that wait on its batches: the other never takes them,
-    so two runs limited to 15 questions each finish 30 questions between them."""
+    """Two workers at once: each holds the claims of the questions that wait on its batches, so the other never
+    takes them and two runs limited to 15 questions each finish 30 between them; no request goes out twice."""
     with SimServer(questions_db=fresh_pg, **{**SIM, "batch_delay_s": 0.5}) as sim:
         cfg = str(_config(tmp_path / "b.yaml", sim.base_url, batch=True))
         params = {"config": cfg, "limit": 15, "shard_size": 5, "questions_in_flight": 5, "batch_wait_s": 120}
@@ -322,6 +295,7 @@ def test_a_worker_keeps_its_waiting_questions_so_two_limited_workers_finish_thei
         metrics = sim.metrics()
     logs = [(tmp_path / f"w{i}.log").read_text()[-1500:] for i in range(2)]
     assert _finished(fresh_pg) == 30, logs
+    assert _scalar(fresh_pg, "select count(distinct worker) from llm_batches") == 2, logs
     # Each finished question was worked on by one run only.
     assert (
         _scalar(
