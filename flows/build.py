@@ -443,6 +443,11 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
             while wait_s > 0 and registry.batch_endpoints and not stop.requested:
                 if not await asyncio.to_thread(batch_repo.waiting_in_run, engine, run_id):
                     return
+                if not await asyncio.to_thread(batch_repo.count_open, engine):
+                    # Questions wait but no batch is open: their submission failed; rounds would only
+                    # repeat it until the deadline. A later run asks again.
+                    logger.warning("run %s: questions wait on batches that were not submitted", run_id)
+                    return
                 if not await _wait_for_batches(registry, engine, deadline, settings.batch_poll_s):
                     logger.info(
                         "run %s: its batches are not all back within --batch-wait; a later run goes on",
