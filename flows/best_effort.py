@@ -1,4 +1,4 @@
-"""A step that must not fail its run (artifacts, progress, claim heartbeats) but must not fail silently."""
+"""``best_effort`` (``reasonmed/best_effort.py``) logging to the current flow or task run."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from reasonmed.redact import redact
+from reasonmed.best_effort import Log
+from reasonmed.best_effort import best_effort as _best_effort
 
 
-def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+def run_logger() -> Log:
+    """The Prefect run's logger; outside a flow or task run, the project's own."""
     try:
         from prefect import get_run_logger
 
@@ -21,7 +23,5 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 @contextmanager
 def best_effort(what: str) -> Iterator[None]:
     """Run the block; on an error, log a warning naming ``what`` and carry on."""
-    try:
+    with _best_effort(what, run_logger()):
         yield
-    except Exception as exc:
-        _logger().warning("%s failed (the run goes on): %s: %s", what, type(exc).__name__, redact(str(exc)))

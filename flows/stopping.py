@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import signal
 import threading
 from collections.abc import Callable, Coroutine
@@ -29,48 +28,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 
 from reasonmed.flows.best_effort import best_effort
+from reasonmed.pipeline.stop import StopRequest
 
 T = TypeVar("T")
 CANCELLED_VIA_API = "cancelled through the Prefect API"
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-class StopRequest:
-    def __init__(self) -> None:
-        self.reason: str | None = None
-        self.interrupted = False  # by a signal or a cancellation (as opposed to an endpoint going down)
-        self._event: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    @property
-    def requested(self) -> bool:
-        return self.reason is not None
-
-    def bind(self) -> None:
-        """Attach to the running loop (the run's), so other threads can wake it."""
-        self._loop = asyncio.get_running_loop()
-        self._event = asyncio.Event()
-        if self.reason is not None:
-            self._event.set()
-
-    def request(self, reason: str, *, interrupted: bool) -> None:
-        """From the run's own loop."""
-        if self.reason is None:
-            self.reason, self.interrupted = reason, interrupted
-        if self._event is not None:
-            self._event.set()
-
-    def request_threadsafe(self, reason: str, *, interrupted: bool) -> None:
-        """From another thread (a signal handler in the main thread)."""
-        if self._loop is None or self._loop.is_closed():
-            if self.reason is None:  # not started yet: the run sees it as soon as it binds
-                self.reason, self.interrupted = reason, interrupted
-            return
-        self._loop.call_soon_threadsafe(functools.partial(self.request, reason, interrupted=interrupted))
-
-    async def wait(self) -> None:
-        assert self._event is not None, "bind() first"
-        await self._event.wait()
 
 
 current_stop: contextvars.ContextVar[StopRequest | None] = contextvars.ContextVar(
