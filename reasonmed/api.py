@@ -1,7 +1,7 @@
 """The Python entry points for notebooks: ``reasonmed.build(...)`` and ``reasonmed.show(question_id)``.
 
-They run exactly what the CLI runs (``reasonmed run`` and ``reasonmed show``; the same flows, the same
-checks, the same one-line mistakes as ``reasonmed.cli.errors.Mistake``) and hand back Python objects.
+They run the jobs the CLI runs (``reasonmed.jobs``: the same flows, the same checks, the same one-line
+mistakes as ``reasonmed.mistake.Mistake``) and hand back Python objects, never printing a table or exiting.
 
     import reasonmed
     samples = reasonmed.build(questions="data/pubmedqa/ori_pqal.json", format="pubmedqa",
@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import pandas as pd
-import typer
+from sqlalchemy import Engine
 
-from reasonmed.cli.errors import Mistake
 from reasonmed.config import settings_scope
 from reasonmed.db.inspect_repo import QuestionStory
 from reasonmed.extras import require
+from reasonmed.jobs.build import BuildIncomplete, BuildJob, Database, open_database, run_build
+from reasonmed.jobs.ingest import IngestJob, ingest_files
+from reasonmed.mistake import Mistake
 
 Output = Literal["pandas", "datasets"]
 OUTPUTS: tuple[str, ...] = get_args(Output)
@@ -82,39 +84,45 @@ def build(
 
     ``config``: pipeline YAML; ``None`` starts the bundled simulator (simulated output, ``sim/`` models).
     ``format``: the question file's format (guessed from the file when omitted). ``database``: a URL or a
-    SQLite path; a new SQLite file is created and migrated. Raises ``reasonmed.cli.errors.Mistake`` (with
-    the fix in its message) for a mistake, and ``RuntimeError`` when the run left work undone.
+    SQLite path; a new SQLite file is created and migrated. Raises ``reasonmed.mistake.Mistake`` (with the
+    fix in its message) for a mistake, ``reasonmed.jobs.build.BuildIncomplete`` (``.result.outcome`` says
+    why) when the run left work undone, ``EndpointUnavailable`` or ``PrefectDidNotStart`` when it could not
+    start.
     """
-    from reasonmed.cli.run import run
-
     _check_output(as_)
-    files = _paths(questions)
-    if files and format is None:
-        from reasonmed.ingest.sniff import guess_format
-
-        format = guess_format(files[0])  # noqa: A001
+    job = BuildJob(
+        config=Path(config) if config else None,
+        limit=limit,
+        sim_accuracy=sim_accuracy,
+        sim_latency_ms=sim_latency_ms,
+    )
     with settings_scope():  # the database the run chose (the simulator's own, if none is given) is read back
-        try:
-            run(
-                files=files,
-                source=format,
-                benchmark_test_ids=Path(benchmark_test_ids) if benchmark_test_ids else None,
-                config=Path(config) if config else None,
-                limit=limit,
-                sources=None,
-                shard_size=None,
-                questions_in_flight=None,
-                sim_accuracy=sim_accuracy,
-                sim_latency_ms=sim_latency_ms,
-                database_url=database_url(database),
-                dry_run=False,
-            )
-        except typer.Exit as exc:
-            if exc.exit_code:
-                raise RuntimeError(
-                    f"the run ended with exit code {exc.exit_code} (see the lines printed above)"
-                ) from None
-        return samples(database, as_=as_)
+        db = open_database(database_url(database), job)
+        files = _paths(questions)
+        if files:
+            _ingest(db, files, format, benchmark_test_ids)
+        result = run_build(job, db)
+        if not result.outcome.ok:
+            raise BuildIncomplete(result)
+        return _samples(db.engine, db.url, as_)
+
+
+def _ingest(db: Database, files: list[Path], format: str | None, test_ids: str | Path | None) -> None:  # noqa: A002
+    """The question files into ``db``, as ``reasonmed ingest`` does; a file that failed raises."""
+    from reasonmed.ingest.sniff import guess_format
+
+    job = IngestJob(
+        files=files,
+        file_format=format or guess_format(files[0]) or "",
+        benchmark_test_ids=Path(test_ids) if test_ids else None,
+    )
+    result = ingest_files(db.engine, db.url, job)
+    wrong = result.wrong_format()
+    if wrong is not None:
+        raise wrong
+    failed = [*result.file_errors, *(f"{s.file}: {s.error}" for s in result.summaries if s.error)]
+    if result.failed:
+        raise Mistake(f"ingest failed: {'; '.join(failed) or 'no valid record'}", exit_code=1)
 
 
 def samples(database: str | Path | None = None, *, as_: Output = "pandas") -> Any:
@@ -124,11 +132,16 @@ def samples(database: str | Path | None = None, *, as_: Output = "pandas") -> An
     Samples of simulated models are included (a notebook on the simulator wants them); their ``model``
     column starts with ``sim/``, and ``reasonmed export`` still leaves them out unless told otherwise."""
     from reasonmed.cli.common import engine_from_settings
-    from reasonmed.db import export_repo, migrate
 
     _check_output(as_)
     with settings_scope():
         url, engine = engine_from_settings(database_url(database))
+    return _samples(engine, url, as_)
+
+
+def _samples(engine: Engine, url: str, as_: Output) -> Any:
+    from reasonmed.db import export_repo, migrate
+
     migrate.require_current(engine, url)
     rows = [r for batch in export_repo.stream_accepted_rows(engine, include_simulated=True) for r in batch]
     frame = pd.DataFrame(rows, columns=list(export_repo.ROW_COLUMNS))

@@ -13,6 +13,7 @@ from reasonmed import __version__
 from reasonmed.cli.errors import explain
 from reasonmed.cli.safe_text import safe_text
 from reasonmed.config import settings_scope
+from reasonmed.jobs.startup import MAIN_COMMAND
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -20,12 +21,6 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 PIPELINE = "Pipeline"
 INSPECT = "Inspect"
 OPERATE = "Operate"
-
-MAIN_COMMAND = (
-    "reasonmed run data/pubmedqa/ori_pqal.json --format pubmedqa"
-    " --benchmark-test-ids data/pubmedqa/test_ground_truth.json"
-)
-
 
 # The order `reasonmed --help` lists them in: a workflow, not the order of imports.
 ORDER = (

@@ -14,12 +14,12 @@ from rich.table import Table
 from reasonmed.cli.app import INSPECT, app
 from reasonmed.cli.choices import AuditView
 from reasonmed.cli.common import console, engine_from_settings
-from reasonmed.cli.errors import Mistake
 from reasonmed.cli.outputs import check_out
 from reasonmed.cli.ranges import in_range
 from reasonmed.cli.safe_text import safe_text
 from reasonmed.csv_cells import write_csv
 from reasonmed.db import audit_repo, migrate
+from reasonmed.mistake import Mistake
 
 # The views `reasonmed audit` shows by default, with the columns worth a terminal's width.
 KEY_VIEWS: dict[str, list[str]] = {

@@ -9,9 +9,9 @@ from sqlalchemy.exc import DBAPIError
 
 from reasonmed.cli.app import db_app
 from reasonmed.cli.common import console, engine_from_settings
-from reasonmed.cli.errors import Mistake
 from reasonmed.cli.safe_text import safe_text
 from reasonmed.db import audit_role, migrate
+from reasonmed.mistake import Mistake
 from reasonmed.redact import redact_url
 
 DbUrl = Annotated[str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")]

@@ -14,17 +14,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from reasonmed.config import ConfigError
 from reasonmed.db.migrate import SchemaNotCurrent
 from reasonmed.extras import MissingExtra
+from reasonmed.mistake import MISTAKE_EXIT, Mistake
 from reasonmed.redact import redact, redact_url
-
-MISTAKE_EXIT = 2  # the command did not start: nothing was changed
-
-
-class Mistake(Exception):
-    """Something the user can fix; the message is the whole story, phrased as what to do."""
-
-    def __init__(self, message: str, exit_code: int = MISTAKE_EXIT) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass(frozen=True, slots=True)

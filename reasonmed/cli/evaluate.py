@@ -14,7 +14,6 @@ from sqlalchemy import Engine
 
 from reasonmed.cli.app import INSPECT, app
 from reasonmed.cli.common import console, engine_from_settings, err_console
-from reasonmed.cli.errors import Mistake
 from reasonmed.cli.outputs import check_out
 from reasonmed.cli.ranges import INT64_MIN, in_range
 from reasonmed.cli.safe_text import safe_text
@@ -23,6 +22,7 @@ from reasonmed.db import eval_repo, migrate
 from reasonmed.evaluation import report, scoring
 from reasonmed.evaluation.benchmarks import BENCHMARKS, parse_benchmarks
 from reasonmed.evaluation.judge_modes import JUDGE_MODES
+from reasonmed.mistake import Mistake
 
 
 def _fail(message: str) -> Mistake:

@@ -13,7 +13,6 @@ from rich.text import Text
 from reasonmed.cli.app import PIPELINE, app
 from reasonmed.cli.choices import Layout
 from reasonmed.cli.common import console, engine_from_settings, err_console
-from reasonmed.cli.errors import Mistake
 from reasonmed.cli.outputs import check_out
 from reasonmed.cli.ranges import in_range
 from reasonmed.cli.safe_text import safe_text
@@ -24,6 +23,7 @@ from reasonmed.export.hub import check_endpoint
 from reasonmed.export.service import ExportOptions, NothingToExport, SimulatedOnly, export_dataset
 from reasonmed.export.targets import ExportTargetError, parse_target
 from reasonmed.extras import require
+from reasonmed.mistake import Mistake
 from reasonmed.redact import redact
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reasonmed.cli.errors import Mistake
+from reasonmed.mistake import Mistake
 
 
 def check_out(path: Path | str, option: str = "--out") -> Path:

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from reasonmed.cli.errors import Mistake
+from reasonmed.mistake import Mistake
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1  # BIGINT in Postgres, INTEGER in SQLite: the widest integer a row holds

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,17 +10,17 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from reasonmed.cli import startup
 from reasonmed.cli.app import PIPELINE, app
 from reasonmed.cli.choices import FileFormat
-from reasonmed.cli.common import console, engine_from_settings, err_console
-from reasonmed.cli.errors import Mistake
+from reasonmed.cli.common import console, err_console
 from reasonmed.cli.ingest import ingest as ingest_command
 from reasonmed.cli.ranges import in_range
 from reasonmed.cli.safe_text import safe_text
-from reasonmed.cli.temporary_server import quiet_temporary_server_logging
-from reasonmed.config import get_settings, load_pipeline_config, temporary_settings
-from reasonmed.simulated import SIM_DATABASE_URL
+from reasonmed.config import load_pipeline_config
+from reasonmed.jobs.build import BuildJob, BuildResult, PrefectDidNotStart, open_database, run_build
+from reasonmed.llm.preflight import EndpointUnavailable
+from reasonmed.mistake import Mistake
+from reasonmed.pipeline.progress import BuildProgress
 
 
 def _progress_table(snap: dict[str, Any]) -> Table:
@@ -67,20 +66,14 @@ def _tier_table(rows: list[dict[str, Any]], title: str) -> Table:
     return t
 
 
-async def _build_with_display(params: dict[str, Any]) -> dict[str, Any]:
-    from reasonmed.flows.build import build_dataset, build_result, current_progress
-    from reasonmed.pipeline.progress import BuildProgress
-
-    progress = BuildProgress()
-    current_progress.set(progress)  # this coroutine's context, which the flow's task copies
-    flow_task = asyncio.ensure_future(build_dataset(**params, return_state=True))
+async def _live_display(progress: BuildProgress, flow_task: asyncio.Future[Any]) -> None:
+    """The run's counters, refreshed twice a second while the flow runs (on a terminal only)."""
     if not console.is_terminal:
-        return await build_result(await flow_task)
+        return
     with Live(console=console, refresh_per_second=2, transient=False) as live:
         while not flow_task.done():
             live.update(_progress_table(progress.snapshot()))
             await asyncio.sleep(0.5)
-    return await build_result(await flow_task)
 
 
 @app.command("run", rich_help_panel=PIPELINE)
@@ -173,70 +166,41 @@ def run(
     misconfigured; 4 Prefect's temporary server did not start; 5 a role's output was mostly unusable
     (degraded); 130 interrupted.
     """
-    on_simulator = (config or get_settings().pipeline_config) is None
-    own_sim_db = (
-        on_simulator and database_url is None and "database_url" not in get_settings().model_fields_set
+    job = BuildJob(
+        config=config,
+        limit=limit,
+        sources=sources,
+        shard_size=shard_size,
+        questions_in_flight=questions_in_flight,
+        batch_wait_s=batch_wait,
+        sim_accuracy=sim_accuracy,
+        sim_latency_ms=sim_latency_ms,
     )
-    if own_sim_db:
-        database_url = SIM_DATABASE_URL  # simulated work never lands in the database real runs use
-    url, engine = engine_from_settings(database_url)
-    created = startup.ensure_schema(engine, url)
-    if created:
-        console.print(safe_text(created))
+    db = open_database(database_url, job)
+    if db.created:
+        console.print(safe_text(db.created))
     if dry_run:
-        _dry_run(engine, config or get_settings().pipeline_config, limit, sources, files)
+        _dry_run(db.engine, job.config_path, limit, sources, files)
         return
     if files:
         if not source:
             raise Mistake("--format is required with FILE (e.g. --format pubmedqa)")
-        ingest_command(
-            files=files, source=source, benchmark_test_ids=benchmark_test_ids, database_url=database_url
+        ingest_command(files=files, source=source, benchmark_test_ids=benchmark_test_ids, database_url=db.url)
+    try:
+        result = run_build(job, db, note=lambda line: console.print(safe_text(line)), watch=_live_display)
+    except EndpointUnavailable as exc:
+        for check in exc.checks:
+            err_console.print(safe_text(f"error: {check.line()}"))
+        err_console.print(
+            "error: no question was claimed; fix the endpoint(s) above "
+            "(`reasonmed config check --ping` asks them again)",
+            markup=False,
         )
-    startup.require_questions(engine, sources)
-
-    settings = get_settings()
-    config_path = config or settings.pipeline_config
-    load_pipeline_config(config_path)  # fail on a bad file before anything starts
-    prefect_defaults, temporary_server = _prefect_defaults()
-    if temporary_server and shard_size is None:
-        shard_size = max(settings.shard_size, 1000)
-    params: dict[str, Any] = {
-        "limit": limit,
-        "sources": sources,
-        "config": str(config_path) if config_path else None,
-        "shard_size": shard_size,
-        "questions_in_flight": questions_in_flight,
-        "batch_wait_s": batch_wait,
-    }
-    console.print(safe_text(f"database: {startup.database_label(url)}"))
-    if config_path is None:
-        from reasonmed.sim.launcher import SimServer
-
-        console.print(
-            "[bold yellow]No pipeline config given: starting the bundled SIMULATOR.[/bold yellow] "
-            "Its output is simulated text, not real model output (model names start with 'sim/'). "
-            "Use --config deploy/pipeline.paper.yaml for real vLLM servers."
-        )
-        if own_sim_db:
-            console.print(
-                safe_text(
-                    f"Simulated work goes to its own database, {startup.database_label(url)}, never to the one "
-                    f"real runs use; look at it with --database-url {url} (export needs --allow-simulated)."
-                )
-            )
-        with SimServer(
-            questions_db=url, default_accuracy=sim_accuracy, base_latency_ms=sim_latency_ms, per_token_ms=0.0
-        ) as sim:
-            console.print(
-                safe_text(f"simulator: {sim.base_url} (pid {sim.pid}); it stops when this command ends")
-            )
-            with temporary_settings(sim_url=sim.base_url):
-                result = _run_build(params, prefect_defaults)
-        console.print("simulator stopped")
-    else:
-        console.print(safe_text(f"pipeline config: {config_path}"))
-        result = _run_build(params, prefect_defaults)
-    _print_result(result, startup.database_label(url), url if own_sim_db else None)
+        raise typer.Exit(3) from None
+    except PrefectDidNotStart as exc:
+        err_console.print(safe_text(f"error: {exc}"))
+        raise typer.Exit(4) from None
+    _print_result(result, db.label, db.url if db.simulator_own else None)
 
 
 def _dry_run(
@@ -258,105 +222,23 @@ def _dry_run(
     print_estimate(plan_run(engine, load_pipeline_config(config_path), limit=limit, sources=sources), console)
 
 
-class _ReportedHere(logging.Filter):
-    """Drops Prefect's traceback for the ends this command reports itself, in plain lines."""
-
-    NAMES = ("EndpointUnavailable",)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and type(record.exc_info[1]).__name__ in self.NAMES:
-            return False
-        return not any(name in record.getMessage() for name in self.NAMES)
-
-
-def _prefect_defaults() -> tuple[dict[Any, Any], bool]:
-    """Prefect settings for this command, each a default the user's own setting overrides; and whether
-    Prefect will start its temporary server (no PREFECT_API_URL)."""
-    from prefect.settings import (
-        PREFECT_API_URL,
-        PREFECT_HOME,
-        PREFECT_LOGGING_LEVEL,
-        PREFECT_LOGGING_SETTINGS_PATH,
-        PREFECT_LOGGING_TO_API_ENABLED,
-        PREFECT_SERVER_LOGGING_LEVEL,
-    )
-
-    defaults: dict[Any, Any] = {
-        PREFECT_LOGGING_LEVEL: "WARNING"
-    }  # the live display replaces per-task log lines
-    temporary_server = not PREFECT_API_URL.value()
-    if temporary_server:
-        # No Prefect server configured: Prefect starts a temporary one on SQLite, which records task events
-        # several times slower than a Postgres-backed server. Spare it log shipping and child-flow churn.
-        defaults[PREFECT_LOGGING_TO_API_ENABLED] = False
-        # Prefect 3.9's temporary server cancels its task-run recorder mid-flush when it is stopped at exit
-        # and prints tracebacks about its own bookkeeping (the pipeline's rows are in its database by then).
-        defaults[PREFECT_SERVER_LOGGING_LEVEL] = "CRITICAL"
-        logging_file = quiet_temporary_server_logging(PREFECT_HOME.value())
-        if logging_file is not None:
-            defaults[PREFECT_LOGGING_SETTINGS_PATH] = logging_file
-    return defaults, temporary_server
-
-
-def _run_build(params: dict[str, Any], prefect_defaults: dict[Any, Any]) -> dict[str, Any]:
-    """The build's result; a run that did not finish its work still has one (its outcome says why).
-    Problems that stop a run before it starts end the command here, in one line each."""
-    from prefect.logging.configuration import setup_logging
-    from prefect.settings import temporary_settings as prefect_settings
-
-    from reasonmed.flows.stopping import run_stoppable
-    from reasonmed.llm.preflight import EndpointUnavailable
-
-    try:
-        with prefect_settings(set_defaults=prefect_defaults):
-            setup_logging()  # Prefect set its logging up when imported, before these settings
-            logging.getLogger("prefect.flow_runs").addFilter(_ReportedHere())
-            return run_stoppable(lambda: _build_with_display(params))
-    except EndpointUnavailable as exc:
-        for check in exc.checks:
-            err_console.print(safe_text(f"error: {check.line()}"))
-        err_console.print(
-            "error: no question was claimed; fix the endpoint(s) above "
-            "(`reasonmed config check --ping` asks them again)",
-            markup=False,
-        )
-        raise typer.Exit(3) from None
-    except RuntimeError as exc:
-        if "ephemeral Prefect API server" in str(exc) or "temporary server" in str(exc):
-            from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
-
-            err_console.print(
-                safe_text(
-                    "error: Prefect's temporary server did not start in time "
-                    f"({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()} s); the machine is busy: "
-                    "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS or point PREFECT_API_URL at a running "
-                    "`prefect server start`"
-                ),
-            )
-            raise typer.Exit(4) from None
-        raise
-
-
-def _print_result(result: dict[str, Any], database: str, sim_db: str | None = None) -> None:
+def _print_result(result: BuildResult, database: str, sim_db: str | None = None) -> None:
     """``sim_db``: the simulator's own database URL, which the next-step commands must name."""
-    from reasonmed.pipeline.outcome import BuildOutcome, HeldClaim
-
-    console.print(_progress_table(result))
-    if result["report"]["tiers"]:
+    console.print(_progress_table(result.counters))
+    if result.report["tiers"]:
         console.print(
-            _tier_table(result["report"]["tiers"], f"run {result['run_id']}: questions by tier and status")
+            _tier_table(result.report["tiers"], f"run {result.run_id}: questions by tier and status")
         )
-    for r in result["report"]["rejections"]:
+    for r in result.report["rejections"]:
         console.print(safe_text(f"rejected: {r['questions']} x {r['reason']}"))
-    for r in result["report"].get("set_aside", [])[:20]:
+    for r in result.report.get("set_aside", [])[:20]:
         err_console.print(
             safe_text(
                 f"set aside: question {r['question_id']} at {r['stage']} ({r['last_error_kind']}): "
                 f"{str(r['last_error'])[:200]}"
             )
         )
-    raw = dict(result["outcome"])
-    outcome = BuildOutcome(**{**raw, "held": [HeldClaim(**h) for h in raw.get("held", [])]})
+    outcome = result.outcome
     lines = outcome.lines()
     for line in lines[:-1]:
         console.print(safe_text(line))

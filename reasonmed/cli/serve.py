@@ -22,9 +22,9 @@ from rich.text import Text
 
 from reasonmed.cli.app import OPERATE, app
 from reasonmed.cli.common import err_console
-from reasonmed.cli.errors import Mistake
 from reasonmed.cli.ranges import in_range
 from reasonmed.cli.safe_text import safe_text
+from reasonmed.mistake import Mistake
 from reasonmed.redact import redact
 
 if TYPE_CHECKING:

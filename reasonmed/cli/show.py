@@ -11,11 +11,11 @@ from rich.table import Table
 
 from reasonmed.cli.app import INSPECT, app
 from reasonmed.cli.common import engine_from_settings
-from reasonmed.cli.errors import Mistake
 from reasonmed.cli.ranges import in_range
 from reasonmed.cli.safe_text import safe_json, safe_text
 from reasonmed.db import inspect_repo, migrate
 from reasonmed.db.inspect_repo import QuestionStory
+from reasonmed.mistake import Mistake
 
 WIDTH = 100  # the view is laid out for this many columns at most
 

@@ -63,6 +63,11 @@ class BuildOutcome:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> BuildOutcome:
+        """Back from ``as_dict`` (a flow result crosses Prefect as plain data)."""
+        return cls(**{**raw, "held": [HeldClaim(**h) for h in raw.get("held", [])]})
+
     def lines(self) -> list[str]:
         """The run's account, one fact a line; the last line is the verdict."""
         out = [

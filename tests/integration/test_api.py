@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -9,9 +10,12 @@ import pytest
 from sqlalchemy import text
 
 import reasonmed
-from reasonmed.cli.errors import Mistake
 from reasonmed.db.engine import make_engine
-from tests.fixtures_pipeline import PUBMEDQA_FILE, PUBMEDQA_TEST_IDS
+from reasonmed.jobs.build import BuildIncomplete
+from reasonmed.mistake import Mistake
+from reasonmed.pipeline.outcome import BuildOutcome
+from reasonmed.sim.launcher import SimServer
+from tests.fixtures_pipeline import PUBMEDQA_FILE, PUBMEDQA_TEST_IDS, write_sim_config
 
 
 @pytest.fixture
@@ -76,3 +80,32 @@ def test_build_returns_the_accepted_samples_and_show_tells_one_story(
     with pytest.raises(Mistake, match="no question with id 999999"):
         reasonmed.show(999999, database=db)
     engine.dispose()
+
+
+def test_a_run_that_left_work_undone_raises_with_its_typed_outcome(
+    tmp_path: Path, prefect_harness: None, isolated_env: None
+) -> None:
+    """Four training questions, one of which the simulator refuses for good (HTTP 400): the run sets it
+    aside and ends INCOMPLETE; the API raises ``BuildIncomplete`` carrying the outcome, not an exit code."""
+    data = json.loads(PUBMEDQA_FILE.read_text())
+    test_ids = set(json.loads(PUBMEDQA_TEST_IDS.read_text()))
+    keys = [k for k in data if k not in test_ids][:4]
+    questions = {k: dict(data[k]) for k in keys}
+    questions[keys[1]]["QUESTION"] += " POISON-API"
+    file = tmp_path / "four.json"
+    file.write_text(json.dumps(questions))
+    db = tmp_path / "notebook.db"
+    with SimServer(
+        questions_db=f"sqlite:///{db}",
+        base_latency_ms=1,
+        per_token_ms=0,
+        targeted_faults=("*:POISON-API=400",),
+    ) as sim:
+        config = write_sim_config(tmp_path / "pipeline.yaml", sim.base_url)
+        with pytest.raises(BuildIncomplete) as raised:
+            reasonmed.build(config, questions=file, database=db, format="pubmedqa")
+    outcome = raised.value.result.outcome
+    assert isinstance(outcome, BuildOutcome)
+    assert (outcome.status, outcome.set_aside, outcome.failed, outcome.done) == ("incomplete", 1, 0, 3)
+    assert str(raised.value).startswith("INCOMPLETE: 1 question(s) set aside and 0 failed")
+    assert raised.value.result.report["set_aside"][0]["stage"] == "generate"

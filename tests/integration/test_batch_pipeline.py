@@ -178,9 +178,7 @@ def _build_process(url: str, log: Path, **params: Any) -> subprocess.Popen[bytes
         "REASONMED_BATCH_POLL_S": "0.2",
         "PREFECT_API_URL": prefect.settings.PREFECT_API_URL.value(),
     }
-    script = (
-        f"import asyncio\nfrom flows.build import build_dataset\nasyncio.run(build_dataset(**{params!r}))\n"
-    )
+    script = f"import asyncio\nfrom reasonmed.flows.build import build_dataset\nasyncio.run(build_dataset(**{params!r}))\n"
     return subprocess.Popen(
         [sys.executable, "-c", script], cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
     )

@@ -121,6 +121,6 @@ def test_documented_offline_commands_run(finished: FinishedRun, tmp_path: Path) 
 
 def test_the_cli_names_readme_main_command() -> None:
     """`reasonmed --help` and the empty-database hint quote the README's main command word for word."""
-    from reasonmed.cli.app import MAIN_COMMAND
+    from reasonmed.jobs.startup import MAIN_COMMAND
 
     assert f"\n{MAIN_COMMAND}\n" in (REPO / "README.md").read_text()

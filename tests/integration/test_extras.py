@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from reasonmed.cli.errors import MISTAKE_EXIT, explain
+from reasonmed.cli.errors import explain
 from reasonmed.export.targets import S3Target
 from reasonmed.extras import MissingExtra, require
+from reasonmed.mistake import MISTAKE_EXIT
 from reasonmed.nightly.inputs import _s3_client
 from reasonmed.report.data import ReportData
 from reasonmed.report.figures import tier_distribution
@@ -79,7 +80,7 @@ def test_the_base_install_imports_without_either_extra() -> None:
         "import sys\n"
         "for name in ('boto3', 'botocore', 'matplotlib'):\n"
         "    sys.modules[name] = None\n"
-        "import reasonmed.cli, reasonmed.api, flows.export, flows.report, flows.nightly\n"
+        "import reasonmed.cli, reasonmed.api, reasonmed.flows.export, reasonmed.flows.report, reasonmed.flows.nightly\n"
         "print('imported')\n"
     )
     out = subprocess.run(

@@ -795,7 +795,7 @@ def test_samples_as_datasets_are_the_dataframes_rows(filled: str) -> None:
 
 def test_an_unknown_output_is_one_line_before_anything_runs(tmp_path: Path) -> None:
     import reasonmed
-    from reasonmed.cli.errors import Mistake
+    from reasonmed.mistake import Mistake
 
     db = tmp_path / "never.db"
     for call in (
@@ -816,7 +816,7 @@ def test_without_the_hub_extra_everything_else_imports_and_hub_use_names_the_ext
         "import sys\n"
         "for name in ('datasets', 'huggingface_hub'):\n"
         "    sys.modules[name] = None\n"
-        "import reasonmed.cli, reasonmed.api, reasonmed.export.hub, reasonmed.ingest.loaders, flows.export\n"
+        "import reasonmed.cli, reasonmed.api, reasonmed.export.hub, reasonmed.ingest.loaders, reasonmed.flows.export\n"
         "from typer.testing import CliRunner\n"
         "out = CliRunner().invoke(reasonmed.cli.app, ['export', '--to', 'hf://datasets/a/b', '--database-url', "
         "'sqlite:////nonexistent/x.db'])\n"

@@ -73,7 +73,7 @@ def test_killed_run_resumes_with_only_the_missing_calls(
             "PREFECT_API_URL": prefect.settings.PREFECT_API_URL.value(),
         }
         script = (
-            "import asyncio\nfrom flows.build import build_dataset\n"
+            "import asyncio\nfrom reasonmed.flows.build import build_dataset\n"
             f"asyncio.run(build_dataset(config={str(cfg)!r}, shard_size=20, questions_in_flight=8))\n"
         )
         log = (tmp_path / "killed.log").open("w")

@@ -189,7 +189,7 @@ def test_a_registry_filled_from_another_module_is_caught() -> None:
     found = violations(
         {
             "tasks/pipeline.py": "RUNTIMES: dict[str, object] = {}\n",
-            "flows/build.py": "from reasonmed.tasks.pipeline import RUNTIMES\nimport tasks.pipeline as tp\n"
+            "flows/build.py": "from reasonmed.tasks.pipeline import RUNTIMES\nimport reasonmed.tasks.pipeline as tp\n"
             "def f(k, v):\n    RUNTIMES[k] = v\n    tp.RUNTIMES.pop(k)\n",
         }
     )

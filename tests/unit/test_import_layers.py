@@ -74,11 +74,68 @@ def test_db_imports_nothing_above_it() -> None:
 
 
 def test_the_domain_does_not_import_prefect() -> None:
-    allowed = ("reasonmed/flows", "reasonmed/tasks", "reasonmed/cli", "reasonmed/deploy")
+    # The layers that run flows: the flows and tasks themselves, the jobs that start them, the CLI.
+    allowed = ("reasonmed/flows", "reasonmed/tasks", "reasonmed/jobs", "reasonmed/cli", "reasonmed/deploy")
     found = [
         f"{path.relative_to(REPO)}:{hit}"
         for path in sorted((REPO / "reasonmed").rglob("*.py"))
         if not str(path.relative_to(REPO)).startswith(allowed)
         for hit in offending(path.read_text(encoding="utf-8"), ("prefect",))
+    ]
+    assert found == [], "\n".join(found)
+
+
+# The top-level folders are the project's layout; the package reaches them as reasonmed.flows, reasonmed.tasks,
+# reasonmed.migrations (links). Importing them as ``flows`` or ``tasks`` too would load each module twice under
+# two names: two Prefect flow objects, two copies of every module-level constant.
+TOP_LEVEL_FOLDERS = ("flows", "tasks", "migrations", "deploy")
+
+
+def _python_sources() -> list[Path]:
+    roots = [REPO / d for d in ("reasonmed", "flows", "tasks", "migrations", "tests", "bench")]
+    return sorted(p for root in roots for p in root.rglob("*.py") if ".venv" not in p.parts)
+
+
+def _string_scripts(source: str) -> list[str]:
+    """String constants that look like Python run in a child process (``python -c`` scripts in tests)."""
+    return [
+        n.value
+        for n in ast.walk(ast.parse(source))
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and "import" in n.value
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        ("from flows.build import build_dataset\n", ["1: flows.build"]),
+        ("import tasks.pipeline as tp\n", ["1: tasks.pipeline"]),
+        ("from reasonmed.flows.build import build_dataset\n", []),
+        ("script = 'import asyncio\\nfrom flows.build import build_dataset\\n'\n", ["script: flows.build"]),
+        ("script = f'import asyncio\\nfrom tasks.x import y\\nrun(**{p!r})\\n'\n", ["script: tasks.x"]),
+    ],
+)
+def test_the_top_level_check_finds_what_it_should(source: str, found: list[str]) -> None:
+    assert _top_level_imports(source) == found
+
+
+def _top_level_imports(source: str) -> list[str]:
+    hits = offending(source, TOP_LEVEL_FOLDERS)
+    for script in _string_scripts(source):
+        for line in script.splitlines():  # line by line: an f-string's pieces are not whole scripts
+            try:
+                modules = [m for _n, m in imported(line.strip())]
+            except SyntaxError:
+                continue  # prose that mentions "import", not a statement
+            hits += [f"script: {m}" for m in modules if m.split(".")[0] in TOP_LEVEL_FOLDERS]
+    return hits
+
+
+def test_nothing_imports_the_top_level_folders_as_packages() -> None:
+    found = [
+        f"{path.relative_to(REPO)}:{hit}"
+        for path in _python_sources()
+        if path.name != "test_import_layers.py"  # its own examples
+        for hit in _top_level_imports(path.read_text(encoding="utf-8"))
     ]
     assert found == [], "\n".join(found)

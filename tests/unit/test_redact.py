@@ -203,7 +203,7 @@ def test_ping_prints_no_query_key(tmp_path: Path, unused_tcp_port: int) -> None:
 )
 def test_config_show_and_the_database_label_hide_the_database_password(url: str) -> None:
     from reasonmed.cli import app
-    from reasonmed.cli.startup import database_label
+    from reasonmed.jobs.startup import database_label
 
     result = CliRunner().invoke(app, ["config", "show"], env={"REASONMED_DATABASE_URL": url})
     assert result.exit_code == 0, result.output

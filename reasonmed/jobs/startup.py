@@ -1,14 +1,19 @@
-"""What ``reasonmed run`` checks before anything starts: the schema, and whether there is work at all."""
+"""What a build checks before anything starts: the schema, and whether there is work at all."""
 
 from __future__ import annotations
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from reasonmed.cli.app import MAIN_COMMAND
-from reasonmed.cli.errors import Mistake
 from reasonmed.db import inspect_repo, migrate
+from reasonmed.mistake import Mistake
 from reasonmed.redact import redact_url
+
+# The main job on the bundled sample, as the README and ``reasonmed --help`` show it.
+MAIN_COMMAND = (
+    "reasonmed run data/pubmedqa/ori_pqal.json --format pubmedqa"
+    " --benchmark-test-ids data/pubmedqa/test_ground_truth.json"
+)
 
 
 def database_label(url: str) -> str:
