@@ -29,9 +29,8 @@ from prefect.states import Cancelled, Failed, State
 from sqlalchemy import Engine
 
 from reasonmed.config import PipelineConfig
-from reasonmed.db import batch_repo, failures_repo
-from reasonmed.db import pipeline_repo as repo
-from reasonmed.db.pipeline_repo import Priority
+from reasonmed.db import batch_repo, claims_repo, failures_repo, reopen_repo, reports_repo, runs_repo
+from reasonmed.db.claims_repo import Priority
 from reasonmed.db.write_behind import WriteBehind
 from reasonmed.flows import run_names
 from reasonmed.flows.best_effort import best_effort
@@ -204,10 +203,10 @@ async def _wait_for_batches(registry: LLMRegistry, engine: Engine, deadline: flo
 async def _take_back_dead_claims(engine: Any, sources: Sequence[str] | None) -> None:
     """Free at once the claims of holders that provably died (same host, process gone); the others'
     claims run out with their lease, and the run's outcome reports them as held."""
-    holders = await asyncio.to_thread(repo.live_holders, engine, sources=sources)
+    holders = await asyncio.to_thread(claims_repo.live_holders, engine, sources=sources)
     dead = [h.worker for h in holders if workers.provably_dead(h.worker)]
     if dead:
-        freed = await asyncio.to_thread(repo.release_holders, engine, dead)
+        freed = await asyncio.to_thread(claims_repo.release_holders, engine, dead)
         get_run_logger().info(
             "took back %s claim(s) of %s dead worker(s): %s", freed, len(dead), ", ".join(dead)
         )
@@ -247,8 +246,8 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
             their questions in the same run; empty means REASONMED_BATCH_WAIT_S (0: submit and end).
     """
     logger = get_run_logger()
-    if priority not in repo.PRIORITIES:
-        raise ValueError(f"priority must be one of {', '.join(repo.PRIORITIES)} (got {priority!r})")
+    if priority not in claims_repo.PRIORITIES:
+        raise ValueError(f"priority must be one of {', '.join(claims_repo.PRIORITIES)} (got {priority!r})")
     stop = current_stop.get() or StopRequest()
     async with RunContext(config) as run:
         settings, cfg, engine, registry = run.settings, run.cfg, run.engine, run.registry
@@ -279,7 +278,7 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
         ctx = StageContext(engine=engine, cfg=cfg, backends=registry, run_id=run_id, writer=writer)
         # Prompt-aware resume: finished questions judged under another verifier, ranker or summariser
         # (model or prompt) are reopened, so this run re-judges exactly what the new keys lack.
-        reopened = await asyncio.to_thread(repo.reopen_stale, engine, ctx.keys, sources=sources)
+        reopened = await asyncio.to_thread(reopen_repo.reopen_stale, engine, ctx.keys, sources=sources)
         if reopened.question_ids:
             logger.info(
                 "run %s: reopened %s finished question(s) whose judged stages changed (%s)",
@@ -290,9 +289,9 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
         worker = worker_id or workers.worker_id(run_id)
         await _take_back_dead_claims(engine, sources)
         real_models = not cfg.simulated
-        pending = await asyncio.to_thread(repo.count_pending, engine, sources, real_models=real_models)
+        pending = await asyncio.to_thread(claims_repo.count_pending, engine, sources, real_models=real_models)
         if real_models:
-            redo = await asyncio.to_thread(repo.count_simulated_finished, engine, sources)
+            redo = await asyncio.to_thread(claims_repo.count_simulated_finished, engine, sources)
             if redo:
                 logger.warning(
                     "%s questions in this database were finished only by SIMULATED models: they are not counted as "
@@ -340,7 +339,11 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
             return stop.requested
 
         claim = partial(
-            repo.claim_questions, engine, worker=worker, lease_s=settings.claim_lease_s, sources=sources
+            claims_repo.claim_questions,
+            engine,
+            worker=worker,
+            lease_s=settings.claim_lease_s,
+            sources=sources,
         )
 
         async def run_claimed(ids: list[int]) -> None:
@@ -358,7 +361,7 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
                 else set()
             )
             done = [q for q in ids if q not in kept]
-            await asyncio.to_thread(repo.release_claims, engine, worker=worker, question_ids=done)
+            await asyncio.to_thread(claims_repo.release_claims, engine, worker=worker, question_ids=done)
             held.difference_update(done)
             for k, v in counts.items():
                 totals[k] = totals.get(k, 0) + v
@@ -386,7 +389,7 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
                     listed = shards.popleft()
                     ours = [q for q in listed if q in held]
                     ours += await asyncio.to_thread(
-                        repo.claim_listed,
+                        claims_repo.claim_listed,
                         engine,
                         worker=worker,
                         question_ids=[q for q in listed if q not in held],
@@ -411,7 +414,11 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
                     waited = 0.0
                     with best_effort("claim heartbeat"):
                         await asyncio.to_thread(
-                            repo.renew_claims, engine, worker=worker, question_ids=sorted(held), lease_s=lease
+                            claims_repo.renew_claims,
+                            engine,
+                            worker=worker,
+                            question_ids=sorted(held),
+                            lease_s=lease,
                         )
 
         async def report_progress() -> None:
@@ -488,7 +495,7 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
                 with best_effort("batch submission"):  # requests queued when the run stopped
                     await registry.submit_batches(worker=worker, run_id=run_id)
             # Whatever this run still holds goes back at once: a rerun needs no lease to run out.
-            await asyncio.to_thread(repo.release_claims, engine, worker=worker)
+            await asyncio.to_thread(claims_repo.release_claims, engine, worker=worker)
             if stop.requested:  # how it ended; any other exception ends it "failed" (RunContext)
                 run.end("interrupted" if stop.interrupted else "failed", stop.reason)
             run.stats = _jsonable({**progress.snapshot(), "statuses": totals, "shards": shard_counter[0]})
@@ -498,7 +505,7 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
             progress=100.0,
             description=f"build run {run_id}: {summary(progress.snapshot())}",
         )
-    report = await asyncio.to_thread(repo.run_report, engine, run_id)
+    report = await asyncio.to_thread(reports_repo.run_report, engine, run_id)
     report["set_aside"] = await asyncio.to_thread(failures_repo.list_set_aside, engine, run_id=run_id)
     if registry.batch_endpoints:
         report["open_batches"] = await asyncio.to_thread(batch_repo.list_open, engine)
@@ -522,7 +529,7 @@ async def build_dataset(  # noqa: C901 - one run's set-up, loop and accounting, 
         (logger.info if outcome.ok else logger.warning)("%s", line)
     if run.status == "completed" and not outcome.ok:
         await asyncio.to_thread(
-            repo.finish_run,
+            runs_repo.finish_run,
             engine,
             run_id,
             status="failed",
@@ -562,12 +569,12 @@ async def _outcome(
     engine, run_id = run.engine, run.run_id
     assert run_id is not None
     failures = await asyncio.to_thread(failures_repo.run_failures, engine, run_id)
-    pending = await asyncio.to_thread(repo.count_pending, engine, sources, real_models=real_models)
-    holders = await asyncio.to_thread(repo.live_holders, engine, except_worker=worker, sources=sources)
+    pending = await asyncio.to_thread(claims_repo.count_pending, engine, sources, real_models=real_models)
+    holders = await asyncio.to_thread(claims_repo.live_holders, engine, except_worker=worker, sources=sources)
     aside_total = await asyncio.to_thread(failures_repo.count_set_aside, engine)
     unusable = {
         u.role: [u.outputs, u.unusable]
-        for u in await asyncio.to_thread(repo.unusable_outputs, engine, run_id)
+        for u in await asyncio.to_thread(reports_repo.unusable_outputs, engine, run_id)
     }
     alarms = alarms_of(unusable, run.settings.unusable_alarm_rate)
     waiting = len(await asyncio.to_thread(batch_repo.waiting_in_run, engine, run_id))
