@@ -15,7 +15,7 @@ the rows are consistent by construction, and the figures are about reading the r
 Measured (one process, wall time, median of ``--repeat`` runs where repeated):
 - each audit view (reasonmed.db.audit_repo.AUDIT_VIEWS): its first page of 50 rows in its stable order, and
   its full count; the plan's sequential scans of large tables are listed;
-- claiming the next shard of 200 (reasonmed.db.pipeline_repo.claim_questions): with every training question
+- claiming the next shard of 200 (reasonmed.db.claims_repo.claim_questions): with every training question
   pending (before any outcome exists), and late in the run (5% pending behind 95% finished), each beside
   the claim's SQL as it was before migration 0011 (LEGACY_CLAIM), in the same process;
 - ``reasonmed show`` of an accepted, a rejected and a pending question (engine, schema check, queries,
@@ -479,7 +479,7 @@ def view_contents(engine: Any) -> dict[str, list[dict[str, Any]]]:
 def measure_claims(engine: Any, repeat: int, *, real_models: bool = False) -> dict[str, float]:
     """Claim the next shard of 200 (fifo), ``repeat`` times; every claim is released again afterwards, so
     a later measurement (after a migration) starts from the same state."""
-    from reasonmed.db.pipeline_repo import claim_questions, count_pending, release_claims
+    from reasonmed.db.claims_repo import claim_questions, count_pending, release_claims
 
     _reset_peak()
     pending = count_pending(engine)

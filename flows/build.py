@@ -21,8 +21,8 @@ from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact,
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.states import Cancelled, Failed, State
 
-from reasonmed.db import pipeline_repo as repo
-from reasonmed.db.pipeline_repo import Priority
+from reasonmed.db import runs_repo
+from reasonmed.db.claims_repo import Priority
 from reasonmed.db.write_behind import WriteBehind
 from reasonmed.flows import run_names
 from reasonmed.flows.best_effort import best_effort
@@ -192,7 +192,12 @@ async def build_dataset(
         (log.info if outcome.ok else log.warning)("%s", line)
     if run.status == "completed" and not outcome.ok:
         await asyncio.to_thread(
-            repo.finish_run, run.engine, run_id, status="failed", stats=run.stats, error=outcome.verdict()
+            runs_repo.finish_run,
+            run.engine,
+            run_id,
+            status="failed",
+            stats=run.stats,
+            error=outcome.verdict(),
         )
     result = loop.result(outcome, report)
     if outcome.ok:

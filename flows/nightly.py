@@ -27,9 +27,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.states import Cancelled, Failed, State
 
-from reasonmed.db import nightly_repo
-from reasonmed.db import pipeline_repo as repo
-from reasonmed.db.pipeline_repo import Priority
+from reasonmed.db import claims_repo, nightly_repo, runs_repo
+from reasonmed.db.claims_repo import Priority
 from reasonmed.export.assemble import Layout
 from reasonmed.export.service import Format
 from reasonmed.flows import run_names
@@ -99,8 +98,8 @@ async def nightly_growth(
             cost per stage); nothing is ingested, claimed or written.
     """
     logger = get_run_logger()
-    if priority not in repo.PRIORITIES:
-        raise ValueError(f"priority must be one of {', '.join(repo.PRIORITIES)} (got {priority!r})")
+    if priority not in claims_repo.PRIORITIES:
+        raise ValueError(f"priority must be one of {', '.join(claims_repo.PRIORITIES)} (got {priority!r})")
     for name, value in (("max_questions", max_questions), ("max_tokens", max_tokens)):
         if value is not None and value < 0:
             raise ValueError(f"{name} must be >= 0 or unset (got {value})")
@@ -205,7 +204,7 @@ async def _grow(
 ) -> Growth:
     settings, engine, nightly_run_id = run.settings, run.engine, run.run_id
     assert nightly_run_id is not None
-    started = repo.now()
+    started = runs_repo.now()
     before = await asyncio.to_thread(nightly_repo.dataset_totals, engine)
     growth = Growth(
         nightly_run_id=nightly_run_id,

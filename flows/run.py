@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from reasonmed.config import PipelineConfig, Settings, get_settings, load_pipeline_config
-from reasonmed.db import pipeline_repo as repo
+from reasonmed.db import runs_repo
 from reasonmed.db.engine import get_engine
 from reasonmed.db.migrate import require_current
 from reasonmed.llm.registry import LLMRegistry
@@ -56,7 +56,7 @@ class RunContext:
     ) -> int:
         """Record the run's row (and the prompt templates it uses); from here its end is recorded too."""
         self.run_id = await asyncio.to_thread(
-            repo.create_run,
+            runs_repo.create_run,
             self.engine,
             kind=kind,
             config_hash=self.cfg.config_hash,
@@ -66,7 +66,7 @@ class RunContext:
         )
         templates = list(templates)
         if templates:
-            await asyncio.to_thread(repo.ensure_prompt_templates, self.engine, templates)
+            await asyncio.to_thread(runs_repo.ensure_prompt_templates, self.engine, templates)
         return self.run_id
 
     def adopt(self, run_id: int) -> None:
@@ -83,7 +83,9 @@ class RunContext:
 
     def _finish(self) -> None:
         if self.run_id is not None:
-            repo.finish_run(self.engine, self.run_id, status=self.status, stats=self.stats, error=self.error)
+            runs_repo.finish_run(
+                self.engine, self.run_id, status=self.status, stats=self.stats, error=self.error
+            )
 
     async def __aenter__(self) -> RunContext:
         await asyncio.to_thread(require_current, self.engine, self.settings.database_url)

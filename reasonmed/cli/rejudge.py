@@ -16,9 +16,8 @@ from reasonmed.cli.common import console, engine_from_settings
 from reasonmed.cli.ranges import check, in_range
 from reasonmed.cli.safe_text import safe_text
 from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config, temporary_settings
-from reasonmed.db import migrate
-from reasonmed.db import pipeline_repo as repo
-from reasonmed.db.pipeline_repo import QuestionFilter
+from reasonmed.db import migrate, runs_repo
+from reasonmed.db.reopen_repo import QuestionFilter
 from reasonmed.pipeline.rejudge import RejudgeResult, rejudge
 from reasonmed.pipeline.stages import StageContext
 
@@ -124,7 +123,7 @@ def _run(
 ) -> RejudgeResult:
     from reasonmed.llm.registry import LLMRegistry
 
-    run_id = repo.create_run(
+    run_id = runs_repo.create_run(
         engine,
         kind="rejudge",
         config_hash=cfg.config_hash,
@@ -144,7 +143,7 @@ def _run(
     try:
         result = asyncio.run(go())
     except BaseException as exc:
-        repo.finish_run(
+        runs_repo.finish_run(
             engine,
             run_id,
             status="failed",
@@ -161,5 +160,5 @@ def _run(
         "tier_changes": {f"{a}->{b}": n for (a, b), n in result.tier_changes.items()},
         "status_changes": {f"{a}->{b}": n for (a, b), n in result.status_changes.items()},
     }
-    repo.finish_run(engine, run_id, status="completed" if not result.failed else "failed", stats=stats)
+    runs_repo.finish_run(engine, run_id, status="completed" if not result.failed else "failed", stats=stats)
     return result

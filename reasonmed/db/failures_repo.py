@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, Engine, func, select, update
 from reasonmed.attempts import StageFailure, sets_aside
 from reasonmed.db.engine import transaction
 from reasonmed.db.models import AcceptedPath, Question, QuestionFailure
-from reasonmed.db.pipeline_repo import now
+from reasonmed.db.runs_repo import now
 
 
 @dataclass(frozen=True, slots=True)

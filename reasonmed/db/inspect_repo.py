@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from reasonmed.db.claims_repo import _pending_filter
 from reasonmed.db.models import (
     AcceptedPath,
     DatasetSample,
@@ -21,7 +22,6 @@ from reasonmed.db.models import (
     Summary,
     Verdict,
 )
-from reasonmed.db.pipeline_repo import _pending_filter
 
 
 def count_training_questions(engine: Engine, sources: Sequence[str] | None = None) -> int:

@@ -20,9 +20,10 @@ from sqlalchemy import CursorResult, Engine, and_, func, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from reasonmed.db.claims_repo import count_pending
 from reasonmed.db.engine import transaction
 from reasonmed.db.models import AcceptedPath, PipelineRun, Question, QuestionOutcome
-from reasonmed.db.pipeline_repo import count_pending, now
+from reasonmed.db.runs_repo import now
 
 # Any fixed 64-bit key: only this lock uses it (pg_advisory_xact_lock's namespace is per database).
 ADVISORY_KEY = 0x7265_6173_6F6E_6D64  # "reasonmd"

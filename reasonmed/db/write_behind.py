@@ -1,6 +1,6 @@
 """Stage writes of many questions committed together: one transaction per flush instead of one per write.
 
-Each write is a function of a session (``pipeline_repo.write_*``) handed in with its question id; the
+Each write is a function of a session (``stage_writes.write_*``) handed in with its question id; the
 caller awaits it and goes on only once its transaction has committed, exactly as with a transaction of
 its own. So the guarantees are those of one transaction per write: nothing a stage has seen committed
 is lost when the process dies, a write not yet flushed belongs to a stage that has not finished (a

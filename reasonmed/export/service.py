@@ -21,8 +21,7 @@ import pyarrow as pa
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
-from reasonmed.db import export_repo
-from reasonmed.db import pipeline_repo as runs
+from reasonmed.db import export_repo, runs_repo
 from reasonmed.export.assemble import (
     DATASETS,
     Layout,
@@ -145,7 +144,7 @@ def export_dataset(
     ``hub_endpoint``: the Hugging Face Hub an ``hf://datasets/...`` export goes to (default HF_ENDPOINT, else
     huggingface.co); like a credential it is not an export option, so it is not stored with the run."""
     created_at = datetime.now(UTC)
-    run_id = runs.create_run(
+    run_id = runs_repo.create_run(
         engine,
         kind="export",
         config_hash=None,
@@ -158,9 +157,9 @@ def export_dataset(
             engine, options, created_at, run_id, contamination or default_contamination_check, hub_endpoint
         )
     except BaseException as exc:
-        runs.finish_run(engine, run_id, status="failed", stats={}, error=f"{type(exc).__name__}: {exc}")
+        runs_repo.finish_run(engine, run_id, status="failed", stats={}, error=f"{type(exc).__name__}: {exc}")
         raise
-    runs.finish_run(
+    runs_repo.finish_run(
         engine, run_id, status="completed", stats={"version": result.version, "counts": result.counts}
     )
     return result

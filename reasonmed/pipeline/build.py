@@ -25,9 +25,8 @@ from typing import Any, TypeVar
 
 from reasonmed.best_effort import Log, best_effort
 from reasonmed.config import PipelineConfig, Settings
-from reasonmed.db import batch_repo, failures_repo
-from reasonmed.db import pipeline_repo as repo
-from reasonmed.db.pipeline_repo import Priority
+from reasonmed.db import batch_repo, claims_repo, failures_repo, reopen_repo, reports_repo
+from reasonmed.db.claims_repo import Priority
 from reasonmed.llm.registry import LLMRegistry
 from reasonmed.llm.types import LLMError
 from reasonmed.pipeline import workers
@@ -110,8 +109,8 @@ class BuildRequest:
 
 
 def check_priority(priority: str) -> None:
-    if priority not in repo.PRIORITIES:
-        raise ValueError(f"priority must be one of {', '.join(repo.PRIORITIES)} (got {priority!r})")
+    if priority not in claims_repo.PRIORITIES:
+        raise ValueError(f"priority must be one of {', '.join(claims_repo.PRIORITIES)} (got {priority!r})")
 
 
 def default_questions_in_flight(cfg: PipelineConfig) -> int:
@@ -194,7 +193,7 @@ class BuildLoop:
         engine, sources = self.engine, self.request.sources
         # Prompt-aware resume: finished questions judged under another verifier, ranker or summariser
         # (model or prompt) are reopened, so this run re-judges exactly what the new keys lack.
-        reopened = await asyncio.to_thread(repo.reopen_stale, engine, self.ctx.keys, sources=sources)
+        reopened = await asyncio.to_thread(reopen_repo.reopen_stale, engine, self.ctx.keys, sources=sources)
         if reopened.question_ids:
             self.log.info(
                 "run %s: reopened %s finished question(s) whose judged stages changed (%s)",
@@ -203,9 +202,11 @@ class BuildLoop:
                 ", ".join(f"{k} {v}" for k, v in reopened.stale.items()),
             )
         await self._take_back_dead_claims()
-        pending = await asyncio.to_thread(repo.count_pending, engine, sources, real_models=self.real_models)
+        pending = await asyncio.to_thread(
+            claims_repo.count_pending, engine, sources, real_models=self.real_models
+        )
         if self.real_models:
-            redo = await asyncio.to_thread(repo.count_simulated_finished, engine, sources)
+            redo = await asyncio.to_thread(claims_repo.count_simulated_finished, engine, sources)
             if redo:
                 self.log.warning(
                     "%s questions in this database were finished only by SIMULATED models: they are not counted "
@@ -230,10 +231,10 @@ class BuildLoop:
     async def _take_back_dead_claims(self) -> None:
         """Free at once the claims of holders that provably died (same host, process gone); the others'
         claims run out with their lease, and the run's outcome reports them as held."""
-        holders = await asyncio.to_thread(repo.live_holders, self.engine, sources=self.request.sources)
+        holders = await asyncio.to_thread(claims_repo.live_holders, self.engine, sources=self.request.sources)
         dead = [h.worker for h in holders if workers.provably_dead(h.worker)]
         if dead:
-            freed = await asyncio.to_thread(repo.release_holders, self.engine, dead)
+            freed = await asyncio.to_thread(claims_repo.release_holders, self.engine, dead)
             self.log.info("took back %s claim(s) of %s dead worker(s): %s", freed, len(dead), ", ".join(dead))
 
     # -- one question, one shard ----------------------------------------------------------------------
@@ -358,7 +359,7 @@ class BuildLoop:
             with best_effort("batch submission", self.log):  # requests queued when the run stopped
                 await self.registry.submit_batches(worker=self.worker, run_id=self.run_id)
         # Whatever this run still holds goes back at once: a rerun needs no lease to run out.
-        await asyncio.to_thread(repo.release_claims, self.engine, worker=self.worker)
+        await asyncio.to_thread(claims_repo.release_claims, self.engine, worker=self.worker)
 
     async def _rounds(self, run_shard: ShardRunner) -> None:
         """Every claimable question once; then, while questions wait on batches and the run may wait for
@@ -390,7 +391,7 @@ class BuildLoop:
             take = int(min(self.request.shard_size, self._remaining))
             self._remaining -= take  # reserve before awaiting, so concurrent workers never over-claim
             ids = await asyncio.to_thread(
-                repo.claim_questions,
+                claims_repo.claim_questions,
                 self.engine,
                 worker=self.worker,
                 lease_s=self.settings.claim_lease_s,
@@ -421,7 +422,9 @@ class BuildLoop:
             else set()
         )
         done = [q for q in ids if q not in kept]
-        await asyncio.to_thread(repo.release_claims, self.engine, worker=self.worker, question_ids=done)
+        await asyncio.to_thread(
+            claims_repo.release_claims, self.engine, worker=self.worker, question_ids=done
+        )
         self.held.difference_update(done)
         for k, v in counts.items():
             self.totals[k] = self.totals.get(k, 0) + v
@@ -449,7 +452,7 @@ class BuildLoop:
                 listed = shards.popleft()
                 ours = [q for q in listed if q in self.held]
                 ours += await asyncio.to_thread(
-                    repo.claim_listed,
+                    claims_repo.claim_listed,
                     self.engine,
                     worker=self.worker,
                     question_ids=[q for q in listed if q not in self.held],
@@ -474,7 +477,7 @@ class BuildLoop:
                 waited = 0.0
                 with best_effort("claim heartbeat", self.log):
                     await asyncio.to_thread(
-                        repo.renew_claims,
+                        claims_repo.renew_claims,
                         self.engine,
                         worker=self.worker,
                         question_ids=sorted(self.held),
@@ -497,7 +500,7 @@ class BuildLoop:
         """The run's tables: tiers, rejections, rejected paths, verifier accuracy, tokens, set-aside
         questions, and (with batch endpoints) open batches and waiting questions."""
         engine = self.engine
-        report: dict[str, Any] = await asyncio.to_thread(repo.run_report, engine, self.run_id)
+        report: dict[str, Any] = await asyncio.to_thread(reports_repo.run_report, engine, self.run_id)
         report["set_aside"] = await asyncio.to_thread(
             failures_repo.list_set_aside, engine, run_id=self.run_id
         )
@@ -511,14 +514,16 @@ class BuildLoop:
         """What the run did and what it left, judged once for the CLI, the flow and its artifacts."""
         engine, run_id, sources = self.engine, self.run_id, self.request.sources
         failures = await asyncio.to_thread(failures_repo.run_failures, engine, run_id)
-        pending = await asyncio.to_thread(repo.count_pending, engine, sources, real_models=self.real_models)
+        pending = await asyncio.to_thread(
+            claims_repo.count_pending, engine, sources, real_models=self.real_models
+        )
         holders = await asyncio.to_thread(
-            repo.live_holders, engine, except_worker=self.worker, sources=sources
+            claims_repo.live_holders, engine, except_worker=self.worker, sources=sources
         )
         aside_total = await asyncio.to_thread(failures_repo.count_set_aside, engine)
         unusable = {
             u.role: [u.outputs, u.unusable]
-            for u in await asyncio.to_thread(repo.unusable_outputs, engine, run_id)
+            for u in await asyncio.to_thread(reports_repo.unusable_outputs, engine, run_id)
         }
         alarms = alarms_of(unusable, self.settings.unusable_alarm_rate)
         waiting = len(await asyncio.to_thread(batch_repo.waiting_in_run, engine, run_id))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import Engine
 
 from reasonmed.config import PipelineConfig
-from reasonmed.db import inspect_repo, pipeline_repo
+from reasonmed.db import claims_repo, inspect_repo
 from reasonmed.pipeline.estimate import RunEstimate, estimate
 
 
@@ -16,7 +16,7 @@ def plan_run(
 ) -> RunEstimate:
     """What a run with these options would take: pending questions (capped by ``limit``) and per stage
     the calls, tokens, time and cost, scaled from the stored history when there is one."""
-    pending = pipeline_repo.count_pending(engine, sources)
+    pending = claims_repo.count_pending(engine, sources)
     if limit is not None:
         pending = min(pending, limit)
     finished, history = inspect_repo.call_history(engine)

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from reasonmed.db.pipeline_repo import Holder
+from reasonmed.db.claims_repo import Holder
 
 # done: every claimable question was processed; incomplete: some failed or were set aside;
 # degraded: processed, but one role's output was mostly unusable (the model or prompt needs attention);

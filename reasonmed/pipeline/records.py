@@ -1,5 +1,5 @@
 """Typed records the stages pass around: where a write comes from, the requests a stage sends, and the
-rows a finished request becomes (``reasonmed.db.pipeline_repo`` writes them)."""
+rows a finished request becomes (``reasonmed.db.stage_writes`` writes them)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from reasonmed.agents.base import CallOutcome, QuestionView
-from reasonmed.db.pipeline_repo import AcceptedRef, CallRecord, PathRecord, now
+from reasonmed.db.runs_repo import now
 from reasonmed.llm.types import BATCH_PENDING
 from reasonmed.parsing import clean_reasoning, extract_answer
+from reasonmed.question_state import AcceptedRef
 from reasonmed.redact import redact
+from reasonmed.stage_records import CallRecord, PathRecord
 
 Request = Callable[
     [], Awaitable[CallOutcome]

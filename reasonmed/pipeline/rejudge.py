@@ -19,12 +19,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from reasonmed.db import pipeline_repo as repo
-from reasonmed.db.pipeline_repo import OutcomeSnapshot, QuestionFilter
+from reasonmed.db import reopen_repo, runs_repo
+from reasonmed.db.reopen_repo import OutcomeSnapshot, QuestionFilter
 from reasonmed.pipeline import stages
 from reasonmed.pipeline.failures import StageIncomplete
 from reasonmed.pipeline.records import RunOrigin
 from reasonmed.pipeline.stages import StageContext
+from reasonmed.question_state import FINISHED
 
 REJUDGE_STAGES = ("verify", "rank", "summarize")
 _FOLLOW: dict[str, tuple[str, ...]] = {
@@ -70,10 +71,10 @@ async def rejudge(
         raise ValueError(f"stage must be one of {', '.join(REJUDGE_STAGES)} (got {stage!r})")
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1 (got {concurrency})")
-    await ctx.db(repo.ensure_prompt_templates, ctx.engine, ctx.cfg.prompt_variants())
-    reopened = await ctx.db(repo.reopen_stale, ctx.engine, ctx.keys, stages=[stage], where=where)
+    await ctx.db(runs_repo.ensure_prompt_templates, ctx.engine, ctx.cfg.prompt_variants())
+    reopened = await ctx.db(reopen_repo.reopen_stale, ctx.engine, ctx.keys, stages=[stage], where=where)
     result = RejudgeResult(stage=stage, stale=reopened.stale, reopened=len(reopened.question_ids))
-    before = await ctx.db(repo.outcome_snapshot, ctx.engine, reopened.question_ids)
+    before = await ctx.db(reopen_repo.outcome_snapshot, ctx.engine, reopened.question_ids)
     prov = RunOrigin(run_id=ctx.run_id)
     gate = asyncio.Semaphore(concurrency)
     steps = {"verify": stages.verify, "resolve": stages.resolve, "summarize": stages.summarize}
@@ -91,15 +92,15 @@ async def rejudge(
                     await maybe
 
     await asyncio.gather(*(one(q) for q in reopened.question_ids))
-    after = await ctx.db(repo.outcome_snapshot, ctx.engine, reopened.question_ids)
+    after = await ctx.db(reopen_repo.outcome_snapshot, ctx.engine, reopened.question_ids)
     for qid, old in before.items():
         new = after.get(qid, OutcomeSnapshot(None, "missing", ()))
-        if new.status in repo.FINISHED:
+        if new.status in FINISHED:
             result.finished += 1
         if new.tier != old.tier:
             result.tier_changes[(old.tier, new.tier)] += 1
         old_status = reopened.prior_status.get(qid, old.status)
-        if new.status in repo.FINISHED and new.status != old_status:
+        if new.status in FINISHED and new.status != old_status:
             result.status_changes[(old_status, new.status)] += 1
         if new.accepted != old.accepted:
             result.acceptance_changed += 1

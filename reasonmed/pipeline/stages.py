@@ -34,21 +34,8 @@ from reasonmed.agents.summarizer import summarize_path
 from reasonmed.agents.verifier import verify_path
 from reasonmed.answer_guard import guard_answer, guard_mode, passes
 from reasonmed.config import PipelineConfig
-from reasonmed.db import pipeline_repo as repo
-from reasonmed.db.pipeline_repo import (
-    AcceptedRef,
-    JudgeKey,
-    LoadedQuestion,
-    OutcomeRow,
-    PathRow,
-    QuestionState,
-    ScoreRecord,
-    StageKeys,
-    SummaryRecord,
-    VerdictRecord,
-    WriterKey,
-    now,
-)
+from reasonmed.db import stage_writes, state_repo
+from reasonmed.db.runs_repo import now
 from reasonmed.db.write_behind import WriteBehind, commit_one
 from reasonmed.llm.types import ChatBackend
 from reasonmed.parsing import parse_summary
@@ -66,6 +53,17 @@ from reasonmed.pipeline.records import (
     waiting,
 )
 from reasonmed.prompts import PromptTemplate
+from reasonmed.question_state import (
+    AcceptedRef,
+    JudgeKey,
+    LoadedQuestion,
+    OutcomeRow,
+    PathRow,
+    QuestionState,
+    StageKeys,
+    WriterKey,
+)
+from reasonmed.stage_records import ScoreRecord, SummaryRecord, VerdictRecord
 from reasonmed.structured_output import SCORE_SCHEMA, VERDICT_SCHEMA, format_for
 from reasonmed.tiers import Tier, assign_tier
 
@@ -153,7 +151,7 @@ class StageContext:
     async def preload(self, question_ids: Sequence[int]) -> dict[int, Carried]:
         """The states of a shard's questions, read in one go, for their stages to carry."""
         loaded = await self.db(
-            repo.load_questions, self.engine, question_ids, self.keys, simulated=self.cfg.simulated
+            state_repo.load_questions, self.engine, question_ids, self.keys, simulated=self.cfg.simulated
         )
         return {qid: Carried(loaded.get(qid)) for qid in question_ids}
 
@@ -166,7 +164,11 @@ class StageContext:
         if loaded is None or loaded.state.reread:
             loaded = (
                 await self.db(
-                    repo.load_questions, self.engine, [question_id], self.keys, simulated=self.cfg.simulated
+                    state_repo.load_questions,
+                    self.engine,
+                    [question_id],
+                    self.keys,
+                    simulated=self.cfg.simulated,
                 )
             )[question_id]
         carried.loaded = None
@@ -178,7 +180,11 @@ class StageContext:
         if not loaded.state.reread:
             return loaded.state
         fresh = await self.db(
-            repo.load_questions, self.engine, [loaded.question.id], self.keys, simulated=self.cfg.simulated
+            state_repo.load_questions,
+            self.engine,
+            [loaded.question.id],
+            self.keys,
+            simulated=self.cfg.simulated,
         )
         loaded.state = fresh[loaded.question.id].state
         return loaded.state
@@ -289,7 +295,7 @@ async def _generate(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigin
                         generation_order=job.order_base + s,
                     )
                 )
-    st.add_paths(paths, await ctx.write(q.id, partial(repo.write_paths, calls=calls, paths=paths)))
+    st.add_paths(paths, await ctx.write(q.id, partial(stage_writes.write_paths, calls=calls, paths=paths)))
     _raise_if_failed("generation", q, outcomes)
     return len(paths)
 
@@ -352,7 +358,7 @@ async def _verify_missing(
                 )
             )
     st.add_verdicts(
-        verdicts, await ctx.write(q.id, partial(repo.write_verdicts, calls=calls, verdicts=verdicts))
+        verdicts, await ctx.write(q.id, partial(stage_writes.write_verdicts, calls=calls, verdicts=verdicts))
     )
     _raise_if_failed("verification", q, [c for c, _ in results])
 
@@ -418,7 +424,9 @@ async def _score_missing(
                     created_at=now(),
                 )
             )
-    st.add_scores(scores, await ctx.write(q.id, partial(repo.write_scores, calls=calls, scores=scores)))
+    st.add_scores(
+        scores, await ctx.write(q.id, partial(stage_writes.write_scores, calls=calls, scores=scores))
+    )
     _raise_if_failed("ranking", q, [c for c, _ in results])
 
 
@@ -448,7 +456,7 @@ async def _write_new_paths(
                     generation_order=1000 + job.sample_index,
                 )
             )
-    st.add_paths(paths, await ctx.write(q.id, partial(repo.write_paths, calls=calls, paths=paths)))
+    st.add_paths(paths, await ctx.write(q.id, partial(stage_writes.write_paths, calls=calls, paths=paths)))
     _raise_if_failed(outcomes[0].role, q, outcomes)
 
 
@@ -628,7 +636,7 @@ async def _resolve(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigin)
     routed = _Routed(loaded, gen, correct, _error_reasons(st, gen), origin)
     decision = await _BY_TIER[tier](ctx, routed)
     write = partial(
-        repo.write_resolution,
+        stage_writes.write_resolution,
         question_id=q.id,
         run_id=origin.run_id,
         tier=tier.value,
@@ -719,7 +727,7 @@ async def _summarize(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigi
     kept = len(st.summaries) + len(rows)
     complete = not transport_failed and kept > 0
     write = partial(
-        repo.write_summaries,
+        stage_writes.write_summaries,
         calls=calls,
         summaries=rows,
         question_id=q.id,

@@ -12,8 +12,7 @@ from sqlalchemy import text
 
 from reasonmed.answer_guard import GuardMode, disagreement, passes
 from reasonmed.config import load_pipeline_config
-from reasonmed.db import audit_repo
-from reasonmed.db import pipeline_repo as repo
+from reasonmed.db import audit_repo, reports_repo
 from reasonmed.db.engine import make_engine
 from reasonmed.ingest.service import ingest_file
 from reasonmed.llm.registry import LLMRegistry
@@ -133,7 +132,7 @@ def test_guard_rejects_correct_verdicts_on_wrong_answers(db_url: str, tmp_path: 
     assert audit_repo.count_rows(engine, "audit_verifier_disagreements") == wrong_but_correct
     why = {r["reason"]: r["n"] for r in audit_repo.rejections_by_reason(engine)["paths"]}
     assert why.get("judged correct but its answer is not the key", 0) == wrong_but_correct
-    report = repo.run_report(engine)
+    report = reports_repo.run_report(engine)
     assert sum(r["paths"] for r in report["verifier_disagreements"]) == wrong_but_correct
 
 

@@ -23,8 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from reasonmed.db import audit_repo, audit_role, migrate, nightly_repo
-from reasonmed.db import pipeline_repo as repo
+from reasonmed.db import audit_repo, audit_role, migrate, nightly_repo, runs_repo
 from reasonmed.db.audit_role import (
     ADMIN_SCHEMA,
     WATCHDOG,
@@ -384,7 +383,7 @@ def test_an_auditor_keeping_the_nightly_key_is_named_and_ended_by_the_watchdog(
             app, kind="nightly", ttl_s=60, wait_s=5, parameters={}, prefect_flow_run_id=None
         )
         assert run_id is not None
-        repo.finish_run(app, run_id, status="completed", stats={})
+        runs_repo.finish_run(app, run_id, status="completed", stats={})
     finally:
         squatter.close()
         app.dispose()

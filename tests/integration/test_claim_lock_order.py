@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from reasonmed.db import pipeline_repo as repo
+from reasonmed.db import claims_repo
 from reasonmed.db.engine import get_engine
 from reasonmed.ingest.service import ingest_file
 from tests.integration.test_pipeline_resilience import _training_subset
@@ -25,7 +25,7 @@ from tests.integration.test_pipeline_resilience import _training_subset
 def test_renewal_waits_for_a_batch_instead_of_deadlocking(pg_url: str, tmp_path: Path) -> None:
     engine = get_engine(pg_url)
     ingest_file(engine, _training_subset(tmp_path / "three.json", 3), "pubmedqa")
-    ids = repo.claim_questions(engine, worker="w", limit=3, lease_s=600)
+    ids = claims_repo.claim_questions(engine, worker="w", limit=3, lease_s=600)
     assert len(ids) == 3
     first, _, last = sorted(ids)
     with engine.begin() as c:  # a new version of the first row, at the end of the heap
@@ -60,7 +60,7 @@ def test_renewal_waits_for_a_batch_instead_of_deadlocking(pg_url: str, tmp_path:
     writer.start()
     assert holding.wait(30)
     try:
-        repo.renew_claims(scanning, worker="w", question_ids=ids, lease_s=900)
+        claims_repo.renew_claims(scanning, worker="w", question_ids=ids, lease_s=900)
     except BaseException as exc:  # noqa: BLE001
         errors.append(exc)
     writer.join(30)

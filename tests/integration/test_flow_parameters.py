@@ -11,7 +11,7 @@ import pytest
 import yaml
 from prefect.utilities.callables import parameter_schema, parameter_schema_from_entrypoint
 
-from reasonmed.db.pipeline_repo import PRIORITIES
+from reasonmed.db.claims_repo import PRIORITIES
 from reasonmed.evaluation.benchmarks import BENCHMARKS
 from reasonmed.evaluation.judge_modes import JUDGE_MODES
 from reasonmed.evaluation.scoring import VARIANTS

@@ -20,8 +20,7 @@ import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import make_url
 
-from reasonmed.db import nightly_repo
-from reasonmed.db import pipeline_repo as repo
+from reasonmed.db import claims_repo, nightly_repo, runs_repo
 from reasonmed.db.engine import get_engine, make_engine
 from reasonmed.db.models import LLMCall, PipelineRun, Question, QuestionOutcome, ReasoningPath
 from reasonmed.ingest.service import ingest_file
@@ -67,18 +66,18 @@ def test_round_robin_claims_alternate_sources_and_fifo_takes_lowest_ids(engine: 
     with engine.connect() as c:
         source = dict(c.execute(select(Question.id, Question.source)).all())
 
-    fifo = repo.claim_questions(engine, worker="w-fifo", limit=4, lease_s=60, priority="fifo")
+    fifo = claims_repo.claim_questions(engine, worker="w-fifo", limit=4, lease_s=60, priority="fifo")
     assert fifo == sorted(source)[:4] and {source[i] for i in fifo} == {"pubmedqa"}
-    repo.release_claims(engine, worker="w-fifo", question_ids=fifo)
+    claims_repo.release_claims(engine, worker="w-fifo", question_ids=fifo)
 
-    rr = repo.claim_questions(engine, worker="w-rr", limit=4, lease_s=60, priority="round-robin")
+    rr = claims_repo.claim_questions(engine, worker="w-rr", limit=4, lease_s=60, priority="round-robin")
     assert sorted(source[i] for i in rr) == ["medqa", "medqa", "pubmedqa", "pubmedqa"]
     # the lowest ids of each source, and once a source runs dry the others fill the claim
-    rest = repo.claim_questions(engine, worker="w-rr2", limit=5, lease_s=60, priority="round-robin")
+    rest = claims_repo.claim_questions(engine, worker="w-rr2", limit=5, lease_s=60, priority="round-robin")
     assert sorted(source[i] for i in rest) == ["medqa"] + ["pubmedqa"] * 4
     assert not set(rr) & set(rest)
     with pytest.raises(ValueError, match="priority"):
-        repo.claim_questions(engine, worker="w", limit=1, lease_s=60, priority="random")
+        claims_repo.claim_questions(engine, worker="w", limit=1, lease_s=60, priority="random")
 
 
 def test_claims_follow_outcomes_however_they_are_written(engine: Any, tmp_path: Path) -> None:
@@ -90,8 +89,8 @@ def test_claims_follow_outcomes_however_they_are_written(engine: Any, tmp_path: 
         q1, q2, q3, q4 = sorted(c.execute(select(Question.id)).scalars())
 
     def claim(real_models: bool) -> list[int]:
-        ids = repo.claim_questions(engine, worker="w", limit=10, lease_s=60, real_models=real_models)
-        repo.release_claims(engine, worker="w")
+        ids = claims_repo.claim_questions(engine, worker="w", limit=10, lease_s=60, real_models=real_models)
+        claims_repo.release_claims(engine, worker="w")
         return ids
 
     def sql(statement: str, **params: Any) -> None:
@@ -107,7 +106,7 @@ def test_claims_follow_outcomes_however_they_are_written(engine: Any, tmp_path: 
     sql(add, q=q3, status="resolved", sim=False)
     assert claim(real_models=False) == [q3, q4]
     assert claim(real_models=True) == [q2, q3, q4]
-    assert repo.count_pending(engine) == 2 and repo.count_pending(engine, real_models=True) == 3
+    assert claims_repo.count_pending(engine) == 2 and claims_repo.count_pending(engine, real_models=True) == 3
 
     sql("UPDATE question_outcomes SET status = 'accepted' WHERE question_id = :q", q=q3)
     sql("UPDATE question_outcomes SET simulated = :f WHERE question_id = :q", q=q2, f=False)
@@ -138,7 +137,7 @@ def test_run_lock_admits_one_of_many_simultaneous_starts(engine: Any) -> None:
             t.join()
         winners = [r for r in won if r is not None]
         assert len(won) == 4 and len(winners) == 1
-        repo.finish_run(engine, winners[0], status="completed", stats={})
+        runs_repo.finish_run(engine, winners[0], status="completed", stats={})
 
 
 def test_a_dead_runs_lock_expires_and_is_recorded_as_abandoned(engine: Any) -> None:
@@ -156,7 +155,7 @@ def test_a_dead_runs_lock_expires_and_is_recorded_as_abandoned(engine: Any) -> N
         c.execute(
             update(PipelineRun)
             .where(PipelineRun.id == run_id)
-            .values(heartbeat_at=repo.now() - timedelta(seconds=61))
+            .values(heartbeat_at=runs_repo.now() - timedelta(seconds=61))
         )
     taken, _ = nightly_repo.acquire_run_lock(
         engine, kind="nightly", ttl_s=60, wait_s=30, parameters={}, prefect_flow_run_id=None
@@ -198,7 +197,7 @@ def test_heartbeat_keeps_a_live_lock(engine: Any) -> None:
         )
     finally:
         lock.stop()
-        repo.finish_run(engine, lock.run_id, status="completed", stats={})
+        runs_repo.finish_run(engine, lock.run_id, status="completed", stats={})
     assert not lock.lost
 
 
@@ -232,7 +231,7 @@ def test_a_second_nightly_run_is_refused_while_one_holds_the_lock(
             )
     finally:
         holder.stop()
-        repo.finish_run(engine, holder.run_id, status="completed", stats={})
+        runs_repo.finish_run(engine, holder.run_id, status="completed", stats={})
 
 
 @contextmanager
@@ -483,7 +482,7 @@ def test_token_budget_stops_claiming_new_shards(
     result = _run(build_dataset(config=str(cfg), shard_size=3, questions_in_flight=3, max_tokens=1))
     assert result["token_budget_reached"] is True
     assert result["claimed"] == 6 and result["done"] == 6 and result["shards"] == 2
-    assert repo.count_pending(engine) == 14
+    assert claims_repo.count_pending(engine) == 14
     # a budget not reached leaves the build to its question limit
     result = _run(
         build_dataset(config=str(cfg), shard_size=3, questions_in_flight=3, max_tokens=10**9, limit=4)

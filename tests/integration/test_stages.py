@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from reasonmed.config import PipelineConfig, load_pipeline_config
-from reasonmed.db import pipeline_repo as repo
+from reasonmed.db import state_repo
 from reasonmed.db.engine import make_engine
 from reasonmed.ingest.service import ingest_file
 from reasonmed.llm.registry import LLMRegistry
@@ -160,7 +160,7 @@ def test_unparseable_output_is_recorded_not_fatal(sqlite_url: str, tmp_path: Pat
     # Nothing counted as correct: the question goes to the difficult tier and is rejected with a reason.
     assert status == "rejected"
     engine = make_engine(sqlite_url)
-    st = repo.load_state(engine, qid, stages.stage_keys(cfg), simulated=True)
+    st = state_repo.load_state(engine, qid, stages.stage_keys(cfg), simulated=True)
     assert st.outcome.tier == "difficult" and "regenerated" in st.outcome.rejection_reason
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from reasonmed.db import pipeline_repo as repo
+from reasonmed.db import claims_repo
 from reasonmed.db.engine import make_engine
 from reasonmed.db.models import LLMCall, Question, QuestionOutcome, ReasoningPath, Verdict
 from reasonmed.ingest.service import ingest_file
@@ -30,10 +30,10 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 # the claims of all workers partition the pending set.
 _WORKER = """
 import asyncio, json, sys
-from reasonmed.db import pipeline_repo
+from reasonmed.db import claims_repo
 
 claims_file, config, worker_id = sys.argv[1:4]
-_claim = pipeline_repo.claim_questions
+_claim = claims_repo.claim_questions
 
 def recording_claim(*args, **kwargs):
     ids = _claim(*args, **kwargs)
@@ -41,7 +41,7 @@ def recording_claim(*args, **kwargs):
         f.write(json.dumps(ids) + "\\n")
     return ids
 
-pipeline_repo.claim_questions = recording_claim
+claims_repo.claim_questions = recording_claim
 from reasonmed.flows.build import build_dataset
 
 result = asyncio.run(build_dataset(config=config, shard_size=3, questions_in_flight=3, worker_id=worker_id))
@@ -152,7 +152,7 @@ def test_two_workers_never_process_the_same_question(
     assert metrics['requests_by_role_total{role="generate"}'] == gen_calls == 9 * len(ids)
     assert metrics['requests_by_role_total{role="verify"}'] == verdicts
     assert final == len(ids)
-    assert repo.count_pending(engine) == 0
+    assert claims_repo.count_pending(engine) == 0
 
 
 def test_a_dead_workers_questions_are_picked_up_after_its_lease_expires(
@@ -180,16 +180,16 @@ def test_a_dead_workers_questions_are_picked_up_after_its_lease_expires(
         assert held, "the dead worker should still hold its claims"
         generated = {q: runs for q, (n, runs) in _paths_by_question(engine).items() if n == 9}
         # while the lease runs, nobody else may take its questions
-        probe = repo.claim_questions(engine, worker="probe", limit=len(ids), lease_s=60)
+        probe = claims_repo.claim_questions(engine, worker="probe", limit=len(ids), lease_s=60)
         assert probe and not set(probe) & held
-        repo.release_claims(engine, worker="probe", question_ids=probe)
+        claims_repo.release_claims(engine, worker="probe", question_ids=probe)
 
         time.sleep(float(lease) + 0.5)
         heir, claims_heir = _start_worker(prefect_server, tmp_path, "heir", pg_url, cfg, lease)
         result = _finish(heir, tmp_path, "heir")
 
     assert held <= set(_claims(claims_heir))  # the expired claims were taken over
-    assert result["failed"] == 0 and repo.count_pending(engine) == 0
+    assert result["failed"] == 0 and claims_repo.count_pending(engine) == 0
     by_q = _paths_by_question(engine)
     assert set(by_q) == set(ids) and all(n == 9 for n, _runs in by_q.values())
     assert set(_claims(claims_dead)) >= held

@@ -1,10 +1,12 @@
-"""The layers import downwards only: ``reasonmed/db`` owns the SQL and imports nothing above it, and the
-domain (``reasonmed/``) does not import Prefect. Checked on the syntax tree of every module, imports inside
-functions included, so a late import does not escape."""
+"""The layers import downwards only: ``reasonmed/db`` owns the SQL and imports nothing above it, the plain
+records below both db and the pipeline import neither, and the domain (``reasonmed/``) does not import
+Prefect. Checked on the syntax tree of every module, imports inside functions included, so a late import
+does not escape. Also: ``reasonmed/db`` stays in modules small enough to hold one job each."""
 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,17 @@ ABOVE_DB = (
     "flows",
     "tasks",
 )
+
+# The plain records both reasonmed/db and the pipeline use: below both, so they import only the standard
+# library and each other (and the prompt helpers a question view renders with), never SQLAlchemy.
+BELOW_BOTH = ("attempts", "question_state", "question_view", "stage_records")
+BELOW_BOTH_MAY_IMPORT = (*(f"reasonmed.{m}" for m in BELOW_BOTH), "reasonmed.prompts")
+
+# Lines a reasonmed/db module may have: past this, it holds more than one job. The schema (one declaration
+# per table) is exempt; eval_repo.py is over already (contamination, evaluation and dataset scores, the
+# next to split) and may only shrink.
+DB_MODULE_LINES = 450
+DB_MODULE_LINES_EXCEPT = {"models.py": None, "eval_repo.py": 470}
 
 
 def imported(source: str) -> list[tuple[int, str]]:
@@ -71,6 +84,50 @@ def test_db_imports_nothing_above_it() -> None:
         for hit in offending(path.read_text(encoding="utf-8"), ABOVE_DB)
     ]
     assert found == [], "\n".join(found)
+
+
+def outside(source: str, allowed: tuple[str, ...]) -> list[str]:
+    """Imports of ``source`` that are neither the standard library nor one of ``allowed``."""
+    return [
+        f"{line}: {module}"
+        for line, module in imported(source)
+        if module not in allowed and module.split(".")[0] not in sys.stdlib_module_names
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        ("from dataclasses import dataclass\nfrom reasonmed.stage_records import PathRecord\n", []),
+        ("from reasonmed.db.models import Question\n", ["1: reasonmed.db.models"]),
+        ("def f():\n    from reasonmed.pipeline import stages\n", ["2: reasonmed.pipeline"]),
+        ("import sqlalchemy\n", ["1: sqlalchemy"]),
+        ("from reasonmed.stage_records_old import x\n", ["1: reasonmed.stage_records_old"]),
+    ],
+)
+def test_the_records_check_finds_what_it_should(source: str, found: list[str]) -> None:
+    assert outside(source, BELOW_BOTH_MAY_IMPORT) == found
+
+
+def test_the_records_below_db_and_pipeline_import_neither() -> None:
+    found = [
+        f"reasonmed/{name}.py:{hit}"
+        for name in BELOW_BOTH
+        for hit in outside(
+            (REPO / "reasonmed" / f"{name}.py").read_text(encoding="utf-8"), BELOW_BOTH_MAY_IMPORT
+        )
+    ]
+    assert found == [], "\n".join(found)
+
+
+def test_db_modules_stay_small() -> None:
+    too_long = []
+    for path in sorted((REPO / "reasonmed" / "db").glob("*.py")):
+        bound = DB_MODULE_LINES_EXCEPT.get(path.name, DB_MODULE_LINES)
+        n = len(path.read_text(encoding="utf-8").splitlines())
+        if bound is not None and n > bound:
+            too_long.append(f"reasonmed/db/{path.name}: {n} lines (at most {bound})")
+    assert too_long == [], "\n".join(too_long)
 
 
 def test_the_domain_does_not_import_prefect() -> None:
