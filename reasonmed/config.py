@@ -31,7 +31,6 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reasonmed import env_refs, safe_yaml
-from reasonmed.answer_guard import GuardMode
 from reasonmed.bounded_file import FileRefused, read_small_text
 from reasonmed.ingest.readers import (
     DEFAULT_MAX_DEPTH,
@@ -46,6 +45,7 @@ from reasonmed.prompts.files import read_prompt_text
 from reasonmed.redact import redact, redact_data, redact_url
 from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
 from reasonmed.structured_output import StructuredDialect
+from reasonmed.tiers import GuardMode
 
 
 class ConfigError(ValueError):

@@ -82,7 +82,7 @@ class VerdictRecord:
     parse_attempts: int
     created_at: datetime
     # Both readings of the option the path concludes with, and the guard they were judged under
-    # (reasonmed/answer_guard.py): the rules', the verifier's, the mode, and the reading the mode compares.
+    # (reasonmed/tiers.py): the rules', the verifier's, the mode, and the reading the mode compares.
     extracted_answer: str | None = None
     verifier_answer: str | None = None
     answer_guard: str = "extracted"

@@ -31,7 +31,7 @@ VERDICT_SCHEMA: dict[str, Any] = {
     "properties": {
         "verdict": {"type": "string", "enum": ["Correct", "Error"]},
         # The option the path itself concludes with ("none" if it commits to none): the answer guard's
-        # second reader (reasonmed/answer_guard.py). A string, since the labels differ per question.
+        # second reader (reasonmed/tiers.py). A string, since the labels differ per question.
         "path_answer": {"type": "string"},
         "reason": {"type": "string"},
     },

@@ -3,7 +3,7 @@ the pipeline stored.
 
 The judgments come from the simulator alone (``reasonmed.sim.behaviour``: which option each request picks,
 which score the ranker gives); the tier rules that turn judgments into a decision are the pipeline's own
-(``reasonmed.tiers`` and ``reasonmed.pipeline.routing``), and so are the keys (``reasonmed.pipeline.keys``),
+(``reasonmed.tiers`` and ``reasonmed.tiers``), and so are the keys (``reasonmed.pipeline.keys``),
 so the oracle cannot drift from the rules it checks. The simulator's verifier is exact here (no error
 rate), so a path passes when the option the simulator picked for it is the key.
 """
@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, text
 
+from reasonmed import tiers as tier_rules
 from reasonmed.config import PipelineConfig
 from reasonmed.models import normalise_text
-from reasonmed.pipeline import keys, routing
+from reasonmed.pipeline import keys
 from reasonmed.sim.behaviour import Role, choose_label, rank_score, rewrite_salt
 from reasonmed.tiers import Tier, assign_tier
 
@@ -128,13 +129,13 @@ def expected_for(
         for p in correct
     }
     if tier is Tier.EASY:
-        kept = routing.ranked(correct, scores, tiers.keep_top)
+        kept = tier_rules.ranked(correct, scores, tiers.keep_top)
     elif tier is Tier.MEDIUM:
-        best = routing.ranked(correct, scores, cfg.agents.refiner.max_paths)
+        best = tier_rules.ranked(correct, scores, cfg.agents.refiner.max_paths)
         refined = {p.id: sim.refined(p, i) for i, p in enumerate(best)}
-        kept = routing.medium_keep(best, refined, sim.ok, tiers.keep_top)
+        kept = tier_rules.medium_keep(best, refined, sim.ok, tiers.keep_top)
     else:
-        base = routing.difficult_source(generated, sim.ok)
+        base = tier_rules.difficult_source(generated, sim.ok)
         regenerated = [sim.regenerated(base, i) for i in range(cfg.agents.regenerator.paths)]
-        kept = routing.difficult_keep([sim.refined(base, 0)], base, regenerated, sim.ok, tiers.keep_top)
+        kept = tier_rules.difficult_keep([sim.refined(base, 0)], base, regenerated, sim.ok, tiers.keep_top)
     return Expected(len(correct), tier, "accepted" if kept else "rejected", [p.key for p in kept])

@@ -4,7 +4,7 @@ The verifier's JSON now names the option the path itself concludes with (``path_
 beside the rules of ``parsing.extract_answer``; the pipeline file's ``answer_guard`` (extracted, verifier,
 both, off) says whose reading must be the key. Each verdict keeps ``extracted_answer`` (the rules'),
 ``verifier_answer`` (the verifier's; NULL when it named none or was not asked), ``answer_guard`` (the mode)
-and ``guard_answer`` (the reading that mode compared, computed by ``reasonmed/answer_guard.py``), so the
+and ``guard_answer`` (the reading that mode compared, computed by ``reasonmed/tiers.py``), so the
 views read the guard's decision instead of restating its rule. Existing verdicts were judged by the rules
 alone: they are backfilled as ``extracted``.
 

@@ -25,6 +25,7 @@ from typing import ParamSpec, Protocol, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from reasonmed import tiers as tier_rules
 from reasonmed.agents.base import CallOutcome, QuestionView, Sampling
 from reasonmed.agents.generator import generate_paths
 from reasonmed.agents.ranker import score_path
@@ -32,14 +33,13 @@ from reasonmed.agents.refiner import refine_path
 from reasonmed.agents.regenerator import regenerate_path
 from reasonmed.agents.summarizer import summarize_path
 from reasonmed.agents.verifier import verify_path
-from reasonmed.answer_guard import guard_answer, guard_mode, passes
 from reasonmed.config import PipelineConfig
 from reasonmed.db import stage_writes, state_repo
 from reasonmed.db.runs_repo import now
 from reasonmed.db.write_behind import WriteBehind, commit_one
 from reasonmed.llm.types import ChatBackend
 from reasonmed.parsing import parse_summary
-from reasonmed.pipeline import keys, routing
+from reasonmed.pipeline import keys
 from reasonmed.pipeline.failures import StageIncomplete
 from reasonmed.pipeline.records import (
     Decision,
@@ -65,7 +65,7 @@ from reasonmed.question_state import (
 )
 from reasonmed.stage_records import ScoreRecord, SummaryRecord, VerdictRecord
 from reasonmed.structured_output import SCORE_SCHEMA, VERDICT_SCHEMA, format_for
-from reasonmed.tiers import Tier, assign_tier
+from reasonmed.tiers import Tier, assign_tier, guard_answer, guard_mode, passes
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -541,7 +541,7 @@ async def _resolve_easy(ctx: StageContext, r: _Routed) -> Decision:
     """Easy: the ranker's best ``keep_top`` Correct paths."""
     st = r.loaded.state
     await _score_missing(ctx, r.q, st, r.correct, r.origin)
-    return Decision(_accepted(st, routing.ranked(r.correct, st.scores, ctx.cfg.tiers.keep_top)))
+    return Decision(_accepted(st, tier_rules.ranked(r.correct, st.scores, ctx.cfg.tiers.keep_top)))
 
 
 async def _resolve_medium(ctx: StageContext, r: _Routed) -> Decision:
@@ -549,7 +549,7 @@ async def _resolve_medium(ctx: StageContext, r: _Routed) -> Decision:
     each refined path is verified again and replaces its parent only if it passes."""
     st = r.loaded.state
     await _score_missing(ctx, r.q, st, r.correct, r.origin)
-    best = routing.ranked(r.correct, st.scores, ctx.cfg.agents.refiner.max_paths)
+    best = tier_rules.ranked(r.correct, st.scores, ctx.cfg.agents.refiner.max_paths)
     taken = {p.path_key for p in st.paths}
     done = {p.parent_path_id for p in _written_now(ctx, st.paths, "refined")}
     jobs = [
@@ -568,16 +568,16 @@ async def _resolve_medium(ctx: StageContext, r: _Routed) -> Decision:
     }
     await _verify_missing(ctx, r.q, st, list(refined.values()), r.origin)
     st = await ctx.fresh(r.loaded)
-    kept = routing.medium_keep(best, refined, lambda p: _passes(st, r.q, p), ctx.cfg.tiers.keep_top)
+    kept = tier_rules.medium_keep(best, refined, lambda p: _passes(st, r.q, p), ctx.cfg.tiers.keep_top)
     return Decision(_accepted(st, kept))
 
 
 async def _resolve_difficult(ctx: StageContext, r: _Routed) -> Decision:
     """Difficult: the refiner, then a stronger reasoning model (spec, stage 3). Both start from the question's
-    lone Correct path, else its best failed attempt (``routing.difficult_source``), with every error reason.
+    lone Correct path, else its best failed attempt (``tier_rules.difficult_source``), with every error reason.
     They are independent, so they run at once; every new path is verified again."""
     st = r.loaded.state
-    base = routing.difficult_source(r.generated, lambda p: _passes(st, r.q, p))
+    base = tier_rules.difficult_source(r.generated, lambda p: _passes(st, r.q, p))
     taken = {p.path_key for p in st.paths}
     jobs = []
     if base.id not in {p.parent_path_id for p in _written_now(ctx, st.paths, "refined")}:
@@ -599,8 +599,10 @@ async def _resolve_difficult(ctx: StageContext, r: _Routed) -> Decision:
     regen = _written_now(ctx, st.by_origin("regenerated"), "regenerated")
     await _verify_missing(ctx, r.q, st, [*refined, *regen], r.origin)
     st = await ctx.fresh(r.loaded)
-    kept = routing.difficult_keep(refined, base, regen, lambda p: _passes(st, r.q, p), ctx.cfg.tiers.keep_top)
-    return Decision(_accepted(st, kept), None if kept else routing.difficult_rejection(len(regen)))
+    kept = tier_rules.difficult_keep(
+        refined, base, regen, lambda p: _passes(st, r.q, p), ctx.cfg.tiers.keep_top
+    )
+    return Decision(_accepted(st, kept), None if kept else tier_rules.difficult_rejection(len(regen)))
 
 
 _BY_TIER = {Tier.EASY: _resolve_easy, Tier.MEDIUM: _resolve_medium, Tier.DIFFICULT: _resolve_difficult}

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from reasonmed.answer_guard import GuardMode, disagreement, passes
 from reasonmed.config import load_pipeline_config
 from reasonmed.db import audit_repo, reports_repo
 from reasonmed.db.engine import make_engine
@@ -20,6 +19,7 @@ from reasonmed.parsing import extract_answer
 from reasonmed.pipeline import stages
 from reasonmed.pipeline.stages import StageContext
 from reasonmed.sim.launcher import SimServer
+from reasonmed.tiers import GuardMode, disagreement, passes
 from tests.fixtures_pipeline import write_sim_config
 
 # (mode, verdict outcome, rules' reading, verifier's reading, key) -> (passes, disagreement); worked by hand

@@ -109,7 +109,7 @@ def test_batch_mode_accepts_what_interactive_mode_accepts_at_half_the_price(
         assert out["waiting"] > 0 and out["open_batches"] > 0
         assert _scalar(fresh_pg, "select count(*) from llm_calls where error_kind = 'batch_pending'") == 0
         with temporary_settings(batch_poll_s=0.2):
-            second = run_build(limit=QUESTIONS, config=cfg, batch_wait_s=120)
+            second = run_build(limit=QUESTIONS, config=cfg, batch_wait_s=600)
         batch = sim.metrics()
     out = second["outcome"]
     assert out["status"] == "done" and out["waiting"] == 0 and out["open_batches"] == 0, out
@@ -214,19 +214,19 @@ def test_an_expired_batch_and_failed_lines_are_retried_within_the_attempt_budget
         assert sim.expire_batches("all")
         sim.set_faults("summarize:*=500")
         with temporary_settings(batch_poll_s=0.2):
-            second = run_build(limit=10, config=cfg, batch_wait_s=60)
+            second = run_build(limit=10, config=cfg, batch_wait_s=600)
             # Expired requests failed their questions once (a timeout): tried again by the next run.
             assert second["outcome"]["failed"] > 0 and second["outcome"]["set_aside"] == 0
             expired = _scalar(fresh_pg, "select count(*) from batch_requests where error_kind = 'timeout'")
             assert expired > 0
             # The expired requests go out again (attempt 2); summaries still fail.
-            third = run_build(limit=10, config=cfg, batch_wait_s=60)
+            third = run_build(limit=10, config=cfg, batch_wait_s=600)
             assert third["outcome"]["failed"] > 0
             assert (
                 _scalar(fresh_pg, "select count(*) from batch_requests where error_kind = 'server_error'") > 0
             )
             sim.set_faults()
-            fourth = run_build(limit=10, config=cfg, batch_wait_s=60)
+            fourth = run_build(limit=10, config=cfg, batch_wait_s=600)
         metrics = sim.metrics()
     assert fourth["outcome"]["status"] == "done" and _finished(fresh_pg) == 10, fourth["outcome"]
     assert _metric(metrics, 'batch_lines_total{outcome="500"}') > 0
@@ -265,7 +265,7 @@ def test_a_run_killed_after_submitting_is_collected_by_the_next_and_nothing_is_s
             ).scalar_one()
         assert open_at_kill >= 1
         with temporary_settings(batch_poll_s=0.2):
-            result = run_build(limit=20, config=cfg, batch_wait_s=120)
+            result = run_build(limit=20, config=cfg, batch_wait_s=600)
         metrics = sim.metrics()
     assert result["outcome"]["status"] == "done", result["outcome"]
     assert _finished(fresh_pg) == 20

@@ -17,13 +17,12 @@ import yaml
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from reasonmed.answer_guard import passes
 from reasonmed.db.engine import get_engine
 from reasonmed.db.export_repo import ROW_COLUMNS, accepted_rows_query
 from reasonmed.ingest.service import ingest_file
 from reasonmed.prompts import get_template
 from reasonmed.sim.launcher import SimServer
-from reasonmed.tiers import assign_tier
+from reasonmed.tiers import assign_tier, passes
 from tests.fixtures_pipeline import run_build, use_database, write_sim_config
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -33,12 +33,13 @@ def _write(folder: Path, data: dict | str) -> Path:
 
 
 def _refused(path: Path, *, within_s: float = 2.0) -> str:
-    """The one-line error ``config check`` prints for ``path``, checked to come fast and with exit 2."""
+    """The one-line error ``config check`` prints for ``path``, checked to come fast and with exit 2 (in this
+    thread's CPU seconds, which a busy machine does not stretch)."""
     from reasonmed.cli import app
 
-    started = time.perf_counter()
+    started = time.thread_time()
     result = CliRunner().invoke(app, ["config", "check", "--config", str(path)])
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     lines = result.output.strip().splitlines()
