@@ -9,11 +9,11 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from reasonmed import __version__
 from reasonmed.cli.errors import explain
 from reasonmed.cli.safe_text import safe_text
 from reasonmed.config import settings_scope
 from reasonmed.jobs.startup import MAIN_COMMAND
+from reasonmed.version import __version__
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

@@ -21,7 +21,8 @@ from reasonmed.db import migrate
 from reasonmed.export.assemble import BenchmarkLeakError
 from reasonmed.export.hub import check_endpoint
 from reasonmed.export.service import ExportOptions, NothingToExport, SimulatedOnly, export_dataset
-from reasonmed.export.targets import ExportTargetError, parse_target
+from reasonmed.export.staging import ExportTargetError
+from reasonmed.export.targets import parse_target
 from reasonmed.extras import require
 from reasonmed.mistake import Mistake
 from reasonmed.redact import redact

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonmed.export.card import hub_repo_card
-from reasonmed.export.targets import MANIFEST, ExportTargetError, _files
+from reasonmed.export.staging import MANIFEST, ExportTargetError, staged_files
 from reasonmed.extras import require
 
 HUB_PREFIX = "hf://datasets/"
@@ -106,7 +106,7 @@ class HubTarget:
     @property
     def api(self) -> Any:
         if self._api is None:
-            from reasonmed import __version__
+            from reasonmed.version import __version__
 
             hub = require("huggingface_hub", "hub")
             self._api = hub.HfApi(
@@ -133,7 +133,7 @@ class HubTarget:
         with self._explained("reading the repository"):
             self.api.create_repo(self.repo_id, repo_type="dataset", private=self.private, exist_ok=True)
             head = self.api.repo_info(self.repo_id, repo_type="dataset").sha
-            present = list(self.api.list_repo_files(self.repo_id, repo_type="dataset", revision=head))
+            present = list(self.api.list_repostaged_files(self.repo_id, repo_type="dataset", revision=head))
             if self._published_before(staging, version_dir, head, present):
                 shutil.rmtree(staging, ignore_errors=True)
                 return self.location(version_dir)
@@ -149,7 +149,7 @@ class HubTarget:
                 path_in_repo=f"{version_dir}/{path.relative_to(staging).as_posix()}",
                 path_or_fileobj=str(path),
             )
-            for path in _files(staging)
+            for path in staged_files(staging)
         ]
         operations.append(hub.CommitOperationAdd(path_in_repo=ROOT_CARD, path_or_fileobj=card.encode()))
         counts = json.loads((staging / MANIFEST).read_text(encoding="utf-8")).get("counts", {})

@@ -40,8 +40,9 @@ from reasonmed.export.manifest import (
     file_entries,
 )
 from reasonmed.export.record import VersionRecord
+from reasonmed.export.staging import MANIFEST
 from reasonmed.export.streaming import prefetch
-from reasonmed.export.targets import MANIFEST, parse_target
+from reasonmed.export.targets import parse_target
 from reasonmed.export.writers import PARQUET_OPTIONS, JsonLines, ParquetShards
 from reasonmed.simulated import is_simulated_model
 

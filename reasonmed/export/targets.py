@@ -16,17 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from reasonmed.export.staging import ExportTargetError, staged_files
 from reasonmed.extras import require
 from reasonmed.s3_keys import bucket_problem, key_problem
 
 if TYPE_CHECKING:
     from reasonmed.export.hub import HubTarget
-
-MANIFEST = "manifest.json"
-
-
-class ExportTargetError(RuntimeError):
-    """The target refuses the export (e.g. the version folder exists already)."""
 
 
 class Target(Protocol):
@@ -37,14 +32,6 @@ class Target(Protocol):
     def publish(self, staging: Path, version_dir: str) -> str: ...
 
     def discard(self, staging: Path) -> None: ...
-
-
-def _files(staging: Path) -> list[Path]:
-    """Every file in the staging folder, manifest last."""
-    files = sorted(p for p in staging.rglob("*") if p.is_file())
-    return [p for p in files if p.name != MANIFEST or p.parent != staging] + [
-        p for p in files if p.name == MANIFEST and p.parent == staging
-    ]
 
 
 @dataclass
@@ -122,7 +109,7 @@ class S3Target:
             use_threads=self.max_concurrency > 1,
         )
         try:
-            for path in _files(staging):
+            for path in staged_files(staging):
                 rel = path.relative_to(staging).as_posix()
                 self.client.upload_file(str(path), self.bucket, self._key(version_dir, rel), Config=config)
         except BaseException:

@@ -36,7 +36,7 @@ from reasonmed.db.models import (
 )
 from reasonmed.export.assemble import DATASETS
 from reasonmed.export.service import ExportOptions, export_dataset
-from reasonmed.export.targets import ExportTargetError
+from reasonmed.export.staging import ExportTargetError
 from tests.export_helpers import expected_rows, no_contamination
 from tests.integration.test_hub_standin import HubStandIn
 

@@ -10,7 +10,8 @@ import yaml
 
 from reasonmed.export.card import hub_repo_card, render_hub_card
 from reasonmed.export.hub import HubTarget, check_endpoint, parse_hub_repo, version_folders
-from reasonmed.export.targets import ExportTargetError, parse_target
+from reasonmed.export.staging import ExportTargetError
+from reasonmed.export.targets import parse_target
 from reasonmed.ingest.hf_datasets import HubDataset, hub_dataset
 from reasonmed.ingest.readers import FileFormatError
 

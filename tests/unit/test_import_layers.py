@@ -196,3 +196,30 @@ def test_nothing_imports_the_top_level_folders_as_packages() -> None:
         for hit in _top_level_imports(path.read_text(encoding="utf-8"))
     ]
     assert found == [], "\n".join(found)
+
+
+def _code_shape():  # type: ignore[no-untyped-def]
+    """bench/code_shape.py, the measure the closing notes quote, loaded from its file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("code_shape", REPO / "bench" / "code_shape.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    shape = _code_shape()
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert shape.cycles(graph) == [["a", "b", "c"]]
+    assert shape.cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle_not_even_through_late_imports() -> None:
+    """A cycle through an import inside a function loads fine today and breaks the day someone hoists it."""
+    shape = _code_shape()
+    mods = shape.modules(REPO)
+    names = set(mods)
+    graph = {m: shape.imports(p, names, top_level_only=False) - {m} for m, p in mods.items()}
+    assert shape.cycles(graph) == []
