@@ -180,6 +180,8 @@ def _top_level_imports(source: str) -> list[str]:
     hits = offending(source, TOP_LEVEL_FOLDERS)
     for script in _string_scripts(source):
         for line in script.splitlines():  # line by line: an f-string's pieces are not whole scripts
+            if not line.lstrip().startswith(("import ", "from ")):
+                continue
             try:
                 modules = [m for _n, m in imported(line.strip())]
             except SyntaxError:
