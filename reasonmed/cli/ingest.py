@@ -109,7 +109,7 @@ def ingest(
             metavar="FILE",
         ),
     ],
-    source: Annotated[
+    file_format: Annotated[
         FileFormat,
         typer.Option(
             "--format", "--source", "-s", help=_SOURCE_HELP + " --source is the old name.", show_default=False
@@ -162,10 +162,9 @@ def ingest(
 
     --format datasets reads a Hugging Face datasets folder (Dataset.save_to_disk, or DatasetDict.save_to_disk
     with --split naming the split) or, online, hf://datasets/OWNER/NAME[@REVISION] with --split."""
-    source = str(source)  # the enum's value (also called with a plain string by `reasonmed run`)
     job = IngestJob(
         files=files,
-        file_format=source,
+        file_format=str(file_format),  # the enum's value (`reasonmed run` passes a plain string)
         split=split,
         benchmark_test_ids=benchmark_test_ids,
         mapping=parse_map(map_),

@@ -81,7 +81,7 @@ def run(
     files: Annotated[
         list[Path] | None, typer.Argument(help="Question files to ingest first (optional).", metavar="FILE")
     ] = None,
-    source: Annotated[
+    file_format: Annotated[
         FileFormat | None,
         typer.Option(
             "--format",
@@ -110,7 +110,7 @@ def run(
     limit: Annotated[
         int | None, typer.Option(callback=in_range(1), help="Process at most this many questions.")
     ] = None,
-    sources: Annotated[
+    only_sources: Annotated[
         list[str] | None, typer.Option("--only-source", help="Only questions from this source (repeatable).")
     ] = None,
     shard_size: Annotated[
@@ -169,7 +169,7 @@ def run(
     job = BuildJob(
         config=config,
         limit=limit,
-        sources=sources,
+        sources=only_sources,
         shard_size=shard_size,
         questions_in_flight=questions_in_flight,
         batch_wait_s=batch_wait,
@@ -180,12 +180,12 @@ def run(
     if db.created:
         console.print(safe_text(db.created))
     if dry_run:
-        _dry_run(db.engine, job.config_path, limit, sources, files)
+        _dry_run(db.engine, job.config_path, limit, only_sources, files)
         return
     if files:
-        if not source:
+        if not file_format:
             raise Mistake("--format is required with FILE (e.g. --format pubmedqa)")
-        ingest_command(files=files, source=source, benchmark_test_ids=benchmark_test_ids, database_url=db.url)
+        ingest_command(files=files, file_format=file_format, benchmark_test_ids=benchmark_test_ids, database_url=db.url)
     try:
         result = run_build(job, db, note=lambda line: console.print(safe_text(line)), watch=_live_display)
     except EndpointUnavailable as exc:
