@@ -15,17 +15,13 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
-from reasonmed.agents.base import Sampling
-from reasonmed.config import ConfigError
 from reasonmed.evaluation import report
-from reasonmed.evaluation.benchmarks import BenchmarkName, parse_benchmarks
-from reasonmed.evaluation.runner import EvalContext, benchmark_accuracy, select_questions
+from reasonmed.evaluation.benchmarks import BenchmarkName
+from reasonmed.evaluation.eval_run import EvalRequest, EvalResult, measure_accuracy
 from reasonmed.flows import run_names
 from reasonmed.flows.best_effort import best_effort
 from reasonmed.flows.outcomes import gather_items
 from reasonmed.flows.run import RunContext
-from reasonmed.prompts import get_template
-from reasonmed.structured_output import ANSWER_SCHEMA, constrained_template, format_for
 from reasonmed.tasks.context import Handle
 from reasonmed.tasks.evaluate import evaluate_benchmark_task
 
@@ -63,90 +59,45 @@ async def evaluate_model(
         structured_output: Ask for a JSON reply held to a schema (reasoning, answer) in the endpoint's
             structured_dialect; stored apart from free-form predictions.
     """
-    logger = get_run_logger()
+    log = get_run_logger()
     async with RunContext(config) as run:
-        cfg = run.cfg
-        if model_endpoint not in cfg.endpoints:
-            raise ConfigError(
-                f"--model-endpoint: unknown endpoint {model_endpoint!r} (known: {', '.join(sorted(cfg.endpoints))})"
-            )
-        chosen = parse_benchmarks(benchmarks)
-        endpoint_cfg = cfg.endpoints[model_endpoint]
-        fmt = format_for(structured_output, endpoint_cfg.structured_dialect, "answer", ANSWER_SCHEMA)
-        template = (
-            constrained_template(get_template("evaluate"), ANSWER_SCHEMA) if fmt else get_template("evaluate")
-        )
-        model = endpoint_cfg.model
-        params = {
-            "model_endpoint": model_endpoint,
-            "model": model,
-            "benchmarks": [b.name for b in chosen],
-            "limit": limit,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-            "prompt_sha256": template.sha256,
-            "structured_output": structured_output,
-        }
-        run_id = await run.start(
-            "eval", params, [template, template.reask("truncated"), template.reask("unparseable")]
-        )
-        ctx = EvalContext(
-            engine=run.engine,
-            backends=run.registry,
-            endpoint=model_endpoint,
-            model=model,
-            sampling=Sampling(temperature=temperature, top_p=1.0, max_tokens=max_tokens, response_format=fmt),
-            base_seed=cfg.seed,
+        request = EvalRequest.resolve(
+            run.cfg,
+            model_endpoint=model_endpoint,
+            benchmarks=benchmarks,
             limit=limit,
-            run_id=run_id,
-            template=template,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            structured_output=structured_output,
         )
-        logger.info(
-            "eval run %s: %s (%s) on %s, prompt %s",
-            run_id,
-            model_endpoint,
-            model,
-            ", ".join(b.name for b in chosen),
-            template.version,
-        )
+        run_id = await run.start("eval", request.parameters(), request.templates())
+        ctx = request.context(run.engine, run.registry, base_seed=run.cfg.seed, run_id=run_id)
+        log.info("%s", request.describe(run_id))
         handle = Handle(ctx)
         counts, failures = await gather_items(
-            run, "benchmarks", [b.name for b in chosen], lambda name: evaluate_benchmark_task(handle, name)
+            run, "benchmarks", request.names, lambda name: evaluate_benchmark_task(handle, name)
         )
-        rows: list[report.AccuracyRow] = []
-        for b in chosen:
-            selected = await asyncio.to_thread(select_questions, ctx, b.name)
-            rows.extend(await asyncio.to_thread(benchmark_accuracy, ctx, b.name, selected))
-    table = [r.as_dict() for r in rows]
-    reference = report.reference_markdown(rows, model)
-    csv_path = str(report.write_csv(out, rows)) if out else None
-    if out:
-        report.reference_path(out).write_text(reference, encoding="utf-8")
+        rows = await asyncio.to_thread(measure_accuracy, ctx, request.names)
+    result = request.finish(run_id, rows, counts=counts, failures=failures, out=out)
+    await _publish(result, request)
+    for line in result.lines():
+        log.info("%s", line)
+    return result.as_dict()
+
+
+async def _publish(result: EvalResult, request: EvalRequest) -> None:
+    """Keyed by model, so each model's artifacts show their history across runs in the UI."""
+    model, run_id = result.model, result.run_id
     with best_effort("eval reference artifact"):
         await acreate_markdown_artifact(
-            markdown=f"## {model}: the paper vs this model (eval run {run_id})\n\n{reference}",
+            markdown=f"## {model}: the paper vs this model (eval run {run_id})\n\n{result.reference}",
             key=artifact_key("eval-reference", model),
             description=f"docs/evaluation.md's reference table, filled for {model}",
         )
     with best_effort("eval table artifact"):
         await acreate_table_artifact(
-            table=report.artifact_rows(rows),
+            table=report.artifact_rows(result.rows),
             key=artifact_key("eval", model),
-            description=f"eval run {run_id}: accuracy of {model} (endpoint {model_endpoint}, prompt "
-            f"{template.version}) with 95% Wilson intervals",
+            description=f"eval run {run_id}: accuracy of {model} (endpoint {request.model_endpoint}, prompt "
+            f"{request.template.version}) with 95% Wilson intervals",
         )
-    for r in rows:
-        if r.subset == report.ALL:
-            acc = "n/a" if r.accuracy is None else f"{100 * r.accuracy:.2f}%"
-            logger.info("%s: %s (%s/%s, %s selected)", r.benchmark, acc, r.correct, r.n, r.selected)
-    return {
-        "run_id": run_id,
-        "model": model,
-        "endpoint": model_endpoint,
-        "prompt_sha256": template.sha256,
-        "rows": table,
-        "counts": counts,
-        "failures": failures,
-        "csv": csv_path,
-        "reference": reference,
-    }

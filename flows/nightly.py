@@ -17,17 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.states import Cancelled, Failed, State
 
-from reasonmed.db import claims_repo, nightly_repo, runs_repo
 from reasonmed.db.claims_repo import Priority
 from reasonmed.export.assemble import Layout
 from reasonmed.export.service import Format
@@ -35,12 +30,12 @@ from reasonmed.flows import run_names
 from reasonmed.flows.build import build_dataset, build_result
 from reasonmed.flows.export import export_dataset
 from reasonmed.flows.run import RunContext
-from reasonmed.ingest.loaders import FileFormatError, Limits, QuestionSource, SourceFormat
-from reasonmed.ingest.service import load_id_list
-from reasonmed.nightly import guard, inputs
-from reasonmed.nightly.report import Growth, render_markdown
-from reasonmed.pipeline.dry_run import plan_run
-from reasonmed.redact import redact
+from reasonmed.ingest.loaders import QuestionSource, SourceFormat
+from reasonmed.ingest.service import IngestSummary
+from reasonmed.nightly.ingest import NightInput
+from reasonmed.nightly.night import BuildDone, Night, NightCalls, Refused
+from reasonmed.nightly.report import render_markdown
+from reasonmed.nightly.request import NightRequest
 from reasonmed.tasks.ingest import ingest_file_task
 
 GROWTH_ARTIFACT_KEY = "dataset-growth"
@@ -97,273 +92,94 @@ async def nightly_growth(
         dry_run: Only estimate the night over the questions already stored (calls, tokens, wall time,
             cost per stage); nothing is ingested, claimed or written.
     """
-    logger = get_run_logger()
-    if priority not in claims_repo.PRIORITIES:
-        raise ValueError(f"priority must be one of {', '.join(claims_repo.PRIORITIES)} (got {priority!r})")
-    for name, value in (("max_questions", max_questions), ("max_tokens", max_tokens)):
-        if value is not None and value < 0:
-            raise ValueError(f"{name} must be >= 0 or unset (got {value})")
+    log = get_run_logger()
+    request = NightRequest(
+        input_location=input_location,
+        source=source,
+        max_questions=max_questions,
+        max_tokens=max_tokens,
+        priority=priority,
+        export_out=export_out,
+        config=config,
+        pattern=pattern,
+        split=split,
+        benchmark_test_ids=benchmark_test_ids,
+        sources=sources,
+        shard_size=shard_size,
+        questions_in_flight=questions_in_flight,
+        export=export,
+        export_formats=export_formats,
+        export_layout=export_layout,
+        lock_ttl_s=lock_ttl_s,
+        dry_run=dry_run,
+    )
     async with RunContext(config) as run:
-        engine = run.engine
-        if dry_run:
-            est = await asyncio.to_thread(plan_run, engine, run.cfg, limit=max_questions, sources=sources)
-            logger.info(
-                "dry run: %s pending question(s), %s calls, %s tokens, wall time %s s, cost %s",
-                est.pending,
-                est.calls,
-                est.tokens,
-                est.wall_s,
-                est.cost_usd,
-            )
-            return {"dry_run": est.as_dict()}
-        ttl = lock_ttl_s or run.settings.claim_lease_s
-        params = {
-            "input_location": input_location,
-            "source": source,
-            "max_questions": max_questions,
-            "max_tokens": max_tokens,
-            "priority": priority,
-            "export_out": export_out,
-            "config": config,
-            "sources": sources,
-        }
-        try:
-            lock = await asyncio.to_thread(
-                guard.acquire,
-                engine,
-                kind="nightly",
-                ttl_s=ttl,
-                wait_s=run.settings.run_lock_wait_s,
-                parameters=params,
-                prefect_flow_run_id=run.flow_run_id,
-            )
-        except nightly_repo.LockKeyHeld as busy:  # not another night: something an operator must look at
-            message = guard.key_held_message("nightly growth", busy)
-            logger.error(message)
-            return Failed(message=message)
-        if not isinstance(lock, guard.RunLock):
-            message = guard.refusal_message("nightly growth", lock, ttl)
-            logger.warning(message)
-            return Cancelled(message=message)
+        night = Night(
+            request, engine=run.engine, settings=run.settings, cfg=lambda: run.cfg, calls=CALLS, log=log
+        )
+        if request.dry_run:
+            return {"dry_run": await night.estimate()}
+        lock = await night.lock(run.flow_run_id)
+        if isinstance(lock, Refused):
+            return Cancelled(message=lock.message) if lock.cancelled else Failed(message=lock.message)
         run.adopt(lock.run_id)
         try:
-            growth = await _grow(
-                run,
-                params,
-                pattern=pattern,
-                split=split,
-                benchmark_test_ids=benchmark_test_ids,
-                shard_size=shard_size,
-                questions_in_flight=questions_in_flight,
-                export=export,
-                export_formats=export_formats,
-                export_layout=export_layout,
-            )
-            run.stats = stats = growth.summary()
-            problem = growth.export_error or growth.build_error
-            if problem:
-                run.end("failed", problem)
+            growth = await night.grow(lock.run_id)
+            run.stats = growth.summary()
+            if growth.problem:
+                run.end("failed", growth.problem)
         finally:
             lock.stop()
     # Published even when the export failed: the night's generation is in the database either way.
     await acreate_markdown_artifact(
-        key=GROWTH_ARTIFACT_KEY,
-        markdown=render_markdown(growth),
-        description=f"Nightly growth: +{stats['samples_added']} samples, +{stats['questions_accepted']} questions",
+        key=GROWTH_ARTIFACT_KEY, markdown=render_markdown(growth), description=growth.headline()
     )
-    logger.info(
-        "night %s: %s questions accepted, %s rejected, %s samples added, %s tokens; export version %s",
-        lock.run_id,
-        stats["questions_accepted"],
-        stats["questions_rejected"],
-        stats["samples_added"],
-        stats["tokens"]["total"],
-        stats["export_version"],
+    log.info("%s", growth.log_line())
+    if growth.failure:
+        raise RuntimeError(growth.failure)
+    return growth.result()
+
+
+def _ingest_file(path: str, night: NightInput, benchmark_test_ids: set[str] | None) -> IngestSummary:
+    """One file through the ingestion task (its own task run in the UI)."""
+    return ingest_file_task(
+        path,
+        night.source,
+        night.database_url,
+        split=night.split,
+        benchmark_test_ids=benchmark_test_ids,
+        limits=night.limits,
     )
-    if growth.export_error:
-        raise RuntimeError(
-            f"night {lock.run_id}: the export failed ({growth.export_error}); rerun the export deployment"
-        )
-    if growth.build_error:
-        raise RuntimeError(f"night {lock.run_id}: {growth.build_error}")
-    return {"nightly_run_id": lock.run_id, **stats, "export": growth.export, "ingest": growth.ingest}
 
 
-async def _grow(
-    run: RunContext,
-    params: dict[str, Any],
-    *,
-    pattern: str | None,
-    split: str,
-    benchmark_test_ids: str | None,
-    shard_size: int | None,
-    questions_in_flight: int | None,
-    export: bool,
-    export_formats: Sequence[str] | None,
-    export_layout: str,
-) -> Growth:
-    settings, engine, nightly_run_id = run.settings, run.engine, run.run_id
-    assert nightly_run_id is not None
-    started = runs_repo.now()
-    before = await asyncio.to_thread(nightly_repo.dataset_totals, engine)
-    growth = Growth(
-        nightly_run_id=nightly_run_id,
-        started_at=started.strftime("%Y-%m-%d %H:%M UTC"),
-        parameters=params,
-        before=before,
-        after=before,
+async def _build(night: NightRequest) -> BuildDone:
+    """The night's build as a child flow run; its final state says whether all its work got done."""
+    state = await build_dataset(
+        limit=night.max_questions,
+        sources=night.sources,
+        config=night.config,
+        shard_size=night.shard_size,
+        questions_in_flight=night.questions_in_flight,
+        max_tokens=night.max_tokens,
+        priority=night.priority,
+        return_state=True,
     )
-    if params["input_location"]:
-        growth.ingest = await _ingest_new(
-            NightInput(
-                location=params["input_location"],
-                source=params["source"],
-                pattern=pattern,
-                split=split,
-                benchmark_test_ids=benchmark_test_ids,
-                database_url=settings.database_url,
-                endpoint_url=settings.s3_endpoint_url,
-                limits=settings.ingest_limits,
-            )
-        )
-    if params["max_questions"] != 0:
-        state = await build_dataset(
-            limit=params["max_questions"],
-            sources=params["sources"],
-            config=params["config"],
-            shard_size=shard_size,
-            questions_in_flight=questions_in_flight,
-            max_tokens=params["max_tokens"],
-            priority=params["priority"],
-            return_state=True,
-        )
-        growth.build = await build_result(state)
-        if not state.is_completed():  # what it did is exported all the same; the night then ends Failed
-            growth.build_error = state.message
-            get_run_logger().error("build did not finish its work: %s", state.message)
-    growth.after = await asyncio.to_thread(nightly_repo.dataset_totals, engine)
-    growth.finished = await asyncio.to_thread(nightly_repo.finished_since, engine, started)
-    if export and not growth.changed_dataset:  # a version identical to the last one would only add noise
-        growth.export_skipped = "the night added no sample and accepted no question"
-        get_run_logger().info("no export: %s", growth.export_skipped)
-    elif export:
-        try:
-            # A night on the simulator exports its own (simulated) rows, flagged as such in card and manifest.
-            growth.export = await _export(
-                params["export_out"], export_formats, export_layout, run.cfg.simulated
-            )
-        except Exception as exc:  # reported, and the night fails, once the growth figures are recorded
-            growth.export_error = redact(f"{type(exc).__name__}: {exc}")
-            get_run_logger().error("export failed: %s", growth.export_error)
-    return growth
+    return BuildDone(await build_result(state), state.is_completed(), state.message)
 
 
-@dataclass(frozen=True)
-class NightInput:
-    """Where the night's question files are and how they are ingested."""
-
-    location: str  # a folder or file on the worker, or s3://bucket/prefix
-    source: str
-    pattern: str | None
-    split: str
-    benchmark_test_ids: str | None
-    database_url: str
-    endpoint_url: str | None
-    limits: Limits
-
-
-async def _ingest_new(night: NightInput) -> list[dict[str, Any]]:
-    """Every matching file goes to the ingestion task; files it has seen (same sha256) are skipped there.
-
-    A file that cannot be read as ``source`` is reported and skipped: one bad upload must not cost the
-    night's generation.
-    """
-    with tempfile.TemporaryDirectory(prefix="reasonmed-nightly-") as staging:  # S3 downloads, gone afterwards
-        return await _ingest_files(night, Path(staging))
-
-
-async def _ingest_files(night: NightInput, staging_dir: Path) -> list[dict[str, Any]]:
-    location, source, pattern, endpoint_url = night.location, night.source, night.pattern, night.endpoint_url
-    benchmark_test_ids = night.benchmark_test_ids
-    logger = get_run_logger()
-    test_ids: set[str] | None = None
-    exclude: list[str] = []
-    if benchmark_test_ids:
-        exclude.append(benchmark_test_ids)
-        local_ids = await asyncio.to_thread(
-            inputs.fetch, benchmark_test_ids, staging_dir=staging_dir, endpoint_url=endpoint_url
-        )
-        test_ids = load_id_list(local_ids)
-    skipped: list[tuple[str, str]] = []
-    files = await asyncio.to_thread(
-        inputs.list_inputs,
-        location,
-        pattern=inputs.pattern_for(source, pattern),
-        staging_dir=staging_dir,
-        exclude=exclude,
-        endpoint_url=endpoint_url,
-        on_skip=lambda uri, why: skipped.append((uri, why)),
-    )
-    logger.info("%s: %s input file(s) matching %s", location, len(files), inputs.pattern_for(source, pattern))
-    rows: list[dict[str, Any]] = [
-        {"file": uri, "status": f"error: {why}", "inserted": 0, "duplicates": 0, "rejected": 0}
-        for uri, why in skipped
-    ]
-    for uri, why in skipped:
-        logger.warning("%s: not ingested: %s", uri, why)
-    for f in files:
-        try:
-            s = await asyncio.to_thread(
-                ingest_file_task,
-                str(f.local),
-                source,
-                night.database_url,
-                split=night.split,
-                benchmark_test_ids=test_ids,
-                limits=night.limits,
-            )
-        except Exception as exc:  # whatever one file does, the night goes on to build and export
-            why = redact(
-                str(exc)
-                if isinstance(exc, FileFormatError | FileNotFoundError)
-                else f"{type(exc).__name__}: {exc}"
-            )
-            logger.warning("%s: not ingested: %s", f.uri, why)
-            rows.append(
-                {"file": f.uri, "status": f"error: {why}", "inserted": 0, "duplicates": 0, "rejected": 0}
-            )
-            continue
-        status = "already ingested" if s.already_ingested else "new"
-        if s.status == "failed":
-            status = f"error: {s.error}"
-        elif s.no_valid_records:
-            status = "error: no valid record" + (f" ({s.suggestion})" if s.suggestion else "")
-        if status.startswith("error"):
-            logger.warning("%s: %s", f.uri, status)
-        rows.append(
-            {
-                "file": f.uri,
-                "status": status,
-                "inserted": s.inserted,
-                "duplicates": s.duplicates,
-                "rejected": s.rejected,
-                "sha256": s.sha256,
-            }
-        )
-    return rows
-
-
-async def _export(
-    out: str | None, formats: Sequence[str] | None, layout: str, allow_simulated: bool
-) -> dict[str, Any]:
+async def _export(night: NightRequest, allow_simulated: bool) -> dict[str, Any]:
     """A new dataset version through the export flow (a child run with its own manifest and artifacts).
 
     The export flow is synchronous; it runs in a thread (its flow-run context travels with it) so this
     event loop stays free.
     """
-    kwargs: dict[str, Any] = {"out": out, "layout": layout, "allow_simulated": allow_simulated}
-    if formats:
-        kwargs["formats"] = list(formats)
+    kwargs: dict[str, Any] = {
+        "out": night.export_out,
+        "layout": night.export_layout,
+        "allow_simulated": allow_simulated,
+    }
+    if night.export_formats:
+        kwargs["formats"] = list(night.export_formats)
     if inspect.iscoroutinefunction(export_dataset.fn):
         return dict(await export_dataset(**kwargs))
 
@@ -371,3 +187,6 @@ async def _export(
         return dict(export_dataset(**kwargs))
 
     return await asyncio.to_thread(export_in_thread)
+
+
+CALLS = NightCalls(ingest_file=_ingest_file, build=_build, export=_export)

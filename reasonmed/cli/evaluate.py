@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,52 +9,23 @@ import typer
 from rich.console import JustifyMethod
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import Engine
 
 from reasonmed.cli.app import INSPECT, app
-from reasonmed.cli.common import console, engine_from_settings, err_console
+from reasonmed.cli.common import console, err_console
 from reasonmed.cli.outputs import check_out
 from reasonmed.cli.ranges import INT64_MIN, in_range
 from reasonmed.cli.safe_text import safe_text
-from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config
-from reasonmed.db import eval_repo, migrate
 from reasonmed.evaluation import report, scoring
 from reasonmed.evaluation.benchmarks import BENCHMARKS, parse_benchmarks
 from reasonmed.evaluation.judge_modes import JUDGE_MODES
+from reasonmed.evaluation.score_run import ScoreResult, compare_results
+from reasonmed.jobs.evaluate import EvalJob, run_eval
+from reasonmed.jobs.score import ScoreJob, run_scores
 from reasonmed.mistake import Mistake
 
 
 def _fail(message: str) -> Mistake:
     return Mistake(message)
-
-
-def _require_reachable(cfg: PipelineConfig, name: str, config: Path | None) -> None:
-    """Ask the endpoint once before a flow starts: a server that is not there is a one-line mistake,
-    not minutes of retries (the default config's simulator is started only by `reasonmed run`)."""
-    from reasonmed.llm.registry import LLMRegistry
-
-    checks = [c for c in asyncio.run(LLMRegistry(cfg).check(timeout_s=5.0)) if c.endpoint == name]
-    for c in checks:
-        if not c.ok:
-            fix = (
-                "the default config talks to the bundled simulator, which only `reasonmed run` starts by itself: "
-                "start `reasonmed sim-server` in another terminal, or pass --config FILE naming a served model"
-                if config is None and not get_settings().pipeline_config
-                else "start the server, or fix its base_url/model in the pipeline config (`reasonmed config check --ping`)"
-            )
-            raise Mistake(f"{c.line()}; {fix}")
-
-
-def _require_endpoint(cfg: Any, name: str, option: str) -> None:
-    if name not in cfg.endpoints:
-        raise _fail(f"{option}: unknown endpoint {name!r} (known: {', '.join(sorted(cfg.endpoints))})")
-
-
-def _migrated_engine(database_url: str | None) -> Engine:
-    """The database's engine; a database behind the code is a mistake (``reasonmed.cli.errors``)."""
-    url, engine = engine_from_settings(database_url)
-    migrate.require_current(engine, url)
-    return engine
 
 
 def _pct(x: float | None) -> str:
@@ -69,7 +39,7 @@ def _incomplete(name: str, why: str) -> None:
     )
 
 
-def accuracy_table(rows: list[dict[str, Any]], title: str) -> Table:
+def accuracy_table(rows: list[report.AccuracyRow], title: str) -> Table:
     table = Table(title=safe_text(title, style="table.title"), title_justify="left")  # names the served model
     columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("benchmark", "left"),
@@ -83,28 +53,27 @@ def accuracy_table(rows: list[dict[str, Any]], title: str) -> Table:
     for name, justify in columns:
         table.add_column(name, justify=justify)
     for r in rows:
-        n = f"{r['n']}" if r["n"] == r["selected"] else f"{r['n']} of {r['selected']}"
-        ci = "-" if r["ci_low"] is None else f"{_pct(r['ci_low'])}–{_pct(r['ci_high'])}"
+        n = f"{r.n}" if r.n == r.selected else f"{r.n} of {r.selected}"
+        ci = "-" if r.ci_low is None else f"{_pct(r.ci_low)}–{_pct(r.ci_high)}"
         table.add_row(
-            safe_text(r["benchmark"]),
-            safe_text(r["subset"]),
+            safe_text(r.benchmark),
+            safe_text(r.subset),
             n,
-            str(r["correct"]),
-            _pct(r["accuracy"]),
+            str(r.correct),
+            _pct(r.accuracy),
             ci,
-            str(r["unanswered"]),
+            str(r.unanswered),
         )
     return table
 
 
-def reference_table(rows: list[dict[str, Any]], model: str) -> Table:
+def reference_table(rows: list[report.AccuracyRow], model: str) -> Table:
     """The shape of docs/evaluation.md: the paper's reported figures beside this model's accuracy."""
-    acc = [report.AccuracyRow(**r) for r in rows]
     table = Table(title="paper vs this model (docs/evaluation.md)", title_justify="left")
     table.add_column("benchmark")
     table.add_column("paper: ReasonMed-7B", overflow="fold")
     table.add_column(safe_text(f"this model: {model}"), overflow="fold")
-    for r in report.reference_rows(acc):
+    for r in report.reference_rows(rows):
         table.add_row(*map(safe_text, r.values()))
     return table
 
@@ -172,40 +141,32 @@ def evaluate(
         raise _fail(f"--benchmarks: {exc}") from None
     if out is not None:
         check_out(out)
-    cfg = load_pipeline_config(config or get_settings().pipeline_config)
-    _require_endpoint(cfg, model_endpoint, "--model-endpoint")
-    _migrated_engine(database_url)
-    _require_reachable(cfg, model_endpoint, config)
-    from reasonmed.flows.evaluate import evaluate_model
-
-    result = asyncio.run(
-        evaluate_model(
+    result = run_eval(
+        EvalJob(
             model_endpoint=model_endpoint,
             benchmarks=[b.name for b in chosen],
             limit=limit,
-            config=str(config) if config else None,
-            out=str(out) if out else None,
+            config=config,
+            out=out,
             temperature=temperature,
             max_tokens=max_tokens,
             structured_output=structured_output,
-        )
+        ),
+        database_url,
     )
-    model = result["model"]
     console.print(
         accuracy_table(
-            result["rows"], f"eval run {result['run_id']}: {model} (prompt {result['prompt_sha256'][:12]})"
+            result.rows, f"eval run {result.run_id}: {result.model} (prompt {result.prompt_sha256[:12]})"
         )
     )
-    console.print(reference_table(result["rows"], model))
-    if result["csv"]:
+    console.print(reference_table(result.rows, result.model))
+    if result.csv:
         console.print(
-            safe_text(
-                f"CSV: {result['csv']}; reference table (markdown): {report.reference_path(result['csv'])}"
-            )
+            safe_text(f"CSV: {result.csv}; reference table (markdown): {report.reference_path(result.csv)}")
         )
-    for name, why in result["failures"].items():
+    for name, why in result.failures.items():
         _incomplete(name, why)
-    if result["failures"]:
+    if result.failures:
         raise typer.Exit(1)
 
 
@@ -229,15 +190,6 @@ def _score_table(rows: list[dict[str, Any]], title: str) -> Table:
     for r in rows:
         table.add_row(*(safe_text("-" if r[c] is None else r[c]) for c in cols))
     return table
-
-
-def _run_score(version: int, **params: Any) -> dict[str, Any]:
-    from reasonmed.flows.score import UnknownDatasetVersion, score_dataset
-
-    try:
-        return asyncio.run(score_dataset(dataset_version=version, **params))
-    except UnknownDatasetVersion as exc:
-        raise _fail(str(exc)) from None
 
 
 @app.command("score", rich_help_panel=INSPECT)
@@ -305,60 +257,49 @@ def score(
         variants = scoring.parse_variants(variant)
     except ValueError as exc:
         raise _fail(f"--variant: {exc}") from None
-    cfg = load_pipeline_config(config or get_settings().pipeline_config)
-    if judge_endpoint is not None:
-        _require_endpoint(cfg, judge_endpoint, "--judge-endpoint")
-    engine = _migrated_engine(database_url)
-    versions = [dataset] if dataset is not None else list(compare or ())
-    for v in versions:
-        if eval_repo.find_dataset_version(engine, v) is None:
-            raise Mistake(
-                f"dataset version {v} does not exist (table dataset_versions; `reasonmed export` writes one)"
-            )
-    _require_reachable(cfg, judge_endpoint or cfg.agents.verifier.endpoint, config)
-    params = {
-        "sample": sample,
-        "variants": variants,
-        "judge_endpoint": judge_endpoint,
-        "seed": seed,
-        "config": str(config) if config else None,
-        "structured_output": structured_output,
-        "judge_mode": judge_mode,
-    }
-    results = [_run_score(v, **params) for v in versions]
+    results = run_scores(
+        ScoreJob(
+            versions=[dataset] if dataset is not None else list(compare or ()),
+            sample=sample,
+            variants=variants,
+            judge_endpoint=judge_endpoint,
+            seed=seed,
+            config=config,
+            structured_output=structured_output,
+            judge_mode=judge_mode,  # narrowed by the check above
+        ),
+        database_url,
+    )
     for res in results:
         console.print(
             _score_table(
-                res["rows"],
-                f"dataset version {res['version']}: judge {res['judge_model']} ({res['judge_mode']} mode), seed {res['seed']}",
+                res.rows,
+                f"dataset version {res.version}: judge {res.judge_model} ({res.judge_mode} mode), seed {res.seed}",
             )
         )
-        for name, why in res["failures"].items():
+        for name, why in res.failures.items():
             _incomplete(name, why)
     if compare is not None:
-        table = Table(
-            title=f"version {compare[1]} minus version {compare[0]} (mean overall, 95% interval)",
-            title_justify="left",
-        )
-        for c in ("variant", "mean a", "mean b", "difference", "95% CI", "significant"):
-            table.add_column(c)
-        a_sum = {s["variant"]: s for s in results[0]["summaries"]}
-        for s_b in results[1]["summaries"]:
-            s_a = a_sum.get(s_b["variant"])
-            if s_a is None:
-                continue
-            cmp = scoring.compare(
-                scoring.VariantSummary.from_dict(s_a), scoring.VariantSummary.from_dict(s_b)
-            )
-            fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
-            table.add_row(
-                safe_text(cmp["variant"]),
-                fmt(cmp["mean_a"]),
-                fmt(cmp["mean_b"]),
-                fmt(cmp["difference"]),
-                f"{fmt(cmp['ci95_low'])} to {fmt(cmp['ci95_high'])}",
-                "yes" if cmp["significant"] else "no",
-            )
-        console.print(table)
-    if any(res["failures"] for res in results):
+        console.print(_comparison_table(compare, results))
+    if any(res.failures for res in results):
         raise typer.Exit(1)
+
+
+def _comparison_table(compare: tuple[int, int], results: list[ScoreResult]) -> Table:
+    table = Table(
+        title=f"version {compare[1]} minus version {compare[0]} (mean overall, 95% interval)",
+        title_justify="left",
+    )
+    for c in ("variant", "mean a", "mean b", "difference", "95% CI", "significant"):
+        table.add_column(c)
+    for cmp in compare_results(results[0], results[1]):
+        fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+        table.add_row(
+            safe_text(cmp["variant"]),
+            fmt(cmp["mean_a"]),
+            fmt(cmp["mean_b"]),
+            fmt(cmp["difference"]),
+            f"{fmt(cmp['ci95_low'])} to {fmt(cmp['ci95_high'])}",
+            "yes" if cmp["significant"] else "no",
+        )
+    return table

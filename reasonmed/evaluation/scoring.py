@@ -44,7 +44,7 @@ class BackendSource(Protocol):
     def get(self, name: str) -> ChatBackend: ...
 
 
-def parse_variants(spec: str | Sequence[str] | None) -> list[str]:
+def parse_variants(spec: str | Sequence[str] | None) -> list[Variant]:
     """``"reasonmed,cotmed"``, a list, or ``"all"`` -> variants in canonical order."""
     if spec is None:
         return ["reasonmed"]

@@ -1,11 +1,18 @@
-"""What a build checks before anything starts: the schema, and whether there is work at all."""
+"""What a job checks before anything starts: the schema, whether there is work at all, and whether the
+endpoint it talks to is there and answers."""
 
 from __future__ import annotations
+
+import asyncio
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from reasonmed.config import EndpointConfig, PipelineConfig, get_settings, override_settings
 from reasonmed.db import inspect_repo, migrate
+from reasonmed.db.engine import get_engine
+from reasonmed.evaluation.endpoints import UnknownEndpoint, endpoint_named
 from reasonmed.mistake import Mistake
 from reasonmed.redact import redact_url
 
@@ -20,8 +27,6 @@ def database_label(url: str) -> str:
     """The database as a user finds it: an absolute path for SQLite, the URL (credentials hidden) otherwise."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
-        from pathlib import Path
-
         return str(Path(u.database).resolve())
     return redact_url(url)
 
@@ -51,3 +56,39 @@ def require_questions(engine: Engine, sources: list[str] | None) -> None:
             f"sample (from the repository folder): {MAIN_COMMAND}",
             exit_code=1,
         )
+
+
+def migrated_engine(database_url: str | None) -> Engine:
+    """The database named (``--database-url``, else REASONMED_DATABASE_URL, for the rest of the command,
+    flows included), at the code's revision; one behind is a mistake, never migrated here."""
+    if database_url:
+        override_settings(database_url=database_url)
+    url = get_settings().database_url
+    engine = get_engine(url)
+    migrate.require_current(engine, url)
+    return engine
+
+
+def known_endpoint(cfg: PipelineConfig, name: str, option: str) -> EndpointConfig:
+    """The endpoint ``name`` of the pipeline config, in the words the flow would use, as a mistake."""
+    try:
+        return endpoint_named(cfg, name, option)
+    except UnknownEndpoint as exc:
+        raise Mistake(str(exc)) from None
+
+
+def require_reachable(cfg: PipelineConfig, name: str, config: Path | None) -> None:
+    """Ask the endpoint once before a flow starts: a server that is not there is a one-line mistake,
+    not minutes of retries (the default config's simulator is started only by `reasonmed run`)."""
+    from reasonmed.llm.registry import LLMRegistry
+
+    checks = [c for c in asyncio.run(LLMRegistry(cfg).check(timeout_s=5.0)) if c.endpoint == name]
+    for c in checks:
+        if not c.ok:
+            fix = (
+                "the default config talks to the bundled simulator, which only `reasonmed run` starts by itself: "
+                "start `reasonmed sim-server` in another terminal, or pass --config FILE naming a served model"
+                if config is None and not get_settings().pipeline_config
+                else "start the server, or fix its base_url/model in the pipeline config (`reasonmed config check --ping`)"
+            )
+            raise Mistake(f"{c.line()}; {fix}")

@@ -13,7 +13,7 @@ from typing import Any
 
 @dataclass
 class Growth:
-    """Everything a night did, gathered by the flow."""
+    """Everything a night did, gathered by ``reasonmed.nightly.night.Night``."""
 
     nightly_run_id: int
     started_at: str
@@ -76,6 +76,42 @@ class Growth:
             "rejections": self.finished.get("rejections", []),
             "export_version": (self.export or {}).get("version"),
             "export_skipped": self.export_skipped,
+        }
+
+    @property
+    def problem(self) -> str | None:
+        """What makes the night's run row end failed: the export's error, else the build's verdict."""
+        return self.export_error or self.build_error
+
+    @property
+    def failure(self) -> str | None:
+        """What the night's flow run fails with, once its figures are recorded and published; None if it
+        did all it was asked."""
+        if self.export_error:
+            return f"night {self.nightly_run_id}: the export failed ({self.export_error}); rerun the export deployment"
+        if self.build_error:
+            return f"night {self.nightly_run_id}: {self.build_error}"
+        return None
+
+    def headline(self) -> str:
+        stats = self.summary()
+        return f"Nightly growth: +{stats['samples_added']} samples, +{stats['questions_accepted']} questions"
+
+    def log_line(self) -> str:
+        stats = self.summary()
+        return (
+            f"night {self.nightly_run_id}: {stats['questions_accepted']} questions accepted, "
+            f"{stats['questions_rejected']} rejected, {stats['samples_added']} samples added, "
+            f"{stats['tokens']['total']} tokens; export version {stats['export_version']}"
+        )
+
+    def result(self) -> dict[str, Any]:
+        """The nightly flow's result: the figures, the export's result and the ingested files."""
+        return {
+            "nightly_run_id": self.nightly_run_id,
+            **self.summary(),
+            "export": self.export,
+            "ingest": self.ingest,
         }
 
 
