@@ -16,16 +16,11 @@ whose summary stays unusable is dropped with its reason) so it never holds the q
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import ParamSpec, Protocol, TypeVar
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
-
-from reasonmed.agents.base import CallOutcome, QuestionView, Sampling
+from reasonmed.agents.base import QuestionView, Sampling
 from reasonmed.agents.generator import generate_paths
 from reasonmed.agents.ranker import score_path
 from reasonmed.agents.refiner import refine_path
@@ -33,14 +28,14 @@ from reasonmed.agents.regenerator import regenerate_path
 from reasonmed.agents.summarizer import summarize_path
 from reasonmed.agents.verifier import verify_path
 from reasonmed.answer_guard import guard_answer, guard_mode, passes
-from reasonmed.config import PipelineConfig
-from reasonmed.db import stage_writes, state_repo
+from reasonmed.db import stage_writes
 from reasonmed.db.runs_repo import now
-from reasonmed.db.write_behind import WriteBehind, commit_one
-from reasonmed.llm.types import ChatBackend
 from reasonmed.parsing import parse_summary
 from reasonmed.pipeline import keys, routing
-from reasonmed.pipeline.failures import StageIncomplete
+from reasonmed.pipeline.context import Carried as Carried  # re-exported: the stages' callers hand it in
+from reasonmed.pipeline.context import StageContext as StageContext
+from reasonmed.pipeline.context import stage_keys as stage_keys
+from reasonmed.pipeline.failures import StageIncomplete, raise_if_failed
 from reasonmed.pipeline.records import (
     Decision,
     GenerateJob,
@@ -52,39 +47,16 @@ from reasonmed.pipeline.records import (
     path_record,
     waiting,
 )
-from reasonmed.prompts import PromptTemplate
 from reasonmed.question_state import (
     AcceptedRef,
-    JudgeKey,
     LoadedQuestion,
     OutcomeRow,
     PathRow,
     QuestionState,
-    StageKeys,
-    WriterKey,
 )
 from reasonmed.stage_records import ScoreRecord, SummaryRecord, VerdictRecord
 from reasonmed.structured_output import SCORE_SCHEMA, VERDICT_SCHEMA, format_for
 from reasonmed.tiers import Tier, assign_tier
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-def stage_keys(cfg: PipelineConfig) -> StageKeys:
-    a = cfg.agents
-    model = lambda ep: cfg.endpoints[ep].model  # noqa: E731
-    return StageKeys(
-        verifier=JudgeKey(model(a.verifier.endpoint), cfg.prompt("verify").sha256),
-        ranker=JudgeKey(model(a.ranker.endpoint), cfg.prompt("rank").sha256),
-        summarizer=JudgeKey(model(a.summarizer.endpoint), cfg.prompt("summarize").sha256),
-        refiner=WriterKey(model(a.refiner.endpoint), _family(cfg.prompt("refine"))),
-        regenerator=WriterKey(model(a.regenerator.endpoint), _family(cfg.prompt("regenerate"))),
-    )
-
-
-def _family(t: PromptTemplate) -> tuple[str, ...]:
-    return (t.sha256, t.reask("truncated").sha256, t.reask("unparseable").sha256)
 
 
 def _written_now(ctx: StageContext, paths: Sequence[PathRow], origin: str) -> list[PathRow]:
@@ -102,117 +74,6 @@ def _write_key(taken: set[str], base: str, ctx: StageContext, origin: str) -> st
     """The path key the configured writer writes ``base`` under (``keys.writer_path``)."""
     writer = ctx.keys.writes(origin)
     return keys.writer_path(base, taken, writer.model, writer.prompt_shas[0] if writer.prompt_shas else "")
-
-
-class BackendSource(Protocol):
-    """Anything that hands out a backend per endpoint name (the LLM registry)."""
-
-    def get(self, name: str) -> ChatBackend: ...
-
-
-@dataclass
-class Carried:
-    """A question's row and stored state, read once and carried from stage to stage.
-
-    Each stage reads what is stored to do only what is missing. Reading it per stage cost seven statements
-    and a pooled connection (with its ping) every time; instead it is read with the rest of the shard
-    (``StageContext.preload``) or by the question's first stage, and each stage's write updates it in memory
-    (``QuestionState.add_*``). It is dropped, and read again by the next stage, whenever a stage fails or a
-    write finds rows this state does not hold.
-    """
-
-    loaded: LoadedQuestion | None = None
-
-
-@dataclass
-class StageContext:
-    engine: Engine
-    cfg: PipelineConfig
-    backends: BackendSource
-    run_id: int | None = None
-    writer: WriteBehind | None = None  # stage writes of many questions per transaction (the build's)
-
-    def model_of(self, endpoint: str) -> str:
-        return self.cfg.endpoints[endpoint].model
-
-    @property
-    def verifier_model(self) -> str:
-        return self.model_of(self.cfg.agents.verifier.endpoint)
-
-    async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Database work runs in a worker thread so the event loop keeps every endpoint busy."""
-        return await asyncio.to_thread(fn, *args, **kwargs)
-
-    @property
-    def keys(self) -> StageKeys:
-        """(model, prompt sha) per judged stage: which stored verdicts, scores and summaries are current."""
-        return stage_keys(self.cfg)
-
-    async def preload(self, question_ids: Sequence[int]) -> dict[int, Carried]:
-        """The states of a shard's questions, read in one go, for their stages to carry."""
-        loaded = await self.db(
-            state_repo.load_questions, self.engine, question_ids, self.keys, simulated=self.cfg.simulated
-        )
-        return {qid: Carried(loaded.get(qid)) for qid in question_ids}
-
-    @contextlib.asynccontextmanager
-    async def question(self, question_id: int, carried: Carried | None) -> AsyncIterator[LoadedQuestion]:
-        """The question and its state for one stage: the carried one, or read now. Handed on to the next
-        stage only if this one ends without an exception and its writes left nothing unknown."""
-        carried = carried if carried is not None else Carried()
-        loaded = carried.loaded
-        if loaded is None or loaded.state.reread:
-            loaded = (
-                await self.db(
-                    state_repo.load_questions,
-                    self.engine,
-                    [question_id],
-                    self.keys,
-                    simulated=self.cfg.simulated,
-                )
-            )[question_id]
-        carried.loaded = None
-        yield loaded
-        carried.loaded = loaded
-
-    async def fresh(self, loaded: LoadedQuestion) -> QuestionState:
-        """The state after this stage's writes: as carried, unless a write found rows it does not hold."""
-        if not loaded.state.reread:
-            return loaded.state
-        fresh = await self.db(
-            state_repo.load_questions,
-            self.engine,
-            [loaded.question.id],
-            self.keys,
-            simulated=self.cfg.simulated,
-        )
-        loaded.state = fresh[loaded.question.id].state
-        return loaded.state
-
-    async def write(self, question_id: int, write: Callable[[Session], T]) -> T:
-        """A stage's write, committed before this returns: batched with other questions' writes when the
-        run has a writer (``db/write_behind.py``), else in a transaction of its own."""
-        if self.writer is not None:
-            return await self.writer.write(question_id, write)
-        return await self.db(commit_one, self.engine, write)
-
-
-def _failures(outcomes: Sequence[CallOutcome]) -> list[str]:
-    return [f"{o.role} on {o.endpoint}: {o.error.kind}: {o.error}" for o in outcomes if o.error is not None]
-
-
-def _raise_if_failed(stage: str, q: QuestionView, outcomes: Sequence[CallOutcome]) -> None:
-    failed = _failures(outcomes)
-    if failed and all(waiting(o) for o in outcomes if o.error is not None):
-        raise StageIncomplete(
-            f"{stage} of question {q.id}: waits on {len(failed)} batch request(s)",
-            error_kinds=[o.error.kind for o in outcomes if o.error is not None],
-        )
-    if failed:
-        raise StageIncomplete(
-            f"{stage} of question {q.id}: {len(failed)} request(s) failed; first: {failed[0]}",
-            error_kinds=[o.error.kind for o in outcomes if o.error is not None],
-        )
 
 
 # --------------------------------------------------------------------------- stage 1: generation
@@ -296,7 +157,7 @@ async def _generate(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigin
                     )
                 )
     st.add_paths(paths, await ctx.write(q.id, partial(stage_writes.write_paths, calls=calls, paths=paths)))
-    _raise_if_failed("generation", q, outcomes)
+    raise_if_failed("generation", q, outcomes)
     return len(paths)
 
 
@@ -360,7 +221,7 @@ async def _verify_missing(
     st.add_verdicts(
         verdicts, await ctx.write(q.id, partial(stage_writes.write_verdicts, calls=calls, verdicts=verdicts))
     )
-    _raise_if_failed("verification", q, [c for c, _ in results])
+    raise_if_failed("verification", q, [c for c, _ in results])
 
 
 async def verify(
@@ -427,7 +288,7 @@ async def _score_missing(
     st.add_scores(
         scores, await ctx.write(q.id, partial(stage_writes.write_scores, calls=calls, scores=scores))
     )
-    _raise_if_failed("ranking", q, [c for c, _ in results])
+    raise_if_failed("ranking", q, [c for c, _ in results])
 
 
 async def _write_new_paths(
@@ -457,7 +318,7 @@ async def _write_new_paths(
                 )
             )
     st.add_paths(paths, await ctx.write(q.id, partial(stage_writes.write_paths, calls=calls, paths=paths)))
-    _raise_if_failed(outcomes[0].role, q, outcomes)
+    raise_if_failed(outcomes[0].role, q, outcomes)
 
 
 def _error_reasons(st: QuestionState, paths: Sequence[PathRow]) -> list[str]:
@@ -735,7 +596,7 @@ async def _summarize(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigi
         dropped=dropped,
     )
     st.add_summaries(rows, await ctx.write(q.id, write), dropped, complete)
-    _raise_if_failed("summarisation", q, outcomes)
+    raise_if_failed("summarisation", q, outcomes)
     if not complete:
         raise StageIncomplete(
             f"summarisation of question {q.id}: no accepted path has a usable summary "
