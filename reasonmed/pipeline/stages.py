@@ -11,6 +11,9 @@ successful results are still saved, and ``StageIncomplete`` is raised with the f
 kinds, which ``pipeline/failures.py`` turns into the question's outcome. Content that stays unusable for
 one path is decided for that path (its verdict is ``unparseable``, its score is empty, an accepted path
 whose summary stays unusable is dropped with its reason) so it never holds the question back.
+
+Verdicts, scores and summaries are asked for in one shape (``pipeline/judging.py``); the stage context and
+the state carried between stages are in ``pipeline/context.py``.
 """
 
 from __future__ import annotations
@@ -22,20 +25,15 @@ from functools import partial
 
 from reasonmed.agents.base import QuestionView, Sampling
 from reasonmed.agents.generator import generate_paths
-from reasonmed.agents.ranker import score_path
-from reasonmed.agents.refiner import refine_path
-from reasonmed.agents.regenerator import regenerate_path
-from reasonmed.agents.summarizer import summarize_path
-from reasonmed.agents.verifier import verify_path
-from reasonmed.answer_guard import guard_answer, guard_mode, passes
+from reasonmed.agents.rewriter import REFINER, REGENERATOR
+from reasonmed.answer_guard import guard_mode, passes
 from reasonmed.db import stage_writes
-from reasonmed.db.runs_repo import now
-from reasonmed.parsing import parse_summary
 from reasonmed.pipeline import keys, routing
 from reasonmed.pipeline.context import Carried as Carried  # re-exported: the stages' callers hand it in
 from reasonmed.pipeline.context import StageContext as StageContext
 from reasonmed.pipeline.context import stage_keys as stage_keys
 from reasonmed.pipeline.failures import StageIncomplete, raise_if_failed
+from reasonmed.pipeline.judging import RANK, SUMMARIZE, VERIFY, ask_judge, judge_missing, summary_record
 from reasonmed.pipeline.records import (
     Decision,
     GenerateJob,
@@ -54,8 +52,6 @@ from reasonmed.question_state import (
     PathRow,
     QuestionState,
 )
-from reasonmed.stage_records import ScoreRecord, SummaryRecord, VerdictRecord
-from reasonmed.structured_output import SCORE_SCHEMA, VERDICT_SCHEMA, format_for
 from reasonmed.tiers import Tier, assign_tier
 
 
@@ -164,66 +160,6 @@ async def _generate(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigin
 # --------------------------------------------------------------------------- stage 2: verification
 
 
-async def _verify_missing(
-    ctx: StageContext, q: QuestionView, st: QuestionState, paths: Sequence[PathRow], origin: RunOrigin
-) -> None:
-    """Verify ``paths`` that have no current verdict; the new verdicts are added to ``st``."""
-    todo = [p for p in paths if p.id not in st.verdicts]
-    if not todo:
-        return
-    v = ctx.cfg.agents.verifier
-    backend = ctx.backends.get(v.endpoint)
-    fmt = format_for(
-        v.structured_output, ctx.cfg.endpoints[v.endpoint].structured_dialect, "verdict", VERDICT_SCHEMA
-    )
-    sampling = Sampling(v.temperature, v.top_p, v.max_tokens, fmt)
-    template = ctx.cfg.prompt("verify")
-    mode = ctx.cfg.answer_guard
-    results = await asyncio.gather(
-        *(
-            verify_path(
-                backend,
-                q,
-                p.clean_text,
-                sampling=sampling,
-                seed=keys.path_seed(ctx.cfg.seed, q.content_hash, "verify", p.path_key),
-                attempts=v.parse_attempts,
-                template=template,
-            )
-            for p in todo
-        )
-    )
-    calls, verdicts = [], []
-    for p, (call, verdict) in zip(todo, results, strict=True):
-        key = keys.judge_call(q.id, "verify", p.id, call.model, template.version)
-        if not waiting(call):
-            calls.append(call_record(q, key, call, origin))
-        if verdict is not None:
-            verdicts.append(
-                VerdictRecord(
-                    path_id=p.id,
-                    question_id=q.id,
-                    call_key=key,
-                    run_id=origin.run_id,
-                    verifier_model=call.model,
-                    prompt_sha256=template.sha256,
-                    outcome=verdict.outcome,
-                    reason=verdict.reason,
-                    raw_output=verdict.raw_output,
-                    parse_attempts=max(call.attempts, 1),
-                    created_at=now(),
-                    extracted_answer=p.extracted_answer,
-                    verifier_answer=verdict.verifier_answer,
-                    answer_guard=mode,
-                    guard_answer=guard_answer(mode, p.extracted_answer, verdict.verifier_answer),
-                )
-            )
-    st.add_verdicts(
-        verdicts, await ctx.write(q.id, partial(stage_writes.write_verdicts, calls=calls, verdicts=verdicts))
-    )
-    raise_if_failed("verification", q, [c for c, _ in results])
-
-
 async def verify(
     ctx: StageContext, question_id: int, prov: Provenance, carried: Carried | None = None
 ) -> None:
@@ -231,64 +167,10 @@ async def verify(
     async with ctx.question(question_id, carried) as loaded:
         q, st = loaded.question, loaded.state
         if not st.finished:
-            await _verify_missing(ctx, q, st, st.by_origin("generated"), RunOrigin.of(prov))
+            await judge_missing(ctx, q, st, VERIFY, st.by_origin("generated"), RunOrigin.of(prov))
 
 
 # --------------------------------------------------------------------------- stage 3: tiered resolution
-
-
-async def _score_missing(
-    ctx: StageContext, q: QuestionView, st: QuestionState, paths: Sequence[PathRow], origin: RunOrigin
-) -> None:
-    """Score ``paths`` that have no current score; the new scores are added to ``st.scores``."""
-    todo = [p for p in paths if p.id not in st.scores]
-    if not todo:
-        return
-    r = ctx.cfg.agents.ranker
-    backend = ctx.backends.get(r.endpoint)
-    fmt = format_for(
-        r.structured_output, ctx.cfg.endpoints[r.endpoint].structured_dialect, "score", SCORE_SCHEMA
-    )
-    sampling = Sampling(r.temperature, r.top_p, r.max_tokens, fmt)
-    template = ctx.cfg.prompt("rank")
-    results = await asyncio.gather(
-        *(
-            score_path(
-                backend,
-                q,
-                p.clean_text,
-                sampling=sampling,
-                seed=keys.path_seed(ctx.cfg.seed, q.content_hash, "rank", p.path_key),
-                attempts=r.parse_attempts,
-                template=template,
-            )
-            for p in todo
-        )
-    )
-    calls, scores = [], []
-    for p, (call, parsed) in zip(todo, results, strict=True):
-        key = keys.judge_call(q.id, "rank", p.id, call.model, template.version)
-        if not waiting(call):
-            calls.append(call_record(q, key, call, origin))
-        if call.error is None:
-            scores.append(
-                ScoreRecord(
-                    path_id=p.id,
-                    question_id=q.id,
-                    call_key=key,
-                    run_id=origin.run_id,
-                    ranker_model=call.model,
-                    prompt_sha256=template.sha256,
-                    score=parsed.score if parsed else None,
-                    justification=parsed.justification if parsed else None,
-                    raw_output=call.completions[0].text if call.completions else None,
-                    created_at=now(),
-                )
-            )
-    st.add_scores(
-        scores, await ctx.write(q.id, partial(stage_writes.write_scores, calls=calls, scores=scores))
-    )
-    raise_if_failed("ranking", q, [c for c, _ in results])
 
 
 async def _write_new_paths(
@@ -369,8 +251,9 @@ def _rewrite(
     """The request that rewrites ``source`` from the verifier's ``errors``: the refiner's correction
     (medium tier) or the regenerator's new attempt (difficult tier)."""
     agent = ctx.cfg.agents.refiner if refine else ctx.cfg.agents.regenerator
+    writer = REFINER if refine else REGENERATOR
     return partial(
-        refine_path if refine else regenerate_path,
+        writer,
         ctx.backends.get(agent.endpoint),
         q,
         source.clean_text,
@@ -378,7 +261,7 @@ def _rewrite(
         sampling=Sampling(agent.temperature, agent.top_p, agent.max_tokens),
         seed=seed,
         reasks=ctx.cfg.output_retries,
-        template=ctx.cfg.prompt("refine" if refine else "regenerate"),
+        template=ctx.cfg.prompt(writer.prompt),
     )
 
 
@@ -401,7 +284,7 @@ def _regenerate_job(
 async def _resolve_easy(ctx: StageContext, r: _Routed) -> Decision:
     """Easy: the ranker's best ``keep_top`` Correct paths."""
     st = r.loaded.state
-    await _score_missing(ctx, r.q, st, r.correct, r.origin)
+    await judge_missing(ctx, r.q, st, RANK, r.correct, r.origin)
     return Decision(_accepted(st, routing.ranked(r.correct, st.scores, ctx.cfg.tiers.keep_top)))
 
 
@@ -409,7 +292,7 @@ async def _resolve_medium(ctx: StageContext, r: _Routed) -> Decision:
     """Medium: the refiner improves the ranker's best ``max_paths`` Correct paths with the error reasons;
     each refined path is verified again and replaces its parent only if it passes."""
     st = r.loaded.state
-    await _score_missing(ctx, r.q, st, r.correct, r.origin)
+    await judge_missing(ctx, r.q, st, RANK, r.correct, r.origin)
     best = routing.ranked(r.correct, st.scores, ctx.cfg.agents.refiner.max_paths)
     taken = {p.path_key for p in st.paths}
     done = {p.parent_path_id for p in _written_now(ctx, st.paths, "refined")}
@@ -427,7 +310,7 @@ async def _resolve_medium(ctx: StageContext, r: _Routed) -> Decision:
         for p in _written_now(ctx, st.by_origin("refined"), "refined")
         if p.parent_path_id is not None
     }
-    await _verify_missing(ctx, r.q, st, list(refined.values()), r.origin)
+    await judge_missing(ctx, r.q, st, VERIFY, list(refined.values()), r.origin)
     st = await ctx.fresh(r.loaded)
     kept = routing.medium_keep(best, refined, lambda p: _passes(st, r.q, p), ctx.cfg.tiers.keep_top)
     return Decision(_accepted(st, kept))
@@ -458,7 +341,7 @@ async def _resolve_difficult(ctx: StageContext, r: _Routed) -> Decision:
         p for p in _written_now(ctx, st.by_origin("refined"), "refined") if p.parent_path_id == base.id
     ]
     regen = _written_now(ctx, st.by_origin("regenerated"), "regenerated")
-    await _verify_missing(ctx, r.q, st, [*refined, *regen], r.origin)
+    await judge_missing(ctx, r.q, st, VERIFY, [*refined, *regen], r.origin)
     st = await ctx.fresh(r.loaded)
     kept = routing.difficult_keep(refined, base, regen, lambda p: _passes(st, r.q, p), ctx.cfg.tiers.keep_top)
     return Decision(_accepted(st, kept), None if kept else routing.difficult_rejection(len(regen)))
@@ -542,61 +425,32 @@ async def _summarize(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigi
     q, st = loaded.question, loaded.state
     if st.outcome is None or st.outcome.status != "resolved":
         return st.outcome.status if st.outcome else None
-    sm = ctx.cfg.agents.summarizer
-    backend = ctx.backends.get(sm.endpoint)
-    template = ctx.cfg.prompt("summarize")
-    todo = [st.path(a.path_id) for a in st.accepted if a.path_id not in st.summaries]
-    outcomes = await asyncio.gather(
-        *(
-            summarize_path(
-                backend,
-                q,
-                p.clean_text,
-                sampling=Sampling(sm.temperature, sm.top_p, sm.max_tokens),
-                seed=keys.path_seed(ctx.cfg.seed, q.content_hash, "summarize", p.path_key),
-                reasks=ctx.cfg.output_retries,
-                template=template,
-            )
-            for p in todo
-        )
-    )
-    calls, rows, dropped = [], [], {}
-    for p, out in zip(todo, outcomes, strict=True):
-        key = keys.judge_call(q.id, "summarize", p.id, out.model, template.version)
-        if not waiting(out):
-            calls.append(call_record(q, key, out, origin))
-        if out.error is not None:
+    done = SUMMARIZE.judged(st)
+    todo = [st.path(a.path_id) for a in st.accepted if a.path_id not in done]
+    judged = await ask_judge(ctx, q, SUMMARIZE, todo, origin)
+    rows, dropped = [], {}
+    for j in judged.judgments:
+        if j.call.error is not None:
             continue
-        text = parse_summary(out.completions[0].text) if out.accepted and out.accepted[0] else None
-        if text is not None:
-            rows.append(
-                SummaryRecord(
-                    path_id=p.id,
-                    question_id=q.id,
-                    call_key=key,
-                    run_id=origin.run_id,
-                    summarizer_model=out.model,
-                    prompt_sha256=template.sha256,
-                    text=text,
-                    created_at=now(),
-                )
-            )
+        row = summary_record(j)
+        if row is not None:
+            rows.append(row)
         else:
-            why = "truncated" if out.completions and out.completions[0].truncated else "unparseable"
-            dropped[p.id] = f"summary {why} after {ctx.cfg.output_retries} re-ask(s)"
-    transport_failed = any(out.error is not None for out in outcomes)
+            why = "truncated" if j.call.completions and j.call.completions[0].truncated else "unparseable"
+            dropped[j.path.id] = f"summary {why} after {ctx.cfg.output_retries} re-ask(s)"
+    transport_failed = any(out.error is not None for out in judged.outcomes)
     kept = len(st.summaries) + len(rows)
     complete = not transport_failed and kept > 0
     write = partial(
         stage_writes.write_summaries,
-        calls=calls,
+        calls=judged.calls,
         summaries=rows,
         question_id=q.id,
         complete=complete,
         dropped=dropped,
     )
     st.add_summaries(rows, await ctx.write(q.id, write), dropped, complete)
-    raise_if_failed("summarisation", q, outcomes)
+    raise_if_failed(SUMMARIZE.stage, q, judged.outcomes)
     if not complete:
         raise StageIncomplete(
             f"summarisation of question {q.id}: no accepted path has a usable summary "
