@@ -8,7 +8,8 @@ ties keep generation order; medium refines its best 2 and keeps a rewrite that p
 difficult refines once and regenerates twice from the lone passing path, else the first failed attempt that
 reached an answer, and keeps the passing refinement, else the lone passing path, then passing regenerations;
 a verdict that never parses is asked 3 times and counts as not Correct; a summary that stays unusable after
-2 re-asks drops its path). No project function computes an expectation.
+2 re-asks drops its path). Every stage runs twice, as a retried or resumed run would, and the second run
+asks for nothing. No project function computes an expectation.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncio
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,12 +29,13 @@ from reasonmed.config import load_pipeline_config
 from reasonmed.db import migrate
 from reasonmed.db.engine import make_engine
 from reasonmed.ingest.service import ingest_file
+from reasonmed.llm.types import LLMError
 from reasonmed.pipeline import stages
-from reasonmed.pipeline.stages import StageContext
-from reasonmed.sim.behaviour import ParsedPrompt
-from tests.scripted_chat import ScriptedBackends
+from reasonmed.pipeline.stages import StageContext, StageIncomplete
+from reasonmed.sim.behaviour import ParsedPrompt, Role
+from tests.scripted_chat import Script, ScriptedBackends
 
-REPO = Path(__file__).resolve().parents[2]
+PIPELINE = Path(__file__).resolve().parents[2] / "reasonmed" / "default_pipeline.yaml"
 KEY = "C"
 QUESTION = {
     "question": "ST elevation in II, III and aVF: which coronary artery is most likely occluded?",
@@ -186,8 +188,8 @@ def _tag(path: str | None) -> str:
     return path.split("]")[0] + "]"
 
 
-def _script(case: Case):  # type: ignore[no-untyped-def]
-    def answer(endpoint: str, role: str, prompt: ParsedPrompt, temperature: float) -> str:
+def _script(case: Case) -> Script:
+    def answer(endpoint: str, role: Role, prompt: ParsedPrompt, temperature: float) -> str:
         if role == "generate":
             i = SLOTS.index((endpoint, temperature))
             option = case.answers[i]
@@ -202,7 +204,8 @@ def _script(case: Case):  # type: ignore[no-untyped-def]
                 i = int(tag[2:-1])
                 option, verdict = case.answers[i], case.verdicts[i]
             else:
-                option, verdict = case.refine if tag.startswith("[r") else case.regenerate
+                rewrite = case.refine if tag.startswith("[r") else case.regenerate
+                option, verdict = rewrite[0], rewrite[1]
             if verdict == "U":
                 return "The reasoning looks thorough to me."
             return json.dumps(
@@ -243,25 +246,24 @@ def _ingest(engine: Engine, tmp_path: Path) -> int:
         return int(c.execute(text("select id from questions")).scalar_one())
 
 
-async def _run_stages(ctx: StageContext, qid: int) -> tuple[str, str | None]:
-    for stage in (stages.generate, stages.verify):
-        await stage(ctx, qid, {"run_id": None})
-    return await stages.resolve(ctx, qid, {"run_id": None}), await stages.summarize(
-        ctx, qid, {"run_id": None}
-    )
+async def _run_stages(ctx: StageContext, qid: int) -> tuple[list[str], list[str | None]]:
+    """Each stage twice in a row, as a retried or resumed run would run it: the second asks for nothing."""
+    prov = {"run_id": None}
+    for stage in (stages.generate, stages.generate, stages.verify, stages.verify):
+        await stage(ctx, qid, prov)
+    resolved = [await stages.resolve(ctx, qid, prov) for _ in range(2)]
+    return resolved, [await stages.summarize(ctx, qid, prov) for _ in range(2)]
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_stage_outcomes_follow_the_hand_worked_table(stage_db: Engine, tmp_path: Path, name: str) -> None:
     case, want = CASES[name]
     qid = _ingest(stage_db, tmp_path)
-    cfg = load_pipeline_config(REPO / "reasonmed" / "default_pipeline.yaml")
+    cfg = load_pipeline_config(PIPELINE)
     backends = ScriptedBackends(cfg, _script(case))
     ctx = StageContext(engine=stage_db, cfg=cfg, backends=backends, run_id=None)
 
     resolved, summarized = asyncio.run(_run_stages(ctx, qid))
-    asked = list(backends.log)
-    again = asyncio.run(_run_stages(ctx, qid))  # every stage again: all is stored, nothing is asked again
 
     with stage_db.connect() as c:
         outcome = c.execute(
@@ -287,15 +289,17 @@ def test_stage_outcomes_follow_the_hand_worked_table(stage_db: Engine, tmp_path:
             ).scalars()
         )
         summarised = c.execute(text("select count(*) from summaries")).scalar_one()
-    assert resolved == ("resolved" if want.status == "accepted" else "rejected")
-    assert summarized == want.status
+    assert resolved == ["resolved" if want.status == "accepted" else "rejected"] * 2
+    assert summarized == [want.status] * 2
     assert tuple(outcome) == (want.tier, want.n_correct, want.status, want.rejection_reason)
     assert kept == want.kept
     assert len(set(kept_ids)) == len(kept_ids)  # two regenerated paths with the same text are two paths
     assert summarised == len(want.kept)
-    assert dict(Counter(a.role for a in asked)) == want.requests
-    assert sorted(_tag(a.path) for a in asked if a.role in ("refine", "regenerate")) == want.rewritten_from
-    assert again == (want.status, want.status) and backends.log == asked
+    assert dict(Counter(a.role for a in backends.log)) == want.requests
+    assert (
+        sorted(_tag(a.path) for a in backends.log if a.role in ("refine", "regenerate"))
+        == want.rewritten_from
+    )
 
 
 def test_unparseable_verdicts_are_stored_as_such(stage_db: Engine, tmp_path: Path) -> None:
@@ -303,11 +307,11 @@ def test_unparseable_verdicts_are_stored_as_such(stage_db: Engine, tmp_path: Pat
     analyses handed to the refiner are the Error verdicts' reasons only (p6-p8), in generation order."""
     case, _ = CASES["unparseable-verdict-is-not-correct"]
     qid = _ingest(stage_db, tmp_path)
-    cfg = load_pipeline_config(REPO / "reasonmed" / "default_pipeline.yaml")
+    cfg = load_pipeline_config(PIPELINE)
     errors: list[tuple[str, ...]] = []
     script = _script(case)
 
-    def recording(endpoint: str, role: str, prompt: ParsedPrompt, temperature: float) -> str:
+    def recording(endpoint: str, role: Role, prompt: ParsedPrompt, temperature: float) -> str:
         if role == "refine":
             errors.append(prompt.errors)
         return script(endpoint, role, prompt, temperature)
@@ -324,3 +328,48 @@ def test_unparseable_verdicts_are_stored_as_such(stage_db: Engine, tmp_path: Pat
         ("[p5]", "unparseable", 3),
     ]
     assert errors == [("[p6] says B.", "[p7] says B.", "[p8] says B.")] * 2
+
+
+def test_a_failed_request_is_asked_again_and_nothing_else(stage_db: Engine, tmp_path: Path) -> None:
+    """The easy case, with the first request of each judged role about one path timing out (verify p2,
+    rank p4, summarize p5; generate p8 too): each stage saves what succeeded and fails; run again, it asks
+    for the failed path only. Requests: generate 9 + 1, verify 9 + 1, rank 6 + 1, summarize 2 + 1."""
+    case, _ = CASES["easy-ranker-keeps-best"]
+    qid = _ingest(stage_db, tmp_path)
+    cfg = load_pipeline_config(PIPELINE)
+    script = _script(case)
+    failing = {("generate", "[p8]"), ("verify", "[p2]"), ("rank", "[p4]"), ("summarize", "[p5]")}
+
+    def flaky(endpoint: str, role: Role, prompt: ParsedPrompt, temperature: float) -> str:
+        about = f"[p{SLOTS.index((endpoint, temperature))}]" if role == "generate" else _tag(prompt.path)
+        if (role, about) in failing:
+            failing.remove((role, about))
+            raise LLMError(f"{endpoint}: timed out", kind="timeout", endpoint=endpoint)
+        return script(endpoint, role, prompt, temperature)
+
+    backends = ScriptedBackends(cfg, flaky)
+    ctx = StageContext(engine=stage_db, cfg=cfg, backends=backends, run_id=None)
+    prov = {"run_id": None}
+
+    async def twice(stage: Callable[..., Awaitable[object]]) -> object:
+        with pytest.raises(StageIncomplete, match="1 request\\(s\\) failed; first: .*timeout"):
+            await stage(ctx, qid, prov)
+        return await stage(ctx, qid, prov)
+
+    async def run() -> list[object]:
+        return [await twice(s) for s in (stages.generate, stages.verify, stages.resolve, stages.summarize)]
+
+    assert asyncio.run(run()) == [1, None, "resolved", "accepted"]
+    assert dict(Counter(a.role for a in backends.log)) == {
+        "generate": 10,
+        "verify": 10,
+        "rank": 7,
+        "summarize": 3,
+    }
+    assert failing == set()
+    with stage_db.connect() as c:
+        kept = c.execute(
+            text("""select p.clean_text from accepted_paths a join reasoning_paths p on p.id = a.path_id
+                    where a.superseded_at is null order by a.rank""")
+        ).scalars()
+        assert [_tag(t) for t in kept] == ["[p3]", "[p5]"]
