@@ -28,7 +28,7 @@ from sqlalchemy import create_engine  # noqa: E402
 
 from reasonmed.config import load_pipeline_config  # noqa: E402
 from reasonmed.llm.registry import LLMRegistry  # noqa: E402
-from reasonmed.pipeline.stages import StageContext  # noqa: E402
+from reasonmed.pipeline.context import StageContext  # noqa: E402
 from reasonmed.tasks.context import Handle  # noqa: E402
 
 OPTIONS = {"cache_policy": NO_CACHE, "persist_result": False, "task_run_name": "t q{q}"}

@@ -31,8 +31,8 @@ from reasonmed.flows.stopping import CANCELLED_VIA_API, StopRequest, current_sto
 from reasonmed.ingest.loaders import QuestionSource
 from reasonmed.pipeline import workers
 from reasonmed.pipeline.build import BuildLoop, BuildRequest, Counts, StageCalls, jsonable, open_endpoints
+from reasonmed.pipeline.context import StageContext
 from reasonmed.pipeline.progress import BuildProgress, summary
-from reasonmed.pipeline.stages import StageContext
 from reasonmed.prompts import all_templates
 from reasonmed.tasks.context import Handle
 from reasonmed.tasks.pipeline import generate_task, resolve_task, summarize_task, verify_task

@@ -1,9 +1,9 @@
 """Per-question Prefect tasks: one per stage, named after the question.
 
 Tasks take the run's stage context (engine, config, LLM clients with their per-endpoint caps) in a
-``Handle``, a question id, and the question's carried state (``stages.Carried``, read once per shard):
-every task of the run shares the same connection pools, semaphores and batched writer, and Prefect does
-not walk what a handle holds (``tasks/context.py``). Results are not persisted and nothing is cached:
+``Handle``, a question id, and the question's carried state (``Carried`` of ``pipeline/context.py``, read
+once per shard): every task of the run shares the same connection pools, semaphores and batched writer,
+and Prefect does not walk what a handle holds (``tasks/context.py``). Results are not persisted and nothing is cached:
 Postgres is the store, and each stage does only what it holds no record of.
 """
 
@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 from prefect import task
 
 from reasonmed.pipeline import stages
+from reasonmed.pipeline.context import Carried, StageContext
 from reasonmed.pipeline.failures import StageIncomplete, Waiting
-from reasonmed.pipeline.stages import Carried, StageContext
 from reasonmed.tasks.context import Handle, provenance
 from reasonmed.tasks.retry import task_options
 

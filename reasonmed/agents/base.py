@@ -1,4 +1,5 @@
-"""What every agent shares: the question as the prompts see it, and asking again when output is unusable."""
+"""What every agent shares: the question as the prompts see it, asking again when output is unusable, and
+the judge that reads one path and answers in a form its parser reads."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import asyncio
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from reasonmed.llm.types import ChatBackend, Completion, LLMError, Message
 from reasonmed.prompts import REASK_NOTES as REASK_NOTES  # re-exported for callers of ask()
-from reasonmed.prompts import PromptTemplate, ReaskKind
+from reasonmed.prompts import PromptTemplate, ReaskKind, get_template
 from reasonmed.question_view import QuestionView as QuestionView  # re-exported: the agents' input
+
+R = TypeVar("R")  # what a judge's reply parses into
 
 
 @dataclass(frozen=True)
@@ -161,3 +164,56 @@ async def ask(
     if out.completions:
         out.latency_ms = max(c.latency_ms for c in out.completions)
     return out
+
+
+async def ask_parsed(
+    backend: ChatBackend,
+    template: PromptTemplate,
+    fields: dict[str, str],
+    *,
+    role: str,
+    sampling: Sampling,
+    seed: int,
+    attempts: int,
+    parse: Callable[[str], R | None],
+) -> tuple[CallOutcome, R | None]:
+    """One choice, asked at most ``attempts`` times until ``parse`` reads it: the call, and what its reply
+    parsed into. ``None`` with a successful call means no attempt produced a reply ``parse`` reads."""
+    call = await ask(
+        backend, template, fields, role=role, sampling=sampling, seed=seed, check=parse, reasks=attempts - 1
+    )
+    if call.error is not None or not call.accepted[0]:
+        return call, None
+    return call, parse(call.completions[0].text)
+
+
+@dataclass(frozen=True)
+class PathJudge(Generic[R]):
+    """An agent that reads one path of a question and answers in a form ``parse`` reads: the ranker, the
+    summarizer, and the verifier before it reads its verdict further."""
+
+    role: str  # as the call log names it
+    prompt: str  # the template it asks with when the pipeline file gives none
+    parse: Callable[[str], R | None]
+
+    async def __call__(
+        self,
+        backend: ChatBackend,
+        q: QuestionView,
+        path_text: str,
+        *,
+        sampling: Sampling,
+        seed: int,
+        attempts: int,
+        template: PromptTemplate | None = None,
+    ) -> tuple[CallOutcome, R | None]:
+        return await ask_parsed(
+            backend,
+            template or get_template(self.prompt),
+            q.prompt_fields() | {"path": path_text},
+            role=self.role,
+            sampling=sampling,
+            seed=seed,
+            attempts=attempts,
+            parse=self.parse,
+        )

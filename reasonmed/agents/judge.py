@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from reasonmed.agents.base import CallOutcome, QuestionView, Sampling, ask
+from reasonmed.agents.base import CallOutcome, QuestionView, Sampling, ask_parsed
 from reasonmed.evaluation.judge_output import JudgeScores, parse_judge
 from reasonmed.llm.types import ChatBackend
 from reasonmed.prompts import PromptTemplate, get_template
@@ -26,9 +26,6 @@ async def judge_response(
     ``template``/``parse`` choose the judge mode (``evaluation/judge_modes.py``); default: the rubric."""
     t = template or get_template("judge")
     fields = {k: v for k, v in (q.prompt_fields() | {"path": response}).items() if k in t.placeholders()}
-    call = await ask(
-        backend, t, fields, role="judge", sampling=sampling, seed=seed, check=parse, reasks=attempts - 1
+    return await ask_parsed(
+        backend, t, fields, role="judge", sampling=sampling, seed=seed, attempts=attempts, parse=parse
     )
-    if call.error is not None or not call.accepted[0]:
-        return call, None
-    return call, parse(call.completions[0].text)

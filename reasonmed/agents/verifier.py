@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from reasonmed.agents.base import CallOutcome, QuestionView, Sampling, ask
+from reasonmed.agents.base import CallOutcome, PathJudge, QuestionView, Sampling
 from reasonmed.llm.types import ChatBackend
-from reasonmed.parsing import parse_verdict, resolve_option
-from reasonmed.prompts import PromptTemplate, get_template
+from reasonmed.parsing import ParsedVerdict, parse_verdict, resolve_option
+from reasonmed.prompts import PromptTemplate
 
 UNPARSEABLE_REASON = "unparseable"
+
+_verdict_judge: PathJudge[ParsedVerdict] = PathJudge("verifier", "verify", parse_verdict)
 
 
 @dataclass(frozen=True)
@@ -34,21 +36,12 @@ async def verify_path(
 ) -> tuple[CallOutcome, VerdictResult | None]:
     """Returns the call and its verdict; an output that never parses is a verdict too ("unparseable",
     which counts as not Correct). ``None`` only when the endpoint itself failed."""
-    fields = q.prompt_fields() | {"path": path_text}
-    call = await ask(
-        backend,
-        template or get_template("verify"),
-        fields,
-        role="verifier",
-        sampling=sampling,
-        seed=seed,
-        check=parse_verdict,
-        reasks=attempts - 1,
+    call, parsed = await _verdict_judge(
+        backend, q, path_text, sampling=sampling, seed=seed, attempts=attempts, template=template
     )
     if call.error is not None:
         return call, None
     text = call.completions[0].text
-    parsed = parse_verdict(text) if call.accepted[0] else None
     if parsed is None:
         return call, VerdictResult("unparseable", UNPARSEABLE_REASON, text)
     return call, VerdictResult(

@@ -18,8 +18,8 @@ from reasonmed.cli.safe_text import safe_text
 from reasonmed.config import PipelineConfig, get_settings, load_pipeline_config, temporary_settings
 from reasonmed.db import migrate, runs_repo
 from reasonmed.db.reopen_repo import QuestionFilter
+from reasonmed.pipeline.context import StageContext
 from reasonmed.pipeline.rejudge import RejudgeResult, rejudge
-from reasonmed.pipeline.stages import StageContext
 
 # --where KEY=VALUE: the filters a re-judging pass accepts (values are bound parameters, never SQL).
 WHERE_KEYS = {"question_id": int, "source": str, "tier": str, "status": str, "run_id": int}

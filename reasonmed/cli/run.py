@@ -185,7 +185,9 @@ def run(
     if files:
         if not file_format:
             raise Mistake("--format is required with FILE (e.g. --format pubmedqa)")
-        ingest_command(files=files, file_format=file_format, benchmark_test_ids=benchmark_test_ids, database_url=db.url)
+        ingest_command(
+            files=files, file_format=file_format, benchmark_test_ids=benchmark_test_ids, database_url=db.url
+        )
     try:
         result = run_build(job, db, note=lambda line: console.print(safe_text(line)), watch=_live_display)
     except EndpointUnavailable as exc:

@@ -31,10 +31,10 @@ from reasonmed.llm.registry import LLMRegistry
 from reasonmed.llm.types import LLMError
 from reasonmed.pipeline import workers
 from reasonmed.pipeline.budgets import over_budget
+from reasonmed.pipeline.context import Carried, StageContext
 from reasonmed.pipeline.failures import Waiting, classify
 from reasonmed.pipeline.outcome import BuildOutcome, HeldClaim, RunStatus, alarms_of
 from reasonmed.pipeline.progress import BuildProgress
-from reasonmed.pipeline.stages import Carried, StageContext
 from reasonmed.pipeline.stop import StopRequest
 
 T = TypeVar("T")

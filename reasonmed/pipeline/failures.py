@@ -23,16 +23,18 @@ are back. A batch request that failed (an error line, an expired batch) is a req
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from reasonmed.agents.base import CallOutcome, QuestionView
 from reasonmed.attempts import FailureClass as FailureClass  # re-exported with the rule's table above
 from reasonmed.attempts import StageFailure as StageFailure
 from reasonmed.attempts import sets_aside as sets_aside
 from reasonmed.incomplete import Incomplete
 from reasonmed.llm.types import BATCH_PENDING, ENDPOINT_KINDS, RETRYABLE_KINDS
+from reasonmed.pipeline.records import waiting
 from reasonmed.redact import redact
 
 STAGES = ("generate", "verify", "resolve", "summarize")
@@ -97,3 +99,23 @@ def classify(stage: str, exc: BaseException) -> StageFailure:
         )
     # Anything else is a bug or bad data: the next attempt would fail the same way.
     return StageFailure(stage, "permanent", type(exc).__name__[:32], message)
+
+
+def _failures(outcomes: Sequence[CallOutcome]) -> list[str]:
+    return [f"{o.role} on {o.endpoint}: {o.error.kind}: {o.error}" for o in outcomes if o.error is not None]
+
+
+def raise_if_failed(stage: str, q: QuestionView, outcomes: Sequence[CallOutcome]) -> None:
+    """A stage whose requests failed (after the client's retries) ends here, its successes already saved: it
+    waits when every failure waits on a batch endpoint's answer, else it failed with those error kinds."""
+    failed = _failures(outcomes)
+    if failed and all(waiting(o) for o in outcomes if o.error is not None):
+        raise StageIncomplete(
+            f"{stage} of question {q.id}: waits on {len(failed)} batch request(s)",
+            error_kinds=[o.error.kind for o in outcomes if o.error is not None],
+        )
+    if failed:
+        raise StageIncomplete(
+            f"{stage} of question {q.id}: {len(failed)} request(s) failed; first: {failed[0]}",
+            error_kinds=[o.error.kind for o in outcomes if o.error is not None],
+        )

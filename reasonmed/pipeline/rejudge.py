@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from reasonmed.db import reopen_repo, runs_repo
 from reasonmed.db.reopen_repo import OutcomeSnapshot, QuestionFilter
 from reasonmed.pipeline import stages
+from reasonmed.pipeline.context import StageContext
 from reasonmed.pipeline.failures import StageIncomplete
 from reasonmed.pipeline.records import RunOrigin
-from reasonmed.pipeline.stages import StageContext
 from reasonmed.question_state import FINISHED
 
 REJUDGE_STAGES = ("verify", "rank", "summarize")

@@ -11,36 +11,27 @@ successful results are still saved, and ``StageIncomplete`` is raised with the f
 kinds, which ``pipeline/failures.py`` turns into the question's outcome. Content that stays unusable for
 one path is decided for that path (its verdict is ``unparseable``, its score is empty, an accepted path
 whose summary stays unusable is dropped with its reason) so it never holds the question back.
+
+Verdicts, scores and summaries are asked for in one shape (``pipeline/judging.py``); the stage context and
+the state carried between stages are in ``pipeline/context.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import ParamSpec, Protocol, TypeVar
-
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from reasonmed import tiers as tier_rules
-from reasonmed.agents.base import CallOutcome, QuestionView, Sampling
+from reasonmed.agents.base import QuestionView, Sampling
 from reasonmed.agents.generator import generate_paths
-from reasonmed.agents.ranker import score_path
-from reasonmed.agents.refiner import refine_path
-from reasonmed.agents.regenerator import regenerate_path
-from reasonmed.agents.summarizer import summarize_path
-from reasonmed.agents.verifier import verify_path
-from reasonmed.config import PipelineConfig
-from reasonmed.db import stage_writes, state_repo
-from reasonmed.db.runs_repo import now
-from reasonmed.db.write_behind import WriteBehind, commit_one
-from reasonmed.llm.types import ChatBackend
-from reasonmed.parsing import parse_summary
+from reasonmed.agents.rewriter import REFINER, REGENERATOR
+from reasonmed.db import stage_writes
 from reasonmed.pipeline import keys
-from reasonmed.pipeline.failures import StageIncomplete
+from reasonmed.pipeline.context import Carried, StageContext
+from reasonmed.pipeline.failures import StageIncomplete, raise_if_failed
+from reasonmed.pipeline.judging import RANK, SUMMARIZE, VERIFY, ask_judge, judge_missing, summary_record
 from reasonmed.pipeline.records import (
     Decision,
     GenerateJob,
@@ -52,39 +43,14 @@ from reasonmed.pipeline.records import (
     path_record,
     waiting,
 )
-from reasonmed.prompts import PromptTemplate
 from reasonmed.question_state import (
     AcceptedRef,
-    JudgeKey,
     LoadedQuestion,
     OutcomeRow,
     PathRow,
     QuestionState,
-    StageKeys,
-    WriterKey,
 )
-from reasonmed.stage_records import ScoreRecord, SummaryRecord, VerdictRecord
-from reasonmed.structured_output import SCORE_SCHEMA, VERDICT_SCHEMA, format_for
-from reasonmed.tiers import Tier, assign_tier, guard_answer, guard_mode, passes
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-def stage_keys(cfg: PipelineConfig) -> StageKeys:
-    a = cfg.agents
-    model = lambda ep: cfg.endpoints[ep].model  # noqa: E731
-    return StageKeys(
-        verifier=JudgeKey(model(a.verifier.endpoint), cfg.prompt("verify").sha256),
-        ranker=JudgeKey(model(a.ranker.endpoint), cfg.prompt("rank").sha256),
-        summarizer=JudgeKey(model(a.summarizer.endpoint), cfg.prompt("summarize").sha256),
-        refiner=WriterKey(model(a.refiner.endpoint), _family(cfg.prompt("refine"))),
-        regenerator=WriterKey(model(a.regenerator.endpoint), _family(cfg.prompt("regenerate"))),
-    )
-
-
-def _family(t: PromptTemplate) -> tuple[str, ...]:
-    return (t.sha256, t.reask("truncated").sha256, t.reask("unparseable").sha256)
+from reasonmed.tiers import Tier, assign_tier, guard_mode, passes
 
 
 def _written_now(ctx: StageContext, paths: Sequence[PathRow], origin: str) -> list[PathRow]:
@@ -102,117 +68,6 @@ def _write_key(taken: set[str], base: str, ctx: StageContext, origin: str) -> st
     """The path key the configured writer writes ``base`` under (``keys.writer_path``)."""
     writer = ctx.keys.writes(origin)
     return keys.writer_path(base, taken, writer.model, writer.prompt_shas[0] if writer.prompt_shas else "")
-
-
-class BackendSource(Protocol):
-    """Anything that hands out a backend per endpoint name (the LLM registry)."""
-
-    def get(self, name: str) -> ChatBackend: ...
-
-
-@dataclass
-class Carried:
-    """A question's row and stored state, read once and carried from stage to stage.
-
-    Each stage reads what is stored to do only what is missing. Reading it per stage cost seven statements
-    and a pooled connection (with its ping) every time; instead it is read with the rest of the shard
-    (``StageContext.preload``) or by the question's first stage, and each stage's write updates it in memory
-    (``QuestionState.add_*``). It is dropped, and read again by the next stage, whenever a stage fails or a
-    write finds rows this state does not hold.
-    """
-
-    loaded: LoadedQuestion | None = None
-
-
-@dataclass
-class StageContext:
-    engine: Engine
-    cfg: PipelineConfig
-    backends: BackendSource
-    run_id: int | None = None
-    writer: WriteBehind | None = None  # stage writes of many questions per transaction (the build's)
-
-    def model_of(self, endpoint: str) -> str:
-        return self.cfg.endpoints[endpoint].model
-
-    @property
-    def verifier_model(self) -> str:
-        return self.model_of(self.cfg.agents.verifier.endpoint)
-
-    async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Database work runs in a worker thread so the event loop keeps every endpoint busy."""
-        return await asyncio.to_thread(fn, *args, **kwargs)
-
-    @property
-    def keys(self) -> StageKeys:
-        """(model, prompt sha) per judged stage: which stored verdicts, scores and summaries are current."""
-        return stage_keys(self.cfg)
-
-    async def preload(self, question_ids: Sequence[int]) -> dict[int, Carried]:
-        """The states of a shard's questions, read in one go, for their stages to carry."""
-        loaded = await self.db(
-            state_repo.load_questions, self.engine, question_ids, self.keys, simulated=self.cfg.simulated
-        )
-        return {qid: Carried(loaded.get(qid)) for qid in question_ids}
-
-    @contextlib.asynccontextmanager
-    async def question(self, question_id: int, carried: Carried | None) -> AsyncIterator[LoadedQuestion]:
-        """The question and its state for one stage: the carried one, or read now. Handed on to the next
-        stage only if this one ends without an exception and its writes left nothing unknown."""
-        carried = carried if carried is not None else Carried()
-        loaded = carried.loaded
-        if loaded is None or loaded.state.reread:
-            loaded = (
-                await self.db(
-                    state_repo.load_questions,
-                    self.engine,
-                    [question_id],
-                    self.keys,
-                    simulated=self.cfg.simulated,
-                )
-            )[question_id]
-        carried.loaded = None
-        yield loaded
-        carried.loaded = loaded
-
-    async def fresh(self, loaded: LoadedQuestion) -> QuestionState:
-        """The state after this stage's writes: as carried, unless a write found rows it does not hold."""
-        if not loaded.state.reread:
-            return loaded.state
-        fresh = await self.db(
-            state_repo.load_questions,
-            self.engine,
-            [loaded.question.id],
-            self.keys,
-            simulated=self.cfg.simulated,
-        )
-        loaded.state = fresh[loaded.question.id].state
-        return loaded.state
-
-    async def write(self, question_id: int, write: Callable[[Session], T]) -> T:
-        """A stage's write, committed before this returns: batched with other questions' writes when the
-        run has a writer (``db/write_behind.py``), else in a transaction of its own."""
-        if self.writer is not None:
-            return await self.writer.write(question_id, write)
-        return await self.db(commit_one, self.engine, write)
-
-
-def _failures(outcomes: Sequence[CallOutcome]) -> list[str]:
-    return [f"{o.role} on {o.endpoint}: {o.error.kind}: {o.error}" for o in outcomes if o.error is not None]
-
-
-def _raise_if_failed(stage: str, q: QuestionView, outcomes: Sequence[CallOutcome]) -> None:
-    failed = _failures(outcomes)
-    if failed and all(waiting(o) for o in outcomes if o.error is not None):
-        raise StageIncomplete(
-            f"{stage} of question {q.id}: waits on {len(failed)} batch request(s)",
-            error_kinds=[o.error.kind for o in outcomes if o.error is not None],
-        )
-    if failed:
-        raise StageIncomplete(
-            f"{stage} of question {q.id}: {len(failed)} request(s) failed; first: {failed[0]}",
-            error_kinds=[o.error.kind for o in outcomes if o.error is not None],
-        )
 
 
 # --------------------------------------------------------------------------- stage 1: generation
@@ -296,71 +151,11 @@ async def _generate(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigin
                     )
                 )
     st.add_paths(paths, await ctx.write(q.id, partial(stage_writes.write_paths, calls=calls, paths=paths)))
-    _raise_if_failed("generation", q, outcomes)
+    raise_if_failed("generation", q, outcomes)
     return len(paths)
 
 
 # --------------------------------------------------------------------------- stage 2: verification
-
-
-async def _verify_missing(
-    ctx: StageContext, q: QuestionView, st: QuestionState, paths: Sequence[PathRow], origin: RunOrigin
-) -> None:
-    """Verify ``paths`` that have no current verdict; the new verdicts are added to ``st``."""
-    todo = [p for p in paths if p.id not in st.verdicts]
-    if not todo:
-        return
-    v = ctx.cfg.agents.verifier
-    backend = ctx.backends.get(v.endpoint)
-    fmt = format_for(
-        v.structured_output, ctx.cfg.endpoints[v.endpoint].structured_dialect, "verdict", VERDICT_SCHEMA
-    )
-    sampling = Sampling(v.temperature, v.top_p, v.max_tokens, fmt)
-    template = ctx.cfg.prompt("verify")
-    mode = ctx.cfg.answer_guard
-    results = await asyncio.gather(
-        *(
-            verify_path(
-                backend,
-                q,
-                p.clean_text,
-                sampling=sampling,
-                seed=keys.path_seed(ctx.cfg.seed, q.content_hash, "verify", p.path_key),
-                attempts=v.parse_attempts,
-                template=template,
-            )
-            for p in todo
-        )
-    )
-    calls, verdicts = [], []
-    for p, (call, verdict) in zip(todo, results, strict=True):
-        key = keys.judge_call(q.id, "verify", p.id, call.model, template.version)
-        if not waiting(call):
-            calls.append(call_record(q, key, call, origin))
-        if verdict is not None:
-            verdicts.append(
-                VerdictRecord(
-                    path_id=p.id,
-                    question_id=q.id,
-                    call_key=key,
-                    run_id=origin.run_id,
-                    verifier_model=call.model,
-                    prompt_sha256=template.sha256,
-                    outcome=verdict.outcome,
-                    reason=verdict.reason,
-                    raw_output=verdict.raw_output,
-                    parse_attempts=max(call.attempts, 1),
-                    created_at=now(),
-                    extracted_answer=p.extracted_answer,
-                    verifier_answer=verdict.verifier_answer,
-                    answer_guard=mode,
-                    guard_answer=guard_answer(mode, p.extracted_answer, verdict.verifier_answer),
-                )
-            )
-    st.add_verdicts(
-        verdicts, await ctx.write(q.id, partial(stage_writes.write_verdicts, calls=calls, verdicts=verdicts))
-    )
-    _raise_if_failed("verification", q, [c for c, _ in results])
 
 
 async def verify(
@@ -370,64 +165,10 @@ async def verify(
     async with ctx.question(question_id, carried) as loaded:
         q, st = loaded.question, loaded.state
         if not st.finished:
-            await _verify_missing(ctx, q, st, st.by_origin("generated"), RunOrigin.of(prov))
+            await judge_missing(ctx, q, st, VERIFY, st.by_origin("generated"), RunOrigin.of(prov))
 
 
 # --------------------------------------------------------------------------- stage 3: tiered resolution
-
-
-async def _score_missing(
-    ctx: StageContext, q: QuestionView, st: QuestionState, paths: Sequence[PathRow], origin: RunOrigin
-) -> None:
-    """Score ``paths`` that have no current score; the new scores are added to ``st.scores``."""
-    todo = [p for p in paths if p.id not in st.scores]
-    if not todo:
-        return
-    r = ctx.cfg.agents.ranker
-    backend = ctx.backends.get(r.endpoint)
-    fmt = format_for(
-        r.structured_output, ctx.cfg.endpoints[r.endpoint].structured_dialect, "score", SCORE_SCHEMA
-    )
-    sampling = Sampling(r.temperature, r.top_p, r.max_tokens, fmt)
-    template = ctx.cfg.prompt("rank")
-    results = await asyncio.gather(
-        *(
-            score_path(
-                backend,
-                q,
-                p.clean_text,
-                sampling=sampling,
-                seed=keys.path_seed(ctx.cfg.seed, q.content_hash, "rank", p.path_key),
-                attempts=r.parse_attempts,
-                template=template,
-            )
-            for p in todo
-        )
-    )
-    calls, scores = [], []
-    for p, (call, parsed) in zip(todo, results, strict=True):
-        key = keys.judge_call(q.id, "rank", p.id, call.model, template.version)
-        if not waiting(call):
-            calls.append(call_record(q, key, call, origin))
-        if call.error is None:
-            scores.append(
-                ScoreRecord(
-                    path_id=p.id,
-                    question_id=q.id,
-                    call_key=key,
-                    run_id=origin.run_id,
-                    ranker_model=call.model,
-                    prompt_sha256=template.sha256,
-                    score=parsed.score if parsed else None,
-                    justification=parsed.justification if parsed else None,
-                    raw_output=call.completions[0].text if call.completions else None,
-                    created_at=now(),
-                )
-            )
-    st.add_scores(
-        scores, await ctx.write(q.id, partial(stage_writes.write_scores, calls=calls, scores=scores))
-    )
-    _raise_if_failed("ranking", q, [c for c, _ in results])
 
 
 async def _write_new_paths(
@@ -457,7 +198,7 @@ async def _write_new_paths(
                 )
             )
     st.add_paths(paths, await ctx.write(q.id, partial(stage_writes.write_paths, calls=calls, paths=paths)))
-    _raise_if_failed(outcomes[0].role, q, outcomes)
+    raise_if_failed(outcomes[0].role, q, outcomes)
 
 
 def _error_reasons(st: QuestionState, paths: Sequence[PathRow]) -> list[str]:
@@ -508,8 +249,9 @@ def _rewrite(
     """The request that rewrites ``source`` from the verifier's ``errors``: the refiner's correction
     (medium tier) or the regenerator's new attempt (difficult tier)."""
     agent = ctx.cfg.agents.refiner if refine else ctx.cfg.agents.regenerator
+    writer = REFINER if refine else REGENERATOR
     return partial(
-        refine_path if refine else regenerate_path,
+        writer,
         ctx.backends.get(agent.endpoint),
         q,
         source.clean_text,
@@ -517,7 +259,7 @@ def _rewrite(
         sampling=Sampling(agent.temperature, agent.top_p, agent.max_tokens),
         seed=seed,
         reasks=ctx.cfg.output_retries,
-        template=ctx.cfg.prompt("refine" if refine else "regenerate"),
+        template=ctx.cfg.prompt(writer.prompt),
     )
 
 
@@ -540,7 +282,7 @@ def _regenerate_job(
 async def _resolve_easy(ctx: StageContext, r: _Routed) -> Decision:
     """Easy: the ranker's best ``keep_top`` Correct paths."""
     st = r.loaded.state
-    await _score_missing(ctx, r.q, st, r.correct, r.origin)
+    await judge_missing(ctx, r.q, st, RANK, r.correct, r.origin)
     return Decision(_accepted(st, tier_rules.ranked(r.correct, st.scores, ctx.cfg.tiers.keep_top)))
 
 
@@ -548,7 +290,7 @@ async def _resolve_medium(ctx: StageContext, r: _Routed) -> Decision:
     """Medium: the refiner improves the ranker's best ``max_paths`` Correct paths with the error reasons;
     each refined path is verified again and replaces its parent only if it passes."""
     st = r.loaded.state
-    await _score_missing(ctx, r.q, st, r.correct, r.origin)
+    await judge_missing(ctx, r.q, st, RANK, r.correct, r.origin)
     best = tier_rules.ranked(r.correct, st.scores, ctx.cfg.agents.refiner.max_paths)
     taken = {p.path_key for p in st.paths}
     done = {p.parent_path_id for p in _written_now(ctx, st.paths, "refined")}
@@ -566,7 +308,7 @@ async def _resolve_medium(ctx: StageContext, r: _Routed) -> Decision:
         for p in _written_now(ctx, st.by_origin("refined"), "refined")
         if p.parent_path_id is not None
     }
-    await _verify_missing(ctx, r.q, st, list(refined.values()), r.origin)
+    await judge_missing(ctx, r.q, st, VERIFY, list(refined.values()), r.origin)
     st = await ctx.fresh(r.loaded)
     kept = tier_rules.medium_keep(best, refined, lambda p: _passes(st, r.q, p), ctx.cfg.tiers.keep_top)
     return Decision(_accepted(st, kept))
@@ -597,7 +339,7 @@ async def _resolve_difficult(ctx: StageContext, r: _Routed) -> Decision:
         p for p in _written_now(ctx, st.by_origin("refined"), "refined") if p.parent_path_id == base.id
     ]
     regen = _written_now(ctx, st.by_origin("regenerated"), "regenerated")
-    await _verify_missing(ctx, r.q, st, [*refined, *regen], r.origin)
+    await judge_missing(ctx, r.q, st, VERIFY, [*refined, *regen], r.origin)
     st = await ctx.fresh(r.loaded)
     kept = tier_rules.difficult_keep(
         refined, base, regen, lambda p: _passes(st, r.q, p), ctx.cfg.tiers.keep_top
@@ -683,61 +425,32 @@ async def _summarize(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigi
     q, st = loaded.question, loaded.state
     if st.outcome is None or st.outcome.status != "resolved":
         return st.outcome.status if st.outcome else None
-    sm = ctx.cfg.agents.summarizer
-    backend = ctx.backends.get(sm.endpoint)
-    template = ctx.cfg.prompt("summarize")
-    todo = [st.path(a.path_id) for a in st.accepted if a.path_id not in st.summaries]
-    outcomes = await asyncio.gather(
-        *(
-            summarize_path(
-                backend,
-                q,
-                p.clean_text,
-                sampling=Sampling(sm.temperature, sm.top_p, sm.max_tokens),
-                seed=keys.path_seed(ctx.cfg.seed, q.content_hash, "summarize", p.path_key),
-                reasks=ctx.cfg.output_retries,
-                template=template,
-            )
-            for p in todo
-        )
-    )
-    calls, rows, dropped = [], [], {}
-    for p, out in zip(todo, outcomes, strict=True):
-        key = keys.judge_call(q.id, "summarize", p.id, out.model, template.version)
-        if not waiting(out):
-            calls.append(call_record(q, key, out, origin))
-        if out.error is not None:
+    done = SUMMARIZE.judged(st)
+    todo = [st.path(a.path_id) for a in st.accepted if a.path_id not in done]
+    judged = await ask_judge(ctx, q, SUMMARIZE, todo, origin)
+    rows, dropped = [], {}
+    for j in judged.judgments:
+        if j.call.error is not None:
             continue
-        text = parse_summary(out.completions[0].text) if out.accepted and out.accepted[0] else None
-        if text is not None:
-            rows.append(
-                SummaryRecord(
-                    path_id=p.id,
-                    question_id=q.id,
-                    call_key=key,
-                    run_id=origin.run_id,
-                    summarizer_model=out.model,
-                    prompt_sha256=template.sha256,
-                    text=text,
-                    created_at=now(),
-                )
-            )
+        row = summary_record(j)
+        if row is not None:
+            rows.append(row)
         else:
-            why = "truncated" if out.completions and out.completions[0].truncated else "unparseable"
-            dropped[p.id] = f"summary {why} after {ctx.cfg.output_retries} re-ask(s)"
-    transport_failed = any(out.error is not None for out in outcomes)
+            why = "truncated" if j.call.completions and j.call.completions[0].truncated else "unparseable"
+            dropped[j.path.id] = f"summary {why} after {ctx.cfg.output_retries} re-ask(s)"
+    transport_failed = any(out.error is not None for out in judged.outcomes)
     kept = len(st.summaries) + len(rows)
     complete = not transport_failed and kept > 0
     write = partial(
         stage_writes.write_summaries,
-        calls=calls,
+        calls=judged.calls,
         summaries=rows,
         question_id=q.id,
         complete=complete,
         dropped=dropped,
     )
     st.add_summaries(rows, await ctx.write(q.id, write), dropped, complete)
-    _raise_if_failed("summarisation", q, outcomes)
+    raise_if_failed(SUMMARIZE.stage, q, judged.outcomes)
     if not complete:
         raise StageIncomplete(
             f"summarisation of question {q.id}: no accepted path has a usable summary "

@@ -17,7 +17,7 @@ from reasonmed.ingest.service import ingest_file
 from reasonmed.llm.registry import LLMRegistry
 from reasonmed.parsing import extract_answer
 from reasonmed.pipeline import stages
-from reasonmed.pipeline.stages import StageContext
+from reasonmed.pipeline.context import StageContext
 from reasonmed.sim.launcher import SimServer
 from reasonmed.tiers import GuardMode, disagreement, passes
 from tests.fixtures_pipeline import write_sim_config

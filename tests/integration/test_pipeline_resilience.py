@@ -195,7 +195,7 @@ def test_tasks_retry_database_blips_only(prefect_harness: None) -> None:
     from prefect import flow, task
     from sqlalchemy.exc import OperationalError
 
-    from reasonmed.pipeline.stages import StageIncomplete
+    from reasonmed.pipeline.failures import StageIncomplete
     from reasonmed.tasks.pipeline import _TASK_OPTIONS
 
     attempts: dict[str, int] = {}

@@ -43,7 +43,7 @@ from reasonmed.db.models import Question, ReasoningPath
 from reasonmed.ingest.service import ingest_file
 from reasonmed.llm.registry import LLMRegistry
 from reasonmed.pipeline import stages
-from reasonmed.pipeline.stages import StageContext
+from reasonmed.pipeline.context import StageContext
 from reasonmed.sim import styles
 from reasonmed.sim.launcher import SimServer
 from reasonmed.sim.styles import Style

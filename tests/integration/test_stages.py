@@ -15,7 +15,8 @@ from reasonmed.db.engine import make_engine
 from reasonmed.ingest.service import ingest_file
 from reasonmed.llm.registry import LLMRegistry
 from reasonmed.pipeline import stages
-from reasonmed.pipeline.stages import StageContext, StageIncomplete
+from reasonmed.pipeline.context import StageContext, stage_keys
+from reasonmed.pipeline.failures import StageIncomplete
 from reasonmed.sim.launcher import SimServer
 from tests.fixtures_pipeline import write_sim_config
 
@@ -160,7 +161,7 @@ def test_unparseable_output_is_recorded_not_fatal(sqlite_url: str, tmp_path: Pat
     # Nothing counted as correct: the question goes to the difficult tier and is rejected with a reason.
     assert status == "rejected"
     engine = make_engine(sqlite_url)
-    st = state_repo.load_state(engine, qid, stages.stage_keys(cfg), simulated=True)
+    st = state_repo.load_state(engine, qid, stage_keys(cfg), simulated=True)
     assert st.outcome.tier == "difficult" and "regenerated" in st.outcome.rejection_reason
 
 
