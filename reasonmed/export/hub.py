@@ -133,7 +133,7 @@ class HubTarget:
         with self._explained("reading the repository"):
             self.api.create_repo(self.repo_id, repo_type="dataset", private=self.private, exist_ok=True)
             head = self.api.repo_info(self.repo_id, repo_type="dataset").sha
-            present = list(self.api.list_repostaged_files(self.repo_id, repo_type="dataset", revision=head))
+            present = list(self.api.list_repo_files(self.repo_id, repo_type="dataset", revision=head))
             if self._published_before(staging, version_dir, head, present):
                 shutil.rmtree(staging, ignore_errors=True)
                 return self.location(version_dir)
