@@ -266,6 +266,9 @@ class Batch:
     completed: int = 0
     failed: int = 0
     stopping: str | None = None  # "cancelled" or "expired" once asked for
+    delay_s: float = (
+        0.0  # how long it waits in_progress before its first line runs (the service's, at creation)
+    )
     task: asyncio.Task[None] | None = None
     timer: asyncio.TimerHandle | None = None
 
@@ -366,6 +369,7 @@ class BatchService:
 
     def __init__(self, settings: SimSettings, metrics: SimMetrics, run_line: LineRunner) -> None:
         self.settings = settings
+        self.delay_s = settings.batch_delay_s  # /admin/batches {"delay_s": ...} changes it for new batches
         self.metrics = metrics
         self._run_line = run_line
         self.files: dict[str, StoredFile] = {}
@@ -481,6 +485,7 @@ class BatchService:
             f"batch_{secrets.token_hex(16)}", file_id, ENDPOINT, COMPLETION_WINDOW, metadata, stored.data
         )
         batch.expires_at = batch.created_at + round(self.settings.batch_window_s)
+        batch.delay_s = self.delay_s
         self.batches[batch.id] = batch
         self.metrics.batches_created += 1
         self.metrics.batch_statuses["validating"] += 1
@@ -522,11 +527,20 @@ class BatchService:
 
     async def admin(self, body: bytes) -> Response:
         """``{"expire": "<batch id>"}`` or ``{"expire": "all"}``: the window of open batches ends now; the
-        reply comes once they are expired (their result files written)."""
+        reply comes once they are expired (their result files written). ``{"delay_s": SECONDS}``: batches
+        created from now on wait that long before their first line runs (a test holds a batch open with a
+        long delay, expires it, then lets the next ones through)."""
         try:
-            target = _parse_json_object(body).get("expire")
+            request = _parse_json_object(body)
         except ValueError as exc:
             return _error(400, f"admin/batches: {exc}")
+        if "delay_s" in request:
+            delay = request["delay_s"]
+            if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+                return _error(400, "admin/batches: delay_s must be a number of seconds >= 0")
+            self.delay_s = float(delay)
+            return ok_reply({"delay_s": self.delay_s})
+        target = request.get("expire")
         if not isinstance(target, str):
             return _error(400, 'admin/batches: expected {"expire": "<batch id>" | "all"}')
         if target == "all":
@@ -577,8 +591,8 @@ class BatchService:
                 return
             batch.lines = lines
             self._enter(batch, "in_progress")
-            if self.settings.batch_delay_s > 0:
-                await asyncio.sleep(self.settings.batch_delay_s)
+            if batch.delay_s > 0:
+                await asyncio.sleep(batch.delay_s)
             queue = iter(lines)
             workers = min(self.settings.batch_concurrency, len(lines))
             await asyncio.gather(*(self._worker(batch, queue) for _ in range(workers)))

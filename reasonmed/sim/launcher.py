@@ -167,6 +167,12 @@ class SimServer:
         expired: list[str] = response.json()["expired"]
         return expired
 
+    def set_batch_delay(self, seconds: float) -> None:
+        """Batches created from now on wait ``seconds`` in_progress before their first line runs."""
+        httpx.post(
+            f"{self.root_url}/admin/batches", json={"delay_s": seconds}, timeout=10.0
+        ).raise_for_status()
+
     # ------------------------------------------------------------------ context managers
 
     def __enter__(self) -> SimServer:

@@ -206,10 +206,13 @@ def _no_request_sent_twice(url: str, metrics: dict[str, float]) -> None:
 def test_an_expired_batch_and_failed_lines_are_retried_within_the_attempt_budget(
     fresh_pg: str, tmp_path: Path
 ) -> None:
-    with SimServer(questions_db=fresh_pg, **{**SIM, "batch_delay_s": 1.0}) as sim:
+    # The first run's batches wait an hour, so they are surely open when the test expires them (a 1 s wait
+    # was over before a loaded machine got there); the batches after them wait 1 s.
+    with SimServer(questions_db=fresh_pg, **{**SIM, "batch_delay_s": 3600.0}) as sim:
         cfg = str(_config(tmp_path / "b.yaml", sim.base_url, batch=True))
         first = run_build(limit=10, config=cfg, batch_wait_s=0)
         assert first["outcome"]["open_batches"] > 0
+        sim.set_batch_delay(1.0)
         # The API lets every open batch run out of time; and the summariser's lines fail from now on.
         assert sim.expire_batches("all")
         sim.set_faults("summarize:*=500")

@@ -536,3 +536,22 @@ def test_batch_lines_are_not_rate_limited(sim_factory) -> None:
     assert batch["request_counts"] == {"total": 10, "completed": 10, "failed": 0}
     assert metric_group(server, "requests_total") == {"ok": 1, "limited": 1}
     assert metric_group(server, "batch_lines_total") == {"ok": 10}
+
+
+def test_a_delay_set_through_the_admin_route_holds_only_the_batches_created_after_it(sim_factory) -> None:
+    server = sim_factory()  # batches start at once
+    first = create(server, [line("q-0", body(0))])["id"]
+    wait_for(server, first, lambda b: b["status"] == "completed")
+    server.set_batch_delay(3600)
+    held = create(server, [line("q-1", body(1))])["id"]
+    wait_for(server, held, lambda b: b["status"] == "in_progress")
+    time.sleep(0.5)
+    assert get_batch(server, held)["request_counts"]["completed"] == 0  # waiting out its hour
+    server.set_batch_delay(0)
+    after = create(server, [line("q-2", body(2))])["id"]
+    wait_for(server, after, lambda b: b["status"] == "completed")
+    assert get_batch(server, held)["status"] == "in_progress"  # its own delay still holds it
+    assert server.expire_batches() == [held]
+    for wrong in (-1, "soon", True):
+        r = httpx.post(server.root_url + "/admin/batches", json={"delay_s": wrong})
+        assert r.status_code == 400 and "delay_s" in r.json()["error"]["message"], wrong
