@@ -12,9 +12,11 @@ does the same at each call site but is not the type the task declares.
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar, final
+from typing import Generic, TypeVar, final
 
 from prefect.context import FlowRunContext, TaskRunContext
+
+from reasonmed.provenance import Provenance
 
 T = TypeVar("T")
 
@@ -42,10 +44,11 @@ def flow_run_id() -> str | None:
     return str(ctx.flow_run.id) if ctx and ctx.flow_run else None
 
 
-def provenance() -> dict[str, Any]:
-    """Prefect's task and flow run ids, recorded with each stored output."""
+def provenance(run_id: int | None = None) -> Provenance:
+    """The run, and Prefect's flow and task run ids, recorded with each stored output."""
     task_ctx = TaskRunContext.get()
-    return {
-        "prefect_task_run_id": str(task_ctx.task_run.id) if task_ctx else None,
-        "prefect_flow_run_id": flow_run_id(),
-    }
+    return Provenance(
+        run_id=run_id,
+        prefect_flow_run_id=flow_run_id(),
+        prefect_task_run_id=str(task_ctx.task_run.id) if task_ctx else None,
+    )

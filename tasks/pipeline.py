@@ -39,33 +39,37 @@ def _value(carried: Handle[Carried] | None) -> Carried | None:
     return carried.value if carried is not None else None
 
 
-def _provenance(ctx: StageContext) -> dict[str, Any]:
-    return {"run_id": ctx.run_id, **provenance()}
-
-
 @task(name="generate", task_run_name="generate q{question_id}", **_TASK_OPTIONS)
 async def generate_task(
     run: Handle[StageContext], question_id: int, carried: Handle[Carried] | None = None
 ) -> int | Waiting:
-    return await _waitable(stages.generate(run.value, question_id, _provenance(run.value), _value(carried)))
+    return await _waitable(
+        stages.generate(run.value, question_id, provenance(run.value.run_id), _value(carried))
+    )
 
 
 @task(name="verify", task_run_name="verify q{question_id}", **_TASK_OPTIONS)
 async def verify_task(
     run: Handle[StageContext], question_id: int, carried: Handle[Carried] | None = None
 ) -> Waiting | None:
-    return await _waitable(stages.verify(run.value, question_id, _provenance(run.value), _value(carried)))
+    return await _waitable(
+        stages.verify(run.value, question_id, provenance(run.value.run_id), _value(carried))
+    )
 
 
 @task(name="resolve", task_run_name="resolve q{question_id}", **_TASK_OPTIONS)
 async def resolve_task(
     run: Handle[StageContext], question_id: int, carried: Handle[Carried] | None = None
 ) -> str | Waiting:
-    return await _waitable(stages.resolve(run.value, question_id, _provenance(run.value), _value(carried)))
+    return await _waitable(
+        stages.resolve(run.value, question_id, provenance(run.value.run_id), _value(carried))
+    )
 
 
 @task(name="summarize", task_run_name="summarize q{question_id}", **_TASK_OPTIONS)
 async def summarize_task(
     run: Handle[StageContext], question_id: int, carried: Handle[Carried] | None = None
 ) -> str | Waiting | None:
-    return await _waitable(stages.summarize(run.value, question_id, _provenance(run.value), _value(carried)))
+    return await _waitable(
+        stages.summarize(run.value, question_id, provenance(run.value.run_id), _value(carried))
+    )

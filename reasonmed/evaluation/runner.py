@@ -9,7 +9,7 @@ for what is missing, and the accuracy is always computed from the stored rows.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ from reasonmed.incomplete import Incomplete
 from reasonmed.llm.types import ChatBackend
 from reasonmed.parsing import clean_reasoning, extract_answer
 from reasonmed.prompts import PromptTemplate, get_template
+from reasonmed.provenance import Provenance
 
 SAVE_BATCH = 200
 
@@ -105,7 +106,7 @@ def prediction_row(
     latency_ms: float,
     attempts: int,
     prompt_sha256: str,
-    provenance: Mapping[str, Any],
+    provenance: Provenance,
 ) -> dict[str, Any]:
     extracted = extract_answer(clean_reasoning(text), dict(q.options))  # exactly as the pipeline reads a path
     return {
@@ -130,7 +131,7 @@ def prediction_row(
         "completion_tokens": completion_tokens,
         "latency_ms": latency_ms,
         "attempts": attempts,
-        "prefect_flow_run_id": provenance.get("prefect_flow_run_id"),
+        "prefect_flow_run_id": provenance.prefect_flow_run_id,
         "created_at": eval_repo.now(),
     }
 
@@ -163,7 +164,7 @@ async def _predict(
     q: EvalQuestion,
     writer: BatchWriter,
     run: BenchmarkRun,
-    provenance: Mapping[str, Any],
+    provenance: Provenance,
 ) -> None:
     seed = eval_seed(ctx.base_seed, q.content_hash)
     call = await answer_question(
@@ -195,7 +196,7 @@ async def _predict(
 
 
 async def evaluate_benchmark(
-    ctx: EvalContext, benchmark: str, provenance: Mapping[str, Any] | None = None
+    ctx: EvalContext, benchmark: str, provenance: Provenance | None = None
 ) -> BenchmarkRun:
     """Predict every selected test item of ``benchmark`` that has no stored prediction yet.
 
@@ -203,7 +204,7 @@ async def evaluate_benchmark(
     scheduler can retry just those.
     """
     bench: Benchmark = BENCHMARKS[benchmark]
-    prov = dict(provenance or {})
+    prov = provenance or Provenance()
     questions = await asyncio.to_thread(
         eval_repo.load_eval_questions,
         ctx.engine,

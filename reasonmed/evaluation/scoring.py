@@ -30,6 +30,7 @@ from reasonmed.export.assemble import dataset_output
 from reasonmed.incomplete import Incomplete
 from reasonmed.llm.types import ChatBackend
 from reasonmed.prompts import PromptTemplate
+from reasonmed.provenance import Provenance
 
 Variant = Literal["reasonmed", "cotmed", "responsemed"]
 VARIANTS: tuple[Variant, ...] = get_args(Variant)
@@ -168,7 +169,7 @@ async def _judge_row(
 
 
 async def score_variant(
-    ctx: ScoreContext, variant: str, provenance: Mapping[str, Any] | None = None
+    ctx: ScoreContext, variant: str, provenance: Provenance | None = None
 ) -> dict[str, int]:
     """Rate every sampled row of ``variant`` not rated yet by this judge and prompt version."""
     stored = await asyncio.to_thread(eval_repo.stored_score_paths, ctx.engine, **ctx.key(variant))

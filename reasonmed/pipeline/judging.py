@@ -28,8 +28,9 @@ from reasonmed.parsing import ParsedScore
 from reasonmed.pipeline import keys
 from reasonmed.pipeline.context import StageContext
 from reasonmed.pipeline.failures import raise_if_failed
-from reasonmed.pipeline.records import RunOrigin, call_record, waiting
+from reasonmed.pipeline.records import call_record, waiting
 from reasonmed.prompts import PromptTemplate
+from reasonmed.provenance import Provenance
 from reasonmed.question_state import PathRow, QuestionState
 from reasonmed.stage_records import CallRecord, ScoreRecord, SummaryRecord, VerdictRecord
 from reasonmed.structured_output import SCORE_SCHEMA, VERDICT_SCHEMA, format_for
@@ -107,7 +108,7 @@ class JudgeRound(Generic[A]):
 
 
 async def ask_judge(
-    ctx: StageContext, q: QuestionView, role: JudgeRole[A], paths: Sequence[PathRow], origin: RunOrigin
+    ctx: StageContext, q: QuestionView, role: JudgeRole[A], paths: Sequence[PathRow], origin: Provenance
 ) -> JudgeRound[A]:
     """Ask ``role``'s judge about each of ``paths``, all at once."""
     how = role.settings(ctx.cfg)
@@ -158,7 +159,7 @@ async def judge_missing(
     st: QuestionState,
     step: JudgedStep[A, R, N],
     paths: Sequence[PathRow],
-    origin: RunOrigin,
+    origin: Provenance,
 ) -> None:
     """Judge those of ``paths`` the current key has not judged; their rows are stored and added to ``st``."""
     todo = step.role.todo(st, paths)

@@ -3,14 +3,14 @@ rows a finished request becomes (``reasonmed.db.stage_writes`` writes them)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from reasonmed.agents.base import CallOutcome, QuestionView
 from reasonmed.db.runs_repo import now
 from reasonmed.llm.types import BATCH_PENDING
 from reasonmed.parsing import clean_reasoning, extract_answer
+from reasonmed.provenance import Provenance
 from reasonmed.question_state import AcceptedRef
 from reasonmed.redact import redact
 from reasonmed.stage_records import CallRecord, PathRecord
@@ -18,25 +18,6 @@ from reasonmed.stage_records import CallRecord, PathRecord
 Request = Callable[
     [], Awaitable[CallOutcome]
 ]  # a request not sent yet (e.g. a functools.partial of an agent)
-
-
-@dataclass(frozen=True, slots=True)
-class RunOrigin:
-    """Which build run, Prefect flow run and task run a stage's writes come from."""
-
-    run_id: int | None = None
-    prefect_flow_run_id: str | None = None
-    prefect_task_run_id: str | None = None
-
-    @classmethod
-    def of(cls, prov: Provenance) -> RunOrigin:
-        if isinstance(prov, RunOrigin):
-            return prov
-        return cls(prov.get("run_id"), prov.get("prefect_flow_run_id"), prov.get("prefect_task_run_id"))
-
-
-# What callers hand the stages: a RunOrigin, or the same three fields as a mapping.
-Provenance = RunOrigin | Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +56,7 @@ def waiting(out: CallOutcome) -> bool:
     return out.error is not None and out.error.kind == BATCH_PENDING
 
 
-def call_record(q: QuestionView, call_key: str, out: CallOutcome, origin: RunOrigin) -> CallRecord:
+def call_record(q: QuestionView, call_key: str, out: CallOutcome, origin: Provenance) -> CallRecord:
     first = out.completions[0] if out.completions else None
     finish = None
     if first is not None:
@@ -117,7 +98,7 @@ def path_record(
     out: CallOutcome,
     i: int,
     call_key: str,
-    origin: RunOrigin,
+    origin: Provenance,
     *,
     path_key: str,
     kind: str,

@@ -24,7 +24,7 @@ from reasonmed.db.reopen_repo import OutcomeSnapshot, QuestionFilter
 from reasonmed.pipeline import stages
 from reasonmed.pipeline.context import StageContext
 from reasonmed.pipeline.failures import StageIncomplete
-from reasonmed.pipeline.records import RunOrigin
+from reasonmed.provenance import Provenance
 from reasonmed.question_state import FINISHED
 
 REJUDGE_STAGES = ("verify", "rank", "summarize")
@@ -75,7 +75,7 @@ async def rejudge(
     reopened = await ctx.db(reopen_repo.reopen_stale, ctx.engine, ctx.keys, stages=[stage], where=where)
     result = RejudgeResult(stage=stage, stale=reopened.stale, reopened=len(reopened.question_ids))
     before = await ctx.db(reopen_repo.outcome_snapshot, ctx.engine, reopened.question_ids)
-    prov = RunOrigin(run_id=ctx.run_id)
+    prov = Provenance(run_id=ctx.run_id)
     gate = asyncio.Semaphore(concurrency)
     steps = {"verify": stages.verify, "resolve": stages.resolve, "summarize": stages.summarize}
 

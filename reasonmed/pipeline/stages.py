@@ -35,14 +35,13 @@ from reasonmed.pipeline.judging import RANK, SUMMARIZE, VERIFY, ask_judge, judge
 from reasonmed.pipeline.records import (
     Decision,
     GenerateJob,
-    Provenance,
     Request,
-    RunOrigin,
     WriteJob,
     call_record,
     path_record,
     waiting,
 )
+from reasonmed.provenance import Provenance
 from reasonmed.question_state import (
     AcceptedRef,
     LoadedQuestion,
@@ -118,10 +117,10 @@ async def generate(
 ) -> int:
     """Write every missing generated path (models x temperatures x samples). Returns paths written."""
     async with ctx.question(question_id, carried) as loaded:
-        return await _generate(ctx, loaded, RunOrigin.of(prov))
+        return await _generate(ctx, loaded, prov)
 
 
-async def _generate(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigin) -> int:
+async def _generate(ctx: StageContext, loaded: LoadedQuestion, origin: Provenance) -> int:
     q, st = loaded.question, loaded.state
     if st.finished:
         return 0
@@ -165,14 +164,14 @@ async def verify(
     async with ctx.question(question_id, carried) as loaded:
         q, st = loaded.question, loaded.state
         if not st.finished:
-            await judge_missing(ctx, q, st, VERIFY, st.by_origin("generated"), RunOrigin.of(prov))
+            await judge_missing(ctx, q, st, VERIFY, st.by_origin("generated"), prov)
 
 
 # --------------------------------------------------------------------------- stage 3: tiered resolution
 
 
 async def _write_new_paths(
-    ctx: StageContext, q: QuestionView, st: QuestionState, origin: RunOrigin, jobs: Sequence[WriteJob]
+    ctx: StageContext, q: QuestionView, st: QuestionState, origin: Provenance, jobs: Sequence[WriteJob]
 ) -> None:
     if not jobs:
         return
@@ -236,7 +235,7 @@ class _Routed:
     generated: list[PathRow]
     correct: list[PathRow]
     errors: list[str]  # the verifier's analyses of the failed attempts
-    origin: RunOrigin
+    origin: Provenance
 
     @property
     def q(self) -> QuestionView:
@@ -360,10 +359,10 @@ async def resolve(
     unchanged decision is written back unchanged.
     """
     async with ctx.question(question_id, carried) as loaded:
-        return await _resolve(ctx, loaded, RunOrigin.of(prov))
+        return await _resolve(ctx, loaded, prov)
 
 
-async def _resolve(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigin) -> str:
+async def _resolve(ctx: StageContext, loaded: LoadedQuestion, origin: Provenance) -> str:
     q, st = loaded.question, loaded.state
     if st.outcome is not None and st.outcome.finished:
         return st.outcome.status
@@ -418,10 +417,10 @@ async def summarize(
     is left does the stage fail, permanently (``unusable``): its question is set aside with the reason.
     """
     async with ctx.question(question_id, carried) as loaded:
-        return await _summarize(ctx, loaded, RunOrigin.of(prov))
+        return await _summarize(ctx, loaded, prov)
 
 
-async def _summarize(ctx: StageContext, loaded: LoadedQuestion, origin: RunOrigin) -> str | None:
+async def _summarize(ctx: StageContext, loaded: LoadedQuestion, origin: Provenance) -> str | None:
     q, st = loaded.question, loaded.state
     if st.outcome is None or st.outcome.status != "resolved":
         return st.outcome.status if st.outcome else None

@@ -18,6 +18,7 @@ from reasonmed.llm.registry import LLMRegistry
 from reasonmed.parsing import extract_answer
 from reasonmed.pipeline import stages
 from reasonmed.pipeline.context import StageContext
+from reasonmed.provenance import Provenance
 from reasonmed.sim.launcher import SimServer
 from reasonmed.tiers import GuardMode, disagreement, passes
 from tests.fixtures_pipeline import write_sim_config
@@ -92,8 +93,8 @@ def test_guard_rejects_correct_verdicts_on_wrong_answers(db_url: str, tmp_path: 
             out = []
             for qid in qids:
                 for fn in (stages.generate, stages.verify):
-                    await fn(ctx, qid, {"run_id": None})
-                out.append(await stages.resolve(ctx, qid, {"run_id": None}))
+                    await fn(ctx, qid, Provenance())
+                out.append(await stages.resolve(ctx, qid, Provenance()))
             return out
         finally:
             await registry.aclose()
@@ -215,8 +216,8 @@ def test_guard_modes_decide_tiers_and_acceptance(db_url: str, tmp_path: Path, mo
 
     async def run() -> str:
         for fn in (stages.generate, stages.verify):
-            await fn(ctx, qid, {"run_id": None})
-        return await stages.resolve(ctx, qid, {"run_id": None})
+            await fn(ctx, qid, Provenance())
+        return await stages.resolve(ctx, qid, Provenance())
 
     status = asyncio.run(run())
     tier, n_correct, kept = GUARD_OUTCOMES[mode]

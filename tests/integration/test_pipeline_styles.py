@@ -44,6 +44,7 @@ from reasonmed.ingest.service import ingest_file
 from reasonmed.llm.registry import LLMRegistry
 from reasonmed.pipeline import stages
 from reasonmed.pipeline.context import StageContext
+from reasonmed.provenance import Provenance
 from reasonmed.sim import styles
 from reasonmed.sim.launcher import SimServer
 from reasonmed.sim.styles import Style
@@ -155,7 +156,7 @@ async def _build(engine: Engine, config: Path) -> None:
 
     async def one(qid: int) -> None:
         for stage in (stages.generate, stages.verify, stages.resolve, stages.summarize):
-            await stage(ctx, qid, {"run_id": None})
+            await stage(ctx, qid, Provenance())
 
     try:
         await asyncio.gather(*(one(qid) for qid in _question_ids(engine)))

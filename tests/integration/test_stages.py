@@ -17,6 +17,7 @@ from reasonmed.llm.registry import LLMRegistry
 from reasonmed.pipeline import stages
 from reasonmed.pipeline.context import StageContext, stage_keys
 from reasonmed.pipeline.failures import StageIncomplete
+from reasonmed.provenance import Provenance
 from reasonmed.sim.launcher import SimServer
 from tests.fixtures_pipeline import write_sim_config
 
@@ -54,7 +55,7 @@ async def _run(url: str, cfg: PipelineConfig, fn, qid: int):  # type: ignore[no-
     registry = LLMRegistry(cfg)
     try:
         ctx = StageContext(engine=make_engine(url), cfg=cfg, backends=registry, run_id=None)
-        return await fn(ctx, qid, {"run_id": None})
+        return await fn(ctx, qid, Provenance())
     finally:
         await registry.aclose()
 

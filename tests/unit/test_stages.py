@@ -33,6 +33,7 @@ from reasonmed.llm.types import LLMError
 from reasonmed.pipeline import stages
 from reasonmed.pipeline.context import StageContext
 from reasonmed.pipeline.failures import StageIncomplete
+from reasonmed.provenance import Provenance
 from reasonmed.sim.behaviour import ParsedPrompt, Role
 from tests.scripted_chat import Script, ScriptedBackends
 
@@ -249,7 +250,7 @@ def _ingest(engine: Engine, tmp_path: Path) -> int:
 
 async def _run_stages(ctx: StageContext, qid: int) -> tuple[list[str], list[str | None]]:
     """Each stage twice in a row, as a retried or resumed run would run it: the second asks for nothing."""
-    prov = {"run_id": None}
+    prov = Provenance()
     for stage in (stages.generate, stages.generate, stages.verify, stages.verify):
         await stage(ctx, qid, prov)
     resolved = [await stages.resolve(ctx, qid, prov) for _ in range(2)]
@@ -350,7 +351,7 @@ def test_a_failed_request_is_asked_again_and_nothing_else(stage_db: Engine, tmp_
 
     backends = ScriptedBackends(cfg, flaky)
     ctx = StageContext(engine=stage_db, cfg=cfg, backends=backends, run_id=None)
-    prov = {"run_id": None}
+    prov = Provenance()
 
     async def twice(stage: Callable[..., Awaitable[object]]) -> object:
         with pytest.raises(StageIncomplete, match="1 request\\(s\\) failed; first: .*timeout"):
