@@ -21,8 +21,9 @@ from reasonmed.db.models import (
 )
 from reasonmed.db.runs_repo import now
 from reasonmed.question_state import FINISHED, StageKeys
+from reasonmed.roles import RECHECKED_PROMPTS, Origin, Role
 
-STALE_STAGES = ("verify", "rank", "refine", "regenerate", "summarize")
+STALE_STAGES = RECHECKED_PROMPTS
 
 
 def _stale_conditions(keys: StageKeys, stages: Sequence[str]) -> list[Any]:
@@ -34,7 +35,7 @@ def _stale_conditions(keys: StageKeys, stages: Sequence[str]) -> list[Any]:
             select(ReasoningPath.id)
             .where(
                 ReasoningPath.question_id == Question.id,
-                ReasoningPath.origin == "generated",
+                ReasoningPath.origin == Origin.GENERATED,
                 ~select(Verdict.id)
                 .where(
                     Verdict.path_id == ReasoningPath.id,
@@ -62,7 +63,8 @@ def _stale_conditions(keys: StageKeys, stages: Sequence[str]) -> list[Any]:
             )
             .exists()
         )
-    for stage, origin in (("refine", "refined"), ("regenerate", "regenerated")):
+    for role in (Role.REFINER, Role.REGENERATOR):
+        stage, origin = role.prompt, role.writes
         if stage in stages:
             w = keys.writes(origin)
             written = ReasoningPath.__table__.alias(f"written_{origin}")

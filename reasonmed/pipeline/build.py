@@ -36,6 +36,7 @@ from reasonmed.pipeline.failures import Waiting, classify
 from reasonmed.pipeline.outcome import BuildOutcome, HeldClaim, RunStatus, alarms_of
 from reasonmed.pipeline.progress import BuildProgress
 from reasonmed.pipeline.stop import StopRequest
+from reasonmed.roles import QuestionStatus
 
 T = TypeVar("T")
 Counts = dict[str, int]
@@ -247,7 +248,7 @@ class BuildLoop:
             counts[s] = counts.get(s, 0) + 1
         return counts
 
-    async def work_question(self, question_id: int, carried: Carried) -> str:
+    async def work_question(self, question_id: int, carried: Carried) -> QuestionStatus:
         """The question's four stages; a failure is recorded against the question (and may set it aside)
         and costs only this question: it is never claimed again by this run."""
         stage = "generate"
@@ -258,10 +259,11 @@ class BuildLoop:
                 stage = "verify"
                 _go_on(await self.stages.verify(question_id, carried))
                 stage = "resolve"
-                status = _go_on(await self.stages.resolve(question_id, carried))
-                if status != "rejected":
+                status = QuestionStatus(_go_on(await self.stages.resolve(question_id, carried)))
+                if status is not QuestionStatus.REJECTED:
                     stage = "summarize"
-                    status = _go_on(await self.stages.summarize(question_id, carried)) or status
+                    summarized = _go_on(await self.stages.summarize(question_id, carried))
+                    status = QuestionStatus(summarized) if summarized else status
             except Exception as exc:
                 return await self._failed(question_id, stage, exc)
             finally:
@@ -269,16 +271,16 @@ class BuildLoop:
         self.progress.settle(status)
         return status
 
-    async def _failed(self, question_id: int, stage: str, exc: Exception) -> str:
+    async def _failed(self, question_id: int, stage: str, exc: Exception) -> QuestionStatus:
         failure = classify(stage, exc)
         if failure.cls == "waiting":  # its requests are in a batch: it goes on once they are answered
             await asyncio.to_thread(
                 batch_repo.mark_waiting, self.engine, question_id, stage=stage, run_id=self.run_id
             )
             self.progress.waiting += 1
-            return "waiting"
+            return QuestionStatus.WAITING
         if not failure.counts:  # the endpoint's outage, not the question's: it stays pending
-            return "endpoint_down"
+            return QuestionStatus.ENDPOINT_DOWN
         attempts = self.settings.question_attempts
         recorded = await asyncio.to_thread(
             failures_repo.record_failure,
@@ -288,7 +290,7 @@ class BuildLoop:
             run_id=self.run_id,
             budget=attempts,
         )
-        status = "set_aside" if recorded.set_aside else "failed"
+        status = QuestionStatus.SET_ASIDE if recorded.set_aside else QuestionStatus.FAILED
         self.progress.settle(status)
         self.log.warning(
             "question %s %s at %s (%s failure %s of %s): %s",
@@ -418,7 +420,7 @@ class BuildLoop:
         await self.registry.submit_batches(worker=self.worker, run_id=self.run_id)  # what they wait on
         kept = (
             set(await asyncio.to_thread(batch_repo.waiting_in_run, self.engine, self.run_id))
-            if counts.get("waiting")
+            if counts.get(QuestionStatus.WAITING)
             else set()
         )
         done = [q for q in ids if q not in kept]

@@ -17,9 +17,10 @@ from typing import Any, Literal
 from reasonmed.config import PipelineConfig
 from reasonmed.db.inspect_repo import CallHistory
 from reasonmed.llm.registry import price_of
+from reasonmed.roles import Role
 
 CHARS_PER_TOKEN = 4.0  # for prompt sizes without history: the usual rule of thumb for English text
-ROLES = ("generator", "verifier", "ranker", "refiner", "regenerator", "summarizer")
+ROLES = tuple(Role)  # every role, in pipeline order
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,8 +36,9 @@ from reasonmed.incomplete import Incomplete
 from reasonmed.llm.types import BATCH_PENDING, ENDPOINT_KINDS, RETRYABLE_KINDS
 from reasonmed.pipeline.records import waiting
 from reasonmed.redact import redact
+from reasonmed.roles import Stage
 
-STAGES = ("generate", "verify", "resolve", "summarize")
+STAGES = tuple(Stage)
 
 
 class StageIncomplete(Incomplete):

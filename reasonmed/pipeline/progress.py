@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reasonmed.pipeline.eta import WINDOW_S, Observed, estimate
+from reasonmed.roles import QuestionStatus
 
 
 @dataclass
@@ -32,15 +33,15 @@ class BuildProgress:
     def settle(self, status: str) -> None:
         """Count a question leaving this run's work: "failed", "set_aside", or a finished one's status;
         its time feeds the recent pace."""
-        if status == "failed":
+        if status == QuestionStatus.FAILED:
             self.failed += 1
-        elif status == "set_aside":
+        elif status == QuestionStatus.SET_ASIDE:
             self.set_aside += 1
         else:
             self.done += 1
-            if status == "accepted":
+            if status == QuestionStatus.ACCEPTED:
                 self.accepted += 1
-            elif status == "rejected":
+            elif status == QuestionStatus.REJECTED:
                 self.rejected += 1
         self._settled_at.append(time.monotonic())
 

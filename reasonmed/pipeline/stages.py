@@ -49,6 +49,7 @@ from reasonmed.question_state import (
     PathRow,
     QuestionState,
 )
+from reasonmed.roles import Origin, QuestionStatus, Role
 from reasonmed.tiers import Tier, assign_tier, guard_mode, passes
 
 
@@ -143,7 +144,7 @@ async def _generate(ctx: StageContext, loaded: LoadedQuestion, origin: Provenanc
                         job.call_key,
                         origin,
                         path_key=keys.generated_path(out.endpoint, out.sampling.temperature, s),
-                        kind="generated",
+                        kind=Origin.GENERATED,
                         parent=None,
                         sample_index=s,
                         generation_order=job.order_base + s,
@@ -164,7 +165,7 @@ async def verify(
     async with ctx.question(question_id, carried) as loaded:
         q, st = loaded.question, loaded.state
         if not st.finished:
-            await judge_missing(ctx, q, st, VERIFY, st.by_origin("generated"), prov)
+            await judge_missing(ctx, q, st, VERIFY, st.by_origin(Origin.GENERATED), prov)
 
 
 # --------------------------------------------------------------------------- stage 3: tiered resolution
@@ -181,7 +182,7 @@ async def _write_new_paths(
         if not waiting(out):
             calls.append(call_record(q, job.call_key, out, origin))
         if out.error is None:
-            kind = "refined" if out.role == "refiner" else "regenerated"
+            kind = Role(out.role).writes
             paths.append(
                 path_record(
                     q,
@@ -292,10 +293,10 @@ async def _resolve_medium(ctx: StageContext, r: _Routed) -> Decision:
     await judge_missing(ctx, r.q, st, RANK, r.correct, r.origin)
     best = tier_rules.ranked(r.correct, st.scores, ctx.cfg.agents.refiner.max_paths)
     taken = {p.path_key for p in st.paths}
-    done = {p.parent_path_id for p in _written_now(ctx, st.paths, "refined")}
+    done = {p.parent_path_id for p in _written_now(ctx, st.paths, Origin.REFINED)}
     jobs = [
         _refine_job(
-            ctx, r.q, p, _write_key(taken, keys.refined_path(p.path_key), ctx, "refined"), i, r.errors
+            ctx, r.q, p, _write_key(taken, keys.refined_path(p.path_key), ctx, Origin.REFINED), i, r.errors
         )
         for i, p in enumerate(best)
         if p.id not in done
@@ -304,7 +305,7 @@ async def _resolve_medium(ctx: StageContext, r: _Routed) -> Decision:
     st = await ctx.fresh(r.loaded)
     refined = {
         p.parent_path_id: p
-        for p in _written_now(ctx, st.by_origin("refined"), "refined")
+        for p in _written_now(ctx, st.by_origin(Origin.REFINED), Origin.REFINED)
         if p.parent_path_id is not None
     }
     await judge_missing(ctx, r.q, st, VERIFY, list(refined.values()), r.origin)
@@ -321,13 +322,13 @@ async def _resolve_difficult(ctx: StageContext, r: _Routed) -> Decision:
     base = tier_rules.difficult_source(r.generated, lambda p: _passes(st, r.q, p))
     taken = {p.path_key for p in st.paths}
     jobs = []
-    if base.id not in {p.parent_path_id for p in _written_now(ctx, st.paths, "refined")}:
-        ref_key = _write_key(taken, keys.refined_path(base.path_key), ctx, "refined")
+    if base.id not in {p.parent_path_id for p in _written_now(ctx, st.paths, Origin.REFINED)}:
+        ref_key = _write_key(taken, keys.refined_path(base.path_key), ctx, Origin.REFINED)
         jobs.append(_refine_job(ctx, r.q, base, ref_key, 0, r.errors))
-    regen_now = {p.sample_index for p in _written_now(ctx, st.paths, "regenerated")}
+    regen_now = {p.sample_index for p in _written_now(ctx, st.paths, Origin.REGENERATED)}
     jobs += [
         _regenerate_job(
-            ctx, r.q, base, _write_key(taken, keys.regenerated_path(i), ctx, "regenerated"), i, r.errors
+            ctx, r.q, base, _write_key(taken, keys.regenerated_path(i), ctx, Origin.REGENERATED), i, r.errors
         )
         for i in range(ctx.cfg.agents.regenerator.paths)
         if i not in regen_now
@@ -335,9 +336,11 @@ async def _resolve_difficult(ctx: StageContext, r: _Routed) -> Decision:
     await _write_new_paths(ctx, r.q, st, r.origin, jobs)
     st = await ctx.fresh(r.loaded)
     refined = [
-        p for p in _written_now(ctx, st.by_origin("refined"), "refined") if p.parent_path_id == base.id
+        p
+        for p in _written_now(ctx, st.by_origin(Origin.REFINED), Origin.REFINED)
+        if p.parent_path_id == base.id
     ]
-    regen = _written_now(ctx, st.by_origin("regenerated"), "regenerated")
+    regen = _written_now(ctx, st.by_origin(Origin.REGENERATED), Origin.REGENERATED)
     await judge_missing(ctx, r.q, st, VERIFY, [*refined, *regen], r.origin)
     st = await ctx.fresh(r.loaded)
     kept = tier_rules.difficult_keep(
@@ -366,7 +369,7 @@ async def _resolve(ctx: StageContext, loaded: LoadedQuestion, origin: Provenance
     q, st = loaded.question, loaded.state
     if st.outcome is not None and st.outcome.finished:
         return st.outcome.status
-    gen = st.by_origin("generated")
+    gen = st.by_origin(Origin.GENERATED)
     if len(gen) < ctx.cfg.paths_per_question or any(p.id not in st.verdicts for p in gen):
         raise StageIncomplete(
             f"question {q.id}: generation or verification is incomplete; run those stages first"
@@ -390,7 +393,7 @@ async def _resolve(ctx: StageContext, loaded: LoadedQuestion, origin: Provenance
         simulated=ctx.cfg.simulated,
     )
     dropped = await ctx.write(q.id, write)
-    status = "resolved" if decision.accepted else "rejected"
+    status = QuestionStatus.RESOLVED if decision.accepted else QuestionStatus.REJECTED
     outcome = OutcomeRow(
         status,
         tier.value,
@@ -422,7 +425,7 @@ async def summarize(
 
 async def _summarize(ctx: StageContext, loaded: LoadedQuestion, origin: Provenance) -> str | None:
     q, st = loaded.question, loaded.state
-    if st.outcome is None or st.outcome.status != "resolved":
+    if st.outcome is None or st.outcome.status != QuestionStatus.RESOLVED:
         return st.outcome.status if st.outcome else None
     done = SUMMARIZE.judged(st)
     todo = [st.path(a.path_id) for a in st.accepted if a.path_id not in done]
@@ -456,4 +459,4 @@ async def _summarize(ctx: StageContext, loaded: LoadedQuestion, origin: Provenan
             f"({'; '.join(sorted(set(dropped.values())))})",
             unusable=True,
         )
-    return "accepted"
+    return QuestionStatus.ACCEPTED

@@ -24,8 +24,9 @@ from typing import Literal
 
 from reasonmed.bounded_file import FileRefused, read_small_text
 from reasonmed.prompts.files import PROMPT_FILE_MAX_BYTES
+from reasonmed.roles import EVALUATION_PROMPTS, Role
 
-ROLES = ("generate", "verify", "rank", "refine", "regenerate", "summarize", "evaluate", "judge")
+ROLES = (*(r.prompt for r in Role), *EVALUATION_PROMPTS)  # every prompt name, pipeline's then evaluation's
 PROMPT_SPLIT = "\n---user---\n"  # between the system and the user message in a template file
 PROFILES = ("reasonmed", "paper")
 Profile = Literal["reasonmed", "paper"]

@@ -128,3 +128,24 @@ def test_select_top_is_deterministic_for_duplicate_orders() -> None:
 def test_select_top_rejects_k_below_one(k: int) -> None:
     with pytest.raises(ValueError, match="k must be >= 1"):
         select_top(_cands(1), k)
+
+
+def test_each_role_names_its_prompt_stage_and_origin() -> None:
+    """Written out by hand: the nouns, verbs and origins the stored rows and prompt files use."""
+    from reasonmed.roles import Origin, Role, Stage
+
+    table = {
+        Role.GENERATOR: ("generate", Stage.GENERATE, "generated"),
+        Role.VERIFIER: ("verify", Stage.VERIFY, None),
+        Role.RANKER: ("rank", Stage.RESOLVE, None),
+        Role.REFINER: ("refine", Stage.RESOLVE, "refined"),
+        Role.REGENERATOR: ("regenerate", Stage.RESOLVE, "regenerated"),
+        Role.SUMMARIZER: ("summarize", Stage.SUMMARIZE, None),
+    }
+    assert list(table) == list(Role)  # pipeline order
+    for role, (prompt, stage, origin) in table.items():
+        assert (role.prompt, role.stage, role.origin) == (prompt, stage, origin), role
+        assert role.judges == (origin is None and role is not Role.GENERATOR)
+    assert [Role.REFINER.writes, Role.GENERATOR.writes] == [Origin.REFINED, Origin.GENERATED]
+    with pytest.raises(ValueError, match="writes no paths"):
+        _ = Role.RANKER.writes
