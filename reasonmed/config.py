@@ -63,11 +63,37 @@ class _Strict(BaseModel):
 # --------------------------------------------------------------------------- endpoints
 
 
+def _replica_entry(value: Any) -> Any:
+    """A replica written as its URL alone (``- http://gpu-3:8000/v1``) takes the endpoint's cap."""
+    return {"base_url": value} if isinstance(value, str) else value
+
+
+class ReplicaConfig(_Strict):
+    """One server of a replicated endpoint: the same model served again, with its own cap."""
+
+    base_url: str = Field(min_length=1, description="e.g. http://gpu-3:8000/v1")
+    max_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="this replica's cap; default: the endpoint's max_in_flight",
+    )
+
+
+ReplicaEntry = Annotated[ReplicaConfig, BeforeValidator(_replica_entry)]
+
+
 class EndpointConfig(_Strict):
-    """One served model: an OpenAI-compatible server (vLLM first) or an in-process vLLM engine."""
+    """One served model: an OpenAI-compatible server (vLLM first), several replicas of one, or an
+    in-process vLLM engine."""
 
     kind: Literal["openai", "vllm"] = "openai"
     base_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:8000/v1 (kind=openai)")
+    replicas: list[ReplicaEntry] = Field(
+        default_factory=list,
+        description="several servers of the same model instead of one base_url: each question's requests go "
+        "to one replica (its prefix cache is hit), moving only while that replica is down (llm/replicas.py)",
+    )
     model: str = Field(min_length=1, description="model name the server expects")
     api_key_env: str | None = Field(default=None, description="name of the env var that holds the API key")
     api_key_secret: str | None = Field(
@@ -157,15 +183,42 @@ class EndpointConfig(_Strict):
         value = self.engine_args.get("max_model_len") if self.kind == "vllm" else None
         return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
+    @property
+    def replica_configs(self) -> list[EndpointConfig]:
+        """One config per server: each replica's URL and cap in the endpoint's settings (or the endpoint
+        itself when it has a single base_url). The one place a replica's effective settings are made."""
+        if not self.replicas:
+            return [self]
+        return [
+            self.model_copy(
+                update={
+                    "base_url": r.base_url,
+                    "max_in_flight": r.max_in_flight or self.max_in_flight,
+                    "replicas": [],
+                }
+            )
+            for r in self.replicas
+        ]
+
+    @property
+    def total_in_flight(self) -> int:
+        """Requests the endpoint takes at once: its cap, or the sum of its replicas' caps."""
+        return sum(c.max_in_flight for c in self.replica_configs)
+
     @model_validator(mode="after")
     def _url_for_http(self) -> EndpointConfig:
         if self.kind == "openai":
-            if not self.base_url:
-                raise ValueError("base_url is required when kind is 'openai'")
-            if not re.match(r"^https?://", self.base_url):
-                raise ValueError(
-                    f"base_url must start with http:// or https:// (got {redact_url(self.base_url)!r})"
-                )
+            if self.replicas:
+                self._check_replicas()
+            elif not self.base_url:
+                raise ValueError("base_url (or replicas) is required when kind is 'openai'")
+            for url in [self.base_url] if self.base_url else [r.base_url for r in self.replicas]:
+                if not re.match(r"^https?://", url):
+                    raise ValueError(
+                        f"base_url must start with http:// or https:// (got {redact_url(url)!r})"
+                    )
+        elif self.replicas:
+            raise ValueError("replicas apply to HTTP endpoints (kind 'openai')")
         elif self.requests_per_minute is not None or self.tokens_per_minute is not None:
             raise ValueError(
                 "requests_per_minute and tokens_per_minute apply to HTTP endpoints (kind 'openai')"
@@ -173,6 +226,15 @@ class EndpointConfig(_Strict):
         elif self.mode == "batch":
             raise ValueError("mode batch applies to HTTP endpoints (kind 'openai') that serve the Batch API")
         return self
+
+    def _check_replicas(self) -> None:
+        if self.base_url:
+            raise ValueError("give either base_url or replicas, not both")
+        if self.mode == "batch":
+            raise ValueError("mode batch sends to one Batch API: give base_url, not replicas")
+        urls = [r.base_url.rstrip("/") for r in self.replicas]
+        if len(set(urls)) != len(urls):
+            raise ValueError("replicas must not repeat a base_url")
 
 
 # --------------------------------------------------------------------------- prompts

@@ -45,6 +45,7 @@ class ScriptedChat:
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
         response_format: Mapping[str, Any] | None = None,
+        affinity: str | None = None,
     ) -> list[Completion]:
         system = next((m["content"] for m in messages if m["role"] == "system"), "")
         user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")

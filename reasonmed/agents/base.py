@@ -101,10 +101,12 @@ async def ask(
     n: int = 1,
     check: Callable[[str], object | None],
     reasks: int,
+    affinity: str | None = None,
 ) -> CallOutcome:
     """Ask for ``n`` choices; re-ask each choice that is truncated or unparseable, at most ``reasks``
     times, with the same seed and a note on what was wrong (the template's re-ask variant). Transport errors that
     survive the backend's own retries are returned in ``outcome.error``, never raised: the caller records them.
+    ``affinity`` (the question's content hash) keeps a question's requests on one replica (llm/replicas.py).
     """
     messages = template.render(**fields)
     out = CallOutcome(
@@ -127,6 +129,7 @@ async def ask(
                 n=count,
                 seed=s,
                 response_format=sampling.response_format,
+                affinity=affinity,
             )
         except LLMError as exc:
             out.attempts += exc.attempts
@@ -176,11 +179,20 @@ async def ask_parsed(
     seed: int,
     attempts: int,
     parse: Callable[[str], R | None],
+    affinity: str | None = None,
 ) -> tuple[CallOutcome, R | None]:
     """One choice, asked at most ``attempts`` times until ``parse`` reads it: the call, and what its reply
     parsed into. ``None`` with a successful call means no attempt produced a reply ``parse`` reads."""
     call = await ask(
-        backend, template, fields, role=role, sampling=sampling, seed=seed, check=parse, reasks=attempts - 1
+        backend,
+        template,
+        fields,
+        role=role,
+        sampling=sampling,
+        seed=seed,
+        check=parse,
+        reasks=attempts - 1,
+        affinity=affinity,
     )
     if call.error is not None or not call.accepted[0]:
         return call, None
@@ -216,4 +228,5 @@ class PathJudge(Generic[R]):
             seed=seed,
             attempts=attempts,
             parse=self.parse,
+            affinity=q.content_hash,
         )

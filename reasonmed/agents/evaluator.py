@@ -37,4 +37,5 @@ async def answer_question(
         seed=seed,
         check=partial(extract_answer, options=q.options),
         reasks=0,
+        affinity=q.content_hash,
     )

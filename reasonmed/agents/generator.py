@@ -31,4 +31,5 @@ async def generate_paths(
         n=n,
         check=partial(extract_answer, options=q.options),
         reasks=reasks,
+        affinity=q.content_hash,
     )

@@ -27,5 +27,13 @@ async def judge_response(
     t = template or get_template("judge")
     fields = {k: v for k, v in (q.prompt_fields() | {"path": response}).items() if k in t.placeholders()}
     return await ask_parsed(
-        backend, t, fields, role="judge", sampling=sampling, seed=seed, attempts=attempts, parse=parse
+        backend,
+        t,
+        fields,
+        role="judge",
+        sampling=sampling,
+        seed=seed,
+        attempts=attempts,
+        parse=parse,
+        affinity=q.content_hash,
     )

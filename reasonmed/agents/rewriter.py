@@ -43,6 +43,7 @@ class Rewriter:
             seed=seed,
             check=partial(extract_answer, options=q.options),
             reasks=reasks,
+            affinity=q.content_hash,
         )
 
 

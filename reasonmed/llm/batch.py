@@ -194,6 +194,7 @@ class BatchBackend(OpenAICompatibleBackend):
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
         response_format: Mapping[str, Any] | None = None,
+        affinity: str | None = None,
     ) -> list[Completion]:
         planned = self.plan(
             messages,

@@ -93,6 +93,12 @@ class CircuitBreaker:
             if self._streak >= self._min_failures and self._clock() - self._streak_started >= self._window_s:
                 self._open(detail, at_once=False)
 
+    def force_open(self, detail: str) -> None:
+        """Open now, before any request: a replica the preflight could not reach (llm/replicas.py)."""
+        with self._lock:
+            if self.trip is None:
+                self._open(detail, at_once=True)
+
     def _open(self, detail: str, *, at_once: bool) -> None:
         since = datetime.now(UTC) if at_once or self._streak_since is None else self._streak_since
         self.trip = BreakerTrip(self.endpoint, since, max(self._streak, 1), detail[:300])

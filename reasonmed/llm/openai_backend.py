@@ -123,9 +123,11 @@ class OpenAICompatibleBackend:
         usage: UsageTracker | None = None,
         rng: random.Random | None = None,
         context_tokens: int | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         """``context_tokens``: the endpoint's context length as the preflight found it (llm/registry.py);
-        None takes what the pipeline file declares, if anything."""
+        None takes what the pipeline file declares, if anything. ``breaker``: one named for a replica
+        (llm/replicas.py); default, the endpoint's own."""
         if not cfg.base_url:
             raise ValueError(f"endpoint {name}: base_url is required for an OpenAI-compatible backend")
         self.name = name
@@ -143,8 +145,9 @@ class OpenAICompatibleBackend:
         self._usage = usage
         self._rng = rng or random.Random()
         self._slots = asyncio.Semaphore(cfg.max_in_flight)
+        self.in_flight = 0  # requests holding a slot now
         self.rate = RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute)
-        self.breaker = CircuitBreaker(
+        self.breaker = breaker or CircuitBreaker(
             name, window_s=cfg.breaker_window_s, min_failures=cfg.breaker_min_failures
         )
         self._headers = {"Accept": "application/json"}
@@ -198,8 +201,10 @@ class OpenAICompatibleBackend:
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
         response_format: Mapping[str, Any] | None = None,
+        affinity: str | None = None,
     ) -> list[Completion]:
-        """``n`` choices, index ``i`` being the i-th; with a seed, choice i is reproducible as seed + i."""
+        """``n`` choices, index ``i`` being the i-th; with a seed, choice i is reproducible as seed + i.
+        ``affinity`` chooses a replica (llm/replicas.py); one server has nothing to choose."""
         planned = self.plan(
             messages,
             temperature=temperature,
@@ -297,6 +302,7 @@ class OpenAICompatibleBackend:
             async with self.rate.admit(tokens, self._slots):  # paced before the slot, outside the timeout
                 session = self._client()
                 started = time.perf_counter()
+                self.in_flight += 1
                 try:
                     async with session.post(
                         self._url, data=payload, headers=_JSON_HEADERS, allow_redirects=False
@@ -326,6 +332,8 @@ class OpenAICompatibleBackend:
                     kind, detail = "endpoint_refused", f"invalid URL: {exc}"
                 except (aiohttp.ClientError, OSError) as exc:
                     kind, detail = "connection", f"{type(exc).__name__}: {exc}"
+                finally:
+                    self.in_flight -= 1
             self.breaker.record(kind, self._scrub(f"{kind} ({detail})"))
 
             error = LLMError(

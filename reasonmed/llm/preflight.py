@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -40,12 +40,43 @@ class EndpointCheck:
     ok: bool
     detail: str  # what was found: the problem when not ok, else a short note
     context: ContextLength = ContextLength()
+    replica: int | None = None  # which of a replicated endpoint's servers (llm/replicas.py)
+    # A replica that could not be reached while another serves: the run goes on without it.
+    left_out: bool = False
 
     def line(self) -> str:
         """Printed by ``config check --ping`` and ``run``, and the message of EndpointUnavailable (so a
         flow run's state and events): masked again, whatever the fields were made from."""
-        state = f"ok: {self.detail}; {self.context.describe()}" if self.ok else f"FAILED: {self.detail}"
-        return redact(f"endpoint {self.endpoint} ({self.target}): {state}")
+        if self.left_out:
+            state = f"LEFT OUT: {self.detail}; its questions go to the other replicas"
+        elif self.ok:
+            state = f"ok: {self.detail}; {self.context.describe()}"
+        else:
+            state = f"FAILED: {self.detail}"
+        name = self.endpoint if self.replica is None else f"{self.endpoint}[{self.replica}]"
+        return redact(f"endpoint {name} ({self.target}): {state}")
+
+
+def contexts_of(checks: list[EndpointCheck]) -> dict[str, ContextLength]:
+    """Each usable endpoint's context; of a replicated endpoint, its smallest replica's (one budget fits all)."""
+    out: dict[str, ContextLength] = {}
+    for c in checks:
+        if not c.ok or c.left_out:
+            continue
+        known = out.get(c.endpoint)
+        tokens = c.context.tokens
+        if known is None or (tokens is not None and (known.tokens is None or tokens < known.tokens)):
+            out[c.endpoint] = c.context
+    return out
+
+
+def left_out_replicas(checks: list[EndpointCheck]) -> dict[str, dict[int, str]]:
+    """endpoint -> {replica index: what the preflight found} for the replicas the run goes on without."""
+    out: dict[str, dict[int, str]] = {}
+    for c in checks:
+        if c.left_out and c.replica is not None:
+            out.setdefault(c.endpoint, {})[c.replica] = c.detail
+    return out
 
 
 class EndpointUnavailable(RuntimeError):
@@ -173,30 +204,42 @@ def _context(cfg: EndpointConfig, served: _Served) -> ContextLength:
 async def check_endpoints(
     endpoints: Mapping[str, EndpointConfig], api_keys: Mapping[str, str | None], *, timeout_s: float = 10.0
 ) -> list[EndpointCheck]:
-    """One check per endpoint, in the order given; each server (base URL and key) is asked once."""
+    """One check per endpoint (per replica of a replicated one), in the order given; each server (base URL
+    and key) is asked once."""
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     asked: dict[tuple[str, str | None], asyncio.Task[_Served]] = {}
     async with aiohttp.ClientSession(timeout=timeout) as session:
         for name, cfg in endpoints.items():
-            if cfg.kind != "openai" or not cfg.base_url:
+            if cfg.kind != "openai":
                 continue
-            key = (cfg.base_url.rstrip("/"), api_keys.get(name))
-            if key not in asked:
-                asked[key] = asyncio.ensure_future(_ask_server(session, key[0], key[1]))
+            for server in cfg.replica_configs:
+                key = ((server.base_url or "").rstrip("/"), api_keys.get(name))
+                if key not in asked:
+                    asked[key] = asyncio.ensure_future(_ask_server(session, key[0], key[1]))
         if asked:
             await asyncio.wait(asked.values())
-    checks = []
+    checks: list[EndpointCheck] = []
     for name, cfg in endpoints.items():
-        if cfg.kind != "openai" or not cfg.base_url:
+        if cfg.kind != "openai":
             checks.append(
                 EndpointCheck(
                     name, "in-process", True, "in-process engine; loaded on first use", declared_context(cfg)
                 )
             )
             continue
-        base = cfg.base_url.rstrip("/")
-        served = asked[(base, api_keys.get(name))].result()
-        checks.append(_judge(name, cfg, redact_url(base + "/models"), served))
+        found = []
+        for server in cfg.replica_configs:
+            base = (server.base_url or "").rstrip("/")
+            served = asked[(base, api_keys.get(name))].result()
+            found.append((served, _judge(name, cfg, redact_url(base + "/models"), served)))
+        if not cfg.replicas:
+            checks.append(found[0][1])
+            continue
+        some_serve = any(check.ok for _, check in found)
+        for i, (served, check) in enumerate(found):
+            unreachable = served.status is None or served.status >= 500
+            left_out = some_serve and not check.ok and unreachable
+            checks.append(replace(check, replica=i, left_out=left_out, ok=check.ok or left_out))
     return checks
 
 

@@ -18,7 +18,13 @@ from sqlalchemy import Engine
 from reasonmed.config import ConfigError, EndpointConfig, PipelineConfig
 from reasonmed.llm.breaker import BreakerTrip
 from reasonmed.llm.context import ContextLength, declared_context
-from reasonmed.llm.preflight import EndpointCheck, check_endpoints, require_available
+from reasonmed.llm.preflight import (
+    EndpointCheck,
+    check_endpoints,
+    contexts_of,
+    left_out_replicas,
+    require_available,
+)
 from reasonmed.llm.types import ChatBackend
 from reasonmed.llm.usage import Price, UsageRow, UsageTracker
 
@@ -73,8 +79,10 @@ def make_backend(
     usage: UsageTracker | None = None,
     context: ContextLength | None = None,
     engine: Engine | None = None,
+    left_out: Mapping[int, str] | None = None,
 ) -> ChatBackend:
-    """``engine``: the database, where an endpoint with ``mode: batch`` keeps its batches and their results."""
+    """``engine``: the database, where an endpoint with ``mode: batch`` keeps its batches and their results;
+    ``left_out``: the replicas of a replicated endpoint the preflight could not reach."""
     context_tokens = (context or declared_context(cfg)).tokens
     if cfg.mode == "batch":
         if engine is None:
@@ -88,6 +96,12 @@ def make_backend(
         from reasonmed.llm.vllm_backend import VLLMEngineBackend
 
         return VLLMEngineBackend(name, cfg, usage=usage, context_tokens=context_tokens)
+    if cfg.replicas:
+        from reasonmed.llm.replicas import ReplicatedBackend
+
+        return ReplicatedBackend(
+            name, cfg, api_key, usage=usage, context_tokens=context_tokens, down=left_out
+        )
     from reasonmed.llm.openai_backend import OpenAICompatibleBackend
 
     return OpenAICompatibleBackend(name, cfg, api_key, usage=usage, context_tokens=context_tokens)
@@ -112,6 +126,8 @@ class LLMRegistry:
         self.contexts: dict[str, ContextLength] = {
             name: declared_context(cfg) for name, cfg in pipeline_config.endpoints.items()
         }
+        # Replicas the preflight could not reach: they start out of the rotation (llm/replicas.py).
+        self.left_out: dict[str, dict[int, str]] = {}
         prices = {name: price_of(cfg) for name, cfg in pipeline_config.endpoints.items()}
         self.tracker = UsageTracker(prices)
 
@@ -138,7 +154,13 @@ class LLMRegistry:
             raise KeyError(f"unknown endpoint {endpoint_name!r} (known: {known})")
         key = self._api_key(endpoint_name)
         backend = make_backend(
-            endpoint_name, cfg, key, self.tracker, self.contexts[endpoint_name], self._engine
+            endpoint_name,
+            cfg,
+            key,
+            self.tracker,
+            self.contexts[endpoint_name],
+            self._engine,
+            left_out=self.left_out.get(endpoint_name),
         )
         self._backends[endpoint_name] = (backend, loop)
         return backend
@@ -152,7 +174,8 @@ class LLMRegistry:
         """Ask every configured server once whether it is up and serves the configured model."""
         keys = {name: self._api_key(name) for name in self._config.endpoints}
         checks = await check_endpoints(self._config.endpoints, keys, timeout_s=timeout_s)
-        self.contexts.update((c.endpoint, c.context) for c in checks if c.ok)
+        self.contexts.update(contexts_of(checks))
+        self.left_out = left_out_replicas(checks)
         return checks
 
     async def preflight(self, timeout_s: float = 10.0) -> None:

@@ -119,6 +119,10 @@ class ChatBackend(Protocol):
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
         response_format: Mapping[str, Any] | None = None,
-    ) -> list[Completion]: ...
+        affinity: str | None = None,
+    ) -> list[Completion]:
+        """``affinity``: what keeps related requests on one replica (a question's content hash); a backend
+        with one server ignores it."""
+        ...
 
     async def aclose(self) -> None: ...

@@ -152,6 +152,7 @@ class VLLMEngineBackend:
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
         response_format: Mapping[str, Any] | None = None,
+        affinity: str | None = None,
     ) -> list[Completion]:
         if n < 1:
             raise ValueError(f"n must be >= 1 (got {n})")

@@ -116,7 +116,7 @@ def check_priority(priority: str) -> None:
 
 def default_questions_in_flight(cfg: PipelineConfig) -> int:
     """Enough questions that every endpoint's cap can stay full (a question often has one call out)."""
-    return max(8, sum(ep.max_in_flight for ep in cfg.endpoints.values()))
+    return max(8, sum(ep.total_in_flight for ep in cfg.endpoints.values()))
 
 
 async def open_endpoints(registry: LLMRegistry, cfg: PipelineConfig, log: Log) -> None:

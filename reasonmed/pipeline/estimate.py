@@ -183,17 +183,18 @@ def estimate(
 
 
 def wall_time(cfg: PipelineConfig, stages: list[StageEstimate]) -> float | None:
-    """The busiest endpoint's busy time over its ``max_in_flight`` slots (endpoints work in parallel)."""
+    """The busiest endpoint's busy time over its slots (``max_in_flight``, of all its replicas; endpoints work in parallel)."""
     if not stages or any(s.busy_s is None for s in stages if s.calls):
         return None
     per_endpoint: dict[str, float] = {}
     for s in stages:
         per_endpoint[s.endpoint] = per_endpoint.get(s.endpoint, 0.0) + (s.busy_s or 0.0)
-    # Endpoints that share one server (same base_url) share its slots too.
+    # Endpoints that share one server (same base_url) share its slots too; a replicated endpoint has the
+    # slots of all its replicas.
     per_server: dict[str, tuple[float, int]] = {}
     for name, busy in per_endpoint.items():
         ep = cfg.endpoints[name]
         key = ep.base_url or name
         total, slots = per_server.get(key, (0.0, 0))
-        per_server[key] = (total + busy, max(slots, ep.max_in_flight))
+        per_server[key] = (total + busy, max(slots, ep.total_in_flight))
     return max(busy / slots for busy, slots in per_server.values())

@@ -36,6 +36,7 @@ from reasonmed.sim.engine import EngineEmulator
 from reasonmed.sim.faults import FaultPlan, TargetedFault
 from reasonmed.sim.http import DROP, Drop, Request, Response
 from reasonmed.sim.metrics import SimMetrics
+from reasonmed.sim.prefix_cache import PrefixCache
 from reasonmed.sim.rate_limit import SimRateLimit
 from reasonmed.sim.replies import error_reply as _error
 from reasonmed.sim.replies import ok_reply as _ok
@@ -97,6 +98,7 @@ class SimApp:
         )
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
+        self.prefix_cache = PrefixCache()
         self.running = asyncio.Event()  # cleared by /admin/pause: the engine stalls, requests wait
         self.running.set()
         self.batches = BatchService(settings, self.metrics, self._batch_line)
@@ -118,6 +120,8 @@ class SimApp:
             return self.set_targeted(req.body)
         if route == ("POST", "/admin/pause"):
             return self.set_paused(req.body)
+        if route == ("GET", "/admin/questions"):
+            return _ok({"questions": self.prefix_cache.questions()})
         batch_reply = await self.batches.handle(req)
         if batch_reply is not None:  # the Batch API's routes (a wrong method there is its 405)
             return batch_reply
@@ -129,6 +133,7 @@ class SimApp:
             "/admin/reset",
             "/admin/faults",
             "/admin/pause",
+            "/admin/questions",
         }
         if route[1] in known:
             return _error(405, f"method {req.method} not allowed on {req.path}")
@@ -240,7 +245,11 @@ class SimApp:
             refused = await self._refusal(fault, batch=batch)
             if refused is not None:
                 return refused
-            choices = await self._choices(sim, role, fault)
+            prompt = parse_prompt(sim.user)
+            asked = prompt_tokens(sim.messages)
+            self.metrics.prefix_cache_queries += asked
+            self.metrics.prefix_cache_hits += self.prefix_cache.serve(sim.system, prompt.question, asked)
+            choices = await self._choices(sim, role, fault, prompt)
             await self.engine.generate(max(c.completion_tokens for c in choices))
             if fault == "500":
                 return _error(500, "simulated internal server error", "server_error")
@@ -278,8 +287,9 @@ class SimApp:
             return _error(504, "simulated hang ended", "server_error")
         return None
 
-    async def _choices(self, sim: SimRequest, role: Role, fault: str | None) -> list[Choice]:
-        prompt = parse_prompt(sim.user)
+    async def _choices(
+        self, sim: SimRequest, role: Role, fault: str | None, prompt: ParsedPrompt
+    ) -> list[Choice]:
         correct = None
         if role in ("generate", "evaluate") and self.keys is not None and prompt.options:
             correct = await self.keys.find(prompt.question, prompt.options)

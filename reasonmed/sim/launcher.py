@@ -147,6 +147,13 @@ class SimServer:
     def metrics(self) -> dict[str, float]:
         return fetch_metrics(self.base_url)
 
+    def questions(self) -> dict[str, int]:
+        """The questions this server answered (``prefix_cache.question_key`` -> requests)."""
+        response = httpx.get(f"{self.root_url}/admin/questions", timeout=10.0)
+        response.raise_for_status()
+        seen: dict[str, int] = response.json()["questions"]
+        return seen
+
     def reset_metrics(self) -> None:
         httpx.post(f"{self.root_url}/admin/reset", timeout=10.0).raise_for_status()
 

@@ -64,6 +64,8 @@ class SimMetrics:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.with_authorization = 0
+        self.prefix_cache_queries = 0  # prompt tokens asked (reasonmed/sim/prefix_cache.py)
+        self.prefix_cache_hits = 0  # of those, tokens the emulated prefix cache held
         self.client_disconnects = 0
         self.peak = self.in_flight
         # the Batch API
@@ -187,6 +189,18 @@ class SimMetrics:
             "counter",
             "Completion tokens of answered requests (words x 1.3).",
             [("", self.completion_tokens)],
+        )
+        metric(
+            "prefix_cache_queries_total",
+            "counter",
+            "Prompt tokens asked, as vLLM's vllm:prefix_cache_queries counts them (batch lines included).",
+            [("", self.prefix_cache_queries)],
+        )
+        metric(
+            "prefix_cache_hits_total",
+            "counter",
+            "Prompt tokens the emulated prefix cache held (a question seen before), as vllm:prefix_cache_hits.",
+            [("", self.prefix_cache_hits)],
         )
         self._render_batches(metric)
         metric(

@@ -1,0 +1,185 @@
+"""An endpoint served by several replicas of one model, each question's requests kept on one replica.
+
+vLLM's prefix cache (``--enable-prefix-caching``) keeps the KV blocks of prompts it has seen. A question's
+verifications, its ranking and its summaries all begin with the question itself, so sent to the replica
+that generated its paths they skip most of their prefill; a round-robin balancer in front of the replicas
+scatters them and the cache misses. Here the replica is chosen by rendezvous hashing of the question's key
+(its content hash) over the replicas' URLs: every orchestrator, in every run, sends a question to the same
+replica, and when a replica is down only its own questions move, each to the next replica in its own
+order, so the moved load spreads over the rest instead of doubling one neighbour's.
+
+Each replica is a full ``OpenAICompatibleBackend``: its own connection pool, cap (``max_in_flight``), rate
+limits and circuit breaker. A replica is down once its breaker opens (a streak of failed attempts, or a
+refusal) or the preflight could not reach it; like a single endpoint's breaker it stays open for the rest of
+the run. A request whose replica goes down under it is sent to the question's next replica (each replica at
+most once), so a dying replica costs no question an attempt. The endpoint is down, and the run ends as for
+any endpoint, only when every replica is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reasonmed.config import EndpointConfig
+from reasonmed.llm.breaker import BreakerTrip, CircuitBreaker
+from reasonmed.llm.openai_backend import OpenAICompatibleBackend
+from reasonmed.llm.types import Completion, LLMError, Message
+from reasonmed.llm.urls import split_credentials
+from reasonmed.llm.usage import UsageTracker
+from reasonmed.redact import redact_url
+
+
+def replica_label(endpoint: str, index: int, cfg: EndpointConfig) -> str:
+    """How logs, breaker trips and the preflight name one replica: ``qwen[1] (http://gpu-3:8000/v1)``."""
+    return f"{endpoint}[{index}] ({redact_url(cfg.base_url or '')})"
+
+
+def rendezvous_order(key: str, names: Sequence[str]) -> list[int]:
+    """Indices of ``names`` in the order ``key`` tries them (highest random weight first): the same for a key
+    wherever it is computed, and removing one name moves only the keys that ranked it first."""
+    weights = [
+        int.from_bytes(hashlib.sha256(f"{name}\x00{key}".encode()).digest()[:8], "big") for name in names
+    ]
+    return sorted(range(len(names)), key=lambda i: weights[i], reverse=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    label: str
+    route_name: str  # what the rendezvous hash weighs: the URL without credentials, stable across reorderings
+    backend: OpenAICompatibleBackend
+
+    @property
+    def down(self) -> bool:
+        return self.backend.breaker.is_open
+
+    @property
+    def in_flight(self) -> int:
+        return self.backend.in_flight
+
+
+class ReplicaSetBreaker:
+    """The endpoint's breaker as the run sees it: open (tripped) only once every replica's breaker is."""
+
+    def __init__(self, endpoint: str, replicas: Sequence[Replica]) -> None:
+        self.endpoint = endpoint
+        self._replicas = replicas
+
+    @property
+    def trip(self) -> BreakerTrip | None:
+        trips = [r.backend.breaker.trip for r in self._replicas]
+        if not trips or any(t is None for t in trips):
+            return None
+        known = [t for t in trips if t is not None]
+        last = max(known, key=lambda t: t.since)
+        return BreakerTrip(
+            self.endpoint,
+            min(t.since for t in known),
+            sum(t.failures for t in known),
+            f"every replica is down; last: {last.endpoint}: {last.last_error}"[:300],
+        )
+
+    @property
+    def is_open(self) -> bool:
+        return self.trip is not None
+
+    def check(self) -> None:
+        trip = self.trip
+        if trip is not None:
+            raise LLMError(
+                f"circuit open: {trip.describe()}", kind="endpoint_down", attempts=0, endpoint=self.endpoint
+            )
+
+
+class ReplicatedBackend:
+    """One endpoint over several replicas; ``complete(..., affinity=question_key)`` picks the replica."""
+
+    def __init__(
+        self,
+        name: str,
+        cfg: EndpointConfig,
+        api_key: str | None = None,
+        *,
+        usage: UsageTracker | None = None,
+        context_tokens: int | None = None,
+        down: Mapping[int, str] | None = None,
+    ) -> None:
+        """``down``: replicas the preflight could not reach (index -> what it found); they start out of the
+        rotation."""
+        self.name = name
+        self.model = cfg.model
+        replicas = []
+        for i, replica_cfg in enumerate(cfg.replica_configs):
+            label = replica_label(name, i, replica_cfg)
+            breaker = CircuitBreaker(
+                label, window_s=cfg.breaker_window_s, min_failures=cfg.breaker_min_failures
+            )
+            if down and i in down:
+                breaker.force_open(f"preflight: {down[i]}")
+            backend = OpenAICompatibleBackend(
+                name, replica_cfg, api_key, usage=usage, context_tokens=context_tokens, breaker=breaker
+            )
+            route_name = split_credentials((replica_cfg.base_url or "").rstrip("/"))[0]
+            replicas.append(Replica(label, route_name, backend))
+        self.replicas: tuple[Replica, ...] = tuple(replicas)
+        self._route_names = [r.route_name for r in self.replicas]
+        self.breaker = ReplicaSetBreaker(name, self.replicas)
+        self.context_tokens = min(r.backend.context_tokens or 0 for r in self.replicas) or None
+
+    def __repr__(self) -> str:
+        return f"ReplicatedBackend(name={self.name!r}, model={self.model!r}, replicas={len(self.replicas)})"
+
+    def order(self, affinity: str | None) -> list[Replica]:
+        """The replicas in the order a request tries them: the question's rendezvous order, or (for a
+        request of no question) the least busy first."""
+        if affinity is None:
+            return sorted(self.replicas, key=lambda r: r.in_flight)
+        return [self.replicas[i] for i in rendezvous_order(affinity, self._route_names)]
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: float,
+        max_tokens: int,
+        top_p: float = 1.0,
+        n: int = 1,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        response_format: Mapping[str, Any] | None = None,
+        affinity: str | None = None,
+    ) -> list[Completion]:
+        """Sent to the first replica of the question's order that is up; to the next when it goes down."""
+        attempts = 0
+        for replica in self.order(affinity):
+            if replica.down:
+                continue
+            try:
+                return await replica.backend.complete(
+                    messages,
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                    top_p=top_p,
+                    n=n,
+                    seed=seed,
+                    stop=stop,
+                    response_format=response_format,
+                )
+            except LLMError as exc:
+                if not replica.down:  # the request's own failure (or a glitch), not its replica's
+                    raise
+                attempts += exc.attempts
+        self.breaker.check()
+        raise LLMError(  # every replica went down while this request moved between them
+            f"endpoint {self.name}: every replica went down under this request",
+            kind="endpoint_down",
+            attempts=attempts,
+            endpoint=self.name,
+        )
+
+    async def aclose(self) -> None:
+        for replica in self.replicas:
+            await replica.backend.aclose()
