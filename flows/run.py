@@ -48,7 +48,12 @@ class RunContext:
     def registry(self) -> LLMRegistry:
         """The run's LLM clients, made on first use and closed when the run ends."""
         if self._registry is None:
-            self._registry = LLMRegistry(self.cfg, secret_loader=load_prefect_secret, engine=self.engine)
+            self._registry = LLMRegistry(
+                self.cfg,
+                secret_loader=load_prefect_secret,
+                engine=self.engine,
+                share_caps=self.settings.share_caps,
+            )
         return self._registry
 
     async def start(

@@ -624,6 +624,11 @@ class Settings(BaseSettings):
         description="a worker's hold on claimed questions, renewed every third of it while the worker lives; "
         "a killed run's questions are free again this long after it died",
     )
+    share_caps: bool = Field(
+        default=True,
+        description="hold each server's max_in_flight across every orchestrator that sends to it (lease rows "
+        "in the pipeline database, llm/shared_caps.py); false: each process has the whole cap",
+    )
     run_lock_wait_s: float = Field(
         default=30.0,
         gt=0,

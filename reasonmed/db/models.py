@@ -671,3 +671,18 @@ class DatasetQualityScore(Base):
 def simulated_path() -> Any:
     """The SQL form of reasonmed/simulated.py's rule: a path written by a simulated model (``sim/...``)."""
     return ReasoningPath.model.like(SIM_MODEL_LIKE)
+
+
+class SlotLease(Base):
+    """One orchestrator's share of a server's cap (migration 0015, ``db/slot_leases.py``): the slots it may
+    have in flight there, granted so that all holders' slots add up to at most the cap."""
+
+    __tablename__ = "slot_leases"
+    server: Mapped[str] = mapped_column(
+        String(400), primary_key=True
+    )  # endpoint name and URL, no credentials
+    holder: Mapped[str] = mapped_column(String(200), primary_key=True)  # host:pid:token of the orchestrator
+    cap: Mapped[int] = mapped_column(Integer)  # what the holder's pipeline file gives the server
+    slots: Mapped[int] = mapped_column(Integer)
+    in_use: Mapped[int] = mapped_column(Integer)
+    renewed_at: Mapped[datetime] = mapped_column(Timestamp)

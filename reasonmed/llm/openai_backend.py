@@ -46,7 +46,7 @@ import yarl
 from reasonmed.config import ConfigError, EndpointConfig
 from reasonmed.llm.breaker import CircuitBreaker
 from reasonmed.llm.context import ContextExceeded, declared_context, estimate_prompt_tokens, fit_max_tokens
-from reasonmed.llm.rate_limit import RateLimiter
+from reasonmed.llm.rate_limit import RateLimiter, Slots
 from reasonmed.llm.types import (
     FINISH_REASON_CHARS,
     MODEL_CHARS,
@@ -124,10 +124,12 @@ class OpenAICompatibleBackend:
         rng: random.Random | None = None,
         context_tokens: int | None = None,
         breaker: CircuitBreaker | None = None,
+        slots: Slots | None = None,
     ) -> None:
         """``context_tokens``: the endpoint's context length as the preflight found it (llm/registry.py);
         None takes what the pipeline file declares, if anything. ``breaker``: one named for a replica
-        (llm/replicas.py); default, the endpoint's own."""
+        (llm/replicas.py); default, the endpoint's own. ``slots``: this process's share of a cap held
+        across orchestrators (llm/shared_caps.py); default, a semaphore of ``max_in_flight``."""
         if not cfg.base_url:
             raise ValueError(f"endpoint {name}: base_url is required for an OpenAI-compatible backend")
         self.name = name
@@ -144,7 +146,7 @@ class OpenAICompatibleBackend:
         self._url = base + "/chat/completions"
         self._usage = usage
         self._rng = rng or random.Random()
-        self._slots = asyncio.Semaphore(cfg.max_in_flight)
+        self._slots: Slots = slots or asyncio.Semaphore(cfg.max_in_flight)
         self.in_flight = 0  # requests holding a slot now
         self.rate = RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute)
         self.breaker = breaker or CircuitBreaker(

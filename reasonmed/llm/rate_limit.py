@@ -27,9 +27,19 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|m|s|us|µs|ns)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+class Slots(Protocol):
+    """What a request holds while it is on the wire: an ``asyncio.Semaphore`` of the endpoint's cap, or its
+    share of a cap held across orchestrators (``llm/shared_caps.py``)."""
+
+    async def acquire(self) -> object: ...
+
+    def release(self) -> None: ...
 
 
 def parse_duration(value: str | None) -> float | None:
@@ -189,7 +199,7 @@ class RateLimiter:
         self.server_tokens.observe(report.remaining_tokens, report.reset_tokens_s, now)
 
     @asynccontextmanager
-    async def admit(self, tokens: int, slots: asyncio.Semaphore) -> AsyncIterator[None]:
+    async def admit(self, tokens: int, slots: Slots) -> AsyncIterator[None]:
         """Hold one of ``slots`` once the request may go, having counted it as sent.
 
         Budget is waited for without a slot (a slot serves others meanwhile) and before any timeout runs.

@@ -25,11 +25,13 @@ from reasonmed.llm.preflight import (
     left_out_replicas,
     require_available,
 )
+from reasonmed.llm.shared_caps import CapLeases
 from reasonmed.llm.types import ChatBackend
 from reasonmed.llm.usage import Price, UsageRow, UsageTracker
 
 if TYPE_CHECKING:
     from reasonmed.llm.batch import BatchBackend, Collected
+    from reasonmed.llm.replicas import SlotsFor
 
 SecretLoader = Callable[[str], str]
 
@@ -80,9 +82,11 @@ def make_backend(
     context: ContextLength | None = None,
     engine: Engine | None = None,
     left_out: Mapping[int, str] | None = None,
+    slots_for: SlotsFor | None = None,
 ) -> ChatBackend:
     """``engine``: the database, where an endpoint with ``mode: batch`` keeps its batches and their results;
-    ``left_out``: the replicas of a replicated endpoint the preflight could not reach."""
+    ``left_out``: the replicas of a replicated endpoint the preflight could not reach; ``slots_for``: each
+    server's share of its cap across orchestrators (llm/shared_caps.py), None for a per-process cap."""
     context_tokens = (context or declared_context(cfg)).tokens
     if cfg.mode == "batch":
         if engine is None:
@@ -100,11 +104,25 @@ def make_backend(
         from reasonmed.llm.replicas import ReplicatedBackend
 
         return ReplicatedBackend(
-            name, cfg, api_key, usage=usage, context_tokens=context_tokens, down=left_out
+            name,
+            cfg,
+            api_key,
+            usage=usage,
+            context_tokens=context_tokens,
+            down=left_out,
+            slots_for=slots_for,
         )
     from reasonmed.llm.openai_backend import OpenAICompatibleBackend
+    from reasonmed.llm.replicas import server_key
 
-    return OpenAICompatibleBackend(name, cfg, api_key, usage=usage, context_tokens=context_tokens)
+    return OpenAICompatibleBackend(
+        name,
+        cfg,
+        api_key,
+        usage=usage,
+        context_tokens=context_tokens,
+        slots=None if slots_for is None else slots_for(server_key(name, cfg), cfg.max_in_flight),
+    )
 
 
 class LLMRegistry:
@@ -116,7 +134,10 @@ class LLMRegistry:
         api_keys: Mapping[str, str] | None = None,
         secret_loader: SecretLoader | None = None,
         engine: Engine | None = None,
+        share_caps: bool = False,
     ) -> None:
+        """``share_caps``: hold each server's ``max_in_flight`` across every orchestrator that sends to it,
+        through lease rows in ``engine``'s database (llm/shared_caps.py); else each process has the cap."""
         self._config = pipeline_config
         self._api_keys = dict(api_keys or {})
         self._secret_loader = secret_loader
@@ -130,6 +151,7 @@ class LLMRegistry:
         self.left_out: dict[str, dict[int, str]] = {}
         prices = {name: price_of(cfg) for name, cfg in pipeline_config.endpoints.items()}
         self.tracker = UsageTracker(prices)
+        self.cap_leases = CapLeases(engine) if share_caps and engine is not None else None
 
     def get(self, endpoint_name: str) -> ChatBackend:
         """The endpoint's backend, made on first use; must be called with an event loop running."""
@@ -161,6 +183,7 @@ class LLMRegistry:
             self.contexts[endpoint_name],
             self._engine,
             left_out=self.left_out.get(endpoint_name),
+            slots_for=None if self.cap_leases is None else self.cap_leases.slots_for,
         )
         self._backends[endpoint_name] = (backend, loop)
         return backend
@@ -235,3 +258,5 @@ class LLMRegistry:
         for backend, owner in backends.values():
             if owner is loop:
                 await backend.aclose()
+        if self.cap_leases is not None:
+            await self.cap_leases.aclose()

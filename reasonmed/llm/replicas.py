@@ -19,22 +19,30 @@ any endpoint, only when every replica is.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from reasonmed.config import EndpointConfig
 from reasonmed.llm.breaker import BreakerTrip, CircuitBreaker
 from reasonmed.llm.openai_backend import OpenAICompatibleBackend
+from reasonmed.llm.rate_limit import Slots
 from reasonmed.llm.types import Completion, LLMError, Message
 from reasonmed.llm.urls import split_credentials
 from reasonmed.llm.usage import UsageTracker
 from reasonmed.redact import redact_url
 
+SlotsFor = Callable[[str, int], Slots]  # (server key, its cap) -> the slots requests to it hold
+
 
 def replica_label(endpoint: str, index: int, cfg: EndpointConfig) -> str:
     """How logs, breaker trips and the preflight name one replica: ``qwen[1] (http://gpu-3:8000/v1)``."""
     return f"{endpoint}[{index}] ({redact_url(cfg.base_url or '')})"
+
+
+def server_key(endpoint: str, cfg: EndpointConfig) -> str:
+    """What a cap is held for across orchestrators: the endpoint and its server's URL (no credentials)."""
+    return f"{endpoint} {redact_url(split_credentials((cfg.base_url or '').rstrip('/'))[0])}"
 
 
 def rendezvous_order(key: str, names: Sequence[str]) -> list[int]:
@@ -106,9 +114,10 @@ class ReplicatedBackend:
         usage: UsageTracker | None = None,
         context_tokens: int | None = None,
         down: Mapping[int, str] | None = None,
+        slots_for: SlotsFor | None = None,
     ) -> None:
         """``down``: replicas the preflight could not reach (index -> what it found); they start out of the
-        rotation."""
+        rotation. ``slots_for``: each replica's share of its cap across orchestrators (llm/shared_caps.py)."""
         self.name = name
         self.model = cfg.model
         replicas = []
@@ -119,10 +128,18 @@ class ReplicatedBackend:
             )
             if down and i in down:
                 breaker.force_open(f"preflight: {down[i]}")
-            backend = OpenAICompatibleBackend(
-                name, replica_cfg, api_key, usage=usage, context_tokens=context_tokens, breaker=breaker
-            )
             route_name = split_credentials((replica_cfg.base_url or "").rstrip("/"))[0]
+            backend = OpenAICompatibleBackend(
+                name,
+                replica_cfg,
+                api_key,
+                usage=usage,
+                context_tokens=context_tokens,
+                breaker=breaker,
+                slots=None
+                if slots_for is None
+                else slots_for(server_key(name, replica_cfg), replica_cfg.max_in_flight),
+            )
             replicas.append(Replica(label, route_name, backend))
         self.replicas: tuple[Replica, ...] = tuple(replicas)
         self._route_names = [r.route_name for r in self.replicas]

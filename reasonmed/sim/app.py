@@ -263,7 +263,7 @@ class SimApp:
                 self.metrics.client_disconnects += 1
             raise
         finally:
-            self.metrics.leave(batch=batch)
+            self.metrics.leave(model=sim.model, batch=batch)
 
     async def _refusal(self, fault: str | None, *, batch: bool) -> Response | None:
         """The faults answered before any engine time (None: the request goes on)."""

@@ -53,6 +53,9 @@ class SimMetrics:
         self.in_flight = 0
         self.running = 0
         self.batch_lines_in_flight = 0
+        self.model_in_flight: Counter[str] = (
+            Counter()
+        )  # per requested model: one endpoint's share of the server
         self.reset()
 
     def reset(self) -> None:
@@ -68,6 +71,7 @@ class SimMetrics:
         self.prefix_cache_hits = 0  # of those, tokens the emulated prefix cache held
         self.client_disconnects = 0
         self.peak = self.in_flight
+        self.model_peak: Counter[str] = Counter(self.model_in_flight)
         # the Batch API
         self.files_uploaded = 0
         self.file_bytes_uploaded = 0
@@ -97,17 +101,20 @@ class SimMetrics:
         self._advance()
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
+        self.model_in_flight[model] += 1
+        self.model_peak[model] = max(self.model_peak[model], self.model_in_flight[model])
         self.roles[role] += 1
         self.models[model] += 1
         if authorized:
             self.with_authorization += 1
 
-    def leave(self, *, batch: bool = False) -> None:
+    def leave(self, *, model: str, batch: bool = False) -> None:
         if batch:
             self.batch_lines_in_flight -= 1
             return
         self._advance()
         self.in_flight -= 1
+        self.model_in_flight[model] -= 1
 
     def count(self, outcome: str, *, batch: bool = False) -> None:
         """One request (or batch line) ended as ``outcome`` (an OUTCOMES or BATCH_OUTCOMES label)."""
@@ -172,6 +179,12 @@ class SimMetrics:
         )
         metric("running", "gauge", "Requests holding an emulated engine slot.", [("", self.running)])
         metric("in_flight_peak", "gauge", "Highest in-flight count since start or reset.", [("", self.peak)])
+        metric(
+            "in_flight_peak_by_model",
+            "gauge",
+            "Highest in-flight count of one requested model (one endpoint's) since start or reset.",
+            [(f'{{model="{_esc(m)}"}}', v) for m, v in sorted(self.model_peak.items())],
+        )
         metric(
             "in_flight_time_avg",
             "gauge",

@@ -58,7 +58,9 @@ def test_rendezvous_is_a_permutation_and_the_same_for_a_key_wherever_computed() 
     for k in KEYS[:100]:
         order = rendezvous_order(k, URLS)
         assert sorted(order) == [0, 1, 2]
-        assert rendezvous_order(k, list(reversed(URLS))) == [2 - i for i in order]  # the list's order is irrelevant
+        assert rendezvous_order(k, list(reversed(URLS))) == [
+            2 - i for i in order
+        ]  # the list's order is irrelevant
 
 
 def test_removing_a_replica_moves_only_its_own_questions() -> None:
