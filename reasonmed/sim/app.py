@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from reasonmed.sim.behaviour import (
 from reasonmed.sim.engine import EngineEmulator
 from reasonmed.sim.faults import FaultPlan, TargetedFault
 from reasonmed.sim.http import DROP, Drop, Request, Response
+from reasonmed.sim.lengths import LengthDraw, profile_named
 from reasonmed.sim.metrics import SimMetrics
 from reasonmed.sim.prefix_cache import PrefixCache
 from reasonmed.sim.rate_limit import SimRateLimit
@@ -99,6 +101,11 @@ class SimApp:
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
         self.prefix_cache = PrefixCache()
+        self.lengths = (
+            LengthDraw(profile_named(settings.length_profile), settings.fault_seed)
+            if settings.length_profile
+            else None
+        )
         self.running = asyncio.Event()  # cleared by /admin/pause: the engine stalls, requests wait
         self.running.set()
         self.batches = BatchService(settings, self.metrics, self._batch_line)
@@ -183,6 +190,7 @@ class SimApp:
         return _ok({"object": "list", "data": data, "serves_any_model": True})
 
     async def chat(self, req: Request) -> Response | Drop:
+        self.metrics.received(req.body)
         return await self.complete(req.body, authorized="authorization" in req.headers)
 
     async def complete(
@@ -250,6 +258,11 @@ class SimApp:
             self.metrics.prefix_cache_queries += asked
             self.metrics.prefix_cache_hits += self.prefix_cache.serve(sim.system, prompt.question, asked)
             choices = await self._choices(sim, role, fault, prompt)
+            if self.lengths is not None:
+                draw = self.lengths
+                choices = [
+                    replace(c, completion_tokens=draw.tokens(role, c.completion_tokens)) for c in choices
+                ]
             await self.engine.generate(max(c.completion_tokens for c in choices))
             if fault == "500":
                 return _error(500, "simulated internal server error", "server_error")

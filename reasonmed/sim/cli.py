@@ -80,6 +80,14 @@ def sim_server(
             "prompt plus max_tokens exceeds it is refused with HTTP 400 (default: no limit, none listed)"
         ),
     ] = _DEFAULTS.max_model_len,
+    length_profile: Annotated[
+        str | None,
+        typer.Option(
+            help="draw each reply's completion tokens (engine time and reported usage) per role from a "
+            "profile: 'realistic' = paths 500-2000, verdicts 100-300, ranks 30-80, summaries 80-200 "
+            "(reasonmed/sim/lengths.py); default: the simulated text's own length"
+        ),
+    ] = None,
     fault_rate: Annotated[
         float, typer.Option(help="fraction of requests that fail, spread over --fault-kinds")
     ] = 0.0,
@@ -192,6 +200,7 @@ def sim_server(
             per_token_ms=per_token_ms,
             max_num_seqs=max_num_seqs,
             max_model_len=max_model_len,
+            length_profile=length_profile,
             fault_rate=fault_rate,
             fault_kinds=tuple(k.strip() for k in fault_kinds.split(",") if k.strip()),
             faults=parse_assignments(fault or [], "--fault"),

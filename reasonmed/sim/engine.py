@@ -4,6 +4,7 @@ and each takes ``base + per_token x tokens``, like a vLLM server at its batch li
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 
 from reasonmed.sim.metrics import SimMetrics
@@ -26,14 +27,15 @@ class EngineEmulator:
 
     async def generate(self, completion_tokens: int) -> None:
         """Hold a slot for the emulated generation time (cancellable: the slot is handed on)."""
+        asked = time.monotonic()
         await self._acquire()
-        self._metrics.running += 1
+        self._metrics.engine_slot(True, time.monotonic() - asked)
         try:
             delay = self.latency_s(completion_tokens)
             if delay > 0:
                 await asyncio.sleep(delay)
         finally:
-            self._metrics.running -= 1
+            self._metrics.engine_slot(False)
             self._release()
 
     async def _acquire(self) -> None:

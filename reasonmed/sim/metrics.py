@@ -6,6 +6,7 @@ trusting the client's own account.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections import Counter
@@ -53,9 +54,9 @@ class SimMetrics:
         self.in_flight = 0
         self.running = 0
         self.batch_lines_in_flight = 0
-        self.model_in_flight: Counter[str] = (
-            Counter()
-        )  # per requested model: one endpoint's share of the server
+        # per requested model: one endpoint's share of the server
+        self.model_in_flight: Counter[str] = Counter()
+        self._bodies: set[bytes] = set()  # fingerprints of the chat bodies received (kept across resets)
         self.reset()
 
     def reset(self) -> None:
@@ -67,6 +68,7 @@ class SimMetrics:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.with_authorization = 0
+        self.duplicate_requests = 0  # chat bodies received before, byte for byte
         self.prefix_cache_queries = 0  # prompt tokens asked (reasonmed/sim/prefix_cache.py)
         self.prefix_cache_hits = 0  # of those, tokens the emulated prefix cache held
         self.client_disconnects = 0
@@ -84,13 +86,40 @@ class SimMetrics:
         self.batch_prompt_tokens = 0
         self.batch_completion_tokens = 0
         self._area = 0.0
+        self._running_area = 0.0
         self._since = now
         self._last = now
+        self.engine_queued = 0  # requests that waited for an engine slot (vLLM's "waiting")
+        self.engine_queue_s = 0.0  # and how long, in total
 
     def _advance(self) -> None:
         now = time.monotonic()
         self._area += self.in_flight * (now - self._last)
+        self._running_area += self.running * (now - self._last)
         self._last = now
+
+    def received(self, body: bytes) -> None:
+        """A chat body arrived: a body seen before (same prompt, seed and sampling) is a duplicate call, which
+        the pipeline never sends unless a transport failure made it retry. Up to 2 million are remembered."""
+        key = hashlib.blake2b(body, digest_size=16).digest()
+        if key in self._bodies:
+            self.duplicate_requests += 1
+        elif len(self._bodies) < 2_000_000:
+            self._bodies.add(key)
+
+    def engine_slot(self, taken: bool, waited_s: float = 0.0) -> None:
+        """A request took (``taken``) or gave back an emulated engine slot; ``waited_s`` in the queue."""
+        self._advance()
+        self.running += 1 if taken else -1
+        if taken and waited_s > 0:
+            self.engine_queued += 1
+            self.engine_queue_s += waited_s
+
+    def time_avg_running(self) -> float:
+        """Engine slots in use on average since start or reset: over ``max_num_seqs``, the utilisation."""
+        self._advance()
+        elapsed = self._last - self._since
+        return self._running_area / elapsed if elapsed > 0 else float(self.running)
 
     def enter(self, *, role: str, model: str, authorized: bool, batch: bool = False) -> None:
         if batch:
@@ -178,6 +207,24 @@ class SimMetrics:
             [("", self.in_flight)],
         )
         metric("running", "gauge", "Requests holding an emulated engine slot.", [("", self.running)])
+        metric(
+            "running_time_avg",
+            "gauge",
+            "Time-averaged engine slots in use since start or reset (over max_num_seqs: utilisation).",
+            [("", self.time_avg_running())],
+        )
+        metric(
+            "engine_queued_total",
+            "counter",
+            "Requests that waited for an engine slot, as vLLM's waiting queue holds them.",
+            [("", self.engine_queued)],
+        )
+        metric(
+            "engine_queue_seconds_total",
+            "counter",
+            "Seconds requests spent waiting for an engine slot.",
+            [("", self.engine_queue_s)],
+        )
         metric("in_flight_peak", "gauge", "Highest in-flight count since start or reset.", [("", self.peak)])
         metric(
             "in_flight_peak_by_model",
@@ -202,6 +249,12 @@ class SimMetrics:
             "counter",
             "Completion tokens of answered requests (words x 1.3).",
             [("", self.completion_tokens)],
+        )
+        metric(
+            "duplicate_requests_total",
+            "counter",
+            "Chat bodies received before, byte for byte (retries after a fault included).",
+            [("", self.duplicate_requests)],
         )
         metric(
             "prefix_cache_queries_total",

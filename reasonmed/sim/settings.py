@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from reasonmed.sim.faults import FAULT_KINDS, TargetedFault
+from reasonmed.sim.lengths import profile_named
 from reasonmed.sim.styles import Style, style_named
 from reasonmed.simulated import SIM_MODEL_PREFIX, is_simulated_model
 
@@ -28,6 +29,7 @@ class SimSettings:
     per_token_ms: float = 0.05
     max_num_seqs: int = 256
     max_model_len: int | None = None  # like vLLM's --max-model-len: reported on /v1/models, enforced (400)
+    length_profile: str | None = None  # completion tokens drawn per role (reasonmed/sim/lengths.py)
     # faults
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = FAULT_KINDS
@@ -74,6 +76,8 @@ class SimSettings:
             raise ValueError("max-num-seqs must be >= 1")
         if self.max_model_len is not None and self.max_model_len < 1:
             raise ValueError("max-model-len must be >= 1")
+        if self.length_profile is not None:
+            profile_named(self.length_profile)
         for name in ("rate_limit_rpm", "rate_limit_tpm"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -131,6 +135,8 @@ class SimSettings:
         ]
         if self.max_model_len is not None:
             argv += ["--max-model-len", str(self.max_model_len)]
+        if self.length_profile is not None:
+            argv += ["--length-profile", self.length_profile]
         if self.rate_limit_rpm is not None:
             argv += ["--rate-limit-rpm", repr(self.rate_limit_rpm)]
         if self.rate_limit_tpm is not None:
