@@ -7,6 +7,7 @@ from rich.table import Table
 
 from reasonmed.cli.safe_text import safe_text
 from reasonmed.pipeline.estimate import RunEstimate
+from reasonmed.pipeline.replica_plan import ReplicaPlan
 
 
 def _duration(seconds: float | None) -> str:
@@ -87,3 +88,23 @@ def print_estimate(est: RunEstimate, console: Console) -> None:
             markup=False,
         )
     console.print("dry run: nothing was claimed, called or written", markup=False)
+
+
+def print_replica_plan(plan: ReplicaPlan, console: Console) -> None:
+    t = Table(
+        title=f"replicas for {plan.nodes} node(s) x {plan.replicas_per_node}, by {plan.basis} per endpoint "
+        "(each endpoint's replicas: `replicas:` in the pipeline file, deploy/README.md)",
+        title_justify="left",
+    )
+    for col in ("endpoint", "model", "work share", "replicas", "finishes at"):
+        t.add_column(col, justify="left" if col in ("endpoint", "model") else "right", overflow="fold")
+    total = sum(e.work for e in plan.endpoints) or 1.0
+    for e in plan.endpoints:
+        t.add_row(
+            safe_text(e.endpoint),
+            safe_text(e.model),
+            f"{e.work / total:.0%}",
+            str(e.replicas),
+            f"{plan.finish(e):.0%} of the run",
+        )
+    console.print(t)

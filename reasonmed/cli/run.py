@@ -154,6 +154,25 @@ def run(
             "wall time and cost a run would take; claim, call and write nothing (FILEs are not ingested).",
         ),
     ] = False,
+    nodes: Annotated[
+        int | None,
+        typer.Option(
+            "--nodes",
+            min=1,
+            max=100_000,
+            help="With --dry-run: propose replicas per endpoint for N GPU nodes so that every role finishes "
+            "together (from the stored history's engine time, else the pipeline file's limits).",
+        ),
+    ] = None,
+    replicas_per_node: Annotated[
+        int,
+        typer.Option(
+            "--replicas-per-node",
+            min=1,
+            max=64,
+            help="With --nodes: model replicas a node holds (2: a 70B-class model at tensor parallel 4 on 8 GPUs).",
+        ),
+    ] = 2,
 ) -> None:
     """Ingest FILEs (if given), then run every unfinished question through generation, verification,
     tiered resolution and summarisation. Safe to re-run: finished work is never redone.
@@ -176,11 +195,13 @@ def run(
         sim_accuracy=sim_accuracy,
         sim_latency_ms=sim_latency_ms,
     )
+    if nodes is not None and not dry_run:
+        raise Mistake("--nodes plans replicas for a dry run: add --dry-run")
     db = open_database(database_url, job)
     if db.created:
         console.print(safe_text(db.created))
     if dry_run:
-        _dry_run(db.engine, job.config_path, limit, only_sources, files)
+        _dry_run(db.engine, job.config_path, limit, only_sources, files, nodes, replicas_per_node)
         return
     if files:
         if not file_format:
@@ -211,9 +232,12 @@ def _dry_run(
     limit: int | None,
     sources: list[str] | None,
     files: list[Path] | None,
+    nodes: int | None = None,
+    replicas_per_node: int = 2,
 ) -> None:
-    from reasonmed.cli.dry_run import print_estimate
+    from reasonmed.cli.dry_run import print_estimate, print_replica_plan
     from reasonmed.pipeline.dry_run import plan_run
+    from reasonmed.pipeline.replica_plan import plan_replicas
 
     if files:
         console.print(
@@ -221,7 +245,10 @@ def _dry_run(
                 f"dry run: {len(files)} FILE(s) not ingested; the estimate covers the questions already stored"
             )
         )
-    print_estimate(plan_run(engine, load_pipeline_config(config_path), limit=limit, sources=sources), console)
+    est = plan_run(engine, load_pipeline_config(config_path), limit=limit, sources=sources)
+    print_estimate(est, console)
+    if nodes is not None:
+        print_replica_plan(plan_replicas(est, nodes=nodes, replicas_per_node=replicas_per_node), console)
 
 
 def _print_result(result: BuildResult, database: str, sim_db: str | None = None) -> None:

@@ -21,6 +21,7 @@ AUDIT_VIEWS: dict[str, str] = {
     "audit_verifier_disagreements": "question_id, path_id, verdict_id",  # migration 0007
     "audit_verifier_versions": "a_model, a_prompt_sha256, b_model, b_prompt_sha256, path_model, temperature, origin",
     "audit_batches": "batch_id",  # migration 0014
+    "audit_cost_per_sample": "tier, role",  # migration 0016
 }
 
 

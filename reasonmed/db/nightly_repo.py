@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from reasonmed.db.claims_repo import count_pending
 from reasonmed.db.engine import transaction
-from reasonmed.db.models import AcceptedPath, PipelineRun, Question, QuestionOutcome
+from reasonmed.db.models import AcceptedPath, LLMCall, PipelineRun, Question, QuestionOutcome
 from reasonmed.db.runs_repo import now
 
 # Any fixed 64-bit key: only this lock uses it (pg_advisory_xact_lock's namespace is per database).
@@ -249,4 +249,39 @@ def finished_since(engine: Engine, since: datetime) -> dict[str, list[dict[str, 
                 .order_by(func.count().desc())
             )
         ]
-    return {"tiers": tiers, "rejections": rejections}
+        spent = c.execute(
+            select(
+                QuestionOutcome.tier,
+                func.count(LLMCall.id),
+                func.coalesce(func.sum(LLMCall.prompt_tokens), 0),
+                func.coalesce(func.sum(LLMCall.completion_tokens), 0),
+                func.coalesce(func.sum(LLMCall.latency_ms), 0.0),
+            )
+            .join(LLMCall, LLMCall.question_id == QuestionOutcome.question_id)
+            .where(recent)
+            .group_by(QuestionOutcome.tier)
+        ).all()
+    samples: dict[str, int] = {}
+    for row in tiers:
+        samples[row["tier"]] = samples.get(row["tier"], 0) + row["samples"]
+    cost = [
+        _per_sample(tier or "-", samples.get(tier or "-", 0), calls, int(pt), int(ct), float(ms) / 1000)
+        for tier, calls, pt, ct, ms in spent
+    ]
+    return {"tiers": tiers, "rejections": rejections, "cost": cost}
+
+
+def _per_sample(
+    tier: str, samples: int, calls: int, prompt: int, completion: int, engine_s: float
+) -> dict[str, Any]:
+    """What the questions of a tier finished this night spent (every call, rejected questions included) over
+    the samples they gave (None: none)."""
+    per = (lambda v: round(v / samples, 3)) if samples else (lambda v: None)
+    return {
+        "tier": tier,
+        "samples": samples,
+        "calls": calls,
+        "prompt_tokens_per_sample": per(prompt),
+        "completion_tokens_per_sample": per(completion),
+        "engine_s_per_sample": per(engine_s),
+    }

@@ -176,6 +176,20 @@ def render_markdown(g: Growth) -> str:
         "## Tier mix (questions finished this night)",
         _table(_tier_mix(g.finished.get("tiers", [])), ["tier", "accepted", "rejected", "samples"], "none"),
         "",
+        "## Per sample (questions finished this night, every call of theirs over their samples)",
+        _table(
+            g.finished.get("cost", []),
+            [
+                "tier",
+                "samples",
+                "calls",
+                "prompt_tokens_per_sample",
+                "completion_tokens_per_sample",
+                "engine_s_per_sample",
+            ],
+            "none",
+        ),
+        "",
         f"## Tokens: {_n(t['prompt'])} prompt + {_n(t['completion'])} completion",
         _table(
             (g.build.get("report") or {}).get("tokens", []),

@@ -18,6 +18,7 @@ class ReportData(BaseModel):
     rejected_questions: dict[str, list[dict[str, Any]]]
     tokens: list[dict[str, Any]]
     token_usage: list[dict[str, Any]]
+    cost_per_sample: list[dict[str, Any]] = []
     word_counts: list[tuple[str, bool, int]]
 
 
@@ -30,5 +31,6 @@ def load_report_data(engine: Engine) -> ReportData:
         rejected_questions=audit_repo.rejections_by_reason(engine),
         tokens=audit_repo.tokens_by_stage(engine),
         token_usage=audit_repo.view_rows(engine, "audit_token_usage"),
+        cost_per_sample=audit_repo.view_rows(engine, "audit_cost_per_sample"),
         word_counts=audit_repo.path_word_counts(engine),
     )

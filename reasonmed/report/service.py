@@ -29,6 +29,7 @@ def report_tables(data: ReportData) -> dict[str, list[dict]]:
         "Rejected questions by reason": data.rejected_questions.get("questions", []),
         "Paths not kept, by why": data.rejected_questions.get("paths", []),
         "Token usage per model, stage and day": data.token_usage,
+        "Tokens and engine time per accepted sample, per tier and role": data.cost_per_sample,
     }
 
 

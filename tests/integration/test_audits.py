@@ -34,6 +34,7 @@ LATER_VIEWS = {
     "audit_verifier_disagreements",
     "audit_verifier_versions",
     "audit_batches",
+    "audit_cost_per_sample",
 }
 T0 = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)  # late in the UTC day: a local-time bug would shift it
 PUB = [["yes", "yes"], ["no", "no"], ["maybe", "maybe"]]
@@ -246,9 +247,11 @@ def build_fixture(engine: Engine) -> None:
                     status="error" if i == 0 else "ok",
                     attempts=3 if i == 0 else 1,
                     created_at=T0,
+                    # questions 1 (easy), 2 (difficult) and 4 (medium): 10, 5 and 5 verifications
+                    question_id=1 if i < 10 else 2 if i < 15 else 4,
                 )
             )
-        for lat, pt, ct in [(None, None, 1), (30.0, 5, 2), (10.0, 7, None)]:  # generator, day 2
+        for lat, pt, ct, qid in [(None, None, 1, 1), (30.0, 5, 2, 1), (10.0, 7, None, 2)]:  # generator, day 2
             calls.append(
                 dict(
                     role="generator",
@@ -259,6 +262,7 @@ def build_fixture(engine: Engine) -> None:
                     status="ok",
                     attempts=1,
                     created_at=T0 + timedelta(hours=1),
+                    question_id=qid,
                 )
             )
         calls.append(
@@ -271,6 +275,7 @@ def build_fixture(engine: Engine) -> None:
                 status="ok",
                 attempts=1,
                 created_at=T0,
+                question_id=3,  # in progress: no outcome, so no tier and no cost per sample yet
             )
         )
         for i, c in enumerate(calls):
@@ -623,6 +628,76 @@ EXPECTED: dict[str, list[dict]] = {
             run_id=1,
         )
     ],
+    # Worked by hand from the calls above: verifier calls have 100 prompt and 10 completion tokens and
+    # latencies 10, 20, ..., 200 ms (calls 1-10 question 1, 11-15 question 2, 16-20 question 4); tiers hold one
+    # question each, with 1 (easy), 0 (difficult) and 1 (medium) accepted samples.
+    "audit_cost_per_sample": [
+        dict(
+            tier="easy",
+            role="verifier",
+            questions=1,
+            accepted_samples=1,
+            calls=10,
+            prompt_tokens=1000,
+            completion_tokens=100,
+            engine_s=0.55,  # 10 + 20 + ... + 100 ms
+            prompt_tokens_per_sample=1000.0,
+            completion_tokens_per_sample=100.0,
+            engine_s_per_sample=0.55,
+        ),
+        dict(
+            tier="easy",
+            role="generator",
+            questions=1,
+            accepted_samples=1,
+            calls=2,
+            prompt_tokens=5,  # a call that reported no usage counts none
+            completion_tokens=3,
+            engine_s=0.03,
+            prompt_tokens_per_sample=5.0,
+            completion_tokens_per_sample=3.0,
+            engine_s_per_sample=0.03,
+        ),
+        dict(
+            tier="difficult",
+            role="verifier",
+            questions=1,
+            accepted_samples=0,
+            calls=5,
+            prompt_tokens=500,
+            completion_tokens=50,
+            engine_s=0.65,  # 110 + ... + 150 ms
+            prompt_tokens_per_sample=None,  # nothing accepted: no cost per sample
+            completion_tokens_per_sample=None,
+            engine_s_per_sample=None,
+        ),
+        dict(
+            tier="difficult",
+            role="generator",
+            questions=1,
+            accepted_samples=0,
+            calls=1,
+            prompt_tokens=7,
+            completion_tokens=0,
+            engine_s=0.01,
+            prompt_tokens_per_sample=None,
+            completion_tokens_per_sample=None,
+            engine_s_per_sample=None,
+        ),
+        dict(
+            tier="medium",
+            role="verifier",
+            questions=1,
+            accepted_samples=1,
+            calls=5,
+            prompt_tokens=500,
+            completion_tokens=50,
+            engine_s=0.9,  # 160 + ... + 200 ms
+            prompt_tokens_per_sample=500.0,
+            completion_tokens_per_sample=50.0,
+            engine_s_per_sample=0.9,
+        ),
+    ],
     "audit_token_usage": [
         dict(
             model="V",
@@ -759,3 +834,39 @@ def test_downgrade_drops_the_views_on_postgres(empty_pg_url: str) -> None:
         assert set(VIEWS) - LATER_VIEWS <= set(inspect(eng).get_view_names())
     finally:
         eng.dispose()
+
+
+def test_nightly_cost_per_sample_of_the_questions_finished_since(audit_engine: Engine) -> None:
+    """The nightly report's per-sample rows, worked by hand from the fixture: question 1 (easy, 1 sample) has
+    10 verifier and 2 generator calls, question 2 (difficult, rejected) 5 and 1, question 4 (medium, 1
+    sample) 5; question 3 is unfinished and left out."""
+    from reasonmed.db.nightly_repo import finished_since
+
+    cost = sorted(finished_since(audit_engine, T0 - timedelta(hours=1))["cost"], key=lambda r: r["tier"])
+    assert cost == [
+        dict(
+            tier="difficult",
+            samples=0,
+            calls=6,
+            prompt_tokens_per_sample=None,
+            completion_tokens_per_sample=None,
+            engine_s_per_sample=None,
+        ),
+        dict(
+            tier="easy",
+            samples=1,
+            calls=12,
+            prompt_tokens_per_sample=1005.0,
+            completion_tokens_per_sample=103.0,
+            engine_s_per_sample=0.58,
+        ),
+        dict(
+            tier="medium",
+            samples=1,
+            calls=5,
+            prompt_tokens_per_sample=500.0,
+            completion_tokens_per_sample=50.0,
+            engine_s_per_sample=0.9,
+        ),
+    ]
+    assert finished_since(audit_engine, T0 + timedelta(hours=1))["cost"] == []  # nothing finished since
