@@ -6,6 +6,7 @@ does not escape. Also: ``reasonmed/db`` stays in modules small enough to hold on
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from pathlib import Path
 
@@ -44,10 +45,16 @@ DB_MODULE_LINES = 450
 DB_MODULE_LINES_EXCEPT = {"models.py": None, "eval_repo.py": 470}
 
 
+@functools.cache
+def _tree(source: str) -> ast.Module:
+    """Each source parsed once for all the checks here (they read every file of the repository)."""
+    return ast.parse(source)
+
+
 def imported(source: str) -> list[tuple[int, str]]:
     """(line, module) of every import in ``source``, wherever it stands."""
     out: list[tuple[int, str]] = []
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(_tree(source)):
         if isinstance(node, ast.Import):
             out += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -157,7 +164,7 @@ def _string_scripts(source: str) -> list[str]:
     """String constants that look like Python run in a child process (``python -c`` scripts in tests)."""
     return [
         n.value
-        for n in ast.walk(ast.parse(source))
+        for n in ast.walk(_tree(source))
         if isinstance(n, ast.Constant) and isinstance(n.value, str) and "import" in n.value
     ]
 
