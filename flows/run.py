@@ -20,6 +20,8 @@ from reasonmed.db import runs_repo
 from reasonmed.db.engine import get_engine
 from reasonmed.db.migrate import require_current
 from reasonmed.llm.registry import LLMRegistry
+from reasonmed.llm.shared_caps import CapLeases
+from reasonmed.pipeline import workers
 from reasonmed.prompts import PromptTemplate
 from reasonmed.tasks.context import flow_run_id
 from reasonmed.tasks.secrets import load_prefect_secret
@@ -48,11 +50,13 @@ class RunContext:
     def registry(self) -> LLMRegistry:
         """The run's LLM clients, made on first use and closed when the run ends."""
         if self._registry is None:
+            leases = (
+                CapLeases(self.engine, holder=workers.cap_holder(), is_dead=workers.provably_dead)
+                if self.settings.share_caps
+                else None
+            )
             self._registry = LLMRegistry(
-                self.cfg,
-                secret_loader=load_prefect_secret,
-                engine=self.engine,
-                share_caps=self.settings.share_caps,
+                self.cfg, secret_loader=load_prefect_secret, engine=self.engine, cap_leases=leases
             )
         return self._registry
 

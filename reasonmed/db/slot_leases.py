@@ -4,7 +4,8 @@ Each orchestrator (a holder) keeps a row per server: the slots it may have in fl
 holder's row runs under a per-server lock (an advisory lock on Postgres; SQLite's write lock, taken by the
 transaction's first statement), so the rule below sees every other holder's latest row:
 
-- rows not renewed for ``ttl_s`` are a dead holder's: deleted, their slots free again;
+- rows not renewed for ``ttl_s`` are a dead holder's, as are those of holders known to be gone: deleted,
+  their slots free again;
 - the cap is the smallest any live holder's pipeline file gives (holders that disagree get the safe one);
 - the holder's fair share is the cap split evenly over the live holders (the first ``cap % n`` holders, by
   name, get one more);
@@ -20,6 +21,7 @@ however they join, leave or die.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -49,8 +51,19 @@ def _lock(s: Session, server: str) -> None:
         s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
-def rebalance(engine: Engine, *, server: str, holder: str, cap: int, in_use: int, ttl_s: float) -> Share:
-    """Renew ``holder``'s row for ``server`` and return its share (the module docstring's rule)."""
+def rebalance(
+    engine: Engine,
+    *,
+    server: str,
+    holder: str,
+    cap: int,
+    in_use: int,
+    ttl_s: float,
+    is_dead: Callable[[str], bool] = lambda _holder: False,
+) -> Share:
+    """Renew ``holder``'s row for ``server`` and return its share (the module docstring's rule). ``is_dead``
+    names holders known to be gone (a process of this host that exited): their rows go at once, without
+    waiting out ``ttl_s``, so a run restarted after a kill does not wait for its own dead share."""
     t = now()
     with transaction(engine) as s:
         _lock(s, server)
@@ -59,11 +72,15 @@ def rebalance(engine: Engine, *, server: str, holder: str, cap: int, in_use: int
                 SlotLease.server == server, SlotLease.renewed_at < t - timedelta(seconds=ttl_s)
             )
         )
-        others = s.execute(
+        rows = s.execute(
             select(SlotLease.holder, SlotLease.cap, SlotLease.slots).where(
                 SlotLease.server == server, SlotLease.holder != holder
             )
         ).all()
+        dead = [r.holder for r in rows if is_dead(r.holder)]
+        if dead:
+            s.execute(delete(SlotLease).where(SlotLease.server == server, SlotLease.holder.in_(dead)))
+        others = [r for r in rows if r.holder not in dead]
         live_cap = min([cap, *(o.cap for o in others)])
         names = sorted([holder, *(o.holder for o in others)])
         n, rank = len(names), names.index(holder)

@@ -134,10 +134,10 @@ class LLMRegistry:
         api_keys: Mapping[str, str] | None = None,
         secret_loader: SecretLoader | None = None,
         engine: Engine | None = None,
-        share_caps: bool = False,
+        cap_leases: CapLeases | None = None,
     ) -> None:
-        """``share_caps``: hold each server's ``max_in_flight`` across every orchestrator that sends to it,
-        through lease rows in ``engine``'s database (llm/shared_caps.py); else each process has the cap."""
+        """``cap_leases``: hold each server's ``max_in_flight`` across every orchestrator that sends to it,
+        through lease rows in the database (llm/shared_caps.py); None: each process has the whole cap."""
         self._config = pipeline_config
         self._api_keys = dict(api_keys or {})
         self._secret_loader = secret_loader
@@ -151,7 +151,7 @@ class LLMRegistry:
         self.left_out: dict[str, dict[int, str]] = {}
         prices = {name: price_of(cfg) for name, cfg in pipeline_config.endpoints.items()}
         self.tracker = UsageTracker(prices)
-        self.cap_leases = CapLeases(engine) if share_caps and engine is not None else None
+        self.cap_leases = cap_leases
 
     def get(self, endpoint_name: str) -> ChatBackend:
         """The endpoint's backend, made on first use; must be called with an event loop running."""

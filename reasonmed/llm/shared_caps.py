@@ -6,7 +6,8 @@ the cap, the excess would queue inside vLLM, and that queue time would count aga
 timeout, turning a busy engine into timeouts and retries that repeat GPU work. Here each process holds a
 lease row per server in the pipeline database (``db/slot_leases.py``) and admits requests only within its
 share; the shares add up to at most the cap, are rebalanced when a process joins or leaves, are given back
-when a run ends, and a dead process's share returns after ``ttl_s``.
+when a run ends, and a dead process's share returns at once when it ran on this host (its pid is gone),
+else after ``ttl_s``.
 
 The database is asked in the background, never per request: a keeper task renews every share every
 ``refresh_s`` (every ``fast_refresh_s`` while a share is still moving towards its even part), so an LLM
@@ -23,10 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
-import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -34,11 +33,6 @@ from sqlalchemy import Engine
 from reasonmed.db import slot_leases
 
 log = logging.getLogger(__name__)
-
-
-def lease_holder() -> str:
-    """This process's name on its lease rows: host, pid and a random token (a pid can be reused)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class AdjustableSlots:
@@ -101,7 +95,8 @@ class CapLeases:
         self,
         engine: Engine,
         *,
-        holder: str | None = None,
+        holder: str,
+        is_dead: Callable[[str], bool] = lambda _holder: False,
         refresh_s: float = 5.0,
         fast_refresh_s: float = 0.25,
         ttl_s: float = 30.0,
@@ -109,7 +104,8 @@ class CapLeases:
         if not 0 < fast_refresh_s <= refresh_s < ttl_s:
             raise ValueError("need 0 < fast_refresh_s <= refresh_s < ttl_s")
         self.engine = engine
-        self.holder = holder or lease_holder()
+        self.holder = holder  # unique per registry (pipeline/workers.py: cap_holder)
+        self.is_dead = is_dead  # other holders known to be gone: their shares come back at once
         self.refresh_s, self.fast_refresh_s, self.ttl_s = refresh_s, fast_refresh_s, ttl_s
         self._servers: dict[str, _Server] = {}
         self._wake = asyncio.Event()
@@ -139,6 +135,7 @@ class CapLeases:
                 cap=server.cap,
                 in_use=server.slots.in_use,
                 ttl_s=self.ttl_s,
+                is_dead=self.is_dead,
             )
             if server.share is None or share.target != server.share.target:
                 log.debug(

@@ -11,18 +11,34 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 
 import psutil
 
 
-def worker_id(run_id: int) -> str:
+def _process() -> str:
     me = psutil.Process()
-    return f"{socket.gethostname()}:{me.pid}:{int(me.create_time())}:run{run_id}"
+    return f"{socket.gethostname()}:{me.pid}:{int(me.create_time())}"
+
+
+def worker_id(run_id: int) -> str:
+    return f"{_process()}:run{run_id}"
+
+
+def cap_holder() -> str:
+    """``host:pid:start:caps-<token>``: what holds a registry's shares of the endpoints' caps
+    (llm/shared_caps.py); the token tells two registries of one process apart."""
+    return f"{_process()}:caps-{uuid.uuid4().hex[:8]}"
 
 
 def provably_dead(worker: str, host: str | None = None) -> bool:
+    """Whether ``worker`` (a ``worker_id`` or a ``cap_holder``) names a process of this host that is gone."""
     parts = worker.split(":")
-    if len(parts) != 4 or parts[0] != (host or socket.gethostname()) or not parts[3].startswith("run"):
+    if (
+        len(parts) != 4
+        or parts[0] != (host or socket.gethostname())
+        or not parts[3].startswith(("run", "caps-"))
+    ):
         return False
     try:
         pid, start = int(parts[1]), int(parts[2])

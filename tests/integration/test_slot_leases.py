@@ -90,3 +90,17 @@ def test_the_rows_never_add_up_to_more_than_the_cap(db_url: str) -> None:
         assert all(in_use[h] <= rows[h] for h in in_use)  # a holder's row covers what it has in flight
         assert sum(in_use.values()) <= cap
     engine.dispose()
+
+
+def test_a_holder_known_to_be_gone_gives_its_share_back_at_once(db_url: str) -> None:
+    engine = make_engine(db_url)
+    rebalance(engine, server=S, holder="gone", cap=8, in_use=8, ttl_s=60)
+    other = "gen http://gpu-2:8000/v1"
+    rebalance(engine, server=other, holder="gone", cap=8, in_use=8, ttl_s=60)
+    share = rebalance(
+        engine, server=S, holder="live", cap=8, in_use=0, ttl_s=60, is_dead=lambda h: h == "gone"
+    )
+    assert (share.target, share.holders) == (8, 1)
+    # only this server's row goes now; the other server's goes when a holder of that server rebalances
+    assert [(r.server, r.holder) for r in leases(engine)] == [(S, "live"), (other, "gone")]
+    engine.dispose()
