@@ -19,6 +19,7 @@ any endpoint, only when every replica is.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,8 @@ from reasonmed.llm.types import Completion, LLMError, Message
 from reasonmed.llm.urls import split_credentials
 from reasonmed.llm.usage import UsageTracker
 from reasonmed.redact import redact_url
+
+log = logging.getLogger(__name__)
 
 SlotsFor = Callable[[str, int], Slots]  # (server key, its cap) -> the slots requests to it hold
 
@@ -144,6 +147,7 @@ class ReplicatedBackend:
         self.replicas: tuple[Replica, ...] = tuple(replicas)
         self._route_names = [r.route_name for r in self.replicas]
         self.breaker = ReplicaSetBreaker(name, self.replicas)
+        self._reported: set[str] = set()
         self.context_tokens = min(r.backend.context_tokens or 0 for r in self.replicas) or None
 
     def __repr__(self) -> str:
@@ -189,12 +193,25 @@ class ReplicatedBackend:
                 if not replica.down:  # the request's own failure (or a glitch), not its replica's
                     raise
                 attempts += exc.attempts
+                self._report_down(replica)
         self.breaker.check()
         raise LLMError(  # every replica went down while this request moved between them
             f"endpoint {self.name}: every replica went down under this request",
             kind="endpoint_down",
             attempts=attempts,
             endpoint=self.name,
+        )
+
+    def _report_down(self, replica: Replica) -> None:
+        """One warning per replica that went down during the run (the preflight's are in its lines)."""
+        if replica.label in self._reported:
+            return
+        self._reported.add(replica.label)
+        trip = replica.backend.breaker.trip
+        log.warning(
+            "replica %s is down (%s); its questions go to their next replica",
+            replica.label,
+            trip.last_error if trip is not None else "breaker open",
         )
 
     async def aclose(self) -> None:
