@@ -39,6 +39,7 @@ class CallRecord:
     prefect_task_run_id: str | None
     created_at: datetime
     batch_id: int | None = None  # the batch that answered it (endpoints with mode batch)
+    cached_prompt_tokens: int | None = None  # of prompt_tokens, what the server's prefix cache held
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ class CallOutcome:
     accepted: list[bool] = field(default_factory=list)
     attempts: int = 0
     prompt_tokens: int = 0
+    cached_prompt_tokens: int | None = None  # None: the server never said
     completion_tokens: int = 0
     latency_ms: float = 0.0
     error: LLMError | None = None
@@ -137,6 +138,9 @@ async def ask(
         out.attempts += 1
         # Every choice reports the request's prompt; it was processed once (vLLM shares the prefill).
         out.prompt_tokens += max((c.prompt_tokens or 0 for c in got), default=0)
+        cached = [c.cached_prompt_tokens for c in got if c.cached_prompt_tokens is not None]
+        if cached:
+            out.cached_prompt_tokens = (out.cached_prompt_tokens or 0) + max(cached)
         out.completion_tokens += sum(c.completion_tokens or 0 for c in got)
         return got
 

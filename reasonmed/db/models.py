@@ -219,6 +219,8 @@ class LLMCall(Base):
     prefect_flow_run_id: Mapped[str | None] = mapped_column(String(64))
     prefect_task_run_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, index=True)
+    # Of prompt_tokens, what the server's prefix cache held, where it reports it (migration 0016).
+    cached_prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     # The batch that answered the call's last request (endpoints with mode batch; migration 0014).
     batch_id: Mapped[int | None] = mapped_column(
         ForeignKey("llm_batches.id", ondelete="SET NULL"), index=True

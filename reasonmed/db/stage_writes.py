@@ -46,6 +46,7 @@ _CALL_UPDATE = [
     "prefect_task_run_id",
     "created_at",
     "batch_id",
+    "cached_prompt_tokens",
 ]
 
 

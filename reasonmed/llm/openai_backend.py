@@ -457,6 +457,7 @@ class OpenAICompatibleBackend:
                 )
             )
         prompt_tokens, completion_total = _usage_of(data)
+        cached = _cached_of(data)
         per_choice = _apportion(completion_total, [len(t) for _, t, _ in texts])
         model_field, id_field = data.get("model"), data.get("id")
         model = (model_field if isinstance(model_field, str) else self.model)[:MODEL_CHARS]
@@ -473,6 +474,7 @@ class OpenAICompatibleBackend:
                 request_id=request_id,
                 index=idx,
                 max_tokens=budget,
+                cached_prompt_tokens=cached,
             )
             for k, (idx, text, finish) in enumerate(texts)
         ]
@@ -486,6 +488,15 @@ def _usage_of(data: dict[str, Any]) -> tuple[int | None, int | None]:
         return None, None
     p, c = usage.get("prompt_tokens"), usage.get("completion_tokens")
     return (p if isinstance(p, int) else None), (c if isinstance(c, int) else None)
+
+
+def _cached_of(data: dict[str, Any]) -> int | None:
+    """``usage.prompt_tokens_details.cached_tokens``: what the prefix cache held (OpenAI; vLLM with
+    ``--enable-prompt-tokens-details``); None where the server does not say."""
+    usage = data.get("usage")
+    details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return cached if isinstance(cached, int) and not isinstance(cached, bool) and cached >= 0 else None
 
 
 def _apportion(total: int | None, weights: list[int]) -> list[int | None]:

@@ -60,6 +60,8 @@ class Completion:
     index: int
     max_tokens: int | None = None  # the budget the request was sent with (lowered to fit the context)
     batch_id: int | None = None  # the batch (llm_batches.id) that answered it, for endpoints with mode batch
+    # Prompt tokens the server's prefix cache held (usage.prompt_tokens_details.cached_tokens, where reported)
+    cached_prompt_tokens: int | None = None
 
     @property
     def truncated(self) -> bool:

@@ -90,6 +90,7 @@ def call_record(q: QuestionView, call_key: str, out: CallOutcome, origin: Proven
         prefect_task_run_id=origin.prefect_task_run_id,
         created_at=now(),
         batch_id=first.batch_id if first else None,
+        cached_prompt_tokens=out.cached_prompt_tokens,
     )
 
 

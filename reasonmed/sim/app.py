@@ -256,7 +256,8 @@ class SimApp:
             prompt = parse_prompt(sim.user)
             asked = prompt_tokens(sim.messages)
             self.metrics.prefix_cache_queries += asked
-            self.metrics.prefix_cache_hits += self.prefix_cache.serve(sim.system, prompt.question, asked)
+            cached = self.prefix_cache.serve(sim.system, prompt.question, asked)
+            self.metrics.prefix_cache_hits += cached
             choices = await self._choices(sim, role, fault, prompt)
             if self.lengths is not None:
                 draw = self.lengths
@@ -270,7 +271,7 @@ class SimApp:
                 return _error(500, "simulated batch line failure (--batch-line-failure-rate)", "server_error")
             if fault == "drop":
                 return DROP
-            return self._completion(sim, choices, fault, batch=batch)
+            return self._completion(sim, choices, fault, batch=batch, cached=cached)
         except asyncio.CancelledError:
             if not batch:  # a batch line is cancelled with its batch, not by a client hanging up
                 self.metrics.client_disconnects += 1
@@ -314,8 +315,10 @@ class SimApp:
         return choices
 
     def _completion(
-        self, sim: SimRequest, choices: list[Choice], fault: str | None, *, batch: bool
+        self, sim: SimRequest, choices: list[Choice], fault: str | None, *, batch: bool, cached: int = 0
     ) -> Response:
+        """``cached``: the prompt tokens the emulated prefix cache held, reported as OpenAI and vLLM (with
+        --enable-prompt-tokens-details) do, in ``usage.prompt_tokens_details.cached_tokens``."""
         p_tokens = prompt_tokens(sim.messages)
         c_tokens = sum(c.completion_tokens for c in choices)
         payload = {
@@ -337,6 +340,7 @@ class SimApp:
                 "prompt_tokens": p_tokens,
                 "completion_tokens": c_tokens,
                 "total_tokens": p_tokens + c_tokens,
+                "prompt_tokens_details": {"cached_tokens": cached},
             },
         }
         body = json.dumps(payload).encode()

@@ -249,6 +249,7 @@ def build_fixture(engine: Engine) -> None:
                     created_at=T0,
                     # questions 1 (easy), 2 (difficult) and 4 (medium): 10, 5 and 5 verifications
                     question_id=1 if i < 10 else 2 if i < 15 else 4,
+                    cached_prompt_tokens=40,  # the verifier's server reports its prefix-cache hits
                 )
             )
         for lat, pt, ct, qid in [(None, None, 1, 1), (30.0, 5, 2, 1), (10.0, 7, None, 2)]:  # generator, day 2
@@ -639,6 +640,7 @@ EXPECTED: dict[str, list[dict]] = {
             accepted_samples=1,
             calls=10,
             prompt_tokens=1000,
+            cached_prompt_tokens=400,  # 40 per call, as the server reported
             completion_tokens=100,
             engine_s=0.55,  # 10 + 20 + ... + 100 ms
             prompt_tokens_per_sample=1000.0,
@@ -652,6 +654,7 @@ EXPECTED: dict[str, list[dict]] = {
             accepted_samples=1,
             calls=2,
             prompt_tokens=5,  # a call that reported no usage counts none
+            cached_prompt_tokens=None,  # the server never said
             completion_tokens=3,
             engine_s=0.03,
             prompt_tokens_per_sample=5.0,
@@ -665,6 +668,7 @@ EXPECTED: dict[str, list[dict]] = {
             accepted_samples=0,
             calls=5,
             prompt_tokens=500,
+            cached_prompt_tokens=200,
             completion_tokens=50,
             engine_s=0.65,  # 110 + ... + 150 ms
             prompt_tokens_per_sample=None,  # nothing accepted: no cost per sample
@@ -678,6 +682,7 @@ EXPECTED: dict[str, list[dict]] = {
             accepted_samples=0,
             calls=1,
             prompt_tokens=7,
+            cached_prompt_tokens=None,
             completion_tokens=0,
             engine_s=0.01,
             prompt_tokens_per_sample=None,
@@ -691,6 +696,7 @@ EXPECTED: dict[str, list[dict]] = {
             accepted_samples=1,
             calls=5,
             prompt_tokens=500,
+            cached_prompt_tokens=200,
             completion_tokens=50,
             engine_s=0.9,  # 160 + ... + 200 ms
             prompt_tokens_per_sample=500.0,
