@@ -27,6 +27,7 @@ TABLE_KEYS = {
     "Rejected questions by reason": "audit-rejected-questions",
     "Paths not kept, by why": "audit-rejected-paths",
     "Token usage per model, stage and day": "audit-token-usage",
+    "Tokens and engine time per accepted sample, per tier and role": "audit-cost-per-sample",
 }
 
 

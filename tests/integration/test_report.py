@@ -43,6 +43,8 @@ def test_report_writes_html_and_pngs(built_pg_db, tmp_path: Path, monkeypatch: p
     finally:
         engine.dispose()
     assert "Path-length histogram (words)" in page and "Rejections by reason" in page
+    # cost per sample: one row per tier and role the build used, the generator among them
+    assert "Tokens and engine time per accepted sample" in page and "<td>generator</td>" in page
 
 
 @pytest.mark.postgres
