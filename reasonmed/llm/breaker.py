@@ -44,6 +44,14 @@ class BreakerTrip:
         )
 
 
+def raise_if_open(trip: BreakerTrip | None, endpoint: str) -> None:
+    """The ``endpoint_down`` error of an open breaker (a request is not sent); nothing while it is closed."""
+    if trip is not None:
+        raise LLMError(
+            f"circuit open: {trip.describe()}", kind="endpoint_down", attempts=0, endpoint=endpoint
+        )
+
+
 class CircuitBreaker:
     def __init__(
         self,
@@ -69,11 +77,7 @@ class CircuitBreaker:
 
     def check(self) -> None:
         """Raise ``endpoint_down`` instead of sending, once the breaker is open."""
-        trip = self.trip
-        if trip is not None:
-            raise LLMError(
-                f"circuit open: {trip.describe()}", kind="endpoint_down", attempts=0, endpoint=self.endpoint
-            )
+        raise_if_open(self.trip, self.endpoint)
 
     def record(self, kind: str | None, detail: str = "") -> None:
         """One attempt's outcome: ``None`` for a usable answer, else its error kind."""

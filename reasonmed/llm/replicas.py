@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reasonmed.config import EndpointConfig
-from reasonmed.llm.breaker import BreakerTrip, CircuitBreaker
+from reasonmed.llm.breaker import BreakerTrip, CircuitBreaker, raise_if_open
 from reasonmed.llm.openai_backend import OpenAICompatibleBackend
 from reasonmed.llm.rate_limit import Slots
 from reasonmed.llm.types import Completion, LLMError, Message
@@ -98,11 +98,7 @@ class ReplicaSetBreaker:
         return self.trip is not None
 
     def check(self) -> None:
-        trip = self.trip
-        if trip is not None:
-            raise LLMError(
-                f"circuit open: {trip.describe()}", kind="endpoint_down", attempts=0, endpoint=self.endpoint
-            )
+        raise_if_open(self.trip, self.endpoint)
 
 
 class ReplicatedBackend:

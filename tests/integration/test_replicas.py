@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from sqlalchemy import text
 
@@ -43,10 +44,6 @@ def _replicated_config(path: Path, servers: list[SimServer], **endpoint: Any) ->
     return path
 
 
-def _start(sim_factory: Callable[..., SimServer], n: int, pg_url: str) -> list[SimServer]:
-    return [sim_factory(questions_db=pg_url, base_latency_ms=2) for _ in range(n)]
-
-
 def _assert_dataset_as_one_server_builds_it(pg_url: str, cfg: Path) -> None:
     engine = get_engine(pg_url)
     pipeline = load_pipeline_config(cfg)
@@ -59,13 +56,20 @@ def _assert_dataset_as_one_server_builds_it(pg_url: str, cfg: Path) -> None:
         assert status == expected.status, qid
 
 
-def test_each_question_stays_on_one_replica(
+@pytest.fixture
+def replicated(
     pg_url: str, prefect_harness: None, sim_factory: Callable[..., SimServer], tmp_path: Path
-) -> None:
+) -> tuple[list[SimServer], Path]:
+    """30 training questions in a fresh database, three simulators, and a pipeline file that has every
+    endpoint served by all three as replicas."""
     use_database(pg_url)
     ingest_file(get_engine(pg_url), _training_subset(tmp_path / "q.json", QUESTIONS), "pubmedqa")
-    servers = _start(sim_factory, 3, pg_url)
-    cfg = _replicated_config(tmp_path / "pipeline.yaml", servers)
+    servers = [sim_factory(questions_db=pg_url, base_latency_ms=2) for _ in range(3)]
+    return servers, _replicated_config(tmp_path / "pipeline.yaml", servers)
+
+
+def test_each_question_stays_on_one_replica(pg_url: str, replicated: tuple[list[SimServer], Path]) -> None:
+    servers, cfg = replicated
 
     result = run_build(config=str(cfg), shard_size=QUESTIONS)
 
@@ -93,12 +97,9 @@ def test_each_question_stays_on_one_replica(
 
 
 def test_a_replica_that_dies_moves_only_its_questions(
-    pg_url: str, prefect_harness: None, sim_factory: Callable[..., SimServer], tmp_path: Path
+    pg_url: str, replicated: tuple[list[SimServer], Path]
 ) -> None:
-    use_database(pg_url)
-    ingest_file(get_engine(pg_url), _training_subset(tmp_path / "q.json", QUESTIONS), "pubmedqa")
-    servers = _start(sim_factory, 3, pg_url)
-    cfg = _replicated_config(tmp_path / "pipeline.yaml", servers)
+    servers, cfg = replicated
     victim = servers[2]
     killed: list[dict[str, int]] = []
 
