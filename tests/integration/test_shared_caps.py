@@ -44,8 +44,9 @@ def test_three_orchestrators_stay_within_each_endpoint_s_cap(
         metrics = sim.metrics()
 
     peaks = {k: v for k, v in metrics.items() if k.startswith("in_flight_peak_by_model")}
-    assert len(peaks) == 6  # every endpoint was asked
-    assert max(peaks.values()) <= CAP, peaks
+    assert len(peaks) >= 4  # the three generators' endpoints and the verifier's at least
+    # the three together reached each busy endpoint's cap, and never went past it
+    assert max(peaks.values()) == CAP, peaks
     # not for want of work: the server as a whole had more than one endpoint's cap in flight
     assert metrics["in_flight_peak"] > CAP
     claimed = [_claims(claims_file) for _name, _proc, claims_file in procs]
