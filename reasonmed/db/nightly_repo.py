@@ -263,9 +263,12 @@ def finished_since(engine: Engine, since: datetime) -> dict[str, list[dict[str, 
         ).all()
     samples: dict[str, int] = {}
     for row in tiers:
-        samples[row["tier"]] = samples.get(row["tier"], 0) + row["samples"]
+        tier_name = str(row["tier"])
+        samples[tier_name] = samples.get(tier_name, 0) + cast(int, row["samples"])
     cost = [
-        _per_sample(tier or "-", samples.get(tier or "-", 0), calls, int(pt), int(ct), float(ms) / 1000)
+        _per_sample(
+            tier or "-", samples.get(tier or "-", 0), calls, int(pt or 0), int(ct or 0), float(ms or 0) / 1000
+        )
         for tier, calls, pt, ct, ms in spent
     ]
     return {"tiers": tiers, "rejections": rejections, "cost": cost}
