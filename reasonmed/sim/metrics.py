@@ -111,7 +111,7 @@ class SimMetrics:
         """A request took (``taken``) or gave back an emulated engine slot; ``waited_s`` in the queue."""
         self._advance()
         self.running += 1 if taken else -1
-        if taken and waited_s > 0:
+        if taken and waited_s > 0.001:  # past the event loop's own scheduling delay: a real queue
             self.engine_queued += 1
             self.engine_queue_s += waited_s
 
