@@ -102,7 +102,7 @@ def release(engine: Engine, *, holder: str) -> int:
 
 
 def leases(engine: Engine, server: str | None = None) -> list[SlotLease]:
-    """The rows, by server and holder (for ``reasonmed report`` and the tests)."""
+    """The rows, by server and holder (what ``SELECT * FROM slot_leases`` shows; the tests read it)."""
     q = select(SlotLease).order_by(SlotLease.server, SlotLease.holder)
     if server is not None:
         q = q.where(SlotLease.server == server)

@@ -147,7 +147,6 @@ class OpenAICompatibleBackend:
         self._usage = usage
         self._rng = rng or random.Random()
         self._slots: Slots = slots or asyncio.Semaphore(cfg.max_in_flight)
-        self.in_flight = 0  # requests holding a slot now
         self.rate = RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute)
         self.breaker = breaker or CircuitBreaker(
             name, window_s=cfg.breaker_window_s, min_failures=cfg.breaker_min_failures
@@ -304,7 +303,6 @@ class OpenAICompatibleBackend:
             async with self.rate.admit(tokens, self._slots):  # paced before the slot, outside the timeout
                 session = self._client()
                 started = time.perf_counter()
-                self.in_flight += 1
                 try:
                     async with session.post(
                         self._url, data=payload, headers=_JSON_HEADERS, allow_redirects=False
@@ -334,8 +332,6 @@ class OpenAICompatibleBackend:
                     kind, detail = "endpoint_refused", f"invalid URL: {exc}"
                 except (aiohttp.ClientError, OSError) as exc:
                     kind, detail = "connection", f"{type(exc).__name__}: {exc}"
-                finally:
-                    self.in_flight -= 1
             self.breaker.record(kind, self._scrub(f"{kind} ({detail})"))
 
             error = LLMError(
@@ -456,8 +452,7 @@ class OpenAICompatibleBackend:
                     finish[:FINISH_REASON_CHARS] if isinstance(finish, str) else None,
                 )
             )
-        prompt_tokens, completion_total = _usage_of(data)
-        cached = _cached_of(data)
+        prompt_tokens, completion_total, cached = _usage_of(data)
         per_choice = _apportion(completion_total, [len(t) for _, t, _ in texts])
         model_field, id_field = data.get("model"), data.get("id")
         model = (model_field if isinstance(model_field, str) else self.model)[:MODEL_CHARS]
@@ -482,21 +477,21 @@ class OpenAICompatibleBackend:
         return out, (prompt_tokens, completion_total)
 
 
-def _usage_of(data: dict[str, Any]) -> tuple[int | None, int | None]:
+def _usage_of(data: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
+    """Prompt and completion tokens, and of the prompt what the prefix cache held
+    (``usage.prompt_tokens_details.cached_tokens``: OpenAI; vLLM with ``--enable-prompt-tokens-details``);
+    None for what the server does not say."""
     usage = data.get("usage")
     if not isinstance(usage, dict):
-        return None, None
+        return None, None, None
     p, c = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    return (p if isinstance(p, int) else None), (c if isinstance(c, int) else None)
-
-
-def _cached_of(data: dict[str, Any]) -> int | None:
-    """``usage.prompt_tokens_details.cached_tokens``: what the prefix cache held (OpenAI; vLLM with
-    ``--enable-prompt-tokens-details``); None where the server does not say."""
-    usage = data.get("usage")
-    details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+    details = usage.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    return cached if isinstance(cached, int) and not isinstance(cached, bool) and cached >= 0 else None
+    return (
+        p if isinstance(p, int) else None,
+        c if isinstance(c, int) else None,
+        cached if isinstance(cached, int) and not isinstance(cached, bool) and cached >= 0 else None,
+    )
 
 
 def _apportion(total: int | None, weights: list[int]) -> list[int | None]:

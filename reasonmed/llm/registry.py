@@ -113,7 +113,7 @@ def make_backend(
             slots_for=slots_for,
         )
     from reasonmed.llm.openai_backend import OpenAICompatibleBackend
-    from reasonmed.llm.replicas import server_key
+    from reasonmed.llm.replicas import server_slots
 
     return OpenAICompatibleBackend(
         name,
@@ -121,7 +121,7 @@ def make_backend(
         api_key,
         usage=usage,
         context_tokens=context_tokens,
-        slots=None if slots_for is None else slots_for(server_key(name, cfg), cfg.max_in_flight),
+        slots=server_slots(slots_for, name, cfg),
     )
 
 

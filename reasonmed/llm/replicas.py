@@ -48,6 +48,12 @@ def server_key(endpoint: str, cfg: EndpointConfig) -> str:
     return f"{endpoint} {redact_url(split_credentials((cfg.base_url or '').rstrip('/'))[0])}"
 
 
+def server_slots(slots_for: SlotsFor | None, endpoint: str, cfg: EndpointConfig) -> Slots | None:
+    """The slots requests to one server hold: its share of the cap across orchestrators, or None (the
+    backend's own semaphore of ``max_in_flight``)."""
+    return None if slots_for is None else slots_for(server_key(endpoint, cfg), cfg.max_in_flight)
+
+
 def rendezvous_order(key: str, names: Sequence[str]) -> list[int]:
     """Indices of ``names`` in the order ``key`` tries them (highest random weight first): the same for a key
     wherever it is computed, and removing one name moves only the keys that ranked it first."""
@@ -66,10 +72,6 @@ class Replica:
     @property
     def down(self) -> bool:
         return self.backend.breaker.is_open
-
-    @property
-    def in_flight(self) -> int:
-        return self.backend.in_flight
 
 
 class ReplicaSetBreaker:
@@ -135,26 +137,21 @@ class ReplicatedBackend:
                 usage=usage,
                 context_tokens=context_tokens,
                 breaker=breaker,
-                slots=None
-                if slots_for is None
-                else slots_for(server_key(name, replica_cfg), replica_cfg.max_in_flight),
+                slots=server_slots(slots_for, name, replica_cfg),
             )
             replicas.append(Replica(label, route_name, backend))
         self.replicas: tuple[Replica, ...] = tuple(replicas)
         self._route_names = [r.route_name for r in self.replicas]
         self.breaker = ReplicaSetBreaker(name, self.replicas)
         self._reported: set[str] = set()
-        self.context_tokens = min(r.backend.context_tokens or 0 for r in self.replicas) or None
+        self.context_tokens = self.replicas[0].backend.context_tokens  # one budget for all (llm/preflight.py)
 
     def __repr__(self) -> str:
         return f"ReplicatedBackend(name={self.name!r}, model={self.model!r}, replicas={len(self.replicas)})"
 
-    def order(self, affinity: str | None) -> list[Replica]:
-        """The replicas in the order a request tries them: the question's rendezvous order, or (for a
-        request of no question) the least busy first."""
-        if affinity is None:
-            return sorted(self.replicas, key=lambda r: r.in_flight)
-        return [self.replicas[i] for i in rendezvous_order(affinity, self._route_names)]
+    def order(self, key: str) -> list[Replica]:
+        """The replicas in the order a request with this key tries them (its rendezvous order)."""
+        return [self.replicas[i] for i in rendezvous_order(key, self._route_names)]
 
     async def complete(
         self,
@@ -169,9 +166,10 @@ class ReplicatedBackend:
         response_format: Mapping[str, Any] | None = None,
         affinity: str | None = None,
     ) -> list[Completion]:
-        """Sent to the first replica of the question's order that is up; to the next when it goes down."""
+        """Sent to the first replica of the question's order that is up; to the next when it goes down. A
+        request of no question (``affinity`` None) is keyed by its own last message."""
         attempts = 0
-        for replica in self.order(affinity):
+        for replica in self.order(affinity if affinity is not None else messages[-1]["content"]):
             if replica.down:
                 continue
             try:

@@ -26,7 +26,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
@@ -85,7 +85,12 @@ class _Server:
     cap: int
     slots: AdjustableSlots
     share: slot_leases.Share | None = None
-    settled: bool = field(default=False)  # at its even share, nothing to wait for
+
+    @property
+    def settled(self) -> bool:
+        """At its even share with nothing to give back: nothing to renew early for."""
+        s = self.share
+        return s is not None and s.target == s.fair and s.slots == s.target
 
 
 class CapLeases:
@@ -142,7 +147,6 @@ class CapLeases:
                     "cap share %s: %d of %d (%d holders)", server.key, share.target, share.cap, share.holders
                 )
             server.share = share
-            server.settled = share.target == share.fair and share.slots == share.target
             server.slots.set_limit(share.target)
 
     async def _keep(self) -> None:
