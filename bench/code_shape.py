@@ -27,8 +27,8 @@ def modules(root: Path) -> dict[str, Path]:
     return out
 
 
-def imports(path: Path, names: set[str], *, top_level_only: bool) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+def imports(path: Path, names: set[str], *, top_level_only: bool, tree: ast.Module | None = None) -> set[str]:
+    tree = tree if tree is not None else ast.parse(path.read_text(encoding="utf-8"))
     nodes = tree.body if top_level_only else list(ast.walk(tree))
     found: set[str] = set()
     for node in nodes:

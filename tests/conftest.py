@@ -12,13 +12,6 @@ from reasonmed.privacy import apply_offline_defaults
 
 apply_offline_defaults()
 
-# Prefect configures its console log handler once per process, on the stream sys.stderr is then. Done here,
-# that is pytest's stream for the whole session; left to the first flow a CliRunner test starts, it would be
-# that invocation's captured stream, closed when it returns, and every later flow's log line would fail.
-from prefect.logging.configuration import setup_logging  # noqa: E402
-
-setup_logging()
-
 import psycopg  # noqa: E402
 import pytest  # noqa: E402
 from sqlalchemy import Engine  # noqa: E402
@@ -46,6 +39,18 @@ pytest_plugins = [
     "tests.fixtures_ops",
     "tests.export_helpers",
 ]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Prefect configures its console log handler once per process, on the stream sys.stderr is then. Done
+    here, that is pytest's stream for the whole session; left to the first flow a CliRunner test starts, it
+    would be that invocation's captured stream, closed when it returns, and every later flow's log line would
+    fail. A run of unit tests alone starts no flow and does not import Prefect at all."""
+    if all("tests/unit/" in item.nodeid.replace("\\", "/") for item in session.items):
+        return
+    from prefect.logging.configuration import setup_logging
+
+    setup_logging()
 
 
 def _admin_conninfo() -> str:

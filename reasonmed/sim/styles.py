@@ -102,14 +102,31 @@ class Phrasing:
 
     @property
     def pattern(self) -> re.Pattern[str]:
-        return _pattern(
+        return _pattern(self._read_text)
+
+    @property
+    def _read_text(self) -> tuple[str, str]:
+        return (
             self.before if self.read_before is None else self.read_before,
             self.after if self.read_after is None else self.read_after,
         )
 
+    def search(self, text: str) -> re.Match[str] | None:
+        """This conclusion ending ``text``. It spans as many line breaks as its fixed text holds, so only
+        the text's last lines are searched: a path is thousands of characters, a conclusion one line."""
+        before, after = self._read_text
+        start = len(text)
+        for _ in range(before.count("\n") + after.count("\n") + 1):
+            start = text.rfind("\n", 0, start)
+            if start < 0:
+                start = 0
+                break
+        return self.pattern.search(text, start)  # ``\A`` matches only at the text's real start
+
 
 @cache
-def _pattern(before: str, after: str) -> re.Pattern[str]:
+def _pattern(read_text: tuple[str, str]) -> re.Pattern[str]:
+    before, after = read_text
     return re.compile(rf"(?:\A|\n){re.escape(before)}(?P<slot>[^\n]*){re.escape(after)}\Z")
 
 
@@ -259,7 +276,7 @@ def read(text: str, options: Mapping[str, str]) -> Reading | None:
         return Reading(None, len(flat) - len(HEDGE), None)
     plain = _PLAIN_SUMMARY.sub("", flat)
     for phrasing in _reading_order():
-        m = phrasing.pattern.search(plain if phrasing is ANSWER_LINE else flat)
+        m = phrasing.search(plain if phrasing is ANSWER_LINE else flat)
         names = phrasing.names(options) if m else None
         if m and names and m["slot"] in names:
             return Reading(names[m["slot"]], m.start() + (flat[m.start()] == "\n"), phrasing)

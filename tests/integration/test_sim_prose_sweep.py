@@ -1,4 +1,4 @@
-"""The rest of the seed sweep of tests/unit/test_sim_prose.py (seeds 25-199): quoted text never reads as an
+"""The rest of the seed sweep of tests/unit/test_sim_prose.py (seeds 10-199): quoted text never reads as an
 answer statement, in every style."""
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.source_trees import tree_of
+
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("reasonmed", "flows", "tasks")
 
@@ -103,7 +105,7 @@ def violations(sources: dict[str, str]) -> list[str]:
     A registry is often filled from another module than its own (``from reasonmed.tasks.pipeline import RUNTIMES``
     then ``RUNTIMES[key] = ...`` in a flow), so the module-level names of every module are looked for in all.
     """
-    trees = {path: ast.parse(source) for path, source in sources.items()}
+    trees = {path: tree_of(source) for path, source in sources.items()}
     mutables = set().union(*(_module_mutables(t) for t in trees.values()))
     return [v for path, tree in trees.items() for v in _module_violations(tree, path, mutables)]
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.source_trees import tree_of
+
 REPO = Path(__file__).resolve().parents[2]
 
 # What reasonmed/db may import of the project: itself and the small modules below everything.
@@ -46,20 +48,15 @@ DB_MODULE_LINES_EXCEPT = {"models.py": None, "eval_repo.py": 470}
 
 
 @functools.cache
-def _tree(source: str) -> ast.Module:
-    """Each source parsed once for all the checks here (they read every file of the repository)."""
-    return ast.parse(source)
-
-
-def imported(source: str) -> list[tuple[int, str]]:
-    """(line, module) of every import in ``source``, wherever it stands."""
+def imported(source: str) -> tuple[tuple[int, str], ...]:
+    """(line, module) of every import in ``source``, wherever it stands (several checks read each file)."""
     out: list[tuple[int, str]] = []
-    for node in ast.walk(_tree(source)):
+    for node in ast.walk(tree_of(source)):
         if isinstance(node, ast.Import):
             out += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             out.append((node.lineno, node.module))
-    return out
+    return tuple(out)
 
 
 def offending(source: str, forbidden: tuple[str, ...]) -> list[str]:
@@ -164,7 +161,7 @@ def _string_scripts(source: str) -> list[str]:
     """String constants that look like Python run in a child process (``python -c`` scripts in tests)."""
     return [
         n.value
-        for n in ast.walk(_tree(source))
+        for n in ast.walk(tree_of(source))
         if isinstance(n, ast.Constant) and isinstance(n.value, str) and "import" in n.value
     ]
 
@@ -230,5 +227,8 @@ def test_no_import_cycle_not_even_through_late_imports() -> None:
     shape = _code_shape()
     mods = shape.modules(REPO)
     names = set(mods)
-    graph = {m: shape.imports(p, names, top_level_only=False) - {m} for m, p in mods.items()}
+    graph = {
+        m: shape.imports(p, names, top_level_only=False, tree=tree_of(p.read_text(encoding="utf-8"))) - {m}
+        for m, p in mods.items()
+    }
     assert shape.cycles(graph) == []

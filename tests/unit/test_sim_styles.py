@@ -8,6 +8,7 @@ The end-to-end check of what the pipeline's parser makes of these styles is
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -47,15 +48,32 @@ def _path(
     )
 
 
-@OPTION_SETS
-@pytest.mark.parametrize("style", styles.STYLES)
-@pytest.mark.parametrize("r1", [False, True], ids=["instruct", "r1"])
-@pytest.mark.parametrize("answer_line", [True, False], ids=["asked", "paper"])
+# The first seeds here; the rest in tests/integration/test_sim_styles_sweep.py, so `pytest tests/unit` stays
+# fast and the whole suite still sweeps every seed.
+UNIT_SEEDS = range(4)
+ALL_SEEDS = range(12)
+
+
+def style_cases(test: Callable[..., None]) -> Callable[..., None]:
+    """Each option set x style x instruct or reasoning model x answer line asked for or not (the paper's)."""
+    test = pytest.mark.parametrize("answer_line", [True, False], ids=["asked", "paper"])(test)
+    test = pytest.mark.parametrize("r1", [False, True], ids=["instruct", "r1"])(test)
+    test = pytest.mark.parametrize("style", styles.STYLES)(test)
+    return OPTION_SETS(test)
+
+
+@style_cases
 def test_every_style_reads_back_the_option_it_wrote(
     options: dict[str, str], style: styles.Style, r1: bool, answer_line: bool
 ) -> None:
     """Raw or cleaned by the pipeline, a path reads as its option; its plain form is the plain path's."""
-    for seed in range(12):
+    check_read_back(options, style, r1, answer_line, UNIT_SEEDS)
+
+
+def check_read_back(
+    options: dict[str, str], style: styles.Style, r1: bool, answer_line: bool, seeds: range
+) -> None:
+    for seed in seeds:
         for chosen in options:
             text = _path(options, chosen, style, seed=seed, r1=r1, answer_line=answer_line)
             stored = clean_reasoning(text)
