@@ -10,9 +10,11 @@ from reasonmed.agents.base import CallOutcome, QuestionView
 from reasonmed.db.runs_repo import now
 from reasonmed.llm.types import BATCH_PENDING
 from reasonmed.parsing import clean_reasoning, extract_answer
+from reasonmed.pipeline import keys
 from reasonmed.provenance import Provenance
 from reasonmed.question_state import AcceptedRef
 from reasonmed.redact import redact
+from reasonmed.roles import Origin, Role
 from reasonmed.stage_records import CallRecord, PathRecord
 
 Request = Callable[
@@ -21,14 +23,33 @@ Request = Callable[
 
 
 @dataclass(frozen=True, slots=True)
+class PathPlace:
+    """Where a written path sits among its question's paths: its key, origin, parent and order."""
+
+    path_key: str
+    origin: Origin
+    parent: int | None
+    sample_index: int
+    generation_order: int
+
+
+@dataclass(frozen=True, slots=True)
 class GenerateJob:
     """One n-request of generation: ``count`` contiguous samples from ``first_sample``."""
 
     call_key: str
+    endpoint: str
+    temperature: float
     first_sample: int
     count: int
     order_base: int  # generation_order of sample 0 of this (generator, temperature)
     request: Request
+    stage: str = "generation"  # how a failure names it
+
+    def place(self, i: int) -> PathPlace:
+        s = self.first_sample + i
+        key = keys.generated_path(self.endpoint, self.temperature, s)
+        return PathPlace(key, Origin.GENERATED, None, s, self.order_base + s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +57,21 @@ class WriteJob:
     """One refinement or regeneration: the path it writes, from which parent."""
 
     call_key: str
+    role: Role  # the refiner or the regenerator
     path_key: str
     parent_id: int | None
     sample_index: int
     request: Request
+    count: int = 1
+
+    @property
+    def stage(self) -> str:
+        return self.role.value
+
+    def place(self, i: int) -> PathPlace:
+        return PathPlace(
+            self.path_key, self.role.writes, self.parent_id, self.sample_index, 1000 + self.sample_index
+        )
 
 
 @dataclass(frozen=True, slots=True)

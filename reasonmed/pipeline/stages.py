@@ -108,7 +108,7 @@ def _generate_jobs(ctx: StageContext, q: QuestionView, st: QuestionState) -> lis
                     template=template,
                 )
                 key = keys.generate_call(q.id, g.endpoint, t, run[0], len(run))
-                jobs.append(GenerateJob(key, run[0], len(run), order, request))
+                jobs.append(GenerateJob(key, g.endpoint, t, run[0], len(run), order, request))
             order += g.paths_per_temperature
     return jobs
 
@@ -125,7 +125,18 @@ async def _generate(ctx: StageContext, loaded: LoadedQuestion, origin: Provenanc
     q, st = loaded.question, loaded.state
     if st.finished:
         return 0
-    jobs = _generate_jobs(ctx, q, st)
+    return await _write_paths(ctx, q, st, origin, _generate_jobs(ctx, q, st))
+
+
+async def _write_paths(
+    ctx: StageContext,
+    q: QuestionView,
+    st: QuestionState,
+    origin: Provenance,
+    jobs: Sequence[GenerateJob | WriteJob],
+) -> int:
+    """Send the jobs' requests together, then store every call and every path they returned in one write;
+    a request that failed fails the stage after that write. Returns the paths written."""
     if not jobs:
         return 0
     outcomes = await asyncio.gather(*(j.request() for j in jobs))
@@ -134,8 +145,8 @@ async def _generate(ctx: StageContext, loaded: LoadedQuestion, origin: Provenanc
         if not waiting(out):
             calls.append(call_record(q, job.call_key, out, origin))
         if out.error is None:
-            for i in range(len(out.completions)):
-                s = job.first_sample + i
+            for i in range(min(len(out.completions), job.count)):
+                place = job.place(i)
                 paths.append(
                     path_record(
                         q,
@@ -143,15 +154,15 @@ async def _generate(ctx: StageContext, loaded: LoadedQuestion, origin: Provenanc
                         i,
                         job.call_key,
                         origin,
-                        path_key=keys.generated_path(out.endpoint, out.sampling.temperature, s),
-                        kind=Origin.GENERATED,
-                        parent=None,
-                        sample_index=s,
-                        generation_order=job.order_base + s,
+                        path_key=place.path_key,
+                        kind=place.origin,
+                        parent=place.parent,
+                        sample_index=place.sample_index,
+                        generation_order=place.generation_order,
                     )
                 )
     st.add_paths(paths, await ctx.write(q.id, partial(stage_writes.write_paths, calls=calls, paths=paths)))
-    raise_if_failed("generation", q, outcomes)
+    raise_if_failed(jobs[0].stage, q, outcomes)
     return len(paths)
 
 
@@ -169,36 +180,6 @@ async def verify(
 
 
 # --------------------------------------------------------------------------- stage 3: tiered resolution
-
-
-async def _write_new_paths(
-    ctx: StageContext, q: QuestionView, st: QuestionState, origin: Provenance, jobs: Sequence[WriteJob]
-) -> None:
-    if not jobs:
-        return
-    outcomes = await asyncio.gather(*(j.request() for j in jobs))
-    calls, paths = [], []
-    for job, out in zip(jobs, outcomes, strict=True):
-        if not waiting(out):
-            calls.append(call_record(q, job.call_key, out, origin))
-        if out.error is None:
-            kind = Role(out.role).writes
-            paths.append(
-                path_record(
-                    q,
-                    out,
-                    0,
-                    job.call_key,
-                    origin,
-                    path_key=job.path_key,
-                    kind=kind,
-                    parent=job.parent_id,
-                    sample_index=job.sample_index,
-                    generation_order=1000 + job.sample_index,
-                )
-            )
-    st.add_paths(paths, await ctx.write(q.id, partial(stage_writes.write_paths, calls=calls, paths=paths)))
-    raise_if_failed(outcomes[0].role, q, outcomes)
 
 
 def _error_reasons(st: QuestionState, paths: Sequence[PathRow]) -> list[str]:
@@ -268,7 +249,7 @@ def _refine_job(
 ) -> WriteJob:
     seed = keys.path_seed(ctx.cfg.seed, q.content_hash, "refine", parent.path_key)
     request = _rewrite(ctx, q, parent, errors, refine=True, seed=seed)
-    return WriteJob(keys.refine_call(q.id, path_key), path_key, parent.id, sample, request)
+    return WriteJob(keys.refine_call(q.id, path_key), Role.REFINER, path_key, parent.id, sample, request)
 
 
 def _regenerate_job(
@@ -276,7 +257,9 @@ def _regenerate_job(
 ) -> WriteJob:
     seed = keys.regenerate_seed(ctx.cfg.seed, q.content_hash, index)
     request = _rewrite(ctx, q, attempt, errors, refine=False, seed=seed)
-    return WriteJob(keys.regenerate_call(q.id, path_key), path_key, attempt.id, index, request)
+    return WriteJob(
+        keys.regenerate_call(q.id, path_key), Role.REGENERATOR, path_key, attempt.id, index, request
+    )
 
 
 async def _resolve_easy(ctx: StageContext, r: _Routed) -> Decision:
@@ -301,7 +284,7 @@ async def _resolve_medium(ctx: StageContext, r: _Routed) -> Decision:
         for i, p in enumerate(best)
         if p.id not in done
     ]
-    await _write_new_paths(ctx, r.q, st, r.origin, jobs)
+    await _write_paths(ctx, r.q, st, r.origin, jobs)
     st = await ctx.fresh(r.loaded)
     refined = {
         p.parent_path_id: p
@@ -333,7 +316,7 @@ async def _resolve_difficult(ctx: StageContext, r: _Routed) -> Decision:
         for i in range(ctx.cfg.agents.regenerator.paths)
         if i not in regen_now
     ]
-    await _write_new_paths(ctx, r.q, st, r.origin, jobs)
+    await _write_paths(ctx, r.q, st, r.origin, jobs)
     st = await ctx.fresh(r.loaded)
     refined = [
         p

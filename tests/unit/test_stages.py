@@ -291,6 +291,18 @@ def test_stage_outcomes_follow_the_hand_worked_table(stage_db: Engine, tmp_path:
             ).scalars()
         )
         summarised = c.execute(text("select count(*) from summaries")).scalar_one()
+        stored = c.execute(
+            text("""select clean_text, origin, parent_path_id is not null, generation_order
+                    from reasoning_paths where question_id = :q"""),
+            {"q": qid},
+        ).all()
+    # One stored path per rewrite asked for, with its parent; the generated ones in generation order.
+    assert Counter(origin for _t, origin, _p, _o in stored) == Counter(
+        generated=9, refined=want.requests.get("refine", 0), regenerated=want.requests.get("regenerate", 0)
+    )
+    assert all(has_parent == (origin != "generated") for _t, origin, has_parent, _o in stored)
+    generated = sorted((order, _tag(t)) for t, origin, _p, order in stored if origin == "generated")
+    assert generated == [(i, f"[p{i}]") for i in range(9)]
     assert resolved == ["resolved" if want.status == "accepted" else "rejected"] * 2
     assert summarized == [want.status] * 2
     assert tuple(outcome) == (want.tier, want.n_correct, want.status, want.rejection_reason)
