@@ -173,6 +173,14 @@ def run(
             help="With --nodes: model replicas a node holds (2: a 70B-class model at tensor parallel 4 on 8 GPUs).",
         ),
     ] = 2,
+    hosted: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hosted",
+            help="With --nodes: an endpoint your nodes do not serve (a hosted API), left out of the plan; "
+            "repeat for each.",
+        ),
+    ] = None,
 ) -> None:
     """Ingest FILEs (if given), then run every unfinished question through generation, verification,
     tiered resolution and summarisation. Safe to re-run: finished work is never redone.
@@ -197,11 +205,13 @@ def run(
     )
     if nodes is not None and not dry_run:
         raise Mistake("--nodes plans replicas for a dry run: add --dry-run")
+    if hosted and nodes is None:
+        raise Mistake("--hosted leaves endpoints out of a replica plan: add --dry-run --nodes N")
     db = open_database(database_url, job)
     if db.created:
         console.print(safe_text(db.created))
     if dry_run:
-        _dry_run(db.engine, job.config_path, limit, only_sources, files, nodes, replicas_per_node)
+        _dry_run(db.engine, job.config_path, limit, only_sources, files, nodes, replicas_per_node, hosted)
         return
     if files:
         if not file_format:
@@ -234,9 +244,10 @@ def _dry_run(
     files: list[Path] | None,
     nodes: int | None = None,
     replicas_per_node: int = 2,
+    hosted: list[str] | None = None,
 ) -> None:
     from reasonmed.cli.dry_run import print_estimate, print_replica_plan
-    from reasonmed.pipeline.dry_run import plan_run
+    from reasonmed.pipeline.dry_run import plan_run, plan_work
     from reasonmed.pipeline.replica_plan import plan_replicas
 
     if files:
@@ -245,10 +256,15 @@ def _dry_run(
                 f"dry run: {len(files)} FILE(s) not ingested; the estimate covers the questions already stored"
             )
         )
-    est = plan_run(engine, load_pipeline_config(config_path), limit=limit, sources=sources)
+    cfg = load_pipeline_config(config_path)
+    est = plan_run(engine, cfg, limit=limit, sources=sources)
     print_estimate(est, console)
     if nodes is not None:
-        print_replica_plan(plan_replicas(est, nodes=nodes, replicas_per_node=replicas_per_node), console)
+        work = plan_work(engine, cfg, est)
+        if work is not est:
+            console.print(f"replica plan: no question pending, so planned for {work.pending:,} questions")
+        plan = plan_replicas(work, nodes=nodes, replicas_per_node=replicas_per_node, hosted=hosted or ())
+        print_replica_plan(plan, console)
 
 
 def _print_result(result: BuildResult, database: str, sim_db: str | None = None) -> None:

@@ -27,3 +27,23 @@ def plan_run(
         history=history,
         prompt_chars=inspect_repo.pending_prompt_chars(engine, sources),
     )
+
+
+# The replica plan is a ratio of the endpoints' work; with nothing pending it is planned for this many
+# questions, enough that rounding a role's calls per question to whole calls does not show.
+NOMINAL_QUESTIONS = 10_000
+
+
+def plan_work(engine: Engine, cfg: PipelineConfig, est: RunEstimate) -> RunEstimate:
+    """The estimate a replica plan is made from: the run's, or, when no question is pending (files not
+    ingested yet), that of ``NOMINAL_QUESTIONS`` questions from the same history or limits."""
+    if est.pending:
+        return est
+    finished, history = inspect_repo.call_history(engine)
+    return estimate(
+        cfg,
+        pending=NOMINAL_QUESTIONS,
+        finished=finished,
+        history=history,
+        prompt_chars=inspect_repo.pending_prompt_chars(engine),
+    )

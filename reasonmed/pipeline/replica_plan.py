@@ -11,6 +11,7 @@ work per replica, i.e. the shortest run, and the finish times it prints show how
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -43,18 +44,31 @@ class ReplicaPlan:
         return share.per_replica / longest if longest else 0.0
 
 
-def plan_replicas(est: RunEstimate, *, nodes: int, replicas_per_node: int = 2) -> ReplicaPlan:
+def plan_replicas(
+    est: RunEstimate, *, nodes: int, replicas_per_node: int = 2, hosted: Collection[str] = ()
+) -> ReplicaPlan:
     """Replicas per endpoint for ``nodes`` nodes of ``replicas_per_node`` replicas each (two tensor-parallel-4
-    replicas of a 70B-class model on an 8-GPU node)."""
+    replicas of a 70B-class model on an 8-GPU node). ``hosted``: endpoints the nodes do not serve (a hosted
+    API such as the paper's refiner), left out."""
     if nodes < 1 or replicas_per_node < 1:
         raise Mistake("--nodes and --replicas-per-node must be at least 1")
+    unknown = sorted(set(hosted) - {s.endpoint for s in est.stages})
+    if unknown:
+        raise Mistake(
+            f"--hosted {', '.join(unknown)}: no such endpoint in the pipeline file "
+            f"(endpoints: {', '.join(sorted({s.endpoint for s in est.stages}))})"
+        )
     timed = all(s.busy_s is not None for s in est.stages if s.calls)
     work: dict[str, float] = {}
     models: dict[str, str] = {}
     for s in est.stages:
+        if s.endpoint in hosted:
+            continue
         work[s.endpoint] = work.get(s.endpoint, 0.0) + ((s.busy_s or 0.0) if timed else s.completion_tokens)
         models[s.endpoint] = s.model
     busy = {e: w for e, w in work.items() if w > 0}
+    if not busy:
+        raise Mistake("no endpoint the nodes serve has work to plan replicas for")
     slots = nodes * replicas_per_node
     if len(busy) > slots:
         raise Mistake(

@@ -143,3 +143,40 @@ def test_exit_4_when_prefects_temporary_server_never_comes_up(tmp_path: Path) ->
     with create_engine(f"sqlite:///{tmp_path / 'reasonmed-sim.db'}").connect() as c:
         assert c.execute(text("select count(*) from question_outcomes")).scalar_one() == 0
         assert c.execute(text("select count(*) from llm_calls")).scalar_one() == 0
+
+
+def test_a_replica_plan_before_any_question_is_stored(tmp_path: Path) -> None:
+    """``--dry-run --nodes`` on a database with nothing pending plans from the pipeline file's limits (it
+    crashed on an empty plan before), and leaves the hosted endpoints out."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REASONMED_", "PREFECT_API"))}
+    env["REASONMED_DATABASE_URL"] = f"sqlite:///{tmp_path / 'plan.db'}"
+    paper = Path(__file__).resolve().parents[2] / "deploy" / "pipeline.paper.yaml"
+    hosted = ("refiner", "regenerator", "summarizer")
+    args = ["run", "--config", str(paper), "--dry-run", "--nodes", "12"]
+    out = subprocess.run(
+        [sys.executable, "-m", "reasonmed", *args, *(a for h in hosted for a in ("--hosted", h))],
+        cwd=tmp_path,
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "no question pending, so planned for 10,000 questions" in out.stdout
+    rows = {
+        cells[0]: int(cells[3])
+        for line in out.stdout.split("replicas for 12 node(s) x 2")[1].splitlines()
+        if line.startswith("│") and (cells := [c.strip() for c in line.strip("│").split("│")])[3].isdigit()
+    }
+    assert set(rows) == {"qwen2.5-72b", "r1-distill-70b", "huatuogpt-o1-70b"}  # none of the hosted ones
+    assert sum(rows.values()) == 24  # 12 nodes x 2 replicas
+    assert rows["qwen2.5-72b"] > rows["r1-distill-70b"] == rows["huatuogpt-o1-70b"] >= 1
+    wrong = subprocess.run(
+        [sys.executable, "-m", "reasonmed", *args, "--hosted", "refinr"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert wrong.returncode != 0 and "--hosted refinr: no such endpoint" in wrong.stdout + wrong.stderr

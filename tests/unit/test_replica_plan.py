@@ -58,3 +58,26 @@ def test_an_endpoint_without_work_gets_no_replica_and_too_few_slots_is_refused()
     assert [e.endpoint for e in plan_replicas(est, nodes=1, replicas_per_node=1).endpoints] == ["gen"]
     with pytest.raises(Mistake, match="4 endpoints have work but 1 node"):
         plan_replicas(PAPER_LIKE, nodes=1, replicas_per_node=2)
+
+
+def test_a_hosted_endpoint_is_left_out_and_a_misspelt_one_refused() -> None:
+    with_refiner = RunEstimate(
+        pending=100, finished_history=50, stages=[*PAPER_LIKE.stages, _stage("refiner", "gpt", 900.0)]
+    )
+    # Served by the nodes, the refiner's 900 s takes slots too: one each, then gpt 900 -> 2, qwen 600 -> 2,
+    # gpt 450 -> 3, the tie at 300 to qwen (the larger name) -> 3, gpt 300 -> 4.
+    served = plan_replicas(with_refiner, nodes=5, replicas_per_node=2)
+    assert {e.endpoint: e.replicas for e in served.endpoints} == {
+        "gen-a": 1,
+        "gen-b": 1,
+        "gen-c": 1,
+        "gpt": 4,
+        "qwen": 3,
+    }
+    # Left out as hosted, the plan is the one above, slot for slot.
+    plan = plan_replicas(with_refiner, nodes=5, replicas_per_node=2, hosted=["gpt"])
+    assert {e.endpoint: e.replicas for e in plan.endpoints} == {"gen-a": 1, "gen-b": 1, "gen-c": 1, "qwen": 7}
+    with pytest.raises(Mistake, match="--hosted gtp: no such endpoint .*gen-a, gen-b, gen-c, gpt, qwen"):
+        plan_replicas(with_refiner, nodes=5, hosted=["gtp"])
+    with pytest.raises(Mistake, match="no endpoint the nodes serve has work"):
+        plan_replicas(with_refiner, nodes=5, hosted=["gen-a", "gen-b", "gen-c", "gpt", "qwen"])
