@@ -2,15 +2,19 @@
 their staleness stated in audit_rollups
 
 At the paper's size both views aggregate every row of their tables on each read: audit_token_usage groups
-5.3M call rows by model x stage x day with a p95 per group (9-22 s for its first page of 50 rows on a
-loaded 2-core machine), audit_verifier_accuracy joins 1.8M paths, their verdicts and questions (3-8 s). No
-index helps a full aggregate (docs/performance.md). Each becomes a plain view over a materialized view
-holding exactly its old query (0014's and 0007's SQL, so the same columns, types and rows), recomputed by
-``REFRESH MATERIALIZED VIEW CONCURRENTLY`` (readers keep the previous contents meanwhile; the unique index
-on the group key is what CONCURRENTLY needs). reasonmed.db.audit_rollups refreshes them at the end of every
-build run, in the nightly run, and on demand (``reasonmed audit --refresh``, ``reasonmed report
---refresh``); audit_rollups holds one row per rolled-up view: ``refreshed_at`` (every row committed before
-it is counted; later rows wait for the next refresh), ``refresh_s`` and ``row_count``.
+5.3M call rows by model x stage x day with a p95 per group (9.6 s for its first page of 50 rows on a 2-core
+machine, 22 s under load), audit_verifier_accuracy joins 1.8M paths, their verdicts and questions (1.9-2.9
+s, 8 s under load). No index helps a full aggregate (docs/performance.md); after this migration both read in
+about a millisecond.
+
+Each becomes a plain view (same name, columns and types: SQL audits keep working) over a materialized view
+holding exactly its old query (0014's and 0007's SQL, read from their files), recomputed by ``REFRESH
+MATERIALIZED VIEW CONCURRENTLY`` (readers keep the previous contents meanwhile; the unique index on the
+group key is what CONCURRENTLY needs). reasonmed.db.audit_rollups refreshes them at the end of every build
+run, in the nightly run and on demand (``reasonmed audit --refresh``, ``reasonmed report --refresh``).
+audit_rollups holds one row per rolled-up view: ``refreshed_at`` (every row committed before it is counted;
+later rows wait for the next refresh), ``refresh_s`` and ``row_count``. The migration builds both with their
+data (12 s at the paper's size).
 
 Why a refreshed rollup and not counters kept by the writers: the nearest-rank p95 of a group cannot be
 updated from a delta, and a call's ``created_at`` (its day) moves when the call is retried, so per-day
