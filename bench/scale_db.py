@@ -22,6 +22,8 @@ Measured (one process, wall time, median of ``--repeat`` runs where repeated):
   rendering to a terminal);
 - the contamination scan an export runs, and the export of the accepted rows (reasonmed.export.service.
   export_dataset, Parquet and JSON Lines into a temporary folder);
+- with ``--then-upgrade``: how long the upgrade took and, once the schema has the audit rollups (migration
+  0017), how long refreshing them takes (what the end of every build run and the nightly run pay);
 - bytes on disk per question (pg_database_size) and per table;
 - the peak RSS of this process after each step (the database server's memory is not included).
 
@@ -465,6 +467,30 @@ def measure_views(engine: Any, url_pg: str, repeat: int) -> dict[str, dict[str, 
     return out
 
 
+def measure_refresh(engine: Any, url_pg: str, repeat: int) -> dict[str, Any] | None:
+    """Refreshing the rolled-up audit views (migration 0017), ``repeat`` times; None before 0017."""
+    from reasonmed.db import audit_rollups
+
+    with psycopg.connect(url_pg) as conn:
+        if conn.execute("SELECT to_regclass('audit_rollups')").fetchone()[0] is None:
+            return None
+    _reset_peak()
+    ms, states = _timed(lambda: audit_rollups.refresh_rollups(engine), repeat)
+    out = {
+        "refresh_ms": ms,
+        "per_view_s": {s.view: s.refresh_s for s in states},
+        "rows": {s.view: s.rows for s in states},
+        "peak_rss_mb": _peak_mb(),
+    }
+    print(
+        f"refresh of the audit rollups: {ms:,.0f} ms ("
+        + ", ".join(f"{s.view} {s.refresh_s:.1f} s, {s.rows:,} rows" for s in states)
+        + ")",
+        flush=True,
+    )
+    return out
+
+
 def view_contents(engine: Any) -> dict[str, list[dict[str, Any]]]:
     """Each view's first 1,000 rows, floats to 9 significant digits (a mean's last digits depend on the order
     the rows were summed in)."""
@@ -720,13 +746,17 @@ def main() -> None:
         figures["views"] = measure_views(engine, url_pg, args.repeat)
         if args.then_upgrade:
             before = {} if args.no_compare else view_contents(engine)
+            t0 = time.perf_counter()
             migrate.upgrade(url, args.then_upgrade)
+            figures["upgrade_s"] = time.perf_counter() - t0
+            print(f"upgraded to {args.then_upgrade} in {figures['upgrade_s']:.1f} s", flush=True)
             print(f"audit views after upgrading to {args.then_upgrade}:", flush=True)
             figures["views_after_upgrade"] = measure_views(engine, url_pg, args.repeat)
             if before:
                 after = view_contents(engine)
                 figures["views_changed"] = changed = [v for v in before if before[v] != after[v]]
                 print(f"views whose rows changed: {', '.join(changed) or 'none'}", flush=True)
+            figures["rollup_refresh"] = measure_refresh(engine, url_pg, args.repeat)
             if not args.only_views:  # the code's claim needs the upgraded schema: timed beside the old SQL
                 measure_claims_and_show(engine, url, url_pg, args.repeat, figures)
         if args.only_views or args.no_export:

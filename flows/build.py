@@ -183,6 +183,7 @@ async def build_dataset(
                 run.end(*loop.ended)
             run.stats = loop.stats()
     await _show_progress(artifact_id, run_id, loop.progress)
+    await loop.refresh_audits()
     report = await loop.report()
     await _publish_report(run_id, report)
     outcome = await loop.outcome()

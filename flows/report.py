@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlalchemy import Engine
 
+from reasonmed.db.audit_rollups import refresh_rollups
 from reasonmed.flows import run_names
 from reasonmed.flows.run import RunContext
 from reasonmed.report.data import load_report_data
@@ -52,14 +53,18 @@ def publish_report_artifacts(engine: Engine) -> list[str]:
 
 
 @flow(name="audit-report", flow_run_name=run_names.report_name, persist_result=False)
-def audit_report(out: str | None = None) -> dict[str, Any]:
+def audit_report(out: str | None = None, refresh: bool = False) -> dict[str, Any]:
     """Attach the audit report's figures and tables to this run as artifacts.
 
     Args:
         out: Also write index.html and the figures' PNG files to this folder on the worker.
+        refresh: Recompute the rolled-up views (audit_token_usage, audit_verifier_accuracy) first;
+            otherwise they count the rows committed before the last build run ended.
     """
     with RunContext() as run:
         engine = run.engine
+    if refresh:
+        refresh_rollups(engine)
     keys = publish_report_artifacts(engine)
     result: dict[str, Any] = {"artifacts": keys}
     if out:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from sqlalchemy import Engine
 
+from reasonmed.audit_freshness import as_of_lines
 from reasonmed.cli.app import INSPECT, app
 from reasonmed.cli.choices import AuditView
 from reasonmed.cli.common import console, engine_from_settings
@@ -18,7 +21,7 @@ from reasonmed.cli.outputs import check_out
 from reasonmed.cli.ranges import in_range
 from reasonmed.cli.safe_text import safe_text
 from reasonmed.csv_cells import write_csv
-from reasonmed.db import audit_repo, migrate
+from reasonmed.db import audit_repo, audit_rollups, migrate
 from reasonmed.mistake import Mistake
 
 # The views `reasonmed audit` shows by default, with the columns worth a terminal's width.
@@ -112,6 +115,24 @@ def rich_table(
     return table
 
 
+def _refresh(engine: Engine, *, say: bool) -> None:
+    """Recompute the rolled-up views (Postgres) before reading them; a role that may not is told who may.
+    ``say``: print what was refreshed (not into CSV or JSON output)."""
+    try:
+        states = audit_rollups.refresh_rollups(engine)
+    except audit_rollups.RefreshRefused as exc:
+        raise Mistake(str(exc)) from exc
+    for s in states if say else []:
+        console.print(safe_text(f"refreshed {s.view}: {s.rows:,} rows in {s.refresh_s:.1f} s"))
+
+
+def _print_as_of(engine: Engine, views: list[str]) -> None:
+    """Say how current the rolled-up views among ``views`` are (nothing on SQLite: its views are live)."""
+    states = [s for s in audit_rollups.rollup_states(engine) if s.view in views]
+    for line in as_of_lines(states, datetime.now(UTC)):
+        console.print(safe_text(line))
+
+
 class AuditFormat(StrEnum):
     table = "table"
     csv = "csv"
@@ -136,6 +157,13 @@ def audit(
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")
     ] = None,
+    refresh: Annotated[
+        bool,
+        typer.Option(
+            "--refresh",
+            help="recompute the rolled-up views (audit_token_usage, audit_verifier_accuracy; Postgres) first",
+        ),
+    ] = False,
 ) -> None:
     """Print the audit views (tiers, verifier accuracy and disagreements, refinement, rejections, tokens, set-aside) as tables."""
     view = None if view is None else str(view)
@@ -143,6 +171,8 @@ def audit(
         raise Mistake(f"--format csv writes one view: add --view NAME ({', '.join(audit_repo.AUDIT_VIEWS)})")
     url, engine = engine_from_settings(database_url)
     migrate.require_current(engine, url)
+    if refresh:
+        _refresh(engine, say=fmt is AuditFormat.table)
     if fmt is not AuditFormat.table:
         names = [view] if view is not None else list(KEY_VIEWS)
         data = {name: audit_repo.view_rows(engine, name, limit=limit) for name in names}
@@ -156,6 +186,7 @@ def audit(
     if view is not None:
         rows = audit_repo.view_rows(engine, view, limit=limit)
         console.print(rich_table(view, rows, total=audit_repo.count_rows(engine, view)))
+        _print_as_of(engine, [view])
         return
     for name, cols in KEY_VIEWS.items():
         rows = audit_repo.view_rows(engine, name, limit=limit)
@@ -163,6 +194,7 @@ def audit(
         console.print(rich_table(name, rows, shown, total=audit_repo.count_rows(engine, name)))
     why = audit_repo.rejections_by_reason(engine)["paths"]
     console.print(rich_table("audit_rejected_paths by why (see --view audit_rejected_paths)", why))
+    _print_as_of(engine, list(KEY_VIEWS))
 
 
 @app.command("report", rich_help_panel=INSPECT)
@@ -173,6 +205,13 @@ def report(
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")
     ] = None,
+    refresh: Annotated[
+        bool,
+        typer.Option(
+            "--refresh",
+            help="recompute the rolled-up views (audit_token_usage, audit_verifier_accuracy; Postgres) first",
+        ),
+    ] = False,
 ) -> None:
     """Write the audit report: index.html with tier, accuracy, path-length, rejection and token figures."""
     from reasonmed.report.service import write_report
@@ -182,5 +221,7 @@ def report(
         raise Mistake(f"--out {out} is an existing file; give a folder for index.html and the figures")
     url, engine = engine_from_settings(database_url)
     migrate.require_current(engine, url)
+    if refresh:
+        _refresh(engine, say=True)
     result = write_report(engine, out)
     console.print(safe_text(f"report written to {result.index} ({len(result.figures)} figures)"))

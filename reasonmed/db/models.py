@@ -688,3 +688,15 @@ class SlotLease(Base):
     slots: Mapped[int] = mapped_column(Integer)
     in_use: Mapped[int] = mapped_column(Integer)
     renewed_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class AuditRollup(Base):
+    """When a rolled-up audit view was last recomputed (migration 0017, ``db/audit_rollups.py``): on Postgres
+    audit_token_usage and audit_verifier_accuracy count the rows committed before ``refreshed_at`` and no
+    later ones. Empty on SQLite, whose views are live."""
+
+    __tablename__ = "audit_rollups"
+    view_name: Mapped[str] = mapped_column(String(64), primary_key=True)  # the audit view it serves
+    refreshed_at: Mapped[datetime] = mapped_column(Timestamp)
+    refresh_s: Mapped[float] = mapped_column(Float)  # how long that refresh took
+    row_count: Mapped[int] = mapped_column(BigInteger)  # the view's rows after it

@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from reasonmed.best_effort import Log
+from reasonmed.best_effort import Log, best_effort
 from reasonmed.config import PipelineConfig, Settings
-from reasonmed.db import nightly_repo, runs_repo
+from reasonmed.db import audit_rollups, nightly_repo, runs_repo
 from reasonmed.nightly import guard
 from reasonmed.nightly.ingest import IngestOne, NightInput, ingest_new
 from reasonmed.nightly.report import Growth
@@ -133,6 +133,9 @@ class Night:
             await self._build(growth)
         growth.after = await asyncio.to_thread(nightly_repo.dataset_totals, self.engine)
         growth.finished = await asyncio.to_thread(nightly_repo.finished_since, self.engine, started)
+        # What the day wrote outside a build (a rejudge, a retry) too; not again after the night's build did.
+        with best_effort("refresh of the audit rollups", self.log):
+            await asyncio.to_thread(audit_rollups.refresh_rollups, self.engine, unless_since=started)
         if self.request.export:
             await self._export(growth)
         return growth

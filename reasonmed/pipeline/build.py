@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from reasonmed.best_effort import Log, best_effort
 from reasonmed.config import PipelineConfig, Settings
-from reasonmed.db import batch_repo, claims_repo, failures_repo, reopen_repo, reports_repo
+from reasonmed.db import audit_rollups, batch_repo, claims_repo, failures_repo, reopen_repo, reports_repo
 from reasonmed.db.claims_repo import Priority
 from reasonmed.llm.registry import LLMRegistry
 from reasonmed.llm.types import LLMError
@@ -497,6 +497,12 @@ class BuildLoop:
     def stats(self) -> dict[str, Any]:
         """The run's counters as its row records them."""
         return jsonable({**self.progress.snapshot(), "statuses": self.totals, "shards": self.shards})
+
+    async def refresh_audits(self) -> None:
+        """Recompute the rolled-up audit views (Postgres), so the audits count this run's rows; a refresh
+        that fails is logged and the run's outcome stands."""
+        with best_effort("refresh of the audit rollups", self.log):
+            await asyncio.to_thread(audit_rollups.refresh_rollups, self.engine)
 
     async def report(self) -> dict[str, Any]:
         """The run's tables: tiers, rejections, rejected paths, verifier accuracy, tokens, set-aside

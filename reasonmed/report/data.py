@@ -7,7 +7,8 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import Engine
 
-from reasonmed.db import audit_repo
+from reasonmed.db import audit_repo, audit_rollups
+from reasonmed.db.audit_rollups import RollupState
 
 
 class ReportData(BaseModel):
@@ -20,6 +21,7 @@ class ReportData(BaseModel):
     token_usage: list[dict[str, Any]]
     cost_per_sample: list[dict[str, Any]] = []
     word_counts: list[tuple[str, bool, int]]
+    rollups: list[RollupState] = []  # how current the rolled-up views are (Postgres; none on SQLite)
 
 
 def load_report_data(engine: Engine) -> ReportData:
@@ -33,4 +35,5 @@ def load_report_data(engine: Engine) -> ReportData:
         token_usage=audit_repo.view_rows(engine, "audit_token_usage"),
         cost_per_sample=audit_repo.view_rows(engine, "audit_cost_per_sample"),
         word_counts=audit_repo.path_word_counts(engine),
+        rollups=audit_rollups.rollup_states(engine),
     )

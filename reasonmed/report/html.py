@@ -33,14 +33,17 @@ def render_page(
     generated_at: str,
     images: Mapping[str, str],
     tables: Mapping[str, Sequence[Mapping[str, Any]]],
+    notes: Sequence[str] = (),
 ) -> str:
-    """``images`` maps figure name -> the <img> src (a file name, or a data: URI)."""
+    """``images`` maps figure name -> the <img> src (a file name, or a data: URI); ``notes``: paragraphs
+    under the heading (how current the rolled-up views are)."""
     figures = "\n".join(
         f"<figure><img src='{html.escape(images[name])}' alt='{html.escape(label)}'>"
         f"<figcaption>{html.escape(label)}</figcaption></figure>"
         for name, (label, _) in FIGURES.items()
         if name in images
     )
+    paragraphs = "".join(f"\n<p class='as-of'>{html.escape(n)}</p>" for n in notes)
     sections = "\n".join(f"<h2>{html.escape(name)}</h2>\n{html_table(rows)}" for name, rows in tables.items())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -55,7 +58,7 @@ th {{ background: #f4f4f4; }}
 </style></head>
 <body>
 <h1>{html.escape(title)}</h1>
-<p>Generated {html.escape(generated_at)} from the audit views (see docs/audits.md).</p>
+<p>Generated {html.escape(generated_at)} from the audit views (see docs/audits.md).</p>{paragraphs}
 {figures}
 {sections}
 </body></html>

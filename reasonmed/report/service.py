@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from sqlalchemy import Engine
 
+from reasonmed.audit_freshness import as_of_lines
 from reasonmed.report.data import ReportData, load_report_data
 from reasonmed.report.figures import FIGURES, render_all
 from reasonmed.report.html import render_page
@@ -40,11 +41,13 @@ def write_report(engine: Engine, out: Path) -> ReportResult:
     for name, png in render_all(data).items():
         paths[name] = out / f"{name}.png"
         paths[name].write_bytes(png)
+    now = datetime.now(UTC)
     page = render_page(
         title=TITLE,
-        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        generated_at=now.isoformat(timespec="seconds"),
         images={n: p.name for n, p in paths.items()},
         tables=report_tables(data),
+        notes=as_of_lines(data.rollups, now),
     )
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")

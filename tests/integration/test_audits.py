@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import Session
 
-from reasonmed.db import audit_repo, migrate
+from reasonmed.db import audit_repo, audit_rollups, migrate
 from reasonmed.db.engine import make_engine
 from reasonmed.db.models import (
     AcceptedPath,
@@ -750,8 +750,10 @@ EXPECTED: dict[str, list[dict]] = {
 
 @pytest.fixture
 def audit_engine(db_url: str) -> Iterator[Engine]:
+    """The fixture's rows, counted by the rolled-up views too (Postgres: test_audit_rollups.py)."""
     eng = make_engine(db_url)
     build_fixture(eng)
+    audit_rollups.refresh_rollups(eng)
     yield eng
     eng.dispose()
 
