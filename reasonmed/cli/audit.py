@@ -147,6 +147,15 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+RefreshOption = Annotated[
+    bool,
+    typer.Option(
+        "--refresh",
+        help="recompute the rolled-up views (audit_token_usage, audit_verifier_accuracy; Postgres) first",
+    ),
+]
+
+
 @app.command("audit", rich_help_panel=INSPECT)
 def audit(
     view: Annotated[AuditView | None, typer.Option("--view", help="one view, all columns")] = None,
@@ -157,13 +166,7 @@ def audit(
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")
     ] = None,
-    refresh: Annotated[
-        bool,
-        typer.Option(
-            "--refresh",
-            help="recompute the rolled-up views (audit_token_usage, audit_verifier_accuracy; Postgres) first",
-        ),
-    ] = False,
+    refresh: RefreshOption = False,
 ) -> None:
     """Print the audit views (tiers, verifier accuracy and disagreements, refinement, rejections, tokens, set-aside) as tables."""
     view = None if view is None else str(view)
@@ -205,13 +208,7 @@ def report(
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="overrides REASONMED_DATABASE_URL")
     ] = None,
-    refresh: Annotated[
-        bool,
-        typer.Option(
-            "--refresh",
-            help="recompute the rolled-up views (audit_token_usage, audit_verifier_accuracy; Postgres) first",
-        ),
-    ] = False,
+    refresh: RefreshOption = False,
 ) -> None:
     """Write the audit report: index.html with tier, accuracy, path-length, rejection and token figures."""
     from reasonmed.report.service import write_report

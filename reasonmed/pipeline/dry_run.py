@@ -19,6 +19,12 @@ def plan_run(
     pending = claims_repo.count_pending(engine, sources)
     if limit is not None:
         pending = min(pending, limit)
+    return _estimate(engine, cfg, pending, sources)
+
+
+def _estimate(
+    engine: Engine, cfg: PipelineConfig, pending: int, sources: Sequence[str] | None
+) -> RunEstimate:
     finished, history = inspect_repo.call_history(engine)
     return estimate(
         cfg,
@@ -37,13 +43,4 @@ NOMINAL_QUESTIONS = 10_000
 def plan_work(engine: Engine, cfg: PipelineConfig, est: RunEstimate) -> RunEstimate:
     """The estimate a replica plan is made from: the run's, or, when no question is pending (files not
     ingested yet), that of ``NOMINAL_QUESTIONS`` questions from the same history or limits."""
-    if est.pending:
-        return est
-    finished, history = inspect_repo.call_history(engine)
-    return estimate(
-        cfg,
-        pending=NOMINAL_QUESTIONS,
-        finished=finished,
-        history=history,
-        prompt_chars=inspect_repo.pending_prompt_chars(engine),
-    )
+    return est if est.pending else _estimate(engine, cfg, NOMINAL_QUESTIONS, None)
