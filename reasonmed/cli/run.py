@@ -262,7 +262,9 @@ def _dry_run(
     if nodes is not None:
         work = plan_work(engine, cfg, est)
         if work is not est:
-            console.print(f"replica plan: no question pending, so planned for {work.pending:,} questions")
+            console.print(
+                safe_text(f"replica plan: no question pending, so planned for {work.pending:,} questions")
+            )
         plan = plan_replicas(work, nodes=nodes, replicas_per_node=replicas_per_node, hosted=hosted or ())
         print_replica_plan(plan, console)
 

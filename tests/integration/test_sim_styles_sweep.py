@@ -1,4 +1,4 @@
-"""The rest of the seed sweep of tests/unit/test_sim_styles.py (seeds 4-11): every style reads back the option it
+"""The rest of the seed sweep of tests/unit/test_sim_styles.py (seeds 2-11): every style reads back the option it
 wrote, raw or as the pipeline stores it."""
 
 from __future__ import annotations

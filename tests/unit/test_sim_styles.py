@@ -50,7 +50,7 @@ def _path(
 
 # The first seeds here; the rest in tests/integration/test_sim_styles_sweep.py, so `pytest tests/unit` stays
 # fast and the whole suite still sweeps every seed.
-UNIT_SEEDS = range(4)
+UNIT_SEEDS = range(2)
 ALL_SEEDS = range(12)
 
 
