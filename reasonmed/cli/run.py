@@ -177,6 +177,7 @@ def run(
         list[str] | None,
         typer.Option(
             "--hosted",
+            metavar="ENDPOINT",
             help="With --nodes: an endpoint your nodes do not serve (a hosted API), left out of the plan; "
             "repeat for each.",
         ),
