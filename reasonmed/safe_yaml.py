@@ -27,10 +27,7 @@ class _BoundedLoader(yaml.SafeLoader):
         self._depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        event = self.peek_event()
-        line = event.start_mark.line + 1 if event.start_mark else 0
-        if _aliased(event) or self._depth >= MAX_DEPTH:
-            raise _refused(line, alias=_aliased(event))
+        _check_node(self.peek_event(), self._depth)
         self._depth += 1
         try:
             return super().compose_node(parent, index)
@@ -38,16 +35,20 @@ class _BoundedLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
-def _aliased(event: yaml.Event) -> bool:
-    return isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None
-
-
-def _refused(line: int, *, alias: bool) -> YamlRefused:
-    if alias:
-        return YamlRefused(
+def _check_node(event: yaml.Event, depth: int) -> None:
+    """The two refusals, for a node's event with ``depth`` collections around it: an anchor or alias, and
+    nesting past MAX_DEPTH. The one rule for the loader and for the screen."""
+    line = event.start_mark.line + 1 if event.start_mark else 0
+    if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+        raise YamlRefused(
             f"line {line}: YAML anchors and aliases (&name, *name, <<: *name) are not accepted; "
             "write each value out"
         )
+    if depth >= MAX_DEPTH:
+        raise _too_deep(line)
+
+
+def _too_deep(line: int) -> YamlRefused:
     return YamlRefused(f"line {line}: nested more than {MAX_DEPTH} levels deep")
 
 
@@ -63,14 +64,12 @@ def _screen(text: str) -> None:
             if isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
             elif isinstance(event, yaml.NodeEvent):
-                line = event.start_mark.line + 1 if event.start_mark else 0
-                if _aliased(event) or depth >= MAX_DEPTH:
-                    raise _refused(line, alias=_aliased(event))
+                _check_node(event, depth)
                 depth += isinstance(event, yaml.CollectionStartEvent)
     except yaml.MarkedYAMLError as exc:
         # libyaml stops at its own limit (1,000 levels), past ours; any other error is the loader's to report.
         if "maximum nesting depth" in (exc.problem or "") and exc.problem_mark is not None:
-            raise _refused(exc.problem_mark.line + 1, alias=False) from None
+            raise _too_deep(exc.problem_mark.line + 1) from None
     except yaml.YAMLError:
         return
 

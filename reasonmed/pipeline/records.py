@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from reasonmed.agents.base import CallOutcome, QuestionView
 from reasonmed.db.runs_repo import now
@@ -44,7 +45,7 @@ class GenerateJob:
     count: int
     order_base: int  # generation_order of sample 0 of this (generator, temperature)
     request: Request
-    stage: str = "generation"  # how a failure names it
+    stage: ClassVar[str] = "generation"  # how a failure names it
 
     def place(self, i: int) -> PathPlace:
         s = self.first_sample + i
@@ -62,7 +63,7 @@ class WriteJob:
     parent_id: int | None
     sample_index: int
     request: Request
-    count: int = 1
+    count: ClassVar[int] = 1  # one path per request
 
     @property
     def stage(self) -> str:

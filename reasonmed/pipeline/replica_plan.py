@@ -52,11 +52,12 @@ def plan_replicas(
     API such as the paper's refiner), left out."""
     if nodes < 1 or replicas_per_node < 1:
         raise Mistake("--nodes and --replicas-per-node must be at least 1")
-    unknown = sorted(set(hosted) - {s.endpoint for s in est.stages})
+    endpoints = {s.endpoint for s in est.stages}
+    unknown = sorted(set(hosted) - endpoints)
     if unknown:
         raise Mistake(
             f"--hosted {', '.join(unknown)}: no such endpoint in the pipeline file "
-            f"(endpoints: {', '.join(sorted({s.endpoint for s in est.stages}))})"
+            f"(endpoints: {', '.join(sorted(endpoints))})"
         )
     timed = all(s.busy_s is not None for s in est.stages if s.calls)
     work: dict[str, float] = {}

@@ -102,7 +102,7 @@ class Phrasing:
 
     @property
     def pattern(self) -> re.Pattern[str]:
-        return _pattern(self._read_text)
+        return _reader(self._read_text)[0]
 
     @property
     def _read_text(self) -> tuple[str, str]:
@@ -114,20 +114,22 @@ class Phrasing:
     def search(self, text: str) -> re.Match[str] | None:
         """This conclusion ending ``text``. It spans as many line breaks as its fixed text holds, so only
         the text's last lines are searched: a path is thousands of characters, a conclusion one line."""
-        before, after = self._read_text
+        pattern, breaks = _reader(self._read_text)
         start = len(text)
-        for _ in range(before.count("\n") + after.count("\n") + 1):
+        for _ in range(breaks + 1):
             start = text.rfind("\n", 0, start)
             if start < 0:
                 start = 0
                 break
-        return self.pattern.search(text, start)  # ``\A`` matches only at the text's real start
+        return pattern.search(text, start)  # ``\A`` matches only at the text's real start
 
 
 @cache
-def _pattern(read_text: tuple[str, str]) -> re.Pattern[str]:
+def _reader(read_text: tuple[str, str]) -> tuple[re.Pattern[str], int]:
+    """The conclusion's pattern, and the line breaks its fixed text holds."""
     before, after = read_text
-    return re.compile(rf"(?:\A|\n){re.escape(before)}(?P<slot>[^\n]*){re.escape(after)}\Z")
+    pattern = re.compile(rf"(?:\A|\n){re.escape(before)}(?P<slot>[^\n]*){re.escape(after)}\Z")
+    return pattern, before.count("\n") + after.count("\n")
 
 
 def is_worded(options: Mapping[str, str]) -> bool:
